@@ -1,0 +1,66 @@
+/* safetensors.h - read-only access to Hugging Face safetensors checkpoints.
+ *
+ * Files are memory-mapped. The JSON header is parsed with jansson and validated in full
+ * before any tensor is touched: header length within the file and below GZ_ST_MAX_HEADER,
+ * known dtype, shape product × dtype size == byte length, offsets inside the data area,
+ * no two tensors overlapping. F32 tensors are used in place from the mapping; F16/BF16
+ * tensors are converted to F32 once, on first request, into memory the file handle owns.
+ * A checkpoint may be one file or sharded (model.safetensors.index.json).
+ * Limits: at most GZ_ST_MAX_DIMS dimensions; header at most GZ_ST_MAX_HEADER bytes. */
+#ifndef GZ_CORE_SAFETENSORS_H
+#define GZ_CORE_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gaze.h"
+
+#define GZ_ST_MAX_DIMS 8
+#define GZ_ST_MAX_HEADER (100u * 1024u * 1024u)
+
+typedef enum {
+    GZ_DT_F32 = 0, GZ_DT_F16, GZ_DT_BF16, GZ_DT_F64, GZ_DT_I64, GZ_DT_I32, GZ_DT_I16, GZ_DT_I8,
+    GZ_DT_U8, GZ_DT_BOOL
+} gz_dtype;
+
+typedef struct {
+    const char *name;
+    gz_dtype dtype;
+    int ndim;
+    int64_t shape[GZ_ST_MAX_DIMS];
+    size_t numel;
+    const void *data; /* raw bytes in the mapping (little-endian); may be unaligned for I64 */
+    size_t nbytes;
+} gz_st_tensor;
+
+typedef struct gz_st_file gz_st_file; /* one file, or a set of shards behind one handle */
+
+/* Open one .safetensors file, or a sharded checkpoint when path ends in ".index.json".
+ * GZ_EINVAL for a malformed file (message names the file, the tensor and the reason),
+ * GZ_EIO if it cannot be read. *out is NULL on error. */
+gz_status gz_st_open(const char *path, gz_st_file **out);
+/* Open the weights of a model directory: model.safetensors, else model.safetensors.index.json. */
+gz_status gz_st_open_dir(const char *dir, gz_st_file **out);
+void gz_st_close(gz_st_file *f);
+
+size_t gz_st_count(const gz_st_file *f);
+const gz_st_tensor *gz_st_at(const gz_st_file *f, size_t i);
+const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name); /* NULL if absent */
+/* Total bytes of all files; total number of elements; dtype mix as "F32", "F16+F32", ... */
+size_t gz_st_file_bytes(const gz_st_file *f);
+size_t gz_st_total_params(const gz_st_file *f);
+const char *gz_dtype_name(gz_dtype t);
+size_t gz_dtype_size(gz_dtype t);
+
+/* Get a float tensor as F32 (converted once for F16/BF16/F64; owned by f). If shape is not
+ * NULL it must match exactly (ndim dims), else GZ_EINVAL naming the tensor and both shapes.
+ * GZ_ENOTFOUND if absent (message names the tensor and the file). */
+gz_status gz_st_f32(gz_st_file *f, const char *name, int ndim, const int64_t *shape,
+                    const float **out);
+/* Like gz_st_f32 but for a name built with printf formatting, e.g. "layer.%d.attn.q.weight". */
+gz_status gz_st_f32_fmt(gz_st_file *f, const float **out, int ndim, const int64_t *shape,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Copy an integer tensor (I64/I32/U8/...) into a new int64 array (caller frees). */
+gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t *n);
+
+#endif

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# setup.sh - install gaze's build dependencies and build the FAISS C API.
+#
+# Idempotent. Needs root (or sudo) for apt on a fresh Debian 12 machine; needs no
+# network but Debian's archive. Debian's libfaiss-dev ships the C API headers and
+# libfaiss.a but not a compiled C API library, so we build faiss's own c_api/*.cpp
+# from Debian's source package against the installed libfaiss.a, into
+# build-deps/faiss_c (never committed). CMake finds it there.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+deps="$here/build-deps"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+packages=(
+  build-essential cmake pkg-config
+  libopenblas-dev libfaiss-dev libsqlite3-dev
+  libjpeg62-turbo-dev libpng-dev libwebp-dev libheif-dev libexif-dev
+  libstb-dev libutf8proc-dev libjansson-dev libxxhash-dev libcurl4-openssl-dev
+  python3-numpy dpkg-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- FAISS C API -----------------------------------------------------------
+if [ -f "$deps/faiss_c/lib/libfaiss_c.a" ]; then
+  echo "setup: FAISS C API already built in $deps/faiss_c"
+  exit 0
+fi
+if [ -f /usr/lib/x86_64-linux-gnu/libfaiss_c.so ] || [ -f /usr/local/lib/libfaiss_c.so ]; then
+  echo "setup: system libfaiss_c found"
+  exit 0
+fi
+
+src_list=/etc/apt/sources.list.d/gaze-deb-src.sources
+if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+  echo "setup: enabling deb-src to fetch faiss sources"
+  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources | $SUDO tee "$src_list" >/dev/null
+  $SUDO apt-get update -qq
+fi
+
+work="$deps/faiss-src"
+rm -rf "$work"; mkdir -p "$work"
+(cd "$work" && apt-get source -qq --download-only faiss >/dev/null 2>&1 || apt-get source -qq faiss >/dev/null)
+(cd "$work" && dpkg-source -x --no-check ./faiss_*.dsc faiss >/dev/null 2>&1 || true)
+srcdir=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name 'faiss*' | head -n1)
+if [ -z "$srcdir" ] || [ ! -d "$srcdir/c_api" ]; then
+  echo "setup: could not unpack Debian's faiss source package" >&2
+  exit 1
+fi
+
+out="$deps/faiss_c"
+mkdir -p "$out/obj" "$out/lib"
+echo "setup: building FAISS C API from $srcdir/c_api"
+cpps=$(find "$srcdir/c_api" -name '*.cpp' ! -path '*/gpu/*')
+pids=()
+for f in $cpps; do
+  rel=${f#"$srcdir/c_api/"}
+  obj="$out/obj/$(echo "$rel" | tr '/' '_').o"
+  g++ -O2 -fPIC -std=c++17 -fopenmp -I"$srcdir" -c "$f" -o "$obj" &
+  pids+=($!)
+  if [ ${#pids[@]} -ge "$(nproc)" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+ar rcs "$out/lib/libfaiss_c.a" "$out"/obj/*.o
+rm -rf "$out/obj" "$work"
+echo "setup: FAISS C API ready: $out/lib/libfaiss_c.a"

@@ -1,0 +1,77 @@
+/* testutil.c - shared test helpers (see testutil.h). */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gaze.h"
+
+int gz_test_failures = 0;
+
+int gz_check_close(const char *what, const float *got, const float *want, size_t n, float atol,
+                   float rtol) {
+    size_t first_bad = (size_t)-1;
+    double max_diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= atol + rtol * fabs((double)want[i])) && first_bad == (size_t)-1) first_bad = i;
+        if (d > max_diff || d != d) max_diff = d;
+    }
+    if (first_bad != (size_t)-1) {
+        fprintf(stderr, "%s: element %zu of %zu: got %.8g want %.8g (atol %.1g rtol %.1g); max diff %.3g\n",
+                what, first_bad, n, got[first_bad], want[first_bad], atol, rtol, max_diff);
+        gz_test_failures++;
+        return 0;
+    }
+    return 1;
+}
+
+double gz_max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d) m = d;
+    }
+    return m;
+}
+
+const char *gz_test_path(const char *fmt, ...) {
+    static char slots[8][1024];
+    static int next = 0;
+    char rel[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    char *out = slots[next];
+    next = (next + 1) % 8;
+    snprintf(out, 1024, "%s/%s", GZ_TEST_DATA, rel);
+    return out;
+}
+
+const char *gz_test_tmpdir(const char *name) {
+    static char dir[1024];
+    const char *base = getenv("TMPDIR");
+    if (!base) base = "/tmp";
+    snprintf(dir, sizeof dir, "%s/gaze-test-%s-%d", base, name, (int)getpid());
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "cannot create %s\n", dir);
+        exit(3);
+    }
+    return dir;
+}
+
+int gz_test_finish(const char *suite, int checks_run) {
+    (void)checks_run;
+    if (gz_test_failures) {
+        fprintf(stderr, "%s: %d check(s) FAILED\n", suite, gz_test_failures);
+        return 1;
+    }
+    printf("%s: all checks passed\n", suite);
+    return 0;
+}

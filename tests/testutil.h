@@ -1,0 +1,45 @@
+/* testutil.h - small helpers shared by the C test suites (not part of the library). */
+#ifndef GZ_TESTUTIL_H
+#define GZ_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* A failed CHECK prints file:line and the condition, counts the failure, and continues. */
+extern int gz_test_failures;
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            gz_test_failures++;                                                      \
+        }                                                                            \
+    } while (0)
+#define CHECK_OK(expr)                                                                       \
+    do {                                                                                     \
+        int st_ = (expr);                                                                    \
+        if (st_ != 0) {                                                                      \
+            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr, st_,   \
+                    gz_last_error());                                                        \
+            gz_test_failures++;                                                              \
+        }                                                                                    \
+    } while (0)
+
+/* Compare got with want element by element; on the first element outside
+ * |got - want| <= atol + rtol*|want| (NaN fails) print what, index, both values and the
+ * max difference over the whole array. Returns 1 if all close. Counts a failure. */
+int gz_check_close(const char *what, const float *got, const float *want, size_t n, float atol,
+                   float rtol);
+/* Max |a - b| over n elements. */
+double gz_max_abs_diff(const float *a, const float *b, size_t n);
+
+/* Path under tests/data: returns a static buffer (one per call slot, 8 slots rotating). */
+const char *gz_test_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Make a fresh empty temporary directory for this test; returns its path (static). */
+const char *gz_test_tmpdir(const char *name);
+
+/* Print "N passed, M failed" style summary and return the process exit code. */
+int gz_test_finish(const char *suite, int checks_run);
+
+#endif
