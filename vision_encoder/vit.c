@@ -1,0 +1,319 @@
+/* vit.c - ViT image encoder (BLIP, CLIP and Chinese-CLIP variants), batched over OpenBLAS.
+ *
+ * Legend: B = images in the call, n = images in one chunk, S = image size, p = patch size,
+ *         G = S / p, P = G*G + 1 tokens, N = n*P tokens in a chunk, D = hidden size,
+ *         H = heads, Dh = D / H, F = MLP size, E = embedding (projection) size, L = layers.
+ *
+ * One forward pass runs every linear layer as a single GEMM over all N tokens of a chunk.
+ * The tower is read-only after loading; each call owns its scratch. */
+#include "vision_encoder/vit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/kernels.h"
+
+/* At most this many tokens per forward chunk: bounds scratch memory (ViT-B/16: 41 images,
+ * about 80 MB of activations) while keeping GEMMs large. */
+#define VIT_MAX_CHUNK_TOKENS 8192
+/* F.normalize's eps; for CLIP's x / ||x|| it is the same for any non-zero row. */
+#define VIT_NORM_EPS 1e-12f
+
+typedef struct {
+    const float *ln1_w, *ln1_b;     /* (D) */
+    const float *qkv_w;             /* BLIP: (3*D, D) rows q, k, v; NULL for CLIP */
+    const float *qkv_b;             /* BLIP: (3*D) */
+    const float *q_w, *k_w, *v_w;   /* CLIP: (D, D) each */
+    const float *q_b, *k_b, *v_b;   /* CLIP: (D) each */
+    const float *out_w, *out_b;     /* (D, D), (D) */
+    const float *ln2_w, *ln2_b;     /* (D) */
+    const float *fc1_w, *fc1_b;     /* (F, D), (F) */
+    const float *fc2_w, *fc2_b;     /* (D, F), (D) */
+} vit_layer;
+
+struct gz_vit {
+    gz_family family;
+    int D, L, H, F, S, p, G, P, E, C;
+    gz_act act;
+    float eps;
+    const float *patch_w;             /* (D, C, p, p) */
+    const float *patch_b;             /* (D) BLIP; NULL for CLIP */
+    const float *cls;                 /* (D) */
+    const float *pos;                 /* (P, D) */
+    const float *pre_ln_w, *pre_ln_b; /* (D) CLIP only */
+    const float *post_ln_w, *post_ln_b; /* (D) */
+    const float *proj_w;              /* (E, D) */
+    const float *proj_b;              /* (E) BLIP; NULL for CLIP */
+    vit_layer *layers;                /* (L) owned */
+};
+
+/* Scratch of one forward chunk (one allocation, owned by the caller of vit_forward). */
+typedef struct {
+    float *x;    /* (N, D) residual stream */
+    float *h;    /* (N, D) normalised input of a sub-block / patch embeddings / post-LN */
+    float *qkv;  /* (N, 3*D) */
+    float *att;  /* (N, D) attention output */
+    float *mlp;  /* (N, F) */
+    float *cls;  /* (n, D) class tokens */
+    float *feat; /* (n, E) projections */
+} vit_scratch;
+
+static gz_status get(gz_st_file *w, const float **out, int ndim, int64_t d0, int64_t d1,
+                     int64_t d2, int64_t d3, const char *name) {
+    int64_t shape[4] = {d0, d1, d2, d3};
+    return gz_st_f32(w, name, ndim, shape, out);
+}
+
+#define GETF(dst, ndim, d0, d1, d2, d3, ...)                                             \
+    do {                                                                                  \
+        int64_t shape_[4] = {(d0), (d1), (d2), (d3)};                                     \
+        gz_status st_ = gz_st_f32_fmt(w, &(dst), (ndim), shape_, __VA_ARGS__);            \
+        if (st_ != GZ_OK) {                                                               \
+            gz_vit_free(v);                                                               \
+            return st_;                                                                   \
+        }                                                                                 \
+    } while (0)
+
+static gz_status load_layer(gz_st_file *w, gz_vit *v, int l, vit_layer *ly) {
+    const int D = v->D, F = v->F;
+    char pre[96];
+    snprintf(pre, sizeof pre, "vision_model.encoder.layers.%d.", l);
+    gz_status st = GZ_OK;
+#define LG(dst, ndim, d0, d1, suffix)                                          \
+    do {                                                                       \
+        char name_[160];                                                       \
+        snprintf(name_, sizeof name_, "%s%s", pre, suffix);                    \
+        if ((st = get(w, &(dst), (ndim), (d0), (d1), 0, 0, name_)) != GZ_OK)  \
+            return st;                                                         \
+    } while (0)
+    LG(ly->ln1_w, 1, D, 0, "layer_norm1.weight");
+    LG(ly->ln1_b, 1, D, 0, "layer_norm1.bias");
+    LG(ly->ln2_w, 1, D, 0, "layer_norm2.weight");
+    LG(ly->ln2_b, 1, D, 0, "layer_norm2.bias");
+    LG(ly->fc1_w, 2, F, D, "mlp.fc1.weight");
+    LG(ly->fc1_b, 1, F, 0, "mlp.fc1.bias");
+    LG(ly->fc2_w, 2, D, F, "mlp.fc2.weight");
+    LG(ly->fc2_b, 1, D, 0, "mlp.fc2.bias");
+    if (v->family == GZ_FAMILY_BLIP) {
+        LG(ly->qkv_w, 2, 3 * (int64_t)D, D, "self_attn.qkv.weight");
+        LG(ly->qkv_b, 1, 3 * (int64_t)D, 0, "self_attn.qkv.bias");
+        LG(ly->out_w, 2, D, D, "self_attn.projection.weight");
+        LG(ly->out_b, 1, D, 0, "self_attn.projection.bias");
+    } else {
+        LG(ly->q_w, 2, D, D, "self_attn.q_proj.weight");
+        LG(ly->q_b, 1, D, 0, "self_attn.q_proj.bias");
+        LG(ly->k_w, 2, D, D, "self_attn.k_proj.weight");
+        LG(ly->k_b, 1, D, 0, "self_attn.k_proj.bias");
+        LG(ly->v_w, 2, D, D, "self_attn.v_proj.weight");
+        LG(ly->v_b, 1, D, 0, "self_attn.v_proj.bias");
+        LG(ly->out_w, 2, D, D, "self_attn.out_proj.weight");
+        LG(ly->out_b, 1, D, 0, "self_attn.out_proj.bias");
+    }
+#undef LG
+    return st;
+}
+
+gz_status gz_vit_load(gz_st_file *w, const gz_model_config *cfg, gz_vit **out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_vit_load: out is NULL");
+    *out = NULL;
+    if (!w || !cfg) return GZ_FAIL(GZ_EINVAL, "gz_vit_load: NULL weights or config");
+    const gz_vision_config *vc = &cfg->vision;
+    if (cfg->family != GZ_FAMILY_BLIP && cfg->family != GZ_FAMILY_CLIP &&
+        cfg->family != GZ_FAMILY_CHINESE_CLIP)
+        return GZ_FAIL(GZ_EUNSUPPORTED, "vision tower: unknown model family %d", (int)cfg->family);
+    if (vc->hidden_size <= 0 || vc->num_layers <= 0 || vc->num_heads <= 0 ||
+        vc->intermediate_size <= 0 || vc->image_size <= 0 || vc->patch_size <= 0 ||
+        cfg->projection_dim <= 0)
+        return GZ_FAIL(GZ_EINVAL, "vision config: sizes must be positive");
+    if (vc->hidden_size % vc->num_heads != 0)
+        return GZ_FAIL(GZ_EINVAL, "vision config: hidden_size %d is not a multiple of %d heads",
+                       vc->hidden_size, vc->num_heads);
+    if (vc->image_size % vc->patch_size != 0)
+        return GZ_FAIL(GZ_EINVAL, "vision config: image_size %d is not a multiple of patch_size %d",
+                       vc->image_size, vc->patch_size);
+    if (vc->num_channels != 3)
+        return GZ_FAIL(GZ_EUNSUPPORTED, "vision config: num_channels %d (only RGB, 3, is supported)",
+                       vc->num_channels);
+    const int G = vc->image_size / vc->patch_size;
+    if (G > 4096 || (int64_t)G * G + 1 > VIT_MAX_CHUNK_TOKENS)
+        return GZ_FAIL(GZ_EUNSUPPORTED, "vision config: %d x %d patches is too many", G, G);
+
+    gz_vit *v = calloc(1, sizeof *v);
+    if (!v) return GZ_FAIL(GZ_ENOMEM, "vision tower: out of memory");
+    v->family = cfg->family;
+    v->D = vc->hidden_size;
+    v->L = vc->num_layers;
+    v->H = vc->num_heads;
+    v->F = vc->intermediate_size;
+    v->S = vc->image_size;
+    v->p = vc->patch_size;
+    v->G = G;
+    v->P = G * G + 1;
+    v->E = cfg->projection_dim;
+    v->C = vc->num_channels;
+    v->act = vc->act;
+    v->eps = vc->layer_norm_eps;
+    v->layers = calloc((size_t)v->L, sizeof *v->layers);
+    if (!v->layers) {
+        gz_vit_free(v);
+        return GZ_FAIL(GZ_ENOMEM, "vision tower: out of memory");
+    }
+    const int D = v->D, P = v->P, E = v->E, p = v->p;
+    GETF(v->patch_w, 4, D, v->C, p, p, "vision_model.embeddings.patch_embedding.weight");
+    GETF(v->post_ln_w, 1, D, 0, 0, 0, "vision_model.post_layernorm.weight");
+    GETF(v->post_ln_b, 1, D, 0, 0, 0, "vision_model.post_layernorm.bias");
+    if (v->family == GZ_FAMILY_BLIP) {
+        GETF(v->patch_b, 1, D, 0, 0, 0, "vision_model.embeddings.patch_embedding.bias");
+        GETF(v->cls, 3, 1, 1, D, 0, "vision_model.embeddings.class_embedding");
+        GETF(v->pos, 3, 1, P, D, 0, "vision_model.embeddings.position_embedding");
+        GETF(v->proj_w, 2, E, D, 0, 0, "vision_proj.weight");
+        GETF(v->proj_b, 1, E, 0, 0, 0, "vision_proj.bias");
+    } else {
+        GETF(v->cls, 1, D, 0, 0, 0, "vision_model.embeddings.class_embedding");
+        GETF(v->pos, 2, P, D, 0, 0, "vision_model.embeddings.position_embedding.weight");
+        GETF(v->pre_ln_w, 1, D, 0, 0, 0, "vision_model.pre_layrnorm.weight");
+        GETF(v->pre_ln_b, 1, D, 0, 0, 0, "vision_model.pre_layrnorm.bias");
+        GETF(v->proj_w, 2, E, D, 0, 0, "visual_projection.weight");
+    }
+    for (int l = 0; l < v->L; l++) {
+        gz_status st = load_layer(w, v, l, &v->layers[l]);
+        if (st != GZ_OK) {
+            gz_vit_free(v);
+            return st;
+        }
+    }
+    *out = v;
+    return GZ_OK;
+}
+
+void gz_vit_free(gz_vit *v) {
+    if (!v) return;
+    free(v->layers);
+    free(v);
+}
+
+int gz_vit_image_size(const gz_vit *v) { return v ? v->S : 0; }
+int gz_vit_tokens(const gz_vit *v) { return v ? v->P : 0; }
+int gz_vit_hidden(const gz_vit *v) { return v ? v->D : 0; }
+int gz_vit_layers(const gz_vit *v) { return v ? v->L : 0; }
+int gz_vit_dim(const gz_vit *v) { return v ? v->E : 0; }
+
+/* y(N, out) rows at stride ldy = bias(out) + x(N, in) · W(out, in)^T: the bias is written
+ * first and the GEMM accumulates onto it (beta = 1), the order torch's addmm uses. */
+static void linear_strided(const float *x, const float *wt, const float *b, float *y, int ldy,
+                           int N, int in, int out) {
+    for (int i = 0; i < N; i++) memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
+    gz_sgemm(0, 1, N, out, in, 1.0f, x, in, wt, in, 1.0f, y, ldy);
+}
+
+/* One pre-LN encoder block on the residual stream s->x (N, D), n images of P tokens. */
+static void vit_block(const gz_vit *v, const vit_layer *ly, const vit_scratch *s, int n) {
+    const int D = v->D, F = v->F, P = v->P, N = n * P, Dh = D / v->H;
+    // attention: x += out_proj(attn(LN1(x)))
+    gz_layernorm(s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
+    if (ly->qkv_w) {
+        linear_strided(s->h, ly->qkv_w, ly->qkv_b, s->qkv, 3 * D, N, D, 3 * D); // (N, 3D)
+    } else {
+        linear_strided(s->h, ly->q_w, ly->q_b, s->qkv, 3 * D, N, D, D);
+        linear_strided(s->h, ly->k_w, ly->k_b, s->qkv + D, 3 * D, N, D, D);
+        linear_strided(s->h, ly->v_w, ly->v_b, s->qkv + 2 * D, 3 * D, N, D, D);
+    }
+    gz_attention(s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P, P, v->H, Dh,
+                 NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
+    gz_linear(s->att, ly->out_w, ly->out_b, s->h, N, D, D);
+    gz_add(s->x, s->h, (size_t)N * D);
+    // MLP: x += fc2(act(fc1(LN2(x))))
+    gz_layernorm(s->h, s->x, ly->ln2_w, ly->ln2_b, N, D, v->eps);
+    gz_linear(s->h, ly->fc1_w, ly->fc1_b, s->mlp, N, D, F); // (N, F)
+    gz_activate(v->act, s->mlp, (size_t)N * F);
+    gz_linear(s->mlp, ly->fc2_w, ly->fc2_b, s->h, N, F, D); // (N, D)
+    gz_add(s->x, s->h, (size_t)N * D);
+}
+
+/* Forward n images (b0..b0+n-1 of a call of B) and write the requested outputs. */
+static void vit_forward(const gz_vit *v, const vit_scratch *s, const float *pixels, int n, int B,
+                        int b0, float *embeds, float *features, float *last_hidden,
+                        float *all_hidden, float *pooled) {
+    const int D = v->D, P = v->P, E = v->E, GG = v->G * v->G, N = n * P;
+    const size_t chunk_sz = (size_t)N * D;
+
+    // embeddings: [cls ; patch conv] + pos  -> x (n, P, D)
+    gz_patch_embed(pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D); // (n, GG, D)
+    for (int b = 0; b < n; b++) {
+        float *xb = s->x + (size_t)b * P * D;
+        for (int d = 0; d < D; d++) xb[d] = v->cls[d] + v->pos[d];
+        const float *pb = s->h + (size_t)b * GG * D;
+        for (int t = 0; t < GG; t++)
+            for (int d = 0; d < D; d++)
+                xb[(size_t)(t + 1) * D + d] = pb[(size_t)t * D + d] + v->pos[(size_t)(t + 1) * D + d];
+    }
+    if (v->pre_ln_w) gz_layernorm(s->x, s->x, v->pre_ln_w, v->pre_ln_b, N, D, v->eps);
+    if (all_hidden) memcpy(all_hidden + (size_t)b0 * P * D, s->x, chunk_sz * sizeof(float));
+
+    for (int l = 0; l < v->L; l++) {
+        vit_block(v, &v->layers[l], s, n);
+        if (all_hidden)
+            memcpy(all_hidden + ((size_t)(l + 1) * B + b0) * P * D, s->x, chunk_sz * sizeof(float));
+    }
+
+    if (v->family == GZ_FAMILY_BLIP) {
+        // post_layernorm on every token; CLS of that feeds vision_proj
+        gz_layernorm(s->h, s->x, v->post_ln_w, v->post_ln_b, N, D, v->eps);
+        if (last_hidden) memcpy(last_hidden + (size_t)b0 * P * D, s->h, chunk_sz * sizeof(float));
+        for (int b = 0; b < n; b++)
+            memcpy(s->cls + (size_t)b * D, s->h + (size_t)b * P * D, (size_t)D * sizeof(float));
+    } else {
+        // last_hidden_state has no post-LN; pooled = post_layernorm(x[:, 0])
+        if (last_hidden) memcpy(last_hidden + (size_t)b0 * P * D, s->x, chunk_sz * sizeof(float));
+        for (int b = 0; b < n; b++)
+            memcpy(s->cls + (size_t)b * D, s->x + (size_t)b * P * D, (size_t)D * sizeof(float));
+        gz_layernorm(s->cls, s->cls, v->post_ln_w, v->post_ln_b, n, D, v->eps);
+    }
+    if (pooled) memcpy(pooled + (size_t)b0 * D, s->cls, (size_t)n * D * sizeof(float));
+    if (!embeds && !features) return;
+    gz_linear(s->cls, v->proj_w, v->proj_b, s->feat, n, D, E); // (n, E)
+    if (features) memcpy(features + (size_t)b0 * E, s->feat, (size_t)n * E * sizeof(float));
+    if (embeds) {
+        gz_l2_normalize(s->feat, n, E, VIT_NORM_EPS);
+        memcpy(embeds + (size_t)b0 * E, s->feat, (size_t)n * E * sizeof(float));
+    }
+}
+
+gz_status gz_vit_encode(const gz_vit *v, const float *pixels, int B, float *embeds,
+                        float *features, float *last_hidden, float *all_hidden, float *pooled) {
+    if (!v || !pixels || B < 0) return GZ_FAIL(GZ_EINVAL, "gz_vit_encode: bad arguments");
+    if (B == 0) return GZ_OK;
+    const int D = v->D, P = v->P, F = v->F, E = v->E;
+    int chunk = VIT_MAX_CHUNK_TOKENS / P;
+    if (chunk < 1) chunk = 1;
+    if (chunk > B) chunk = B;
+    const size_t N = (size_t)chunk * P;
+    // floats: x, h, att (N*D each), qkv (N*3D), mlp (N*F), cls (chunk*D), feat (chunk*E)
+    size_t per_tok = 0, total = 0, bytes = 0;
+    if (!gz_add_size((size_t)6 * D, (size_t)F, &per_tok) || !gz_mul_size(per_tok, N, &total) ||
+        !gz_add_size(total, (size_t)chunk * ((size_t)D + E), &total) ||
+        !gz_mul_size(total, sizeof(float), &bytes))
+        return GZ_FAIL(GZ_ENOMEM, "vision tower: scratch size overflows");
+    float *buf = malloc(bytes);
+    if (!buf)
+        return GZ_FAIL(GZ_ENOMEM, "vision tower: cannot allocate %zu bytes of scratch", bytes);
+    vit_scratch s;
+    s.x = buf;
+    s.h = s.x + N * D;
+    s.att = s.h + N * D;
+    s.qkv = s.att + N * D;
+    s.mlp = s.qkv + N * 3 * D;
+    s.cls = s.mlp + N * F;
+    s.feat = s.cls + (size_t)chunk * D;
+    const size_t img_sz = (size_t)v->C * v->S * v->S;
+    for (int b0 = 0; b0 < B; b0 += chunk) {
+        int n = B - b0 < chunk ? B - b0 : chunk;
+        vit_forward(v, &s, pixels + (size_t)b0 * img_sz, n, B, b0, embeds, features, last_hidden,
+                    all_hidden, pooled);
+    }
+    free(buf);
+    return GZ_OK;
+}
