@@ -49,6 +49,8 @@ const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name); /* NULL i
 /* Total bytes of all files; total number of elements; dtype mix as "F32", "F16+F32", ... */
 size_t gz_st_file_bytes(const gz_st_file *f);
 size_t gz_st_total_params(const gz_st_file *f);
+/* Dtypes present, sorted and joined with '+': "F32", "F16+F32", ... (owned by f). */
+const char *gz_st_dtypes(const gz_st_file *f);
 const char *gz_dtype_name(gz_dtype t);
 size_t gz_dtype_size(gz_dtype t);
 
