@@ -158,6 +158,218 @@ void gz_rank_by_score(const gz_match *scores, int n, int *order);
 
 /* ===== Database (index/) ===== */
 /* BEGIN DB SECTION (owned by the index module) */
+/* The store: SQLite (the truth: items, metadata, embeddings keyed by (item, model)) plus one
+ * FAISS index per (model, kind), a cache written next to the database as
+ * "<db>.m<model_id>.<image|text>.faiss" and rebuilt from SQLite whenever it is missing,
+ * corrupt or stale (its header carries the generation SQLite holds in index_state).
+ *
+ *   gz_db *db = NULL;
+ *   gz_db_params dp = gz_db_default_params();
+ *   if (gz_db_open("photos.gaze", &dp, &db) != GZ_OK) { fputs(gz_last_error(), stderr); ... }
+ *   int64_t mid;
+ *   gz_db_register_model(db, "models/blip", "blip", 256, fingerprint, &mid);
+ *   gz_db_begin(db);                                   // one transaction per batch
+ *   gz_item it = {.kind = GZ_ITEM_IMAGE, .path = p, .path_len = strlen(p), .size = ..};
+ *   gz_db_upsert_item(db, &it);                        // sets it.id
+ *   gz_db_put_embedding(db, it.id, mid, vec, 256);     // vec L2-normalised
+ *   gz_db_commit(db);
+ *   gz_hit hits[10]; int n;
+ *   gz_db_search(db, mid, GZ_ITEM_IMAGE, qvec, 256, 10, -1.0f, hits, &n);
+ *   gz_db_close(db);                                   // writes changed FAISS files
+ *
+ * Errors: GZ_EINVAL bad argument; GZ_EIO SQLite/file failure (message has the SQLite text);
+ * GZ_ECORRUPT a database that fails its checks; GZ_EUNSUPPORTED a database written by a newer
+ * gaze (schema version above ours); GZ_ENOTFOUND a missing item/model/embedding.
+ * Notices (an index rebuilt, IVF fell back to Flat, ...) are not errors: they go to
+ * params.notice if set, and are also kept for gz_db_notice(). The library never prints.
+ * Concurrency: one writer process and any number of readers (WAL, busy_timeout). A reader
+ * never sees half a batch, and reloads/rebuilds its FAISS index when the generation moves. */
+
+typedef struct gz_db gz_db; /* opaque: SQLite connection + loaded FAISS indexes */
+
+typedef enum { GZ_ITEM_IMAGE = 1, GZ_ITEM_TEXT = 2 } gz_item_kind;
+typedef enum { GZ_ITEM_OK = 0, GZ_ITEM_FAILED = 1, GZ_ITEM_MISSING = 2 } gz_item_status;
+
+typedef void (*gz_db_notice_fn)(void *user, const char *message);
+
+typedef struct {
+    const char *factory; /* FAISS factory string for indexes: NULL = keep each index's stored
+                            choice ("Flat" for a new one); "Flat" (exact inner product),
+                            "HNSW32" (any HNSWn), "IVF256,Flat", "IVF1024,PQ32" ... An index
+                            stored with another factory is rebuilt with this one. IVF below its
+                            training minimum (39 * max(nlist, 256 if PQ) vectors) is built as
+                            Flat, with a notice, and retrained once enough vectors exist. */
+    int hnsw_ef_search;  /* HNSW efSearch (default 128) */
+    int ivf_nprobe;      /* IVF nprobe (default 16) */
+    int readonly;        /* 1: open read-only; never writes SQLite nor FAISS files (stale
+                            indexes are rebuilt in memory only). For search-only processes. */
+    int busy_timeout_ms; /* wait for another process's lock this long (default 10000) */
+    int save_every_commit; /* 1: write changed FAISS files at every gz_db_commit (readers then
+                              load instead of rebuilding); 0 (default): at gz_db_close /
+                              gz_db_save_indexes */
+    gz_db_notice_fn notice; /* optional: called with each notice */
+    void *notice_user;
+} gz_db_params;
+
+gz_db_params gz_db_default_params(void);
+
+/* Open (creating if needed, unless readonly) the database at path. Sets WAL mode, checks the
+ * schema version (PRAGMA user_version) and migrates an older schema explicitly; a newer one
+ * is refused with GZ_EUNSUPPORTED ("written by a newer gaze: schema N > M"). When writable,
+ * every FAISS file whose header does not match SQLite's generation (missing, stale, bad
+ * header, other factory) is rebuilt now, with a notice. On error *out is NULL. */
+gz_status gz_db_open(const char *path, const gz_db_params *params, gz_db **out);
+/* Commit nothing that is open (an open transaction is rolled back), write the FAISS files of
+ * indexes changed in this session, close. NULL is a no-op. Returns the first error met while
+ * saving (the database itself is always consistent). */
+gz_status gz_db_close(gz_db *db);
+/* Notices since the last call, joined by '\n', or NULL if none. Owned by db; valid until the
+ * next call on db. */
+const char *gz_db_notice(gz_db *db);
+/* Schema version this library writes (PRAGMA user_version). */
+int gz_db_schema_version(void);
+
+/* ---- models ---- */
+typedef struct {
+    int64_t id;
+    char name[4096];      /* how to find it (e.g. the model directory as given) */
+    char family[32];      /* "blip", "clip", "chinese_clip" */
+    int dim;              /* embedding size */
+    char fingerprint[65]; /* gz_model_fingerprint() */
+    int64_t last_used;    /* unix seconds of the last gz_db_register_model */
+    int64_t n_embeddings; /* stored vectors for this model (all kinds) */
+} gz_db_model;
+
+/* Register a model, idempotent by fingerprint: an existing row keeps its id and gets the new
+ * name and last_used = now. GZ_EINVAL if the fingerprint is known with another dim or if
+ * dim <= 0 or > 65536. Sets *model_id. */
+gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, int dim,
+                               const char *fingerprint, int64_t *model_id);
+/* All models, most recently used first: *out malloc'd (free with free()), *n entries. */
+gz_status gz_db_models(gz_db *db, gz_db_model **out, int *n);
+/* The most recently used model; GZ_ENOTFOUND if none is registered. */
+gz_status gz_db_default_model(gz_db *db, gz_db_model *out);
+gz_status gz_db_get_model(gz_db *db, int64_t model_id, gz_db_model *out); /* GZ_ENOTFOUND */
+
+/* ---- items ---- */
+/* One image or text. As input (upsert) the strings are read, not kept. As output (get/find)
+ * the strings are malloc'd and owned by the struct: release with gz_item_clear. NULL strings
+ * mean absent. An item is identified by (kind, path bytes, ext_id). */
+typedef struct {
+    int64_t id;                /* > 0 once stored */
+    gz_item_kind kind;
+    const char *path;          /* raw bytes, path_len of them (any bytes: non-UTF-8 names
+                                  round-trip); on output also NUL-terminated */
+    size_t path_len;
+    const char *ext_id;        /* optional external id (caption id, line number); NULL = "" */
+    const char *text;          /* text items: the text */
+    int64_t size;              /* file size in bytes */
+    int64_t mtime_ns;          /* file modification time, ns since the epoch */
+    uint64_t content_hash;     /* gz_hash_file(); 0 = unknown */
+    int width, height;         /* images: pixels after orientation; 0 = unknown */
+    const char *taken_at;      /* EXIF capture time "YYYY-MM-DD HH:MM:SS" */
+    const char *meta_json;     /* free-form JSON object */
+    int64_t link_item_id;      /* text items: the image it describes; 0 = none */
+    gz_item_status status;
+    const char *error;         /* why it failed (status GZ_ITEM_FAILED) */
+} gz_item;
+
+/* Free the strings of an item filled by the library and zero it. */
+void gz_item_clear(gz_item *item);
+/* xxh3-64 of a whole file's bytes. GZ_EIO with the errno text if unreadable. */
+gz_status gz_hash_file(const char *path, uint64_t *hash);
+
+/* Batches: everything between begin and commit is one SQLite transaction, and so is each
+ * write call made outside begin/commit. gz_db_begin inside an open batch is GZ_EINVAL. */
+gz_status gz_db_begin(gz_db *db);
+gz_status gz_db_commit(gz_db *db);
+gz_status gz_db_rollback(gz_db *db);
+
+/* Insert or update by item->id (> 0) or else by (kind, path, ext_id); sets item->id. Every
+ * field is written. If the stored content_hash or text differs from the new one, the item's
+ * embeddings are deleted (they describe old content). Status other than OK takes the item's
+ * vectors out of the search indexes (they stay stored); OK puts them back. */
+gz_status gz_db_upsert_item(gz_db *db, gz_item *item);
+/* Look up by (kind, path bytes, ext_id (NULL = "")); fills *out (gz_item_clear it). */
+gz_status gz_db_find_by_path(gz_db *db, gz_item_kind kind, const char *path, size_t path_len,
+                             const char *ext_id, gz_item *out);
+/* An item of this kind with this content hash, other than exclude_id, preferring one that
+ * has an embedding for model_id (model_id 0: any). GZ_ENOTFOUND if none. */
+gz_status gz_db_find_by_hash(gz_db *db, gz_item_kind kind, uint64_t hash, int64_t model_id,
+                             int64_t exclude_id, int64_t *item_id);
+gz_status gz_db_get_item(gz_db *db, int64_t item_id, gz_item *out);
+/* Ids (ascending) of items of a kind (0 = all kinds) whose path starts with the prefix bytes
+ * (prefix_len 0 = all) and, if status >= 0, with that status. *ids malloc'd (free()). */
+gz_status gz_db_list_items(gz_db *db, int kind, const char *prefix, size_t prefix_len,
+                           int status, int64_t **ids, size_t *n);
+/* Set status MISSING (vanished file): out of the indexes, row and vectors kept. */
+gz_status gz_db_mark_missing(gz_db *db, int64_t item_id);
+/* Delete one item and its embeddings (texts linked to it keep existing, unlinked). */
+gz_status gz_db_remove_item(gz_db *db, int64_t item_id);
+/* Delete every MISSING item under the path prefix (prefix_len 0 = all); *n_removed may be
+ * NULL. */
+gz_status gz_db_prune_missing(gz_db *db, const char *prefix, size_t prefix_len,
+                              int64_t *n_removed);
+
+/* ---- embeddings ---- */
+/* Store (replace) the vector of (item, model); dim must equal the model's dim; values must
+ * be finite (callers pass L2-normalised vectors: search scores are inner products). */
+gz_status gz_db_put_embedding(gz_db *db, int64_t item_id, int64_t model_id, const float *vec,
+                              int dim);
+/* Read it into out (dim floats; out may be NULL to test existence). GZ_ENOTFOUND if none. */
+gz_status gz_db_get_embedding(gz_db *db, int64_t item_id, int64_t model_id, float *out, int dim);
+
+/* ---- search ---- */
+typedef struct {
+    int64_t item_id;
+    float score; /* inner product (cosine for normalised vectors) */
+} gz_hit;
+
+/* Top-k items of a kind for the query vector (dim floats, normalised), best first (ties by
+ * ascending id), with score >= min_score, among items with status OK that have an embedding
+ * for model_id. hits must hold k entries; *n_hits receives how many were found (0 when the
+ * model has no vectors of that kind). Uses the FAISS index of (model, kind), loading or
+ * rebuilding it first if it is not current (notice). */
+gz_status gz_db_search(gz_db *db, int64_t model_id, gz_item_kind kind, const float *query,
+                       int dim, int k, float min_score, gz_hit *hits, int *n_hits);
+
+/* Rebuild the FAISS index of (model, kind) from SQLite now (model_id 0: every index) and,
+ * unless readonly, write its file. */
+gz_status gz_db_rebuild_index(gz_db *db, int64_t model_id, int kind);
+/* Write the file of every index changed since it was loaded (also done by gz_db_close). */
+gz_status gz_db_save_indexes(gz_db *db);
+
+typedef struct {
+    int64_t model_id;
+    gz_item_kind kind;
+    char factory[64];       /* requested factory string */
+    char effective[64];     /* what was built ("Flat" while IVF lacks training data) */
+    int64_t generation;     /* SQLite's generation */
+    int64_t n_vectors;      /* live vectors in the loaded index */
+    int64_t n_dead;         /* removed but still in the FAISS structure (dropped at query) */
+    int64_t file_bytes;     /* size of the FAISS file, 0 if absent */
+    int file_current;       /* 1 if the file's header matches the generation */
+} gz_db_index_state;
+
+/* State of the index of (model, kind), loading (or rebuilding) it first so n_vectors is what
+ * a search would use. */
+gz_status gz_db_index_info(gz_db *db, int64_t model_id, gz_item_kind kind,
+                           gz_db_index_state *out);
+
+typedef struct {
+    int schema_version;
+    int64_t n_items[3];           /* [0] all, [GZ_ITEM_IMAGE], [GZ_ITEM_TEXT] */
+    int64_t n_status[3];          /* by gz_item_status */
+    int64_t n_models, n_embeddings, n_indexes;
+    int64_t db_bytes;             /* database + WAL file sizes */
+    int64_t index_bytes;          /* all FAISS files */
+} gz_db_stats;
+gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out);
+
+/* Small string settings kept in the database (e.g. CLI defaults). get: *value malloc'd,
+ * GZ_ENOTFOUND if unset. set with value NULL deletes. */
+gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value);
+gz_status gz_db_get_meta(gz_db *db, const char *key, char **value);
 /* END DB SECTION */
 
 const char *gz_version(void);
