@@ -1,0 +1,446 @@
+/* test_core_kernels.c - every kernel in core/kernels.h against a plain reference loop.
+ * Legend as in kernels.h. Inputs are pseudo-random with a fixed seed; shapes include odd sizes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/kernels.h"
+#include "testutil.h"
+
+static int checks;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+static float *rnd(size_t n, float scale) {
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
+    return p;
+}
+
+static int close_(const char *what, const float *got, const float *want, size_t n, float atol,
+                  float rtol) {
+    checks++;
+    return gz_check_close(what, got, want, n, atol, rtol);
+}
+
+/* ---- sgemm ---- */
+
+static void ref_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double acc = 0;
+            for (int k = 0; k < K; k++) {
+                float a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                float b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                acc += (double)a * b;
+            }
+            C[(size_t)i * ldc + j] = (float)(alpha * acc + beta * C[(size_t)i * ldc + j]);
+        }
+}
+
+static void test_sgemm(void) {
+    const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 13, 31}, {64, 48, 33}, {129, 65, 257}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                int pad = 3; /* leading dimensions larger than the matrix width */
+                int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+                float *A = rnd(na, 1), *B = rnd(nb, 1), *C = rnd((size_t)M * ldc, 1);
+                float *R = malloc((size_t)M * ldc * sizeof *R);
+                memcpy(R, C, (size_t)M * ldc * sizeof *R);
+                gz_sgemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, C, ldc);
+                ref_sgemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, R, ldc);
+                char what[64];
+                snprintf(what, sizeof what, "sgemm %dx%dx%d ta=%d tb=%d", M, N, K, ta, tb);
+                close_(what, C, R, (size_t)M * ldc, 1e-4f, 1e-4f);
+                free(A), free(B), free(C), free(R);
+            }
+    /* batched strided */
+    int M = 7, N = 9, K = 11, batch = 3;
+    size_t sa = (size_t)M * K + 5, sb = (size_t)K * N + 2, sc = (size_t)M * N + 1;
+    float *A = rnd(sa * batch, 1), *B = rnd(sb * batch, 1), *C = rnd(sc * batch, 1);
+    float *R = malloc(sc * batch * sizeof *R);
+    memcpy(R, C, sc * batch * sizeof *R);
+    gz_sgemm_batched(0, 1, M, N, K, 1.0f, A, K, sa, B, K, sb, 0.0f, C, N, sc, batch);
+    for (int b = 0; b < batch; b++)
+        ref_sgemm(0, 1, M, N, K, 1.0f, A + b * sa, K, B + b * sb, K, 0.0f, R + b * sc, N);
+    close_("sgemm_batched", C, R, sc * batch, 1e-4f, 1e-4f);
+    free(A), free(B), free(C), free(R);
+}
+
+/* ---- linear, bias, add ---- */
+
+static void test_linear(void) {
+    const int shapes[][3] = {{1, 1, 1}, {5, 7, 3}, {33, 64, 17}, {50, 129, 96}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int with_b = 0; with_b < 2; with_b++) {
+            int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+            float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 1), *b = rnd(out, 1);
+            float *y = malloc((size_t)n * out * sizeof *y), *r = malloc((size_t)n * out * sizeof *r);
+            for (int i = 0; i < n * out; i++) y[i] = NAN; /* output must be overwritten */
+            gz_linear(x, w, with_b ? b : NULL, y, n, in, out);
+            for (int i = 0; i < n; i++)
+                for (int o = 0; o < out; o++) {
+                    double acc = with_b ? b[o] : 0.0;
+                    for (int k = 0; k < in; k++) acc += (double)x[i * in + k] * w[o * in + k];
+                    r[i * out + o] = (float)acc;
+                }
+            char what[64];
+            snprintf(what, sizeof what, "linear %dx%d->%d bias=%d", n, in, out, with_b);
+            close_(what, y, r, (size_t)n * out, 1e-4f, 1e-4f);
+            free(x), free(w), free(b), free(y), free(r);
+        }
+    int n = 37, d = 1031;
+    float *y = rnd((size_t)n * d, 1), *b = rnd(d, 1), *r = malloc((size_t)n * d * sizeof *r);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) r[i * d + j] = y[i * d + j] + b[j];
+    gz_add_bias(y, b, n, d);
+    close_("add_bias", y, r, (size_t)n * d, 0, 0);
+    float *x = rnd((size_t)n * d, 1);
+    for (int i = 0; i < n * d; i++) r[i] = y[i] + x[i];
+    gz_add(y, x, (size_t)n * d);
+    close_("add", y, r, (size_t)n * d, 0, 0);
+    free(y), free(b), free(r), free(x);
+}
+
+/* ---- layernorm ---- */
+
+static void ref_layernorm(float *y, const float *x, const float *w, const float *b, int n, int d,
+                          float eps) {
+    for (int i = 0; i < n; i++) {
+        double m = 0, v = 0;
+        for (int j = 0; j < d; j++) m += x[i * d + j];
+        m /= d;
+        for (int j = 0; j < d; j++) v += (x[i * d + j] - m) * (x[i * d + j] - m);
+        v /= d;
+        for (int j = 0; j < d; j++)
+            y[i * d + j] = (float)((x[i * d + j] - m) / sqrt(v + eps) * w[j] + b[j]);
+    }
+}
+
+static void test_layernorm(void) {
+    const int shapes[][2] = {{1, 1}, {3, 7}, {17, 64}, {257, 768}, {5, 1001}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int n = shapes[s][0], d = shapes[s][1];
+        float *x = rnd((size_t)n * d, 3), *w = rnd(d, 1), *b = rnd(d, 1);
+        for (int i = 0; i < n * d; i++) x[i] += 5.0f; /* non-zero mean */
+        float *y = malloc((size_t)n * d * sizeof *y), *r = malloc((size_t)n * d * sizeof *r);
+        gz_layernorm(y, x, w, b, n, d, 1e-5f);
+        ref_layernorm(r, x, w, b, n, d, 1e-5f);
+        char what[64];
+        snprintf(what, sizeof what, "layernorm %dx%d", n, d);
+        close_(what, y, r, (size_t)n * d, 1e-5f, 1e-5f);
+        gz_layernorm(x, x, w, b, n, d, 1e-5f); /* in place gives the same result */
+        close_("layernorm in place", x, y, (size_t)n * d, 0, 0);
+        free(x), free(w), free(b), free(y), free(r);
+    }
+    /* constant rows: variance 0, output = bias exactly (eps 1e-12 as BERT) */
+    int d = 768;
+    float *x = malloc(2 * d * sizeof *x), *w = rnd(d, 1), *b = rnd(d, 1), *y = malloc(2 * d * sizeof *y);
+    for (int j = 0; j < d; j++) x[j] = 0.1f, x[d + j] = -12345.678f;
+    gz_layernorm(y, x, w, b, 2, d, 1e-12f);
+    float want[2 * 768];
+    memcpy(want, b, d * sizeof *b);
+    memcpy(want + d, b, d * sizeof *b);
+    close_("layernorm constant rows", y, want, 2 * (size_t)d, 0, 0);
+    free(x), free(w), free(b), free(y);
+}
+
+/* ---- activations ---- */
+
+static void test_activations(void) {
+    size_t n = 70001; /* odd and above the OpenMP threshold */
+    float *x = rnd(n, 8), *y = malloc(n * sizeof *y), *r = malloc(n * sizeof *r);
+    x[0] = 0, x[1] = -30, x[2] = 30, x[3] = 1e-6f, x[4] = -1e-6f;
+    const gz_act acts[] = {GZ_ACT_GELU, GZ_ACT_GELU_TANH, GZ_ACT_QUICK_GELU, GZ_ACT_RELU};
+    const char *names[] = {"gelu", "gelu_tanh", "quick_gelu", "relu"};
+    for (int a = 0; a < 4; a++) {
+        memcpy(y, x, n * sizeof *y);
+        gz_activate(acts[a], y, n);
+        for (size_t i = 0; i < n; i++) {
+            double v = x[i];
+            switch (acts[a]) {
+            case GZ_ACT_GELU: r[i] = (float)(v * 0.5 * (1.0 + erf(v / sqrt(2.0)))); break;
+            case GZ_ACT_GELU_TANH:
+                r[i] = (float)(0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))));
+                break;
+            case GZ_ACT_QUICK_GELU: r[i] = (float)(v / (1.0 + exp(-1.702 * v))); break;
+            case GZ_ACT_RELU: r[i] = v > 0 ? (float)v : 0.0f; break;
+            }
+        }
+        /* float vs double reference: a few ulp relative, plus an absolute floor near zero */
+        close_(names[a], y, r, n, 1e-7f, 2e-6f);
+    }
+    /* direct entry points agree with gz_activate */
+    memcpy(y, x, n * sizeof *y);
+    memcpy(r, x, n * sizeof *r);
+    gz_gelu(y, n);
+    gz_activate(GZ_ACT_GELU, r, n);
+    close_("gz_gelu == activate", y, r, n, 0, 0);
+    free(x), free(y), free(r);
+}
+
+/* ---- softmax, l2 ---- */
+
+static void test_softmax(void) {
+    const int shapes[][2] = {{1, 1}, {4, 3}, {33, 77}, {300, 257}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int rows = shapes[s][0], cols = shapes[s][1];
+        float *x = rnd((size_t)rows * cols, 10), *r = malloc((size_t)rows * cols * sizeof *r);
+        for (int i = 0; i < rows; i++) {
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j < cols; j++) mx = fmax(mx, x[i * cols + j]);
+            for (int j = 0; j < cols; j++) sum += exp(x[i * cols + j] - mx);
+            for (int j = 0; j < cols; j++) r[i * cols + j] = (float)(exp(x[i * cols + j] - mx) / sum);
+        }
+        gz_softmax_rows(x, rows, cols);
+        char what[64];
+        snprintf(what, sizeof what, "softmax %dx%d", rows, cols);
+        close_(what, x, r, (size_t)rows * cols, 1e-7f, 1e-5f);
+        free(x), free(r);
+    }
+    /* large logits: no overflow, no NaN */
+    float big[2][4] = {{1000, 1000, -1000, 999}, {-1000, -1000, -1000, -1001}};
+    gz_softmax_rows(&big[0][0], 2, 4);
+    double e = exp(-1.0);
+    float want[8] = {(float)(1 / (2 + e)), (float)(1 / (2 + e)), 0, (float)(e / (2 + e)),
+                     (float)(1 / (3 + e)), (float)(1 / (3 + e)), (float)(1 / (3 + e)),
+                     (float)(e / (3 + e))};
+    close_("softmax large logits", &big[0][0], want, 8, 1e-7f, 1e-6f);
+    /* -inf entries get exactly zero */
+    float m[3] = {-INFINITY, 2.0f, -INFINITY}, mw[3] = {0, 1, 0};
+    gz_softmax_rows(m, 1, 3);
+    close_("softmax -inf", m, mw, 3, 0, 0);
+}
+
+static void test_l2(void) {
+    int n = 9, d = 257;
+    float *x = rnd((size_t)n * d, 4), *r = malloc((size_t)n * d * sizeof *r);
+    for (int j = 0; j < d; j++) x[3 * d + j] = 0; /* zero row stays zero */
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int j = 0; j < d; j++) ss += (double)x[i * d + j] * x[i * d + j];
+        double nr = fmax(sqrt(ss), 1e-12);
+        for (int j = 0; j < d; j++) r[i * d + j] = (float)(x[i * d + j] / nr);
+    }
+    gz_l2_normalize(x, n, d, 1e-12f);
+    close_("l2_normalize", x, r, (size_t)n * d, 1e-7f, 1e-6f);
+    free(x), free(r);
+}
+
+/* ---- attention ---- */
+
+static void ref_attention(const float *q, int qs, const float *k, const float *v, int kvs,
+                          float *out, int B, int Tq, int Tk, int H, int Dh, const int32_t *mask,
+                          int causal, float scale) {
+    double *w = malloc((size_t)Tk * sizeof *w);
+    int D = H * Dh;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            for (int t = 0; t < Tq; t++) {
+                const float *qr = q + ((size_t)b * Tq + t) * qs + h * Dh;
+                double mx = -INFINITY;
+                for (int j = 0; j < Tk; j++) {
+                    int ok = (!mask || mask[b * Tk + j]) && (!causal || j <= t);
+                    if (!ok) {
+                        w[j] = -INFINITY;
+                        continue;
+                    }
+                    const float *kr = k + ((size_t)b * Tk + j) * kvs + h * Dh;
+                    double s = 0;
+                    for (int c = 0; c < Dh; c++) s += (double)qr[c] * kr[c];
+                    w[j] = s * scale;
+                    mx = fmax(mx, w[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < Tk; j++) sum += w[j] = (w[j] == -INFINITY ? 0 : exp(w[j] - mx));
+                for (int c = 0; c < Dh; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < Tk; j++)
+                        acc += w[j] / sum * v[((size_t)b * Tk + j) * kvs + h * Dh + c];
+                    out[((size_t)b * Tq + t) * D + h * Dh + c] = (float)acc;
+                }
+            }
+    free(w);
+}
+
+static void run_attention(const char *what, int B, int Tq, int Tk, int H, int Dh, int use_mask,
+                          int causal, int fused) {
+    int D = H * Dh;
+    /* fused: q, k, v interleaved in one (B, T, 3D) buffer as a QKV projection writes them */
+    int qs = fused ? 3 * D : D, kvs = fused ? 3 * D : D;
+    float *qkv = NULL, *q, *k, *v;
+    if (fused) {
+        qkv = rnd((size_t)B * Tq * 3 * D, 2);
+        q = qkv, k = qkv + D, v = qkv + 2 * D;
+    } else {
+        q = rnd((size_t)B * Tq * D, 2);
+        k = rnd((size_t)B * Tk * D, 2);
+        v = rnd((size_t)B * Tk * D, 2);
+    }
+    int32_t *mask = NULL;
+    if (use_mask) {
+        mask = malloc((size_t)B * Tk * sizeof *mask);
+        for (int b = 0; b < B; b++) /* right padding: sequence b keeps Tk - b keys (at least 1) */
+            for (int j = 0; j < Tk; j++) mask[b * Tk + j] = j < (Tk - b > 0 ? Tk - b : 1);
+    }
+    float *out = malloc((size_t)B * Tq * D * sizeof *out), *ref = malloc((size_t)B * Tq * D * sizeof *ref);
+    float scale = 1.0f / sqrtf((float)Dh);
+    gz_attention(q, qs, k, v, kvs, out, B, Tq, Tk, H, Dh, mask, causal, scale);
+    ref_attention(q, qs, k, v, kvs, ref, B, Tq, Tk, H, Dh, mask, causal, scale);
+    close_(what, out, ref, (size_t)B * Tq * D, 1e-5f, 1e-4f);
+    if (fused)
+        free(qkv);
+    else
+        free(q), free(k), free(v);
+    free(mask), free(out), free(ref);
+}
+
+static void test_attention(void) {
+    run_attention("attention plain", 2, 7, 7, 4, 8, 0, 0, 0);
+    run_attention("attention padding mask", 3, 11, 11, 2, 16, 1, 0, 0);
+    run_attention("attention causal", 2, 13, 13, 4, 8, 0, 1, 0);
+    run_attention("attention causal+mask fused qkv", 3, 9, 9, 3, 12, 1, 1, 1);
+    run_attention("attention cross Tq<Tk", 2, 5, 17, 4, 8, 0, 0, 0);
+    run_attention("attention cross Tq>Tk masked", 3, 35, 17, 4, 8, 1, 0, 0);
+    run_attention("attention one key", 1, 3, 1, 1, 5, 0, 0, 0);
+    run_attention("attention vit-sized", 2, 197, 197, 12, 64, 0, 0, 1);
+}
+
+/* ---- patch embedding ---- */
+
+static void test_patch_embed(void) {
+    const int cfg[][5] = {{1, 3, 16, 4, 8}, {2, 3, 48, 12, 48}, {3, 1, 10, 5, 7}, {1, 3, 40, 10, 33}};
+    for (size_t s = 0; s < sizeof cfg / sizeof cfg[0]; s++) {
+        int B = cfg[s][0], C = cfg[s][1], S = cfg[s][2], P = cfg[s][3], D = cfg[s][4], G = S / P;
+        float *px = rnd((size_t)B * C * S * S, 1), *w = rnd((size_t)D * C * P * P, 1), *b = rnd(D, 1);
+        size_t no = (size_t)B * G * G * D;
+        float *out = malloc(no * sizeof *out), *ref = malloc(no * sizeof *ref);
+        for (int bi = 0; bi < B; bi++)
+            for (int gy = 0; gy < G; gy++)
+                for (int gx = 0; gx < G; gx++)
+                    for (int d = 0; d < D; d++) {
+                        double acc = b[d];
+                        for (int c = 0; c < C; c++)
+                            for (int y = 0; y < P; y++)
+                                for (int x = 0; x < P; x++)
+                                    acc += (double)w[((d * C + c) * P + y) * P + x] *
+                                           px[(((size_t)bi * C + c) * S + gy * P + y) * S + gx * P + x];
+                        ref[(((size_t)bi * G + gy) * G + gx) * D + d] = (float)acc;
+                    }
+        gz_patch_embed(px, w, b, out, B, C, S, P, D);
+        char what[64];
+        snprintf(what, sizeof what, "patch_embed B%d C%d S%d P%d D%d", B, C, S, P, D);
+        close_(what, out, ref, no, 1e-4f, 1e-4f);
+        free(px), free(w), free(b), free(out), free(ref);
+    }
+}
+
+/* ---- half precision ---- */
+
+static float bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Exact reference: round a double to the nearest f16 value (ties to even) by search. */
+static double ref_round_f16(double x) {
+    double a = fabs(x);
+    if (a >= 65520.0) return copysign(INFINITY, x);
+    int e;
+    frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    int exp2 = e - 1 < -14 ? -14 : e - 1; /* subnormals share 2^-14's spacing */
+    double ulp = ldexp(1.0, exp2 - 10);
+    double q = a / ulp, fl = floor(q), r = q - fl;
+    if (r > 0.5 || (r == 0.5 && fmod(fl, 2.0) == 1.0)) fl += 1;
+    return copysign(fl * ulp, x);
+}
+
+static void test_half(void) {
+    int bad = 0;
+    /* every f16 bit pattern round-trips through f32 exactly (NaNs stay NaN) */
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = gz_f16_to_f32((uint16_t)h);
+        uint16_t back = gz_f32_to_f16(f);
+        int isnan16 = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu);
+        if (isnan16 ? !isnan(f) || (back & 0x7c00u) != 0x7c00u || !(back & 0x3ffu) : back != h)
+            bad++;
+    }
+    CHECK(bad == 0);
+    checks++;
+    /* known values */
+    CHECK(gz_f16_to_f32(0x3c00) == 1.0f);
+    CHECK(gz_f16_to_f32(0xc000) == -2.0f);
+    CHECK(gz_f16_to_f32(0x7bff) == 65504.0f);
+    CHECK(gz_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
+    CHECK(gz_f16_to_f32(0x0400) == ldexpf(1.0f, -14));
+    CHECK(isinf(gz_f16_to_f32(0x7c00)) && gz_f16_to_f32(0xfc00) < 0);
+    CHECK(gz_f32_to_f16(65520.0f) == 0x7c00);  /* tie rounds up to inf */
+    CHECK(gz_f32_to_f16(65519.0f) == 0x7bff);
+    CHECK(gz_f32_to_f16(ldexpf(1.0f, -25)) == 0); /* tie to even: 0 */
+    CHECK(gz_f32_to_f16(ldexpf(1.5f, -25)) == 1);
+    CHECK(gz_f32_to_f16(-0.0f) == 0x8000);
+    CHECK(gz_f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3c00); /* tie to even down */
+    CHECK(gz_f32_to_f16(1.0f + 3 * ldexpf(1.0f, -11)) == 0x3c02); /* tie to even up */
+    checks += 13;
+    /* random floats over the whole f16 range against the exact reference */
+    bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        float f = ldexpf(frand(), (int)(frand() * 20.0f) - 6);
+        if (i % 7 == 0) f = ldexpf(frand(), -14 - (i % 12)); /* subnormal range */
+        double want = ref_round_f16(f);
+        float got = gz_f16_to_f32(gz_f32_to_f16(f));
+        if ((double)got != want && !(isinf(got) && isinf(want))) {
+            if (bad++ < 5) fprintf(stderr, "f16 round %.9g: got %.9g want %.9g\n", f, got, want);
+        }
+    }
+    CHECK(bad == 0);
+    checks++;
+    /* bf16: every pattern round-trips; rounding to nearest even */
+    bad = 0;
+    for (uint32_t h = 0; h < 65536; h++) {
+        float f = gz_bf16_to_f32((uint16_t)h);
+        uint16_t back = gz_f32_to_bf16(f);
+        int isnan16 = (h & 0x7f80u) == 0x7f80u && (h & 0x7fu);
+        if (isnan16 ? !isnan(gz_bf16_to_f32(back)) : back != h) bad++;
+    }
+    CHECK(bad == 0);
+    CHECK(gz_f32_to_bf16(bits(0x3f808000u)) == 0x3f80); /* tie, even stays */
+    CHECK(gz_f32_to_bf16(bits(0x3f818000u)) == 0x3f82); /* tie, odd rounds up */
+    CHECK(gz_f32_to_bf16(bits(0x3f808001u)) == 0x3f81);
+    CHECK(gz_f32_to_bf16(bits(0x7f7fffffu)) == 0x7f80); /* FLT_MAX rounds to inf */
+    CHECK(isnan(gz_bf16_to_f32(gz_f32_to_bf16(NAN))));
+    checks += 6;
+}
+
+static void test_threads(void) {
+    gz_set_threads(1);
+    CHECK(gz_get_threads() == 1);
+    gz_set_threads(0);
+    CHECK(gz_get_threads() >= 1);
+    checks += 2;
+}
+
+int main(void) {
+    test_threads();
+    test_sgemm();
+    test_linear();
+    test_layernorm();
+    test_activations();
+    test_softmax();
+    test_l2();
+    test_attention();
+    test_patch_embed();
+    test_half();
+    return gz_test_finish("core_kernels", checks);
+}
