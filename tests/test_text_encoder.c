@@ -1,0 +1,367 @@
+/* test_text_encoder.c - text tower parity with transformers for BLIP (ITC), CLIP, Chinese-CLIP.
+ *
+ * Inputs are the fixtures' own input_ids / attention_mask (no tokenizer involved). Checks:
+ * text_hidden_states layer by layer (a failure names the layer), the last hidden state,
+ * CLIP's EOS pool index, pooled output, unnormalised features and normalised embeddings;
+ * F16/BF16 weight files against f16w./bf16w.; BLIP itc_sim and CLIP-family logits_per_image
+ * from our text embeddings and the expected image embeddings; batch independence (each text
+ * alone, unpadded); concurrent encoding from two threads; bad inputs. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/safetensors.h"
+#include "testutil.h"
+#include "text_encoder/clip_text.h"
+#include "text_encoder/text_tower.h"
+
+#define ATOL_HIDDEN 1e-4f
+#define ATOL_EMBED 1e-5f
+
+static int checks;
+
+typedef struct {
+    const char *dir;
+    gz_family family;
+    const char *embeds_key;   /* normalised text embeddings */
+    const char *features_key; /* unnormalised projections, NULL if none in the fixture */
+    const char *image_key;    /* normalised image embeddings */
+} family_case;
+
+static const family_case CASES[] = {
+    {"blip_itm", GZ_FAMILY_BLIP, "itc_text_embeds", NULL, "itc_image_embeds"},
+    {"clip", GZ_FAMILY_CLIP, "text_embeds", "text_features", "image_embeds"},
+    {"chinese_clip", GZ_FAMILY_CHINESE_CLIP, "text_embeds", "text_features", "image_embeds"},
+};
+
+static float *alloc_f(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* Expected tensor by name; its element count in *n. NULL (and a failure) if absent. */
+static const float *want(gz_st_file *ex, const char *fam, const char *name, size_t *n) {
+    const float *p = NULL;
+    checks++;
+    if (gz_st_f32(ex, name, 0, NULL, &p) != GZ_OK) {
+        fprintf(stderr, "%s: expected tensor %s: %s\n", fam, name, gz_last_error());
+        gz_test_failures++;
+        return NULL;
+    }
+    if (n) *n = gz_st_find(ex, name)->numel;
+    return p;
+}
+
+static void close_to(const char *fam, const char *what, const float *got, const float *w,
+                     size_t n, float atol) {
+    char label[160];
+    snprintf(label, sizeof label, "%s %s", fam, what);
+    checks++;
+    if (w) gz_check_close(label, got, w, n, atol, 0.0f);
+    printf("  %-13s %-36s max diff %.3g\n", fam, what, w ? gz_max_abs_diff(got, w, n) : -1.0);
+}
+
+/* Integer tensor (B, T) as int32; shape in *B, *T. */
+static int32_t *load_ids(gz_st_file *ex, const char *name, int *B, int *T) {
+    int64_t *v = NULL;
+    size_t n = 0;
+    checks++;
+    if (gz_st_i64_copy(ex, name, &v, &n) != GZ_OK) {
+        fprintf(stderr, "%s: %s\n", name, gz_last_error());
+        gz_test_failures++;
+        return NULL;
+    }
+    const gz_st_tensor *t = gz_st_find(ex, name);
+    *B = (int)t->shape[0];
+    *T = (int)t->shape[1];
+    int32_t *out = malloc(n * sizeof *out);
+    if (!out) exit(2);
+    for (size_t i = 0; i < n; i++) out[i] = (int32_t)v[i];
+    free(v);
+    return out;
+}
+
+/* sim (I, B) = scale * img (I, E) · txt (B, E)^T, in double. */
+static void similarity(const float *img, const float *txt, int I, int B, int E, float scale,
+                       float *sim) {
+    for (int i = 0; i < I; i++)
+        for (int b = 0; b < B; b++) {
+            double s = 0;
+            for (int e = 0; e < E; e++) s += (double)img[i * E + e] * txt[b * E + e];
+            sim[i * B + b] = (float)(scale * s);
+        }
+}
+
+typedef struct {
+    const gz_text_tower *t;
+    const int32_t *ids, *mask;
+    int B, T;
+    float *embeds;
+    gz_status st;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    for (int rep = 0; rep < 20 && j->st == GZ_OK; rep++)
+        j->st = gz_text_tower_encode(j->t, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL,
+                                     NULL);
+    return NULL;
+}
+
+/* Embeddings from a half-precision weight file vs the references computed from it. */
+static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_file *ex,
+                       const int32_t *ids, const int32_t *mask, int B, int T, const char *file,
+                       const char *prefix) {
+    gz_st_file *w = NULL;
+    gz_text_tower *t = NULL;
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/%s", c->dir, file), &w));
+    if (!w) return;
+    CHECK_OK(gz_text_tower_load(w, cfg, &t));
+    if (t) {
+        int E = gz_text_tower_dim(t);
+        float *e = alloc_f((size_t)B * E);
+        CHECK_OK(gz_text_tower_encode(t, ids, mask, B, T, e, NULL, NULL, NULL));
+        char key[96];
+        snprintf(key, sizeof key, "%s.%s", prefix, c->embeds_key);
+        close_to(c->dir, key, e, want(ex, c->dir, key, NULL), (size_t)B * E, ATOL_EMBED);
+        size_t ni = 0;
+        snprintf(key, sizeof key, "%s.%s", prefix, c->image_key);
+        const float *img = want(ex, c->dir, key, &ni);
+        if (img) {
+            int I = (int)(ni / (size_t)E);
+            float *sim = alloc_f((size_t)I * B);
+            if (c->family == GZ_FAMILY_BLIP) {
+                similarity(img, e, I, B, E, 1.0f, sim);
+                snprintf(key, sizeof key, "%s.itc_sim", prefix);
+                close_to(c->dir, key, sim, want(ex, c->dir, key, NULL), (size_t)I * B, ATOL_EMBED);
+            } else {
+                /* The temperature comes from the same rounded weight file. */
+                const float *ls = NULL;
+                CHECK_OK(gz_st_f32(w, "logit_scale", 0, NULL, &ls));
+                similarity(img, e, I, B, E, ls ? expf(*ls) : 1.0f, sim);
+                snprintf(key, sizeof key, "%s.logits_per_image", prefix);
+                close_to(c->dir, key, sim, want(ex, c->dir, key, NULL), (size_t)I * B,
+                         ATOL_HIDDEN);
+            }
+            free(sim);
+        }
+        free(e);
+    }
+    gz_text_tower_free(t);
+    gz_st_close(w);
+}
+
+static void check_family(const family_case *c) {
+    gz_model_config cfg;
+    gz_st_file *ex = NULL, *w = NULL;
+    gz_text_tower *t = NULL;
+    printf("%s\n", c->dir);
+    CHECK_OK(gz_config_load(gz_test_path("fixtures/%s/config.json", c->dir), &cfg));
+    CHECK(cfg.family == c->family);
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/expected.safetensors", c->dir), &ex));
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/model.safetensors", c->dir), &w));
+    if (!ex || !w) goto done;
+    CHECK_OK(gz_text_tower_load(w, &cfg, &t));
+    if (!t) goto done;
+
+    int B = 0, T = 0, Bm = 0, Tm = 0;
+    int32_t *ids = load_ids(ex, "input_ids", &B, &T);
+    int32_t *mask = load_ids(ex, "attention_mask", &Bm, &Tm);
+    if (!ids || !mask || B != Bm || T != Tm) {
+        CHECK(0);
+        free(ids);
+        free(mask);
+        goto done;
+    }
+    if (c->family == GZ_FAMILY_CHINESE_CLIP) {
+        /* The tower assumes single-segment input: token types all 0. */
+        int Bt, Tt;
+        int32_t *tt = load_ids(ex, "token_type_ids", &Bt, &Tt);
+        int zero = tt != NULL;
+        for (size_t i = 0; tt && i < (size_t)Bt * Tt; i++) zero &= tt[i] == 0;
+        CHECK(zero);
+        free(tt);
+    }
+    const int D = gz_text_tower_hidden_size(t), E = gz_text_tower_dim(t);
+    const int L = gz_text_tower_num_layers(t);
+    const size_t plane = (size_t)B * T * D;
+    float *embeds = alloc_f((size_t)B * E), *features = alloc_f((size_t)B * E);
+    float *last = alloc_f(plane), *all = alloc_f((size_t)(L + 1) * plane);
+    CHECK_OK(gz_text_tower_encode(t, ids, mask, B, T, embeds, features, last, all));
+
+    /* Layer by layer: the first layer that differs is the one to look at. */
+    size_t nh = 0;
+    const float *hs = want(ex, c->dir, "text_hidden_states", &nh);
+    CHECK(!hs || nh == (size_t)(L + 1) * plane);
+    for (int l = 0; hs && nh == (size_t)(L + 1) * plane && l <= L; l++) {
+        char what[64];
+        snprintf(what, sizeof what, "text_hidden_states[%d]%s", l, l == 0 ? " (embeddings)" : "");
+        close_to(c->dir, what, all + (size_t)l * plane, hs + (size_t)l * plane, plane,
+                 ATOL_HIDDEN);
+    }
+    close_to(c->dir, "text_last_hidden_state", last,
+             want(ex, c->dir, "text_last_hidden_state", NULL), plane, ATOL_HIDDEN);
+
+    if (c->family != GZ_FAMILY_BLIP) {
+        /* Pool index (HF's EOS rule for CLIP, [CLS] for Chinese-CLIP) and pooled output. */
+        int64_t *pidx = NULL;
+        size_t np = 0;
+        CHECK_OK(gz_st_i64_copy(ex, "text_pool_index", &pidx, &np));
+        float *pooled = alloc_f((size_t)B * D);
+        int idx_ok = pidx && np == (size_t)B;
+        for (int b = 0; idx_ok && b < B; b++) {
+            int p = c->family == GZ_FAMILY_CLIP
+                        ? gz_clip_pool_index(ids + (size_t)b * T, T, cfg.text.eos_token_id)
+                        : 0;
+            if (p != pidx[b]) {
+                fprintf(stderr, "%s: text %d pooled at %d, want %lld\n", c->dir, b, p,
+                        (long long)pidx[b]);
+                idx_ok = 0;
+            }
+            memcpy(pooled + (size_t)b * D, last + ((size_t)b * T + p) * D, D * sizeof(float));
+        }
+        checks++;
+        CHECK(idx_ok);
+        close_to(c->dir, "text_pooled", pooled, want(ex, c->dir, "text_pooled", NULL),
+                 (size_t)B * D, ATOL_HIDDEN);
+        free(pooled);
+        free(pidx);
+    }
+    if (c->features_key)
+        close_to(c->dir, c->features_key, features, want(ex, c->dir, c->features_key, NULL),
+                 (size_t)B * E, ATOL_HIDDEN);
+    close_to(c->dir, c->embeds_key, embeds, want(ex, c->dir, c->embeds_key, NULL),
+             (size_t)B * E, ATOL_EMBED);
+    /* Unit norm (and features = unnormalised embeds). */
+    for (int b = 0; b < B; b++) {
+        double ss = 0, sf = 0;
+        for (int e = 0; e < E; e++) {
+            ss += (double)embeds[b * E + e] * embeds[b * E + e];
+            sf += (double)features[b * E + e] * features[b * E + e];
+        }
+        checks++;
+        CHECK(fabs(ss - 1.0) < 1e-5);
+        for (int e = 0; e < E; e++)
+            CHECK(fabsf(embeds[b * E + e] * (float)sqrt(sf) - features[b * E + e]) < 1e-4f);
+    }
+
+    /* Cross-modal similarities from our text embeddings and the expected image embeddings. */
+    size_t ni = 0;
+    const float *img = want(ex, c->dir, c->image_key, &ni);
+    if (img) {
+        int I = (int)(ni / (size_t)E);
+        float *sim = alloc_f((size_t)I * B);
+        if (c->family == GZ_FAMILY_BLIP) {
+            similarity(img, embeds, I, B, E, 1.0f, sim);
+            close_to(c->dir, "itc_sim", sim, want(ex, c->dir, "itc_sim", NULL), (size_t)I * B,
+                     ATOL_EMBED);
+        } else {
+            const float *ls = want(ex, c->dir, "logit_scale_exp", NULL);
+            similarity(img, embeds, I, B, E, ls ? *ls : 1.0f, sim);
+            close_to(c->dir, "logits_per_image", sim, want(ex, c->dir, "logits_per_image", NULL),
+                     (size_t)I * B, ATOL_HIDDEN);
+        }
+        free(sim);
+    }
+
+    /* Batch independence: each text alone, unpadded, vs its row of the padded batch. */
+    double worst_e = 0, worst_h = 0;
+    float *e1 = alloc_f(E), *h1 = alloc_f((size_t)T * D);
+    for (int b = 0; b < B; b++) {
+        int len = 0;
+        while (len < T && mask[(size_t)b * T + len]) len++;
+        CHECK_OK(gz_text_tower_encode(t, ids + (size_t)b * T, NULL, 1, len, e1, NULL, h1, NULL));
+        double de = gz_max_abs_diff(e1, embeds + (size_t)b * E, E);
+        double dh = gz_max_abs_diff(h1, last + (size_t)b * T * D, (size_t)len * D);
+        if (de > worst_e) worst_e = de;
+        if (dh > worst_h) worst_h = dh;
+    }
+    checks++;
+    CHECK(worst_e <= 1e-5 && worst_h <= 1e-5);
+    printf("  %-13s %-36s max diff %.3g (hidden %.3g)\n", c->dir, "alone vs batch", worst_e,
+           worst_h);
+    free(e1);
+    free(h1);
+
+    /* Same tower from two threads at once: identical results. */
+    thread_job jobs[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        jobs[i] = (thread_job){t, ids, mask, B, T, alloc_f((size_t)B * E), GZ_OK};
+        CHECK(pthread_create(&th[i], NULL, thread_main, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].st == GZ_OK);
+        checks++;
+        CHECK(gz_max_abs_diff(jobs[i].embeds, embeds, (size_t)B * E) <= 1e-6);
+        free(jobs[i].embeds);
+    }
+
+    /* Bad inputs are refused with a message, not read out of bounds. */
+    int32_t bad = -1;
+    checks++;
+    CHECK(gz_text_tower_encode(t, &bad, NULL, 1, 1, e1 = alloc_f(E), NULL, NULL, NULL) ==
+          GZ_EINVAL);
+    bad = cfg.text.vocab_size;
+    CHECK(gz_text_tower_encode(t, &bad, NULL, 1, 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    int maxp = gz_text_tower_max_positions(t);
+    int32_t *longids = calloc((size_t)maxp + 1, sizeof *longids);
+    CHECK(gz_text_tower_encode(t, longids, NULL, 1, maxp + 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    int32_t zmask[2] = {0, 0}, two[2] = {ids[0], ids[1]};
+    CHECK(gz_text_tower_encode(t, two, zmask, 1, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    CHECK(gz_text_tower_encode(t, two, NULL, 0, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    free(longids);
+    free(e1);
+
+    check_half(c, &cfg, ex, ids, mask, B, T, "model.f16.safetensors", "f16w");
+    check_half(c, &cfg, ex, ids, mask, B, T, "model.bf16.safetensors", "bf16w");
+
+    free(embeds);
+    free(features);
+    free(last);
+    free(all);
+    free(ids);
+    free(mask);
+done:
+    gz_text_tower_free(t);
+    gz_st_close(w);
+    gz_st_close(ex);
+}
+
+/* A checkpoint missing a tensor, or with the wrong family, fails cleanly. */
+static void check_load_errors(void) {
+    gz_model_config cfg;
+    gz_st_file *w = NULL;
+    gz_text_tower *t = NULL;
+    CHECK_OK(gz_config_load(gz_test_path("fixtures/clip/config.json"), &cfg));
+    /* CLIP weights read as Chinese-CLIP: the BERT tensors are absent. */
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/clip/model.safetensors"), &w));
+    if (!w) return;
+    gz_model_config wrong = cfg;
+    wrong.family = GZ_FAMILY_CHINESE_CLIP;
+    checks++;
+    CHECK(gz_text_tower_load(w, &wrong, &t) == GZ_ENOTFOUND && t == NULL);
+    CHECK(strstr(gz_last_error(), "text_model.embeddings.word_embeddings.weight") != NULL);
+    /* A config whose sizes disagree with the weights. */
+    wrong = cfg;
+    wrong.text.intermediate_size += 1;
+    CHECK(gz_text_tower_load(w, &wrong, &t) == GZ_EINVAL && t == NULL);
+    wrong = cfg;
+    wrong.family = (gz_family)99;
+    CHECK(gz_text_tower_load(w, &wrong, &t) == GZ_EUNSUPPORTED && t == NULL);
+    gz_st_close(w);
+}
+
+int main(void) {
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) check_family(&CASES[i]);
+    check_load_errors();
+    return gz_test_finish("text_encoder", checks);
+}

@@ -1,0 +1,263 @@
+/* bert.c - BERT text encoder (post-LN) with optional cross-attention (BLIP ITM).
+ *
+ * Legend: B = texts, T = padded length, N = B*T token rows, D = hidden size, H = heads,
+ *         Dh = D / H, F = intermediate size, L = layers, Ti = image tokens, De = image hidden. */
+#include "text_encoder/bert.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/kernels.h"
+
+typedef struct {
+    const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D, Din), (D); Din = D or De */
+    const float *o_w, *o_b;                         /* (D, D), (D) */
+    const float *ln_w, *ln_b;                       /* (D) */
+} bert_attn;
+
+typedef struct {
+    bert_attn self;
+    bert_attn cross;           /* all NULL without cross-attention */
+    const float *i_w, *i_b;    /* (F, D), (F) */
+    const float *o_w, *o_b;    /* (D, F), (D) */
+    const float *ln_w, *ln_b;  /* (D) */
+} bert_layer;
+
+struct gz_bert {
+    gz_text_config cfg;
+    int D, H, Dh, F, L, De, with_cross;
+    const float *word;         /* (vocab, D) */
+    const float *pos;          /* (max_pos, D) */
+    const float *type;         /* (type_vocab, D) or NULL */
+    const float *emb_ln_w, *emb_ln_b; /* (D) */
+    bert_layer *layers;        /* (L) owned */
+};
+
+/* Fetch "<prefix><name>" as F32 with the given shape (ndim 1 or 2). */
+static gz_status get_w(gz_st_file *w, const char *prefix, const char *name, int64_t d0, int64_t d1,
+                       const float **out) {
+    int64_t shape[2] = {d0, d1};
+    return gz_st_f32_fmt(w, out, d1 > 0 ? 2 : 1, shape, "%s%s", prefix, name);
+}
+
+/* Load one attention block "<prefix><blk>.{self.{query,key,value},output.{dense,LayerNorm}}". */
+static gz_status load_attn(gz_st_file *w, const char *prefix, int layer, const char *blk, int D,
+                           int Din, bert_attn *a) {
+    char base[256];
+    int n = snprintf(base, sizeof base, "%sencoder.layer.%d.%s.", prefix, layer, blk);
+    if (n < 0 || (size_t)n >= sizeof base)
+        return GZ_FAIL(GZ_EINVAL, "tensor name prefix too long: %s", prefix);
+    gz_status st;
+    if ((st = get_w(w, base, "self.query.weight", D, D, &a->q_w)) ||
+        (st = get_w(w, base, "self.query.bias", D, 0, &a->q_b)) ||
+        (st = get_w(w, base, "self.key.weight", D, Din, &a->k_w)) ||
+        (st = get_w(w, base, "self.key.bias", D, 0, &a->k_b)) ||
+        (st = get_w(w, base, "self.value.weight", D, Din, &a->v_w)) ||
+        (st = get_w(w, base, "self.value.bias", D, 0, &a->v_b)) ||
+        (st = get_w(w, base, "output.dense.weight", D, D, &a->o_w)) ||
+        (st = get_w(w, base, "output.dense.bias", D, 0, &a->o_b)) ||
+        (st = get_w(w, base, "output.LayerNorm.weight", D, 0, &a->ln_w)) ||
+        (st = get_w(w, base, "output.LayerNorm.bias", D, 0, &a->ln_b)))
+        return st;
+    return GZ_OK;
+}
+
+gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
+                       int with_cross, gz_bert **out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_bert_load: out is NULL");
+    *out = NULL;
+    if (!w || !prefix || !cfg) return GZ_FAIL(GZ_EINVAL, "gz_bert_load: NULL argument");
+    int D = cfg->hidden_size, H = cfg->num_heads, F = cfg->intermediate_size;
+    int L = cfg->num_layers;
+    if (D <= 0 || H <= 0 || D % H != 0 || F <= 0 || L <= 0 || cfg->vocab_size <= 0 ||
+        cfg->max_position_embeddings <= 0 || cfg->type_vocab_size < 0)
+        return GZ_FAIL(GZ_EINVAL,
+                       "%sencoder: bad text config (hidden %d, heads %d, intermediate %d, "
+                       "layers %d, vocab %d, positions %d)",
+                       prefix, D, H, F, L, cfg->vocab_size, cfg->max_position_embeddings);
+    if (with_cross && cfg->encoder_hidden_size <= 0)
+        return GZ_FAIL(GZ_EINVAL, "%sencoder: cross-attention needs encoder_hidden_size > 0",
+                       prefix);
+    gz_bert *m = calloc(1, sizeof *m);
+    if (!m) return GZ_FAIL(GZ_ENOMEM, "out of memory loading the BERT encoder");
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    if (!m->layers) {
+        free(m);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory loading the BERT encoder");
+    }
+    m->cfg = *cfg;
+    m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
+    m->De = with_cross ? cfg->encoder_hidden_size : 0;
+    m->with_cross = with_cross ? 1 : 0;
+
+    gz_status st;
+    if ((st = get_w(w, prefix, "embeddings.word_embeddings.weight", cfg->vocab_size, D,
+                    &m->word)) ||
+        (st = get_w(w, prefix, "embeddings.position_embeddings.weight",
+                    cfg->max_position_embeddings, D, &m->pos)) ||
+        (st = get_w(w, prefix, "embeddings.LayerNorm.weight", D, 0, &m->emb_ln_w)) ||
+        (st = get_w(w, prefix, "embeddings.LayerNorm.bias", D, 0, &m->emb_ln_b)))
+        goto fail;
+    if (cfg->type_vocab_size > 0 &&
+        (st = get_w(w, prefix, "embeddings.token_type_embeddings.weight", cfg->type_vocab_size, D,
+                    &m->type)))
+        goto fail;
+    for (int l = 0; l < L; l++) {
+        bert_layer *ly = &m->layers[l];
+        char base[256];
+        int n = snprintf(base, sizeof base, "%sencoder.layer.%d.", prefix, l);
+        if (n < 0 || (size_t)n >= sizeof base) {
+            st = GZ_FAIL(GZ_EINVAL, "tensor name prefix too long: %s", prefix);
+            goto fail;
+        }
+        if ((st = load_attn(w, prefix, l, "attention", D, D, &ly->self))) goto fail;
+        if (with_cross && (st = load_attn(w, prefix, l, "crossattention", D, m->De, &ly->cross)))
+            goto fail;
+        if ((st = get_w(w, base, "intermediate.dense.weight", F, D, &ly->i_w)) ||
+            (st = get_w(w, base, "intermediate.dense.bias", F, 0, &ly->i_b)) ||
+            (st = get_w(w, base, "output.dense.weight", D, F, &ly->o_w)) ||
+            (st = get_w(w, base, "output.dense.bias", D, 0, &ly->o_b)) ||
+            (st = get_w(w, base, "output.LayerNorm.weight", D, 0, &ly->ln_w)) ||
+            (st = get_w(w, base, "output.LayerNorm.bias", D, 0, &ly->ln_b)))
+            goto fail;
+    }
+    *out = m;
+    return GZ_OK;
+fail:
+    gz_bert_free(m);
+    return st;
+}
+
+void gz_bert_free(gz_bert *m) {
+    if (!m) return;
+    free(m->layers);
+    free(m);
+}
+
+int gz_bert_hidden_size(const gz_bert *m) { return m->D; }
+int gz_bert_num_layers(const gz_bert *m) { return m->L; }
+int gz_bert_has_cross(const gz_bert *m) { return m->with_cross; }
+
+size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti) {
+    size_t n;
+    if (Ti <= 0 || !gz_mul_size((size_t)2 * (size_t)m->L, (size_t)Ti, &n) ||
+        !gz_mul_size(n, (size_t)m->D, &n))
+        return 0;
+    return n;
+}
+
+gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv) {
+    if (!m->with_cross)
+        return GZ_FAIL(GZ_EINVAL, "BERT encoder was loaded without cross-attention weights");
+    if (!enc || !kv || Ti <= 0) return GZ_FAIL(GZ_EINVAL, "gz_bert_cross_kv: bad arguments");
+    if (gz_bert_cross_kv_floats(m, Ti) == 0)
+        return GZ_FAIL(GZ_ENOMEM, "cross-attention keys/values for %d image tokens too large", Ti);
+    size_t plane = (size_t)Ti * (size_t)m->D;
+    for (int l = 0; l < m->L; l++) {
+        const bert_attn *a = &m->layers[l].cross;
+        float *k = kv + (size_t)l * 2 * plane; /* (Ti, D) */
+        float *v = k + plane;                  /* (Ti, D) */
+        gz_linear(enc, a->k_w, a->k_b, k, Ti, m->De, m->D);
+        gz_linear(enc, a->v_w, a->v_b, v, Ti, m->De, m->D);
+    }
+    return GZ_OK;
+}
+
+/* x(N, D) = LN(x + (ctx(N, D) · Wo^T + bo)); tmp (N, D) scratch. */
+static void attn_output(const gz_bert *m, const bert_attn *a, float *x, const float *ctx,
+                        float *tmp, int N) {
+    gz_linear(ctx, a->o_w, a->o_b, tmp, N, m->D, m->D);
+    gz_add(tmp, x, (size_t)N * m->D);
+    gz_layernorm(x, tmp, a->ln_w, a->ln_b, N, m->D, m->cfg.layer_norm_eps);
+}
+
+gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *mask,
+                          const int32_t *type_ids, int B, int T, const float *cross_kv, int Ti,
+                          float *hidden, float *all_hidden) {
+    if (!m || !ids || !hidden || B <= 0 || T <= 0)
+        return GZ_FAIL(GZ_EINVAL, "BERT forward: bad arguments (B %d, T %d)", B, T);
+    if (T > m->cfg.max_position_embeddings)
+        return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
+                       m->cfg.max_position_embeddings);
+    if (cross_kv && (!m->with_cross || Ti <= 0))
+        return GZ_FAIL(GZ_EINVAL, "BERT forward: cross-attention %s",
+                       m->with_cross ? "needs image tokens" : "weights not loaded");
+    const int D = m->D, F = m->F;
+    size_t N = (size_t)B * (size_t)T;
+    if (N > (size_t)INT_MAX) return GZ_FAIL(GZ_EINVAL, "BERT forward: batch %d x %d too large", B, T);
+    for (size_t i = 0; i < N; i++) {
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return GZ_FAIL(GZ_EINVAL, "token id %d (text %zu, position %zu) outside the vocabulary "
+                           "of %d", ids[i], i / (size_t)T, i % (size_t)T, m->cfg.vocab_size);
+        if (m->type && type_ids && (type_ids[i] < 0 || type_ids[i] >= m->cfg.type_vocab_size))
+            return GZ_FAIL(GZ_EINVAL, "token type %d outside [0, %d)", type_ids[i],
+                           m->cfg.type_vocab_size);
+    }
+    if (mask)
+        for (int b = 0; b < B; b++)
+            if (!mask[(size_t)b * T])
+                return GZ_FAIL(GZ_EINVAL, "text %d: attention mask starts with padding", b);
+
+    /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
+    size_t per_row = (size_t)6 * D + (size_t)F, nfl, bytes;
+    if (!gz_mul_size(N, per_row, &nfl) || !gz_mul_size(nfl, sizeof(float), &bytes))
+        return GZ_FAIL(GZ_ENOMEM, "BERT forward: batch %d x %d too large", B, T);
+    float *scratch = malloc(bytes);
+    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "BERT forward: out of memory (%zu bytes)", bytes);
+    float *x = scratch;             /* (N, D) */
+    float *q = x + N * D;           /* (N, D) */
+    float *k = q + N * D;           /* (N, D) */
+    float *v = k + N * D;           /* (N, D) */
+    float *ctx = v + N * D;         /* (N, D) */
+    float *tmp = ctx + N * D;       /* (N, D) */
+    float *ffn = tmp + N * D;       /* (N, F) */
+
+    /* Embeddings: LN(word[id] + pos[t] (+ type[tt])). */
+    for (size_t i = 0; i < N; i++) {
+        const float *we = m->word + (size_t)ids[i] * D;
+        const float *pe = m->pos + (i % (size_t)T) * D;
+        float *r = tmp + i * D;
+        for (int j = 0; j < D; j++) r[j] = we[j] + pe[j];
+        if (m->type) {
+            const float *te = m->type + (size_t)(type_ids ? type_ids[i] : 0) * D;
+            for (int j = 0; j < D; j++) r[j] += te[j];
+        }
+    }
+    gz_layernorm(x, tmp, m->emb_ln_w, m->emb_ln_b, (int)N, D, m->cfg.layer_norm_eps);
+    if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
+
+    const float scale = 1.0f / sqrtf((float)m->Dh);
+    size_t plane = (size_t)Ti * D;
+    for (int l = 0; l < m->L; l++) {
+        const bert_layer *ly = &m->layers[l];
+        /* Self-attention over each text's own tokens, padding keys masked. */
+        gz_linear(x, ly->self.q_w, ly->self.q_b, q, (int)N, D, D);
+        gz_linear(x, ly->self.k_w, ly->self.k_b, k, (int)N, D, D);
+        gz_linear(x, ly->self.v_w, ly->self.v_b, v, (int)N, D, D);
+        gz_attention(q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 0, scale);
+        attn_output(m, &ly->self, x, ctx, tmp, (int)N);
+        if (cross_kv) {
+            /* Cross-attention: every text row attends to the same Ti image tokens, so the
+             * batch flattens to one query block of N rows. */
+            const float *ck = cross_kv + (size_t)l * 2 * plane; /* (Ti, D) */
+            const float *cv = ck + plane;                       /* (Ti, D) */
+            gz_linear(x, ly->cross.q_w, ly->cross.q_b, q, (int)N, D, D);
+            gz_attention(q, D, ck, cv, D, ctx, 1, (int)N, Ti, m->H, m->Dh, NULL, 0, scale);
+            attn_output(m, &ly->cross, x, ctx, tmp, (int)N);
+        }
+        /* Feed-forward. */
+        gz_linear(x, ly->i_w, ly->i_b, ffn, (int)N, D, F);
+        gz_activate(m->cfg.act, ffn, N * F);
+        gz_linear(ffn, ly->o_w, ly->o_b, tmp, (int)N, F, D);
+        gz_add(tmp, x, N * D);
+        gz_layernorm(x, tmp, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
+        if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
+    }
+    memcpy(hidden, x, N * D * sizeof *x);
+    free(scratch);
+    return GZ_OK;
+}

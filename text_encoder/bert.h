@@ -1,0 +1,75 @@
+/* bert.h - BERT text encoder (post-LN), optionally with cross-attention: BLIP's text encoder
+ * (ITC mode without, ITM mode with cross-attention to image states) and Chinese-CLIP's text
+ * model.
+ *
+ * Legend: B = texts in the batch, T = padded text length, D = hidden size, H = heads,
+ *         Dh = D / H, F = intermediate (FFN) size, L = layers, Ti = image tokens,
+ *         De = encoder (image) hidden size.
+ *
+ * Layer (post-LN, as Hugging Face BertLayer / BlipTextLayer):
+ *   x = LN(x + Wo·SelfAttn(x, padding mask))
+ *   x = LN(x + Wco·CrossAttn(q = x, k/v = image states))      (only with cross_kv)
+ *   x = LN(x + W2·act(W1·x))
+ * Embeddings: LN(word[id] + position[t] (+ token_type[type])).
+ *
+ * Weights are borrowed from the gz_st_file (it must outlive the encoder). After loading, a
+ * gz_bert is immutable: forward passes may run concurrently from several threads; every call
+ * allocates its own scratch. */
+#ifndef GZ_TEXT_BERT_H
+#define GZ_TEXT_BERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "core/safetensors.h"
+#include "gaze.h"
+
+typedef struct gz_bert gz_bert;
+
+/*
+** Load a BERT encoder whose tensors are named "<prefix>embeddings.word_embeddings.weight",
+** "<prefix>encoder.layer.N.attention.self.query.weight", ... (prefix e.g. "text_encoder." for
+** BLIP, "text_model." for Chinese-CLIP). Token-type embeddings are loaded when
+** cfg->type_vocab_size > 0. with_cross = 1 also loads every layer's "crossattention.*" weights
+** (key/value input size cfg->encoder_hidden_size). Every tensor's shape is checked against cfg.
+** Returns GZ_OK and sets *out; GZ_EINVAL for a bad config or a wrong shape, GZ_ENOTFOUND for a
+** missing tensor (message names it), GZ_ENOMEM. *out is NULL on error.
+*/
+gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
+                       int with_cross, gz_bert **out);
+void gz_bert_free(gz_bert *m);
+
+int gz_bert_hidden_size(const gz_bert *m); /* D */
+int gz_bert_num_layers(const gz_bert *m);  /* L */
+int gz_bert_has_cross(const gz_bert *m);   /* 1 if loaded with cross-attention weights */
+
+/* Floats needed for the cross-attention keys and values of Ti image tokens: 2 * L * Ti * D
+** (0 on overflow). */
+size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti);
+
+/*
+** Project image states enc (Ti, De) through every layer's cross-attention key and value
+** projections: kv = (L, 2, Ti, D) (per layer keys then values), gz_bert_cross_kv_floats floats.
+** GZ_EINVAL if the model has no cross-attention weights or Ti <= 0.
+*/
+gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv);
+
+/*
+** Run the encoder on B texts of T tokens.
+**   ids      (B, T) token ids, each in [0, vocab_size)
+**   mask     (B, T) 1 = token, 0 = padding; NULL = all tokens real. Each row must keep its
+**            first token (padding is on the right).
+**   type_ids (B, T) token types or NULL (= all 0); ignored when the model has none
+**   cross_kv (L, 2, Ti, D) from gz_bert_cross_kv, shared by all B texts, or NULL for text-only
+**            (ITC) mode; Ti its token count (no image mask: every image token is attended)
+**   hidden   (B, T, D) output: last hidden state (all positions, padding included)
+**   all_hidden (L+1, B, T, D) optional: embeddings output then every layer's output
+** GZ_EINVAL for bad sizes, ids out of range, T > max positions, an all-padding row, or cross_kv
+** given to a model without cross-attention; GZ_ENOMEM.
+*/
+gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *mask,
+                          const int32_t *type_ids, int B, int T, const float *cross_kv, int Ti,
+                          float *hidden, float *all_hidden);
+
+#endif

@@ -1,0 +1,188 @@
+/* clip_text.c - CLIP text transformer: token + position embeddings, pre-LN causal layers,
+ * final LayerNorm.
+ *
+ * Legend: B = texts, T = padded length, N = B*T token rows, D = hidden size, H = heads,
+ *         Dh = D / H, F = MLP size, L = layers. */
+#include "text_encoder/clip_text.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/kernels.h"
+
+typedef struct {
+    const float *ln1_w, *ln1_b;                     /* (D) */
+    const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D, D), (D) */
+    const float *o_w, *o_b;                         /* (D, D), (D) */
+    const float *ln2_w, *ln2_b;                     /* (D) */
+    const float *fc1_w, *fc1_b;                     /* (F, D), (F) */
+    const float *fc2_w, *fc2_b;                     /* (D, F), (D) */
+} clip_layer;
+
+struct gz_clip_text {
+    gz_text_config cfg;
+    int D, H, Dh, F, L;
+    const float *tok; /* (vocab, D) */
+    const float *pos; /* (max_pos, D) */
+    const float *fln_w, *fln_b; /* (D) */
+    clip_layer *layers;         /* (L) owned */
+};
+
+static gz_status get_w(gz_st_file *w, const char *prefix, const char *name, int64_t d0, int64_t d1,
+                       const float **out) {
+    int64_t shape[2] = {d0, d1};
+    return gz_st_f32_fmt(w, out, d1 > 0 ? 2 : 1, shape, "%s%s", prefix, name);
+}
+
+gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
+                            gz_clip_text **out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_clip_text_load: out is NULL");
+    *out = NULL;
+    if (!w || !prefix || !cfg) return GZ_FAIL(GZ_EINVAL, "gz_clip_text_load: NULL argument");
+    int D = cfg->hidden_size, H = cfg->num_heads, F = cfg->intermediate_size;
+    int L = cfg->num_layers;
+    if (D <= 0 || H <= 0 || D % H != 0 || F <= 0 || L <= 0 || cfg->vocab_size <= 0 ||
+        cfg->max_position_embeddings <= 0)
+        return GZ_FAIL(GZ_EINVAL,
+                       "%s: bad CLIP text config (hidden %d, heads %d, intermediate %d, "
+                       "layers %d, vocab %d, positions %d)",
+                       prefix, D, H, F, L, cfg->vocab_size, cfg->max_position_embeddings);
+    gz_clip_text *m = calloc(1, sizeof *m);
+    if (!m) return GZ_FAIL(GZ_ENOMEM, "out of memory loading the CLIP text model");
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    if (!m->layers) {
+        free(m);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory loading the CLIP text model");
+    }
+    m->cfg = *cfg;
+    m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
+    gz_status st;
+    if ((st = get_w(w, prefix, "embeddings.token_embedding.weight", cfg->vocab_size, D,
+                    &m->tok)) ||
+        (st = get_w(w, prefix, "embeddings.position_embedding.weight",
+                    cfg->max_position_embeddings, D, &m->pos)) ||
+        (st = get_w(w, prefix, "final_layer_norm.weight", D, 0, &m->fln_w)) ||
+        (st = get_w(w, prefix, "final_layer_norm.bias", D, 0, &m->fln_b)))
+        goto fail;
+    for (int l = 0; l < L; l++) {
+        clip_layer *ly = &m->layers[l];
+        char base[256];
+        int n = snprintf(base, sizeof base, "%sencoder.layers.%d.", prefix, l);
+        if (n < 0 || (size_t)n >= sizeof base) {
+            st = GZ_FAIL(GZ_EINVAL, "tensor name prefix too long: %s", prefix);
+            goto fail;
+        }
+        if ((st = get_w(w, base, "layer_norm1.weight", D, 0, &ly->ln1_w)) ||
+            (st = get_w(w, base, "layer_norm1.bias", D, 0, &ly->ln1_b)) ||
+            (st = get_w(w, base, "self_attn.q_proj.weight", D, D, &ly->q_w)) ||
+            (st = get_w(w, base, "self_attn.q_proj.bias", D, 0, &ly->q_b)) ||
+            (st = get_w(w, base, "self_attn.k_proj.weight", D, D, &ly->k_w)) ||
+            (st = get_w(w, base, "self_attn.k_proj.bias", D, 0, &ly->k_b)) ||
+            (st = get_w(w, base, "self_attn.v_proj.weight", D, D, &ly->v_w)) ||
+            (st = get_w(w, base, "self_attn.v_proj.bias", D, 0, &ly->v_b)) ||
+            (st = get_w(w, base, "self_attn.out_proj.weight", D, D, &ly->o_w)) ||
+            (st = get_w(w, base, "self_attn.out_proj.bias", D, 0, &ly->o_b)) ||
+            (st = get_w(w, base, "layer_norm2.weight", D, 0, &ly->ln2_w)) ||
+            (st = get_w(w, base, "layer_norm2.bias", D, 0, &ly->ln2_b)) ||
+            (st = get_w(w, base, "mlp.fc1.weight", F, D, &ly->fc1_w)) ||
+            (st = get_w(w, base, "mlp.fc1.bias", F, 0, &ly->fc1_b)) ||
+            (st = get_w(w, base, "mlp.fc2.weight", D, F, &ly->fc2_w)) ||
+            (st = get_w(w, base, "mlp.fc2.bias", D, 0, &ly->fc2_b)))
+            goto fail;
+    }
+    *out = m;
+    return GZ_OK;
+fail:
+    gz_clip_text_free(m);
+    return st;
+}
+
+void gz_clip_text_free(gz_clip_text *m) {
+    if (!m) return;
+    free(m->layers);
+    free(m);
+}
+
+int gz_clip_text_hidden_size(const gz_clip_text *m) { return m->D; }
+int gz_clip_text_num_layers(const gz_clip_text *m) { return m->L; }
+
+int gz_clip_pool_index(const int32_t *ids, int T, int eos_token_id) {
+    int best = 0;
+    if (eos_token_id == 2) {
+        for (int t = 1; t < T; t++)
+            if (ids[t] > ids[best]) best = t;
+        return best;
+    }
+    for (int t = 0; t < T; t++)
+        if (ids[t] == eos_token_id) return t;
+    return 0;
+}
+
+gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const int32_t *mask,
+                               int B, int T, float *hidden, float *all_hidden) {
+    if (!m || !ids || !hidden || B <= 0 || T <= 0)
+        return GZ_FAIL(GZ_EINVAL, "CLIP text forward: bad arguments (B %d, T %d)", B, T);
+    if (T > m->cfg.max_position_embeddings)
+        return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
+                       m->cfg.max_position_embeddings);
+    const int D = m->D, F = m->F;
+    size_t N = (size_t)B * (size_t)T;
+    if (N > (size_t)INT_MAX)
+        return GZ_FAIL(GZ_EINVAL, "CLIP text forward: batch %d x %d too large", B, T);
+    for (size_t i = 0; i < N; i++)
+        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+            return GZ_FAIL(GZ_EINVAL,
+                           "token id %d (text %zu, position %zu) outside the vocabulary of %d",
+                           ids[i], i / (size_t)T, i % (size_t)T, m->cfg.vocab_size);
+    if (mask)
+        for (int b = 0; b < B; b++)
+            if (!mask[(size_t)b * T])
+                return GZ_FAIL(GZ_EINVAL, "text %d: attention mask starts with padding", b);
+
+    /* Scratch: x, h, q, k, v, ctx (N, D) and mlp (N, F). */
+    size_t per_row = (size_t)6 * D + (size_t)F, nfl, bytes;
+    if (!gz_mul_size(N, per_row, &nfl) || !gz_mul_size(nfl, sizeof(float), &bytes))
+        return GZ_FAIL(GZ_ENOMEM, "CLIP text forward: batch %d x %d too large", B, T);
+    float *scratch = malloc(bytes);
+    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "CLIP text forward: out of memory (%zu bytes)", bytes);
+    float *x = scratch;     /* (N, D) residual stream */
+    float *h = x + N * D;   /* (N, D) normalised input / block output */
+    float *q = h + N * D;   /* (N, D) */
+    float *k = q + N * D;   /* (N, D) */
+    float *v = k + N * D;   /* (N, D) */
+    float *ctx = v + N * D; /* (N, D) */
+    float *mlp = ctx + N * D; /* (N, F) */
+
+    for (size_t i = 0; i < N; i++) {
+        const float *te = m->tok + (size_t)ids[i] * D;
+        const float *pe = m->pos + (i % (size_t)T) * D;
+        float *r = x + i * D;
+        for (int j = 0; j < D; j++) r[j] = te[j] + pe[j];
+    }
+    if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
+
+    const float scale = 1.0f / sqrtf((float)m->Dh);
+    for (int l = 0; l < m->L; l++) {
+        const clip_layer *ly = &m->layers[l];
+        gz_layernorm(h, x, ly->ln1_w, ly->ln1_b, (int)N, D, m->cfg.layer_norm_eps);
+        gz_linear(h, ly->q_w, ly->q_b, q, (int)N, D, D);
+        gz_linear(h, ly->k_w, ly->k_b, k, (int)N, D, D);
+        gz_linear(h, ly->v_w, ly->v_b, v, (int)N, D, D);
+        gz_attention(q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale);
+        gz_linear(ctx, ly->o_w, ly->o_b, h, (int)N, D, D);
+        gz_add(x, h, N * D);
+        gz_layernorm(h, x, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
+        gz_linear(h, ly->fc1_w, ly->fc1_b, mlp, (int)N, D, F);
+        gz_activate(m->cfg.act, mlp, N * F);
+        gz_linear(mlp, ly->fc2_w, ly->fc2_b, h, (int)N, F, D);
+        gz_add(x, h, N * D);
+        if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
+    }
+    gz_layernorm(hidden, x, m->fln_w, m->fln_b, (int)N, D, m->cfg.layer_norm_eps);
+    free(scratch);
+    return GZ_OK;
+}
