@@ -1,0 +1,150 @@
+/* itm.c - BLIP image-text matching over the shared BERT encoder with cross-attention.
+ *
+ * Legend: B = texts, T = padded length, N = B*T, D = text hidden size, L = layers,
+ *         Ti = image tokens, Dv = vision hidden size. */
+#include "fusion/itm.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/kernels.h"
+#include "text_encoder/bert.h"
+
+#define GZ_ITM_CLASSES 2 /* itm_head: [no match, match] */
+
+struct gz_itm {
+    gz_bert *bert;       /* text encoder with cross-attention; owned */
+    int D, Dv;
+    const float *head_w; /* (2, D) borrowed */
+    const float *head_b; /* (2) */
+};
+
+struct gz_itm_image {
+    int Ti;
+    float *kv; /* (L, 2, Ti, D) owned */
+};
+
+gz_status gz_itm_load(gz_st_file *w, const gz_model_config *cfg, gz_itm **out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_itm_load: out is NULL");
+    *out = NULL;
+    if (!w || !cfg) return GZ_FAIL(GZ_EINVAL, "gz_itm_load: NULL argument");
+    if (cfg->family != GZ_FAMILY_BLIP)
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "image-text matching (cross-attention fusion) needs a BLIP model; "
+                       "model_type '%s' has none",
+                       cfg->model_type);
+    gz_itm *m = calloc(1, sizeof *m);
+    if (!m) return GZ_FAIL(GZ_ENOMEM, "out of memory loading the ITM model");
+    m->D = cfg->text.hidden_size;
+    m->Dv = cfg->text.encoder_hidden_size;
+    gz_status st = gz_bert_load(w, "text_encoder.", &cfg->text, 1, &m->bert);
+    if (st) goto fail;
+    int64_t wshape[2] = {GZ_ITM_CLASSES, m->D}, bshape[1] = {GZ_ITM_CLASSES};
+    if ((st = gz_st_f32(w, "itm_head.weight", 2, wshape, &m->head_w)) ||
+        (st = gz_st_f32(w, "itm_head.bias", 1, bshape, &m->head_b)))
+        goto fail;
+    *out = m;
+    return GZ_OK;
+fail:
+    gz_itm_free(m);
+    return st;
+}
+
+void gz_itm_free(gz_itm *m) {
+    if (!m) return;
+    gz_bert_free(m->bert);
+    free(m);
+}
+
+int gz_itm_hidden_size(const gz_itm *m) { return m->D; }
+int gz_itm_image_hidden_size(const gz_itm *m) { return m->Dv; }
+
+gz_status gz_itm_prepare_image(const gz_itm *m, const float *image_states, int Ti,
+                               gz_itm_image **out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image: out is NULL");
+    *out = NULL;
+    if (!m || !image_states || Ti <= 0)
+        return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image: bad arguments (Ti %d)", Ti);
+    size_t n = gz_bert_cross_kv_floats(m->bert, Ti), bytes;
+    if (n == 0 || !gz_mul_size(n, sizeof(float), &bytes))
+        return GZ_FAIL(GZ_ENOMEM, "ITM: %d image tokens too many", Ti);
+    gz_itm_image *im = calloc(1, sizeof *im);
+    if (!im) return GZ_FAIL(GZ_ENOMEM, "ITM: out of memory preparing an image");
+    im->Ti = Ti;
+    im->kv = malloc(bytes);
+    if (!im->kv) {
+        free(im);
+        return GZ_FAIL(GZ_ENOMEM, "ITM: out of memory (%zu bytes) preparing an image", bytes);
+    }
+    gz_status st = gz_bert_cross_kv(m->bert, image_states, Ti, im->kv);
+    if (st) {
+        gz_itm_image_free(im);
+        return st;
+    }
+    *out = im;
+    return GZ_OK;
+}
+
+void gz_itm_image_free(gz_itm_image *im) {
+    if (!im) return;
+    free(im->kv);
+    free(im);
+}
+
+gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
+                          const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
+                          float *cls, float *last_hidden) {
+    if (!m || !im || !ids || !logits || B <= 0 || T <= 0)
+        return GZ_FAIL(GZ_EINVAL, "ITM score: bad arguments (B %d, T %d)", B, T);
+    const int D = m->D;
+    size_t N = (size_t)B * (size_t)T, nh, nids, total, bytes;
+    /* Scratch: hidden (N, D) unless the caller's, cls (B, D), ids copy (N) for [ENC]. */
+    if (!gz_mul_size(N, (size_t)D, &nh) || !gz_mul_size((size_t)B, (size_t)D, &total) ||
+        !gz_add_size(total, last_hidden ? 0 : nh, &total))
+        return GZ_FAIL(GZ_ENOMEM, "ITM score: batch %d x %d too large", B, T);
+    nids = enc_token_id >= 0 ? N : 0;
+    if (!gz_mul_size(total, sizeof(float), &bytes) ||
+        !gz_add_size(bytes, nids * sizeof(int32_t), &bytes))
+        return GZ_FAIL(GZ_ENOMEM, "ITM score: batch %d x %d too large", B, T);
+    unsigned char *scratch = malloc(bytes);
+    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "ITM score: out of memory (%zu bytes)", bytes);
+    float *pooled = (float *)scratch;                                  /* (B, D) */
+    float *hidden = last_hidden ? last_hidden : pooled + (size_t)B * D; /* (B, T, D) */
+    const int32_t *use_ids = ids;
+    if (enc_token_id >= 0) {
+        int32_t *copy = (int32_t *)(scratch + total * sizeof(float)); /* (B, T) */
+        memcpy(copy, ids, N * sizeof *copy);
+        for (int b = 0; b < B; b++) copy[(size_t)b * T] = enc_token_id;
+        use_ids = copy;
+    }
+    gz_status st = gz_bert_forward(m->bert, use_ids, mask, NULL, B, T, im->kv, im->Ti, hidden,
+                                   NULL);
+    if (st) {
+        free(scratch);
+        return st;
+    }
+    for (int b = 0; b < B; b++)
+        memcpy(pooled + (size_t)b * D, hidden + (size_t)b * T * D, (size_t)D * sizeof *pooled);
+    gz_linear(pooled, m->head_w, m->head_b, logits, B, D, GZ_ITM_CLASSES); /* (B, 2) */
+    if (cls) memcpy(cls, pooled, (size_t)B * D * sizeof *cls);
+    free(scratch);
+    return GZ_OK;
+}
+
+gz_status gz_itm_score(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
+                       const int32_t *mask, int B, int T, float *logits, float *cls,
+                       float *last_hidden) {
+    return gz_itm_score_ex(m, im, ids, mask, B, T, -1, logits, cls, last_hidden);
+}
+
+float gz_itm_prob(const float *logits) {
+    /* softmax([a, b])[1] = 1 / (1 + exp(a - b)), stable for either sign. */
+    float d = logits[0] - logits[1];
+    if (d > 0) {
+        float e = expf(-d);
+        return e / (1.0f + e);
+    }
+    return 1.0f / (1.0f + expf(d));
+}

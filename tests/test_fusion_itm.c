@@ -1,0 +1,277 @@
+/* test_fusion_itm.c - BLIP image-text matching parity with transformers.
+ *
+ * Image states are the fixture's vision_last_hidden_state (no ViT involved), texts its
+ * input_ids / attention_mask (no tokenizer). Per image: itm_logits, itm_probs, itm_text_cls;
+ * the full multimodal last hidden state for image 0; the original-BLIP [ENC] convention
+ * against itm_logits_enc_token; F16/BF16 weight files against f16w./bf16w. (image states from
+ * the ViT on the same rounded weights, as the references were made); batch independence;
+ * concurrent scoring; a CLIP-family model refused with GZ_EUNSUPPORTED. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/safetensors.h"
+#include "fusion/itm.h"
+#include "testutil.h"
+#include "vision_encoder/vit.h"
+
+#define ATOL_LOGIT 1e-4f
+#define ATOL_PROB 1e-5f
+#define ENC_TOKEN_ID 30523 /* "[ENC]" in the fixture's added_tokens.json */
+
+static int checks;
+
+static float *alloc_f(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static const float *want(gz_st_file *ex, const char *name, size_t *n) {
+    const float *p = NULL;
+    checks++;
+    if (gz_st_f32(ex, name, 0, NULL, &p) != GZ_OK) {
+        fprintf(stderr, "expected tensor %s: %s\n", name, gz_last_error());
+        gz_test_failures++;
+        return NULL;
+    }
+    if (n) *n = gz_st_find(ex, name)->numel;
+    return p;
+}
+
+static void close_to(const char *what, const float *got, const float *w, size_t n, float atol) {
+    checks++;
+    if (w) gz_check_close(what, got, w, n, atol, 0.0f);
+    printf("  %-40s max diff %.3g\n", what, w ? gz_max_abs_diff(got, w, n) : -1.0);
+}
+
+static int32_t *load_ids(gz_st_file *ex, const char *name, int *B, int *T) {
+    int64_t *v = NULL;
+    size_t n = 0;
+    checks++;
+    if (gz_st_i64_copy(ex, name, &v, &n) != GZ_OK) {
+        fprintf(stderr, "%s: %s\n", name, gz_last_error());
+        gz_test_failures++;
+        return NULL;
+    }
+    const gz_st_tensor *t = gz_st_find(ex, name);
+    *B = (int)t->shape[0];
+    *T = (int)t->shape[1];
+    int32_t *out = malloc(n * sizeof *out);
+    if (!out) exit(2);
+    for (size_t i = 0; i < n; i++) out[i] = (int32_t)v[i];
+    free(v);
+    return out;
+}
+
+typedef struct {
+    int I, Ti, Dv, B, T;
+    const float *states; /* (I, Ti, Dv) */
+    const int32_t *ids, *mask;
+} inputs;
+
+/* Score every image against every text: logits (I, B, 2), probs (I, B), cls (I, B, D) and
+ * last hidden (B, T, D) of image 0 (each optional). enc = -1 or the [ENC] id. */
+static void score_all(const gz_itm *m, const inputs *in, int32_t enc, float *logits, float *probs,
+                      float *cls, float *last0) {
+    int D = gz_itm_hidden_size(m);
+    for (int i = 0; i < in->I; i++) {
+        gz_itm_image *im = NULL;
+        CHECK_OK(gz_itm_prepare_image(m, in->states + (size_t)i * in->Ti * in->Dv, in->Ti, &im));
+        if (!im) continue;
+        float *lg = logits + (size_t)i * in->B * 2;
+        CHECK_OK(gz_itm_score_ex(m, im, in->ids, in->mask, in->B, in->T, enc, lg,
+                                 cls ? cls + (size_t)i * in->B * D : NULL,
+                                 i == 0 ? last0 : NULL));
+        if (probs)
+            for (int b = 0; b < in->B; b++) probs[(size_t)i * in->B + b] = gz_itm_prob(lg + 2 * b);
+        gz_itm_image_free(im);
+    }
+}
+
+typedef struct {
+    const gz_itm *m;
+    const gz_itm_image *im;
+    const inputs *in;
+    float *logits;
+    gz_status st;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    for (int rep = 0; rep < 20 && j->st == GZ_OK; rep++)
+        j->st = gz_itm_score(j->m, j->im, j->in->ids, j->in->mask, j->in->B, j->in->T, j->logits,
+                             NULL, NULL);
+    return NULL;
+}
+
+static void check_half(const gz_model_config *cfg, gz_st_file *ex, const inputs *in,
+                       const char *file, const char *prefix) {
+    gz_st_file *w = NULL;
+    gz_itm *m = NULL;
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/blip_itm/%s", file), &w));
+    if (w) CHECK_OK(gz_itm_load(w, cfg, &m));
+    /* The f16w./bf16w. references ran the vision tower on the rounded weights too, so the
+     * image states come from our ViT on the same file (its own parity is tested elsewhere). */
+    gz_vit *v = NULL;
+    if (w) CHECK_OK(gz_vit_load(w, cfg, &v));
+    const float *pixels = want(ex, "pixel_values", NULL);
+    float *states = alloc_f((size_t)in->I * in->Ti * in->Dv);
+    if (v && pixels) CHECK_OK(gz_vit_encode(v, pixels, in->I, NULL, NULL, states, NULL, NULL));
+    if (m && v && pixels) {
+        inputs half = *in;
+        half.states = states;
+        float *logits = alloc_f((size_t)in->I * in->B * 2), *probs = alloc_f((size_t)in->I * in->B);
+        score_all(m, &half, -1, logits, probs, NULL, NULL);
+        char key[64];
+        snprintf(key, sizeof key, "%s.itm_logits", prefix);
+        close_to(key, logits, want(ex, key, NULL), (size_t)in->I * in->B * 2, ATOL_LOGIT);
+        snprintf(key, sizeof key, "%s.itm_probs", prefix);
+        close_to(key, probs, want(ex, key, NULL), (size_t)in->I * in->B, ATOL_PROB);
+        free(logits);
+        free(probs);
+    }
+    free(states);
+    gz_vit_free(v);
+    gz_itm_free(m);
+    gz_st_close(w);
+}
+
+static void check_blip(void) {
+    gz_model_config cfg;
+    gz_st_file *ex = NULL, *w = NULL;
+    gz_itm *m = NULL;
+    int32_t *ids = NULL, *mask = NULL;
+    printf("blip_itm\n");
+    CHECK_OK(gz_config_load(gz_test_path("fixtures/blip_itm/config.json"), &cfg));
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/blip_itm/expected.safetensors"), &ex));
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/blip_itm/model.safetensors"), &w));
+    if (!ex || !w) goto done;
+    CHECK_OK(gz_itm_load(w, &cfg, &m));
+    if (!m) goto done;
+
+    inputs in;
+    int Bm, Tm;
+    ids = load_ids(ex, "input_ids", &in.B, &in.T);
+    mask = load_ids(ex, "attention_mask", &Bm, &Tm);
+    in.states = want(ex, "vision_last_hidden_state", NULL);
+    const gz_st_tensor *vs = gz_st_find(ex, "vision_last_hidden_state");
+    if (!ids || !mask || !in.states || !vs || vs->ndim != 3 || Bm != in.B || Tm != in.T) {
+        CHECK(0);
+        goto done;
+    }
+    in.I = (int)vs->shape[0], in.Ti = (int)vs->shape[1], in.Dv = (int)vs->shape[2];
+    in.ids = ids, in.mask = mask;
+    CHECK(in.Dv == gz_itm_image_hidden_size(m));
+    const int D = gz_itm_hidden_size(m), I = in.I, B = in.B, T = in.T;
+
+    float *logits = alloc_f((size_t)I * B * 2), *probs = alloc_f((size_t)I * B);
+    float *cls = alloc_f((size_t)I * B * D), *last0 = alloc_f((size_t)B * T * D);
+    score_all(m, &in, -1, logits, probs, cls, last0);
+    close_to("itm_logits", logits, want(ex, "itm_logits", NULL), (size_t)I * B * 2, ATOL_LOGIT);
+    close_to("itm_probs", probs, want(ex, "itm_probs", NULL), (size_t)I * B, ATOL_PROB);
+    close_to("itm_text_cls", cls, want(ex, "itm_text_cls", NULL), (size_t)I * B * D, ATOL_LOGIT);
+    close_to("itm_text_last_hidden_state_img0", last0,
+             want(ex, "itm_text_last_hidden_state_img0", NULL), (size_t)B * T * D, ATOL_LOGIT);
+
+    /* Original BLIP: first id replaced by [ENC]. */
+    float *lg_enc = alloc_f((size_t)I * B * 2), *pr_enc = alloc_f((size_t)I * B);
+    score_all(m, &in, ENC_TOKEN_ID, lg_enc, pr_enc, NULL, NULL);
+    close_to("itm_logits_enc_token", lg_enc, want(ex, "itm_logits_enc_token", NULL),
+             (size_t)I * B * 2, ATOL_LOGIT);
+    close_to("itm_probs_enc_token", pr_enc, want(ex, "itm_probs_enc_token", NULL), (size_t)I * B,
+             ATOL_PROB);
+    /* The caller's ids must be left untouched by the [ENC] option. */
+    checks++;
+    CHECK(ids[0] != ENC_TOKEN_ID);
+
+    /* Batch independence: each text alone, unpadded, against image 1. */
+    gz_itm_image *im = NULL;
+    CHECK_OK(gz_itm_prepare_image(m, in.states + (size_t)1 * in.Ti * in.Dv, in.Ti, &im));
+    double worst = 0;
+    for (int b = 0; im && b < B; b++) {
+        int len = 0;
+        while (len < T && mask[(size_t)b * T + len]) len++;
+        float lg[2];
+        CHECK_OK(gz_itm_score(m, im, ids + (size_t)b * T, NULL, 1, len, lg, NULL, NULL));
+        double d = gz_max_abs_diff(lg, logits + ((size_t)1 * B + b) * 2, 2);
+        if (d > worst) worst = d;
+    }
+    checks++;
+    CHECK(worst <= 1e-5);
+    printf("  %-40s max diff %.3g\n", "itm_logits alone vs batch", worst);
+
+    /* Two threads scoring against the same prepared image. */
+    if (im) {
+        thread_job jobs[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            jobs[i] = (thread_job){m, im, &in, alloc_f((size_t)B * 2), GZ_OK};
+            CHECK(pthread_create(&th[i], NULL, thread_main, &jobs[i]) == 0);
+        }
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            checks++;
+            CHECK(jobs[i].st == GZ_OK);
+            CHECK(gz_max_abs_diff(jobs[i].logits, logits + (size_t)B * 2, (size_t)B * 2) <= 1e-6);
+            free(jobs[i].logits);
+        }
+        /* Bad inputs. */
+        int32_t bad[2] = {101, cfg.text.vocab_size};
+        float lg[2];
+        checks++;
+        CHECK(gz_itm_score(m, im, bad, NULL, 1, 2, lg, NULL, NULL) == GZ_EINVAL);
+        CHECK(gz_itm_score(m, im, bad, NULL, 0, 2, lg, NULL, NULL) == GZ_EINVAL);
+    }
+    gz_itm_image *none = NULL;
+    checks++;
+    CHECK(gz_itm_prepare_image(m, in.states, 0, &none) == GZ_EINVAL && none == NULL);
+    gz_itm_image_free(im);
+
+    /* softmax(logits)[1], also for large logit gaps. */
+    float big[2] = {100.0f, -100.0f}, eq[2] = {3.0f, 3.0f};
+    checks++;
+    CHECK(gz_itm_prob(big) >= 0.0f && gz_itm_prob(big) < 1e-30f);
+    CHECK(gz_itm_prob(eq) == 0.5f);
+
+    check_half(&cfg, ex, &in, "model.f16.safetensors", "f16w");
+    check_half(&cfg, ex, &in, "model.bf16.safetensors", "bf16w");
+
+    free(logits);
+    free(probs);
+    free(cls);
+    free(last0);
+    free(lg_enc);
+    free(pr_enc);
+done:
+    free(ids);
+    free(mask);
+    gz_itm_free(m);
+    gz_st_close(w);
+    gz_st_close(ex);
+}
+
+/* CLIP-family models have no fusion: a clear GZ_EUNSUPPORTED. */
+static void check_unsupported(const char *dir) {
+    gz_model_config cfg;
+    gz_st_file *w = NULL;
+    gz_itm *m = NULL;
+    CHECK_OK(gz_config_load(gz_test_path("fixtures/%s/config.json", dir), &cfg));
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/model.safetensors", dir), &w));
+    checks++;
+    CHECK(gz_itm_load(w, &cfg, &m) == GZ_EUNSUPPORTED && m == NULL);
+    CHECK(strstr(gz_last_error(), dir) != NULL);
+    gz_st_close(w);
+}
+
+int main(void) {
+    check_blip();
+    check_unsupported("clip");
+    check_unsupported("chinese_clip");
+    return gz_test_finish("fusion_itm", checks);
+}
