@@ -15,7 +15,7 @@
 #define GZ_ITM_CLASSES 2 /* itm_head: [no match, match] */
 
 struct gz_itm {
-    gz_bert *bert;       /* text encoder with cross-attention; owned */
+    gz_bert *bert; /* text encoder with cross-attention; owned */
     int D, Dv;
     const float *head_w; /* (2, D) borrowed */
     const float *head_b; /* (2) */
@@ -110,17 +110,18 @@ gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t
         return GZ_FAIL(GZ_ENOMEM, "ITM score: batch %d x %d too large", B, T);
     unsigned char *scratch = malloc(bytes);
     if (!scratch) return GZ_FAIL(GZ_ENOMEM, "ITM score: out of memory (%zu bytes)", bytes);
-    float *pooled = (float *)scratch;                                  /* (B, D) */
+    float *pooled = (float *)scratch;                                   /* (B, D) */
     float *hidden = last_hidden ? last_hidden : pooled + (size_t)B * D; /* (B, T, D) */
     const int32_t *use_ids = ids;
     if (enc_token_id >= 0) {
         int32_t *copy = (int32_t *)(scratch + total * sizeof(float)); /* (B, T) */
         memcpy(copy, ids, N * sizeof *copy);
-        for (int b = 0; b < B; b++) copy[(size_t)b * T] = enc_token_id;
+        for (int b = 0; b < B; b++)
+            copy[(size_t)b * T] = enc_token_id;
         use_ids = copy;
     }
-    gz_status st = gz_bert_forward(m->bert, use_ids, mask, NULL, B, T, im->kv, im->Ti, hidden,
-                                   NULL);
+    gz_status st =
+        gz_bert_forward(m->bert, use_ids, mask, NULL, B, T, im->kv, im->Ti, hidden, NULL);
     if (st) {
         free(scratch);
         return st;

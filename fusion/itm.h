@@ -40,8 +40,8 @@ typedef struct gz_itm_image gz_itm_image;
 */
 gz_status gz_itm_load(gz_st_file *w, const gz_model_config *cfg, gz_itm **out);
 void gz_itm_free(gz_itm *m);
-int gz_itm_hidden_size(const gz_itm *m);        /* D */
-int gz_itm_image_hidden_size(const gz_itm *m);  /* Dv */
+int gz_itm_hidden_size(const gz_itm *m);       /* D */
+int gz_itm_image_hidden_size(const gz_itm *m); /* Dv */
 
 /*
 ** Compute an image's cross-attention keys and values for every layer, once, to be reused for

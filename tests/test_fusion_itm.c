@@ -64,7 +64,8 @@ static int32_t *load_ids(gz_st_file *ex, const char *name, int *B, int *T) {
     *T = (int)t->shape[1];
     int32_t *out = malloc(n * sizeof *out);
     if (!out) exit(2);
-    for (size_t i = 0; i < n; i++) out[i] = (int32_t)v[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = (int32_t)v[i];
     free(v);
     return out;
 }
@@ -86,10 +87,10 @@ static void score_all(const gz_itm *m, const inputs *in, int32_t enc, float *log
         if (!im) continue;
         float *lg = logits + (size_t)i * in->B * 2;
         CHECK_OK(gz_itm_score_ex(m, im, in->ids, in->mask, in->B, in->T, enc, lg,
-                                 cls ? cls + (size_t)i * in->B * D : NULL,
-                                 i == 0 ? last0 : NULL));
+                                 cls ? cls + (size_t)i * in->B * D : NULL, i == 0 ? last0 : NULL));
         if (probs)
-            for (int b = 0; b < in->B; b++) probs[(size_t)i * in->B + b] = gz_itm_prob(lg + 2 * b);
+            for (int b = 0; b < in->B; b++)
+                probs[(size_t)i * in->B + b] = gz_itm_prob(lg + 2 * b);
         gz_itm_image_free(im);
     }
 }
@@ -196,7 +197,8 @@ static void check_blip(void) {
     double worst = 0;
     for (int b = 0; im && b < B; b++) {
         int len = 0;
-        while (len < T && mask[(size_t)b * T + len]) len++;
+        while (len < T && mask[(size_t)b * T + len])
+            len++;
         float lg[2];
         CHECK_OK(gz_itm_score(m, im, ids + (size_t)b * T, NULL, 1, len, lg, NULL, NULL));
         double d = gz_max_abs_diff(lg, logits + ((size_t)1 * B + b) * 2, 2);

@@ -59,8 +59,8 @@ static const float *want(gz_st_file *ex, const char *fam, const char *name, size
     return p;
 }
 
-static void close_to(const char *fam, const char *what, const float *got, const float *w,
-                     size_t n, float atol) {
+static void close_to(const char *fam, const char *what, const float *got, const float *w, size_t n,
+                     float atol) {
     char label[160];
     snprintf(label, sizeof label, "%s %s", fam, what);
     checks++;
@@ -83,7 +83,8 @@ static int32_t *load_ids(gz_st_file *ex, const char *name, int *B, int *T) {
     *T = (int)t->shape[1];
     int32_t *out = malloc(n * sizeof *out);
     if (!out) exit(2);
-    for (size_t i = 0; i < n; i++) out[i] = (int32_t)v[i];
+    for (size_t i = 0; i < n; i++)
+        out[i] = (int32_t)v[i];
     free(v);
     return out;
 }
@@ -94,7 +95,8 @@ static void similarity(const float *img, const float *txt, int I, int B, int E, 
     for (int i = 0; i < I; i++)
         for (int b = 0; b < B; b++) {
             double s = 0;
-            for (int e = 0; e < E; e++) s += (double)img[i * E + e] * txt[b * E + e];
+            for (int e = 0; e < E; e++)
+                s += (double)img[i * E + e] * txt[b * E + e];
             sim[i * B + b] = (float)(scale * s);
         }
 }
@@ -110,8 +112,8 @@ typedef struct {
 static void *thread_main(void *arg) {
     thread_job *j = arg;
     for (int rep = 0; rep < 20 && j->st == GZ_OK; rep++)
-        j->st = gz_text_tower_encode(j->t, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL,
-                                     NULL);
+        j->st =
+            gz_text_tower_encode(j->t, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL, NULL);
     return NULL;
 }
 
@@ -147,8 +149,7 @@ static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_f
                 CHECK_OK(gz_st_f32(w, "logit_scale", 0, NULL, &ls));
                 similarity(img, e, I, B, E, ls ? expf(*ls) : 1.0f, sim);
                 snprintf(key, sizeof key, "%s.logits_per_image", prefix);
-                close_to(c->dir, key, sim, want(ex, c->dir, key, NULL), (size_t)I * B,
-                         ATOL_HIDDEN);
+                close_to(c->dir, key, sim, want(ex, c->dir, key, NULL), (size_t)I * B, ATOL_HIDDEN);
             }
             free(sim);
         }
@@ -185,7 +186,8 @@ static void check_family(const family_case *c) {
         int Bt, Tt;
         int32_t *tt = load_ids(ex, "token_type_ids", &Bt, &Tt);
         int zero = tt != NULL;
-        for (size_t i = 0; tt && i < (size_t)Bt * Tt; i++) zero &= tt[i] == 0;
+        for (size_t i = 0; tt && i < (size_t)Bt * Tt; i++)
+            zero &= tt[i] == 0;
         CHECK(zero);
         free(tt);
     }
@@ -203,8 +205,7 @@ static void check_family(const family_case *c) {
     for (int l = 0; hs && nh == (size_t)(L + 1) * plane && l <= L; l++) {
         char what[64];
         snprintf(what, sizeof what, "text_hidden_states[%d]%s", l, l == 0 ? " (embeddings)" : "");
-        close_to(c->dir, what, all + (size_t)l * plane, hs + (size_t)l * plane, plane,
-                 ATOL_HIDDEN);
+        close_to(c->dir, what, all + (size_t)l * plane, hs + (size_t)l * plane, plane, ATOL_HIDDEN);
     }
     close_to(c->dir, "text_last_hidden_state", last,
              want(ex, c->dir, "text_last_hidden_state", NULL), plane, ATOL_HIDDEN);
@@ -237,8 +238,8 @@ static void check_family(const family_case *c) {
     if (c->features_key)
         close_to(c->dir, c->features_key, features, want(ex, c->dir, c->features_key, NULL),
                  (size_t)B * E, ATOL_HIDDEN);
-    close_to(c->dir, c->embeds_key, embeds, want(ex, c->dir, c->embeds_key, NULL),
-             (size_t)B * E, ATOL_EMBED);
+    close_to(c->dir, c->embeds_key, embeds, want(ex, c->dir, c->embeds_key, NULL), (size_t)B * E,
+             ATOL_EMBED);
     /* Unit norm (and features = unnormalised embeds). */
     for (int b = 0; b < B; b++) {
         double ss = 0, sf = 0;
@@ -276,7 +277,8 @@ static void check_family(const family_case *c) {
     float *e1 = alloc_f(E), *h1 = alloc_f((size_t)T * D);
     for (int b = 0; b < B; b++) {
         int len = 0;
-        while (len < T && mask[(size_t)b * T + len]) len++;
+        while (len < T && mask[(size_t)b * T + len])
+            len++;
         CHECK_OK(gz_text_tower_encode(t, ids + (size_t)b * T, NULL, 1, len, e1, NULL, h1, NULL));
         double de = gz_max_abs_diff(e1, embeds + (size_t)b * E, E);
         double dh = gz_max_abs_diff(h1, last + (size_t)b * T * D, (size_t)len * D);
@@ -361,7 +363,8 @@ static void check_load_errors(void) {
 }
 
 int main(void) {
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) check_family(&CASES[i]);
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+        check_family(&CASES[i]);
     check_load_errors();
     return gz_test_finish("text_encoder", checks);
 }

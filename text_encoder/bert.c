@@ -21,20 +21,20 @@ typedef struct {
 
 typedef struct {
     bert_attn self;
-    bert_attn cross;           /* all NULL without cross-attention */
-    const float *i_w, *i_b;    /* (F, D), (F) */
-    const float *o_w, *o_b;    /* (D, F), (D) */
-    const float *ln_w, *ln_b;  /* (D) */
+    bert_attn cross;          /* all NULL without cross-attention */
+    const float *i_w, *i_b;   /* (F, D), (F) */
+    const float *o_w, *o_b;   /* (D, F), (D) */
+    const float *ln_w, *ln_b; /* (D) */
 } bert_layer;
 
 struct gz_bert {
     gz_text_config cfg;
     int D, H, Dh, F, L, De, with_cross;
-    const float *word;         /* (vocab, D) */
-    const float *pos;          /* (max_pos, D) */
-    const float *type;         /* (type_vocab, D) or NULL */
+    const float *word;                /* (vocab, D) */
+    const float *pos;                 /* (max_pos, D) */
+    const float *type;                /* (type_vocab, D) or NULL */
     const float *emb_ln_w, *emb_ln_b; /* (D) */
-    bert_layer *layers;        /* (L) owned */
+    bert_layer *layers;               /* (L) owned */
 };
 
 /* Fetch "<prefix><name>" as F32 with the given shape (ndim 1 or 2). */
@@ -66,8 +66,8 @@ static gz_status load_attn(gz_st_file *w, const char *prefix, int layer, const c
     return GZ_OK;
 }
 
-gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
-                       int with_cross, gz_bert **out) {
+gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg, int with_cross,
+                       gz_bert **out) {
     if (!out) return GZ_FAIL(GZ_EINVAL, "gz_bert_load: out is NULL");
     *out = NULL;
     if (!w || !prefix || !cfg) return GZ_FAIL(GZ_EINVAL, "gz_bert_load: NULL argument");
@@ -95,8 +95,8 @@ gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *
     m->with_cross = with_cross ? 1 : 0;
 
     gz_status st;
-    if ((st = get_w(w, prefix, "embeddings.word_embeddings.weight", cfg->vocab_size, D,
-                    &m->word)) ||
+    if ((st =
+             get_w(w, prefix, "embeddings.word_embeddings.weight", cfg->vocab_size, D, &m->word)) ||
         (st = get_w(w, prefix, "embeddings.position_embeddings.weight",
                     cfg->max_position_embeddings, D, &m->pos)) ||
         (st = get_w(w, prefix, "embeddings.LayerNorm.weight", D, 0, &m->emb_ln_w)) ||
@@ -188,11 +188,14 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
                        m->with_cross ? "needs image tokens" : "weights not loaded");
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
-    if (N > (size_t)INT_MAX) return GZ_FAIL(GZ_EINVAL, "BERT forward: batch %d x %d too large", B, T);
+    if (N > (size_t)INT_MAX)
+        return GZ_FAIL(GZ_EINVAL, "BERT forward: batch %d x %d too large", B, T);
     for (size_t i = 0; i < N; i++) {
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-            return GZ_FAIL(GZ_EINVAL, "token id %d (text %zu, position %zu) outside the vocabulary "
-                           "of %d", ids[i], i / (size_t)T, i % (size_t)T, m->cfg.vocab_size);
+            return GZ_FAIL(GZ_EINVAL,
+                           "token id %d (text %zu, position %zu) outside the vocabulary "
+                           "of %d",
+                           ids[i], i / (size_t)T, i % (size_t)T, m->cfg.vocab_size);
         if (m->type && type_ids && (type_ids[i] < 0 || type_ids[i] >= m->cfg.type_vocab_size))
             return GZ_FAIL(GZ_EINVAL, "token type %d outside [0, %d)", type_ids[i],
                            m->cfg.type_vocab_size);
@@ -208,23 +211,25 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
         return GZ_FAIL(GZ_ENOMEM, "BERT forward: batch %d x %d too large", B, T);
     float *scratch = malloc(bytes);
     if (!scratch) return GZ_FAIL(GZ_ENOMEM, "BERT forward: out of memory (%zu bytes)", bytes);
-    float *x = scratch;             /* (N, D) */
-    float *q = x + N * D;           /* (N, D) */
-    float *k = q + N * D;           /* (N, D) */
-    float *v = k + N * D;           /* (N, D) */
-    float *ctx = v + N * D;         /* (N, D) */
-    float *tmp = ctx + N * D;       /* (N, D) */
-    float *ffn = tmp + N * D;       /* (N, F) */
+    float *x = scratch;       /* (N, D) */
+    float *q = x + N * D;     /* (N, D) */
+    float *k = q + N * D;     /* (N, D) */
+    float *v = k + N * D;     /* (N, D) */
+    float *ctx = v + N * D;   /* (N, D) */
+    float *tmp = ctx + N * D; /* (N, D) */
+    float *ffn = tmp + N * D; /* (N, F) */
 
     /* Embeddings: LN(word[id] + pos[t] (+ type[tt])). */
     for (size_t i = 0; i < N; i++) {
         const float *we = m->word + (size_t)ids[i] * D;
         const float *pe = m->pos + (i % (size_t)T) * D;
         float *r = tmp + i * D;
-        for (int j = 0; j < D; j++) r[j] = we[j] + pe[j];
+        for (int j = 0; j < D; j++)
+            r[j] = we[j] + pe[j];
         if (m->type) {
             const float *te = m->type + (size_t)(type_ids ? type_ids[i] : 0) * D;
-            for (int j = 0; j < D; j++) r[j] += te[j];
+            for (int j = 0; j < D; j++)
+                r[j] += te[j];
         }
     }
     gz_layernorm(x, tmp, m->emb_ln_w, m->emb_ln_b, (int)N, D, m->cfg.layer_norm_eps);

@@ -36,8 +36,8 @@ typedef struct gz_bert gz_bert;
 ** Returns GZ_OK and sets *out; GZ_EINVAL for a bad config or a wrong shape, GZ_ENOTFOUND for a
 ** missing tensor (message names it), GZ_ENOMEM. *out is NULL on error.
 */
-gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
-                       int with_cross, gz_bert **out);
+gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg, int with_cross,
+                       gz_bert **out);
 void gz_bert_free(gz_bert *m);
 
 int gz_bert_hidden_size(const gz_bert *m); /* D */

@@ -26,8 +26,8 @@ typedef struct {
 struct gz_clip_text {
     gz_text_config cfg;
     int D, H, Dh, F, L;
-    const float *tok; /* (vocab, D) */
-    const float *pos; /* (max_pos, D) */
+    const float *tok;           /* (vocab, D) */
+    const float *pos;           /* (max_pos, D) */
     const float *fln_w, *fln_b; /* (D) */
     clip_layer *layers;         /* (L) owned */
 };
@@ -61,10 +61,9 @@ gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_con
     m->cfg = *cfg;
     m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
     gz_status st;
-    if ((st = get_w(w, prefix, "embeddings.token_embedding.weight", cfg->vocab_size, D,
-                    &m->tok)) ||
-        (st = get_w(w, prefix, "embeddings.position_embedding.weight",
-                    cfg->max_position_embeddings, D, &m->pos)) ||
+    if ((st = get_w(w, prefix, "embeddings.token_embedding.weight", cfg->vocab_size, D, &m->tok)) ||
+        (st = get_w(w, prefix, "embeddings.position_embedding.weight", cfg->max_position_embeddings,
+                    D, &m->pos)) ||
         (st = get_w(w, prefix, "final_layer_norm.weight", D, 0, &m->fln_w)) ||
         (st = get_w(w, prefix, "final_layer_norm.bias", D, 0, &m->fln_b)))
         goto fail;
@@ -149,19 +148,20 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const 
         return GZ_FAIL(GZ_ENOMEM, "CLIP text forward: batch %d x %d too large", B, T);
     float *scratch = malloc(bytes);
     if (!scratch) return GZ_FAIL(GZ_ENOMEM, "CLIP text forward: out of memory (%zu bytes)", bytes);
-    float *x = scratch;     /* (N, D) residual stream */
-    float *h = x + N * D;   /* (N, D) normalised input / block output */
-    float *q = h + N * D;   /* (N, D) */
-    float *k = q + N * D;   /* (N, D) */
-    float *v = k + N * D;   /* (N, D) */
-    float *ctx = v + N * D; /* (N, D) */
+    float *x = scratch;       /* (N, D) residual stream */
+    float *h = x + N * D;     /* (N, D) normalised input / block output */
+    float *q = h + N * D;     /* (N, D) */
+    float *k = q + N * D;     /* (N, D) */
+    float *v = k + N * D;     /* (N, D) */
+    float *ctx = v + N * D;   /* (N, D) */
     float *mlp = ctx + N * D; /* (N, F) */
 
     for (size_t i = 0; i < N; i++) {
         const float *te = m->tok + (size_t)ids[i] * D;
         const float *pe = m->pos + (i % (size_t)T) * D;
         float *r = x + i * D;
-        for (int j = 0; j < D; j++) r[j] = te[j] + pe[j];
+        for (int j = 0; j < D; j++)
+            r[j] = te[j] + pe[j];
     }
     if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
 

@@ -37,7 +37,8 @@ gz_status gz_text_tower_load(gz_st_file *w, const gz_model_config *cfg, gz_text_
     t->eos_token_id = cfg->text.eos_token_id;
     if (t->E <= 0) {
         gz_text_tower_free(t);
-        return GZ_FAIL(GZ_EINVAL, "text tower: projection size %d must be > 0", cfg->projection_dim);
+        return GZ_FAIL(GZ_EINVAL, "text tower: projection size %d must be > 0",
+                       cfg->projection_dim);
     }
     gz_status st;
     const char *proj_name;
@@ -65,8 +66,7 @@ gz_status gz_text_tower_load(gz_st_file *w, const gz_model_config *cfg, gz_text_
     if (st) goto fail;
     int64_t wshape[2] = {t->E, t->D}, bshape[1] = {t->E};
     if ((st = gz_st_f32_fmt(w, &t->proj_w, 2, wshape, "%s.weight", proj_name))) goto fail;
-    if (has_bias && (st = gz_st_f32_fmt(w, &t->proj_b, 1, bshape, "%s.bias", proj_name)))
-        goto fail;
+    if (has_bias && (st = gz_st_f32_fmt(w, &t->proj_b, 1, bshape, "%s.bias", proj_name))) goto fail;
     *out = t;
     return GZ_OK;
 fail:
@@ -94,18 +94,18 @@ gz_status gz_text_tower_encode(const gz_text_tower *t, const int32_t *ids, const
     const int D = t->D, E = t->E;
     size_t N = (size_t)B * (size_t)T, nh, bytes = 0, pooled_off;
     /* Scratch: the hidden state unless the caller wants it, plus pooled (B, D). */
-    if (!gz_mul_size(N, (size_t)D, &nh) || !gz_add_size(last_hidden ? 0 : nh, (size_t)B * D,
-                                                         &pooled_off) ||
+    if (!gz_mul_size(N, (size_t)D, &nh) ||
+        !gz_add_size(last_hidden ? 0 : nh, (size_t)B * D, &pooled_off) ||
         !gz_mul_size(pooled_off, sizeof(float), &bytes))
         return GZ_FAIL(GZ_ENOMEM, "text encode: batch %d x %d too large", B, T);
     float *scratch = malloc(bytes);
     if (!scratch) return GZ_FAIL(GZ_ENOMEM, "text encode: out of memory (%zu bytes)", bytes);
-    float *hidden = last_hidden ? last_hidden : scratch;       /* (B, T, D) */
-    float *pooled = scratch + (last_hidden ? 0 : nh);          /* (B, D) */
+    float *hidden = last_hidden ? last_hidden : scratch; /* (B, T, D) */
+    float *pooled = scratch + (last_hidden ? 0 : nh);    /* (B, D) */
 
-    gz_status st = t->bert ? gz_bert_forward(t->bert, ids, mask, NULL, B, T, NULL, 0, hidden,
-                                             all_hidden)
-                           : gz_clip_text_forward(t->clip, ids, mask, B, T, hidden, all_hidden);
+    gz_status st =
+        t->bert ? gz_bert_forward(t->bert, ids, mask, NULL, B, T, NULL, 0, hidden, all_hidden)
+                : gz_clip_text_forward(t->clip, ids, mask, B, T, hidden, all_hidden);
     if (st) {
         free(scratch);
         return st;
