@@ -1,0 +1,563 @@
+/* vindex.c - a FAISS index of one (model, kind) with its id table and its file (vindex.h). */
+#include "index/vindex.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/error_c.h>
+#include <faiss/c_api/index_factory_c.h>
+#include <faiss/c_api/index_io_c.h>
+#include <xxhash.h>
+
+#include "core/error.h"
+
+#define VX_MAGIC "GZVIDX01"
+#define VX_VERSION 1u
+#define VX_MIN_POINTS_PER_CENTROID 39 /* FAISS warns (on stderr) below this */
+#define VX_PQ_CENTROIDS 256           /* 8-bit PQ codebooks */
+#define VX_MAX_FETCH_ROUNDS 8
+
+static const char *faiss_msg(void) {
+    const char *m = faiss_get_last_error();
+    return m ? m : "unknown FAISS error";
+}
+
+/* ---- item id -> position map ---- */
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static gz_status map_grow(gz_vindex *v) {
+    size_t ncap = v->map_cap ? v->map_cap * 2 : 1024;
+    if (ncap > SIZE_MAX / sizeof(int64_t)) return GZ_FAIL(GZ_ENOMEM, "vindex: id map too large");
+    int64_t *k = calloc(ncap, sizeof *k), *val = calloc(ncap, sizeof *val);
+    if (!k || !val) {
+        free(k);
+        free(val);
+        return GZ_FAIL(GZ_ENOMEM, "vindex: out of memory for the id map (%zu slots)", ncap);
+    }
+    for (size_t i = 0; i < v->map_cap; i++) {
+        if (!v->map_keys[i]) continue;
+        size_t j = mix64((uint64_t)v->map_keys[i]) & (ncap - 1);
+        while (k[j]) j = (j + 1) & (ncap - 1);
+        k[j] = v->map_keys[i];
+        val[j] = v->map_vals[i];
+    }
+    free(v->map_keys);
+    free(v->map_vals);
+    v->map_keys = k;
+    v->map_vals = val;
+    v->map_cap = ncap;
+    return GZ_OK;
+}
+
+static size_t map_slot(const gz_vindex *v, int64_t id) { /* slot of id, or SIZE_MAX */
+    if (!v->map_cap) return SIZE_MAX;
+    size_t j = mix64((uint64_t)id) & (v->map_cap - 1);
+    while (v->map_keys[j]) {
+        if (v->map_keys[j] == id) return j;
+        j = (j + 1) & (v->map_cap - 1);
+    }
+    return SIZE_MAX;
+}
+
+static gz_status map_put(gz_vindex *v, int64_t id, int64_t pos) {
+    if ((v->map_n + 1) * 4 > v->map_cap * 3) { /* keep load <= 3/4 */
+        gz_status st = map_grow(v);
+        if (st != GZ_OK) return st;
+    }
+    size_t j = mix64((uint64_t)id) & (v->map_cap - 1);
+    while (v->map_keys[j] && v->map_keys[j] != id) j = (j + 1) & (v->map_cap - 1);
+    if (!v->map_keys[j]) v->map_n++;
+    v->map_keys[j] = id;
+    v->map_vals[j] = pos;
+    return GZ_OK;
+}
+
+/* Remove slot j with backward-shift deletion (no tombstones). */
+static void map_del_slot(gz_vindex *v, size_t j) {
+    size_t mask = v->map_cap - 1;
+    size_t i = j;
+    for (;;) {
+        v->map_keys[i] = 0;
+        size_t k = i;
+        for (;;) {
+            k = (k + 1) & mask;
+            if (!v->map_keys[k]) {
+                v->map_n--;
+                return;
+            }
+            size_t home = mix64((uint64_t)v->map_keys[k]) & mask;
+            /* move k back to i unless its home lies cyclically in (i, k] */
+            int stays = (i <= k) ? (home > i && home <= k) : (home > i || home <= k);
+            if (!stays) break;
+        }
+        v->map_keys[i] = v->map_keys[k];
+        v->map_vals[i] = v->map_vals[k];
+        i = k;
+    }
+}
+
+/* ---- factory strings ---- */
+
+size_t gz_vindex_min_train(const char *factory) {
+    const char *ivf = strstr(factory, "IVF");
+    if (!ivf) return 0;
+    long nlist = strtol(ivf + 3, NULL, 10);
+    if (nlist < 1) nlist = 1;
+    size_t cells = (size_t)nlist;
+    if (strstr(factory, "PQ") && cells < VX_PQ_CENTROIDS) cells = VX_PQ_CENTROIDS;
+    return VX_MIN_POINTS_PER_CENTROID * cells;
+}
+
+gz_status gz_vindex_create(int64_t model_id, int kind, int dim, const char *factory,
+                           const float *train, size_t n_train, int *fell_back, gz_vindex **out) {
+    *out = NULL;
+    if (fell_back) *fell_back = 0;
+    if (!factory || !*factory || strlen(factory) >= GZ_VX_FACTORY_MAX)
+        return GZ_FAIL(GZ_EINVAL, "index factory string '%s' is empty or too long",
+                       factory ? factory : "(null)");
+    if (dim <= 0) return GZ_FAIL(GZ_EINVAL, "vindex: dimension %d", dim);
+    const char *build = factory;
+    size_t min_train = gz_vindex_min_train(factory);
+    if (min_train && n_train < min_train) {
+        build = "Flat";
+        if (fell_back) *fell_back = 1;
+    }
+    gz_vindex *v = calloc(1, sizeof *v);
+    if (!v) return GZ_FAIL(GZ_ENOMEM, "vindex: out of memory");
+    v->model_id = model_id;
+    v->kind = kind;
+    v->dim = dim;
+    snprintf(v->factory, sizeof v->factory, "%s", factory);
+    snprintf(v->effective, sizeof v->effective, "%s", build);
+    FaissIndex *idx = NULL;
+    if (faiss_index_factory(&idx, dim, build, METRIC_INNER_PRODUCT) != 0 || !idx) {
+        gz_status st = GZ_FAIL(GZ_EINVAL, "index factory '%s' (dim %d) rejected by FAISS: %s",
+                               build, dim, faiss_msg());
+        free(v);
+        return st;
+    }
+    v->index = idx;
+    if (!faiss_Index_is_trained(idx)) {
+        if (n_train > (size_t)INT64_MAX || faiss_Index_train(idx, (idx_t)n_train, train) != 0) {
+            gz_status st = GZ_FAIL(GZ_EINVAL, "training index '%s' on %zu vectors failed: %s",
+                                   build, n_train, faiss_msg());
+            gz_vindex_free(v);
+            return st;
+        }
+    }
+    *out = v;
+    return GZ_OK;
+}
+
+void gz_vindex_free(gz_vindex *v) {
+    if (!v) return;
+    if (v->index) faiss_Index_free((FaissIndex *)v->index);
+    free(v->ids);
+    free(v->map_keys);
+    free(v->map_vals);
+    free(v);
+}
+
+size_t gz_vindex_live(const gz_vindex *v) { return v->n - v->n_dead; }
+
+int gz_vindex_remove(gz_vindex *v, int64_t id) {
+    size_t j = map_slot(v, id);
+    if (j == SIZE_MAX) return 0;
+    int64_t pos = v->map_vals[j];
+    map_del_slot(v, j);
+    v->ids[pos] = -1;
+    v->n_dead++;
+    v->dirty = 1;
+    return 1;
+}
+
+gz_status gz_vindex_add(gz_vindex *v, const int64_t *ids, const float *vecs, size_t n) {
+    if (!n) return GZ_OK;
+    if (v->n + n > v->cap) {
+        size_t ncap = v->cap ? v->cap : 1024;
+        while (ncap < v->n + n) ncap *= 2;
+        size_t bytes;
+        if (!gz_mul_size(ncap, sizeof *v->ids, &bytes))
+            return GZ_FAIL(GZ_ENOMEM, "vindex: id table too large");
+        int64_t *p = realloc(v->ids, bytes);
+        if (!p) return GZ_FAIL(GZ_ENOMEM, "vindex: out of memory for %zu ids", ncap);
+        v->ids = p;
+        v->cap = ncap;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] <= 0) return GZ_FAIL(GZ_EINVAL, "vindex: item id %lld", (long long)ids[i]);
+    if (faiss_Index_add((FaissIndex *)v->index, (idx_t)n, vecs) != 0)
+        return GZ_FAIL(GZ_EIO, "adding %zu vectors to index '%s' failed: %s", n, v->effective,
+                       faiss_msg());
+    v->dirty = 1;
+    for (size_t i = 0; i < n; i++) {
+        gz_vindex_remove(v, ids[i]); /* a replaced vector: the old position dies */
+        size_t pos = v->n++;
+        v->ids[pos] = ids[i];
+        gz_status st = map_put(v, ids[i], (int64_t)pos);
+        if (st != GZ_OK) return st;
+    }
+    return GZ_OK;
+}
+
+static gz_status set_search_params(gz_vindex *v, int ef_search, int nprobe) {
+    int hnsw = strstr(v->effective, "HNSW") != NULL, ivf = strstr(v->effective, "IVF") != NULL;
+    if (!hnsw && !ivf) return GZ_OK;
+    FaissParameterSpace *ps = NULL;
+    if (faiss_ParameterSpace_new(&ps) != 0) return GZ_FAIL(GZ_ENOMEM, "FAISS: %s", faiss_msg());
+    int rc = 0;
+    if (hnsw && ef_search > 0)
+        rc = faiss_ParameterSpace_set_index_parameter(ps, (FaissIndex *)v->index, "efSearch",
+                                                      (double)ef_search);
+    if (!rc && ivf && nprobe > 0)
+        rc = faiss_ParameterSpace_set_index_parameter(ps, (FaissIndex *)v->index, "nprobe",
+                                                      (double)nprobe);
+    faiss_ParameterSpace_free(ps);
+    if (rc) return GZ_FAIL(GZ_EINVAL, "setting search parameters on '%s': %s", v->effective,
+                           faiss_msg());
+    return GZ_OK;
+}
+
+gz_status gz_vindex_search(gz_vindex *v, const float *query, int k, int ef_search, int nprobe,
+                           int64_t *out_ids, float *out_scores, int *n_out) {
+    *n_out = 0;
+    size_t live = gz_vindex_live(v);
+    if (k <= 0 || live == 0) return GZ_OK;
+    gz_status st = set_search_params(v, ef_search, nprobe);
+    if (st != GZ_OK) return st;
+    /* Over-fetch by the number of dead positions (exact for Flat); when that is large, start
+     * at 2k and double until k live results come back or everything was asked for. */
+    size_t want = (size_t)k + (v->n_dead <= 1024 ? v->n_dead : (size_t)k);
+    for (int round = 0; round < VX_MAX_FETCH_ROUNDS; round++) {
+        if (want > v->n) want = v->n;
+        size_t nd, nl;
+        if (!gz_mul_size(want, sizeof(float), &nd) || !gz_mul_size(want, sizeof(idx_t), &nl))
+            return GZ_FAIL(GZ_ENOMEM, "vindex: search size");
+        float *dist = malloc(nd);
+        idx_t *lab = malloc(nl);
+        if (!dist || !lab) {
+            free(dist);
+            free(lab);
+            return GZ_FAIL(GZ_ENOMEM, "vindex: out of memory for %zu results", want);
+        }
+        if (faiss_Index_search((FaissIndex *)v->index, 1, query, (idx_t)want, dist, lab) != 0) {
+            free(dist);
+            free(lab);
+            return GZ_FAIL(GZ_EIO, "searching index '%s': %s", v->effective, faiss_msg());
+        }
+        int got = 0;
+        for (size_t i = 0; i < want && got < k; i++) {
+            if (lab[i] < 0 || (size_t)lab[i] >= v->n) continue;
+            int64_t id = v->ids[lab[i]];
+            if (id <= 0) continue;
+            out_ids[got] = id;
+            out_scores[got] = dist[i];
+            got++;
+        }
+        free(dist);
+        free(lab);
+        *n_out = got;
+        if (got >= k || (size_t)got >= live || want >= v->n) break;
+        want *= 2;
+    }
+    return GZ_OK;
+}
+
+/* ---- file ---- */
+
+typedef struct {
+    uint8_t b[GZ_VX_HEADER_BYTES];
+    size_t at;
+} hdr_buf;
+
+static void put(hdr_buf *h, const void *p, size_t n) {
+    memcpy(h->b + h->at, p, n);
+    h->at += n;
+}
+static void get(hdr_buf *h, void *p, size_t n) {
+    memcpy(p, h->b + h->at, n);
+    h->at += n;
+}
+
+static gz_status write_all(int fd, const void *p, size_t n, const char *path) {
+    const uint8_t *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return GZ_FAIL(GZ_EIO, "%s: write: %s", path, strerror(errno));
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return GZ_OK;
+}
+
+static gz_status fsync_dir_of(const char *path) {
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) dir[1] = '\0';
+    else if (slash) *slash = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return GZ_FAIL(GZ_EIO, "%s: open directory: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && e != EINVAL) return GZ_FAIL(GZ_EIO, "%s: fsync: %s", dir, strerror(e));
+    return GZ_OK;
+}
+
+gz_status gz_vindex_save(const gz_vindex *v, const char *path) {
+    char *blob = NULL;
+    size_t blob_len = 0;
+    FILE *ms = open_memstream(&blob, &blob_len);
+    if (!ms) return GZ_FAIL(GZ_ENOMEM, "%s: open_memstream: %s", path, strerror(errno));
+    int rc = faiss_write_index((const FaissIndex *)v->index, ms);
+    if (fclose(ms) != 0 || rc != 0) {
+        free(blob);
+        return GZ_FAIL(GZ_EIO, "%s: serialising index: %s", path, rc ? faiss_msg() : "fclose");
+    }
+    size_t ids_bytes = v->n * sizeof(int64_t);
+    uint64_t payload_bytes = (uint64_t)ids_bytes + blob_len;
+    XXH3_state_t *xs = XXH3_createState();
+    if (!xs) {
+        free(blob);
+        return GZ_FAIL(GZ_ENOMEM, "%s: xxhash state", path);
+    }
+    XXH3_64bits_reset(xs);
+    if (ids_bytes) XXH3_64bits_update(xs, v->ids, ids_bytes);
+    XXH3_64bits_update(xs, blob, blob_len);
+    uint64_t payload_hash = XXH3_64bits_digest(xs);
+    XXH3_freeState(xs);
+
+    hdr_buf h = {{0}, 0};
+    uint32_t version = VX_VERSION, kind = (uint32_t)v->kind;
+    int64_t n = (int64_t)v->n, n_dead = (int64_t)v->n_dead, dim = v->dim;
+    char fac[GZ_VX_FACTORY_MAX] = {0}, eff[GZ_VX_FACTORY_MAX] = {0};
+    snprintf(fac, sizeof fac, "%s", v->factory);
+    snprintf(eff, sizeof eff, "%s", v->effective);
+    put(&h, VX_MAGIC, 8);
+    put(&h, &version, 4);
+    put(&h, &kind, 4);
+    put(&h, &v->model_id, 8);
+    put(&h, &v->gen, 8);
+    put(&h, &n, 8);
+    put(&h, &n_dead, 8);
+    put(&h, &dim, 8);
+    put(&h, fac, sizeof fac);
+    put(&h, eff, sizeof eff);
+    put(&h, &payload_bytes, 8);
+    put(&h, &payload_hash, 8);
+    uint64_t header_hash = XXH3_64bits(h.b, h.at);
+    put(&h, &header_hash, 8);
+
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        free(blob);
+        return GZ_FAIL(GZ_EINVAL, "%s: path too long", path);
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        free(blob);
+        return GZ_FAIL(GZ_EIO, "%s: create: %s", tmp, strerror(errno));
+    }
+    gz_status st = write_all(fd, h.b, h.at, tmp);
+    if (st == GZ_OK && ids_bytes) st = write_all(fd, v->ids, ids_bytes, tmp);
+    if (st == GZ_OK) st = write_all(fd, blob, blob_len, tmp);
+    free(blob);
+    if (st == GZ_OK && fsync(fd) != 0) st = GZ_FAIL(GZ_EIO, "%s: fsync: %s", tmp, strerror(errno));
+    if (close(fd) != 0 && st == GZ_OK) st = GZ_FAIL(GZ_EIO, "%s: close: %s", tmp, strerror(errno));
+    if (st == GZ_OK && rename(tmp, path) != 0)
+        st = GZ_FAIL(GZ_EIO, "rename %s -> %s: %s", tmp, path, strerror(errno));
+    if (st != GZ_OK) {
+        unlink(tmp);
+        return st;
+    }
+    return fsync_dir_of(path);
+}
+
+static gz_status parse_header(const uint8_t *b, size_t file_bytes, const char *path,
+                              gz_vx_header *out, uint64_t *payload_bytes, uint64_t *payload_hash) {
+    if (file_bytes < GZ_VX_HEADER_BYTES)
+        return GZ_FAIL(GZ_ECORRUPT, "%s: truncated (%zu bytes)", path, file_bytes);
+    hdr_buf h;
+    memcpy(h.b, b, GZ_VX_HEADER_BYTES);
+    h.at = 0;
+    char magic[8];
+    uint32_t version, kind;
+    get(&h, magic, 8);
+    if (memcmp(magic, VX_MAGIC, 8) != 0) return GZ_FAIL(GZ_ECORRUPT, "%s: not a gaze index file", path);
+    get(&h, &version, 4);
+    get(&h, &kind, 4);
+    get(&h, &out->model_id, 8);
+    get(&h, &out->generation, 8);
+    get(&h, &out->n, 8);
+    get(&h, &out->n_dead, 8);
+    get(&h, &out->dim, 8);
+    get(&h, out->factory, GZ_VX_FACTORY_MAX);
+    get(&h, out->effective, GZ_VX_FACTORY_MAX);
+    get(&h, payload_bytes, 8);
+    get(&h, payload_hash, 8);
+    size_t hashed = h.at;
+    uint64_t header_hash;
+    get(&h, &header_hash, 8);
+    if (XXH3_64bits(h.b, hashed) != header_hash)
+        return GZ_FAIL(GZ_ECORRUPT, "%s: header checksum mismatch", path);
+    if (version != VX_VERSION)
+        return GZ_FAIL(GZ_ECORRUPT, "%s: index file version %u, want %u", path, version, VX_VERSION);
+    out->factory[GZ_VX_FACTORY_MAX - 1] = out->effective[GZ_VX_FACTORY_MAX - 1] = '\0';
+    out->kind = (int)kind;
+    out->file_bytes = (int64_t)file_bytes;
+    if (out->n < 0 || out->n_dead < 0 || out->n_dead > out->n || out->dim <= 0 ||
+        (uint64_t)out->n > *payload_bytes / sizeof(int64_t) ||
+        *payload_bytes != file_bytes - GZ_VX_HEADER_BYTES)
+        return GZ_FAIL(GZ_ECORRUPT, "%s: inconsistent header (n %lld, payload %llu, file %zu)",
+                       path, (long long)out->n, (unsigned long long)*payload_bytes, file_bytes);
+    return GZ_OK;
+}
+
+gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
+    memset(out, 0, sizeof *out);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return GZ_FAIL(GZ_ENOTFOUND, "%s: missing", path);
+        return GZ_FAIL(GZ_EIO, "%s: open: %s", path, strerror(errno));
+    }
+    struct stat sb;
+    uint8_t b[GZ_VX_HEADER_BYTES];
+    gz_status st = GZ_OK;
+    if (fstat(fd, &sb) != 0) st = GZ_FAIL(GZ_EIO, "%s: stat: %s", path, strerror(errno));
+    else if (sb.st_size < GZ_VX_HEADER_BYTES)
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: truncated (%lld bytes)", path, (long long)sb.st_size);
+    else if (pread(fd, b, sizeof b, 0) != (ssize_t)sizeof b)
+        st = GZ_FAIL(GZ_EIO, "%s: read header failed", path);
+    close(fd);
+    if (st != GZ_OK) return st;
+    uint64_t pb, ph;
+    return parse_header(b, (size_t)sb.st_size, path, out, &pb, &ph);
+}
+
+gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim,
+                         const char *factory, int64_t gen, gz_vindex **out) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return GZ_FAIL(GZ_ENOTFOUND, "%s: missing", path);
+        return GZ_FAIL(GZ_EIO, "%s: open: %s", path, strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || sb.st_size < GZ_VX_HEADER_BYTES) {
+        close(fd);
+        return GZ_FAIL(GZ_ECORRUPT, "%s: truncated or unreadable", path);
+    }
+    size_t bytes = (size_t)sb.st_size;
+    uint8_t *map = mmap(NULL, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return GZ_FAIL(GZ_EIO, "%s: mmap: %s", path, strerror(errno));
+    gz_vx_header h;
+    uint64_t payload_bytes, payload_hash;
+    gz_vindex *v = NULL;
+    gz_status st = parse_header(map, bytes, path, &h, &payload_bytes, &payload_hash);
+    if (st != GZ_OK) goto done;
+    if (h.model_id != model_id || h.kind != kind || h.dim != dim) {
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: belongs to model %lld kind %d dim %lld", path,
+                     (long long)h.model_id, h.kind, (long long)h.dim);
+        goto done;
+    }
+    if (h.generation != gen) {
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: stale (generation %lld, database has %lld)", path,
+                     (long long)h.generation, (long long)gen);
+        goto done;
+    }
+    if (strcmp(h.factory, factory) != 0) {
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: built with '%s', '%s' requested", path, h.factory, factory);
+        goto done;
+    }
+    const uint8_t *payload = map + GZ_VX_HEADER_BYTES;
+    if (XXH3_64bits(payload, payload_bytes) != payload_hash) {
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: payload checksum mismatch", path);
+        goto done;
+    }
+    size_t ids_bytes = (size_t)h.n * sizeof(int64_t);
+    FILE *mf = fmemopen((void *)(payload + ids_bytes), payload_bytes - ids_bytes, "r");
+    if (!mf) {
+        st = GZ_FAIL(GZ_EIO, "%s: fmemopen: %s", path, strerror(errno));
+        goto done;
+    }
+    FaissIndex *idx = NULL;
+    int rc = faiss_read_index(mf, 0, &idx);
+    fclose(mf);
+    if (rc != 0 || !idx) {
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: FAISS could not read it: %s", path, faiss_msg());
+        goto done;
+    }
+    v = calloc(1, sizeof *v);
+    if (!v) {
+        faiss_Index_free(idx);
+        st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    v->index = idx;
+    v->model_id = model_id;
+    v->kind = kind;
+    v->dim = dim;
+    v->gen = gen;
+    snprintf(v->factory, sizeof v->factory, "%s", h.factory);
+    snprintf(v->effective, sizeof v->effective, "%s", h.effective);
+    if (faiss_Index_ntotal(idx) != h.n || faiss_Index_d(idx) != dim) {
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: FAISS holds %lld vectors of dim %d, header says %lld of %d",
+                     path, (long long)faiss_Index_ntotal(idx), faiss_Index_d(idx),
+                     (long long)h.n, dim);
+        goto done;
+    }
+    size_t cap = h.n > 0 ? (size_t)h.n : 1;
+    v->ids = malloc(cap * sizeof *v->ids);
+    if (!v->ids) {
+        st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        goto done;
+    }
+    memcpy(v->ids, payload, ids_bytes);
+    v->cap = cap;
+    v->n = (size_t)h.n;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->ids[i] <= 0) {
+            v->n_dead++;
+            continue;
+        }
+        if (map_slot(v, v->ids[i]) != SIZE_MAX) {
+            st = GZ_FAIL(GZ_ECORRUPT, "%s: item %lld appears twice", path, (long long)v->ids[i]);
+            goto done;
+        }
+        if ((st = map_put(v, v->ids[i], (int64_t)i)) != GZ_OK) goto done;
+    }
+    if ((int64_t)v->n_dead != h.n_dead) {
+        st = GZ_FAIL(GZ_ECORRUPT, "%s: %zu dead positions, header says %lld", path, v->n_dead,
+                     (long long)h.n_dead);
+        goto done;
+    }
+done:
+    munmap(map, bytes);
+    if (st != GZ_OK) {
+        gz_vindex_free(v);
+        return st;
+    }
+    *out = v;
+    return GZ_OK;
+}
