@@ -1,0 +1,230 @@
+/* image.c - decode any photo into (H, W, 3) uint8 RGB: format sniffing, EXIF orientation.
+ *
+ * The format is detected from the first bytes, never from the extension: JPEG (libjpeg-turbo),
+ * PNG (libpng), WebP (libwebp), HEIF/HEIC/AVIF (libheif), GIF (giflib, first frame).
+ * Colour handling mirrors PIL's Image.open(path).convert('RGB') so that the Hugging Face
+ * image processors can be reproduced bit-exactly (see tests/data/fixtures/README.md):
+ * alpha is dropped (no compositing), palettes are looked up, grey is replicated, CMYK JPEGs
+ * use PIL's inverted-Adobe convention. EXIF orientation is applied as PIL's
+ * ImageOps.exif_transpose does (transformers' load_image). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "vision_encoder/image_internal.h"
+
+#define GZ_IMAGE_DEFAULT_MAX_PIXELS 100000000LL
+
+gz_image_params gz_image_default_params(void) {
+    gz_image_params p;
+    memset(&p, 0, sizeof p);
+    p.exif_orient = 1;
+    p.max_pixels = GZ_IMAGE_DEFAULT_MAX_PIXELS;
+    p.min_size = 0;
+    return p;
+}
+
+void gz_image_free(gz_image *img) {
+    if (!img) return;
+    free(img->rgb);
+    memset(img, 0, sizeof *img);
+}
+
+gz_status gz_img_check_pixels(const char *name, int64_t w, int64_t h, int64_t max_pixels) {
+    if (w <= 0 || h <= 0) return GZ_FAIL(GZ_EINVAL, "%s: invalid image size %lldx%lld", name,
+                                         (long long)w, (long long)h);
+    /* Both sides fit an int (the gz_image fields) and the product cannot overflow int64. */
+    if (w > 0x7fffffffLL || h > 0x7fffffffLL || w * h > max_pixels)
+        return GZ_FAIL(GZ_ENOMEM, "%s: image too large: %lldx%lld = %lld pixels, limit %lld",
+                       name, (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
+    return GZ_OK;
+}
+
+gz_status gz_img_alloc_rgb(const char *name, int64_t w, int64_t h, int64_t max_pixels,
+                           uint8_t **out) {
+    *out = NULL;
+    gz_status st = gz_img_check_pixels(name, w, h, max_pixels);
+    if (st != GZ_OK) return st;
+    size_t n;
+    if (!gz_mul_size((size_t)w, (size_t)h, &n) || !gz_mul_size(n, 3, &n))
+        return GZ_FAIL(GZ_ENOMEM, "%s: image size %lldx%lld overflows", name, (long long)w,
+                       (long long)h);
+    *out = malloc(n);
+    if (!*out) return GZ_FAIL(GZ_ENOMEM, "%s: cannot allocate %zu bytes for pixels", name, n);
+    return GZ_OK;
+}
+
+/* ---- format sniffing ---------------------------------------------------------------- */
+
+typedef enum { FMT_UNKNOWN, FMT_JPEG, FMT_PNG, FMT_WEBP, FMT_HEIF, FMT_GIF } img_format;
+
+static int has_prefix(const uint8_t *d, size_t n, const char *magic, size_t m) {
+    return n >= m && memcmp(d, magic, m) == 0;
+}
+
+/* Detect the format; for known but unsupported formats *other names it (for the message). */
+static img_format sniff(const uint8_t *d, size_t n, const char **other) {
+    *other = NULL;
+    if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) return FMT_JPEG;
+    if (has_prefix(d, n, "\x89PNG\r\n\x1a\n", 8)) return FMT_PNG;
+    if (n >= 12 && memcmp(d, "RIFF", 4) == 0 && memcmp(d + 8, "WEBP", 4) == 0) return FMT_WEBP;
+    if (has_prefix(d, n, "GIF87a", 6) || has_prefix(d, n, "GIF89a", 6)) return FMT_GIF;
+    if (n >= 12 && memcmp(d + 4, "ftyp", 4) == 0) {
+        /* ISO base media: HEIF-family brands only (a .mp4/.mov is not a photo). */
+        static const char *const brands[] = {"heic", "heix", "hevc", "hevx", "heim", "heis",
+                                             "mif1", "msf1", "avif", "avis", "mif2"};
+        for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++)
+            if (memcmp(d + 8, brands[i], 4) == 0) return FMT_HEIF;
+        *other = "ISO media (not HEIF)";
+        return FMT_UNKNOWN;
+    }
+    if (has_prefix(d, n, "BM", 2)) *other = "BMP";
+    else if (has_prefix(d, n, "II*\0", 4) || has_prefix(d, n, "MM\0*", 4)) *other = "TIFF";
+    else if (has_prefix(d, n, "\0\0\1\0", 4)) *other = "ICO";
+    else if (has_prefix(d, n, "8BPS", 4)) *other = "PSD";
+    else if (has_prefix(d, n, "\xff\x0a", 2) || has_prefix(d, n, "\0\0\0\x0cJXL ", 8))
+        *other = "JPEG XL";
+    else if (has_prefix(d, n, "%PDF", 4)) *other = "PDF";
+    else if (has_prefix(d, n, "<svg", 4) || has_prefix(d, n, "<?xml", 5)) *other = "SVG/XML";
+    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '7') *other = "PNM";
+    return FMT_UNKNOWN;
+}
+
+/* ---- orientation -------------------------------------------------------------------- */
+
+/* Apply EXIF orientation o (2..8) as PIL's exif_transpose: 2 mirror, 3 rotate 180,
+ * 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 counter-clockwise.
+ * For output pixel (ox, oy) the source pixel is given by the table below. */
+static gz_status apply_orientation(const char *name, gz_image *img, int o) {
+    const int w = img->width, h = img->height;
+    const int swap = o >= 5;
+    const int ow = swap ? h : w, oh = swap ? w : h;
+    size_t n;
+    if (!gz_mul_size((size_t)w * (size_t)h, 3, &n))
+        return GZ_FAIL(GZ_ENOMEM, "%s: image size overflows", name);
+    uint8_t *out = malloc(n);
+    if (!out) return GZ_FAIL(GZ_ENOMEM, "%s: cannot allocate %zu bytes to rotate", name, n);
+    const uint8_t *src = img->rgb;
+    for (int oy = 0; oy < oh; oy++) {
+        uint8_t *dst = out + (size_t)oy * ow * 3;
+        for (int ox = 0; ox < ow; ox++) {
+            int sx, sy;
+            switch (o) {
+            case 2: sx = w - 1 - ox; sy = oy; break;
+            case 3: sx = w - 1 - ox; sy = h - 1 - oy; break;
+            case 4: sx = ox; sy = h - 1 - oy; break;
+            case 5: sx = oy; sy = ox; break;
+            case 6: sx = oy; sy = h - 1 - ox; break;
+            case 7: sx = w - 1 - oy; sy = h - 1 - ox; break;
+            case 8: sx = w - 1 - oy; sy = ox; break;
+            default: sx = ox; sy = oy; break;
+            }
+            const uint8_t *s = src + ((size_t)sy * w + sx) * 3;
+            dst[ox * 3 + 0] = s[0];
+            dst[ox * 3 + 1] = s[1];
+            dst[ox * 3 + 2] = s[2];
+        }
+    }
+    free(img->rgb);
+    img->rgb = out;
+    img->width = ow;
+    img->height = oh;
+    return GZ_OK;
+}
+
+/* ---- entry points ------------------------------------------------------------------- */
+
+gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
+                               const gz_image_params *params, gz_image *img) {
+    if (!img) return GZ_FAIL(GZ_EINVAL, "gz_image_load_memory: img is NULL");
+    memset(img, 0, sizeof *img);
+    if (!name) name = "(memory)";
+    if (!data && size) return GZ_FAIL(GZ_EINVAL, "%s: data is NULL", name);
+    gz_image_params p = params ? *params : gz_image_default_params();
+    if (p.max_pixels <= 0) p.max_pixels = GZ_IMAGE_DEFAULT_MAX_PIXELS;
+    if (p.min_size < 0) p.min_size = 0;
+    if (size == 0) return GZ_FAIL(GZ_EINVAL, "%s: empty file", name);
+
+    const uint8_t *d = data;
+    const char *other = NULL;
+    img_format fmt = sniff(d, size, &other);
+    gz_img_exif exif = {NULL, 0};
+    gz_status st;
+    switch (fmt) {
+    case FMT_JPEG: st = gz_img_decode_jpeg(d, size, name, &p, img, &exif); break;
+    case FMT_PNG: st = gz_img_decode_png(d, size, name, &p, img, &exif); break;
+    case FMT_WEBP: st = gz_img_decode_webp(d, size, name, &p, img, &exif); break;
+    case FMT_HEIF: st = gz_img_decode_heif(d, size, name, &p, img, &exif); break;
+    case FMT_GIF: st = gz_img_decode_gif(d, size, name, &p, img, &exif); break;
+    default:
+        if (other)
+            return GZ_FAIL(GZ_EUNSUPPORTED,
+                           "%s: unsupported format (%s); supported: JPEG, PNG, WebP, HEIF, GIF",
+                           name, other);
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "%s: unsupported format (not a recognised image); supported: JPEG, PNG, "
+                       "WebP, HEIF, GIF",
+                       name);
+    }
+    if (st != GZ_OK) {
+        free(exif.data);
+        gz_image_free(img);
+        return st;
+    }
+    img->orientation = 1;
+    img->taken_at[0] = '\0';
+    if (exif.data) gz_img_exif_parse(exif.data, exif.size, &img->orientation, img->taken_at);
+    free(exif.data);
+    /* libheif has already applied the container's transforms (irot/imir). */
+    if (p.exif_orient && fmt != FMT_HEIF && img->orientation >= 2 && img->orientation <= 8) {
+        st = apply_orientation(name, img, img->orientation);
+        if (st != GZ_OK) {
+            gz_image_free(img);
+            return st;
+        }
+    }
+    return GZ_OK;
+}
+
+gz_status gz_image_load(const char *path, const gz_image_params *params, gz_image *img) {
+    if (!img) return GZ_FAIL(GZ_EINVAL, "gz_image_load: img is NULL");
+    memset(img, 0, sizeof *img);
+    if (!path) return GZ_FAIL(GZ_EINVAL, "gz_image_load: path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        return GZ_FAIL(e == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open: %s", path,
+                       strerror(e));
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        int e = errno;
+        fclose(f);
+        return GZ_FAIL(GZ_EIO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return GZ_FAIL(GZ_EINVAL, "%s: not a regular file", path);
+    }
+    size_t size = (size_t)sb.st_size;
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fclose(f);
+        return GZ_FAIL(GZ_ENOMEM, "%s: cannot allocate %zu bytes to read the file", path, size);
+    }
+    size_t got = size ? fread(buf, 1, size, f) : 0;
+    int rerr = ferror(f);
+    fclose(f);
+    if (got != size) {
+        free(buf);
+        if (rerr) return GZ_FAIL(GZ_EIO, "%s: read error", path);
+        return GZ_FAIL(GZ_EIO, "%s: file shrank while reading (%zu of %zu bytes)", path, got,
+                       size);
+    }
+    gz_status st = gz_image_load_memory(buf, size, path, params, img);
+    free(buf);
+    return st;
+}
