@@ -93,14 +93,13 @@ void gz_itm_image_free(gz_itm_image *im) {
     free(im);
 }
 
-gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
-                          const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
-                          float *cls, float *last_hidden) {
-    if (!m || !im || !ids || !logits || B <= 0 || T <= 0)
-        return GZ_FAIL(GZ_EINVAL, "ITM score: bad arguments (B %d, T %d)", B, T);
+/* Shared worker: cross[b] is the image of text b. */
+static gz_status score(const gz_itm *m, const gz_bert_cross *cross, const int32_t *ids,
+                       const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
+                       float *cls, float *last_hidden) {
     const int D = m->D;
     size_t N = (size_t)B * (size_t)T, nh, nids, total, bytes;
-    /* Scratch: hidden (N, D) unless the caller's, cls (B, D), ids copy (N) for [ENC]. */
+    /* Scratch: cls (B, D), hidden (N, D) unless the caller's, ids copy (N) for [ENC]. */
     if (!gz_mul_size(N, (size_t)D, &nh) || !gz_mul_size((size_t)B, (size_t)D, &total) ||
         !gz_add_size(total, last_hidden ? 0 : nh, &total))
         return GZ_FAIL(GZ_ENOMEM, "ITM score: batch %d x %d too large", B, T);
@@ -120,8 +119,7 @@ gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t
             copy[(size_t)b * T] = enc_token_id;
         use_ids = copy;
     }
-    gz_status st =
-        gz_bert_forward(m->bert, use_ids, mask, NULL, B, T, im->kv, im->Ti, hidden, NULL);
+    gz_status st = gz_bert_forward(m->bert, use_ids, mask, NULL, B, T, cross, hidden, NULL);
     if (st) {
         free(scratch);
         return st;
@@ -132,6 +130,39 @@ gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t
     if (cls) memcpy(cls, pooled, (size_t)B * D * sizeof *cls);
     free(scratch);
     return GZ_OK;
+}
+
+gz_status gz_itm_score_pairs(const gz_itm *m, const gz_itm_image *const *images, const int32_t *ids,
+                             const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
+                             float *cls, float *last_hidden) {
+    if (!m || !images || !ids || !logits || B <= 0 || T <= 0)
+        return GZ_FAIL(GZ_EINVAL, "ITM score: bad arguments (B %d, T %d)", B, T);
+    gz_bert_cross *cross = malloc((size_t)B * sizeof *cross);
+    if (!cross) return GZ_FAIL(GZ_ENOMEM, "ITM score: out of memory");
+    for (int b = 0; b < B; b++) {
+        if (!images[b]) {
+            free(cross);
+            return GZ_FAIL(GZ_EINVAL, "ITM score: pair %d has no image", b);
+        }
+        cross[b] = (gz_bert_cross){images[b]->kv, images[b]->Ti};
+    }
+    gz_status st = score(m, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
+    free(cross);
+    return st;
+}
+
+gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
+                          const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
+                          float *cls, float *last_hidden) {
+    if (!m || !im || !ids || !logits || B <= 0 || T <= 0)
+        return GZ_FAIL(GZ_EINVAL, "ITM score: bad arguments (B %d, T %d)", B, T);
+    gz_bert_cross *cross = malloc((size_t)B * sizeof *cross);
+    if (!cross) return GZ_FAIL(GZ_ENOMEM, "ITM score: out of memory");
+    for (int b = 0; b < B; b++)
+        cross[b] = (gz_bert_cross){im->kv, im->Ti};
+    gz_status st = score(m, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
+    free(cross);
+    return st;
 }
 
 gz_status gz_itm_score(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,

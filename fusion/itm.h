@@ -8,6 +8,7 @@
  *   gz_itm_prepare_image(m, vision_last_hidden, Ti, &im); // once per image
  *   gz_itm_score(m, im, ids, mask, B, T, logits, NULL, NULL);   // logits (B, 2)
  *   float p = gz_itm_prob(logits + 2 * b);                // P(match) of text b
+ *   // one text against n images: gz_itm_score_pairs(m, images, ids_repeated, ...)
  *   gz_itm_image_free(im); gz_itm_free(m);
  *
  * Legend: B = texts, T = padded length, D = text hidden size, L = text layers,
@@ -67,6 +68,17 @@ gz_status gz_itm_score(const gz_itm *m, const gz_itm_image *im, const int32_t *i
 gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
                           const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
                           float *cls, float *last_hidden);
+
+/*
+** Score B (image, text) pairs in one batch: text row b of ids/mask (B, T) against images[b].
+** For one text against n images pass the text's ids n times. Self-attention and the
+** feed-forward layers run batched over all pairs; consecutive pairs with the same image share
+** one cross-attention call. Outputs and errors as gz_itm_score_ex; results equal scoring each
+** pair alone up to float rounding.
+*/
+gz_status gz_itm_score_pairs(const gz_itm *m, const gz_itm_image *const *images, const int32_t *ids,
+                             const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
+                             float *cls, float *last_hidden);
 
 /* Match probability softmax(logits)[1] of one (2) logit pair. */
 float gz_itm_prob(const float *logits);

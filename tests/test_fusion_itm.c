@@ -191,6 +191,39 @@ static void check_blip(void) {
     checks++;
     CHECK(ids[0] != ENC_TOKEN_ID);
 
+    /* All (image, text) pairs in one batch, text-major (every pair a different image than its
+     * neighbour) and image-major (runs sharing an image), against the expected matrix. */
+    gz_itm_image **ims = calloc((size_t)I, sizeof *ims);
+    for (int i = 0; i < I; i++)
+        CHECK_OK(gz_itm_prepare_image(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti, &ims[i]));
+    const float *want_lg = want(ex, "itm_logits", NULL);
+    for (int order = 0; order < 2 && want_lg; order++) {
+        size_t P = (size_t)I * B;
+        int32_t *pids = malloc(P * T * sizeof *pids), *pmask = malloc(P * T * sizeof *pmask);
+        const gz_itm_image **pim = calloc(P, sizeof *pim);
+        float *plg = alloc_f(P * 2), *pwant = alloc_f(P * 2);
+        if (!pids || !pmask || !pim) exit(2);
+        for (size_t r = 0; r < P; r++) {
+            int i = order == 0 ? (int)(r % I) : (int)(r / B);
+            int b = order == 0 ? (int)(r / I) : (int)(r % B);
+            memcpy(pids + r * T, ids + (size_t)b * T, T * sizeof *pids);
+            memcpy(pmask + r * T, mask + (size_t)b * T, T * sizeof *pmask);
+            pim[r] = ims[i];
+            memcpy(pwant + r * 2, want_lg + ((size_t)i * B + b) * 2, 2 * sizeof *pwant);
+        }
+        CHECK_OK(gz_itm_score_pairs(m, pim, pids, pmask, (int)P, T, -1, plg, NULL, NULL));
+        close_to(order == 0 ? "itm_logits (pairs, text-major)" : "itm_logits (pairs, image-major)",
+                 plg, pwant, P * 2, ATOL_LOGIT);
+        free(pids);
+        free(pmask);
+        free(pim);
+        free(plg);
+        free(pwant);
+    }
+    for (int i = 0; i < I; i++)
+        gz_itm_image_free(ims[i]);
+    free(ims);
+
     /* Batch independence: each text alone, unpadded, against image 1. */
     gz_itm_image *im = NULL;
     CHECK_OK(gz_itm_prepare_image(m, in.states + (size_t)1 * in.Ti * in.Dv, in.Ti, &im));

@@ -176,16 +176,18 @@ static void attn_output(const gz_bert *m, const bert_attn *a, float *x, const fl
 }
 
 gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *mask,
-                          const int32_t *type_ids, int B, int T, const float *cross_kv, int Ti,
+                          const int32_t *type_ids, int B, int T, const gz_bert_cross *cross,
                           float *hidden, float *all_hidden) {
     if (!m || !ids || !hidden || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "BERT forward: bad arguments (B %d, T %d)", B, T);
     if (T > m->cfg.max_position_embeddings)
         return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
                        m->cfg.max_position_embeddings);
-    if (cross_kv && (!m->with_cross || Ti <= 0))
-        return GZ_FAIL(GZ_EINVAL, "BERT forward: cross-attention %s",
-                       m->with_cross ? "needs image tokens" : "weights not loaded");
+    if (cross && !m->with_cross)
+        return GZ_FAIL(GZ_EINVAL, "BERT forward: cross-attention weights not loaded");
+    for (int b = 0; cross && b < B; b++)
+        if (!cross[b].kv || cross[b].Ti <= 0)
+            return GZ_FAIL(GZ_EINVAL, "BERT forward: text %d has no image to attend to", b);
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
     if (N > (size_t)INT_MAX)
@@ -236,7 +238,6 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
     if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
 
     const float scale = 1.0f / sqrtf((float)m->Dh);
-    size_t plane = (size_t)Ti * D;
     for (int l = 0; l < m->L; l++) {
         const bert_layer *ly = &m->layers[l];
         /* Self-attention over each text's own tokens, padding keys masked. */
@@ -245,13 +246,20 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
         gz_linear(x, ly->self.v_w, ly->self.v_b, v, (int)N, D, D);
         gz_attention(q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 0, scale);
         attn_output(m, &ly->self, x, ctx, tmp, (int)N);
-        if (cross_kv) {
-            /* Cross-attention: every text row attends to the same Ti image tokens, so the
-             * batch flattens to one query block of N rows. */
-            const float *ck = cross_kv + (size_t)l * 2 * plane; /* (Ti, D) */
-            const float *cv = ck + plane;                       /* (Ti, D) */
+        if (cross) {
+            /* Cross-attention: a run of texts paired with the same image flattens to one
+             * query block of (run * T) rows against that image's Ti tokens. */
             gz_linear(x, ly->cross.q_w, ly->cross.q_b, q, (int)N, D, D);
-            gz_attention(q, D, ck, cv, D, ctx, 1, (int)N, Ti, m->H, m->Dh, NULL, 0, scale);
+            for (int b0 = 0, b1; b0 < B; b0 = b1) {
+                for (b1 = b0 + 1; b1 < B && cross[b1].kv == cross[b0].kv; b1++)
+                    continue;
+                int Ti = cross[b0].Ti;
+                size_t plane = (size_t)Ti * D, row = (size_t)b0 * T * D;
+                const float *ck = cross[b0].kv + (size_t)l * 2 * plane; /* (Ti, D) */
+                const float *cv = ck + plane;                           /* (Ti, D) */
+                gz_attention(q + row, D, ck, cv, D, ctx + row, 1, (b1 - b0) * T, Ti, m->H, m->Dh,
+                             NULL, 0, scale);
+            }
             attn_output(m, &ly->cross, x, ctx, tmp, (int)N);
         }
         /* Feed-forward. */

@@ -8,7 +8,7 @@
  *
  * Layer (post-LN, as Hugging Face BertLayer / BlipTextLayer):
  *   x = LN(x + Wo·SelfAttn(x, padding mask))
- *   x = LN(x + Wco·CrossAttn(q = x, k/v = image states))      (only with cross_kv)
+ *   x = LN(x + Wco·CrossAttn(q = x, k/v = image states))      (only in ITM mode)
  *   x = LN(x + W2·act(W1·x))
  * Embeddings: LN(word[id] + position[t] (+ token_type[type])).
  *
@@ -55,21 +55,27 @@ size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti);
 */
 gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv);
 
+/* The image one text cross-attends to: keys/values from gz_bert_cross_kv. */
+typedef struct {
+    const float *kv; /* (L, 2, Ti, D) */
+    int Ti;          /* image tokens (no image mask: every token is attended) */
+} gz_bert_cross;
+
 /*
 ** Run the encoder on B texts of T tokens.
 **   ids      (B, T) token ids, each in [0, vocab_size)
 **   mask     (B, T) 1 = token, 0 = padding; NULL = all tokens real. Each row must keep its
 **            first token (padding is on the right).
 **   type_ids (B, T) token types or NULL (= all 0); ignored when the model has none
-**   cross_kv (L, 2, Ti, D) from gz_bert_cross_kv, shared by all B texts, or NULL for text-only
-**            (ITC) mode; Ti its token count (no image mask: every image token is attended)
+**   cross    (B) the image each text attends to (ITM mode), or NULL for text-only (ITC) mode.
+**            Consecutive texts with the same kv pointer share one attention call.
 **   hidden   (B, T, D) output: last hidden state (all positions, padding included)
 **   all_hidden (L+1, B, T, D) optional: embeddings output then every layer's output
-** GZ_EINVAL for bad sizes, ids out of range, T > max positions, an all-padding row, or cross_kv
+** GZ_EINVAL for bad sizes, ids out of range, T > max positions, an all-padding row, or cross
 ** given to a model without cross-attention; GZ_ENOMEM.
 */
 gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *mask,
-                          const int32_t *type_ids, int B, int T, const float *cross_kv, int Ti,
+                          const int32_t *type_ids, int B, int T, const gz_bert_cross *cross,
                           float *hidden, float *all_hidden);
 
 #endif

@@ -103,9 +103,9 @@ gz_status gz_text_tower_encode(const gz_text_tower *t, const int32_t *ids, const
     float *hidden = last_hidden ? last_hidden : scratch; /* (B, T, D) */
     float *pooled = scratch + (last_hidden ? 0 : nh);    /* (B, D) */
 
-    gz_status st =
-        t->bert ? gz_bert_forward(t->bert, ids, mask, NULL, B, T, NULL, 0, hidden, all_hidden)
-                : gz_clip_text_forward(t->clip, ids, mask, B, T, hidden, all_hidden);
+    gz_status st = t->bert
+                       ? gz_bert_forward(t->bert, ids, mask, NULL, B, T, NULL, hidden, all_hidden)
+                       : gz_clip_text_forward(t->clip, ids, mask, B, T, hidden, all_hidden);
     if (st) {
         free(scratch);
         return st;
