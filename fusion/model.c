@@ -1,0 +1,716 @@
+/* model.c - the gz_model facade of gaze.h: load a Hugging Face model directory, encode texts
+ * and images, match and re-rank image-text pairs.
+ *
+ * Legend: n = texts or images in a call, E = embedding size (gz_model_dim), S = image size,
+ *         P = vision tokens per image (patches + class token), D = vision hidden size,
+ *         T = padded text length.
+ *
+ * Towers load lazily under the model's mutex (a text query never touches the vision
+ * weights); once loaded they are immutable, so encoding may run from several threads. */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define XXH_INLINE_ALL /* header-only xxHash: gaze_fusion needs no extra link dependency */
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "core/kernels.h"
+#include "core/safetensors.h"
+#include "fusion/itm.h"
+#include "gaze.h"
+#include "text_encoder/text_tower.h"
+#include "text_encoder/tokenizer.h"
+#include "vision_encoder/preprocess.h"
+#include "vision_encoder/vit.h"
+
+#ifndef GAZE_VERSION
+#define GAZE_VERSION "0.0.0"
+#endif
+
+/* Texts tokenised and encoded per forward pass (bounds the padded batch). */
+#define MODEL_TEXT_BATCH 64
+/* Largest config/index JSON read for the fingerprint. */
+#define MODEL_MAX_JSON (64u * 1024u * 1024u)
+/* Bytes of a safetensors header prefix (little-endian u64 length). */
+#define ST_LEN_BYTES 8
+
+struct gz_model {
+    char *dir;                /* model directory (owned) */
+    char *weights_path;       /* resolved weights file or shard index (owned) */
+    gz_model_params params;   /* params.weights_file points at weights_path */
+    gz_model_config cfg;
+    gz_preproc_config pp;
+    char fingerprint[65];
+    float logit_scale;        /* exp(logit_scale) for CLIP-family; 1 for BLIP */
+    pthread_mutex_t lock;     /* guards the lazily loaded members below */
+    gz_st_file *weights;
+    gz_tokenizer *tok;
+    gz_text_tower *text;
+    gz_vit *vit;
+    gz_itm *itm;
+};
+
+/* ===== small helpers ===== */
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+/* Read a whole (small) file into a malloc'd buffer. */
+static gz_status read_file(const char *path, size_t max, unsigned char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) {
+        fclose(f);
+        return GZ_FAIL(GZ_EIO, "%s: cannot seek", path);
+    }
+    long sz = ftell(f);
+    if (sz < 0 || (unsigned long)sz > max) {
+        fclose(f);
+        return GZ_FAIL(GZ_EINVAL, "%s: unreadable size or larger than %zu bytes", path, max);
+    }
+    rewind(f);
+    unsigned char *buf = malloc((size_t)sz + 1);
+    if (!buf) {
+        fclose(f);
+        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    }
+    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
+        free(buf);
+        fclose(f);
+        return GZ_FAIL(GZ_EIO, "%s: short read", path);
+    }
+    fclose(f);
+    buf[sz] = 0;
+    *out = buf;
+    *len = (size_t)sz;
+    return GZ_OK;
+}
+
+/* Feed a safetensors file's size and header (length prefix + JSON) into the hash. */
+static gz_status hash_st_file(XXH3_state_t *h, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
+    unsigned char len8[ST_LEN_BYTES];
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || fread(len8, 1, ST_LEN_BYTES, f) != ST_LEN_BYTES) {
+        fclose(f);
+        return GZ_FAIL(GZ_EIO, "%s: cannot read the safetensors header", path);
+    }
+    uint64_t hlen = 0;
+    for (int i = ST_LEN_BYTES - 1; i >= 0; i--) hlen = (hlen << 8) | len8[i];
+    if (hlen > GZ_ST_MAX_HEADER || hlen > (uint64_t)st.st_size - ST_LEN_BYTES) {
+        fclose(f);
+        return GZ_FAIL(GZ_EINVAL, "%s: bad safetensors header length", path);
+    }
+    unsigned char *buf = malloc(hlen ? (size_t)hlen : 1);
+    if (!buf) {
+        fclose(f);
+        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    }
+    if (fread(buf, 1, (size_t)hlen, f) != hlen) {
+        free(buf);
+        fclose(f);
+        return GZ_FAIL(GZ_EIO, "%s: short read of the safetensors header", path);
+    }
+    fclose(f);
+    uint64_t size = (uint64_t)st.st_size;
+    XXH3_128bits_update(h, &size, sizeof size);
+    XXH3_128bits_update(h, len8, ST_LEN_BYTES);
+    XXH3_128bits_update(h, buf, (size_t)hlen);
+    free(buf);
+    return GZ_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Hash every shard named in a model.safetensors.index.json (sorted, each once). */
+static gz_status hash_shards(XXH3_state_t *h, const char *index_path) {
+    json_error_t jerr;
+    json_t *root = json_load_file(index_path, 0, &jerr);
+    if (!root) return GZ_FAIL(GZ_EINVAL, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
+    json_t *map = json_object_get(root, "weight_map");
+    if (!json_is_object(map)) {
+        json_decref(root);
+        return GZ_FAIL(GZ_EINVAL, "%s: no weight_map object", index_path);
+    }
+    size_t n = json_object_size(map), k = 0;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names) {
+        json_decref(root);
+        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", index_path);
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(map, key, val) {
+        if (json_is_string(val)) names[k++] = json_string_value(val);
+    }
+    qsort(names, k, sizeof *names, cmp_str);
+    char *dir = strdup(index_path);
+    gz_status st = dir ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else strcpy(dir, ".");
+    }
+    for (size_t i = 0; st == GZ_OK && i < k; i++) {
+        if (i > 0 && strcmp(names[i], names[i - 1]) == 0) continue;
+        char *p = path_join(dir, names[i]);
+        if (!p) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        else st = hash_st_file(h, p);
+        free(p);
+    }
+    free(dir);
+    free(names);
+    json_decref(root);
+    return st;
+}
+
+/* Digest of config.json (+ preprocessor_config.json) bytes and the weights' sizes and
+ * headers: independent of the directory's path. */
+static gz_status compute_fingerprint(gz_model *m, const char *config_path, const char *pp_path) {
+    XXH3_state_t *h = XXH3_createState();
+    if (!h) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    XXH3_128bits_reset(h);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    gz_status st = read_file(config_path, MODEL_MAX_JSON, &buf, &len);
+    if (st == GZ_OK) {
+        XXH3_128bits_update(h, &len, sizeof len);
+        XXH3_128bits_update(h, buf, len);
+        free(buf);
+        buf = NULL;
+    }
+    if (st == GZ_OK && pp_path) {
+        st = read_file(pp_path, MODEL_MAX_JSON, &buf, &len);
+        if (st == GZ_OK) {
+            XXH3_128bits_update(h, &len, sizeof len);
+            XXH3_128bits_update(h, buf, len);
+            free(buf);
+        }
+    }
+    if (st == GZ_OK)
+        st = ends_with(m->weights_path, ".index.json") ? hash_shards(h, m->weights_path)
+                                                       : hash_st_file(h, m->weights_path);
+    if (st == GZ_OK) {
+        XXH128_hash_t d = XXH3_128bits_digest(h);
+        snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx%016llx",
+                 (unsigned long long)d.high64, (unsigned long long)d.low64);
+    }
+    XXH3_freeState(h);
+    return st;
+}
+
+/* ===== lazy towers (call with m->lock held) ===== */
+
+static gz_status need_tokenizer(gz_model *m) {
+    if (m->tok) return GZ_OK;
+    gz_tokenizer_params tp = gz_tokenizer_default_params();
+    tp.clip_fast = m->params.clip_fast_tokenizer;
+    return gz_tokenizer_load(m->dir, m->cfg.family, m->cfg.text.max_position_embeddings, &tp,
+                             &m->tok);
+}
+
+static gz_status need_text(gz_model *m) {
+    gz_status st = need_tokenizer(m);
+    if (st != GZ_OK || m->text) return st;
+    return gz_text_tower_load(m->weights, &m->cfg, &m->text);
+}
+
+static gz_status need_vision(gz_model *m) {
+    if (m->vit) return GZ_OK;
+    return gz_vit_load(m->weights, &m->cfg, &m->vit);
+}
+
+static gz_status need_itm(gz_model *m) {
+    if (m->cfg.family != GZ_FAMILY_BLIP)
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "%s: a %s model has no image-text matching (ITM) head; cross-attention "
+                       "fusion needs a BLIP model (BlipForImageTextRetrieval)",
+                       m->dir, gz_family_name(m->cfg.family));
+    gz_status st = need_tokenizer(m);
+    if (st != GZ_OK || m->itm) return st;
+    return gz_itm_load(m->weights, &m->cfg, &m->itm);
+}
+
+typedef gz_status (*need_fn)(gz_model *m);
+
+static gz_status locked(gz_model *m, need_fn fn) {
+    pthread_mutex_lock(&m->lock);
+    gz_status st = fn(m);
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
+/* ===== Models ===== */
+
+gz_model_params gz_model_default_params(void) {
+    gz_model_params p;
+    memset(&p, 0, sizeof p);
+    p.n_threads = 0;
+    p.weights_file = NULL;
+    p.exif_orient = 1;
+    p.max_pixels = 100000000;
+    p.fast_decode = 1;
+    p.itm_enc_token = 0;
+    p.clip_fast_tokenizer = 0;
+    p.batch_size = 8;
+    return p;
+}
+
+const char *gz_family_name(gz_family f) {
+    switch (f) {
+    case GZ_FAMILY_BLIP: return "blip";
+    case GZ_FAMILY_CLIP: return "clip";
+    case GZ_FAMILY_CHINESE_CLIP: return "chinese_clip";
+    }
+    return "unknown";
+}
+
+const char *gz_version(void) { return GAZE_VERSION; }
+
+void gz_model_free(gz_model *m) {
+    if (!m) return;
+    gz_itm_free(m->itm);
+    gz_text_tower_free(m->text);
+    gz_vit_free(m->vit);
+    gz_tokenizer_free(m->tok);
+    gz_st_close(m->weights);
+    pthread_mutex_destroy(&m->lock);
+    free(m->weights_path);
+    free(m->dir);
+    free(m);
+}
+
+/* The weights path: params->weights_file (relative to dir unless absolute), else
+ * model.safetensors, else model.safetensors.index.json. */
+static gz_status resolve_weights(gz_model *m, const char *wf) {
+    if (wf && *wf) {
+        m->weights_path = wf[0] == '/' ? strdup(wf) : path_join(m->dir, wf);
+        if (!m->weights_path) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+        if (!file_exists(m->weights_path))
+            return GZ_FAIL(GZ_ENOTFOUND, "%s: weights file not found", m->weights_path);
+        return GZ_OK;
+    }
+    static const char *const names[] = {"model.safetensors", "model.safetensors.index.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char *p = path_join(m->dir, names[i]);
+        if (!p) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+        if (file_exists(p)) {
+            m->weights_path = p;
+            return GZ_OK;
+        }
+        free(p);
+    }
+    return GZ_FAIL(GZ_ENOTFOUND,
+                   "%s: no model.safetensors or model.safetensors.index.json in the directory",
+                   m->dir);
+}
+
+static gz_status load_inner(gz_model *m, const gz_model_params *params) {
+    gz_status st;
+    char *cfg_path = path_join(m->dir, "config.json");
+    char *pp_path = path_join(m->dir, "preprocessor_config.json");
+    if (!cfg_path || !pp_path) {
+        st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!file_exists(cfg_path)) {
+        st = GZ_FAIL(GZ_ENOTFOUND, "%s: not found (is %s a Hugging Face model directory?)",
+                     cfg_path, m->dir);
+        goto out;
+    }
+    if ((st = gz_config_load(cfg_path, &m->cfg)) != GZ_OK) goto out;
+    int has_pp = file_exists(pp_path);
+    if (has_pp) {
+        if ((st = gz_preproc_config_load(pp_path, m->cfg.family, &m->pp)) != GZ_OK) goto out;
+    } else {
+        st = GZ_FAIL(GZ_ENOTFOUND, "%s: not found (the image preprocessing is defined there)",
+                     pp_path);
+        goto out;
+    }
+    if ((st = resolve_weights(m, params->weights_file)) != GZ_OK) goto out;
+    m->params.weights_file = m->weights_path;
+    if ((st = gz_st_open(m->weights_path, &m->weights)) != GZ_OK) goto out;
+    if ((st = compute_fingerprint(m, cfg_path, has_pp ? pp_path : NULL)) != GZ_OK) goto out;
+
+    m->logit_scale = 1.0f;
+    if (m->cfg.family != GZ_FAMILY_BLIP) {
+        const float *ls = NULL;
+        const gz_st_tensor *t = gz_st_find(m->weights, "logit_scale");
+        if (!t || t->numel != 1) {
+            st = GZ_FAIL(GZ_EINVAL, "%s: no scalar tensor logit_scale", m->weights_path);
+            goto out;
+        }
+        if ((st = gz_st_f32(m->weights, "logit_scale", 0, NULL, &ls)) != GZ_OK) goto out;
+        m->logit_scale = expf(ls[0]);
+    }
+    if (m->cfg.vision.image_size <= 0 || gz_preproc_output_size(&m->pp) != m->cfg.vision.image_size) {
+        st = GZ_FAIL(GZ_EINVAL, "%s: preprocessing gives %d x %d pixels but the vision tower "
+                     "expects image_size %d", pp_path, gz_preproc_output_size(&m->pp),
+                     gz_preproc_output_size(&m->pp), m->cfg.vision.image_size);
+        goto out;
+    }
+out:
+    free(cfg_path);
+    free(pp_path);
+    return st;
+}
+
+gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model **out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_model_load: out is NULL");
+    *out = NULL;
+    if (!dir || !*dir) return GZ_FAIL(GZ_EINVAL, "gz_model_load: no model directory given");
+    gz_model_params defaults = gz_model_default_params();
+    if (!params) params = &defaults;
+    if (params->batch_size < 0 || params->n_threads < 0)
+        return GZ_FAIL(GZ_EINVAL, "%s: negative batch_size or n_threads", dir);
+    gz_model *m = calloc(1, sizeof *m);
+    if (!m) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    pthread_mutex_init(&m->lock, NULL);
+    m->params = *params;
+    if (m->params.batch_size == 0) m->params.batch_size = defaults.batch_size;
+    if (m->params.max_pixels <= 0) m->params.max_pixels = defaults.max_pixels;
+    m->dir = strdup(dir);
+    if (!m->dir) {
+        gz_model_free(m);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    size_t dl = strlen(m->dir);
+    while (dl > 1 && m->dir[dl - 1] == '/') m->dir[--dl] = 0;
+    if (params->n_threads > 0) gz_set_threads(params->n_threads);
+    gz_status st = load_inner(m, params);
+    if (st != GZ_OK) {
+        gz_model_free(m);
+        return st;
+    }
+    *out = m;
+    return GZ_OK;
+}
+
+gz_family gz_model_family(const gz_model *m) { return m->cfg.family; }
+int gz_model_dim(const gz_model *m) { return m->cfg.projection_dim; }
+int gz_model_has_itm(const gz_model *m) { return m->cfg.family == GZ_FAMILY_BLIP; }
+float gz_model_logit_scale(const gz_model *m) { return m->logit_scale; }
+int gz_model_image_size(const gz_model *m) { return m->cfg.vision.image_size; }
+
+gz_status gz_model_fingerprint(const gz_model *m, char out[65]) {
+    if (!m || !out) return GZ_FAIL(GZ_EINVAL, "gz_model_fingerprint: NULL argument");
+    memcpy(out, m->fingerprint, sizeof m->fingerprint);
+    return GZ_OK;
+}
+
+gz_image_params gz_model_image_params(const gz_model *m) {
+    gz_image_params p;
+    memset(&p, 0, sizeof p);
+    p.exif_orient = m->params.exif_orient ? 1 : 0;
+    p.max_pixels = m->params.max_pixels;
+    p.min_size = m->params.fast_decode ? gz_preproc_min_decode_size(&m->pp) : 0;
+    return p;
+}
+
+/* ===== Encoding ===== */
+
+/* Tokenise and encode texts[0..n) in chunks: embeds (n, E). */
+static gz_status encode_texts_inner(gz_model *m, const char *const *texts, int n, float *out) {
+    const int E = m->cfg.projection_dim;
+    for (int i0 = 0; i0 < n; i0 += MODEL_TEXT_BATCH) {
+        int k = n - i0 < MODEL_TEXT_BATCH ? n - i0 : MODEL_TEXT_BATCH;
+        gz_token_batch b;
+        memset(&b, 0, sizeof b);
+        gz_status st = gz_tokenizer_encode_batch(m->tok, texts + i0, k, &b);
+        if (st != GZ_OK) return st;
+        st = gz_text_tower_encode(m->text, b.ids, b.mask, b.n, b.len, out + (size_t)i0 * E, NULL,
+                                  NULL, NULL);
+        gz_token_batch_free(&b);
+        if (st != GZ_OK) return st;
+    }
+    return GZ_OK;
+}
+
+gz_status gz_encode_texts(gz_model *m, const char *const *texts, int n, float *out) {
+    if (!m || n < 0 || (n > 0 && (!texts || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_encode_texts: bad arguments");
+    for (int i = 0; i < n; i++)
+        if (!texts[i]) return GZ_FAIL(GZ_EINVAL, "gz_encode_texts: text %d is NULL", i);
+    if (n == 0) return GZ_OK;
+    gz_status st = locked(m, need_text);
+    if (st != GZ_OK) return st;
+    return encode_texts_inner(m, texts, n, out);
+}
+
+/* Preprocess images[0..n) into pixels (n, 3, S, S). */
+static gz_status preprocess_images(const gz_model *m, const gz_image *images, int n, float *pixels) {
+    const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
+    for (int i = 0; i < n; i++) {
+        const gz_image *im = &images[i];
+        if (!im->rgb || im->width <= 0 || im->height <= 0)
+            return GZ_FAIL(GZ_EINVAL, "image %d is empty (not decoded?)", i);
+        gz_status st = gz_preprocess(&m->pp, im->rgb, im->width, im->height, pixels + i * img_sz);
+        if (st != GZ_OK) return gz_error_prefix(st, "image %d", i);
+    }
+    return GZ_OK;
+}
+
+/* Scratch for a chunk of `count` images of img_sz floats each. */
+static float *alloc_floats(size_t count, size_t each) {
+    size_t n = 0, bytes = 0;
+    if (!gz_mul_size(count, each, &n) || !gz_mul_size(n ? n : 1, sizeof(float), &bytes)) return NULL;
+    return malloc(bytes);
+}
+
+gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *out) {
+    if (!m || n < 0 || (n > 0 && (!images || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_encode_images: bad arguments");
+    if (n == 0) return GZ_OK;
+    gz_status st = locked(m, need_vision);
+    if (st != GZ_OK) return st;
+    const int E = m->cfg.projection_dim, bs = m->params.batch_size;
+    const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
+    int chunk = n < bs ? n : bs;
+    float *pixels = alloc_floats((size_t)chunk, img_sz);
+    if (!pixels) return GZ_FAIL(GZ_ENOMEM, "gz_encode_images: out of memory");
+    for (int i0 = 0; st == GZ_OK && i0 < n; i0 += chunk) {
+        int k = n - i0 < chunk ? n - i0 : chunk;
+        st = preprocess_images(m, images + i0, k, pixels);
+        if (st == GZ_OK)
+            st = gz_vit_encode(m->vit, pixels, k, out + (size_t)i0 * E, NULL, NULL, NULL, NULL);
+    }
+    free(pixels);
+    return st;
+}
+
+gz_status gz_encode_pixels(gz_model *m, const float *pixels, int n, float *out) {
+    if (!m || n < 0 || (n > 0 && (!pixels || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_encode_pixels: bad arguments");
+    if (n == 0) return GZ_OK;
+    gz_status st = locked(m, need_vision);
+    if (st != GZ_OK) return st;
+    const int E = m->cfg.projection_dim, bs = m->params.batch_size;
+    const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
+    for (int i0 = 0; st == GZ_OK && i0 < n; i0 += bs) {
+        int k = n - i0 < bs ? n - i0 : bs;
+        st = gz_vit_encode(m->vit, pixels + (size_t)i0 * img_sz, k, out + (size_t)i0 * E, NULL,
+                           NULL, NULL, NULL);
+    }
+    return st;
+}
+
+/* ===== Matching and fusion ===== */
+
+static float dot(const float *a, const float *b, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return (float)s;
+}
+
+/* Fill the ITC part of a match (BLIP: logit = itc; CLIP: logit = exp(logit_scale) * itc). */
+static void fill_itc(const gz_model *m, gz_match *r, float itc) {
+    memset(r, 0, sizeof *r);
+    r->itc = itc;
+    r->logit = m->cfg.family == GZ_FAMILY_BLIP ? itc : m->logit_scale * itc;
+    r->score = r->logit;
+}
+
+/* Fill the ITM part from the head's logits [no match, match]. */
+static void fill_itm(gz_match *r, const float *logit2) {
+    r->itm_logit[0] = logit2[0];
+    r->itm_logit[1] = logit2[1];
+    float mx = logit2[0] > logit2[1] ? logit2[0] : logit2[1];
+    float e0 = expf(logit2[0] - mx), e1 = expf(logit2[1] - mx);
+    r->itm_prob = e1 / (e0 + e1);
+    r->score = r->itm_logit[1] + r->itc;
+}
+
+/* The id that replaces each text's first id for ITM: [ENC] with the itm_enc_token option
+ * (original BLIP), else -1 (ids as tokenised, Hugging Face). */
+static gz_status itm_first_id(const gz_model *m, int32_t *id) {
+    *id = -1;
+    if (!m->params.itm_enc_token) return GZ_OK;
+    *id = gz_tokenizer_token_id(m->tok, "[ENC]");
+    if (*id < 0)
+        return GZ_FAIL(GZ_EINVAL, "%s: the tokenizer has no [ENC] token (itm_enc_token)", m->dir);
+    return GZ_OK;
+}
+
+static gz_status need_for_match(gz_model *m) {
+    if (m->params.itm_enc_token && m->cfg.family != GZ_FAMILY_BLIP)
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "%s: itm_enc_token asks for ITM fusion, which a %s model does not have "
+                       "(only BLIP has an ITM head)", m->dir, gz_family_name(m->cfg.family));
+    gz_status st = need_text(m);
+    if (st == GZ_OK) st = need_vision(m);
+    if (st == GZ_OK && m->cfg.family == GZ_FAMILY_BLIP) st = need_itm(m);
+    return st;
+}
+
+/* Encode one image: embed (E) and, for BLIP, its post-LN hidden states (P, D). */
+static gz_status encode_one_image(gz_model *m, const gz_image *im, float *pixels, float *embed,
+                                  float *hidden) {
+    gz_status st = preprocess_images(m, im, 1, pixels);
+    if (st != GZ_OK) return st;
+    return gz_vit_encode(m->vit, pixels, 1, embed, NULL, hidden, NULL, NULL);
+}
+
+gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *const *texts, int n,
+                               gz_match *out) {
+    if (!m || !image || n < 0 || (n > 0 && (!texts || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_match_image_texts: bad arguments");
+    for (int i = 0; i < n; i++)
+        if (!texts[i]) return GZ_FAIL(GZ_EINVAL, "gz_match_image_texts: text %d is NULL", i);
+    gz_status st = locked(m, need_for_match);
+    if (st != GZ_OK || n == 0) return st;
+    const int E = m->cfg.projection_dim, P = gz_vit_tokens(m->vit), D = gz_vit_hidden(m->vit);
+    const int blip = m->cfg.family == GZ_FAMILY_BLIP;
+    const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
+    float *pixels = alloc_floats(1, img_sz), *img_emb = alloc_floats(1, (size_t)E);
+    float *hidden = blip ? alloc_floats((size_t)P, (size_t)D) : NULL;
+    float *txt = alloc_floats((size_t)n, (size_t)E);
+    float *logits = blip ? alloc_floats((size_t)MODEL_TEXT_BATCH, 2) : NULL;
+    gz_itm_image *kv = NULL;
+    if (!pixels || !img_emb || !txt || (blip && (!hidden || !logits))) {
+        st = GZ_FAIL(GZ_ENOMEM, "gz_match_image_texts: out of memory");
+        goto out;
+    }
+    int32_t enc_id = -1;
+    if ((st = itm_first_id(m, &enc_id)) != GZ_OK) goto out;
+    if ((st = encode_one_image(m, image, pixels, img_emb, hidden)) != GZ_OK) goto out;
+    if ((st = encode_texts_inner(m, texts, n, txt)) != GZ_OK) goto out;
+    for (int i = 0; i < n; i++) fill_itc(m, &out[i], dot(img_emb, txt + (size_t)i * E, E));
+    if (!blip) goto out;
+    // the image's cross-attention keys/values once, then every text against them
+    if ((st = gz_itm_prepare_image(m->itm, hidden, P, &kv)) != GZ_OK) goto out;
+    for (int i0 = 0; i0 < n; i0 += MODEL_TEXT_BATCH) {
+        int k = n - i0 < MODEL_TEXT_BATCH ? n - i0 : MODEL_TEXT_BATCH;
+        gz_token_batch b;
+        memset(&b, 0, sizeof b);
+        if ((st = gz_tokenizer_encode_batch(m->tok, texts + i0, k, &b)) != GZ_OK) goto out;
+        st = gz_itm_score_ex(m->itm, kv, b.ids, b.mask, b.n, b.len, enc_id, logits, NULL, NULL);
+        gz_token_batch_free(&b);
+        if (st != GZ_OK) goto out;
+        for (int i = 0; i < k; i++) fill_itm(&out[i0 + i], logits + 2 * i);
+    }
+out:
+    gz_itm_image_free(kv);
+    free(pixels);
+    free(img_emb);
+    free(hidden);
+    free(txt);
+    free(logits);
+    return st;
+}
+
+gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *images, int n,
+                               gz_match *out) {
+    if (!m || !text || n < 0 || (n > 0 && (!images || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_match_text_images: bad arguments");
+    gz_status st = locked(m, need_for_match);
+    if (st != GZ_OK || n == 0) return st;
+    const int E = m->cfg.projection_dim, P = gz_vit_tokens(m->vit), D = gz_vit_hidden(m->vit);
+    const int blip = m->cfg.family == GZ_FAMILY_BLIP;
+    const int bs = n < m->params.batch_size ? n : m->params.batch_size;
+    const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
+    float *temb = alloc_floats(1, (size_t)E);
+    float *pixels = alloc_floats((size_t)bs, img_sz), *img_emb = alloc_floats((size_t)bs, (size_t)E);
+    float *hidden = blip ? alloc_floats((size_t)bs * P, (size_t)D) : NULL;
+    gz_token_batch b;
+    memset(&b, 0, sizeof b);
+    if (!temb || !pixels || !img_emb || (blip && !hidden)) {
+        st = GZ_FAIL(GZ_ENOMEM, "gz_match_text_images: out of memory");
+        goto out;
+    }
+    if ((st = encode_texts_inner(m, &text, 1, temb)) != GZ_OK) goto out;
+    int32_t enc_id = -1;
+    if ((st = itm_first_id(m, &enc_id)) != GZ_OK) goto out;
+    if (blip && (st = gz_tokenizer_encode_batch(m->tok, &text, 1, &b)) != GZ_OK) goto out;
+    for (int i0 = 0; i0 < n; i0 += bs) {
+        int k = n - i0 < bs ? n - i0 : bs;
+        if ((st = preprocess_images(m, images + i0, k, pixels)) != GZ_OK) goto out;
+        if ((st = gz_vit_encode(m->vit, pixels, k, img_emb, NULL, hidden, NULL, NULL)) != GZ_OK)
+            goto out;
+        for (int i = 0; i < k; i++) {
+            gz_match *r = &out[i0 + i];
+            fill_itc(m, r, dot(img_emb + (size_t)i * E, temb, E));
+            if (!blip) continue;
+            gz_itm_image *kv = NULL;
+            float logit2[2];
+            if ((st = gz_itm_prepare_image(m->itm, hidden + (size_t)i * P * D, P, &kv)) != GZ_OK)
+                goto out;
+            st = gz_itm_score_ex(m->itm, kv, b.ids, b.mask, b.n, b.len, enc_id, logit2, NULL,
+                                 NULL);
+            gz_itm_image_free(kv);
+            if (st != GZ_OK) goto out;
+            fill_itm(r, logit2);
+        }
+    }
+out:
+    gz_token_batch_free(&b);
+    free(temb);
+    free(pixels);
+    free(img_emb);
+    free(hidden);
+    return st;
+}
+
+typedef struct {
+    float score;
+    int index;
+} rank_item;
+
+/* Descending score; NaN last; ties keep the original order (so qsort becomes stable). */
+static int cmp_rank(const void *pa, const void *pb) {
+    const rank_item *a = pa, *b = pb;
+    int na = isnan(a->score), nb = isnan(b->score);
+    if (na != nb) return na - nb;
+    if (!na && a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+void gz_rank_by_score(const gz_match *scores, int n, int *order) {
+    if (!scores || !order || n <= 0) return;
+    rank_item *items = malloc((size_t)n * sizeof *items);
+    if (!items) {
+        // no memory: a plain stable insertion sort on order[] itself
+        for (int i = 0; i < n; i++) order[i] = i;
+        for (int i = 1; i < n; i++) {
+            int v = order[i], j = i - 1;
+            rank_item x = {scores[v].score, v};
+            while (j >= 0) {
+                rank_item y = {scores[order[j]].score, order[j]};
+                if (cmp_rank(&y, &x) <= 0) break;
+                order[j + 1] = order[j];
+                j--;
+            }
+            order[j + 1] = v;
+        }
+        return;
+    }
+    for (int i = 0; i < n; i++) items[i] = (rank_item){scores[i].score, i};
+    qsort(items, (size_t)n, sizeof *items, cmp_rank);
+    for (int i = 0; i < n; i++) order[i] = items[i].index;
+    free(items);
+}

@@ -1,0 +1,407 @@
+/* test_fusion_model.c - the gz_model facade end to end through the public API (gaze.h).
+ *
+ * For BLIP, CLIP and Chinese-CLIP fixture models with F32, F16 and BF16 weight files: the 12
+ * captions of inputs.json, the 5 fixture image files (decoded with gz_image_load, EXIF not
+ * applied, full decode) and the fixture pixel_values against the transformers references;
+ * gz_match_image_texts / gz_match_text_images against itm_logits/itm_probs/itc_sim (BLIP) and
+ * logits_per_image (CLIP family); re-ranking against an order computed here from the fixture
+ * scores; fingerprints, lazy loading, image decode parameters and errors. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/safetensors.h"
+#include "gaze.h"
+#include "testutil.h"
+
+#define NT 12 /* captions */
+#define NI 5  /* images */
+
+static int checks;
+static char *captions[NT];
+static const char *images[NI];
+static json_t *inputs;
+
+typedef struct {
+    const char *dir;
+    gz_family family;
+    const char *text_key, *image_key; /* normalised embeddings in expected.safetensors */
+} family_case;
+
+static const family_case CASES[] = {
+    {"blip_itm", GZ_FAMILY_BLIP, "itc_text_embeds", "itc_image_embeds"},
+    {"clip", GZ_FAMILY_CLIP, "text_embeds", "image_embeds"},
+    {"chinese_clip", GZ_FAMILY_CHINESE_CLIP, "text_embeds", "image_embeds"},
+};
+
+typedef struct {
+    const char *file;   /* NULL = default weights */
+    const char *prefix; /* expected tensor prefix */
+} weights_case;
+
+static const weights_case WEIGHTS[] = {
+    {NULL, ""},
+    {"model.f16.safetensors", "f16w."},
+    {"model.bf16.safetensors", "bf16w."},
+};
+
+static void load_inputs(void) {
+    json_error_t err;
+    inputs = json_load_file(gz_test_path("fixtures/inputs.json"), 0, &err);
+    if (!inputs) {
+        fprintf(stderr, "inputs.json: %s\n", err.text);
+        exit(2);
+    }
+    json_t *caps = json_object_get(inputs, "captions"), *ims = json_object_get(inputs, "images");
+    if (json_array_size(caps) != NT || json_array_size(ims) != NI) {
+        fprintf(stderr, "inputs.json: expected %d captions and %d images\n", NT, NI);
+        exit(2);
+    }
+    for (int i = 0; i < NT; i++)
+        captions[i] = (char *)json_string_value(json_object_get(json_array_get(caps, i), "text"));
+    for (int i = 0; i < NI; i++)
+        images[i] = json_string_value(json_object_get(json_array_get(ims, i), "file"));
+}
+
+static float *alloc_f(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) exit(2);
+    return p;
+}
+
+/* Expected tensor "<prefix><name>" with n elements; NULL (and a failure) if absent or of
+ * another size. */
+static const float *want(gz_st_file *ex, const char *prefix, const char *name, size_t n) {
+    char key[128];
+    snprintf(key, sizeof key, "%s%s", prefix, name);
+    const float *p = NULL;
+    checks++;
+    if (gz_st_f32(ex, key, 0, NULL, &p) != GZ_OK || gz_st_find(ex, key)->numel != n) {
+        fprintf(stderr, "expected tensor %s missing or of the wrong size\n", key);
+        gz_test_failures++;
+        return NULL;
+    }
+    return p;
+}
+
+static void close_to(const char *label, const char *what, const float *got, const float *w,
+                     size_t n, float atol, float rtol) {
+    char full[200];
+    snprintf(full, sizeof full, "%s %s", label, what);
+    checks++;
+    if (!w) return;
+    gz_check_close(full, got, w, n, atol, rtol);
+    printf("  %-30s %-28s max diff %.3g\n", label, what, gz_max_abs_diff(got, w, n));
+}
+
+/* Selection of the best remaining index by (score desc, index asc): an independent
+ * reference for gz_rank_by_score. */
+static void reference_order(const float *score, int n, int *order) {
+    int used[64] = {0};
+    for (int r = 0; r < n; r++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (!used[i] && (best < 0 || score[i] > score[best])) best = i;
+        used[best] = 1;
+        order[r] = best;
+    }
+}
+
+static void test_rank_unit(void) {
+    gz_match s[6];
+    memset(s, 0, sizeof s);
+    const float sc[6] = {1.0f, 3.0f, -2.0f, 3.0f, 2.5f, 1.0f};
+    for (int i = 0; i < 6; i++) s[i].score = sc[i];
+    int order[6], want_order[6] = {1, 3, 4, 0, 5, 2};
+    gz_rank_by_score(s, 6, order);
+    checks++;
+    CHECK(memcmp(order, want_order, sizeof order) == 0);
+}
+
+/* Matching: every image against all captions, then every caption against all images. */
+static void check_matching(gz_model *m, const family_case *c, gz_st_file *ex, const char *pre,
+                           const char *label, gz_image *imgs) {
+    const int blip = c->family == GZ_FAMILY_BLIP;
+    gz_match res[NI][NT];
+    for (int i = 0; i < NI; i++)
+        CHECK_OK(gz_match_image_texts(m, &imgs[i], (const char *const *)captions, NT, res[i]));
+    float itc[NI * NT], logit[NI * NT], itm[NI * NT * 2], prob[NI * NT], score[NI * NT];
+    for (int i = 0; i < NI; i++)
+        for (int t = 0; t < NT; t++) {
+            const gz_match *r = &res[i][t];
+            itc[i * NT + t] = r->itc;
+            logit[i * NT + t] = r->logit;
+            itm[(i * NT + t) * 2] = r->itm_logit[0];
+            itm[(i * NT + t) * 2 + 1] = r->itm_logit[1];
+            prob[i * NT + t] = r->itm_prob;
+            score[i * NT + t] = r->score;
+        }
+    float want_score[NI * NT];
+    if (blip) {
+        const float *sim = want(ex, pre, "itc_sim", NI * NT);
+        const float *wl = want(ex, pre, "itm_logits", NI * NT * 2);
+        const float *wp = want(ex, pre, "itm_probs", NI * NT);
+        close_to(label, "match itc vs itc_sim", itc, sim, NI * NT, 1e-5f, 0);
+        close_to(label, "match logit (= itc)", logit, sim, NI * NT, 1e-5f, 0);
+        close_to(label, "match itm_logit", itm, wl, NI * NT * 2, 1e-4f, 1e-4f);
+        close_to(label, "match itm_prob", prob, wp, NI * NT, 1e-5f, 0);
+        if (!sim || !wl) return;
+        for (int k = 0; k < NI * NT; k++) want_score[k] = wl[2 * k + 1] + sim[k];
+        close_to(label, "match score (itm[1] + itc)", score, want_score, NI * NT, 1e-4f, 1e-4f);
+    } else {
+        const float *wl = want(ex, pre, "logits_per_image", NI * NT);
+        const float *wi = want(ex, pre, c->image_key, NI * 24);
+        const float *wt = want(ex, pre, c->text_key, NT * 24);
+        close_to(label, "match logit", logit, wl, NI * NT, 1e-4f, 1e-4f);
+        close_to(label, "match score (= logit)", score, wl, NI * NT, 1e-4f, 1e-4f);
+        if (wi && wt) {
+            float cos[NI * NT];
+            for (int i = 0; i < NI; i++)
+                for (int t = 0; t < NT; t++) {
+                    double s = 0;
+                    for (int e = 0; e < 24; e++) s += (double)wi[i * 24 + e] * wt[t * 24 + e];
+                    cos[i * NT + t] = (float)s;
+                }
+            close_to(label, "match itc (cosine)", itc, cos, NI * NT, 1e-5f, 0);
+        }
+        float zero[NI * NT * 2] = {0};
+        close_to(label, "match itm fields are 0", itm, zero, NI * NT * 2, 0, 0);
+        close_to(label, "match itm_prob is 0", prob, zero, NI * NT, 0, 0);
+        if (!wl) return;
+        memcpy(want_score, wl, sizeof want_score);
+    }
+    // re-rank each image's captions: the order from the fixture scores, computed here
+    for (int i = 0; i < NI; i++) {
+        int got[NT], ref[NT];
+        gz_rank_by_score(res[i], NT, got);
+        reference_order(want_score + i * NT, NT, ref);
+        checks++;
+        if (memcmp(got, ref, sizeof got) != 0) {
+            // near-ties within the tolerance may swap: accept only swaps of close scores
+            for (int r = 0; r < NT; r++)
+                if (got[r] != ref[r] &&
+                    fabsf(want_score[i * NT + got[r]] - want_score[i * NT + ref[r]]) > 2e-4f) {
+                    fprintf(stderr, "%s: re-rank of image %d differs at rank %d: got %d want %d\n",
+                            label, i, r, got[r], ref[r]);
+                    gz_test_failures++;
+                    break;
+                }
+        }
+    }
+    // text -> images gives the same numbers as image -> texts
+    gz_match col[NI];
+    float a[NI], b[NI];
+    for (int t = 0; t < NT; t++) {
+        CHECK_OK(gz_match_text_images(m, captions[t], imgs, NI, col));
+        for (int i = 0; i < NI; i++) {
+            a[i] = col[i].score;
+            b[i] = res[i][t].score;
+        }
+        char what[64];
+        snprintf(what, sizeof what, "text %d vs images: score", t);
+        checks++;
+        gz_check_close(what, a, b, NI, 1e-5f, 1e-5f);
+    }
+}
+
+static void run_case(const family_case *c, const weights_case *wc) {
+    char label[96];
+    snprintf(label, sizeof label, "%s/%s", c->dir, wc->file ? wc->file : "model.safetensors");
+    gz_st_file *ex = NULL;
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/expected.safetensors", c->dir), &ex));
+    gz_model_params mp = gz_model_default_params();
+    mp.weights_file = wc->file;
+    mp.exif_orient = 0;
+    mp.fast_decode = 0;
+    mp.batch_size = 2; // exercise chunking over the 5 images
+    gz_model *m = NULL;
+    CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", c->dir), &mp, &m));
+    if (!m || !ex) goto done;
+    const int E = gz_model_dim(m), S = gz_model_image_size(m);
+    checks++;
+    CHECK(gz_model_family(m) == c->family);
+    CHECK(strcmp(gz_family_name(gz_model_family(m)), c->family == GZ_FAMILY_BLIP ? "blip"
+                                                       : c->family == GZ_FAMILY_CLIP ? "clip"
+                                                                                     : "chinese_clip") == 0);
+    CHECK(gz_model_has_itm(m) == (c->family == GZ_FAMILY_BLIP));
+    CHECK(E == (c->family == GZ_FAMILY_BLIP ? 32 : 24));
+
+    // texts
+    float *temb = alloc_f((size_t)NT * E);
+    CHECK_OK(gz_encode_texts(m, (const char *const *)captions, NT, temb));
+    close_to(label, c->text_key, temb, want(ex, wc->prefix, c->text_key, (size_t)NT * E), (size_t)NT * E, 1e-5f, 0);
+    // a text alone gives the same vector as in the batch
+    float one[64];
+    CHECK_OK(gz_encode_texts(m, (const char *const *)&captions[8], 1, one));
+    close_to(label, "caption 8 alone vs batch", one, temb + 8 * E, (size_t)E, 1e-5f, 0);
+
+    // pixels
+    const float *pv = want(ex, "", "pixel_values", (size_t)NI * 3 * S * S);
+    const float *wi = want(ex, wc->prefix, c->image_key, (size_t)NI * E);
+    float *iemb = alloc_f((size_t)NI * E);
+    if (pv) {
+        CHECK_OK(gz_encode_pixels(m, pv, NI, iemb));
+        close_to(label, "pixels -> image embeds", iemb, wi, (size_t)NI * E, 1e-5f, 0);
+    }
+
+    // image files, decoded as the HF processors see them (no EXIF, full size)
+    gz_image imgs[NI];
+    memset(imgs, 0, sizeof imgs);
+    gz_image_params ip = gz_model_image_params(m);
+    checks++;
+    CHECK(ip.exif_orient == 0 && ip.min_size == 0 && ip.max_pixels == mp.max_pixels);
+    int decoded = 1;
+    for (int i = 0; i < NI; i++) {
+        gz_status st = gz_image_load(gz_test_path("fixtures/images/%s", images[i]), &ip, &imgs[i]);
+        CHECK_OK(st);
+        if (st != GZ_OK) decoded = 0;
+    }
+    if (decoded) {
+        memset(iemb, 0, (size_t)NI * E * sizeof(float));
+        CHECK_OK(gz_encode_images(m, imgs, NI, iemb));
+        close_to(label, "image files -> image embeds", iemb, wi, (size_t)NI * E, 1e-5f, 0);
+        check_matching(m, c, ex, wc->prefix, label, imgs);
+    }
+
+    if (!wc->file) {
+        checks++;
+        if (c->family == GZ_FAMILY_BLIP) {
+            CHECK(gz_model_logit_scale(m) == 1.0f);
+        } else {
+            const float *ls = want(ex, "", "logit_scale_exp", 1);
+            if (ls) CHECK(fabsf(gz_model_logit_scale(m) - ls[0]) <= 1e-5f * ls[0]);
+        }
+    }
+
+    // original BLIP's [ENC] convention; an ITM-only option on a CLIP model is refused
+    if (!wc->file && decoded) {
+        gz_model *m2 = NULL;
+        gz_model_params p2 = mp;
+        p2.itm_enc_token = 1;
+        CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", c->dir), &p2, &m2));
+        gz_match r[NT];
+        gz_status st = m2 ? gz_match_image_texts(m2, &imgs[1], (const char *const *)captions, NT, r)
+                          : GZ_EINVAL;
+        checks++;
+        if (c->family == GZ_FAMILY_BLIP) {
+            CHECK_OK(st);
+            const float *we = want(ex, "", "itm_logits_enc_token", (size_t)NI * NT * 2);
+            float got[NT * 2];
+            for (int t = 0; t < NT; t++) {
+                got[2 * t] = r[t].itm_logit[0];
+                got[2 * t + 1] = r[t].itm_logit[1];
+            }
+            close_to(label, "[ENC] itm_logits (image 1)", got, we ? we + NT * 2 : NULL, NT * 2, 1e-4f, 1e-4f);
+        } else {
+            CHECK(st == GZ_EUNSUPPORTED);
+            CHECK(strstr(gz_last_error(), "BLIP") != NULL);
+        }
+        gz_model_free(m2);
+    }
+    for (int i = 0; i < NI; i++) gz_image_free(&imgs[i]);
+    free(temb);
+    free(iemb);
+done:
+    gz_model_free(m);
+    gz_st_close(ex);
+}
+
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    int ok = a && b;
+    char buf[1 << 16];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
+    if (a) fclose(a);
+    if (b && fclose(b) != 0) ok = 0;
+    return ok;
+}
+
+/* Fingerprints, lazy loading, decode parameters and load errors. */
+static void test_model_misc(void) {
+    const char *src = gz_test_path("fixtures/clip");
+    char fp1[65], fp2[65], fp3[65], fp4[65];
+    gz_model *m = NULL;
+    CHECK_OK(gz_model_load(src, NULL, &m));
+    if (!m) return;
+    CHECK_OK(gz_model_fingerprint(m, fp1));
+    gz_image_params ip = gz_model_image_params(m);
+    checks++;
+    CHECK(ip.exif_orient == 1 && ip.max_pixels == 100000000 && ip.min_size >= gz_model_image_size(m));
+    gz_model_free(m);
+
+    // the same checkpoint in another directory, without tokenizer files: same fingerprint,
+    // and image encoding works (the tokenizer and text tower are never loaded)
+    const char *tmp = gz_test_tmpdir("fusion_model");
+    static const char *const files[] = {"config.json", "preprocessor_config.json", "model.safetensors"};
+    int ok = 1;
+    for (int i = 0; i < 3; i++) {
+        char from[1024], to[1024];
+        snprintf(from, sizeof from, "%s/%s", src, files[i]);
+        snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
+        ok = ok && copy_file(from, to);
+    }
+    CHECK(ok);
+    m = NULL;
+    CHECK_OK(gz_model_load(tmp, NULL, &m));
+    if (m) {
+        CHECK_OK(gz_model_fingerprint(m, fp2));
+        checks++;
+        CHECK(strcmp(fp1, fp2) == 0);
+        CHECK(strlen(fp1) >= 32 && strspn(fp1, "0123456789abcdef") == strlen(fp1));
+        int S = gz_model_image_size(m), E = gz_model_dim(m);
+        float *px = alloc_f((size_t)3 * S * S), *e = alloc_f((size_t)E);
+        CHECK_OK(gz_encode_pixels(m, px, 1, e));
+        const char *q = "a cat";
+        checks++;
+        CHECK(gz_encode_texts(m, &q, 1, e) != GZ_OK); // no tokenizer files here
+        free(px);
+        free(e);
+        gz_model_free(m);
+    }
+
+    // other weights: another fingerprint
+    gz_model_params mp = gz_model_default_params();
+    mp.weights_file = "model.f16.safetensors";
+    m = NULL;
+    CHECK_OK(gz_model_load(src, &mp, &m));
+    if (m) {
+        CHECK_OK(gz_model_fingerprint(m, fp3));
+        checks++;
+        CHECK(strcmp(fp1, fp3) != 0);
+        gz_model_free(m);
+    }
+    m = NULL;
+    CHECK_OK(gz_model_load(gz_test_path("fixtures/blip_itm"), NULL, &m));
+    if (m) {
+        CHECK_OK(gz_model_fingerprint(m, fp4));
+        checks++;
+        CHECK(strcmp(fp1, fp4) != 0);
+        gz_model_free(m);
+    }
+
+    // errors name the path
+    m = (gz_model *)1;
+    checks++;
+    CHECK(gz_model_load(gz_test_path("fixtures/no_such_model"), NULL, &m) != GZ_OK && m == NULL);
+    CHECK(strstr(gz_last_error(), "no_such_model") != NULL);
+    mp.weights_file = "missing.safetensors";
+    m = (gz_model *)1;
+    checks++;
+    CHECK(gz_model_load(src, &mp, &m) == GZ_ENOTFOUND && m == NULL);
+    CHECK(strstr(gz_last_error(), "missing.safetensors") != NULL);
+    checks++;
+    CHECK(strlen(gz_version()) > 0);
+}
+
+int main(void) {
+    load_inputs();
+    test_rank_unit();
+    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
+        for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) run_case(&CASES[c], &WEIGHTS[w]);
+    test_model_misc();
+    json_decref(inputs);
+    return gz_test_finish("fusion_model", checks);
+}
