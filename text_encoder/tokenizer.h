@@ -18,6 +18,7 @@
 #ifndef GZ_TEXT_TOKENIZER_H
 #define GZ_TEXT_TOKENIZER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gaze.h" /* gz_status, gz_family */
@@ -51,6 +52,10 @@ void gz_tokenizer_free(gz_tokenizer *t);
  * No padding. *ids is malloc'd (at least one element), caller frees. */
 gz_status gz_tokenizer_encode(const gz_tokenizer *t, const char *text, int max_len, int32_t **ids,
                               int *n);
+
+/* Like gz_tokenizer_encode for text of len bytes, which may contain NUL characters. */
+gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t len, int max_len,
+                                int32_t **ids, int *n);
 
 typedef struct {
     int n, len;        /* texts, padded length */

@@ -1,0 +1,380 @@
+/* bpe.c - CLIP byte-level BPE (HF CLIPTokenizer / openai simple_tokenizer): clean-up,
+ * pre-tokenisation regex, byte->unicode map, merges by rank with "</w>", and a merge cache.
+ *
+ * Symbols are ints: every vocabulary token is its id; a merge part or result missing from
+ * vocab.json gets an internal id >= n_ids and is emitted as the unk id (as HF's
+ * vocab.get(token, unk) does). The merge table maps (left, right) -> (rank, merged). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "text_encoder/tok_internal.h"
+
+/* HF reads merges.txt lines [1, 49152 - 256 - 2 + 1): the first 48894 merges only. */
+#define CLIP_MAX_MERGES (49152 - 256 - 2)
+#define CACHE_MAX_ENTRIES 8192 /* bounded: the table is cleared when it fills up */
+#define CACHE_MAX_KEY 256      /* longer pieces are not cached */
+
+struct tk_cache_entry {
+    uint64_t hash;
+    uint32_t key_len, n_ids;
+    /* followed by int32_t ids[n_ids], then the key bytes */
+};
+
+static int32_t *entry_ids(tk_cache_entry *e) {
+    return (int32_t *)(e + 1);
+}
+static char *entry_key(tk_cache_entry *e) {
+    return (char *)(entry_ids(e) + e->n_ids);
+}
+
+/* ---- symbols ---- */
+
+static int32_t sym_get_or_add(gz_tokenizer *t, const char *s, size_t len) {
+    int32_t id = tk_map_get(&t->vocab, s, len);
+    if (id >= 0) return id;
+    id = t->n_syms;
+    if (id == INT32_MAX || tk_map_put(&t->vocab, s, len, id)) return -1;
+    t->n_syms++;
+    return id;
+}
+
+/* GPT-2 bytes_to_unicode: printable Latin-1 bytes map to themselves, the other 68 bytes to
+ * U+0100.. in byte order. */
+static int32_t byte_to_unicode(int b) {
+    if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return b;
+    int n = 0;
+    for (int x = 0; x < b; x++)
+        if (!((x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF))) n++;
+    return 256 + n;
+}
+
+/* ---- merge table ---- */
+
+static size_t merge_slot(const tk_merges *m, uint64_t key) {
+    size_t mask = m->cap - 1, i = (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 20) & mask;
+    while (m->keys[i] != UINT64_MAX && m->keys[i] != key) i = (i + 1) & mask;
+    return i;
+}
+
+static int merges_init(tk_merges *m, size_t n) {
+    size_t cap = 1024;
+    while (cap < 2 * n + 2) cap *= 2;
+    m->keys = malloc(cap * sizeof *m->keys);
+    m->rank = malloc(cap * sizeof *m->rank);
+    m->merged = malloc(cap * sizeof *m->merged);
+    if (!m->keys || !m->rank || !m->merged) return -1;
+    for (size_t i = 0; i < cap; i++) m->keys[i] = UINT64_MAX;
+    m->cap = cap;
+    return 0;
+}
+
+static int merge_lookup(const tk_merges *m, int32_t a, int32_t b, int32_t *merged) {
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+    size_t i = merge_slot(m, key);
+    if (m->keys[i] == UINT64_MAX) return -1;
+    *merged = m->merged[i];
+    return m->rank[i];
+}
+
+gz_status tk_bpe_load(gz_tokenizer *t, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open merges file: %s", path,
+                       strerror(errno));
+    tk_buf text = {0};
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (tk_buf_append(&text, chunk, got)) {
+            fclose(f);
+            tk_buf_free(&text);
+            return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        }
+    }
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        tk_buf_free(&text);
+        return GZ_FAIL(GZ_EIO, "%s: read error", path);
+    }
+    gz_status st = GZ_OK;
+    t->n_syms = t->n_ids;
+    /* base symbols: one per byte, and the same with "</w>" */
+    for (int b = 0; b < 256 && st == GZ_OK; b++) {
+        char s[16];
+        int l = tk_utf8_put(byte_to_unicode(b), s);
+        t->byte_sym[b] = sym_get_or_add(t, s, (size_t)l);
+        memcpy(s + l, "</w>", 4);
+        t->byte_sym_end[b] = sym_get_or_add(t, s, (size_t)l + 4);
+        if (t->byte_sym[b] < 0 || t->byte_sym_end[b] < 0) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    }
+    /* python: read().strip().split("\n")[1:49152-256-2+1] */
+    char *p = text.v ? text.v : (char *)"", *end = p + text.n;
+    while (p < end && (*p == ' ' || (*p >= '\t' && *p <= '\r'))) p++;
+    while (end > p && (end[-1] == ' ' || (end[-1] >= '\t' && end[-1] <= '\r'))) end--;
+    size_t n_lines = 0;
+    for (char *q = p; q < end; q++) n_lines += *q == '\n';
+    if (st == GZ_OK && merges_init(&t->merges, n_lines + 1)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    int line = 0, rank = 0;
+    tk_buf cat = {0};
+    while (st == GZ_OK && p < end && rank < CLIP_MAX_MERGES) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *le = nl ? nl : end;
+        if (line++ == 0) { /* "#version: 0.2" header */
+            p = le + 1;
+            continue;
+        }
+        /* merge.split(): two whitespace-separated fields */
+        char *a = p, *ae, *b, *be;
+        while (a < le && (*a == ' ' || *a == '\t' || *a == '\r')) a++;
+        ae = a;
+        while (ae < le && !(*ae == ' ' || *ae == '\t' || *ae == '\r')) ae++;
+        b = ae;
+        while (b < le && (*b == ' ' || *b == '\t' || *b == '\r')) b++;
+        be = b;
+        while (be < le && !(*be == ' ' || *be == '\t' || *be == '\r')) be++;
+        char *rest = be;
+        while (rest < le && (*rest == ' ' || *rest == '\t' || *rest == '\r')) rest++;
+        if (ae == a || be == b || rest != le) {
+            st = GZ_FAIL(GZ_EINVAL, "%s:%d: expected two symbols per merge line", path, line);
+            break;
+        }
+        cat.n = 0;
+        if (tk_buf_append(&cat, a, (size_t)(ae - a)) || tk_buf_append(&cat, b, (size_t)(be - b))) {
+            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        int32_t ia = sym_get_or_add(t, a, (size_t)(ae - a));
+        int32_t ib = sym_get_or_add(t, b, (size_t)(be - b));
+        int32_t ir = sym_get_or_add(t, cat.v, cat.n);
+        if (ia < 0 || ib < 0 || ir < 0) {
+            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+        uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
+        size_t i = merge_slot(&t->merges, key);
+        t->merges.keys[i] = key; /* a repeated pair takes the later rank, as dict(zip()) does */
+        t->merges.rank[i] = rank++;
+        t->merges.merged[i] = ir;
+        p = le + 1;
+    }
+    tk_buf_free(&cat);
+    tk_buf_free(&text);
+    if (st == GZ_OK && rank == 0) st = GZ_FAIL(GZ_EINVAL, "%s: no merges", path);
+    if (st != GZ_OK) return st;
+
+    t->cache = calloc(1, sizeof *t->cache);
+    if (!t->cache) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    t->cache->cap = 2 * CACHE_MAX_ENTRIES;
+    t->cache->max_count = CACHE_MAX_ENTRIES;
+    t->cache->slots = calloc(t->cache->cap, sizeof *t->cache->slots);
+    if (!t->cache->slots) {
+        free(t->cache);
+        t->cache = NULL;
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    if (pthread_mutex_init(&t->cache->lock, NULL)) {
+        free(t->cache->slots);
+        free(t->cache);
+        t->cache = NULL;
+        return GZ_FAIL(GZ_ENOMEM, "cannot create the BPE cache lock");
+    }
+    return GZ_OK;
+}
+
+static void cache_clear(tk_cache *c) {
+    for (size_t i = 0; i < c->cap; i++) {
+        free(c->slots[i]);
+        c->slots[i] = NULL;
+    }
+    c->count = 0;
+}
+
+void tk_bpe_free(gz_tokenizer *t) {
+    free(t->merges.keys);
+    free(t->merges.rank);
+    free(t->merges.merged);
+    memset(&t->merges, 0, sizeof t->merges);
+    if (t->cache) {
+        cache_clear(t->cache);
+        free(t->cache->slots);
+        pthread_mutex_destroy(&t->cache->lock);
+        free(t->cache);
+        t->cache = NULL;
+    }
+}
+
+/* Cached ids of a piece appended to ids: 1 if found, 0 if not. */
+static int cache_get(tk_cache *c, const char *key, size_t len, uint64_t h, tk_cps *ids) {
+    int found = 0;
+    pthread_mutex_lock(&c->lock);
+    size_t mask = c->cap - 1;
+    for (size_t i = (size_t)h & mask; c->slots[i]; i = (i + 1) & mask) {
+        tk_cache_entry *e = c->slots[i];
+        if (e->hash == h && e->key_len == len && memcmp(entry_key(e), key, len) == 0) {
+            found = tk_cps_append(ids, entry_ids(e), e->n_ids) == 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return found;
+}
+
+static void cache_put(tk_cache *c, const char *key, size_t len, uint64_t h, const int32_t *v, size_t n) {
+    tk_cache_entry *e = malloc(sizeof *e + n * sizeof *v + len);
+    if (!e) return; /* the cache is an optimisation only */
+    e->hash = h;
+    e->key_len = (uint32_t)len;
+    e->n_ids = (uint32_t)n;
+    memcpy(entry_ids(e), v, n * sizeof *v);
+    memcpy(entry_key(e), key, len);
+    pthread_mutex_lock(&c->lock);
+    if (c->count >= c->max_count) cache_clear(c);
+    size_t mask = c->cap - 1, i = (size_t)h & mask;
+    for (; c->slots[i]; i = (i + 1) & mask) {
+        tk_cache_entry *o = c->slots[i];
+        if (o->hash == h && o->key_len == len && memcmp(entry_key(o), key, len) == 0) break;
+    }
+    if (c->slots[i]) {
+        free(e); /* another thread put it meanwhile */
+    } else {
+        c->slots[i] = e;
+        c->count++;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* BPE of one pre-token (its UTF-8 bytes) -> ids appended. syms is a work array. */
+static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms, tk_cps *ids) {
+    if (len == 0) return 0;
+    syms->n = 0;
+    if (tk_cps_reserve(syms, len)) return -1;
+    for (size_t i = 0; i + 1 < len; i++) syms->v[i] = t->byte_sym[s[i]];
+    syms->v[len - 1] = t->byte_sym_end[s[len - 1]];
+    size_t n = len;
+    int32_t *w = syms->v;
+    while (n > 1) {
+        int best = -1;
+        int32_t first = 0, second = 0, merged = 0;
+        for (size_t i = 0; i + 1 < n; i++) {
+            int32_t m;
+            int r = merge_lookup(&t->merges, w[i], w[i + 1], &m);
+            if (r >= 0 && (best < 0 || r < best)) {
+                best = r;
+                first = w[i];
+                second = w[i + 1];
+                merged = m;
+            }
+        }
+        if (best < 0) break;
+        size_t k = 0; /* merge every occurrence, left to right */
+        for (size_t i = 0; i < n;) {
+            if (i + 1 < n && w[i] == first && w[i + 1] == second) {
+                w[k++] = merged;
+                i += 2;
+            } else {
+                w[k++] = w[i++];
+            }
+        }
+        n = k;
+    }
+    if (tk_cps_reserve(ids, ids->n + n)) return -1;
+    for (size_t i = 0; i < n; i++) ids->v[ids->n++] = w[i] < t->n_ids ? w[i] : t->unk_id;
+    return 0;
+}
+
+static int match_lit(const int32_t *c, size_t n, size_t i, const char *lit) {
+    size_t l = strlen(lit);
+    if (n - i < l) return 0;
+    for (size_t k = 0; k < l; k++)
+        if (c[i + k] != (unsigned char)lit[k]) return 0;
+    return 1;
+}
+
+/* Length of a contraction ('s 't 're 've 'm 'll 'd, IGNORECASE on lower-cased text) at i. */
+static size_t contraction(const int32_t *c, size_t n, size_t i) {
+    if (c[i] != '\'' || i + 1 >= n) return 0;
+    int32_t a = c[i + 1], b = i + 2 < n ? c[i + 2] : 0;
+    if (a == 's' || a == 0x17F /* long s folds to s */ || a == 't' || a == 'm' || a == 'd') return 2;
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+    return 0;
+}
+
+int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
+    tk_cps a = {0}, low = {0}, syms = {0};
+    tk_buf scratch = {0}, piece = {0};
+    int rc = -1;
+    /* 1. clean-up: ftfy.fix_text (slow tokenizer) or NFC (fast tokenizer's normalizer) */
+    if (t->clip_fast) {
+        if (tk_cps_append(&a, c, n) || tk_normalize(&a, 'C', &scratch)) goto done;
+    } else if (tk_ftfy(c, n, &a)) {
+        goto done;
+    }
+    /* 2. whitespace_clean: re.sub(r"\s+", " ", text).strip(), in place */
+    size_t k = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        if (tk_is_py_space(a.v[i])) {
+            if (k > 0 && a.v[k - 1] != ' ') a.v[k++] = ' ';
+        } else {
+            a.v[k++] = a.v[i];
+        }
+    }
+    while (k > 0 && a.v[k - 1] == ' ') k--;
+    a.n = k;
+    /* 3. .lower() */
+    if (tk_py_lower(a.v, a.n, 1, &low)) goto done;
+    /* 4. re.findall(pat, text) and BPE of each piece */
+    const int32_t *s = low.v;
+    size_t m = low.n;
+    for (size_t i = 0; i < m;) {
+        size_t j;
+        int special = 0;
+        if (s[i] == '<' && match_lit(s, m, i, "<|startoftext|>")) {
+            j = i + 15;
+            special = 1;
+        } else if (s[i] == '<' && match_lit(s, m, i, "<|endoftext|>")) {
+            j = i + 13;
+            special = 1;
+        } else if ((j = contraction(s, m, i)) > 0) {
+            j += i;
+        } else if (tk_is_letter(s[i])) {
+            j = i + 1;
+            while (j < m && tk_is_letter(s[j])) j++;
+        } else if (tk_is_number(s[i])) {
+            j = i + 1;
+        } else if (tk_is_py_space(s[i])) {
+            i++;
+            continue;
+        } else {
+            j = i + 1;
+            while (j < m && !tk_is_py_space(s[j]) && !tk_is_letter(s[j]) && !tk_is_number(s[j])) j++;
+        }
+        piece.n = 0;
+        if (tk_utf8_encode(s + i, j - i, &piece)) goto done;
+        if (special) { /* the bpe() cache is seeded with these two: they map to their own ids */
+            int32_t id = tk_map_get(&t->vocab, piece.v, piece.n);
+            if (tk_cps_push(ids, id >= 0 && id < t->n_ids ? id : t->unk_id)) goto done;
+        } else if (piece.n <= CACHE_MAX_KEY) {
+            uint64_t h = tk_hash(piece.v, piece.n);
+            if (!cache_get(t->cache, piece.v, piece.n, h, ids)) {
+                size_t before = ids->n;
+                if (bpe_piece(t, (const unsigned char *)piece.v, piece.n, &syms, ids)) goto done;
+                cache_put(t->cache, piece.v, piece.n, h, ids->v + before, ids->n - before);
+            }
+        } else if (bpe_piece(t, (const unsigned char *)piece.v, piece.n, &syms, ids)) {
+            goto done;
+        }
+        i = j;
+    }
+    rc = 0;
+done:
+    tk_cps_free(&a);
+    tk_cps_free(&low);
+    tk_cps_free(&syms);
+    tk_buf_free(&scratch);
+    tk_buf_free(&piece);
+    return rc;
+}

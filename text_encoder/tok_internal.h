@@ -1,0 +1,138 @@
+/* tok_internal.h - shared internals of the tokenizers (tokenizer.c, textclean.c, wordpiece.c,
+ * bpe.c). Not part of any public API.
+ * Text is handled as arrays of Unicode code points (tk_cps); every growable buffer doubles,
+ * so no hot loop allocates per character. */
+#ifndef GZ_TEXT_TOK_INTERNAL_H
+#define GZ_TEXT_TOK_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "text_encoder/tokenizer.h"
+
+/* ---- growable arrays ---- */
+
+typedef struct {
+    int32_t *v;
+    size_t n, cap;
+} tk_cps; /* code points, or ids */
+
+typedef struct {
+    char *v;
+    size_t n, cap;
+} tk_buf; /* bytes (UTF-8) */
+
+int tk_cps_reserve(tk_cps *a, size_t cap); /* 0 on success, -1 on overflow / out of memory */
+int tk_cps_push(tk_cps *a, int32_t c);
+int tk_cps_append(tk_cps *a, const int32_t *src, size_t n);
+void tk_cps_free(tk_cps *a);
+int tk_buf_reserve(tk_buf *b, size_t cap);
+int tk_buf_append(tk_buf *b, const char *s, size_t n);
+void tk_buf_free(tk_buf *b);
+
+/* ---- UTF-8 ---- */
+
+/* Decode len bytes; invalid sequences (and surrogates) become U+FFFD, one per bad byte
+ * as Python's errors='replace' does for a maximal invalid subpart. Appends to out. */
+int tk_utf8_decode(const char *s, size_t len, tk_cps *out);
+/* Encode n code points, appending to out (no terminator). */
+int tk_utf8_encode(const int32_t *c, size_t n, tk_buf *out);
+/* Encode one code point into b (4 bytes); returns its length. */
+int tk_utf8_put(int32_t c, char *b);
+
+/* ---- Unicode helpers (textclean.c; all data from utf8proc) ---- */
+
+int tk_is_py_space(int32_t c);   /* Python str.isspace() */
+int tk_is_letter(int32_t c);     /* \p{L} */
+int tk_is_number(int32_t c);     /* \p{N} */
+int tk_is_mark_nonspacing(int32_t c); /* Mn */
+int tk_is_punct_bert(int32_t c); /* BERT _is_punctuation */
+int tk_is_control_bert(int32_t c); /* BERT _is_control */
+int tk_is_space_bert(int32_t c);   /* BERT _is_whitespace */
+int tk_is_cjk(int32_t c);          /* BERT _is_chinese_char */
+
+/* Normalise in place: form 'C' (NFC), 'D' (NFD) or 'K' (NFKC). scratch is a work buffer. */
+int tk_normalize(tk_cps *a, char form, tk_buf *scratch);
+/* Python str.lower() of a[from..to) appended to out (full mapping: U+0130 -> i + U+0307;
+ * final sigma by context when final_sigma, else every capital sigma -> U+03C3). */
+int tk_py_lower(const int32_t *a, size_t n, int final_sigma, tk_cps *out);
+/* ftfy.fix_text (6.x default config) minus mojibake repair; see textclean.c. */
+int tk_ftfy(const int32_t *a, size_t n, tk_cps *out);
+
+/* ---- string -> id map ---- */
+
+typedef struct {
+    char *arena;           /* all key bytes, each followed by a NUL */
+    size_t arena_n, arena_cap;
+    uint32_t *key_off;     /* (n) offsets into arena */
+    uint32_t *key_len;     /* (n) */
+    int32_t *val;          /* (n) */
+    size_t n, cap;
+    int32_t *slots;        /* (nslots) entry index or -1 */
+    size_t nslots;
+} tk_map;
+
+/* Insert or overwrite. Returns 0, or -1 on out of memory / too large. */
+int tk_map_put(tk_map *m, const char *key, size_t len, int32_t val);
+/* Value or -1 if absent. */
+int32_t tk_map_get(const tk_map *m, const char *key, size_t len);
+void tk_map_free(tk_map *m);
+uint64_t tk_hash(const void *p, size_t n);
+
+/* ---- the tokenizer ---- */
+
+typedef struct {
+    int32_t *cps; /* the literal text as code points */
+    size_t n;
+    int32_t id;
+    int lstrip, rstrip;
+    int keep_case; /* excluded from BERT's pre-lower-casing (special or normalized) */
+} tk_added;
+
+typedef struct {
+    uint64_t *keys;  /* (cap) (first << 32 | second), UINT64_MAX = empty */
+    int32_t *rank;   /* (cap) */
+    int32_t *merged; /* (cap) symbol id of the merged pair */
+    size_t cap;
+} tk_merges;
+
+typedef struct tk_cache_entry tk_cache_entry;
+
+typedef struct {
+    pthread_mutex_t lock;
+    tk_cache_entry **slots; /* (cap) open addressing, NULL = empty */
+    size_t cap, count, max_count;
+} tk_cache;
+
+struct gz_tokenizer {
+    gz_family family;
+    int is_bpe;
+    int clip_fast;
+    int max_length;
+    int do_lower_case, strip_accents /* -1 = null */, tokenize_chinese_chars;
+    int32_t unk_id, pad_id, bos_id, eos_id; /* bos/eos: [CLS]/[SEP] or <|startoftext|>/<|endoftext|> */
+
+    tk_map vocab;        /* token string -> id (BPE: also internal symbols with id >= n_ids) */
+    const char **id_str; /* (n_ids) id -> token string (into vocab.arena or added), NULL = hole */
+    int32_t n_ids;       /* ids in use: max id + 1 over vocab and added tokens */
+
+    tk_added *added;     /* literal special / added tokens, split out before tokenizing */
+    int n_added;
+
+    /* BPE */
+    tk_merges merges;
+    int32_t byte_sym[256];     /* symbol of byte b (GPT-2 byte->unicode char) */
+    int32_t byte_sym_end[256]; /* same + "</w>" */
+    int32_t n_syms;            /* vocab ids are < n_ids; extra merge symbols are >= n_ids */
+    tk_cache *cache;
+};
+
+/* wordpiece.c: BertTokenizer._tokenize of one chunk (no added tokens inside) -> ids. */
+int tk_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
+/* bpe.c */
+gz_status tk_bpe_load(gz_tokenizer *t, const char *merges_path);
+int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
+void tk_bpe_free(gz_tokenizer *t);
+
+#endif

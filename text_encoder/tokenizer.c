@@ -1,0 +1,573 @@
+/* tokenizer.c - loading HF tokenizer files, added/special-token splitting, special tokens,
+ * truncation and batch padding, shared by WordPiece (wordpiece.c) and CLIP BPE (bpe.c).
+ *
+ * What PreTrainedTokenizer.tokenize (transformers 4.40) does before the model-specific
+ * _tokenize, mirrored here:
+ *   1. if the tokenizer has do_lower_case (BertTokenizer): lower-case the text one character
+ *      at a time (so no final-sigma context), except the special / normalized added tokens;
+ *   2. split the text on the added tokens (exact, case-sensitive, leftmost-longest), honouring
+ *      their lstrip/rstrip flags;
+ *   3. tokenize each remaining chunk separately (wordpiece.c / bpe.c).
+ * Then build_inputs_with_special_tokens adds [CLS] .. [SEP] / <|startoftext|> .. <|endoftext|>. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "text_encoder/tok_internal.h"
+
+gz_tokenizer_params gz_tokenizer_default_params(void) {
+    gz_tokenizer_params p = {0};
+    p.clip_fast = 0;
+    p.max_length = 0;
+    return p;
+}
+
+/* ===== loading helpers ===== */
+
+static char *join_path(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+/* Load a JSON file. optional: a missing file gives GZ_OK with *out NULL. */
+static gz_status load_json(const char *dir, const char *name, int optional, json_t **out) {
+    *out = NULL;
+    char *path = join_path(dir, name);
+    if (!path) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    gz_status st = GZ_OK;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT && optional) {
+            free(path);
+            return GZ_OK;
+        }
+        st = GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open: %s", path, strerror(errno));
+        free(path);
+        return st;
+    }
+    json_error_t err;
+    json_t *j = json_loadf(f, 0, &err);
+    fclose(f);
+    if (!j) st = GZ_FAIL(GZ_EINVAL, "%s: invalid JSON (line %d, column %d): %s", path, err.line, err.column, err.text);
+    else if (!json_is_object(j)) {
+        st = GZ_FAIL(GZ_EINVAL, "%s: expected a JSON object", path);
+        json_decref(j);
+        j = NULL;
+    }
+    free(path);
+    *out = j;
+    return st;
+}
+
+/* A special-token value: "str" or {"content": "str", ...}. */
+static const char *token_content(const json_t *v) {
+    if (json_is_string(v)) return json_string_value(v);
+    if (json_is_object(v)) {
+        const json_t *c = json_object_get(v, "content");
+        if (json_is_string(c)) return json_string_value(c);
+    }
+    return NULL;
+}
+
+static int json_flag(const json_t *obj, const char *key, int dflt) {
+    const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    if (json_is_boolean(v)) return json_is_true(v);
+    return dflt;
+}
+
+/* ===== vocabularies ===== */
+
+/* vocab.txt: one token per line (Python text mode: \n, \r\n and \r end a line). */
+static gz_status load_vocab_txt(gz_tokenizer *t, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open vocabulary: %s", path,
+                       strerror(errno));
+    tk_buf text = {0};
+    char chunk[65536];
+    size_t got;
+    gz_status st = GZ_OK;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (tk_buf_append(&text, chunk, got)) {
+            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+            break;
+        }
+    if (st == GZ_OK && ferror(f)) st = GZ_FAIL(GZ_EIO, "%s: read error", path);
+    fclose(f);
+    int32_t id = 0;
+    for (size_t i = 0; st == GZ_OK && i < text.n;) {
+        size_t e = i;
+        while (e < text.n && text.v[e] != '\n' && text.v[e] != '\r') e++;
+        if (tk_map_put(&t->vocab, text.v + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        id++;
+        if (e < text.n && text.v[e] == '\r' && e + 1 < text.n && text.v[e + 1] == '\n') e++;
+        i = e + 1;
+    }
+    tk_buf_free(&text);
+    if (st == GZ_OK && id == 0) st = GZ_FAIL(GZ_EINVAL, "%s: empty vocabulary", path);
+    if (st == GZ_OK) t->n_ids = id;
+    return st;
+}
+
+static gz_status load_vocab_json(gz_tokenizer *t, const char *dir) {
+    json_t *j = NULL;
+    gz_status st = load_json(dir, "vocab.json", 0, &j);
+    if (st != GZ_OK) return st;
+    const char *key;
+    json_t *v;
+    int32_t max_id = -1;
+    json_object_foreach(j, key, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26)) {
+            st = GZ_FAIL(GZ_EINVAL, "%s/vocab.json: token \"%s\" has no valid integer id", dir, key);
+            break;
+        }
+        int32_t id = (int32_t)json_integer_value(v);
+        if (tk_map_put(&t->vocab, key, strlen(key), id)) {
+            st = GZ_FAIL(GZ_ENOMEM, "%s/vocab.json: out of memory", dir);
+            break;
+        }
+        if (id > max_id) max_id = id;
+    }
+    json_decref(j);
+    if (st == GZ_OK && max_id < 0) st = GZ_FAIL(GZ_EINVAL, "%s/vocab.json: empty vocabulary", dir);
+    if (st == GZ_OK) t->n_ids = max_id + 1;
+    return st;
+}
+
+/* ===== added / special tokens ===== */
+
+typedef struct {
+    const char *name; /* key in tokenizer_config.json / special_tokens_map.json */
+    char *value;      /* owned */
+} special_slot;
+
+enum { SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK, SP_BOS, SP_EOS, SP_N };
+static const char *const sp_names[SP_N] = {"unk_token", "sep_token", "pad_token", "cls_token",
+                                           "mask_token", "bos_token", "eos_token"};
+
+static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lstrip, int rstrip, int keep_case) {
+    if (!s || !*s) return GZ_OK;
+    for (int i = 0; i < t->n_added; i++) { /* same text again: the later definition wins */
+        tk_added *a = &t->added[i];
+        tk_cps tmp = {0};
+        if (tk_utf8_decode(s, strlen(s), &tmp)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+        int eq = tmp.n == a->n && memcmp(tmp.v, a->cps, tmp.n * sizeof *tmp.v) == 0;
+        tk_cps_free(&tmp);
+        if (eq) {
+            if (id >= 0) a->id = id;
+            a->lstrip = lstrip;
+            a->rstrip = rstrip;
+            a->keep_case = keep_case;
+            return GZ_OK;
+        }
+    }
+    tk_added *na = realloc(t->added, (size_t)(t->n_added + 1) * sizeof *na);
+    if (!na) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    t->added = na;
+    tk_cps c = {0};
+    if (tk_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    tk_added *a = &t->added[t->n_added++];
+    a->cps = c.v;
+    a->n = c.n;
+    a->id = id;
+    a->lstrip = lstrip;
+    a->rstrip = rstrip;
+    a->keep_case = keep_case;
+    return GZ_OK;
+}
+
+static void set_slot(special_slot *sl, const char *v) {
+    if (!v) return;
+    char *d = strdup(v);
+    if (!d) return;
+    free(sl->value);
+    sl->value = d;
+}
+
+/* Fill the special tokens and the added-token list from the JSON files. */
+static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
+    special_slot sl[SP_N] = {{0}};
+    for (int i = 0; i < SP_N; i++) sl[i].name = sp_names[i];
+    if (t->is_bpe) {
+        set_slot(&sl[SP_UNK], "<|endoftext|>");
+        set_slot(&sl[SP_BOS], "<|startoftext|>");
+        set_slot(&sl[SP_EOS], "<|endoftext|>");
+        set_slot(&sl[SP_PAD], "<|endoftext|>");
+    } else {
+        set_slot(&sl[SP_UNK], "[UNK]");
+        set_slot(&sl[SP_SEP], "[SEP]");
+        set_slot(&sl[SP_PAD], "[PAD]");
+        set_slot(&sl[SP_CLS], "[CLS]");
+        set_slot(&sl[SP_MASK], "[MASK]");
+    }
+    json_t *stm = NULL, *addj = NULL;
+    gz_status st = load_json(dir, "special_tokens_map.json", 1, &stm);
+    if (st == GZ_OK) st = load_json(dir, "added_tokens.json", 1, &addj);
+    json_t *srcs[2] = {cfg, stm}; /* special_tokens_map.json overrides tokenizer_config.json */
+    for (int s = 0; s < 2 && st == GZ_OK; s++) {
+        if (!srcs[s]) continue;
+        for (int i = 0; i < SP_N; i++) {
+            const json_t *v = json_object_get(srcs[s], sl[i].name);
+            if (v) set_slot(&sl[i], token_content(v));
+        }
+    }
+    /* added_tokens_decoder: {"id": {"content", "lstrip", "rstrip", "special", "normalized"}} */
+    const json_t *dec = cfg ? json_object_get(cfg, "added_tokens_decoder") : NULL;
+    if (st == GZ_OK && json_is_object(dec)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)dec, key, v) {
+            char *endp;
+            long id = strtol(key, &endp, 10);
+            const char *content = token_content(v);
+            if (*endp || id < 0 || id >= (1 << 26) || !content) {
+                st = GZ_FAIL(GZ_EINVAL, "%s/tokenizer_config.json: bad added_tokens_decoder entry \"%s\"", dir, key);
+                break;
+            }
+            int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
+            st = add_literal(t, content, (int32_t)id, json_flag(v, "lstrip", 0), json_flag(v, "rstrip", 0),
+                             special || normalized);
+            if (st != GZ_OK) break;
+        }
+    }
+    if (st == GZ_OK && addj) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(addj, key, v) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26)) {
+                st = GZ_FAIL(GZ_EINVAL, "%s/added_tokens.json: token \"%s\" has no valid integer id", dir, key);
+                break;
+            }
+            int32_t id = (int32_t)json_integer_value(v);
+            int known = 0; /* keep the flags from added_tokens_decoder if it listed it */
+            for (int i = 0; i < t->n_added && !known; i++) {
+                tk_cps tmp = {0};
+                if (tk_utf8_decode(key, strlen(key), &tmp)) break;
+                known = tmp.n == t->added[i].n && memcmp(tmp.v, t->added[i].cps, tmp.n * sizeof *tmp.v) == 0;
+                if (known) t->added[i].id = id;
+                tk_cps_free(&tmp);
+            }
+            if (!known && (st = add_literal(t, key, id, 0, 0, 1)) != GZ_OK) break;
+        }
+    }
+    /* every special token (incl. additional_special_tokens) is an added token too */
+    for (int i = 0; i < SP_N && st == GZ_OK; i++) {
+        int present = 0;
+        if (!sl[i].value) continue;
+        for (int k = 0; k < t->n_added && !present; k++) {
+            tk_cps tmp = {0};
+            if (tk_utf8_decode(sl[i].value, strlen(sl[i].value), &tmp)) break;
+            present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
+            tk_cps_free(&tmp);
+        }
+        if (!present) st = add_literal(t, sl[i].value, -1, 0, 0, 1);
+    }
+    json_t *srcs2[2] = {cfg, stm};
+    for (int s = 0; s < 2 && st == GZ_OK; s++) {
+        const json_t *arr = srcs2[s] ? json_object_get(srcs2[s], "additional_special_tokens") : NULL;
+        size_t idx;
+        json_t *v;
+        if (!json_is_array(arr)) continue;
+        json_array_foreach((json_t *)arr, idx, v) {
+            const char *c = token_content(v);
+            int present = 0;
+            for (int k = 0; c && k < t->n_added && !present; k++) {
+                tk_cps tmp = {0};
+                if (tk_utf8_decode(c, strlen(c), &tmp)) break;
+                present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
+                tk_cps_free(&tmp);
+            }
+            if (c && !present && (st = add_literal(t, c, -1, 0, 0, 1)) != GZ_OK) break;
+        }
+    }
+    /* resolve ids: explicit id, else the vocabulary's, else a new id past the end (HF appends) */
+    tk_buf tmpb = {0};
+    for (int i = 0; i < t->n_added && st == GZ_OK; i++) {
+        tk_added *a = &t->added[i];
+        tmpb.n = 0;
+        if (tk_utf8_encode(a->cps, a->n, &tmpb)) {
+            st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+            break;
+        }
+        if (a->id < 0) a->id = tk_map_get(&t->vocab, tmpb.v, tmpb.n);
+        if (a->id < 0) a->id = t->n_ids;
+        if (tk_map_put(&t->vocab, tmpb.v, tmpb.n, a->id)) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        if (a->id >= t->n_ids) t->n_ids = a->id + 1;
+    }
+    tk_buf_free(&tmpb);
+    if (st == GZ_OK) {
+        int32_t ids[SP_N];
+        for (int i = 0; i < SP_N; i++)
+            ids[i] = sl[i].value ? tk_map_get(&t->vocab, sl[i].value, strlen(sl[i].value)) : -1;
+        t->unk_id = ids[SP_UNK];
+        t->pad_id = ids[SP_PAD];
+        t->bos_id = t->is_bpe ? ids[SP_BOS] : ids[SP_CLS];
+        t->eos_id = t->is_bpe ? ids[SP_EOS] : ids[SP_SEP];
+        const char *which = t->unk_id < 0 ? "unk_token" : t->bos_id < 0 ? (t->is_bpe ? "bos_token" : "cls_token")
+                            : t->eos_id < 0 ? (t->is_bpe ? "eos_token" : "sep_token") : NULL;
+        if (which) st = GZ_FAIL(GZ_EINVAL, "%s: the %s is not in the vocabulary", dir, which);
+        if (t->pad_id < 0) t->pad_id = t->is_bpe ? t->eos_id : 0;
+    }
+    for (int i = 0; i < SP_N; i++) free(sl[i].value);
+    json_decref(stm);
+    json_decref(addj);
+    return st;
+}
+
+/* id -> string table, built once the map is final (HF's ids_to_tokens = {v: k}). */
+static gz_status build_id_table(gz_tokenizer *t) {
+    t->id_str = calloc((size_t)t->n_ids, sizeof *t->id_str);
+    if (!t->id_str) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    for (size_t e = 0; e < t->vocab.n; e++) {
+        int32_t v = t->vocab.val[e];
+        if (v >= 0 && v < t->n_ids) t->id_str[v] = t->vocab.arena + t->vocab.key_off[e];
+    }
+    return GZ_OK;
+}
+
+gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_positions,
+                            const gz_tokenizer_params *p, gz_tokenizer **out) {
+    if (out) *out = NULL;
+    if (!model_dir || !out) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_load: NULL argument");
+    if (family != GZ_FAMILY_BLIP && family != GZ_FAMILY_CLIP && family != GZ_FAMILY_CHINESE_CLIP)
+        return GZ_FAIL(GZ_EUNSUPPORTED, "%s: unknown model family %d for the tokenizer", model_dir, (int)family);
+    gz_tokenizer_params prm = p ? *p : gz_tokenizer_default_params();
+    gz_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    t->family = family;
+    t->is_bpe = family == GZ_FAMILY_CLIP;
+    t->clip_fast = t->is_bpe && prm.clip_fast;
+    t->unk_id = t->pad_id = t->bos_id = t->eos_id = -1;
+
+    json_t *cfg = NULL;
+    gz_status st = load_json(model_dir, "tokenizer_config.json", 1, &cfg);
+    if (st == GZ_OK) {
+        t->do_lower_case = json_flag(cfg, "do_lower_case", 1);
+        t->tokenize_chinese_chars = json_flag(cfg, "tokenize_chinese_chars", 1);
+        const json_t *sa = cfg ? json_object_get(cfg, "strip_accents") : NULL;
+        t->strip_accents = json_is_boolean(sa) ? json_is_true(sa) : -1;
+        if (t->is_bpe) {
+            st = load_vocab_json(t, model_dir);
+        } else {
+            char *path = join_path(model_dir, "vocab.txt");
+            st = path ? load_vocab_txt(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
+            free(path);
+        }
+    }
+    if (st == GZ_OK) st = load_specials(t, model_dir, cfg);
+    if (st == GZ_OK && t->is_bpe) {
+        char *path = join_path(model_dir, "merges.txt");
+        st = path ? tk_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
+        free(path);
+    }
+    if (st == GZ_OK) st = build_id_table(t);
+    if (st == GZ_OK) {
+        long long ml = 0;
+        const json_t *m = cfg ? json_object_get(cfg, "model_max_length") : NULL;
+        if (json_is_integer(m)) ml = json_integer_value(m);
+        else if (json_is_real(m) && json_real_value(m) > 0 && json_real_value(m) < 1e9) ml = (long long)json_real_value(m);
+        if (ml <= 0 || ml > 1000000) ml = 0; /* HF's VERY_LARGE_INTEGER: no limit from the tokenizer */
+        if (prm.max_length > 0) ml = prm.max_length;
+        if (max_positions > 0 && (ml == 0 || ml > max_positions)) ml = max_positions;
+        if (ml == 0) ml = t->is_bpe ? 77 : 512;
+        if (ml < 2) ml = 2;
+        t->max_length = (int)ml;
+    }
+    json_decref(cfg);
+    if (st != GZ_OK) {
+        gz_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return GZ_OK;
+}
+
+void gz_tokenizer_free(gz_tokenizer *t) {
+    if (!t) return;
+    tk_bpe_free(t);
+    tk_map_free(&t->vocab);
+    free(t->id_str);
+    for (int i = 0; i < t->n_added; i++) free(t->added[i].cps);
+    free(t->added);
+    free(t);
+}
+
+/* ===== encoding ===== */
+
+/* The longest added token that matches at c[i], or NULL. */
+static const tk_added *added_at(const gz_tokenizer *t, const int32_t *c, size_t n, size_t i) {
+    const tk_added *best = NULL;
+    for (int k = 0; k < t->n_added; k++) {
+        const tk_added *a = &t->added[k];
+        if (a->n == 0 || a->n > n - i || (best && a->n <= best->n)) continue;
+        if (c[i] == a->cps[0] && memcmp(c + i, a->cps, a->n * sizeof *c) == 0) best = a;
+    }
+    return best;
+}
+
+static int tokenize_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
+    if (n == 0) return 0;
+    return t->is_bpe ? tk_bpe_chunk(t, c, n, ids) : tk_wordpiece_chunk(t, c, n, ids);
+}
+
+/* Text -> ids without the special tokens around it. */
+static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len, tk_cps *ids) {
+    tk_cps raw = {0}, low = {0};
+    gz_status st = GZ_OK;
+    if (tk_utf8_decode(text, len, &raw)) {
+        st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        goto done;
+    }
+    const tk_cps *c = &raw;
+    if (!t->is_bpe && t->do_lower_case) { /* 1. character-wise lower-case outside added tokens */
+        for (size_t i = 0; i < raw.n;) {
+            const tk_added *a = added_at(t, raw.v, raw.n, i);
+            if (a && a->keep_case) {
+                if (tk_cps_append(&low, raw.v + i, a->n)) goto oom;
+                i += a->n;
+            } else {
+                if (tk_py_lower(raw.v + i, 1, 0, &low)) goto oom;
+                i++;
+            }
+        }
+        c = &low;
+    }
+    /* 2. split on added tokens; 3. tokenize the chunks in between */
+    size_t chunk = 0, i = 0;
+    int strip_next = 0; /* previous added token has rstrip: lstrip() the next chunk */
+    while (i <= c->n) {
+        const tk_added *a = i < c->n ? added_at(t, c->v, c->n, i) : NULL;
+        if (!a && i < c->n) {
+            i++;
+            continue;
+        }
+        size_t s = chunk, e = i;
+        if (strip_next)
+            while (s < e && tk_is_py_space(c->v[s])) s++;
+        if (a && a->lstrip)
+            while (e > s && tk_is_py_space(c->v[e - 1])) e--;
+        if (tokenize_chunk(t, c->v + s, e - s, ids)) goto oom;
+        if (!a) break;
+        if (tk_cps_push(ids, a->id)) goto oom;
+        strip_next = a->rstrip;
+        i += a->n;
+        chunk = i;
+    }
+    goto done;
+oom:
+    st = GZ_FAIL(GZ_ENOMEM, "out of memory while tokenizing");
+done:
+    tk_cps_free(&raw);
+    tk_cps_free(&low);
+    return st;
+}
+
+gz_status gz_tokenizer_encode(const gz_tokenizer *t, const char *text, int max_len, int32_t **ids, int *n) {
+    return gz_tokenizer_encode_n(t, text, text ? strlen(text) : 0, max_len, ids, n);
+}
+
+gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t len, int max_len, int32_t **ids,
+                                int *n) {
+    if (ids) *ids = NULL;
+    if (n) *n = 0;
+    if (!t || !text || !ids || !n) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode: NULL argument");
+    tk_cps body = {0};
+    gz_status st = encode_body(t, text, len, &body);
+    if (st != GZ_OK) {
+        tk_cps_free(&body);
+        return st;
+    }
+    size_t keep = body.n;
+    if (max_len > 0) { /* truncation=True, longest_first on one sequence: cut the end */
+        size_t room = max_len > 2 ? (size_t)max_len - 2 : 0;
+        if (keep > room) keep = room;
+    }
+    if (keep > (size_t)INT32_MAX - 2) {
+        tk_cps_free(&body);
+        return GZ_FAIL(GZ_ENOMEM, "text too long to tokenize");
+    }
+    int32_t *v = malloc((keep + 2) * sizeof *v);
+    if (!v) {
+        tk_cps_free(&body);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    v[0] = t->bos_id;
+    if (keep) memcpy(v + 1, body.v, keep * sizeof *v);
+    v[keep + 1] = t->eos_id;
+    tk_cps_free(&body);
+    *ids = v;
+    *n = (int)(keep + 2);
+    return GZ_OK;
+}
+
+gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *texts, int n, gz_token_batch *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!t || !out || n < 0 || (n > 0 && !texts)) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode_batch: bad argument");
+    if (n == 0) return GZ_OK;
+    int32_t **rows = calloc((size_t)n, sizeof *rows);
+    int *lens = calloc((size_t)n, sizeof *lens);
+    gz_status st = (rows && lens) ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
+    int len = 0;
+    for (int i = 0; i < n && st == GZ_OK; i++) {
+        st = gz_tokenizer_encode(t, texts[i] ? texts[i] : "", t->max_length, &rows[i], &lens[i]);
+        if (st == GZ_OK && lens[i] > len) len = lens[i];
+    }
+    size_t cells = 0;
+    if (st == GZ_OK && !gz_mul_size((size_t)n, (size_t)len, &cells)) st = GZ_FAIL(GZ_ENOMEM, "batch too large");
+    if (st == GZ_OK) {
+        out->ids = malloc(cells * sizeof *out->ids);
+        out->mask = malloc(cells * sizeof *out->mask);
+        out->type_ids = calloc(cells, sizeof *out->type_ids);
+        if (!out->ids || !out->mask || !out->type_ids) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    if (st == GZ_OK) {
+        out->n = n;
+        out->len = len;
+        for (int i = 0; i < n; i++) {
+            int32_t *id = out->ids + (size_t)i * len, *mk = out->mask + (size_t)i * len;
+            for (int j = 0; j < len; j++) {
+                id[j] = j < lens[i] ? rows[i][j] : t->pad_id;
+                mk[j] = j < lens[i];
+            }
+        }
+    } else {
+        gz_token_batch_free(out);
+    }
+    for (int i = 0; rows && i < n; i++) free(rows[i]);
+    free(rows);
+    free(lens);
+    return st;
+}
+
+void gz_token_batch_free(gz_token_batch *b) {
+    if (!b) return;
+    free(b->ids);
+    free(b->mask);
+    free(b->type_ids);
+    memset(b, 0, sizeof *b);
+}
+
+const char *gz_tokenizer_id_to_token(const gz_tokenizer *t, int32_t id) {
+    if (!t || id < 0 || id >= t->n_ids) return NULL;
+    return t->id_str[id];
+}
+
+int32_t gz_tokenizer_token_id(const gz_tokenizer *t, const char *token) {
+    if (!t || !token) return -1;
+    int32_t id = tk_map_get(&t->vocab, token, strlen(token));
+    return id < t->n_ids ? id : -1;
+}
+
+int gz_tokenizer_max_length(const gz_tokenizer *t) { return t ? t->max_length : 0; }
+int32_t gz_tokenizer_pad_id(const gz_tokenizer *t) { return t ? t->pad_id : -1; }
+int gz_tokenizer_vocab_size(const gz_tokenizer *t) { return t ? t->n_ids : 0; }
+int32_t gz_tokenizer_bos_id(const gz_tokenizer *t) { return t ? t->bos_id : -1; }
+int32_t gz_tokenizer_eos_id(const gz_tokenizer *t) { return t ? t->eos_id : -1; }
