@@ -39,7 +39,7 @@ double gz_max_abs_diff(const float *a, const float *b, size_t n) {
 }
 
 const char *gz_test_path(const char *fmt, ...) {
-    static char slots[8][1024];
+    static char slots[8][2048];
     static int next = 0;
     char rel[900];
     va_list ap;
@@ -48,7 +48,7 @@ const char *gz_test_path(const char *fmt, ...) {
     va_end(ap);
     char *out = slots[next];
     next = (next + 1) % 8;
-    snprintf(out, 1024, "%s/%s", GZ_TEST_DATA, rel);
+    snprintf(out, 2048, "%s/%s", GZ_TEST_DATA, rel);
     return out;
 }
 
