@@ -637,37 +637,57 @@ gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *im
     float *temb = alloc_floats(1, (size_t)E);
     float *pixels = alloc_floats((size_t)bs, img_sz), *img_emb = alloc_floats((size_t)bs, (size_t)E);
     float *hidden = blip ? alloc_floats((size_t)bs * P, (size_t)D) : NULL;
+    float *logits = blip ? alloc_floats((size_t)bs, 2) : NULL;
+    gz_itm_image **kv = blip ? calloc((size_t)bs, sizeof *kv) : NULL;
+    int32_t *ids = NULL, *mask = NULL; // the text's ids repeated for every image of a chunk
     gz_token_batch b;
     memset(&b, 0, sizeof b);
-    if (!temb || !pixels || !img_emb || (blip && !hidden)) {
+    if (!temb || !pixels || !img_emb || (blip && (!hidden || !logits || !kv))) {
         st = GZ_FAIL(GZ_ENOMEM, "gz_match_text_images: out of memory");
         goto out;
     }
     if ((st = encode_texts_inner(m, &text, 1, temb)) != GZ_OK) goto out;
     int32_t enc_id = -1;
     if ((st = itm_first_id(m, &enc_id)) != GZ_OK) goto out;
-    if (blip && (st = gz_tokenizer_encode_batch(m->tok, &text, 1, &b)) != GZ_OK) goto out;
+    if (blip) {
+        if ((st = gz_tokenizer_encode_batch(m->tok, &text, 1, &b)) != GZ_OK) goto out;
+        ids = malloc((size_t)bs * b.len * sizeof *ids);
+        mask = malloc((size_t)bs * b.len * sizeof *mask);
+        if (!ids || !mask) {
+            st = GZ_FAIL(GZ_ENOMEM, "gz_match_text_images: out of memory");
+            goto out;
+        }
+        for (int i = 0; i < bs; i++) {
+            memcpy(ids + (size_t)i * b.len, b.ids, (size_t)b.len * sizeof *ids);
+            memcpy(mask + (size_t)i * b.len, b.mask, (size_t)b.len * sizeof *mask);
+        }
+    }
     for (int i0 = 0; i0 < n; i0 += bs) {
         int k = n - i0 < bs ? n - i0 : bs;
         if ((st = preprocess_images(m, images + i0, k, pixels)) != GZ_OK) goto out;
         if ((st = gz_vit_encode(m->vit, pixels, k, img_emb, NULL, hidden, NULL, NULL)) != GZ_OK)
             goto out;
-        for (int i = 0; i < k; i++) {
-            gz_match *r = &out[i0 + i];
-            fill_itc(m, r, dot(img_emb + (size_t)i * E, temb, E));
-            if (!blip) continue;
-            gz_itm_image *kv = NULL;
-            float logit2[2];
-            if ((st = gz_itm_prepare_image(m->itm, hidden + (size_t)i * P * D, P, &kv)) != GZ_OK)
+        for (int i = 0; i < k; i++) fill_itc(m, &out[i0 + i], dot(img_emb + (size_t)i * E, temb, E));
+        if (!blip) continue;
+        // one ITM batch: the text paired with each image of the chunk
+        for (int i = 0; i < k; i++)
+            if ((st = gz_itm_prepare_image(m->itm, hidden + (size_t)i * P * D, P, &kv[i])) != GZ_OK)
                 goto out;
-            st = gz_itm_score_ex(m->itm, kv, b.ids, b.mask, b.n, b.len, enc_id, logit2, NULL,
-                                 NULL);
-            gz_itm_image_free(kv);
-            if (st != GZ_OK) goto out;
-            fill_itm(r, logit2);
+        st = gz_itm_score_pairs(m->itm, (const gz_itm_image *const *)kv, ids, mask, k, b.len,
+                                enc_id, logits, NULL, NULL);
+        for (int i = 0; i < k; i++) {
+            gz_itm_image_free(kv[i]);
+            kv[i] = NULL;
         }
+        if (st != GZ_OK) goto out;
+        for (int i = 0; i < k; i++) fill_itm(&out[i0 + i], logits + 2 * i);
     }
 out:
+    for (int i = 0; kv && i < bs; i++) gz_itm_image_free(kv[i]);
+    free(kv);
+    free(ids);
+    free(mask);
+    free(logits);
     gz_token_batch_free(&b);
     free(temb);
     free(pixels);
