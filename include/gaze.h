@@ -98,12 +98,15 @@ gz_status gz_model_fingerprint(const gz_model *m, char out[65]);
 /* ===== Images (vision_encoder/image.c) ===== */
 
 typedef struct {
-    int width, height;  /* after orientation */
+    int width, height;  /* of rgb: after orientation (if applied) and DCT scaling (if any) */
     uint8_t *rgb;       /* (height, width, 3) owned; free with gz_image_free */
-    int orientation;    /* EXIF orientation found in the file, 1..8 (1 when absent) */
-    int src_width, src_height; /* full stored size before any DCT scaling / rotation */
+    int orientation;    /* EXIF orientation found in the file, 1..8 (1 when absent); rgb is
+                           already upright when exif_orient was set (HEIF: libheif applies the
+                           container's rotation itself, EXIF is not applied again) */
+    int src_width, src_height; /* full-resolution size of the same picture, before any DCT
+                                  scaling (min_size), in the orientation of width/height */
     char taken_at[20];  /* EXIF DateTimeOriginal as "YYYY-MM-DD HH:MM:SS", "" if absent */
-    char format[8];     /* "jpeg", "png", "webp", "heif", "gif" */
+    char format[8];     /* "jpeg", "png", "webp", "heif", "gif" (first frame) */
 } gz_image;
 
 typedef struct {
@@ -114,8 +117,10 @@ typedef struct {
 } gz_image_params;
 
 gz_image_params gz_image_default_params(void);
-/* Decode a file (format detected by content). On error the message names the file and
- * says why (unsupported format, truncated, too large, ...); img is left empty. */
+/* Decode a file (format detected by content; colours as PIL's convert('RGB'): alpha
+ * dropped, palette looked up). On error the message names the file and says why, img is
+ * left empty (zeroed): GZ_EUNSUPPORTED "unsupported format", GZ_EINVAL truncated/corrupt/
+ * empty, GZ_ENOMEM above max_pixels (checked from the header), GZ_ENOTFOUND/GZ_EIO. */
 gz_status gz_image_load(const char *path, const gz_image_params *params, gz_image *img);
 gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
                                const gz_image_params *params, gz_image *img);

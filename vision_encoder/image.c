@@ -132,6 +132,11 @@ static gz_status apply_orientation(const char *name, gz_image *img, int o) {
     img->rgb = out;
     img->width = ow;
     img->height = oh;
+    if (swap) { /* src size follows the picture's orientation */
+        int t = img->src_width;
+        img->src_width = img->src_height;
+        img->src_height = t;
+    }
     return GZ_OK;
 }
 
