@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <libheif/heif.h>
+
 #include "core/safetensors.h"
 #include "gaze.h"
 #include "testutil.h"
@@ -398,6 +400,106 @@ out:
     free(prog);
 }
 
+/* ---- HEIF: encoded here with libheif (no sample file), rotation via irot + EXIF ------- */
+
+typedef struct {
+    uint8_t *d;
+    size_t n;
+} membuf;
+
+static struct heif_error write_mem(struct heif_context *ctx, const void *data, size_t size,
+                                   void *user) {
+    (void)ctx;
+    membuf *m = user;
+    struct heif_error ok = {heif_error_Ok, heif_suberror_Unspecified, "ok"};
+    uint8_t *nd = realloc(m->d, m->n + size);
+    if (!nd) {
+        struct heif_error e = {heif_error_Memory_allocation_error, heif_suberror_Unspecified, "oom"};
+        return e;
+    }
+    memcpy(nd + m->n, data, size);
+    m->d = nd;
+    m->n += size;
+    return ok;
+}
+
+/* Minimal little-endian TIFF: IFD0 {Orientation = 6, ExifIFD}, ExifIFD {DateTimeOriginal}. */
+static size_t make_exif(uint8_t *b) {
+    static const uint8_t t[] = {
+        'I', 'I', 42, 0, 8, 0, 0, 0,                       /* header, IFD0 at 8 */
+        2, 0,                                              /* IFD0: 2 entries */
+        0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,          /* Orientation SHORT 6 */
+        0x69, 0x87, 4, 0, 1, 0, 0, 0, 38, 0, 0, 0,         /* ExifIFD LONG -> 38 */
+        0, 0, 0, 0,                                        /* no IFD1 */
+        1, 0,                                              /* ExifIFD (38): 1 entry */
+        0x03, 0x90, 2, 0, 20, 0, 0, 0, 56, 0, 0, 0,        /* DateTimeOriginal ASCII[20] @56 */
+        0, 0, 0, 0,                                        /* next 0 */
+        '2', '0', '2', '1', ':', '0', '7', ':', '0', '4', ' ', '1', '2', ':', '3', '4', ':', '5', '6', 0};
+    memcpy(b, t, sizeof t);
+    return sizeof t;
+}
+
+static void test_heif(void) {
+    const int W = 64, H = 48;
+    struct heif_context *ctx = heif_context_alloc();
+    struct heif_encoder *enc = NULL;
+    struct heif_error e = heif_context_get_encoder_for_format(ctx, heif_compression_HEVC, &enc);
+    if (e.code != heif_error_Ok) {
+        printf("HEIF: no HEVC encoder in this libheif, skipped (%s)\n", e.message);
+        heif_context_free(ctx);
+        return;
+    }
+    heif_encoder_set_lossy_quality(enc, 95);
+    struct heif_image *im = NULL;
+    heif_image_create(W, H, heif_colorspace_RGB, heif_chroma_interleaved_RGB, &im);
+    heif_image_add_plane(im, heif_channel_interleaved, W, H, 8);
+    int stride = 0;
+    uint8_t *pl = heif_image_get_plane(im, heif_channel_interleaved, &stride);
+    /* left half red, right half blue, top rows brighter */
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++) {
+            uint8_t *px = pl + (size_t)y * stride + 3 * x;
+            px[0] = x < W / 2 ? 220 : 30;
+            px[1] = y < H / 2 ? 120 : 40;
+            px[2] = x < W / 2 ? 30 : 220;
+        }
+    struct heif_encoding_options *opt = heif_encoding_options_alloc();
+    opt->image_orientation = heif_orientation_rotate_90_cw; /* written as irot */
+    struct heif_image_handle *h = NULL;
+    e = heif_context_encode_image(ctx, im, enc, opt, &h);
+    T(e.code == heif_error_Ok);
+    uint8_t ex[128];
+    size_t exn = make_exif(ex);
+    if (h) heif_context_add_exif_metadata(ctx, h, ex, (int)exn);
+    membuf m = {NULL, 0};
+    struct heif_writer wr = {1, write_mem};
+    e = heif_context_write(ctx, &wr, &m);
+    T(e.code == heif_error_Ok && m.n > 0);
+    if (h) heif_image_handle_release(h);
+    heif_encoding_options_free(opt);
+    heif_image_release(im);
+    heif_encoder_release(enc);
+    heif_context_free(ctx);
+
+    gz_image out;
+    gz_status s = gz_image_load_memory(m.d, m.n, "test.heic", NULL, &out);
+    CHECK_OK(s);
+    if (s == GZ_OK) {
+        printf("HEIF: %zu bytes -> %dx%d %s o=%d taken_at '%s'\n", m.n, out.width, out.height,
+               out.format, out.orientation, out.taken_at);
+        /* rotated once (by libheif from irot), not again from the EXIF orientation */
+        T(out.width == H && out.height == W && strcmp(out.format, "heif") == 0);
+        T(strcmp(out.taken_at, "2021-07-04 12:34:56") == 0);
+        /* 90 deg clockwise: the original left (red) half is now the top half */
+        const uint8_t *top = out.rgb + ((size_t)5 * out.width + out.width / 2) * 3;
+        const uint8_t *bot = out.rgb + ((size_t)(out.height - 6) * out.width + out.width / 2) * 3;
+        T(top[0] > 150 && top[2] < 100 && bot[2] > 150 && bot[0] < 100);
+        gz_image_free(&out);
+    }
+    if (m.n > 64) expect_fail("truncated.heic", m.d, m.n / 2, NULL, GZ_EINVAL, NULL);
+    free(m.d);
+}
+
 /* ---- in-memory decode equals file decode -------------------------------------------- */
 
 static void test_memory_api(void) {
@@ -423,5 +525,6 @@ int main(void) {
     test_orientation();
     test_broken();
     test_memory_api();
+    test_heif();
     return gz_test_finish("test_vision_decode", checks);
 }
