@@ -3,6 +3,7 @@
  * nfc_whitespace_lower_ids, the batch input_ids / attention_mask / token_type_ids of each
  * expected.safetensors, truncation, and load errors (missing vocabulary, corrupt JSON). */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,143 @@ static void test_truncation(void) {
     gz_tokenizer_free(t);
 }
 
+/* 1 if a and b tokenize to the same ids with t (prints both when not and loud). */
+static int same_ids2(const gz_tokenizer *t, const char *a, const char *b, int loud) {
+    int32_t *x = NULL, *y = NULL;
+    int nx = 0, ny = 0;
+    CHECK_OK(gz_tokenizer_encode(t, a, 0, &x, &nx));
+    CHECK_OK(gz_tokenizer_encode(t, b, 0, &y, &ny));
+    int ok = x && y && nx == ny && memcmp(x, y, (size_t)nx * sizeof *x) == 0;
+    if (!ok && loud) {
+        fprintf(stderr, "  expected the same ids for \"%s\" and \"%s\"\n", a, b);
+        print_ids("first", x, nx);
+        print_ids("second", y, ny);
+    }
+    free(x);
+    free(y);
+    checks++;
+    return ok;
+}
+static int same_as(const gz_tokenizer *t, const char *a, const char *b) { return same_ids2(t, a, b, 1); }
+static int differ(const gz_tokenizer *t, const char *a, const char *b) { return !same_ids2(t, a, b, 0); }
+
+/* Documented ftfy / Python behaviour beyond the fixture cases, as equivalences between two
+ * spellings (the expected side is what ftfy / str.lower() turn the first into). */
+static void test_cleanup_rules(void) {
+    gz_tokenizer *t = NULL, *tf = NULL, *b = NULL;
+    gz_tokenizer_params p = gz_tokenizer_default_params();
+    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/clip"), GZ_FAMILY_CLIP, 77, &p, &t));
+    p.clip_fast = 1;
+    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/clip"), GZ_FAMILY_CLIP, 77, &p, &tf));
+    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/blip_itm"), GZ_FAMILY_BLIP, 512, NULL, &b));
+    if (!t || !tf || !b) goto out;
+    /* HTML entities: named (html5 table, ftfy's upper-case variants), numeric, only with ';' */
+    CHECK(same_as(t, "fish &amp; chips &eacute; &EACUTE; &hellip;", "fish & chips \xc3\xa9 \xc3\x89 \xe2\x80\xa6"));
+    CHECK(same_as(t, "&#x41;&#66;&#8364;", "AB\xe2\x82\xac"));
+    CHECK(same_as(t, "&#128; &#150;", "\xe2\x82\xac \xe2\x80\x93")); /* cp1252 numeric references */
+    CHECK(differ(t, "&#59;", ";")); /* kept: the result would contain ';' */
+    CHECK(differ(t, "&amp", "&"));  /* kept: no ';' */
+    CHECK(differ(t, "&nosuch;", ""));
+    CHECK(same_as(t, "&amp;lt;", "<")); /* fixed until nothing changes */
+    /* unescape_html="auto": off for a segment with '<' and every segment after it */
+    CHECK(differ(t, "a &amp; <b>", "a & <b>"));
+    CHECK(same_as(t, "&amp;\n<b> &amp;", "&\n<b> &amp;"));
+    CHECK(differ(t, "<b>\n&amp;", "<b>\n&"));
+    /* C1 controls through Windows-1252, ligatures / digraphs, width, quotes */
+    CHECK(same_as(t, "\xc2\x80 \xc2\x93hi\xc2\x94", "\xe2\x82\xac \"hi\""));
+    CHECK(same_as(t, "\xef\xac\x81ne \xc7\x86", "fine d\xc5\xbe"));
+    CHECK(same_as(t, "\xef\xbd\xb6\xef\xbe\x9e\xe3\x80\x80x", "\xe3\x82\xac x")); /* half-width ka + voiced mark */
+    CHECK(same_as(t, "\xe2\x80\x98it\xe2\x80\x99s\xe2\x80\x9d \xca\xbc", "'it's\" '"));
+    /* terminal escapes, control characters, line breaks */
+    CHECK(same_as(t, "\x1b[1;31mred\x1b[0m text", "red text"));
+    CHECK(same_as(t, "a\x7f\x1b\xe2\x81\xaa" "b\xef\xbb\xbf" "c", "abc"));
+    CHECK(same_as(t, "a\r\nb\rc\xe2\x80\xa8" "d", "a b c d"));
+    /* Python str.lower(): final sigma, dotted capital I */
+    CHECK(same_as(t, "\xce\x9f\xce\x94\xce\x9f\xce\xa3 \xce\xa3\xce\x91", "\xce\xbf\xce\xb4\xce\xbf\xcf\x82 \xcf\x83\xce\xb1"));
+    CHECK(same_as(t, "\xc4\xb0", "i\xcc\x87"));
+    /* NFC in both modes; the fast option leaves ftfy-only fixes alone */
+    CHECK(same_as(t, "cafe\xcc\x81", "caf\xc3\xa9"));
+    CHECK(same_as(tf, "cafe\xcc\x81", "caf\xc3\xa9"));
+    CHECK(differ(tf, "&amp;", "&"));
+    CHECK(differ(tf, "\xef\xac\x81", "fi"));
+    /* BERT: character-wise lower-casing (no final sigma), accents stripped, specials kept */
+    CHECK(same_as(b, "\xce\x9f\xce\x94\xce\x9f\xce\xa3", "\xce\xbf\xce\xb4\xce\xbf\xcf\x83"));
+    CHECK(same_as(b, "\xc3\x85ngstr\xc3\xb6m [ENC]", "angstrom [ENC]"));
+    CHECK(differ(b, "[enc]", "[ENC]"));
+    CHECK(same_as(b, "a\xe2\x80\xa8" "b\xc2\xa0" "c", "a b c"));
+out:
+    gz_tokenizer_free(t);
+    gz_tokenizer_free(tf);
+    gz_tokenizer_free(b);
+}
+
+/* The merge cache: results must not depend on cache hits, cache clearing or threads. */
+typedef struct {
+    const gz_tokenizer *t;
+    const char *const *texts;
+    int n;
+    const int32_t *const *want;
+    const int *want_n;
+    int bad;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < j->n; i++) {
+            int32_t *ids = NULL;
+            int n = 0;
+            if (gz_tokenizer_encode(j->t, j->texts[i], 0, &ids, &n) != GZ_OK || n != j->want_n[i] ||
+                memcmp(ids, j->want[i], (size_t)n * sizeof *ids) != 0)
+                j->bad++;
+            free(ids);
+        }
+    return NULL;
+}
+
+static void test_cache_threads(void) {
+    gz_tokenizer *t = NULL;
+    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/clip"), GZ_FAMILY_CLIP, 77, NULL, &t));
+    if (!t) return;
+    enum { N = 3000, WORDS = 6 }; /* 18000 distinct words: more than the cache holds */
+    char **texts = calloc(N, sizeof *texts);
+    int32_t **want = calloc(N, sizeof *want);
+    int *want_n = calloc(N, sizeof *want_n);
+    unsigned seed = 12345;
+    for (int i = 0; i < N; i++) {
+        texts[i] = calloc(WORDS * 12 + 1, 1);
+        for (int w = 0; w < WORDS; w++) {
+            int len = 3 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 8;
+            for (int k = 0; k < len; k++)
+                texts[i][strlen(texts[i])] = (char)('a' + ((seed = seed * 1103515245u + 12345u) >> 16) % 26);
+            strcat(texts[i], " ");
+        }
+        CHECK_OK(gz_tokenizer_encode(t, texts[i], 0, &want[i], &want_n[i]));
+    }
+    thread_job jobs[4];
+    pthread_t th[4];
+    for (int k = 0; k < 4; k++) {
+        jobs[k] = (thread_job){t, (const char *const *)texts, N, (const int32_t *const *)want, want_n, 0};
+        CHECK(pthread_create(&th[k], NULL, thread_main, &jobs[k]) == 0);
+    }
+    int bad = 0;
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        bad += jobs[k].bad;
+    }
+    CHECK(bad == 0);
+    checks++;
+    printf("clip: %d texts x 4 threads x 3 rounds, cache cleared and refilled: %d mismatches\n", N, bad);
+    for (int i = 0; i < N; i++) {
+        free(texts[i]);
+        free(want[i]);
+    }
+    free(texts);
+    free(want);
+    free(want_n);
+    gz_tokenizer_free(t);
+}
+
 static int write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
@@ -300,6 +438,8 @@ int main(void) {
         if (inputs) test_batch(&FAMS[i], inputs);
     }
     test_truncation();
+    test_cleanup_rules();
+    test_cache_threads();
     test_errors();
     if (inputs) test_speed(inputs);
     json_decref(inputs);
