@@ -6,18 +6,53 @@
  * Element-wise loops use OpenMP when the work is large enough to pay for the fork. */
 #include "core/kernels.h"
 
+#include "core/error.h" /* gz_mul_size */
+
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Vector math from glibc's libmvec (erfcf/expf, a few ulp), reached through -lm, called
+ * from AVX-512 / AVX2 functions chosen at run time. The plain libm loops stay as the reference
+ * path (gz_set_simd(0)) and for other platforms. */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define GZ_MVEC 1
+#include <immintrin.h>
+__m512 _ZGVeN16v_erfcf(__m512);
+__m512 _ZGVeN16v_expf(__m512);
+__m256 _ZGVdN8v_erfcf(__m256);
+__m256 _ZGVdN8v_expf(__m256);
+#else
+#define GZ_MVEC 0
+#endif
 
 /* Below this many elements an OpenMP fork costs more than it saves. */
 #define GZ_PAR_MIN 32768
 
 /* Stack scratch for gz_attention when the heap allocation fails (floats). */
 #define GZ_ATTN_STACK_FLOATS 4096
+
+/* Process-wide switch for the vector paths (documented in kernels.h); 1 = on. */
+static atomic_int simd_enabled = 1;
+
+void gz_set_simd(int on) { atomic_store_explicit(&simd_enabled, on ? 1 : 0, memory_order_relaxed); }
+
+/* 2 = AVX-512, 1 = AVX2+FMA, 0 = plain loops. */
+static int simd_level(void) {
+#if GZ_MVEC
+    if (!atomic_load_explicit(&simd_enabled, memory_order_relaxed)) return 0;
+    if (__builtin_cpu_supports("avx512f")) return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    return 0;
+}
+
+int gz_simd_level(void) { return simd_level(); }
 
 void gz_set_threads(int n) {
     if (n <= 0) n = omp_get_num_procs();
@@ -100,26 +135,110 @@ void gz_layernorm(float *y, const float *x, const float *w, const float *b, int 
     }
 }
 
+#if GZ_MVEC
+/* Element-wise op ids for the vector kernels. */
+enum { OP_GELU, OP_GELU_TANH, OP_QUICK_GELU };
+
+__attribute__((target("avx512f"))) static void act_avx512(int op, float *x, size_t n) {
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 m_inv_sqrt2 = _mm512_set1_ps(-0.70710678118654752440f);
+    const __m512 k0 = _mm512_set1_ps(-2.0f * 0.79788456080286535588f);
+    const __m512 k1 = _mm512_set1_ps(0.044715f);
+    const __m512 mq = _mm512_set1_ps(-1.702f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i), r;
+        if (op == OP_GELU) {
+            r = _mm512_mul_ps(_mm512_mul_ps(v, half), _ZGVeN16v_erfcf(_mm512_mul_ps(v, m_inv_sqrt2)));
+        } else if (op == OP_GELU_TANH) {
+            __m512 u = _mm512_mul_ps(k0, _mm512_fmadd_ps(_mm512_mul_ps(k1, v),
+                                                          _mm512_mul_ps(v, v), v));
+            r = _mm512_div_ps(v, _mm512_add_ps(one, _ZGVeN16v_expf(u)));
+        } else {
+            r = _mm512_div_ps(v, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_mul_ps(mq, v))));
+        }
+        _mm512_mask_storeu_ps(x + i, m, r);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void act_avx2(int op, float *x, size_t n) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256 m_inv_sqrt2 = _mm256_set1_ps(-0.70710678118654752440f);
+    const __m256 k0 = _mm256_set1_ps(-2.0f * 0.79788456080286535588f);
+    const __m256 k1 = _mm256_set1_ps(0.044715f);
+    const __m256 mq = _mm256_set1_ps(-1.702f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i), r;
+        if (op == OP_GELU) {
+            r = _mm256_mul_ps(_mm256_mul_ps(v, half), _ZGVdN8v_erfcf(_mm256_mul_ps(v, m_inv_sqrt2)));
+        } else if (op == OP_GELU_TANH) {
+            __m256 u = _mm256_mul_ps(k0, _mm256_fmadd_ps(_mm256_mul_ps(k1, v),
+                                                          _mm256_mul_ps(v, v), v));
+            r = _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(u)));
+        } else {
+            r = _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_mul_ps(mq, v))));
+        }
+        _mm256_storeu_ps(x + i, r);
+    }
+    if (i < n) { /* tail through a padded buffer so every element takes the same path */
+        float t[8] = {0};
+        memcpy(t, x + i, (n - i) * sizeof *t);
+        act_avx2(op, t, 8);
+        memcpy(x + i, t, (n - i) * sizeof *t);
+    }
+}
+
+/* Run a vector activation over x in parallel chunks; returns 0 if no vector path. */
+static int act_simd(int op, float *x, size_t n) {
+    int lvl = simd_level();
+    if (lvl == 0) return 0;
+    const size_t chunk = 4096; /* multiple of 16 */
+    size_t nchunks = (n + chunk - 1) / chunk;
+    #pragma omp parallel for schedule(static) if (n >= GZ_PAR_MIN)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t off = c * chunk, len = n - off < chunk ? n - off : chunk;
+        if (lvl == 2)
+            act_avx512(op, x + off, len);
+        else
+            act_avx2(op, x + off, len);
+    }
+    return 1;
+}
+#else
+enum { OP_GELU, OP_GELU_TANH, OP_QUICK_GELU };
+static int act_simd(int op, float *x, size_t n) {
+    (void)op, (void)x, (void)n;
+    return 0;
+}
+#endif
+
+/* gelu(x) = x/2 (1 + erf(x/sqrt2)) = x/2 erfc(-x/sqrt2): the erfc form keeps full relative
+ * accuracy in the negative tail, where 1 + erf cancels. */
 void gz_gelu(float *x, size_t n) {
+    if (act_simd(OP_GELU, x, n)) return;
     const float inv_sqrt2 = 0.70710678118654752440f;
     #pragma omp parallel for if (n >= GZ_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = v * 0.5f * (1.0f + erff(v * inv_sqrt2));
+        x[i] = v * 0.5f * erfcf(-v * inv_sqrt2);
     }
 }
 
+/* x/2 (1 + tanh(u)) computed as x / (1 + exp(-2u)), same value without the cancellation. */
 void gz_gelu_tanh(float *x, size_t n) {
+    if (act_simd(OP_GELU_TANH, x, n)) return;
     const float k0 = 0.79788456080286535588f; /* sqrt(2/pi) */
     const float k1 = 0.044715f;
     #pragma omp parallel for if (n >= GZ_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
-        x[i] = 0.5f * v * (1.0f + tanhf(k0 * (v + k1 * v * v * v)));
+        x[i] = v / (1.0f + expf(-2.0f * k0 * (v + k1 * v * v * v)));
     }
 }
 
 void gz_quick_gelu(float *x, size_t n) {
+    if (act_simd(OP_QUICK_GELU, x, n)) return;
     #pragma omp parallel for if (n >= GZ_PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
@@ -141,8 +260,49 @@ void gz_activate(gz_act act, float *x, size_t n) {
     }
 }
 
+#if GZ_MVEC
+/* r[j] = exp(r[j] - mx) for j < cols; returns the sum. */
+__attribute__((target("avx512f"))) static float exp_sub_avx512(float *r, int cols, float mx) {
+    const __m512 vm = _mm512_set1_ps(mx);
+    __m512 acc = _mm512_setzero_ps();
+    for (int j = 0; j < cols; j += 16) {
+        __mmask16 m = cols - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+        __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, r + j);
+        __m512 e = _ZGVeN16v_expf(_mm512_sub_ps(v, vm));
+        _mm512_mask_storeu_ps(r + j, m, e);
+        acc = _mm512_add_ps(acc, _mm512_maskz_mov_ps(m, e));
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+__attribute__((target("avx2,fma"))) static float exp_sub_avx2(float *r, int cols, float mx) {
+    const __m256 vm = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= cols; j += 8) {
+        __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(r + j), vm));
+        _mm256_storeu_ps(r + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    if (j < cols) {
+        float p[8];
+        for (int k = 0; k < 8; k++) p[k] = j + k < cols ? r[j + k] : -INFINITY;
+        __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(p), vm));
+        _mm256_storeu_ps(p, e);
+        for (int k = 0; j + k < cols; k++) {
+            r[j + k] = p[k];
+            sum += p[k];
+        }
+    }
+    return sum;
+}
+#endif
+
 /* Softmax of one row in place; a row with no finite maximum (all -inf) becomes uniform. */
-static void softmax_row(float *r, int cols) {
+static void softmax_row(float *r, int cols, int lvl) {
     float mx = -INFINITY;
     for (int j = 0; j < cols; j++)
         if (r[j] > mx) mx = r[j];
@@ -151,10 +311,20 @@ static void softmax_row(float *r, int cols) {
         return;
     }
     float sum = 0.0f;
-    for (int j = 0; j < cols; j++) {
-        float e = expf(r[j] - mx);
-        r[j] = e;
-        sum += e;
+#if GZ_MVEC
+    if (lvl == 2)
+        sum = exp_sub_avx512(r, cols, mx);
+    else if (lvl == 1)
+        sum = exp_sub_avx2(r, cols, mx);
+    else
+#endif
+    {
+        (void)lvl;
+        for (int j = 0; j < cols; j++) {
+            float e = expf(r[j] - mx);
+            r[j] = e;
+            sum += e;
+        }
     }
     float inv = 1.0f / sum;
     for (int j = 0; j < cols; j++) r[j] *= inv;
@@ -162,8 +332,9 @@ static void softmax_row(float *r, int cols) {
 
 void gz_softmax_rows(float *x, int rows, int cols) {
     if (cols <= 0) return;
+    int lvl = simd_level();
     #pragma omp parallel for if ((size_t)rows * cols >= GZ_PAR_MIN)
-    for (int i = 0; i < rows; i++) softmax_row(x + (size_t)i * cols, cols);
+    for (int i = 0; i < rows; i++) softmax_row(x + (size_t)i * cols, cols, lvl);
 }
 
 void gz_l2_normalize(float *x, int n, int d, float eps) {
@@ -178,27 +349,32 @@ void gz_l2_normalize(float *x, int n, int d, float eps) {
     }
 }
 
-/* One (batch, head) slice for query rows [t0, t0 + nq): scores in s (nq, Tk). */
+/* Mask (padding, causal) and softmax one score row of query t; mask (Tk) or NULL. */
+static void attn_softmax_row(float *r, int t, int Tk, const int32_t *mask, int causal, int lvl) {
+    if (mask)
+        for (int j = 0; j < Tk; j++)
+            if (!mask[j]) r[j] = -INFINITY;
+    if (causal)
+        for (int j = t + 1; j < Tk; j++) r[j] = -INFINITY;
+    softmax_row(r, Tk, lvl);
+}
+
+/* Fallback for one (batch, head) slice, query rows [t0, t0 + nq), scores in s (nq, Tk). */
 static void attention_rows(const float *q, int q_stride, const float *k, const float *v,
                            int kv_stride, float *out, int out_stride, int t0, int nq, int Tk,
                            int Dh, const int32_t *mask, int causal, float scale, float *s) {
     /* s(nq, Tk) = scale * q(nq, Dh) · k(Tk, Dh)^T */
     gz_sgemm(0, 1, nq, Tk, Dh, scale, q + (size_t)t0 * q_stride, q_stride, k, kv_stride, 0.0f, s,
              Tk);
-    for (int i = 0; i < nq; i++) {
-        float *r = s + (size_t)i * Tk;
-        int t = t0 + i;
-        if (mask)
-            for (int j = 0; j < Tk; j++)
-                if (!mask[j]) r[j] = -INFINITY;
-        if (causal)
-            for (int j = t + 1; j < Tk; j++) r[j] = -INFINITY;
-        softmax_row(r, Tk);
-    }
+    for (int i = 0; i < nq; i++) attn_softmax_row(s + (size_t)i * Tk, t0 + i, Tk, mask, causal, 0);
     /* out(nq, Dh) = s(nq, Tk) · v(Tk, Dh) */
     gz_sgemm(0, 0, nq, Dh, Tk, 1.0f, s, Tk, v, kv_stride, 0.0f, out + (size_t)t0 * out_stride,
              out_stride);
 }
+
+/* Scores of at most this many floats (8 MiB) are held at once: a group of (batch, head)
+ * pairs is scored, soft-maxed in parallel, then multiplied with V. */
+#define GZ_ATTN_GROUP_FLOATS ((size_t)2 << 20)
 
 void gz_attention(const float *q, int q_stride, const float *k, const float *v, int kv_stride,
                   float *out, int B, int Tq, int Tk, int H, int Dh, const int32_t *key_mask,
@@ -209,76 +385,121 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
         memset(out, 0, (size_t)B * Tq * D * sizeof *out);
         return;
     }
-    float stack_buf[GZ_ATTN_STACK_FLOATS];
-    float *s = malloc((size_t)Tq * Tk * sizeof *s);
-    int chunk = Tq;
-    float *buf = s;
+    size_t per = (size_t)Tq * Tk; /* scores of one (b, h) pair */
+    size_t npairs = (size_t)B * H;
+    size_t group = GZ_ATTN_GROUP_FLOATS / per;
+    if (group < 1) group = 1;
+    if (group > npairs) group = npairs;
+    size_t bytes;
+    float *s = NULL; /* (group, Tq, Tk) */
+    if (gz_mul_size(group, per * sizeof *s, &bytes)) s = malloc(bytes);
     if (!s) {
-        /* Out of memory: process a few query rows at a time from the stack. */
-        buf = stack_buf;
-        chunk = Tk <= GZ_ATTN_STACK_FLOATS ? GZ_ATTN_STACK_FLOATS / Tk : 0;
+        /* Out of memory: a few query rows at a time from the stack. */
+        float stack_buf[GZ_ATTN_STACK_FLOATS];
+        int chunk = Tk <= GZ_ATTN_STACK_FLOATS ? GZ_ATTN_STACK_FLOATS / Tk : 0;
         if (chunk == 0) {
             memset(out, 0, (size_t)B * Tq * D * sizeof *out);
             return;
         }
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int t0 = 0; t0 < Tq; t0 += chunk) {
+                    int nq = Tq - t0 < chunk ? Tq - t0 : chunk;
+                    attention_rows(q + (size_t)b * Tq * q_stride + (size_t)h * Dh, q_stride,
+                                   k + (size_t)b * Tk * kv_stride + (size_t)h * Dh,
+                                   v + (size_t)b * Tk * kv_stride + (size_t)h * Dh, kv_stride,
+                                   out + (size_t)b * Tq * D + (size_t)h * Dh, D, t0, nq, Tk, Dh,
+                                   key_mask ? key_mask + (size_t)b * Tk : NULL, causal, scale,
+                                   stack_buf);
+                }
+        return;
     }
-    for (int b = 0; b < B; b++) {
-        const float *qb = q + (size_t)b * Tq * q_stride;
-        const float *kb = k + (size_t)b * Tk * kv_stride;
-        const float *vb = v + (size_t)b * Tk * kv_stride;
-        const int32_t *mb = key_mask ? key_mask + (size_t)b * Tk : NULL;
-        float *ob = out + (size_t)b * Tq * D;
-        for (int h = 0; h < H; h++)
-            for (int t0 = 0; t0 < Tq; t0 += chunk) {
-                int nq = Tq - t0 < chunk ? Tq - t0 : chunk;
-                attention_rows(qb + (size_t)h * Dh, q_stride, kb + (size_t)h * Dh,
-                               vb + (size_t)h * Dh, kv_stride, ob + (size_t)h * Dh, D, t0, nq, Tk,
-                               Dh, mb, causal, scale, buf);
-            }
+    int lvl = simd_level();
+    for (size_t p0 = 0; p0 < npairs; p0 += group) {
+        size_t ng = npairs - p0 < group ? npairs - p0 : group;
+        /* s[g](Tq, Tk) = scale * q_bh(Tq, Dh) · k_bh(Tk, Dh)^T */
+        for (size_t g = 0; g < ng; g++) {
+            size_t b = (p0 + g) / H, h = (p0 + g) % H;
+            gz_sgemm(0, 1, Tq, Tk, Dh, scale, q + b * Tq * q_stride + h * Dh, q_stride,
+                     k + b * Tk * kv_stride + h * Dh, kv_stride, 0.0f, s + g * per, Tk);
+        }
+        size_t rows = ng * Tq;
+        #pragma omp parallel for schedule(static) if (rows * Tk >= GZ_PAR_MIN)
+        for (size_t r = 0; r < rows; r++) {
+            size_t b = (p0 + r / Tq) / H;
+            attn_softmax_row(s + r * Tk, (int)(r % Tq), Tk, key_mask ? key_mask + b * Tk : NULL,
+                             causal, lvl);
+        }
+        /* out_bh(Tq, Dh) = s[g](Tq, Tk) · v_bh(Tk, Dh) */
+        for (size_t g = 0; g < ng; g++) {
+            size_t b = (p0 + g) / H, h = (p0 + g) % H;
+            gz_sgemm(0, 0, Tq, Dh, Tk, 1.0f, s + g * per, Tk, v + b * Tk * kv_stride + h * Dh,
+                     kv_stride, 0.0f, out + b * Tq * D + h * Dh, D);
+        }
     }
     free(s);
+}
+
+/* im2col of nimg images: row p = (image, gy, gx), column (c, y, x) matching the weight layout. */
+static void im2col(const float *pixels, float *cols, int nimg, int C, int S, int P) {
+    int G = S / P;
+    size_t kk = (size_t)C * P * P;
+    size_t rows = (size_t)nimg * G * G;
+    #pragma omp parallel for schedule(static) if (rows * kk >= GZ_PAR_MIN)
+    for (size_t r = 0; r < rows; r++) {
+        size_t b = r / ((size_t)G * G), p = r % ((size_t)G * G);
+        size_t gy = p / G, gx = p % G;
+        const float *img = pixels + b * C * S * S;
+        float *row = cols + r * kk;
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < P; y++)
+                memcpy(row + ((size_t)c * P + y) * P,
+                       img + ((size_t)c * S + gy * P + y) * S + gx * P, (size_t)P * sizeof *row);
+    }
 }
 
 void gz_patch_embed(const float *pixels, const float *weight, const float *bias, float *out, int B,
                     int C, int S, int P, int D) {
     if (B <= 0 || P <= 0 || D <= 0) return;
     int G = S / P;
-    size_t np = (size_t)G * G;       /* patches per image */
-    size_t kk = (size_t)C * P * P;   /* features per patch */
-    float *cols = malloc(np * kk * sizeof *cols); /* (G*G, C*P*P) */
+    size_t np = (size_t)G * G;     /* patches per image */
+    size_t kk = (size_t)C * P * P; /* features per patch */
+    size_t per_img, all;
+    if (!gz_mul_size(np * sizeof(float), kk, &per_img)) per_img = SIZE_MAX;
+    if (!gz_mul_size(per_img, (size_t)B, &all)) all = SIZE_MAX;
+    /* One GEMM over all images when the columns fit, else one per image. */
+    float *cols = all != SIZE_MAX ? malloc(all) : NULL; /* (B*G*G, C*P*P) */
+    int per = B;
+    if (!cols && per_img != SIZE_MAX) {
+        cols = malloc(per_img);
+        per = 1;
+    }
+    if (cols) {
+        for (int b0 = 0; b0 < B; b0 += per) {
+            im2col(pixels + (size_t)b0 * C * S * S, cols, per, C, S, P);
+            gz_linear(cols, weight, bias, out + (size_t)b0 * np * D, (int)(np * per), (int)kk, D);
+        }
+        free(cols);
+        return;
+    }
+    /* Out of memory: the plain convolution loop. */
     for (int b = 0; b < B; b++) {
         const float *img = pixels + (size_t)b * C * S * S;
         float *ob = out + (size_t)b * np * D;
-        if (!cols) {
-            /* Out of memory: the plain convolution loop. */
-            for (size_t p = 0; p < np; p++) {
-                int gy = (int)(p / G), gx = (int)(p % G);
-                for (int d = 0; d < D; d++) {
-                    const float *wd = weight + (size_t)d * kk;
-                    float acc = bias ? bias[d] : 0.0f;
-                    for (int c = 0; c < C; c++)
-                        for (int y = 0; y < P; y++)
-                            for (int x = 0; x < P; x++)
-                                acc += wd[((size_t)c * P + y) * P + x] *
-                                       img[((size_t)c * S + gy * P + y) * S + gx * P + x];
-                    ob[p * D + d] = acc;
-                }
-            }
-            continue;
-        }
-        /* im2col: row p = (gy, gx), column (c, y, x) matching the weight layout. */
-        for (int gy = 0; gy < G; gy++)
-            for (int gx = 0; gx < G; gx++) {
-                float *row = cols + ((size_t)gy * G + gx) * kk;
+        for (size_t p = 0; p < np; p++) {
+            int gy = (int)(p / G), gx = (int)(p % G);
+            for (int d = 0; d < D; d++) {
+                const float *wd = weight + (size_t)d * kk;
+                float acc = bias ? bias[d] : 0.0f;
                 for (int c = 0; c < C; c++)
                     for (int y = 0; y < P; y++)
-                        memcpy(row + ((size_t)c * P + y) * P,
-                               img + ((size_t)c * S + gy * P + y) * S + (size_t)gx * P,
-                               (size_t)P * sizeof *row);
+                        for (int x = 0; x < P; x++)
+                            acc += wd[((size_t)c * P + y) * P + x] *
+                                   img[((size_t)c * S + gy * P + y) * S + gx * P + x];
+                ob[p * D + d] = acc;
             }
-        gz_linear(cols, weight, bias, ob, (int)np, (int)kk, D);
+        }
     }
-    free(cols);
 }
 
 /* ---- half-precision conversions ---- */

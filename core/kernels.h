@@ -14,6 +14,12 @@
 void gz_set_threads(int n);
 int gz_get_threads(void);
 
+/* Process-wide switch for the vectorised paths (AVX-512/AVX2 with glibc libmvec erf/exp/tanh in
+ * activations and softmax); 1 = on (default), 0 = the plain libm loops, kept for comparison.
+ * gz_simd_level: 2 = AVX-512, 1 = AVX2, 0 = plain loops in use. */
+void gz_set_simd(int on);
+int gz_simd_level(void);
+
 /* C(M,N) = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; lda/ldb/ldc are row strides. */
 void gz_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
