@@ -1,0 +1,269 @@
+/* args.c - the one table-driven option parser behind every gaze command, help text, and
+ * the small helpers commands share (error reporting, default paths). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "index/engine.h"
+
+void cli_list_push(cli_list *l, const char *s) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 8;
+        const char **v = realloc(l->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            fputs("gaze: out of memory\n", stderr);
+            exit(EXIT_FATAL);
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = s;
+}
+
+void cli_list_free(cli_list *l) {
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}
+
+void cli_errorf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("gaze: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void cli_warnf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("gaze: warning: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int cli_report(gz_status st) {
+    if (st == GZ_OK) return EXIT_OK;
+    fprintf(stderr, "gaze: %s\n", gz_last_error());
+    if (st == GZ_EINTERRUPTED) return EXIT_PARTIAL;
+    return EXIT_FATAL;
+}
+
+static void usage_line(const cli_command *cmd, FILE *out) {
+    fprintf(out, "usage: gaze %s %s\n", cmd->name, cmd->usage ? cmd->usage : "[options]");
+}
+
+void cli_print_help(const cli_command *cmd, FILE *out) {
+    usage_line(cmd, out);
+    if (cmd->summary) fprintf(out, "\n%s\n", cmd->summary);
+    fputs("\noptions:\n", out);
+    for (const cli_opt *o = cmd->opts; o && o->name; o++) {
+        char left[96];
+        int k = 0;
+        if (o->short_name)
+            k = snprintf(left, sizeof left, "-%c, --%s", o->short_name, o->name);
+        else
+            k = snprintf(left, sizeof left, "    --%s", o->name);
+        if (o->metavar && k > 0 && (size_t)k < sizeof left)
+            snprintf(left + k, sizeof left - (size_t)k, " %s", o->metavar);
+        fprintf(out, "  %-28s %s\n", left, o->help ? o->help : "");
+    }
+    fprintf(out, "  %-28s %s\n", "-h, --help", "show this help");
+    if (cmd->details) fprintf(out, "\n%s\n", cmd->details);
+    if (cmd->examples) fprintf(out, "\nexamples:\n%s\n", cmd->examples);
+}
+
+static int usage_error(const cli_command *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int usage_error(const cli_command *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "gaze %s: ", cmd->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    usage_line(cmd, stderr);
+    fprintf(stderr, "try 'gaze %s --help'\n", cmd->name);
+    return EXIT_USAGE;
+}
+
+static int set_value(const cli_command *cmd, const cli_opt *o, const char *val) {
+    switch (o->type) {
+    case CLI_FLAG: *(int *)o->dest = 1; return 0;
+    case CLI_STR: *(const char **)o->dest = val; return 0;
+    case CLI_LIST: cli_list_push((cli_list *)o->dest, val); return 0;
+    case CLI_INT: {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(val, &end, 10);
+        if (errno || end == val || *end || v < INT_MIN || v > INT_MAX)
+            return usage_error(cmd, "--%s expects an integer, got '%s'", o->name, val);
+        *(int *)o->dest = (int)v;
+        return 0;
+    }
+    case CLI_DOUBLE: {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(v))
+            return usage_error(cmd, "--%s expects a number, got '%s'", o->name, val);
+        *(double *)o->dest = v;
+        return 0;
+    }
+    }
+    return 0;
+}
+
+int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos) {
+    int only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            cli_list_push(pos, a);
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            cli_print_help(cmd, stdout);
+            return CLI_HELP_SHOWN;
+        }
+        const cli_opt *o = NULL;
+        const char *inline_val = NULL;
+        if (a[1] == '-') {
+            const char *name = a + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            for (const cli_opt *p = cmd->opts; p && p->name; p++)
+                if (strlen(p->name) == len && strncmp(p->name, name, len) == 0) o = p;
+            if (eq) inline_val = eq + 1;
+        } else {
+            /* A negative number is a positional (e.g. a weight), not an option. */
+            char *end = NULL;
+            strtod(a, &end);
+            if (end && *end == '\0') {
+                cli_list_push(pos, a);
+                continue;
+            }
+            for (const cli_opt *p = cmd->opts; p && p->name; p++)
+                if (p->short_name && p->short_name == a[1]) o = p;
+            if (o && a[2]) inline_val = a + 2;
+        }
+        if (!o) return usage_error(cmd, "unknown option '%s'", a);
+        if (o->type == CLI_FLAG) {
+            if (inline_val) return usage_error(cmd, "--%s takes no value", o->name);
+            set_value(cmd, o, NULL);
+            continue;
+        }
+        const char *val = inline_val;
+        if (!val) {
+            if (i + 1 >= argc) return usage_error(cmd, "--%s needs a value (%s)", o->name,
+                                                  o->metavar ? o->metavar : "VALUE");
+            val = argv[++i];
+        }
+        int rc = set_value(cmd, o, val);
+        if (rc) return rc;
+    }
+    if (pos->n < cmd->min_pos)
+        return usage_error(cmd, "expected at least %d argument%s", cmd->min_pos,
+                           cmd->min_pos == 1 ? "" : "s");
+    if (cmd->max_pos >= 0 && pos->n > cmd->max_pos) {
+        if (cmd->max_pos == 0) return usage_error(cmd, "unexpected argument '%s'", pos->v[0]);
+        return usage_error(cmd, "too many arguments (at most %d)", cmd->max_pos);
+    }
+    return 0;
+}
+
+static int mkdir_p(char *path) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        int rc = mkdir(path, 0755);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST) return -1;
+    }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+char *cli_default_db_path(int create_dir) {
+    const char *xdg = getenv("XDG_DATA_HOME");
+    const char *home = getenv("HOME");
+    char dir[4096];
+    if (xdg && xdg[0] == '/')
+        snprintf(dir, sizeof dir, "%s/gaze", xdg);
+    else if (home && home[0])
+        snprintf(dir, sizeof dir, "%s/.local/share/gaze", home);
+    else {
+        cli_errorf("no database given (--db) and neither $XDG_DATA_HOME nor $HOME is set");
+        return NULL;
+    }
+    if (create_dir && mkdir_p(dir) != 0) {
+        cli_errorf("%s: cannot create directory: %s", dir, strerror(errno));
+        return NULL;
+    }
+    size_t n = strlen(dir) + sizeof "/gaze.db";
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s/gaze.db", dir);
+    return out;
+}
+
+const char *cli_model_dir(const char *flag_value) {
+    if (flag_value && flag_value[0]) return flag_value;
+    const char *env = getenv("GAZE_MODEL");
+    if (env && env[0]) return env;
+    return NULL;
+}
+
+gz_model_params cli_model_params(const char *weights, int threads, int no_exif) {
+    gz_model_params mp = gz_model_default_params();
+    if (weights) mp.weights_file = weights;
+    if (threads > 0) mp.n_threads = threads;
+    if (no_exif) mp.exif_orient = 0;
+    return mp;
+}
+
+gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m) {
+    *m = NULL;
+    if (!dir) {
+        cli_errorf("no model: give --model DIR or set $GAZE_MODEL");
+        return GZ_EINVAL;
+    }
+    gz_status st = gz_model_load(dir, mp, m);
+    if (st != GZ_OK) cli_report(st);
+    return st;
+}
+
+static void print_notice(void *user, const char *message) {
+    (void)user;
+    fprintf(stderr, "gaze: note: %s\n", message);
+}
+
+int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
+                    int quiet, gz_engine **e) {
+    *e = NULL;
+    char *def = NULL;
+    const char *db = db_flag;
+    if (!db) {
+        def = cli_default_db_path(1);
+        if (!def) return EXIT_FATAL;
+        db = def;
+    }
+    gz_engine_params ep = gz_engine_default_params();
+    ep.db_path = db;
+    ep.model_dir = cli_model_dir(model_flag);
+    ep.model = *mp;
+    if (!quiet) ep.db.notice = print_notice;
+    gz_status st = gz_engine_open(&ep, e);
+    free(def);
+    return st == GZ_OK ? EXIT_OK : cli_report(st);
+}

@@ -1,0 +1,146 @@
+/* cli.h - internals of the gaze command: option parsing, output formats, progress, commands.
+ *
+ * Every command is a thin function `int cmd_xxx(int argc, char **argv)` that parses its
+ * options with cli_parse() (one generic, table-driven worker), calls the library / engine
+ * API, and formats the result. Exit codes (DESIGN.md §7): 0 ok, 1 partial (some files
+ * failed), 2 usage, 3 fatal. Library errors are printed as "gaze: <message>". */
+#ifndef GZ_CLI_H
+#define GZ_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "gaze.h"
+
+enum { EXIT_OK = 0, EXIT_PARTIAL = 1, EXIT_USAGE = 2, EXIT_FATAL = 3 };
+/* cli_parse() result when --help was printed: the command returns EXIT_OK. */
+#define CLI_HELP_SHOWN (-1)
+
+/* ---- options ---- */
+
+typedef enum {
+    CLI_FLAG,   /* int *: set to 1 */
+    CLI_STR,    /* const char **: last one wins */
+    CLI_INT,    /* int *: decimal, range-checked */
+    CLI_DOUBLE, /* double * */
+    CLI_LIST,   /* cli_list *: every occurrence appended, in order */
+} cli_opt_type;
+
+typedef struct {
+    const char **v; /* borrowed argv strings */
+    int n, cap;
+} cli_list;
+
+typedef struct {
+    const char *name;  /* long name without the dashes, e.g. "min-score" */
+    char short_name;   /* 0 = none */
+    cli_opt_type type;
+    void *dest;
+    const char *metavar; /* "N", "FILE", ... (NULL for flags) */
+    const char *help;
+} cli_opt;
+
+typedef struct {
+    const char *name;     /* "search" */
+    const char *usage;    /* "QUERY [options]" */
+    const char *summary;  /* one line */
+    const char *details;  /* paragraph(s) after the options, may be NULL */
+    const char *examples; /* lines of examples, may be NULL */
+    const cli_opt *opts;  /* terminated by an entry with name == NULL */
+    int min_pos, max_pos; /* positional argument count bounds; max_pos < 0 = unlimited */
+} cli_command;
+
+/* Parse argv[1..argc-1] (argv[0] is the command name) against cmd. Positionals are
+ * appended to pos. Returns 0, CLI_HELP_SHOWN after printing help for -h/--help, or
+ * EXIT_USAGE after printing "gaze CMD: <problem>" and a hint. */
+int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos);
+void cli_print_help(const cli_command *cmd, FILE *out);
+void cli_list_push(cli_list *l, const char *s);
+void cli_list_free(cli_list *l);
+
+/* Print "gaze: <gz_last_error()>" and return the exit code for status st. */
+int cli_report(gz_status st);
+/* Print "gaze: <formatted>" to stderr. */
+void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Default database path: $XDG_DATA_HOME/gaze/gaze.db, else ~/.local/share/gaze/gaze.db.
+ * Creates the directory when create_dir. Returns a malloc'd string or NULL (message set). */
+char *cli_default_db_path(int create_dir);
+/* Model directory from --model, else $GAZE_MODEL, else NULL (the db's registered model). */
+const char *cli_model_dir(const char *flag_value);
+
+/* Model parameters from the common flags (--weights, --threads, --no-exif-orient). */
+gz_model_params cli_model_params(const char *weights, int threads, int no_exif);
+/* Load the model directory dir (already resolved by cli_model_dir) or print why not. */
+gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m);
+
+typedef struct gz_engine gz_engine;
+/* Open the engine on --db (or the default database) with the model from --model /
+ * $GAZE_MODEL (or the db's registered model). Database notices go to stderr unless quiet.
+ * Prints the error and returns the exit code (0 on success). */
+int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
+                    int quiet, gz_engine **e);
+
+/* ---- output ---- */
+
+/* JSON string literal (with quotes) for arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
+void out_json_str(FILE *f, const char *s);
+/* A float as JSON (NaN/inf -> null), with enough digits to round-trip. */
+void out_json_float(FILE *f, double v);
+/* JSON array of floats. */
+void out_json_floats(FILE *f, const float *v, int n);
+/* Display width (code points, wide CJK counted as 2) of a UTF-8 string. */
+int out_display_width(const char *s);
+/* Print s padded with spaces to width columns (no truncation). */
+void out_pad(FILE *f, const char *s, int width);
+
+/* A simple aligned table: add rows of cells, then print with column widths computed. */
+typedef struct {
+    int ncol;
+    char **cells; /* (nrow, ncol) owned copies */
+    int nrow, cap;
+    int *right;   /* per column: 1 = right-aligned (numbers) */
+} out_table;
+void out_table_init(out_table *t, int ncol, const char *const *header, const int *right_align);
+void out_table_row(out_table *t, const char *const *cells);
+void out_table_print(const out_table *t, FILE *f);
+void out_table_free(out_table *t);
+
+/* Base64 (RFC 4648, with padding) of n bytes; malloc'd NUL-terminated string. */
+char *out_base64(const uint8_t *data, size_t n);
+/* A JPEG thumbnail (longest side max_side) of an image file as a base64 string, or NULL
+ * (message set) when the file cannot be decoded. */
+char *out_thumbnail_base64(const char *path, int max_side, int exif_orient);
+/* HTML-escape s (& < > " ') to f. */
+void out_html_escape(FILE *f, const char *s);
+
+/* ---- progress ---- */
+
+typedef struct {
+    int enabled;     /* 0 = --quiet */
+    int tty;         /* stderr is a terminal: live bar; else periodic plain lines */
+    const char *what; /* "indexing" */
+    long total;
+    double t0, last_print;
+    int shown;       /* a bar line is on screen */
+} progress;
+
+void progress_start(progress *p, const char *what, long total, int quiet);
+/* Report done/total files, failures; prints at most a few times per second (TTY) or every
+ * few seconds (plain lines). */
+void progress_update(progress *p, long done, long failed);
+void progress_finish(progress *p, long done, long failed);
+double cli_now(void); /* monotonic seconds */
+
+/* ---- commands ---- */
+
+int cmd_index(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_add_texts(int argc, char **argv);
+int cmd_match(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+#endif

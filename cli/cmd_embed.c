@@ -1,0 +1,175 @@
+/* cmd_embed.c - `gaze embed`: print normalised embeddings of texts, image files or an
+ * already preprocessed pixel tensor as JSON lines (interop and debugging). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+#include "text_encoder/tokenizer.h"
+
+static const char EMBED_DETAILS[] =
+    "Output is JSON lines, one per input, in input order:\n"
+    "  {\"kind\":\"text\",\"text\":T,\"ids\":[...],\"dim\":D,\"embedding\":[...]}\n"
+    "  {\"kind\":\"image\",\"path\":P,\"width\":W,\"height\":H,\"dim\":D,\"embedding\":[...]}\n"
+    "  {\"kind\":\"pixels\",\"file\":F,\"key\":K,\"index\":I,\"dim\":D,\"embedding\":[...]}\n"
+    "Embeddings are L2-normalised projections (ITC space); the cosine of two of them is\n"
+    "their dot product. --pixels takes an (N, 3, S, S) float tensor (F32/F16/BF16) already\n"
+    "preprocessed as the model's processor does (S = the model's image size).";
+static const char EMBED_EXAMPLES[] =
+    "  gaze embed --model models/blip --text \"a dog on a beach\" --text \"a cat\"\n"
+    "  gaze embed --model models/clip --image photo.jpg\n"
+    "  gaze embed --model models/clip --pixels expected.safetensors --key pixel_values";
+
+typedef struct {
+    const char *model, *weights, *pixels, *key;
+    cli_list texts, images;
+    int json, threads, no_exif, fast;
+} embed_opts;
+
+static void print_vec(const float *v, int dim) {
+    printf(",\"dim\":%d,\"embedding\":", dim);
+    out_json_floats(stdout, v, dim);
+    fputs("}\n", stdout);
+}
+
+static gz_status embed_texts(gz_model *m, const char *dir, const embed_opts *o, float *v, int dim) {
+    /* The ids are shown for debugging: tokenise with the same tokenizer the model uses. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    gz_model_config cfg;
+    gz_tokenizer *t = NULL;
+    gz_status st = gz_config_load(path, &cfg);
+    if (st == GZ_OK) {
+        gz_tokenizer_params tp = gz_tokenizer_default_params();
+        tp.clip_fast = o->fast;
+        st = gz_tokenizer_load(dir, cfg.family, cfg.text.max_position_embeddings, &tp, &t);
+    }
+    for (int i = 0; i < o->texts.n && st == GZ_OK; i++) {
+        st = gz_encode_texts(m, &o->texts.v[i], 1, v);
+        int32_t *ids = NULL;
+        int n = 0;
+        if (st == GZ_OK)
+            st = gz_tokenizer_encode(t, o->texts.v[i], gz_tokenizer_max_length(t), &ids, &n);
+        if (st != GZ_OK) break;
+        fputs("{\"kind\":\"text\",\"text\":", stdout);
+        out_json_str(stdout, o->texts.v[i]);
+        fputs(",\"ids\":[", stdout);
+        for (int j = 0; j < n; j++) printf(j ? ",%d" : "%d", (int)ids[j]);
+        fputc(']', stdout);
+        free(ids);
+        print_vec(v, dim);
+    }
+    gz_tokenizer_free(t);
+    return st;
+}
+
+static gz_status embed_images(gz_model *m, const embed_opts *o, float *v, int dim) {
+    gz_image_params ip = gz_model_image_params(m);
+    if (o->no_exif) ip.exif_orient = 0;
+    gz_status st = GZ_OK;
+    for (int i = 0; i < o->images.n && st == GZ_OK; i++) {
+        gz_image img;
+        memset(&img, 0, sizeof img);
+        st = gz_image_load(o->images.v[i], &ip, &img);
+        if (st != GZ_OK) break;
+        st = gz_encode_images(m, &img, 1, v);
+        if (st == GZ_OK) {
+            fputs("{\"kind\":\"image\",\"path\":", stdout);
+            out_json_str(stdout, o->images.v[i]);
+            printf(",\"width\":%d,\"height\":%d", img.width, img.height);
+            print_vec(v, dim);
+        }
+        gz_image_free(&img);
+    }
+    return st;
+}
+
+static gz_status embed_pixels(gz_model *m, const embed_opts *o, int dim) {
+    const char *key = o->key ? o->key : "pixel_values";
+    gz_st_file *f = NULL;
+    gz_status st = gz_st_open(o->pixels, &f);
+    if (st != GZ_OK) return st;
+    const gz_st_tensor *t = gz_st_find(f, key);
+    int s = gz_model_image_size(m);
+    if (!t) {
+        gz_st_close(f);
+        return GZ_FAIL(GZ_ENOTFOUND, "%s: no tensor '%s' (use --key NAME)", o->pixels, key);
+    }
+    if (t->ndim != 4 || t->shape[1] != 3 || t->shape[2] != s || t->shape[3] != s) {
+        gz_st_close(f);
+        return GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' must be (N, 3, %d, %d) for this model",
+                       o->pixels, key, s, s);
+    }
+    const float *px = NULL;
+    st = gz_st_f32(f, key, 0, NULL, &px);
+    int n = (int)t->shape[0];
+    float *v = st == GZ_OK ? malloc((size_t)n * (size_t)dim * sizeof *v) : NULL;
+    if (st == GZ_OK && !v) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+    if (st == GZ_OK) st = gz_encode_pixels(m, px, n, v);
+    for (int i = 0; i < n && st == GZ_OK; i++) {
+        fputs("{\"kind\":\"pixels\",\"file\":", stdout);
+        out_json_str(stdout, o->pixels);
+        fputs(",\"key\":", stdout);
+        out_json_str(stdout, key);
+        printf(",\"index\":%d", i);
+        print_vec(v + (size_t)i * (size_t)dim, dim);
+    }
+    free(v);
+    gz_st_close(f);
+    return st;
+}
+
+int cmd_embed(int argc, char **argv) {
+    embed_opts o;
+    memset(&o, 0, sizeof o);
+    const cli_opt opts[] = {
+        {"model", 'm', CLI_STR, &o.model, "DIR", "model directory (default $GAZE_MODEL)"},
+        {"text", 't', CLI_LIST, &o.texts, "TEXT", "a text to embed (repeatable)"},
+        {"image", 'i', CLI_LIST, &o.images, "FILE", "an image file to embed (repeatable)"},
+        {"pixels", 0, CLI_STR, &o.pixels, "FILE", "a safetensors file with preprocessed pixels"},
+        {"key", 0, CLI_STR, &o.key, "NAME", "tensor name in --pixels (default pixel_values)"},
+        {"json", 0, CLI_FLAG, &o.json, NULL, "JSON lines (the default and only format)"},
+        {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
+        {"threads", 0, CLI_INT, &o.threads, "N", "threads (default: all cores)"},
+        {"no-exif-orient", 0, CLI_FLAG, &o.no_exif, NULL, "do not rotate photos by EXIF"},
+        {"fast-tokenizer", 0, CLI_FLAG, &o.fast, NULL, "CLIP: HF fast-tokenizer text clean-up"},
+        {0},
+    };
+    const cli_command cmd = {"embed", "--model DIR (--text T | --image FILE | --pixels FILE)...",
+                             "Print normalised embeddings as JSON lines.", EMBED_DETAILS,
+                             EMBED_EXAMPLES, opts, 0, 0};
+    cli_list pos = {0};
+    int rc = cli_parse(&cmd, argc, argv, &pos);
+    cli_list_free(&pos);
+    if (rc) {
+        cli_list_free(&o.texts);
+        cli_list_free(&o.images);
+        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+    }
+    if (!o.texts.n && !o.images.n && !o.pixels) {
+        cli_errorf("nothing to embed: give --text, --image or --pixels");
+        return EXIT_USAGE;
+    }
+    const char *dir = cli_model_dir(o.model);
+    gz_model_params mp = cli_model_params(o.weights, o.threads, o.no_exif);
+    mp.clip_fast_tokenizer = o.fast;
+    gz_model *m = NULL;
+    if (cli_load_model(dir, &mp, &m) != GZ_OK) {
+        cli_list_free(&o.texts);
+        cli_list_free(&o.images);
+        return dir ? EXIT_FATAL : EXIT_USAGE;
+    }
+    int dim = gz_model_dim(m);
+    float *v = malloc((size_t)dim * sizeof *v);
+    gz_status st = v ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
+    if (st == GZ_OK && o.texts.n) st = embed_texts(m, dir, &o, v, dim);
+    if (st == GZ_OK && o.images.n) st = embed_images(m, &o, v, dim);
+    if (st == GZ_OK && o.pixels) st = embed_pixels(m, &o, dim);
+    free(v);
+    gz_model_free(m);
+    cli_list_free(&o.texts);
+    cli_list_free(&o.images);
+    return cli_report(st);
+}

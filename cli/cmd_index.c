@@ -1,0 +1,158 @@
+/* cmd_index.c - `gaze index`: scan folders and index their photos (incremental). */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "index/engine.h"
+
+static const char INDEX_DETAILS[] =
+    "Recursively indexes JPEG, PNG, WebP, HEIC/HEIF/AVIF and GIF files. Hidden folders and\n"
+    "the usual junk (.git, node_modules, @eaDir, lost+found) are skipped unless --all.\n"
+    "Incremental: unchanged files (same size and mtime) are skipped, a renamed or duplicate\n"
+    "file reuses the stored vector of the same content (xxh3 hash), files that vanished are\n"
+    "marked missing and removed with --prune. Each batch is committed in one transaction;\n"
+    "Ctrl-C stops after the current batch (a second Ctrl-C kills at once) and a later run\n"
+    "continues. Files that fail are recorded, listed and make the exit status 1; they are not\n"
+    "retried until they change (or with --retry-failed).\n"
+    "The summary goes to stdout (--json: one JSON object with the fields total, encoded,\n"
+    "skipped, reused, failed, missing, pruned, seconds, db, model).";
+static const char INDEX_EXAMPLES[] =
+    "  gaze index ~/Pictures --model models/blip-itm-base-coco\n"
+    "  gaze index ~/Pictures --exclude '*.thumb.jpg' --exclude Screenshots --prune\n"
+    "  gaze index /mnt/photos --db photos.db --batch 16 --quiet --json";
+
+static volatile sig_atomic_t g_stop = 0;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    g_stop = 1;
+    signal(SIGINT, SIG_DFL); /* a second Ctrl-C ends the process at once */
+}
+
+typedef struct {
+    progress prog;
+    int quiet;
+    long n_errors;
+} index_ctx;
+
+static void on_progress(void *user, const gz_ingest_stats *s) {
+    index_ctx *c = user;
+    c->prog.total = s->total;
+    progress_update(&c->prog, s->done, s->failed);
+}
+
+static void on_file_error(void *user, const char *path, const char *message) {
+    index_ctx *c = user;
+    c->n_errors++;
+    if (c->prog.tty && c->prog.enabled) fputs("\r\033[K", stderr);
+    if (path && path[0] && strncmp(message, path, strlen(path)) != 0)
+        fprintf(stderr, "gaze: %s: %s\n", path, message);
+    else
+        fprintf(stderr, "gaze: %s\n", message);
+}
+
+int cmd_index(int argc, char **argv) {
+    const char *db = NULL, *model = NULL, *weights = NULL;
+    cli_list exclude = {0};
+    int follow = 0, prune = 0, quiet = 0, no_exif = 0, all = 0, retry = 0, json = 0;
+    int batch = 0, threads = 0, no_thread = 0;
+    double max_mp = 0;
+    const cli_opt opts[] = {
+        {"db", 0, CLI_STR, &db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
+        {"model", 'm', CLI_STR, &model, "DIR",
+         "model directory (default $GAZE_MODEL, else the db's model)"},
+        {"exclude", 'x', CLI_LIST, &exclude, "GLOB", "skip files/folders matching (repeatable)"},
+        {"follow-symlinks", 'L', CLI_FLAG, &follow, NULL, "follow symbolic links (loop-safe)"},
+        {"all", 0, CLI_FLAG, &all, NULL, "also enter hidden and junk folders"},
+        {"prune", 0, CLI_FLAG, &prune, NULL, "remove vanished files from the db"},
+        {"max-megapixels", 0, CLI_DOUBLE, &max_mp, "N", "refuse larger images (default 100)"},
+        {"batch", 'b', CLI_INT, &batch, "N", "images per batch / transaction (default 8)"},
+        {"threads", 0, CLI_INT, &threads, "N", "compute threads (default: all cores)"},
+        {"no-exif-orient", 0, CLI_FLAG, &no_exif, NULL, "do not rotate photos by EXIF"},
+        {"retry-failed", 0, CLI_FLAG, &retry, NULL, "retry files that failed before"},
+        {"no-decode-thread", 0, CLI_FLAG, &no_thread, NULL, "decode on the main thread"},
+        {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
+        {"quiet", 'q', CLI_FLAG, &quiet, NULL, "no progress output"},
+        {"json", 0, CLI_FLAG, &json, NULL, "print the summary as JSON"},
+        {0},
+    };
+    const cli_command cmd = {"index", "PATH... [options]", "Index the photos under PATHs.",
+                             INDEX_DETAILS, INDEX_EXAMPLES, opts, 1, -1};
+    cli_list pos = {0};
+    int rc = cli_parse(&cmd, argc, argv, &pos);
+    if (rc) {
+        cli_list_free(&pos);
+        cli_list_free(&exclude);
+        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+    }
+    if (batch < 0 || max_mp < 0 || threads < 0) {
+        cli_list_free(&pos);
+        cli_list_free(&exclude);
+        cli_errorf("--batch, --threads and --max-megapixels must be positive");
+        return EXIT_USAGE;
+    }
+    gz_model_params mp = cli_model_params(weights, threads, no_exif);
+    if (batch > 0) mp.batch_size = batch;
+    gz_engine *e = NULL;
+    rc = cli_open_engine(db, model, &mp, quiet, &e);
+    if (rc) {
+        cli_list_free(&pos);
+        cli_list_free(&exclude);
+        return rc;
+    }
+    index_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.quiet = quiet;
+    progress_start(&ctx.prog, "indexing", 0, quiet);
+    gz_ingest_opts io = gz_ingest_default_opts();
+    io.walk.exclude = exclude.v;
+    io.walk.n_exclude = exclude.n;
+    io.walk.follow_symlinks = follow;
+    io.walk.include_hidden = all;
+    io.prune = prune;
+    io.batch_size = batch;
+    io.exif_orient = no_exif ? 0 : -1;
+    io.max_pixels = max_mp > 0 ? (int64_t)(max_mp * 1e6) : 0;
+    io.decode_thread = !no_thread;
+    io.retry_failed = retry;
+    io.stop = &g_stop;
+    io.progress = on_progress;
+    io.file_error = on_file_error;
+    io.user = &ctx;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    gz_ingest_stats s;
+    gz_status st = gz_engine_index(e, pos.v, pos.n, &io, &s);
+    sigaction(SIGINT, &old, NULL);
+    progress_finish(&ctx.prog, s.done, s.failed);
+    int code = EXIT_OK;
+    if (st != GZ_OK) code = cli_report(st);
+    else if (s.failed > 0) code = EXIT_PARTIAL;
+    const char *mdir = gz_engine_model_dir(e);
+    if (st == GZ_OK || st == GZ_EINTERRUPTED) {
+        if (json) {
+            printf("{\"total\":%ld,\"encoded\":%ld,\"skipped\":%ld,\"reused\":%ld,\"failed\":%ld,"
+                   "\"missing\":%ld,\"pruned\":%ld,\"seconds\":%.3f,\"interrupted\":%s,\"model\":",
+                   s.total, s.encoded, s.skipped, s.reused, s.failed, s.missing, s.pruned,
+                   s.seconds, st == GZ_EINTERRUPTED ? "true" : "false");
+            out_json_str(stdout, mdir ? mdir : "");
+            fputs("}\n", stdout);
+        } else {
+            printf("%ld files: %ld encoded, %ld unchanged, %ld reused, %ld failed, %ld missing, "
+                   "%ld pruned (%.1f s, %.1f img/s)\n",
+                   s.total, s.encoded, s.skipped, s.reused, s.failed, s.missing, s.pruned,
+                   s.seconds, s.seconds > 0 ? (double)s.encoded / s.seconds : 0.0);
+            if (s.failed) printf("%ld file%s failed (listed above; see 'gaze info')\n", s.failed,
+                                 s.failed == 1 ? "" : "s");
+        }
+    }
+    gz_status cst = gz_engine_close(e);
+    if (cst != GZ_OK && code == EXIT_OK) code = cli_report(cst);
+    cli_list_free(&pos);
+    cli_list_free(&exclude);
+    return code;
+}

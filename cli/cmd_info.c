@@ -1,0 +1,295 @@
+/* cmd_info.c - `gaze info`: describe a model directory (config + weights) or a database. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "core/safetensors.h"
+#include "index/engine.h"
+
+typedef struct {
+    int json;
+    const char *db;
+    const char *weights;
+} info_opts;
+
+static void human_bytes(char *buf, size_t n, double b) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0;
+    while (b >= 1024 && i < 4) b /= 1024, i++;
+    snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void human_count(char *buf, size_t n, double v) {
+    if (v >= 1e9)
+        snprintf(buf, n, "%.2fB", v / 1e9);
+    else if (v >= 1e6)
+        snprintf(buf, n, "%.2fM", v / 1e6);
+    else if (v >= 1e3)
+        snprintf(buf, n, "%.1fK", v / 1e3);
+    else
+        snprintf(buf, n, "%.0f", v);
+}
+
+static int model_info(const char *dir, const info_opts *o) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    gz_model_config cfg;
+    gz_status st = gz_config_load(path, &cfg);
+    if (st != GZ_OK) return cli_report(st);
+    gz_st_file *w = NULL;
+    if (o->weights) {
+        if (o->weights[0] == '/')
+            snprintf(path, sizeof path, "%s", o->weights);
+        else
+            snprintf(path, sizeof path, "%s/%s", dir, o->weights);
+        st = gz_st_open(path, &w);
+    } else
+        st = gz_st_open_dir(dir, &w);
+    if (st != GZ_OK) return cli_report(st);
+    size_t params = gz_st_total_params(w);
+    size_t bytes = gz_st_file_bytes(w);
+    const char *dtypes = gz_st_dtypes(w);
+    const gz_text_config *t = &cfg.text;
+    const gz_vision_config *v = &cfg.vision;
+    int n_patches = v->patch_size > 0 ? (v->image_size / v->patch_size) : 0;
+    n_patches *= n_patches;
+    const char *tok = cfg.family == GZ_FAMILY_CLIP ? "byte-level BPE" : "WordPiece";
+    int has_itm = cfg.family == GZ_FAMILY_BLIP;
+    if (o->json) {
+        FILE *f = stdout;
+        fputs("{\"path\":", f);
+        out_json_str(f, dir);
+        fputs(",\"family\":", f);
+        out_json_str(f, cfg.model_type);
+        fputs(",\"architecture\":", f);
+        out_json_str(f, cfg.architecture);
+        fprintf(f, ",\"projection_dim\":%d,\"has_itm\":%s", cfg.projection_dim,
+                has_itm ? "true" : "false");
+        fprintf(f,
+                ",\"text\":{\"hidden_size\":%d,\"layers\":%d,\"heads\":%d,"
+                "\"intermediate_size\":%d,\"vocab_size\":%d,\"max_positions\":%d,\"act\":",
+                t->hidden_size, t->num_layers, t->num_heads, t->intermediate_size, t->vocab_size,
+                t->max_position_embeddings);
+        out_json_str(f, gz_act_name(t->act));
+        fputs(",\"tokenizer\":", f);
+        out_json_str(f, tok);
+        fprintf(f, "}");
+        fprintf(f,
+                ",\"vision\":{\"hidden_size\":%d,\"layers\":%d,\"heads\":%d,"
+                "\"intermediate_size\":%d,\"image_size\":%d,\"patch_size\":%d,\"patches\":%d,"
+                "\"act\":",
+                v->hidden_size, v->num_layers, v->num_heads, v->intermediate_size, v->image_size,
+                v->patch_size, n_patches);
+        out_json_str(f, gz_act_name(v->act));
+        fprintf(f, "},\"parameters\":%zu,\"tensors\":%zu,\"dtypes\":", params, gz_st_count(w));
+        out_json_str(f, dtypes);
+        fprintf(f, ",\"file_bytes\":%zu}\n", bytes);
+    } else {
+        char pb[32], fb[32];
+        human_count(pb, sizeof pb, (double)params);
+        human_bytes(fb, sizeof fb, (double)bytes);
+        printf("model         %s\n", dir);
+        printf("family        %s (%s)%s\n", cfg.model_type,
+               cfg.architecture[0] ? cfg.architecture : "no architectures entry",
+               has_itm ? ", ITM fusion head" : "");
+        printf("text tower    hidden %d, %d layers, %d heads, MLP %d, vocab %d, max positions %d,"
+               " %s, %s\n",
+               t->hidden_size, t->num_layers, t->num_heads, t->intermediate_size, t->vocab_size,
+               t->max_position_embeddings, gz_act_name(t->act), tok);
+        printf("vision tower  hidden %d, %d layers, %d heads, MLP %d, image %dx%d, patch %d"
+               " (%d patches), %s\n",
+               v->hidden_size, v->num_layers, v->num_heads, v->intermediate_size, v->image_size,
+               v->image_size, v->patch_size, n_patches, gz_act_name(v->act));
+        printf("projection    %d\n", cfg.projection_dim);
+        printf("parameters    %zu (%s) in %zu tensors\n", params, pb, gz_st_count(w));
+        printf("dtypes        %s\n", dtypes);
+        printf("file size     %zu bytes (%s)\n", bytes, fb);
+    }
+    gz_st_close(w);
+    return EXIT_OK;
+}
+
+/* Database statistics: items by kind and status, models, index state, sizes. */
+static int db_info(const char *db_flag, int json);
+
+static const char INFO_DETAILS[] =
+    "With MODEL_DIR: the model's family, tower sizes, image and patch size, projection size,\n"
+    "parameter count, weight dtypes and file size. Without it: statistics of the database\n"
+    "(--db, default $XDG_DATA_HOME/gaze/gaze.db).\n"
+    "JSON fields (model): path, family, architecture, projection_dim, has_itm,\n"
+    "text{hidden_size,layers,heads,intermediate_size,vocab_size,max_positions,act,tokenizer},\n"
+    "vision{hidden_size,layers,heads,intermediate_size,image_size,patch_size,patches,act},\n"
+    "parameters, tensors, dtypes, file_bytes.";
+
+static const char INFO_EXAMPLES[] = "  gaze info models/blip-itm-base-coco\n"
+                                    "  gaze info models/clip-vit-base-patch32 --json\n"
+                                    "  gaze info --db photos.db";
+
+int cmd_info(int argc, char **argv) {
+    info_opts o = {0};
+    const cli_opt opts[] = {
+        {"json", 0, CLI_FLAG, &o.json, NULL, "print JSON instead of text"},
+        {"db", 0, CLI_STR, &o.db, "FILE", "database to describe (when no MODEL_DIR is given)"},
+        {"weights", 0, CLI_STR, &o.weights, "FILE",
+         "weights file inside MODEL_DIR (default model.safetensors)"},
+        {0},
+    };
+    const cli_command cmd = {"info", "[MODEL_DIR] [--json] [--db FILE]",
+                             "Describe a model directory or a database.", INFO_DETAILS,
+                             INFO_EXAMPLES, opts, 0, 1};
+    cli_list pos = {0};
+    int rc = cli_parse(&cmd, argc, argv, &pos);
+    if (rc) {
+        cli_list_free(&pos);
+        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+    }
+    if (pos.n == 1) {
+        if (o.db) {
+            cli_list_free(&pos);
+            cli_errorf("give either MODEL_DIR or --db, not both");
+            return EXIT_USAGE;
+        }
+        struct stat sb;
+        if (stat(pos.v[0], &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            cli_errorf("%s: not a model directory", pos.v[0]);
+            cli_list_free(&pos);
+            return EXIT_FATAL;
+        }
+        rc = model_info(pos.v[0], &o);
+        cli_list_free(&pos);
+        return rc;
+    }
+    cli_list_free(&pos);
+    return db_info(o.db, o.json);
+}
+
+/* Failed files listed by `gaze info` (the rest are counted). */
+#define INFO_MAX_FAILED 20
+
+static int db_info(const char *db_flag, int json) {
+    char *def = NULL;
+    const char *path = db_flag;
+    if (!path) {
+        def = cli_default_db_path(0);
+        if (!def) return EXIT_FATAL;
+        path = def;
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        cli_errorf("%s: no database here (run 'gaze index' first, or give --db FILE)", path);
+        free(def);
+        return EXIT_FATAL;
+    }
+    gz_db_params dp = gz_db_default_params();
+    dp.readonly = 1;
+    gz_db *db = NULL;
+    gz_status st = gz_db_open(path, &dp, &db);
+    if (st != GZ_OK) {
+        free(def);
+        return cli_report(st);
+    }
+    gz_db_stats s;
+    gz_db_model *models = NULL;
+    int nm = 0;
+    int64_t *failed = NULL;
+    size_t nf = 0;
+    st = gz_db_get_stats(db, &s);
+    if (st == GZ_OK) st = gz_db_models(db, &models, &nm);
+    if (st == GZ_OK) st = gz_db_list_items(db, 0, NULL, 0, GZ_ITEM_FAILED, &failed, &nf);
+    if (st != GZ_OK) {
+        free(models);
+        free(failed);
+        gz_db_close(db);
+        free(def);
+        return cli_report(st);
+    }
+    FILE *f = stdout;
+    if (json) {
+        fputs("{\"db\":", f);
+        out_json_str(f, path);
+        fprintf(f,
+                ",\"schema_version\":%d,\"items\":%lld,\"images\":%lld,\"texts\":%lld,"
+                "\"ok\":%lld,\"failed\":%lld,\"missing\":%lld,\"embeddings\":%lld,"
+                "\"db_bytes\":%lld,\"index_bytes\":%lld,\"models\":[",
+                s.schema_version, (long long)s.n_items[0], (long long)s.n_items[GZ_ITEM_IMAGE],
+                (long long)s.n_items[GZ_ITEM_TEXT], (long long)s.n_status[GZ_ITEM_OK],
+                (long long)s.n_status[GZ_ITEM_FAILED], (long long)s.n_status[GZ_ITEM_MISSING],
+                (long long)s.n_embeddings, (long long)s.db_bytes, (long long)s.index_bytes);
+    } else {
+        printf("database      %s (schema %d)\n", path, s.schema_version);
+        printf("items         %lld: %lld images, %lld texts\n", (long long)s.n_items[0],
+               (long long)s.n_items[GZ_ITEM_IMAGE], (long long)s.n_items[GZ_ITEM_TEXT]);
+        printf("status        %lld ok, %lld failed, %lld missing\n",
+               (long long)s.n_status[GZ_ITEM_OK], (long long)s.n_status[GZ_ITEM_FAILED],
+               (long long)s.n_status[GZ_ITEM_MISSING]);
+        printf("embeddings    %lld\n", (long long)s.n_embeddings);
+        printf("size          %lld bytes database, %lld bytes indexes\n", (long long)s.db_bytes,
+               (long long)s.index_bytes);
+    }
+    for (int i = 0; i < nm; i++) {
+        const gz_db_model *m = &models[i];
+        if (json) {
+            fputs(i ? ",{\"id\":" : "{\"id\":", f);
+            fprintf(f, "%lld,\"name\":", (long long)m->id);
+            out_json_str(f, m->name);
+            fputs(",\"family\":", f);
+            out_json_str(f, m->family);
+            fprintf(f, ",\"dim\":%d,\"embeddings\":%lld,\"indexes\":[", m->dim,
+                    (long long)m->n_embeddings);
+        } else {
+            printf("model %lld     %s (%s, dim %d, %lld vectors)%s\n", (long long)m->id, m->name,
+                   m->family, m->dim, (long long)m->n_embeddings, i == 0 ? " [default]" : "");
+        }
+        int first = 1;
+        for (int k = GZ_ITEM_IMAGE; k <= GZ_ITEM_TEXT; k++) {
+            gz_db_index_state is;
+            if (gz_db_index_info(db, m->id, (gz_item_kind)k, &is) != GZ_OK) continue;
+            const char *kn = k == GZ_ITEM_IMAGE ? "image" : "text";
+            if (json) {
+                fprintf(f, "%s{\"kind\":\"%s\",\"factory\":", first ? "" : ",", kn);
+                out_json_str(f, is.factory);
+                fputs(",\"effective\":", f);
+                out_json_str(f, is.effective);
+                fprintf(f, ",\"vectors\":%lld,\"file_bytes\":%lld,\"current\":%s}",
+                        (long long)is.n_vectors, (long long)is.file_bytes,
+                        is.file_current ? "true" : "false");
+            } else {
+                printf("  %-5s index  %s%s%s, %lld vectors, file %lld bytes%s\n", kn, is.factory,
+                       strcmp(is.factory, is.effective) ? " (built as " : "",
+                       strcmp(is.factory, is.effective) ? is.effective : "",
+                       (long long)is.n_vectors, (long long)is.file_bytes,
+                       is.file_current ? "" : " (stale: rebuilt on next write)");
+            }
+            first = 0;
+        }
+        if (json) fputs("]}", f);
+    }
+    if (json) fputs("],\"failed_files\":[", f);
+    else if (nf)
+        printf("failed files  %zu\n", nf);
+    for (size_t i = 0; i < nf && i < INFO_MAX_FAILED; i++) {
+        gz_item it;
+        memset(&it, 0, sizeof it);
+        if (gz_db_get_item(db, failed[i], &it) != GZ_OK) continue;
+        if (json) {
+            fputs(i ? ",{\"path\":" : "{\"path\":", f);
+            out_json_str(f, it.path);
+            fputs(",\"error\":", f);
+            out_json_str(f, it.error ? it.error : "");
+            fputc('}', f);
+        } else {
+            printf("  %s: %s\n", it.path ? it.path : "?", it.error ? it.error : "");
+        }
+        gz_item_clear(&it);
+    }
+    if (json) fputs("]}\n", f);
+    else if (nf > INFO_MAX_FAILED)
+        printf("  ... and %zu more\n", nf - INFO_MAX_FAILED);
+    free(models);
+    free(failed);
+    gz_db_close(db);
+    free(def);
+    return EXIT_OK;
+}

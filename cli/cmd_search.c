@@ -1,0 +1,357 @@
+/* cmd_search.c - `gaze search`: text/image/composed queries over images, texts or products;
+ * output as an aligned table, JSON lines, bare paths or a self-contained HTML gallery. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "index/engine.h"
+
+static const char SEARCH_DETAILS[] =
+    "Text -> image by default. --image FILE searches by an image; --texts ranks indexed texts\n"
+    "instead of images; --products ranks products (texts linked to an image by add-texts\n"
+    "--image-field) by  score = w * cos(q, text) + (1 - w) * cos(q, image)  with\n"
+    "w = --text-weight (default 0.5; a product without an image vector scores cos(q, text)).\n"
+    "Composed queries: the query vector is normalise(sum of weight * embedding) over QUERY,\n"
+    "--image, each --add (+1) and each --sub (-1). An --add/--sub value is an image when it\n"
+    "names an existing file, else a text; prefix 'W:' sets its weight (--add 0.5:snow).\n"
+    "--rerank K re-scores the top K by ITC with BLIP's ITM head and ranks by\n"
+    "score = itm_logit + itc (LAVIS); itc, itm_logit and itm_prob are shown.\n"
+    "--min-score filters on the cosine (products: on the combined score).\n"
+    "JSON lines fields: rank, item_id, kind (image|text), score, itc, path, width, height,\n"
+    "taken_at; texts: text, id, image (linked image path); --rerank: itm_logit, itm_prob;\n"
+    "--products: text_score, image_score.";
+static const char SEARCH_EXAMPLES[] =
+    "  gaze search \"kids on a red sled\"\n"
+    "  gaze search --image beach.jpg -k 20 --html beach.html\n"
+    "  gaze search \"a dog\" --add snow --sub 0.5:grass --json\n"
+    "  gaze search \"a man riding a horse\" --rerank 64 -k 10\n"
+    "  gaze search --texts --image photo.jpg            # image -> captions\n"
+    "  gaze search --products \"red leather jacket\" --text-weight 0.3\n"
+    "  gaze search \"sunset\" --paths | xargs feh";
+
+typedef struct {
+    const char *db, *model, *image, *html, *weights;
+    cli_list add, sub;
+    int k, rerank, texts, products, json, paths, quiet, threads, thumb;
+    double min_score, text_weight;
+} search_opts;
+
+static int is_file(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* "W:rest" -> weight W and rest; anything else -> weight 1. */
+static void parse_term(const char *s, float sign, gz_query_term *t) {
+    memset(t, 0, sizeof *t);
+    t->weight = sign;
+    const char *colon = strchr(s, ':');
+    if (colon && colon > s && !is_file(s)) {
+        char *end = NULL;
+        double w = strtod(s, &end);
+        if (end == colon && isfinite(w)) {
+            t->weight = (float)(sign * w);
+            s = colon + 1;
+        }
+    }
+    if (is_file(s))
+        t->image = s;
+    else
+        t->text = s;
+}
+
+static const char *kind_name(gz_item_kind k) { return k == GZ_ITEM_TEXT ? "text" : "image"; }
+
+static void print_json(const gz_results *r, const search_opts *o) {
+    for (int i = 0; i < r->n; i++) {
+        const gz_result *h = &r->v[i];
+        printf("{\"rank\":%d,\"item_id\":%lld,\"kind\":\"%s\",\"score\":", i + 1,
+               (long long)h->item_id, kind_name(h->kind));
+        out_json_float(stdout, h->score);
+        fputs(",\"itc\":", stdout);
+        out_json_float(stdout, h->itc);
+        if (h->has_itm) {
+            fputs(",\"itm_logit\":", stdout);
+            out_json_float(stdout, h->itm_logit);
+            fputs(",\"itm_prob\":", stdout);
+            out_json_float(stdout, h->itm_prob);
+        }
+        if (o->products) {
+            fputs(",\"text_score\":", stdout);
+            out_json_float(stdout, h->itc);
+            fputs(",\"image_score\":", stdout);
+            out_json_float(stdout, h->image_score);
+        }
+        fputs(",\"path\":", stdout);
+        out_json_str(stdout, h->path);
+        if (h->kind == GZ_ITEM_TEXT) {
+            fputs(",\"text\":", stdout);
+            out_json_str(stdout, h->text);
+            fputs(",\"id\":", stdout);
+            out_json_str(stdout, h->ext_id);
+            fputs(",\"image\":", stdout);
+            if (h->link_path)
+                out_json_str(stdout, h->link_path);
+            else
+                fputs("null", stdout);
+        } else {
+            printf(",\"width\":%d,\"height\":%d,\"taken_at\":", h->width, h->height);
+            if (h->taken_at[0])
+                out_json_str(stdout, h->taken_at);
+            else
+                fputs("null", stdout);
+        }
+        fputs("}\n", stdout);
+    }
+}
+
+static void print_paths(const gz_results *r) {
+    for (int i = 0; i < r->n; i++) {
+        const gz_result *h = &r->v[i];
+        const char *p = h->kind == GZ_ITEM_TEXT ? h->link_path : h->path;
+        if (p) printf("%s\n", p);
+    }
+}
+
+static void print_table(const gz_results *r, const search_opts *o) {
+    int rer = o->rerank > 0, prod = o->products, texts = o->texts || o->products;
+    const char *hdr[9];
+    int right[9] = {0};
+    int nc = 0;
+    hdr[nc] = "#", right[nc++] = 1;
+    hdr[nc] = "score", right[nc++] = 1;
+    if (rer) {
+        hdr[nc] = "itc", right[nc++] = 1;
+        hdr[nc] = "itm_logit", right[nc++] = 1;
+        hdr[nc] = "itm_prob", right[nc++] = 1;
+    }
+    if (prod) {
+        hdr[nc] = "text", right[nc++] = 1;
+        hdr[nc] = "image", right[nc++] = 1;
+    }
+    if (texts) {
+        hdr[nc] = "id", right[nc++] = 0;
+        hdr[nc] = prod ? "product" : "text", right[nc++] = 0;
+    } else {
+        hdr[nc] = "path", right[nc++] = 0;
+    }
+    out_table t;
+    out_table_init(&t, nc, hdr, right);
+    for (int i = 0; i < r->n; i++) {
+        const gz_result *h = &r->v[i];
+        char b[8][48];
+        const char *row[9];
+        int c = 0;
+        snprintf(b[0], sizeof b[0], "%d", i + 1);
+        row[c++] = b[0];
+        snprintf(b[1], sizeof b[1], "%.4f", h->score);
+        row[c++] = b[1];
+        if (rer) {
+            snprintf(b[2], sizeof b[2], "%.4f", h->itc);
+            snprintf(b[3], sizeof b[3], h->has_itm ? "%.4f" : "-", h->itm_logit);
+            snprintf(b[4], sizeof b[4], h->has_itm ? "%.4f" : "-", h->itm_prob);
+            row[c++] = b[2], row[c++] = b[3], row[c++] = b[4];
+        }
+        if (prod) {
+            snprintf(b[5], sizeof b[5], "%.4f", h->itc);
+            if (isnan(h->image_score))
+                snprintf(b[6], sizeof b[6], "-");
+            else
+                snprintf(b[6], sizeof b[6], "%.4f", h->image_score);
+            row[c++] = b[5], row[c++] = b[6];
+        }
+        /* one line per row: newlines/tabs in texts become spaces */
+        char *txt = NULL;
+        if (texts) {
+            row[c++] = h->ext_id ? h->ext_id : "";
+            txt = strdup(h->text ? h->text : "");
+            for (char *p = txt; p && *p; p++)
+                if (*p == '\n' || *p == '\t' || *p == '\r') *p = ' ';
+            row[c++] = txt ? txt : "";
+        } else {
+            row[c++] = h->path ? h->path : "";
+        }
+        out_table_row(&t, row);
+        free(txt);
+    }
+    out_table_print(&t, stdout);
+    out_table_free(&t);
+}
+
+/* Thumbnails: longest side in pixels. */
+#define DEFAULT_THUMB 256
+
+static int write_html(const gz_results *r, const search_opts *o, const char *query_desc) {
+    FILE *f = fopen(o->html, "w");
+    if (!f) {
+        cli_errorf("%s: cannot write: %s", o->html, strerror(errno));
+        return EXIT_FATAL;
+    }
+    int thumb = o->thumb > 0 ? o->thumb : DEFAULT_THUMB;
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>gaze: ", f);
+    out_html_escape(f, query_desc);
+    fputs("</title>\n<style>\n"
+          "body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}\n"
+          "h1{font-size:1.3em}.grid{display:flex;flex-wrap:wrap;gap:14px}\n"
+          "figure{margin:0;width:", f);
+    fprintf(f, "%dpx", thumb);
+    fputs(";background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px}\n"
+          "figure img{max-width:100%;display:block;margin:auto}\n"
+          "figcaption{font-size:.8em;word-break:break-all;margin-top:4px}\n"
+          ".score{font-weight:bold}.missing{color:#a00}\n"
+          "</style>\n</head>\n<body>\n<h1>gaze: ", f);
+    out_html_escape(f, query_desc);
+    fprintf(f, "</h1>\n<p>%d result%s</p>\n<div class=\"grid\">\n", r->n, r->n == 1 ? "" : "s");
+    int thumbs_failed = 0;
+    for (int i = 0; i < r->n; i++) {
+        const gz_result *h = &r->v[i];
+        const char *img = h->kind == GZ_ITEM_TEXT ? h->link_path : h->path;
+        fputs("<figure>\n", f);
+        if (img) {
+            char *b64 = out_thumbnail_base64(img, thumb, 1);
+            if (b64) {
+                fputs("<img alt=\"", f);
+                out_html_escape(f, img);
+                fprintf(f, "\" src=\"data:image/jpeg;base64,%s\">\n", b64);
+                free(b64);
+            } else {
+                thumbs_failed++;
+                fputs("<p class=\"missing\">(image unreadable)</p>\n", f);
+            }
+        }
+        fprintf(f, "<figcaption><span class=\"score\">#%d &middot; %.4f</span>", i + 1, h->score);
+        if (h->has_itm)
+            fprintf(f, " (itc %.4f, itm %.4f, p %.3f)", h->itc, h->itm_logit, h->itm_prob);
+        if (h->kind == GZ_ITEM_TEXT) {
+            fputs("<br>", f);
+            out_html_escape(f, h->text);
+        }
+        if (img) {
+            fputs("<br><a href=\"file://", f);
+            out_html_escape(f, img);
+            fputs("\">", f);
+            out_html_escape(f, img);
+            fputs("</a>", f);
+        }
+        fputs("</figcaption>\n</figure>\n", f);
+    }
+    fputs("</div>\n</body>\n</html>\n", f);
+    if (fclose(f) != 0) {
+        cli_errorf("%s: write failed", o->html);
+        return EXIT_FATAL;
+    }
+    if (thumbs_failed) cli_warnf("%d thumbnail%s could not be made", thumbs_failed,
+                                 thumbs_failed == 1 ? "" : "s");
+    if (!o->quiet) fprintf(stderr, "gaze: wrote %s (%d results)\n", o->html, r->n);
+    return EXIT_OK;
+}
+
+int cmd_search(int argc, char **argv) {
+    search_opts o;
+    memset(&o, 0, sizeof o);
+    o.k = 10;
+    o.min_score = -2;
+    o.text_weight = 0.5;
+    const cli_opt opts[] = {
+        {"db", 0, CLI_STR, &o.db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
+        {"model", 'm', CLI_STR, &o.model, "DIR", "model (default $GAZE_MODEL, else the db's)"},
+        {"top", 'k', CLI_INT, &o.k, "N", "number of results (default 10)"},
+        {"min-score", 0, CLI_DOUBLE, &o.min_score, "S", "drop results below this score"},
+        {"image", 'i', CLI_STR, &o.image, "FILE", "search by an image"},
+        {"texts", 0, CLI_FLAG, &o.texts, NULL, "rank indexed texts instead of images"},
+        {"products", 0, CLI_FLAG, &o.products, NULL, "rank products (text + linked image)"},
+        {"text-weight", 0, CLI_DOUBLE, &o.text_weight, "W", "products: weight of the text (0.5)"},
+        {"add", 'a', CLI_LIST, &o.add, "Q", "add a text/image term ([W:]Q, repeatable)"},
+        {"sub", 's', CLI_LIST, &o.sub, "Q", "subtract a text/image term ([W:]Q, repeatable)"},
+        {"rerank", 'r', CLI_INT, &o.rerank, "K", "re-rank the top K with BLIP ITM"},
+        {"json", 'j', CLI_FLAG, &o.json, NULL, "JSON lines output"},
+        {"paths", 'p', CLI_FLAG, &o.paths, NULL, "print bare paths (for piping)"},
+        {"html", 0, CLI_STR, &o.html, "FILE", "write a self-contained HTML gallery"},
+        {"thumb-size", 0, CLI_INT, &o.thumb, "N", "gallery thumbnail size (default 256)"},
+        {"threads", 0, CLI_INT, &o.threads, "N", "compute threads (default: all cores)"},
+        {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
+        {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "no notices"},
+        {0},
+    };
+    const cli_command cmd = {"search", "[QUERY] [options]",
+                             "Search the index by text, image or a composed query.",
+                             SEARCH_DETAILS, SEARCH_EXAMPLES, opts, 0, 1};
+    cli_list pos = {0};
+    int rc = cli_parse(&cmd, argc, argv, &pos);
+    const char *query = pos.n ? pos.v[0] : NULL;
+    cli_list_free(&pos);
+    if (rc) {
+        cli_list_free(&o.add);
+        cli_list_free(&o.sub);
+        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+    }
+    const char *bad = NULL;
+    if (!query && !o.image) bad = "give a QUERY text or --image FILE";
+    else if (o.k <= 0) bad = "-k must be at least 1";
+    else if (o.rerank < 0) bad = "--rerank must be positive";
+    else if (o.texts && o.products) bad = "--texts and --products exclude each other";
+    else if (o.json + o.paths + (o.html != NULL) > 1) bad = "choose one of --json, --paths, --html";
+    else if (o.text_weight < 0 || o.text_weight > 1) bad = "--text-weight must be in [0, 1]";
+    if (bad) {
+        cli_list_free(&o.add);
+        cli_list_free(&o.sub);
+        cli_errorf("%s", bad);
+        return EXIT_USAGE;
+    }
+    int nt = (query ? 1 : 0) + (o.image ? 1 : 0) + o.add.n + o.sub.n;
+    gz_query_term *terms = calloc((size_t)nt, sizeof *terms);
+    if (!terms) return EXIT_FATAL;
+    int t = 0;
+    if (query) terms[t].text = query, terms[t++].weight = 1;
+    if (o.image) terms[t].image = o.image, terms[t++].weight = 1;
+    for (int i = 0; i < o.add.n; i++) parse_term(o.add.v[i], 1, &terms[t++]);
+    for (int i = 0; i < o.sub.n; i++) parse_term(o.sub.v[i], -1, &terms[t++]);
+
+    gz_model_params mp = cli_model_params(o.weights, o.threads, 0);
+    gz_engine *e = NULL;
+    rc = cli_open_engine(o.db, o.model, &mp, o.quiet, &e);
+    if (rc) {
+        free(terms);
+        cli_list_free(&o.add);
+        cli_list_free(&o.sub);
+        return rc;
+    }
+    gz_query q = gz_query_default();
+    q.terms = terms;
+    q.n_terms = nt;
+    q.target = o.products ? GZ_TARGET_PRODUCTS : o.texts ? GZ_TARGET_TEXTS : GZ_TARGET_IMAGES;
+    q.k = o.k;
+    q.min_score = (float)o.min_score;
+    q.rerank = o.rerank;
+    q.text_weight = (float)o.text_weight;
+    gz_results r = {0};
+    gz_status st = gz_engine_search(e, &q, &r);
+    int code = EXIT_OK;
+    if (st != GZ_OK) {
+        code = cli_report(st);
+    } else if (o.json) {
+        print_json(&r, &o);
+    } else if (o.paths) {
+        print_paths(&r);
+    } else if (o.html) {
+        char desc[1024];
+        snprintf(desc, sizeof desc, "%s%s%s%s", query ? query : "", query && o.image ? " + " : "",
+                 o.image ? "image " : "", o.image ? o.image : "");
+        code = write_html(&r, &o, desc);
+    } else if (r.n == 0) {
+        if (!o.quiet) fprintf(stderr, "gaze: no results\n");
+    } else {
+        print_table(&r, &o);
+    }
+    gz_results_free(&r);
+    gz_status cst = gz_engine_close(e);
+    if (cst != GZ_OK && code == EXIT_OK) code = cli_report(cst);
+    free(terms);
+    cli_list_free(&o.add);
+    cli_list_free(&o.sub);
+    return code;
+}

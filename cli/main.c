@@ -1,0 +1,69 @@
+/* main.c - the gaze command: dispatch to the sub-commands, --version and top-level help. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"index", cmd_index, "index photos under folders (incremental)"},
+    {"search", cmd_search, "search the index by text, image or a composed query"},
+    {"add-texts", cmd_add_texts, "import captions / product records (JSONL, CSV, TSV)"},
+    {"match", cmd_match, "score image-caption pairs (ITC, and ITM on BLIP)"},
+    {"embed", cmd_embed, "print normalised embeddings of texts, images or pixel tensors"},
+    {"tokenize", cmd_tokenize, "print the token ids and tokens of texts"},
+    {"info", cmd_info, "describe a model directory or a database"},
+};
+
+static void top_help(FILE *out) {
+    fprintf(out, "gaze %s - multimodal image-text retrieval\n\n"
+                 "usage: gaze COMMAND [options]   (gaze COMMAND --help for details)\n\n"
+                 "commands:\n",
+            GAZE_VERSION);
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fputs("\nenvironment:\n"
+          "  GAZE_MODEL      model directory (Hugging Face layout) when --model is not given\n"
+          "  XDG_DATA_HOME   the default database is $XDG_DATA_HOME/gaze/gaze.db\n"
+          "                  (~/.local/share/gaze/gaze.db when unset)\n"
+          "\nexit status: 0 ok, 1 some files failed, 2 usage error, 3 fatal error\n"
+          "\nexamples:\n"
+          "  gaze index ~/Pictures --model models/blip-itm-base-coco\n"
+          "  gaze search \"kids on a red sled\" -k 20\n"
+          "  gaze search --image beach.jpg --html similar.html\n"
+          "  gaze info models/blip-itm-base-coco\n",
+          out);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        top_help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0 || strcmp(name, "version") == 0) {
+        printf("gaze %s\n", GAZE_VERSION);
+        return EXIT_OK;
+    }
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        top_help(stdout);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(name, COMMANDS[i].name) == 0) {
+            int rc = COMMANDS[i].fn(argc - 1, argv + 1);
+            if (fflush(stdout) != 0 && rc == EXIT_OK) {
+                perror("gaze: stdout");
+                rc = EXIT_FATAL;
+            }
+            return rc;
+        }
+    fprintf(stderr, "gaze: unknown command '%s'\n\n", name);
+    top_help(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,25 @@
+/* engine_internal.h - the engine handle's fields, shared by index/engine_*.c only. */
+#ifndef GZ_INDEX_ENGINE_INTERNAL_H
+#define GZ_INDEX_ENGINE_INTERNAL_H
+
+#include "index/engine.h"
+
+struct gz_engine {
+    gz_db *db;
+    gz_model *model;         /* NULL until gz_engine_model */
+    int64_t model_id;        /* its id in db */
+    char *model_dir;         /* given or registered; owned */
+    gz_model_params params;
+};
+
+/* Decode parameters for indexing with model m: the model's wish, with overrides
+ * (exif_orient < 0 and max_pixels <= 0 keep the model's values). */
+gz_image_params gz_engine_image_params(gz_model *m, int exif_orient, int64_t max_pixels);
+
+/* Decode, embed and store one image file as an image item in its own transaction (call it
+ * outside a batch). Used by add-texts for linked images. An unchanged, embedded file is not
+ * re-encoded. On a decode/encode failure the item is stored with status failed and the
+ * error is returned. Sets *item_id. */
+gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_id);
+
+#endif

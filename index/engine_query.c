@@ -1,0 +1,308 @@
+/* engine_query.c - queries: compose text/image terms into one vector, search the store,
+ * re-rank the top K with BLIP ITM (LAVIS' itm + itc score), rank products by a text+image
+ * combination. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "index/engine.h"
+#include "index/engine_internal.h"
+
+gz_query gz_query_default(void) {
+    gz_query q;
+    memset(&q, 0, sizeof q);
+    q.target = GZ_TARGET_IMAGES;
+    q.k = 10;
+    q.min_score = -2.0f;
+    q.text_weight = 0.5f;
+    return q;
+}
+
+void gz_results_free(gz_results *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n; i++) {
+        free(r->v[i].path);
+        free(r->v[i].text);
+        free(r->v[i].ext_id);
+        free(r->v[i].link_path);
+    }
+    free(r->v);
+    r->v = NULL;
+    r->n = 0;
+}
+
+static gz_status load_query_image(gz_model *m, const char *path, gz_image *img) {
+    gz_image_params ip = gz_model_image_params(m);
+    memset(img, 0, sizeof *img);
+    return gz_image_load(path, &ip, img);
+}
+
+gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n, float *out) {
+    gz_model *m = NULL;
+    gz_status st = gz_engine_model(e, &m, NULL);
+    if (st != GZ_OK) return st;
+    if (n <= 0) return GZ_FAIL(GZ_EINVAL, "empty query");
+    int dim = gz_model_dim(m);
+    float *tmp = malloc((size_t)dim * sizeof *tmp);
+    if (!tmp) return GZ_FAIL(GZ_ENOMEM, "query: out of memory");
+    memset(out, 0, (size_t)dim * sizeof *out);
+    for (int t = 0; t < n && st == GZ_OK; t++) {
+        if (terms[t].text) {
+            st = gz_encode_texts(m, &terms[t].text, 1, tmp);
+        } else if (terms[t].image) {
+            gz_image img;
+            st = load_query_image(m, terms[t].image, &img);
+            if (st == GZ_OK) {
+                st = gz_encode_images(m, &img, 1, tmp);
+                gz_image_free(&img);
+            }
+        } else {
+            st = GZ_FAIL(GZ_EINVAL, "query term %d has neither text nor image", t);
+        }
+        if (st == GZ_OK)
+            for (int d = 0; d < dim; d++) out[d] += terms[t].weight * tmp[d];
+    }
+    free(tmp);
+    if (st != GZ_OK) return st;
+    double norm = 0;
+    for (int d = 0; d < dim; d++) norm += (double)out[d] * out[d];
+    norm = sqrt(norm);
+    if (!(norm > 1e-6))
+        return GZ_FAIL(GZ_EINVAL, "the composed query is the zero vector (terms cancel out)");
+    for (int d = 0; d < dim; d++) out[d] = (float)(out[d] / norm);
+    return GZ_OK;
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Fill a result's item fields from the store. */
+static gz_status fill_result(gz_db *db, int64_t id, gz_result *r) {
+    gz_item it;
+    memset(&it, 0, sizeof it);
+    gz_status st = gz_db_get_item(db, id, &it);
+    if (st != GZ_OK) return st;
+    r->item_id = id;
+    r->kind = it.kind;
+    r->path = dup_or_null(it.path);
+    r->text = dup_or_null(it.text);
+    r->ext_id = dup_or_null(it.ext_id);
+    r->width = it.width;
+    r->height = it.height;
+    snprintf(r->taken_at, sizeof r->taken_at, "%s", it.taken_at ? it.taken_at : "");
+    r->link_item_id = it.link_item_id;
+    r->image_score = NAN;
+    gz_item_clear(&it);
+    if (r->link_item_id > 0) {
+        gz_item li;
+        memset(&li, 0, sizeof li);
+        if (gz_db_get_item(db, r->link_item_id, &li) == GZ_OK) r->link_path = dup_or_null(li.path);
+        gz_item_clear(&li);
+    }
+    return GZ_OK;
+}
+
+static int cmp_result_score(const void *a, const void *b) {
+    const gz_result *x = a, *y = b;
+    if (x->score > y->score) return -1;
+    if (x->score < y->score) return 1;
+    return x->item_id < y->item_id ? -1 : x->item_id > y->item_id;
+}
+
+/* Re-score candidates with the ITM head: one text over images, or one image over texts. */
+static gz_status rerank(gz_model *m, const gz_query *q, gz_results *res) {
+    if (!gz_model_has_itm(m))
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "--rerank needs a model with an image-text matching head (BLIP); this is "
+                       "a %s model", gz_family_name(gz_model_family(m)));
+    if (q->n_terms != 1 || q->terms[0].weight <= 0)
+        return GZ_FAIL(GZ_EINVAL, "--rerank works on a single query, not a composed one");
+    int n = res->n;
+    if (n == 0) return GZ_OK;
+    gz_match *mt = calloc((size_t)n, sizeof *mt);
+    if (!mt) return GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
+    gz_status st = GZ_OK;
+    if (q->target == GZ_TARGET_IMAGES && q->terms[0].text) {
+        gz_image *imgs = calloc((size_t)n, sizeof *imgs);
+        int *ok = calloc((size_t)n, sizeof *ok);
+        int *idx = calloc((size_t)n, sizeof *idx);
+        int k = 0;
+        if (!imgs || !ok || !idx) st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
+        /* Candidates whose file is unreadable now keep their ITC score and sink below. */
+        for (int i = 0; i < n && st == GZ_OK; i++)
+            if (load_query_image(m, res->v[i].path, &imgs[k]) == GZ_OK) ok[i] = 1, idx[k++] = i;
+        gz_match *tmp = k ? calloc((size_t)k, sizeof *tmp) : NULL;
+        if (st == GZ_OK && k) {
+            if (!tmp)
+                st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
+            else
+                st = gz_match_text_images(m, q->terms[0].text, imgs, k, tmp);
+        }
+        for (int t = 0; t < k && st == GZ_OK; t++) mt[idx[t]] = tmp[t];
+        for (int t = 0; t < k; t++) gz_image_free(&imgs[t]);
+        for (int i = 0; i < n && st == GZ_OK; i++) {
+            gz_result *r = &res->v[i];
+            if (ok[i]) {
+                r->has_itm = 1;
+                r->itm_logit = mt[i].itm_logit[1];
+                r->itm_prob = mt[i].itm_prob;
+                r->score = mt[i].itm_logit[1] + r->itc;
+            } else {
+                r->score = -INFINITY;
+            }
+        }
+        free(tmp);
+        free(imgs);
+        free(ok);
+        free(idx);
+    } else if (q->target == GZ_TARGET_TEXTS && q->terms[0].image) {
+        const char **texts = calloc((size_t)n, sizeof *texts);
+        gz_image img;
+        if (!texts) st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
+        if (st == GZ_OK) st = load_query_image(m, q->terms[0].image, &img);
+        if (st == GZ_OK) {
+            for (int i = 0; i < n; i++) texts[i] = res->v[i].text ? res->v[i].text : "";
+            st = gz_match_image_texts(m, &img, texts, n, mt);
+            gz_image_free(&img);
+        }
+        for (int i = 0; i < n && st == GZ_OK; i++) {
+            gz_result *r = &res->v[i];
+            r->has_itm = 1;
+            r->itm_logit = mt[i].itm_logit[1];
+            r->itm_prob = mt[i].itm_prob;
+            r->score = mt[i].itm_logit[1] + r->itc;
+        }
+        free(texts);
+    } else {
+        st = GZ_FAIL(GZ_EINVAL, "--rerank needs a text query over images or an image query "
+                                "over texts (--texts --image FILE)");
+    }
+    free(mt);
+    if (st == GZ_OK) qsort(res->v, (size_t)n, sizeof *res->v, cmp_result_score);
+    return st;
+}
+
+static int cmp_hit_id(const void *a, const void *b) {
+    const gz_hit *x = a, *y = b;
+    return x->item_id < y->item_id ? -1 : x->item_id > y->item_id;
+}
+
+/* All hits of a kind (k = every stored item), for the products formula. */
+static gz_status search_all(gz_db *db, int64_t mid, gz_item_kind kind, const float *v, int dim,
+                            int64_t n_items, gz_hit **hits, int *n) {
+    *hits = NULL;
+    *n = 0;
+    if (n_items <= 0) return GZ_OK;
+    if (n_items > 100000000) return GZ_FAIL(GZ_ENOMEM, "products: too many items");
+    *hits = malloc((size_t)n_items * sizeof **hits);
+    if (!*hits) return GZ_FAIL(GZ_ENOMEM, "products: out of memory");
+    return gz_db_search(db, mid, kind, v, dim, (int)n_items, -2.0f, *hits, n);
+}
+
+static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const float *v, int dim,
+                          gz_results *out) {
+    gz_db_stats ds;
+    gz_status st = gz_db_get_stats(e->db, &ds);
+    if (st != GZ_OK) return st;
+    gz_hit *th = NULL, *ih = NULL;
+    int nt = 0, ni = 0;
+    st = search_all(e->db, mid, GZ_ITEM_TEXT, v, dim, ds.n_items[GZ_ITEM_TEXT], &th, &nt);
+    if (st == GZ_OK)
+        st = search_all(e->db, mid, GZ_ITEM_IMAGE, v, dim, ds.n_items[GZ_ITEM_IMAGE], &ih, &ni);
+    if (st == GZ_OK && ni) qsort(ih, (size_t)ni, sizeof *ih, cmp_hit_id);
+    gz_result *all = nt ? calloc((size_t)nt, sizeof *all) : NULL;
+    if (st == GZ_OK && nt && !all) st = GZ_FAIL(GZ_ENOMEM, "products: out of memory");
+    float w = q->text_weight;
+    int kept = 0;
+    for (int i = 0; i < nt && st == GZ_OK; i++) {
+        gz_item it;
+        memset(&it, 0, sizeof it);
+        st = gz_db_get_item(e->db, th[i].item_id, &it);
+        if (st != GZ_OK) break;
+        gz_result r;
+        memset(&r, 0, sizeof r);
+        r.item_id = th[i].item_id;
+        r.itc = th[i].score;
+        r.image_score = NAN;
+        r.score = th[i].score;
+        if (it.link_item_id > 0) {
+            gz_hit key = {.item_id = it.link_item_id};
+            gz_hit *h = ni ? bsearch(&key, ih, (size_t)ni, sizeof *ih, cmp_hit_id) : NULL;
+            if (h) {
+                r.image_score = h->score;
+                r.score = w * th[i].score + (1 - w) * h->score;
+            }
+        }
+        gz_item_clear(&it);
+        if (r.score >= q->min_score) all[kept++] = r;
+    }
+    if (st == GZ_OK && kept) qsort(all, (size_t)kept, sizeof *all, cmp_result_score);
+    int k = kept < q->k ? kept : q->k;
+    out->v = k ? calloc((size_t)k, sizeof *out->v) : NULL;
+    if (st == GZ_OK && k && !out->v) st = GZ_FAIL(GZ_ENOMEM, "products: out of memory");
+    for (int i = 0; i < k && st == GZ_OK; i++) {
+        gz_result *r = &out->v[i];
+        st = fill_result(e->db, all[i].item_id, r);
+        r->score = all[i].score;
+        r->itc = all[i].itc;
+        r->image_score = all[i].image_score;
+        out->n = i + 1;
+    }
+    free(all);
+    free(th);
+    free(ih);
+    return st;
+}
+
+gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
+    memset(out, 0, sizeof *out);
+    gz_model *m = NULL;
+    int64_t mid = 0;
+    gz_status st = gz_engine_model(e, &m, &mid);
+    if (st != GZ_OK) return st;
+    if (q->k <= 0) return GZ_FAIL(GZ_EINVAL, "k must be positive (got %d)", q->k);
+    int dim = gz_model_dim(m);
+    if (q->rerank > 0 && !gz_model_has_itm(m))
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "--rerank needs a model with an image-text matching head (BLIP); this is "
+                       "a %s model", gz_family_name(gz_model_family(m)));
+    float *v = malloc((size_t)dim * sizeof *v);
+    if (!v) return GZ_FAIL(GZ_ENOMEM, "search: out of memory");
+    st = gz_engine_query_vector(e, q->terms, q->n_terms, v);
+    if (st == GZ_OK && q->target == GZ_TARGET_PRODUCTS) {
+        st = products(e, q, mid, v, dim, out);
+        free(v);
+        if (st != GZ_OK) gz_results_free(out);
+        return st;
+    }
+    gz_item_kind kind = q->target == GZ_TARGET_TEXTS ? GZ_ITEM_TEXT : GZ_ITEM_IMAGE;
+    int kk = q->rerank > q->k ? q->rerank : q->k;
+    gz_hit *hits = st == GZ_OK ? malloc((size_t)kk * sizeof *hits) : NULL;
+    int nh = 0;
+    if (st == GZ_OK && !hits) st = GZ_FAIL(GZ_ENOMEM, "search: out of memory");
+    if (st == GZ_OK) st = gz_db_search(e->db, mid, kind, v, dim, kk, q->min_score, hits, &nh);
+    free(v);
+    if (st == GZ_OK && nh) {
+        out->v = calloc((size_t)nh, sizeof *out->v);
+        if (!out->v) st = GZ_FAIL(GZ_ENOMEM, "search: out of memory");
+    }
+    for (int i = 0; i < nh && st == GZ_OK; i++) {
+        st = fill_result(e->db, hits[i].item_id, &out->v[i]);
+        out->v[i].score = out->v[i].itc = hits[i].score;
+        out->n = i + 1;
+    }
+    free(hits);
+    if (st == GZ_OK && q->rerank > 0) st = rerank(m, q, out);
+    if (st == GZ_OK && out->n > q->k) {
+        for (int i = q->k; i < out->n; i++) {
+            free(out->v[i].path);
+            free(out->v[i].text);
+            free(out->v[i].ext_id);
+            free(out->v[i].link_path);
+        }
+        out->n = q->k;
+    }
+    if (st != GZ_OK) gz_results_free(out);
+    return st;
+}
