@@ -13,6 +13,12 @@
  * Semantics mirror transformers 4.40.2's SLOW tokenizers (BertTokenizer, CLIPTokenizer with
  * ftfy); see tests/data/fixtures/README.md "Tokenizers (slow HF)".
  *
+ * Known differences from Python (all outside the fixtures' cases):
+ *  - CLIP slow mode runs ftfy.fix_text without its mojibake repair (fix_encoding): "cafÃ©"
+ *    stays as is (ftfy: "café"); every other default ftfy step is done (textclean.c).
+ *  - Unicode data is utf8proc's (Unicode 15) where Python 3.11 has Unicode 14: characters
+ *    new in 15 are letters/symbols here but unassigned (dropped by BERT's clean-up) there.
+ *
  * Thread safety: after loading, a gz_tokenizer may be shared by threads for encoding (the BPE
  * merge cache is protected by a mutex). Loading and freeing are not thread-safe. */
 #ifndef GZ_TEXT_TOKENIZER_H
