@@ -280,7 +280,12 @@ static int db_info(const char *db_flag, int json) {
             out_json_str(f, it.error ? it.error : "");
             fputc('}', f);
         } else {
-            printf("  %s: %s\n", it.path ? it.path : "?", it.error ? it.error : "");
+            const char *err = it.error ? it.error : "";
+            size_t pl = it.path ? strlen(it.path) : 0;
+            if (pl && strncmp(err, it.path, pl) == 0 && strncmp(err + pl, ": ", 2) == 0)
+                printf("  %s\n", err); /* the message already names the file */
+            else
+                printf("  %s: %s\n", it.path ? it.path : "?", err);
         }
         gz_item_clear(&it);
     }

@@ -52,38 +52,63 @@ gz_db *gz_engine_db(gz_engine *e) { return e->db; }
 
 const char *gz_engine_model_dir(const gz_engine *e) { return e->model_dir; }
 
-gz_status gz_engine_model(gz_engine *e, gz_model **m, int64_t *model_id) {
-    if (!e->model) {
-        gz_status st;
-        if (!e->model_dir) {
-            gz_db_model dm;
-            st = gz_db_default_model(e->db, &dm);
-            if (st == GZ_ENOTFOUND)
-                return GZ_FAIL(GZ_ENOTFOUND,
-                               "no model: give --model DIR (or set $GAZE_MODEL); the database "
-                               "has no registered model yet");
-            if (st != GZ_OK) return st;
-            e->model_dir = strdup(dm.name);
-            if (!e->model_dir) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-        }
-        gz_model *model = NULL;
-        st = gz_model_load(e->model_dir, &e->params, &model);
+/* Load the model (given, else the db's default) and find or register it. */
+static gz_status resolve_model(gz_engine *e, int do_register) {
+    if (e->model && (e->model_id > 0 || !do_register)) return GZ_OK;
+    gz_status st;
+    if (!e->model_dir) {
+        gz_db_model dm;
+        st = gz_db_default_model(e->db, &dm);
+        if (st == GZ_ENOTFOUND)
+            return GZ_FAIL(GZ_ENOTFOUND,
+                           "no model: give --model DIR (or set $GAZE_MODEL); the database "
+                           "has no registered model yet");
         if (st != GZ_OK) return st;
-        char fp[65];
-        st = gz_model_fingerprint(model, fp);
-        if (st == GZ_OK) {
-            /* Register under the absolute directory so later runs from elsewhere find it. */
-            char abs[PATH_MAX];
-            const char *name = realpath(e->model_dir, abs) ? abs : e->model_dir;
-            st = gz_db_register_model(e->db, name, gz_family_name(gz_model_family(model)),
-                                      gz_model_dim(model), fp, &e->model_id);
-        }
-        if (st != GZ_OK) {
-            gz_model_free(model);
-            return st;
-        }
-        e->model = model;
+        e->model_dir = strdup(dm.name);
+        if (!e->model_dir) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     }
+    if (!e->model) {
+        st = gz_model_load(e->model_dir, &e->params, &e->model);
+        if (st != GZ_OK) return st;
+        st = gz_model_fingerprint(e->model, e->fingerprint);
+        if (st != GZ_OK) return st;
+    }
+    if (do_register) {
+        /* Register under the absolute directory so later runs from elsewhere find it. */
+        char abs[PATH_MAX];
+        const char *name = realpath(e->model_dir, abs) ? abs : e->model_dir;
+        return gz_db_register_model(e->db, name, gz_family_name(gz_model_family(e->model)),
+                                    gz_model_dim(e->model), e->fingerprint, &e->model_id);
+    }
+    /* Readers look the model up without touching the registry (last_used stays). */
+    gz_db_model *ms = NULL;
+    int n = 0;
+    st = gz_db_models(e->db, &ms, &n);
+    if (st != GZ_OK) return st;
+    e->model_id = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(ms[i].fingerprint, e->fingerprint) == 0) e->model_id = ms[i].id;
+    if (!e->model_id) {
+        st = GZ_FAIL(GZ_ENOTFOUND,
+                     "%s: the database has no vectors made with this model; index with it "
+                     "first, or search with the model it was indexed with%s%s",
+                     e->model_dir, n ? ": " : "", n ? ms[0].name : "");
+    }
+    free(ms);
+    return st;
+}
+
+gz_status gz_engine_model(gz_engine *e, gz_model **m, int64_t *model_id) {
+    gz_status st = resolve_model(e, 1);
+    if (st != GZ_OK) return st;
+    if (m) *m = e->model;
+    if (model_id) *model_id = e->model_id;
+    return GZ_OK;
+}
+
+gz_status gz_engine_model_lookup(gz_engine *e, gz_model **m, int64_t *model_id) {
+    gz_status st = resolve_model(e, 0);
+    if (st != GZ_OK) return st;
     if (m) *m = e->model;
     if (model_id) *model_id = e->model_id;
     return GZ_OK;

@@ -9,8 +9,14 @@ struct gz_engine {
     gz_model *model;         /* NULL until gz_engine_model */
     int64_t model_id;        /* its id in db */
     char *model_dir;         /* given or registered; owned */
+    char fingerprint[65];    /* of model */
     gz_model_params params;
 };
+
+/* Like gz_engine_model but for readers: finds the model's id by fingerprint without
+ * registering it (the db's default model stays); GZ_ENOTFOUND if the db has no vectors
+ * made with it. */
+gz_status gz_engine_model_lookup(gz_engine *e, gz_model **m, int64_t *model_id);
 
 /* Decode parameters for indexing with model m: the model's wish, with overrides
  * (exif_orient < 0 and max_pixels <= 0 keep the model's values). */

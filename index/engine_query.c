@@ -41,7 +41,7 @@ static gz_status load_query_image(gz_model *m, const char *path, gz_image *img) 
 
 gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n, float *out) {
     gz_model *m = NULL;
-    gz_status st = gz_engine_model(e, &m, NULL);
+    gz_status st = gz_engine_model_lookup(e, &m, NULL);
     if (st != GZ_OK) return st;
     if (n <= 0) return GZ_FAIL(GZ_EINVAL, "empty query");
     int dim = gz_model_dim(m);
@@ -259,7 +259,7 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
     memset(out, 0, sizeof *out);
     gz_model *m = NULL;
     int64_t mid = 0;
-    gz_status st = gz_engine_model(e, &m, &mid);
+    gz_status st = gz_engine_model_lookup(e, &m, &mid);
     if (st != GZ_OK) return st;
     if (q->k <= 0) return GZ_FAIL(GZ_EINVAL, "k must be positive (got %d)", q->k);
     int dim = gz_model_dim(m);
