@@ -18,10 +18,10 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libx265\n"; }
 
 static int checks = 0;
-#define T(cond)      \
-    do {            \
-        checks++;   \
-        CHECK(cond); \
+#define T(cond)                                                                                    \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK(cond);                                                                               \
     } while (0)
 
 static uint8_t *read_all(const char *path, size_t *n) {
@@ -63,8 +63,8 @@ static void compare_rgb(const char *what, const gz_image *im, const gz_st_tensor
         if (d) bad++;
         if (d > maxd) maxd = d;
     }
-    printf("  %-40s %4dx%-4d max|diff| %d, %zu of %zu values differ\n", what, im->width,
-           im->height, maxd, bad, n);
+    printf("  %-40s %4dx%-4d max|diff| %d, %zu of %zu values differ\n", what, im->width, im->height,
+           maxd, bad, n);
     T(bad == 0);
 }
 
@@ -123,7 +123,8 @@ static void test_photos(void) {
     qsort(files, (size_t)nf, sizeof files[0], cmp_str);
     T(nf >= 30);
     printf("sample photos (%d): upright size, format, EXIF orientation, date; then with "
-           "min_size 224\n", nf);
+           "min_size 224\n",
+           nf);
     for (int i = 0; i < nf; i++) {
         const char *path = gz_test_path("photos/%s", files[i]);
         gz_image im;
@@ -158,13 +159,14 @@ static void test_photos(void) {
             /* JPEG scales are M/8: the next smaller one would be below 224 */
             if (strcmp(im.format, "jpeg") == 0 && sm.width < im.width) T(smin < 2 * 224 + 8);
         }
-        printf("  %-42s %4dx%-4d %-4s o=%d %-19s %6.1f ms | min224: %4dx%-4d %6.1f ms\n",
-               files[i], im.width, im.height, im.format,
-               im.orientation, im.taken_at[0] ? im.taken_at : "-", ms, sm.width, sm.height, ms2);
+        printf("  %-42s %4dx%-4d %-4s o=%d %-19s %6.1f ms | min224: %4dx%-4d %6.1f ms\n", files[i],
+               im.width, im.height, im.format, im.orientation, im.taken_at[0] ? im.taken_at : "-",
+               ms, sm.width, sm.height, ms2);
         gz_image_free(&sm);
         gz_image_free(&im);
     }
-    for (int i = 0; i < nf; i++) free(files[i]);
+    for (int i = 0; i < nf; i++)
+        free(files[i]);
 }
 
 /* ---- EXIF orientation 1..8 ---------------------------------------------------------- */
@@ -180,15 +182,18 @@ static void grid(const gz_image *im, float *out) {
             double s[3] = {0, 0, 0};
             for (int y = y0; y < y1; y++)
                 for (int x = x0; x < x1; x++)
-                    for (int c = 0; c < 3; c++) s[c] += im->rgb[((size_t)y * im->width + x) * 3 + c];
+                    for (int c = 0; c < 3; c++)
+                        s[c] += im->rgb[((size_t)y * im->width + x) * 3 + c];
             double n = (double)(y1 - y0) * (x1 - x0);
-            for (int c = 0; c < 3; c++) out[(gy * G + gx) * 3 + c] = (float)(s[c] / n);
+            for (int c = 0; c < 3; c++)
+                out[(gy * G + gx) * 3 + c] = (float)(s[c] / n);
         }
 }
 
 static double mean_abs(const float *a, const float *b) {
     double s = 0;
-    for (int i = 0; i < G * G * 3; i++) s += a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+    for (int i = 0; i < G * G * 3; i++)
+        s += a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
     return s / (G * G * 3);
 }
 
@@ -267,11 +272,13 @@ static uint32_t crc32_png(const uint8_t *d, size_t n) {
     if (!crc_table[1])
         for (uint32_t i = 0; i < 256; i++) {
             uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            for (int k = 0; k < 8; k++)
+                c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
             crc_table[i] = c;
         }
     uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) c = crc_table[(c ^ d[i]) & 0xFF] ^ (c >> 8);
+    for (size_t i = 0; i < n; i++)
+        c = crc_table[(c ^ d[i]) & 0xFF] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
 }
 
@@ -317,7 +324,8 @@ static void test_broken(void) {
     {
         uint8_t *c = malloc(n);
         memcpy(c, jpg, n);
-        for (size_t i = n / 3; i < n - 2; i += 97) c[i] ^= 0x5A;
+        for (size_t i = n / 3; i < n - 2; i += 97)
+            c[i] ^= 0x5A;
         gz_image im;
         gz_status s = gz_image_load_memory(c, n, "corrupted.jpg", &p, &im);
         printf("  %-34s -> %-13s %s\n", "corrupted.jpg (bit flips)", gz_status_name(s),
@@ -370,6 +378,18 @@ static void test_broken(void) {
         expect_fail("huge_65000x65000.jpg", c, n, &p, GZ_ENOMEM, "too large");
         free(c);
     }
+    /* A 12-bit JPEG (SOF precision patched): refused clearly by the 8-bit libjpeg-turbo. */
+    {
+        uint8_t *c = malloc(n);
+        memcpy(c, jpg, n);
+        size_t i = 2;
+        while (i + 9 < n && c[i] == 0xFF && c[i + 1] != 0xC0 && c[i + 1] != 0xC2)
+            i += 2 + ((size_t)c[i + 2] << 8 | c[i + 3]);
+        T(i + 9 < n && c[i] == 0xFF);
+        c[i + 4] = 12;
+        expect_fail("precision12.jpg", c, n, &p, GZ_EUNSUPPORTED, "precision");
+        free(c);
+    }
     /* A settable limit. */
     {
         gz_image_params q = p;
@@ -419,7 +439,8 @@ static struct heif_error write_mem(struct heif_context *ctx, const void *data, s
     struct heif_error ok = {heif_error_Ok, heif_suberror_Unspecified, "ok"};
     uint8_t *nd = realloc(m->d, m->n + size);
     if (!nd) {
-        struct heif_error e = {heif_error_Memory_allocation_error, heif_suberror_Unspecified, "oom"};
+        struct heif_error e = {heif_error_Memory_allocation_error, heif_suberror_Unspecified,
+                               "oom"};
         return e;
     }
     memcpy(nd + m->n, data, size);
@@ -431,15 +452,17 @@ static struct heif_error write_mem(struct heif_context *ctx, const void *data, s
 /* Minimal little-endian TIFF: IFD0 {Orientation = 6, ExifIFD}, ExifIFD {DateTimeOriginal}. */
 static size_t make_exif(uint8_t *b) {
     static const uint8_t t[] = {
-        'I', 'I', 42, 0, 8, 0, 0, 0,                       /* header, IFD0 at 8 */
-        2, 0,                                              /* IFD0: 2 entries */
-        0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0,          /* Orientation SHORT 6 */
-        0x69, 0x87, 4, 0, 1, 0, 0, 0, 38, 0, 0, 0,         /* ExifIFD LONG -> 38 */
-        0, 0, 0, 0,                                        /* no IFD1 */
-        1, 0,                                              /* ExifIFD (38): 1 entry */
-        0x03, 0x90, 2, 0, 20, 0, 0, 0, 56, 0, 0, 0,        /* DateTimeOriginal ASCII[20] @56 */
-        0, 0, 0, 0,                                        /* next 0 */
-        '2', '0', '2', '1', ':', '0', '7', ':', '0', '4', ' ', '1', '2', ':', '3', '4', ':', '5', '6', 0};
+        'I',  'I',  42,  0,   8,   0,   0,   0,                     /* header, IFD0 at 8 */
+        2,    0,                                                    /* IFD0: 2 entries */
+        0x12, 0x01, 3,   0,   1,   0,   0,   0,   6,   0,   0,   0, /* Orientation SHORT 6 */
+        0x69, 0x87, 4,   0,   1,   0,   0,   0,   38,  0,   0,   0, /* ExifIFD LONG -> 38 */
+        0,    0,    0,   0,                                         /* no IFD1 */
+        1,    0,                                                    /* ExifIFD (38): 1 entry */
+        0x03, 0x90, 2,   0,   20,  0,   0,   0,   56,  0,   0,   0, /* DateTimeOriginal ASCII[20]
+                                                                       @56 */
+        0,    0,    0,   0,                                         /* next 0 */
+        '2',  '0',  '2', '1', ':', '0', '7', ':', '0', '4', ' ', '1', '2',
+        ':',  '3',  '4', ':', '5', '6', 0};
     memcpy(b, t, sizeof t);
     return sizeof t;
 }
@@ -516,7 +539,8 @@ static void test_cmyk(void) {
          * inversion would give a photo negative, mean difference ~ 100) */
         double sum = 0;
         size_t n = (size_t)a.width * a.height * 3;
-        for (size_t i = 0; i < n; i++) sum += abs((int)a.rgb[i] - (int)b.rgb[i]);
+        for (size_t i = 0; i < n; i++)
+            sum += abs((int)a.rgb[i] - (int)b.rgb[i]);
         printf("CMYK JPEG vs RGB original: mean |diff| %.2f\n", sum / n);
         T(sum / n < 6.0);
     } else {
@@ -533,10 +557,10 @@ static void test_cmyk(void) {
 /* ---- damaged files: every truncation point and byte mutations, never a crash ------------ */
 
 static void test_damage(void) {
-    static const char *const files[] = {"fixtures/images/a3_coffee_exif6.jpg",
-                                        "photos/scene_beach_icc400k_progressive.jpg",
-                                        "fixtures/images/a5_clip_diagram_rgba.png",
-                                        "photos/people_hopper.gif", "photos/landmark_eiffel_tower.webp"};
+    static const char *const files[] = {
+        "fixtures/images/a3_coffee_exif6.jpg", "photos/scene_beach_icc400k_progressive.jpg",
+        "fixtures/images/a5_clip_diagram_rgba.png", "photos/people_hopper.gif",
+        "photos/landmark_eiffel_tower.webp"};
     int runs = 0, ok = 0, failed_cleanly = 0;
     uint32_t x = 777;
     for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {

@@ -14,10 +14,10 @@
 #include "vision_encoder/preprocess.h"
 
 static int checks = 0;
-#define T(cond)      \
-    do {            \
-        checks++;   \
-        CHECK(cond); \
+#define T(cond)                                                                                    \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK(cond);                                                                               \
     } while (0)
 
 /* Batch order of the fixtures (tests/data/fixtures/inputs.json, README "Images"). */
@@ -30,8 +30,9 @@ typedef struct {
     gz_family fam;
 } family;
 
-static const family families[] = {
-    {"blip_itm", GZ_FAMILY_BLIP}, {"clip", GZ_FAMILY_CLIP}, {"chinese_clip", GZ_FAMILY_CHINESE_CLIP}};
+static const family families[] = {{"blip_itm", GZ_FAMILY_BLIP},
+                                  {"clip", GZ_FAMILY_CLIP},
+                                  {"chinese_clip", GZ_FAMILY_CHINESE_CLIP}};
 
 /* Count differing uint8 values and the largest difference. */
 static int cmp_u8(const uint8_t *a, const uint8_t *b, size_t n, size_t *nbad) {
@@ -161,7 +162,8 @@ static void test_fast_decode(void) {
         if (a && b) {
             double sum = 0;
             size_t n = (size_t)S * S * 3;
-            for (size_t i = 0; i < n; i++) sum += abs((int)a[i] - (int)b[i]);
+            for (size_t i = 0; i < n; i++)
+                sum += abs((int)a[i] - (int)b[i]);
             printf("  %-42s %4dx%-4d -> %4dx%-4d: %.2f\n", photos[k], full.width, full.height,
                    fast.width, fast.height, sum / n);
             T(fast.width < full.width);
@@ -202,7 +204,8 @@ static void test_rules(void) {
     CHECK_OK(gz_preproc_resize(&c, img, 40, 30, &out));
     if (out) {
         int ok = 1;
-        for (int i = 0; i < 16 * 16 * 3; i++) ok &= out[i] == 77;
+        for (int i = 0; i < 16 * 16 * 3; i++)
+            ok &= out[i] == 77;
         T(ok);
         free(out);
     }
@@ -235,7 +238,8 @@ static void test_rules(void) {
     uint8_t up[50 * 45 * 3];
     CHECK_OK(gz_resize_bicubic_pil(img, 40, 30, up, 50, 45));
     int ok = 1;
-    for (size_t i = 0; i < sizeof up; i++) ok &= up[i] == 77;
+    for (size_t i = 0; i < sizeof up; i++)
+        ok &= up[i] == 77;
     T(ok);
 }
 
@@ -249,8 +253,10 @@ static void test_thumbnail(void) {
     /* Mean colour is kept. */
     if (th.rgb) {
         double m0 = 0, m1 = 0;
-        for (size_t i = 0; i < (size_t)im.width * im.height * 3; i++) m0 += im.rgb[i];
-        for (size_t i = 0; i < (size_t)th.width * th.height * 3; i++) m1 += th.rgb[i];
+        for (size_t i = 0; i < (size_t)im.width * im.height * 3; i++)
+            m0 += im.rgb[i];
+        for (size_t i = 0; i < (size_t)th.width * th.height * 3; i++)
+            m1 += th.rgb[i];
         m0 /= (double)im.width * im.height * 3;
         m1 /= (double)th.width * th.height * 3;
         printf("thumbnail %dx%d -> %dx%d, mean %.2f -> %.2f\n", im.width, im.height, th.width,

@@ -34,12 +34,13 @@ void gz_image_free(gz_image *img) {
 }
 
 gz_status gz_img_check_pixels(const char *name, int64_t w, int64_t h, int64_t max_pixels) {
-    if (w <= 0 || h <= 0) return GZ_FAIL(GZ_EINVAL, "%s: invalid image size %lldx%lld", name,
-                                         (long long)w, (long long)h);
+    if (w <= 0 || h <= 0)
+        return GZ_FAIL(GZ_EINVAL, "%s: invalid image size %lldx%lld", name, (long long)w,
+                       (long long)h);
     /* Both sides fit an int (the gz_image fields) and the product cannot overflow int64. */
     if (w > 0x7fffffffLL || h > 0x7fffffffLL || w * h > max_pixels)
-        return GZ_FAIL(GZ_ENOMEM, "%s: image too large: %lldx%lld = %lld pixels, limit %lld",
-                       name, (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
+        return GZ_FAIL(GZ_ENOMEM, "%s: image too large: %lldx%lld = %lld pixels, limit %lld", name,
+                       (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
     return GZ_OK;
 }
 
@@ -81,15 +82,22 @@ static img_format sniff(const uint8_t *d, size_t n, const char **other) {
         *other = "ISO media (not HEIF)";
         return FMT_UNKNOWN;
     }
-    if (has_prefix(d, n, "BM", 2)) *other = "BMP";
-    else if (has_prefix(d, n, "II*\0", 4) || has_prefix(d, n, "MM\0*", 4)) *other = "TIFF";
-    else if (has_prefix(d, n, "\0\0\1\0", 4)) *other = "ICO";
-    else if (has_prefix(d, n, "8BPS", 4)) *other = "PSD";
+    if (has_prefix(d, n, "BM", 2))
+        *other = "BMP";
+    else if (has_prefix(d, n, "II*\0", 4) || has_prefix(d, n, "MM\0*", 4))
+        *other = "TIFF";
+    else if (has_prefix(d, n, "\0\0\1\0", 4))
+        *other = "ICO";
+    else if (has_prefix(d, n, "8BPS", 4))
+        *other = "PSD";
     else if (has_prefix(d, n, "\xff\x0a", 2) || has_prefix(d, n, "\0\0\0\x0cJXL ", 8))
         *other = "JPEG XL";
-    else if (has_prefix(d, n, "%PDF", 4)) *other = "PDF";
-    else if (has_prefix(d, n, "<svg", 4) || has_prefix(d, n, "<?xml", 5)) *other = "SVG/XML";
-    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '7') *other = "PNM";
+    else if (has_prefix(d, n, "%PDF", 4))
+        *other = "PDF";
+    else if (has_prefix(d, n, "<svg", 4) || has_prefix(d, n, "<?xml", 5))
+        *other = "SVG/XML";
+    else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '7')
+        *other = "PNM";
     return FMT_UNKNOWN;
 }
 
@@ -113,14 +121,38 @@ static gz_status apply_orientation(const char *name, gz_image *img, int o) {
         for (int ox = 0; ox < ow; ox++) {
             int sx, sy;
             switch (o) {
-            case 2: sx = w - 1 - ox; sy = oy; break;
-            case 3: sx = w - 1 - ox; sy = h - 1 - oy; break;
-            case 4: sx = ox; sy = h - 1 - oy; break;
-            case 5: sx = oy; sy = ox; break;
-            case 6: sx = oy; sy = h - 1 - ox; break;
-            case 7: sx = w - 1 - oy; sy = h - 1 - ox; break;
-            case 8: sx = w - 1 - oy; sy = ox; break;
-            default: sx = ox; sy = oy; break;
+            case 2:
+                sx = w - 1 - ox;
+                sy = oy;
+                break;
+            case 3:
+                sx = w - 1 - ox;
+                sy = h - 1 - oy;
+                break;
+            case 4:
+                sx = ox;
+                sy = h - 1 - oy;
+                break;
+            case 5:
+                sx = oy;
+                sy = ox;
+                break;
+            case 6:
+                sx = oy;
+                sy = h - 1 - ox;
+                break;
+            case 7:
+                sx = w - 1 - oy;
+                sy = h - 1 - ox;
+                break;
+            case 8:
+                sx = w - 1 - oy;
+                sy = ox;
+                break;
+            default:
+                sx = ox;
+                sy = oy;
+                break;
             }
             const uint8_t *s = src + ((size_t)sy * w + sx) * 3;
             dst[ox * 3 + 0] = s[0];
@@ -226,8 +258,7 @@ gz_status gz_image_load(const char *path, const gz_image_params *params, gz_imag
     if (got != size) {
         free(buf);
         if (rerr) return GZ_FAIL(GZ_EIO, "%s: read error", path);
-        return GZ_FAIL(GZ_EIO, "%s: file shrank while reading (%zu of %zu bytes)", path, got,
-                       size);
+        return GZ_FAIL(GZ_EIO, "%s: file shrank while reading (%zu of %zu bytes)", path, got, size);
     }
     gz_status st = gz_image_load_memory(buf, size, path, params, img);
     free(buf);

@@ -54,8 +54,10 @@ void gz_img_exif_parse(const uint8_t *data, size_t size, int *orientation, char 
     ExifEntry *e = exif_content_get_entry(ed->ifd[EXIF_IFD_0], EXIF_TAG_ORIENTATION);
     if (e && e->data && e->components >= 1) {
         int v = 0;
-        if (e->format == EXIF_FORMAT_SHORT && e->size >= 2) v = exif_get_short(e->data, bo);
-        else if (e->format == EXIF_FORMAT_LONG && e->size >= 4) v = (int)exif_get_long(e->data, bo);
+        if (e->format == EXIF_FORMAT_SHORT && e->size >= 2)
+            v = exif_get_short(e->data, bo);
+        else if (e->format == EXIF_FORMAT_LONG && e->size >= 4)
+            v = (int)exif_get_long(e->data, bo);
         if (v >= 1 && v <= 8) *orientation = v;
     }
     format_date(exif_content_get_entry(ed->ifd[EXIF_IFD_EXIF], EXIF_TAG_DATE_TIME_ORIGINAL),

@@ -44,7 +44,8 @@ gz_status gz_img_decode_gif(const uint8_t *data, size_t size, const char *name,
     int err = 0;
     GifFileType *g = DGifOpen(&src, read_mem, &err);
     if (!g) {
-        if (src.short_read) return GZ_FAIL(GZ_EINVAL, "%s: truncated GIF (premature end of data)", name);
+        if (src.short_read)
+            return GZ_FAIL(GZ_EINVAL, "%s: truncated GIF (premature end of data)", name);
         const char *why = GifErrorString(err);
         return GZ_FAIL(GZ_EINVAL, "%s: corrupt GIF header (%s)", name, why ? why : "unknown error");
     }

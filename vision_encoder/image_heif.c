@@ -24,7 +24,8 @@ static void get_exif(const struct heif_image_handle *h, gz_img_exif *exif) {
     uint8_t *buf = malloc(n);
     if (!buf) return;
     struct heif_error e = heif_image_handle_get_metadata(h, id, buf);
-    uint32_t skip = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+    uint32_t skip =
+        (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
     if (e.code != heif_error_Ok || skip > n - 4) {
         free(buf);
         return;

@@ -23,7 +23,7 @@ typedef struct {
     struct jpeg_error_mgr pub; /* must be first */
     jmp_buf jb;
     char msg[JMSG_LENGTH_MAX];
-    int code;     /* libjpeg message code of the failure */
+    int code; /* libjpeg message code of the failure */
     int truncated;
 } jpeg_err;
 
@@ -117,7 +117,8 @@ gz_status gz_img_decode_jpeg(const uint8_t *data, size_t size, const char *name,
         for (unsigned m = 1; m <= 8; m++) {
             ci->scale_num = m;
             jpeg_calc_output_dimensions(ci);
-            if ((int)ci->output_width >= p->min_size && (int)ci->output_height >= p->min_size) break;
+            if ((int)ci->output_width >= p->min_size && (int)ci->output_height >= p->min_size)
+                break;
         }
     }
     jpeg_start_decompress(ci);
@@ -143,7 +144,8 @@ gz_status gz_img_decode_jpeg(const uint8_t *data, size_t size, const char *name,
             goto done;
         }
         if (oc == 1) {
-            for (int x = 0; x < w; x++) dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = ctx->row[x];
+            for (int x = 0; x < w; x++)
+                dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = ctx->row[x];
         } else if (oc == 4) {
             /* PIL opens every 4-component JPEG as "CMYK;I" (Adobe inverted values). */
             for (int x = 0; x < w; x++) {

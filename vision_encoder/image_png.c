@@ -58,8 +58,8 @@ gz_status gz_img_decode_png(const uint8_t *data, size_t size, const char *name,
     if (!c) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", name);
     c->data = data;
     c->size = size;
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, c, on_png_error,
-                                             on_png_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, c, on_png_error, on_png_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         if (png) png_destroy_read_struct(&png, NULL, NULL);
@@ -104,7 +104,8 @@ gz_status gz_img_decode_png(const uint8_t *data, size_t size, const char *name,
         c->st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", name);
         goto done;
     }
-    for (int y = 0; y < c->h; y++) c->rows[y] = c->rgb + (size_t)y * c->w * 3;
+    for (int y = 0; y < c->h; y++)
+        c->rows[y] = c->rgb + (size_t)y * c->w * 3;
     png_read_image(png, c->rows);
     c->after_image = 1;
     png_read_end(png, info); /* picks up an eXIf chunk stored after the image data */

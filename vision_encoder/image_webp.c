@@ -38,7 +38,8 @@ gz_status gz_img_decode_webp(const uint8_t *data, size_t size, const char *name,
     VP8StatusCode vs = WebPGetFeatures(data, size, &f);
     if (vs == VP8_STATUS_NOT_ENOUGH_DATA)
         return GZ_FAIL(GZ_EINVAL, "%s: truncated WebP (premature end of data)", name);
-    if (vs != VP8_STATUS_OK) return GZ_FAIL(GZ_EINVAL, "%s: corrupt WebP header (status %d)", name, (int)vs);
+    if (vs != VP8_STATUS_OK)
+        return GZ_FAIL(GZ_EINVAL, "%s: corrupt WebP header (status %d)", name, (int)vs);
     if (f.has_animation)
         return GZ_FAIL(GZ_EUNSUPPORTED, "%s: unsupported format (animated WebP)", name);
     uint8_t *rgb = NULL;

@@ -84,7 +84,8 @@ static gz_status precompute(int in, int out, coeffs *c) {
         }
         for (x = 0; x < xmax; x++)
             if (ww != 0.0) k[x] /= ww;
-        for (; x < ksize; x++) k[x] = 0;
+        for (; x < ksize; x++)
+            k[x] = 0;
         c->bounds[2 * xx] = xmin;
         c->bounds[2 * xx + 1] = xmax;
     }
@@ -125,8 +126,7 @@ static void resample_h(const uint8_t *in, int w, int y0, int y1, uint8_t *out, i
 }
 
 /* in (rows, W, 3) whose row 0 is input row `shift` -> out (OH, W, 3). */
-static void resample_v(const uint8_t *in, int w, int shift, uint8_t *out, int oh,
-                       const coeffs *c) {
+static void resample_v(const uint8_t *in, int w, int shift, uint8_t *out, int oh, const coeffs *c) {
     const size_t stride = (size_t)w * 3;
     for (int yy = 0; yy < oh; yy++) {
         const int ymin = c->bounds[2 * yy] - shift, ymax = c->bounds[2 * yy + 1];
@@ -135,7 +135,8 @@ static void resample_v(const uint8_t *in, int w, int shift, uint8_t *out, int oh
         for (size_t i = 0; i < stride; i++) {
             int32_t s = 1 << (PRECISION_BITS - 1);
             const uint8_t *p = in + (size_t)ymin * stride + i;
-            for (int y = 0; y < ymax; y++, p += stride) s += *p * k[y];
+            for (int y = 0; y < ymax; y++, p += stride)
+                s += *p * k[y];
             dst[i] = clip8(s);
         }
     }
@@ -194,8 +195,7 @@ int gz_preproc_min_decode_size(const gz_preproc_config *c) {
     return c->size_height > c->size_width ? c->size_height : c->size_width;
 }
 
-gz_status gz_preproc_resize_dims(const gz_preproc_config *c, int w, int h, int *out_w,
-                                 int *out_h) {
+gz_status gz_preproc_resize_dims(const gz_preproc_config *c, int w, int h, int *out_w, int *out_h) {
     if (w <= 0 || h <= 0) return GZ_FAIL(GZ_EINVAL, "preprocess: bad image size %dx%d", w, h);
     if (!c->do_resize) {
         *out_w = w;
@@ -301,12 +301,12 @@ gz_status gz_preprocess(const gz_preproc_config *c, const uint8_t *rgb, int w, i
 
 gz_status gz_preprocess_image(const gz_preproc_config *c, const gz_image *img, float *out) {
     if (!img || !img->rgb) return GZ_FAIL(GZ_EINVAL, "preprocess: empty image");
-    return gz_preprocess_as(c, img->rgb, img->width, img->height, img->src_width,
-                            img->src_height, out);
+    return gz_preprocess_as(c, img->rgb, img->width, img->height, img->src_width, img->src_height,
+                            out);
 }
 
-gz_status gz_preprocess_as(const gz_preproc_config *c, const uint8_t *rgb, int w, int h,
-                           int full_w, int full_h, float *out) {
+gz_status gz_preprocess_as(const gz_preproc_config *c, const uint8_t *rgb, int w, int h, int full_w,
+                           int full_h, float *out) {
     uint8_t *px = NULL; /* (S, S, 3) */
     gz_status st = gz_preproc_resize_as(c, rgb, w, h, full_w, full_h, &px);
     if (st != GZ_OK) return st;

@@ -35,8 +35,7 @@ int gz_preproc_min_decode_size(const gz_preproc_config *c);
 
 /* The (h, w) the resize step produces for a w x h input (before any centre crop), with
  * transformers' get_resize_output_image_size rounding. GZ_EINVAL for bad sizes. */
-gz_status gz_preproc_resize_dims(const gz_preproc_config *c, int w, int h, int *out_w,
-                                 int *out_h);
+gz_status gz_preproc_resize_dims(const gz_preproc_config *c, int w, int h, int *out_w, int *out_h);
 
 /* Resize (+ centre crop) an (h, w, 3) uint8 image to (S, S, 3) uint8 exactly as Pillow 9.4
  * BICUBIC + HF's center_crop (zero padding when the image is smaller than the crop).
@@ -59,8 +58,8 @@ gz_status gz_preprocess_image(const gz_preproc_config *c, const gz_image *img, f
  * stands for; full_w/full_h <= 0 mean "same as w/h". */
 gz_status gz_preproc_resize_as(const gz_preproc_config *c, const uint8_t *rgb, int w, int h,
                                int full_w, int full_h, uint8_t **out);
-gz_status gz_preprocess_as(const gz_preproc_config *c, const uint8_t *rgb, int w, int h,
-                           int full_w, int full_h, float *out);
+gz_status gz_preprocess_as(const gz_preproc_config *c, const uint8_t *rgb, int w, int h, int full_w,
+                           int full_h, float *out);
 
 /* Pillow-exact BICUBIC resize of an (h, w, 3) uint8 image to (oh, ow, 3) into out
  * (caller-allocated, oh*ow*3 bytes). Horizontal pass then vertical, uint8 in between. */
