@@ -464,16 +464,25 @@ gz_status gz_encode_texts(gz_model *m, const char *const *texts, int n, float *o
 }
 
 /* Preprocess images[0..n) into pixels (n, 3, S, S). */
-static gz_status preprocess_images(const gz_model *m, const gz_image *images, int n, float *pixels) {
+static gz_status preprocess_one(const gz_model *m, const gz_image *im, int i, float *out) {
+    if (!im->rgb || im->width <= 0 || im->height <= 0)
+        return GZ_FAIL(GZ_EINVAL, "image %d is empty (not decoded?)", i);
+    gz_status st = gz_preprocess(&m->pp, im->rgb, im->width, im->height, out);
+    return st == GZ_OK ? st : gz_error_prefix(st, "image %d", i);
+}
+
+/* Images are preprocessed in parallel (gz_preprocess is a pure function); error messages
+ * are thread-local, so the first failing image is redone on this thread for its message. */
+static gz_status preprocess_images(const gz_model *m, const gz_image *images, int base, int n,
+                                   float *pixels) {
     const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
-    for (int i = 0; i < n; i++) {
-        const gz_image *im = &images[i];
-        if (!im->rgb || im->width <= 0 || im->height <= 0)
-            return GZ_FAIL(GZ_EINVAL, "image %d is empty (not decoded?)", i);
-        gz_status st = gz_preprocess(&m->pp, im->rgb, im->width, im->height, pixels + i * img_sz);
-        if (st != GZ_OK) return gz_error_prefix(st, "image %d", i);
-    }
-    return GZ_OK;
+    int failed = n;
+#pragma omp parallel for schedule(dynamic, 1) reduction(min : failed) if (n > 1)
+    for (int i = 0; i < n; i++)
+        if (preprocess_one(m, &images[i], base + i, pixels + (size_t)i * img_sz) != GZ_OK && i < failed)
+            failed = i;
+    if (failed == n) return GZ_OK;
+    return preprocess_one(m, &images[failed], base + failed, pixels + (size_t)failed * img_sz);
 }
 
 /* Scratch for a chunk of `count` images of img_sz floats each. */
@@ -496,7 +505,7 @@ gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *ou
     if (!pixels) return GZ_FAIL(GZ_ENOMEM, "gz_encode_images: out of memory");
     for (int i0 = 0; st == GZ_OK && i0 < n; i0 += chunk) {
         int k = n - i0 < chunk ? n - i0 : chunk;
-        st = preprocess_images(m, images + i0, k, pixels);
+        st = preprocess_images(m, images + i0, i0, k, pixels);
         if (st == GZ_OK)
             st = gz_vit_encode(m->vit, pixels, k, out + (size_t)i0 * E, NULL, NULL, NULL, NULL);
     }
@@ -571,7 +580,7 @@ static gz_status need_for_match(gz_model *m) {
 /* Encode one image: embed (E) and, for BLIP, its post-LN hidden states (P, D). */
 static gz_status encode_one_image(gz_model *m, const gz_image *im, float *pixels, float *embed,
                                   float *hidden) {
-    gz_status st = preprocess_images(m, im, 1, pixels);
+    gz_status st = preprocess_images(m, im, 0, 1, pixels);
     if (st != GZ_OK) return st;
     return gz_vit_encode(m->vit, pixels, 1, embed, NULL, hidden, NULL, NULL);
 }
@@ -664,7 +673,7 @@ gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *im
     }
     for (int i0 = 0; i0 < n; i0 += bs) {
         int k = n - i0 < bs ? n - i0 : bs;
-        if ((st = preprocess_images(m, images + i0, k, pixels)) != GZ_OK) goto out;
+        if ((st = preprocess_images(m, images + i0, i0, k, pixels)) != GZ_OK) goto out;
         if ((st = gz_vit_encode(m->vit, pixels, k, img_emb, NULL, hidden, NULL, NULL)) != GZ_OK)
             goto out;
         for (int i = 0; i < k; i++) fill_itc(m, &out[i0 + i], dot(img_emb + (size_t)i * E, temb, E));

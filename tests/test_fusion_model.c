@@ -8,6 +8,7 @@
  * scores; fingerprints, lazy loading, image decode parameters and errors. */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +320,53 @@ static int copy_file(const char *from, const char *to) {
     return ok;
 }
 
+typedef struct {
+    gz_model *m;
+    float text[NT * 64];
+    gz_status st;
+} thread_job;
+
+/* Encode all captions from a thread: the first call of each thread races the lazy load. */
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    j->st = gz_encode_texts(j->m, (const char *const *)captions, NT, j->text);
+    return NULL;
+}
+
+/* Threads sharing a freshly loaded model; an empty image in a batch is reported by index. */
+static void test_model_threads(void) {
+    gz_model *m = NULL;
+    CHECK_OK(gz_model_load(gz_test_path("fixtures/chinese_clip"), NULL, &m));
+    if (!m) return;
+    const int E = gz_model_dim(m);
+    thread_job *jobs = calloc(4, sizeof *jobs);
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        jobs[t].m = m;
+        CHECK(pthread_create(&th[t], NULL, thread_main, &jobs[t]) == 0);
+    }
+    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++) {
+        checks++;
+        CHECK(jobs[t].st == GZ_OK);
+        close_to("chinese_clip threads", "thread vs thread 0", jobs[t].text, jobs[0].text,
+                 (size_t)NT * E, 1e-6f, 0);
+    }
+    free(jobs);
+
+    gz_image ims[5];
+    memset(ims, 0, sizeof ims);
+    gz_image_params ip = gz_model_image_params(m);
+    for (int i = 0; i < 5; i++)
+        if (i != 3) CHECK_OK(gz_image_load(gz_test_path("fixtures/images/%s", images[i]), &ip, &ims[i]));
+    float out[5 * 64];
+    checks++;
+    CHECK(gz_encode_images(m, ims, 5, out) == GZ_EINVAL);
+    CHECK(strstr(gz_last_error(), "image 3") != NULL);
+    for (int i = 0; i < 5; i++) gz_image_free(&ims[i]);
+    gz_model_free(m);
+}
+
 /* Fingerprints, lazy loading, decode parameters and load errors. */
 static void test_model_misc(void) {
     const char *src = gz_test_path("fixtures/clip");
@@ -402,6 +450,7 @@ int main(void) {
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
         for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) run_case(&CASES[c], &WEIGHTS[w]);
     test_model_misc();
+    test_model_threads();
     json_decref(inputs);
     return gz_test_finish("fusion_model", checks);
 }
