@@ -92,7 +92,9 @@ int gz_model_has_itm(const gz_model *m); /* 1 for BLIP (cross-attention fusion) 
 /* exp(logit_scale) for CLIP-family models (the temperature of their logits); 1 for BLIP. */
 float gz_model_logit_scale(const gz_model *m);
 /* A hex digest of config.json and the weight files' sizes + header bytes: two directories
- * holding the same checkpoint give the same string. out must hold 65 bytes. */
+ * holding the same checkpoint give the same string. out must hold 65 bytes. Currently 32
+ * lowercase hex digits: XXH3-128 of config.json, preprocessor_config.json and every weight
+ * file's size and safetensors header (each shard of a sharded checkpoint). */
 gz_status gz_model_fingerprint(const gz_model *m, char out[65]);
 
 /* ===== Images (vision_encoder/image.c) ===== */
@@ -150,7 +152,8 @@ typedef struct {
 } gz_match;
 
 /* Score one image against n texts. For BLIP the image's cross-attention keys/values are
- * computed once and shared by all texts. CLIP-family models fill itc, logit and score. */
+ * computed once and shared by all texts. CLIP-family models fill itc, logit and score (ITM
+ * fields 0); with params.itm_enc_token set they return GZ_EUNSUPPORTED (no ITM head). */
 gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *const *texts, int n,
                                gz_match *out);
 /* Score one text against n images. */
