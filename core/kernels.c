@@ -23,10 +23,12 @@
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #define GZ_MVEC 1
 #include <immintrin.h>
-__m512 _ZGVeN16v_erfcf(__m512);
-__m512 _ZGVeN16v_expf(__m512);
-__m256 _ZGVdN8v_erfcf(__m256);
-__m256 _ZGVdN8v_expf(__m256);
+#define GZ_AVX512 __attribute__((target("avx512f")))
+#define GZ_AVX2 __attribute__((target("avx2,fma")))
+GZ_AVX512 __m512 _ZGVeN16v_erfcf(__m512);
+GZ_AVX512 __m512 _ZGVeN16v_expf(__m512);
+GZ_AVX2 __m256 _ZGVdN8v_erfcf(__m256);
+GZ_AVX2 __m256 _ZGVdN8v_expf(__m256);
 #else
 #define GZ_MVEC 0
 #endif
@@ -139,7 +141,7 @@ void gz_layernorm(float *y, const float *x, const float *w, const float *b, int 
 /* Element-wise op ids for the vector kernels. */
 enum { OP_GELU, OP_GELU_TANH, OP_QUICK_GELU };
 
-__attribute__((target("avx512f"))) static void act_avx512(int op, float *x, size_t n) {
+GZ_AVX512 static void act_avx512(int op, float *x, size_t n) {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     const __m512 m_inv_sqrt2 = _mm512_set1_ps(-0.70710678118654752440f);
     const __m512 k0 = _mm512_set1_ps(-2.0f * 0.79788456080286535588f);
@@ -161,7 +163,7 @@ __attribute__((target("avx512f"))) static void act_avx512(int op, float *x, size
     }
 }
 
-__attribute__((target("avx2,fma"))) static void act_avx2(int op, float *x, size_t n) {
+GZ_AVX2 static void act_avx2(int op, float *x, size_t n) {
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
     const __m256 m_inv_sqrt2 = _mm256_set1_ps(-0.70710678118654752440f);
     const __m256 k0 = _mm256_set1_ps(-2.0f * 0.79788456080286535588f);
@@ -262,7 +264,7 @@ void gz_activate(gz_act act, float *x, size_t n) {
 
 #if GZ_MVEC
 /* r[j] = exp(r[j] - mx) for j < cols; returns the sum. */
-__attribute__((target("avx512f"))) static float exp_sub_avx512(float *r, int cols, float mx) {
+GZ_AVX512 static float exp_sub_avx512(float *r, int cols, float mx) {
     const __m512 vm = _mm512_set1_ps(mx);
     __m512 acc = _mm512_setzero_ps();
     for (int j = 0; j < cols; j += 16) {
@@ -275,7 +277,7 @@ __attribute__((target("avx512f"))) static float exp_sub_avx512(float *r, int col
     return _mm512_reduce_add_ps(acc);
 }
 
-__attribute__((target("avx2,fma"))) static float exp_sub_avx2(float *r, int cols, float mx) {
+GZ_AVX2 static float exp_sub_avx2(float *r, int cols, float mx) {
     const __m256 vm = _mm256_set1_ps(mx);
     __m256 acc = _mm256_setzero_ps();
     int j = 0;
