@@ -203,6 +203,94 @@ static void test_truncation(void) {
     gz_tokenizer_free(t);
 }
 
+/* A directory with only tokenizer.json (+ tokenizer_config.json), built from a fixture's slow
+ * files: vocabulary, merges (both JSON spellings) and added tokens come from it; every
+ * tokenizer case must still give the fixture's ids. */
+static void test_tokenizer_json(const fam *f, int merges_as_pairs) {
+    char name[64], path[4096];
+    snprintf(name, sizeof name, "tokjson_%s_%d", f->dir, merges_as_pairs);
+    const char *dir = gz_test_tmpdir(name);
+    json_error_t err;
+    json_t *tj = json_object(), *model = json_object(), *added = json_array(), *vocab = NULL;
+    if (f->family == GZ_FAMILY_CLIP) {
+        vocab = json_load_file(gz_test_path("fixtures/%s/vocab.json", f->dir), 0, &err);
+        json_t *merges = json_array();
+        FILE *mf = fopen(gz_test_path("fixtures/%s/merges.txt", f->dir), "rb");
+        char line[1024];
+        int first = 1;
+        while (mf && fgets(line, sizeof line, mf)) {
+            line[strcspn(line, "\r\n")] = 0;
+            if (first || !*line) {
+                first = 0;
+                continue;
+            }
+            char *sp = strchr(line, ' ');
+            if (merges_as_pairs && sp) {
+                *sp = 0;
+                json_array_append_new(merges, json_pack("[ss]", line, sp + 1));
+            } else {
+                json_array_append_new(merges, json_string(line));
+            }
+        }
+        if (mf) fclose(mf);
+        json_object_set_new(model, "type", json_string("BPE"));
+        json_object_set_new(model, "merges", merges);
+        json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 49406, "content", "<|startoftext|>", "special", 1));
+        json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 49407, "content", "<|endoftext|>", "special", 1));
+    } else {
+        vocab = json_object();
+        FILE *vf = fopen(gz_test_path("fixtures/%s/vocab.txt", f->dir), "rb");
+        char line[1024];
+        int id = 0;
+        while (vf && fgets(line, sizeof line, vf)) {
+            line[strcspn(line, "\r\n")] = 0;
+            json_object_set_new(vocab, line, json_integer(id++));
+        }
+        if (vf) fclose(vf);
+        json_object_set_new(model, "type", json_string("WordPiece"));
+        const char *sp[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+        const int spid[5] = {0, 100, 101, 102, 103};
+        for (int k = 0; k < 5; k++)
+            json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", spid[k], "content", sp[k], "special", 1));
+        if (f->family == GZ_FAMILY_BLIP) {
+            json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 30522, "content", "[DEC]", "special", 1));
+            json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 30523, "content", "[ENC]", "special", 1));
+        }
+    }
+    CHECK(vocab != NULL);
+    json_object_set_new(model, "vocab", vocab);
+    json_object_set_new(tj, "model", model);
+    json_object_set_new(tj, "added_tokens", added);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CHECK(json_dump_file(tj, path, 0) == 0);
+    json_decref(tj);
+    json_t *cfg = json_load_file(gz_test_path("fixtures/%s/tokenizer_config.json", f->dir), 0, &err);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    CHECK(cfg && json_dump_file(cfg, path, 0) == 0);
+    json_decref(cfg);
+
+    gz_tokenizer *t = NULL;
+    CHECK_OK(gz_tokenizer_load(dir, f->family, f->max_positions, NULL, &t));
+    json_t *root = json_load_file(gz_test_path("fixtures/%s/tokenizer_cases.json", f->dir), JSON_ALLOW_NUL, &err);
+    int n_ok = 0, n_all = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(root, "cases"), i, c) {
+        if (!t) break;
+        n_all++;
+        int ok = same_ids(t, json_object_get(c, "text"), json_object_get(c, "ids"), "tokenizer.json");
+        CHECK(ok);
+        n_ok += ok;
+        checks++;
+    }
+    CHECK(n_all >= 60);
+    printf("%s from tokenizer.json%s: %d/%d tokenizer cases exact\n", f->dir,
+           f->family == GZ_FAMILY_CLIP ? (merges_as_pairs ? " (merges as pairs)" : " (merges as strings)") : "", n_ok,
+           n_all);
+    json_decref(root);
+    gz_tokenizer_free(t);
+}
+
 /* 1 if a and b tokenize to the same ids with t (prints both when not and loud). */
 static int same_ids2(const gz_tokenizer *t, const char *a, const char *b, int loud) {
     int32_t *x = NULL, *y = NULL;
@@ -439,6 +527,8 @@ int main(void) {
     }
     test_truncation();
     test_cleanup_rules();
+    for (size_t i = 0; i < sizeof FAMS / sizeof FAMS[0]; i++) test_tokenizer_json(&FAMS[i], 0);
+    test_tokenizer_json(&FAMS[1], 1);
     test_cache_threads();
     test_errors();
     if (inputs) test_speed(inputs);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "core/error.h"
 #include "text_encoder/tok_internal.h"
 
@@ -79,6 +81,62 @@ static int merge_lookup(const tk_merges *m, int32_t a, int32_t b, int32_t *merge
     return m->rank[i];
 }
 
+/* Base symbols (one per byte, and the same with "</w>") and an empty merge table. */
+static gz_status bpe_begin(gz_tokenizer *t, size_t n_merges, const char *what) {
+    t->n_syms = t->n_ids;
+    for (int b = 0; b < 256; b++) {
+        char s[16];
+        int l = tk_utf8_put(byte_to_unicode(b), s);
+        t->byte_sym[b] = sym_get_or_add(t, s, (size_t)l);
+        memcpy(s + l, "</w>", 4);
+        t->byte_sym_end[b] = sym_get_or_add(t, s, (size_t)l + 4);
+        if (t->byte_sym[b] < 0 || t->byte_sym_end[b] < 0) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    }
+    if (merges_init(&t->merges, n_merges)) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    return GZ_OK;
+}
+
+static gz_status bpe_add_merge(gz_tokenizer *t, const char *a, size_t na, const char *b, size_t nb, int rank,
+                               tk_buf *cat, const char *what) {
+    cat->n = 0;
+    if (tk_buf_append(cat, a, na) || tk_buf_append(cat, b, nb)) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    int32_t ia = sym_get_or_add(t, a, na);
+    int32_t ib = sym_get_or_add(t, b, nb);
+    int32_t ir = sym_get_or_add(t, cat->v, cat->n);
+    if (ia < 0 || ib < 0 || ir < 0) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
+    size_t i = merge_slot(&t->merges, key);
+    t->merges.keys[i] = key; /* a repeated pair takes the later rank, as dict(zip()) does */
+    t->merges.rank[i] = rank;
+    t->merges.merged[i] = ir;
+    return GZ_OK;
+}
+
+/* The merge cache (bounded, shared by threads under its mutex). */
+static gz_status bpe_finish(gz_tokenizer *t) {
+    t->cache = calloc(1, sizeof *t->cache);
+    if (!t->cache) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    t->cache->cap = 2 * CACHE_MAX_ENTRIES;
+    t->cache->max_count = CACHE_MAX_ENTRIES;
+    t->cache->slots = calloc(t->cache->cap, sizeof *t->cache->slots);
+    if (!t->cache->slots) {
+        free(t->cache);
+        t->cache = NULL;
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    if (pthread_mutex_init(&t->cache->lock, NULL)) {
+        free(t->cache->slots);
+        free(t->cache);
+        t->cache = NULL;
+        return GZ_FAIL(GZ_ENOMEM, "cannot create the BPE cache lock");
+    }
+    return GZ_OK;
+}
+
+static int is_ws(char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
 gz_status tk_bpe_load(gz_tokenizer *t, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -100,24 +158,13 @@ gz_status tk_bpe_load(gz_tokenizer *t, const char *path) {
         tk_buf_free(&text);
         return GZ_FAIL(GZ_EIO, "%s: read error", path);
     }
-    gz_status st = GZ_OK;
-    t->n_syms = t->n_ids;
-    /* base symbols: one per byte, and the same with "</w>" */
-    for (int b = 0; b < 256 && st == GZ_OK; b++) {
-        char s[16];
-        int l = tk_utf8_put(byte_to_unicode(b), s);
-        t->byte_sym[b] = sym_get_or_add(t, s, (size_t)l);
-        memcpy(s + l, "</w>", 4);
-        t->byte_sym_end[b] = sym_get_or_add(t, s, (size_t)l + 4);
-        if (t->byte_sym[b] < 0 || t->byte_sym_end[b] < 0) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-    }
     /* python: read().strip().split("\n")[1:49152-256-2+1] */
     char *p = text.v ? text.v : (char *)"", *end = p + text.n;
-    while (p < end && (*p == ' ' || (*p >= '\t' && *p <= '\r'))) p++;
-    while (end > p && (end[-1] == ' ' || (end[-1] >= '\t' && end[-1] <= '\r'))) end--;
+    while (p < end && is_ws(*p)) p++;
+    while (end > p && is_ws(end[-1])) end--;
     size_t n_lines = 0;
     for (char *q = p; q < end; q++) n_lines += *q == '\n';
-    if (st == GZ_OK && merges_init(&t->merges, n_lines + 1)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    gz_status st = bpe_begin(t, n_lines + 1, path);
     int line = 0, rank = 0;
     tk_buf cat = {0};
     while (st == GZ_OK && p < end && rank < CLIP_MAX_MERGES) {
@@ -129,60 +176,62 @@ gz_status tk_bpe_load(gz_tokenizer *t, const char *path) {
         }
         /* merge.split(): two whitespace-separated fields */
         char *a = p, *ae, *b, *be;
-        while (a < le && (*a == ' ' || *a == '\t' || *a == '\r')) a++;
+        while (a < le && is_ws(*a)) a++;
         ae = a;
-        while (ae < le && !(*ae == ' ' || *ae == '\t' || *ae == '\r')) ae++;
+        while (ae < le && !is_ws(*ae)) ae++;
         b = ae;
-        while (b < le && (*b == ' ' || *b == '\t' || *b == '\r')) b++;
+        while (b < le && is_ws(*b)) b++;
         be = b;
-        while (be < le && !(*be == ' ' || *be == '\t' || *be == '\r')) be++;
+        while (be < le && !is_ws(*be)) be++;
         char *rest = be;
-        while (rest < le && (*rest == ' ' || *rest == '\t' || *rest == '\r')) rest++;
+        while (rest < le && is_ws(*rest)) rest++;
         if (ae == a || be == b || rest != le) {
             st = GZ_FAIL(GZ_EINVAL, "%s:%d: expected two symbols per merge line", path, line);
             break;
         }
-        cat.n = 0;
-        if (tk_buf_append(&cat, a, (size_t)(ae - a)) || tk_buf_append(&cat, b, (size_t)(be - b))) {
-            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-            break;
-        }
-        int32_t ia = sym_get_or_add(t, a, (size_t)(ae - a));
-        int32_t ib = sym_get_or_add(t, b, (size_t)(be - b));
-        int32_t ir = sym_get_or_add(t, cat.v, cat.n);
-        if (ia < 0 || ib < 0 || ir < 0) {
-            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-            break;
-        }
-        uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
-        size_t i = merge_slot(&t->merges, key);
-        t->merges.keys[i] = key; /* a repeated pair takes the later rank, as dict(zip()) does */
-        t->merges.rank[i] = rank++;
-        t->merges.merged[i] = ir;
+        st = bpe_add_merge(t, a, (size_t)(ae - a), b, (size_t)(be - b), rank++, &cat, path);
         p = le + 1;
     }
     tk_buf_free(&cat);
     tk_buf_free(&text);
     if (st == GZ_OK && rank == 0) st = GZ_FAIL(GZ_EINVAL, "%s: no merges", path);
-    if (st != GZ_OK) return st;
+    return st == GZ_OK ? bpe_finish(t) : st;
+}
 
-    t->cache = calloc(1, sizeof *t->cache);
-    if (!t->cache) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-    t->cache->cap = 2 * CACHE_MAX_ENTRIES;
-    t->cache->max_count = CACHE_MAX_ENTRIES;
-    t->cache->slots = calloc(t->cache->cap, sizeof *t->cache->slots);
-    if (!t->cache->slots) {
-        free(t->cache);
-        t->cache = NULL;
-        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+gz_status tk_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *what) {
+    if (!json_is_array(merges) || json_array_size(merges) == 0)
+        return GZ_FAIL(GZ_EINVAL, "%s: model.merges is missing or empty", what);
+    gz_status st = bpe_begin(t, json_array_size(merges), what);
+    tk_buf cat = {0};
+    size_t i;
+    json_t *m;
+    json_array_foreach((json_t *)merges, i, m) {
+        if (st != GZ_OK || i >= CLIP_MAX_MERGES) break;
+        const char *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        if (json_is_string(m)) { /* "a b" */
+            a = json_string_value(m);
+            const char *sp = strchr(a, ' ');
+            if (sp && sp > a && sp[1] && !strchr(sp + 1, ' ')) {
+                na = (size_t)(sp - a);
+                b = sp + 1;
+                nb = strlen(b);
+            }
+        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+                   json_is_string(json_array_get(m, 1))) { /* ["a", "b"] */
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            na = strlen(a);
+            nb = strlen(b);
+        }
+        if (!na || !nb) {
+            st = GZ_FAIL(GZ_EINVAL, "%s: model.merges[%zu] is not a pair of symbols", what, i);
+            break;
+        }
+        st = bpe_add_merge(t, a, na, b, nb, (int)i, &cat, what);
     }
-    if (pthread_mutex_init(&t->cache->lock, NULL)) {
-        free(t->cache->slots);
-        free(t->cache);
-        t->cache = NULL;
-        return GZ_FAIL(GZ_ENOMEM, "cannot create the BPE cache lock");
-    }
-    return GZ_OK;
+    tk_buf_free(&cat);
+    return st == GZ_OK ? bpe_finish(t) : st;
 }
 
 static void cache_clear(tk_cache *c) {

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "text_encoder/tokenizer.h"
 
 /* ---- growable arrays ---- */
@@ -132,6 +134,8 @@ struct gz_tokenizer {
 int tk_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
 /* bpe.c */
 gz_status tk_bpe_load(gz_tokenizer *t, const char *merges_path);
+/* merges from tokenizer.json's model.merges ("a b" strings or [a, b] pairs); what names the file */
+gz_status tk_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *what);
 int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
 void tk_bpe_free(gz_tokenizer *t);
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "text_encoder/tok_internal.h"
@@ -117,28 +118,38 @@ static gz_status load_vocab_txt(gz_tokenizer *t, const char *path) {
     return st;
 }
 
-static gz_status load_vocab_json(gz_tokenizer *t, const char *dir) {
-    json_t *j = NULL;
-    gz_status st = load_json(dir, "vocab.json", 0, &j);
-    if (st != GZ_OK) return st;
+/* A {"token": id} object (vocab.json, or tokenizer.json's model.vocab). */
+static gz_status load_vocab_object(gz_tokenizer *t, const json_t *j, const char *what) {
+    if (!json_is_object(j)) return GZ_FAIL(GZ_EINVAL, "%s: no vocabulary object", what);
+    gz_status st = GZ_OK;
     const char *key;
     json_t *v;
     int32_t max_id = -1;
-    json_object_foreach(j, key, v) {
+    json_object_foreach((json_t *)j, key, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26)) {
-            st = GZ_FAIL(GZ_EINVAL, "%s/vocab.json: token \"%s\" has no valid integer id", dir, key);
+            st = GZ_FAIL(GZ_EINVAL, "%s: token \"%s\" has no valid integer id", what, key);
             break;
         }
         int32_t id = (int32_t)json_integer_value(v);
         if (tk_map_put(&t->vocab, key, strlen(key), id)) {
-            st = GZ_FAIL(GZ_ENOMEM, "%s/vocab.json: out of memory", dir);
+            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
             break;
         }
         if (id > max_id) max_id = id;
     }
-    json_decref(j);
-    if (st == GZ_OK && max_id < 0) st = GZ_FAIL(GZ_EINVAL, "%s/vocab.json: empty vocabulary", dir);
+    if (st == GZ_OK && max_id < 0) st = GZ_FAIL(GZ_EINVAL, "%s: empty vocabulary", what);
     if (st == GZ_OK) t->n_ids = max_id + 1;
+    return st;
+}
+
+static gz_status load_vocab_json(gz_tokenizer *t, const char *dir) {
+    json_t *j = NULL;
+    gz_status st = load_json(dir, "vocab.json", 0, &j);
+    if (st != GZ_OK) return st;
+    char what[4096];
+    snprintf(what, sizeof what, "%s/vocab.json", dir);
+    st = load_vocab_object(t, j, what);
+    json_decref(j);
     return st;
 }
 
@@ -181,6 +192,26 @@ static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lst
     a->lstrip = lstrip;
     a->rstrip = rstrip;
     a->keep_case = keep_case;
+    return GZ_OK;
+}
+
+/* tokenizer.json's added_tokens: [{"id", "content", "lstrip", "rstrip", "special", "normalized"}]. */
+static gz_status add_tokenizer_json_added(gz_tokenizer *t, const json_t *tj, const char *what) {
+    const json_t *arr = json_object_get(tj, "added_tokens");
+    size_t i;
+    json_t *v;
+    if (!arr) return GZ_OK;
+    if (!json_is_array(arr)) return GZ_FAIL(GZ_EINVAL, "%s: added_tokens is not a list", what);
+    json_array_foreach((json_t *)arr, i, v) {
+        const json_t *id = json_object_get(v, "id");
+        const char *content = token_content(v);
+        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 26) || !content)
+            return GZ_FAIL(GZ_EINVAL, "%s: bad added_tokens[%zu]", what, i);
+        int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
+        gz_status st = add_literal(t, content, (int32_t)json_integer_value(id), json_flag(v, "lstrip", 0),
+                                   json_flag(v, "rstrip", 0), special || normalized);
+        if (st != GZ_OK) return st;
+    }
     return GZ_OK;
 }
 
@@ -347,26 +378,39 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
     t->clip_fast = t->is_bpe && prm.clip_fast;
     t->unk_id = t->pad_id = t->bos_id = t->eos_id = -1;
 
-    json_t *cfg = NULL;
+    json_t *cfg = NULL, *tj = NULL;
     gz_status st = load_json(model_dir, "tokenizer_config.json", 1, &cfg);
     if (st == GZ_OK) {
         t->do_lower_case = json_flag(cfg, "do_lower_case", 1);
         t->tokenize_chinese_chars = json_flag(cfg, "tokenize_chinese_chars", 1);
         const json_t *sa = cfg ? json_object_get(cfg, "strip_accents") : NULL;
         t->strip_accents = json_is_boolean(sa) ? json_is_true(sa) : -1;
-        if (t->is_bpe) {
+        const char *vname = t->is_bpe ? "vocab.json" : "vocab.txt";
+        char *vpath = join_path(model_dir, vname), *tjpath = join_path(model_dir, "tokenizer.json");
+        if (!vpath || !tjpath) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        else if (access(vpath, F_OK) != 0 && access(tjpath, F_OK) == 0) {
+            /* no slow-tokenizer vocabulary: take vocabulary, merges and added tokens from the
+             * fast tokenizer's tokenizer.json (tokenization rules stay the slow ones) */
+            st = load_json(model_dir, "tokenizer.json", 0, &tj);
+            if (st == GZ_OK) st = load_vocab_object(t, json_object_get(json_object_get(tj, "model"), "vocab"), tjpath);
+            if (st == GZ_OK) st = add_tokenizer_json_added(t, tj, tjpath);
+        } else if (t->is_bpe) {
             st = load_vocab_json(t, model_dir);
         } else {
-            char *path = join_path(model_dir, "vocab.txt");
-            st = path ? load_vocab_txt(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
-            free(path);
+            st = load_vocab_txt(t, vpath);
         }
-    }
-    if (st == GZ_OK) st = load_specials(t, model_dir, cfg);
-    if (st == GZ_OK && t->is_bpe) {
-        char *path = join_path(model_dir, "merges.txt");
-        st = path ? tk_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
-        free(path);
+        free(vpath);
+        if (st == GZ_OK) st = load_specials(t, model_dir, cfg);
+        if (st == GZ_OK && t->is_bpe) {
+            if (tj) {
+                st = tk_bpe_load_json(t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
+            } else {
+                char *path = join_path(model_dir, "merges.txt");
+                st = path ? tk_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
+                free(path);
+            }
+        }
+        free(tjpath);
     }
     if (st == GZ_OK) st = build_id_table(t);
     if (st == GZ_OK) {
@@ -382,6 +426,7 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
         t->max_length = (int)ml;
     }
     json_decref(cfg);
+    json_decref(tj);
     if (st != GZ_OK) {
         gz_tokenizer_free(t);
         return st;
