@@ -43,8 +43,10 @@ typedef struct {
 gz_tokenizer_params gz_tokenizer_default_params(void);
 
 /* Load from a HF model directory. family picks WordPiece (BLIP, Chinese-CLIP: vocab.txt) or
- * byte-level BPE (CLIP: vocab.json + merges.txt); tokenizer_config.json,
- * special_tokens_map.json and added_tokens.json are read when present. max_positions = the
+ * byte-level BPE (CLIP: vocab.json + merges.txt); without those files the vocabulary, merges
+ * and added tokens come from tokenizer.json (tokenization rules stay the slow tokenizer's).
+ * tokenizer_config.json, special_tokens_map.json and added_tokens.json are read when
+ * present. max_positions = the
  * text tower's max_position_embeddings (cap for the max length; <= 0 = no cap). p may be NULL
  * (defaults). Returns GZ_OK and sets *out, or GZ_ENOTFOUND / GZ_EIO / GZ_EINVAL with a message
  * naming the file; *out is NULL on error. */
