@@ -336,6 +336,7 @@ static void test_cleanup_rules(void) {
     /* C1 controls through Windows-1252, ligatures / digraphs, width, quotes */
     CHECK(same_as(t, "\xc2\x80 \xc2\x93hi\xc2\x94", "\xe2\x82\xac \"hi\""));
     CHECK(same_as(t, "\xef\xac\x81ne \xc7\x86", "fine d\xc5\xbe"));
+    CHECK(same_as(t, "\xc5\x89", "'n")); /* U+0149 -> U+02BC n -> 'n */
     CHECK(same_as(t, "\xef\xbd\xb6\xef\xbe\x9e\xe3\x80\x80x", "\xe3\x82\xac x")); /* half-width ka + voiced mark */
     CHECK(same_as(t, "\xe2\x80\x98it\xe2\x80\x99s\xe2\x80\x9d \xca\xbc", "'it's\" '"));
     /* terminal escapes, control characters, line breaks */

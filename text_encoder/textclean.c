@@ -437,23 +437,26 @@ static int nfkc_char(int32_t c, tk_cps *out) {
     return tk_cps_append(out, buf, (size_t)r);
 }
 
-/* The steps after unescape_html, in ftfy's order, in one pass over the text. */
+static int32_t uncurl(int32_t c) {
+    if (c == 0x2BC || (c >= 0x2018 && c <= 0x201B)) return '\'';
+    if (c >= 0x201C && c <= 0x201F) return '"';
+    return c;
+}
+
+/* The steps after unescape_html, in ftfy's order, in one pass over the text:
+ * fix_c1_controls, fix_latin_ligatures, fix_character_width, uncurl_quotes. */
 static int step_chars(const int32_t *a, size_t n, tk_cps *out) {
     for (size_t i = 0; i < n; i++) {
         int32_t c = a[i];
-        if (c >= 0x80 && c <= 0x9F) c = cp1252_c1[c - 0x80]; /* fix_c1_controls */
-        if (is_ftfy_ligature(c)) {
+        if (c >= 0x80 && c <= 0x9F) c = cp1252_c1[c - 0x80];
+        if (c == 0x3000) c = ' ';
+        if (is_ftfy_ligature(c) || (c >= 0xFF01 && c <= 0xFFEF)) {
+            size_t from = out->n;
             if (nfkc_char(c, out)) return -1;
+            for (size_t k = from; k < out->n; k++) out->v[k] = uncurl(out->v[k]); /* e.g. U+0149 -> U+02BC n */
             continue;
         }
-        if (c == 0x3000) c = ' '; /* fix_character_width */
-        else if (c >= 0xFF01 && c <= 0xFFEF) {
-            if (nfkc_char(c, out)) return -1;
-            continue;
-        }
-        if (c == 0x2BC || (c >= 0x2018 && c <= 0x201B)) c = '\''; /* uncurl_quotes */
-        else if (c >= 0x201C && c <= 0x201F) c = '"';
-        if (tk_cps_push(out, c)) return -1;
+        if (tk_cps_push(out, uncurl(c))) return -1;
     }
     return 0;
 }
