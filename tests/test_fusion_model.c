@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/safetensors.h"
 #include "gaze.h"
@@ -320,6 +321,107 @@ static int copy_file(const char *from, const char *to) {
     return ok;
 }
 
+/* Write tensors [lo, hi) of f as one safetensors file (header padded to 8 bytes). */
+static int write_shard(gz_st_file *f, size_t lo, size_t hi, const char *path) {
+    json_t *hdr = json_object();
+    size_t off = 0;
+    for (size_t i = lo; i < hi; i++) {
+        const gz_st_tensor *t = gz_st_at(f, i);
+        json_t *shape = json_array();
+        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
+        json_object_set_new(hdr, t->name, json_pack("{s:s, s:o, s:[I, I]}", "dtype",
+                                                    gz_dtype_name(t->dtype), "shape", shape,
+                                                    "data_offsets", (json_int_t)off,
+                                                    (json_int_t)(off + t->nbytes)));
+        off += t->nbytes;
+    }
+    char *js = json_dumps(hdr, JSON_COMPACT);
+    json_decref(hdr);
+    size_t hl = strlen(js), padded = (hl + 7) / 8 * 8;
+    FILE *o = fopen(path, "wb");
+    int ok = o != NULL;
+    unsigned char len8[8];
+    for (int k = 0; k < 8; k++) len8[k] = (unsigned char)((uint64_t)padded >> (8 * k));
+    ok = ok && fwrite(len8, 1, 8, o) == 8 && fwrite(js, 1, hl, o) == hl;
+    for (size_t k = hl; ok && k < padded; k++) ok = fputc(' ', o) != EOF;
+    for (size_t i = lo; ok && i < hi; i++) {
+        const gz_st_tensor *t = gz_st_at(f, i);
+        ok = fwrite(t->data, 1, t->nbytes, o) == t->nbytes;
+    }
+    if (o && fclose(o) != 0) ok = 0;
+    free(js);
+    return ok;
+}
+
+/* The Chinese-CLIP fixture re-saved as a two-shard checkpoint (tokenizer and configs linked
+ * from the fixture): loads through model.safetensors.index.json with the same outputs. */
+static void test_sharded(void) {
+    const char *src = gz_test_path("fixtures/chinese_clip");
+    const char *tmp = gz_test_tmpdir("fusion_model_sharded");
+    static const char *const links[] = {"config.json", "preprocessor_config.json", "vocab.txt",
+                                        "tokenizer_config.json", "special_tokens_map.json"};
+    char a[1024], b[1024];
+    int ok = 1;
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(a, sizeof a, "%s/%s", src, links[i]);
+        snprintf(b, sizeof b, "%s/%s", tmp, links[i]);
+        ok = ok && symlink(a, b) == 0;
+    }
+    gz_st_file *f = NULL;
+    snprintf(a, sizeof a, "%s/model.safetensors", src);
+    CHECK_OK(gz_st_open(a, &f));
+    if (!f || !ok) {
+        CHECK(ok);
+        gz_st_close(f);
+        return;
+    }
+    size_t n = gz_st_count(f), half = n / 2;
+    static const char *const shard[2] = {"model-00001-of-00002.safetensors",
+                                         "model-00002-of-00002.safetensors"};
+    json_t *map = json_object();
+    for (int s = 0; s < 2; s++) {
+        size_t lo = s ? half : 0, hi = s ? n : half;
+        snprintf(b, sizeof b, "%s/%s", tmp, shard[s]);
+        ok = ok && write_shard(f, lo, hi, b);
+        for (size_t i = lo; i < hi; i++)
+            json_object_set_new(map, gz_st_at(f, i)->name, json_string(shard[s]));
+    }
+    gz_st_close(f);
+    json_t *index = json_pack("{s:{}, s:o}", "metadata", "weight_map", map);
+    snprintf(b, sizeof b, "%s/model.safetensors.index.json", tmp);
+    ok = ok && json_dump_file(index, b, JSON_INDENT(1)) == 0;
+    json_decref(index);
+    checks++;
+    CHECK(ok);
+
+    gz_model *m = NULL, *m1 = NULL;
+    CHECK_OK(gz_model_load(tmp, NULL, &m));
+    CHECK_OK(gz_model_load(src, NULL, &m1));
+    gz_st_file *ex = NULL;
+    CHECK_OK(gz_st_open(gz_test_path("fixtures/chinese_clip/expected.safetensors"), &ex));
+    if (m && m1 && ex) {
+        const int E = gz_model_dim(m), S = gz_model_image_size(m);
+        float t[NT * 64], im[NI * 64];
+        CHECK_OK(gz_encode_texts(m, (const char *const *)captions, NT, t));
+        close_to("chinese_clip sharded", "text_embeds", t, want(ex, "", "text_embeds", (size_t)NT * E),
+                 (size_t)NT * E, 1e-5f, 0);
+        const float *pv = want(ex, "", "pixel_values", (size_t)NI * 3 * S * S);
+        if (pv) {
+            CHECK_OK(gz_encode_pixels(m, pv, NI, im));
+            close_to("chinese_clip sharded", "image_embeds", im,
+                     want(ex, "", "image_embeds", (size_t)NI * E), (size_t)NI * E, 1e-5f, 0);
+        }
+        char fa[65], fb[65];
+        CHECK_OK(gz_model_fingerprint(m, fa));
+        CHECK_OK(gz_model_fingerprint(m1, fb));
+        checks++;
+        CHECK(strcmp(fa, fb) != 0 && strlen(fa) == strlen(fb));
+    }
+    gz_st_close(ex);
+    gz_model_free(m);
+    gz_model_free(m1);
+}
+
 typedef struct {
     gz_model *m;
     float text[NT * 64];
@@ -451,6 +553,7 @@ int main(void) {
         for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) run_case(&CASES[c], &WEIGHTS[w]);
     test_model_misc();
     test_model_threads();
+    test_sharded();
     json_decref(inputs);
     return gz_test_finish("fusion_model", checks);
 }
