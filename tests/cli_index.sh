@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# cli_index.sh - `gaze index` end to end through the real binary: full index of the test
+# photos, broken files reported (exit 1), incremental re-runs (no-op, touch, rename, delete
+# + --prune), scan rules (hidden/junk folders, --exclude, symlink loops), progress output,
+# Ctrl-C consistency, `gaze info --db`.
+# Usage: bash tests/cli_index.sh <gaze binary> <tests/data dir>
+set -u
+GAZE=$1
+DATA=$2
+MODEL=$DATA/fixtures/blip_itm
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+check() {
+    local what=$1
+    shift
+    if "$@"; then ok; else bad "$what"; fi
+}
+# field FILE NAME: a field of the JSON summary object in FILE
+field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+expect() { # expect "what" FILE NAME VALUE
+    local got
+    got=$(field "$2" "$3" 2>/dev/null)
+    if [ "$got" = "$4" ]; then ok; else bad "$1: $3 = '$got', want '$4'"; fi
+}
+
+DB=$TMP/g.db
+P=$TMP/photos
+mkdir -p "$P/sub/deeper"
+cp "$DATA"/photos/* "$P/"
+mv "$P/animal_kitten.webp" "$P/sub/"
+mv "$P/people_hopper.gif" "$P/sub/deeper/"
+N=$(find "$P" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' -o -iname '*.webp' -o -iname '*.gif' \) | wc -l)
+check "test photos present" test "$N" -ge 30
+
+# 1. full index: everything encoded, nothing failed, exit 0, plain progress lines on a pipe
+"$GAZE" index "$P" --db "$DB" --model "$MODEL" --json >"$TMP/r1.json" 2>"$TMP/e1.txt"
+rc=$?
+check "full index exits 0" test $rc -eq 0
+[ $rc -eq 0 ] || cat "$TMP/e1.txt" >&2
+expect "full index" "$TMP/r1.json" total "$N"
+expect "full index" "$TMP/r1.json" encoded "$N"
+expect "full index" "$TMP/r1.json" failed 0
+check "progress without a TTY is plain lines" grep -q "^indexing: $N/$N files" "$TMP/e1.txt"
+check "no carriage returns without a TTY" bash -c "! grep -q $'\r' '$TMP/e1.txt'"
+
+# 2. re-run: nothing re-encoded, the db remembers the model (no --model)
+"$GAZE" index "$P" --db "$DB" --json --quiet >"$TMP/r2.json" 2>"$TMP/e2.txt"
+check "re-run exits 0" test $? -eq 0
+expect "re-run" "$TMP/r2.json" encoded 0
+expect "re-run" "$TMP/r2.json" skipped "$N"
+check "--quiet prints nothing on stderr" test ! -s "$TMP/e2.txt"
+
+# 3. broken files: truncated JPEG, random bytes named .png, empty file -> reported, exit 1
+head -c 2000 "$DATA/photos/animal_dog_corgi.jpg" >"$P/broken_truncated.jpg"
+head -c 4096 /dev/urandom >"$P/broken_random.png"
+: >"$P/broken_empty.jpg"
+"$GAZE" index "$P" --db "$DB" --json --quiet >"$TMP/r3.json" 2>"$TMP/e3.txt"
+check "broken files make the exit status 1" test $? -eq 1
+expect "broken files" "$TMP/r3.json" failed 3
+expect "broken files" "$TMP/r3.json" encoded 0
+for f in broken_truncated.jpg broken_random.png broken_empty.jpg; do
+    check "error reported for $f" grep -q "$f" "$TMP/e3.txt"
+done
+"$GAZE" info --db "$DB" --json >"$TMP/info.json" 2>/dev/null
+check "info --db lists the failed files" python3 - "$TMP/info.json" "$N" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1])); n = int(sys.argv[2])
+ok = d['failed'] == 3 and d['images'] == n + 3 and len(d['failed_files']) == 3
+ok &= all(f['error'] for f in d['failed_files'])
+ok &= d['models'][0]['embeddings'] == n and d['models'][0]['indexes'][0]['vectors'] == n
+sys.exit(0 if ok else 1)
+EOF
+"$GAZE" info --db "$DB" >"$TMP/info.txt" 2>&1
+check "info --db text output" grep -q "failed files" "$TMP/info.txt"
+
+# 4. touch one file -> only it is re-encoded
+sleep 0.01
+touch "$P/food_coffee.png"
+"$GAZE" index "$P" --db "$DB" --json --quiet >"$TMP/r4.json" 2>/dev/null
+expect "touch" "$TMP/r4.json" encoded 1
+expect "touch" "$TMP/r4.json" skipped $((N - 1))
+
+# 5. rename -> vector reused, not re-encoded; old path marked missing
+mv "$P/product_kettle.jpg" "$P/sub/kettle_renamed.jpg"
+"$GAZE" index "$P" --db "$DB" --json --quiet >"$TMP/r5.json" 2>/dev/null
+expect "rename" "$TMP/r5.json" encoded 0
+expect "rename" "$TMP/r5.json" reused 1
+expect "rename" "$TMP/r5.json" missing 1
+"$GAZE" search "a kettle" --db "$DB" -k 100 --paths >"$TMP/paths5.txt" 2>/dev/null
+check "renamed file is searchable under its new path" grep -q "kettle_renamed.jpg" "$TMP/paths5.txt"
+check "old path of the renamed file is not returned" bash -c "! grep -q 'product_kettle.jpg' '$TMP/paths5.txt'"
+
+# 6. delete + --prune -> removed from the db
+rm "$P/scene_storm_canon_exif.jpg"
+"$GAZE" index "$P" --db "$DB" --json --quiet --prune >"$TMP/r6.json" 2>/dev/null
+expect "prune" "$TMP/r6.json" pruned 2
+"$GAZE" info --db "$DB" --json >"$TMP/info6.json" 2>/dev/null
+expect "after prune" "$TMP/info6.json" missing 0
+expect "after prune" "$TMP/info6.json" images $((N + 3 - 1))
+
+# 7. scan rules: hidden and junk folders skipped, --all enters them, --exclude globs
+mkdir -p "$P/.hidden" "$P/node_modules" "$P/@eaDir"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$P/.hidden/h.jpg"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$P/node_modules/n.jpg"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$P/@eaDir/e.jpg"
+echo "not an image" >"$P/notes.txt"
+"$GAZE" index "$P" --db "$DB" --json --quiet >"$TMP/r7.json" 2>/dev/null
+expect "hidden/junk skipped" "$TMP/r7.json" total $((N - 1 + 3))
+"$GAZE" index "$P" --db "$TMP/all.db" --model "$MODEL" --all --json --quiet --exclude 'broken_*' --exclude sub >"$TMP/r8.json" 2>/dev/null
+check "--all with --exclude exits 0" test $? -eq 0
+NSUB=$(find "$P/sub" -type f | wc -l)
+expect "--all + --exclude" "$TMP/r8.json" total $((N - 1 - NSUB + 3))
+check "--all: every file encoded or reused" test $(( $(field "$TMP/r8.json" encoded) + $(field "$TMP/r8.json" reused) )) -eq $((N - 1))
+
+# 8. symlinks: not followed by default; followed with loop protection
+L=$TMP/links
+mkdir -p "$L/a"
+cp "$DATA/photos/animal_cat_chelsea.png" "$L/a/"
+ln -s .. "$L/a/up"
+ln -s "$P/sub" "$L/sublink"
+"$GAZE" index "$L" --db "$TMP/l.db" --model "$MODEL" --json --quiet >"$TMP/l1.json" 2>/dev/null
+expect "symlinks not followed" "$TMP/l1.json" total 1
+timeout 60 "$GAZE" index "$L" --db "$TMP/l2.db" --model "$MODEL" --json --quiet --follow-symlinks >"$TMP/l2.json" 2>/dev/null
+check "--follow-symlinks terminates on a loop" test $? -eq 0
+expect "--follow-symlinks" "$TMP/l2.json" total $((1 + NSUB))
+
+# 9. Ctrl-C: stops after the current batch, the db stays consistent, a re-run finishes
+I=$TMP/many
+mkdir -p "$I"
+for k in 1 2 3 4 5 6; do for f in "$DATA"/photos/*.jpg; do
+    # distinct content per copy so nothing is reused: append k bytes after the JPEG EOI
+    { cat "$f"; head -c "$k" /dev/zero; } >"$I/c${k}_$(basename "$f")"
+done; done
+NI=$(ls "$I" | wc -l)
+"$GAZE" index "$I" --db "$TMP/i.db" --model "$MODEL" --batch 2 --json --quiet >"$TMP/i1.json" 2>"$TMP/ie.txt" &
+pid=$!
+sleep 1.5
+kill -INT $pid 2>/dev/null
+wait $pid
+rc=$?
+if [ "$(field "$TMP/i1.json" interrupted 2>/dev/null)" = "True" ]; then
+    check "interrupted run exits 1" test $rc -eq 1
+    check "interrupted run says so" grep -qi "interrupted" "$TMP/ie.txt"
+    done1=$(field "$TMP/i1.json" encoded)
+    check "interrupted after whole batches" test $((done1 % 2)) -eq 0 -o "$done1" -eq "$NI"
+    "$GAZE" info --db "$TMP/i.db" --json >"$TMP/ii.json" 2>/dev/null
+    expect "consistent db after Ctrl-C" "$TMP/ii.json" embeddings "$done1"
+    "$GAZE" index "$I" --db "$TMP/i.db" --json --quiet >"$TMP/i2.json" 2>/dev/null
+    expect "re-run after Ctrl-C encodes the rest" "$TMP/i2.json" encoded $((NI - done1))
+else
+    echo "note: indexing finished before Ctrl-C arrived (rc $rc); interrupt checks skipped" >&2
+    check "uninterrupted run exits 0" test $rc -eq 0
+fi
+
+# 10. usage errors
+"$GAZE" index >/dev/null 2>&1
+check "index without PATH exits 2" test $? -eq 2
+"$GAZE" index "$TMP/does-not-exist" --db "$TMP/x.db" --model "$MODEL" >/dev/null 2>"$TMP/ex.txt"
+check "index of a missing folder exits 3" test $? -eq 3
+check "missing folder is named" grep -q "does-not-exist" "$TMP/ex.txt"
+XDG_DATA_HOME=$TMP/xdg "$GAZE" index "$L/a" --model "$MODEL" --quiet >/dev/null 2>&1
+check "default db goes to \$XDG_DATA_HOME/gaze/gaze.db" test -f "$TMP/xdg/gaze/gaze.db"
+
+echo "cli_index: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
