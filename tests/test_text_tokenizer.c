@@ -203,6 +203,16 @@ static void test_truncation(void) {
     gz_tokenizer_free(t);
 }
 
+/* Delete the listed files of a test directory, then the directory. */
+static void remove_files(const char *dir, const char *const *names) {
+    char path[4096];
+    for (; *names; names++) {
+        snprintf(path, sizeof path, "%s/%s", dir, *names);
+        remove(path);
+    }
+    remove(dir);
+}
+
 /* A directory with only tokenizer.json (+ tokenizer_config.json), built from a fixture's slow
  * files: vocabulary, merges (both JSON spellings) and added tokens come from it; every
  * tokenizer case must still give the fixture's ids. */
@@ -289,6 +299,7 @@ static void test_tokenizer_json(const fam *f, int merges_as_pairs) {
            n_all);
     json_decref(root);
     gz_tokenizer_free(t);
+    remove_files(dir, (const char *[]){"tokenizer.json", "tokenizer_config.json", NULL});
 }
 
 /* 1 if a and b tokenize to the same ids with t (prints both when not and loud). */
@@ -492,6 +503,7 @@ static void test_errors(void) {
     s = gz_tokenizer_load(dir, GZ_FAMILY_CLIP, 77, NULL, &t);
     CHECK(s == GZ_EINVAL && t == NULL && strstr(gz_last_error(), "merges.txt"));
     checks += 10;
+    remove_files(dir, (const char *[]){"vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json", NULL});
 }
 
 /* Speed: encode the captions many times (exercises the merge cache); also reported. */
