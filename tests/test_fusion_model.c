@@ -546,6 +546,48 @@ static void test_model_misc(void) {
     CHECK(strlen(gz_version()) > 0);
 }
 
+/* A large photo through the default fast (DCT-scaled) decode and through a full decode:
+ * smaller decode, nearly the same embedding. */
+static void test_fast_decode(void) {
+    const char *photo = gz_test_path("photos/large_dandelions_5312px_progressive.jpg");
+    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
+        gz_model_params fast = gz_model_default_params(), full = fast;
+        full.fast_decode = 0;
+        gz_model *mf = NULL, *mx = NULL;
+        CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", CASES[c].dir), &fast, &mf));
+        CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", CASES[c].dir), &full, &mx));
+        if (!mf || !mx) {
+            gz_model_free(mf);
+            gz_model_free(mx);
+            continue;
+        }
+        gz_image_params pf = gz_model_image_params(mf), px = gz_model_image_params(mx);
+        gz_image a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        CHECK_OK(gz_image_load(photo, &pf, &a));
+        CHECK_OK(gz_image_load(photo, &px, &b));
+        const int E = gz_model_dim(mf), S = gz_model_image_size(mf);
+        float ea[64], eb[64];
+        checks++;
+        if (a.rgb && b.rgb) {
+            CHECK(a.width < b.width && a.height < b.height);
+            CHECK((a.width < a.height ? a.width : a.height) >= S);
+            CHECK_OK(gz_encode_images(mf, &a, 1, ea));
+            CHECK_OK(gz_encode_images(mx, &b, 1, eb));
+            double cos = 0;
+            for (int e = 0; e < E; e++) cos += (double)ea[e] * eb[e];
+            printf("  %-30s fast %dx%d vs full %dx%d: cosine %.6f\n", CASES[c].dir, a.width,
+                   a.height, b.width, b.height, cos);
+            CHECK(cos > 0.99);
+        }
+        gz_image_free(&a);
+        gz_image_free(&b);
+        gz_model_free(mf);
+        gz_model_free(mx);
+    }
+}
+
 int main(void) {
     load_inputs();
     test_rank_unit();
@@ -554,6 +596,7 @@ int main(void) {
     test_model_misc();
     test_model_threads();
     test_sharded();
+    test_fast_decode();
     json_decref(inputs);
     return gz_test_finish("fusion_model", checks);
 }
