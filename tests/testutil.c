@@ -57,7 +57,7 @@ const char *gz_test_tmpdir(const char *name) {
     const char *base = getenv("TMPDIR");
     if (!base) base = "/tmp";
     snprintf(dir, sizeof dir, "%s/gaze-test-%s-%d", base, name, (int)getpid());
-    char cmd[1200];
+    char cmd[2 * sizeof dir + 64];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "cannot create %s\n", dir);
