@@ -345,18 +345,16 @@ static gz_status load_inner(gz_model *m, const gz_model_params *params) {
         goto out;
     }
     if ((st = gz_config_load(cfg_path, &m->cfg)) != GZ_OK) goto out;
-    int has_pp = file_exists(pp_path);
-    if (has_pp) {
-        if ((st = gz_preproc_config_load(pp_path, m->cfg.family, &m->pp)) != GZ_OK) goto out;
-    } else {
+    if (!file_exists(pp_path)) {
         st = GZ_FAIL(GZ_ENOTFOUND, "%s: not found (the image preprocessing is defined there)",
                      pp_path);
         goto out;
     }
+    if ((st = gz_preproc_config_load(pp_path, m->cfg.family, &m->pp)) != GZ_OK) goto out;
     if ((st = resolve_weights(m, params->weights_file)) != GZ_OK) goto out;
     m->params.weights_file = m->weights_path;
     if ((st = gz_st_open(m->weights_path, &m->weights)) != GZ_OK) goto out;
-    if ((st = compute_fingerprint(m, cfg_path, has_pp ? pp_path : NULL)) != GZ_OK) goto out;
+    if ((st = compute_fingerprint(m, cfg_path, pp_path)) != GZ_OK) goto out;
 
     m->logit_scale = 1.0f;
     if (m->cfg.family != GZ_FAMILY_BLIP) {
@@ -402,7 +400,7 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     }
     size_t dl = strlen(m->dir);
     while (dl > 1 && m->dir[dl - 1] == '/') m->dir[--dl] = 0;
-    if (params->n_threads > 0) gz_set_threads(params->n_threads);
+    gz_set_threads(params->n_threads); // process-wide (OpenBLAS + OpenMP); 0 = all cores
     gz_status st = load_inner(m, params);
     if (st != GZ_OK) {
         gz_model_free(m);
