@@ -3,10 +3,12 @@
  * Legend: N = rows (tokens), D = features, M/K = GEMM sizes, B = batch, H = heads,
  *         Dh = head size, Tq/Tk = query/key lengths, C = channels, S = image side,
  *         P = patch side, G = S / P patches per side.
- * Element-wise loops use OpenMP when the work is large enough to pay for the fork. */
+ * Large element-wise loops run on core/threads (fork-join, no spinning workers), the GEMMs on
+ * OpenBLAS's own threads. */
 #include "core/kernels.h"
 
 #include "core/error.h" /* gz_mul_size */
+#include "core/threads.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -33,8 +35,9 @@ GZ_AVX2 __m256 _ZGVdN8v_expf(__m256);
 #define GZ_MVEC 0
 #endif
 
-/* Below this many elements an OpenMP fork costs more than it saves. */
-#define GZ_PAR_MIN 32768
+/* Least work per thread for gz_parallel_for, in elements: starting a thread costs tens of
+ * microseconds, so each share should take ~0.1 ms or more. */
+#define GZ_PAR_MIN ((size_t)1 << 16)
 
 /* Stack scratch for gz_attention when the heap allocation fails (floats). */
 #define GZ_ATTN_STACK_FLOATS 4096
@@ -98,8 +101,8 @@ void gz_linear(const float *x, const float *w, const float *b, float *y, int n, 
     }
 }
 
+/* Memory-bound: one thread saturates the bandwidth these loops need. */
 void gz_add_bias(float *y, const float *b, int n, int d) {
-    #pragma omp parallel for if ((size_t)n * d >= GZ_PAR_MIN)
     for (int i = 0; i < n; i++) {
         float *r = y + (size_t)i * d;
         for (int j = 0; j < d; j++) r[j] += b[j];
@@ -107,17 +110,23 @@ void gz_add_bias(float *y, const float *b, int n, int d) {
 }
 
 void gz_add(float *y, const float *x, size_t n) {
-    #pragma omp parallel for if (n >= GZ_PAR_MIN)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-void gz_layernorm(float *y, const float *x, const float *w, const float *b, int n, int d,
-                  float eps) {
-    if (d <= 0) return;
-    #pragma omp parallel for if ((size_t)n * d >= GZ_PAR_MIN)
-    for (int i = 0; i < n; i++) {
-        const float *xr = x + (size_t)i * d;
-        float *yr = y + (size_t)i * d;
+typedef struct {
+    float *y;
+    const float *x, *w, *b;
+    int d;
+    float eps;
+} ln_args;
+
+static void layernorm_range(void *ctx, size_t i0, size_t i1) {
+    const ln_args *a = ctx;
+    const float *w = a->w, *b = a->b;
+    int d = a->d;
+    for (size_t i = i0; i < i1; i++) {
+        const float *xr = a->x + i * d;
+        float *yr = a->y + i * d;
         /* Two passes in double: exact enough that constant rows give variance 0. */
         double sum = 0.0;
         for (int j = 0; j < d; j++) sum += xr[j];
@@ -128,7 +137,7 @@ void gz_layernorm(float *y, const float *x, const float *w, const float *b, int 
             var += t * t;
         }
         var /= d;
-        double rstd = 1.0 / sqrt(var + (double)eps);
+        double rstd = 1.0 / sqrt(var + (double)a->eps);
         float fm = (float)mean, fr = (float)rstd;
         for (int j = 0; j < d; j++) {
             float v = (xr[j] - fm) * fr;
@@ -137,9 +146,17 @@ void gz_layernorm(float *y, const float *x, const float *w, const float *b, int 
     }
 }
 
-#if GZ_MVEC
-/* Element-wise op ids for the vector kernels. */
+void gz_layernorm(float *y, const float *x, const float *w, const float *b, int n, int d,
+                  float eps) {
+    if (d <= 0 || n <= 0) return;
+    ln_args a = {y, x, w, b, d, eps};
+    gz_parallel_for((size_t)n, GZ_PAR_MIN / (size_t)d + 1, 0, layernorm_range, &a);
+}
+
+/* Element-wise activation ids. */
 enum { OP_GELU, OP_GELU_TANH, OP_QUICK_GELU };
+
+#if GZ_MVEC
 
 GZ_AVX512 static void act_avx512(int op, float *x, size_t n) {
     const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
@@ -191,62 +208,50 @@ GZ_AVX2 static void act_avx2(int op, float *x, size_t n) {
     }
 }
 
-/* Run a vector activation over x in parallel chunks; returns 0 if no vector path. */
-static int act_simd(int op, float *x, size_t n) {
-    int lvl = simd_level();
-    if (lvl == 0) return 0;
-    const size_t chunk = 4096; /* multiple of 16 */
-    size_t nchunks = (n + chunk - 1) / chunk;
-    #pragma omp parallel for schedule(static) if (n >= GZ_PAR_MIN)
-    for (size_t c = 0; c < nchunks; c++) {
-        size_t off = c * chunk, len = n - off < chunk ? n - off : chunk;
-        if (lvl == 2)
-            act_avx512(op, x + off, len);
-        else
-            act_avx2(op, x + off, len);
-    }
-    return 1;
-}
-#else
-enum { OP_GELU, OP_GELU_TANH, OP_QUICK_GELU };
-static int act_simd(int op, float *x, size_t n) {
-    (void)op, (void)x, (void)n;
-    return 0;
-}
 #endif
 
-/* gelu(x) = x/2 (1 + erf(x/sqrt2)) = x/2 erfc(-x/sqrt2): the erfc form keeps full relative
- * accuracy in the negative tail, where 1 + erf cancels. */
-void gz_gelu(float *x, size_t n) {
-    if (act_simd(OP_GELU, x, n)) return;
-    const float inv_sqrt2 = 0.70710678118654752440f;
-    #pragma omp parallel for if (n >= GZ_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = v * 0.5f * erfcf(-v * inv_sqrt2);
-    }
-}
+typedef struct {
+    int op, lvl;
+    float *x;
+} act_args;
 
-/* x/2 (1 + tanh(u)) computed as x / (1 + exp(-2u)), same value without the cancellation. */
-void gz_gelu_tanh(float *x, size_t n) {
-    if (act_simd(OP_GELU_TANH, x, n)) return;
+/* gelu(x) = x/2 (1 + erf(x/sqrt2)) = x/2 erfc(-x/sqrt2): the erfc form keeps full relative
+ * accuracy in the negative tail, where 1 + erf cancels. gelu_tanh: x/2 (1 + tanh(u)) computed
+ * as x / (1 + exp(-2u)), the same value without the cancellation. */
+static void act_range(void *ctx, size_t i0, size_t i1) {
+    const act_args *a = ctx;
+    float *x = a->x;
+#if GZ_MVEC
+    if (a->lvl == 2) {
+        act_avx512(a->op, x + i0, i1 - i0);
+        return;
+    }
+    if (a->lvl == 1) {
+        act_avx2(a->op, x + i0, i1 - i0);
+        return;
+    }
+#endif
+    const float inv_sqrt2 = 0.70710678118654752440f;
     const float k0 = 0.79788456080286535588f; /* sqrt(2/pi) */
     const float k1 = 0.044715f;
-    #pragma omp parallel for if (n >= GZ_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = i0; i < i1; i++) {
         float v = x[i];
-        x[i] = v / (1.0f + expf(-2.0f * k0 * (v + k1 * v * v * v)));
+        switch (a->op) {
+        case OP_GELU: x[i] = v * 0.5f * erfcf(-v * inv_sqrt2); break;
+        case OP_GELU_TANH: x[i] = v / (1.0f + expf(-2.0f * k0 * (v + k1 * v * v * v))); break;
+        default: x[i] = v / (1.0f + expf(-1.702f * v)); break;
+        }
     }
 }
 
-void gz_quick_gelu(float *x, size_t n) {
-    if (act_simd(OP_QUICK_GELU, x, n)) return;
-    #pragma omp parallel for if (n >= GZ_PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        x[i] = v / (1.0f + expf(-1.702f * v));
-    }
+static void act_run(int op, float *x, size_t n) {
+    act_args a = {op, simd_level(), x};
+    gz_parallel_for(n, 2 * GZ_PAR_MIN, 0, act_range, &a);
 }
+
+void gz_gelu(float *x, size_t n) { act_run(OP_GELU, x, n); }
+void gz_gelu_tanh(float *x, size_t n) { act_run(OP_GELU_TANH, x, n); }
+void gz_quick_gelu(float *x, size_t n) { act_run(OP_QUICK_GELU, x, n); }
 
 static void relu(float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -332,11 +337,20 @@ static void softmax_row(float *r, int cols, int lvl) {
     for (int j = 0; j < cols; j++) r[j] *= inv;
 }
 
+typedef struct {
+    float *x;
+    int cols, lvl;
+} sm_args;
+
+static void softmax_range(void *ctx, size_t i0, size_t i1) {
+    const sm_args *a = ctx;
+    for (size_t i = i0; i < i1; i++) softmax_row(a->x + i * a->cols, a->cols, a->lvl);
+}
+
 void gz_softmax_rows(float *x, int rows, int cols) {
-    if (cols <= 0) return;
-    int lvl = simd_level();
-    #pragma omp parallel for if ((size_t)rows * cols >= GZ_PAR_MIN)
-    for (int i = 0; i < rows; i++) softmax_row(x + (size_t)i * cols, cols, lvl);
+    if (cols <= 0 || rows <= 0) return;
+    sm_args a = {x, cols, simd_level()};
+    gz_parallel_for((size_t)rows, GZ_PAR_MIN / (size_t)cols + 1, 0, softmax_range, &a);
 }
 
 void gz_l2_normalize(float *x, int n, int d, float eps) {
@@ -359,6 +373,22 @@ static void attn_softmax_row(float *r, int t, int Tk, const int32_t *mask, int c
     if (causal)
         for (int j = t + 1; j < Tk; j++) r[j] = -INFINITY;
     softmax_row(r, Tk, lvl);
+}
+
+typedef struct {
+    float *s;               /* (ng, Tq, Tk) scores of pairs p0 .. p0 + ng */
+    const int32_t *mask;    /* (B, Tk) or NULL */
+    size_t p0;
+    int Tq, Tk, H, causal, lvl;
+} attn_sm_args;
+
+static void attn_softmax_range(void *ctx, size_t r0, size_t r1) {
+    const attn_sm_args *a = ctx;
+    for (size_t r = r0; r < r1; r++) {
+        size_t b = (a->p0 + r / a->Tq) / a->H;
+        attn_softmax_row(a->s + r * a->Tk, (int)(r % a->Tq), a->Tk,
+                         a->mask ? a->mask + b * a->Tk : NULL, a->causal, a->lvl);
+    }
 }
 
 /* Fallback for one (batch, head) slice, query rows [t0, t0 + nq), scores in s (nq, Tk). */
@@ -425,13 +455,8 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
             gz_sgemm(0, 1, Tq, Tk, Dh, scale, q + b * Tq * q_stride + h * Dh, q_stride,
                      k + b * Tk * kv_stride + h * Dh, kv_stride, 0.0f, s + g * per, Tk);
         }
-        size_t rows = ng * Tq;
-        #pragma omp parallel for schedule(static) if (rows * Tk >= GZ_PAR_MIN)
-        for (size_t r = 0; r < rows; r++) {
-            size_t b = (p0 + r / Tq) / H;
-            attn_softmax_row(s + r * Tk, (int)(r % Tq), Tk, key_mask ? key_mask + b * Tk : NULL,
-                             causal, lvl);
-        }
+        attn_sm_args a = {s, key_mask, p0, Tq, Tk, H, causal, lvl};
+        gz_parallel_for(ng * Tq, GZ_PAR_MIN / (size_t)Tk + 1, 0, attn_softmax_range, &a);
         /* out_bh(Tq, Dh) = s[g](Tq, Tk) · v_bh(Tk, Dh) */
         for (size_t g = 0; g < ng; g++) {
             size_t b = (p0 + g) / H, h = (p0 + g) % H;
@@ -443,12 +468,19 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
 }
 
 /* im2col of nimg images: row p = (image, gy, gx), column (c, y, x) matching the weight layout. */
-static void im2col(const float *pixels, float *cols, int nimg, int C, int S, int P) {
-    int G = S / P;
+typedef struct {
+    const float *pixels;
+    float *cols;
+    int C, S, P;
+} im2col_args;
+
+static void im2col_range(void *ctx, size_t r0, size_t r1) {
+    const im2col_args *a = ctx;
+    const float *pixels = a->pixels;
+    float *cols = a->cols;
+    int C = a->C, S = a->S, P = a->P, G = S / P;
     size_t kk = (size_t)C * P * P;
-    size_t rows = (size_t)nimg * G * G;
-    #pragma omp parallel for schedule(static) if (rows * kk >= GZ_PAR_MIN)
-    for (size_t r = 0; r < rows; r++) {
+    for (size_t r = r0; r < r1; r++) {
         size_t b = r / ((size_t)G * G), p = r % ((size_t)G * G);
         size_t gy = p / G, gx = p % G;
         const float *img = pixels + b * C * S * S;
@@ -458,6 +490,13 @@ static void im2col(const float *pixels, float *cols, int nimg, int C, int S, int
                 memcpy(row + ((size_t)c * P + y) * P,
                        img + ((size_t)c * S + gy * P + y) * S + gx * P, (size_t)P * sizeof *row);
     }
+}
+
+static void im2col(const float *pixels, float *cols, int nimg, int C, int S, int P) {
+    int G = S / P;
+    size_t kk = (size_t)C * P * P;
+    im2col_args a = {pixels, cols, C, S, P};
+    gz_parallel_for((size_t)nimg * G * G, GZ_PAR_MIN / kk + 1, 0, im2col_range, &a);
 }
 
 void gz_patch_embed(const float *pixels, const float *weight, const float *bias, float *out, int B,
