@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/kernels.h"
+#include "core/threads.h"
 #include "testutil.h"
 
 static int checks;
@@ -429,7 +430,32 @@ static void test_half(void) {
     checks += 6;
 }
 
+static void mark_range(void *ctx, size_t i0, size_t i1) {
+    int *hits = ctx;
+    for (size_t i = i0; i < i1; i++) hits[i]++;
+}
+
+static void test_parallel_for(void) {
+    const size_t ns[] = {0, 1, 7, 1000, 100003};
+    const size_t mins[] = {1, 3, 500, 1u << 20};
+    for (size_t a = 0; a < 5; a++)
+        for (size_t m = 0; m < 4; m++)
+            for (int t = 0; t <= 5; t++) {
+                size_t n = ns[a];
+                int *hits = calloc(n + 1, sizeof *hits);
+                gz_parallel_for(n, mins[m], t, mark_range, hits);
+                int ok = 1;
+                for (size_t i = 0; i < n; i++) ok &= hits[i] == 1;
+                ok &= hits[n] == 0;
+                if (!ok) fprintf(stderr, "parallel_for n=%zu min=%zu threads=%d\n", n, mins[m], t);
+                CHECK(ok);
+                checks++;
+                free(hits);
+            }
+}
+
 static void test_threads(void) {
+    test_parallel_for();
     gz_set_threads(1);
     CHECK(gz_get_threads() == 1);
     gz_set_threads(0);
