@@ -1,0 +1,83 @@
+#!/bin/bash
+# run.sh - gaze vs PyTorch encoder benchmark, side by side in one run, with ratios.
+#
+# Usage: bench/encoders/run.sh [--quick] [--mode native|asis|both]
+#   THREADS (default 2), BUILD (default build-bench), MODELS (default $BUILD/bench-models).
+# Needs: /usr/bin/python3 with numpy and torch (apt-get install -y python3-torch), the
+# bench_encoders target (built here). Weights are generated once by make_weights.py into
+# $MODELS (git-ignored, ~1.3 GB).
+# Modes (DESIGN §6): "native" unsets OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE together, in this
+# command alone, so OpenBLAS auto-detects the CPU as a user's machine would; "asis" keeps the
+# environment as it is. Both programs run in the same mode with the same thread count; the
+# OpenBLAS kernel that ran is reported (OPENBLAS_VERBOSE=2 and openblas_get_corename()).
+# Ratio = torch ms / gaze ms (> 1: gaze is faster).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+THREADS=${THREADS:-2}
+BUILD=${BUILD:-$ROOT/build-bench}
+MODELS=${MODELS:-$BUILD/bench-models}
+QUICK=""
+MODE=both
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=--quick ;;
+    --mode) MODE=$2; shift ;;
+    *) echo "usage: $0 [--quick] [--mode native|asis|both]" >&2; exit 2 ;;
+  esac
+  shift
+done
+PY=/usr/bin/python3
+BIN=$BUILD/bench/encoders/bench_encoders
+
+[ -f "$MODELS/blip-base-384/model.safetensors" ] || $PY "$HERE/make_weights.py" "$MODELS"
+[ -d "$BUILD" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD" -j2 --target bench_encoders >/dev/null
+
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+     "$(nproc) CPUs, threads=$THREADS, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# gaze $(git -C "$ROOT" rev-parse --short HEAD), torch $($PY -c 'import torch; print(torch.__version__)')"
+
+run_mode() { # $1 = label; rest = env(1) arguments that set up the OpenBLAS environment
+  local label=$1; shift
+  local out; out=$(mktemp -d /tmp/bench_encoders.XXXXXX)
+  local common=(OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" OPENBLAS_VERBOSE=2)
+  echo
+  echo "## mode: $label  (OPENBLAS_CORETYPE=$(env "$@" sh -c 'echo ${OPENBLAS_CORETYPE:-unset}')," \
+       "OPENBLAS_L2_SIZE=$(env "$@" sh -c 'echo ${OPENBLAS_L2_SIZE:-unset}'))"
+  env "$@" "${common[@]}" "$BIN" --models "$MODELS" --threads "$THREADS" --out "$out" $QUICK \
+    >"$out/gaze.txt" 2>"$out/gaze.err" || { cat "$out/gaze.err" >&2; exit 1; }
+  env "$@" "${common[@]}" $PY "$HERE/torch_ref.py" --models "$MODELS" --threads "$THREADS" \
+    --gaze-out "$out" $QUICK >"$out/torch.txt" 2>"$out/torch.err" || { cat "$out/torch.err" >&2; exit 1; }
+  echo "gaze : $(grep -m1 '^INFO' "$out/gaze.txt" | cut -d' ' -f2-6); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/gaze.err" || echo '-')"
+  echo "torch: $(grep -m1 '^INFO' "$out/torch.txt" | cut -d' ' -f2-); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/torch.err" || echo '-')"
+  awk '
+    FNR == 1 { f++ }
+    f == 1 && $1 == "RESULT" { g[$2] = $3; order[++n] = $2; items[$2] = $5 }
+    f == 2 && $1 == "RESULT" { t[$2] = $3 }
+    f == 1 && $1 == "RSS" { grss[$2] = $4 }
+    f == 2 && $1 == "RSS" { trss[$2] = $4 }
+    f == 2 && $1 == "AGREE" { agree = agree sprintf("  %s max|gaze-torch| = %s\n", $2, $3) }
+    END {
+      printf "| %-12s | %5s | %12s | %12s | %13s |\n", "benchmark", "items", "gaze ms/item", "torch ms/item", "torch/gaze"
+      printf "|--------------|-------|--------------|---------------|---------------|\n"
+      for (i = 1; i <= n; i++) {
+        k = order[i]
+        printf "| %-12s | %5d | %12.2f | %13.2f | %12.2fx |\n", k, items[k], g[k], t[k], t[k] / g[k]
+        if ((k "_hf") in t)
+          printf "| %-12s | %5d | %12.2f | %13.2f | %12.2fx |\n", k "_hf", items[k], g[k], t[k "_hf"], t[k "_hf"] / g[k]
+      }
+      printf "peak RSS MB: gaze vit224 %s, blip384 %s; torch vit224 %s, blip384 %s\n", grss["vit224"], grss["blip384"], trss["vit224"], trss["blip384"]
+      printf "agreement (same inputs, same weights):\n%s", agree
+    }' "$out/gaze.txt" "$out/torch.txt"
+  echo "(raw output: $out)"
+}
+
+case "$MODE" in
+  native) run_mode native -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ;;
+  asis) run_mode as-is ;;
+  both) run_mode native -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE; run_mode as-is ;;
+  *) echo "bad --mode $MODE" >&2; exit 2 ;;
+esac
+echo
+echo "# done, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
