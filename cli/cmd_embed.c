@@ -78,7 +78,7 @@ static gz_status embed_images(gz_model *m, const embed_opts *o, float *v, int di
         if (st == GZ_OK) {
             fputs("{\"kind\":\"image\",\"path\":", stdout);
             out_json_str(stdout, o->images.v[i]);
-            printf(",\"width\":%d,\"height\":%d", img.width, img.height);
+            printf(",\"width\":%d,\"height\":%d", img.src_width, img.src_height);
             print_vec(v, dim);
         }
         gz_image_free(&img);

@@ -158,8 +158,7 @@ static gz_status encode_chunk(gz_engine *e, chunk *c, float *vecs) {
 }
 
 static void image_meta(char *buf, size_t n, const gz_image *img) {
-    snprintf(buf, n, "{\"format\":\"%s\",\"orientation\":%d,\"stored_width\":%d,\"stored_height\":%d}",
-             img->format, img->orientation, img->src_width, img->src_height);
+    snprintf(buf, n, "{\"format\":\"%s\",\"orientation\":%d}", img->format, img->orientation);
 }
 
 /* Write one chunk's results in one transaction. */
@@ -231,8 +230,9 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             break;
         }
         case JOB_ENCODE: {
-            it.width = j->img.width;
-            it.height = j->img.height;
+            /* the photo's real size (the decode may be DCT-scaled for the model) */
+            it.width = j->img.src_width;
+            it.height = j->img.src_height;
             it.taken_at = j->img.taken_at[0] ? j->img.taken_at : NULL;
             image_meta(meta, sizeof meta, &j->img);
             it.meta_json = meta;
@@ -247,8 +247,8 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
         case JOB_FAILED:
             if (decoded) v++; /* decoded, then failed in the encoder: its row is unused */
             if (decoded) {
-                it.width = j->img.width;
-                it.height = j->img.height;
+                it.width = j->img.src_width;
+                it.height = j->img.src_height;
             }
             it.status = GZ_ITEM_FAILED;
             it.error = j->error;

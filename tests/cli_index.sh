@@ -47,6 +47,37 @@ expect "full index" "$TMP/r1.json" failed 0
 check "progress without a TTY is plain lines" grep -q "^indexing: $N/$N files" "$TMP/e1.txt"
 check "no carriage returns without a TTY" bash -c "! grep -q $'\r' '$TMP/e1.txt'"
 
+# stored width/height are the photos' real sizes (not the reduced decode the model uses):
+# compare with the sizes in the PNG IHDR / JPEG SOF headers, read here in Python
+"$GAZE" search "x" --db "$DB" -k 1000 --json >"$TMP/all.jsonl" 2>/dev/null
+check "stored sizes equal the file headers' (PNG/JPEG without EXIF rotation)" python3 - "$TMP/all.jsonl" <<'EOF'
+import json, struct, sys
+def size(path):
+    b = open(path, 'rb').read()
+    if b[:8] == b'\x89PNG\r\n\x1a\n':
+        return struct.unpack('>II', b[16:24])
+    if b[:2] != b'\xff\xd8': return None
+    i = 2
+    while i < len(b):
+        m = b[i + 1]; i += 2
+        if m in (0xd8, 0x01) or 0xd0 <= m <= 0xd7: continue
+        L = struct.unpack('>H', b[i:i + 2])[0]
+        if m == 0xe1 and b[i + 2:i + 6] == b'Exif': return None  # may be rotated: skip
+        if m in (0xc0, 0xc1, 0xc2):
+            h, w = struct.unpack('>HH', b[i + 3:i + 7]); return (w, h)
+        i += L
+    return None
+rows = [json.loads(l) for l in open(sys.argv[1])]
+n = 0; bad = []
+for r in rows:
+    s = size(r['path'])
+    if s is None: continue
+    n += 1
+    if (r['width'], r['height']) != tuple(s): bad.append((r['path'], r['width'], r['height'], s))
+if bad: print(bad, file=sys.stderr)
+sys.exit(0 if n >= 10 and not bad and any(r['width'] == 5312 for r in rows) else 1)
+EOF
+
 # 2. re-run: nothing re-encoded, the db remembers the model (no --model)
 "$GAZE" index "$P" --db "$DB" --json --quiet >"$TMP/r2.json" 2>"$TMP/e2.txt"
 check "re-run exits 0" test $? -eq 0
