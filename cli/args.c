@@ -249,7 +249,7 @@ static void print_notice(void *user, const char *message) {
 }
 
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
-                    int quiet, gz_engine **e) {
+                    int quiet, int must_exist, gz_engine **e) {
     *e = NULL;
     char *def = NULL;
     const char *db = db_flag;
@@ -257,6 +257,13 @@ int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_
         def = cli_default_db_path(1);
         if (!def) return EXIT_FATAL;
         db = def;
+    }
+    struct stat sb;
+    if (must_exist && stat(db, &sb) != 0) {
+        cli_errorf("%s: no database here yet: run 'gaze index FOLDER' first, or give --db FILE",
+                   db);
+        free(def);
+        return EXIT_FATAL;
     }
     gz_engine_params ep = gz_engine_default_params();
     ep.db_path = db;

@@ -95,7 +95,7 @@ int cmd_index(int argc, char **argv) {
     gz_model_params mp = cli_model_params(weights, threads, no_exif);
     if (batch > 0) mp.batch_size = batch;
     gz_engine *e = NULL;
-    rc = cli_open_engine(db, model, &mp, quiet, &e);
+    rc = cli_open_engine(db, model, &mp, quiet, 0, &e);
     if (rc) {
         cli_list_free(&pos);
         cli_list_free(&exclude);

@@ -187,7 +187,37 @@ else
     check "uninterrupted run exits 0" test $rc -eq 0
 fi
 
-# 10. usage errors
+# 10. EXIF: orientation applied by default (width/height swap for orientation 6), not with
+# --no-exif-orient; capture time stored (compared with the ASCII EXIF dates in the file)
+X=$TMP/exif
+mkdir -p "$X"
+cp "$DATA/photos/exif_orient_6.jpg" "$DATA/photos/exif_orient_1.jpg" "$DATA/photos/scene_storm_canon_exif.jpg" "$X/"
+"$GAZE" index "$X" --db "$TMP/x1.db" --model "$MODEL" --quiet >/dev/null 2>&1
+"$GAZE" search x --db "$TMP/x1.db" -k 10 --json >"$TMP/x1.jsonl" 2>/dev/null
+"$GAZE" index "$X" --db "$TMP/x2.db" --model "$MODEL" --quiet --no-exif-orient >/dev/null 2>&1
+"$GAZE" search x --db "$TMP/x2.db" -k 10 --json >"$TMP/x2.jsonl" 2>/dev/null
+check "EXIF orientation 6 swaps width/height unless --no-exif-orient; capture time stored" python3 - "$TMP/x1.jsonl" "$TMP/x2.jsonl" <<'EOF'
+import json, re, sys
+a = {r['path'].rsplit('/', 1)[1]: r for r in map(json.loads, open(sys.argv[1]))}
+b = {r['path'].rsplit('/', 1)[1]: r for r in map(json.loads, open(sys.argv[2]))}
+o6, o1 = 'exif_orient_6.jpg', 'exif_orient_1.jpg'
+ok = (a[o6]['width'], a[o6]['height']) == (b[o6]['height'], b[o6]['width']) and a[o6]['width'] != a[o6]['height']
+ok &= (a[o1]['width'], a[o1]['height']) == (b[o1]['width'], b[o1]['height'])
+st = a['scene_storm_canon_exif.jpg']
+raw = open(st['path'], 'rb').read()
+dates = {d.decode().replace(':', '-', 2) for d in re.findall(rb'\d{4}:\d\d:\d\d \d\d:\d\d:\d\d', raw)}
+ok &= st['taken_at'] is not None and st['taken_at'] in dates
+if not ok: print(a, b, dates, file=sys.stderr)
+sys.exit(0 if ok else 1)
+EOF
+
+# 11. on a terminal: a live progress bar (carriage returns) on stderr
+if command -v script >/dev/null 2>&1; then
+    script -qec "'$GAZE' index '$X' --db '$TMP/tty.db' --model '$MODEL'" /dev/null >"$TMP/tty.txt" 2>&1
+    check "progress bar on a TTY" grep -q $'\r.*indexing \[' "$TMP/tty.txt"
+fi
+
+# 12. usage errors
 "$GAZE" index >/dev/null 2>&1
 check "index without PATH exits 2" test $? -eq 2
 "$GAZE" index "$TMP/does-not-exist" --db "$TMP/x.db" --model "$MODEL" >/dev/null 2>"$TMP/ex.txt"
