@@ -1,0 +1,437 @@
+/* test_index_db.c - the store: CRUD, exact search against brute force, file recovery. */
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "gaze.h"
+#include "testutil.h"
+
+static int checks;
+#define T(c)         \
+    do {             \
+        checks++;    \
+        CHECK(c);    \
+    } while (0)
+#define T_OK(e)      \
+    do {             \
+        checks++;    \
+        CHECK_OK(e); \
+    } while (0)
+
+static uint64_t rng_state = 0x1234567887654321ull;
+static uint64_t rng(void) { /* splitmix64 */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float gauss(void) {
+    double u = ((rng() >> 11) + 1.0) / 9007199254740993.0, v = (rng() >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+static void unit(float *v, int d) {
+    double s = 0;
+    for (int i = 0; i < d; i++) {
+        v[i] = gauss();
+        s += (double)v[i] * v[i];
+    }
+    for (int i = 0; i < d; i++) v[i] = (float)(v[i] / sqrt(s));
+}
+
+typedef struct {
+    int64_t id;
+    double score;
+} ref_hit;
+static int ref_cmp(const void *a, const void *b) {
+    const ref_hit *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Brute-force cosine ranking over the vectors of live items. */
+static int brute(const float *vecs, const int64_t *ids, const int *live, int n, int d,
+                 const float *q, int k, ref_hit *out) {
+    ref_hit *all = malloc(sizeof *all * (size_t)n);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (!live[i]) continue;
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)vecs[(size_t)i * d + j] * q[j];
+        all[m].id = ids[i];
+        all[m].score = s;
+        m++;
+    }
+    qsort(all, (size_t)m, sizeof *all, ref_cmp);
+    if (k > m) k = m;
+    memcpy(out, all, sizeof *out * (size_t)k);
+    free(all);
+    return k;
+}
+
+/* Search and compare ids (and scores within 1e-5) with the brute-force ranking. */
+static int same_as_brute(gz_db *db, int64_t model, const float *vecs, const int64_t *ids,
+                         const int *live, int n, int d, const float *q, int k, const char *what) {
+    gz_hit hits[64];
+    ref_hit ref[64];
+    int nh = -1;
+    if (gz_db_search(db, model, GZ_ITEM_IMAGE, q, d, k, -1.0f, hits, &nh) != GZ_OK) {
+        fprintf(stderr, "%s: search failed: %s\n", what, gz_last_error());
+        return 0;
+    }
+    int nr = brute(vecs, ids, live, n, d, q, k, ref);
+    if (nh != nr) {
+        fprintf(stderr, "%s: %d hits, brute force %d\n", what, nh, nr);
+        return 0;
+    }
+    for (int i = 0; i < nh; i++)
+        if (hits[i].item_id != ref[i].id || fabs(hits[i].score - ref[i].score) > 1e-5) {
+            fprintf(stderr, "%s: rank %d: got item %lld (%.7f), want %lld (%.7f)\n", what, i,
+                    (long long)hits[i].item_id, hits[i].score, (long long)ref[i].id, ref[i].score);
+            return 0;
+        }
+    return 1;
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    char buf[65536];
+    size_t got;
+    while (a && b && (got = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, got, b);
+    if (a) fclose(a);
+    if (b) fclose(b);
+}
+
+/* Flip the bits of one byte: offset >= 0 from the start, < 0 from the end. */
+static void flip_byte(const char *path, long offset) {
+    FILE *f = fopen(path, "r+b");
+    if (!f) return;
+    int whence = offset >= 0 ? SEEK_SET : SEEK_END;
+    fseek(f, offset, whence);
+    int c = fgetc(f);
+    fseek(f, offset, whence);
+    fputc(c ^ 0x5a, f);
+    fclose(f);
+}
+
+#define N 300
+#define D 32
+#define DB2 16
+
+int main(void) {
+    const char *dir = gz_test_tmpdir("index-db");
+    char path[1200], fpath[1300], saved[1300];
+    snprintf(path, sizeof path, "%s/t.gaze", dir);
+    gz_db_params dp = gz_db_default_params();
+    gz_db *db = NULL;
+    T_OK(gz_db_open(path, &dp, &db));
+    if (!db) return gz_test_finish("test_index_db", checks);
+
+    /* models */
+    int64_t ma = 0, ma2 = 0, mb = 0;
+    T_OK(gz_db_register_model(db, "models/a", "blip", D, "fp-a", &ma));
+    T_OK(gz_db_register_model(db, "models/b", "clip", DB2, "fp-b", &mb));
+    T_OK(gz_db_register_model(db, "moved/a", "blip", D, "fp-a", &ma2));
+    T(ma > 0 && mb > 0 && ma != mb && ma2 == ma);
+    T(gz_db_register_model(db, "x", "blip", D + 1, "fp-a", &ma2) == GZ_EINVAL);
+    gz_db_model dm;
+    T_OK(gz_db_default_model(db, &dm));
+    T(dm.id == ma && strcmp(dm.name, "moved/a") == 0 && dm.dim == D);
+    gz_db_model *models = NULL;
+    int nm = 0;
+    T_OK(gz_db_models(db, &models, &nm));
+    T(nm == 2 && models && models[0].id == ma && models[1].id == mb);
+    free(models);
+
+    /* items: a non-UTF-8 path, every field round-trips */
+    const char raw[] = "photos/\xff\xfe caf\xe9/img\x80.jpg";
+    gz_item it = {.kind = GZ_ITEM_IMAGE, .path = raw, .path_len = sizeof raw - 1, .size = 12345,
+                  .mtime_ns = 1700000000123456789LL, .content_hash = 0xfedcba9876543210ull,
+                  .width = 640, .height = 480, .taken_at = "2021-07-04 12:30:00",
+                  .meta_json = "{\"camera\":\"x\"}", .status = GZ_ITEM_OK};
+    T_OK(gz_db_upsert_item(db, &it));
+    int64_t first_id = it.id;
+    gz_item got;
+    T_OK(gz_db_find_by_path(db, GZ_ITEM_IMAGE, raw, sizeof raw - 1, NULL, &got));
+    T(got.id == first_id && got.path_len == sizeof raw - 1 && memcmp(got.path, raw, got.path_len) == 0);
+    T(got.size == 12345 && got.mtime_ns == 1700000000123456789LL &&
+      got.content_hash == 0xfedcba9876543210ull && got.width == 640 && got.height == 480);
+    T(got.taken_at && strcmp(got.taken_at, "2021-07-04 12:30:00") == 0);
+    T(got.meta_json && strcmp(got.meta_json, "{\"camera\":\"x\"}") == 0 && !got.text && !got.error);
+    gz_item_clear(&got);
+    T(gz_db_find_by_path(db, GZ_ITEM_IMAGE, raw, sizeof raw - 2, NULL, &got) == GZ_ENOTFOUND);
+    T(gz_db_find_by_path(db, GZ_ITEM_TEXT, raw, sizeof raw - 1, NULL, &got) == GZ_ENOTFOUND);
+    /* a text item (caption) linked to the image */
+    gz_item cap = {.kind = GZ_ITEM_TEXT, .path = "captions.txt", .path_len = 12, .ext_id = "7",
+                   .text = "a dog", .link_item_id = first_id};
+    T_OK(gz_db_upsert_item(db, &cap));
+    T_OK(gz_db_get_item(db, cap.id, &got));
+    T(got.kind == GZ_ITEM_TEXT && got.text && strcmp(got.text, "a dog") == 0 &&
+      got.link_item_id == first_id && got.ext_id && strcmp(got.ext_id, "7") == 0);
+    gz_item_clear(&got);
+    /* a failed item keeps its error */
+    gz_item bad = {.kind = GZ_ITEM_IMAGE, .path = "broken.jpg", .path_len = 10,
+                   .status = GZ_ITEM_FAILED, .error = "truncated JPEG"};
+    T_OK(gz_db_upsert_item(db, &bad));
+    T_OK(gz_db_get_item(db, bad.id, &got));
+    T(got.status == GZ_ITEM_FAILED && got.error && strcmp(got.error, "truncated JPEG") == 0);
+    gz_item_clear(&got);
+    T_OK(gz_db_remove_item(db, bad.id));
+    T(gz_db_get_item(db, bad.id, &got) == GZ_ENOTFOUND);
+
+    /* N image items with vectors for both models, in one batch */
+    static float va[N * D], vb[N * DB2];
+    static int64_t ids[N];
+    static int live[N];
+    T_OK(gz_db_begin(db));
+    for (int i = 0; i < N; i++) {
+        char p[64];
+        int len = snprintf(p, sizeof p, "img/%04d.jpg", i);
+        gz_item x = {.kind = GZ_ITEM_IMAGE, .path = p, .path_len = (size_t)len,
+                     .content_hash = 1000 + (uint64_t)i, .size = i};
+        T_OK(gz_db_upsert_item(db, &x));
+        ids[i] = x.id;
+        live[i] = 1;
+        unit(va + i * D, D);
+        unit(vb + i * DB2, DB2);
+        T_OK(gz_db_put_embedding(db, x.id, ma, va + i * D, D));
+        T_OK(gz_db_put_embedding(db, x.id, mb, vb + i * DB2, DB2));
+    }
+    T_OK(gz_db_commit(db));
+    float back[D];
+    T_OK(gz_db_get_embedding(db, ids[5], ma, back, D));
+    T(memcmp(back, va + 5 * D, sizeof back) == 0);
+    T(gz_db_get_embedding(db, ids[5], ma, back, D - 1) == GZ_EINVAL);
+    T(gz_db_put_embedding(db, ids[5], ma, va, D - 1) == GZ_EINVAL);
+    T(gz_db_get_embedding(db, first_id, ma, NULL, 0) == GZ_ENOTFOUND);
+    float nanv[D] = {NAN};
+    T(gz_db_put_embedding(db, ids[5], ma, nanv, D) == GZ_EINVAL);
+
+    /* exact search equals brute force, per model */
+    float q[D], qb[DB2];
+    for (int t = 0; t < 5; t++) {
+        unit(q, D);
+        T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "flat model a"));
+    }
+    unit(qb, DB2);
+    T(same_as_brute(db, mb, vb, ids, live, N, DB2, qb, 10, "flat model b"));
+    gz_hit hits[64];
+    int nh;
+    T_OK(gz_db_search(db, ma, GZ_ITEM_TEXT, q, D, 5, -1.0f, hits, &nh));
+    T(nh == 0); /* no text vectors */
+    T(gz_db_search(db, ma, GZ_ITEM_IMAGE, qb, DB2, 5, -1.0f, hits, &nh) == GZ_EINVAL);
+    /* min_score filters */
+    T_OK(gz_db_search(db, ma, GZ_ITEM_IMAGE, va + 7 * D, D, 10, 0.999f, hits, &nh));
+    T(nh == 1 && hits[0].item_id == ids[7] && fabsf(hits[0].score - 1.0f) < 1e-5f);
+
+    /* missing items leave search, come back when OK again; removed items leave for good */
+    T_OK(gz_db_mark_missing(db, ids[7]));
+    live[7] = 0;
+    T(same_as_brute(db, ma, va, ids, live, N, D, va + 7 * D, 10, "after mark_missing"));
+    T_OK(gz_db_get_item(db, ids[7], &got));
+    T(got.status == GZ_ITEM_MISSING);
+    got.status = GZ_ITEM_OK;
+    T_OK(gz_db_upsert_item(db, &got)); /* same hash: vector kept and back in the index */
+    gz_item_clear(&got);
+    live[7] = 1;
+    T(same_as_brute(db, ma, va, ids, live, N, D, va + 7 * D, 10, "after un-missing"));
+    T_OK(gz_db_remove_item(db, ids[8]));
+    live[8] = 0;
+    T(gz_db_get_embedding(db, ids[8], ma, NULL, 0) == GZ_ENOTFOUND);
+    T(same_as_brute(db, ma, va, ids, live, N, D, va + 8 * D, 10, "after remove"));
+
+    /* hash reuse: a renamed copy finds the vector of the original */
+    int64_t dup = 0;
+    T_OK(gz_db_find_by_hash(db, GZ_ITEM_IMAGE, 1000 + 9, ma, 0, &dup));
+    T(dup == ids[9]);
+    T(gz_db_find_by_hash(db, GZ_ITEM_IMAGE, 1000 + 9, ma, ids[9], &dup) == GZ_ENOTFOUND);
+    /* changed content drops the stale vectors */
+    T_OK(gz_db_get_item(db, ids[10], &got));
+    got.content_hash = 42;
+    T_OK(gz_db_upsert_item(db, &got));
+    gz_item_clear(&got);
+    T(gz_db_get_embedding(db, ids[10], ma, NULL, 0) == GZ_ENOTFOUND);
+    T(gz_db_get_embedding(db, ids[10], mb, NULL, 0) == GZ_ENOTFOUND);
+    live[10] = 0;
+    T(same_as_brute(db, ma, va, ids, live, N, D, va + 10 * D, 10, "after content change"));
+
+    /* rollback leaves no trace, in SQLite or in the index */
+    T_OK(gz_db_begin(db));
+    gz_item rb = {.kind = GZ_ITEM_IMAGE, .path = "rolled.jpg", .path_len = 10};
+    T_OK(gz_db_upsert_item(db, &rb));
+    T_OK(gz_db_put_embedding(db, rb.id, ma, q, D));
+    T_OK(gz_db_search(db, ma, GZ_ITEM_IMAGE, q, D, 1, -1.0f, hits, &nh));
+    T(nh == 1 && hits[0].item_id == rb.id); /* visible inside its own batch */
+    T_OK(gz_db_rollback(db));
+    T(gz_db_find_by_path(db, GZ_ITEM_IMAGE, "rolled.jpg", 10, NULL, &got) == GZ_ENOTFOUND);
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "after rollback"));
+
+    /* prune: mark three missing under img/01, prune that prefix only */
+    for (int i = 100; i < 103; i++) {
+        T_OK(gz_db_mark_missing(db, ids[i]));
+        live[i] = 0;
+    }
+    T_OK(gz_db_mark_missing(db, ids[200]));
+    live[200] = 0;
+    int64_t pruned = -1;
+    T_OK(gz_db_prune_missing(db, "img/01", 6, &pruned));
+    T(pruned == 3);
+    T(gz_db_get_item(db, ids[100], &got) == GZ_ENOTFOUND);
+    T_OK(gz_db_get_item(db, ids[200], &got));
+    gz_item_clear(&got);
+    int64_t *list = NULL;
+    size_t nl = 0;
+    T_OK(gz_db_list_items(db, GZ_ITEM_IMAGE, "img/", 4, -1, &list, &nl));
+    T(nl == N - 1 - 3); /* ids[8] removed, three pruned */
+    free(list);
+    T_OK(gz_db_list_items(db, 0, NULL, 0, GZ_ITEM_MISSING, &list, &nl));
+    T(nl == 1 && list && list[0] == ids[200]);
+    free(list);
+
+    gz_db_stats stats;
+    T_OK(gz_db_get_stats(db, &stats));
+    T(stats.schema_version == gz_db_schema_version() && stats.n_models == 2);
+    T(stats.n_items[GZ_ITEM_TEXT] == 1 && stats.n_items[GZ_ITEM_IMAGE] == 1 + N - 4);
+    T(stats.n_status[GZ_ITEM_MISSING] == 1 && stats.n_indexes == 2);
+
+    char *val = NULL;
+    T_OK(gz_db_set_meta(db, "default_k", "20"));
+    T_OK(gz_db_get_meta(db, "default_k", &val));
+    T(val && strcmp(val, "20") == 0);
+    free(val);
+    T_OK(gz_db_set_meta(db, "default_k", NULL));
+    T(gz_db_get_meta(db, "default_k", &val) == GZ_ENOTFOUND);
+
+    /* reopen: the files are current, loaded without rebuilding, same results */
+    unit(q, D);
+    T_OK(gz_db_close(db));
+    T_OK(gz_db_open(path, &dp, &db));
+    gz_db_index_state is;
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 1 && is.n_vectors == N - 6 && strcmp(is.effective, "Flat") == 0);
+    T(gz_db_notice(db) == NULL);
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "after reopen"));
+
+    /* corrupt payload -> rebuilt with a notice, same results */
+    snprintf(fpath, sizeof fpath, "%s.m%lld.image.faiss", path, (long long)ma);
+    snprintf(saved, sizeof saved, "%s/saved.faiss", dir);
+    copy_file(fpath, saved);
+    T_OK(gz_db_close(db));
+    flip_byte(fpath, -100);
+    T_OK(gz_db_open(path, &dp, &db));
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "after corrupt payload"));
+    const char *msg = gz_db_notice(db);
+    T(msg && strstr(msg, "rebuilding") && strstr(msg, "checksum"));
+    T_OK(gz_db_close(db));
+    /* a corrupt header is caught at open */
+    flip_byte(fpath, 30); /* inside the generation field */
+    T_OK(gz_db_open(path, &dp, &db));
+    msg = gz_db_notice(db);
+    T(msg && strstr(msg, "header checksum"));
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "after corrupt header"));
+    T_OK(gz_db_close(db));
+    /* missing file */
+    unlink(fpath);
+    T_OK(gz_db_open(path, &dp, &db));
+    msg = gz_db_notice(db);
+    T(msg && strstr(msg, "missing"));
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "after missing file"));
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 1);
+    /* stale: change something, then put the old (valid, older generation) file back */
+    T_OK(gz_db_remove_item(db, ids[11]));
+    live[11] = 0;
+    T_OK(gz_db_close(db));
+    copy_file(saved, fpath);
+    T_OK(gz_db_open(path, &dp, &db));
+    msg = gz_db_notice(db);
+    T(msg && strstr(msg, "stale"));
+    T(same_as_brute(db, ma, va, ids, live, N, D, va + 11 * D, 20, "after stale file"));
+    T_OK(gz_db_close(db));
+    /* truncated file, found by a read-only reader: rebuilt in memory, file untouched */
+    truncate(fpath, 150);
+    gz_db_params ro = dp;
+    ro.readonly = 1;
+    T_OK(gz_db_open(path, &ro, &db));
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "read-only, truncated file"));
+    msg = gz_db_notice(db);
+    T(msg && strstr(msg, "truncated"));
+    gz_item w = {.kind = GZ_ITEM_IMAGE, .path = "x", .path_len = 1};
+    T(gz_db_upsert_item(db, &w) == GZ_EINVAL);
+    T(gz_db_begin(db) == GZ_EINVAL);
+    T_OK(gz_db_close(db));
+    T_OK(gz_db_open(path, &dp, &db)); /* writable: repairs the file */
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 1);
+
+    /* HNSW: removed ids never come back, dead share compacted at close */
+    T_OK(gz_db_close(db));
+    gz_db_params hp = dp;
+    hp.factory = "HNSW32";
+    T_OK(gz_db_open(path, &hp, &db));
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(strcmp(is.factory, "HNSW32") == 0 && strcmp(is.effective, "HNSW32") == 0);
+    T(is.n_vectors == N - 7 && is.file_current == 1);
+    T_OK(gz_db_begin(db));
+    for (int i = 20; i < 120; i++)
+        if (live[i]) {
+            T_OK(gz_db_remove_item(db, ids[i]));
+            live[i] = 0;
+        }
+    T_OK(gz_db_commit(db));
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(is.n_dead > 0 && is.n_vectors == N - 7 - (100 - 3));
+    int leaked = 0;
+    for (int t = 20; t < 120; t++) {
+        T_OK(gz_db_search(db, ma, GZ_ITEM_IMAGE, va + t * D, D, 10, -1.0f, hits, &nh));
+        for (int i = 0; i < nh; i++)
+            for (int j = 20; j < 120; j++)
+                if (hits[i].item_id == ids[j]) leaked++;
+        if (nh != 10) leaked++;
+    }
+    T(leaked == 0);
+    T_OK(gz_db_close(db));
+    T_OK(gz_db_open(path, &hp, &db));
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(is.n_dead == 0 && is.n_vectors == N - 104 && is.file_current == 1);
+    T_OK(gz_db_close(db));
+
+    /* IVF below its training minimum falls back to Flat (exact) with a notice */
+    gz_db_params ip = dp;
+    ip.factory = "IVF64,Flat";
+    T_OK(gz_db_open(path, &ip, &db));
+    msg = gz_db_notice(db);
+    T(msg && strstr(msg, "using Flat"));
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(strcmp(is.factory, "IVF64,Flat") == 0 && strcmp(is.effective, "Flat") == 0);
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "IVF fallback"));
+    T_OK(gz_db_close(db));
+    gz_db_params badf = dp;
+    badf.factory = "NoSuchIndex";
+    T(gz_db_open(path, &badf, &db) == GZ_EINVAL && db == NULL);
+    T(strstr(gz_last_error(), "NoSuchIndex") != NULL);
+
+    /* a database from a newer gaze is refused; a foreign SQLite file too */
+    sqlite3 *raw_db;
+    sqlite3_open(path, &raw_db);
+    sqlite3_exec(raw_db, "PRAGMA user_version = 999", NULL, NULL, NULL);
+    sqlite3_close(raw_db);
+    T(gz_db_open(path, &dp, &db) == GZ_EUNSUPPORTED && db == NULL);
+    T(strstr(gz_last_error(), "newer gaze") != NULL);
+    char other[1200];
+    snprintf(other, sizeof other, "%s/other.sqlite", dir);
+    sqlite3_open(other, &raw_db);
+    sqlite3_exec(raw_db, "CREATE TABLE t(x)", NULL, NULL, NULL);
+    sqlite3_close(raw_db);
+    T(gz_db_open(other, &dp, &db) == GZ_ECORRUPT);
+
+    uint64_t h1 = 0, h2 = 0;
+    T_OK(gz_hash_file(other, &h1));
+    T_OK(gz_hash_file(other, &h2));
+    T(h1 == h2 && h1 != 0);
+    T(gz_hash_file("/nonexistent/file", &h1) == GZ_EIO);
+    return gz_test_finish("test_index_db", checks);
+}
