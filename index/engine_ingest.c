@@ -79,12 +79,42 @@ static void *decode_chunk(void *arg) {
     return NULL;
 }
 
+static int needs_decode(const chunk *c) {
+    for (size_t i = 0; i < c->n; i++)
+        if (c->jobs[i].kind == JOB_ENCODE) return 1;
+    return 0;
+}
+
+/* Decode a chunk's images on a helper thread (or here when threads are off or failed). */
+static void start_decode(chunk *c, int use_thread) {
+    if (!needs_decode(c)) return;
+    if (use_thread && pthread_create(&c->thread, NULL, decode_chunk, c) == 0)
+        c->running = 1;
+    else
+        decode_chunk(c);
+}
+
 static int has_embedding(gz_db *db, int64_t item_id, int64_t model_id) {
     return gz_db_get_embedding(db, item_id, model_id, NULL, 0) == GZ_OK;
 }
 
 /* Decide what to do with each file of the chunk (db reads, file hashing). */
+static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n);
+
+/* classify_chunk inside one (read-only) transaction: SQLite then takes its file locks once
+ * per chunk instead of once per statement, which dominates a no-op re-run. */
 static gz_status classify(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n) {
+    gz_status st = gz_db_begin(e->db);
+    if (st != GZ_OK) return st;
+    st = classify_chunk(e, o, jobs, n);
+    if (st == GZ_OK)
+        st = gz_db_commit(e->db);
+    else
+        gz_db_rollback(e->db);
+    return st;
+}
+
+static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n) {
     for (size_t i = 0; i < n; i++) {
         job *j = &jobs[i];
         const gz_walk_file *f = j->f;
@@ -257,6 +287,7 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             if (o->file_error) o->file_error(o->user, f->path, j->error);
             break;
         }
+        if (it.id > 0) j->existing_id = it.id; /* the file's item, for mark_vanished */
         s->done++;
     }
     free(tmp);
@@ -274,38 +305,48 @@ static void free_chunk_images(chunk *c) {
         if (c->jobs[i].img.rgb) gz_image_free(&c->jobs[i].img);
 }
 
-static int cmp_path_key(const void *key, const void *elem) {
-    return strcmp((const char *)key, ((const gz_walk_file *)elem)->path);
+static int cmp_id(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
 }
 
-/* Mark indexed images under a root that the scan did not see; prune them if asked. */
-static gz_status mark_vanished(gz_engine *e, const gz_walk_result *w, const gz_ingest_opts *o,
-                               gz_ingest_stats *s) {
-    for (size_t r = 0; r < w->n_roots; r++) {
+/* Mark indexed images under a root that the scan did not see; prune them if asked. The
+ * items of the files seen are known by id (jobs), so only vanished ones are read. */
+static gz_status mark_vanished(gz_engine *e, const gz_walk_result *w, const job *jobs,
+                               const gz_ingest_opts *o, gz_ingest_stats *s) {
+    int64_t *seen = malloc((w->n ? w->n : 1) * sizeof *seen);
+    if (!seen) return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
+    size_t ns = 0;
+    for (size_t i = 0; i < w->n; i++)
+        if (jobs[i].existing_id > 0) seen[ns++] = jobs[i].existing_id;
+    qsort(seen, ns, sizeof *seen, cmp_id);
+    gz_status st = GZ_OK;
+    for (size_t r = 0; r < w->n_roots && st == GZ_OK; r++) {
         const char *root = w->roots[r];
         size_t rl = strlen(root);
         char *prefix = malloc(rl + 2);
-        if (!prefix) return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
+        if (!prefix) {
+            st = GZ_FAIL(GZ_ENOMEM, "index: out of memory");
+            break;
+        }
         memcpy(prefix, root, rl);
         if (rl == 0 || root[rl - 1] != '/') prefix[rl++] = '/';
         prefix[rl] = '\0';
         int64_t *ids = NULL;
         size_t n = 0;
-        gz_status st = gz_db_list_items(e->db, GZ_ITEM_IMAGE, prefix, rl, -1, &ids, &n);
-        if (st == GZ_OK && n) st = gz_db_begin(e->db);
-        int in_tx = st == GZ_OK && n;
+        st = gz_db_list_items(e->db, GZ_ITEM_IMAGE, prefix, rl, -1, &ids, &n);
+        int in_tx = 0;
         for (size_t i = 0; i < n && st == GZ_OK; i++) {
+            if (ns && bsearch(&ids[i], seen, ns, sizeof *seen, cmp_id)) continue;
             gz_item it;
             memset(&it, 0, sizeof it);
             st = gz_db_get_item(e->db, ids[i], &it);
             if (st != GZ_OK) break;
-            int seen = w->n && bsearch(it.path, w->files, w->n, sizeof *w->files, cmp_path_key);
-            if (!seen && it.status != GZ_ITEM_MISSING) {
-                st = gz_db_mark_missing(e->db, ids[i]);
-                s->missing++;
-            } else if (!seen) {
-                s->missing++;
+            if (it.status != GZ_ITEM_MISSING) {
+                if (!in_tx) st = gz_db_begin(e->db), in_tx = st == GZ_OK;
+                if (st == GZ_OK) st = gz_db_mark_missing(e->db, ids[i]);
             }
+            s->missing++;
             gz_item_clear(&it);
         }
         if (in_tx) {
@@ -321,9 +362,9 @@ static gz_status mark_vanished(gz_engine *e, const gz_walk_result *w, const gz_i
             s->pruned += removed;
         }
         free(prefix);
-        if (st != GZ_OK) return st;
     }
-    return GZ_OK;
+    free(seen);
+    return st;
 }
 
 gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
@@ -370,10 +411,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         pos += cur.n;
         st = classify(e, o, cur.jobs, cur.n);
         if (st == GZ_OK) {
-            if (o->decode_thread && pthread_create(&cur.thread, NULL, decode_chunk, &cur) == 0)
-                cur.running = 1;
-            else
-                decode_chunk(&cur);
+            start_decode(&cur, o->decode_thread);
         }
     }
     while (st == GZ_OK && cur.n) {
@@ -386,10 +424,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
             pos += next.n;
             st = classify(e, o, next.jobs, next.n);
             if (st == GZ_OK) {
-                if (o->decode_thread && pthread_create(&next.thread, NULL, decode_chunk, &next) == 0)
-                    next.running = 1;
-                else
-                    decode_chunk(&next);
+                start_decode(&next, o->decode_thread);
             } else {
                 next.n = 0;
             }
@@ -411,7 +446,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         free_chunk_images(&cur);
         free_chunk_images(&next);
     }
-    if (st == GZ_OK && !stopped) st = mark_vanished(e, &w, o, &s);
+    if (st == GZ_OK && !stopped) st = mark_vanished(e, &w, jobs, o, &s);
     free(jobs);
     free(vecs);
     gz_walk_free(&w);
