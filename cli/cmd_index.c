@@ -123,6 +123,7 @@ int cmd_index(int argc, char **argv) {
     struct sigaction sa, old;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
+    sa.sa_flags = SA_RESTART; /* file reads in flight must not fail with EINTR */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
     gz_ingest_stats s;

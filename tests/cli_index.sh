@@ -169,7 +169,13 @@ done; done
 NI=$(ls "$I" | wc -l)
 "$GAZE" index "$I" --db "$TMP/i.db" --model "$MODEL" --batch 2 --json --quiet >"$TMP/i1.json" 2>"$TMP/ie.txt" &
 pid=$!
-sleep 1.5
+# wait until the first batch is committed (a concurrent reader sees it), then Ctrl-C
+for _ in $(seq 1 600); do
+    n=$("$GAZE" info --db "$TMP/i.db" --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["embeddings"])' 2>/dev/null)
+    [ "${n:-0}" -gt 0 ] && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.1
+done
 kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
