@@ -221,7 +221,12 @@ int main(void) {
     gz_hit hits[64];
     int nh;
     T_OK(gz_db_search(db, ma, GZ_ITEM_TEXT, q, D, 5, -1.0f, hits, &nh));
-    T(nh == 0); /* no text vectors */
+    T(nh == 0); /* no text vectors yet */
+    /* text vectors live in their own index: image searches never return them */
+    T_OK(gz_db_put_embedding(db, cap.id, ma, q, D));
+    T_OK(gz_db_search(db, ma, GZ_ITEM_TEXT, q, D, 5, -1.0f, hits, &nh));
+    T(nh == 1 && hits[0].item_id == cap.id && fabsf(hits[0].score - 1.0f) < 1e-5f);
+    T(same_as_brute(db, ma, va, ids, live, N, D, q, 20, "image search beside a text vector"));
     T(gz_db_search(db, ma, GZ_ITEM_IMAGE, qb, DB2, 5, -1.0f, hits, &nh) == GZ_EINVAL);
     /* min_score filters */
     T_OK(gz_db_search(db, ma, GZ_ITEM_IMAGE, va + 7 * D, D, 10, 0.999f, hits, &nh));
@@ -295,7 +300,7 @@ int main(void) {
     T_OK(gz_db_get_stats(db, &stats));
     T(stats.schema_version == gz_db_schema_version() && stats.n_models == 2);
     T(stats.n_items[GZ_ITEM_TEXT] == 1 && stats.n_items[GZ_ITEM_IMAGE] == 1 + N - 4);
-    T(stats.n_status[GZ_ITEM_MISSING] == 1 && stats.n_indexes == 2);
+    T(stats.n_status[GZ_ITEM_MISSING] == 1 && stats.n_indexes == 3 && stats.n_embeddings == 2 * (N - 5) + 1);
 
     char *val = NULL;
     T_OK(gz_db_set_meta(db, "default_k", "20"));
