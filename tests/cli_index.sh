@@ -223,7 +223,19 @@ if command -v script >/dev/null 2>&1; then
     check "progress bar on a TTY" grep -q $'\r.*indexing \[' "$TMP/tty.txt"
 fi
 
-# 12. usage errors
+# 12. file names that are not UTF-8 round-trip as bytes (--paths) and stay valid JSON
+U=$TMP/utf
+mkdir -p "$U"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$U/$(printf 'caf\xe9 \xff.jpg')"
+"$GAZE" index "$U" --db "$TMP/u.db" --model "$MODEL" --quiet >/dev/null 2>&1
+check "non-UTF-8 name indexed" test $? -eq 0
+"$GAZE" search x --db "$TMP/u.db" --paths >"$TMP/u.txt" 2>/dev/null
+check "--paths gives the raw bytes of a non-UTF-8 name" bash -c "xargs -d '\n' ls <'$TMP/u.txt' >/dev/null 2>&1"
+"$GAZE" search x --db "$TMP/u.db" --json >"$TMP/u.jsonl" 2>/dev/null
+check "--json stays valid UTF-8 JSON for a non-UTF-8 name" python3 -c '
+import json,sys; r=[json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]; sys.exit(0 if len(r)==1 and "\ufffd" in r[0]["path"] else 1)' "$TMP/u.jsonl"
+
+# 13. usage errors
 "$GAZE" index >/dev/null 2>&1
 check "index without PATH exits 2" test $? -eq 2
 "$GAZE" index "$TMP/does-not-exist" --db "$TMP/x.db" --model "$MODEL" >/dev/null 2>"$TMP/ex.txt"
