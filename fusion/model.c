@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/threads.h"
 #include "core/kernels.h"
 #include "core/safetensors.h"
 #include "fusion/itm.h"
@@ -465,22 +466,44 @@ gz_status gz_encode_texts(gz_model *m, const char *const *texts, int n, float *o
 static gz_status preprocess_one(const gz_model *m, const gz_image *im, int i, float *out) {
     if (!im->rgb || im->width <= 0 || im->height <= 0)
         return GZ_FAIL(GZ_EINVAL, "image %d is empty (not decoded?)", i);
-    gz_status st = gz_preprocess(&m->pp, im->rgb, im->width, im->height, out);
+    /* gz_preprocess_image, not gz_preprocess: a DCT-scaled decode must be resized and
+     * cropped as the full-size photo would be (src_width/src_height). */
+    gz_status st = gz_preprocess_image(&m->pp, im, out);
     return st == GZ_OK ? st : gz_error_prefix(st, "image %d", i);
 }
 
-/* Images are preprocessed in parallel (gz_preprocess is a pure function); error messages
- * are thread-local, so the first failing image is redone on this thread for its message. */
+/* Images are preprocessed in parallel (gz_preprocess_image is a pure function); error
+ * messages are thread-local, so the first failing image is redone on this thread for its
+ * message. gz_parallel_for, not OpenMP: idle OpenMP workers spin against OpenBLAS. */
+typedef struct {
+    const gz_model *m;
+    const gz_image *images;
+    int base;
+    float *pixels;
+    size_t img_sz;
+    int *failed; /* (n) 1 where preprocessing failed */
+} preprocess_job;
+
+static void preprocess_range(void *ctx, size_t begin, size_t end) {
+    preprocess_job *j = ctx;
+    for (size_t i = begin; i < end; i++)
+        j->failed[i] = preprocess_one(j->m, &j->images[i], j->base + (int)i,
+                                      j->pixels + i * j->img_sz) != GZ_OK;
+}
+
 static gz_status preprocess_images(const gz_model *m, const gz_image *images, int base, int n,
                                    float *pixels) {
     const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
-    int failed = n;
-#pragma omp parallel for schedule(dynamic, 1) reduction(min : failed) if (n > 1)
-    for (int i = 0; i < n; i++)
-        if (preprocess_one(m, &images[i], base + i, pixels + (size_t)i * img_sz) != GZ_OK && i < failed)
-            failed = i;
-    if (failed == n) return GZ_OK;
-    return preprocess_one(m, &images[failed], base + failed, pixels + (size_t)failed * img_sz);
+    int *failed = calloc((size_t)n, sizeof *failed);
+    if (!failed) return GZ_FAIL(GZ_ENOMEM, "preprocess: out of memory");
+    preprocess_job job = {m, images, base, pixels, img_sz, failed};
+    gz_parallel_for((size_t)n, 1, 0, preprocess_range, &job);
+    int first = -1;
+    for (int i = 0; i < n && first < 0; i++)
+        if (failed[i]) first = i;
+    free(failed);
+    if (first < 0) return GZ_OK;
+    return preprocess_one(m, &images[first], base + first, pixels + (size_t)first * img_sz);
 }
 
 /* Scratch for a chunk of `count` images of img_sz floats each. */
