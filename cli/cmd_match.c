@@ -193,14 +193,19 @@ int cmd_match(int argc, char **argv) {
         code = match_pairs(m, &o, &p);
     } else {
         gz_image img;
-        gz_status st = load_image(m, o.image, o.no_exif, &img);
+        gz_status st = load_image(m, o.image, o.no_exif, &img); /* img zeroed on failure */
         gz_match *mt = calloc((size_t)o.texts.n, sizeof *mt);
-        if (st == GZ_OK && mt) st = gz_match_image_texts(m, &img, o.texts.v, o.texts.n, mt);
-        if (st == GZ_OK)
+        if (!mt) {
+            cli_errorf("out of memory");
+            code = EXIT_FATAL;
+        } else if (st == GZ_OK) {
+            st = gz_match_image_texts(m, &img, o.texts.v, o.texts.n, mt);
+        }
+        if (mt && st == GZ_OK)
             for (int i = 0; i < o.texts.n; i++) emit(&p, o.image, o.texts.v[i], &mt[i]);
-        if (st == GZ_OK) gz_image_free(&img);
+        if (mt && st != GZ_OK) code = cli_report(st);
+        gz_image_free(&img);
         free(mt);
-        if (st != GZ_OK) code = cli_report(st);
     }
     if (!o.json) {
         if (p.table.nrow > 1) out_table_print(&p.table, stdout);
