@@ -249,7 +249,7 @@ static void print_notice(void *user, const char *message) {
 }
 
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
-                    int quiet, int must_exist, gz_engine **e) {
+                    const char *factory, int quiet, int must_exist, gz_engine **e) {
     *e = NULL;
     char *def = NULL;
     const char *db = db_flag;
@@ -270,6 +270,7 @@ int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_
     ep.model_dir = cli_model_dir(model_flag);
     ep.model = *mp;
     if (!quiet) ep.db.notice = print_notice;
+    ep.db.factory = factory;
     gz_status st = gz_engine_open(&ep, e);
     free(def);
     return st == GZ_OK ? EXIT_OK : cli_report(st);

@@ -78,10 +78,10 @@ gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **
 typedef struct gz_engine gz_engine;
 /* Open the engine on --db (or the default database) with the model from --model /
  * $GAZE_MODEL (or the db's registered model). Database notices go to stderr unless quiet.
- * must_exist: refuse to create a new database (for searches). Prints the error and returns
+ * factory: FAISS index factory string (NULL = keep the db's). must_exist: refuse to create a new database (for searches). Prints the error and returns
  * the exit code (0 on success). */
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
-                    int quiet, int must_exist, gz_engine **e);
+                    const char *factory, int quiet, int must_exist, gz_engine **e);
 
 /* ---- output ---- */
 

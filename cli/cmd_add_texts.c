@@ -82,7 +82,7 @@ int cmd_add_texts(int argc, char **argv) {
     to.user = &ctx;
     gz_model_params mp = cli_model_params(weights, threads, 0);
     gz_engine *e = NULL;
-    rc = cli_open_engine(db, model, &mp, quiet, 0, &e);
+    rc = cli_open_engine(db, model, &mp, NULL, quiet, 0, &e);
     if (rc) {
         cli_list_free(&pos);
         return rc;

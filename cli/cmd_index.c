@@ -16,7 +16,8 @@ static const char INDEX_DETAILS[] =
     "continues. Files that fail are recorded, listed and make the exit status 1; they are not\n"
     "retried until they change (or with --retry-failed).\n"
     "The summary goes to stdout (--json: one JSON object with the fields total, encoded,\n"
-    "skipped, reused, failed, missing, pruned, seconds, db, model).";
+    "skipped, reused, failed, missing, pruned, seconds, interrupted, model).\n"
+    "--index-type picks the FAISS index: Flat (exact, default), HNSW32, IVF1024,PQ32 ...";
 static const char INDEX_EXAMPLES[] =
     "  gaze index ~/Pictures --model models/blip-itm-base-coco\n"
     "  gaze index ~/Pictures --exclude '*.thumb.jpg' --exclude Screenshots --prune\n"
@@ -53,7 +54,7 @@ static void on_file_error(void *user, const char *path, const char *message) {
 }
 
 int cmd_index(int argc, char **argv) {
-    const char *db = NULL, *model = NULL, *weights = NULL;
+    const char *db = NULL, *model = NULL, *weights = NULL, *factory = NULL;
     cli_list exclude = {0};
     int follow = 0, prune = 0, quiet = 0, no_exif = 0, all = 0, retry = 0, json = 0;
     int batch = 0, threads = 0, no_thread = 0;
@@ -73,6 +74,7 @@ int cmd_index(int argc, char **argv) {
         {"retry-failed", 0, CLI_FLAG, &retry, NULL, "retry files that failed before"},
         {"no-decode-thread", 0, CLI_FLAG, &no_thread, NULL, "decode on the main thread"},
         {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
+        {"index-type", 0, CLI_STR, &factory, "FACTORY", "FAISS index (Flat, HNSW32, IVFn,PQm)"},
         {"quiet", 'q', CLI_FLAG, &quiet, NULL, "no progress output"},
         {"json", 0, CLI_FLAG, &json, NULL, "print the summary as JSON"},
         {0},
@@ -95,7 +97,7 @@ int cmd_index(int argc, char **argv) {
     gz_model_params mp = cli_model_params(weights, threads, no_exif);
     if (batch > 0) mp.batch_size = batch;
     gz_engine *e = NULL;
-    rc = cli_open_engine(db, model, &mp, quiet, 0, &e);
+    rc = cli_open_engine(db, model, &mp, factory, quiet, 0, &e);
     if (rc) {
         cli_list_free(&pos);
         cli_list_free(&exclude);
