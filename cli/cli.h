@@ -128,10 +128,10 @@ typedef struct {
 } progress;
 
 void progress_start(progress *p, const char *what, long total, int quiet);
-/* Report done/total files, failures; prints at most a few times per second (TTY) or every
- * few seconds (plain lines). */
-void progress_update(progress *p, long done, long failed);
-void progress_finish(progress *p, long done, long failed);
+/* Report done/total files, images encoded (for img/s), failures; prints at most a few
+ * times per second (TTY) or every few seconds (plain lines). ETA comes from the file rate. */
+void progress_update(progress *p, long done, long encoded, long failed);
+void progress_finish(progress *p, long done, long encoded, long failed);
 double cli_now(void); /* monotonic seconds */
 
 /* ---- commands ---- */

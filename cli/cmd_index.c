@@ -40,7 +40,7 @@ typedef struct {
 static void on_progress(void *user, const gz_ingest_stats *s) {
     index_ctx *c = user;
     c->prog.total = s->total;
-    progress_update(&c->prog, s->done, s->failed);
+    progress_update(&c->prog, s->done, s->encoded, s->failed);
 }
 
 static void on_file_error(void *user, const char *path, const char *message) {
@@ -131,7 +131,7 @@ int cmd_index(int argc, char **argv) {
     gz_ingest_stats s;
     gz_status st = gz_engine_index(e, pos.v, pos.n, &io, &s);
     sigaction(SIGINT, &old, NULL);
-    progress_finish(&ctx.prog, s.done, s.failed);
+    progress_finish(&ctx.prog, s.done, s.encoded, s.failed);
     int code = EXIT_OK;
     if (st != GZ_OK) code = cli_report(st);
     else if (s.failed > 0) code = EXIT_PARTIAL;

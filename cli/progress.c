@@ -37,11 +37,12 @@ static void fmt_eta(char *buf, size_t n, double s) {
         snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
-static void draw(progress *p, long done, long failed, int final) {
+static void draw(progress *p, long done, long encoded, long failed, int final) {
     double el = cli_now() - p->t0;
-    double rate = el > 0 ? (double)done / el : 0;
+    double frate = el > 0 ? (double)done / el : 0;   /* files handled per second */
+    double rate = el > 0 ? (double)encoded / el : 0; /* images encoded per second */
     char eta[32];
-    fmt_eta(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : -1);
+    fmt_eta(eta, sizeof eta, frate > 0 ? (double)(p->total - done) / frate : -1);
     if (p->tty) {
         int fill = p->total > 0 ? (int)((double)BAR_WIDTH * (double)done / (double)p->total) : 0;
         if (fill > BAR_WIDTH) fill = BAR_WIDTH;
@@ -59,17 +60,17 @@ static void draw(progress *p, long done, long failed, int final) {
     fflush(stderr);
 }
 
-void progress_update(progress *p, long done, long failed) {
+void progress_update(progress *p, long done, long encoded, long failed) {
     if (!p->enabled) return;
     double now = cli_now();
     double interval = p->tty ? TTY_INTERVAL_S : PLAIN_INTERVAL_S;
     if (now - p->last_print < interval) return;
     if (!p->tty && now - p->t0 < PLAIN_INTERVAL_S) return; /* quick runs print one line */
     p->last_print = now;
-    draw(p, done, failed, 0);
+    draw(p, done, encoded, failed, 0);
 }
 
-void progress_finish(progress *p, long done, long failed) {
+void progress_finish(progress *p, long done, long encoded, long failed) {
     if (!p->enabled) return;
-    if (p->tty || p->last_print > 0 || p->total > 0) draw(p, done, failed, 1);
+    if (p->tty || p->last_print > 0 || p->total > 0) draw(p, done, encoded, failed, 1);
 }
