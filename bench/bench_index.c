@@ -30,12 +30,14 @@ static uint64_t rng(void) {
 static void unit_near(float *v, int d, const float *center, double spread) {
     double s = 0;
     for (int i = 0; i < d; i++) {
-        double u = ((rng() >> 11) + 1.0) / 9007199254740993.0, w = (rng() >> 11) / 9007199254740992.0;
+        double u = ((rng() >> 11) + 1.0) / 9007199254740993.0,
+               w = (rng() >> 11) / 9007199254740992.0;
         v[i] = (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * w));
         if (center) v[i] = (float)(center[i] + spread * v[i]);
         s += (double)v[i] * v[i];
     }
-    for (int i = 0; i < d; i++) v[i] = (float)(v[i] / sqrt(s));
+    for (int i = 0; i < d; i++)
+        v[i] = (float)(v[i] / sqrt(s));
 }
 
 static double now(void) {
@@ -70,16 +72,32 @@ int main(int argc, char **argv) {
     const char *factories = "Flat;HNSW32;IVF1024,PQ32", *dir = "/tmp";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--clustered")) { clustered = 1; continue; }
-        if (!v) { fprintf(stderr, "bench_index: %s needs a value\n", a); return 2; }
-        if (!strcmp(a, "--n")) n = atoi(v);
-        else if (!strcmp(a, "--dim")) dim = atoi(v);
-        else if (!strcmp(a, "--queries")) nq = atoi(v);
-        else if (!strcmp(a, "--factories")) factories = v;
-        else if (!strcmp(a, "--ef")) ef = atoi(v);
-        else if (!strcmp(a, "--nprobe")) nprobe = atoi(v);
-        else if (!strcmp(a, "--dir")) dir = v;
-        else { fprintf(stderr, "bench_index: unknown option %s\n", a); return 2; }
+        if (!strcmp(a, "--clustered")) {
+            clustered = 1;
+            continue;
+        }
+        if (!v) {
+            fprintf(stderr, "bench_index: %s needs a value\n", a);
+            return 2;
+        }
+        if (!strcmp(a, "--n"))
+            n = atoi(v);
+        else if (!strcmp(a, "--dim"))
+            dim = atoi(v);
+        else if (!strcmp(a, "--queries"))
+            nq = atoi(v);
+        else if (!strcmp(a, "--factories"))
+            factories = v;
+        else if (!strcmp(a, "--ef"))
+            ef = atoi(v);
+        else if (!strcmp(a, "--nprobe"))
+            nprobe = atoi(v);
+        else if (!strcmp(a, "--dir"))
+            dir = v;
+        else {
+            fprintf(stderr, "bench_index: unknown option %s\n", a);
+            return 2;
+        }
         i++;
     }
     if (n <= 0 || dim <= 0 || nq <= 0) return 2;
@@ -91,7 +109,8 @@ int main(int argc, char **argv) {
     float *centers = NULL;
     if (clustered) {
         centers = malloc(sizeof(float) * 1000 * (size_t)dim);
-        for (int c = 0; c < 1000; c++) unit_near(centers + (size_t)c * dim, dim, NULL, 0);
+        for (int c = 0; c < 1000; c++)
+            unit_near(centers + (size_t)c * dim, dim, NULL, 0);
     }
     gz_db_params p = gz_db_default_params();
     p.factory = "Flat";
@@ -115,9 +134,14 @@ int main(int argc, char **argv) {
             for (int i = b; i < n && i < b + BATCH; i++) {
                 char name[32];
                 int len = snprintf(name, sizeof name, "img/%08d.jpg", i);
-                gz_item it = {.kind = GZ_ITEM_IMAGE, .path = name, .path_len = (size_t)len,
-                              .size = 100000 + i, .mtime_ns = 1700000000000000000LL + i,
-                              .content_hash = rng(), .width = 640, .height = 480};
+                gz_item it = {.kind = GZ_ITEM_IMAGE,
+                              .path = name,
+                              .path_len = (size_t)len,
+                              .size = 100000 + i,
+                              .mtime_ns = 1700000000000000000LL + i,
+                              .content_hash = rng(),
+                              .width = 640,
+                              .height = 480};
                 unit_near(v, dim, centers ? centers + (size_t)(rng() % 1000) * dim : NULL, 0.04);
                 if (gz_db_upsert_item(db, &it) != GZ_OK) die("upsert");
                 if (gz_db_put_embedding(db, it.id, model, v, dim) != GZ_OK) die("put");
@@ -170,7 +194,8 @@ int main(int argc, char **argv) {
                 die("search");
             lat[q] = (now() - a) * 1e3;
             if (!have_truth && !strcmp(f, "Flat")) {
-                for (int i = 0; i < K; i++) truth[(size_t)q * K + i] = i < nh ? hits[i].item_id : 0;
+                for (int i = 0; i < K; i++)
+                    truth[(size_t)q * K + i] = i < nh ? hits[i].item_id : 0;
             }
             for (int i = 0; i < nh; i++)
                 for (int j = 0; j < K; j++)
@@ -178,7 +203,8 @@ int main(int argc, char **argv) {
         }
         if (!strcmp(f, "Flat")) have_truth = 1;
         double mean = 0;
-        for (int q = 0; q < nq; q++) mean += lat[q] / nq;
+        for (int q = 0; q < nq; q++)
+            mean += lat[q] / nq;
         qsort(lat, (size_t)nq, sizeof *lat, cmp_double);
         char name[96];
         snprintf(name, sizeof name, "%s%s", is.effective,

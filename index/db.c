@@ -32,8 +32,8 @@
 #define DB_APPLICATION_ID 0x47415a45 /* "GAZE" */
 #define DB_MAX_DIM 65536
 #define DB_DEFAULT_FACTORY "Flat"
-#define DB_REBUILD_CHUNK 8192      /* vectors added to FAISS per call during a rebuild */
-#define DB_DEAD_REBUILD_SHARE 0.2  /* rebuild before saving once this share is dead */
+#define DB_REBUILD_CHUNK 8192     /* vectors added to FAISS per call during a rebuild */
+#define DB_DEAD_REBUILD_SHARE 0.2 /* rebuild before saving once this share is dead */
 #define DB_NOTICE_MAX 16384
 
 typedef struct {
@@ -51,9 +51,9 @@ struct gz_db {
     size_t n_vx, cap_vx;
     touched_key *touched; /* (model, kind) changed in the open transaction */
     size_t n_touched, cap_touched;
-    char *notices;        /* pending notices, '\n'-joined */
+    char *notices; /* pending notices, '\n'-joined */
     size_t notices_len;
-    char *notice_out;     /* returned by gz_db_notice */
+    char *notice_out; /* returned by gz_db_notice */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -121,8 +121,7 @@ static void index_path(const gz_db *db, int64_t model_id, int kind, char *out, s
 }
 
 static gz_status need_writable(gz_db *db) {
-    if (db->params.readonly)
-        return GZ_FAIL(GZ_EINVAL, "%s: database is open read-only", db->path);
+    if (db->params.readonly) return GZ_FAIL(GZ_EINVAL, "%s: database is open read-only", db->path);
     return GZ_OK;
 }
 
@@ -295,8 +294,10 @@ static gz_status pragma_int(gz_db *db, const char *sql, int64_t *out) {
     sqlite3_stmt *s;
     gz_status st = prep(db, &s, sql);
     if (st != GZ_OK) return st;
-    if (sqlite3_step(s) == SQLITE_ROW) *out = sqlite3_column_int64(s, 0);
-    else st = sql_fail(db, sql);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *out = sqlite3_column_int64(s, 0);
+    else
+        st = sql_fail(db, sql);
     sqlite3_finalize(s);
     return st;
 }
@@ -322,8 +323,8 @@ static gz_status migrate(gz_db *db) {
     st = pragma_int(db, "PRAGMA user_version", &version);
     for (int64_t v = version; st == GZ_OK && v < DB_SCHEMA_VERSION; v++) {
         st = exec(db, MIGRATIONS[v]);
-        if (st != GZ_OK) gz_error_prefix(st, "migrating schema %lld -> %lld", (long long)v,
-                                         (long long)v + 1);
+        if (st != GZ_OK)
+            gz_error_prefix(st, "migrating schema %lld -> %lld", (long long)v, (long long)v + 1);
     }
     if (st == GZ_OK) {
         char sql[96];
@@ -390,15 +391,15 @@ gz_status gz_db_open(const char *path, const gz_db_params *params, gz_db **out) 
         snprintf(db->factory, sizeof db->factory, "%s", db->params.factory);
     }
     db->params.factory = NULL; /* the caller's string is not kept */
-    int flags = db->params.readonly ? SQLITE_OPEN_READONLY
-                                    : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    int flags =
+        db->params.readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     if (sqlite3_open_v2(path, &db->sql, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         st = GZ_FAIL(GZ_EIO, "%s: cannot open database: %s", path,
                      db->sql ? sqlite3_errmsg(db->sql) : "out of memory");
         goto fail;
     }
-    sqlite3_busy_timeout(db->sql, db->params.busy_timeout_ms > 0 ? db->params.busy_timeout_ms
-                                                                   : 10000);
+    sqlite3_busy_timeout(db->sql,
+                         db->params.busy_timeout_ms > 0 ? db->params.busy_timeout_ms : 10000);
     sqlite3_extended_result_codes(db->sql, 0);
     if (!db->params.readonly) {
         /* WAL: readers and one writer at a time; NORMAL sync is safe against process crashes
@@ -436,7 +437,8 @@ gz_status gz_db_close(gz_db *db) {
     gz_status st = GZ_OK;
     if (db->in_txn) txn_rollback(db);
     if (!db->params.readonly) st = sync_indexes(db);
-    for (size_t i = 0; i < db->n_vx; i++) gz_vindex_free(db->vx[i]);
+    for (size_t i = 0; i < db->n_vx; i++)
+        gz_vindex_free(db->vx[i]);
     free(db->vx);
     free(db->touched);
     if (sqlite3_close_v2(db->sql) != SQLITE_OK && st == GZ_OK)
@@ -470,14 +472,15 @@ static void fill_model(sqlite3_stmt *s, gz_db_model *m) {
     m->n_embeddings = sqlite3_column_int64(s, 6);
 }
 
-#define MODEL_COLS                                                                      \
-    "SELECT id, name, family, dim, fingerprint, last_used,"                             \
+#define MODEL_COLS                                                                                 \
+    "SELECT id, name, family, dim, fingerprint, last_used,"                                        \
     " (SELECT count(*) FROM embeddings e WHERE e.model_id = models.id) FROM models "
 
 gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, int dim,
                                const char *fingerprint, int64_t *model_id) {
     if (!name || !family || !fingerprint || !*fingerprint || dim <= 0 || dim > DB_MAX_DIM)
-        return GZ_FAIL(GZ_EINVAL, "register model: need name, family, fingerprint and 0 < dim <= %d",
+        return GZ_FAIL(GZ_EINVAL,
+                       "register model: need name, family, fingerprint and 0 < dim <= %d",
                        DB_MAX_DIM);
     if (strlen(name) >= sizeof(((gz_db_model *)0)->name) || strlen(family) >= 32 ||
         strlen(fingerprint) >= 65)
@@ -503,19 +506,22 @@ gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, 
         st = GZ_FAIL(GZ_EINVAL, "%s: model %s is registered with dim %lld, not %d", db->path,
                      fingerprint, (long long)old_dim, dim);
     if (st == GZ_OK) {
-        st = prep(db, &s,
-                  id ? "UPDATE models SET name = ?1, family = ?2, last_used = ?4,"
-                       " use_seq = (SELECT coalesce(max(use_seq), 0) + 1 FROM models) WHERE id = ?5"
-                     : "INSERT INTO models(name, family, dim, fingerprint, created, last_used, use_seq)"
-                       " VALUES(?1, ?2, ?3, ?6, ?4, ?4,"
-                       " (SELECT coalesce(max(use_seq), 0) + 1 FROM models))");
+        st = prep(
+            db, &s,
+            id ? "UPDATE models SET name = ?1, family = ?2, last_used = ?4,"
+                 " use_seq = (SELECT coalesce(max(use_seq), 0) + 1 FROM models) WHERE id = ?5"
+               : "INSERT INTO models(name, family, dim, fingerprint, created, last_used, use_seq)"
+                 " VALUES(?1, ?2, ?3, ?6, ?4, ?4,"
+                 " (SELECT coalesce(max(use_seq), 0) + 1 FROM models))");
         if (st == GZ_OK) {
             sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
             sqlite3_bind_text(s, 2, family, -1, SQLITE_STATIC);
             if (!id) sqlite3_bind_int(s, 3, dim);
             sqlite3_bind_int64(s, 4, (int64_t)time(NULL));
-            if (id) sqlite3_bind_int64(s, 5, id);
-            else sqlite3_bind_text(s, 6, fingerprint, -1, SQLITE_STATIC);
+            if (id)
+                sqlite3_bind_int64(s, 5, id);
+            else
+                sqlite3_bind_text(s, 6, fingerprint, -1, SQLITE_STATIC);
             st = step_done(db, s);
             if (st == GZ_OK && !id) id = sqlite3_last_insert_rowid(db->sql);
         }
@@ -562,11 +568,13 @@ static gz_status model_query(gz_db *db, const char *sql, int64_t id, gz_db_model
     if (st != GZ_OK) return st;
     if (id) sqlite3_bind_int64(s, 1, id);
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) fill_model(s, out);
+    if (rc == SQLITE_ROW)
+        fill_model(s, out);
     else if (rc == SQLITE_DONE)
         st = id ? GZ_FAIL(GZ_ENOTFOUND, "%s: no model with id %lld", db->path, (long long)id)
                 : GZ_FAIL(GZ_ENOTFOUND, "%s: no model registered yet", db->path);
-    else st = sql_fail(db, "read model");
+    else
+        st = sql_fail(db, "read model");
     sqlite3_finalize(s);
     return st;
 }
@@ -576,8 +584,8 @@ gz_status gz_db_default_model(gz_db *db, gz_db_model *out) {
 }
 
 gz_status gz_db_get_model(gz_db *db, int64_t model_id, gz_db_model *out) {
-    if (model_id <= 0) return GZ_FAIL(GZ_ENOTFOUND, "%s: no model with id %lld", db->path,
-                                      (long long)model_id);
+    if (model_id <= 0)
+        return GZ_FAIL(GZ_ENOTFOUND, "%s: no model with id %lld", db->path, (long long)model_id);
     return model_query(db, MODEL_COLS "WHERE id = ?1", model_id, out);
 }
 
@@ -587,10 +595,12 @@ static gz_status model_dim(gz_db *db, int64_t model_id, int *dim) {
     if (st != GZ_OK) return st;
     sqlite3_bind_int64(s, 1, model_id);
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) *dim = sqlite3_column_int(s, 0);
+    if (rc == SQLITE_ROW)
+        *dim = sqlite3_column_int(s, 0);
     else if (rc == SQLITE_DONE)
         st = GZ_FAIL(GZ_ENOTFOUND, "%s: no model with id %lld", db->path, (long long)model_id);
-    else st = sql_fail(db, "model dim");
+    else
+        st = sql_fail(db, "model dim");
     sqlite3_finalize(s);
     return st;
 }
@@ -606,8 +616,8 @@ static const char *requested_factory(gz_db *db, const char *stored) {
 static gz_status read_state(gz_db *db, int64_t model_id, int kind, int *exists, int64_t *gen,
                             char *factory) {
     sqlite3_stmt *s;
-    gz_status st = prep(db, &s,
-                        "SELECT generation, factory FROM index_state WHERE model_id = ? AND kind = ?");
+    gz_status st =
+        prep(db, &s, "SELECT generation, factory FROM index_state WHERE model_id = ? AND kind = ?");
     if (st != GZ_OK) return st;
     sqlite3_bind_int64(s, 1, model_id);
     sqlite3_bind_int(s, 2, kind);
@@ -626,8 +636,8 @@ static gz_status read_state(gz_db *db, int64_t model_id, int kind, int *exists, 
     return st;
 }
 
-#define LIVE_VECS                                                                     \
-    " FROM embeddings e JOIN items i ON i.id = e.item_id"                             \
+#define LIVE_VECS                                                                                  \
+    " FROM embeddings e JOIN items i ON i.id = e.item_id"                                          \
     " WHERE e.model_id = ?1 AND i.kind = ?2 AND i.status = 0"
 
 /* Build the index of (model, kind) from SQLite as of the current read snapshot. */
@@ -642,8 +652,10 @@ static gz_status build_from_sql(gz_db *db, int64_t model_id, int kind, const cha
     if ((st = prep(db, &s, "SELECT count(*)" LIVE_VECS)) != GZ_OK) return st;
     sqlite3_bind_int64(s, 1, model_id);
     sqlite3_bind_int(s, 2, kind);
-    if (sqlite3_step(s) == SQLITE_ROW) count = sqlite3_column_int64(s, 0);
-    else st = sql_fail(db, "count vectors");
+    if (sqlite3_step(s) == SQLITE_ROW)
+        count = sqlite3_column_int64(s, 0);
+    else
+        st = sql_fail(db, "count vectors");
     sqlite3_finalize(s);
     if (st != GZ_OK) return st;
 
@@ -691,8 +703,9 @@ static gz_status build_from_sql(gz_db *db, int64_t model_id, int kind, const cha
     free(train);
     if (st != GZ_OK) return st;
     if (fell_back)
-        note(db, "index of model %lld %ss: '%s' needs %zu vectors to train, %lld stored: using "
-                 "Flat for now",
+        note(db,
+             "index of model %lld %ss: '%s' needs %zu vectors to train, %lld stored: using "
+             "Flat for now",
              (long long)model_id, kind_name(kind), factory, min_train, (long long)count);
     v->gen = gen;
 
@@ -905,8 +918,9 @@ static gz_status resync_item(gz_db *db, int64_t item_id, int kind, int status_ok
         if (sqlite3_step(s) == SQLITE_ROW &&
             (size_t)sqlite3_column_bytes(s, 0) == (size_t)v->dim * sizeof(float))
             st = gz_vindex_add(v, &item_id, sqlite3_column_blob(s, 0), 1);
-        else st = GZ_FAIL(GZ_ECORRUPT, "%s: vector of item %lld unreadable", db->path,
-                          (long long)item_id);
+        else
+            st = GZ_FAIL(GZ_ECORRUPT, "%s: vector of item %lld unreadable", db->path,
+                         (long long)item_id);
         sqlite3_finalize(s);
     }
     free(models);
@@ -1063,7 +1077,8 @@ gz_status gz_hash_file(const char *path, uint64_t *hash) {
     XXH3_64bits_reset(xs);
     unsigned char buf[1 << 16];
     size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0) XXH3_64bits_update(xs, buf, got);
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        XXH3_64bits_update(xs, buf, got);
     int err = ferror(f);
     fclose(f);
     *hash = XXH3_64bits_digest(xs);
@@ -1072,8 +1087,8 @@ gz_status gz_hash_file(const char *path, uint64_t *hash) {
     return GZ_OK;
 }
 
-#define ITEM_COLS                                                                          \
-    "SELECT id, kind, path, ext_id, text, size, mtime_ns, content_hash, width, height,"    \
+#define ITEM_COLS                                                                                  \
+    "SELECT id, kind, path, ext_id, text, size, mtime_ns, content_hash, width, height,"            \
     " taken_at, meta_json, link_item_id, status, error FROM items "
 
 static char *col_strdup(sqlite3_stmt *s, int c) {
@@ -1112,9 +1127,12 @@ static gz_status fill_item(sqlite3_stmt *s, gz_item *it) {
 static gz_status item_query(gz_db *db, sqlite3_stmt *s, gz_item *out, const char *what) {
     int rc = sqlite3_step(s);
     gz_status st;
-    if (rc == SQLITE_ROW) st = fill_item(s, out);
-    else if (rc == SQLITE_DONE) st = GZ_FAIL(GZ_ENOTFOUND, "%s: no item %s", db->path, what);
-    else st = sql_fail(db, "read item");
+    if (rc == SQLITE_ROW)
+        st = fill_item(s, out);
+    else if (rc == SQLITE_DONE)
+        st = GZ_FAIL(GZ_ENOTFOUND, "%s: no item %s", db->path, what);
+    else
+        st = sql_fail(db, "read item");
     sqlite3_finalize(s);
     return st;
 }
@@ -1158,17 +1176,19 @@ gz_status gz_db_find_by_hash(gz_db *db, gz_item_kind kind, uint64_t hash, int64_
     sqlite3_bind_int64(s, 3, model_id);
     sqlite3_bind_int64(s, 4, exclude_id);
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) *item_id = sqlite3_column_int64(s, 0);
+    if (rc == SQLITE_ROW)
+        *item_id = sqlite3_column_int64(s, 0);
     else if (rc == SQLITE_DONE)
         st = GZ_FAIL(GZ_ENOTFOUND, "%s: no item with hash %016llx", db->path,
                      (unsigned long long)hash);
-    else st = sql_fail(db, "find by hash");
+    else
+        st = sql_fail(db, "find by hash");
     sqlite3_finalize(s);
     return st;
 }
 
-gz_status gz_db_list_items(gz_db *db, int kind, const char *prefix, size_t prefix_len,
-                           int status, int64_t **ids, size_t *n) {
+gz_status gz_db_list_items(gz_db *db, int kind, const char *prefix, size_t prefix_len, int status,
+                           int64_t **ids, size_t *n) {
     *ids = NULL;
     *n = 0;
     if (prefix_len > INT_MAX || (prefix_len && !prefix))
@@ -1208,8 +1228,10 @@ gz_status gz_db_list_items(gz_db *db, int kind, const char *prefix, size_t prefi
 }
 
 static void bind_opt_text(sqlite3_stmt *s, int i, const char *t) {
-    if (t) sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
-    else sqlite3_bind_null(s, i);
+    if (t)
+        sqlite3_bind_text(s, i, t, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, i);
 }
 
 static int same_text(const char *a, const char *b) {
@@ -1220,8 +1242,7 @@ static int same_text(const char *a, const char *b) {
 gz_status gz_db_upsert_item(gz_db *db, gz_item *item) {
     gz_status st = check_kind(item->kind);
     if (st != GZ_OK) return st;
-    if (!item->path || item->path_len > INT_MAX)
-        return GZ_FAIL(GZ_EINVAL, "upsert item: no path");
+    if (!item->path || item->path_len > INT_MAX) return GZ_FAIL(GZ_EINVAL, "upsert item: no path");
     if (item->status < GZ_ITEM_OK || item->status > GZ_ITEM_MISSING)
         return GZ_FAIL(GZ_EINVAL, "upsert item: status %d", (int)item->status);
     int implicit;
@@ -1229,9 +1250,12 @@ gz_status gz_db_upsert_item(gz_db *db, gz_item *item) {
     gz_item old;
     memset(&old, 0, sizeof old);
     int have_old = 0;
-    if (item->id > 0) st = gz_db_get_item(db, item->id, &old);
-    else st = gz_db_find_by_path(db, item->kind, item->path, item->path_len, item->ext_id, &old);
-    if (st == GZ_OK) have_old = 1;
+    if (item->id > 0)
+        st = gz_db_get_item(db, item->id, &old);
+    else
+        st = gz_db_find_by_path(db, item->kind, item->path, item->path_len, item->ext_id, &old);
+    if (st == GZ_OK)
+        have_old = 1;
     else if (st == GZ_ENOTFOUND && item->id <= 0) {
         gz_clear_error();
         st = GZ_OK;
@@ -1262,8 +1286,10 @@ gz_status gz_db_upsert_item(gz_db *db, gz_item *item) {
         sqlite3_bind_int(s, 9, item->height);
         bind_opt_text(s, 10, item->taken_at);
         bind_opt_text(s, 11, item->meta_json);
-        if (item->link_item_id > 0) sqlite3_bind_int64(s, 12, item->link_item_id);
-        else sqlite3_bind_null(s, 12);
+        if (item->link_item_id > 0)
+            sqlite3_bind_int64(s, 12, item->link_item_id);
+        else
+            sqlite3_bind_null(s, 12);
         sqlite3_bind_int(s, 13, item->status);
         bind_opt_text(s, 14, item->error);
         if (have_old) sqlite3_bind_int64(s, 15, old.id);
@@ -1309,8 +1335,9 @@ static gz_status remove_one(gz_db *db, int64_t item_id) {
     if (st == GZ_OK) st = drop_embeddings(db, item_id, it.kind);
     gz_item_clear(&it);
     sqlite3_stmt *s;
-    if (st == GZ_OK && (st = prep(db, &s, "UPDATE items SET link_item_id = NULL"
-                                          " WHERE link_item_id = ?")) == GZ_OK) {
+    if (st == GZ_OK && (st = prep(db, &s,
+                                  "UPDATE items SET link_item_id = NULL"
+                                  " WHERE link_item_id = ?")) == GZ_OK) {
         sqlite3_bind_int64(s, 1, item_id);
         st = step_done(db, s);
     }
@@ -1337,7 +1364,8 @@ gz_status gz_db_prune_missing(gz_db *db, const char *prefix, size_t prefix_len,
     int64_t *ids = NULL;
     size_t n = 0;
     st = gz_db_list_items(db, 0, prefix, prefix_len, GZ_ITEM_MISSING, &ids, &n);
-    for (size_t i = 0; st == GZ_OK && i < n; i++) st = remove_one(db, ids[i]);
+    for (size_t i = 0; st == GZ_OK && i < n; i++)
+        st = remove_one(db, ids[i]);
     free(ids);
     st = wend(db, implicit, st);
     if (st == GZ_OK && n_removed) *n_removed = (int64_t)n;
@@ -1363,7 +1391,8 @@ gz_status gz_db_put_embedding(gz_db *db, int64_t item_id, int64_t model_id, cons
                      (long long)model_id, mdim, dim);
     int kind = 0, status = 0;
     sqlite3_stmt *s;
-    if (st == GZ_OK && (st = prep(db, &s, "SELECT kind, status FROM items WHERE id = ?")) == GZ_OK) {
+    if (st == GZ_OK &&
+        (st = prep(db, &s, "SELECT kind, status FROM items WHERE id = ?")) == GZ_OK) {
         sqlite3_bind_int64(s, 1, item_id);
         int rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {
@@ -1376,9 +1405,9 @@ gz_status gz_db_put_embedding(gz_db *db, int64_t item_id, int64_t model_id, cons
         }
         sqlite3_finalize(s);
     }
-    if (st == GZ_OK &&
-        (st = prep(db, &s, "INSERT OR REPLACE INTO embeddings(item_id, model_id, vec)"
-                           " VALUES(?, ?, ?)")) == GZ_OK) {
+    if (st == GZ_OK && (st = prep(db, &s,
+                                  "INSERT OR REPLACE INTO embeddings(item_id, model_id, vec)"
+                                  " VALUES(?, ?, ?)")) == GZ_OK) {
         sqlite3_bind_int64(s, 1, item_id);
         sqlite3_bind_int64(s, 2, model_id);
         sqlite3_bind_blob(s, 3, vec, dim * (int)sizeof(float), SQLITE_STATIC);
@@ -1444,8 +1473,8 @@ static int hit_cmp(const void *a, const void *b) {
     return (x->item_id > y->item_id) - (x->item_id < y->item_id);
 }
 
-gz_status gz_db_search(gz_db *db, int64_t model_id, gz_item_kind kind, const float *query,
-                       int dim, int k, float min_score, gz_hit *hits, int *n_hits) {
+gz_status gz_db_search(gz_db *db, int64_t model_id, gz_item_kind kind, const float *query, int dim,
+                       int k, float min_score, gz_hit *hits, int *n_hits) {
     *n_hits = 0;
     gz_status st = check_kind(kind);
     if (st != GZ_OK) return st;
@@ -1498,8 +1527,8 @@ gz_status gz_db_index_info(gz_db *db, int64_t model_id, gz_item_kind kind, gz_db
     char stored[GZ_VX_FACTORY_MAX];
     st = read_state(db, model_id, kind, &exists, &out->generation, stored);
     if (st == GZ_OK && !exists)
-        st = GZ_FAIL(GZ_ENOTFOUND, "%s: model %lld has no %s index", db->path,
-                     (long long)model_id, kind_name(kind));
+        st = GZ_FAIL(GZ_ENOTFOUND, "%s: model %lld has no %s index", db->path, (long long)model_id,
+                     kind_name(kind));
     gz_vindex *v = NULL;
     if (st == GZ_OK) st = ensure_current(db, model_id, kind, &v);
     if (st == GZ_OK) {
@@ -1514,8 +1543,8 @@ gz_status gz_db_index_info(gz_db *db, int64_t model_id, gz_item_kind kind, gz_db
         gz_vx_header h;
         if (gz_vindex_peek(path, &h) == GZ_OK) {
             out->file_bytes = h.file_bytes;
-            out->file_current = h.generation == out->generation &&
-                                strcmp(h.factory, out->factory) == 0;
+            out->file_current =
+                h.generation == out->generation && strcmp(h.factory, out->factory) == 0;
         }
         gz_clear_error();
     }
@@ -1570,8 +1599,9 @@ gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value) {
     gz_status st = wbegin(db, &implicit);
     if (st != GZ_OK) return st;
     sqlite3_stmt *s;
-    st = prep(db, &s, value ? "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"
-                            : "DELETE FROM meta WHERE key = ?1");
+    st = prep(db, &s,
+              value ? "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)"
+                    : "DELETE FROM meta WHERE key = ?1");
     if (st == GZ_OK) {
         sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
         if (value) sqlite3_bind_text(s, 2, value, -1, SQLITE_STATIC);

@@ -52,7 +52,8 @@ static gz_status map_grow(gz_vindex *v) {
     for (size_t i = 0; i < v->map_cap; i++) {
         if (!v->map_keys[i]) continue;
         size_t j = mix64((uint64_t)v->map_keys[i]) & (ncap - 1);
-        while (k[j]) j = (j + 1) & (ncap - 1);
+        while (k[j])
+            j = (j + 1) & (ncap - 1);
         k[j] = v->map_keys[i];
         val[j] = v->map_vals[i];
     }
@@ -80,7 +81,8 @@ static gz_status map_put(gz_vindex *v, int64_t id, int64_t pos) {
         if (st != GZ_OK) return st;
     }
     size_t j = mix64((uint64_t)id) & (v->map_cap - 1);
-    while (v->map_keys[j] && v->map_keys[j] != id) j = (j + 1) & (v->map_cap - 1);
+    while (v->map_keys[j] && v->map_keys[j] != id)
+        j = (j + 1) & (v->map_cap - 1);
     if (!v->map_keys[j]) v->map_n++;
     v->map_keys[j] = id;
     v->map_vals[j] = pos;
@@ -190,7 +192,8 @@ gz_status gz_vindex_add(gz_vindex *v, const int64_t *ids, const float *vecs, siz
     if (!n) return GZ_OK;
     if (v->n + n > v->cap) {
         size_t ncap = v->cap ? v->cap : 1024;
-        while (ncap < v->n + n) ncap *= 2;
+        while (ncap < v->n + n)
+            ncap *= 2;
         size_t bytes;
         if (!gz_mul_size(ncap, sizeof *v->ids, &bytes))
             return GZ_FAIL(GZ_ENOMEM, "vindex: id table too large");
@@ -228,8 +231,9 @@ static gz_status set_search_params(gz_vindex *v, int ef_search, int nprobe) {
         rc = faiss_ParameterSpace_set_index_parameter(ps, (FaissIndex *)v->index, "nprobe",
                                                       (double)nprobe);
     faiss_ParameterSpace_free(ps);
-    if (rc) return GZ_FAIL(GZ_EINVAL, "setting search parameters on '%s': %s", v->effective,
-                           faiss_msg());
+    if (rc)
+        return GZ_FAIL(GZ_EINVAL, "setting search parameters on '%s': %s", v->effective,
+                       faiss_msg());
     return GZ_OK;
 }
 
@@ -312,9 +316,12 @@ static gz_status fsync_dir_of(const char *path) {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash == dir) dir[1] = '\0';
-    else if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return GZ_FAIL(GZ_EIO, "%s: open directory: %s", dir, strerror(errno));
     int rc = fsync(fd);
@@ -403,7 +410,8 @@ static gz_status parse_header(const uint8_t *b, size_t file_bytes, const char *p
     char magic[8];
     uint32_t version, kind;
     get(&h, magic, 8);
-    if (memcmp(magic, VX_MAGIC, 8) != 0) return GZ_FAIL(GZ_ECORRUPT, "%s: not a gaze index file", path);
+    if (memcmp(magic, VX_MAGIC, 8) != 0)
+        return GZ_FAIL(GZ_ECORRUPT, "%s: not a gaze index file", path);
     get(&h, &version, 4);
     get(&h, &kind, 4);
     get(&h, &out->model_id, 8);
@@ -421,7 +429,8 @@ static gz_status parse_header(const uint8_t *b, size_t file_bytes, const char *p
     if (XXH3_64bits(h.b, hashed) != header_hash)
         return GZ_FAIL(GZ_ECORRUPT, "%s: header checksum mismatch", path);
     if (version != VX_VERSION)
-        return GZ_FAIL(GZ_ECORRUPT, "%s: index file version %u, want %u", path, version, VX_VERSION);
+        return GZ_FAIL(GZ_ECORRUPT, "%s: index file version %u, want %u", path, version,
+                       VX_VERSION);
     out->factory[GZ_VX_FACTORY_MAX - 1] = out->effective[GZ_VX_FACTORY_MAX - 1] = '\0';
     out->kind = (int)kind;
     out->file_bytes = (int64_t)file_bytes;
@@ -443,7 +452,8 @@ gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
     struct stat sb;
     uint8_t b[GZ_VX_HEADER_BYTES];
     gz_status st = GZ_OK;
-    if (fstat(fd, &sb) != 0) st = GZ_FAIL(GZ_EIO, "%s: stat: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0)
+        st = GZ_FAIL(GZ_EIO, "%s: stat: %s", path, strerror(errno));
     else if (sb.st_size < GZ_VX_HEADER_BYTES)
         st = GZ_FAIL(GZ_ECORRUPT, "%s: truncated (%lld bytes)", path, (long long)sb.st_size);
     else if (pread(fd, b, sizeof b, 0) != (ssize_t)sizeof b)
@@ -454,8 +464,8 @@ gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
     return parse_header(b, (size_t)sb.st_size, path, out, &pb, &ph);
 }
 
-gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim,
-                         const char *factory, int64_t gen, gz_vindex **out) {
+gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim, const char *factory,
+                         int64_t gen, gz_vindex **out) {
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -523,8 +533,8 @@ gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim,
     snprintf(v->effective, sizeof v->effective, "%s", h.effective);
     if (faiss_Index_ntotal(idx) != h.n || faiss_Index_d(idx) != dim) {
         st = GZ_FAIL(GZ_ECORRUPT, "%s: FAISS holds %lld vectors of dim %d, header says %lld of %d",
-                     path, (long long)faiss_Index_ntotal(idx), faiss_Index_d(idx),
-                     (long long)h.n, dim);
+                     path, (long long)faiss_Index_ntotal(idx), faiss_Index_d(idx), (long long)h.n,
+                     dim);
         goto done;
     }
     size_t cap = h.n > 0 ? (size_t)h.n : 1;

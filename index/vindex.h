@@ -29,11 +29,11 @@ struct gz_vindex {
     int dim;
     char factory[GZ_VX_FACTORY_MAX];   /* requested */
     char effective[GZ_VX_FACTORY_MAX]; /* built */
-    int64_t gen;   /* generation the contents correspond to */
-    int txn;       /* 1: contents include changes of the open (uncommitted) transaction */
-    int dirty;     /* 1: changed since loaded from / saved to its file */
-    void *index;   /* FaissIndex* */
-    int64_t *ids;  /* (n) position -> item id, -1 = dead */
+    int64_t gen;                       /* generation the contents correspond to */
+    int txn;      /* 1: contents include changes of the open (uncommitted) transaction */
+    int dirty;    /* 1: changed since loaded from / saved to its file */
+    void *index;  /* FaissIndex* */
+    int64_t *ids; /* (n) position -> item id, -1 = dead */
     size_t n, cap, n_dead;
     /* item id -> position, open addressing with linear probing; key 0 = empty slot */
     int64_t *map_keys, *map_vals;
@@ -79,7 +79,7 @@ gz_status gz_vindex_peek(const char *path, gz_vx_header *out);
 /* Load a file and check it all: header, payload hash, that it belongs to (model_id, kind, dim,
  * factory) at generation gen, and that FAISS agrees with the id table. GZ_ENOTFOUND if absent,
  * GZ_ECORRUPT if anything is off (the message says what: "stale: generation 3, want 5", ...). */
-gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim,
-                         const char *factory, int64_t gen, gz_vindex **out);
+gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim, const char *factory,
+                         int64_t gen, gz_vindex **out);
 
 #endif

@@ -22,15 +22,15 @@
 #define D 32
 
 static int checks;
-#define T(c)         \
-    do {             \
-        checks++;    \
-        CHECK(c);    \
+#define T(c)                                                                                       \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK(c);                                                                                  \
     } while (0)
-#define T_OK(e)      \
-    do {             \
-        checks++;    \
-        CHECK_OK(e); \
+#define T_OK(e)                                                                                    \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK_OK(e);                                                                               \
     } while (0)
 
 static void item_vec(int i, float *v) { /* a deterministic random unit vector per item */
@@ -43,7 +43,8 @@ static void item_vec(int i, float *v) { /* a deterministic random unit vector pe
         v[j] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
         n += (double)v[j] * v[j];
     }
-    for (int j = 0; j < D; j++) v[j] = (float)(v[j] / sqrt(n));
+    for (int j = 0; j < D; j++)
+        v[j] = (float)(v[j] / sqrt(n));
 }
 
 static int writer(const char *path) {
@@ -61,7 +62,8 @@ static int writer(const char *path) {
             gz_item it = {.kind = GZ_ITEM_IMAGE, .path = name, .path_len = (size_t)len};
             float v[D];
             item_vec(i, v);
-            if (gz_db_upsert_item(db, &it) != GZ_OK || gz_db_put_embedding(db, it.id, m, v, D) != GZ_OK)
+            if (gz_db_upsert_item(db, &it) != GZ_OK ||
+                gz_db_put_embedding(db, it.id, m, v, D) != GZ_OK)
                 goto fail;
         }
         if (gz_db_commit(db) != GZ_OK) goto fail;

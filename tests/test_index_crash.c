@@ -26,15 +26,15 @@
 #define ROUNDS 20
 
 static int checks;
-#define T(c)         \
-    do {             \
-        checks++;    \
-        CHECK(c);    \
+#define T(c)                                                                                       \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK(c);                                                                                  \
     } while (0)
-#define T_OK(e)      \
-    do {             \
-        checks++;    \
-        CHECK_OK(e); \
+#define T_OK(e)                                                                                    \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK_OK(e);                                                                               \
     } while (0)
 
 /* The vector of item i: a deterministic unit vector, so the parent can check what it reads. */
@@ -48,7 +48,8 @@ static void item_vec(int i, float *v) {
         v[j] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
         norm += (double)v[j] * v[j];
     }
-    for (int j = 0; j < D; j++) v[j] = (float)(v[j] / sqrt(norm));
+    for (int j = 0; j < D; j++)
+        v[j] = (float)(v[j] / sqrt(norm));
 }
 
 /* Child: insert what is missing, one transaction per batch; report each commit on fd 1. */
@@ -72,7 +73,9 @@ static int child(const char *path, int save_every_commit) {
             gz_item_clear(&old);
             if (st == GZ_OK) continue; /* resumed: committed by an earlier run */
             if (st != GZ_ENOTFOUND) goto fail;
-            gz_item it = {.kind = GZ_ITEM_IMAGE, .path = name, .path_len = (size_t)len,
+            gz_item it = {.kind = GZ_ITEM_IMAGE,
+                          .path = name,
+                          .path_len = (size_t)len,
                           .content_hash = (uint64_t)i + 1};
             float v[D];
             item_vec(i, v);
@@ -123,7 +126,8 @@ static int run_child(const char *self, const char *path, int save_every, double 
     }
     FILE *f = fdopen(fds[0], "r");
     int last = 0, v;
-    while (fscanf(f, "%d", &v) == 1) last = v;
+    while (fscanf(f, "%d", &v) == 1)
+        last = v;
     fclose(f);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -243,8 +247,8 @@ int main(int argc, char **argv) {
         /* a random moment within the time the remaining work should take */
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         double left = (double)(N_ITEMS - have) / N_ITEMS;
-        double delay = (double)(seed >> 11) / 9007199254740992.0 * full * 0.9 *
-                       (left > 0.25 ? left : 0.25);
+        double delay =
+            (double)(seed >> 11) / 9007199254740992.0 * full * 0.9 * (left > 0.25 ? left : 0.25);
         int save_every = round % 2;
         int committed = run_child(self, path, save_every, delay, &finished);
         kills += !finished;

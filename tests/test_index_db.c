@@ -11,15 +11,15 @@
 #include "testutil.h"
 
 static int checks;
-#define T(c)         \
-    do {             \
-        checks++;    \
-        CHECK(c);    \
+#define T(c)                                                                                       \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK(c);                                                                                  \
     } while (0)
-#define T_OK(e)      \
-    do {             \
-        checks++;    \
-        CHECK_OK(e); \
+#define T_OK(e)                                                                                    \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK_OK(e);                                                                               \
     } while (0)
 
 static uint64_t rng_state = 0x1234567887654321ull;
@@ -39,7 +39,8 @@ static void unit(float *v, int d) {
         v[i] = gauss();
         s += (double)v[i] * v[i];
     }
-    for (int i = 0; i < d; i++) v[i] = (float)(v[i] / sqrt(s));
+    for (int i = 0; i < d; i++)
+        v[i] = (float)(v[i] / sqrt(s));
 }
 
 typedef struct {
@@ -60,7 +61,8 @@ static int brute(const float *vecs, const int64_t *ids, const int *live, int n, 
     for (int i = 0; i < n; i++) {
         if (!live[i]) continue;
         double s = 0;
-        for (int j = 0; j < d; j++) s += (double)vecs[(size_t)i * d + j] * q[j];
+        for (int j = 0; j < d; j++)
+            s += (double)vecs[(size_t)i * d + j] * q[j];
         all[m].id = ids[i];
         all[m].score = s;
         m++;
@@ -100,7 +102,8 @@ static void copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     char buf[65536];
     size_t got;
-    while (a && b && (got = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, got, b);
+    while (a && b && (got = fread(buf, 1, sizeof buf, a)) > 0)
+        fwrite(buf, 1, got, b);
     if (a) fclose(a);
     if (b) fclose(b);
 }
@@ -148,15 +151,23 @@ int main(void) {
 
     /* items: a non-UTF-8 path, every field round-trips */
     const char raw[] = "photos/\xff\xfe caf\xe9/img\x80.jpg";
-    gz_item it = {.kind = GZ_ITEM_IMAGE, .path = raw, .path_len = sizeof raw - 1, .size = 12345,
-                  .mtime_ns = 1700000000123456789LL, .content_hash = 0xfedcba9876543210ull,
-                  .width = 640, .height = 480, .taken_at = "2021-07-04 12:30:00",
-                  .meta_json = "{\"camera\":\"x\"}", .status = GZ_ITEM_OK};
+    gz_item it = {.kind = GZ_ITEM_IMAGE,
+                  .path = raw,
+                  .path_len = sizeof raw - 1,
+                  .size = 12345,
+                  .mtime_ns = 1700000000123456789LL,
+                  .content_hash = 0xfedcba9876543210ull,
+                  .width = 640,
+                  .height = 480,
+                  .taken_at = "2021-07-04 12:30:00",
+                  .meta_json = "{\"camera\":\"x\"}",
+                  .status = GZ_ITEM_OK};
     T_OK(gz_db_upsert_item(db, &it));
     int64_t first_id = it.id;
     gz_item got;
     T_OK(gz_db_find_by_path(db, GZ_ITEM_IMAGE, raw, sizeof raw - 1, NULL, &got));
-    T(got.id == first_id && got.path_len == sizeof raw - 1 && memcmp(got.path, raw, got.path_len) == 0);
+    T(got.id == first_id && got.path_len == sizeof raw - 1 &&
+      memcmp(got.path, raw, got.path_len) == 0);
     T(got.size == 12345 && got.mtime_ns == 1700000000123456789LL &&
       got.content_hash == 0xfedcba9876543210ull && got.width == 640 && got.height == 480);
     T(got.taken_at && strcmp(got.taken_at, "2021-07-04 12:30:00") == 0);
@@ -165,16 +176,23 @@ int main(void) {
     T(gz_db_find_by_path(db, GZ_ITEM_IMAGE, raw, sizeof raw - 2, NULL, &got) == GZ_ENOTFOUND);
     T(gz_db_find_by_path(db, GZ_ITEM_TEXT, raw, sizeof raw - 1, NULL, &got) == GZ_ENOTFOUND);
     /* a text item (caption) linked to the image */
-    gz_item cap = {.kind = GZ_ITEM_TEXT, .path = "captions.txt", .path_len = 12, .ext_id = "7",
-                   .text = "a dog", .link_item_id = first_id};
+    gz_item cap = {.kind = GZ_ITEM_TEXT,
+                   .path = "captions.txt",
+                   .path_len = 12,
+                   .ext_id = "7",
+                   .text = "a dog",
+                   .link_item_id = first_id};
     T_OK(gz_db_upsert_item(db, &cap));
     T_OK(gz_db_get_item(db, cap.id, &got));
     T(got.kind == GZ_ITEM_TEXT && got.text && strcmp(got.text, "a dog") == 0 &&
       got.link_item_id == first_id && got.ext_id && strcmp(got.ext_id, "7") == 0);
     gz_item_clear(&got);
     /* a failed item keeps its error */
-    gz_item bad = {.kind = GZ_ITEM_IMAGE, .path = "broken.jpg", .path_len = 10,
-                   .status = GZ_ITEM_FAILED, .error = "truncated JPEG"};
+    gz_item bad = {.kind = GZ_ITEM_IMAGE,
+                   .path = "broken.jpg",
+                   .path_len = 10,
+                   .status = GZ_ITEM_FAILED,
+                   .error = "truncated JPEG"};
     T_OK(gz_db_upsert_item(db, &bad));
     T_OK(gz_db_get_item(db, bad.id, &got));
     T(got.status == GZ_ITEM_FAILED && got.error && strcmp(got.error, "truncated JPEG") == 0);
@@ -190,8 +208,11 @@ int main(void) {
     for (int i = 0; i < N; i++) {
         char p[64];
         int len = snprintf(p, sizeof p, "img/%04d.jpg", i);
-        gz_item x = {.kind = GZ_ITEM_IMAGE, .path = p, .path_len = (size_t)len,
-                     .content_hash = 1000 + (uint64_t)i, .size = i};
+        gz_item x = {.kind = GZ_ITEM_IMAGE,
+                     .path = p,
+                     .path_len = (size_t)len,
+                     .content_hash = 1000 + (uint64_t)i,
+                     .size = i};
         T_OK(gz_db_upsert_item(db, &x));
         ids[i] = x.id;
         live[i] = 1;
@@ -300,7 +321,8 @@ int main(void) {
     T_OK(gz_db_get_stats(db, &stats));
     T(stats.schema_version == gz_db_schema_version() && stats.n_models == 2);
     T(stats.n_items[GZ_ITEM_TEXT] == 1 && stats.n_items[GZ_ITEM_IMAGE] == 1 + N - 4);
-    T(stats.n_status[GZ_ITEM_MISSING] == 1 && stats.n_indexes == 3 && stats.n_embeddings == 2 * (N - 5) + 1);
+    T(stats.n_status[GZ_ITEM_MISSING] == 1 && stats.n_indexes == 3 &&
+      stats.n_embeddings == 2 * (N - 5) + 1);
 
     char *val = NULL;
     T_OK(gz_db_set_meta(db, "default_k", "20"));

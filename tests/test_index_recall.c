@@ -20,15 +20,15 @@
 #define K 10
 
 static int checks;
-#define T(c)         \
-    do {             \
-        checks++;    \
-        CHECK(c);    \
+#define T(c)                                                                                       \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK(c);                                                                                  \
     } while (0)
-#define T_OK(e)      \
-    do {             \
-        checks++;    \
-        CHECK_OK(e); \
+#define T_OK(e)                                                                                    \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK_OK(e);                                                                               \
     } while (0)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -42,15 +42,19 @@ static uint64_t rng(void) {
 static void unit_near(float *v, int d, const float *center, double spread) {
     double s = 0;
     for (int i = 0; i < d; i += 2) { /* Box-Muller pairs */
-        double u = ((rng() >> 11) + 1.0) / 9007199254740993.0, w = (rng() >> 11) / 9007199254740992.0;
+        double u = ((rng() >> 11) + 1.0) / 9007199254740993.0,
+               w = (rng() >> 11) / 9007199254740992.0;
         double r = sqrt(-2.0 * log(u));
         v[i] = (float)(r * cos(6.283185307179586 * w));
         if (i + 1 < d) v[i + 1] = (float)(r * sin(6.283185307179586 * w));
     }
     if (center)
-        for (int i = 0; i < d; i++) v[i] = (float)(center[i] + spread * v[i]);
-    for (int i = 0; i < d; i++) s += (double)v[i] * v[i];
-    for (int i = 0; i < d; i++) v[i] = (float)(v[i] / sqrt(s));
+        for (int i = 0; i < d; i++)
+            v[i] = (float)(center[i] + spread * v[i]);
+    for (int i = 0; i < d; i++)
+        s += (double)v[i] * v[i];
+    for (int i = 0; i < d; i++)
+        v[i] = (float)(v[i] / sqrt(s));
 }
 static void unit(float *v, int d) { unit_near(v, d, NULL, 0); }
 
@@ -69,7 +73,8 @@ static void exact(const float *vecs, const int64_t *ids, const float *q, int64_t
     }
     for (int i = 0; i < N; i++) {
         float s = 0;
-        for (int j = 0; j < D; j++) s += vecs[(size_t)i * D + j] * q[j];
+        for (int j = 0; j < D; j++)
+            s += vecs[(size_t)i * D + j] * q[j];
         if (s <= best[K - 1]) continue;
         int p = K - 1;
         while (p > 0 && best[p - 1] < s) {
@@ -150,7 +155,8 @@ int main(void) {
 
     printf("-- isotropic random vectors, random queries\n");
     snprintf(path, sizeof path, "%s/random.gaze", dir);
-    for (int i = 0; i < N; i++) unit(vecs + (size_t)i * D, D);
+    for (int i = 0; i < N; i++)
+        unit(vecs + (size_t)i * D, D);
     make_db(path, vecs, ids);
     for (int q = 0; q < NQ; q++) {
         unit(queries + (size_t)q * D, D);
@@ -163,7 +169,8 @@ int main(void) {
     printf("-- clustered random vectors (200 blobs), queries near the data\n");
     snprintf(path, sizeof path, "%s/clustered.gaze", dir);
     float *centers = malloc(sizeof(float) * 200 * D);
-    for (int c = 0; c < 200; c++) unit(centers + (size_t)c * D, D);
+    for (int c = 0; c < 200; c++)
+        unit(centers + (size_t)c * D, D);
     for (int i = 0; i < N; i++)
         unit_near(vecs + (size_t)i * D, D, centers + (size_t)(rng() % 200) * D, 0.06);
     make_db(path, vecs, ids);
