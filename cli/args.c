@@ -166,8 +166,9 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos) {
         }
         const char *val = inline_val;
         if (!val) {
-            if (i + 1 >= argc) return usage_error(cmd, "--%s needs a value (%s)", o->name,
-                                                  o->metavar ? o->metavar : "VALUE");
+            if (i + 1 >= argc)
+                return usage_error(cmd, "--%s needs a value (%s)", o->name,
+                                   o->metavar ? o->metavar : "VALUE");
             val = argv[++i];
         }
         int rc = set_value(cmd, o, val);

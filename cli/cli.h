@@ -32,8 +32,8 @@ typedef struct {
 } cli_list;
 
 typedef struct {
-    const char *name;  /* long name without the dashes, e.g. "min-score" */
-    char short_name;   /* 0 = none */
+    const char *name; /* long name without the dashes, e.g. "min-score" */
+    char short_name;  /* 0 = none */
     cli_opt_type type;
     void *dest;
     const char *metavar; /* "N", "FILE", ... (NULL for flags) */
@@ -78,8 +78,8 @@ gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **
 typedef struct gz_engine gz_engine;
 /* Open the engine on --db (or the default database) with the model from --model /
  * $GAZE_MODEL (or the db's registered model). Database notices go to stderr unless quiet.
- * factory: FAISS index factory string (NULL = keep the db's). must_exist: refuse to create a new database (for searches). Prints the error and returns
- * the exit code (0 on success). */
+ * factory: FAISS index factory string (NULL = keep the db's). must_exist: refuse to create a new
+ * database (for searches). Prints the error and returns the exit code (0 on success). */
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
                     const char *factory, int quiet, int must_exist, gz_engine **e);
 
@@ -101,7 +101,7 @@ typedef struct {
     int ncol;
     char **cells; /* (nrow, ncol) owned copies */
     int nrow, cap;
-    int *right;   /* per column: 1 = right-aligned (numbers) */
+    int *right; /* per column: 1 = right-aligned (numbers) */
 } out_table;
 void out_table_init(out_table *t, int ncol, const char *const *header, const int *right_align);
 void out_table_row(out_table *t, const char *const *cells);
@@ -119,12 +119,12 @@ void out_html_escape(FILE *f, const char *s);
 /* ---- progress ---- */
 
 typedef struct {
-    int enabled;     /* 0 = --quiet */
-    int tty;         /* stderr is a terminal: live bar; else periodic plain lines */
+    int enabled;      /* 0 = --quiet */
+    int tty;          /* stderr is a terminal: live bar; else periodic plain lines */
     const char *what; /* "indexing" */
     long total;
     double t0, last_print;
-    int shown;       /* a bar line is on screen */
+    int shown; /* a bar line is on screen */
 } progress;
 
 void progress_start(progress *p, const char *what, long total, int quiet);

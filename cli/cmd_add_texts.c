@@ -50,9 +50,14 @@ int cmd_add_texts(int argc, char **argv) {
         {"quiet", 'q', CLI_FLAG, &quiet, NULL, "no notices"},
         {0},
     };
-    const cli_command cmd = {"add-texts", "FILE... [options]",
+    const cli_command cmd = {"add-texts",
+                             "FILE... [options]",
                              "Import captions or product records as searchable texts.",
-                             ADD_DETAILS, ADD_EXAMPLES, opts, 1, -1};
+                             ADD_DETAILS,
+                             ADD_EXAMPLES,
+                             opts,
+                             1,
+                             -1};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     if (rc) {

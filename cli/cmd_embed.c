@@ -56,7 +56,8 @@ static gz_status embed_texts(gz_model *m, const char *dir, const embed_opts *o, 
         fputs("{\"kind\":\"text\",\"text\":", stdout);
         out_json_str(stdout, o->texts.v[i]);
         fputs(",\"ids\":[", stdout);
-        for (int j = 0; j < n; j++) printf(j ? ",%d" : "%d", (int)ids[j]);
+        for (int j = 0; j < n; j++)
+            printf(j ? ",%d" : "%d", (int)ids[j]);
         fputc(']', stdout);
         free(ids);
         print_vec(v, dim);
@@ -137,9 +138,14 @@ int cmd_embed(int argc, char **argv) {
         {"fast-tokenizer", 0, CLI_FLAG, &o.fast, NULL, "CLIP: HF fast-tokenizer text clean-up"},
         {0},
     };
-    const cli_command cmd = {"embed", "--model DIR (--text T | --image FILE | --pixels FILE)...",
-                             "Print normalised embeddings as JSON lines.", EMBED_DETAILS,
-                             EMBED_EXAMPLES, opts, 0, 0};
+    const cli_command cmd = {"embed",
+                             "--model DIR (--text T | --image FILE | --pixels FILE)...",
+                             "Print normalised embeddings as JSON lines.",
+                             EMBED_DETAILS,
+                             EMBED_EXAMPLES,
+                             opts,
+                             0,
+                             0};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     cli_list_free(&pos);

@@ -79,8 +79,14 @@ int cmd_index(int argc, char **argv) {
         {"json", 0, CLI_FLAG, &json, NULL, "print the summary as JSON"},
         {0},
     };
-    const cli_command cmd = {"index", "PATH... [options]", "Index the photos under PATHs.",
-                             INDEX_DETAILS, INDEX_EXAMPLES, opts, 1, -1};
+    const cli_command cmd = {"index",
+                             "PATH... [options]",
+                             "Index the photos under PATHs.",
+                             INDEX_DETAILS,
+                             INDEX_EXAMPLES,
+                             opts,
+                             1,
+                             -1};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     if (rc) {
@@ -133,8 +139,10 @@ int cmd_index(int argc, char **argv) {
     sigaction(SIGINT, &old, NULL);
     progress_finish(&ctx.prog, s.done, s.encoded, s.failed);
     int code = EXIT_OK;
-    if (st != GZ_OK) code = cli_report(st);
-    else if (s.failed > 0) code = EXIT_PARTIAL;
+    if (st != GZ_OK)
+        code = cli_report(st);
+    else if (s.failed > 0)
+        code = EXIT_PARTIAL;
     const char *mdir = gz_engine_model_dir(e);
     if (st == GZ_OK || st == GZ_EINTERRUPTED) {
         if (json) {
@@ -149,8 +157,9 @@ int cmd_index(int argc, char **argv) {
                    "%ld pruned (%.1f s, %.1f img/s)\n",
                    s.total, s.encoded, s.skipped, s.reused, s.failed, s.missing, s.pruned,
                    s.seconds, s.seconds > 0 ? (double)s.encoded / s.seconds : 0.0);
-            if (s.failed) printf("%ld file%s failed (listed above; see 'gaze info')\n", s.failed,
-                                 s.failed == 1 ? "" : "s");
+            if (s.failed)
+                printf("%ld file%s failed (listed above; see 'gaze info')\n", s.failed,
+                       s.failed == 1 ? "" : "s");
         }
     }
     gz_status cst = gz_engine_close(e);

@@ -17,7 +17,8 @@ typedef struct {
 static void human_bytes(char *buf, size_t n, double b) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int i = 0;
-    while (b >= 1024 && i < 4) b /= 1024, i++;
+    while (b >= 1024 && i < 4)
+        b /= 1024, i++;
     snprintf(buf, n, i ? "%.1f %s" : "%.0f %s", b, u[i]);
 }
 
@@ -136,9 +137,14 @@ int cmd_info(int argc, char **argv) {
          "weights file inside MODEL_DIR (default model.safetensors)"},
         {0},
     };
-    const cli_command cmd = {"info", "[MODEL_DIR] [--json] [--db FILE]",
-                             "Describe a model directory or a database.", INFO_DETAILS,
-                             INFO_EXAMPLES, opts, 0, 1};
+    const cli_command cmd = {"info",
+                             "[MODEL_DIR] [--json] [--db FILE]",
+                             "Describe a model directory or a database.",
+                             INFO_DETAILS,
+                             INFO_EXAMPLES,
+                             opts,
+                             0,
+                             1};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     if (rc) {
@@ -266,7 +272,8 @@ static int db_info(const char *db_flag, int json) {
         }
         if (json) fputs("]}", f);
     }
-    if (json) fputs("],\"failed_files\":[", f);
+    if (json)
+        fputs("],\"failed_files\":[", f);
     else if (nf)
         printf("failed files  %zu\n", nf);
     for (size_t i = 0; i < nf && i < INFO_MAX_FAILED; i++) {
@@ -289,7 +296,8 @@ static int db_info(const char *db_flag, int json) {
         }
         gz_item_clear(&it);
     }
-    if (json) fputs("]}\n", f);
+    if (json)
+        fputs("]}\n", f);
     else if (nf > INFO_MAX_FAILED)
         printf("  ... and %zu more\n", nf - INFO_MAX_FAILED);
     free(models);

@@ -148,9 +148,14 @@ int cmd_match(int argc, char **argv) {
         {"no-exif-orient", 0, CLI_FLAG, &o.no_exif, NULL, "do not rotate photos by EXIF"},
         {0},
     };
-    const cli_command cmd = {"match", "--model DIR (--image FILE --text T... | --pairs FILE)",
-                             "Score image-caption pairs.", MATCH_DETAILS, MATCH_EXAMPLES, opts,
-                             0, 0};
+    const cli_command cmd = {"match",
+                             "--model DIR (--image FILE --text T... | --pairs FILE)",
+                             "Score image-caption pairs.",
+                             MATCH_DETAILS,
+                             MATCH_EXAMPLES,
+                             opts,
+                             0,
+                             0};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     cli_list_free(&pos);
@@ -202,7 +207,8 @@ int cmd_match(int argc, char **argv) {
             st = gz_match_image_texts(m, &img, o.texts.v, o.texts.n, mt);
         }
         if (mt && st == GZ_OK)
-            for (int i = 0; i < o.texts.n; i++) emit(&p, o.image, o.texts.v[i], &mt[i]);
+            for (int i = 0; i < o.texts.n; i++)
+                emit(&p, o.image, o.texts.v[i], &mt[i]);
         if (mt && st != GZ_OK) code = cli_report(st);
         gz_image_free(&img);
         free(mt);

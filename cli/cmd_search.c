@@ -192,18 +192,21 @@ static int write_html(const gz_results *r, const search_opts *o, const char *que
         return EXIT_FATAL;
     }
     int thumb = o->thumb > 0 ? o->thumb : DEFAULT_THUMB;
-    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>gaze: ", f);
+    fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>gaze: ",
+          f);
     out_html_escape(f, query_desc);
     fputs("</title>\n<style>\n"
           "body{font-family:system-ui,sans-serif;margin:1.5em;background:#fafafa;color:#222}\n"
           "h1{font-size:1.3em}.grid{display:flex;flex-wrap:wrap;gap:14px}\n"
-          "figure{margin:0;width:", f);
+          "figure{margin:0;width:",
+          f);
     fprintf(f, "%dpx", thumb);
     fputs(";background:#fff;border:1px solid #ddd;border-radius:6px;padding:6px}\n"
           "figure img{max-width:100%;display:block;margin:auto}\n"
           "figcaption{font-size:.8em;word-break:break-all;margin-top:4px}\n"
           ".score{font-weight:bold}.missing{color:#a00}\n"
-          "</style>\n</head>\n<body>\n<h1>gaze: ", f);
+          "</style>\n</head>\n<body>\n<h1>gaze: ",
+          f);
     out_html_escape(f, query_desc);
     fprintf(f, "</h1>\n<p>%d result%s</p>\n<div class=\"grid\">\n", r->n, r->n == 1 ? "" : "s");
     int thumbs_failed = 0;
@@ -244,8 +247,8 @@ static int write_html(const gz_results *r, const search_opts *o, const char *que
         cli_errorf("%s: write failed", o->html);
         return EXIT_FATAL;
     }
-    if (thumbs_failed) cli_warnf("%d thumbnail%s could not be made", thumbs_failed,
-                                 thumbs_failed == 1 ? "" : "s");
+    if (thumbs_failed)
+        cli_warnf("%d thumbnail%s could not be made", thumbs_failed, thumbs_failed == 1 ? "" : "s");
     if (!o->quiet) fprintf(stderr, "gaze: wrote %s (%d results)\n", o->html, r->n);
     return EXIT_OK;
 }
@@ -277,9 +280,14 @@ int cmd_search(int argc, char **argv) {
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "no notices"},
         {0},
     };
-    const cli_command cmd = {"search", "[QUERY] [options]",
+    const cli_command cmd = {"search",
+                             "[QUERY] [options]",
                              "Search the index by text, image or a composed query.",
-                             SEARCH_DETAILS, SEARCH_EXAMPLES, opts, 0, 1};
+                             SEARCH_DETAILS,
+                             SEARCH_EXAMPLES,
+                             opts,
+                             0,
+                             1};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     const char *query = pos.n ? pos.v[0] : NULL;
@@ -290,12 +298,18 @@ int cmd_search(int argc, char **argv) {
         return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
     }
     const char *bad = NULL;
-    if (!query && !o.image) bad = "give a QUERY text or --image FILE";
-    else if (o.k <= 0) bad = "-k must be at least 1";
-    else if (o.rerank < 0) bad = "--rerank must be positive";
-    else if (o.texts && o.products) bad = "--texts and --products exclude each other";
-    else if (o.json + o.paths + (o.html != NULL) > 1) bad = "choose one of --json, --paths, --html";
-    else if (o.text_weight < 0 || o.text_weight > 1) bad = "--text-weight must be in [0, 1]";
+    if (!query && !o.image)
+        bad = "give a QUERY text or --image FILE";
+    else if (o.k <= 0)
+        bad = "-k must be at least 1";
+    else if (o.rerank < 0)
+        bad = "--rerank must be positive";
+    else if (o.texts && o.products)
+        bad = "--texts and --products exclude each other";
+    else if (o.json + o.paths + (o.html != NULL) > 1)
+        bad = "choose one of --json, --paths, --html";
+    else if (o.text_weight < 0 || o.text_weight > 1)
+        bad = "--text-weight must be in [0, 1]";
     if (bad) {
         cli_list_free(&o.add);
         cli_list_free(&o.sub);
@@ -308,8 +322,10 @@ int cmd_search(int argc, char **argv) {
     int t = 0;
     if (query) terms[t].text = query, terms[t++].weight = 1;
     if (o.image) terms[t].image = o.image, terms[t++].weight = 1;
-    for (int i = 0; i < o.add.n; i++) parse_term(o.add.v[i], 1, &terms[t++]);
-    for (int i = 0; i < o.sub.n; i++) parse_term(o.sub.v[i], -1, &terms[t++]);
+    for (int i = 0; i < o.add.n; i++)
+        parse_term(o.add.v[i], 1, &terms[t++]);
+    for (int i = 0; i < o.sub.n; i++)
+        parse_term(o.sub.v[i], -1, &terms[t++]);
 
     gz_model_params mp = cli_model_params(o.weights, o.threads, 0);
     gz_engine *e = NULL;

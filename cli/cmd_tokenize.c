@@ -25,9 +25,14 @@ int cmd_tokenize(int argc, char **argv) {
          "CLIP: HF fast-tokenizer clean-up (NFC + lower-case) instead of ftfy"},
         {0},
     };
-    const cli_command cmd = {"tokenize", "--model DIR TEXT... [--json]",
-                             "Print token ids and tokens of each TEXT.", TOK_DETAILS,
-                             TOK_EXAMPLES, opts, 1, -1};
+    const cli_command cmd = {"tokenize",
+                             "--model DIR TEXT... [--json]",
+                             "Print token ids and tokens of each TEXT.",
+                             TOK_DETAILS,
+                             TOK_EXAMPLES,
+                             opts,
+                             1,
+                             -1};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     if (rc) {
@@ -70,7 +75,8 @@ int cmd_tokenize(int argc, char **argv) {
             fputs("{\"text\":", stdout);
             out_json_str(stdout, pos.v[i]);
             fputs(",\"ids\":[", stdout);
-            for (int j = 0; j < n; j++) printf(j ? ",%d" : "%d", (int)ids[j]);
+            for (int j = 0; j < n; j++)
+                printf(j ? ",%d" : "%d", (int)ids[j]);
             fputs("],\"tokens\":[", stdout);
             for (int j = 0; j < n; j++) {
                 if (j) fputc(',', stdout);

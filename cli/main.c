@@ -21,9 +21,10 @@ static const command COMMANDS[] = {
 };
 
 static void top_help(FILE *out) {
-    fprintf(out, "gaze %s - multimodal image-text retrieval\n\n"
-                 "usage: gaze COMMAND [options]   (gaze COMMAND --help for details)\n\n"
-                 "commands:\n",
+    fprintf(out,
+            "gaze %s - multimodal image-text retrieval\n\n"
+            "usage: gaze COMMAND [options]   (gaze COMMAND --help for details)\n\n"
+            "commands:\n",
             GAZE_VERSION);
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);

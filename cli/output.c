@@ -113,7 +113,8 @@ int out_display_width(const char *s) {
 
 void out_pad(FILE *f, const char *s, int width) {
     fputs(s, f);
-    for (int w = out_display_width(s); w < width; w++) fputc(' ', f);
+    for (int w = out_display_width(s); w < width; w++)
+        fputc(' ', f);
 }
 
 static char *xstrdup(const char *s) {
@@ -130,7 +131,8 @@ void out_table_init(out_table *t, int ncol, const char *const *header, const int
     t->ncol = ncol;
     t->right = calloc((size_t)ncol, sizeof *t->right);
     if (!t->right) exit(EXIT_FATAL);
-    for (int c = 0; c < ncol; c++) t->right[c] = right_align ? right_align[c] : 0;
+    for (int c = 0; c < ncol; c++)
+        t->right[c] = right_align ? right_align[c] : 0;
     out_table_row(t, header);
 }
 
@@ -161,7 +163,8 @@ void out_table_print(const out_table *t, FILE *f) {
             int last = c == t->ncol - 1;
             if (c) fputs("  ", f);
             if (t->right[c]) {
-                for (int k = out_display_width(s); k < w[c]; k++) fputc(' ', f);
+                for (int k = out_display_width(s); k < w[c]; k++)
+                    fputc(' ', f);
                 fputs(s, f);
             } else if (last)
                 fputs(s, f);
@@ -174,7 +177,8 @@ void out_table_print(const out_table *t, FILE *f) {
 }
 
 void out_table_free(out_table *t) {
-    for (size_t i = 0; i < (size_t)t->nrow * (size_t)t->ncol; i++) free(t->cells[i]);
+    for (size_t i = 0; i < (size_t)t->nrow * (size_t)t->ncol; i++)
+        free(t->cells[i]);
     free(t->cells);
     free(t->right);
     memset(t, 0, sizeof *t);

@@ -47,7 +47,8 @@ static void draw(progress *p, long done, long encoded, long failed, int final) {
         int fill = p->total > 0 ? (int)((double)BAR_WIDTH * (double)done / (double)p->total) : 0;
         if (fill > BAR_WIDTH) fill = BAR_WIDTH;
         char bar[BAR_WIDTH + 1];
-        for (int i = 0; i < BAR_WIDTH; i++) bar[i] = i < fill ? '#' : '.';
+        for (int i = 0; i < BAR_WIDTH; i++)
+            bar[i] = i < fill ? '#' : '.';
         bar[BAR_WIDTH] = '\0';
         fprintf(stderr, "\r\033[K%s [%s] %ld/%ld  %.1f img/s  ETA %s  failed %ld", p->what, bar,
                 done, p->total, rate, final ? "0:00" : eta, failed);

@@ -34,10 +34,10 @@
 typedef struct gz_engine gz_engine;
 
 typedef struct {
-    const char *db_path;      /* required */
-    const char *model_dir;    /* NULL: the database's most recently used model */
-    gz_model_params model;    /* passed to gz_model_load */
-    gz_db_params db;          /* passed to gz_db_open */
+    const char *db_path;   /* required */
+    const char *model_dir; /* NULL: the database's most recently used model */
+    gz_model_params model; /* passed to gz_model_load */
+    gz_db_params db;       /* passed to gz_db_open */
 } gz_engine_params;
 
 gz_engine_params gz_engine_default_params(void);
@@ -59,7 +59,7 @@ const char *gz_engine_model_dir(const gz_engine *e);
 /* ---- directory walk (engine_walk.c) ---- */
 
 typedef struct {
-    char *path;       /* root-joined path (roots made absolute); owned */
+    char *path; /* root-joined path (roots made absolute); owned */
     int64_t size;
     int64_t mtime_ns;
 } gz_walk_file;
@@ -67,9 +67,9 @@ typedef struct {
 typedef struct {
     gz_walk_file *files; /* sorted by path (byte order) */
     size_t n, cap;
-    char **errors;       /* "<path>: <reason>" for unreadable folders / broken links */
+    char **errors; /* "<path>: <reason>" for unreadable folders / broken links */
     size_t n_errors;
-    char **roots;        /* absolute, normalised roots as walked (directories or files) */
+    char **roots; /* absolute, normalised roots as walked (directories or files) */
     size_t n_roots;
 } gz_walk_result;
 
@@ -77,10 +77,10 @@ typedef struct {
     const char *const *exclude; /* fnmatch globs, matched against the base name and the full
                                    path; a matching folder is not entered */
     int n_exclude;
-    int follow_symlinks;  /* 1: follow links to folders and files; loops are detected by
-                             (device, inode) of every folder entered and skipped */
-    int include_hidden;   /* 1: also enter hidden folders and the usual junk (.git,
-                             node_modules, @eaDir, lost+found) */
+    int follow_symlinks; /* 1: follow links to folders and files; loops are detected by
+                            (device, inode) of every folder entered and skipped */
+    int include_hidden;  /* 1: also enter hidden folders and the usual junk (.git,
+                            node_modules, @eaDir, lost+found) */
 } gz_walk_opts;
 
 /* 1 if the file name has an extension gaze indexes (jpg jpeg jpe jfif png webp heic heif
@@ -96,26 +96,26 @@ void gz_walk_free(gz_walk_result *r);
 /* ---- ingest (engine_ingest.c) ---- */
 
 typedef struct {
-    long total;    /* image files found by the scan */
-    long done;     /* files handled so far */
-    long encoded;  /* decoded and encoded by the model */
-    long skipped;  /* unchanged (size, mtime) and already embedded */
-    long reused;   /* new path, known content (rename / duplicate): vector copied */
-    long failed;   /* could not be decoded / encoded (recorded in the db), this run or
-                      unchanged since an earlier failure */
-    long missing;  /* indexed files under the roots that vanished (marked missing) */
-    long pruned;   /* missing items removed (with prune) */
+    long total;   /* image files found by the scan */
+    long done;    /* files handled so far */
+    long encoded; /* decoded and encoded by the model */
+    long skipped; /* unchanged (size, mtime) and already embedded */
+    long reused;  /* new path, known content (rename / duplicate): vector copied */
+    long failed;  /* could not be decoded / encoded (recorded in the db), this run or
+                     unchanged since an earlier failure */
+    long missing; /* indexed files under the roots that vanished (marked missing) */
+    long pruned;  /* missing items removed (with prune) */
     double seconds;
 } gz_ingest_stats;
 
 typedef struct {
     gz_walk_opts walk;
-    int prune;         /* 1: remove vanished files from the db (else only marked) */
-    int batch_size;    /* files per transaction / forward pass; 0 = model's batch size */
-    int exif_orient;   /* -1 = model's setting (default on); 0/1 override */
-    int64_t max_pixels;  /* 0 = model's setting */
-    int decode_thread; /* 1 (default): decode the next batch while the current one encodes */
-    int retry_failed;  /* 1: re-try files that failed before even if unchanged */
+    int prune;          /* 1: remove vanished files from the db (else only marked) */
+    int batch_size;     /* files per transaction / forward pass; 0 = model's batch size */
+    int exif_orient;    /* -1 = model's setting (default on); 0/1 override */
+    int64_t max_pixels; /* 0 = model's setting */
+    int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
+    int retry_failed;   /* 1: re-try files that failed before even if unchanged */
     volatile sig_atomic_t *stop; /* when set non-zero, stop after the current batch */
     void (*progress)(void *user, const gz_ingest_stats *s);
     void (*file_error)(void *user, const char *path, const char *message);
@@ -134,14 +134,14 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
 /* ---- queries (engine_query.c) ---- */
 
 typedef struct {
-    const char *text;   /* a text term, or NULL */
-    const char *image;  /* an image file term (used when text is NULL) */
-    float weight;       /* contribution; negative subtracts (rclip's "-") */
+    const char *text;  /* a text term, or NULL */
+    const char *image; /* an image file term (used when text is NULL) */
+    float weight;      /* contribution; negative subtracts (rclip's "-") */
 } gz_query_term;
 
 typedef enum {
-    GZ_TARGET_IMAGES = 0, /* rank image items */
-    GZ_TARGET_TEXTS = 1,  /* rank text items */
+    GZ_TARGET_IMAGES = 0,   /* rank image items */
+    GZ_TARGET_TEXTS = 1,    /* rank text items */
     GZ_TARGET_PRODUCTS = 2, /* rank text items linked to images by a text+image combination */
 } gz_target;
 
@@ -149,13 +149,13 @@ typedef struct {
     const gz_query_term *terms; /* the query is normalise(sum_i weight_i * embed(term_i)) */
     int n_terms;
     gz_target target;
-    int k;               /* results wanted (default 10) */
-    float min_score;     /* drop results whose cosine (itc) is below; default -2 (none) */
-    int rerank;          /* 0: none; K > 0: re-score the top K by ITC with BLIP ITM (query must
-                            be one text term over images, or one image term over texts):
-                            score = itm_logit[match] + itc, as LAVIS ranks */
-    float text_weight;   /* products: score = w * cos(q, text) + (1 - w) * cos(q, image);
-                            default 0.5; a product without an image vector uses cos(q, text) */
+    int k;             /* results wanted (default 10) */
+    float min_score;   /* drop results whose cosine (itc) is below; default -2 (none) */
+    int rerank;        /* 0: none; K > 0: re-score the top K by ITC with BLIP ITM (query must
+                          be one text term over images, or one image term over texts):
+                          score = itm_logit[match] + itc, as LAVIS ranks */
+    float text_weight; /* products: score = w * cos(q, text) + (1 - w) * cos(q, image);
+                          default 0.5; a product without an image vector uses cos(q, text) */
 } gz_query;
 
 gz_query gz_query_default(void);
@@ -170,11 +170,11 @@ typedef struct {
     int64_t link_item_id;
     int width, height;
     char taken_at[20];
-    float score;     /* final ranking score (itc; re-rank: itm_logit + itc; products: formula) */
-    float itc;       /* cosine between the query and the item (products: text cosine) */
+    float score; /* final ranking score (itc; re-rank: itm_logit + itc; products: formula) */
+    float itc;   /* cosine between the query and the item (products: text cosine) */
     int has_itm;
-    float itm_logit; /* ITM match logit (re-rank only) */
-    float itm_prob;  /* softmax probability of match (re-rank only) */
+    float itm_logit;   /* ITM match logit (re-rank only) */
+    float itm_prob;    /* softmax probability of match (re-rank only) */
     float image_score; /* products: cosine between the query and the linked image (or NAN) */
 } gz_result;
 

@@ -120,7 +120,8 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
         const gz_walk_file *f = j->f;
         gz_item it;
         memset(&it, 0, sizeof it);
-        gz_status st = gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, f->path, strlen(f->path), NULL, &it);
+        gz_status st =
+            gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, f->path, strlen(f->path), NULL, &it);
         if (st == GZ_OK) {
             j->existing_id = it.id;
             int same = it.size == f->size && it.mtime_ns == f->mtime_ns;
@@ -132,7 +133,8 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
                 continue;
             }
             gz_item_clear(&it);
-            if (same && status != GZ_ITEM_FAILED && has_embedding(e->db, j->existing_id, e->model_id)) {
+            if (same && status != GZ_ITEM_FAILED &&
+                has_embedding(e->db, j->existing_id, e->model_id)) {
                 j->kind = status == GZ_ITEM_OK ? JOB_SKIP : JOB_RESTORE;
                 continue;
             }
@@ -385,7 +387,8 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         if (stats) *stats = s;
         return st;
     }
-    for (size_t i = 0; i < w.n_errors && o->file_error; i++) o->file_error(o->user, "", w.errors[i]);
+    for (size_t i = 0; i < w.n_errors && o->file_error; i++)
+        o->file_error(o->user, "", w.errors[i]);
     s.total = (long)w.n;
     int bs = o->batch_size > 0 ? o->batch_size : DEFAULT_BATCH;
     int dim = gz_model_dim(e->model);
@@ -397,7 +400,8 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         gz_walk_free(&w);
         return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
     }
-    for (size_t i = 0; i < w.n; i++) jobs[i].f = &w.files[i];
+    for (size_t i = 0; i < w.n; i++)
+        jobs[i].f = &w.files[i];
     gz_image_params ip = gz_engine_image_params(e->model, o->exif_orient, o->max_pixels);
 
     chunk cur = {0}, next = {0};
@@ -453,8 +457,10 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     s.seconds = now_s() - t0;
     if (stats) *stats = s;
     if (st == GZ_OK && stopped)
-        return GZ_FAIL(GZ_EINTERRUPTED, "interrupted: stopped after %ld of %ld files; run "
-                                        "again to continue", s.done, s.total);
+        return GZ_FAIL(GZ_EINTERRUPTED,
+                       "interrupted: stopped after %ld of %ld files; run "
+                       "again to continue",
+                       s.done, s.total);
     return st;
 }
 

@@ -6,10 +6,10 @@
 
 struct gz_engine {
     gz_db *db;
-    gz_model *model;         /* NULL until gz_engine_model */
-    int64_t model_id;        /* its id in db */
-    char *model_dir;         /* given or registered; owned */
-    char fingerprint[65];    /* of model */
+    gz_model *model;      /* NULL until gz_engine_model */
+    int64_t model_id;     /* its id in db */
+    char *model_dir;      /* given or registered; owned */
+    char fingerprint[65]; /* of model */
     gz_model_params params;
 };
 

@@ -62,16 +62,19 @@ gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n
             st = GZ_FAIL(GZ_EINVAL, "query term %d has neither text nor image", t);
         }
         if (st == GZ_OK)
-            for (int d = 0; d < dim; d++) out[d] += terms[t].weight * tmp[d];
+            for (int d = 0; d < dim; d++)
+                out[d] += terms[t].weight * tmp[d];
     }
     free(tmp);
     if (st != GZ_OK) return st;
     double norm = 0;
-    for (int d = 0; d < dim; d++) norm += (double)out[d] * out[d];
+    for (int d = 0; d < dim; d++)
+        norm += (double)out[d] * out[d];
     norm = sqrt(norm);
     if (!(norm > 1e-6))
         return GZ_FAIL(GZ_EINVAL, "the composed query is the zero vector (terms cancel out)");
-    for (int d = 0; d < dim; d++) out[d] = (float)(out[d] / norm);
+    for (int d = 0; d < dim; d++)
+        out[d] = (float)(out[d] / norm);
     return GZ_OK;
 }
 
@@ -115,7 +118,8 @@ static gz_status rerank(gz_model *m, const gz_query *q, gz_results *res) {
     if (!gz_model_has_itm(m))
         return GZ_FAIL(GZ_EUNSUPPORTED,
                        "--rerank needs a model with an image-text matching head (BLIP); this is "
-                       "a %s model", gz_family_name(gz_model_family(m)));
+                       "a %s model",
+                       gz_family_name(gz_model_family(m)));
     if (q->n_terms != 1 || q->terms[0].weight <= 0)
         return GZ_FAIL(GZ_EINVAL, "--rerank works on a single query, not a composed one");
     int n = res->n;
@@ -139,8 +143,10 @@ static gz_status rerank(gz_model *m, const gz_query *q, gz_results *res) {
             else
                 st = gz_match_text_images(m, q->terms[0].text, imgs, k, tmp);
         }
-        for (int t = 0; t < k && st == GZ_OK; t++) mt[idx[t]] = tmp[t];
-        for (int t = 0; t < k; t++) gz_image_free(&imgs[t]);
+        for (int t = 0; t < k && st == GZ_OK; t++)
+            mt[idx[t]] = tmp[t];
+        for (int t = 0; t < k; t++)
+            gz_image_free(&imgs[t]);
         for (int i = 0; i < n && st == GZ_OK; i++) {
             gz_result *r = &res->v[i];
             if (ok[i]) {
@@ -162,7 +168,8 @@ static gz_status rerank(gz_model *m, const gz_query *q, gz_results *res) {
         if (!texts) st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
         if (st == GZ_OK) st = load_query_image(m, q->terms[0].image, &img);
         if (st == GZ_OK) {
-            for (int i = 0; i < n; i++) texts[i] = res->v[i].text ? res->v[i].text : "";
+            for (int i = 0; i < n; i++)
+                texts[i] = res->v[i].text ? res->v[i].text : "";
             st = gz_match_image_texts(m, &img, texts, n, mt);
             gz_image_free(&img);
         }
@@ -266,7 +273,8 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
     if (q->rerank > 0 && !gz_model_has_itm(m))
         return GZ_FAIL(GZ_EUNSUPPORTED,
                        "--rerank needs a model with an image-text matching head (BLIP); this is "
-                       "a %s model", gz_family_name(gz_model_family(m)));
+                       "a %s model",
+                       gz_family_name(gz_model_family(m)));
     float *v = malloc((size_t)dim * sizeof *v);
     if (!v) return GZ_FAIL(GZ_ENOMEM, "search: out of memory");
     st = gz_engine_query_vector(e, q->terms, q->n_terms, v);

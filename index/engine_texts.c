@@ -22,9 +22,9 @@ struct gz_records {
     char *path;
     char *buf; /* whole file, NUL-terminated */
     size_t len, pos;
-    long line;          /* line number at pos (1-based) */
+    long line; /* line number at pos (1-based) */
     gz_rec_format fmt;
-    char **header;      /* CSV/TSV field names */
+    char **header; /* CSV/TSV field names */
     int n_header;
     char **names, **values; /* current record (owned) */
     int n_fields, cap;
@@ -113,18 +113,18 @@ static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
     for (;;) {
         char *cell = NULL;
         size_t cl = 0, ccap = 0;
-#define PUTC(ch)                                                                                  \
-    do {                                                                                          \
-        if (cl + 2 > ccap) {                                                                      \
-            ccap = ccap ? ccap * 2 : 32;                                                          \
-            char *nc = realloc(cell, ccap);                                                       \
-            if (!nc) {                                                                            \
-                rc = -3;                                                                          \
-                goto fail;                                                                        \
-            }                                                                                     \
-            cell = nc;                                                                            \
-        }                                                                                         \
-        cell[cl++] = (ch);                                                                        \
+#define PUTC(ch)                                                                                   \
+    do {                                                                                           \
+        if (cl + 2 > ccap) {                                                                       \
+            ccap = ccap ? ccap * 2 : 32;                                                           \
+            char *nc = realloc(cell, ccap);                                                        \
+            if (!nc) {                                                                             \
+                rc = -3;                                                                           \
+                goto fail;                                                                         \
+            }                                                                                      \
+            cell = nc;                                                                             \
+        }                                                                                          \
+        cell[cl++] = (ch);                                                                         \
     } while (0)
         if (quoting && b[p] == '"') {
             p++;
@@ -182,7 +182,8 @@ static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
 #undef PUTC
     }
     if (rc < 0) {
-        for (int i = 0; i < n; i++) free(cells[i]);
+        for (int i = 0; i < n; i++)
+            free(cells[i]);
         free(cells);
         /* resynchronise at the line after the record's first line */
         const char *nl = memchr(b + r->pos, '\n', r->len - r->pos);
@@ -195,13 +196,15 @@ static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
 }
 
 static void free_cells(char **c, int n) {
-    for (int i = 0; i < n; i++) free(c[i]);
+    for (int i = 0; i < n; i++)
+        free(c[i]);
     free(c);
 }
 
 static int is_blank_line(const gz_records *r) {
     size_t p = r->pos;
-    while (p < r->len && (r->buf[p] == ' ' || r->buf[p] == '\t' || r->buf[p] == '\r')) p++;
+    while (p < r->len && (r->buf[p] == ' ' || r->buf[p] == '\t' || r->buf[p] == '\r'))
+        p++;
     return p >= r->len || r->buf[p] == '\n';
 }
 
@@ -214,7 +217,8 @@ static void skip_line(gz_records *r) {
 gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out) {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path, strerror(errno));
+    if (!f)
+        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fileno(f), &sb) != 0 || (size_t)sb.st_size > MAX_RECORD_FILE) {
         fclose(f);
@@ -250,7 +254,8 @@ gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out)
             fmt = GZ_REC_TSV;
         else {
             size_t p = r->pos;
-            while (p < r->len && (r->buf[p] == ' ' || r->buf[p] == '\n' || r->buf[p] == '\r')) p++;
+            while (p < r->len && (r->buf[p] == ' ' || r->buf[p] == '\n' || r->buf[p] == '\r'))
+                p++;
             const char *nl = memchr(r->buf + p, '\n', r->len - p);
             size_t e = nl ? (size_t)(nl - r->buf) : r->len;
             if (p < r->len && r->buf[p] == '{')
@@ -263,7 +268,8 @@ gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out)
     }
     r->fmt = fmt;
     if (fmt == GZ_REC_CSV || fmt == GZ_REC_TSV) {
-        while (r->pos < r->len && is_blank_line(r)) skip_line(r);
+        while (r->pos < r->len && is_blank_line(r))
+            skip_line(r);
         long hl = r->line;
         char **cells = NULL;
         int n = csv_split(r, fmt == GZ_REC_CSV ? ',' : '\t', fmt == GZ_REC_CSV, &cells);
@@ -275,9 +281,11 @@ gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out)
         for (int i = 0; i < n; i++) {
             /* trim spaces around names */
             char *s = cells[i];
-            while (*s == ' ') memmove(s, s + 1, strlen(s));
+            while (*s == ' ')
+                memmove(s, s + 1, strlen(s));
             size_t l = strlen(s);
-            while (l && s[l - 1] == ' ') s[--l] = '\0';
+            while (l && s[l - 1] == ' ')
+                s[--l] = '\0';
         }
         r->header = cells;
         r->n_header = n;
@@ -289,7 +297,8 @@ gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out)
 gz_rec_format gz_records_format(const gz_records *r) { return r->fmt; }
 
 static int next_jsonl(gz_records *r, long *line) {
-    while (r->pos < r->len && is_blank_line(r)) skip_line(r);
+    while (r->pos < r->len && is_blank_line(r))
+        skip_line(r);
     if (r->pos >= r->len) return 0;
     *line = r->line;
     const char *s = r->buf + r->pos;
@@ -343,7 +352,8 @@ static int next_jsonl(gz_records *r, long *line) {
 }
 
 static int next_table(gz_records *r, long *line) {
-    while (r->pos < r->len && is_blank_line(r)) skip_line(r);
+    while (r->pos < r->len && is_blank_line(r))
+        skip_line(r);
     if (r->pos >= r->len) return 0;
     *line = r->line;
     char **cells = NULL;
@@ -435,7 +445,8 @@ static char *record_text(gz_records *r, const char *fields, const char **missing
         if (v && *v) {
             size_t vl = strlen(v);
             if (n + vl + 3 > cap) {
-                while (n + vl + 3 > cap) cap *= 2;
+                while (n + vl + 3 > cap)
+                    cap *= 2;
                 char *no = realloc(out, cap);
                 if (!no) {
                     free(out);
@@ -461,8 +472,7 @@ static char *record_meta(gz_records *r) {
     json_t *o = json_object();
     if (!o) return NULL;
     for (int i = 0; i < r->n_fields; i++)
-        json_object_set_new(o, r->names[i],
-                            r->values[i] ? json_string(r->values[i]) : json_null());
+        json_object_set_new(o, r->names[i], r->values[i] ? json_string(r->values[i]) : json_null());
     char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     return s;
@@ -482,7 +492,8 @@ static gz_status flush_texts(gz_engine *e, const char *abs, pending *p, int n, f
     int dim = gz_model_dim(e->model);
     const char **texts = malloc((size_t)n * sizeof *texts);
     if (!texts) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
-    for (int i = 0; i < n; i++) texts[i] = p[i].text;
+    for (int i = 0; i < n; i++)
+        texts[i] = p[i].text;
     gz_status st = gz_encode_texts(e->model, texts, n, vecs);
     free(texts);
     if (st == GZ_OK) st = gz_db_begin(e->db);
@@ -499,7 +510,8 @@ static gz_status flush_texts(gz_engine *e, const char *abs, pending *p, int n, f
         it.link_item_id = p[i].link;
         it.status = GZ_ITEM_OK;
         st = gz_db_upsert_item(e->db, &it);
-        if (st == GZ_OK) st = gz_db_put_embedding(e->db, it.id, e->model_id, vecs + (size_t)i * dim, dim);
+        if (st == GZ_OK)
+            st = gz_db_put_embedding(e->db, it.id, e->model_id, vecs + (size_t)i * dim, dim);
         if (st == GZ_OK) {
             s->added++;
             if (p[i].link) s->linked++;
@@ -596,7 +608,8 @@ gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opt
                 }
                 gz_item li;
                 memset(&li, 0, sizeof li);
-                gz_status ls = gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, ipath, strlen(ipath), NULL, &li);
+                gz_status ls =
+                    gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, ipath, strlen(ipath), NULL, &li);
                 int ready = ls == GZ_OK && li.status == GZ_ITEM_OK &&
                             gz_db_get_embedding(e->db, li.id, e->model_id, NULL, 0) == GZ_OK;
                 if (ready) link = li.id;

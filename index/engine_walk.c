@@ -15,11 +15,12 @@
 #include "index/engine.h"
 
 /* Folder names skipped unless include_hidden: dot-folders are skipped as a rule. */
-static const char *const JUNK_DIRS[] = {"node_modules", "@eaDir", "lost+found", "$RECYCLE.BIN",
-                                        "System Volume Information", "__pycache__"};
+static const char *const JUNK_DIRS[] = {
+    "node_modules", "@eaDir", "lost+found", "$RECYCLE.BIN", "System Volume Information",
+    "__pycache__"};
 
-static const char *const IMAGE_EXTS[] = {"jpg", "jpeg", "jpe",  "jfif", "png", "webp",
-                                         "heic", "heif", "avif", "gif"};
+static const char *const IMAGE_EXTS[] = {"jpg",  "jpeg", "jpe",  "jfif", "png",
+                                         "webp", "heic", "heif", "avif", "gif"};
 
 int gz_walk_is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');
@@ -47,11 +48,13 @@ static int dirset_add(dirset *s, uint64_t dev, uint64_t ino) {
         size_t cap = s->cap ? s->cap * 2 : 64;
         uint64_t *k = malloc(cap * 2 * sizeof *k);
         if (!k) return -1;
-        for (size_t i = 0; i < cap; i++) k[2 * i] = UINT64_MAX;
+        for (size_t i = 0; i < cap; i++)
+            k[2 * i] = UINT64_MAX;
         for (size_t i = 0; i < s->cap; i++) {
             if (s->keys[2 * i] == UINT64_MAX) continue;
             size_t j = mix(s->keys[2 * i], s->keys[2 * i + 1]) & (cap - 1);
-            while (k[2 * j] != UINT64_MAX) j = (j + 1) & (cap - 1);
+            while (k[2 * j] != UINT64_MAX)
+                j = (j + 1) & (cap - 1);
             k[2 * j] = s->keys[2 * i];
             k[2 * j + 1] = s->keys[2 * i + 1];
         }
@@ -171,7 +174,8 @@ static void walk_dir(walker *w, const char *dir, const struct stat *dsb) {
             if (!skip_dir_name(w, name) && !excluded(w, name, path)) walk_dir(w, path, &sb);
         } else if (S_ISREG(sb.st_mode)) {
             if (name[0] != '.' || w->o->include_hidden)
-                if (gz_walk_is_image_name(name) && !excluded(w, name, path)) push_file(w, path, &sb);
+                if (gz_walk_is_image_name(name) && !excluded(w, name, path))
+                    push_file(w, path, &sb);
         }
         free(path);
     }
@@ -201,13 +205,15 @@ static char *absolute_path(const char *p) {
     size_t o = 0;
     const char *s = buf;
     while (*s) {
-        while (*s == '/') s++;
+        while (*s == '/')
+            s++;
         if (!*s) break;
         const char *e = strchr(s, '/');
         size_t len = e ? (size_t)(e - s) : strlen(s);
         if (len == 1 && s[0] == '.') {
         } else if (len == 2 && s[0] == '.' && s[1] == '.') {
-            while (o > 0 && out[o - 1] != '/') o--;
+            while (o > 0 && out[o - 1] != '/')
+                o--;
             if (o > 0) o--;
         } else {
             out[o++] = '/';
@@ -273,11 +279,14 @@ gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
 }
 
 void gz_walk_free(gz_walk_result *r) {
-    for (size_t i = 0; i < r->n; i++) free(r->files[i].path);
+    for (size_t i = 0; i < r->n; i++)
+        free(r->files[i].path);
     free(r->files);
-    for (size_t i = 0; i < r->n_errors; i++) free(r->errors[i]);
+    for (size_t i = 0; i < r->n_errors; i++)
+        free(r->errors[i]);
     free(r->errors);
-    for (size_t i = 0; i < r->n_roots; i++) free(r->roots[i]);
+    for (size_t i = 0; i < r->n_roots; i++)
+        free(r->roots[i]);
     free(r->roots);
     memset(r, 0, sizeof *r);
 }

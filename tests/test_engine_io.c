@@ -11,10 +11,10 @@
 #include "testutil.h"
 
 static int checks = 0;
-#define T(cond)      \
-    do {         \
-        checks++; \
-        CHECK(cond); \
+#define T(cond)                                                                                    \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        CHECK(cond);                                                                               \
     } while (0)
 
 static void write_file(const char *dir, const char *name, const char *content, size_t n) {
@@ -88,8 +88,10 @@ static void test_walk(void) {
     T(has_suffix(&r, "/a.PNG") && has_suffix(&r, "/b/c/deep.webp"));
     T(!has_suffix(&r, "/h.jpg") && !has_suffix(&r, "/n.jpg") && !has_suffix(&r, "/e.jpg"));
     T(!has_suffix(&r, "notes.txt") && !has_suffix(&r, "link.jpg"));
-    for (size_t i = 1; i < r.n; i++) T(strcmp(r.files[i - 1].path, r.files[i].path) < 0);
-    for (size_t i = 0; i < r.n; i++) T(r.files[i].path[0] == '/' && r.files[i].mtime_ns > 0);
+    for (size_t i = 1; i < r.n; i++)
+        T(strcmp(r.files[i - 1].path, r.files[i].path) < 0);
+    for (size_t i = 0; i < r.n; i++)
+        T(r.files[i].path[0] == '/' && r.files[i].mtime_ns > 0);
     T(has_suffix(&r, "/a.PNG") && r.files[0].size == 2); /* "a.PNG" sorts first */
     gz_walk_free(&r);
 
@@ -185,7 +187,8 @@ static void test_records(void) {
     snprintf(path, sizeof path, "%s/c.data", d);
     describe(path, GZ_REC_AUTO, "text", got, sizeof got);
     T(strcmp(got, "2:a \"quoted\" word|bad:3|bad:4|5:fine|") == 0);
-    if (strcmp(got, "2:a \"quoted\" word|bad:3|bad:4|5:fine|")) fprintf(stderr, "tsv got: %s\n", got);
+    if (strcmp(got, "2:a \"quoted\" word|bad:3|bad:4|5:fine|"))
+        fprintf(stderr, "tsv got: %s\n", got);
 
     const char jl[] = "{\"id\": 1, \"text\": \"caf\\u00e9\"}\n"
                       "\n"
