@@ -235,7 +235,17 @@ check "--paths gives the raw bytes of a non-UTF-8 name" bash -c "xargs -d '\n' l
 check "--json stays valid UTF-8 JSON for a non-UTF-8 name" python3 -c '
 import json,sys; r=[json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]; sys.exit(0 if len(r)==1 and "\ufffd" in r[0]["path"] else 1)' "$TMP/u.jsonl"
 
-# 13. usage errors
+# 13. --max-megapixels: a photo above the limit fails with a message, the rest is indexed
+B=$TMP/big
+mkdir -p "$B"
+cp "$DATA/photos/large_dandelions_5312px_progressive.jpg" "$DATA/photos/animal_dog_corgi.jpg" "$B/"
+"$GAZE" index "$B" --db "$TMP/b.db" --model "$MODEL" --max-megapixels 2 --json --quiet >"$TMP/b.json" 2>"$TMP/b.txt"
+check "--max-megapixels: over-limit photo makes exit 1" test $? -eq 1
+expect "--max-megapixels" "$TMP/b.json" failed 1
+expect "--max-megapixels" "$TMP/b.json" encoded 1
+check "--max-megapixels: the big photo is named" grep -q "large_dandelions" "$TMP/b.txt"
+
+# 14. usage errors
 "$GAZE" index >/dev/null 2>&1
 check "index without PATH exits 2" test $? -eq 2
 "$GAZE" index "$TMP/does-not-exist" --db "$TMP/x.db" --model "$MODEL" >/dev/null 2>"$TMP/ex.txt"
