@@ -427,15 +427,15 @@ typedef struct {
     int64_t link;
 } pending;
 
-/* The text of a record: the named fields (comma-separated list) joined with ". ". */
-static char *record_text(gz_records *r, const char *fields, const char **missing) {
+/* The text of a record: the named fields (comma-separated list) joined with ". ". The first
+ * absent or empty field's name goes to missing (missing[0] = 0 if none). */
+static char *record_text(gz_records *r, const char *fields, char missing[128]) {
     size_t cap = 64, n = 0;
     char *out = malloc(cap);
     if (!out) return NULL;
     out[0] = '\0';
     const char *f = fields;
-    static char miss[128];
-    *missing = NULL;
+    missing[0] = '\0';
     while (*f) {
         const char *c = strchr(f, ',');
         size_t fl = c ? (size_t)(c - f) : strlen(f);
@@ -458,9 +458,8 @@ static char *record_text(gz_records *r, const char *fields, const char **missing
             memcpy(out + n, v, vl);
             n += vl;
             out[n] = '\0';
-        } else if (!*missing) {
-            snprintf(miss, sizeof miss, "%s", name);
-            *missing = miss;
+        } else if (!missing[0]) {
+            snprintf(missing, 128, "%s", name);
         }
         f += fl;
         if (*f == ',') f++;
@@ -565,8 +564,8 @@ gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opt
             report_row(o, file, line, r->err, &s);
             continue;
         }
-        const char *missing = NULL;
-        char *text = record_text(r, text_field, &missing);
+        char missing[128];
+        char *text = record_text(r, text_field, missing);
         if (!text) {
             st = GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
             break;
@@ -574,7 +573,7 @@ gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opt
         if (!text[0]) {
             char msg[256];
             snprintf(msg, sizeof msg, "no text: field '%s' is missing or empty",
-                     missing ? missing : text_field);
+                     missing[0] ? missing : text_field);
             report_row(o, file, line, msg, &s);
             free(text);
             continue;
