@@ -1,0 +1,1035 @@
+/* engine_eval.c - caption-matching evaluation (Recall@K) with LAVIS' protocol: evaluation
+ * set loading (JSONL, LAVIS JSON list, Karpathy dataset_*.json), caption pre-processing,
+ * ranks with a documented tie rule, and ITC + BLIP ITM re-rank runs. See engine_eval.h.
+ * Legend: I = evaluated images, T = evaluated texts, E = embedding size, K = re-rank depth. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <utf8proc.h>
+
+#include "core/error.h"
+#include "core/kernels.h"
+#include "index/engine_eval.h"
+
+#define EVAL_MAX_FILE ((size_t)2 << 30) /* refuse dataset files above 2 GiB */
+#define EVAL_DEFAULT_IMAGE_BATCH 8
+#define EVAL_DEFAULT_TEXT_BATCH 64
+#define EVAL_DEFAULT_MAX_WORDS 50 /* LAVIS BlipCaptionProcessor default */
+#define EVAL_MAX_BATCH 4096
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* malloc of n * size bytes, overflow-checked; n == 0 allocates one byte. */
+static void *xmalloc_n(size_t n, size_t size) {
+    size_t total;
+    if (!gz_mul_size(n ? n : 1, size, &total)) return NULL;
+    return malloc(total);
+}
+
+static void *xcalloc_n(size_t n, size_t size) { return calloc(n ? n : 1, size); }
+
+/* ===== evaluation sets ===== */
+
+gz_eval_load_opts gz_eval_default_load_opts(void) {
+    gz_eval_load_opts o;
+    memset(&o, 0, sizeof o);
+    o.captions = GZ_EVAL_CAPTIONS_ALL;
+    o.split = "test";
+    return o;
+}
+
+void gz_eval_set_free(gz_eval_set *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n_images; i++) {
+        free(s->images[i].image);
+        free(s->images[i].path);
+    }
+    free(s->images);
+    for (int t = 0; t < s->n_texts; t++) free(s->texts[t]);
+    free(s->texts);
+    free(s->txt2img);
+    free(s->file);
+    free(s);
+}
+
+/* Loader state: the set being built, its capacities, and where relative paths start. */
+typedef struct {
+    gz_eval_set *s;
+    int cap_images, cap_texts, cap_t2i;
+    const gz_eval_load_opts *o;
+    const char *root; /* folder of relative image paths */
+} loader;
+
+static gz_status grow(void **p, int *cap, int need, size_t elem) {
+    if (need <= *cap) return GZ_OK;
+    int nc = *cap ? *cap : 64;
+    while (nc < need) {
+        if (nc > (1 << 29)) return GZ_FAIL(GZ_ENOMEM, "evaluation set: too many entries");
+        nc *= 2;
+    }
+    size_t bytes;
+    if (!gz_mul_size((size_t)nc, elem, &bytes)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    void *q = realloc(*p, bytes);
+    if (!q) return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
+    *p = q;
+    *cap = nc;
+    return GZ_OK;
+}
+
+static char *join_path(const char *root, const char *rel) {
+    if (rel[0] == '/' || !root || !root[0]) return strdup(rel);
+    size_t a = strlen(root), b = strlen(rel);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, root, a);
+    size_t k = a;
+    if (k && p[k - 1] != '/') p[k++] = '/';
+    memcpy(p + k, rel, b + 1);
+    return p;
+}
+
+/* Add one image with its captions (json strings in caps[0..n_caps)). */
+static gz_status add_image(loader *L, const char *image, json_t *const *caps, int n_caps,
+                           long where) {
+    gz_eval_set *s = L->s;
+    if (n_caps <= 0) {
+        s->n_no_captions++;
+        return GZ_OK;
+    }
+    if (L->o->captions == GZ_EVAL_CAPTIONS_FIRST) n_caps = 1;
+    gz_status st = grow((void **)&s->images, &L->cap_images, s->n_images + 1, sizeof *s->images);
+    if (st == GZ_OK) st = grow((void **)&s->texts, &L->cap_texts, s->n_texts + n_caps, sizeof *s->texts);
+    if (st == GZ_OK)
+        st = grow((void **)&s->txt2img, &L->cap_t2i, s->n_texts + n_caps, sizeof *s->txt2img);
+    if (st != GZ_OK) return st;
+    gz_eval_image *im = &s->images[s->n_images];
+    memset(im, 0, sizeof *im);
+    im->image = strdup(image);
+    im->path = join_path(L->root, image);
+    if (!im->image || !im->path) {
+        free(im->image);
+        free(im->path);
+        return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
+    }
+    im->first_text = s->n_texts;
+    im->n_texts = n_caps;
+    im->line = where;
+    for (int c = 0; c < n_caps; c++) {
+        char *t = strdup(json_string_value(caps[c]));
+        if (!t) {
+            for (int j = 0; j < c; j++) free(s->texts[s->n_texts + j]);
+            free(im->image);
+            free(im->path);
+            return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
+        }
+        s->texts[s->n_texts + c] = t;
+        s->txt2img[s->n_texts + c] = s->n_images;
+    }
+    s->n_texts += n_caps;
+    s->n_images++;
+    return GZ_OK;
+}
+
+/* Collect a caption value (string or list of strings) into caps (at most max). Returns the
+ * count, or -1 when it is neither. */
+static int caption_list(json_t *v, json_t **caps, int max) {
+    if (!v || json_is_null(v)) return 0;
+    if (json_is_string(v)) {
+        caps[0] = v;
+        return 1;
+    }
+    if (!json_is_array(v)) return -1;
+    int n = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        if (!json_is_string(e)) return -1;
+        if (n < max) caps[n++] = e;
+    }
+    return n;
+}
+
+#define EVAL_MAX_CAPTIONS 1024 /* captions per image kept */
+
+/* One entry of the JSONL or LAVIS JSON-list formats. */
+static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit) {
+    const char *file = L->s->file;
+    if (!json_is_object(obj))
+        return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: not a JSON object", file, unit, where);
+    json_t *img = json_object_get(obj, "image");
+    if (!json_is_string(img) || !json_string_value(img)[0])
+        return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: needs a non-empty string field 'image'", file, unit,
+                       where);
+    json_t *caps[EVAL_MAX_CAPTIONS];
+    json_t *v;
+    const char *field;
+    if (L->o->lang) {
+        field = "captions_i18n";
+        json_t *i18n = json_object_get(obj, "captions_i18n");
+        if (i18n && !json_is_object(i18n) && !json_is_null(i18n))
+            return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: 'captions_i18n' is not an object", file, unit,
+                           where);
+        v = json_is_object(i18n) ? json_object_get(i18n, L->o->lang) : NULL;
+    } else {
+        field = "captions";
+        v = json_object_get(obj, "captions");
+        if (!v) {
+            field = "caption";
+            v = json_object_get(obj, "caption");
+        }
+    }
+    int n = caption_list(v, caps, EVAL_MAX_CAPTIONS);
+    if (n < 0)
+        return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: '%s%s%s' must be a string or a list of strings",
+                       file, unit, where, field, L->o->lang ? "." : "",
+                       L->o->lang ? L->o->lang : "");
+    return add_image(L, json_string_value(img), caps, n, where);
+}
+
+/* Karpathy's dataset_*.json: {"images": [{"filepath", "filename", "split", "sentences"}]}. */
+static gz_status load_karpathy(loader *L, json_t *root) {
+    json_t *images = json_object_get(root, "images");
+    size_t i;
+    json_t *e;
+    json_array_foreach(images, i, e) {
+        long where = (long)i + 1;
+        const char *file = L->s->file;
+        if (!json_is_object(e))
+            return GZ_FAIL(GZ_EINVAL, "%s: images[%zu] is not an object", file, i);
+        json_t *split = json_object_get(e, "split");
+        if (L->o->split && json_is_string(split) && strcmp(json_string_value(split), L->o->split))
+            continue;
+        L->s->n_entries++;
+        json_t *fp = json_object_get(e, "filepath"), *fn = json_object_get(e, "filename");
+        if (!json_is_string(fn) || !json_string_value(fn)[0])
+            return GZ_FAIL(GZ_EINVAL, "%s: images[%zu] has no 'filename'", file, i);
+        char *rel = json_is_string(fp) && json_string_value(fp)[0]
+                        ? join_path(json_string_value(fp), json_string_value(fn))
+                        : strdup(json_string_value(fn));
+        if (!rel) return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
+        json_t *caps[EVAL_MAX_CAPTIONS];
+        int n = 0;
+        json_t *sents = json_object_get(e, "sentences");
+        if (!L->o->lang && json_is_array(sents)) {
+            size_t j;
+            json_t *sv;
+            json_array_foreach(sents, j, sv) {
+                json_t *raw = json_object_get(sv, "raw");
+                if (!json_is_string(raw)) {
+                    free(rel);
+                    return GZ_FAIL(GZ_EINVAL, "%s: images[%zu].sentences[%zu] has no 'raw'", file,
+                                   i, j);
+                }
+                if (n < EVAL_MAX_CAPTIONS) caps[n++] = raw;
+            }
+        }
+        gz_status st = add_image(L, rel, caps, n, where);
+        free(rel);
+        if (st != GZ_OK) return st;
+    }
+    return GZ_OK;
+}
+
+static gz_status read_whole(const char *path, char **buf, size_t *len) {
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *b = malloc(cap);
+    gz_status st = GZ_OK;
+    while (b) {
+        if (n + 1 >= cap) {
+            if (cap >= EVAL_MAX_FILE) {
+                st = GZ_FAIL(GZ_ENOMEM, "%s: larger than 2 GiB", path);
+                break;
+            }
+            char *nb = realloc(b, cap * 2);
+            if (!nb) break;
+            b = nb;
+            cap *= 2;
+        }
+        size_t r = fread(b + n, 1, cap - 1 - n, f);
+        n += r;
+        if (r == 0) {
+            if (ferror(f)) st = GZ_FAIL(GZ_EIO, "%s: read error", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (!b) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    if (st != GZ_OK) {
+        free(b);
+        return st;
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    return GZ_OK;
+}
+
+static gz_status load_jsonl(loader *L, char *buf, size_t len) {
+    long line = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        line++;
+        size_t end = pos;
+        while (end < len && buf[end] != '\n') end++;
+        size_t a = pos, b = end;
+        while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r')) a++;
+        while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r')) b--;
+        pos = end + 1;
+        if (a == b) continue; /* blank line */
+        json_error_t jerr;
+        json_t *obj = json_loadb(buf + a, b - a, 0, &jerr);
+        if (!obj)
+            return GZ_FAIL(GZ_EINVAL, "%s:%ld: invalid JSON: %s", L->s->file, line, jerr.text);
+        L->s->n_entries++;
+        gz_status st = add_entry(L, obj, line, "");
+        json_decref(obj);
+        if (st != GZ_OK) return st;
+    }
+    return GZ_OK;
+}
+
+/* The folder of a file path ("." when it has none); malloc'd. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return strdup(".");
+    if (slash == path) return strdup("/");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, path, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+gz_status gz_eval_load(const char *path, const gz_eval_load_opts *opts, gz_eval_set **out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_eval_load: out is NULL");
+    *out = NULL;
+    if (!path) return GZ_FAIL(GZ_EINVAL, "gz_eval_load: no path");
+    gz_eval_load_opts def = gz_eval_default_load_opts();
+    if (!opts) opts = &def;
+    if (opts->lang && !opts->lang[0]) return GZ_FAIL(GZ_EINVAL, "gz_eval_load: empty language");
+    char *buf = NULL;
+    size_t len = 0;
+    gz_status st = read_whole(path, &buf, &len);
+    if (st != GZ_OK) return st;
+    gz_eval_set *s = calloc(1, sizeof *s);
+    char *dir = opts->image_root ? strdup(opts->image_root) : dir_of(path);
+    if (!s || !dir || !(s->file = strdup(path))) {
+        free(buf);
+        free(dir);
+        gz_eval_set_free(s);
+        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    }
+    loader L = {.s = s, .o = opts, .root = dir};
+    size_t p = 0;
+    if (len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB &&
+        (unsigned char)buf[2] == 0xBF)
+        p = 3; /* UTF-8 byte order mark */
+    while (p < len && (buf[p] == ' ' || buf[p] == '\t' || buf[p] == '\r' || buf[p] == '\n')) p++;
+    json_t *whole = NULL;
+    if (p < len && (buf[p] == '[' || buf[p] == '{')) {
+        json_error_t jerr;
+        whole = json_loadb(buf + p, len - p, 0, &jerr);
+        if (!whole && buf[p] == '[')
+            st = GZ_FAIL(GZ_EINVAL, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
+    }
+    if (st == GZ_OK) {
+        if (whole && json_is_array(whole)) {
+            s->format = "json-list";
+            size_t i;
+            json_t *e;
+            json_array_foreach(whole, i, e) {
+                s->n_entries++;
+                if ((st = add_entry(&L, e, (long)i + 1, " entry")) != GZ_OK) break;
+            }
+        } else if (whole && json_is_array(json_object_get(whole, "images"))) {
+            s->format = "karpathy";
+            st = load_karpathy(&L, whole);
+        } else {
+            s->format = "jsonl"; /* also a one-line file parsed whole above */
+            st = load_jsonl(&L, buf + p, len - p);
+        }
+    }
+    json_decref(whole);
+    free(buf);
+    free(dir);
+    if (st == GZ_OK && s->n_images == 0) {
+        if (s->n_entries == 0)
+            st = GZ_FAIL(GZ_EINVAL, "%s: no entries%s%s", path,
+                         !strcmp(s->format, "karpathy") ? " in split " : "",
+                         !strcmp(s->format, "karpathy") && opts->split ? opts->split : "");
+        else
+            st = GZ_FAIL(GZ_EINVAL, "%s: none of the %d entries has captions%s%s", path,
+                         s->n_entries, opts->lang ? " in " : "", opts->lang ? opts->lang : "");
+    }
+    if (st == GZ_OK && gz_hash_file(path, &s->file_hash) != GZ_OK) s->file_hash = 0;
+    if (st != GZ_OK) {
+        gz_eval_set_free(s);
+        return st;
+    }
+    *out = s;
+    return GZ_OK;
+}
+
+/* ===== LAVIS caption pre-processing ===== */
+
+/* Python str.isspace() (what re's \s matches in str patterns). */
+static int py_space(int32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* Code points (invalid UTF-8 bytes kept as -(byte) so they go back out unchanged). */
+typedef struct {
+    int32_t *v;
+    size_t n;
+} cps;
+
+char *gz_eval_blip_caption(const char *caption, int max_words) {
+    if (!caption) return NULL;
+    size_t len = strlen(caption);
+    cps a = {xmalloc_n(len * 2 + 1, sizeof(int32_t)), 0}; /* lower() may add U+0307 */
+    if (!a.v) return NULL;
+    const uint8_t *p = (const uint8_t *)caption;
+    size_t i = 0;
+    while (i < len) {
+        int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate(p + i, (utf8proc_ssize_t)(len - i), &c);
+        if (k <= 0) {
+            a.v[a.n++] = -(int32_t)p[i];
+            i++;
+            continue;
+        }
+        i += (size_t)k;
+        if (c == 0x130) { /* Python: 'İ'.lower() == 'i' + COMBINING DOT ABOVE */
+            a.v[a.n++] = 'i';
+            a.v[a.n++] = 0x307;
+            continue;
+        }
+        c = utf8proc_tolower(c);
+        if (c < 128 && c > 0 && strchr(".!\"()*#:;~", (int)c)) c = ' ';
+        a.v[a.n++] = c;
+    }
+    /* runs of 2+ whitespace -> one space (a single whitespace character stays as it is) */
+    size_t w = 0;
+    for (size_t r = 0; r < a.n;) {
+        if (a.v[r] >= 0 && py_space(a.v[r])) {
+            size_t e = r;
+            while (e < a.n && a.v[e] >= 0 && py_space(a.v[e])) e++;
+            if (e - r >= 2)
+                a.v[w++] = ' ';
+            else
+                a.v[w++] = a.v[r];
+            r = e;
+        } else {
+            a.v[w++] = a.v[r++];
+        }
+    }
+    a.n = w;
+    while (a.n && a.v[a.n - 1] == '\n') a.n--; /* rstrip("\n") */
+    size_t b = 0;
+    while (b < a.n && a.v[b] == ' ') b++; /* strip(" ") */
+    while (a.n > b && a.v[a.n - 1] == ' ') a.n--;
+    /* at most max_words words of split(" ") */
+    if (max_words > 0) {
+        int words = 1;
+        for (size_t r = b; r < a.n; r++)
+            if (a.v[r] == ' ' && ++words > max_words) {
+                a.n = r;
+                break;
+            }
+    }
+    char *out = xmalloc_n((a.n - b) * 4 + 1, 1);
+    if (out) {
+        size_t o = 0;
+        for (size_t r = b; r < a.n; r++) {
+            if (a.v[r] < 0)
+                out[o++] = (char)(uint8_t)(-a.v[r]);
+            else
+                o += (size_t)utf8proc_encode_char(a.v[r], (uint8_t *)out + o);
+        }
+        out[o] = '\0';
+    }
+    free(a.v);
+    return out;
+}
+
+/* ===== ranks ===== */
+
+/* Score order with NaN lowest. */
+static inline float key(float v) { return isnan(v) ? -INFINITY : v; }
+
+/* c beats g: higher tier, or same tier and higher score. */
+static inline int beats(const float *val, const unsigned char *tier, int c, int g) {
+    int tc = tier ? tier[c] : 0, tg = tier ? tier[g] : 0;
+    if (tc != tg) return tc > tg;
+    return key(val[c]) > key(val[g]);
+}
+
+static inline int equal(const float *val, const unsigned char *tier, int c, int g) {
+    int tc = tier ? tier[c] : 0, tg = tier ? tier[g] : 0;
+    return tc == tg && key(val[c]) == key(val[g]);
+}
+
+/* One query over n candidates scored val (tiers: re-ranked candidates first). gt[0..n_gt)
+ * are the ground truths; is_gt marks them (stamp). Sets the rank of the best ground truth
+ * (n when n_gt == 0), the top candidate, and whether the best ground truth ties with a
+ * non-ground-truth candidate. */
+static void rank_one(const float *val, const unsigned char *tier, int n, const int *gt, int n_gt,
+                     const int *is_gt, int stamp, int *rank, int *top, int *tied) {
+    int best_top = 0;
+    for (int c = 1; c < n; c++)
+        if (beats(val, tier, c, best_top)) best_top = c;
+    if (top) *top = n ? best_top : -1;
+    *tied = 0;
+    if (n_gt == 0) {
+        *rank = n;
+        return;
+    }
+    int g = gt[0];
+    for (int j = 1; j < n_gt; j++)
+        if (beats(val, tier, gt[j], g)) g = gt[j];
+    int r = 0;
+    for (int c = 0; c < n; c++) {
+        if (beats(val, tier, c, g))
+            r++;
+        else if (is_gt[c] != stamp && equal(val, tier, c, g))
+            *tied = 1;
+    }
+    *rank = r;
+}
+
+/* Ground-truth texts of each image as CSR: off (n_img + 1), idx (n_txt). */
+static gz_status gt_lists(const int *txt2img, int n_img, int n_txt, int **off, int **idx) {
+    *off = xcalloc_n((size_t)n_img + 1, sizeof **off);
+    *idx = xmalloc_n((size_t)n_txt, sizeof **idx);
+    if (!*off || !*idx) {
+        free(*off);
+        free(*idx);
+        *off = *idx = NULL;
+        return GZ_FAIL(GZ_ENOMEM, "ranks: out of memory");
+    }
+    for (int t = 0; t < n_txt; t++) (*off)[txt2img[t] + 1]++;
+    for (int i = 0; i < n_img; i++) (*off)[i + 1] += (*off)[i];
+    int *fill = xmalloc_n((size_t)n_img + 1, sizeof *fill);
+    if (!fill) {
+        free(*off);
+        free(*idx);
+        *off = *idx = NULL;
+        return GZ_FAIL(GZ_ENOMEM, "ranks: out of memory");
+    }
+    memcpy(fill, *off, ((size_t)n_img + 1) * sizeof *fill);
+    for (int t = 0; t < n_txt; t++) (*idx)[fill[txt2img[t]]++] = t;
+    free(fill);
+    return GZ_OK;
+}
+
+/* Scores of one query: the re-ranked candidates (tier 1, score rr) and the rest (tier 0, ITC).
+ * With top == NULL every candidate is tier 0 with its ITC score. */
+typedef struct {
+    const float *itc;    /* ITC scores of the query's candidates, stride apart */
+    size_t stride;
+    const int *top;      /* (k) re-ranked candidates, or NULL */
+    const float *top_s;  /* (k) their re-rank scores */
+    int k;
+} query_scores;
+
+/* Fill val/tier (n) for one query. */
+static void fill_query(const query_scores *q, int n, float *val, unsigned char *tier) {
+    for (int c = 0; c < n; c++) val[c] = q->itc[(size_t)c * q->stride];
+    memset(tier, 0, (size_t)n);
+    if (q->top)
+        for (int j = 0; j < q->k; j++) {
+            val[q->top[j]] = q->top_s[j];
+            tier[q->top[j]] = 1;
+        }
+}
+
+typedef struct {
+    int *txt_rank, *img_rank, *txt_top, *img_top;
+    int n_tied_txt, n_tied_img;
+} rank_out;
+
+/* Ranks of every image query (over texts) and text query (over images). i2t (I, T) is the
+ * ITC matrix; t2i (T, I) NULL = its transpose. Optional re-rank lists: i2t_top (I, K1) with
+ * scores, t2i_top (T, K2). */
+static gz_status compute_ranks(const float *i2t, const float *t2i, int n_img, int n_txt,
+                               const int *txt2img, const int *i2t_top, const float *i2t_s, int k1,
+                               const int *t2i_top, const float *t2i_s, int k2, rank_out *o) {
+    int *off = NULL, *idx = NULL;
+    gz_status st = gt_lists(txt2img, n_img, n_txt, &off, &idx);
+    if (st != GZ_OK) return st;
+    int nmax = n_img > n_txt ? n_img : n_txt;
+    float *val = xmalloc_n((size_t)nmax, sizeof *val);
+    unsigned char *tier = xmalloc_n((size_t)nmax, 1);
+    int *is_gt = xcalloc_n((size_t)nmax, sizeof *is_gt);
+    if (!val || !tier || !is_gt) {
+        st = GZ_FAIL(GZ_ENOMEM, "ranks: out of memory");
+        goto out;
+    }
+    o->n_tied_txt = o->n_tied_img = 0;
+    for (int i = 0; i < n_img; i++) { /* image -> text */
+        query_scores q = {i2t + (size_t)i * n_txt, 1, i2t_top ? i2t_top + (size_t)i * k1 : NULL,
+                          i2t_s ? i2t_s + (size_t)i * k1 : NULL, k1};
+        fill_query(&q, n_txt, val, tier);
+        for (int j = off[i]; j < off[i + 1]; j++) is_gt[idx[j]] = i + 1;
+        int tied = 0;
+        rank_one(val, i2t_top ? tier : NULL, n_txt, idx + off[i], off[i + 1] - off[i], is_gt,
+                 i + 1, &o->txt_rank[i], o->txt_top ? &o->txt_top[i] : NULL, &tied);
+        o->n_tied_txt += tied;
+    }
+    memset(is_gt, 0, (size_t)nmax * sizeof *is_gt);
+    for (int t = 0; t < n_txt; t++) { /* text -> image */
+        query_scores q = {t2i ? t2i + (size_t)t * n_img : i2t + t, t2i ? 1 : (size_t)n_txt,
+                          t2i_top ? t2i_top + (size_t)t * k2 : NULL,
+                          t2i_s ? t2i_s + (size_t)t * k2 : NULL, k2};
+        fill_query(&q, n_img, val, tier);
+        int g = txt2img[t];
+        is_gt[g] = t + 1;
+        int tied = 0;
+        rank_one(val, t2i_top ? tier : NULL, n_img, &g, 1, is_gt, t + 1, &o->img_rank[t],
+                 o->img_top ? &o->img_top[t] : NULL, &tied);
+        o->n_tied_img += tied;
+    }
+out:
+    free(val);
+    free(tier);
+    free(is_gt);
+    free(off);
+    free(idx);
+    return st;
+}
+
+gz_status gz_eval_ranks(const float *i2t, const float *t2i, int n_img, int n_txt,
+                        const int *txt2img, int *txt_rank, int *img_rank, int *txt_top,
+                        int *img_top, int *n_tied_txt, int *n_tied_img) {
+    if (!i2t || !txt2img || !txt_rank || !img_rank || n_img <= 0 || n_txt <= 0)
+        return GZ_FAIL(GZ_EINVAL, "gz_eval_ranks: bad arguments");
+    for (int t = 0; t < n_txt; t++)
+        if (txt2img[t] < 0 || txt2img[t] >= n_img)
+            return GZ_FAIL(GZ_EINVAL, "gz_eval_ranks: text %d belongs to image %d of %d", t,
+                           txt2img[t], n_img);
+    rank_out o = {txt_rank, img_rank, txt_top, img_top, 0, 0};
+    gz_status st =
+        compute_ranks(i2t, t2i, n_img, n_txt, txt2img, NULL, NULL, 0, NULL, NULL, 0, &o);
+    if (n_tied_txt) *n_tied_txt = o.n_tied_txt;
+    if (n_tied_img) *n_tied_img = o.n_tied_img;
+    return st;
+}
+
+static double pct_below(const int *rank, int n, int k) {
+    if (n <= 0) return 0;
+    long c = 0;
+    for (int i = 0; i < n; i++) c += rank[i] < k;
+    return 100.0 * (double)c / (double)n;
+}
+
+void gz_eval_recall_from_ranks(const int *txt_rank, int n_img, const int *img_rank, int n_txt,
+                               gz_eval_recall *out) {
+    memset(out, 0, sizeof *out);
+    out->txt_r1 = pct_below(txt_rank, n_img, 1);
+    out->txt_r5 = pct_below(txt_rank, n_img, 5);
+    out->txt_r10 = pct_below(txt_rank, n_img, 10);
+    out->img_r1 = pct_below(img_rank, n_txt, 1);
+    out->img_r5 = pct_below(img_rank, n_txt, 5);
+    out->img_r10 = pct_below(img_rank, n_txt, 10);
+    out->txt_r_mean = (out->txt_r1 + out->txt_r5 + out->txt_r10) / 3;
+    out->img_r_mean = (out->img_r1 + out->img_r5 + out->img_r10) / 3;
+    out->r_mean = (out->txt_r_mean + out->img_r_mean) / 2;
+    out->agg_metrics = out->txt_r_mean;
+}
+
+/* ===== top-k selection ===== */
+
+/* a is worse than b: lower score, or equal score and higher index (lower index wins ties). */
+static inline int worse(float sa, int ia, float sb, int ib) {
+    sa = key(sa), sb = key(sb);
+    return sa < sb || (sa == sb && ia > ib);
+}
+
+static inline int hworse(const float *s, size_t stride, int a, int b) {
+    return worse(s[(size_t)a * stride], a, s[(size_t)b * stride], b);
+}
+
+/* Restore the heap (root = worst) of n entries below position j. */
+static void sift_down(const float *s, size_t stride, int *idx, int n, int j) {
+    for (;;) {
+        int l = 2 * j + 1, r = l + 1, m = j;
+        if (l < n && hworse(s, stride, idx[l], idx[m])) m = l;
+        if (r < n && hworse(s, stride, idx[r], idx[m])) m = r;
+        if (m == j) return;
+        int u = idx[j];
+        idx[j] = idx[m];
+        idx[m] = u;
+        j = m;
+    }
+}
+
+/* The k best of n scores (stride apart) into idx (k <= n), best first: a heap of the k best
+ * seen so far with the worst at the root, then heap-sorted. */
+static void top_k(const float *s, size_t stride, int n, int k, int *idx) {
+    int h = 0;
+    for (int c = 0; c < n; c++) {
+        if (h < k) {
+            int j = h++;
+            idx[j] = c;
+            while (j > 0 && hworse(s, stride, idx[j], idx[(j - 1) / 2])) {
+                int p = (j - 1) / 2, u = idx[p];
+                idx[p] = idx[j];
+                idx[j] = u;
+                j = p;
+            }
+        } else if (hworse(s, stride, idx[0], c)) {
+            idx[0] = c;
+            sift_down(s, stride, idx, h, 0);
+        }
+    }
+    for (int end = h - 1; end > 0; end--) { /* move the worst to the end: best first */
+        int u = idx[0];
+        idx[0] = idx[end];
+        idx[end] = u;
+        sift_down(s, stride, idx, end, 0);
+    }
+}
+
+/* ===== the evaluation run ===== */
+
+gz_eval_params gz_eval_default_params(void) {
+    gz_eval_params p;
+    memset(&p, 0, sizeof p);
+    p.image_batch = EVAL_DEFAULT_IMAGE_BATCH;
+    p.text_batch = EVAL_DEFAULT_TEXT_BATCH;
+    p.text_process = GZ_EVAL_TEXT_AUTO;
+    p.max_words = EVAL_DEFAULT_MAX_WORDS;
+    return p;
+}
+
+void gz_eval_result_free(gz_eval_result *r) {
+    if (!r) return;
+    free(r->image_index);
+    free(r->text_index);
+    free(r->txt2img);
+    if (r->processed_texts)
+        for (int t = 0; t < r->n_texts; t++) free(r->processed_texts[t]);
+    free(r->processed_texts);
+    free(r->txt_rank_itc);
+    free(r->img_rank_itc);
+    free(r->txt_top_itc);
+    free(r->img_top_itc);
+    free(r->txt_rank_rerank);
+    free(r->img_rank_rerank);
+    free(r->txt_top_rerank);
+    free(r->img_top_rerank);
+    free(r->i2t_itc);
+    memset(r, 0, sizeof *r);
+}
+
+static void progress(const gz_eval_params *p, const char *phase, long done, long total) {
+    if (p->progress) p->progress(p->user, phase, done, total);
+}
+
+/* Decode and encode every image of the set in batches. emb (n_images, E) rows of images that
+ * failed stay unset and ok[i] = 0. */
+static gz_status encode_images(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
+                               float *emb, unsigned char *ok, int *n_failed) {
+    const int E = gz_model_dim(m), B = p->image_batch;
+    gz_image_params ip = gz_model_image_params(m);
+    gz_image *imgs = xcalloc_n((size_t)B, sizeof *imgs);
+    int *which = xmalloc_n((size_t)B, sizeof *which);
+    float *tmp = xmalloc_n((size_t)B * E, sizeof *tmp);
+    gz_status st = GZ_OK;
+    if (!imgs || !which || !tmp) {
+        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
+        goto out;
+    }
+    *n_failed = 0;
+    progress(p, "images", 0, s->n_images);
+    for (int i0 = 0; i0 < s->n_images && st == GZ_OK; i0 += B) {
+        int n = s->n_images - i0 < B ? s->n_images - i0 : B, k = 0;
+        for (int j = 0; j < n; j++) {
+            const gz_eval_image *im = &s->images[i0 + j];
+            ok[i0 + j] = 0;
+            if (gz_image_load(im->path, &ip, &imgs[k]) != GZ_OK) {
+                (*n_failed)++;
+                if (p->image_failed) p->image_failed(p->user, im->path, gz_last_error());
+                continue;
+            }
+            which[k++] = i0 + j;
+        }
+        if (k > 0) st = gz_encode_images(m, imgs, k, tmp);
+        for (int j = 0; j < k; j++) {
+            if (st == GZ_OK) {
+                memcpy(emb + (size_t)which[j] * E, tmp + (size_t)j * E, (size_t)E * sizeof *tmp);
+                ok[which[j]] = 1;
+            }
+            gz_image_free(&imgs[j]);
+        }
+        progress(p, "images", i0 + n, s->n_images);
+    }
+out:
+    free(imgs);
+    free(which);
+    free(tmp);
+    return st;
+}
+
+/* Every (image, text) pair either direction re-ranks is scored once by ITM, grouped by
+ * image: the image's own top-k texts plus the texts that have the image in their top-k. */
+static gz_status rerank_scores(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
+                               gz_eval_result *r, const int *i2t_top, float *i2t_s, int k1,
+                               const int *t2i_top, float *t2i_s, int k2) {
+    const int I = r->n_images, T = r->n_texts;
+    gz_status st = GZ_OK;
+    /* reverse lists: for image i, the (text, slot) pairs with i in the text's top-k */
+    int *roff = xcalloc_n((size_t)I + 1, sizeof *roff);
+    int *rfill = xmalloc_n((size_t)I + 1, sizeof *rfill);
+    int *rlist = xmalloc_n((size_t)T * k2, sizeof *rlist); /* text * k2 + slot */
+    int *mark = xmalloc_n((size_t)T, sizeof *mark), *pos = xmalloc_n((size_t)T, sizeof *pos);
+    int *cand = xmalloc_n((size_t)T, sizeof *cand);
+    const char **ctext = xmalloc_n((size_t)T, sizeof *ctext);
+    gz_match *mt = xmalloc_n((size_t)T, sizeof *mt);
+    gz_image img;
+    memset(&img, 0, sizeof img);
+    if (!roff || !rfill || !rlist || !mark || !pos || !cand || !ctext || !mt) {
+        st = GZ_FAIL(GZ_ENOMEM, "re-rank: out of memory");
+        goto out;
+    }
+    for (size_t e = 0; e < (size_t)T * k2; e++) roff[t2i_top[e] + 1]++;
+    for (int i = 0; i < I; i++) roff[i + 1] += roff[i];
+    memcpy(rfill, roff, ((size_t)I + 1) * sizeof *rfill);
+    for (size_t e = 0; e < (size_t)T * k2; e++) rlist[rfill[t2i_top[e]]++] = (int)e;
+    for (int t = 0; t < T; t++) mark[t] = -1;
+    gz_image_params ip = gz_model_image_params(m);
+    progress(p, "rerank", 0, I);
+    r->n_itm_pairs = 0;
+    for (int i = 0; i < I; i++) {
+        int n = 0;
+        for (int j = 0; j < k1; j++) {
+            int t = i2t_top[(size_t)i * k1 + j];
+            if (mark[t] != i) mark[t] = i, pos[t] = n, cand[n++] = t;
+        }
+        for (int e = roff[i]; e < roff[i + 1]; e++) {
+            int t = rlist[e] / k2;
+            if (mark[t] != i) mark[t] = i, pos[t] = n, cand[n++] = t;
+        }
+        if (n == 0) continue;
+        for (int j = 0; j < n; j++) ctext[j] = r->processed_texts[cand[j]];
+        const char *path = s->images[r->image_index[i]].path;
+        if ((st = gz_image_load(path, &ip, &img)) != GZ_OK) {
+            gz_error_prefix(st, "re-rank: image decoded before but not now");
+            goto out;
+        }
+        st = gz_match_image_texts(m, &img, ctext, n, mt);
+        gz_image_free(&img);
+        if (st != GZ_OK) goto out;
+        r->n_itm_pairs += n;
+        const float *row = r->i2t_itc + (size_t)i * T;
+        /* LAVIS: score = ITM match logit + ITC similarity from the matrix */
+        for (int j = 0; j < k1; j++) {
+            int t = i2t_top[(size_t)i * k1 + j];
+            i2t_s[(size_t)i * k1 + j] = mt[pos[t]].itm_logit[1] + row[t];
+        }
+        for (int e = roff[i]; e < roff[i + 1]; e++) {
+            int t = rlist[e] / k2;
+            t2i_s[rlist[e]] = mt[pos[t]].itm_logit[1] + row[t];
+        }
+        progress(p, "rerank", i + 1, I);
+    }
+out:
+    free(roff);
+    free(rfill);
+    free(rlist);
+    free(mark);
+    free(pos);
+    free(cand);
+    free(ctext);
+    free(mt);
+    return st;
+}
+
+static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
+                           gz_eval_result *r) {
+    const double t0 = now_s();
+    const int E = gz_model_dim(m);
+    gz_status st = GZ_OK;
+    float *all_img = xmalloc_n((size_t)s->n_images * E, sizeof *all_img);
+    unsigned char *ok = xcalloc_n((size_t)s->n_images, 1);
+    float *img_emb = NULL, *txt_emb = NULL;
+    int *i2t_top = NULL, *t2i_top = NULL;
+    float *i2t_s = NULL, *t2i_s = NULL;
+    if (!all_img || !ok) {
+        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
+        goto out;
+    }
+    /* images (I, E) */
+    if ((st = encode_images(m, s, p, all_img, ok, &r->n_failed_images)) != GZ_OK) goto out;
+    r->t_images = now_s() - t0;
+    int *set2eval = xmalloc_n((size_t)s->n_images, sizeof *set2eval);
+    r->image_index = xmalloc_n((size_t)s->n_images, sizeof *r->image_index);
+    r->text_index = xmalloc_n((size_t)s->n_texts, sizeof *r->text_index);
+    r->txt2img = xmalloc_n((size_t)s->n_texts, sizeof *r->txt2img);
+    r->processed_texts = xcalloc_n((size_t)s->n_texts, sizeof *r->processed_texts);
+    if (!set2eval || !r->image_index || !r->text_index || !r->txt2img || !r->processed_texts) {
+        free(set2eval);
+        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < s->n_images; i++) {
+        set2eval[i] = ok[i] ? r->n_images : -1;
+        if (ok[i]) {
+            memmove(all_img + (size_t)r->n_images * E, all_img + (size_t)i * E,
+                    (size_t)E * sizeof *all_img);
+            r->image_index[r->n_images++] = i;
+        }
+    }
+    img_emb = all_img;
+    for (int t = 0; t < s->n_texts; t++) {
+        int e = set2eval[s->txt2img[t]];
+        if (e < 0) {
+            r->n_failed_texts++;
+            continue;
+        }
+        const char *txt = s->texts[t];
+        char *pt = r->text_process == GZ_EVAL_TEXT_BLIP ? gz_eval_blip_caption(txt, p->max_words)
+                                                        : strdup(txt);
+        if (!pt) {
+            free(set2eval);
+            st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
+            goto out;
+        }
+        r->text_index[r->n_texts] = t;
+        r->txt2img[r->n_texts] = e;
+        r->processed_texts[r->n_texts++] = pt;
+    }
+    free(set2eval);
+    if (r->n_images == 0) {
+        st = GZ_FAIL(GZ_EINVAL, "%s: no image could be decoded (%d failed)", s->file,
+                     r->n_failed_images);
+        goto out;
+    }
+    const int I = r->n_images, T = r->n_texts;
+    /* texts (T, E) */
+    double t1 = now_s();
+    txt_emb = xmalloc_n((size_t)T * E, sizeof *txt_emb);
+    if (!txt_emb) {
+        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
+        goto out;
+    }
+    progress(p, "texts", 0, T);
+    for (int t0b = 0; t0b < T; t0b += p->text_batch) {
+        int n = T - t0b < p->text_batch ? T - t0b : p->text_batch;
+        st = gz_encode_texts(m, (const char *const *)r->processed_texts + t0b, n,
+                             txt_emb + (size_t)t0b * E);
+        if (st != GZ_OK) goto out;
+        progress(p, "texts", t0b + n, T);
+    }
+    r->t_texts = now_s() - t1;
+    /* ITC (I, T) = images (I, E) . texts (T, E)^T */
+    double t2 = now_s();
+    r->i2t_itc = xmalloc_n((size_t)I * T, sizeof *r->i2t_itc);
+    r->txt_rank_itc = xmalloc_n((size_t)I, sizeof(int));
+    r->txt_top_itc = xmalloc_n((size_t)I, sizeof(int));
+    r->img_rank_itc = xmalloc_n((size_t)T, sizeof(int));
+    r->img_top_itc = xmalloc_n((size_t)T, sizeof(int));
+    if (!r->i2t_itc || !r->txt_rank_itc || !r->txt_top_itc || !r->img_rank_itc ||
+        !r->img_top_itc) {
+        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory for the %d x %d score matrix", I, T);
+        goto out;
+    }
+    gz_sgemm(0, 1, I, T, E, 1.0f, img_emb, E, txt_emb, E, 0.0f, r->i2t_itc, T);
+    rank_out ro = {r->txt_rank_itc, r->img_rank_itc, r->txt_top_itc, r->img_top_itc, 0, 0};
+    if ((st = compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, NULL, NULL, 0, NULL, NULL, 0,
+                            &ro)) != GZ_OK)
+        goto out;
+    r->n_tied_txt_itc = ro.n_tied_txt;
+    r->n_tied_img_itc = ro.n_tied_img;
+    gz_eval_recall_from_ranks(r->txt_rank_itc, I, r->img_rank_itc, T, &r->itc);
+    r->final = &r->itc;
+    r->t_rank = now_s() - t2;
+    if (p->rerank_k <= 0) goto out;
+    /* BLIP ITM re-rank of the ITC top-k in both directions */
+    double t3 = now_s();
+    int k1 = p->rerank_k < T ? p->rerank_k : T, k2 = p->rerank_k < I ? p->rerank_k : I;
+    r->rerank_k = p->rerank_k;
+    i2t_top = xmalloc_n((size_t)I * k1, sizeof *i2t_top);
+    i2t_s = xmalloc_n((size_t)I * k1, sizeof *i2t_s);
+    t2i_top = xmalloc_n((size_t)T * k2, sizeof *t2i_top);
+    t2i_s = xmalloc_n((size_t)T * k2, sizeof *t2i_s);
+    r->txt_rank_rerank = xmalloc_n((size_t)I, sizeof(int));
+    r->txt_top_rerank = xmalloc_n((size_t)I, sizeof(int));
+    r->img_rank_rerank = xmalloc_n((size_t)T, sizeof(int));
+    r->img_top_rerank = xmalloc_n((size_t)T, sizeof(int));
+    if (!i2t_top || !i2t_s || !t2i_top || !t2i_s || !r->txt_rank_rerank || !r->txt_top_rerank ||
+        !r->img_rank_rerank || !r->img_top_rerank) {
+        st = GZ_FAIL(GZ_ENOMEM, "re-rank: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < I; i++) top_k(r->i2t_itc + (size_t)i * T, 1, T, k1, i2t_top + (size_t)i * k1);
+    for (int t = 0; t < T; t++) top_k(r->i2t_itc + t, (size_t)T, I, k2, t2i_top + (size_t)t * k2);
+    if ((st = rerank_scores(m, s, p, r, i2t_top, i2t_s, k1, t2i_top, t2i_s, k2)) != GZ_OK)
+        goto out;
+    rank_out rr = {r->txt_rank_rerank, r->img_rank_rerank, r->txt_top_rerank, r->img_top_rerank,
+                   0, 0};
+    if ((st = compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, i2t_top, i2t_s, k1, t2i_top,
+                            t2i_s, k2, &rr)) != GZ_OK)
+        goto out;
+    r->n_tied_txt_rerank = rr.n_tied_txt;
+    r->n_tied_img_rerank = rr.n_tied_img;
+    gz_eval_recall_from_ranks(r->txt_rank_rerank, I, r->img_rank_rerank, T, &r->rerank);
+    r->final = &r->rerank;
+    r->t_rerank = now_s() - t3;
+out:
+    free(ok);
+    free(all_img);
+    free(txt_emb);
+    free(i2t_top);
+    free(i2t_s);
+    free(t2i_top);
+    free(t2i_s);
+    r->t_total = now_s() - t0;
+    return st;
+}
+
+gz_status gz_eval_run(gz_model *m, const gz_eval_set *s, const gz_eval_params *params,
+                      gz_eval_result *out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_eval_run: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!m || !s) return GZ_FAIL(GZ_EINVAL, "gz_eval_run: no model or set");
+    gz_eval_params p = params ? *params : gz_eval_default_params();
+    if (p.image_batch <= 0) p.image_batch = EVAL_DEFAULT_IMAGE_BATCH;
+    if (p.text_batch <= 0) p.text_batch = EVAL_DEFAULT_TEXT_BATCH;
+    if (p.image_batch > EVAL_MAX_BATCH || p.text_batch > EVAL_MAX_BATCH)
+        return GZ_FAIL(GZ_EINVAL, "evaluation: batch sizes above %d", EVAL_MAX_BATCH);
+    if (p.rerank_k < 0) return GZ_FAIL(GZ_EINVAL, "evaluation: negative re-rank depth");
+    if (p.rerank_k > 0 && !gz_model_has_itm(m))
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "--rerank needs a model with an image-text matching head (BLIP); this is "
+                       "a %s model, which only has ITC embeddings",
+                       gz_family_name(gz_model_family(m)));
+    if (p.text_process != GZ_EVAL_TEXT_AUTO && p.text_process != GZ_EVAL_TEXT_NONE &&
+        p.text_process != GZ_EVAL_TEXT_BLIP)
+        return GZ_FAIL(GZ_EINVAL, "evaluation: unknown text processing %d", (int)p.text_process);
+    if (p.text_process == GZ_EVAL_TEXT_AUTO)
+        p.text_process = gz_model_family(m) == GZ_FAMILY_BLIP ? GZ_EVAL_TEXT_BLIP
+                                                              : GZ_EVAL_TEXT_NONE;
+    if (p.max_words <= 0) p.max_words = EVAL_DEFAULT_MAX_WORDS;
+    out->text_process = p.text_process;
+    gz_status st = run_inner(m, s, &p, out);
+    if (st != GZ_OK) gz_eval_result_free(out);
+    return st;
+}
