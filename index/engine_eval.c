@@ -163,10 +163,10 @@ static int caption_list(json_t *v, json_t **caps, int max) {
 static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit) {
     const char *file = L->s->file;
     if (!json_is_object(obj))
-        return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: not a JSON object", file, unit, where);
+        return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: not a JSON object", file, unit, where);
     json_t *img = json_object_get(obj, "image");
     if (!json_is_string(img) || !json_string_value(img)[0])
-        return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: needs a non-empty string field 'image'", file, unit,
+        return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: needs a non-empty string field 'image'", file, unit,
                        where);
     json_t *caps[EVAL_MAX_CAPTIONS];
     json_t *v;
@@ -175,7 +175,7 @@ static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit)
         field = "captions_i18n";
         json_t *i18n = json_object_get(obj, "captions_i18n");
         if (i18n && !json_is_object(i18n) && !json_is_null(i18n))
-            return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: 'captions_i18n' is not an object", file, unit,
+            return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: 'captions_i18n' is not an object", file, unit,
                            where);
         v = json_is_object(i18n) ? json_object_get(i18n, L->o->lang) : NULL;
     } else {
@@ -188,7 +188,7 @@ static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit)
     }
     int n = caption_list(v, caps, EVAL_MAX_CAPTIONS);
     if (n < 0)
-        return GZ_FAIL(GZ_EINVAL, "%s:%s %ld: '%s%s%s' must be a string or a list of strings",
+        return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: '%s%s%s' must be a string or a list of strings",
                        file, unit, where, field, L->o->lang ? "." : "",
                        L->o->lang ? L->o->lang : "");
     return add_image(L, json_string_value(img), caps, n, where);
@@ -354,7 +354,7 @@ gz_status gz_eval_load(const char *path, const gz_eval_load_opts *opts, gz_eval_
             json_t *e;
             json_array_foreach(whole, i, e) {
                 s->n_entries++;
-                if ((st = add_entry(&L, e, (long)i + 1, " entry")) != GZ_OK) break;
+                if ((st = add_entry(&L, e, (long)i + 1, " entry ")) != GZ_OK) break;
             }
         } else if (whole && json_is_array(json_object_get(whole, "images"))) {
             s->format = "karpathy";
