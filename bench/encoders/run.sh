@@ -32,7 +32,8 @@ BIN=$BUILD/bench/encoders/bench_encoders
 
 [ -f "$MODELS/blip-base-384/model.safetensors" ] || $PY "$HERE/make_weights.py" "$MODELS"
 [ -d "$BUILD" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j2 --target bench_encoders >/dev/null
+cmake --build "$BUILD" -j2 --target bench_encoders >/tmp/bench_encoders_build.log 2>&1 ||
+  { cat /tmp/bench_encoders_build.log >&2; exit 1; }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "$(nproc) CPUs, threads=$THREADS, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -49,23 +50,27 @@ run_mode() { # $1 = label; rest = env(1) arguments that set up the OpenBLAS envi
     >"$out/gaze.txt" 2>"$out/gaze.err" || { cat "$out/gaze.err" >&2; exit 1; }
   env "$@" "${common[@]}" $PY "$HERE/torch_ref.py" --models "$MODELS" --threads "$THREADS" \
     --gaze-out "$out" $QUICK >"$out/torch.txt" 2>"$out/torch.err" || { cat "$out/torch.err" >&2; exit 1; }
-  echo "gaze : $(grep -m1 '^INFO' "$out/gaze.txt" | cut -d' ' -f2-6); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/gaze.err" || echo '-')"
+  echo "gaze : $(grep -m1 '^INFO' "$out/gaze.txt" | cut -d' ' -f2-7); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/gaze.err" || echo '-')"
   echo "torch: $(grep -m1 '^INFO' "$out/torch.txt" | cut -d' ' -f2-); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/torch.err" || echo '-')"
   awk '
     FNR == 1 { f++ }
-    f == 1 && $1 == "RESULT" { g[$2] = $3; order[++n] = $2; items[$2] = $5 }
-    f == 2 && $1 == "RESULT" { t[$2] = $3 }
+    f == 1 && $1 == "RESULT" { g[$2] = $3; gb[$2] = $6; order[++n] = $2; items[$2] = $5 }
+    f == 2 && $1 == "RESULT" { t[$2] = $3; tb[$2] = $6 }
     f == 1 && $1 == "RSS" { grss[$2] = $4 }
     f == 2 && $1 == "RSS" { trss[$2] = $4 }
     f == 2 && $1 == "AGREE" { agree = agree sprintf("  %s max|gaze-torch| = %s\n", $2, $3) }
+    function row(name, k, tk) {
+      printf "| %-11s | %5d | %9.1f | %9.1f | %6.2fx | %9.1f | %9.1f | %6.2fx |\n", name, items[k],
+        g[k], t[tk], t[tk] / g[k], gb[k], tb[tk], tb[tk] / gb[k]
+    }
     END {
-      printf "| %-12s | %5s | %12s | %12s | %13s |\n", "benchmark", "items", "gaze ms/item", "torch ms/item", "torch/gaze"
-      printf "|--------------|-------|--------------|---------------|---------------|\n"
+      print "ms per item (image, text or pair); ratio = torch / gaze (> 1: gaze faster)"
+      print "|             |       |  median   |  median   |  median |   best    |   best    |   best  |"
+      print "| benchmark   | items |  gaze ms  |  torch ms |  ratio  |  gaze ms  |  torch ms |  ratio  |"
+      print "|-------------|-------|-----------|-----------|---------|-----------|-----------|---------|"
       for (i = 1; i <= n; i++) {
-        k = order[i]
-        printf "| %-12s | %5d | %12.2f | %13.2f | %12.2fx |\n", k, items[k], g[k], t[k], t[k] / g[k]
-        if ((k "_hf") in t)
-          printf "| %-12s | %5d | %12.2f | %13.2f | %12.2fx |\n", k "_hf", items[k], g[k], t[k "_hf"], t[k "_hf"] / g[k]
+        row(order[i], order[i], order[i])
+        if ((order[i] "_hf") in t) row(order[i] "_hf", order[i], order[i] "_hf")
       }
       printf "peak RSS MB: gaze vit224 %s, blip384 %s; torch vit224 %s, blip384 %s\n", grss["vit224"], grss["blip384"], trss["vit224"], trss["blip384"]
       printf "agreement (same inputs, same weights):\n%s", agree
