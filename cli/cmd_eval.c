@@ -41,12 +41,15 @@ static const char EVAL_DETAILS[] =
     "--json: one object with the LAVIS fields of the final ranking (txt_r1 ... r_mean,\n"
     "agg_metrics), 'itc' and 'rerank' objects, CLIP_benchmark-style fractions, counts,\n"
     "failures, ties, protocol, model fingerprint, dataset hash and timings.\n"
-    "--per-item FILE: JSON lines, one per query: {\"query\": \"image\"|\"text\", ..., \"rank\"} with\n"
+    "--per-item FILE: JSON lines, one per query: {\"query\": \"image\"|\"text\", ..., \"rank\"} "
+    "with\n"
     "1-based ranks (1 = ground truth first), rank_itc / rank_rerank and the top candidate.";
 static const char EVAL_EXAMPLES[] =
-    "  gaze eval flickr30k_test.json --image-root flickr30k-images/.. --model blip-itm-base-flickr --rerank 128\n"
+    "  gaze eval flickr30k_test.json --image-root flickr30k-images/.. --model blip-itm-base-flickr "
+    "--rerank 128\n"
     "  gaze eval captions.jsonl --model chinese-clip-vit-base-patch16 --lang zh_TW --json\n"
-    "  gaze eval captions.jsonl --model clip-vit-base-patch32 --captions first --per-item ranks.jsonl";
+    "  gaze eval captions.jsonl --model clip-vit-base-patch32 --captions first --per-item "
+    "ranks.jsonl";
 
 typedef struct {
     const char *model, *weights, *lang, *captions, *image_root, *split, *text_process, *per_item;
@@ -66,7 +69,7 @@ static void on_progress(void *user, const char *phase, long done, long total) {
     if (!c->phase || strcmp(c->phase, phase) != 0) {
         if (c->phase) progress_finish(&c->prog, c->prog.total, c->prog.total, c->failed);
         c->phase = phase;
-        const char *what = !strcmp(phase, "images") ? "eval: images"
+        const char *what = !strcmp(phase, "images")   ? "eval: images"
                            : !strcmp(phase, "rerank") ? "eval: ITM re-rank (images)"
                                                       : "eval: texts";
         int quiet = !c->prog.enabled;
@@ -111,18 +114,19 @@ static void fmt2(char *b, size_t n, double v) { snprintf(b, n, "%.2f", v); }
 
 static void table_row(out_table *t, const char *name, const gz_eval_recall *r) {
     char c[9][32];
-    const double v[9] = {r->txt_r1, r->txt_r5, r->txt_r10, r->txt_r_mean, r->img_r1,
+    const double v[9] = {r->txt_r1, r->txt_r5,  r->txt_r10,    r->txt_r_mean, r->img_r1,
                          r->img_r5, r->img_r10, r->img_r_mean, r->r_mean};
-    for (int i = 0; i < 9; i++) fmt2(c[i], sizeof c[i], v[i]);
+    for (int i = 0; i < 9; i++)
+        fmt2(c[i], sizeof c[i], v[i]);
     const char *row[] = {name, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]};
     out_table_row(t, row);
 }
 
 static void json_recall_fields(FILE *f, const gz_eval_recall *r) {
-    const char *names[] = {"txt_r1", "txt_r5", "txt_r10", "txt_r_mean", "img_r1",
-                           "img_r5", "img_r10", "img_r_mean", "r_mean", "agg_metrics"};
-    const double v[] = {r->txt_r1, r->txt_r5, r->txt_r10, r->txt_r_mean, r->img_r1,
-                        r->img_r5, r->img_r10, r->img_r_mean, r->r_mean, r->agg_metrics};
+    const char *names[] = {"txt_r1", "txt_r5",  "txt_r10",    "txt_r_mean", "img_r1",
+                           "img_r5", "img_r10", "img_r_mean", "r_mean",     "agg_metrics"};
+    const double v[] = {r->txt_r1, r->txt_r5,  r->txt_r10,    r->txt_r_mean, r->img_r1,
+                        r->img_r5, r->img_r10, r->img_r_mean, r->r_mean,     r->agg_metrics};
     for (int i = 0; i < 10; i++) {
         fprintf(f, "%s\"%s\":", i ? "," : "", names[i]);
         out_json_float(f, v[i]);
@@ -143,9 +147,8 @@ static void print_json(const eval_opts *o, const char *dir, gz_model *m, const c
     if (r->rerank_k) {
         fputs(",\"rerank\":{", f);
         json_recall_fields(f, &r->rerank);
-        fprintf(f, ",\"k\":%d,\"itm_pairs\":%lld,\"n_tied_txt\":%d,\"n_tied_img\":%d}",
-                r->rerank_k, (long long)r->n_itm_pairs, r->n_tied_txt_rerank,
-                r->n_tied_img_rerank);
+        fprintf(f, ",\"k\":%d,\"itm_pairs\":%lld,\"n_tied_txt\":%d,\"n_tied_img\":%d}", r->rerank_k,
+                (long long)r->n_itm_pairs, r->n_tied_txt_rerank, r->n_tied_img_rerank);
     } else {
         fputs(",\"rerank\":null", f);
     }
@@ -246,8 +249,8 @@ static void print_table(const eval_opts *o, const char *dir, gz_model *m, const 
         printf("; %d failed images left out with %d captions", r->n_failed_images,
                r->n_failed_texts);
     printf("\n\n");
-    static const char *const hdr[] = {"ranking", "txt_r1", "txt_r5", "txt_r10", "txt_r_mean",
-                                      "img_r1", "img_r5", "img_r10", "img_r_mean", "r_mean"};
+    static const char *const hdr[] = {"ranking", "txt_r1", "txt_r5",  "txt_r10",    "txt_r_mean",
+                                      "img_r1",  "img_r5", "img_r10", "img_r_mean", "r_mean"};
     static const int right[] = {0, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     out_table t;
     out_table_init(&t, 10, hdr, right);
@@ -260,8 +263,7 @@ static void print_table(const eval_opts *o, const char *dir, gz_model *m, const 
     out_table_print(&t, stdout);
     out_table_free(&t);
     printf("\nties      itc: %d image / %d text queries", r->n_tied_txt_itc, r->n_tied_img_itc);
-    if (r->rerank_k)
-        printf("; re-rank: %d / %d", r->n_tied_txt_rerank, r->n_tied_img_rerank);
+    if (r->rerank_k) printf("; re-rank: %d / %d", r->n_tied_txt_rerank, r->n_tied_img_rerank);
     printf(" (ground truth tied with another candidate)\n");
     int n_all = r->n_images + r->n_failed_images;
     printf("time      load %.2f s, images %.2f s (%.1f img/s), texts %.2f s, rank %.3f s", t_load,
@@ -328,7 +330,8 @@ int cmd_eval(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     const cli_opt opts[] = {
         {"model", 'm', CLI_STR, &o.model, "DIR", "model directory (default $GAZE_MODEL)"},
-        {"lang", 'l', CLI_STR, &o.lang, "LOCALE", "captions from captions_i18n[LOCALE] (zh_TW ...)"},
+        {"lang", 'l', CLI_STR, &o.lang, "LOCALE",
+         "captions from captions_i18n[LOCALE] (zh_TW ...)"},
         {"captions", 0, CLI_STR, &o.captions, "first|all", "captions per image (default all)"},
         {"rerank", 'r', CLI_INT, &o.rerank, "K", "BLIP: ITM re-rank of the ITC top K (k_test)"},
         {"image-root", 0, CLI_STR, &o.image_root, "DIR", "folder of relative image paths"},
@@ -348,9 +351,14 @@ int cmd_eval(int argc, char **argv) {
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "no progress output"},
         {0},
     };
-    const cli_command cmd = {"eval", "DATASET --model DIR [options]",
+    const cli_command cmd = {"eval",
+                             "DATASET --model DIR [options]",
                              "Image-text retrieval evaluation (Recall@1/5/10, LAVIS protocol).",
-                             EVAL_DETAILS, EVAL_EXAMPLES, opts, 1, 1};
+                             EVAL_DETAILS,
+                             EVAL_EXAMPLES,
+                             opts,
+                             1,
+                             1};
     cli_list pos = {0};
     int rc = cli_parse(&cmd, argc, argv, &pos);
     if (rc) {
@@ -387,8 +395,8 @@ int cmd_eval(int argc, char **argv) {
         return EXIT_USAGE;
     }
     lo.lang = o.lang;
-    lo.captions = o.captions && !strcmp(o.captions, "first") ? GZ_EVAL_CAPTIONS_FIRST
-                                                             : GZ_EVAL_CAPTIONS_ALL;
+    lo.captions =
+        o.captions && !strcmp(o.captions, "first") ? GZ_EVAL_CAPTIONS_FIRST : GZ_EVAL_CAPTIONS_ALL;
     lo.image_root = o.image_root;
     if (o.split) lo.split = o.split;
     ep.rerank_k = o.rerank;
@@ -405,7 +413,7 @@ int cmd_eval(int argc, char **argv) {
     gz_status st = gz_eval_load(dataset, &lo, &s);
     if (st != GZ_OK) return cli_report(st);
     gz_model_params mp = cli_model_params(o.weights, o.threads, 0);
-    mp.exif_orient = o.exif ? 1 : 0;  /* PIL (LAVIS, CLIP_benchmark) does not rotate */
+    mp.exif_orient = o.exif ? 1 : 0; /* PIL (LAVIS, CLIP_benchmark) does not rotate */
     mp.fast_decode = o.fast_decode ? 1 : 0;
     mp.itm_enc_token = o.enc_token ? 1 : 0;
     if (o.batch) mp.batch_size = o.batch;

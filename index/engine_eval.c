@@ -53,7 +53,8 @@ void gz_eval_set_free(gz_eval_set *s) {
         free(s->images[i].path);
     }
     free(s->images);
-    for (int t = 0; t < s->n_texts; t++) free(s->texts[t]);
+    for (int t = 0; t < s->n_texts; t++)
+        free(s->texts[t]);
     free(s->texts);
     free(s->txt2img);
     free(s->file);
@@ -106,7 +107,8 @@ static gz_status add_image(loader *L, const char *image, json_t *const *caps, in
     }
     if (L->o->captions == GZ_EVAL_CAPTIONS_FIRST) n_caps = 1;
     gz_status st = grow((void **)&s->images, &L->cap_images, s->n_images + 1, sizeof *s->images);
-    if (st == GZ_OK) st = grow((void **)&s->texts, &L->cap_texts, s->n_texts + n_caps, sizeof *s->texts);
+    if (st == GZ_OK)
+        st = grow((void **)&s->texts, &L->cap_texts, s->n_texts + n_caps, sizeof *s->texts);
     if (st == GZ_OK)
         st = grow((void **)&s->txt2img, &L->cap_t2i, s->n_texts + n_caps, sizeof *s->txt2img);
     if (st != GZ_OK) return st;
@@ -125,7 +127,8 @@ static gz_status add_image(loader *L, const char *image, json_t *const *caps, in
     for (int c = 0; c < n_caps; c++) {
         char *t = strdup(json_string_value(caps[c]));
         if (!t) {
-            for (int j = 0; j < c; j++) free(s->texts[s->n_texts + j]);
+            for (int j = 0; j < c; j++)
+                free(s->texts[s->n_texts + j]);
             free(im->image);
             free(im->path);
             return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
@@ -188,9 +191,8 @@ static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit)
     }
     int n = caption_list(v, caps, EVAL_MAX_CAPTIONS);
     if (n < 0)
-        return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: '%s%s%s' must be a string or a list of strings",
-                       file, unit, where, field, L->o->lang ? "." : "",
-                       L->o->lang ? L->o->lang : "");
+        return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: '%s%s%s' must be a string or a list of strings", file,
+                       unit, where, field, L->o->lang ? "." : "", L->o->lang ? L->o->lang : "");
     return add_image(L, json_string_value(img), caps, n, where);
 }
 
@@ -283,10 +285,13 @@ static gz_status load_jsonl(loader *L, char *buf, size_t len) {
     while (pos < len) {
         line++;
         size_t end = pos;
-        while (end < len && buf[end] != '\n') end++;
+        while (end < len && buf[end] != '\n')
+            end++;
         size_t a = pos, b = end;
-        while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r')) a++;
-        while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r')) b--;
+        while (a < b && (buf[a] == ' ' || buf[a] == '\t' || buf[a] == '\r'))
+            a++;
+        while (b > a && (buf[b - 1] == ' ' || buf[b - 1] == '\t' || buf[b - 1] == '\r'))
+            b--;
         pos = end + 1;
         if (a == b) continue; /* blank line */
         json_error_t jerr;
@@ -339,7 +344,8 @@ gz_status gz_eval_load(const char *path, const gz_eval_load_opts *opts, gz_eval_
     if (len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB &&
         (unsigned char)buf[2] == 0xBF)
         p = 3; /* UTF-8 byte order mark */
-    while (p < len && (buf[p] == ' ' || buf[p] == '\t' || buf[p] == '\r' || buf[p] == '\n')) p++;
+    while (p < len && (buf[p] == ' ' || buf[p] == '\t' || buf[p] == '\r' || buf[p] == '\n'))
+        p++;
     json_t *whole = NULL;
     if (p < len && (buf[p] == '[' || buf[p] == '{')) {
         json_error_t jerr;
@@ -430,7 +436,8 @@ char *gz_eval_blip_caption(const char *caption, int max_words) {
     for (size_t r = 0; r < a.n;) {
         if (a.v[r] >= 0 && py_space(a.v[r])) {
             size_t e = r;
-            while (e < a.n && a.v[e] >= 0 && py_space(a.v[e])) e++;
+            while (e < a.n && a.v[e] >= 0 && py_space(a.v[e]))
+                e++;
             if (e - r >= 2)
                 a.v[w++] = ' ';
             else
@@ -441,10 +448,13 @@ char *gz_eval_blip_caption(const char *caption, int max_words) {
         }
     }
     a.n = w;
-    while (a.n && a.v[a.n - 1] == '\n') a.n--; /* rstrip("\n") */
+    while (a.n && a.v[a.n - 1] == '\n')
+        a.n--; /* rstrip("\n") */
     size_t b = 0;
-    while (b < a.n && a.v[b] == ' ') b++; /* strip(" ") */
-    while (a.n > b && a.v[a.n - 1] == ' ') a.n--;
+    while (b < a.n && a.v[b] == ' ')
+        b++; /* strip(" ") */
+    while (a.n > b && a.v[a.n - 1] == ' ')
+        a.n--;
     /* at most max_words words of split(" ") */
     if (max_words > 0) {
         int words = 1;
@@ -524,8 +534,10 @@ static gz_status gt_lists(const int *txt2img, int n_img, int n_txt, int **off, i
         *off = *idx = NULL;
         return GZ_FAIL(GZ_ENOMEM, "ranks: out of memory");
     }
-    for (int t = 0; t < n_txt; t++) (*off)[txt2img[t] + 1]++;
-    for (int i = 0; i < n_img; i++) (*off)[i + 1] += (*off)[i];
+    for (int t = 0; t < n_txt; t++)
+        (*off)[txt2img[t] + 1]++;
+    for (int i = 0; i < n_img; i++)
+        (*off)[i + 1] += (*off)[i];
     int *fill = xmalloc_n((size_t)n_img + 1, sizeof *fill);
     if (!fill) {
         free(*off);
@@ -534,7 +546,8 @@ static gz_status gt_lists(const int *txt2img, int n_img, int n_txt, int **off, i
         return GZ_FAIL(GZ_ENOMEM, "ranks: out of memory");
     }
     memcpy(fill, *off, ((size_t)n_img + 1) * sizeof *fill);
-    for (int t = 0; t < n_txt; t++) (*idx)[fill[txt2img[t]]++] = t;
+    for (int t = 0; t < n_txt; t++)
+        (*idx)[fill[txt2img[t]]++] = t;
     free(fill);
     return GZ_OK;
 }
@@ -542,16 +555,17 @@ static gz_status gt_lists(const int *txt2img, int n_img, int n_txt, int **off, i
 /* Scores of one query: the re-ranked candidates (tier 1, score rr) and the rest (tier 0, ITC).
  * With top == NULL every candidate is tier 0 with its ITC score. */
 typedef struct {
-    const float *itc;    /* ITC scores of the query's candidates, stride apart */
+    const float *itc; /* ITC scores of the query's candidates, stride apart */
     size_t stride;
-    const int *top;      /* (k) re-ranked candidates, or NULL */
-    const float *top_s;  /* (k) their re-rank scores */
+    const int *top;     /* (k) re-ranked candidates, or NULL */
+    const float *top_s; /* (k) their re-rank scores */
     int k;
 } query_scores;
 
 /* Fill val/tier (n) for one query. */
 static void fill_query(const query_scores *q, int n, float *val, unsigned char *tier) {
-    for (int c = 0; c < n; c++) val[c] = q->itc[(size_t)c * q->stride];
+    for (int c = 0; c < n; c++)
+        val[c] = q->itc[(size_t)c * q->stride];
     memset(tier, 0, (size_t)n);
     if (q->top)
         for (int j = 0; j < q->k; j++) {
@@ -587,10 +601,11 @@ static gz_status compute_ranks(const float *i2t, const float *t2i, int n_img, in
         query_scores q = {i2t + (size_t)i * n_txt, 1, i2t_top ? i2t_top + (size_t)i * k1 : NULL,
                           i2t_s ? i2t_s + (size_t)i * k1 : NULL, k1};
         fill_query(&q, n_txt, val, tier);
-        for (int j = off[i]; j < off[i + 1]; j++) is_gt[idx[j]] = i + 1;
+        for (int j = off[i]; j < off[i + 1]; j++)
+            is_gt[idx[j]] = i + 1;
         int tied = 0;
-        rank_one(val, i2t_top ? tier : NULL, n_txt, idx + off[i], off[i + 1] - off[i], is_gt,
-                 i + 1, &o->txt_rank[i], o->txt_top ? &o->txt_top[i] : NULL, &tied);
+        rank_one(val, i2t_top ? tier : NULL, n_txt, idx + off[i], off[i + 1] - off[i], is_gt, i + 1,
+                 &o->txt_rank[i], o->txt_top ? &o->txt_top[i] : NULL, &tied);
         o->n_tied_txt += tied;
     }
     memset(is_gt, 0, (size_t)nmax * sizeof *is_gt);
@@ -625,8 +640,7 @@ gz_status gz_eval_ranks(const float *i2t, const float *t2i, int n_img, int n_txt
             return GZ_FAIL(GZ_EINVAL, "gz_eval_ranks: text %d belongs to image %d of %d", t,
                            txt2img[t], n_img);
     rank_out o = {txt_rank, img_rank, txt_top, img_top, 0, 0};
-    gz_status st =
-        compute_ranks(i2t, t2i, n_img, n_txt, txt2img, NULL, NULL, 0, NULL, NULL, 0, &o);
+    gz_status st = compute_ranks(i2t, t2i, n_img, n_txt, txt2img, NULL, NULL, 0, NULL, NULL, 0, &o);
     if (n_tied_txt) *n_tied_txt = o.n_tied_txt;
     if (n_tied_img) *n_tied_img = o.n_tied_img;
     return st;
@@ -635,7 +649,8 @@ gz_status gz_eval_ranks(const float *i2t, const float *t2i, int n_img, int n_txt
 static double pct_below(const int *rank, int n, int k) {
     if (n <= 0) return 0;
     long c = 0;
-    for (int i = 0; i < n; i++) c += rank[i] < k;
+    for (int i = 0; i < n; i++)
+        c += rank[i] < k;
     return 100.0 * (double)c / (double)n;
 }
 
@@ -725,7 +740,8 @@ void gz_eval_result_free(gz_eval_result *r) {
     free(r->text_index);
     free(r->txt2img);
     if (r->processed_texts)
-        for (int t = 0; t < r->n_texts; t++) free(r->processed_texts[t]);
+        for (int t = 0; t < r->n_texts; t++)
+            free(r->processed_texts[t]);
     free(r->processed_texts);
     free(r->txt_rank_itc);
     free(r->img_rank_itc);
@@ -809,11 +825,15 @@ static gz_status rerank_scores(gz_model *m, const gz_eval_set *s, const gz_eval_
         st = GZ_FAIL(GZ_ENOMEM, "re-rank: out of memory");
         goto out;
     }
-    for (size_t e = 0; e < (size_t)T * k2; e++) roff[t2i_top[e] + 1]++;
-    for (int i = 0; i < I; i++) roff[i + 1] += roff[i];
+    for (size_t e = 0; e < (size_t)T * k2; e++)
+        roff[t2i_top[e] + 1]++;
+    for (int i = 0; i < I; i++)
+        roff[i + 1] += roff[i];
     memcpy(rfill, roff, ((size_t)I + 1) * sizeof *rfill);
-    for (size_t e = 0; e < (size_t)T * k2; e++) rlist[rfill[t2i_top[e]]++] = (int)e;
-    for (int t = 0; t < T; t++) mark[t] = -1;
+    for (size_t e = 0; e < (size_t)T * k2; e++)
+        rlist[rfill[t2i_top[e]]++] = (int)e;
+    for (int t = 0; t < T; t++)
+        mark[t] = -1;
     gz_image_params ip = gz_model_image_params(m);
     progress(p, "rerank", 0, I);
     r->n_itm_pairs = 0;
@@ -828,7 +848,8 @@ static gz_status rerank_scores(gz_model *m, const gz_eval_set *s, const gz_eval_
             if (mark[t] != i) mark[t] = i, pos[t] = n, cand[n++] = t;
         }
         if (n == 0) continue;
-        for (int j = 0; j < n; j++) ctext[j] = r->processed_texts[cand[j]];
+        for (int j = 0; j < n; j++)
+            ctext[j] = r->processed_texts[cand[j]];
         const char *path = s->images[r->image_index[i]].path;
         if ((st = gz_image_load(path, &ip, &img)) != GZ_OK) {
             gz_error_prefix(st, "re-rank: image decoded before but not now");
@@ -946,8 +967,7 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
     r->txt_top_itc = xmalloc_n((size_t)I, sizeof(int));
     r->img_rank_itc = xmalloc_n((size_t)T, sizeof(int));
     r->img_top_itc = xmalloc_n((size_t)T, sizeof(int));
-    if (!r->i2t_itc || !r->txt_rank_itc || !r->txt_top_itc || !r->img_rank_itc ||
-        !r->img_top_itc) {
+    if (!r->i2t_itc || !r->txt_rank_itc || !r->txt_top_itc || !r->img_rank_itc || !r->img_top_itc) {
         st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory for the %d x %d score matrix", I, T);
         goto out;
     }
@@ -979,14 +999,15 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
         st = GZ_FAIL(GZ_ENOMEM, "re-rank: out of memory");
         goto out;
     }
-    for (int i = 0; i < I; i++) top_k(r->i2t_itc + (size_t)i * T, 1, T, k1, i2t_top + (size_t)i * k1);
-    for (int t = 0; t < T; t++) top_k(r->i2t_itc + t, (size_t)T, I, k2, t2i_top + (size_t)t * k2);
-    if ((st = rerank_scores(m, s, p, r, i2t_top, i2t_s, k1, t2i_top, t2i_s, k2)) != GZ_OK)
-        goto out;
-    rank_out rr = {r->txt_rank_rerank, r->img_rank_rerank, r->txt_top_rerank, r->img_top_rerank,
-                   0, 0};
-    if ((st = compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, i2t_top, i2t_s, k1, t2i_top,
-                            t2i_s, k2, &rr)) != GZ_OK)
+    for (int i = 0; i < I; i++)
+        top_k(r->i2t_itc + (size_t)i * T, 1, T, k1, i2t_top + (size_t)i * k1);
+    for (int t = 0; t < T; t++)
+        top_k(r->i2t_itc + t, (size_t)T, I, k2, t2i_top + (size_t)t * k2);
+    if ((st = rerank_scores(m, s, p, r, i2t_top, i2t_s, k1, t2i_top, t2i_s, k2)) != GZ_OK) goto out;
+    rank_out rr = {
+        r->txt_rank_rerank, r->img_rank_rerank, r->txt_top_rerank, r->img_top_rerank, 0, 0};
+    if ((st = compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, i2t_top, i2t_s, k1, t2i_top, t2i_s,
+                            k2, &rr)) != GZ_OK)
         goto out;
     r->n_tied_txt_rerank = rr.n_tied_txt;
     r->n_tied_img_rerank = rr.n_tied_img;
@@ -1025,8 +1046,8 @@ gz_status gz_eval_run(gz_model *m, const gz_eval_set *s, const gz_eval_params *p
         p.text_process != GZ_EVAL_TEXT_BLIP)
         return GZ_FAIL(GZ_EINVAL, "evaluation: unknown text processing %d", (int)p.text_process);
     if (p.text_process == GZ_EVAL_TEXT_AUTO)
-        p.text_process = gz_model_family(m) == GZ_FAMILY_BLIP ? GZ_EVAL_TEXT_BLIP
-                                                              : GZ_EVAL_TEXT_NONE;
+        p.text_process =
+            gz_model_family(m) == GZ_FAMILY_BLIP ? GZ_EVAL_TEXT_BLIP : GZ_EVAL_TEXT_NONE;
     if (p.max_words <= 0) p.max_words = EVAL_DEFAULT_MAX_WORDS;
     out->text_process = p.text_process;
     gz_status st = run_inner(m, s, &p, out);

@@ -5,8 +5,8 @@
  * Basic usage:
  *   gz_eval_set *s = NULL;
  *   gz_eval_load_opts lo = gz_eval_default_load_opts();     // lo.lang = "zh_TW" ...
- *   if (gz_eval_load("flickr30k_test.json", &lo, &s) != GZ_OK) { fputs(gz_last_error(), stderr); ... }
- *   gz_eval_params ep = gz_eval_default_params();            // ep.rerank_k = 128 (BLIP only)
+ *   if (gz_eval_load("flickr30k_test.json", &lo, &s) != GZ_OK) { fputs(gz_last_error(), stderr);
+ * ... } gz_eval_params ep = gz_eval_default_params();            // ep.rerank_k = 128 (BLIP only)
  *   gz_eval_result r;
  *   gz_eval_run(model, s, &ep, &r);                          // r.itc.txt_r1, r.final->img_r5 ...
  *   gz_eval_result_free(&r);
@@ -54,33 +54,33 @@ typedef enum {
 } gz_eval_captions;
 
 typedef struct {
-    const char *lang;        /* NULL: "captions"/"caption"; else captions_i18n[lang] */
+    const char *lang; /* NULL: "captions"/"caption"; else captions_i18n[lang] */
     gz_eval_captions captions;
-    const char *image_root;  /* folder for relative image paths; NULL = the file's folder */
-    const char *split;       /* Karpathy dataset_*.json: the split to use (default "test") */
+    const char *image_root; /* folder for relative image paths; NULL = the file's folder */
+    const char *split;      /* Karpathy dataset_*.json: the split to use (default "test") */
 } gz_eval_load_opts;
 
 gz_eval_load_opts gz_eval_default_load_opts(void);
 
 typedef struct {
-    char *image;      /* as written in the file; owned */
-    char *path;       /* resolved against image_root; owned */
-    int first_text;   /* its texts are [first_text, first_text + n_texts) of the set */
-    int n_texts;      /* >= 1 */
-    long line;        /* 1-based line (JSONL) or array index + 1 (JSON) */
+    char *image;    /* as written in the file; owned */
+    char *path;     /* resolved against image_root; owned */
+    int first_text; /* its texts are [first_text, first_text + n_texts) of the set */
+    int n_texts;    /* >= 1 */
+    long line;      /* 1-based line (JSONL) or array index + 1 (JSON) */
 } gz_eval_image;
 
 typedef struct {
-    char *file;              /* the dataset file; owned */
-    const char *format;      /* "jsonl", "json-list" (LAVIS), "karpathy" (dataset_*.json) */
-    gz_eval_image *images;   /* (n_images) */
+    char *file;            /* the dataset file; owned */
+    const char *format;    /* "jsonl", "json-list" (LAVIS), "karpathy" (dataset_*.json) */
+    gz_eval_image *images; /* (n_images) */
     int n_images;
-    char **texts;            /* (n_texts) owned captions, in order */
-    int *txt2img;            /* (n_texts) image index of each text */
+    char **texts; /* (n_texts) owned captions, in order */
+    int *txt2img; /* (n_texts) image index of each text */
     int n_texts;
-    int n_entries;           /* entries read (lines / list items / split images) */
-    int n_no_captions;       /* entries left out: no caption in the chosen language */
-    uint64_t file_hash;      /* xxh3-64 of the dataset file's bytes (reproducibility) */
+    int n_entries;      /* entries read (lines / list items / split images) */
+    int n_no_captions;  /* entries left out: no caption in the chosen language */
+    uint64_t file_hash; /* xxh3-64 of the dataset file's bytes (reproducibility) */
 } gz_eval_set;
 
 /*
@@ -111,8 +111,8 @@ char *gz_eval_blip_caption(const char *caption, int max_words);
 typedef struct {
     double txt_r1, txt_r5, txt_r10, txt_r_mean; /* image -> text, percent */
     double img_r1, img_r5, img_r10, img_r_mean; /* text -> image, percent */
-    double r_mean;      /* (txt_r_mean + img_r_mean) / 2 */
-    double agg_metrics; /* LAVIS: txt_r_mean */
+    double r_mean;                              /* (txt_r_mean + img_r_mean) / 2 */
+    double agg_metrics;                         /* LAVIS: txt_r_mean */
 } gz_eval_recall;
 
 /*
@@ -143,12 +143,12 @@ typedef enum {
 } gz_eval_text_process;
 
 typedef struct {
-    int rerank_k;          /* 0 = ITC only; > 0: BLIP ITM re-rank of the ITC top-k (k_test)
-                              in both directions (GZ_EUNSUPPORTED for CLIP-family models) */
-    int image_batch;       /* images decoded and encoded per batch (default 8) */
-    int text_batch;        /* texts per gz_encode_texts call (default 64) */
+    int rerank_k;    /* 0 = ITC only; > 0: BLIP ITM re-rank of the ITC top-k (k_test)
+                        in both directions (GZ_EUNSUPPORTED for CLIP-family models) */
+    int image_batch; /* images decoded and encoded per batch (default 8) */
+    int text_batch;  /* texts per gz_encode_texts call (default 64) */
     gz_eval_text_process text_process;
-    int max_words;         /* GZ_EVAL_TEXT_BLIP: at most this many words (default 50) */
+    int max_words; /* GZ_EVAL_TEXT_BLIP: at most this many words (default 50) */
     /* Optional callbacks. progress: phase is "images", "texts" or "rerank"; done of total. */
     void (*progress)(void *user, const char *phase, long done, long total);
     /* An image left out: its path and why (gz_last_error() of the decode). */
@@ -159,27 +159,27 @@ typedef struct {
 gz_eval_params gz_eval_default_params(void);
 
 typedef struct {
-    int n_images, n_texts;      /* evaluated (after leaving out failed images) */
-    int n_failed_images;        /* images that failed to decode ... */
-    int n_failed_texts;         /* ... and their captions, left out */
-    int *image_index;           /* (n_images) evaluated image -> set image index */
-    int *text_index;            /* (n_texts) evaluated text -> set text index */
-    int *txt2img;               /* (n_texts) evaluated text -> evaluated image */
-    char **processed_texts;     /* (n_texts) the strings that were encoded */
+    int n_images, n_texts;             /* evaluated (after leaving out failed images) */
+    int n_failed_images;               /* images that failed to decode ... */
+    int n_failed_texts;                /* ... and their captions, left out */
+    int *image_index;                  /* (n_images) evaluated image -> set image index */
+    int *text_index;                   /* (n_texts) evaluated text -> set text index */
+    int *txt2img;                      /* (n_texts) evaluated text -> evaluated image */
+    char **processed_texts;            /* (n_texts) the strings that were encoded */
     gz_eval_text_process text_process; /* resolved (never AUTO) */
-    int rerank_k;               /* effective k (clamped to the candidate counts), 0 = none */
+    int rerank_k;                      /* effective k (clamped to the candidate counts), 0 = none */
 
-    gz_eval_recall itc;         /* ranking by ITC */
+    gz_eval_recall itc;               /* ranking by ITC */
     int *txt_rank_itc, *img_rank_itc; /* (n_images), (n_texts) 0-based ranks by ITC */
     int *txt_top_itc, *img_top_itc;   /* best candidate by ITC */
     int n_tied_txt_itc, n_tied_img_itc;
-    gz_eval_recall rerank;      /* ranking after ITM re-rank (rerank_k > 0) */
+    gz_eval_recall rerank;                  /* ranking after ITM re-rank (rerank_k > 0) */
     int *txt_rank_rerank, *img_rank_rerank; /* NULL without re-rank */
     int *txt_top_rerank, *img_top_rerank;
     int n_tied_txt_rerank, n_tied_img_rerank;
     const gz_eval_recall *final; /* &rerank with re-rank, else &itc */
-    float *i2t_itc;             /* (n_images, n_texts) ITC cosine matrix */
-    int64_t n_itm_pairs;        /* (image, text) pairs scored by ITM */
+    float *i2t_itc;              /* (n_images, n_texts) ITC cosine matrix */
+    int64_t n_itm_pairs;         /* (image, text) pairs scored by ITM */
 
     double t_images, t_texts, t_rank, t_rerank, t_total; /* seconds (monotonic) */
 } gz_eval_result;

@@ -13,9 +13,9 @@
 #include "index/engine_eval.h"
 #include "testutil.h"
 
-#define ATOL_ITC 1e-5f    /* library ITC (batched sgemm) vs double dot of single encodes */
-#define RANK_EPS 2e-5     /* scores this close count as possibly either order */
-#define ATOL_ITM 1e-3     /* ITM logits batched vs one at a time */
+#define ATOL_ITC 1e-5f /* library ITC (batched sgemm) vs double dot of single encodes */
+#define RANK_EPS 2e-5  /* scores this close count as possibly either order */
+#define ATOL_ITM 1e-3  /* ITM logits batched vs one at a time */
 
 static int checks;
 
@@ -26,11 +26,23 @@ static void test_ranks_handmade(void) {
     const int txt2img[5] = {0, 0, 1, 2, 2};
     const float i2t[3 * 5] = {
         /* image 0: best GT is text 1 (0.8); text 3 (0.9) is higher -> rank 1 */
-        0.5f, 0.8f, 0.1f, 0.9f, 0.2f,
+        0.5f,
+        0.8f,
+        0.1f,
+        0.9f,
+        0.2f,
         /* image 1: GT text 2 (0.3) ties with text 0 (0.3), text 4 (0.7) higher -> rank 1, tied */
-        0.3f, 0.0f, 0.3f, 0.1f, 0.7f,
+        0.3f,
+        0.0f,
+        0.3f,
+        0.1f,
+        0.7f,
         /* image 2: GTs 3 (0.6), 4 (0.95) -> best 0.95, nothing higher -> rank 0 */
-        0.1f, 0.2f, 0.3f, 0.6f, 0.95f,
+        0.1f,
+        0.2f,
+        0.3f,
+        0.6f,
+        0.95f,
     };
     int tr[3], ir[5], tt[3], it[5], ntt = -1, nti = -1;
     CHECK_OK(gz_eval_ranks(i2t, NULL, 3, 5, txt2img, tr, ir, tt, it, &ntt, &nti));
@@ -57,7 +69,8 @@ static void test_ranks_handmade(void) {
     /* a separate t2i matrix (not the transpose): text 3 now ranks its image first */
     float t2i[5 * 3];
     for (int t = 0; t < 5; t++)
-        for (int i = 0; i < 3; i++) t2i[t * 3 + i] = i2t[i * 5 + t];
+        for (int i = 0; i < 3; i++)
+            t2i[t * 3 + i] = i2t[i * 5 + t];
     t2i[3 * 3 + 2] = 2.0f;
     t2i[0 * 3 + 0] = NAN; /* NaN counts as lowest: text 0's GT falls behind both */
     CHECK_OK(gz_eval_ranks(i2t, t2i, 3, 5, txt2img, tr, ir, NULL, NULL, NULL, NULL));
@@ -102,20 +115,30 @@ static void check_caption(const char *in, int max_words, const char *want) {
 
 static void test_blip_caption(void) {
     check_caption("A Dog.  Running!!", 50, "a dog running");
-    check_caption("Hello\tworld", 50, "hello\tworld");     /* one whitespace stays as is */
-    check_caption("Hello \tworld", 50, "hello world");     /* a run of two becomes a space */
+    check_caption("Hello\tworld", 50, "hello\tworld"); /* one whitespace stays as is */
+    check_caption("Hello \tworld", 50, "hello world"); /* a run of two becomes a space */
     check_caption("(Big) CAT\n", 50, "big cat");
     check_caption("x\n\n", 50, "x");
     check_caption("a~b#c*d:e;f\"g", 50, "a b c d e f g");
     check_caption("one two three four", 2, "one two");
     check_caption("one two", 2, "one two");
-    check_caption("\xc3\x89" "COLE", 50, "\xc3\xa9" "cole");              /* ÉCOLE -> école */
-    check_caption("\xc4\xb0stanbul", 50, "i\xcc\x87stanbul");          /* İ -> i + U+0307 */
+    check_caption("\xc3\x89"
+                  "COLE",
+                  50,
+                  "\xc3\xa9"
+                  "cole");                                    /* ÉCOLE -> école */
+    check_caption("\xc4\xb0stanbul", 50, "i\xcc\x87stanbul"); /* İ -> i + U+0307 */
     check_caption("\xe9\x9b\x9e\xe3\x80\x82", 50, "\xe9\x9b\x9e\xe3\x80\x82"); /* 雞。 kept */
-    check_caption("a \xe3\x80\x80" "b", 50, "a b"); /* space + ideographic space = a run */
+    check_caption("a \xe3\x80\x80"
+                  "b",
+                  50, "a b"); /* space + ideographic space = a run */
     check_caption("...", 50, "");
     check_caption("", 50, "");
-    check_caption("ab\xff" "C", 50, "ab\xff" "c"); /* an invalid byte is kept */
+    check_caption("ab\xff"
+                  "C",
+                  50,
+                  "ab\xff"
+                  "c"); /* an invalid byte is kept */
 }
 
 /* ---- dataset loading ---- */
@@ -143,7 +166,8 @@ static void test_load(void) {
     int total = 0;
     for (int i = 0; i < s->n_images; i++) {
         CHECK(s->images[i].first_text == total && s->images[i].n_texts >= 1);
-        for (int j = 0; j < s->images[i].n_texts; j++) CHECK(s->txt2img[total + j] == i);
+        for (int j = 0; j < s->images[i].n_texts; j++)
+            CHECK(s->txt2img[total + j] == i);
         total += s->images[i].n_texts;
         CHECK(strstr(s->images[i].path, "evalset/images/") != NULL);
         CHECK(s->images[i].line == i + 1);
@@ -162,7 +186,8 @@ static void test_load(void) {
     if (z) {
         CHECK(z->n_images == 7 && z->n_no_captions == 9);
         CHECK(z->n_entries == 16);
-        for (int i = 0; i < z->n_images; i++) CHECK(strstr(z->images[i].image, "explore_"));
+        for (int i = 0; i < z->n_images; i++)
+            CHECK(strstr(z->images[i].image, "explore_"));
         CHECK((unsigned char)z->texts[0][0] >= 0x80); /* CJK, not the English title */
     }
     lo.lang = "xx_XX";
@@ -189,12 +214,13 @@ static void test_load(void) {
     char p[1200];
     /* Karpathy dataset_*.json with a split filter and filepath/filename */
     snprintf(p, sizeof p, "%s/dataset_flickr.json", dir);
-    write_file(p, "{\"images\": ["
-                  "{\"filename\": \"a.jpg\", \"split\": \"train\", \"sentences\": [{\"raw\": \"x\"}]},"
-                  "{\"filepath\": \"val\", \"filename\": \"b.jpg\", \"split\": \"test\","
-                  " \"sentences\": [{\"raw\": \"B one\"}, {\"raw\": \"B two\"}]},"
-                  "{\"filename\": \"c.jpg\", \"split\": \"test\", \"sentences\": [{\"raw\": \"C\"}]}"
-                  "], \"dataset\": \"flickr30k\"}");
+    write_file(p,
+               "{\"images\": ["
+               "{\"filename\": \"a.jpg\", \"split\": \"train\", \"sentences\": [{\"raw\": \"x\"}]},"
+               "{\"filepath\": \"val\", \"filename\": \"b.jpg\", \"split\": \"test\","
+               " \"sentences\": [{\"raw\": \"B one\"}, {\"raw\": \"B two\"}]},"
+               "{\"filename\": \"c.jpg\", \"split\": \"test\", \"sentences\": [{\"raw\": \"C\"}]}"
+               "], \"dataset\": \"flickr30k\"}");
     gz_eval_set *k = NULL;
     lo.image_root = "/data/flickr";
     CHECK_OK(gz_eval_load(p, &lo, &k));
@@ -266,7 +292,8 @@ static double *brute_itc(gz_model *m, const gz_eval_set *s, const gz_eval_result
     for (int i = 0; i < I; i++)
         for (int t = 0; t < T; t++) {
             double d = 0;
-            for (int e = 0; e < E; e++) d += (double)ie[(size_t)i * E + e] * te[(size_t)t * E + e];
+            for (int e = 0; e < E; e++)
+                d += (double)ie[(size_t)i * E + e] * te[(size_t)t * E + e];
             sim[(size_t)i * T + t] = d;
         }
     free(ie);
@@ -381,16 +408,20 @@ static void brute_recall(const gz_eval_result *r, const double *sim, gz_eval_rec
         double best = -INFINITY;
         for (int t = 0; t < T; t++)
             if (r->txt2img[t] == i && sim[(size_t)i * T + t] > best) best = sim[(size_t)i * T + t];
-        for (int t = 0; t < T; t++) tr[i] += sim[(size_t)i * T + t] > best;
+        for (int t = 0; t < T; t++)
+            tr[i] += sim[(size_t)i * T + t] > best;
     }
     for (int t = 0; t < T; t++) {
         double g = sim[(size_t)r->txt2img[t] * T + t];
-        for (int i = 0; i < I; i++) ir[t] += sim[(size_t)i * T + t] > g;
+        for (int i = 0; i < I; i++)
+            ir[t] += sim[(size_t)i * T + t] > g;
     }
     /* R@K by its definition, written out independently of gz_eval_recall_from_ranks */
     int c[6] = {0};
-    for (int i = 0; i < I; i++) c[0] += tr[i] < 1, c[1] += tr[i] < 5, c[2] += tr[i] < 10;
-    for (int t = 0; t < T; t++) c[3] += ir[t] < 1, c[4] += ir[t] < 5, c[5] += ir[t] < 10;
+    for (int i = 0; i < I; i++)
+        c[0] += tr[i] < 1, c[1] += tr[i] < 5, c[2] += tr[i] < 10;
+    for (int t = 0; t < T; t++)
+        c[3] += ir[t] < 1, c[4] += ir[t] < 5, c[5] += ir[t] < 10;
     out->txt_r1 = 100.0 * c[0] / I, out->txt_r5 = 100.0 * c[1] / I, out->txt_r10 = 100.0 * c[2] / I;
     out->img_r1 = 100.0 * c[3] / T, out->img_r5 = 100.0 * c[4] / T, out->img_r10 = 100.0 * c[5] / T;
     out->txt_r_mean = (out->txt_r1 + out->txt_r5 + out->txt_r10) / 3;
@@ -401,9 +432,9 @@ static void brute_recall(const gz_eval_result *r, const double *sim, gz_eval_rec
 }
 
 static void check_recall_equal(const char *what, const gz_eval_recall *a, const gz_eval_recall *b) {
-    const double x[9] = {a->txt_r1, a->txt_r5, a->txt_r10, a->txt_r_mean, a->img_r1,
+    const double x[9] = {a->txt_r1, a->txt_r5,  a->txt_r10,    a->txt_r_mean, a->img_r1,
                          a->img_r5, a->img_r10, a->img_r_mean, a->r_mean};
-    const double y[9] = {b->txt_r1, b->txt_r5, b->txt_r10, b->txt_r_mean, b->img_r1,
+    const double y[9] = {b->txt_r1, b->txt_r5,  b->txt_r10,    b->txt_r_mean, b->img_r1,
                          b->img_r5, b->img_r10, b->img_r_mean, b->r_mean};
     checks++;
     for (int j = 0; j < 9; j++)
@@ -438,8 +469,8 @@ static void run_family(const char *fam, const char *lang) {
     CHECK_OK(gz_eval_run(m, s, &ep, &r));
     checks++;
     CHECK(r.n_images == s->n_images && r.n_texts == s->n_texts && r.n_failed_images == 0);
-    CHECK(r.text_process == (gz_model_family(m) == GZ_FAMILY_BLIP ? GZ_EVAL_TEXT_BLIP
-                                                                   : GZ_EVAL_TEXT_NONE));
+    CHECK(r.text_process ==
+          (gz_model_family(m) == GZ_FAMILY_BLIP ? GZ_EVAL_TEXT_BLIP : GZ_EVAL_TEXT_NONE));
     CHECK(r.final == &r.itc && r.rerank_k == 0 && !r.txt_rank_rerank);
     double *sim = brute_itc(m, s, &r);
     /* ITC matrix */
@@ -483,8 +514,10 @@ static void run_family(const char *fam, const char *lang) {
             fprintf(f, "{\"image\": \"images/does_not_exist.jpg\", \"captions\": [\"ghost\", "
                        "\"ghost two\"], \"captions_i18n\": {\"zh_TW\": [\"鬼\"]}}\n");
         if (n == 9)
-            fprintf(f, "{\"image\": \"%s\", \"captions\": [\"text\"], \"captions_i18n\": "
-                       "{\"zh_TW\": [\"文字\"]}}\n", bogus);
+            fprintf(f,
+                    "{\"image\": \"%s\", \"captions\": [\"text\"], \"captions_i18n\": "
+                    "{\"zh_TW\": [\"文字\"]}}\n",
+                    bogus);
         fputs(line, f);
         n++;
     }
