@@ -58,24 +58,30 @@ typedef struct {
 
 typedef struct {
     progress prog;
+    int enabled, bar; /* progress wanted; the current phase shows a bar */
     const char *phase;
     long failed;
     char **fail_path, **fail_reason;
     int n_fail, cap_fail;
 } eval_ctx;
 
+/* A bar for the image phases (decode + encode, ITM re-rank); the texts phase gets one line,
+ * as the shared progress bar counts images. */
 static void on_progress(void *user, const char *phase, long done, long total) {
     eval_ctx *c = user;
     if (!c->phase || strcmp(c->phase, phase) != 0) {
-        if (c->phase) progress_finish(&c->prog, c->prog.total, c->prog.total, c->failed);
+        if (c->phase && c->bar) progress_finish(&c->prog, c->prog.total, c->prog.total, c->failed);
         c->phase = phase;
-        const char *what = !strcmp(phase, "images")   ? "eval: images"
-                           : !strcmp(phase, "rerank") ? "eval: ITM re-rank (images)"
-                                                      : "eval: texts";
-        int quiet = !c->prog.enabled;
-        progress_start(&c->prog, what, total, quiet);
+        c->bar = strcmp(phase, "texts") != 0;
+        int quiet = !c->enabled;
+        if (!c->bar) {
+            if (!quiet) fprintf(stderr, "eval: encoding %ld captions\n", total);
+            return;
+        }
+        progress_start(&c->prog, !strcmp(phase, "images") ? "eval: images" : "eval: ITM re-rank",
+                       total, quiet);
     }
-    progress_update(&c->prog, done, done, c->failed);
+    if (c->bar) progress_update(&c->prog, done, done, c->failed);
 }
 
 static void on_failed(void *user, const char *path, const char *reason) {
@@ -427,13 +433,14 @@ int cmd_eval(int argc, char **argv) {
     double t_load = cli_now() - t0;
     eval_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
-    ctx.prog.enabled = !o.quiet;
+    ctx.enabled = !o.quiet;
     ep.progress = on_progress;
     ep.image_failed = on_failed;
     ep.user = &ctx;
     gz_eval_result r;
     st = gz_eval_run(m, s, &ep, &r);
-    if (ctx.phase) progress_finish(&ctx.prog, ctx.prog.total, ctx.prog.total, ctx.failed);
+    if (ctx.phase && ctx.bar)
+        progress_finish(&ctx.prog, ctx.prog.total, ctx.prog.total, ctx.failed);
     int code = EXIT_OK;
     if (st != GZ_OK) {
         code = cli_report(st);
