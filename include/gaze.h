@@ -203,7 +203,8 @@ typedef void (*gz_db_notice_fn)(void *user, const char *message);
 typedef struct {
     const char *factory; /* FAISS factory string for indexes: NULL = keep each index's stored
                             choice ("Flat" for a new one); "Flat" (exact inner product),
-                            "HNSW32" (any HNSWn), "IVF256,Flat", "IVF1024,PQ32" ... An index
+                            "HNSW32" (any HNSWn), "IVF256,Flat", "IVF1024,PQ32" (PQ stages
+                            are built without polysemous training, as "PQ32np") ... An index
                             stored with another factory is rebuilt with this one. IVF below its
                             training minimum (39 * max(nlist, 256 if PQ) vectors) is built as
                             Flat, with a notice, and retrained once enough vectors exist. */

@@ -125,6 +125,32 @@ size_t gz_vindex_min_train(const char *factory) {
     return VX_MIN_POINTS_PER_CENTROID * cells;
 }
 
+/* The string given to FAISS: each "PQ<m>[x<bits>]" stage gets the "np" suffix (no polysemous
+ * training: it only serves Hamming-filtered search, which we do not use, and it takes minutes on
+ * a small machine). out holds GZ_VX_FACTORY_MAX + 16 bytes. */
+static void faiss_string(const char *factory, char *out, size_t cap) {
+    size_t o = 0;
+    for (const char *p = factory; *p && o + 3 < cap;) {
+        if (p[0] == 'P' && p[1] == 'Q' && p[2] >= '0' && p[2] <= '9' &&
+            (p == factory || p[-1] == ',' || p[-1] == '_')) {
+            out[o++] = *p++;
+            out[o++] = *p++;
+            while (*p >= '0' && *p <= '9' && o + 3 < cap)
+                out[o++] = *p++;
+            if (*p == 'x')
+                for (out[o++] = *p++; *p >= '0' && *p <= '9' && o + 3 < cap;)
+                    out[o++] = *p++;
+            if (strncmp(p, "np", 2) != 0 && o + 3 < cap) {
+                out[o++] = 'n';
+                out[o++] = 'p';
+            }
+            continue;
+        }
+        out[o++] = *p++;
+    }
+    out[o] = '\0';
+}
+
 gz_status gz_vindex_create(int64_t model_id, int kind, int dim, const char *factory,
                            const float *train, size_t n_train, int *fell_back, gz_vindex **out) {
     *out = NULL;
@@ -147,7 +173,9 @@ gz_status gz_vindex_create(int64_t model_id, int kind, int dim, const char *fact
     snprintf(v->factory, sizeof v->factory, "%s", factory);
     snprintf(v->effective, sizeof v->effective, "%s", build);
     FaissIndex *idx = NULL;
-    if (faiss_index_factory(&idx, dim, build, METRIC_INNER_PRODUCT) != 0 || !idx) {
+    char fs[GZ_VX_FACTORY_MAX + 16];
+    faiss_string(build, fs, sizeof fs);
+    if (faiss_index_factory(&idx, dim, fs, METRIC_INNER_PRODUCT) != 0 || !idx) {
         gz_status st = GZ_FAIL(GZ_EINVAL, "index factory '%s' (dim %d) rejected by FAISS: %s",
                                build, dim, faiss_msg());
         free(v);
