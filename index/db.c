@@ -362,7 +362,9 @@ static void clean_temp_files(gz_db *db) {
     snprintf(pat, sizeof pat, "%s.m*.faiss.tmp.*", db->path);
     glob_t g;
     if (glob(pat, GLOB_NOSORT, NULL, &g) != 0) return;
+    size_t plen = strlen(db->path);
     for (size_t i = 0; i < g.gl_pathc; i++) {
+        if (strncmp(g.gl_pathv[i], db->path, plen) != 0) continue; /* glob characters in path */
         const char *dot = strrchr(g.gl_pathv[i], '.');
         long pid = dot ? strtol(dot + 1, NULL, 10) : 0;
         if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH)
@@ -426,6 +428,10 @@ fail:;
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", gz_last_error());
     if (db->sql) sqlite3_close_v2(db->sql);
+    for (size_t i = 0; i < db->n_vx; i++)
+        gz_vindex_free(db->vx[i]);
+    free(db->vx);
+    free(db->touched);
     free(db->path);
     free(db->notices);
     free(db);
