@@ -28,6 +28,8 @@ static const char EVAL_DETAILS[] =
     "            get score = ITM match logit + ITC (LAVIS k_test: 256 COCO, 128 Flickr30k;\n"
     "            ties at the K-th place: lower index first); the rest keep their ITC order\n"
     "            behind them (LAVIS: -100, same R@n for n <= K). CLIP models: an error.\n"
+    "            ITM input ids as transformers tokenises them ([CLS] first); LAVIS and the\n"
+    "            original BLIP put [ENC] first: --itm-enc-token.\n"
     "  captions  --text-process blip (default for BLIP): LAVIS' blip_caption processor\n"
     "            (lower-case, .!\"()*#:;~ to spaces, collapse whitespace, at most --max-words\n"
     "            words, LAVIS default 50); none (default for CLIP/Chinese-CLIP, as\n"
@@ -45,7 +47,7 @@ static const char EVAL_DETAILS[] =
     "with\n"
     "1-based ranks (1 = ground truth first), rank_itc / rank_rerank and the top candidate.";
 static const char EVAL_EXAMPLES[] =
-    "  gaze eval flickr30k_test.json --image-root flickr30k-images/.. --model blip-itm-base-flickr "
+    "  gaze eval flickr30k_test.json --image-root /data/flickr30k --model blip-itm-base-flickr "
     "--rerank 128\n"
     "  gaze eval captions.jsonl --model chinese-clip-vit-base-patch16 --lang zh_TW --json\n"
     "  gaze eval captions.jsonl --model clip-vit-base-patch32 --captions first --per-item "
