@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"embed", cmd_embed, "print normalised embeddings of texts, images or pixel tensors"},
     {"tokenize", cmd_tokenize, "print the token ids and tokens of texts"},
     {"info", cmd_info, "describe a model directory or a database"},
+    {"eval", cmd_eval, "image-text retrieval Recall@K on a caption set (LAVIS protocol)"},
 };
 
 static void top_help(FILE *out) {
