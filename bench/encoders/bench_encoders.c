@@ -6,7 +6,10 @@
  *   --out writes the embeddings and ITM logits as raw little-endian float32 files
  *   (vit224_emb.f32 (8,256), vit384_emb.f32 (8,256), text_emb.f32 (32,256),
  *   itm_logits.f32 (16,2)) for torch_ref.py to compare against.
- *   --only vit224 runs just the ViT-B/16@224 forward (batch 8) in a loop, for perf.
+ *   --only block224|block384 times one ViT block's kernels at batch 8 op by op (KERNEL lines),
+ *   with a pair-parallel attention prototype beside gz_attention.
+ *   --only vit224 times just the ViT-B/16@224 forward at batch 8 (1 warm-up + 4 runs), for perf
+ *   and A/B experiments.
  *
  * Output lines (parsed by run.sh):
  *   RESULT <name> <ms per item> <ms per call> <items> <min ms per item>
@@ -17,6 +20,7 @@
  * torch_ref.py), ITM = gz_itm_prepare_image (cross-attention K/V of the image, once) +
  * gz_itm_score of 16 texts, the image's vision forward excluded. */
 #include <cblas.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +31,7 @@
 #include "core/config.h"
 #include "core/kernels.h"
 #include "core/safetensors.h"
+#include "core/threads.h"
 #include "fusion/itm.h"
 #include "gaze.h"
 #include "text_encoder/text_tower.h"
@@ -172,6 +177,223 @@ static gz_status run_itm(void *ctx) {
     return s;
 }
 
+/* ---- --only block224 / block384: one ViT-B/16 block's kernels at batch 8, op by op ---- */
+
+typedef struct {
+    const float *qkv; /* (n, P, 3D) */
+    float *out;       /* (n, P, D) */
+    float *scratch;   /* (2 threads max, P, P) */
+    int P, H, Dh;
+    float scale;
+} pair_attn_args;
+
+/* Prototype of a pair-parallel attention: each thread takes whole (image, head) pairs and runs
+ * both GEMMs single-threaded (OpenBLAS set to 1 thread by the caller), instead of one
+ * multi-threaded OpenBLAS call per pair and GEMM. Same math as gz_attention without mask. */
+static void pair_attn_range(void *ctx, size_t p0, size_t p1) {
+    const pair_attn_args *a = ctx;
+    const int P = a->P, H = a->H, Dh = a->Dh, D = H * Dh;
+    float *s = a->scratch + (p0 == 0 ? 0 : (size_t)P * P); /* 2 ranges at most */
+    for (size_t p = p0; p < p1; p++) {
+        size_t b = p / (size_t)H, h = p % (size_t)H;
+        const float *q = a->qkv + b * (size_t)P * 3 * D + h * (size_t)Dh;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, Dh, a->scale, q, 3 * D, q + D,
+                    3 * D, 0.0f, s, P);
+        gz_softmax_rows(s, P, P);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, Dh, P, 1.0f, s, P, q + 2 * D,
+                    3 * D, 0.0f, a->out + b * (size_t)P * D + h * (size_t)Dh, D);
+    }
+}
+
+typedef struct {
+    int n, P, D, F, H;
+    float *x, *h, *qkv, *att, *att2, *mlp, *scratch;
+    const float *w_qkv, *w_out, *w_fc1, *w_fc2, *b_qkv, *b_out, *b_fc1, *b_fc2, *ln_w, *ln_b;
+} block_job;
+
+static gz_status op_ln(void *ctx) {
+    block_job *j = ctx;
+    gz_layernorm(j->h, j->x, j->ln_w, j->ln_b, j->n * j->P, j->D, 1e-5f);
+    return GZ_OK;
+}
+
+/* Prototype LayerNorm for the report: the same two passes in double as gz_layernorm but with 8
+ * independent accumulators (no serial add chain, vectorisable), one thread. */
+static void ln_proto_rows(float *y, const float *x, const float *w, const float *b, int n, int d,
+                          float eps) {
+    for (int i = 0; i < n; i++) {
+        const float *xr = x + (size_t)i * d;
+        float *yr = y + (size_t)i * d;
+        double acc[8] = {0}, sum = 0, var = 0;
+        int j = 0;
+        for (; j + 8 <= d; j += 8)
+            for (int k = 0; k < 8; k++) acc[k] += xr[j + k];
+        for (int k = 0; k < 8; k++) sum += acc[k];
+        for (; j < d; j++) sum += xr[j];
+        const double mean = sum / d;
+        for (int k = 0; k < 8; k++) acc[k] = 0;
+        for (j = 0; j + 8 <= d; j += 8)
+            for (int k = 0; k < 8; k++) {
+                double t = xr[j + k] - mean;
+                acc[k] += t * t;
+            }
+        for (int k = 0; k < 8; k++) var += acc[k];
+        for (; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
+        const float fm = (float)mean, fr = (float)(1.0 / sqrt(var / d + (double)eps));
+        for (j = 0; j < d; j++) yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
+    }
+}
+
+static gz_status op_ln_proto(void *ctx) {
+    block_job *j = ctx;
+    ln_proto_rows(j->att2, j->x, j->ln_w, j->ln_b, j->n * j->P, j->D, 1e-5f);
+    return GZ_OK;
+}
+
+static gz_status op_qkv(void *ctx) {
+    block_job *j = ctx;
+    gz_linear(j->h, j->w_qkv, j->b_qkv, j->qkv, j->n * j->P, j->D, 3 * j->D);
+    return GZ_OK;
+}
+static gz_status op_attn(void *ctx) {
+    block_job *j = ctx;
+    const int D = j->D, Dh = D / j->H;
+    gz_attention(j->qkv, 3 * D, j->qkv + D, j->qkv + 2 * D, 3 * D, j->att, j->n, j->P, j->P, j->H,
+                 Dh, NULL, 0, 1.0f / sqrtf((float)Dh));
+    return GZ_OK;
+}
+static gz_status op_attn_pairs(void *ctx) {
+    block_job *j = ctx;
+    const int Dh = j->D / j->H, threads = gz_get_threads();
+    pair_attn_args a = {j->qkv, j->att2, j->scratch, j->P, j->H, Dh, 1.0f / sqrtf((float)Dh)};
+    openblas_set_num_threads(1);
+    gz_parallel_for((size_t)j->n * j->H, 1, threads > 2 ? 2 : threads, pair_attn_range, &a);
+    openblas_set_num_threads(threads);
+    return GZ_OK;
+}
+static gz_status op_out(void *ctx) {
+    block_job *j = ctx;
+    gz_linear(j->att, j->w_out, j->b_out, j->h, j->n * j->P, j->D, j->D);
+    return GZ_OK;
+}
+static gz_status op_add(void *ctx) {
+    block_job *j = ctx;
+    gz_add(j->x, j->h, (size_t)j->n * j->P * j->D);
+    return GZ_OK;
+}
+static gz_status op_fc1(void *ctx) {
+    block_job *j = ctx;
+    gz_linear(j->h, j->w_fc1, j->b_fc1, j->mlp, j->n * j->P, j->D, j->F);
+    return GZ_OK;
+}
+static gz_status op_gelu(void *ctx) {
+    block_job *j = ctx;
+    gz_gelu(j->mlp, (size_t)j->n * j->P * j->F);
+    return GZ_OK;
+}
+static gz_status op_fc2(void *ctx) {
+    block_job *j = ctx;
+    gz_linear(j->mlp, j->w_fc2, j->b_fc2, j->h, j->n * j->P, j->F, j->D);
+    return GZ_OK;
+}
+
+/* Time each kernel of one pre-LN block (layer 0's weights) on n images of size S; print
+ * "KERNEL <op> <ms per block> <GFLOP/s>" (median of runs) and the pair-parallel attention
+ * prototype's time and its max difference from gz_attention. */
+static void bench_block(gz_st_file *w, const gz_model_config *cfg, int n, int runs) {
+    const int D = cfg->vision.hidden_size, F = cfg->vision.intermediate_size;
+    const int H = cfg->vision.num_heads, G = cfg->vision.image_size / cfg->vision.patch_size;
+    const int P = G * G + 1, N = n * P;
+    block_job j = {0};
+    j.n = n;
+    j.P = P;
+    j.D = D;
+    j.F = F;
+    j.H = H;
+    const size_t nd = (size_t)N * D;
+    j.x = xmalloc(nd * sizeof(float));
+    j.h = xmalloc(nd * sizeof(float));
+    j.att = xmalloc(nd * sizeof(float));
+    j.att2 = xmalloc(nd * sizeof(float));
+    j.qkv = xmalloc(3 * nd * sizeof(float));
+    j.mlp = xmalloc((size_t)N * F * sizeof(float));
+    j.scratch = xmalloc((size_t)2 * P * P * sizeof(float));
+    uint32_t r = 12345;
+    for (size_t i = 0; i < nd; i++) {
+        r = r * 1664525u + 1013904223u;
+        j.x[i] = (float)(r >> 8) / 16777216.0f * 2.0f - 1.0f;
+    }
+    const char *pre = "vision_model.encoder.layers.0.";
+    char name[256];
+#define GETW(dst, suffix)                                                      \
+    do {                                                                       \
+        snprintf(name, sizeof name, "%s%s", pre, suffix);                      \
+        die_if(gz_st_f32(w, name, 0, NULL, &(dst)), name);                     \
+    } while (0)
+    GETW(j.w_qkv, "self_attn.qkv.weight");
+    GETW(j.b_qkv, "self_attn.qkv.bias");
+    GETW(j.w_out, "self_attn.projection.weight");
+    GETW(j.b_out, "self_attn.projection.bias");
+    GETW(j.w_fc1, "mlp.fc1.weight");
+    GETW(j.b_fc1, "mlp.fc1.bias");
+    GETW(j.w_fc2, "mlp.fc2.weight");
+    GETW(j.b_fc2, "mlp.fc2.bias");
+    GETW(j.ln_w, "layer_norm1.weight");
+    GETW(j.ln_b, "layer_norm1.bias");
+#undef GETW
+    const double lin = 2.0 * N * D, att_fl = 4.0 * n * (double)P * P * D;
+    struct {
+        const char *name;
+        bench_fn fn;
+        double flops;
+        int per_block; /* times per block */
+    } ops[] = {
+        {"layernorm", op_ln, 0, 2},          {"linear_qkv", op_qkv, lin * 3 * D, 1},
+        {"attention", op_attn, att_fl, 1},   {"linear_out", op_out, lin * D, 1},
+        {"residual_add", op_add, 0, 2},      {"linear_fc1", op_fc1, lin * F, 1},
+        {"gelu", op_gelu, 0, 1},             {"linear_fc2", op_fc2, lin * F, 1},
+        {"attn_pairs_proto", op_attn_pairs, att_fl, 0},
+        {"ln_proto_1thr", op_ln_proto, 0, 0},
+    };
+    double total = 0;
+    op_ln(&j);
+    op_qkv(&j); /* inputs for attention */
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        timing t = bench(ops[i].fn, &j, 1, runs, ops[i].name);
+        double ms = t.median * (ops[i].per_block ? ops[i].per_block : 1);
+        total += t.median * ops[i].per_block;
+        printf("KERNEL %-16s %8.2f ms/block (best %.2f) %7.1f GFLOP/s\n", ops[i].name, ms,
+               t.best * (ops[i].per_block ? ops[i].per_block : 1),
+               ops[i].flops > 0 ? ops[i].flops / (t.median * 1e6) : 0.0);
+    }
+    op_ln(&j);
+    op_ln_proto(&j);
+    float dln = 0;
+    for (size_t i = 0; i < nd; i++) {
+        float e = fabsf(j.h[i] - j.att2[i]);
+        if (e > dln) dln = e;
+    }
+    printf("KERNEL ln_proto_1thr max|diff| vs gz_layernorm %.2e (ms above: one call, 1 thread)\n",
+           dln);
+    op_attn(&j);
+    op_attn_pairs(&j);
+    float d = 0;
+    for (size_t i = 0; i < nd; i++) {
+        float e = fabsf(j.att[i] - j.att2[i]);
+        if (e > d) d = e;
+    }
+    printf("KERNEL sum_of_block_ops %8.2f ms/block (x%d layers = %.0f ms for %d images); "
+           "attn_pairs_proto max|diff| vs gz_attention %.2e\n",
+           total, cfg->vision.num_layers, total * cfg->vision.num_layers, n, d);
+    free(j.x);
+    free(j.h);
+    free(j.att);
+    free(j.att2);
+    free(j.qkv);
+    free(j.mlp);
+    free(j.scratch);
+}
+
 static void load_model(const char *models, const char *name, gz_model_config *cfg,
                        gz_st_file **w) {
     char path[4096];
@@ -192,7 +414,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--quick")) quick = 1;
         else {
             fprintf(stderr, "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                            "[--only vit224]\n", argv[0]);
+                            "[--only vit224|block224|block384]\n", argv[0]);
             return 2;
         }
     }
@@ -212,9 +434,17 @@ int main(int argc, char **argv) {
     gz_st_file *inp = NULL;
     die_if(gz_st_open(path, &inp), path);
 
-    /* ---- ViT-B/16 @ 224 ---- */
     gz_model_config cfg;
     gz_st_file *w = NULL;
+    if (only && (!strcmp(only, "block224") || !strcmp(only, "block384"))) {
+        load_model(models, only[5] == '2' ? "blip-vit-224" : "blip-base-384", &cfg, &w);
+        bench_block(w, &cfg, 8, quick ? 1 : 5);
+        gz_st_close(w);
+        gz_st_close(inp);
+        return 0;
+    }
+
+    /* ---- ViT-B/16 @ 224 ---- */
     gz_vit *vit = NULL;
     load_model(models, "blip-vit-224", &cfg, &w);
     die_if(gz_vit_load(w, &cfg, &vit), "gz_vit_load 224");
@@ -224,9 +454,9 @@ int main(int argc, char **argv) {
     const int E = gz_vit_dim(vit);
     float *emb = xmalloc((size_t)32 * E * sizeof *emb);
     vit_job vj = {vit, px, 1, emb, NULL};
-    if (only && !strcmp(only, "vit224")) { /* profiling loop: batch 8, no timing table */
+    if (only && !strcmp(only, "vit224")) { /* A/B and perf loop: batch 8 only */
         vj.B = 8;
-        for (int i = 0; i < (quick ? 1 : 4); i++) die_if(run_vit(&vj), "vit224");
+        report("vit224_b8", bench(run_vit, &vj, 1, quick ? 1 : 4, "vit224_b8"), 8);
         gz_vit_free(vit);
         gz_st_close(w);
         gz_st_close(inp);
