@@ -434,6 +434,55 @@ int main(void) {
     T(is.n_dead == 0 && is.n_vectors == N - 104 && is.file_current == 1);
     T_OK(gz_db_close(db));
 
+    /* incremental: a batch goes into the loaded (current) HNSW file's index, no rebuild */
+    T_OK(gz_db_open(path, &hp, &db));
+    T(gz_db_notice(db) == NULL);
+    static float vn[20 * D];
+    int64_t nid[20];
+    T_OK(gz_db_begin(db));
+    for (int i = 0; i < 20; i++) {
+        char p[32];
+        int len = snprintf(p, sizeof p, "new/%02d.jpg", i);
+        gz_item x = {.kind = GZ_ITEM_IMAGE,
+                     .path = p,
+                     .path_len = (size_t)len,
+                     .content_hash = 5000 + (uint64_t)i};
+        T_OK(gz_db_upsert_item(db, &x));
+        nid[i] = x.id;
+        unit(vn + i * D, D);
+        T_OK(gz_db_put_embedding(db, x.id, ma, vn + i * D, D));
+    }
+    T_OK(gz_db_commit(db));
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(is.n_vectors == N - 104 + 20 && is.file_current == 0); /* the file is written at close */
+    T(gz_db_notice(db) == NULL);                             /* nothing was rebuilt */
+    for (int i = 0; i < 20; i++) {
+        T_OK(gz_db_search(db, ma, GZ_ITEM_IMAGE, vn + i * D, D, 1, -1.0f, hits, &nh));
+        T(nh == 1 && hits[0].item_id == nid[i]);
+    }
+    /* another handle commits meanwhile: the first handle's loaded index is out of date and
+     * must not be extended; it is reloaded from the file the other handle wrote */
+    gz_db *db2 = NULL;
+    T_OK(gz_db_open(path, &hp, &db2));
+    gz_item y = {.kind = GZ_ITEM_IMAGE, .path = "other.jpg", .path_len = 9};
+    T_OK(gz_db_upsert_item(db2, &y));
+    T_OK(gz_db_put_embedding(db2, y.id, ma, q, D));
+    T_OK(gz_db_close(db2));
+    T_OK(gz_db_remove_item(db, nid[0]));
+    T_OK(gz_db_search(db, ma, GZ_ITEM_IMAGE, q, D, 1, -1.0f, hits, &nh));
+    T(nh == 1 && hits[0].item_id == y.id && hits[0].score > 0.9999f);
+    T_OK(gz_db_search(db, ma, GZ_ITEM_IMAGE, vn, D, 1, -1.0f, hits, &nh));
+    T(nh == 1 && hits[0].item_id != nid[0]);
+    T(gz_db_notice(db) == NULL); /* loaded the other handle's file: no rebuild */
+    T_OK(gz_db_index_info(db, ma, GZ_ITEM_IMAGE, &is));
+    T(is.n_vectors == N - 104 + 20);
+    T_OK(gz_db_begin(db)); /* back to the brute-force reference set */
+    for (int i = 1; i < 20; i++)
+        T_OK(gz_db_remove_item(db, nid[i]));
+    T_OK(gz_db_remove_item(db, y.id));
+    T_OK(gz_db_commit(db));
+    T_OK(gz_db_close(db));
+
     /* IVF below its training minimum falls back to Flat (exact) with a notice */
     gz_db_params ip = dp;
     ip.factory = "IVF64,Flat";
