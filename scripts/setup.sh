@@ -33,7 +33,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # --- FAISS C API -----------------------------------------------------------
-if [ -f "$deps/faiss_c/lib/libfaiss_c.a" ]; then
+# Bump when the build recipe changes so existing build-deps/ trees are rebuilt.
+faiss_c_recipe=2
+if [ -f "$deps/faiss_c/lib/libfaiss_c.a" ] && [ "$(cat "$deps/faiss_c/recipe" 2>/dev/null)" = "$faiss_c_recipe" ]; then
   echo "setup: FAISS C API already built in $deps/faiss_c"
   exit 0
 fi
@@ -67,11 +69,15 @@ pids=()
 for f in $cpps; do
   rel=${f#"$srcdir/c_api/"}
   obj="$out/obj/$(echo "$rel" | tr '/' '_').o"
-  g++ -O2 -fPIC -std=c++17 -fopenmp -I"$srcdir" -c "$f" -o "$obj" &
+  # -DNDEBUG: without it faiss's C API prints every exception to stderr, and gaze's
+  # library must never print (errors come back through faiss_get_last_error()).
+  g++ -O2 -DNDEBUG -fPIC -std=c++17 -fopenmp -I"$srcdir" -c "$f" -o "$obj" &
   pids+=($!)
   if [ ${#pids[@]} -ge "$(nproc)" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
 done
 for p in "${pids[@]}"; do wait "$p"; done
+rm -f "$out/lib/libfaiss_c.a"
 ar rcs "$out/lib/libfaiss_c.a" "$out"/obj/*.o
+echo "$faiss_c_recipe" > "$out/recipe"
 rm -rf "$out/obj" "$work"
 echo "setup: FAISS C API ready: $out/lib/libfaiss_c.a"
