@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "core/torchbin.h"
 
 typedef struct {
     char *path;
@@ -242,13 +243,48 @@ static gz_status check_overlap(gz_st_file *f, size_t first, const char *path) {
     return s;
 }
 
-/* Map one safetensors file as shard number `shard` of f and add its tensors. */
+/* Add the tensors of a mapped torch.save ZIP checkpoint (core/torchbin.c) as shard `shard`.
+ * Entries point straight into the mapping, like safetensors ones (data_off 0, start = file
+ * offset). No overlap check: tied weights legitimately share one storage. */
+static gz_status load_torch_shard(gz_st_file *f, int shard, const char *path) {
+    st_shard *sh = &f->shards[shard];
+    gz_tb_tensor *t = NULL;
+    size_t n = 0;
+    gz_status s = gz_tb_parse(sh->map, sh->size, path, &t, &n);
+    if (s != GZ_OK) return s;
+    sh->data_off = 0;
+    for (size_t i = 0; i < n && s == GZ_OK; i++) {
+        st_entry *en = NULL;
+        s = push_entry(f, &en);
+        if (s != GZ_OK) break;
+        en->t.name = t[i].name; /* ownership moves to the entry */
+        t[i].name = NULL;
+        en->t.dtype = t[i].dtype;
+        en->t.ndim = t[i].ndim;
+        memcpy(en->t.shape, t[i].shape, sizeof en->t.shape);
+        en->t.numel = t[i].numel;
+        en->t.nbytes = t[i].nbytes;
+        en->t.data = (const unsigned char *)sh->map + t[i].offset;
+        en->shard = shard;
+        en->start = t[i].offset;
+        f->n_ents++;
+    }
+    gz_tb_free(t, n);
+    return s;
+}
+
+/* Map one safetensors file (or torch.save ZIP checkpoint) as shard number `shard` of f and
+ * add its tensors. */
 static gz_status load_shard(gz_st_file *f, int shard, const char *path) {
     st_shard *sh = &f->shards[shard];
     sh->path = xstrdup(path);
     if (!sh->path) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
     gz_status s = map_file(path, sh);
     if (s != GZ_OK) return s;
+    /* A safetensors file starts with its header length; "PK\3\4" (or torch's legacy pickle
+     * magic) as a length would claim a 64 MiB+ header that is not JSON. */
+    if (gz_tb_is_zip(sh->map, sh->size) || gz_tb_is_legacy(sh->map, sh->size))
+        return load_torch_shard(f, shard, path);
     if (sh->size < 8)
         return GZ_FAIL(GZ_EINVAL, "%s: file too small for a safetensors header (%zu bytes)", path,
                        sh->size);
@@ -501,12 +537,20 @@ gz_status gz_st_open_dir(const char *dir, gz_st_file **out) {
     if (access(p, F_OK) == 0) {
         s = gz_st_open(p, out);
     } else {
-        snprintf(p, n, "%s/model.safetensors.index.json", dir);
-        if (access(p, F_OK) == 0)
+        /* Then PyTorch checkpoints, in the order transformers' from_pretrained tries them. */
+        static const char *const more[] = {"model.safetensors.index.json", "pytorch_model.bin",
+                                           "pytorch_model.bin.index.json"};
+        size_t k;
+        for (k = 0; k < sizeof more / sizeof more[0]; k++) {
+            snprintf(p, n, "%s/%s", dir, more[k]);
+            if (access(p, F_OK) == 0) break;
+        }
+        if (k < sizeof more / sizeof more[0])
             s = gz_st_open(p, out);
         else
             s = GZ_FAIL(GZ_ENOTFOUND,
-                        "%s: no model.safetensors or model.safetensors.index.json in the directory",
+                        "%s: no model.safetensors or model.safetensors.index.json in the directory "
+                        "(nor pytorch_model.bin or pytorch_model.bin.index.json)",
                         dir);
     }
     free(p);
@@ -519,8 +563,7 @@ const gz_st_tensor *gz_st_at(const gz_st_file *f, size_t i) {
     return f && i < f->n_ents ? &f->ents[i].t : NULL;
 }
 
-const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name) {
-    if (!f || !name || !f->by_name) return NULL;
+static const gz_st_tensor *find_exact(const gz_st_file *f, const char *name) {
     size_t lo = 0, hi = f->n_ents;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -531,6 +574,28 @@ const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name) {
             hi = mid;
         else
             lo = mid + 1;
+    }
+    return NULL;
+}
+
+const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name) {
+    if (!f || !name || !f->by_name) return NULL;
+    const gz_st_tensor *t = find_exact(f, name);
+    if (t) return t;
+    /* Older checkpoints name LayerNorm parameters "gamma"/"beta"; transformers renames them to
+     * "weight"/"bias" on load. Serve "<x>.weight" from "<x>.gamma" (and bias from beta) when
+     * the normal name is absent. */
+    static const struct {
+        const char *norm, *old;
+    } ren[] = {{".weight", ".gamma"}, {".bias", ".beta"}};
+    size_t n = strlen(name);
+    for (size_t r = 0; r < sizeof ren / sizeof ren[0]; r++) {
+        size_t a = strlen(ren[r].norm), b = strlen(ren[r].old);
+        char alt[512];
+        if (n < a || n - a + b >= sizeof alt || strcmp(name + n - a, ren[r].norm) != 0) continue;
+        memcpy(alt, name, n - a);
+        memcpy(alt + n - a, ren[r].old, b + 1);
+        if ((t = find_exact(f, alt)) != NULL) return t;
     }
     return NULL;
 }
