@@ -24,6 +24,7 @@
 #include "core/threads.h"
 #include "core/kernels.h"
 #include "core/safetensors.h"
+#include "core/torchbin.h"
 #include "fusion/itm.h"
 #include "gaze.h"
 #include "text_encoder/text_tower.h"
@@ -119,6 +120,18 @@ static gz_status hash_st_file(XXH3_state_t *h, const char *path) {
     if (fstat(fileno(f), &st) != 0 || fread(len8, 1, ST_LEN_BYTES, f) != ST_LEN_BYTES) {
         fclose(f);
         return GZ_FAIL(GZ_EIO, "%s: cannot read the safetensors header", path);
+    }
+    if (gz_tb_is_zip(len8, ST_LEN_BYTES)) { /* pytorch_model.bin: its data.pkl is the header */
+        fclose(f);
+        unsigned char *pkl = NULL;
+        size_t plen = 0;
+        gz_status ps = gz_tb_read_pickle(path, &pkl, &plen);
+        if (ps != GZ_OK) return ps;
+        uint64_t size = (uint64_t)st.st_size;
+        XXH3_128bits_update(h, &size, sizeof size);
+        XXH3_128bits_update(h, pkl, plen);
+        free(pkl);
+        return GZ_OK;
     }
     uint64_t hlen = 0;
     for (int i = ST_LEN_BYTES - 1; i >= 0; i--) hlen = (hlen << 8) | len8[i];
@@ -308,7 +321,8 @@ void gz_model_free(gz_model *m) {
 }
 
 /* The weights path: params->weights_file (relative to dir unless absolute), else
- * model.safetensors, else model.safetensors.index.json. */
+ * model.safetensors, else model.safetensors.index.json, else pytorch_model.bin, else
+ * pytorch_model.bin.index.json (the order of transformers' from_pretrained). */
 static gz_status resolve_weights(gz_model *m, const char *wf) {
     if (wf && *wf) {
         m->weights_path = wf[0] == '/' ? strdup(wf) : path_join(m->dir, wf);
@@ -317,7 +331,8 @@ static gz_status resolve_weights(gz_model *m, const char *wf) {
             return GZ_FAIL(GZ_ENOTFOUND, "%s: weights file not found", m->weights_path);
         return GZ_OK;
     }
-    static const char *const names[] = {"model.safetensors", "model.safetensors.index.json"};
+    static const char *const names[] = {"model.safetensors", "model.safetensors.index.json",
+                                        "pytorch_model.bin", "pytorch_model.bin.index.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *p = path_join(m->dir, names[i]);
         if (!p) return GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -328,7 +343,8 @@ static gz_status resolve_weights(gz_model *m, const char *wf) {
         free(p);
     }
     return GZ_FAIL(GZ_ENOTFOUND,
-                   "%s: no model.safetensors or model.safetensors.index.json in the directory",
+                   "%s: no model.safetensors or model.safetensors.index.json in the directory "
+                   "(nor pytorch_model.bin or pytorch_model.bin.index.json)",
                    m->dir);
 }
 
