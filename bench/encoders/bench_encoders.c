@@ -124,7 +124,8 @@ typedef gz_status (*bench_fn)(void *ctx);
 static timing bench(bench_fn fn, void *ctx, int warm, int runs, const char *what) {
     double t[MAX_RUNS];
     if (runs > MAX_RUNS) runs = MAX_RUNS;
-    for (int i = 0; i < warm; i++) die_if(fn(ctx), what);
+    for (int i = 0; i < warm; i++)
+        die_if(fn(ctx), what);
     for (int i = 0; i < runs; i++) {
         double t0 = now_ms();
         die_if(fn(ctx), what);
@@ -138,8 +139,8 @@ typedef struct {
     const gz_vit *vit;
     const float *pixels; /* (B, 3, S, S) */
     int B;
-    float *embeds;       /* (B, E) */
-    float *last_hidden;  /* (B, P, D) or NULL */
+    float *embeds;      /* (B, E) */
+    float *last_hidden; /* (B, P, D) or NULL */
 } vit_job;
 
 static gz_status run_vit(void *ctx) {
@@ -151,7 +152,7 @@ typedef struct {
     const gz_text_tower *tt;
     const int32_t *ids, *mask; /* (B, T) */
     int B, T;
-    float *embeds;             /* (B, E) */
+    float *embeds; /* (B, E) */
 } text_job;
 
 static gz_status run_text(void *ctx) {
@@ -165,14 +166,15 @@ typedef struct {
     int Ti;
     const int32_t *ids, *mask; /* (B, T) */
     int B, T;
-    float *logits;             /* (B, 2) */
+    float *logits; /* (B, 2) */
 } itm_job;
 
 static gz_status run_itm(void *ctx) {
     itm_job *j = ctx;
     gz_itm_image *im = NULL;
     gz_status s = gz_itm_prepare_image(j->itm, j->image_states, j->Ti, &im);
-    if (s == GZ_OK) s = gz_itm_score(j->itm, im, j->ids, j->mask, j->B, j->T, j->logits, NULL, NULL);
+    if (s == GZ_OK)
+        s = gz_itm_score(j->itm, im, j->ids, j->mask, j->B, j->T, j->logits, NULL, NULL);
     gz_itm_image_free(im);
     return s;
 }
@@ -227,20 +229,27 @@ static void ln_proto_rows(float *y, const float *x, const float *w, const float 
         double acc[8] = {0}, sum = 0, var = 0;
         int j = 0;
         for (; j + 8 <= d; j += 8)
-            for (int k = 0; k < 8; k++) acc[k] += xr[j + k];
-        for (int k = 0; k < 8; k++) sum += acc[k];
-        for (; j < d; j++) sum += xr[j];
+            for (int k = 0; k < 8; k++)
+                acc[k] += xr[j + k];
+        for (int k = 0; k < 8; k++)
+            sum += acc[k];
+        for (; j < d; j++)
+            sum += xr[j];
         const double mean = sum / d;
-        for (int k = 0; k < 8; k++) acc[k] = 0;
+        for (int k = 0; k < 8; k++)
+            acc[k] = 0;
         for (j = 0; j + 8 <= d; j += 8)
             for (int k = 0; k < 8; k++) {
                 double t = xr[j + k] - mean;
                 acc[k] += t * t;
             }
-        for (int k = 0; k < 8; k++) var += acc[k];
-        for (; j < d; j++) var += (xr[j] - mean) * (xr[j] - mean);
+        for (int k = 0; k < 8; k++)
+            var += acc[k];
+        for (; j < d; j++)
+            var += (xr[j] - mean) * (xr[j] - mean);
         const float fm = (float)mean, fr = (float)(1.0 / sqrt(var / d + (double)eps));
-        for (j = 0; j < d; j++) yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
+        for (j = 0; j < d; j++)
+            yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
     }
 }
 
@@ -325,10 +334,10 @@ static void bench_block(gz_st_file *w, const gz_model_config *cfg, int n, int ru
     }
     const char *pre = "vision_model.encoder.layers.0.";
     char name[256];
-#define GETW(dst, suffix)                                                      \
-    do {                                                                       \
-        snprintf(name, sizeof name, "%s%s", pre, suffix);                      \
-        die_if(gz_st_f32(w, name, 0, NULL, &(dst)), name);                     \
+#define GETW(dst, suffix)                                                                          \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "%s%s", pre, suffix);                                          \
+        die_if(gz_st_f32(w, name, 0, NULL, &(dst)), name);                                         \
     } while (0)
     GETW(j.w_qkv, "self_attn.qkv.weight");
     GETW(j.b_qkv, "self_attn.qkv.bias");
@@ -348,10 +357,14 @@ static void bench_block(gz_st_file *w, const gz_model_config *cfg, int n, int ru
         double flops;
         int per_block; /* times per block */
     } ops[] = {
-        {"layernorm", op_ln, 0, 2},          {"linear_qkv", op_qkv, lin * 3 * D, 1},
-        {"attention", op_attn, att_fl, 1},   {"linear_out", op_out, lin * D, 1},
-        {"residual_add", op_add, 0, 2},      {"linear_fc1", op_fc1, lin * F, 1},
-        {"gelu", op_gelu, 0, 1},             {"linear_fc2", op_fc2, lin * F, 1},
+        {"layernorm", op_ln, 0, 2},
+        {"linear_qkv", op_qkv, lin * 3 * D, 1},
+        {"attention", op_attn, att_fl, 1},
+        {"linear_out", op_out, lin * D, 1},
+        {"residual_add", op_add, 0, 2},
+        {"linear_fc1", op_fc1, lin * F, 1},
+        {"gelu", op_gelu, 0, 1},
+        {"linear_fc2", op_fc2, lin * F, 1},
         {"attn_pairs_proto", op_attn_pairs, att_fl, 0},
         {"ln_proto_1thr", op_ln_proto, 0, 0},
     };
@@ -394,8 +407,7 @@ static void bench_block(gz_st_file *w, const gz_model_config *cfg, int n, int ru
     free(j.scratch);
 }
 
-static void load_model(const char *models, const char *name, gz_model_config *cfg,
-                       gz_st_file **w) {
+static void load_model(const char *models, const char *name, gz_model_config *cfg, gz_st_file **w) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s/config.json", models, name);
     die_if(gz_config_load(path, cfg), path);
@@ -407,14 +419,21 @@ int main(int argc, char **argv) {
     const char *models = NULL, *out = NULL, *only = NULL;
     int threads = 2, quick = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "--quick")) quick = 1;
+        if (!strcmp(argv[i], "--models") && i + 1 < argc)
+            models = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--out") && i + 1 < argc)
+            out = argv[++i];
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
         else {
-            fprintf(stderr, "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                            "[--only vit224|block224|block384]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
+                    "[--only vit224|block224|block384]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -492,7 +511,8 @@ int main(int argc, char **argv) {
     int nb, T;
     int32_t *ids = get_i32(inp, "ids", &nb, &T), *mask = get_i32(inp, "mask", &nb, &T);
     int n1 = 0; /* caption 0 alone, unpadded, as torch_ref.py */
-    while (n1 < T && mask[n1]) n1++;
+    while (n1 < T && mask[n1])
+        n1++;
     text_job tj = {tt, ids, mask, 1, n1, emb};
     int32_t *ids1 = xmalloc((size_t)n1 * sizeof *ids1);
     memcpy(ids1, ids, (size_t)n1 * sizeof *ids1);
