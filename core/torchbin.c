@@ -378,7 +378,7 @@ static gz_status make_tuple(unpickler *u, size_t k, size_t at) {
         return bad(u, at, "tuple needs more values than the stack holds");
     if (!grow((void **)&u->kids, &u->ck, u->nk + k, sizeof *u->kids, u->len + 1)) return oom(u);
     pval t = {V_TUPLE, 0, (uint32_t)u->nk, (uint32_t)k, 0};
-    memcpy(u->kids + u->nk, u->stack + u->ns - k, k * sizeof *u->kids);
+    if (k) memcpy(u->kids + u->nk, u->stack + u->ns - k, k * sizeof *u->kids);
     u->nk += k;
     u->ns -= k;
     return push_new(u, t);
