@@ -5,7 +5,9 @@
  * known dtype, shape product × dtype size == byte length, offsets inside the data area,
  * no two tensors overlapping. F32 tensors are used in place from the mapping; F16/BF16
  * tensors are converted to F32 once, on first request, into memory the file handle owns.
- * A checkpoint may be one file or sharded (model.safetensors.index.json).
+ * A checkpoint may be one file or sharded (model.safetensors.index.json). PyTorch torch.save
+ * checkpoints (pytorch_model.bin, sharded pytorch_model.bin.index.json) are served through the
+ * same API by core/torchbin.c: F32 in place, F16/BF16 converted once, integers copied.
  * Limits: at most GZ_ST_MAX_DIMS dimensions; header at most GZ_ST_MAX_HEADER bytes. */
 #ifndef GZ_CORE_SAFETENSORS_H
 #define GZ_CORE_SAFETENSORS_H
@@ -35,17 +37,21 @@ typedef struct {
 
 typedef struct gz_st_file gz_st_file; /* one file, or a set of shards behind one handle */
 
-/* Open one .safetensors file, or a sharded checkpoint when path ends in ".index.json".
+/* Open one .safetensors file or torch.save ZIP checkpoint (detected by its "PK" magic), or a
+ * sharded checkpoint of either kind when path ends in ".index.json".
  * GZ_EINVAL for a malformed file (message names the file, the tensor and the reason),
  * GZ_EIO if it cannot be read. *out is NULL on error. */
 gz_status gz_st_open(const char *path, gz_st_file **out);
-/* Open the weights of a model directory: model.safetensors, else model.safetensors.index.json. */
+/* Open the weights of a model directory: model.safetensors, else model.safetensors.index.json,
+ * else pytorch_model.bin, else pytorch_model.bin.index.json. */
 gz_status gz_st_open_dir(const char *dir, gz_st_file **out);
 void gz_st_close(gz_st_file *f);
 
 size_t gz_st_count(const gz_st_file *f);
 const gz_st_tensor *gz_st_at(const gz_st_file *f, size_t i);
-const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name); /* NULL if absent */
+/* NULL if absent. Like transformers, "<x>.weight" / "<x>.bias" fall back to the older LayerNorm
+ * names "<x>.gamma" / "<x>.beta" when only those exist. */
+const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name);
 /* Total bytes of all files; total number of elements; dtype mix as "F32", "F16+F32", ... */
 size_t gz_st_file_bytes(const gz_st_file *f);
 size_t gz_st_total_params(const gz_st_file *f);
