@@ -28,8 +28,9 @@
 
 #include "core/safetensors.h"
 
-/* Largest data.pkl accepted (a 1000-tensor model's is about 100 KiB). */
-#define GZ_TB_MAX_PICKLE (64u * 1024u * 1024u)
+/* Largest data.pkl accepted: about 100 bytes per tensor, so ~150k tensors. The unpickler's
+ * arrays hold at most one entry per byte of it (under 64 bytes per byte in all). */
+#define GZ_TB_MAX_PICKLE (16u * 1024u * 1024u)
 
 typedef struct {
     char *name; /* state-dict key, NUL-terminated, owned by the array */

@@ -531,6 +531,16 @@ static void test_built_pickles(void) {
     CHECK(nt == 0 && tt == NULL);
     checks += 2;
     free(z.b);
+    /* data.pkl over GZ_TB_MAX_PICKLE */
+    {
+        size_t big = (size_t)GZ_TB_MAX_PICKLE + 1;
+        char *bp = calloc(big, 1);
+        zin e5[] = {{"a/data.pkl", bp, big}};
+        z = make_zip(e5, 1);
+        EXPECT_FAIL(gz_tb_parse(z.b, z.n, "x.bin", &tt, &nt), GZ_EINVAL, "over the limit");
+        free(z.b);
+        free(bp);
+    }
     zin e4[] = {{"a/data.pkl", pk, 4}, {"a/data.pkl", pk, 4}};
     z = make_zip(e4, 2);
     EXPECT_FAIL(gz_tb_parse(z.b, z.n, "x.bin", &tt, &nt), GZ_EINVAL, "appears twice");
