@@ -3,7 +3,8 @@
  * Not built by default. Build and run from the repository root:
  *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
  *     $(pkg-config --cflags openblas jansson) tests/fuzz/fuzz_safetensors.c core/safetensors.c \
- *     core/kernels.c core/error.c $(pkg-config --libs openblas jansson) -fopenmp -lm \
+ *     core/kernels.c core/threads.c core/torchbin.c core/error.c \
+ *     $(pkg-config --libs openblas jansson) -fopenmp -lm -lpthread \
  *     -o fuzz_safetensors
  *   ./fuzz_safetensors -max_len=4096 tests/data/fixtures/clip   (seed: any .safetensors files)
  * The input is written to an anonymous memory file and opened through /proc/self/fd, so the
