@@ -21,16 +21,7 @@ static char tmp[1100];
         }                                                                                \
     } while (0)
 
-#define EXPECT_STATUS(expr, want)                                                        \
-    do {                                                                                 \
-        int got_ = (expr);                                                               \
-        checks++;                                                                        \
-        if (got_ != (want)) {                                                            \
-            fprintf(stderr, "%s:%d: %s returned %d, want %d (%s)\n", __FILE__, __LINE__, \
-                    #expr, got_, (int)(want), gz_last_error());                          \
-            gz_test_failures++;                                                          \
-        }                                                                                \
-    } while (0)
+#define EXPECT_STATUS(expr, want) CHECK_STATUS_COUNTED(checks, expr, want)
 
 static long long jint(const json_t *o, const char *k, long long dflt) {
     const json_t *v = json_object_get(o, k);

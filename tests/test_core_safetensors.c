@@ -14,16 +14,7 @@
 static int checks;
 static const char *tmp;
 
-#define EXPECT_STATUS(expr, want)                                                           \
-    do {                                                                                    \
-        int got_ = (expr);                                                                  \
-        checks++;                                                                           \
-        if (got_ != (want)) {                                                               \
-            fprintf(stderr, "%s:%d: %s returned %d, want %d (%s)\n", __FILE__, __LINE__,    \
-                    #expr, got_, (int)(want), gz_last_error());                             \
-            gz_test_failures++;                                                             \
-        }                                                                                   \
-    } while (0)
+#define EXPECT_STATUS(expr, want) CHECK_STATUS_COUNTED(checks, expr, want)
 
 static const char *tmp_path(const char *name) {
     static char buf[4][1100];

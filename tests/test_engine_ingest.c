@@ -13,11 +13,7 @@
 #include "testutil.h"
 
 static int checks = 0;
-#define T(cond)                                                                                    \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK(cond);                                                                               \
-    } while (0)
+#define T(cond) CHECK_COUNTED(checks, cond)
 
 static const char *const PHOTOS[] = {"animal_cat_chelsea.png", "animal_dog_corgi.jpg",
                                      "food_coffee.png",        "product_kettle.jpg",

@@ -11,11 +11,7 @@
 #include "testutil.h"
 
 static int checks = 0;
-#define T(cond)                                                                                    \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK(cond);                                                                               \
-    } while (0)
+#define T(cond) CHECK_COUNTED(checks, cond)
 
 static void write_file(const char *dir, const char *name, const char *content, size_t n) {
     char p[4096];

@@ -22,16 +22,8 @@
 #define D 32
 
 static int checks;
-#define T(c)                                                                                       \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK(c);                                                                                  \
-    } while (0)
-#define T_OK(e)                                                                                    \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK_OK(e);                                                                               \
-    } while (0)
+#define T(c) CHECK_COUNTED(checks, c)
+#define T_OK(e) CHECK_OK_COUNTED(checks, e)
 
 static void item_vec(int i, float *v) { /* a deterministic random unit vector per item */
     uint64_t s = 0x2545f4914f6cdd1dull ^ ((uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);

@@ -26,16 +26,8 @@
 #define ROUNDS 20
 
 static int checks;
-#define T(c)                                                                                       \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK(c);                                                                                  \
-    } while (0)
-#define T_OK(e)                                                                                    \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK_OK(e);                                                                               \
-    } while (0)
+#define T(c) CHECK_COUNTED(checks, c)
+#define T_OK(e) CHECK_OK_COUNTED(checks, e)
 
 /* The vector of item i: a deterministic unit vector, so the parent can check what it reads. */
 static void item_vec(int i, float *v) {

@@ -20,16 +20,8 @@
 #define K 10
 
 static int checks;
-#define T(c)                                                                                       \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK(c);                                                                                  \
-    } while (0)
-#define T_OK(e)                                                                                    \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK_OK(e);                                                                               \
-    } while (0)
+#define T(c) CHECK_COUNTED(checks, c)
+#define T_OK(e) CHECK_OK_COUNTED(checks, e)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static uint64_t rng(void) {

@@ -18,11 +18,7 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void) { return "leak:libx265\n"; }
 
 static int checks = 0;
-#define T(cond)                                                                                    \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK(cond);                                                                               \
-    } while (0)
+#define T(cond) CHECK_COUNTED(checks, cond)
 
 static uint8_t *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");

@@ -14,11 +14,7 @@
 #include "vision_encoder/preprocess.h"
 
 static int checks = 0;
-#define T(cond)                                                                                    \
-    do {                                                                                           \
-        checks++;                                                                                  \
-        CHECK(cond);                                                                               \
-    } while (0)
+#define T(cond) CHECK_COUNTED(checks, cond)
 
 /* Batch order of the fixtures (tests/data/fixtures/inputs.json, README "Images"). */
 static const char *const images[] = {"a1_chelsea.jpg", "a2_rocket.jpg", "a3_coffee_exif6.jpg",
