@@ -23,25 +23,9 @@
 
 static int checks;
 
-static float *alloc_f(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
 static const float *want(gz_st_file *ex, const char *name, size_t *n) {
-    const float *p = NULL;
     checks++;
-    if (gz_st_f32(ex, name, 0, NULL, &p) != GZ_OK) {
-        fprintf(stderr, "expected tensor %s: %s\n", name, gz_last_error());
-        gz_test_failures++;
-        return NULL;
-    }
-    if (n) *n = gz_st_find(ex, name)->numel;
-    return p;
+    return gz_test_expected_f32(ex, NULL, name, n);
 }
 
 static void close_to(const char *what, const float *got, const float *w, size_t n, float atol) {
@@ -50,24 +34,10 @@ static void close_to(const char *what, const float *got, const float *w, size_t 
     printf("  %-40s max diff %.3g\n", what, w ? gz_max_abs_diff(got, w, n) : -1.0);
 }
 
+/* Integer tensor (B, T) as int32 (counted); see gz_test_expected_ids. */
 static int32_t *load_ids(gz_st_file *ex, const char *name, int *B, int *T) {
-    int64_t *v = NULL;
-    size_t n = 0;
     checks++;
-    if (gz_st_i64_copy(ex, name, &v, &n) != GZ_OK) {
-        fprintf(stderr, "%s: %s\n", name, gz_last_error());
-        gz_test_failures++;
-        return NULL;
-    }
-    const gz_st_tensor *t = gz_st_find(ex, name);
-    *B = (int)t->shape[0];
-    *T = (int)t->shape[1];
-    int32_t *out = malloc(n * sizeof *out);
-    if (!out) exit(2);
-    for (size_t i = 0; i < n; i++)
-        out[i] = (int32_t)v[i];
-    free(v);
-    return out;
+    return gz_test_expected_ids(ex, name, B, T);
 }
 
 typedef struct {
@@ -122,12 +92,13 @@ static void check_half(const gz_model_config *cfg, gz_st_file *ex, const inputs 
     gz_vit *v = NULL;
     if (w) CHECK_OK(gz_vit_load(w, cfg, &v));
     const float *pixels = want(ex, "pixel_values", NULL);
-    float *states = alloc_f((size_t)in->I * in->Ti * in->Dv);
+    float *states = gz_test_alloc_f((size_t)in->I * in->Ti * in->Dv);
     if (v && pixels) CHECK_OK(gz_vit_encode(v, pixels, in->I, NULL, NULL, states, NULL, NULL));
     if (m && v && pixels) {
         inputs half = *in;
         half.states = states;
-        float *logits = alloc_f((size_t)in->I * in->B * 2), *probs = alloc_f((size_t)in->I * in->B);
+        float *logits = gz_test_alloc_f((size_t)in->I * in->B * 2),
+              *probs = gz_test_alloc_f((size_t)in->I * in->B);
         score_all(m, &half, -1, logits, probs, NULL, NULL);
         char key[64];
         snprintf(key, sizeof key, "%s.itm_logits", prefix);
@@ -171,8 +142,8 @@ static void check_blip(void) {
     CHECK(in.Dv == gz_itm_image_hidden_size(m));
     const int D = gz_itm_hidden_size(m), I = in.I, B = in.B, T = in.T;
 
-    float *logits = alloc_f((size_t)I * B * 2), *probs = alloc_f((size_t)I * B);
-    float *cls = alloc_f((size_t)I * B * D), *last0 = alloc_f((size_t)B * T * D);
+    float *logits = gz_test_alloc_f((size_t)I * B * 2), *probs = gz_test_alloc_f((size_t)I * B);
+    float *cls = gz_test_alloc_f((size_t)I * B * D), *last0 = gz_test_alloc_f((size_t)B * T * D);
     score_all(m, &in, -1, logits, probs, cls, last0);
     close_to("itm_logits", logits, want(ex, "itm_logits", NULL), (size_t)I * B * 2, ATOL_LOGIT);
     close_to("itm_probs", probs, want(ex, "itm_probs", NULL), (size_t)I * B, ATOL_PROB);
@@ -181,7 +152,7 @@ static void check_blip(void) {
              want(ex, "itm_text_last_hidden_state_img0", NULL), (size_t)B * T * D, ATOL_LOGIT);
 
     /* Original BLIP: first id replaced by [ENC]. */
-    float *lg_enc = alloc_f((size_t)I * B * 2), *pr_enc = alloc_f((size_t)I * B);
+    float *lg_enc = gz_test_alloc_f((size_t)I * B * 2), *pr_enc = gz_test_alloc_f((size_t)I * B);
     score_all(m, &in, ENC_TOKEN_ID, lg_enc, pr_enc, NULL, NULL);
     close_to("itm_logits_enc_token", lg_enc, want(ex, "itm_logits_enc_token", NULL),
              (size_t)I * B * 2, ATOL_LOGIT);
@@ -201,7 +172,7 @@ static void check_blip(void) {
         size_t P = (size_t)I * B;
         int32_t *pids = malloc(P * T * sizeof *pids), *pmask = malloc(P * T * sizeof *pmask);
         const gz_itm_image **pim = calloc(P, sizeof *pim);
-        float *plg = alloc_f(P * 2), *pwant = alloc_f(P * 2);
+        float *plg = gz_test_alloc_f(P * 2), *pwant = gz_test_alloc_f(P * 2);
         if (!pids || !pmask || !pim) exit(2);
         for (size_t r = 0; r < P; r++) {
             int i = order == 0 ? (int)(r % I) : (int)(r / B);
@@ -246,7 +217,7 @@ static void check_blip(void) {
         thread_job jobs[2];
         pthread_t th[2];
         for (int i = 0; i < 2; i++) {
-            jobs[i] = (thread_job){m, im, &in, alloc_f((size_t)B * 2), GZ_OK};
+            jobs[i] = (thread_job){m, im, &in, gz_test_alloc_f((size_t)B * 2), GZ_OK};
             CHECK(pthread_create(&th[i], NULL, thread_main, &jobs[i]) == 0);
         }
         for (int i = 0; i < 2; i++) {

@@ -67,12 +67,6 @@ static void load_inputs(void) {
         images[i] = json_string_value(json_object_get(json_array_get(ims, i), "file"));
 }
 
-static float *alloc_f(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) exit(2);
-    return p;
-}
-
 /* Expected tensor "<prefix><name>" with n elements; NULL (and a failure) if absent or of
  * another size. */
 static const float *want(gz_st_file *ex, const char *prefix, const char *name, size_t n) {
@@ -231,7 +225,7 @@ static void run_case(const family_case *c, const weights_case *wc) {
     CHECK(E == (c->family == GZ_FAMILY_BLIP ? 32 : 24));
 
     // texts
-    float *temb = alloc_f((size_t)NT * E);
+    float *temb = gz_test_alloc_f((size_t)NT * E);
     CHECK_OK(gz_encode_texts(m, (const char *const *)captions, NT, temb));
     close_to(label, c->text_key, temb, want(ex, wc->prefix, c->text_key, (size_t)NT * E), (size_t)NT * E, 1e-5f, 0);
     // a text alone gives the same vector as in the batch
@@ -242,7 +236,7 @@ static void run_case(const family_case *c, const weights_case *wc) {
     // pixels
     const float *pv = want(ex, "", "pixel_values", (size_t)NI * 3 * S * S);
     const float *wi = want(ex, wc->prefix, c->image_key, (size_t)NI * E);
-    float *iemb = alloc_f((size_t)NI * E);
+    float *iemb = gz_test_alloc_f((size_t)NI * E);
     if (pv) {
         CHECK_OK(gz_encode_pixels(m, pv, NI, iemb));
         close_to(label, "pixels -> image embeds", iemb, wi, (size_t)NI * E, 1e-5f, 0);
@@ -502,7 +496,7 @@ static void test_model_misc(void) {
         CHECK(strcmp(fp1, fp2) == 0);
         CHECK(strlen(fp1) >= 32 && strspn(fp1, "0123456789abcdef") == strlen(fp1));
         int S = gz_model_image_size(m), E = gz_model_dim(m);
-        float *px = alloc_f((size_t)3 * S * S), *e = alloc_f((size_t)E);
+        float *px = gz_test_alloc_f((size_t)3 * S * S), *e = gz_test_alloc_f((size_t)E);
         CHECK_OK(gz_encode_pixels(m, px, 1, e));
         const char *q = "a cat";
         checks++;

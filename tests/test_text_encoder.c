@@ -37,26 +37,10 @@ static const family_case CASES[] = {
     {"chinese_clip", GZ_FAMILY_CHINESE_CLIP, "text_embeds", "text_features", "image_embeds"},
 };
 
-static float *alloc_f(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-/* Expected tensor by name; its element count in *n. NULL (and a failure) if absent. */
+/* Expected tensor by name (counted); see gz_test_expected_f32. */
 static const float *want(gz_st_file *ex, const char *fam, const char *name, size_t *n) {
-    const float *p = NULL;
     checks++;
-    if (gz_st_f32(ex, name, 0, NULL, &p) != GZ_OK) {
-        fprintf(stderr, "%s: expected tensor %s: %s\n", fam, name, gz_last_error());
-        gz_test_failures++;
-        return NULL;
-    }
-    if (n) *n = gz_st_find(ex, name)->numel;
-    return p;
+    return gz_test_expected_f32(ex, fam, name, n);
 }
 
 static void close_to(const char *fam, const char *what, const float *got, const float *w, size_t n,
@@ -68,25 +52,10 @@ static void close_to(const char *fam, const char *what, const float *got, const 
     printf("  %-13s %-36s max diff %.3g\n", fam, what, w ? gz_max_abs_diff(got, w, n) : -1.0);
 }
 
-/* Integer tensor (B, T) as int32; shape in *B, *T. */
+/* Integer tensor (B, T) as int32 (counted); see gz_test_expected_ids. */
 static int32_t *load_ids(gz_st_file *ex, const char *name, int *B, int *T) {
-    int64_t *v = NULL;
-    size_t n = 0;
     checks++;
-    if (gz_st_i64_copy(ex, name, &v, &n) != GZ_OK) {
-        fprintf(stderr, "%s: %s\n", name, gz_last_error());
-        gz_test_failures++;
-        return NULL;
-    }
-    const gz_st_tensor *t = gz_st_find(ex, name);
-    *B = (int)t->shape[0];
-    *T = (int)t->shape[1];
-    int32_t *out = malloc(n * sizeof *out);
-    if (!out) exit(2);
-    for (size_t i = 0; i < n; i++)
-        out[i] = (int32_t)v[i];
-    free(v);
-    return out;
+    return gz_test_expected_ids(ex, name, B, T);
 }
 
 /* sim (I, B) = scale * img (I, E) · txt (B, E)^T, in double. */
@@ -128,7 +97,7 @@ static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_f
     CHECK_OK(gz_text_tower_load(w, cfg, &t));
     if (t) {
         int E = gz_text_tower_dim(t);
-        float *e = alloc_f((size_t)B * E);
+        float *e = gz_test_alloc_f((size_t)B * E);
         CHECK_OK(gz_text_tower_encode(t, ids, mask, B, T, e, NULL, NULL, NULL));
         char key[96];
         snprintf(key, sizeof key, "%s.%s", prefix, c->embeds_key);
@@ -138,7 +107,7 @@ static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_f
         const float *img = want(ex, c->dir, key, &ni);
         if (img) {
             int I = (int)(ni / (size_t)E);
-            float *sim = alloc_f((size_t)I * B);
+            float *sim = gz_test_alloc_f((size_t)I * B);
             if (c->family == GZ_FAMILY_BLIP) {
                 similarity(img, e, I, B, E, 1.0f, sim);
                 snprintf(key, sizeof key, "%s.itc_sim", prefix);
@@ -194,8 +163,8 @@ static void check_family(const family_case *c) {
     const int D = gz_text_tower_hidden_size(t), E = gz_text_tower_dim(t);
     const int L = gz_text_tower_num_layers(t);
     const size_t plane = (size_t)B * T * D;
-    float *embeds = alloc_f((size_t)B * E), *features = alloc_f((size_t)B * E);
-    float *last = alloc_f(plane), *all = alloc_f((size_t)(L + 1) * plane);
+    float *embeds = gz_test_alloc_f((size_t)B * E), *features = gz_test_alloc_f((size_t)B * E);
+    float *last = gz_test_alloc_f(plane), *all = gz_test_alloc_f((size_t)(L + 1) * plane);
     CHECK_OK(gz_text_tower_encode(t, ids, mask, B, T, embeds, features, last, all));
 
     /* Layer by layer: the first layer that differs is the one to look at. */
@@ -215,7 +184,7 @@ static void check_family(const family_case *c) {
         int64_t *pidx = NULL;
         size_t np = 0;
         CHECK_OK(gz_st_i64_copy(ex, "text_pool_index", &pidx, &np));
-        float *pooled = alloc_f((size_t)B * D);
+        float *pooled = gz_test_alloc_f((size_t)B * D);
         int idx_ok = pidx && np == (size_t)B;
         for (int b = 0; idx_ok && b < B; b++) {
             int p = c->family == GZ_FAMILY_CLIP
@@ -258,7 +227,7 @@ static void check_family(const family_case *c) {
     const float *img = want(ex, c->dir, c->image_key, &ni);
     if (img) {
         int I = (int)(ni / (size_t)E);
-        float *sim = alloc_f((size_t)I * B);
+        float *sim = gz_test_alloc_f((size_t)I * B);
         if (c->family == GZ_FAMILY_BLIP) {
             similarity(img, embeds, I, B, E, 1.0f, sim);
             close_to(c->dir, "itc_sim", sim, want(ex, c->dir, "itc_sim", NULL), (size_t)I * B,
@@ -274,7 +243,7 @@ static void check_family(const family_case *c) {
 
     /* Batch independence: each text alone, unpadded, vs its row of the padded batch. */
     double worst_e = 0, worst_h = 0;
-    float *e1 = alloc_f(E), *h1 = alloc_f((size_t)T * D);
+    float *e1 = gz_test_alloc_f(E), *h1 = gz_test_alloc_f((size_t)T * D);
     for (int b = 0; b < B; b++) {
         int len = 0;
         while (len < T && mask[(size_t)b * T + len])
@@ -296,7 +265,7 @@ static void check_family(const family_case *c) {
     thread_job jobs[2];
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
-        jobs[i] = (thread_job){t, ids, mask, B, T, alloc_f((size_t)B * E), GZ_OK};
+        jobs[i] = (thread_job){t, ids, mask, B, T, gz_test_alloc_f((size_t)B * E), GZ_OK};
         CHECK(pthread_create(&th[i], NULL, thread_main, &jobs[i]) == 0);
     }
     for (int i = 0; i < 2; i++) {
@@ -310,7 +279,7 @@ static void check_family(const family_case *c) {
     /* Bad inputs are refused with a message, not read out of bounds. */
     int32_t bad = -1;
     checks++;
-    CHECK(gz_text_tower_encode(t, &bad, NULL, 1, 1, e1 = alloc_f(E), NULL, NULL, NULL) ==
+    CHECK(gz_text_tower_encode(t, &bad, NULL, 1, 1, e1 = gz_test_alloc_f(E), NULL, NULL, NULL) ==
           GZ_EINVAL);
     bad = cfg.text.vocab_size;
     CHECK(gz_text_tower_encode(t, &bad, NULL, 1, 1, e1, NULL, NULL, NULL) == GZ_EINVAL);

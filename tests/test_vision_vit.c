@@ -28,26 +28,10 @@ static const family_case CASES[] = {
     {"chinese_clip", GZ_FAMILY_CHINESE_CLIP, "image_embeds"},
 };
 
-static float *alloc_f(size_t n) {
-    float *p = calloc(n ? n : 1, sizeof(float));
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-/* Expected tensor by name; its element count in *n. NULL (and a failure) if absent. */
+/* Expected tensor by name (counted); see gz_test_expected_f32. */
 static const float *want(gz_st_file *ex, const char *fam, const char *name, size_t *n) {
-    const float *p = NULL;
     checks++;
-    if (gz_st_f32(ex, name, 0, NULL, &p) != GZ_OK) {
-        fprintf(stderr, "%s: expected tensor %s: %s\n", fam, name, gz_last_error());
-        gz_test_failures++;
-        return NULL;
-    }
-    if (n) *n = gz_st_find(ex, name)->numel;
-    return p;
+    return gz_test_expected_f32(ex, fam, name, n);
 }
 
 static void close_to(const char *fam, const char *what, const float *got, const float *w,
@@ -83,7 +67,7 @@ static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_f
     CHECK_OK(gz_vit_load(w, cfg, &v));
     if (v) {
         int E = gz_vit_dim(v);
-        float *emb = alloc_f((size_t)B * E);
+        float *emb = gz_test_alloc_f((size_t)B * E);
         CHECK_OK(gz_vit_encode(v, pixels, B, emb, NULL, NULL, NULL, NULL));
         char key[64];
         snprintf(key, sizeof key, "%s.%s", prefix, c->embeds_key);
@@ -117,8 +101,9 @@ static void run_family(const family_case *c) {
     const int B = (int)(npix / ((size_t)3 * S * S));
     CHECK(B == 5 && npix == (size_t)B * 3 * S * S);
     const size_t tok = (size_t)B * P * D;
-    float *emb = alloc_f((size_t)B * E), *feat = alloc_f((size_t)B * E);
-    float *last = alloc_f(tok), *all = alloc_f((size_t)(L + 1) * tok), *pool = alloc_f((size_t)B * D);
+    float *emb = gz_test_alloc_f((size_t)B * E), *feat = gz_test_alloc_f((size_t)B * E);
+    float *last = gz_test_alloc_f(tok), *all = gz_test_alloc_f((size_t)(L + 1) * tok),
+          *pool = gz_test_alloc_f((size_t)B * D);
     CHECK_OK(gz_vit_encode(v, pixels, B, emb, feat, last, all, pool));
 
     // layer by layer, so a failure names the first layer that differs
@@ -138,12 +123,12 @@ static void run_family(const family_case *c) {
     close_to(c->dir, c->embeds_key, emb, e, (size_t)B * E, 1e-5f, 0);
     if (c->family == GZ_FAMILY_BLIP) {
         // pooled = CLS of the post-LN'd last hidden state
-        float *cls = alloc_f((size_t)B * D);
+        float *cls = gz_test_alloc_f((size_t)B * D);
         for (int b = 0; lh && b < B; b++) memcpy(cls + (size_t)b * D, lh + (size_t)b * P * D, D * sizeof(float));
         close_to(c->dir, "pooled (= last_hidden[:, 0])", pool, lh ? cls : NULL, (size_t)B * D, 1e-4f, 1e-4f);
         free(cls);
         // features normalise to the embeddings
-        float *fn = alloc_f((size_t)B * E);
+        float *fn = gz_test_alloc_f((size_t)B * E);
         memcpy(fn, feat, (size_t)B * E * sizeof(float));
         gz_l2_normalize(fn, B, E, 1e-12f);
         close_to(c->dir, "normalize(features)", fn, e, (size_t)B * E, 1e-5f, 0);
@@ -158,7 +143,7 @@ static void run_family(const family_case *c) {
     }
 
     // only the embeddings requested: same values as with every output requested
-    float *emb2 = alloc_f((size_t)B * E);
+    float *emb2 = gz_test_alloc_f((size_t)B * E);
     CHECK_OK(gz_vit_encode(v, pixels, B, emb2, NULL, NULL, NULL, NULL));
     close_to(c->dir, "embeds only vs all outputs", emb2, emb, (size_t)B * E, 1e-6f, 0);
 
@@ -173,7 +158,8 @@ static void run_family(const family_case *c) {
         close_to(c->dir, what, one, emb + (size_t)b * E, (size_t)E, 1e-5f, 0);
     }
     const int R = 100, BR = B * R;
-    float *rep = alloc_f((size_t)BR * 3 * S * S), *rep_emb = alloc_f((size_t)BR * E);
+    float *rep = gz_test_alloc_f((size_t)BR * 3 * S * S),
+          *rep_emb = gz_test_alloc_f((size_t)BR * E);
     for (int r = 0; r < R; r++) memcpy(rep + (size_t)r * B * 3 * S * S, pixels, npix * sizeof(float));
     CHECK_OK(gz_vit_encode(v, rep, BR, rep_emb, NULL, NULL, NULL, NULL));
     double worst = 0;
@@ -189,7 +175,7 @@ static void run_family(const family_case *c) {
     thread_job jobs[2];
     pthread_t th[2];
     for (int t = 0; t < 2; t++) {
-        jobs[t] = (thread_job){v, rep, BR / 2, alloc_f((size_t)(BR / 2) * E), GZ_EINVAL};
+        jobs[t] = (thread_job){v, rep, BR / 2, gz_test_alloc_f((size_t)(BR / 2) * E), GZ_EINVAL};
         CHECK(pthread_create(&th[t], NULL, thread_main, &jobs[t]) == 0);
     }
     for (int t = 0; t < 2; t++) {

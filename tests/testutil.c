@@ -38,6 +38,46 @@ double gz_max_abs_diff(const float *a, const float *b, size_t n) {
     return m;
 }
 
+float *gz_test_alloc_f(size_t n) {
+    float *p = calloc(n ? n : 1, sizeof(float));
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+const float *gz_test_expected_f32(gz_st_file *ex, const char *ctx, const char *name, size_t *n) {
+    const float *p = NULL;
+    if (gz_st_f32(ex, name, 0, NULL, &p) != GZ_OK) {
+        fprintf(stderr, "%s%sexpected tensor %s: %s\n", ctx ? ctx : "", ctx ? ": " : "", name,
+                gz_last_error());
+        gz_test_failures++;
+        return NULL;
+    }
+    if (n) *n = gz_st_find(ex, name)->numel;
+    return p;
+}
+
+int32_t *gz_test_expected_ids(gz_st_file *ex, const char *name, int *B, int *T) {
+    int64_t *v = NULL;
+    size_t n = 0;
+    if (gz_st_i64_copy(ex, name, &v, &n) != GZ_OK) {
+        fprintf(stderr, "%s: %s\n", name, gz_last_error());
+        gz_test_failures++;
+        return NULL;
+    }
+    const gz_st_tensor *t = gz_st_find(ex, name);
+    *B = (int)t->shape[0];
+    *T = (int)t->shape[1];
+    int32_t *out = malloc(n * sizeof *out);
+    if (!out) exit(2);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (int32_t)v[i];
+    free(v);
+    return out;
+}
+
 const char *gz_test_path(const char *fmt, ...) {
     static char slots[8][2048];
     static int next = 0;

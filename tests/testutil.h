@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "core/safetensors.h"
+
 /* A failed CHECK prints file:line and the condition, counts the failure, and continues. */
 extern int gz_test_failures;
 #define CHECK(cond)                                                                  \
@@ -56,6 +58,19 @@ int gz_check_close(const char *what, const float *got, const float *want, size_t
                    float rtol);
 /* Max |a - b| over n elements. */
 double gz_max_abs_diff(const float *a, const float *b, size_t n);
+
+/* calloc of n floats (one when n is 0), zeroed; prints "out of memory" and exits 2 on failure. */
+float *gz_test_alloc_f(size_t n);
+
+/* Expected f32 tensor `name` of ex (borrowed from ex), its element count in *n when n is not
+ * NULL. When absent or not readable as f32: prints "<ctx>: expected tensor <name>: <error>"
+ * ("expected tensor ..." when ctx is NULL), counts a failure and returns NULL. */
+const float *gz_test_expected_f32(gz_st_file *ex, const char *ctx, const char *name, size_t *n);
+
+/* Integer tensor `name` of ex, shape (B, T), as a new int32 array (caller frees); shape in *B,
+ * *T. When unreadable: prints "<name>: <error>", counts a failure and returns NULL. Exits 2
+ * when out of memory. */
+int32_t *gz_test_expected_ids(gz_st_file *ex, const char *name, int *B, int *T);
 
 /* Path under tests/data: returns a static buffer (one per call slot, 8 slots rotating). */
 const char *gz_test_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
