@@ -26,17 +26,8 @@ static int checks;
 #define T_OK(e) CHECK_OK_COUNTED(checks, e)
 
 static void item_vec(int i, float *v) { /* a deterministic random unit vector per item */
-    uint64_t s = 0x2545f4914f6cdd1dull ^ ((uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
-    double n = 0;
-    for (int j = 0; j < D; j++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        v[j] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
-        n += (double)v[j] * v[j];
-    }
-    for (int j = 0; j < D; j++)
-        v[j] = (float)(v[j] / sqrt(n));
+    gz_test_xorshift_unit(0x2545f4914f6cdd1dull ^ ((uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull), v,
+                          D);
 }
 
 static int writer(const char *path) {

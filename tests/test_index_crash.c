@@ -31,17 +31,7 @@ static int checks;
 
 /* The vector of item i: a deterministic unit vector, so the parent can check what it reads. */
 static void item_vec(int i, float *v) {
-    uint64_t s = 0x51ed270b2f1a8c3dull ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull);
-    double norm = 0;
-    for (int j = 0; j < D; j++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        v[j] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
-        norm += (double)v[j] * v[j];
-    }
-    for (int j = 0; j < D; j++)
-        v[j] = (float)(v[j] / sqrt(norm));
+    gz_test_xorshift_unit(0x51ed270b2f1a8c3dull ^ ((uint64_t)i * 0x9e3779b97f4a7c15ull), v, D);
 }
 
 /* Child: insert what is missing, one transaction per batch; report each commit on fd 1. */

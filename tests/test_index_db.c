@@ -15,12 +15,7 @@ static int checks;
 #define T_OK(e) CHECK_OK_COUNTED(checks, e)
 
 static uint64_t rng_state = 0x1234567887654321ull;
-static uint64_t rng(void) { /* splitmix64 */
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng(void) { return gz_test_splitmix64(&rng_state); }
 static float gauss(void) {
     double u = ((rng() >> 11) + 1.0) / 9007199254740993.0, v = (rng() >> 11) / 9007199254740992.0;
     return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));

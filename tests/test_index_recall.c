@@ -24,12 +24,7 @@ static int checks;
 #define T_OK(e) CHECK_OK_COUNTED(checks, e)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng(void) { return gz_test_splitmix64(&rng_state); }
 /* center + spread * gaussian, normalised (center NULL: isotropic). */
 static void unit_near(float *v, int d, const float *center, double spread) {
     double s = 0;

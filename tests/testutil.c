@@ -78,6 +78,27 @@ int32_t *gz_test_expected_ids(gz_st_file *ex, const char *name, int *B, int *T) 
     return out;
 }
 
+uint64_t gz_test_splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void gz_test_xorshift_unit(uint64_t seed, float *v, int d) {
+    uint64_t s = seed;
+    double norm = 0;
+    for (int j = 0; j < d; j++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v[j] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+        norm += (double)v[j] * v[j];
+    }
+    for (int j = 0; j < d; j++)
+        v[j] = (float)(v[j] / sqrt(norm));
+}
+
 const char *gz_test_path(const char *fmt, ...) {
     static char slots[8][2048];
     static int next = 0;

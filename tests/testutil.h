@@ -72,6 +72,12 @@ const float *gz_test_expected_f32(gz_st_file *ex, const char *ctx, const char *n
  * when out of memory. */
 int32_t *gz_test_expected_ids(gz_st_file *ex, const char *name, int *B, int *T);
 
+/* Next value of the splitmix64 generator whose state is *state (advanced). */
+uint64_t gz_test_splitmix64(uint64_t *state);
+
+/* v[0..d) = a deterministic unit vector drawn from xorshift64 started at seed. */
+void gz_test_xorshift_unit(uint64_t seed, float *v, int d);
+
 /* Path under tests/data: returns a static buffer (one per call slot, 8 slots rotating). */
 const char *gz_test_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
