@@ -8,20 +8,7 @@
 # rendering of pre_caption; a missing image is reported, left out and gives exit 1;
 # --rerank with CLIP is a clear error; usage errors exit 2.
 # Usage: bash tests/cli_eval.sh <gaze binary> <tests/data dir>
-set -u
-GAZE=$1
-DATA=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok; else bad "$what"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 
 SET=$DATA/evalset/captions.jsonl
 FIX=$DATA/fixtures
@@ -301,5 +288,4 @@ echo '{"image": "a.jpg", "captions": [3]}' >"$TMP/bad.jsonl"
 "$GAZE" eval "$TMP/bad.jsonl" --model "$FIX/clip" >/dev/null 2>"$TMP/e.txt"
 check "malformed dataset: fatal (3), file:line named" bash -c '[ $0 -eq 3 ] && grep -q "bad.jsonl:1" "$1"' $? "$TMP/e.txt"
 
-echo "cli_eval: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_finish cli_eval

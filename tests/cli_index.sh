@@ -4,21 +4,8 @@
 # + --prune), scan rules (hidden/junk folders, --exclude, symlink loops), progress output,
 # Ctrl-C consistency, `gaze info --db`.
 # Usage: bash tests/cli_index.sh <gaze binary> <tests/data dir>
-set -u
-GAZE=$1
-DATA=$2
+source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 MODEL=$DATA/fixtures/blip_itm
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok; else bad "$what"; fi
-}
 # field FILE NAME: a field of the JSON summary object in FILE
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 expect() { # expect "what" FILE NAME VALUE
@@ -254,5 +241,4 @@ check "missing folder is named" grep -q "does-not-exist" "$TMP/ex.txt"
 XDG_DATA_HOME=$TMP/xdg "$GAZE" index "$L/a" --model "$MODEL" --quiet >/dev/null 2>&1
 check "default db goes to \$XDG_DATA_HOME/gaze/gaze.db" test -f "$TMP/xdg/gaze/gaze.db"
 
-echo "cli_index: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_finish cli_index

@@ -5,21 +5,8 @@
 # References are independent of the code under test: parameter counts and sizes come from
 # the safetensors headers (read here in Python), token ids from the fixtures' HF tokenizer
 # cases, embeddings from transformers' outputs in expected.safetensors.
-set -u
-GAZE=$1
-DATA=$2
+source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 FIX=$DATA/fixtures
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { # check "what" command...
-    local what=$1
-    shift
-    if "$@"; then ok; else bad "$what"; fi
-}
 
 # Python helpers shared by the checks below.
 cat >"$TMP/st.py" <<'EOF'
@@ -201,5 +188,4 @@ check "unknown option exits 2" test $? -eq 2
 "$GAZE" info "$TMP/nowhere" >/dev/null 2>&1
 check "info on a missing dir exits 3" test $? -eq 3
 
-echo "cli_models: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_finish cli_models

@@ -5,20 +5,7 @@
 # ranking equal to a brute-force cosine ranking computed here from `gaze embed` output.
 # BLIP: --rerank shows itc/itm/combined; CLIP: --rerank is a clear error.
 # Usage: bash tests/cli_search.sh <gaze binary> <tests/data dir>
-set -u
-GAZE=$1
-DATA=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok; else bad "$what"; fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 
 P=$TMP/photos
 mkdir -p "$P"
@@ -170,5 +157,4 @@ check "... with a message naming the indexed model" grep -q "blip_itm" "$TMP/e.t
 check "... and the db's default model is unchanged" python3 -c '
 import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if "blip_itm" in d["models"][0]["name"] and len(d["models"])==1 else 1)' "$TMP/info.json"
 
-echo "cli_search: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_finish cli_search

@@ -4,21 +4,8 @@
 # no-op, --texts search (text and image queries), image-linked products and the documented
 # --products formula, checked against cosines computed here from `gaze embed`.
 # Usage: bash tests/cli_texts.sh <gaze binary> <tests/data dir>
-set -u
-GAZE=$1
-DATA=$2
+source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 M=$DATA/fixtures/blip_itm
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() {
-    local what=$1
-    shift
-    if "$@"; then ok; else bad "$what"; fi
-}
 field() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$1" "$2"; }
 expect() {
     local got
@@ -161,5 +148,4 @@ check "missing file exits 3" test $? -eq 3
 "$GAZE" add-texts "$TMP/cat/more.tsv" --db "$DB" --format xml >/dev/null 2>&1
 check "bad --format exits 2" test $? -eq 2
 
-echo "cli_texts: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_finish cli_texts
