@@ -308,11 +308,60 @@ GZ_AVX2 static float exp_sub_avx2(float *r, int cols, float mx) {
 }
 #endif
 
+#if GZ_MVEC
+/* Largest r[j] (NaNs skipped, as the plain loop's r[j] > mx does), or -inf. */
+GZ_AVX512 static float row_max_avx512(const float *r, int cols) {
+    __m512 acc = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < cols; j += 16) {
+        __mmask16 m = cols - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+        /* max_ps returns its second operand when either is NaN */
+        acc = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, r + j), acc);
+    }
+    return _mm512_reduce_max_ps(acc);
+}
+
+GZ_AVX512 static void row_scale_avx512(float *r, int cols, float s) {
+    const __m512 vs = _mm512_set1_ps(s);
+    for (int j = 0; j < cols; j += 16) {
+        __mmask16 m = cols - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+        _mm512_mask_storeu_ps(r + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, r + j), vs));
+    }
+}
+
+GZ_AVX2 static float row_max_avx2(const float *r, int cols) {
+    __m256 acc = _mm256_set1_ps(-INFINITY);
+    int j = 0;
+    for (; j + 8 <= cols; j += 8) acc = _mm256_max_ps(_mm256_loadu_ps(r + j), acc);
+    float t[8];
+    _mm256_storeu_ps(t, acc);
+    float mx = t[0];
+    for (int k = 1; k < 8; k++)
+        if (t[k] > mx) mx = t[k];
+    for (; j < cols; j++)
+        if (r[j] > mx) mx = r[j];
+    return mx;
+}
+
+GZ_AVX2 static void row_scale_avx2(float *r, int cols, float s) {
+    const __m256 vs = _mm256_set1_ps(s);
+    int j = 0;
+    for (; j + 8 <= cols; j += 8) _mm256_storeu_ps(r + j, _mm256_mul_ps(_mm256_loadu_ps(r + j), vs));
+    for (; j < cols; j++) r[j] *= s;
+}
+#endif
+
 /* Softmax of one row in place; a row with no finite maximum (all -inf) becomes uniform. */
 static void softmax_row(float *r, int cols, int lvl) {
     float mx = -INFINITY;
-    for (int j = 0; j < cols; j++)
-        if (r[j] > mx) mx = r[j];
+#if GZ_MVEC
+    if (lvl == 2)
+        mx = row_max_avx512(r, cols);
+    else if (lvl == 1)
+        mx = row_max_avx2(r, cols);
+    else
+#endif
+        for (int j = 0; j < cols; j++)
+            if (r[j] > mx) mx = r[j];
     if (mx == -INFINITY) {
         for (int j = 0; j < cols; j++) r[j] = 1.0f / (float)cols;
         return;
@@ -334,6 +383,16 @@ static void softmax_row(float *r, int cols, int lvl) {
         }
     }
     float inv = 1.0f / sum;
+#if GZ_MVEC
+    if (lvl == 2) {
+        row_scale_avx512(r, cols, inv);
+        return;
+    }
+    if (lvl == 1) {
+        row_scale_avx2(r, cols, inv);
+        return;
+    }
+#endif
     for (int j = 0; j < cols; j++) r[j] *= inv;
 }
 
@@ -404,6 +463,345 @@ static void attention_rows(const float *q, int q_stride, const float *k, const f
              out_stride);
 }
 
+/* ---- pair-parallel attention (the vector paths) ----
+ * Work items are blocks of query rows of one (batch, head) pair; gz_parallel_for hands each
+ * thread a contiguous run of items, and the thread does the items' QK^T, softmax and PV itself
+ * with register-blocked AVX-512 / AVX2 tiles: no OpenBLAS call (and so none of its thread
+ * hand-offs) per pair. Per pair, the thread packs K into column panels (and V into zero-padded
+ * rows when Dh is not a multiple of the vector width): Tk * Dh floats, small next to the pair's
+ * 4 * Tq * Tk * Dh flops. Query rows are read in place, except a last partial tile that is
+ * copied and zero padded. Each output is one float FMA chain over Dh (scores, then times scale)
+ * or over the keys in order (PV), the order OpenBLAS's kernels use: on ViT shapes the result is
+ * bit-identical to the reference path. */
+
+#define GZ_AMR 6  /* query rows per register tile */
+#define GZ_AQB 48 /* at most this many query rows per work item (multiple of GZ_AMR) */
+/* Least work per thread for the attention's gz_parallel_for, in flops (~40 us). */
+#define GZ_ATTN_PAR_FLOPS ((size_t)4 << 20)
+
+typedef struct {
+    const float *q, *k, *v; /* as gz_attention */
+    float *out;
+    const int32_t *mask; /* (B, Tk) or NULL */
+    int q_stride, kv_stride, Tq, Tk, H, Dh, causal, lvl;
+    int nqb, qb;    /* query blocks per pair, rows per block */
+    int W;          /* floats per vector: 16 (AVX-512) or 8 (AVX2) */
+    int tk_pad, dh_pad; /* Tk, Dh rounded up to W */
+    float scale;
+} fa_args;
+
+#if GZ_MVEC
+#define GZ_INLINE_AVX512 static inline __attribute__((always_inline, target("avx512f")))
+#define GZ_INLINE_AVX2 static inline __attribute__((always_inline, target("avx2,fma")))
+
+/* s(GZ_AMR, nv*16) = scale * q(GZ_AMR, Dh; row stride ldq) · panel(Dh, nv*16); nv = 1 or 2. */
+GZ_INLINE_AVX512 void qk_tile512(const float *qp, int ldq, int Dh, const float *kp, int nv,
+                                 float scale, float *s, int lds) {
+    __m512 acc[GZ_AMR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int d = 0; d < Dh; d++) {
+        __m512 k0 = _mm512_loadu_ps(kp + (size_t)d * nv * 16);
+        __m512 k1 = nv == 2 ? _mm512_loadu_ps(kp + (size_t)d * 32 + 16) : k0;
+#pragma GCC unroll 8
+        for (int r = 0; r < GZ_AMR; r++) {
+            __m512 b = _mm512_set1_ps(qp[(size_t)r * ldq + d]);
+            acc[r][0] = _mm512_fmadd_ps(b, k0, acc[r][0]);
+            if (nv == 2) acc[r][1] = _mm512_fmadd_ps(b, k1, acc[r][1]);
+        }
+    }
+    const __m512 vs = _mm512_set1_ps(scale);
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++) {
+        _mm512_storeu_ps(s + (size_t)r * lds, _mm512_mul_ps(acc[r][0], vs));
+        if (nv == 2) _mm512_storeu_ps(s + (size_t)r * lds + 16, _mm512_mul_ps(acc[r][1], vs));
+    }
+}
+
+/* o(GZ_AMR, nv*16) = p(GZ_AMR, Tk) · vp(Tk, nv*16 columns at vp, row stride ldv); nv 1..4. */
+GZ_INLINE_AVX512 void pv_tile512(const float *p, int ldp, const float *vp, int ldv, int Tk,
+                                 int nv, float *o, int ldo) {
+    __m512 acc[GZ_AMR][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int j = 0; j < Tk; j++) {
+        __m512 vv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            vv[c] = c < nv ? _mm512_loadu_ps(vp + (size_t)j * ldv + 16 * c) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int r = 0; r < GZ_AMR; r++) {
+            __m512 b = _mm512_set1_ps(p[(size_t)r * ldp + j]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++)
+                if (c < nv) acc[r][c] = _mm512_fmadd_ps(b, vv[c], acc[r][c]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++)
+            if (c < nv) _mm512_storeu_ps(o + (size_t)r * ldo + 16 * c, acc[r][c]);
+}
+
+/* Scores s(rows, tk_pad) of queries q(rows, Dh; row stride ldq), rows a multiple of GZ_AMR. */
+GZ_AVX512 static void qk_rows512(const fa_args *a, const float *qp, int ldq, int rows,
+                                 const float *kp, float *s) {
+    const int Dh = a->Dh, lds = a->tk_pad;
+    for (int r0 = 0; r0 < rows; r0 += GZ_AMR)
+        for (int c0 = 0; c0 < lds; c0 += 32) {
+            const float *qr = qp + (size_t)r0 * ldq, *kc = kp + (size_t)c0 * Dh;
+            float *sr = s + (size_t)r0 * lds + c0;
+            if (lds - c0 >= 32)
+                qk_tile512(qr, ldq, Dh, kc, 2, a->scale, sr, lds);
+            else
+                qk_tile512(qr, ldq, Dh, kc, 1, a->scale, sr, lds);
+        }
+}
+
+/* o(rows, dh_pad; row stride ldo) = p(rows, Tk; row stride tk_pad) · v(Tk, dh_pad; stride ldv),
+ * rows a multiple of GZ_AMR. */
+GZ_AVX512 static void pv_rows512(const fa_args *a, const float *p, int rows, const float *vp,
+                                 int ldv, float *o, int ldo) {
+    const int ldp = a->tk_pad, dh = a->dh_pad, Tk = a->Tk;
+    for (int r0 = 0; r0 < rows; r0 += GZ_AMR)
+        for (int c0 = 0; c0 < dh; c0 += 64) {
+            const float *pr = p + (size_t)r0 * ldp;
+            float *orow = o + (size_t)r0 * ldo + c0;
+            switch ((dh - c0) / 16) {
+            case 1: pv_tile512(pr, ldp, vp + c0, ldv, Tk, 1, orow, ldo); break;
+            case 2: pv_tile512(pr, ldp, vp + c0, ldv, Tk, 2, orow, ldo); break;
+            case 3: pv_tile512(pr, ldp, vp + c0, ldv, Tk, 3, orow, ldo); break;
+            default: pv_tile512(pr, ldp, vp + c0, ldv, Tk, 4, orow, ldo); break;
+            }
+        }
+}
+
+/* The AVX2 tiles: 8 floats per vector, GZ_AMR x (nv * 8) with nv = 1 or 2 (12 accumulators). */
+GZ_INLINE_AVX2 void qk_tile256(const float *qp, int ldq, int Dh, const float *kp, int nv,
+                               float scale, float *s, int lds) {
+    __m256 acc[GZ_AMR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int d = 0; d < Dh; d++) {
+        __m256 k0 = _mm256_loadu_ps(kp + (size_t)d * nv * 8);
+        __m256 k1 = nv == 2 ? _mm256_loadu_ps(kp + (size_t)d * 16 + 8) : k0;
+#pragma GCC unroll 8
+        for (int r = 0; r < GZ_AMR; r++) {
+            __m256 b = _mm256_broadcast_ss(qp + (size_t)r * ldq + d);
+            acc[r][0] = _mm256_fmadd_ps(b, k0, acc[r][0]);
+            if (nv == 2) acc[r][1] = _mm256_fmadd_ps(b, k1, acc[r][1]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(scale);
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++) {
+        _mm256_storeu_ps(s + (size_t)r * lds, _mm256_mul_ps(acc[r][0], vs));
+        if (nv == 2) _mm256_storeu_ps(s + (size_t)r * lds + 8, _mm256_mul_ps(acc[r][1], vs));
+    }
+}
+
+GZ_INLINE_AVX2 void pv_tile256(const float *p, int ldp, const float *vp, int ldv, int Tk, int nv,
+                               float *o, int ldo) {
+    __m256 acc[GZ_AMR][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int j = 0; j < Tk; j++) {
+        __m256 v0 = _mm256_loadu_ps(vp + (size_t)j * ldv);
+        __m256 v1 = nv == 2 ? _mm256_loadu_ps(vp + (size_t)j * ldv + 8) : v0;
+#pragma GCC unroll 8
+        for (int r = 0; r < GZ_AMR; r++) {
+            __m256 b = _mm256_broadcast_ss(p + (size_t)r * ldp + j);
+            acc[r][0] = _mm256_fmadd_ps(b, v0, acc[r][0]);
+            if (nv == 2) acc[r][1] = _mm256_fmadd_ps(b, v1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < GZ_AMR; r++) {
+        _mm256_storeu_ps(o + (size_t)r * ldo, acc[r][0]);
+        if (nv == 2) _mm256_storeu_ps(o + (size_t)r * ldo + 8, acc[r][1]);
+    }
+}
+
+GZ_AVX2 static void qk_rows256(const fa_args *a, const float *qp, int ldq, int rows,
+                               const float *kp, float *s) {
+    const int Dh = a->Dh, lds = a->tk_pad;
+    for (int r0 = 0; r0 < rows; r0 += GZ_AMR)
+        for (int c0 = 0; c0 < lds; c0 += 16) {
+            const float *qr = qp + (size_t)r0 * ldq, *kc = kp + (size_t)c0 * Dh;
+            float *sr = s + (size_t)r0 * lds + c0;
+            if (lds - c0 >= 16)
+                qk_tile256(qr, ldq, Dh, kc, 2, a->scale, sr, lds);
+            else
+                qk_tile256(qr, ldq, Dh, kc, 1, a->scale, sr, lds);
+        }
+}
+
+GZ_AVX2 static void pv_rows256(const fa_args *a, const float *p, int rows, const float *vp,
+                               int ldv, float *o, int ldo) {
+    const int ldp = a->tk_pad, dh = a->dh_pad, Tk = a->Tk;
+    for (int r0 = 0; r0 < rows; r0 += GZ_AMR)
+        for (int c0 = 0; c0 < dh; c0 += 16) {
+            const float *pr = p + (size_t)r0 * ldp;
+            float *orow = o + (size_t)r0 * ldo + c0;
+            if (dh - c0 >= 16)
+                pv_tile256(pr, ldp, vp + c0, ldv, Tk, 2, orow, ldo);
+            else
+                pv_tile256(pr, ldp, vp + c0, ldv, Tk, 1, orow, ldo);
+        }
+}
+#endif /* GZ_MVEC */
+
+/* Pack k_bh(Tk, Dh) (row stride kv_stride) into column panels of 2W keys (the last one W when
+ * tk_pad - c0 == W): panel at c0 is (Dh, width) at kp + c0 * Dh; keys >= Tk are zero. */
+static void fa_pack_k(const fa_args *a, const float *k, float *kp) {
+    const int Dh = a->Dh, Tk = a->Tk, pw = 2 * a->W;
+    for (int c0 = 0; c0 < a->tk_pad; c0 += pw) {
+        int w = a->tk_pad - c0 < pw ? a->tk_pad - c0 : pw;
+        float *panel = kp + (size_t)c0 * Dh;
+        for (int c = 0; c < w; c++) {
+            const float *kr = k + (size_t)(c0 + c) * a->kv_stride;
+            if (c0 + c < Tk)
+                for (int d = 0; d < Dh; d++) panel[(size_t)d * w + c] = kr[d];
+            else
+                for (int d = 0; d < Dh; d++) panel[(size_t)d * w + c] = 0.0f;
+        }
+    }
+}
+
+/* Pack v_bh(Tk, Dh) into vp(Tk, dh_pad), zero columns >= Dh. */
+static void fa_pack_v(const fa_args *a, const float *v, float *vp) {
+    for (int j = 0; j < a->Tk; j++) {
+        float *r = vp + (size_t)j * a->dh_pad;
+        memcpy(r, v + (size_t)j * a->kv_stride, (size_t)a->Dh * sizeof *r);
+        for (int c = a->Dh; c < a->dh_pad; c++) r[c] = 0.0f;
+    }
+}
+
+/* Per-thread scratch of fa_range, in floats: kp (tk_pad, Dh), vp (Tk, dh_pad), qp (GZ_AMR, Dh),
+ * s (qb + GZ_AMR, tk_pad), o (qb + GZ_AMR, dh_pad). Returns 0 on overflow. */
+static size_t fa_scratch_floats(const fa_args *a) {
+    size_t kp, vp, qp, s, o, t;
+    if (!gz_mul_size((size_t)a->tk_pad, (size_t)a->Dh, &kp) ||
+        !gz_mul_size((size_t)a->Tk, (size_t)a->dh_pad, &vp) ||
+        !gz_mul_size((size_t)GZ_AMR, (size_t)a->Dh, &qp) ||
+        !gz_mul_size((size_t)a->qb + GZ_AMR, (size_t)a->tk_pad, &s) ||
+        !gz_mul_size((size_t)a->qb + GZ_AMR, (size_t)a->dh_pad, &o))
+        return 0;
+    t = kp + vp;
+    if (t < kp || t + qp < t || t + qp + s < t + qp || t + qp + s + o < t + qp + s) return 0;
+    return t + qp + s + o;
+}
+
+/* Items [i0, i1): item i is query block i % nqb of pair i / nqb. */
+static void fa_range(void *ctx, size_t i0, size_t i1) {
+    const fa_args *a = ctx;
+    const int Dh = a->Dh, Tk = a->Tk, H = a->H, D = H * Dh;
+    size_t n = fa_scratch_floats(a), bytes;
+    float *buf = n && gz_mul_size(n, sizeof(float), &bytes) ? malloc(bytes) : NULL;
+    if (!buf) {
+        /* Out of memory: the reference rows (OpenBLAS) from the stack, a few rows at a time. */
+        float stack_buf[GZ_ATTN_STACK_FLOATS];
+        int chunk = Tk <= GZ_ATTN_STACK_FLOATS ? GZ_ATTN_STACK_FLOATS / Tk : 0;
+        for (size_t i = i0; i < i1; i++) {
+            size_t p = i / (size_t)a->nqb, b = p / (size_t)H, h = p % (size_t)H;
+            int t0 = (int)(i % (size_t)a->nqb) * a->qb;
+            int t1 = t0 + a->qb < a->Tq ? t0 + a->qb : a->Tq;
+            float *ob = a->out + b * a->Tq * D + h * Dh;
+            if (chunk == 0) {
+                for (int t = t0; t < t1; t++) memset(ob + (size_t)t * D, 0, (size_t)Dh * sizeof *ob);
+                continue;
+            }
+            for (int t = t0; t < t1; t += chunk)
+                attention_rows(a->q + b * a->Tq * a->q_stride + h * Dh, a->q_stride,
+                               a->k + b * Tk * a->kv_stride + h * Dh,
+                               a->v + b * Tk * a->kv_stride + h * Dh, a->kv_stride, ob, D, t,
+                               t1 - t < chunk ? t1 - t : chunk, Tk, Dh,
+                               a->mask ? a->mask + b * Tk : NULL, a->causal, a->scale, stack_buf);
+        }
+        return;
+    }
+    float *kp = buf;                                   /* (tk_pad, Dh) panels */
+    float *vp = kp + (size_t)a->tk_pad * Dh;           /* (Tk, dh_pad) */
+    float *qp = vp + (size_t)Tk * a->dh_pad;           /* (GZ_AMR, Dh) */
+    float *s = qp + (size_t)GZ_AMR * Dh;               /* (qb + GZ_AMR, tk_pad) */
+    float *o = s + ((size_t)a->qb + GZ_AMR) * a->tk_pad; /* (qb + GZ_AMR, dh_pad) */
+    /* V is used in place when its rows need no padding (Dh a multiple of W). */
+    const int direct_v = a->dh_pad == Dh;
+    size_t packed = (size_t)-1;
+    for (size_t i = i0; i < i1; i++) {
+        size_t p = i / (size_t)a->nqb, b = p / (size_t)H, h = p % (size_t)H;
+        int t0 = (int)(i % (size_t)a->nqb) * a->qb;
+        int nq = a->Tq - t0 < a->qb ? a->Tq - t0 : a->qb;
+        int full = nq / GZ_AMR * GZ_AMR; /* rows in whole tiles; the rest goes through qp, o */
+        const float *vb = a->v + b * Tk * a->kv_stride + h * Dh;
+        if (p != packed) {
+            fa_pack_k(a, a->k + b * Tk * a->kv_stride + h * Dh, kp);
+            if (!direct_v) fa_pack_v(a, vb, vp);
+            packed = p;
+        }
+        const float *vuse = direct_v ? vb : vp;
+        const int ldv = direct_v ? a->kv_stride : a->dh_pad;
+        const float *qb = a->q + (b * a->Tq + (size_t)t0) * a->q_stride + h * Dh;
+        float *ob = a->out + (b * a->Tq + (size_t)t0) * D + h * Dh;
+        if (full < nq) { /* the last rows, zero padded to a whole tile */
+            for (int r = full; r < nq; r++)
+                memcpy(qp + (size_t)(r - full) * Dh, qb + (size_t)r * a->q_stride,
+                       (size_t)Dh * sizeof *qp);
+            memset(qp + (size_t)(nq - full) * Dh, 0, (size_t)(GZ_AMR - (nq - full)) * Dh * sizeof *qp);
+        }
+        float *sp = s + (size_t)full * a->tk_pad; /* scores of the padded tile */
+        /* s(rows, tk_pad) = scale * q(rows, Dh) · k(Tk, Dh)^T */
+#if GZ_MVEC
+        if (a->lvl == 2) {
+            qk_rows512(a, qb, a->q_stride, full, kp, s);
+            if (full < nq) qk_rows512(a, qp, Dh, GZ_AMR, kp, sp);
+        } else {
+            qk_rows256(a, qb, a->q_stride, full, kp, s);
+            if (full < nq) qk_rows256(a, qp, Dh, GZ_AMR, kp, sp);
+        }
+#endif
+        const int32_t *mask = a->mask ? a->mask + b * Tk : NULL;
+        for (int r = 0; r < nq; r++)
+            attn_softmax_row(s + (size_t)r * a->tk_pad, t0 + r, Tk, mask, a->causal, a->lvl);
+        /* out(rows, Dh) = s(rows, Tk) · v(Tk, Dh): whole tiles straight into out when no column
+         * padding is needed, else through o; the padded tile's extra rows are dropped. */
+        const int direct_o = a->dh_pad == Dh;
+#if GZ_MVEC
+        if (a->lvl == 2) {
+            pv_rows512(a, s, full, vuse, ldv, direct_o ? ob : o, direct_o ? D : a->dh_pad);
+            if (full < nq)
+                pv_rows512(a, sp, GZ_AMR, vuse, ldv, o + (size_t)full * a->dh_pad, a->dh_pad);
+        } else {
+            pv_rows256(a, s, full, vuse, ldv, direct_o ? ob : o, direct_o ? D : a->dh_pad);
+            if (full < nq)
+                pv_rows256(a, sp, GZ_AMR, vuse, ldv, o + (size_t)full * a->dh_pad, a->dh_pad);
+        }
+#endif
+        for (int r = direct_o ? full : 0; r < nq; r++)
+            memcpy(ob + (size_t)r * D, o + (size_t)r * a->dh_pad, (size_t)Dh * sizeof *ob);
+    }
+    free(buf);
+}
+
+/* The vector-path attention (lvl 1 or 2); arguments as gz_attention, Tk >= 1. */
+static void attention_pairs(const float *q, int q_stride, const float *k, const float *v,
+                            int kv_stride, float *out, int B, int Tq, int Tk, int H, int Dh,
+                            const int32_t *key_mask, int causal, float scale, int lvl) {
+    fa_args a = {q, k, v, out, key_mask, q_stride, kv_stride, Tq, Tk, H, Dh, causal, lvl,
+                 0, 0, lvl == 2 ? 16 : 8, 0, 0, scale};
+    a.nqb = (Tq + GZ_AQB - 1) / GZ_AQB;
+    int per = (Tq + a.nqb - 1) / a.nqb; /* balance the blocks: 197 rows = 4 x 48 + 5 -> 5 x 42 */
+    a.qb = (per + GZ_AMR - 1) / GZ_AMR * GZ_AMR;
+    a.tk_pad = (Tk + a.W - 1) / a.W * a.W;
+    a.dh_pad = (Dh + a.W - 1) / a.W * a.W;
+    size_t items = (size_t)B * H * a.nqb;
+    size_t flops = 4 * (size_t)a.qb * a.tk_pad * a.dh_pad;
+    gz_parallel_for(items, GZ_ATTN_PAR_FLOPS / flops + 1, 0, fa_range, &a);
+}
+
 /* Scores of at most this many floats (8 MiB) are held at once: a group of (batch, head)
  * pairs is scored, soft-maxed in parallel, then multiplied with V. */
 #define GZ_ATTN_GROUP_FLOATS ((size_t)2 << 20)
@@ -417,6 +815,13 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
         memset(out, 0, (size_t)B * Tq * D * sizeof *out);
         return;
     }
+    int lvl = simd_level();
+    if (lvl > 0) {
+        attention_pairs(q, q_stride, k, v, kv_stride, out, B, Tq, Tk, H, Dh, key_mask, causal,
+                        scale, lvl);
+        return;
+    }
+    /* The reference path: OpenBLAS GEMMs per pair, softmax rows in parallel. */
     size_t per = (size_t)Tq * Tk; /* scores of one (b, h) pair */
     size_t npairs = (size_t)B * H;
     size_t group = GZ_ATTN_GROUP_FLOATS / per;
@@ -446,7 +851,6 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
                 }
         return;
     }
-    int lvl = simd_level();
     for (size_t p0 = 0; p0 < npairs; p0 += group) {
         size_t ng = npairs - p0 < group ? npairs - p0 : group;
         /* s[g](Tq, Tk) = scale * q_bh(Tq, Dh) · k_bh(Tk, Dh)^T */

@@ -323,6 +323,59 @@ static void test_attention(void) {
     run_attention("attention vit-sized", 2, 197, 197, 12, 64, 0, 0, 1);
 }
 
+/* The vector path (pair-parallel register tiles) against the reference path (OpenBLAS per pair)
+ * and the double reference, on random shapes: odd Tq/Tk/Dh (partial tiles and panels, Dh not a
+ * multiple of the vector width), several query blocks per pair, cross-attention Tq != Tk, random
+ * key masks, causal, row strides wider than H*Dh, 1-3 threads. Guard floats after the output
+ * catch writes past its end. */
+static void test_attention_paths(void) {
+    const int dhs[] = {1, 5, 8, 12, 16, 24, 40, 64, 72, 80};
+    const int guard = 256;
+    for (int it = 0; it < 60; it++) {
+        int B = 1 + (int)((frand() + 1) * 1.5f), H = 1 + (int)((frand() + 1) * 2.0f);
+        int Dh = dhs[(int)((frand() + 1) * 5.0f) % 10];
+        int Tq = 1 + (int)((frand() + 1) * 70.0f), Tk = it % 3 ? Tq : 1 + (int)((frand() + 1) * 70.0f);
+        if (it == 0) Tq = Tk = 197, H = 3, Dh = 64, B = 2; /* ViT-sized, several blocks per pair */
+        int causal = frand() > 0.3f, use_mask = frand() > 0.0f;
+        int D = H * Dh, qs = D + (it % 4) * 3, kvs = D + (it % 5) * 2;
+        int threads = 1 + it % 3;
+        float *q = rnd((size_t)B * Tq * qs, 2), *k = rnd((size_t)B * Tk * kvs, 2);
+        float *v = rnd((size_t)B * Tk * kvs, 2);
+        int32_t *mask = NULL;
+        if (use_mask) {
+            mask = malloc((size_t)B * Tk * sizeof *mask);
+            for (int i = 0; i < B * Tk; i++) mask[i] = frand() > -0.4f;
+            for (int b = 0; b < B; b++) mask[b * Tk] = 1; /* every row keeps a key */
+        }
+        size_t n = (size_t)B * Tq * D;
+        float *fast = malloc((n + guard) * sizeof *fast), *plain = malloc(n * sizeof *plain);
+        float *ref = malloc(n * sizeof *ref);
+        for (int i = 0; i < guard; i++) fast[n + i] = 12345.0f;
+        float scale = 1.0f / sqrtf((float)Dh);
+        gz_set_threads(threads);
+        gz_set_simd(1);
+        int lvl = gz_simd_level();
+        gz_attention(q, qs, k, v, kvs, fast, B, Tq, Tk, H, Dh, mask, causal, scale);
+        gz_set_simd(0);
+        gz_attention(q, qs, k, v, kvs, plain, B, Tq, Tk, H, Dh, mask, causal, scale);
+        gz_set_simd(1);
+        gz_set_threads(0);
+        ref_attention(q, qs, k, v, kvs, ref, B, Tq, Tk, H, Dh, mask, causal, scale);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "attention paths lvl %d B=%d Tq=%d Tk=%d H=%d Dh=%d mask=%d causal=%d threads=%d",
+                 lvl, B, Tq, Tk, H, Dh, use_mask, causal, threads);
+        close_(what, fast, plain, n, 1e-6f, 1e-5f);
+        close_(what, fast, ref, n, 1e-5f, 1e-4f);
+        int guard_ok = 1;
+        for (int i = 0; i < guard; i++) guard_ok &= fast[n + i] == 12345.0f;
+        if (!guard_ok) fprintf(stderr, "%s: wrote past the output\n", what);
+        CHECK(guard_ok);
+        checks++;
+        free(q), free(k), free(v), free(mask), free(fast), free(plain), free(ref);
+    }
+}
+
 /* ---- patch embedding ---- */
 
 static void test_patch_embed(void) {
@@ -476,6 +529,7 @@ int main(void) {
         test_softmax();
         test_attention();
     }
+    test_attention_paths();
     test_l2();
     test_patch_embed();
     test_half();
