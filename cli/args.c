@@ -31,21 +31,23 @@ void cli_list_free(cli_list *l) {
     l->n = l->cap = 0;
 }
 
+static void report(const char *prefix, const char *fmt, va_list ap) {
+    fputs(prefix, stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
 void cli_errorf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("gaze: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    report("gaze: ", fmt, ap);
     va_end(ap);
 }
 
 void cli_warnf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("gaze: warning: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    report("gaze: warning: ", fmt, ap);
     va_end(ap);
 }
 
@@ -184,6 +186,15 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos) {
     return 0;
 }
 
+int cli_parse_command(const cli_command *cmd, int argc, char **argv, cli_list *pos,
+                      int *exit_code) {
+    int rc = cli_parse(cmd, argc, argv, pos);
+    if (!rc) return 1;
+    cli_list_free(pos);
+    *exit_code = rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+    return 0;
+}
+
 static int mkdir_p(char *path) {
     for (char *p = path + 1; *p; p++) {
         if (*p != '/') continue;
@@ -216,6 +227,13 @@ char *cli_default_db_path(int create_dir) {
     char *out = malloc(n);
     if (out) snprintf(out, n, "%s/gaze.db", dir);
     return out;
+}
+
+const char *cli_db_path(const char *db_flag, int create_dir, char **owned) {
+    *owned = NULL;
+    if (db_flag) return db_flag;
+    *owned = cli_default_db_path(create_dir);
+    return *owned;
 }
 
 const char *cli_model_dir(const char *flag_value) {
@@ -252,13 +270,9 @@ static void print_notice(void *user, const char *message) {
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
                     const char *factory, int quiet, int must_exist, gz_engine **e) {
     *e = NULL;
-    char *def = NULL;
-    const char *db = db_flag;
-    if (!db) {
-        def = cli_default_db_path(1);
-        if (!def) return EXIT_FATAL;
-        db = def;
-    }
+    char *def;
+    const char *db = cli_db_path(db_flag, 1, &def);
+    if (!db) return EXIT_FATAL;
     struct stat sb;
     if (must_exist && stat(db, &sb) != 0) {
         cli_errorf("%s: no database here yet: run 'gaze index FOLDER' first, or give --db FILE",

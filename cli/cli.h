@@ -54,6 +54,10 @@ typedef struct {
  * appended to pos. Returns 0, CLI_HELP_SHOWN after printing help for -h/--help, or
  * EXIT_USAGE after printing "gaze CMD: <problem>" and a hint. */
 int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos);
+/* cli_parse() at a command's start. Returns 1 when the command goes on (positionals in pos,
+ * which the caller frees). Returns 0 when it must stop: pos is freed and *exit_code is what to
+ * return (EXIT_OK after --help was printed, EXIT_USAGE after a usage error). */
+int cli_parse_command(const cli_command *cmd, int argc, char **argv, cli_list *pos, int *exit_code);
 void cli_print_help(const cli_command *cmd, FILE *out);
 void cli_list_push(cli_list *l, const char *s);
 void cli_list_free(cli_list *l);
@@ -67,6 +71,9 @@ void cli_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Default database path: $XDG_DATA_HOME/gaze/gaze.db, else ~/.local/share/gaze/gaze.db.
  * Creates the directory when create_dir. Returns a malloc'd string or NULL (message set). */
 char *cli_default_db_path(int create_dir);
+/* The database to use: db_flag when given (*owned = NULL), else cli_default_db_path(create_dir),
+ * which the caller frees through *owned. NULL (message printed) when there is none. */
+const char *cli_db_path(const char *db_flag, int create_dir, char **owned);
 /* Model directory from --model, else $GAZE_MODEL, else NULL (the db's registered model). */
 const char *cli_model_dir(const char *flag_value);
 

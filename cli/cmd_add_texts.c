@@ -59,11 +59,8 @@ int cmd_add_texts(int argc, char **argv) {
                              1,
                              -1};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    if (rc) {
-        cli_list_free(&pos);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
-    }
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) return rc;
     gz_texts_opts to = gz_texts_default_opts();
     if (format) {
         if (!strcasecmp(format, "jsonl") || !strcasecmp(format, "json"))

@@ -147,13 +147,13 @@ int cmd_embed(int argc, char **argv) {
                              0,
                              0};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    cli_list_free(&pos);
-    if (rc) {
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) {
         cli_list_free(&o.texts);
         cli_list_free(&o.images);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+        return rc;
     }
+    cli_list_free(&pos);
     if (!o.texts.n && !o.images.n && !o.pixels) {
         cli_errorf("nothing to embed: give --text, --image or --pixels");
         return EXIT_USAGE;

@@ -368,11 +368,8 @@ int cmd_eval(int argc, char **argv) {
                              1,
                              1};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    if (rc) {
-        cli_list_free(&pos);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
-    }
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) return rc;
     const char *dataset = pos.v[0];
     cli_list_free(&pos);
     gz_eval_load_opts lo = gz_eval_default_load_opts();

@@ -88,11 +88,10 @@ int cmd_index(int argc, char **argv) {
                              1,
                              -1};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    if (rc) {
-        cli_list_free(&pos);
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) {
         cli_list_free(&exclude);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+        return rc;
     }
     if (batch < 0 || max_mp < 0 || threads < 0) {
         cli_list_free(&pos);

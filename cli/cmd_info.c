@@ -146,11 +146,8 @@ int cmd_info(int argc, char **argv) {
                              0,
                              1};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    if (rc) {
-        cli_list_free(&pos);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
-    }
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) return rc;
     if (pos.n == 1) {
         if (o.db) {
             cli_list_free(&pos);
@@ -175,13 +172,9 @@ int cmd_info(int argc, char **argv) {
 #define INFO_MAX_FAILED 20
 
 static int db_info(const char *db_flag, int json) {
-    char *def = NULL;
-    const char *path = db_flag;
-    if (!path) {
-        def = cli_default_db_path(0);
-        if (!def) return EXIT_FATAL;
-        path = def;
-    }
+    char *def;
+    const char *path = cli_db_path(db_flag, 0, &def);
+    if (!path) return EXIT_FATAL;
     struct stat sb;
     if (stat(path, &sb) != 0) {
         cli_errorf("%s: no database here (run 'gaze index' first, or give --db FILE)", path);

@@ -157,12 +157,12 @@ int cmd_match(int argc, char **argv) {
                              0,
                              0};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    cli_list_free(&pos);
-    if (rc) {
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) {
         cli_list_free(&o.texts);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+        return rc;
     }
+    cli_list_free(&pos);
     if (!o.pairs && (!o.image || !o.texts.n)) {
         cli_list_free(&o.texts);
         cli_errorf("give --image FILE with at least one --text, or --pairs FILE");

@@ -289,14 +289,14 @@ int cmd_search(int argc, char **argv) {
                              0,
                              1};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    const char *query = pos.n ? pos.v[0] : NULL;
-    cli_list_free(&pos);
-    if (rc) {
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) {
         cli_list_free(&o.add);
         cli_list_free(&o.sub);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
+        return rc;
     }
+    const char *query = pos.n ? pos.v[0] : NULL;
+    cli_list_free(&pos);
     const char *bad = NULL;
     if (!query && !o.image)
         bad = "give a QUERY text or --image FILE";

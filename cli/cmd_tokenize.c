@@ -34,11 +34,8 @@ int cmd_tokenize(int argc, char **argv) {
                              1,
                              -1};
     cli_list pos = {0};
-    int rc = cli_parse(&cmd, argc, argv, &pos);
-    if (rc) {
-        cli_list_free(&pos);
-        return rc == CLI_HELP_SHOWN ? EXIT_OK : rc;
-    }
+    int rc;
+    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) return rc;
     const char *dir = cli_model_dir(model);
     if (!dir) {
         cli_list_free(&pos);
