@@ -876,6 +876,38 @@ static gz_status touch(gz_db *db, int64_t model_id, int kind, gz_vindex **out) {
     return GZ_OK;
 }
 
+/* Step s (prepared and bound) to its end, collecting column 0 of every row into a new array
+ * *ids of *n entries (the caller frees it), and finalize s. On failure *ids = NULL, *n = 0;
+ * oom is the message for running out of memory, what names the query in SQL errors. */
+static gz_status collect_ids(gz_db *db, sqlite3_stmt *s, const char *oom, const char *what,
+                             int64_t **ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    gz_status st = GZ_OK;
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *p = realloc(*ids, cap * sizeof *p);
+            if (!p) {
+                st = GZ_FAIL(GZ_ENOMEM, "%s", oom);
+                break;
+            }
+            *ids = p;
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(s, 0);
+    }
+    if (st == GZ_OK && rc != SQLITE_DONE) st = sql_fail(db, what);
+    sqlite3_finalize(s);
+    if (st != GZ_OK) {
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return st;
+}
+
 /* The models that hold a vector for the item. */
 static gz_status item_models(gz_db *db, int64_t item_id, int64_t **models, size_t *n) {
     *models = NULL;
@@ -884,28 +916,7 @@ static gz_status item_models(gz_db *db, int64_t item_id, int64_t **models, size_
     gz_status st = prep(db, &s, "SELECT model_id FROM embeddings WHERE item_id = ?");
     if (st != GZ_OK) return st;
     sqlite3_bind_int64(s, 1, item_id);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 4;
-            int64_t *p = realloc(*models, cap * sizeof *p);
-            if (!p) {
-                st = GZ_FAIL(GZ_ENOMEM, "out of memory");
-                break;
-            }
-            *models = p;
-        }
-        (*models)[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    if (st == GZ_OK && rc != SQLITE_DONE) st = sql_fail(db, "item models");
-    sqlite3_finalize(s);
-    if (st != GZ_OK) {
-        free(*models);
-        *models = NULL;
-        *n = 0;
-    }
-    return st;
+    return collect_ids(db, s, "out of memory", "item models", models, n);
 }
 
 /* Re-derive the item's presence in every index it has a vector for: out if removed (or
@@ -1213,28 +1224,7 @@ gz_status gz_db_list_items(gz_db *db, int kind, const char *prefix, size_t prefi
     sqlite3_bind_blob(s, 2, prefix ? prefix : "", (int)prefix_len, SQLITE_STATIC);
     sqlite3_bind_int(s, 3, (int)prefix_len);
     sqlite3_bind_int(s, 4, status);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            int64_t *p = realloc(*ids, cap * sizeof *p);
-            if (!p) {
-                st = GZ_FAIL(GZ_ENOMEM, "out of memory listing items");
-                break;
-            }
-            *ids = p;
-        }
-        (*ids)[(*n)++] = sqlite3_column_int64(s, 0);
-    }
-    if (st == GZ_OK && rc != SQLITE_DONE) st = sql_fail(db, "list items");
-    sqlite3_finalize(s);
-    if (st != GZ_OK) {
-        free(*ids);
-        *ids = NULL;
-        *n = 0;
-    }
-    return st;
+    return collect_ids(db, s, "out of memory listing items", "list items", ids, n);
 }
 
 static void bind_opt_text(sqlite3_stmt *s, int i, const char *t) {
