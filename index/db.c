@@ -238,8 +238,9 @@ static gz_status wbegin(gz_db *db, int *implicit) {
     return txn_begin(db, 1);
 }
 
-static gz_status wend(gz_db *db, int implicit, gz_status st) {
-    if (!implicit) return st;
+/* End the transaction txn_begin opened: commit when st is GZ_OK, else roll back and return st
+ * with the message that caused it (not the rollback's). */
+static gz_status txn_end(gz_db *db, gz_status st) {
     if (st != GZ_OK) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", gz_last_error());
@@ -247,6 +248,11 @@ static gz_status wend(gz_db *db, int implicit, gz_status st) {
         return GZ_FAIL(st, "%s", msg);
     }
     return txn_commit(db);
+}
+
+static gz_status wend(gz_db *db, int implicit, gz_status st) {
+    if (!implicit) return st;
+    return txn_end(db, st);
 }
 
 gz_status gz_db_begin(gz_db *db) {
@@ -333,13 +339,7 @@ static gz_status migrate(gz_db *db) {
                  DB_SCHEMA_VERSION, DB_APPLICATION_ID);
         st = exec(db, sql);
     }
-    if (st != GZ_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", gz_last_error());
-        txn_rollback(db);
-        return GZ_FAIL(st, "%s", msg);
-    }
-    return txn_commit(db);
+    return txn_end(db, st);
 }
 
 int gz_db_schema_version(void) { return DB_SCHEMA_VERSION; }
@@ -1027,13 +1027,7 @@ static gz_status sync_indexes(gz_db *db) {
         if (nv && nv->dirty) st = save_one(db, nv);
     }
     free(rows);
-    if (st != GZ_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", gz_last_error());
-        txn_rollback(db);
-        return GZ_FAIL(st, "%s", msg);
-    }
-    return txn_commit(db);
+    return txn_end(db, st);
 }
 
 gz_status gz_db_save_indexes(gz_db *db) {
@@ -1065,13 +1059,7 @@ gz_status gz_db_rebuild_index(gz_db *db, int64_t model_id, int kind) {
         }
         sqlite3_finalize(s);
     }
-    if (st != GZ_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", gz_last_error());
-        txn_rollback(db);
-        return GZ_FAIL(st, "%s", msg);
-    }
-    return txn_commit(db);
+    return txn_end(db, st);
 }
 
 /* ------------------------------------------------------------------- items */
@@ -1458,13 +1446,7 @@ static gz_status read_begin(gz_db *db, int *own) {
 
 static gz_status read_end(gz_db *db, int own, gz_status st) {
     if (!own) return st;
-    if (st != GZ_OK) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", gz_last_error());
-        txn_rollback(db);
-        return GZ_FAIL(st, "%s", msg);
-    }
-    return txn_commit(db);
+    return txn_end(db, st);
 }
 
 static int hit_cmp(const void *a, const void *b) {
