@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "text_encoder/tx_internal.h"
 
 typedef struct {
     const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D, Din), (D); Din = D or De */
@@ -37,13 +38,6 @@ struct gz_bert {
     bert_layer *layers;               /* (L) owned */
 };
 
-/* Fetch "<prefix><name>" as F32 with the given shape (ndim 1 or 2). */
-static gz_status get_w(gz_st_file *w, const char *prefix, const char *name, int64_t d0, int64_t d1,
-                       const float **out) {
-    int64_t shape[2] = {d0, d1};
-    return gz_st_f32_fmt(w, out, d1 > 0 ? 2 : 1, shape, "%s%s", prefix, name);
-}
-
 /* Load one attention block "<prefix><blk>.{self.{query,key,value},output.{dense,LayerNorm}}". */
 static gz_status load_attn(gz_st_file *w, const char *prefix, int layer, const char *blk, int D,
                            int Din, bert_attn *a) {
@@ -52,16 +46,16 @@ static gz_status load_attn(gz_st_file *w, const char *prefix, int layer, const c
     if (n < 0 || (size_t)n >= sizeof base)
         return GZ_FAIL(GZ_EINVAL, "tensor name prefix too long: %s", prefix);
     gz_status st;
-    if ((st = get_w(w, base, "self.query.weight", D, D, &a->q_w)) ||
-        (st = get_w(w, base, "self.query.bias", D, 0, &a->q_b)) ||
-        (st = get_w(w, base, "self.key.weight", D, Din, &a->k_w)) ||
-        (st = get_w(w, base, "self.key.bias", D, 0, &a->k_b)) ||
-        (st = get_w(w, base, "self.value.weight", D, Din, &a->v_w)) ||
-        (st = get_w(w, base, "self.value.bias", D, 0, &a->v_b)) ||
-        (st = get_w(w, base, "output.dense.weight", D, D, &a->o_w)) ||
-        (st = get_w(w, base, "output.dense.bias", D, 0, &a->o_b)) ||
-        (st = get_w(w, base, "output.LayerNorm.weight", D, 0, &a->ln_w)) ||
-        (st = get_w(w, base, "output.LayerNorm.bias", D, 0, &a->ln_b)))
+    if ((st = tx_get_w(w, base, "self.query.weight", D, D, &a->q_w)) ||
+        (st = tx_get_w(w, base, "self.query.bias", D, 0, &a->q_b)) ||
+        (st = tx_get_w(w, base, "self.key.weight", D, Din, &a->k_w)) ||
+        (st = tx_get_w(w, base, "self.key.bias", D, 0, &a->k_b)) ||
+        (st = tx_get_w(w, base, "self.value.weight", D, Din, &a->v_w)) ||
+        (st = tx_get_w(w, base, "self.value.bias", D, 0, &a->v_b)) ||
+        (st = tx_get_w(w, base, "output.dense.weight", D, D, &a->o_w)) ||
+        (st = tx_get_w(w, base, "output.dense.bias", D, 0, &a->o_b)) ||
+        (st = tx_get_w(w, base, "output.LayerNorm.weight", D, 0, &a->ln_w)) ||
+        (st = tx_get_w(w, base, "output.LayerNorm.bias", D, 0, &a->ln_b)))
         return st;
     return GZ_OK;
 }
@@ -95,16 +89,16 @@ gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *
     m->with_cross = with_cross ? 1 : 0;
 
     gz_status st;
-    if ((st =
-             get_w(w, prefix, "embeddings.word_embeddings.weight", cfg->vocab_size, D, &m->word)) ||
-        (st = get_w(w, prefix, "embeddings.position_embeddings.weight",
-                    cfg->max_position_embeddings, D, &m->pos)) ||
-        (st = get_w(w, prefix, "embeddings.LayerNorm.weight", D, 0, &m->emb_ln_w)) ||
-        (st = get_w(w, prefix, "embeddings.LayerNorm.bias", D, 0, &m->emb_ln_b)))
+    if ((st = tx_get_w(w, prefix, "embeddings.word_embeddings.weight", cfg->vocab_size, D,
+                       &m->word)) ||
+        (st = tx_get_w(w, prefix, "embeddings.position_embeddings.weight",
+                       cfg->max_position_embeddings, D, &m->pos)) ||
+        (st = tx_get_w(w, prefix, "embeddings.LayerNorm.weight", D, 0, &m->emb_ln_w)) ||
+        (st = tx_get_w(w, prefix, "embeddings.LayerNorm.bias", D, 0, &m->emb_ln_b)))
         goto fail;
     if (cfg->type_vocab_size > 0 &&
-        (st = get_w(w, prefix, "embeddings.token_type_embeddings.weight", cfg->type_vocab_size, D,
-                    &m->type)))
+        (st = tx_get_w(w, prefix, "embeddings.token_type_embeddings.weight", cfg->type_vocab_size,
+                       D, &m->type)))
         goto fail;
     for (int l = 0; l < L; l++) {
         bert_layer *ly = &m->layers[l];
@@ -117,12 +111,12 @@ gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *
         if ((st = load_attn(w, prefix, l, "attention", D, D, &ly->self))) goto fail;
         if (with_cross && (st = load_attn(w, prefix, l, "crossattention", D, m->De, &ly->cross)))
             goto fail;
-        if ((st = get_w(w, base, "intermediate.dense.weight", F, D, &ly->i_w)) ||
-            (st = get_w(w, base, "intermediate.dense.bias", F, 0, &ly->i_b)) ||
-            (st = get_w(w, base, "output.dense.weight", D, F, &ly->o_w)) ||
-            (st = get_w(w, base, "output.dense.bias", D, 0, &ly->o_b)) ||
-            (st = get_w(w, base, "output.LayerNorm.weight", D, 0, &ly->ln_w)) ||
-            (st = get_w(w, base, "output.LayerNorm.bias", D, 0, &ly->ln_b)))
+        if ((st = tx_get_w(w, base, "intermediate.dense.weight", F, D, &ly->i_w)) ||
+            (st = tx_get_w(w, base, "intermediate.dense.bias", F, 0, &ly->i_b)) ||
+            (st = tx_get_w(w, base, "output.dense.weight", D, F, &ly->o_w)) ||
+            (st = tx_get_w(w, base, "output.dense.bias", D, 0, &ly->o_b)) ||
+            (st = tx_get_w(w, base, "output.LayerNorm.weight", D, 0, &ly->ln_w)) ||
+            (st = tx_get_w(w, base, "output.LayerNorm.bias", D, 0, &ly->ln_b)))
             goto fail;
     }
     *out = m;
@@ -188,31 +182,15 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
     for (int b = 0; cross && b < B; b++)
         if (!cross[b].kv || cross[b].Ti <= 0)
             return GZ_FAIL(GZ_EINVAL, "BERT forward: text %d has no image to attend to", b);
+    gz_status st =
+        tx_check_tokens("BERT forward", &m->cfg, ids, m->type ? type_ids : NULL, mask, B, T);
+    if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
-    if (N > (size_t)INT_MAX)
-        return GZ_FAIL(GZ_EINVAL, "BERT forward: batch %d x %d too large", B, T);
-    for (size_t i = 0; i < N; i++) {
-        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-            return GZ_FAIL(GZ_EINVAL,
-                           "token id %d (text %zu, position %zu) outside the vocabulary "
-                           "of %d",
-                           ids[i], i / (size_t)T, i % (size_t)T, m->cfg.vocab_size);
-        if (m->type && type_ids && (type_ids[i] < 0 || type_ids[i] >= m->cfg.type_vocab_size))
-            return GZ_FAIL(GZ_EINVAL, "token type %d outside [0, %d)", type_ids[i],
-                           m->cfg.type_vocab_size);
-    }
-    if (mask)
-        for (int b = 0; b < B; b++)
-            if (!mask[(size_t)b * T])
-                return GZ_FAIL(GZ_EINVAL, "text %d: attention mask starts with padding", b);
 
     /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
-    size_t per_row = (size_t)6 * D + (size_t)F, nfl, bytes;
-    if (!gz_mul_size(N, per_row, &nfl) || !gz_mul_size(nfl, sizeof(float), &bytes))
-        return GZ_FAIL(GZ_ENOMEM, "BERT forward: batch %d x %d too large", B, T);
-    float *scratch = malloc(bytes);
-    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "BERT forward: out of memory (%zu bytes)", bytes);
+    float *scratch;
+    if ((st = tx_scratch("BERT forward", B, T, D, F, &scratch)) != GZ_OK) return st;
     float *x = scratch;       /* (N, D) */
     float *q = x + N * D;     /* (N, D) */
     float *k = q + N * D;     /* (N, D) */
@@ -222,17 +200,12 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
     float *ffn = tmp + N * D; /* (N, F) */
 
     /* Embeddings: LN(word[id] + pos[t] (+ type[tt])). */
-    for (size_t i = 0; i < N; i++) {
-        const float *we = m->word + (size_t)ids[i] * D;
-        const float *pe = m->pos + (i % (size_t)T) * D;
+    tx_embed_sum(m->word, m->pos, ids, N, T, D, tmp);
+    for (size_t i = 0; m->type && i < N; i++) {
+        const float *te = m->type + (size_t)(type_ids ? type_ids[i] : 0) * D;
         float *r = tmp + i * D;
         for (int j = 0; j < D; j++)
-            r[j] = we[j] + pe[j];
-        if (m->type) {
-            const float *te = m->type + (size_t)(type_ids ? type_ids[i] : 0) * D;
-            for (int j = 0; j < D; j++)
-                r[j] += te[j];
-        }
+            r[j] += te[j];
     }
     gz_layernorm(x, tmp, m->emb_ln_w, m->emb_ln_b, (int)N, D, m->cfg.layer_norm_eps);
     if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "text_encoder/tx_internal.h"
 
 typedef struct {
     const float *ln1_w, *ln1_b;                     /* (D) */
@@ -31,12 +32,6 @@ struct gz_clip_text {
     const float *fln_w, *fln_b; /* (D) */
     clip_layer *layers;         /* (L) owned */
 };
-
-static gz_status get_w(gz_st_file *w, const char *prefix, const char *name, int64_t d0, int64_t d1,
-                       const float **out) {
-    int64_t shape[2] = {d0, d1};
-    return gz_st_f32_fmt(w, out, d1 > 0 ? 2 : 1, shape, "%s%s", prefix, name);
-}
 
 gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
                             gz_clip_text **out) {
@@ -61,11 +56,12 @@ gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_con
     m->cfg = *cfg;
     m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
     gz_status st;
-    if ((st = get_w(w, prefix, "embeddings.token_embedding.weight", cfg->vocab_size, D, &m->tok)) ||
-        (st = get_w(w, prefix, "embeddings.position_embedding.weight", cfg->max_position_embeddings,
-                    D, &m->pos)) ||
-        (st = get_w(w, prefix, "final_layer_norm.weight", D, 0, &m->fln_w)) ||
-        (st = get_w(w, prefix, "final_layer_norm.bias", D, 0, &m->fln_b)))
+    if ((st = tx_get_w(w, prefix, "embeddings.token_embedding.weight", cfg->vocab_size, D,
+                       &m->tok)) ||
+        (st = tx_get_w(w, prefix, "embeddings.position_embedding.weight",
+                       cfg->max_position_embeddings, D, &m->pos)) ||
+        (st = tx_get_w(w, prefix, "final_layer_norm.weight", D, 0, &m->fln_w)) ||
+        (st = tx_get_w(w, prefix, "final_layer_norm.bias", D, 0, &m->fln_b)))
         goto fail;
     for (int l = 0; l < L; l++) {
         clip_layer *ly = &m->layers[l];
@@ -75,22 +71,22 @@ gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_con
             st = GZ_FAIL(GZ_EINVAL, "tensor name prefix too long: %s", prefix);
             goto fail;
         }
-        if ((st = get_w(w, base, "layer_norm1.weight", D, 0, &ly->ln1_w)) ||
-            (st = get_w(w, base, "layer_norm1.bias", D, 0, &ly->ln1_b)) ||
-            (st = get_w(w, base, "self_attn.q_proj.weight", D, D, &ly->q_w)) ||
-            (st = get_w(w, base, "self_attn.q_proj.bias", D, 0, &ly->q_b)) ||
-            (st = get_w(w, base, "self_attn.k_proj.weight", D, D, &ly->k_w)) ||
-            (st = get_w(w, base, "self_attn.k_proj.bias", D, 0, &ly->k_b)) ||
-            (st = get_w(w, base, "self_attn.v_proj.weight", D, D, &ly->v_w)) ||
-            (st = get_w(w, base, "self_attn.v_proj.bias", D, 0, &ly->v_b)) ||
-            (st = get_w(w, base, "self_attn.out_proj.weight", D, D, &ly->o_w)) ||
-            (st = get_w(w, base, "self_attn.out_proj.bias", D, 0, &ly->o_b)) ||
-            (st = get_w(w, base, "layer_norm2.weight", D, 0, &ly->ln2_w)) ||
-            (st = get_w(w, base, "layer_norm2.bias", D, 0, &ly->ln2_b)) ||
-            (st = get_w(w, base, "mlp.fc1.weight", F, D, &ly->fc1_w)) ||
-            (st = get_w(w, base, "mlp.fc1.bias", F, 0, &ly->fc1_b)) ||
-            (st = get_w(w, base, "mlp.fc2.weight", D, F, &ly->fc2_w)) ||
-            (st = get_w(w, base, "mlp.fc2.bias", D, 0, &ly->fc2_b)))
+        if ((st = tx_get_w(w, base, "layer_norm1.weight", D, 0, &ly->ln1_w)) ||
+            (st = tx_get_w(w, base, "layer_norm1.bias", D, 0, &ly->ln1_b)) ||
+            (st = tx_get_w(w, base, "self_attn.q_proj.weight", D, D, &ly->q_w)) ||
+            (st = tx_get_w(w, base, "self_attn.q_proj.bias", D, 0, &ly->q_b)) ||
+            (st = tx_get_w(w, base, "self_attn.k_proj.weight", D, D, &ly->k_w)) ||
+            (st = tx_get_w(w, base, "self_attn.k_proj.bias", D, 0, &ly->k_b)) ||
+            (st = tx_get_w(w, base, "self_attn.v_proj.weight", D, D, &ly->v_w)) ||
+            (st = tx_get_w(w, base, "self_attn.v_proj.bias", D, 0, &ly->v_b)) ||
+            (st = tx_get_w(w, base, "self_attn.out_proj.weight", D, D, &ly->o_w)) ||
+            (st = tx_get_w(w, base, "self_attn.out_proj.bias", D, 0, &ly->o_b)) ||
+            (st = tx_get_w(w, base, "layer_norm2.weight", D, 0, &ly->ln2_w)) ||
+            (st = tx_get_w(w, base, "layer_norm2.bias", D, 0, &ly->ln2_b)) ||
+            (st = tx_get_w(w, base, "mlp.fc1.weight", F, D, &ly->fc1_w)) ||
+            (st = tx_get_w(w, base, "mlp.fc1.bias", F, 0, &ly->fc1_b)) ||
+            (st = tx_get_w(w, base, "mlp.fc2.weight", D, F, &ly->fc2_w)) ||
+            (st = tx_get_w(w, base, "mlp.fc2.bias", D, 0, &ly->fc2_b)))
             goto fail;
     }
     *out = m;
@@ -128,26 +124,14 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const 
     if (T > m->cfg.max_position_embeddings)
         return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
                        m->cfg.max_position_embeddings);
+    gz_status st = tx_check_tokens("CLIP text forward", &m->cfg, ids, NULL, mask, B, T);
+    if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
-    if (N > (size_t)INT_MAX)
-        return GZ_FAIL(GZ_EINVAL, "CLIP text forward: batch %d x %d too large", B, T);
-    for (size_t i = 0; i < N; i++)
-        if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-            return GZ_FAIL(GZ_EINVAL,
-                           "token id %d (text %zu, position %zu) outside the vocabulary of %d",
-                           ids[i], i / (size_t)T, i % (size_t)T, m->cfg.vocab_size);
-    if (mask)
-        for (int b = 0; b < B; b++)
-            if (!mask[(size_t)b * T])
-                return GZ_FAIL(GZ_EINVAL, "text %d: attention mask starts with padding", b);
 
     /* Scratch: x, h, q, k, v, ctx (N, D) and mlp (N, F). */
-    size_t per_row = (size_t)6 * D + (size_t)F, nfl, bytes;
-    if (!gz_mul_size(N, per_row, &nfl) || !gz_mul_size(nfl, sizeof(float), &bytes))
-        return GZ_FAIL(GZ_ENOMEM, "CLIP text forward: batch %d x %d too large", B, T);
-    float *scratch = malloc(bytes);
-    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "CLIP text forward: out of memory (%zu bytes)", bytes);
+    float *scratch;
+    if ((st = tx_scratch("CLIP text forward", B, T, D, F, &scratch)) != GZ_OK) return st;
     float *x = scratch;       /* (N, D) residual stream */
     float *h = x + N * D;     /* (N, D) normalised input / block output */
     float *q = h + N * D;     /* (N, D) */
@@ -156,13 +140,7 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const 
     float *ctx = v + N * D;   /* (N, D) */
     float *mlp = ctx + N * D; /* (N, F) */
 
-    for (size_t i = 0; i < N; i++) {
-        const float *te = m->tok + (size_t)ids[i] * D;
-        const float *pe = m->pos + (i % (size_t)T) * D;
-        float *r = x + i * D;
-        for (int j = 0; j < D; j++)
-            r[j] = te[j] + pe[j];
-    }
+    tx_embed_sum(m->tok, m->pos, ids, N, T, D, x);
     if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
 
     const float scale = 1.0f / sqrtf((float)m->Dh);
