@@ -19,6 +19,9 @@ int gz_get_threads(void);
  * gz_simd_level: 2 = AVX-512, 1 = AVX2, 0 = plain loops in use. */
 void gz_set_simd(int on);
 int gz_simd_level(void);
+/* Cap the vector level at max_level (2 = no cap, the default; 1 = AVX2 at most, so that tests
+ * run the AVX2 paths on an AVX-512 machine; 0 = plain loops). Process-wide, like gz_set_simd. */
+void gz_set_simd_max(int max_level);
 
 /* C(M,N) = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; lda/ldb/ldc are row strides. */
 void gz_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,

@@ -198,6 +198,45 @@ static void test_activations(void) {
     free(x), free(y), free(r);
 }
 
+/* GELU over its whole float range against double erfc: a dense sweep of [-20, 20] (every
+ * vector lane and both branches of the vector erf/erfc), relative error bounds per band (the
+ * float exponent's rounding grows with x^2 on the negative side), plus special values. */
+static void test_gelu_range(void) {
+    const size_t n = 400001;
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; i < n; i++) x[i] = -20.0f + 40.0f * (float)((double)i / (double)(n - 1));
+    float *y = malloc(n * sizeof *y);
+    memcpy(y, x, n * sizeof *y);
+    gz_gelu(y, n);
+    /* bands: [lo, hi) and the largest relative error allowed */
+    const struct { double lo, hi, rel; } band[] = {
+        {-2, 21, 1e-6}, {-6, -2, 4e-6}, {-10, -6, 1e-5}};
+    double worst[3] = {0};
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i], want = v * 0.5 * erfc(-v / sqrt(2.0));
+        if (v < -10) { /* |gelu| < 1e-22: absolute */
+            ok &= fabs(y[i] - want) <= 1e-22;
+            continue;
+        }
+        double rel = want != 0 ? fabs(y[i] - want) / fabs(want) : fabs(y[i]);
+        for (int b = 0; b < 3; b++)
+            if (v >= band[b].lo && v < band[b].hi && rel > worst[b]) worst[b] = rel;
+    }
+    for (int b = 0; b < 3; b++) {
+        fprintf(stderr, "  gelu sweep [%g, %g): max relative error %.2e (bound %.0e)\n", band[b].lo,
+                band[b].hi, worst[b], band[b].rel);
+        ok &= worst[b] <= band[b].rel;
+    }
+    float sp[5] = {0.0f, INFINITY, NAN, 1e-30f, -1e-30f};
+    gz_gelu(sp, 5);
+    ok &= sp[0] == 0.0f && sp[1] == INFINITY && isnan(sp[2]) && sp[3] == 0.5e-30f &&
+          sp[4] == -0.5e-30f;
+    CHECK(ok);
+    checks++;
+    free(x), free(y);
+}
+
 /* ---- softmax, l2 ---- */
 
 static void test_softmax(void) {
@@ -527,16 +566,20 @@ int main(void) {
     test_threads();
     test_sgemm();
     test_linear();
-    /* the vector paths (AVX-512/AVX2 + libmvec) and the plain loops */
-    for (int simd = 1; simd >= 0; simd--) {
-        gz_set_simd(simd);
-        fprintf(stderr, "simd level %d\n", gz_simd_level());
+    /* the vector paths (AVX-512, AVX2 through gz_set_simd_max(1)) and the plain loops */
+    for (int level = 2; level >= 0; level--) {
+        gz_set_simd(level > 0);
+        gz_set_simd_max(level);
+        fprintf(stderr, "simd level %d (asked %d)\n", gz_simd_level(), level);
+        if (level > 0) test_attention_paths(); /* vector vs plain */
         test_layernorm();
         test_activations();
+        test_gelu_range();
         test_softmax();
         test_attention();
     }
-    test_attention_paths();
+    gz_set_simd(1);
+    gz_set_simd_max(2);
     test_l2();
     test_patch_embed();
     test_half();
