@@ -151,6 +151,19 @@ static void describe(const char *path, gz_rec_format fmt, const char *field, cha
     gz_records_close(r);
 }
 
+/* Write data (len bytes) to d/name (its path in path), read its records as fmt and check that
+ * describe() gives want for the "text" field; on a mismatch print what it gave, after label. */
+static void expect_records(const char *d, const char *name, const char *data, size_t len,
+                           gz_rec_format fmt, const char *want, const char *label, char *path,
+                           size_t path_cap) {
+    char got[4096];
+    write_file(d, name, data, len);
+    snprintf(path, path_cap, "%s/%s", d, name);
+    describe(path, fmt, "text", got, sizeof got);
+    T(strcmp(got, want) == 0);
+    if (strcmp(got, want)) fprintf(stderr, "%s got: %s\n", label, got);
+}
+
 static void test_records(void) {
     const char *d = gz_test_tmpdir("engine_records");
     char path[4096], got[4096];
@@ -164,27 +177,18 @@ static void test_records(void) {
                        "5,short\n"
                        "6,\"bad\"quote,x\n"
                        "7,last,x";
-    write_file(d, "a.csv", csv, sizeof csv - 1);
-    snprintf(path, sizeof path, "%s/a.csv", d);
-    describe(path, GZ_REC_AUTO, "text", got, sizeof got);
-    T(strcmp(got, "2:plain|3:with, comma|4:say \"hi\"|5:two\nlines|bad:8|bad:9|10:last|") == 0);
-    if (strcmp(got, "2:plain|3:with, comma|4:say \"hi\"|5:two\nlines|bad:8|bad:9|10:last|"))
-        fprintf(stderr, "csv got: %s\n", got);
+    expect_records(d, "a.csv", csv, sizeof csv - 1, GZ_REC_AUTO,
+                   "2:plain|3:with, comma|4:say \"hi\"|5:two\nlines|bad:8|bad:9|10:last|", "csv",
+                   path, sizeof path);
 
     const char csv2[] = "id,text\n1,\"never closed\n2,ok\n";
-    write_file(d, "b.csv", csv2, sizeof csv2 - 1);
-    snprintf(path, sizeof path, "%s/b.csv", d);
-    describe(path, GZ_REC_CSV, "text", got, sizeof got);
-    T(strcmp(got, "bad:2|3:ok|") == 0);
-    if (strcmp(got, "bad:2|3:ok|")) fprintf(stderr, "csv2 got: %s\n", got);
+    expect_records(d, "b.csv", csv2, sizeof csv2 - 1, GZ_REC_CSV, "bad:2|3:ok|", "csv2", path,
+                   sizeof path);
 
     const char tsv[] = "id\ttext\n1\ta \"quoted\" word\n2\n3\tbad \xff byte\n4\tfine\n";
-    write_file(d, "c.data", tsv, sizeof tsv - 1); /* no extension: sniffed as TSV */
-    snprintf(path, sizeof path, "%s/c.data", d);
-    describe(path, GZ_REC_AUTO, "text", got, sizeof got);
-    T(strcmp(got, "2:a \"quoted\" word|bad:3|bad:4|5:fine|") == 0);
-    if (strcmp(got, "2:a \"quoted\" word|bad:3|bad:4|5:fine|"))
-        fprintf(stderr, "tsv got: %s\n", got);
+    /* no extension: sniffed as TSV */
+    expect_records(d, "c.data", tsv, sizeof tsv - 1, GZ_REC_AUTO,
+                   "2:a \"quoted\" word|bad:3|bad:4|5:fine|", "tsv", path, sizeof path);
 
     const char jl[] = "{\"id\": 1, \"text\": \"caf\\u00e9\"}\n"
                       "\n"
@@ -193,12 +197,9 @@ static void test_records(void) {
                       "{broken\n"
                       "{\"id\": 3, \"text\": \"x\", \"text\": \"dup\"}\n"
                       "{\"id\": 4, \"nested\": {\"a\": [1, 2]}}";
-    write_file(d, "d.jsonl", jl, sizeof jl - 1);
-    snprintf(path, sizeof path, "%s/d.jsonl", d);
-    describe(path, GZ_REC_AUTO, "text", got, sizeof got);
-    T(strcmp(got, "1:caf\xC3\xA9|3:(null)|bad:4|bad:5|bad:6|7:(null)|") == 0);
-    if (strcmp(got, "1:caf\xC3\xA9|3:(null)|bad:4|bad:5|bad:6|7:(null)|"))
-        fprintf(stderr, "jsonl got: %s\n", got);
+    expect_records(d, "d.jsonl", jl, sizeof jl - 1, GZ_REC_AUTO,
+                   "1:caf\xC3\xA9|3:(null)|bad:4|bad:5|bad:6|7:(null)|", "jsonl", path,
+                   sizeof path);
     describe(path, GZ_REC_AUTO, "id", got, sizeof got);
     T(strncmp(got, "1:1|3:2.5|", 10) == 0);
     describe(path, GZ_REC_AUTO, "nested", got, sizeof got);
