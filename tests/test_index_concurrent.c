@@ -63,9 +63,7 @@ fail:
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--writer") == 0) return writer(argv[2]);
     char self[1024];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0) return 3;
-    self[sl] = '\0';
+    if (gz_test_self_exe(self, sizeof self) != 0) return 3;
     const char *dir = gz_test_tmpdir("index-concurrent");
     char path[1200];
     snprintf(path, sizeof path, "%s/c.gaze", dir);

@@ -206,9 +206,7 @@ static int verify(const char *path, int committed_at_least, const char *when) {
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--child") == 0) return child(argv[2], atoi(argv[3]));
     char self[1024];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0) return 3;
-    self[sl] = '\0';
+    if (gz_test_self_exe(self, sizeof self) != 0) return 3;
     const char *dir = gz_test_tmpdir("index-crash");
     char path[1200];
     int finished;

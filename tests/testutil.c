@@ -99,6 +99,13 @@ void gz_test_xorshift_unit(uint64_t seed, float *v, int d) {
         v[j] = (float)(v[j] / sqrt(norm));
 }
 
+int gz_test_self_exe(char *buf, size_t cap) {
+    ssize_t n = cap > 1 ? readlink("/proc/self/exe", buf, cap - 1) : -1;
+    if (n <= 0) return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
 const char *gz_test_path(const char *fmt, ...) {
     static char slots[8][2048];
     static int next = 0;

@@ -78,6 +78,10 @@ uint64_t gz_test_splitmix64(uint64_t *state);
 /* v[0..d) = a deterministic unit vector drawn from xorshift64 started at seed. */
 void gz_test_xorshift_unit(uint64_t seed, float *v, int d);
 
+/* Path of this test executable (read from /proc/self/exe) into buf of cap bytes, for tests
+ * that run themselves again as a child process. Returns 0, or -1 when it cannot be read. */
+int gz_test_self_exe(char *buf, size_t cap);
+
 /* Path under tests/data: returns a static buffer (one per call slot, 8 slots rotating). */
 const char *gz_test_path(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
