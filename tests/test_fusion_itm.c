@@ -30,8 +30,7 @@ static const float *want(gz_st_file *ex, const char *name, size_t *n) {
 
 static void close_to(const char *what, const float *got, const float *w, size_t n, float atol) {
     checks++;
-    if (w) gz_check_close(what, got, w, n, atol, 0.0f);
-    printf("  %-40s max diff %.3g\n", what, w ? gz_max_abs_diff(got, w, n) : -1.0);
+    gz_test_close_report(NULL, 0, what, 40, got, w, n, atol, 0.0f);
 }
 
 /* Integer tensor (B, T) as int32 (counted); see gz_test_expected_ids. */

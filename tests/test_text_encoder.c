@@ -45,11 +45,8 @@ static const float *want(gz_st_file *ex, const char *fam, const char *name, size
 
 static void close_to(const char *fam, const char *what, const float *got, const float *w, size_t n,
                      float atol) {
-    char label[160];
-    snprintf(label, sizeof label, "%s %s", fam, what);
     checks++;
-    if (w) gz_check_close(label, got, w, n, atol, 0.0f);
-    printf("  %-13s %-36s max diff %.3g\n", fam, what, w ? gz_max_abs_diff(got, w, n) : -1.0);
+    gz_test_close_report(fam, 13, what, 36, got, w, n, atol, 0.0f);
 }
 
 /* Integer tensor (B, T) as int32 (counted); see gz_test_expected_ids. */

@@ -34,13 +34,10 @@ static const float *want(gz_st_file *ex, const char *fam, const char *name, size
     return gz_test_expected_f32(ex, fam, name, n);
 }
 
-static void close_to(const char *fam, const char *what, const float *got, const float *w,
-                     size_t n, float atol, float rtol) {
-    char label[160];
-    snprintf(label, sizeof label, "%s %s", fam, what);
+static void close_to(const char *fam, const char *what, const float *got, const float *w, size_t n,
+                     float atol, float rtol) {
     checks++;
-    if (w) gz_check_close(label, got, w, n, atol, rtol);
-    printf("  %-14s %-34s max diff %.3g\n", fam, what, w ? gz_max_abs_diff(got, w, n) : -1.0);
+    gz_test_close_report(fam, 14, what, 34, got, w, n, atol, rtol);
 }
 
 typedef struct {

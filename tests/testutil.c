@@ -29,6 +29,18 @@ int gz_check_close(const char *what, const float *got, const float *want, size_t
     return 1;
 }
 
+void gz_test_close_report(const char *ctx, int ctx_w, const char *what, int what_w,
+                          const float *got, const float *want, size_t n, float atol, float rtol) {
+    char label[256];
+    snprintf(label, sizeof label, "%s%s%s", ctx ? ctx : "", ctx ? " " : "", what);
+    if (want) gz_check_close(label, got, want, n, atol, rtol);
+    double d = want ? gz_max_abs_diff(got, want, n) : -1.0;
+    if (ctx)
+        printf("  %-*s %-*s max diff %.3g\n", ctx_w, ctx, what_w, what, d);
+    else
+        printf("  %-*s max diff %.3g\n", what_w, what, d);
+}
+
 double gz_max_abs_diff(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {

@@ -56,6 +56,12 @@ extern int gz_test_failures;
  * max difference over the whole array. Returns 1 if all close. Counts a failure. */
 int gz_check_close(const char *what, const float *got, const float *want, size_t n, float atol,
                    float rtol);
+/* gz_check_close(got, want) under the label "<ctx> <what>" (just what when ctx is NULL), then
+ * print "  <ctx> <what> max diff D" to stdout, ctx and what left-aligned in ctx_w and what_w
+ * columns (D = -1 when want is NULL: nothing to compare, its absence already counted by
+ * gz_test_expected_f32). */
+void gz_test_close_report(const char *ctx, int ctx_w, const char *what, int what_w,
+                          const float *got, const float *want, size_t n, float atol, float rtol);
 /* Max |a - b| over n elements. */
 double gz_max_abs_diff(const float *a, const float *b, size_t n);
 
