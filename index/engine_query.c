@@ -136,7 +136,7 @@ static gz_status rerank(gz_model *m, const gz_query *q, gz_results *res) {
         /* Candidates whose file is unreadable now keep their ITC score and sink below. */
         for (int i = 0; i < n && st == GZ_OK; i++)
             if (load_query_image(m, res->v[i].path, &imgs[k]) == GZ_OK) ok[i] = 1, idx[k++] = i;
-        gz_match *tmp = k ? calloc((size_t)k, sizeof *tmp) : NULL;
+        gz_match *tmp = k > 0 ? calloc((size_t)k, sizeof *tmp) : NULL;
         if (st == GZ_OK && k) {
             if (!tmp)
                 st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
@@ -246,7 +246,7 @@ static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const fl
     }
     if (st == GZ_OK && kept) qsort(all, (size_t)kept, sizeof *all, cmp_result_score);
     int k = kept < q->k ? kept : q->k;
-    out->v = k ? calloc((size_t)k, sizeof *out->v) : NULL;
+    out->v = k > 0 ? calloc((size_t)k, sizeof *out->v) : NULL;
     if (st == GZ_OK && k && !out->v) st = GZ_FAIL(GZ_ENOMEM, "products: out of memory");
     for (int i = 0; i < k && st == GZ_OK; i++) {
         gz_result *r = &out->v[i];
