@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Vector math from glibc's libmvec (erfcf/expf, a few ulp), reached through -lm, called
- * from AVX-512 / AVX2 functions chosen at run time. The plain libm loops stay as the reference
+/* Vector math from glibc's libmvec (expf, a few ulp; erfcf no longer: GELU has its own erf/erfc,
+ * see gelu_avx512), reached through -lm, called from AVX-512 / AVX2 functions chosen at run time. The plain libm loops stay as the reference
  * path (gz_set_simd(0)) and for other platforms. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
@@ -27,9 +27,7 @@
 #include <immintrin.h>
 #define GZ_AVX512 __attribute__((target("avx512f")))
 #define GZ_AVX2 __attribute__((target("avx2,fma")))
-GZ_AVX512 __m512 _ZGVeN16v_erfcf(__m512);
 GZ_AVX512 __m512 _ZGVeN16v_expf(__m512);
-GZ_AVX2 __m256 _ZGVdN8v_erfcf(__m256);
 GZ_AVX2 __m256 _ZGVdN8v_expf(__m256);
 #else
 #define GZ_MVEC 0

@@ -14,8 +14,10 @@
 void gz_set_threads(int n);
 int gz_get_threads(void);
 
-/* Process-wide switch for the vectorised paths (AVX-512/AVX2 with glibc libmvec erf/exp/tanh in
- * activations and softmax); 1 = on (default), 0 = the plain libm loops, kept for comparison.
+/* Process-wide switch for the vectorised paths (AVX-512/AVX2: activations, softmax and LayerNorm,
+ * with glibc libmvec exp; attention as pair-parallel register tiles instead of OpenBLAS calls per
+ * (batch, head)); 1 = on (default), 0 = the plain libm loops and OpenBLAS attention, kept for
+ * comparison.
  * gz_simd_level: 2 = AVX-512, 1 = AVX2, 0 = plain loops in use. */
 void gz_set_simd(int on);
 int gz_simd_level(void);
