@@ -17,13 +17,16 @@
 //
 // Usage: node ort_ref.js --models DIR --onnx DIR [--threads 2] [--gaze-out DIR] [--quick]
 //        [--no-spin]   (session.intra_op.allow_spinning = 0; default: ORT's default, spinning)
+//        [--only vit224]  just ViT-B/16@224 at batch 8, 1 warm-up + 4 runs, as bench_encoders'
+//                         --only vit224, for interleaved A/B runs on a busy machine
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
 
 function parseArgs(argv) {
-  const a = { threads: 2, quick: false, spin: true, gazeOut: null, models: null, onnx: null };
+  const a = { threads: 2, quick: false, spin: true, gazeOut: null, models: null, onnx: null,
+             only: null };
   for (let i = 2; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--models') a.models = argv[++i];
@@ -32,10 +35,12 @@ function parseArgs(argv) {
     else if (k === '--gaze-out') a.gazeOut = argv[++i];
     else if (k === '--quick') a.quick = true;
     else if (k === '--no-spin') a.spin = false;
+    else if (k === '--only') a.only = argv[++i];
     else throw new Error('usage: ort_ref.js --models DIR --onnx DIR [--threads N] ' +
-                         '[--gaze-out DIR] [--quick] [--no-spin]');
+                         '[--gaze-out DIR] [--quick] [--no-spin] [--only vit224]');
   }
   if (!a.models || !a.onnx) throw new Error('--models and --onnx are required');
+  if (a.only !== null && a.only !== 'vit224') throw new Error('--only: vit224 only');
   return a;
 }
 
@@ -146,6 +151,12 @@ async function main() {
   let s = await load('vit224');
   let px = inp.pixels_224;
   const vit = (sess, n) => sess.run({ pixels: pixels(px, n) });
+  if (a.only) {
+    report('vit224_b8', await bench(() => vit(s, 8), 1, 4), 8);
+    rssLine('vit224');
+    await s.release();
+    return;
+  }
   report('vit224_b1', await bench(() => vit(s, 1), 1, r224), 1);
   report('vit224_b8', await bench(() => vit(s, 8), 1, r8), 8);
   agree(a, 'vit224_emb', (await vit(s, 8)).emb.data, 'vit224_emb.f32');
