@@ -47,7 +47,13 @@ fi
 src_list=/etc/apt/sources.list.d/gaze-deb-src.sources
 if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
   echo "setup: enabling deb-src to fetch faiss sources"
-  sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources | $SUDO tee "$src_list" >/dev/null
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources | $SUDO tee "$src_list" >/dev/null
+  else
+    # One-line format (older images): mirror every "deb" line as "deb-src".
+    grep -h '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      sed 's/^deb /deb-src /' | $SUDO tee /etc/apt/sources.list.d/gaze-deb-src.list >/dev/null
+  fi
   $SUDO apt-get update -qq
 fi
 
