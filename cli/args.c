@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "index/engine.h"
+#include "gaze.h"
 
 void cli_list_push(cli_list *l, const char *s) {
     if (l->n == l->cap) {

@@ -4,7 +4,7 @@
 #include <strings.h>
 
 #include "cli/cli.h"
-#include "index/engine.h"
+#include "gaze.h"
 
 static const char ADD_DETAILS[] =
     "Each record becomes a text item keyed by (file, id); re-importing a file updates changed\n"

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "index/engine_eval.h"
+#include "gaze.h"
 
 static const char EVAL_DETAILS[] =
     "DATASET: JSONL, one object per line {\"image\": path, \"captions\": [..], \"captions_i18n\":\n"

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "index/engine.h"
+#include "gaze.h"
 
 static const char INDEX_DETAILS[] =
     "Recursively indexes JPEG, PNG, WebP, HEIC/HEIF/AVIF and GIF files. Hidden folders and\n"

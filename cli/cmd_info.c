@@ -6,7 +6,7 @@
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/safetensors.h"
-#include "index/engine.h"
+#include "gaze.h"
 
 typedef struct {
     int json;

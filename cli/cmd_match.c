@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "index/engine.h"
+#include "gaze.h"
 
 static const char MATCH_DETAILS[] =
     "Scores per pair. BLIP: itc (cosine of the ITC embeddings), itm_logit (the ITM head's\n"

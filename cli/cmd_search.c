@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "index/engine.h"
+#include "gaze.h"
 
 static const char SEARCH_DETAILS[] =
     "Text -> image by default. --image FILE searches by an image; --texts ranks indexed texts\n"

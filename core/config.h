@@ -8,7 +8,7 @@
 #define GZ_CORE_CONFIG_H
 
 #include "core/kernels.h" /* gz_act */
-#include "gaze.h"         /* gz_family, gz_status */
+#include "core/status.h"
 
 typedef struct {
     int hidden_size, num_layers, num_heads, intermediate_size;

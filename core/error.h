@@ -10,7 +10,10 @@
 #ifndef GZ_CORE_ERROR_H
 #define GZ_CORE_ERROR_H
 
-#include "gaze.h" /* gz_status, gz_last_error */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
 
 #define GZ_FAIL(status, ...) gz_fail_at(__FILE__, __LINE__, (status), __VA_ARGS__)
 

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gaze.h"
+#include "core/status.h"
 
 #define GZ_ST_MAX_DIMS 8
 #define GZ_ST_MAX_HEADER (100u * 1024u * 1024u)

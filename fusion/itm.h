@@ -28,7 +28,7 @@
 
 #include "core/config.h"
 #include "core/safetensors.h"
-#include "gaze.h"
+#include "core/status.h"
 
 typedef struct gz_itm gz_itm;
 typedef struct gz_itm_image gz_itm_image;

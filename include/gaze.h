@@ -26,39 +26,22 @@
 #define GAZE_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
+
+#include "core/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ===== Status and errors (core/error.c) ===== */
+/* ===== Status and errors (core/status.h, core/error.c) =====
+ * gz_status (GZ_OK = 0, negative codes), gz_family, gz_last_error() and gz_status_name()
+ * are declared in core/status.h, included above, so the layers below this API share them. */
 
-typedef enum {
-    GZ_OK = 0,
-    GZ_EINVAL = -1,        /* bad argument or malformed input file */
-    GZ_EIO = -2,           /* read/write failed; errno text in the message */
-    GZ_ENOMEM = -3,        /* allocation failed or a size limit was exceeded */
-    GZ_EUNSUPPORTED = -4,  /* valid input we do not handle (format, model family, feature) */
-    GZ_ECORRUPT = -5,      /* stored data failed a consistency check */
-    GZ_ENOTFOUND = -6,     /* a named thing (file, tensor, item) does not exist */
-    GZ_EINTERRUPTED = -7,  /* stopped on request (signal) after leaving state consistent */
-} gz_status;
-
-/* The calling thread's last error message ("<file>: <reason>"); "no error" if none. */
-const char *gz_last_error(void);
-/* A short name for a status ("invalid input", ...). */
-const char *gz_status_name(gz_status s);
-
-/* ===== Models (fusion/model.c) ===== */
+/* ===== Models (model/) ===== */
 
 typedef struct gz_model gz_model; /* opaque: config, tokenizer, towers, preprocessing */
-
-typedef enum {
-    GZ_FAMILY_BLIP = 1,         /* BlipForImageTextRetrieval: BERT + ViT + ITM fusion */
-    GZ_FAMILY_CLIP = 2,         /* CLIPModel */
-    GZ_FAMILY_CHINESE_CLIP = 3, /* ChineseCLIPModel */
-} gz_family;
 
 typedef struct {
     int n_threads;            /* 0 = all cores; also tells OpenBLAS */
@@ -130,7 +113,7 @@ void gz_image_free(gz_image *img);
 /* Image decode parameters the model's preprocessing wants (min_size, exif, max_pixels). */
 gz_image_params gz_model_image_params(const gz_model *m);
 
-/* ===== Encoding (fusion/model.c) ===== */
+/* ===== Encoding (model/) ===== */
 
 /* Encode n texts into out (n, gz_model_dim) L2-normalised rows. Texts longer than the
  * model's maximum length are truncated as the model's tokenizer does. */
@@ -164,8 +147,7 @@ gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *im
  * original index of the i-th best candidate. */
 void gz_rank_by_score(const gz_match *scores, int n, int *order);
 
-/* ===== Database (index/) ===== */
-/* BEGIN DB SECTION (owned by the index module) */
+/* ===== Store (store/) ===== */
 /* The store: SQLite (the truth: items, metadata, embeddings keyed by (item, model)) plus one
  * FAISS index per (model, kind), a cache written next to the database as
  * "<db>.m<model_id>.<image|text>.faiss" and rebuilt from SQLite whenever it is missing,
@@ -379,7 +361,428 @@ gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out);
  * GZ_ENOTFOUND if unset. set with value NULL deletes. */
 gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value);
 gz_status gz_db_get_meta(gz_db *db, const char *key, char **value);
-/* END DB SECTION */
+
+/* ===== Engine (engine/) =====
+ * The library layer under the gaze command and any service: ingest folders of photos, import
+ * texts, compose and run queries, re-rank with BLIP ITM, score products.
+ *
+ * Basic usage:
+ *   gz_engine *e = NULL;
+ *   gz_engine_params ep = gz_engine_default_params();
+ *   ep.db_path = "photos.db"; ep.model_dir = "models/blip-itm-base-coco";
+ *   if (gz_engine_open(&ep, &e) != GZ_OK) { fputs(gz_last_error(), stderr); ... }
+ *   const char *roots[] = {"/home/me/Pictures"};
+ *   gz_ingest_opts io = gz_ingest_default_opts();
+ *   gz_ingest_stats st;
+ *   gz_engine_index(e, roots, 1, &io, &st);          // st.encoded, st.skipped, st.failed ...
+ *   gz_query_term t = {.text = "kids on a red sled", .weight = 1};
+ *   gz_query q = gz_query_default(); q.terms = &t; q.n_terms = 1;
+ *   gz_results r;
+ *   gz_engine_search(e, &q, &r);                     // r.v[0].path, r.v[0].score ...
+ *   gz_results_free(&r);
+ *   gz_engine_close(e);
+ *
+ * An engine owns one gz_db and (loaded lazily, on first need) one gz_model: the model given
+ * in the params, else the database's most recently used registered model. Vectors are keyed
+ * by the model's fingerprint, so a search with another model than the one that indexed
+ * finds nothing (GZ_ENOTFOUND with a message saying so) rather than mixing vectors.
+ * Thread safety: an engine is used by one thread at a time (it may start its own decoding
+ * thread inside gz_engine_index). Nothing here prints; per-file problems go to callbacks. */
+typedef struct gz_engine gz_engine;
+
+typedef struct {
+    const char *db_path;   /* required */
+    const char *model_dir; /* NULL: the database's most recently used model */
+    gz_model_params model; /* passed to gz_model_load */
+    gz_db_params db;       /* passed to gz_db_open */
+} gz_engine_params;
+
+gz_engine_params gz_engine_default_params(void);
+
+/* Open the database (created if needed unless db.readonly). The model is not loaded yet.
+ * On error *out is NULL. */
+gz_status gz_engine_open(const gz_engine_params *p, gz_engine **out);
+/* Close the database (writes changed FAISS files) and free the model. Returns the first
+ * error met while saving. NULL is a no-op. */
+gz_status gz_engine_close(gz_engine *e);
+gz_db *gz_engine_db(gz_engine *e);
+/* Load the model now if needed and register it in the database (fingerprint); sets *m and
+ * *model_id (either may be NULL). GZ_ENOTFOUND when no model was given and none is
+ * registered ("give --model ..."). */
+gz_status gz_engine_model(gz_engine *e, gz_model **m, int64_t *model_id);
+/* The model directory in use (given or registered), or NULL before one is resolved. */
+const char *gz_engine_model_dir(const gz_engine *e);
+
+/* ---- directory walk (engine/walk.c) ---- */
+
+typedef struct {
+    char *path; /* root-joined path (roots made absolute); owned */
+    int64_t size;
+    int64_t mtime_ns;
+} gz_walk_file;
+
+typedef struct {
+    gz_walk_file *files; /* sorted by path (byte order) */
+    size_t n, cap;
+    char **errors; /* "<path>: <reason>" for unreadable folders / broken links */
+    size_t n_errors;
+    char **roots; /* absolute, normalised roots as walked (directories or files) */
+    size_t n_roots;
+} gz_walk_result;
+
+typedef struct {
+    const char *const *exclude; /* fnmatch globs, matched against the base name and the full
+                                   path; a matching folder is not entered */
+    int n_exclude;
+    int follow_symlinks; /* 1: follow links to folders and files; loops are detected by
+                            (device, inode) of every folder entered and skipped */
+    int include_hidden;  /* 1: also enter hidden folders and the usual junk (.git,
+                            node_modules, @eaDir, lost+found) */
+} gz_walk_opts;
+
+/* 1 if the file name has an extension gaze indexes (jpg jpeg jpe jfif png webp heic heif
+ * avif gif; case-insensitive). */
+int gz_walk_is_image_name(const char *name);
+/* Recursively collect image files under the roots (a root may also be a single file, which
+ * is taken whatever its extension). Unreadable sub-folders are listed in errors, not fatal;
+ * a root that does not exist is GZ_ENOTFOUND. Free with gz_walk_free. */
+gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
+                  gz_walk_result *out);
+void gz_walk_free(gz_walk_result *r);
+
+/* ---- ingest (engine/ingest.c) ---- */
+
+typedef struct {
+    long total;   /* image files found by the scan */
+    long done;    /* files handled so far */
+    long encoded; /* decoded and encoded by the model */
+    long skipped; /* unchanged (size, mtime) and already embedded */
+    long reused;  /* new path, known content (rename / duplicate): vector copied */
+    long failed;  /* could not be decoded / encoded (recorded in the db), this run or
+                     unchanged since an earlier failure */
+    long missing; /* indexed files under the roots that vanished (marked missing) */
+    long pruned;  /* missing items removed (with prune) */
+    double seconds;
+} gz_ingest_stats;
+
+typedef struct {
+    gz_walk_opts walk;
+    int prune;          /* 1: remove vanished files from the db (else only marked) */
+    int batch_size;     /* files per transaction / forward pass; 0 = model's batch size */
+    int exif_orient;    /* -1 = model's setting (default on); 0/1 override */
+    int64_t max_pixels; /* 0 = model's setting */
+    int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
+    int retry_failed;   /* 1: re-try files that failed before even if unchanged */
+    volatile sig_atomic_t *stop; /* when set non-zero, stop after the current batch */
+    void (*progress)(void *user, const gz_ingest_stats *s);
+    void (*file_error)(void *user, const char *path, const char *message);
+    void *user;
+} gz_ingest_opts;
+
+gz_ingest_opts gz_ingest_default_opts(void);
+/* Index the image files under roots into the database with the engine's model.
+ * Each batch is one transaction. Per-file failures are recorded in the db (status failed,
+ * error), reported through file_error and counted; they do not make the call fail.
+ * Returns GZ_OK, GZ_EINTERRUPTED when *stop was set (everything committed so far is
+ * consistent), or the first fatal error (db, model). stats is filled in every case. */
+gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
+                          const gz_ingest_opts *o, gz_ingest_stats *stats);
+
+/* ---- queries (engine/query.c) ---- */
+
+typedef struct {
+    const char *text;  /* a text term, or NULL */
+    const char *image; /* an image file term (used when text is NULL) */
+    float weight;      /* contribution; negative subtracts (rclip's "-") */
+} gz_query_term;
+
+typedef enum {
+    GZ_TARGET_IMAGES = 0,   /* rank image items */
+    GZ_TARGET_TEXTS = 1,    /* rank text items */
+    GZ_TARGET_PRODUCTS = 2, /* rank text items linked to images by a text+image combination */
+} gz_target;
+
+typedef struct {
+    const gz_query_term *terms; /* the query is normalise(sum_i weight_i * embed(term_i)) */
+    int n_terms;
+    gz_target target;
+    int k;             /* results wanted (default 10) */
+    float min_score;   /* drop results whose cosine (itc) is below; default -2 (none) */
+    int rerank;        /* 0: none; K > 0: re-score the top K by ITC with BLIP ITM (query must
+                          be one text term over images, or one image term over texts):
+                          score = itm_logit[match] + itc, as LAVIS ranks */
+    float text_weight; /* products: score = w * cos(q, text) + (1 - w) * cos(q, image);
+                          default 0.5; a product without an image vector uses cos(q, text) */
+} gz_query;
+
+gz_query gz_query_default(void);
+
+typedef struct {
+    int64_t item_id;
+    gz_item_kind kind;
+    char *path;      /* images: file path; texts: source file (owned) */
+    char *text;      /* texts: the text (owned, NULL for images) */
+    char *ext_id;    /* texts: the record id (owned, may be NULL) */
+    char *link_path; /* texts linked to an image: the image's path (owned, may be NULL) */
+    int64_t link_item_id;
+    int width, height;
+    char taken_at[20];
+    float score; /* final ranking score (itc; re-rank: itm_logit + itc; products: formula) */
+    float itc;   /* cosine between the query and the item (products: text cosine) */
+    int has_itm;
+    float itm_logit;   /* ITM match logit (re-rank only) */
+    float itm_prob;    /* softmax probability of match (re-rank only) */
+    float image_score; /* products: cosine between the query and the linked image (or NAN) */
+} gz_result;
+
+typedef struct {
+    gz_result *v;
+    int n;
+} gz_results;
+
+/* Embed and combine the terms into one L2-normalised query (gz_model_dim floats).
+ * GZ_EINVAL when the combination is the zero vector. */
+gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n, float *out);
+/* Run a query. Results best first. out is overwritten; free with gz_results_free. */
+gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out);
+void gz_results_free(gz_results *r);
+
+/* ---- records: JSONL / CSV / TSV readers (engine/texts.c, engine/records.c) ---- */
+
+typedef enum { GZ_REC_AUTO = 0, GZ_REC_JSONL, GZ_REC_CSV, GZ_REC_TSV } gz_rec_format;
+typedef struct gz_records gz_records;
+
+/* Open a record file. AUTO picks by extension (.jsonl/.ndjson/.json, .csv, .tsv/.tab),
+ * else sniffs the first line. CSV and TSV need a header row naming the fields. */
+gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out);
+/* Next record: returns 1 and sets *line (1-based line where it starts), 0 at the end, or a
+ * negative status for a malformed row (message "FILE:LINE: reason"; reading can continue
+ * with the next call). */
+int gz_records_next(gz_records *r, long *line);
+/* Field of the current record as a string (numbers are formatted), or NULL if absent. */
+const char *gz_records_get(gz_records *r, const char *field);
+gz_rec_format gz_records_format(const gz_records *r);
+void gz_records_close(gz_records *r);
+
+typedef struct {
+    gz_rec_format format;
+    const char *id_field;    /* default "id"; records without it are keyed by line number */
+    const char *text_field;  /* default "text"; a comma-separated list joins the fields with
+                                ". " (e.g. "title,description") */
+    const char *image_field; /* NULL: none; else a path (relative to the file's folder) of
+                                an image to link; indexed now if it is not in the db */
+    int batch_size;          /* texts per transaction / forward pass (default 32) */
+    void (*row_error)(void *user, const char *file, long line, const char *message);
+    void *user;
+} gz_texts_opts;
+
+typedef struct {
+    long rows;      /* records read (good and bad) */
+    long added;     /* new or changed texts encoded */
+    long unchanged; /* same text already embedded */
+    long failed;    /* malformed rows, missing fields, unreadable linked images */
+    long linked;    /* texts linked to an image item */
+} gz_texts_stats;
+
+gz_texts_opts gz_texts_default_opts(void);
+/* Import the texts of a record file as text items (path = the file's absolute path, ext_id
+ * = the id field or "line:N") and embed them. Bad rows are reported and skipped. */
+gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opts *o,
+                              gz_texts_stats *stats);
+
+
+/* ===== Evaluation (eval/) =====
+ * Batch caption-matching evaluation (image<->text Recall@K) as LAVIS and
+ * CLIP_benchmark compute it: load an evaluation set, encode every image and caption, rank,
+ * optionally re-rank the ITC top-k with BLIP's ITM head, and report R@1/5/10.
+ *
+ * Basic usage:
+ *   gz_eval_set *s = NULL;
+ *   gz_eval_load_opts lo = gz_eval_default_load_opts();     // lo.lang = "zh_TW" ...
+ *   if (gz_eval_load("flickr30k_test.json", &lo, &s) != GZ_OK) { fputs(gz_last_error(), stderr);
+ * ... } gz_eval_params ep = gz_eval_default_params();            // ep.rerank_k = 128 (BLIP only)
+ *   gz_eval_result r;
+ *   gz_eval_run(model, s, &ep, &r);                          // r.itc.txt_r1, r.final->img_r5 ...
+ *   gz_eval_result_free(&r);
+ *   gz_eval_set_free(s);
+ *
+ * Protocol (LAVIS lavis/tasks/retrieval.py, itm_eval / compute_sim_matrix):
+ *  - Texts are every caption of every image (or only the first, GZ_EVAL_CAPTIONS_FIRST), in
+ *    file order; text t belongs to image txt2img[t]. Images without a caption in the chosen
+ *    language are left out (counted). Images that fail to decode are left out together with
+ *    their captions (reported through a callback and listed in the result).
+ *  - ITC: cosine of the L2-normalised embeddings, a (n_images, n_texts) matrix.
+ *  - Image->text (txt_r*): an image's rank is the best rank among its ground-truth texts;
+ *    text->image (img_r*): a text's rank is the rank of its image. R@K = percentage of
+ *    queries whose 0-based rank < K; *_r_mean = mean of R@1/5/10, r_mean = mean of both,
+ *    agg_metrics = txt_r_mean (LAVIS' names and definitions).
+ *  - Ties: rank = number of candidates scoring strictly higher than the ground truth
+ *    (optimistic). LAVIS uses numpy's argsort (an unspecified order among equal scores);
+ *    the two differ only when the ground truth ties with another candidate, which the
+ *    result counts (n_tied_*).
+ *  - Re-rank (BLIP, rerank_k = LAVIS' k_test): each image's top-k texts by ITC, and each
+ *    text's top-k images by ITC (ties: lower index first), get score = ITM match logit +
+ *    ITC; the rest rank behind them in ITC order. LAVIS gives the rest -100 (an arbitrary
+ *    order among them), so R@K is identical for K <= k. Every (image, text) pair needed by
+ *    either direction is scored once, grouped by image (one ViT pass per image).
+ *  - Caption pre-processing (GZ_EVAL_TEXT_BLIP, the default for BLIP models): LAVIS'
+ *    BlipCaptionProcessor.pre_caption (lower-case, `.!"()*#:;~` to spaces, runs of 2+
+ *    whitespace to one space, strip, at most max_words words). CLIP-family default: none,
+ *    as CLIP_benchmark. Known difference: LAVIS truncates BLIP captions at 35 tokens; gaze
+ *    truncates at the model's maximum length.
+ *
+ * Thread safety: a gz_eval_set is immutable after loading; gz_eval_run uses the model from
+ * one thread (the model parallelises internally). Nothing here prints. */
+/* ---- evaluation sets ---- */
+
+typedef enum {
+    GZ_EVAL_CAPTIONS_ALL = 0,   /* every caption of an image is a separate text (default) */
+    GZ_EVAL_CAPTIONS_FIRST = 1, /* only the first caption of each image */
+} gz_eval_captions;
+
+typedef struct {
+    const char *lang; /* NULL: "captions"/"caption"; else captions_i18n[lang] */
+    gz_eval_captions captions;
+    const char *image_root; /* folder for relative image paths; NULL = the file's folder */
+    const char *split;      /* Karpathy dataset_*.json: the split to use (default "test") */
+} gz_eval_load_opts;
+
+gz_eval_load_opts gz_eval_default_load_opts(void);
+
+typedef struct {
+    char *image;    /* as written in the file; owned */
+    char *path;     /* resolved against image_root; owned */
+    int first_text; /* its texts are [first_text, first_text + n_texts) of the set */
+    int n_texts;    /* >= 1 */
+    long line;      /* 1-based line (JSONL) or array index + 1 (JSON) */
+} gz_eval_image;
+
+typedef struct {
+    char *file;            /* the dataset file; owned */
+    const char *format;    /* "jsonl", "json-list" (LAVIS), "karpathy" (dataset_*.json) */
+    gz_eval_image *images; /* (n_images) */
+    int n_images;
+    char **texts; /* (n_texts) owned captions, in order */
+    int *txt2img; /* (n_texts) image index of each text */
+    int n_texts;
+    int n_entries;      /* entries read (lines / list items / split images) */
+    int n_no_captions;  /* entries left out: no caption in the chosen language */
+    uint64_t file_hash; /* xxh3-64 of the dataset file's bytes (reproducibility) */
+} gz_eval_set;
+
+/*
+** Load an evaluation set. Formats, detected from the content:
+**  - JSONL, one object per line: {"image": path, "captions": [..], "captions_i18n":
+**    {locale: [..]}, ...} (gaze's evalsets format; other fields ignored; blank lines ok);
+**  - a JSON list of {"image": path, "caption": str | [str..]} (LAVIS' coco_karpathy_test.json,
+**    flickr30k_test.json);
+**  - Karpathy's dataset_coco.json / dataset_flickr30k.json ({"images": [{"filepath",
+**    "filename", "split", "sentences": [{"raw"}]}]}), images of opts->split only.
+** Image paths are relative to opts->image_root (default: the file's folder) unless absolute.
+** Returns GZ_EINVAL naming file:line for a malformed entry (not a JSON object, no "image",
+** captions not strings), GZ_ENOTFOUND / GZ_EIO for the file, GZ_EINVAL if no image is left
+** ("no image has captions in zh_CN"). On error *out is NULL.
+*/
+gz_status gz_eval_load(const char *path, const gz_eval_load_opts *opts, gz_eval_set **out);
+void gz_eval_set_free(gz_eval_set *s);
+
+/* LAVIS' BlipCaptionProcessor.pre_caption(caption) with max_words (LAVIS default 50):
+** Python str.lower() (per code point, utf8proc), each of . ! " ( ) * # : ; ~ replaced by a
+** space, every run of 2+ whitespace (Python \s) replaced by one space, trailing newlines
+** and surrounding spaces stripped, then at most max_words words split on single spaces.
+** Returns a malloc'd string, or NULL when out of memory. Invalid UTF-8 bytes are kept. */
+char *gz_eval_blip_caption(const char *caption, int max_words);
+
+/* ---- recall from scores ---- */
+
+typedef struct {
+    double txt_r1, txt_r5, txt_r10, txt_r_mean; /* image -> text, percent */
+    double img_r1, img_r5, img_r10, img_r_mean; /* text -> image, percent */
+    double r_mean;                              /* (txt_r_mean + img_r_mean) / 2 */
+    double agg_metrics;                         /* LAVIS: txt_r_mean */
+} gz_eval_recall;
+
+/*
+** Ranks of the ground truth, 0-based, from score matrices:
+**   i2t (n_img, n_txt): score of text t for image query i; t2i (n_txt, n_img): of image i
+**   for text query t (NULL: use i2t transposed). txt2img (n_txt) in [0, n_img).
+** txt_rank[i] (image queries) = min over i's texts g of #{t : i2t[i][t] > i2t[i][g]};
+** img_rank[t] (text queries) = #{i : t2i[t][i] > t2i[t][txt2img[t]]}. An image without
+** texts gets rank n_txt. NaN scores count as lowest. Optional outputs (NULL to skip):
+** txt_top[i] / img_top[t] = the best-scoring candidate (lowest index among equals);
+** *n_tied_txt / *n_tied_img = queries whose ground truth ties with a non-ground-truth
+** candidate (where argsort-based tools may differ). GZ_EINVAL for bad sizes / txt2img.
+*/
+gz_status gz_eval_ranks(const float *i2t, const float *t2i, int n_img, int n_txt,
+                        const int *txt2img, int *txt_rank, int *img_rank, int *txt_top,
+                        int *img_top, int *n_tied_txt, int *n_tied_img);
+
+/* R@1/5/10 and means from 0-based ranks (LAVIS' formulas). n = 0 gives zeros. */
+void gz_eval_recall_from_ranks(const int *txt_rank, int n_img, const int *img_rank, int n_txt,
+                               gz_eval_recall *out);
+
+/* ---- the whole evaluation ---- */
+
+typedef enum {
+    GZ_EVAL_TEXT_AUTO = 0, /* BLIP: GZ_EVAL_TEXT_BLIP; CLIP family: GZ_EVAL_TEXT_NONE */
+    GZ_EVAL_TEXT_NONE = 1, /* captions as written (CLIP_benchmark) */
+    GZ_EVAL_TEXT_BLIP = 2, /* gz_eval_blip_caption (LAVIS blip_caption processor) */
+} gz_eval_text_process;
+
+typedef struct {
+    int rerank_k;    /* 0 = ITC only; > 0: BLIP ITM re-rank of the ITC top-k (k_test)
+                        in both directions (GZ_EUNSUPPORTED for CLIP-family models) */
+    int image_batch; /* images decoded and encoded per batch (default 8) */
+    int text_batch;  /* texts per gz_encode_texts call (default 64) */
+    gz_eval_text_process text_process;
+    int max_words; /* GZ_EVAL_TEXT_BLIP: at most this many words (default 50) */
+    /* Optional callbacks. progress: phase is "images", "texts" or "rerank"; done of total. */
+    void (*progress)(void *user, const char *phase, long done, long total);
+    /* An image left out: its path and why (gz_last_error() of the decode). */
+    void (*image_failed)(void *user, const char *path, const char *reason);
+    void *user;
+} gz_eval_params;
+
+gz_eval_params gz_eval_default_params(void);
+
+typedef struct {
+    int n_images, n_texts;             /* evaluated (after leaving out failed images) */
+    int n_failed_images;               /* images that failed to decode ... */
+    int n_failed_texts;                /* ... and their captions, left out */
+    int *image_index;                  /* (n_images) evaluated image -> set image index */
+    int *text_index;                   /* (n_texts) evaluated text -> set text index */
+    int *txt2img;                      /* (n_texts) evaluated text -> evaluated image */
+    char **processed_texts;            /* (n_texts) the strings that were encoded */
+    gz_eval_text_process text_process; /* resolved (never AUTO) */
+    int rerank_k;                      /* effective k (clamped to the candidate counts), 0 = none */
+
+    gz_eval_recall itc;               /* ranking by ITC */
+    int *txt_rank_itc, *img_rank_itc; /* (n_images), (n_texts) 0-based ranks by ITC */
+    int *txt_top_itc, *img_top_itc;   /* best candidate by ITC */
+    int n_tied_txt_itc, n_tied_img_itc;
+    gz_eval_recall rerank;                  /* ranking after ITM re-rank (rerank_k > 0) */
+    int *txt_rank_rerank, *img_rank_rerank; /* NULL without re-rank */
+    int *txt_top_rerank, *img_top_rerank;
+    int n_tied_txt_rerank, n_tied_img_rerank;
+    const gz_eval_recall *final; /* &rerank with re-rank, else &itc */
+    float *i2t_itc;              /* (n_images, n_texts) ITC cosine matrix */
+    int64_t n_itm_pairs;         /* (image, text) pairs scored by ITM */
+
+    double t_images, t_texts, t_rank, t_rerank, t_total; /* seconds (monotonic) */
+} gz_eval_result;
+
+/*
+** Run the evaluation of set s with model m (both borrowed). Images that fail to decode are
+** left out with their captions and reported through params->image_failed; that alone is
+** not an error. Returns GZ_OK and fills *out (free with gz_eval_result_free), or:
+** GZ_EUNSUPPORTED rerank_k > 0 with a model without ITM head (message names BLIP);
+** GZ_EINVAL bad params or no image left to evaluate; an encoder's error otherwise. On
+** error *out is zeroed.
+*/
+gz_status gz_eval_run(gz_model *m, const gz_eval_set *s, const gz_eval_params *params,
+                      gz_eval_result *out);
+void gz_eval_result_free(gz_eval_result *r);
+
 
 const char *gz_version(void);
 

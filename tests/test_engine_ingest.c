@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "index/engine.h"
+#include "gaze.h"
 #include "testutil.h"
 
 static int checks = 0;

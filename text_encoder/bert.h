@@ -23,7 +23,7 @@
 
 #include "core/config.h"
 #include "core/safetensors.h"
-#include "gaze.h"
+#include "core/status.h"
 
 typedef struct gz_bert gz_bert;
 

@@ -17,7 +17,7 @@
 
 #include "core/config.h"
 #include "core/safetensors.h"
-#include "gaze.h"
+#include "core/status.h"
 
 typedef struct gz_clip_text gz_clip_text;
 

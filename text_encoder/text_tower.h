@@ -22,7 +22,7 @@
 
 #include "core/config.h"
 #include "core/safetensors.h"
-#include "gaze.h"
+#include "core/status.h"
 
 typedef struct gz_text_tower gz_text_tower;
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "text_encoder/tok_internal.h"
 
 gz_tokenizer_params gz_tokenizer_default_params(void) {
@@ -28,20 +29,11 @@ gz_tokenizer_params gz_tokenizer_default_params(void) {
 
 /* ===== loading helpers ===== */
 
-static char *join_path(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
 
 /* Load a JSON file. optional: a missing file gives GZ_OK with *out NULL. */
 static gz_status load_json(const char *dir, const char *name, int optional, json_t **out) {
     *out = NULL;
-    char *path = join_path(dir, name);
+    char *path = gz_path_join(dir, name);
     if (!path) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     gz_status st = GZ_OK;
     FILE *f = fopen(path, "rb");
@@ -386,7 +378,7 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
         const json_t *sa = cfg ? json_object_get(cfg, "strip_accents") : NULL;
         t->strip_accents = json_is_boolean(sa) ? json_is_true(sa) : -1;
         const char *vname = t->is_bpe ? "vocab.json" : "vocab.txt";
-        char *vpath = join_path(model_dir, vname), *tjpath = join_path(model_dir, "tokenizer.json");
+        char *vpath = gz_path_join(model_dir, vname), *tjpath = gz_path_join(model_dir, "tokenizer.json");
         if (!vpath || !tjpath) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         else if (access(vpath, F_OK) != 0 && access(tjpath, F_OK) == 0) {
             /* no slow-tokenizer vocabulary: take vocabulary, merges and added tokens from the
@@ -405,7 +397,7 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
             if (tj) {
                 st = tk_bpe_load_json(t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
             } else {
-                char *path = join_path(model_dir, "merges.txt");
+                char *path = gz_path_join(model_dir, "merges.txt");
                 st = path ? tk_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
                 free(path);
             }

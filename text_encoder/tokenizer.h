@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gaze.h" /* gz_status, gz_family */
+#include "core/status.h"
 
 typedef struct gz_tokenizer gz_tokenizer;
 

@@ -19,7 +19,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "index/engine_eval.h"
+#include "gaze.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,8 +12,9 @@
 #include <utf8proc.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
-#include "index/engine_eval.h"
+#include "gaze.h"
 
 #define EVAL_MAX_FILE ((size_t)2 << 30) /* refuse dataset files above 2 GiB */
 #define EVAL_DEFAULT_IMAGE_BATCH 8
@@ -21,11 +22,6 @@
 #define EVAL_DEFAULT_MAX_WORDS 50 /* LAVIS BlipCaptionProcessor default */
 #define EVAL_MAX_BATCH 4096
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* malloc of n * size bytes, overflow-checked; n == 0 allocates one byte. */
 static void *xmalloc_n(size_t n, size_t size) {
@@ -85,17 +81,6 @@ static gz_status grow(void **p, int *cap, int need, size_t elem) {
     return GZ_OK;
 }
 
-static char *join_path(const char *root, const char *rel) {
-    if (rel[0] == '/' || !root || !root[0]) return strdup(rel);
-    size_t a = strlen(root), b = strlen(rel);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, root, a);
-    size_t k = a;
-    if (k && p[k - 1] != '/') p[k++] = '/';
-    memcpy(p + k, rel, b + 1);
-    return p;
-}
 
 /* Add one image with its captions (json strings in caps[0..n_caps)). */
 static gz_status add_image(loader *L, const char *image, json_t *const *caps, int n_caps,
@@ -115,7 +100,7 @@ static gz_status add_image(loader *L, const char *image, json_t *const *caps, in
     gz_eval_image *im = &s->images[s->n_images];
     memset(im, 0, sizeof *im);
     im->image = strdup(image);
-    im->path = join_path(L->root, image);
+    im->path = gz_path_join(L->root, image);
     if (!im->image || !im->path) {
         free(im->image);
         free(im->path);
@@ -214,7 +199,7 @@ static gz_status load_karpathy(loader *L, json_t *root) {
         if (!json_is_string(fn) || !json_string_value(fn)[0])
             return GZ_FAIL(GZ_EINVAL, "%s: images[%zu] has no 'filename'", file, i);
         char *rel = json_is_string(fp) && json_string_value(fp)[0]
-                        ? join_path(json_string_value(fp), json_string_value(fn))
+                        ? gz_path_join(json_string_value(fp), json_string_value(fn))
                         : strdup(json_string_value(fn));
         if (!rel) return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
         json_t *caps[EVAL_MAX_CAPTIONS];
@@ -885,7 +870,7 @@ out:
 
 static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
                            gz_eval_result *r) {
-    const double t0 = now_s();
+    const double t0 = gz_monotonic_seconds();
     const int E = gz_model_dim(m);
     gz_status st = GZ_OK;
     float *all_img = xmalloc_n((size_t)s->n_images * E, sizeof *all_img);
@@ -899,7 +884,7 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
     }
     /* images (I, E) */
     if ((st = encode_images(m, s, p, all_img, ok, &r->n_failed_images)) != GZ_OK) goto out;
-    r->t_images = now_s() - t0;
+    r->t_images = gz_monotonic_seconds() - t0;
     int *set2eval = xmalloc_n((size_t)s->n_images, sizeof *set2eval);
     r->image_index = xmalloc_n((size_t)s->n_images, sizeof *r->image_index);
     r->text_index = xmalloc_n((size_t)s->n_texts, sizeof *r->text_index);
@@ -945,7 +930,7 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
     }
     const int I = r->n_images, T = r->n_texts;
     /* texts (T, E) */
-    double t1 = now_s();
+    double t1 = gz_monotonic_seconds();
     txt_emb = xmalloc_n((size_t)T * E, sizeof *txt_emb);
     if (!txt_emb) {
         st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
@@ -959,9 +944,9 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
         if (st != GZ_OK) goto out;
         progress(p, "texts", t0b + n, T);
     }
-    r->t_texts = now_s() - t1;
+    r->t_texts = gz_monotonic_seconds() - t1;
     /* ITC (I, T) = images (I, E) . texts (T, E)^T */
-    double t2 = now_s();
+    double t2 = gz_monotonic_seconds();
     r->i2t_itc = xmalloc_n((size_t)I * T, sizeof *r->i2t_itc);
     r->txt_rank_itc = xmalloc_n((size_t)I, sizeof(int));
     r->txt_top_itc = xmalloc_n((size_t)I, sizeof(int));
@@ -980,10 +965,10 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
     r->n_tied_img_itc = ro.n_tied_img;
     gz_eval_recall_from_ranks(r->txt_rank_itc, I, r->img_rank_itc, T, &r->itc);
     r->final = &r->itc;
-    r->t_rank = now_s() - t2;
+    r->t_rank = gz_monotonic_seconds() - t2;
     if (p->rerank_k <= 0) goto out;
     /* BLIP ITM re-rank of the ITC top-k in both directions */
-    double t3 = now_s();
+    double t3 = gz_monotonic_seconds();
     int k1 = p->rerank_k < T ? p->rerank_k : T, k2 = p->rerank_k < I ? p->rerank_k : I;
     r->rerank_k = p->rerank_k;
     i2t_top = xmalloc_n((size_t)I * k1, sizeof *i2t_top);
@@ -1013,7 +998,7 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
     r->n_tied_img_rerank = rr.n_tied_img;
     gz_eval_recall_from_ranks(r->txt_rank_rerank, I, r->img_rank_rerank, T, &r->rerank);
     r->final = &r->rerank;
-    r->t_rerank = now_s() - t3;
+    r->t_rerank = gz_monotonic_seconds() - t3;
 out:
     free(ok);
     free(all_img);
@@ -1022,7 +1007,7 @@ out:
     free(i2t_s);
     free(t2i_top);
     free(t2i_s);
-    r->t_total = now_s() - t0;
+    r->t_total = gz_monotonic_seconds() - t0;
     return st;
 }
 

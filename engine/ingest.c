@@ -9,8 +9,9 @@
 #include <time.h>
 
 #include "core/error.h"
-#include "index/engine.h"
-#include "index/engine_internal.h"
+#include "core/fileio.h"
+#include "gaze.h"
+#include "engine/engine_internal.h"
 
 #define DEFAULT_BATCH 8
 #define ERRMSG_MAX 1024
@@ -57,11 +58,6 @@ typedef struct {
     int running;
 } chunk;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void set_job_error(job *j) {
     snprintf(j->error, sizeof j->error, "%s", gz_last_error());
@@ -375,7 +371,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     if (!o) o = &defaults;
     gz_ingest_stats s;
     memset(&s, 0, sizeof s);
-    double t0 = now_s();
+    double t0 = gz_monotonic_seconds();
     gz_status st = gz_engine_model(e, NULL, NULL);
     if (st != GZ_OK) {
         if (stats) *stats = s;
@@ -454,7 +450,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     free(jobs);
     free(vecs);
     gz_walk_free(&w);
-    s.seconds = now_s() - t0;
+    s.seconds = gz_monotonic_seconds() - t0;
     if (stats) *stats = s;
     if (st == GZ_OK && stopped)
         return GZ_FAIL(GZ_EINTERRUPTED,

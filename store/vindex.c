@@ -1,5 +1,5 @@
 /* vindex.c - a FAISS index of one (model, kind) with its id table and its file (vindex.h). */
-#include "index/vindex.h"
+#include "store/vindex.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/threads.h"
 #include "core/kernels.h"
 #include "core/safetensors.h"
@@ -61,54 +62,11 @@ struct gz_model {
 
 /* ===== small helpers ===== */
 
-static char *path_join(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p) snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
 
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* Read a whole (small) file into a malloc'd buffer. */
-static gz_status read_file(const char *path, size_t max, unsigned char **out, size_t *len) {
-    *out = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return GZ_FAIL(GZ_EIO, "%s: cannot seek", path);
-    }
-    long sz = ftell(f);
-    if (sz < 0 || (unsigned long)sz > max) {
-        fclose(f);
-        return GZ_FAIL(GZ_EINVAL, "%s: unreadable size or larger than %zu bytes", path, max);
-    }
-    rewind(f);
-    unsigned char *buf = malloc((size_t)sz + 1);
-    if (!buf) {
-        fclose(f);
-        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-    }
-    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz) {
-        free(buf);
-        fclose(f);
-        return GZ_FAIL(GZ_EIO, "%s: short read", path);
-    }
-    fclose(f);
-    buf[sz] = 0;
-    *out = buf;
-    *len = (size_t)sz;
-    return GZ_OK;
 }
 
 /* Feed a safetensors file's size and header (length prefix + JSON) into the hash. */
@@ -193,7 +151,7 @@ static gz_status hash_shards(XXH3_state_t *h, const char *index_path) {
     }
     for (size_t i = 0; st == GZ_OK && i < k; i++) {
         if (i > 0 && strcmp(names[i], names[i - 1]) == 0) continue;
-        char *p = path_join(dir, names[i]);
+        char *p = gz_path_join(dir, names[i]);
         if (!p) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         else st = hash_st_file(h, p);
         free(p);
@@ -212,7 +170,7 @@ static gz_status compute_fingerprint(gz_model *m, const char *config_path, const
     XXH3_128bits_reset(h);
     unsigned char *buf = NULL;
     size_t len = 0;
-    gz_status st = read_file(config_path, MODEL_MAX_JSON, &buf, &len);
+    gz_status st = gz_read_file(config_path, MODEL_MAX_JSON, &buf, &len);
     if (st == GZ_OK) {
         XXH3_128bits_update(h, &len, sizeof len);
         XXH3_128bits_update(h, buf, len);
@@ -220,7 +178,7 @@ static gz_status compute_fingerprint(gz_model *m, const char *config_path, const
         buf = NULL;
     }
     if (st == GZ_OK && pp_path) {
-        st = read_file(pp_path, MODEL_MAX_JSON, &buf, &len);
+        st = gz_read_file(pp_path, MODEL_MAX_JSON, &buf, &len);
         if (st == GZ_OK) {
             XXH3_128bits_update(h, &len, sizeof len);
             XXH3_128bits_update(h, buf, len);
@@ -325,18 +283,18 @@ void gz_model_free(gz_model *m) {
  * pytorch_model.bin.index.json (the order of transformers' from_pretrained). */
 static gz_status resolve_weights(gz_model *m, const char *wf) {
     if (wf && *wf) {
-        m->weights_path = wf[0] == '/' ? strdup(wf) : path_join(m->dir, wf);
+        m->weights_path = gz_path_join(m->dir, wf);
         if (!m->weights_path) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-        if (!file_exists(m->weights_path))
+        if (!gz_is_regular_file(m->weights_path))
             return GZ_FAIL(GZ_ENOTFOUND, "%s: weights file not found", m->weights_path);
         return GZ_OK;
     }
     static const char *const names[] = {"model.safetensors", "model.safetensors.index.json",
                                         "pytorch_model.bin", "pytorch_model.bin.index.json"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char *p = path_join(m->dir, names[i]);
+        char *p = gz_path_join(m->dir, names[i]);
         if (!p) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-        if (file_exists(p)) {
+        if (gz_is_regular_file(p)) {
             m->weights_path = p;
             return GZ_OK;
         }
@@ -350,19 +308,19 @@ static gz_status resolve_weights(gz_model *m, const char *wf) {
 
 static gz_status load_inner(gz_model *m, const gz_model_params *params) {
     gz_status st;
-    char *cfg_path = path_join(m->dir, "config.json");
-    char *pp_path = path_join(m->dir, "preprocessor_config.json");
+    char *cfg_path = gz_path_join(m->dir, "config.json");
+    char *pp_path = gz_path_join(m->dir, "preprocessor_config.json");
     if (!cfg_path || !pp_path) {
         st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         goto out;
     }
-    if (!file_exists(cfg_path)) {
+    if (!gz_is_regular_file(cfg_path)) {
         st = GZ_FAIL(GZ_ENOTFOUND, "%s: not found (is %s a Hugging Face model directory?)",
                      cfg_path, m->dir);
         goto out;
     }
     if ((st = gz_config_load(cfg_path, &m->cfg)) != GZ_OK) goto out;
-    if (!file_exists(pp_path)) {
+    if (!gz_is_regular_file(pp_path)) {
         st = GZ_FAIL(GZ_ENOTFOUND, "%s: not found (the image preprocessing is defined there)",
                      pp_path);
         goto out;

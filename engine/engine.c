@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "index/engine.h"
-#include "index/engine_internal.h"
+#include "gaze.h"
+#include "engine/engine_internal.h"
 
 gz_engine_params gz_engine_default_params(void) {
     gz_engine_params p;

@@ -2,7 +2,7 @@
 #ifndef GZ_INDEX_ENGINE_INTERNAL_H
 #define GZ_INDEX_ENGINE_INTERNAL_H
 
-#include "index/engine.h"
+#include "gaze.h"
 
 struct gz_engine {
     gz_db *db;

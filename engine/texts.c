@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "index/engine.h"
-#include "index/engine_internal.h"
+#include "gaze.h"
+#include "engine/engine_internal.h"
 
 #define MAX_RECORD_FILE ((size_t)4 << 30) /* refuse record files above 4 GiB */
 #define ROW_ERR_MAX 512

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "index/engine_eval.h"
+#include "gaze.h"
 #include "testutil.h"
 
 #define ATOL_ITC 1e-5f /* library ITC (batched sgemm) vs double dot of single encodes */

@@ -1,9 +1,9 @@
-/* bench_index.c - store + FAISS benchmark: insert throughput (SQLite commit included), index
+/* bench_store.c - store + FAISS benchmark: insert throughput (SQLite commit included), index
  * build time (rebuild from SQLite at open, training included), index size (the FAISS file, about
  * its size in memory), peak process memory, single-query search latency and recall@10 against
  * exact search, for several factory strings, on random unit vectors (efSearch / nprobe as given).
  *
- * Usage: bench_index [--n N] [--dim D] [--queries Q] [--factories "Flat;HNSW32;IVF1024,PQ32"]
+ * Usage: bench_store [--n N] [--dim D] [--queries Q] [--factories "Flat;HNSW32;IVF1024,PQ32"]
  *                    [--ef EF] [--nprobe NP] [--dir DIR] [--clustered]
  * The database (DIR/bench-N-D.gaze) is reused when it already holds N vectors, so factories can
  * be run in separate invocations. Exact top-10 comes from the Flat index (tests check that Flat
@@ -63,7 +63,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void die(const char *what) {
-    fprintf(stderr, "bench_index: %s: %s\n", what, gz_last_error());
+    fprintf(stderr, "bench_store: %s: %s\n", what, gz_last_error());
     exit(1);
 }
 
@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
             continue;
         }
         if (!v) {
-            fprintf(stderr, "bench_index: %s needs a value\n", a);
+            fprintf(stderr, "bench_store: %s needs a value\n", a);
             return 2;
         }
         if (!strcmp(a, "--n"))
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--dir"))
             dir = v;
         else {
-            fprintf(stderr, "bench_index: unknown option %s\n", a);
+            fprintf(stderr, "bench_store: unknown option %s\n", a);
             return 2;
         }
         i++;
@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
     if (n <= 0 || dim <= 0 || nq <= 0) return 2;
     char path[1024];
     snprintf(path, sizeof path, "%s/bench-%d-%d%s.gaze", dir, n, dim, clustered ? "c" : "");
-    printf("bench_index: n %d dim %d queries %d %s, db %s\n", n, dim, nq,
+    printf("bench_store: n %d dim %d queries %d %s, db %s\n", n, dim, nq,
            clustered ? "clustered (1000 blobs)" : "isotropic random", path);
 
     float *centers = NULL;
@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
         die("register");
     if (st.n_embeddings != n) {
         if (st.n_embeddings != 0) {
-            fprintf(stderr, "bench_index: %s holds %lld vectors, not %d: remove it\n", path,
+            fprintf(stderr, "bench_store: %s holds %lld vectors, not %d: remove it\n", path,
                     (long long)st.n_embeddings, n);
             return 1;
         }

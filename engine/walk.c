@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "index/engine.h"
+#include "gaze.h"
 
 /* Folder names skipped unless include_hidden: dot-folders are skipped as a rule. */
 static const char *const JUNK_DIRS[] = {

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "index/engine.h"
-#include "index/engine_internal.h"
+#include "gaze.h"
+#include "engine/engine_internal.h"
 
 gz_query gz_query_default(void) {
     gz_query q;

@@ -26,7 +26,7 @@
 
 #include "core/error.h"
 #include "gaze.h"
-#include "index/vindex.h"
+#include "store/vindex.h"
 
 #define DB_SCHEMA_VERSION 1
 #define DB_APPLICATION_ID 0x47415a45 /* "GAZE" */
@@ -1073,27 +1073,6 @@ void gz_item_clear(gz_item *item) {
     free((char *)item->meta_json);
     free((char *)item->error);
     memset(item, 0, sizeof *item);
-}
-
-gz_status gz_hash_file(const char *path, uint64_t *hash) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
-    XXH3_state_t *xs = XXH3_createState();
-    if (!xs) {
-        fclose(f);
-        return GZ_FAIL(GZ_ENOMEM, "%s: xxhash state", path);
-    }
-    XXH3_64bits_reset(xs);
-    unsigned char buf[1 << 16];
-    size_t got;
-    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
-        XXH3_64bits_update(xs, buf, got);
-    int err = ferror(f);
-    fclose(f);
-    *hash = XXH3_64bits_digest(xs);
-    XXH3_freeState(xs);
-    if (err) return GZ_FAIL(GZ_EIO, "%s: read error", path);
-    return GZ_OK;
 }
 
 #define ITEM_COLS                                                                                  \
