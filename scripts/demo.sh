@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh - the main job: build gaze, index the sample photos in data/photos, run a few
 # searches (text, image, composed, re-ranked) and write an HTML gallery.
-# Usage: scripts/demo.sh            (after scripts/setup.sh has installed the dependencies)
+# Usage: scripts/demo.sh   (on a fresh Debian 12 machine: it installs what it needs through
+#                           scripts/setup.sh, then builds)
 # Model: $GAZE_MODEL if set (a Hugging Face model directory, e.g. Salesforce/blip-itm-base-coco
 # downloaded with its config.json, model.safetensors, vocab and preprocessor files); otherwise
 # the tiny BLIP fixture model shipped in tests/data, whose weights are RANDOM.
@@ -12,6 +13,7 @@ cd "$here"
 build=${GAZE_BUILD_DIR:-build}
 out=${GAZE_DEMO_DIR:-$build/demo}
 
+bash scripts/setup.sh
 echo "== building gaze ($build)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc)" --target gaze >/dev/null

@@ -50,9 +50,17 @@ if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-s
   if [ -f /etc/apt/sources.list.d/debian.sources ]; then
     sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources | $SUDO tee "$src_list" >/dev/null
   else
-    # One-line format (older images): mirror every "deb" line as "deb-src".
-    grep -h '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-      sed 's/^deb /deb-src /' | $SUDO tee /etc/apt/sources.list.d/gaze-deb-src.list >/dev/null
+    # One-line format (what the Debian installer and debootstrap write): mirror every "deb"
+    # line as "deb-src". Only existing files are read: a glob that matches nothing would make
+    # grep exit 2 and stop this script under pipefail.
+    lists=()
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+      [ -f "$f" ] && lists+=("$f")
+    done
+    if [ ${#lists[@]} -gt 0 ]; then
+      { grep -h '^deb ' "${lists[@]}" || true; } |
+        sed 's/^deb /deb-src /' | $SUDO tee /etc/apt/sources.list.d/gaze-deb-src.list >/dev/null
+    fi
   fi
   $SUDO apt-get update -qq
 fi
