@@ -1405,7 +1405,9 @@ gz_status gz_hub_pull(const char *repo_id, const char *revision, const gz_hub_pa
         goto done;
     }
     if ((s = repo_info(c, revision, &all)) != GZ_OK) goto done;
-    if (!fmt_ok(c->snap, sizeof c->snap, "%s/snapshots/%s", c->rdir, c->commit)) {
+    char blobs[GZ_HUB_PATH_MAX];
+    if (!fmt_ok(c->snap, sizeof c->snap, "%s/snapshots/%s", c->rdir, c->commit) ||
+        !fmt_ok(blobs, sizeof blobs, "%s/blobs", c->rdir)) {
         s = GZ_FAIL(GZ_EINVAL, "%s: path too long", c->rdir);
         goto done;
     }
@@ -1434,6 +1436,7 @@ gz_status gz_hub_pull(const char *repo_id, const char *revision, const gz_hub_pa
             (s = str_list_add(&want, hub_aux_files[i])) != GZ_OK)
             goto done;
     if ((s = str_list_add(&want, weights ? weights : index)) != GZ_OK) goto done;
+    if ((s = mkdir_p(blobs)) != GZ_OK) goto done;
     for (int i = 0; i < want.n; i++) {
         if ((s = pull_file(c, want.name[i])) != GZ_OK) goto done;
         if (index && !strcmp(want.name[i], index) &&
