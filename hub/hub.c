@@ -141,7 +141,8 @@ static gz_status read_small(const char *path, char *buf, size_t cap) {
 /* Write data to path atomically: a new temp file beside it (O_EXCL|O_NOFOLLOW), then rename. */
 static gz_status write_atomic(const char *path, const char *data) {
     char tmp[GZ_HUB_PATH_MAX];
-    if (!fmt_ok(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()))
+    static _Atomic unsigned seq; /* distinct names for threads of one process */
+    if (!fmt_ok(tmp, sizeof tmp, "%s.tmp%ld.%u", path, (long)getpid(), seq++))
         return GZ_FAIL(GZ_EINVAL, "%s: path too long", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
     if (fd < 0) return GZ_FAIL(GZ_EIO, "%s: %s", tmp, strerror(errno));
@@ -1107,6 +1108,9 @@ static gz_status file_metadata(pull_ctx *c, const char *file, const char *url, h
         break;
     }
     if (x->code >= 400 || x->code < 200) return http_error(c, x, c->commit, file);
+    if (x->commit[0] && strcasecmp(x->commit, c->commit) != 0)
+        return GZ_FAIL(GZ_EINVAL, "%s: %s answered for commit %.40s, not %s", file, c->p->endpoint,
+                       x->commit, c->commit);
     const char *e = x->linked_etag[0] ? x->linked_etag : x->etag;
     char tmp[sizeof x->etag];
     copy_str(tmp, sizeof tmp, e);

@@ -425,28 +425,81 @@ static void test_pull(void) {
     check_snapshot(q.cache_dir, snap);
     T(log_count(s.log, "range=bytes=2097152-") == lines + 2); /* resolve + lfs-blobs */
     standin_stop(&s);
+}
 
-    /* Repositories gaze cannot run: the message lists what is there. */
-    char only_cfg[PATHLEN], no_cfg[PATHLEN], src[PATHLEN];
-    mkdirs(path_of(only_cfg, root, "repo-noweights"));
-    mkdirs(path_of(no_cfg, root, "repo-noconfig"));
-    char *cfg = slurp(path_of(src, fixture, "config.json"), NULL);
-    write_text(path_of(path, only_cfg, "config.json"), cfg ? cfg : "{}");
-    write_text(path_of(path, only_cfg, "flax_model.msgpack"), "x");
-    write_text(path_of(path, no_cfg, "model.safetensors"), "x");
-    free(cfg);
-    char r1[PATHLEN + 32], r2[PATHLEN + 32];
-    spf(r1, sizeof r1, "org/noweights=%s", only_cfg);
-    spf(r2, sizeof r2, "org/noconfig=%s", no_cfg);
-    const char *const extra[] = {"--repo", r1, "--repo", r2, NULL};
-    standin_start(&s, "unsupported", extra);
-    p = params_for(&s, "cache-unsupported");
+/* Write folder <root>/<name> holding the files given as name, content pairs (NULL-ended). */
+static void make_repo(char *dir, const char *name, ...) {
+    char path[PATHLEN];
+    path_of(dir, root, name);
+    mkdirs(dir);
+    va_list ap;
+    va_start(ap, name);
+    for (const char *f; (f = va_arg(ap, const char *)) != NULL;) {
+        const char *text = va_arg(ap, const char *);
+        path_of(path, dir, f);
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        mkdirs(path);
+        *slash = '/';
+        write_text(path, text);
+    }
+    va_end(ap);
+}
+
+/* Which files a pull picks: one weights format (safetensors, sharded or not, before
+ * pytorch_model.bin), never TF/Flax/ONNX; and repositories gaze cannot run are refused with
+ * the list of what is there. */
+static void test_pick_files(void) {
+    standin s;
+    char snap[PATHLEN], path[PATHLEN], d1[PATHLEN], d2[PATHLEN], d3[PATHLEN], d4[PATHLEN];
+    const char *cfg = "{\"model_type\": \"clip\"}";
+    const char *index = "{\"metadata\": {}, \"weight_map\": {\"a\": "
+                        "\"model-00001-of-00002.safetensors\", \"b\": "
+                        "\"model-00002-of-00002.safetensors\", \"c\": "
+                        "\"model-00001-of-00002.safetensors\"}}";
+    make_repo(d1, "repo-sharded", "config.json", cfg, "model.safetensors.index.json", index,
+              "model-00001-of-00002.safetensors", "shard one", "model-00002-of-00002.safetensors",
+              "shard two", "pytorch_model.bin", "torch", "tf_model.h5", "tf", "flax_model.msgpack",
+              "flax", "onnx/model.onnx", "onnx", "vocab.txt", "[PAD]\n", "README.md", "readme",
+              NULL);
+    make_repo(d2, "repo-torch", "config.json", cfg, "pytorch_model.bin", "torch weights",
+              "tf_model.h5", "tf", NULL);
+    make_repo(d3, "repo-noweights", "config.json", cfg, "flax_model.msgpack", "x", NULL);
+    make_repo(d4, "repo-noconfig", "model.safetensors", "x", NULL);
+    char r1[PATHLEN + 32], r2[PATHLEN + 32], r3[PATHLEN + 32], r4[PATHLEN + 32];
+    spf(r1, sizeof r1, "org/sharded=%s", d1);
+    spf(r2, sizeof r2, "org/torch=%s", d2);
+    spf(r3, sizeof r3, "org/noweights=%s", d3);
+    spf(r4, sizeof r4, "org/noconfig=%s", d4);
+    const char *const extra[] = {"--repo", r1, "--repo", r2, "--repo", r3, "--repo", r4, NULL};
+    standin_start(&s, "pick", extra);
+    gz_hub_params p = params_for(&s, "cache-pick");
+    gz_hub_pull_stats st;
+
+    T_STATUS(gz_hub_pull("org/sharded", NULL, &p, snap, sizeof snap, &st), GZ_OK);
+    static const char *const sharded_in[] = {"config.json", "model.safetensors.index.json",
+                                             "model-00001-of-00002.safetensors",
+                                             "model-00002-of-00002.safetensors", "vocab.txt"};
+    static const char *const sharded_out[] = {"pytorch_model.bin", "tf_model.h5",
+                                              "flax_model.msgpack", "onnx", "README.md"};
+    for (size_t i = 0; i < sizeof sharded_in / sizeof *sharded_in; i++)
+        T(same_bytes(path_of(path, snap, sharded_in[i]), path_of(d4, d1, sharded_in[i])));
+    for (size_t i = 0; i < sizeof sharded_out / sizeof *sharded_out; i++)
+        T(!exists_l(path_of(path, snap, sharded_out[i])));
+    T(st.files == 5 && st.files_downloaded == 5);
+
+    T_STATUS(gz_hub_pull("org/torch", NULL, &p, snap, sizeof snap, &st), GZ_OK);
+    T(same_bytes(path_of(path, snap, "pytorch_model.bin"), path_of(d4, d2, "pytorch_model.bin")));
+    T(!exists_l(path_of(path, snap, "tf_model.h5")));
+    T(st.files == 2);
+
+    int lines = log_count(s.log, "/resolve/");
     T_STATUS(gz_hub_pull("org/noweights", NULL, &p, snap, sizeof snap, NULL), GZ_EUNSUPPORTED);
     T_MSG("holds no model gaze can run");
     T_MSG("flax_model.msgpack");
     T_STATUS(gz_hub_pull("org/noconfig", NULL, &p, snap, sizeof snap, NULL), GZ_EUNSUPPORTED);
     T_MSG("no config.json");
-    T(log_count(s.log, "/resolve/") == 0); /* refused before downloading anything */
+    T(log_count(s.log, "/resolve/") == lines); /* refused before downloading anything */
     standin_stop(&s);
 }
 
@@ -680,6 +733,7 @@ int main(void) {
     test_ids();
     test_env();
     test_pull();
+    test_pick_files();
     test_resume();
     test_bad_sha();
     test_token();
