@@ -747,6 +747,7 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud) {
         x->etag[0] = x->linked_etag[0] = x->commit[0] = x->location[0] = '\0';
         x->error_code[0] = x->error_message[0] = '\0';
         x->content_length = x->linked_size = x->range_start = -1;
+        x->header_overflow = 0;
         return len;
     }
     const char *colon = memchr(buf, ':', len);
