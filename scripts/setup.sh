@@ -17,7 +17,7 @@ packages=(
   build-essential cmake pkg-config
   libopenblas-dev libfaiss-dev libsqlite3-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libheif-dev libexif-dev libgif-dev
-  libstb-dev libutf8proc-dev libjansson-dev libxxhash-dev libcurl4-openssl-dev
+  libstb-dev libutf8proc-dev libjansson-dev libxxhash-dev libcurl4-openssl-dev libssl-dev
   python3-numpy dpkg-dev
 )
 
