@@ -108,8 +108,8 @@ if ! "$build/tests/fuzz/$target" -max_total_time="$secs" -max_len="$max_len" -ti
   echo "fuzz.sh: $target FAILED (full log: $log; input saved under $build/artifacts/)" >&2
   exit 1
 fi
-stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
+final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
 cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
-echo "$target: $(stat number_of_executed_units) runs in ${secs} s," \
-  "$(stat average_exec_per_sec) exec/s, coverage ${cov:-?} edges," \
-  "corpus $(find "$build/corpus/$target" -type f | wc -l) inputs, peak RSS $(stat peak_rss_mb) MB"
+echo "$target: $(final_stat number_of_executed_units) runs in ${secs} s," \
+  "$(final_stat average_exec_per_sec) exec/s, coverage ${cov:-?} edges," \
+  "corpus $(find "$build/corpus/$target" -type f | wc -l) inputs, peak RSS $(final_stat peak_rss_mb) MB"
