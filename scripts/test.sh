@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # test.sh - the whole test suite from a fresh clone: dependencies, build, ctest.
-# Usage: scripts/test.sh [--sanitize]   (--sanitize: ASan+UBSan build in build-asan/)
+# Usage: scripts/test.sh [--sanitize]
+#   --sanitize: ASan+UBSan build in build-asan/; then every libFuzzer target of tests/fuzz is
+#   built with clang in build-fuzz/ and run for a few seconds on its seed corpus
+#   (scripts/fuzz.sh), so a target that no longer compiles or crashes at once fails here.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -18,5 +21,9 @@ if [ "${1:-}" = "--sanitize" ]; then
 fi
 cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"
-cd "$build"
-ctest --output-on-failure -j"$(nproc)"
+(cd "$build" && ctest --output-on-failure -j"$(nproc)")
+if [ "$build" = build-asan ]; then
+  for src in tests/fuzz/fuzz_*.c; do
+    bash scripts/fuzz.sh "$(basename "$src" .c)" "${GAZE_FUZZ_SECONDS:-5}"
+  done
+fi

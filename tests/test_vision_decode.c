@@ -20,6 +20,38 @@ const char *__lsan_default_suppressions(void) { return "leak:libx265\n"; }
 static int checks = 0;
 #define T(cond) CHECK_COUNTED(checks, cond)
 
+/* Tolerances. Decoding the fixtures is compared bit-exact with PIL (no tolerance); the bounds
+ * below are for comparisons between two different encodings of one picture, where lossy
+ * re-encoding makes exact equality impossible. Each is set well above what we measure and well
+ * below what the bug it guards against would give (measured values in uint8 levels, 0..255).
+ *
+ * ORIENT_MAX_MEAN_DIFF: mean |diff| of exif_orient_N.jpg turned upright against
+ * exif_orient_1.jpg on a 24x24 box-averaged grid. Each file is a separately JPEG-encoded
+ * rotated copy: measured 0.11..0.28, against 64.6..79.6 for untransformed pixels (below).
+ * ORIENT_MIN_RAW_DIFF: the same distance for the stored (untransformed) pixels of 2..4, which
+ * must be far, or the orientation test proves nothing: measured 64.6..79.6. */
+#define ORIENT_MAX_MEAN_DIFF 3.0
+#define ORIENT_MIN_RAW_DIFF 10.0
+/* HUGE_REFUSE_MAX_CPU_S: a 100000 x 100000 PNG header must be refused before any pixel
+ * buffer exists; measured ~1e-5 s of CPU, while allocating and filling 30 GB would take
+ * seconds (or fail). */
+#define HUGE_REFUSE_MAX_CPU_S 0.5
+/* HEIF_HIGH / HEIF_LOW: test_heif writes 220 and 30 in the red and blue channels of two
+ * halves (HEVC, quality 95); a pixel 5 rows in from the edge decodes to 220/30 (measured 219 or
+ * 220, and 30). The thresholds only tell which half landed where (a wrong rotation swaps them),
+ * so they sit about midway. */
+#define HEIF_HIGH 150
+#define HEIF_LOW 100
+/* CMYK_MAX_MEAN_DIFF: food_coffee_cmyk_adobe.jpg against food_coffee.png, the same picture
+ * converted to CMYK and JPEG-encoded: measured 2.17; a wrong Adobe inversion gives a photo
+ * negative, mean difference ~100. */
+#define CMYK_MAX_MEAN_DIFF 6.0
+/* CMYK_RED_MIN / CMYK_RED_MAX_OTHER: pixel (0, 0) of Pillow's cmyk_pil_sample.jpg is C=0,
+ * M,Y>0.8, K=0, i.e. red: measured (255, 13, 25). The margins allow for JPEG's chroma
+ * subsampling at the corner; inverted CMYK would give a cyan pixel. */
+#define CMYK_RED_MIN 240
+#define CMYK_RED_MAX_OTHER 60
+
 static uint8_t *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -222,9 +254,9 @@ static void test_orientation(void) {
         printf("  orientation %d: %6.2f | %s", o, d_up, d_raw < 0 ? "different size" : "");
         if (d_raw >= 0) printf("%6.2f", d_raw);
         printf("\n");
-        T(d_up < 3.0);
+        T(d_up < ORIENT_MAX_MEAN_DIFF);
         /* The stored pixels of 2..8 really are transformed (else this test proves nothing). */
-        if (o != 1) T(d_raw < 0 || d_raw > 10.0);
+        if (o != 1) T(d_raw < 0 || d_raw > ORIENT_MIN_RAW_DIFF);
         gz_image_free(&up);
         gz_image_free(&raw);
     }
@@ -351,7 +383,7 @@ static void test_broken(void) {
         put_be32(b + 53, crc32_png(b + 49, 4));
         clock_t t0 = clock();
         expect_fail("huge_100000x100000.png", b, sizeof b, &p, GZ_ENOMEM, "too large");
-        T((double)(clock() - t0) / CLOCKS_PER_SEC < 0.5);
+        T((double)(clock() - t0) / CLOCKS_PER_SEC < HUGE_REFUSE_MAX_CPU_S);
     }
     /* A JPEG whose SOF claims 65000 x 65000 (JPEG's limit is 65535 per side). */
     {
@@ -517,7 +549,7 @@ static void test_heif(void) {
         /* 90 deg clockwise: the original left (red) half is now the top half */
         const uint8_t *top = out.rgb + ((size_t)5 * out.width + out.width / 2) * 3;
         const uint8_t *bot = out.rgb + ((size_t)(out.height - 6) * out.width + out.width / 2) * 3;
-        T(top[0] > 150 && top[2] < 100 && bot[2] > 150 && bot[0] < 100);
+        T(top[0] > HEIF_HIGH && top[2] < HEIF_LOW && bot[2] > HEIF_HIGH && bot[0] < HEIF_LOW);
         gz_image_free(&out);
     }
     if (m.n > 64) expect_fail("truncated.heic", m.d, m.n / 2, NULL, GZ_EINVAL, NULL);
@@ -538,13 +570,15 @@ static void test_cmyk(void) {
         for (size_t i = 0; i < n; i++)
             sum += abs((int)a.rgb[i] - (int)b.rgb[i]);
         printf("CMYK JPEG vs RGB original: mean |diff| %.2f\n", sum / n);
-        T(sum / n < 6.0);
+        T(sum / n < CMYK_MAX_MEAN_DIFF);
     } else {
         T(0);
     }
     /* Pillow's own test image: pixel (0, 0) is C=0, M,Y>0.8, K=0, i.e. red */
     CHECK_OK(gz_image_load(gz_test_path("photos/cmyk_pil_sample.jpg"), NULL, &c));
-    if (c.rgb) T(c.rgb[0] > 240 && c.rgb[1] < 60 && c.rgb[2] < 60);
+    if (c.rgb)
+        T(c.rgb[0] > CMYK_RED_MIN && c.rgb[1] < CMYK_RED_MAX_OTHER &&
+          c.rgb[2] < CMYK_RED_MAX_OTHER);
     gz_image_free(&a);
     gz_image_free(&b);
     gz_image_free(&c);

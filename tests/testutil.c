@@ -147,11 +147,17 @@ const char *gz_test_tmpdir(const char *name) {
 }
 
 int gz_test_finish(const char *suite, int checks_run) {
-    (void)checks_run;
     if (gz_test_failures) {
-        fprintf(stderr, "%s: %d check(s) FAILED\n", suite, gz_test_failures);
+        fprintf(stderr, "%s: %d check(s) FAILED (%d counted)\n", suite, gz_test_failures,
+                checks_run);
         return 1;
     }
-    printf("%s: all checks passed\n", suite);
+    /* A suite that ran nothing (setup bailed out early, a loop over zero fixtures, a main that
+     * forgot to call its tests) would otherwise pass silently. */
+    if (checks_run <= 0) {
+        fprintf(stderr, "%s: FAILED: no check ran (%d counted)\n", suite, checks_run);
+        return 1;
+    }
+    printf("%s: all %d checks passed\n", suite, checks_run);
     return 0;
 }

@@ -94,7 +94,9 @@ const char *gz_test_path(const char *fmt, ...) __attribute__((format(printf, 1, 
 /* Make a fresh empty temporary directory for this test; returns its path (static). */
 const char *gz_test_tmpdir(const char *name);
 
-/* Print "N passed, M failed" style summary and return the process exit code. */
+/* The end of a suite's main: print a summary and return the process exit code, 1 when a check
+ * failed (gz_test_failures) and also 1 when checks_run, the suite's own count, is zero or less:
+ * a suite that checked nothing fails loudly instead of passing. 0 otherwise. */
 int gz_test_finish(const char *suite, int checks_run);
 
 #endif

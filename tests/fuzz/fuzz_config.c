@@ -1,10 +1,8 @@
 /* fuzz_config.c - libFuzzer target for config.json and preprocessor_config.json parsing.
  *
- * Not built by default. Build and run from the repository root:
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
- *     $(pkg-config --cflags openblas jansson) tests/fuzz/fuzz_config.c core/config.c \
- *     core/error.c $(pkg-config --libs jansson) -lm -o fuzz_config
- *   mkdir seeds && cp tests/data/fixtures/clip/config.json seeds/ && ./fuzz_config seeds
+ * Built with clang only under -DGAZE_FUZZ=ON (see tests/fuzz/CMakeLists.txt). To build and
+ * run it for 60 s on its seed corpus (scripts/fuzz.sh lists or makes the seeds):
+ *   scripts/fuzz.sh fuzz_config 60
  * The input is written to an anonymous memory file and parsed through /proc/self/fd as a model
  * config and as a preprocessor config of each family. */
 #include <stdint.h>

@@ -1,15 +1,9 @@
 /* fuzz_eval_load.c - libFuzzer target for evaluation-set parsing (gz_eval_load: JSONL, LAVIS
  * JSON list, Karpathy dataset_*.json) and LAVIS caption pre-processing (gz_eval_blip_caption).
  *
- * Not built by default. Build (after a normal build in build-eval, whose static libraries
- * provide everything but engine_eval.c) and run from the repository root:
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
- *     tests/fuzz/fuzz_eval_load.c index/engine_eval.c build-eval/libgaze_index.a \
- *     build-eval/libgaze_fusion.a build-eval/libgaze_text.a build-eval/libgaze_vision.a \
- *     build-eval/libgaze_core.a $(pkg-config --libs jansson libutf8proc libxxhash sqlite3 \
- *     openblas libpng libwebp libheif libexif) -ljpeg -lgif -lfaiss -lstdc++ -lgomp -lm \
- *     build-deps/faiss_c/lib/libfaiss_c.a -lfaiss -o fuzz_eval_load
- *   mkdir seeds && cp tests/data/evalset/captions.jsonl tests/data/evalset/lavis_test.json seeds/ && ./fuzz_eval_load seeds
+ * Built with clang only under -DGAZE_FUZZ=ON (see tests/fuzz/CMakeLists.txt). To build and
+ * run it for 60 s on its seed corpus (scripts/fuzz.sh lists or makes the seeds):
+ *   scripts/fuzz.sh fuzz_eval_load 60
  * The input is written to an anonymous memory file and loaded in every caption mode, with and
  * without a language; each caption loaded then goes through the pre-processing. */
 #include <stdint.h>

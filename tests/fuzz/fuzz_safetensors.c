@@ -1,12 +1,8 @@
 /* fuzz_safetensors.c - libFuzzer target for the safetensors header parser and shard loader.
  *
- * Not built by default. Build and run from the repository root:
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
- *     $(pkg-config --cflags openblas jansson) tests/fuzz/fuzz_safetensors.c core/safetensors.c \
- *     core/kernels.c core/threads.c core/torchbin.c core/error.c \
- *     $(pkg-config --libs openblas jansson) -fopenmp -lm -lpthread \
- *     -o fuzz_safetensors
- *   ./fuzz_safetensors -max_len=4096 tests/data/fixtures/clip   (seed: any .safetensors files)
+ * Built with clang only under -DGAZE_FUZZ=ON (see tests/fuzz/CMakeLists.txt). To build and
+ * run it for 60 s on its seed corpus (scripts/fuzz.sh lists or makes the seeds):
+ *   scripts/fuzz.sh fuzz_safetensors 60
  * The input is written to an anonymous memory file and opened through /proc/self/fd, so the
  * real mmap path is exercised; every tensor found is then read as F32 or copied as integers. */
 #include <stdint.h>

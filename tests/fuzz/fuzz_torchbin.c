@@ -1,12 +1,8 @@
 /* fuzz_torchbin.c - libFuzzer target for the torch.save reader (ZIP directory + unpickler).
  *
- * Not built by default. Build and run from the repository root:
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -I. \
- *     $(pkg-config --cflags openblas jansson) tests/fuzz/fuzz_torchbin.c core/torchbin.c \
- *     core/safetensors.c core/kernels.c core/threads.c core/error.c \
- *     $(pkg-config --libs openblas jansson) -fopenmp -lm -lpthread -o fuzz_torchbin
- *   mkdir -p /tmp/tbseed /tmp/tbcorpus && cp tests/data/torchbin/{misc,zip64,noncontig,forbidden,\
- *     compressed,legacy}.bin /tmp/tbseed && ./fuzz_torchbin -max_len=8192 /tmp/tbcorpus /tmp/tbseed
+ * Built with clang only under -DGAZE_FUZZ=ON (see tests/fuzz/CMakeLists.txt). To build and
+ * run it for 60 s on its seed corpus (scripts/fuzz.sh lists or makes the seeds):
+ *   scripts/fuzz.sh fuzz_torchbin 60
  * The input is parsed in place (libFuzzer's exact-size buffer, so ASan sees any read past it)
  * and every accepted tensor's first and last byte is read; then it goes through gz_st_open via
  * an anonymous memory file so the safetensors integration (mmap, lookup, F16/BF16 conversion,

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# fuzz.sh - run one libFuzzer target for a while on its seed corpus from tests/data.
+# Usage: scripts/fuzz.sh TARGET SECONDS
+#   TARGET: fuzz_config, fuzz_safetensors, fuzz_torchbin or fuzz_eval_load (tests/fuzz/*.c)
+# Builds the fuzz targets first when needed: a separate clang build with ASan + UBSan in
+# build-fuzz/ (GAZE_FUZZ_BUILD to change it), since libFuzzer comes with clang, not gcc.
+# Inputs that reach new code accumulate in build-fuzz/corpus/TARGET and are reused by the next
+# run; a crash, leak, sanitizer report or hang (-timeout, 20 s) saves the input as
+# build-fuzz/artifacts/TARGET-crash-... (or leak-, timeout-), prints the report and exits
+# non-zero. Extra libFuzzer flags can be given in FUZZ_FLAGS (e.g. FUZZ_FLAGS=-jobs=2).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+if [ $# -ne 2 ] || ! [[ $2 =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ]; then
+  echo "usage: scripts/fuzz.sh TARGET SECONDS   (TARGET: one of tests/fuzz/fuzz_*.c)" >&2
+  exit 2
+fi
+target=$1
+secs=$2
+if [ ! -f "tests/fuzz/$target.c" ]; then
+  echo "fuzz.sh: no fuzz target tests/fuzz/$target.c" >&2
+  exit 2
+fi
+build=${GAZE_FUZZ_BUILD:-build-fuzz}
+if ! command -v clang >/dev/null || ! command -v clang++ >/dev/null; then
+  echo "fuzz.sh: clang and clang++ are needed for libFuzzer (Debian: apt-get install clang)" >&2
+  exit 1
+fi
+
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  # -O1 as libFuzzer's documentation suggests (far faster than -O0, still precise reports);
+  # Debug keeps assert() on.
+  CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_C_FLAGS_DEBUG="-g -O1" -DCMAKE_CXX_FLAGS_DEBUG="-g -O1" \
+    -DGAZE_FUZZ=ON -DGAZE_SANITIZE=ON -DGAZE_WERROR=ON >/dev/null
+fi
+if ! cmake --build "$build" --target fuzz -j"$(nproc)" >"$build/fuzz-build.log" 2>&1; then
+  cat "$build/fuzz-build.log" >&2
+  echo "fuzz.sh: building the fuzz targets in $build failed" >&2
+  exit 1
+fi
+
+# Seed corpus: small valid inputs of each format, rebuilt each run (cheap) so edits to
+# tests/data reach it. -max_len bounds what the fuzzer generates; larger seeds are cut to it.
+seeds=$build/seeds/$target
+rm -rf "$seeds"
+mkdir -p "$seeds" "$build/corpus/$target" "$build/artifacts"
+case $target in
+fuzz_config)
+  max_len=8192
+  for fam in blip_itm clip chinese_clip; do
+    for f in config.json config.full.json preprocessor_config.json; do
+      [ -f "tests/data/fixtures/$fam/$f" ] && cp "tests/data/fixtures/$fam/$f" "$seeds/$fam.$f"
+    done
+  done
+  ;;
+fuzz_safetensors)
+  max_len=4096
+  # The fixtures' weight files are megabytes; seed with tiny files of each dtype instead.
+  python3 - "$seeds" <<'EOF'
+import json, struct, sys
+def write(path, tensors):
+    header, data = {"__metadata__": {"format": "pt"}}, b""
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + data)
+f32 = struct.pack("<6f", 1, -2, 0.5, 3, 0, -1)
+write(sys.argv[1] + "/f32.safetensors", [("ln.weight", "F32", [2, 3], f32), ("ln.bias", "F32", [3], f32[:12])])
+write(sys.argv[1] + "/f16.safetensors", [("w", "F16", [2, 2], struct.pack("<4e", 1, -2, 0.5, 65504))])
+write(sys.argv[1] + "/bf16.safetensors", [("w", "BF16", [3], struct.pack("<3H", 0x3f80, 0xc000, 0x7f80))])
+write(sys.argv[1] + "/i64.safetensors", [("ids", "I64", [2, 2], struct.pack("<4q", 101, 2023, -1, 0)),
+                                         ("pos", "I32", [3], struct.pack("<3i", 0, 1, 2)),
+                                         ("scalar", "F32", [], struct.pack("<f", 4.6))])
+EOF
+  ;;
+fuzz_torchbin)
+  max_len=8192
+  for f in misc zip64 noncontig forbidden compressed legacy; do
+    cp "tests/data/torchbin/$f.bin" "$seeds/"
+  done
+  ;;
+fuzz_eval_load)
+  max_len=8192
+  cp tests/data/evalset/lavis_test.json "$seeds/"
+  head -n 12 tests/data/evalset/captions.jsonl >"$seeds/captions_head.jsonl"
+  cat >"$seeds/dataset_tiny.json" <<'EOF'
+{"images": [{"filepath": "val2014", "filename": "a.jpg", "split": "test", "sentences": [{"raw": "A dog on a beach."}, {"raw": "Two dogs run."}]}, {"filepath": "val2014", "filename": "b.jpg", "split": "train", "sentences": [{"raw": "A cat."}]}]}
+EOF
+  ;;
+*)
+  echo "fuzz.sh: no seed corpus known for $target (add one here)" >&2
+  exit 2
+  ;;
+esac
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$here/tests/lsan.supp:print_suppressions=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+log=$build/fuzz-$target.log
+# shellcheck disable=SC2086  # FUZZ_FLAGS is a list of flags
+if ! "$build/tests/fuzz/$target" -max_total_time="$secs" -max_len="$max_len" -timeout=20 \
+  -print_final_stats=1 -artifact_prefix="$build/artifacts/$target-" ${FUZZ_FLAGS:-} \
+  "$build/corpus/$target" "$seeds" >"$log" 2>&1; then
+  tail -n 60 "$log" >&2
+  echo "fuzz.sh: $target FAILED (full log: $log; input saved under $build/artifacts/)" >&2
+  exit 1
+fi
+final_stat() { sed -n "s/^stat::$1: *//p" "$log" | tail -n 1; }
+cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
+echo "$target: $(final_stat number_of_executed_units) runs in ${secs} s," \
+  "$(final_stat average_exec_per_sec) exec/s, coverage ${cov:-?} edges," \
+  "corpus $(find "$build/corpus/$target" -type f | wc -l) inputs, peak RSS $(final_stat peak_rss_mb) MB"
