@@ -1,26 +1,29 @@
-/* kernels.c - fp32 math kernels for transformer inference, over OpenBLAS and OpenMP.
+/* kernels.c - fp32 math kernels for transformer inference, over OpenBLAS.
  *
  * Legend: N = rows (tokens), D = features, M/K = GEMM sizes, B = batch, H = heads,
  *         Dh = head size, Tq/Tk = query/key lengths, C = channels, S = image side,
- *         P = patch side, G = S / P patches per side.
- * Large element-wise loops run on core/threads (fork-join, no spinning workers), the GEMMs on
- * OpenBLAS's own threads. */
+ *         p = patch side, G = S / p patches per side.
+ * Large element-wise loops run on core/threads (fork-join, no spinning workers) with the
+ * caller's gz_compute thread count, the GEMMs on OpenBLAS's own threads. */
 #include "core/kernels.h"
 
 #include "core/error.h" /* gz_mul_size */
 #include "core/threads.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
-#include <omp.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Vector math from glibc's libmvec (expf, a few ulp; erfcf no longer: GELU has its own erf/erfc,
- * see gelu_avx512), reached through -lm, called from AVX-512 / AVX2 functions chosen at run time. The plain libm loops stay as the reference
- * path (gz_set_simd(0)) and for other platforms. */
+ * see gelu_avx512), reached through -lm, called from AVX-512 / AVX2 functions chosen at run
+ * time. The plain libm loops stay as the reference path (gz_compute.simd = 0) and for other
+ * platforms. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #define GZ_MVEC 1
@@ -40,40 +43,53 @@ GZ_AVX2 __m256 _ZGVdN8v_expf(__m256);
 /* Stack scratch for gz_attention when the heap allocation fails (floats). */
 #define GZ_ATTN_STACK_FLOATS 4096
 
-/* Process-wide switch for the vector paths (documented in kernels.h); 1 = on. */
-static atomic_int simd_enabled = 1;
-
-/* Highest level simd_level may return (gz_set_simd_max); 2 = no cap. */
-static atomic_int simd_max = 2;
-
-void gz_set_simd(int on) { atomic_store_explicit(&simd_enabled, on ? 1 : 0, memory_order_relaxed); }
-
-void gz_set_simd_max(int max_level) {
-    atomic_store_explicit(&simd_max, max_level < 0 ? 0 : max_level > 2 ? 2 : max_level,
-                          memory_order_relaxed);
+gz_compute gz_compute_make(int n_threads, int simd) {
+    gz_compute cx;
+    cx.n_threads = n_threads > 0 ? n_threads : gz_cpu_count();
+    cx.simd = simd ? GZ_SIMD_BEST : 0;
+    cx.scratch_limit = 0;
+    return cx;
 }
 
-/* 2 = AVX-512, 1 = AVX2+FMA, 0 = plain loops. */
-static int simd_level(void) {
+int gz_compute_simd_level(const gz_compute *cx) {
+    assert(cx);
 #if GZ_MVEC
-    if (!atomic_load_explicit(&simd_enabled, memory_order_relaxed)) return 0;
-    int cap = atomic_load_explicit(&simd_max, memory_order_relaxed);
-    if (cap >= 2 && __builtin_cpu_supports("avx512f")) return 2;
-    if (cap >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    if (cx->simd >= 2 && __builtin_cpu_supports("avx512f")) return 2;
+    if (cx->simd >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#else
+    (void)cx;
 #endif
     return 0;
 }
 
-int gz_simd_level(void) { return simd_level(); }
-
-void gz_set_threads(int n) {
-    if (n <= 0) n = omp_get_num_procs();
-    if (n < 1) n = 1;
-    openblas_set_num_threads(n);
-    omp_set_num_threads(n);
+int gz_cpu_count(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
-int gz_get_threads(void) { return omp_get_max_threads(); }
+void gz_blas_set_threads(int n) {
+    if (n <= 0) n = gz_cpu_count();
+    /* Only on a change: OpenBLAS does not document its setter as safe while another thread is
+     * inside a BLAS call, so a process whose models share one count never calls it mid-work. */
+    if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
+}
+
+/* malloc(bytes), or NULL when bytes exceed cx's scratch limit. No message: it may run on a
+ * gz_parallel_for worker, whose thread-local message nobody reads. */
+static void *scratch_alloc(const gz_compute *cx, size_t bytes) {
+    if (cx->scratch_limit && bytes > cx->scratch_limit) return NULL;
+    return malloc(bytes ? bytes : 1);
+}
+
+/* Rows of Tk scores the stack fallback of gz_attention holds at once (0: not even one). */
+static int stack_rows(const gz_compute *cx, int Tk) {
+    size_t floats = GZ_ATTN_STACK_FLOATS;
+    if (cx->scratch_limit && cx->scratch_limit / sizeof(float) < floats)
+        floats = cx->scratch_limit / sizeof(float);
+    return (size_t)Tk <= floats ? (int)(floats / (size_t)Tk) : 0;
+}
 
 void gz_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
@@ -255,11 +271,11 @@ static void layernorm_range(void *ctx, size_t i0, size_t i1) {
     }
 }
 
-void gz_layernorm(float *y, const float *x, const float *w, const float *b, int n, int d,
-                  float eps) {
+void gz_layernorm(const gz_compute *cx, float *y, const float *x, const float *w, const float *b,
+                  int n, int d, float eps) {
     if (d <= 0 || n <= 0) return;
-    ln_args a = {y, x, w, b, d, simd_level(), eps};
-    gz_parallel_for((size_t)n, GZ_PAR_MIN / (size_t)d + 1, 0, layernorm_range, &a);
+    ln_args a = {y, x, w, b, d, gz_compute_simd_level(cx), eps};
+    gz_parallel_for((size_t)n, GZ_PAR_MIN / (size_t)d + 1, cx->n_threads, layernorm_range, &a);
 }
 
 /* Element-wise activation ids. */
@@ -435,25 +451,25 @@ static void act_range(void *ctx, size_t i0, size_t i1) {
     }
 }
 
-static void act_run(int op, float *x, size_t n) {
-    act_args a = {op, simd_level(), x};
-    gz_parallel_for(n, 2 * GZ_PAR_MIN, 0, act_range, &a);
+static void act_run(const gz_compute *cx, int op, float *x, size_t n) {
+    act_args a = {op, gz_compute_simd_level(cx), x};
+    gz_parallel_for(n, 2 * GZ_PAR_MIN, cx->n_threads, act_range, &a);
 }
 
-void gz_gelu(float *x, size_t n) { act_run(OP_GELU, x, n); }
-void gz_gelu_tanh(float *x, size_t n) { act_run(OP_GELU_TANH, x, n); }
-void gz_quick_gelu(float *x, size_t n) { act_run(OP_QUICK_GELU, x, n); }
+void gz_gelu(const gz_compute *cx, float *x, size_t n) { act_run(cx, OP_GELU, x, n); }
+void gz_gelu_tanh(const gz_compute *cx, float *x, size_t n) { act_run(cx, OP_GELU_TANH, x, n); }
+void gz_quick_gelu(const gz_compute *cx, float *x, size_t n) { act_run(cx, OP_QUICK_GELU, x, n); }
 
 static void relu(float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!(x[i] > 0.0f) && !isnan(x[i])) x[i] = 0.0f;
 }
 
-void gz_activate(gz_act act, float *x, size_t n) {
+void gz_activate(const gz_compute *cx, gz_act act, float *x, size_t n) {
     switch (act) {
-    case GZ_ACT_GELU: gz_gelu(x, n); break;
-    case GZ_ACT_GELU_TANH: gz_gelu_tanh(x, n); break;
-    case GZ_ACT_QUICK_GELU: gz_quick_gelu(x, n); break;
+    case GZ_ACT_GELU: gz_gelu(cx, x, n); break;
+    case GZ_ACT_GELU_TANH: gz_gelu_tanh(cx, x, n); break;
+    case GZ_ACT_QUICK_GELU: gz_quick_gelu(cx, x, n); break;
     case GZ_ACT_RELU: relu(x, n); break;
     }
 }
@@ -597,10 +613,10 @@ static void softmax_range(void *ctx, size_t i0, size_t i1) {
     for (size_t i = i0; i < i1; i++) softmax_row(a->x + i * a->cols, a->cols, a->lvl);
 }
 
-void gz_softmax_rows(float *x, int rows, int cols) {
+void gz_softmax_rows(const gz_compute *cx, float *x, int rows, int cols) {
     if (cols <= 0 || rows <= 0) return;
-    sm_args a = {x, cols, simd_level()};
-    gz_parallel_for((size_t)rows, GZ_PAR_MIN / (size_t)cols + 1, 0, softmax_range, &a);
+    sm_args a = {x, cols, gz_compute_simd_level(cx)};
+    gz_parallel_for((size_t)rows, GZ_PAR_MIN / (size_t)cols + 1, cx->n_threads, softmax_range, &a);
 }
 
 void gz_l2_normalize(float *x, int n, int d, float eps) {
@@ -671,6 +687,7 @@ static void attention_rows(const float *q, int q_stride, const float *k, const f
 #define GZ_ATTN_PAR_FLOPS ((size_t)4 << 20)
 
 typedef struct {
+    const gz_compute *cx;
     const float *q, *k, *v; /* as gz_attention */
     float *out;
     const int32_t *mask; /* (B, Tk) or NULL */
@@ -679,6 +696,7 @@ typedef struct {
     int W;          /* floats per vector: 16 (AVX-512) or 8 (AVX2) */
     int tk_pad, dh_pad; /* Tk, Dh rounded up to W */
     float scale;
+    atomic_int *failed; /* set to 1 by a range that had no scratch at all */
 } fa_args;
 
 #if GZ_MVEC
@@ -891,20 +909,20 @@ static void fa_range(void *ctx, size_t i0, size_t i1) {
     const fa_args *a = ctx;
     const int Dh = a->Dh, Tk = a->Tk, H = a->H, D = H * Dh;
     size_t n = fa_scratch_floats(a), bytes;
-    float *buf = n && gz_mul_size(n, sizeof(float), &bytes) ? malloc(bytes) : NULL;
+    float *buf = n && gz_mul_size(n, sizeof(float), &bytes) ? scratch_alloc(a->cx, bytes) : NULL;
     if (!buf) {
         /* Out of memory: the reference rows (OpenBLAS) from the stack, a few rows at a time. */
         float stack_buf[GZ_ATTN_STACK_FLOATS];
-        int chunk = Tk <= GZ_ATTN_STACK_FLOATS ? GZ_ATTN_STACK_FLOATS / Tk : 0;
+        int chunk = stack_rows(a->cx, Tk);
+        if (chunk == 0) { /* not one row of scores: gz_attention reports it */
+            atomic_store(a->failed, 1);
+            return;
+        }
         for (size_t i = i0; i < i1; i++) {
             size_t p = i / (size_t)a->nqb, b = p / (size_t)H, h = p % (size_t)H;
             int t0 = (int)(i % (size_t)a->nqb) * a->qb;
             int t1 = t0 + a->qb < a->Tq ? t0 + a->qb : a->Tq;
             float *ob = a->out + b * a->Tq * D + h * Dh;
-            if (chunk == 0) {
-                for (int t = t0; t < t1; t++) memset(ob + (size_t)t * D, 0, (size_t)Dh * sizeof *ob);
-                continue;
-            }
             for (int t = t0; t < t1; t += chunk)
                 attention_rows(a->q + b * a->Tq * a->q_stride + h * Dh, a->q_stride,
                                a->k + b * Tk * a->kv_stride + h * Dh,
@@ -977,12 +995,14 @@ static void fa_range(void *ctx, size_t i0, size_t i1) {
     free(buf);
 }
 
-/* The vector-path attention (lvl 1 or 2); arguments as gz_attention, Tk >= 1. */
-static void attention_pairs(const float *q, int q_stride, const float *k, const float *v,
-                            int kv_stride, float *out, int B, int Tq, int Tk, int H, int Dh,
-                            const int32_t *key_mask, int causal, float scale, int lvl) {
-    fa_args a = {q, k, v, out, key_mask, q_stride, kv_stride, Tq, Tk, H, Dh, causal, lvl,
-                 0, 0, lvl == 2 ? 16 : 8, 0, 0, scale};
+/* The vector-path attention (lvl 1 or 2); arguments as gz_attention, Tk >= 1. Returns 0, or
+ * -1 when some range had no scratch (its rows of out are then not written). */
+static int attention_pairs(const gz_compute *cx, const float *q, int q_stride, const float *k,
+                           const float *v, int kv_stride, float *out, int B, int Tq, int Tk, int H,
+                           int Dh, const int32_t *key_mask, int causal, float scale, int lvl) {
+    atomic_int failed = 0;
+    fa_args a = {cx, q, k, v, out, key_mask, q_stride, kv_stride, Tq, Tk, H, Dh, causal, lvl,
+                 0, 0, lvl == 2 ? 16 : 8, 0, 0, scale, &failed};
     a.nqb = (Tq + GZ_AQB - 1) / GZ_AQB;
     int per = (Tq + a.nqb - 1) / a.nqb; /* balance the blocks: 197 rows = 4 x 48 + 5 -> 5 x 42 */
     a.qb = (per + GZ_AMR - 1) / GZ_AMR * GZ_AMR;
@@ -990,27 +1010,32 @@ static void attention_pairs(const float *q, int q_stride, const float *k, const 
     a.dh_pad = (Dh + a.W - 1) / a.W * a.W;
     size_t items = (size_t)B * H * a.nqb;
     size_t flops = 4 * (size_t)a.qb * a.tk_pad * a.dh_pad;
-    gz_parallel_for(items, GZ_ATTN_PAR_FLOPS / flops + 1, 0, fa_range, &a);
+    gz_parallel_for(items, GZ_ATTN_PAR_FLOPS / flops + 1, cx->n_threads, fa_range, &a);
+    return atomic_load(&failed) ? -1 : 0;
 }
 
 /* Scores of at most this many floats (8 MiB) are held at once: a group of (batch, head)
  * pairs is scored, soft-maxed in parallel, then multiplied with V. */
 #define GZ_ATTN_GROUP_FLOATS ((size_t)2 << 20)
 
-void gz_attention(const float *q, int q_stride, const float *k, const float *v, int kv_stride,
-                  float *out, int B, int Tq, int Tk, int H, int Dh, const int32_t *key_mask,
-                  int causal, float scale) {
-    if (B <= 0 || Tq <= 0 || H <= 0 || Dh <= 0) return;
+gz_status gz_attention(const gz_compute *cx, const float *q, int q_stride, const float *k,
+                       const float *v, int kv_stride, float *out, int B, int Tq, int Tk, int H,
+                       int Dh, const int32_t *key_mask, int causal, float scale) {
+    assert(cx);
+    if (B <= 0 || Tq <= 0 || H <= 0 || Dh <= 0) return GZ_OK;
     int D = H * Dh;
-    if (Tk <= 0) {
+    if (Tk <= 0) { /* no keys: every output row is an empty sum */
         memset(out, 0, (size_t)B * Tq * D * sizeof *out);
-        return;
+        return GZ_OK;
     }
-    int lvl = simd_level();
+    int lvl = gz_compute_simd_level(cx);
     if (lvl > 0) {
-        attention_pairs(q, q_stride, k, v, kv_stride, out, B, Tq, Tk, H, Dh, key_mask, causal,
-                        scale, lvl);
-        return;
+        if (attention_pairs(cx, q, q_stride, k, v, kv_stride, out, B, Tq, Tk, H, Dh, key_mask,
+                            causal, scale, lvl) != 0)
+            return GZ_FAIL(GZ_ENOMEM,
+                           "attention: no memory for the scores of %d keys (B %d, Tq %d, H %d)",
+                           Tk, B, Tq, H);
+        return GZ_OK;
     }
     /* The reference path: OpenBLAS GEMMs per pair, softmax rows in parallel. */
     size_t per = (size_t)Tq * Tk; /* scores of one (b, h) pair */
@@ -1020,15 +1045,15 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
     if (group > npairs) group = npairs;
     size_t bytes;
     float *s = NULL; /* (group, Tq, Tk) */
-    if (gz_mul_size(group, per * sizeof *s, &bytes)) s = malloc(bytes);
+    if (gz_mul_size(group, per * sizeof *s, &bytes)) s = scratch_alloc(cx, bytes);
     if (!s) {
         /* Out of memory: a few query rows at a time from the stack. */
         float stack_buf[GZ_ATTN_STACK_FLOATS];
-        int chunk = Tk <= GZ_ATTN_STACK_FLOATS ? GZ_ATTN_STACK_FLOATS / Tk : 0;
-        if (chunk == 0) {
-            memset(out, 0, (size_t)B * Tq * D * sizeof *out);
-            return;
-        }
+        int chunk = stack_rows(cx, Tk);
+        if (chunk == 0)
+            return GZ_FAIL(GZ_ENOMEM,
+                           "attention: no memory for the scores of %d keys (B %d, Tq %d, H %d)",
+                           Tk, B, Tq, H);
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int t0 = 0; t0 < Tq; t0 += chunk) {
@@ -1040,7 +1065,7 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
                                    key_mask ? key_mask + (size_t)b * Tk : NULL, causal, scale,
                                    stack_buf);
                 }
-        return;
+        return GZ_OK;
     }
     for (size_t p0 = 0; p0 < npairs; p0 += group) {
         size_t ng = npairs - p0 < group ? npairs - p0 : group;
@@ -1051,7 +1076,8 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
                      k + b * Tk * kv_stride + h * Dh, kv_stride, 0.0f, s + g * per, Tk);
         }
         attn_sm_args a = {s, key_mask, p0, Tq, Tk, H, causal, lvl};
-        gz_parallel_for(ng * Tq, GZ_PAR_MIN / (size_t)Tk + 1, 0, attn_softmax_range, &a);
+        gz_parallel_for(ng * Tq, GZ_PAR_MIN / (size_t)Tk + 1, cx->n_threads, attn_softmax_range,
+                        &a);
         /* out_bh(Tq, Dh) = s[g](Tq, Tk) · v_bh(Tk, Dh) */
         for (size_t g = 0; g < ng; g++) {
             size_t b = (p0 + g) / H, h = (p0 + g) % H;
@@ -1060,59 +1086,61 @@ void gz_attention(const float *q, int q_stride, const float *k, const float *v, 
         }
     }
     free(s);
+    return GZ_OK;
 }
 
-/* im2col of nimg images: row p = (image, gy, gx), column (c, y, x) matching the weight layout. */
+/* im2col of nimg images: row r = (image, gy, gx), column (c, y, x) matching the weight layout. */
 typedef struct {
     const float *pixels;
     float *cols;
-    int C, S, P;
+    int C, S, p;
 } im2col_args;
 
 static void im2col_range(void *ctx, size_t r0, size_t r1) {
     const im2col_args *a = ctx;
     const float *pixels = a->pixels;
     float *cols = a->cols;
-    int C = a->C, S = a->S, P = a->P, G = S / P;
-    size_t kk = (size_t)C * P * P;
+    int C = a->C, S = a->S, p = a->p, G = S / p;
+    size_t kk = (size_t)C * p * p;
     for (size_t r = r0; r < r1; r++) {
-        size_t b = r / ((size_t)G * G), p = r % ((size_t)G * G);
-        size_t gy = p / G, gx = p % G;
+        size_t b = r / ((size_t)G * G), g = r % ((size_t)G * G);
+        size_t gy = g / G, gx = g % G;
         const float *img = pixels + b * C * S * S;
         float *row = cols + r * kk;
         for (int c = 0; c < C; c++)
-            for (int y = 0; y < P; y++)
-                memcpy(row + ((size_t)c * P + y) * P,
-                       img + ((size_t)c * S + gy * P + y) * S + gx * P, (size_t)P * sizeof *row);
+            for (int y = 0; y < p; y++)
+                memcpy(row + ((size_t)c * p + y) * p,
+                       img + ((size_t)c * S + gy * p + y) * S + gx * p, (size_t)p * sizeof *row);
     }
 }
 
-static void im2col(const float *pixels, float *cols, int nimg, int C, int S, int P) {
-    int G = S / P;
-    size_t kk = (size_t)C * P * P;
-    im2col_args a = {pixels, cols, C, S, P};
-    gz_parallel_for((size_t)nimg * G * G, GZ_PAR_MIN / kk + 1, 0, im2col_range, &a);
+static void im2col(const gz_compute *cx, const float *pixels, float *cols, int nimg, int C, int S,
+                   int p) {
+    int G = S / p;
+    size_t kk = (size_t)C * p * p;
+    im2col_args a = {pixels, cols, C, S, p};
+    gz_parallel_for((size_t)nimg * G * G, GZ_PAR_MIN / kk + 1, cx->n_threads, im2col_range, &a);
 }
 
-void gz_patch_embed(const float *pixels, const float *weight, const float *bias, float *out, int B,
-                    int C, int S, int P, int D) {
-    if (B <= 0 || P <= 0 || D <= 0) return;
-    int G = S / P;
+void gz_patch_embed(const gz_compute *cx, const float *pixels, const float *weight,
+                    const float *bias, float *out, int B, int C, int S, int p, int D) {
+    if (B <= 0 || p <= 0 || D <= 0) return;
+    int G = S / p;
     size_t np = (size_t)G * G;     /* patches per image */
-    size_t kk = (size_t)C * P * P; /* features per patch */
+    size_t kk = (size_t)C * p * p; /* features per patch */
     size_t per_img, all;
     if (!gz_mul_size(np * sizeof(float), kk, &per_img)) per_img = SIZE_MAX;
     if (!gz_mul_size(per_img, (size_t)B, &all)) all = SIZE_MAX;
     /* One GEMM over all images when the columns fit, else one per image. */
-    float *cols = all != SIZE_MAX ? malloc(all) : NULL; /* (B*G*G, C*P*P) */
+    float *cols = all != SIZE_MAX ? scratch_alloc(cx, all) : NULL; /* (B*G*G, C*p*p) */
     int per = B;
     if (!cols && per_img != SIZE_MAX) {
-        cols = malloc(per_img);
+        cols = scratch_alloc(cx, per_img);
         per = 1;
     }
     if (cols) {
         for (int b0 = 0; b0 < B; b0 += per) {
-            im2col(pixels + (size_t)b0 * C * S * S, cols, per, C, S, P);
+            im2col(cx, pixels + (size_t)b0 * C * S * S, cols, per, C, S, p);
             gz_linear(cols, weight, bias, out + (size_t)b0 * np * D, (int)(np * per), (int)kk, D);
         }
         free(cols);
@@ -1122,17 +1150,17 @@ void gz_patch_embed(const float *pixels, const float *weight, const float *bias,
     for (int b = 0; b < B; b++) {
         const float *img = pixels + (size_t)b * C * S * S;
         float *ob = out + (size_t)b * np * D;
-        for (size_t p = 0; p < np; p++) {
-            int gy = (int)(p / G), gx = (int)(p % G);
+        for (size_t g = 0; g < np; g++) {
+            int gy = (int)(g / G), gx = (int)(g % G);
             for (int d = 0; d < D; d++) {
                 const float *wd = weight + (size_t)d * kk;
                 float acc = bias ? bias[d] : 0.0f;
                 for (int c = 0; c < C; c++)
-                    for (int y = 0; y < P; y++)
-                        for (int x = 0; x < P; x++)
-                            acc += wd[((size_t)c * P + y) * P + x] *
-                                   img[((size_t)c * S + gy * P + y) * S + gx * P + x];
-                ob[p * D + d] = acc;
+                    for (int y = 0; y < p; y++)
+                        for (int x = 0; x < p; x++)
+                            acc += wd[((size_t)c * p + y) * p + x] *
+                                   img[((size_t)c * S + gy * p + y) * S + gx * p + x];
+                ob[g * D + d] = acc;
             }
         }
     }

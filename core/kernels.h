@@ -1,29 +1,50 @@
 /* kernels.h - fp32 math kernels for transformer inference, over OpenBLAS.
  *
  * Legend: N = rows (tokens), D = features, M/K = GEMM sizes, B = batch, H = heads,
- *         Dh = head size, Tq/Tk = query/key lengths.
+ *         Dh = head size, Tq/Tk = query/key lengths, C = channels, S = image side,
+ *         p = patch side, G = S / p patches per side.
  * All matrices are row-major float32. Every kernel has a plain reference loop in the tests.
- * Thread count is process-wide for OpenBLAS (gz_set_threads). */
+ *
+ * Threads and vector paths are not process state: a kernel that splits its work or has a
+ * vectorised path takes a gz_compute, which each model owns (as llama.cpp's context params and
+ * whisper_encode's n_threads), so two models never change each other's settings. The one
+ * exception is OpenBLAS, whose thread count is process-wide by its design (gz_blas_set_threads).
+ * There is no process default to set: tests and benches build their own gz_compute. */
 #ifndef GZ_CORE_KERNELS_H
 #define GZ_CORE_KERNELS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* Tell OpenBLAS (and our own OpenMP loops) how many threads to use; 0 = all cores. */
-void gz_set_threads(int n);
-int gz_get_threads(void);
+#include "core/status.h"
 
-/* Process-wide switch for the vectorised paths (AVX-512/AVX2: activations, softmax and LayerNorm,
- * with glibc libmvec exp; attention as pair-parallel register tiles instead of OpenBLAS calls per
- * (batch, head)); 1 = on (default), 0 = the plain libm loops and OpenBLAS attention, kept for
- * comparison.
- * gz_simd_level: 2 = AVX-512, 1 = AVX2, 0 = plain loops in use. */
-void gz_set_simd(int on);
-int gz_simd_level(void);
-/* Cap the vector level at max_level (2 = no cap, the default; 1 = AVX2 at most, so that tests
- * run the AVX2 paths on an AVX-512 machine; 0 = plain loops). Process-wide, like gz_set_simd. */
-void gz_set_simd_max(int max_level);
+/* Highest vector level: 2 = AVX-512, 1 = AVX2 + FMA, 0 = the plain libm loops. */
+#define GZ_SIMD_BEST 2
+
+/* How one caller (a model, a test, a bench) wants its kernels run. Plain data, copied freely. */
+typedef struct {
+    int n_threads;       /* >= 1: most ranges one gz_parallel_for loop is split into */
+    int simd;            /* highest vector level the kernels may use (0..GZ_SIMD_BEST): the
+                            AVX-512/AVX2 activations, softmax and LayerNorm with glibc libmvec
+                            exp, and attention as pair-parallel register tiles; 0 = the plain
+                            libm loops and OpenBLAS attention, kept for comparison. 1 lets a
+                            test run the AVX2 paths on an AVX-512 machine. */
+    size_t scratch_limit; /* most bytes of scratch one kernel call may take, heap or stack;
+                             0 = no limit. Tests set it to reach the out-of-memory paths. */
+} gz_compute;
+
+/* A context of n_threads threads (0 = all cores) and the vector paths on (simd != 0, at the
+ * best level the CPU has) or off (simd == 0); no scratch limit. */
+gz_compute gz_compute_make(int n_threads, int simd);
+/* The vector level cx's kernels actually run: min(cx->simd, what the CPU supports). */
+int gz_compute_simd_level(const gz_compute *cx);
+
+/* Processors this process may run on (at least 1). */
+int gz_cpu_count(void);
+/* Set OpenBLAS's thread count (0 = all cores), only when it differs from the current one.
+ * PROCESS-WIDE by OpenBLAS's design: every gz_model encode/match call sets it to its model's
+ * n_threads when it starts. */
+void gz_blas_set_threads(int n);
 
 /* C(M,N) = alpha * op(A) op(B) + beta * C, op(X) = X or X^T; lda/ldb/ldc are row strides. */
 void gz_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
@@ -44,19 +65,20 @@ void gz_add(float *y, const float *x, size_t n);
 
 /* LayerNorm over the last dim: biased variance, eps inside the sqrt (torch semantics).
  * y may equal x. w/b (D). */
-void gz_layernorm(float *y, const float *x, const float *w, const float *b, int n, int d, float eps);
+void gz_layernorm(const gz_compute *cx, float *y, const float *x, const float *w, const float *b,
+                  int n, int d, float eps);
 
 /* Activations in place. gelu = exact erf form; gelu_tanh = tanh approximation;
  * quick_gelu = x * sigmoid(1.702 x). */
-void gz_gelu(float *x, size_t n);
-void gz_gelu_tanh(float *x, size_t n);
-void gz_quick_gelu(float *x, size_t n);
+void gz_gelu(const gz_compute *cx, float *x, size_t n);
+void gz_gelu_tanh(const gz_compute *cx, float *x, size_t n);
+void gz_quick_gelu(const gz_compute *cx, float *x, size_t n);
 
 typedef enum { GZ_ACT_GELU = 0, GZ_ACT_GELU_TANH, GZ_ACT_QUICK_GELU, GZ_ACT_RELU } gz_act;
-void gz_activate(gz_act act, float *x, size_t n);
+void gz_activate(const gz_compute *cx, gz_act act, float *x, size_t n);
 
 /* Numerically stable softmax of each row of x(rows, cols), in place. */
-void gz_softmax_rows(float *x, int rows, int cols);
+void gz_softmax_rows(const gz_compute *cx, float *x, int rows, int cols);
 
 /* x(N, D) rows scaled to unit L2 norm: x / max(||x||, eps). eps = 1e-12 matches
  * F.normalize; CLIP's x / ||x|| is the same for any non-zero row. */
@@ -71,16 +93,20 @@ void gz_l2_normalize(float *x, int n, int d, float eps);
  *   scale: multiplies q·k (usually Dh^-0.5)
  * Masked keys get exactly zero weight (as the additive -inf / -10000 masks of HF give in
  * float32 whenever a row keeps at least one key). Row stride lets a fused QKV buffer be
- * passed without copies. Scratch is allocated internally. */
-void gz_attention(const float *q, int q_stride, const float *k, const float *v, int kv_stride,
-                  float *out, int B, int Tq, int Tk, int H, int Dh, const int32_t *key_mask,
-                  int causal, float scale);
+ * passed without copies. Scratch is allocated internally, within cx->scratch_limit.
+ * Returns GZ_OK, or GZ_ENOMEM (message set) when the scratch cannot be had, not even a few
+ * query rows of it: out is then unspecified and must not be used. */
+gz_status gz_attention(const gz_compute *cx, const float *q, int q_stride, const float *k,
+                       const float *v, int kv_stride, float *out, int B, int Tq, int Tk, int H,
+                       int Dh, const int32_t *key_mask, int causal, float scale);
 
-/* Patch embedding as im2col + GEMM (Conv2d with kernel = stride = P, no padding).
- *   pixels: (B, C, S, S)  weight: (D, C, P, P)  bias: (D) or NULL
- *   out: (B, G*G, D) where G = S / P, patches in row-major (y, x) order. */
-void gz_patch_embed(const float *pixels, const float *weight, const float *bias, float *out, int B,
-                    int C, int S, int P, int D);
+/* Patch embedding as im2col + GEMM (Conv2d with kernel = stride = p, no padding).
+ *   pixels: (B, C, S, S)  weight: (D, C, p, p)  bias: (D) or NULL
+ *   out: (B, G*G, D) where G = S / p, patches in row-major (y, x) order.
+ * Without memory for the columns (or beyond cx->scratch_limit) it runs the plain convolution
+ * loop instead: the same result, slower. */
+void gz_patch_embed(const gz_compute *cx, const float *pixels, const float *weight,
+                    const float *bias, float *out, int B, int C, int S, int p, int D);
 
 /* Half-precision conversions (round trip exact for representable values). */
 float gz_f16_to_f32(uint16_t h);

@@ -1,9 +1,10 @@
 /* threads.c - fork-join parallel loops on short-lived pthreads (no workers spinning between calls). */
 #include "core/threads.h"
 
+#include <assert.h>
 #include <pthread.h>
 
-#include "core/kernels.h"
+#include "core/kernels.h" /* gz_cpu_count */
 
 /* At most this many ranges per call (the machines here have 2 cores; big hosts 16-64). */
 #define GZ_MAX_FORK 64
@@ -21,8 +22,9 @@ static void *run_range(void *arg) {
 }
 
 void gz_parallel_for(size_t n, size_t min_per_thread, int nthreads, gz_range_fn fn, void *ctx) {
+    assert(fn);
     if (n == 0) return;
-    if (nthreads <= 0) nthreads = gz_get_threads();
+    if (nthreads <= 0) nthreads = gz_cpu_count();
     if (nthreads > GZ_MAX_FORK) nthreads = GZ_MAX_FORK;
     if (min_per_thread < 1) min_per_thread = 1;
     size_t parts = n / min_per_thread;
@@ -34,6 +36,7 @@ void gz_parallel_for(size_t n, size_t min_per_thread, int nthreads, gz_range_fn 
     range_job jobs[GZ_MAX_FORK];
     pthread_t tid[GZ_MAX_FORK];
     int started[GZ_MAX_FORK] = {0};
+    assert(parts <= GZ_MAX_FORK);
     for (size_t p = 0; p < parts; p++) {
         jobs[p].fn = fn;
         jobs[p].ctx = ctx;

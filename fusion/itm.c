@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
 #include "text_encoder/bert.h"
 
@@ -67,16 +68,15 @@ gz_status gz_itm_prepare_image(const gz_itm *m, const float *image_states, int T
     *out = NULL;
     if (!m || !image_states || Ti <= 0)
         return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image: bad arguments (Ti %d)", Ti);
-    size_t n = gz_bert_cross_kv_floats(m->bert, Ti), bytes;
-    if (n == 0 || !gz_mul_size(n, sizeof(float), &bytes))
-        return GZ_FAIL(GZ_ENOMEM, "ITM: %d image tokens too many", Ti);
+    size_t n = gz_bert_cross_kv_floats(m->bert, Ti);
+    if (n == 0) return GZ_FAIL(GZ_ENOMEM, "ITM: %d image tokens too many", Ti);
     gz_itm_image *im = calloc(1, sizeof *im);
     if (!im) return GZ_FAIL(GZ_ENOMEM, "ITM: out of memory preparing an image");
     im->Ti = Ti;
-    im->kv = malloc(bytes);
+    im->kv = gz_malloc_n(n, sizeof(float), "ITM image keys/values");
     if (!im->kv) {
         free(im);
-        return GZ_FAIL(GZ_ENOMEM, "ITM: out of memory (%zu bytes) preparing an image", bytes);
+        return GZ_ENOMEM;
     }
     gz_status st = gz_bert_cross_kv(m->bert, image_states, Ti, im->kv);
     if (st) {
@@ -94,32 +94,31 @@ void gz_itm_image_free(gz_itm_image *im) {
 }
 
 /* Shared worker: cross[b] is the image of text b. */
-static gz_status score(const gz_itm *m, const gz_bert_cross *cross, const int32_t *ids,
-                       const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
-                       float *cls, float *last_hidden) {
+static gz_status score(const gz_itm *m, const gz_compute *cx, const gz_bert_cross *cross,
+                       const int32_t *ids, const int32_t *mask, int B, int T,
+                       int32_t enc_token_id, float *logits, float *cls, float *last_hidden) {
     const int D = m->D;
-    size_t N = (size_t)B * (size_t)T, nh, nids, total, bytes;
-    /* Scratch: cls (B, D), hidden (N, D) unless the caller's, ids copy (N) for [ENC]. */
-    if (!gz_mul_size(N, (size_t)D, &nh) || !gz_mul_size((size_t)B, (size_t)D, &total) ||
-        !gz_add_size(total, last_hidden ? 0 : nh, &total))
+    size_t N = (size_t)B * (size_t)T, nh, nf, total;
+    /* Scratch in 4-byte slots: pooled (B, D), hidden (N, D) unless the caller's, then the ids
+     * copy (N) for [ENC]. */
+    _Static_assert(sizeof(int32_t) == sizeof(float), "ids share the float scratch");
+    if (!gz_mul_size(N, (size_t)D, &nh) || !gz_mul_size((size_t)B, (size_t)D, &nf) ||
+        !gz_add_size(nf, last_hidden ? 0 : nh, &nf) ||
+        !gz_add_size(nf, enc_token_id >= 0 ? N : 0, &total))
         return GZ_FAIL(GZ_ENOMEM, "ITM score: batch %d x %d too large", B, T);
-    nids = enc_token_id >= 0 ? N : 0;
-    if (!gz_mul_size(total, sizeof(float), &bytes) ||
-        !gz_add_size(bytes, nids * sizeof(int32_t), &bytes))
-        return GZ_FAIL(GZ_ENOMEM, "ITM score: batch %d x %d too large", B, T);
-    unsigned char *scratch = malloc(bytes);
-    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "ITM score: out of memory (%zu bytes)", bytes);
-    float *pooled = (float *)scratch;                                   /* (B, D) */
+    float *scratch = gz_malloc_n(total, sizeof(float), "ITM score scratch");
+    if (!scratch) return GZ_ENOMEM;
+    float *pooled = scratch;                                            /* (B, D) */
     float *hidden = last_hidden ? last_hidden : pooled + (size_t)B * D; /* (B, T, D) */
     const int32_t *use_ids = ids;
     if (enc_token_id >= 0) {
-        int32_t *copy = (int32_t *)(scratch + total * sizeof(float)); /* (B, T) */
+        int32_t *copy = (int32_t *)(void *)(scratch + nf); /* (B, T) */
         memcpy(copy, ids, N * sizeof *copy);
         for (int b = 0; b < B; b++)
             copy[(size_t)b * T] = enc_token_id;
         use_ids = copy;
     }
-    gz_status st = gz_bert_forward(m->bert, use_ids, mask, NULL, B, T, cross, hidden, NULL);
+    gz_status st = gz_bert_forward(m->bert, cx, use_ids, mask, NULL, B, T, cross, hidden, NULL);
     if (st) {
         free(scratch);
         return st;
@@ -132,13 +131,14 @@ static gz_status score(const gz_itm *m, const gz_bert_cross *cross, const int32_
     return GZ_OK;
 }
 
-gz_status gz_itm_score_pairs(const gz_itm *m, const gz_itm_image *const *images, const int32_t *ids,
+gz_status gz_itm_score_pairs(const gz_itm *m, const gz_compute *cx,
+                             const gz_itm_image *const *images, const int32_t *ids,
                              const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
                              float *cls, float *last_hidden) {
-    if (!m || !images || !ids || !logits || B <= 0 || T <= 0)
+    if (!m || !cx || !images || !ids || !logits || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "ITM score: bad arguments (B %d, T %d)", B, T);
-    gz_bert_cross *cross = malloc((size_t)B * sizeof *cross);
-    if (!cross) return GZ_FAIL(GZ_ENOMEM, "ITM score: out of memory");
+    gz_bert_cross *cross = gz_malloc_n((size_t)B, sizeof *cross, "ITM score pairs");
+    if (!cross) return GZ_ENOMEM;
     for (int b = 0; b < B; b++) {
         if (!images[b]) {
             free(cross);
@@ -146,29 +146,29 @@ gz_status gz_itm_score_pairs(const gz_itm *m, const gz_itm_image *const *images,
         }
         cross[b] = (gz_bert_cross){images[b]->kv, images[b]->Ti};
     }
-    gz_status st = score(m, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
+    gz_status st = score(m, cx, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
     free(cross);
     return st;
 }
 
-gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
-                          const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
-                          float *cls, float *last_hidden) {
-    if (!m || !im || !ids || !logits || B <= 0 || T <= 0)
+gz_status gz_itm_score_ex(const gz_itm *m, const gz_compute *cx, const gz_itm_image *im,
+                          const int32_t *ids, const int32_t *mask, int B, int T,
+                          int32_t enc_token_id, float *logits, float *cls, float *last_hidden) {
+    if (!m || !cx || !im || !ids || !logits || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "ITM score: bad arguments (B %d, T %d)", B, T);
-    gz_bert_cross *cross = malloc((size_t)B * sizeof *cross);
-    if (!cross) return GZ_FAIL(GZ_ENOMEM, "ITM score: out of memory");
+    gz_bert_cross *cross = gz_malloc_n((size_t)B, sizeof *cross, "ITM score");
+    if (!cross) return GZ_ENOMEM;
     for (int b = 0; b < B; b++)
         cross[b] = (gz_bert_cross){im->kv, im->Ti};
-    gz_status st = score(m, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
+    gz_status st = score(m, cx, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
     free(cross);
     return st;
 }
 
-gz_status gz_itm_score(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
-                       const int32_t *mask, int B, int T, float *logits, float *cls,
-                       float *last_hidden) {
-    return gz_itm_score_ex(m, im, ids, mask, B, T, -1, logits, cls, last_hidden);
+gz_status gz_itm_score(const gz_itm *m, const gz_compute *cx, const gz_itm_image *im,
+                       const int32_t *ids, const int32_t *mask, int B, int T, float *logits,
+                       float *cls, float *last_hidden) {
+    return gz_itm_score_ex(m, cx, im, ids, mask, B, T, -1, logits, cls, last_hidden);
 }
 
 float gz_itm_prob(const float *logits) {

@@ -6,9 +6,10 @@
  *   gz_itm_load(weights, &cfg, &m);                       // BLIP only
  *   gz_itm_image *im = NULL;
  *   gz_itm_prepare_image(m, vision_last_hidden, Ti, &im); // once per image
- *   gz_itm_score(m, im, ids, mask, B, T, logits, NULL, NULL);   // logits (B, 2)
+ *   gz_compute cx = gz_compute_make(0, 1);                // all cores, vector paths
+ *   gz_itm_score(m, &cx, im, ids, mask, B, T, logits, NULL, NULL); // logits (B, 2)
  *   float p = gz_itm_prob(logits + 2 * b);                // P(match) of text b
- *   // one text against n images: gz_itm_score_pairs(m, images, ids_repeated, ...)
+ *   // one text against n images: gz_itm_score_pairs(m, &cx, images, ids_repeated, ...)
  *   gz_itm_image_free(im); gz_itm_free(m);
  *
  * Legend: B = texts, T = padded length, D = text hidden size, L = text layers,
@@ -27,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/kernels.h"
 #include "core/safetensors.h"
 #include "core/status.h"
 
@@ -54,20 +56,22 @@ gz_status gz_itm_prepare_image(const gz_itm *m, const float *image_states, int T
 void gz_itm_image_free(gz_itm_image *im);
 
 /*
-** Score B texts (ids, mask (B, T) int32; mask NULL = no padding) against one prepared image.
+** Score B texts (ids, mask (B, T) int32; mask NULL = no padding) against one prepared image,
+** with cx's threads and vector paths.
 **   logits      (B, 2) ITM head output [no match, match] (required)
 **   cls         (B, D) multimodal hidden state at position 0 (the head's input), or NULL
 **   last_hidden (B, T, D) multimodal last hidden state, or NULL
-** GZ_EINVAL (bad sizes, ids outside the vocabulary, T above max positions), GZ_ENOMEM.
+** GZ_EINVAL (bad sizes, ids outside the vocabulary, T above max positions), GZ_ENOMEM
+** (scratch, attention scores). On error no output holds a result.
 */
-gz_status gz_itm_score(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
-                       const int32_t *mask, int B, int T, float *logits, float *cls,
-                       float *last_hidden);
+gz_status gz_itm_score(const gz_itm *m, const gz_compute *cx, const gz_itm_image *im,
+                       const int32_t *ids, const int32_t *mask, int B, int T, float *logits,
+                       float *cls, float *last_hidden);
 /* As gz_itm_score; enc_token_id >= 0 replaces every text's first id by it (original BLIP's
 ** [ENC] convention), -1 uses the ids as given. */
-gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t *ids,
-                          const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
-                          float *cls, float *last_hidden);
+gz_status gz_itm_score_ex(const gz_itm *m, const gz_compute *cx, const gz_itm_image *im,
+                          const int32_t *ids, const int32_t *mask, int B, int T,
+                          int32_t enc_token_id, float *logits, float *cls, float *last_hidden);
 
 /*
 ** Score B (image, text) pairs in one batch: text row b of ids/mask (B, T) against images[b].
@@ -76,7 +80,8 @@ gz_status gz_itm_score_ex(const gz_itm *m, const gz_itm_image *im, const int32_t
 ** one cross-attention call. Outputs and errors as gz_itm_score_ex; results equal scoring each
 ** pair alone up to float rounding.
 */
-gz_status gz_itm_score_pairs(const gz_itm *m, const gz_itm_image *const *images, const int32_t *ids,
+gz_status gz_itm_score_pairs(const gz_itm *m, const gz_compute *cx,
+                             const gz_itm_image *const *images, const int32_t *ids,
                              const int32_t *mask, int B, int T, int32_t enc_token_id, float *logits,
                              float *cls, float *last_hidden);
 

@@ -14,6 +14,11 @@
  *   gz_db_open("photos.gaze", &dp, &db);           // SQLite truth + FAISS cache, see the db section
  *
  * Thread safety: a gz_model may be shared by threads for encoding; a gz_db handle may not.
+ * Threads and SIMD are each model's own (gz_model_params n_threads, simd): loading a second
+ * model never changes the first's. OpenBLAS's thread count is process-wide by OpenBLAS's
+ * design, so every encode/match call sets it to its model's n_threads when it starts; models
+ * with different n_threads encoding at the same moment share whichever count was set last
+ * for their matrix products (their other loops keep their own).
  * Errors: every function returning gz_status sets a message readable with gz_last_error()
  * (thread-local) that names the file and the reason. Nothing here prints or exits.
  *
@@ -44,7 +49,10 @@ extern "C" {
 typedef struct gz_model gz_model; /* opaque: config, tokenizer, towers, preprocessing */
 
 typedef struct {
-    int n_threads;            /* 0 = all cores; also tells OpenBLAS */
+    int n_threads;            /* threads of this model's loops, 0 = all cores; OpenBLAS (whose
+                                 count is process-wide) is set to it by every encode/match call */
+    int simd;                 /* 1 = vectorised kernels, AVX-512/AVX2 where the CPU has them
+                                 (default); 0 = the plain reference loops, for comparison */
     const char *weights_file; /* NULL: model.safetensors or model.safetensors.index.json in the
                                  directory; else a path (relative to the model directory or
                                  absolute), e.g. "model.f16.safetensors" */

@@ -52,6 +52,7 @@ struct gz_model {
     gz_preproc_config pp;
     char fingerprint[65];
     float logit_scale;        /* exp(logit_scale) for CLIP-family; 1 for BLIP */
+    gz_compute cx;            /* this model's threads and vector paths (params.n_threads, simd) */
     pthread_mutex_t lock;     /* guards the lazily loaded members below */
     gz_st_file *weights;
     gz_tokenizer *tok;
@@ -231,9 +232,12 @@ static gz_status need_itm(gz_model *m) {
 
 typedef gz_status (*need_fn)(gz_model *m);
 
+/* Every encode/match entry point passes here before computing: it also points OpenBLAS, whose
+ * thread count is process-wide, at this model's n_threads. */
 static gz_status locked(gz_model *m, need_fn fn) {
     pthread_mutex_lock(&m->lock);
     gz_status st = fn(m);
+    if (st == GZ_OK) gz_blas_set_threads(m->cx.n_threads);
     pthread_mutex_unlock(&m->lock);
     return st;
 }
@@ -244,6 +248,7 @@ gz_model_params gz_model_default_params(void) {
     gz_model_params p;
     memset(&p, 0, sizeof p);
     p.n_threads = 0;
+    p.simd = 1;
     p.weights_file = NULL;
     p.exif_orient = 1;
     p.max_pixels = 100000000;
@@ -375,7 +380,7 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     }
     size_t dl = strlen(m->dir);
     while (dl > 1 && m->dir[dl - 1] == '/') m->dir[--dl] = 0;
-    gz_set_threads(params->n_threads); // process-wide (OpenBLAS + OpenMP); 0 = all cores
+    m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
     gz_status st = load_inner(m, params);
     if (st != GZ_OK) {
         gz_model_free(m);
@@ -417,8 +422,8 @@ static gz_status encode_texts_inner(gz_model *m, const char *const *texts, int n
         memset(&b, 0, sizeof b);
         gz_status st = gz_tokenizer_encode_batch(m->tok, texts + i0, k, &b);
         if (st != GZ_OK) return st;
-        st = gz_text_tower_encode(m->text, b.ids, b.mask, b.n, b.len, out + (size_t)i0 * E, NULL,
-                                  NULL, NULL);
+        st = gz_text_tower_encode(m->text, &m->cx, b.ids, b.mask, b.n, b.len, out + (size_t)i0 * E,
+                                  NULL, NULL, NULL);
         gz_token_batch_free(&b);
         if (st != GZ_OK) return st;
     }
@@ -471,7 +476,7 @@ static gz_status preprocess_images(const gz_model *m, const gz_image *images, in
     int *failed = calloc((size_t)n, sizeof *failed);
     if (!failed) return GZ_FAIL(GZ_ENOMEM, "preprocess: out of memory");
     preprocess_job job = {m, images, base, pixels, img_sz, failed};
-    gz_parallel_for((size_t)n, 1, 0, preprocess_range, &job);
+    gz_parallel_for((size_t)n, 1, m->cx.n_threads, preprocess_range, &job);
     int first = -1;
     for (int i = 0; i < n && first < 0; i++)
         if (failed[i]) first = i;
@@ -502,7 +507,8 @@ gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *ou
         int k = n - i0 < chunk ? n - i0 : chunk;
         st = preprocess_images(m, images + i0, i0, k, pixels);
         if (st == GZ_OK)
-            st = gz_vit_encode(m->vit, pixels, k, out + (size_t)i0 * E, NULL, NULL, NULL, NULL);
+            st = gz_vit_encode(m->vit, &m->cx, pixels, k, out + (size_t)i0 * E, NULL, NULL, NULL,
+                               NULL);
     }
     free(pixels);
     return st;
@@ -518,8 +524,8 @@ gz_status gz_encode_pixels(gz_model *m, const float *pixels, int n, float *out) 
     const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
     for (int i0 = 0; st == GZ_OK && i0 < n; i0 += bs) {
         int k = n - i0 < bs ? n - i0 : bs;
-        st = gz_vit_encode(m->vit, pixels + (size_t)i0 * img_sz, k, out + (size_t)i0 * E, NULL,
-                           NULL, NULL, NULL);
+        st = gz_vit_encode(m->vit, &m->cx, pixels + (size_t)i0 * img_sz, k, out + (size_t)i0 * E,
+                           NULL, NULL, NULL, NULL);
     }
     return st;
 }
@@ -577,7 +583,7 @@ static gz_status encode_one_image(gz_model *m, const gz_image *im, float *pixels
                                   float *hidden) {
     gz_status st = preprocess_images(m, im, 0, 1, pixels);
     if (st != GZ_OK) return st;
-    return gz_vit_encode(m->vit, pixels, 1, embed, NULL, hidden, NULL, NULL);
+    return gz_vit_encode(m->vit, &m->cx, pixels, 1, embed, NULL, hidden, NULL, NULL);
 }
 
 gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *const *texts, int n,
@@ -613,7 +619,8 @@ gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *c
         gz_token_batch b;
         memset(&b, 0, sizeof b);
         if ((st = gz_tokenizer_encode_batch(m->tok, texts + i0, k, &b)) != GZ_OK) goto out;
-        st = gz_itm_score_ex(m->itm, kv, b.ids, b.mask, b.n, b.len, enc_id, logits, NULL, NULL);
+        st = gz_itm_score_ex(m->itm, &m->cx, kv, b.ids, b.mask, b.n, b.len, enc_id, logits, NULL,
+                             NULL);
         gz_token_batch_free(&b);
         if (st != GZ_OK) goto out;
         for (int i = 0; i < k; i++) fill_itm(&out[i0 + i], logits + 2 * i);
@@ -669,7 +676,8 @@ gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *im
     for (int i0 = 0; i0 < n; i0 += bs) {
         int k = n - i0 < bs ? n - i0 : bs;
         if ((st = preprocess_images(m, images + i0, i0, k, pixels)) != GZ_OK) goto out;
-        if ((st = gz_vit_encode(m->vit, pixels, k, img_emb, NULL, hidden, NULL, NULL)) != GZ_OK)
+        if ((st = gz_vit_encode(m->vit, &m->cx, pixels, k, img_emb, NULL, hidden, NULL, NULL)) !=
+            GZ_OK)
             goto out;
         for (int i = 0; i < k; i++) fill_itc(m, &out[i0 + i], dot(img_emb + (size_t)i * E, temb, E));
         if (!blip) continue;
@@ -677,8 +685,8 @@ gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *im
         for (int i = 0; i < k; i++)
             if ((st = gz_itm_prepare_image(m->itm, hidden + (size_t)i * P * D, P, &kv[i])) != GZ_OK)
                 goto out;
-        st = gz_itm_score_pairs(m->itm, (const gz_itm_image *const *)kv, ids, mask, k, b.len,
-                                enc_id, logits, NULL, NULL);
+        st = gz_itm_score_pairs(m->itm, &m->cx, (const gz_itm_image *const *)kv, ids, mask, k,
+                                b.len, enc_id, logits, NULL, NULL);
         for (int i = 0; i < k; i++) {
             gz_itm_image_free(kv[i]);
             kv[i] = NULL;

@@ -1,14 +1,21 @@
-/* test_core_kernels.c - every kernel in core/kernels.h against a plain reference loop.
+/* test_core_kernels.c - every kernel in core/kernels.h against a plain reference loop, and the
+ * compute contexts (threads, vector paths, scratch limit) that kernels take.
  * Legend as in kernels.h. Inputs are pseudo-random with a fixed seed; shapes include odd sizes. */
+#include <cblas.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "core/kernels.h"
 #include "core/threads.h"
 #include "testutil.h"
 
 static int checks;
+/* The context the kernel tests run under; main sets its vector level. */
+static gz_compute cx;
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static float frand(void) { /* uniform in [-1, 1) */
@@ -136,18 +143,17 @@ static void test_layernorm(void) {
         for (int i = 0; i < n * d; i++) x[i] += 5.0f; /* non-zero mean */
         float *y = malloc((size_t)n * d * sizeof *y), *r = malloc((size_t)n * d * sizeof *r);
         /* the vector path (split sums) against the plain loop: the same up to the last bits */
-        int simd = gz_simd_level() > 0;
-        gz_set_simd(0);
-        gz_layernorm(r, x, w, b, n, d, 1e-5f);
-        gz_set_simd(simd);
-        gz_layernorm(y, x, w, b, n, d, 1e-5f);
+        gz_compute plain = cx;
+        plain.simd = 0;
+        gz_layernorm(&plain, r, x, w, b, n, d, 1e-5f);
+        gz_layernorm(&cx, y, x, w, b, n, d, 1e-5f);
         char what[64];
         snprintf(what, sizeof what, "layernorm %dx%d vector vs plain", n, d);
         close_(what, y, r, (size_t)n * d, 1e-6f, 1e-6f);
         ref_layernorm(r, x, w, b, n, d, 1e-5f);
         snprintf(what, sizeof what, "layernorm %dx%d", n, d);
         close_(what, y, r, (size_t)n * d, 1e-5f, 1e-5f);
-        gz_layernorm(x, x, w, b, n, d, 1e-5f); /* in place gives the same result */
+        gz_layernorm(&cx, x, x, w, b, n, d, 1e-5f); /* in place gives the same result */
         close_("layernorm in place", x, y, (size_t)n * d, 0, 0);
         free(x), free(w), free(b), free(y), free(r);
     }
@@ -155,7 +161,7 @@ static void test_layernorm(void) {
     int d = 768;
     float *x = malloc(2 * d * sizeof *x), *w = rnd(d, 1), *b = rnd(d, 1), *y = malloc(2 * d * sizeof *y);
     for (int j = 0; j < d; j++) x[j] = 0.1f, x[d + j] = -12345.678f;
-    gz_layernorm(y, x, w, b, 2, d, 1e-12f);
+    gz_layernorm(&cx, y, x, w, b, 2, d, 1e-12f);
     float want[2 * 768];
     memcpy(want, b, d * sizeof *b);
     memcpy(want + d, b, d * sizeof *b);
@@ -166,14 +172,14 @@ static void test_layernorm(void) {
 /* ---- activations ---- */
 
 static void test_activations(void) {
-    size_t n = 70001; /* odd and above the OpenMP threshold */
+    size_t n = 70001; /* odd and above the gz_parallel_for threshold */
     float *x = rnd(n, 8), *y = malloc(n * sizeof *y), *r = malloc(n * sizeof *r);
     x[0] = 0, x[1] = -30, x[2] = 30, x[3] = 1e-6f, x[4] = -1e-6f;
     const gz_act acts[] = {GZ_ACT_GELU, GZ_ACT_GELU_TANH, GZ_ACT_QUICK_GELU, GZ_ACT_RELU};
     const char *names[] = {"gelu", "gelu_tanh", "quick_gelu", "relu"};
     for (int a = 0; a < 4; a++) {
         memcpy(y, x, n * sizeof *y);
-        gz_activate(acts[a], y, n);
+        gz_activate(&cx, acts[a], y, n);
         for (size_t i = 0; i < n; i++) {
             double v = x[i];
             switch (acts[a]) {
@@ -192,8 +198,8 @@ static void test_activations(void) {
     /* direct entry points agree with gz_activate */
     memcpy(y, x, n * sizeof *y);
     memcpy(r, x, n * sizeof *r);
-    gz_gelu(y, n);
-    gz_activate(GZ_ACT_GELU, r, n);
+    gz_gelu(&cx, y, n);
+    gz_activate(&cx, GZ_ACT_GELU, r, n);
     close_("gz_gelu == activate", y, r, n, 0, 0);
     free(x), free(y), free(r);
 }
@@ -207,7 +213,7 @@ static void test_gelu_range(void) {
     for (size_t i = 0; i < n; i++) x[i] = -20.0f + 40.0f * (float)((double)i / (double)(n - 1));
     float *y = malloc(n * sizeof *y);
     memcpy(y, x, n * sizeof *y);
-    gz_gelu(y, n);
+    gz_gelu(&cx, y, n);
     /* bands: [lo, hi) and the largest relative error allowed */
     const struct { double lo, hi, rel; } band[] = {
         {-2, 21, 1e-6}, {-6, -2, 4e-6}, {-10, -6, 1e-5}};
@@ -229,7 +235,7 @@ static void test_gelu_range(void) {
         ok &= worst[b] <= band[b].rel;
     }
     float sp[5] = {0.0f, INFINITY, NAN, 1e-30f, -1e-30f};
-    gz_gelu(sp, 5);
+    gz_gelu(&cx, sp, 5);
     ok &= sp[0] == 0.0f && sp[1] == INFINITY && isnan(sp[2]) && sp[3] == 0.5e-30f &&
           sp[4] == -0.5e-30f;
     CHECK(ok);
@@ -250,7 +256,7 @@ static void test_softmax(void) {
             for (int j = 0; j < cols; j++) sum += exp(x[i * cols + j] - mx);
             for (int j = 0; j < cols; j++) r[i * cols + j] = (float)(exp(x[i * cols + j] - mx) / sum);
         }
-        gz_softmax_rows(x, rows, cols);
+        gz_softmax_rows(&cx, x, rows, cols);
         char what[64];
         snprintf(what, sizeof what, "softmax %dx%d", rows, cols);
         close_(what, x, r, (size_t)rows * cols, 1e-7f, 1e-5f);
@@ -258,7 +264,7 @@ static void test_softmax(void) {
     }
     /* large logits: no overflow, no NaN */
     float big[2][4] = {{1000, 1000, -1000, 999}, {-1000, -1000, -1000, -1001}};
-    gz_softmax_rows(&big[0][0], 2, 4);
+    gz_softmax_rows(&cx, &big[0][0], 2, 4);
     double e = exp(-1.0);
     float want[8] = {(float)(1 / (2 + e)), (float)(1 / (2 + e)), 0, (float)(e / (2 + e)),
                      (float)(1 / (3 + e)), (float)(1 / (3 + e)), (float)(1 / (3 + e)),
@@ -266,7 +272,7 @@ static void test_softmax(void) {
     close_("softmax large logits", &big[0][0], want, 8, 1e-7f, 1e-6f);
     /* -inf entries get exactly zero */
     float m[3] = {-INFINITY, 2.0f, -INFINITY}, mw[3] = {0, 1, 0};
-    gz_softmax_rows(m, 1, 3);
+    gz_softmax_rows(&cx, m, 1, 3);
     close_("softmax -inf", m, mw, 3, 0, 0);
 }
 
@@ -348,7 +354,7 @@ static void run_attention(const char *what, int B, int Tq, int Tk, int H, int Dh
                     for (int c = 0; c < D; c++) v[((size_t)b * Tk + j) * kvs + c] = 1e30f;
     float *out = malloc((size_t)B * Tq * D * sizeof *out), *ref = malloc((size_t)B * Tq * D * sizeof *ref);
     float scale = 1.0f / sqrtf((float)Dh);
-    gz_attention(q, qs, k, v, kvs, out, B, Tq, Tk, H, Dh, mask, causal, scale);
+    CHECK_OK(gz_attention(&cx, q, qs, k, v, kvs, out, B, Tq, Tk, H, Dh, mask, causal, scale));
     ref_attention(q, qs, k, v, kvs, ref, B, Tq, Tk, H, Dh, mask, causal, scale);
     close_(what, out, ref, (size_t)B * Tq * D, 1e-5f, 1e-4f);
     if (fused)
@@ -398,14 +404,12 @@ static void test_attention_paths(void) {
         float *ref = malloc(n * sizeof *ref);
         for (int i = 0; i < guard; i++) fast[n + i] = 12345.0f;
         float scale = 1.0f / sqrtf((float)Dh);
-        gz_set_threads(threads);
-        gz_set_simd(1);
-        int lvl = gz_simd_level();
-        gz_attention(q, qs, k, v, kvs, fast, B, Tq, Tk, H, Dh, mask, causal, scale);
-        gz_set_simd(0);
-        gz_attention(q, qs, k, v, kvs, plain, B, Tq, Tk, H, Dh, mask, causal, scale);
-        gz_set_simd(1);
-        gz_set_threads(0);
+        gz_compute cf = cx, cp = cx;
+        cf.n_threads = cp.n_threads = threads;
+        cp.simd = 0;
+        int lvl = gz_compute_simd_level(&cf);
+        CHECK_OK(gz_attention(&cf, q, qs, k, v, kvs, fast, B, Tq, Tk, H, Dh, mask, causal, scale));
+        CHECK_OK(gz_attention(&cp, q, qs, k, v, kvs, plain, B, Tq, Tk, H, Dh, mask, causal, scale));
         ref_attention(q, qs, k, v, kvs, ref, B, Tq, Tk, H, Dh, mask, causal, scale);
         char what[160];
         snprintf(what, sizeof what,
@@ -427,8 +431,8 @@ static void test_attention_paths(void) {
 static void test_patch_embed(void) {
     const int cfg[][5] = {{1, 3, 16, 4, 8}, {2, 3, 48, 12, 48}, {3, 1, 10, 5, 7}, {1, 3, 40, 10, 33}};
     for (size_t s = 0; s < sizeof cfg / sizeof cfg[0]; s++) {
-        int B = cfg[s][0], C = cfg[s][1], S = cfg[s][2], P = cfg[s][3], D = cfg[s][4], G = S / P;
-        float *px = rnd((size_t)B * C * S * S, 1), *w = rnd((size_t)D * C * P * P, 1), *b = rnd(D, 1);
+        int B = cfg[s][0], C = cfg[s][1], S = cfg[s][2], p = cfg[s][3], D = cfg[s][4], G = S / p;
+        float *px = rnd((size_t)B * C * S * S, 1), *w = rnd((size_t)D * C * p * p, 1), *b = rnd(D, 1);
         size_t no = (size_t)B * G * G * D;
         float *out = malloc(no * sizeof *out), *ref = malloc(no * sizeof *ref);
         for (int bi = 0; bi < B; bi++)
@@ -437,15 +441,22 @@ static void test_patch_embed(void) {
                     for (int d = 0; d < D; d++) {
                         double acc = b[d];
                         for (int c = 0; c < C; c++)
-                            for (int y = 0; y < P; y++)
-                                for (int x = 0; x < P; x++)
-                                    acc += (double)w[((d * C + c) * P + y) * P + x] *
-                                           px[(((size_t)bi * C + c) * S + gy * P + y) * S + gx * P + x];
+                            for (int y = 0; y < p; y++)
+                                for (int x = 0; x < p; x++)
+                                    acc += (double)w[((d * C + c) * p + y) * p + x] *
+                                           px[(((size_t)bi * C + c) * S + gy * p + y) * S + gx * p + x];
                         ref[(((size_t)bi * G + gy) * G + gx) * D + d] = (float)acc;
                     }
-        gz_patch_embed(px, w, b, out, B, C, S, P, D);
+        gz_patch_embed(&cx, px, w, b, out, B, C, S, p, D);
         char what[64];
-        snprintf(what, sizeof what, "patch_embed B%d C%d S%d P%d D%d", B, C, S, P, D);
+        snprintf(what, sizeof what, "patch_embed B%d C%d S%d p%d D%d", B, C, S, p, D);
+        close_(what, out, ref, no, 1e-4f, 1e-4f);
+        /* no memory for the columns: the plain convolution loop, the same result */
+        gz_compute tight = cx;
+        tight.scratch_limit = 1;
+        memset(out, 0, no * sizeof *out);
+        gz_patch_embed(&tight, px, w, b, out, B, C, S, p, D);
+        snprintf(what, sizeof what, "patch_embed B%d C%d S%d p%d D%d no scratch", B, C, S, p, D);
         close_(what, out, ref, no, 1e-4f, 1e-4f);
         free(px), free(w), free(b), free(out), free(ref);
     }
@@ -555,31 +566,154 @@ static void test_parallel_for(void) {
 
 static void test_threads(void) {
     test_parallel_for();
-    gz_set_threads(1);
-    CHECK(gz_get_threads() == 1);
-    gz_set_threads(0);
-    CHECK(gz_get_threads() >= 1);
-    checks += 2;
+    CHECK(gz_compute_make(1, 1).n_threads == 1);
+    CHECK(gz_compute_make(0, 1).n_threads == gz_cpu_count() && gz_cpu_count() >= 1);
+    CHECK(gz_compute_make(3, 0).simd == 0 && gz_compute_make(3, 1).simd == GZ_SIMD_BEST);
+    /* OpenBLAS's count is the one process-wide setting */
+    gz_blas_set_threads(1);
+    CHECK(openblas_get_num_threads() == 1);
+    gz_blas_set_threads(0);
+    CHECK(openblas_get_num_threads() == gz_cpu_count());
+    checks += 5;
+}
+
+/* ---- compute contexts ---- */
+
+static void count_range(void *ctx, size_t i0, size_t i1) {
+    (void)i0, (void)i1;
+    atomic_fetch_add((atomic_int *)ctx, 1);
+}
+
+/* Ranges gz_parallel_for splits 1000 unit items into under c: min(n_threads, 1000). */
+static int ranges_under(const gz_compute *c) {
+    atomic_int ranges = 0;
+    gz_parallel_for(1000, 1, c->n_threads, count_range, &ranges);
+    return atomic_load(&ranges);
+}
+
+typedef struct {
+    gz_compute c;
+    const float *x, *want; /* input, and gelu of it under c computed alone */
+    size_t n;
+    int rounds, bad_values, bad_ranges;
+} ctx_job;
+
+static void *ctx_main(void *arg) {
+    ctx_job *j = arg;
+    float *y = gz_test_alloc_f(j->n);
+    for (int r = 0; r < j->rounds; r++) {
+        memcpy(y, j->x, j->n * sizeof *y);
+        gz_gelu(&j->c, y, j->n);
+        j->bad_values += memcmp(y, j->want, j->n * sizeof *y) != 0;
+        j->bad_ranges += ranges_under(&j->c) != j->c.n_threads;
+    }
+    free(y);
+    return NULL;
+}
+
+/* Two contexts, one plain and single-threaded, one vectorised with 3 threads, used one after
+ * the other and then from two threads at once: each call's result is bit-identical to what
+ * its own context gives alone, and gz_parallel_for under each splits into its own count of
+ * ranges. With a process-wide switch the interleaved and concurrent calls would mix them. */
+static void test_contexts(void) {
+    const size_t n = 300001; /* above the activations' split threshold: 2 ranges at 3 threads */
+    float *x = rnd(n, 8), *plain = gz_test_alloc_f(n), *vec = gz_test_alloc_f(n);
+    float *y = gz_test_alloc_f(n);
+    gz_compute cp = gz_compute_make(1, 0), cv = gz_compute_make(3, 1);
+    memcpy(plain, x, n * sizeof *x);
+    gz_gelu(&cp, plain, n);
+    memcpy(vec, x, n * sizeof *x);
+    gz_gelu(&cv, vec, n);
+    if (gz_compute_simd_level(&cv) > 0) { /* the two paths round differently somewhere */
+        CHECK(memcmp(plain, vec, n * sizeof *x) != 0);
+        checks++;
+    }
+    for (int r = 0; r < 4; r++) {
+        const gz_compute *c = r % 2 ? &cv : &cp;
+        memcpy(y, x, n * sizeof *x);
+        gz_gelu(c, y, n);
+        CHECK(memcmp(y, r % 2 ? vec : plain, n * sizeof *y) == 0);
+        CHECK(ranges_under(c) == c->n_threads);
+        checks += 2;
+    }
+    ctx_job jobs[2] = {{cp, x, plain, n, 20, 0, 0}, {cv, x, vec, n, 20, 0, 0}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) CHECK(pthread_create(&th[t], NULL, ctx_main, &jobs[t]) == 0);
+    for (int t = 0; t < 2; t++) {
+        pthread_join(th[t], NULL);
+        if (jobs[t].bad_values || jobs[t].bad_ranges)
+            fprintf(stderr, "context %d (threads %d, simd %d): %d wrong results, %d wrong splits\n",
+                    t, jobs[t].c.n_threads, jobs[t].c.simd, jobs[t].bad_values, jobs[t].bad_ranges);
+        CHECK(jobs[t].bad_values == 0 && jobs[t].bad_ranges == 0);
+        checks++;
+    }
+    free(x), free(plain), free(vec), free(y);
+}
+
+/* gz_attention without scratch is an error, never a result: with less scratch than one row
+ * of scores (Tk above the stack fallback's 4096 floats, or a scratch limit of a few bytes) it
+ * returns GZ_ENOMEM and leaves out as it was (it used to write zeros there, which were stored
+ * as a valid embedding). A limit that refuses the heap scratch but leaves room for a few rows
+ * takes the row-by-row fallback, which must give the right result. Under cx's vector level. */
+static void test_attention_nomem(void) {
+    const int B = 2, H = 2, Dh = 8, D = H * Dh;
+    const struct {
+        int Tq, Tk;
+        size_t limit; /* bytes */
+    } fail[] = {{3, 5000, 1}, {7, 50, 16}};
+    for (size_t i = 0; i < sizeof fail / sizeof fail[0]; i++) {
+        int Tq = fail[i].Tq, Tk = fail[i].Tk;
+        float *q = rnd((size_t)B * Tq * D, 2), *k = rnd((size_t)B * Tk * D, 2);
+        float *v = rnd((size_t)B * Tk * D, 2), *out = gz_test_alloc_f((size_t)B * Tq * D);
+        for (size_t j = 0; j < (size_t)B * Tq * D; j++) out[j] = 7.0f;
+        gz_compute c = cx;
+        c.scratch_limit = fail[i].limit;
+        gz_status st = gz_attention(&c, q, D, k, v, D, out, B, Tq, Tk, H, Dh, NULL, 0, 0.35f);
+        int untouched = 1;
+        for (size_t j = 0; j < (size_t)B * Tq * D; j++) untouched &= out[j] == 7.0f;
+        if (st != GZ_ENOMEM || !untouched)
+            fprintf(stderr, "attention no scratch Tq=%d Tk=%d limit %zu: status %d, out %s\n", Tq,
+                    Tk, c.scratch_limit, st, untouched ? "untouched" : "written");
+        CHECK(st == GZ_ENOMEM && untouched);
+        CHECK(strstr(gz_last_error(), "attention") != NULL);
+        checks += 2;
+        free(q), free(k), free(v), free(out);
+    }
+    /* heap refused, a few rows of stack allowed: the fallback's result */
+    const int Tq = 77, Tk = 77;
+    float *q = rnd((size_t)B * Tq * D, 2), *k = rnd((size_t)B * Tk * D, 2);
+    float *v = rnd((size_t)B * Tk * D, 2);
+    float *out = gz_test_alloc_f((size_t)B * Tq * D), *ref = gz_test_alloc_f((size_t)B * Tq * D);
+    int32_t *mask = malloc((size_t)B * Tk * sizeof *mask);
+    for (int j = 0; j < B * Tk; j++) mask[j] = j % Tk < Tk - 5 * (j / Tk);
+    gz_compute c = cx;
+    c.scratch_limit = 1024 * sizeof(float); /* 13 rows of 77 scores, below any heap scratch */
+    CHECK_OK(gz_attention(&c, q, D, k, v, D, out, B, Tq, Tk, H, Dh, mask, 1, 0.35f));
+    ref_attention(q, D, k, v, D, ref, B, Tq, Tk, H, Dh, mask, 1, 0.35f);
+    close_("attention row fallback under a scratch limit", out, ref, (size_t)B * Tq * D, 1e-5f,
+           1e-4f);
+    free(q), free(k), free(v), free(out), free(ref), free(mask);
 }
 
 int main(void) {
     test_threads();
+    test_contexts();
     test_sgemm();
     test_linear();
-    /* the vector paths (AVX-512, AVX2 through gz_set_simd_max(1)) and the plain loops */
+    /* the vector paths (AVX-512, AVX2 through simd = 1) and the plain loops */
     for (int level = 2; level >= 0; level--) {
-        gz_set_simd(level > 0);
-        gz_set_simd_max(level);
-        fprintf(stderr, "simd level %d (asked %d)\n", gz_simd_level(), level);
+        cx = gz_compute_make(0, 1);
+        cx.simd = level;
+        fprintf(stderr, "simd level %d (asked %d)\n", gz_compute_simd_level(&cx), level);
         if (level > 0) test_attention_paths(); /* vector vs plain */
         test_layernorm();
         test_activations();
         test_gelu_range();
         test_softmax();
         test_attention();
+        test_attention_nomem();
     }
-    gz_set_simd(1);
-    gz_set_simd_max(2);
+    cx = gz_compute_make(0, 1);
     test_l2();
     test_patch_embed();
     test_half();

@@ -22,6 +22,8 @@
 #define ENC_TOKEN_ID 30523 /* "[ENC]" in the fixture's added_tokens.json */
 
 static int checks;
+/* The context every encode runs under (all cores, vector paths), set in main. */
+static gz_compute cx;
 
 static const float *want(gz_st_file *ex, const char *name, size_t *n) {
     checks++;
@@ -55,7 +57,7 @@ static void score_all(const gz_itm *m, const inputs *in, int32_t enc, float *log
         CHECK_OK(gz_itm_prepare_image(m, in->states + (size_t)i * in->Ti * in->Dv, in->Ti, &im));
         if (!im) continue;
         float *lg = logits + (size_t)i * in->B * 2;
-        CHECK_OK(gz_itm_score_ex(m, im, in->ids, in->mask, in->B, in->T, enc, lg,
+        CHECK_OK(gz_itm_score_ex(m, &cx, im, in->ids, in->mask, in->B, in->T, enc, lg,
                                  cls ? cls + (size_t)i * in->B * D : NULL, i == 0 ? last0 : NULL));
         if (probs)
             for (int b = 0; b < in->B; b++)
@@ -75,7 +77,7 @@ typedef struct {
 static void *thread_main(void *arg) {
     thread_job *j = arg;
     for (int rep = 0; rep < 20 && j->st == GZ_OK; rep++)
-        j->st = gz_itm_score(j->m, j->im, j->in->ids, j->in->mask, j->in->B, j->in->T, j->logits,
+        j->st = gz_itm_score(j->m, &cx, j->im, j->in->ids, j->in->mask, j->in->B, j->in->T, j->logits,
                              NULL, NULL);
     return NULL;
 }
@@ -92,7 +94,7 @@ static void check_half(const gz_model_config *cfg, gz_st_file *ex, const inputs 
     if (w) CHECK_OK(gz_vit_load(w, cfg, &v));
     const float *pixels = want(ex, "pixel_values", NULL);
     float *states = gz_test_alloc_f((size_t)in->I * in->Ti * in->Dv);
-    if (v && pixels) CHECK_OK(gz_vit_encode(v, pixels, in->I, NULL, NULL, states, NULL, NULL));
+    if (v && pixels) CHECK_OK(gz_vit_encode(v, &cx, pixels, in->I, NULL, NULL, states, NULL, NULL));
     if (m && v && pixels) {
         inputs half = *in;
         half.states = states;
@@ -181,7 +183,7 @@ static void check_blip(void) {
             pim[r] = ims[i];
             memcpy(pwant + r * 2, want_lg + ((size_t)i * B + b) * 2, 2 * sizeof *pwant);
         }
-        CHECK_OK(gz_itm_score_pairs(m, pim, pids, pmask, (int)P, T, -1, plg, NULL, NULL));
+        CHECK_OK(gz_itm_score_pairs(m, &cx, pim, pids, pmask, (int)P, T, -1, plg, NULL, NULL));
         close_to(order == 0 ? "itm_logits (pairs, text-major)" : "itm_logits (pairs, image-major)",
                  plg, pwant, P * 2, ATOL_LOGIT);
         free(pids);
@@ -203,7 +205,7 @@ static void check_blip(void) {
         while (len < T && mask[(size_t)b * T + len])
             len++;
         float lg[2];
-        CHECK_OK(gz_itm_score(m, im, ids + (size_t)b * T, NULL, 1, len, lg, NULL, NULL));
+        CHECK_OK(gz_itm_score(m, &cx, im, ids + (size_t)b * T, NULL, 1, len, lg, NULL, NULL));
         double d = gz_max_abs_diff(lg, logits + ((size_t)1 * B + b) * 2, 2);
         if (d > worst) worst = d;
     }
@@ -230,8 +232,36 @@ static void check_blip(void) {
         int32_t bad[2] = {101, cfg.text.vocab_size};
         float lg[2];
         checks++;
-        CHECK(gz_itm_score(m, im, bad, NULL, 1, 2, lg, NULL, NULL) == GZ_EINVAL);
-        CHECK(gz_itm_score(m, im, bad, NULL, 0, 2, lg, NULL, NULL) == GZ_EINVAL);
+        CHECK(gz_itm_score(m, &cx, im, bad, NULL, 1, 2, lg, NULL, NULL) == GZ_EINVAL);
+        CHECK(gz_itm_score(m, &cx, im, bad, NULL, 0, 2, lg, NULL, NULL) == GZ_EINVAL);
+        /* No scratch for the attention, on both paths: GZ_ENOMEM and no logits written. Text 0
+         * cut to Ts < Ti tokens; the second limit leaves one row of Ts scores (self-attention
+         * runs row by row) but not of Ti, so there the cross-attention is the one that fails. */
+        int Ts = 0;
+        while (Ts < T && Ts < in.Ti - 1 && mask[Ts])
+            Ts++;
+        CHECK(Ts >= 1 && Ts < in.Ti);
+        const size_t limits[2] = {1, (size_t)Ts * sizeof(float)};
+        for (int plain = 0; plain < 2; plain++)
+            for (int l = 0; l < 2; l++) {
+                gz_compute tight = cx;
+                tight.scratch_limit = limits[l];
+                if (plain) tight.simd = 0;
+                float lg3[2] = {7.0f, 7.0f};
+                gz_status st = gz_itm_score(m, &tight, im, ids, NULL, 1, Ts, lg3, NULL, NULL);
+                char keys[48]; /* the failing attention's key count: Ts (self) or Ti (cross) */
+                snprintf(keys, sizeof keys, "scores of %d keys", l ? in.Ti : Ts);
+                checks++;
+                if (st != GZ_ENOMEM)
+                    fprintf(stderr, "ITM without scratch (limit %zu, simd %d): status %d\n",
+                            limits[l], tight.simd, st);
+                CHECK(st == GZ_ENOMEM && strstr(gz_last_error(), keys) != NULL);
+                CHECK(lg3[0] == 7.0f && lg3[1] == 7.0f);
+            }
+        /* without the limit the same call succeeds: the errors above come from the limit */
+        float lg4[2];
+        CHECK_OK(gz_itm_score(m, &cx, im, ids, NULL, 1, Ts, lg4, NULL, NULL));
+        checks++;
     }
     gz_itm_image *none = NULL;
     checks++;
@@ -275,6 +305,7 @@ static void check_unsupported(const char *dir) {
 }
 
 int main(void) {
+    cx = gz_compute_make(0, 1);
     check_blip();
     check_unsupported("clip");
     check_unsupported("chinese_clip");

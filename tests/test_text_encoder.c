@@ -22,6 +22,8 @@
 #define ATOL_EMBED 1e-5f
 
 static int checks;
+/* The context every encode runs under (all cores, vector paths), set in main. */
+static gz_compute cx;
 
 typedef struct {
     const char *dir;
@@ -79,7 +81,7 @@ static void *thread_main(void *arg) {
     thread_job *j = arg;
     for (int rep = 0; rep < 20 && j->st == GZ_OK; rep++)
         j->st =
-            gz_text_tower_encode(j->t, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL, NULL);
+            gz_text_tower_encode(j->t, &cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL, NULL);
     return NULL;
 }
 
@@ -95,7 +97,7 @@ static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_f
     if (t) {
         int E = gz_text_tower_dim(t);
         float *e = gz_test_alloc_f((size_t)B * E);
-        CHECK_OK(gz_text_tower_encode(t, ids, mask, B, T, e, NULL, NULL, NULL));
+        CHECK_OK(gz_text_tower_encode(t, &cx, ids, mask, B, T, e, NULL, NULL, NULL));
         char key[96];
         snprintf(key, sizeof key, "%s.%s", prefix, c->embeds_key);
         close_to(c->dir, key, e, want(ex, c->dir, key, NULL), (size_t)B * E, ATOL_EMBED);
@@ -162,7 +164,7 @@ static void check_family(const family_case *c) {
     const size_t plane = (size_t)B * T * D;
     float *embeds = gz_test_alloc_f((size_t)B * E), *features = gz_test_alloc_f((size_t)B * E);
     float *last = gz_test_alloc_f(plane), *all = gz_test_alloc_f((size_t)(L + 1) * plane);
-    CHECK_OK(gz_text_tower_encode(t, ids, mask, B, T, embeds, features, last, all));
+    CHECK_OK(gz_text_tower_encode(t, &cx, ids, mask, B, T, embeds, features, last, all));
 
     /* Layer by layer: the first layer that differs is the one to look at. */
     size_t nh = 0;
@@ -245,7 +247,7 @@ static void check_family(const family_case *c) {
         int len = 0;
         while (len < T && mask[(size_t)b * T + len])
             len++;
-        CHECK_OK(gz_text_tower_encode(t, ids + (size_t)b * T, NULL, 1, len, e1, NULL, h1, NULL));
+        CHECK_OK(gz_text_tower_encode(t, &cx, ids + (size_t)b * T, NULL, 1, len, e1, NULL, h1, NULL));
         double de = gz_max_abs_diff(e1, embeds + (size_t)b * E, E);
         double dh = gz_max_abs_diff(h1, last + (size_t)b * T * D, (size_t)len * D);
         if (de > worst_e) worst_e = de;
@@ -276,18 +278,34 @@ static void check_family(const family_case *c) {
     /* Bad inputs are refused with a message, not read out of bounds. */
     int32_t bad = -1;
     checks++;
-    CHECK(gz_text_tower_encode(t, &bad, NULL, 1, 1, e1 = gz_test_alloc_f(E), NULL, NULL, NULL) ==
+    CHECK(gz_text_tower_encode(t, &cx, &bad, NULL, 1, 1, e1 = gz_test_alloc_f(E), NULL, NULL, NULL) ==
           GZ_EINVAL);
     bad = cfg.text.vocab_size;
-    CHECK(gz_text_tower_encode(t, &bad, NULL, 1, 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    CHECK(gz_text_tower_encode(t, &cx, &bad, NULL, 1, 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
     int maxp = gz_text_tower_max_positions(t);
     int32_t *longids = calloc((size_t)maxp + 1, sizeof *longids);
-    CHECK(gz_text_tower_encode(t, longids, NULL, 1, maxp + 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    CHECK(gz_text_tower_encode(t, &cx, longids, NULL, 1, maxp + 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
     int32_t zmask[2] = {0, 0}, two[2] = {ids[0], ids[1]};
-    CHECK(gz_text_tower_encode(t, two, zmask, 1, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
-    CHECK(gz_text_tower_encode(t, two, NULL, 0, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    CHECK(gz_text_tower_encode(t, &cx, two, zmask, 1, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    CHECK(gz_text_tower_encode(t, &cx, two, NULL, 0, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
     free(longids);
     free(e1);
+
+    /* No scratch for the attention, on both paths: GZ_ENOMEM and no embedding written (the
+     * attention used to fill its output with zeros and the tower returned them as a result). */
+    for (int plain = 0; plain < 2; plain++) {
+        gz_compute tight = cx;
+        tight.scratch_limit = 1;
+        if (plain) tight.simd = 0;
+        float *e3 = gz_test_alloc_f((size_t)B * E);
+        for (size_t i = 0; i < (size_t)B * E; i++) e3[i] = 7.0f;
+        gz_status st = gz_text_tower_encode(t, &tight, ids, mask, B, T, e3, NULL, NULL, NULL);
+        int untouched = 1;
+        for (size_t i = 0; i < (size_t)B * E; i++) untouched &= e3[i] == 7.0f;
+        checks++;
+        CHECK(st == GZ_ENOMEM && strstr(gz_last_error(), "attention") != NULL && untouched);
+        free(e3);
+    }
 
     check_half(c, &cfg, ex, ids, mask, B, T, "model.f16.safetensors", "f16w");
     check_half(c, &cfg, ex, ids, mask, B, T, "model.bf16.safetensors", "bf16w");
@@ -329,6 +347,7 @@ static void check_load_errors(void) {
 }
 
 int main(void) {
+    cx = gz_compute_make(0, 1);
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
         check_family(&CASES[i]);
     check_load_errors();

@@ -15,6 +15,8 @@
 #include "vision_encoder/vit.h"
 
 static int checks;
+/* The context every encode runs under (all cores, vector paths), set in main. */
+static gz_compute cx;
 
 typedef struct {
     const char *dir;
@@ -50,7 +52,7 @@ typedef struct {
 
 static void *thread_main(void *arg) {
     thread_job *j = arg;
-    j->st = gz_vit_encode(j->v, j->pixels, j->B, j->embeds, NULL, NULL, NULL, NULL);
+    j->st = gz_vit_encode(j->v, &cx, j->pixels, j->B, j->embeds, NULL, NULL, NULL, NULL);
     return NULL;
 }
 
@@ -65,7 +67,7 @@ static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_f
     if (v) {
         int E = gz_vit_dim(v);
         float *emb = gz_test_alloc_f((size_t)B * E);
-        CHECK_OK(gz_vit_encode(v, pixels, B, emb, NULL, NULL, NULL, NULL));
+        CHECK_OK(gz_vit_encode(v, &cx, pixels, B, emb, NULL, NULL, NULL, NULL));
         char key[64];
         snprintf(key, sizeof key, "%s.%s", prefix, c->embeds_key);
         size_t n = 0;
@@ -101,7 +103,7 @@ static void run_family(const family_case *c) {
     float *emb = gz_test_alloc_f((size_t)B * E), *feat = gz_test_alloc_f((size_t)B * E);
     float *last = gz_test_alloc_f(tok), *all = gz_test_alloc_f((size_t)(L + 1) * tok),
           *pool = gz_test_alloc_f((size_t)B * D);
-    CHECK_OK(gz_vit_encode(v, pixels, B, emb, feat, last, all, pool));
+    CHECK_OK(gz_vit_encode(v, &cx, pixels, B, emb, feat, last, all, pool));
 
     // layer by layer, so a failure names the first layer that differs
     size_t n = 0;
@@ -141,15 +143,31 @@ static void run_family(const family_case *c) {
 
     // only the embeddings requested: same values as with every output requested
     float *emb2 = gz_test_alloc_f((size_t)B * E);
-    CHECK_OK(gz_vit_encode(v, pixels, B, emb2, NULL, NULL, NULL, NULL));
+    CHECK_OK(gz_vit_encode(v, &cx, pixels, B, emb2, NULL, NULL, NULL, NULL));
     close_to(c->dir, "embeds only vs all outputs", emb2, emb, (size_t)B * E, 1e-6f, 0);
+
+    // no scratch for the attention, on both paths: GZ_ENOMEM and no embedding written (the
+    // attention used to fill its output with zeros and the tower returned them as a result)
+    for (int plain = 0; plain < 2; plain++) {
+        gz_compute tight = cx;
+        tight.scratch_limit = 1;
+        if (plain) tight.simd = 0;
+        float *e3 = gz_test_alloc_f((size_t)B * E);
+        for (size_t i = 0; i < (size_t)B * E; i++) e3[i] = 7.0f;
+        gz_status st = gz_vit_encode(v, &tight, pixels, B, e3, NULL, NULL, NULL, NULL);
+        int untouched = 1;
+        for (size_t i = 0; i < (size_t)B * E; i++) untouched &= e3[i] == 7.0f;
+        checks++;
+        CHECK(st == GZ_ENOMEM && strstr(gz_last_error(), "attention") != NULL && untouched);
+        free(e3);
+    }
 
     // batch independence: each image alone; then 100 copies (crosses the chunk size for
     // tiny towers) with the rows checked against the single-image result
     for (int b = 0; b < B; b++) {
         float one[1024];
         CHECK(E <= 1024);
-        CHECK_OK(gz_vit_encode(v, pixels + (size_t)b * 3 * S * S, 1, one, NULL, NULL, NULL, NULL));
+        CHECK_OK(gz_vit_encode(v, &cx, pixels + (size_t)b * 3 * S * S, 1, one, NULL, NULL, NULL, NULL));
         char what[64];
         snprintf(what, sizeof what, "image %d alone vs in batch", b);
         close_to(c->dir, what, one, emb + (size_t)b * E, (size_t)E, 1e-5f, 0);
@@ -158,7 +176,7 @@ static void run_family(const family_case *c) {
     float *rep = gz_test_alloc_f((size_t)BR * 3 * S * S),
           *rep_emb = gz_test_alloc_f((size_t)BR * E);
     for (int r = 0; r < R; r++) memcpy(rep + (size_t)r * B * 3 * S * S, pixels, npix * sizeof(float));
-    CHECK_OK(gz_vit_encode(v, rep, BR, rep_emb, NULL, NULL, NULL, NULL));
+    CHECK_OK(gz_vit_encode(v, &cx, rep, BR, rep_emb, NULL, NULL, NULL, NULL));
     double worst = 0;
     for (int r = 0; r < R; r++) {
         double d = gz_max_abs_diff(rep_emb + (size_t)r * B * E, emb, (size_t)B * E);
@@ -212,6 +230,7 @@ done:
 }
 
 int main(void) {
+    cx = gz_compute_make(0, 1);
     for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_family(&CASES[i]);
     return gz_test_finish("vision_vit", checks);
 }

@@ -4,6 +4,7 @@
  *         Dh = D / H, F = intermediate size, L = layers, Ti = image tokens, De = image hidden. */
 #include "text_encoder/bert.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
 #include "text_encoder/tx_internal.h"
 
@@ -162,17 +164,17 @@ gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv
 }
 
 /* x(N, D) = LN(x + (ctx(N, D) · Wo^T + bo)); tmp (N, D) scratch. */
-static void attn_output(const gz_bert *m, const bert_attn *a, float *x, const float *ctx,
-                        float *tmp, int N) {
+static void attn_output(const gz_bert *m, const gz_compute *cx, const bert_attn *a, float *x,
+                        const float *ctx, float *tmp, int N) {
     gz_linear(ctx, a->o_w, a->o_b, tmp, N, m->D, m->D);
     gz_add(tmp, x, (size_t)N * m->D);
-    gz_layernorm(x, tmp, a->ln_w, a->ln_b, N, m->D, m->cfg.layer_norm_eps);
+    gz_layernorm(cx, x, tmp, a->ln_w, a->ln_b, N, m->D, m->cfg.layer_norm_eps);
 }
 
-gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *mask,
-                          const int32_t *type_ids, int B, int T, const gz_bert_cross *cross,
-                          float *hidden, float *all_hidden) {
-    if (!m || !ids || !hidden || B <= 0 || T <= 0)
+gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
+                          const int32_t *mask, const int32_t *type_ids, int B, int T,
+                          const gz_bert_cross *cross, float *hidden, float *all_hidden) {
+    if (!m || !cx || !ids || !hidden || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "BERT forward: bad arguments (B %d, T %d)", B, T);
     if (T > m->cfg.max_position_embeddings)
         return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
@@ -189,8 +191,10 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
     size_t N = (size_t)B * (size_t)T;
 
     /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
-    float *scratch;
-    if ((st = tx_scratch("BERT forward", B, T, D, F, &scratch)) != GZ_OK) return st;
+    size_t nfl;
+    if ((st = tx_scratch_floats("BERT forward", B, T, D, F, &nfl)) != GZ_OK) return st;
+    float *scratch = gz_malloc_n(nfl, sizeof(float), "BERT forward scratch");
+    if (!scratch) return GZ_ENOMEM;
     float *x = scratch;       /* (N, D) */
     float *q = x + N * D;     /* (N, D) */
     float *k = q + N * D;     /* (N, D) */
@@ -207,7 +211,7 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
         for (int j = 0; j < D; j++)
             r[j] += te[j];
     }
-    gz_layernorm(x, tmp, m->emb_ln_w, m->emb_ln_b, (int)N, D, m->cfg.layer_norm_eps);
+    gz_layernorm(cx, x, tmp, m->emb_ln_w, m->emb_ln_b, (int)N, D, m->cfg.layer_norm_eps);
     if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
 
     const float scale = 1.0f / sqrtf((float)m->Dh);
@@ -217,8 +221,9 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
         gz_linear(x, ly->self.q_w, ly->self.q_b, q, (int)N, D, D);
         gz_linear(x, ly->self.k_w, ly->self.k_b, k, (int)N, D, D);
         gz_linear(x, ly->self.v_w, ly->self.v_b, v, (int)N, D, D);
-        gz_attention(q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 0, scale);
-        attn_output(m, &ly->self, x, ctx, tmp, (int)N);
+        if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 0, scale)))
+            goto out;
+        attn_output(m, cx, &ly->self, x, ctx, tmp, (int)N);
         if (cross) {
             /* Cross-attention: a run of texts paired with the same image flattens to one
              * query block of (run * T) rows against that image's Ti tokens. */
@@ -226,24 +231,27 @@ gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *m
             for (int b0 = 0, b1; b0 < B; b0 = b1) {
                 for (b1 = b0 + 1; b1 < B && cross[b1].kv == cross[b0].kv; b1++)
                     continue;
+                assert(b0 < b1 && b1 <= B);
                 int Ti = cross[b0].Ti;
                 size_t plane = (size_t)Ti * D, row = (size_t)b0 * T * D;
                 const float *ck = cross[b0].kv + (size_t)l * 2 * plane; /* (Ti, D) */
                 const float *cv = ck + plane;                           /* (Ti, D) */
-                gz_attention(q + row, D, ck, cv, D, ctx + row, 1, (b1 - b0) * T, Ti, m->H, m->Dh,
-                             NULL, 0, scale);
+                if ((st = gz_attention(cx, q + row, D, ck, cv, D, ctx + row, 1, (b1 - b0) * T, Ti,
+                                       m->H, m->Dh, NULL, 0, scale)))
+                    goto out;
             }
-            attn_output(m, &ly->cross, x, ctx, tmp, (int)N);
+            attn_output(m, cx, &ly->cross, x, ctx, tmp, (int)N);
         }
         /* Feed-forward. */
         gz_linear(x, ly->i_w, ly->i_b, ffn, (int)N, D, F);
-        gz_activate(m->cfg.act, ffn, N * F);
+        gz_activate(cx, m->cfg.act, ffn, N * F);
         gz_linear(ffn, ly->o_w, ly->o_b, tmp, (int)N, F, D);
         gz_add(tmp, x, N * D);
-        gz_layernorm(x, tmp, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
+        gz_layernorm(cx, x, tmp, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }
     memcpy(hidden, x, N * D * sizeof *x);
+out:
     free(scratch);
-    return GZ_OK;
+    return st;
 }

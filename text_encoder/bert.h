@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/kernels.h"
 #include "core/safetensors.h"
 #include "core/status.h"
 
@@ -62,7 +63,7 @@ typedef struct {
 } gz_bert_cross;
 
 /*
-** Run the encoder on B texts of T tokens.
+** Run the encoder on B texts of T tokens with cx's threads and vector paths.
 **   ids      (B, T) token ids, each in [0, vocab_size)
 **   mask     (B, T) 1 = token, 0 = padding; NULL = all tokens real. Each row must keep its
 **            first token (padding is on the right).
@@ -72,10 +73,11 @@ typedef struct {
 **   hidden   (B, T, D) output: last hidden state (all positions, padding included)
 **   all_hidden (L+1, B, T, D) optional: embeddings output then every layer's output
 ** GZ_EINVAL for bad sizes, ids out of range, T > max positions, an all-padding row, or cross
-** given to a model without cross-attention; GZ_ENOMEM.
+** given to a model without cross-attention; GZ_ENOMEM (scratch, attention scores). On error
+** hidden and all_hidden hold no result.
 */
-gz_status gz_bert_forward(const gz_bert *m, const int32_t *ids, const int32_t *mask,
-                          const int32_t *type_ids, int B, int T, const gz_bert_cross *cross,
-                          float *hidden, float *all_hidden);
+gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
+                          const int32_t *mask, const int32_t *type_ids, int B, int T,
+                          const gz_bert_cross *cross, float *hidden, float *all_hidden);
 
 #endif

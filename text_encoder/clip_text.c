@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
 #include "text_encoder/tx_internal.h"
 
@@ -117,9 +118,10 @@ int gz_clip_pool_index(const int32_t *ids, int T, int eos_token_id) {
     return 0;
 }
 
-gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const int32_t *mask,
-                               int B, int T, float *hidden, float *all_hidden) {
-    if (!m || !ids || !hidden || B <= 0 || T <= 0)
+gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
+                               const int32_t *mask, int B, int T, float *hidden,
+                               float *all_hidden) {
+    if (!m || !cx || !ids || !hidden || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "CLIP text forward: bad arguments (B %d, T %d)", B, T);
     if (T > m->cfg.max_position_embeddings)
         return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
@@ -130,8 +132,10 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const 
     size_t N = (size_t)B * (size_t)T;
 
     /* Scratch: x, h, q, k, v, ctx (N, D) and mlp (N, F). */
-    float *scratch;
-    if ((st = tx_scratch("CLIP text forward", B, T, D, F, &scratch)) != GZ_OK) return st;
+    size_t nfl;
+    if ((st = tx_scratch_floats("CLIP text forward", B, T, D, F, &nfl)) != GZ_OK) return st;
+    float *scratch = gz_malloc_n(nfl, sizeof(float), "CLIP text forward scratch");
+    if (!scratch) return GZ_ENOMEM;
     float *x = scratch;       /* (N, D) residual stream */
     float *h = x + N * D;     /* (N, D) normalised input / block output */
     float *q = h + N * D;     /* (N, D) */
@@ -146,21 +150,23 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const 
     const float scale = 1.0f / sqrtf((float)m->Dh);
     for (int l = 0; l < m->L; l++) {
         const clip_layer *ly = &m->layers[l];
-        gz_layernorm(h, x, ly->ln1_w, ly->ln1_b, (int)N, D, m->cfg.layer_norm_eps);
+        gz_layernorm(cx, h, x, ly->ln1_w, ly->ln1_b, (int)N, D, m->cfg.layer_norm_eps);
         gz_linear(h, ly->q_w, ly->q_b, q, (int)N, D, D);
         gz_linear(h, ly->k_w, ly->k_b, k, (int)N, D, D);
         gz_linear(h, ly->v_w, ly->v_b, v, (int)N, D, D);
-        gz_attention(q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale);
+        if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale)))
+            goto out;
         gz_linear(ctx, ly->o_w, ly->o_b, h, (int)N, D, D);
         gz_add(x, h, N * D);
-        gz_layernorm(h, x, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
+        gz_layernorm(cx, h, x, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
         gz_linear(h, ly->fc1_w, ly->fc1_b, mlp, (int)N, D, F);
-        gz_activate(m->cfg.act, mlp, N * F);
+        gz_activate(cx, m->cfg.act, mlp, N * F);
         gz_linear(mlp, ly->fc2_w, ly->fc2_b, h, (int)N, F, D);
         gz_add(x, h, N * D);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }
-    gz_layernorm(hidden, x, m->fln_w, m->fln_b, (int)N, D, m->cfg.layer_norm_eps);
+    gz_layernorm(cx, hidden, x, m->fln_w, m->fln_b, (int)N, D, m->cfg.layer_norm_eps);
+out:
     free(scratch);
-    return GZ_OK;
+    return st;
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/kernels.h"
 #include "core/safetensors.h"
 #include "core/status.h"
 
@@ -41,14 +42,16 @@ int gz_clip_text_num_layers(const gz_clip_text *m);
 int gz_clip_pool_index(const int32_t *ids, int T, int eos_token_id);
 
 /*
-** Run B texts of T tokens.
+** Run B texts of T tokens with cx's threads and vector paths.
 **   ids  (B, T) in [0, vocab_size); mask (B, T) 1 = token, 0 = padding, or NULL (no padding)
 **   hidden (B, T, D) output: final_layer_norm output at every position (padding included)
 **   all_hidden (L+1, B, T, D) optional: embeddings, then each layer's output (before the
 **   final LayerNorm), as HF's hidden_states
-** GZ_EINVAL (bad sizes, ids out of range, T > max positions), GZ_ENOMEM.
+** GZ_EINVAL (bad sizes, ids out of range, T > max positions), GZ_ENOMEM (scratch, attention
+** scores); on error hidden and all_hidden hold no result.
 */
-gz_status gz_clip_text_forward(const gz_clip_text *m, const int32_t *ids, const int32_t *mask,
-                               int B, int T, float *hidden, float *all_hidden);
+gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
+                               const int32_t *mask, int B, int T, float *hidden,
+                               float *all_hidden);
 
 #endif

@@ -3,10 +3,12 @@
  * Legend: B = texts, T = padded length, N = B*T, D = hidden size, E = projection size. */
 #include "text_encoder/text_tower.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
 #include "text_encoder/bert.h"
 #include "text_encoder/clip_text.h"
@@ -86,32 +88,32 @@ int gz_text_tower_hidden_size(const gz_text_tower *t) { return t->D; }
 int gz_text_tower_num_layers(const gz_text_tower *t) { return t->L; }
 int gz_text_tower_max_positions(const gz_text_tower *t) { return t->max_pos; }
 
-gz_status gz_text_tower_encode(const gz_text_tower *t, const int32_t *ids, const int32_t *mask,
-                               int B, int T, float *embeds, float *features, float *last_hidden,
-                               float *all_hidden) {
-    if (!t || !ids || !embeds || B <= 0 || T <= 0)
+gz_status gz_text_tower_encode(const gz_text_tower *t, const gz_compute *cx, const int32_t *ids,
+                               const int32_t *mask, int B, int T, float *embeds, float *features,
+                               float *last_hidden, float *all_hidden) {
+    if (!t || !cx || !ids || !embeds || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "text encode: bad arguments (B %d, T %d)", B, T);
     const int D = t->D, E = t->E;
-    size_t N = (size_t)B * (size_t)T, nh, bytes = 0, pooled_off;
+    size_t N = (size_t)B * (size_t)T, nh, nfl;
     /* Scratch: the hidden state unless the caller wants it, plus pooled (B, D). */
     if (!gz_mul_size(N, (size_t)D, &nh) ||
-        !gz_add_size(last_hidden ? 0 : nh, (size_t)B * D, &pooled_off) ||
-        !gz_mul_size(pooled_off, sizeof(float), &bytes))
+        !gz_add_size(last_hidden ? 0 : nh, (size_t)B * D, &nfl))
         return GZ_FAIL(GZ_ENOMEM, "text encode: batch %d x %d too large", B, T);
-    float *scratch = malloc(bytes);
-    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "text encode: out of memory (%zu bytes)", bytes);
+    float *scratch = gz_malloc_n(nfl, sizeof(float), "text encode scratch");
+    if (!scratch) return GZ_ENOMEM;
     float *hidden = last_hidden ? last_hidden : scratch; /* (B, T, D) */
     float *pooled = scratch + (last_hidden ? 0 : nh);    /* (B, D) */
 
-    gz_status st = t->bert
-                       ? gz_bert_forward(t->bert, ids, mask, NULL, B, T, NULL, hidden, all_hidden)
-                       : gz_clip_text_forward(t->clip, ids, mask, B, T, hidden, all_hidden);
+    gz_status st =
+        t->bert ? gz_bert_forward(t->bert, cx, ids, mask, NULL, B, T, NULL, hidden, all_hidden)
+                : gz_clip_text_forward(t->clip, cx, ids, mask, B, T, hidden, all_hidden);
     if (st) {
         free(scratch);
         return st;
     }
     for (int b = 0; b < B; b++) {
         int p = t->clip ? gz_clip_pool_index(ids + (size_t)b * T, T, t->eos_token_id) : 0;
+        assert(p >= 0 && p < T);
         memcpy(pooled + (size_t)b * D, hidden + ((size_t)b * T + (size_t)p) * D,
                (size_t)D * sizeof *pooled);
     }

@@ -5,7 +5,8 @@
  *   gz_text_tower *t = NULL;
  *   if (gz_text_tower_load(weights, &cfg, &t) != GZ_OK) { ... gz_last_error() ... }
  *   float *e = malloc((size_t)B * gz_text_tower_dim(t) * sizeof *e);
- *   gz_text_tower_encode(t, ids, mask, B, T, e, NULL, NULL, NULL);   // rows L2-normalised
+ *   gz_compute cx = gz_compute_make(0, 1);                          // all cores, vector paths
+ *   gz_text_tower_encode(t, &cx, ids, mask, B, T, e, NULL, NULL, NULL); // rows L2-normalised
  *   gz_text_tower_free(t);
  *
  * Legend: B = texts, T = padded length, D = hidden size, E = projection size, L = layers.
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/kernels.h"
 #include "core/safetensors.h"
 #include "core/status.h"
 
@@ -42,7 +44,7 @@ int gz_text_tower_num_layers(const gz_text_tower *t);  /* L */
 int gz_text_tower_max_positions(const gz_text_tower *t);
 
 /*
-** Encode B texts of T tokens (right-padded to the longest).
+** Encode B texts of T tokens (right-padded to the longest) with cx's threads and vector paths.
 **   ids, mask   (B, T) int32; mask 1 = token, 0 = padding, or NULL (no padding)
 **   embeds      (B, E) L2-normalised projections (required)
 **   features    (B, E) projections before normalisation, or NULL
@@ -50,10 +52,11 @@ int gz_text_tower_max_positions(const gz_text_tower *t);
 **   all_hidden  (L+1, B, T, D) embeddings output then every layer's output, or NULL
 ** Each text's result does not depend on the others in the batch (up to float rounding).
 ** Token types are 0 (single segment). GZ_EINVAL (bad sizes, ids outside the vocabulary, T above
-** the model's positions), GZ_ENOMEM.
+** the model's positions), GZ_ENOMEM (scratch, attention scores). On error no output holds a
+** result.
 */
-gz_status gz_text_tower_encode(const gz_text_tower *t, const int32_t *ids, const int32_t *mask,
-                               int B, int T, float *embeds, float *features, float *last_hidden,
-                               float *all_hidden);
+gz_status gz_text_tower_encode(const gz_text_tower *t, const gz_compute *cx, const int32_t *ids,
+                               const int32_t *mask, int B, int T, float *embeds, float *features,
+                               float *last_hidden, float *all_hidden);
 
 #endif

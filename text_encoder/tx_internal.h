@@ -1,5 +1,5 @@
 /* tx_internal.h - pieces shared by the transformer text encoders (bert.c, clip_text.c): weight
- * fetching, the per-token input checks of a forward pass, the scratch buffer and the token +
+ * fetching, the per-token input checks of a forward pass, the scratch size and the token +
  * position embedding sum. Not part of any public API.
  *
  * Legend: B = texts, T = padded length, N = B*T token rows, D = hidden size, F = FFN size. */
@@ -8,7 +8,6 @@
 
 #include <limits.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -47,15 +46,14 @@ static inline gz_status tx_check_tokens(const char *what, const gz_text_config *
     return GZ_OK;
 }
 
-/* *out = a new buffer of N rows of 6*D + F floats (the caller frees it). GZ_ENOMEM (message
- * naming what) when the size overflows or malloc fails. */
-static inline gz_status tx_scratch(const char *what, int B, int T, int D, int F, float **out) {
-    size_t N = (size_t)B * (size_t)T, per_row = (size_t)6 * D + (size_t)F, nfl, bytes;
-    *out = NULL;
-    if (!gz_mul_size(N, per_row, &nfl) || !gz_mul_size(nfl, sizeof(float), &bytes))
+/* Floats of a forward pass's scratch: N = B*T rows of 6*D + F (six (N, D) buffers and one
+ * (N, F)). GZ_ENOMEM (message naming what) when the count overflows; the caller allocates
+ * *out floats with gz_malloc_n, which checks the byte size. */
+static inline gz_status tx_scratch_floats(const char *what, int B, int T, int D, int F,
+                                          size_t *out) {
+    size_t N = (size_t)B * (size_t)T, per_row = (size_t)6 * D + (size_t)F;
+    if (!gz_mul_size(N, per_row, out))
         return GZ_FAIL(GZ_ENOMEM, "%s: batch %d x %d too large", what, B, T);
-    *out = malloc(bytes);
-    if (!*out) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory (%zu bytes)", what, bytes);
     return GZ_OK;
 }
 

@@ -1,6 +1,6 @@
 /* vit.c - ViT image encoder (BLIP, CLIP and Chinese-CLIP variants), batched over OpenBLAS.
  *
- * Legend: B = images in the call, n = images in one chunk, S = image size, p = patch size,
+ * Legend: B = images in the call, n = images in one chunk, S = image side, p = patch side,
  *         G = S / p, P = G*G + 1 tokens, N = n*P tokens in a chunk, D = hidden size,
  *         H = heads, Dh = D / H, F = MLP size, E = embedding (projection) size, L = layers.
  *
@@ -8,12 +8,14 @@
  * The tower is read-only after loading; each call owns its scratch. */
 #include "vision_encoder/vit.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
 
 /* At most this many tokens per forward chunk: bounds scratch memory (ViT-B/16: 41 images,
@@ -209,11 +211,13 @@ static void linear_strided(const float *x, const float *wt, const float *b, floa
     gz_sgemm(0, 1, N, out, in, 1.0f, x, in, wt, in, 1.0f, y, ldy);
 }
 
-/* One pre-LN encoder block on the residual stream s->x (N, D), n images of P tokens. */
-static void vit_block(const gz_vit *v, const vit_layer *ly, const vit_scratch *s, int n) {
+/* One pre-LN encoder block on the residual stream s->x (N, D), n images of P tokens.
+ * GZ_ENOMEM when the attention has no scratch. */
+static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_layer *ly,
+                           const vit_scratch *s, int n) {
     const int D = v->D, F = v->F, P = v->P, N = n * P, Dh = D / v->H;
     // attention: x += out_proj(attn(LN1(x)))
-    gz_layernorm(s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
+    gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
     if (ly->qkv_w) {
         linear_strided(s->h, ly->qkv_w, ly->qkv_b, s->qkv, 3 * D, N, D, 3 * D); // (N, 3D)
     } else {
@@ -221,27 +225,33 @@ static void vit_block(const gz_vit *v, const vit_layer *ly, const vit_scratch *s
         linear_strided(s->h, ly->k_w, ly->k_b, s->qkv + D, 3 * D, N, D, D);
         linear_strided(s->h, ly->v_w, ly->v_b, s->qkv + 2 * D, 3 * D, N, D, D);
     }
-    gz_attention(s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P, P, v->H, Dh,
-                 NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
+    gz_status st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n,
+                                P, P, v->H, Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
+    if (st != GZ_OK) return st;
     gz_linear(s->att, ly->out_w, ly->out_b, s->h, N, D, D);
     gz_add(s->x, s->h, (size_t)N * D);
     // MLP: x += fc2(act(fc1(LN2(x))))
-    gz_layernorm(s->h, s->x, ly->ln2_w, ly->ln2_b, N, D, v->eps);
+    gz_layernorm(cx, s->h, s->x, ly->ln2_w, ly->ln2_b, N, D, v->eps);
     gz_linear(s->h, ly->fc1_w, ly->fc1_b, s->mlp, N, D, F); // (N, F)
-    gz_activate(v->act, s->mlp, (size_t)N * F);
+    gz_activate(cx, v->act, s->mlp, (size_t)N * F);
     gz_linear(s->mlp, ly->fc2_w, ly->fc2_b, s->h, N, F, D); // (N, D)
     gz_add(s->x, s->h, (size_t)N * D);
+    return GZ_OK;
 }
 
-/* Forward n images (b0..b0+n-1 of a call of B) and write the requested outputs. */
-static void vit_forward(const gz_vit *v, const vit_scratch *s, const float *pixels, int n, int B,
-                        int b0, float *embeds, float *features, float *last_hidden,
-                        float *all_hidden, float *pooled) {
+/* Forward n images (b0..b0+n-1 of a call of B) and write the requested outputs. s holds one
+ * chunk: n * P <= VIT_MAX_CHUNK_TOKENS. GZ_ENOMEM from the attention. */
+static gz_status vit_forward(const gz_vit *v, const gz_compute *cx, const vit_scratch *s,
+                             const float *pixels, int n, int B, int b0, float *embeds,
+                             float *features, float *last_hidden, float *all_hidden,
+                             float *pooled) {
     const int D = v->D, P = v->P, E = v->E, GG = v->G * v->G, N = n * P;
     const size_t chunk_sz = (size_t)N * D;
+    assert(n >= 1 && b0 >= 0 && b0 + n <= B);
+    assert((size_t)n * P <= VIT_MAX_CHUNK_TOKENS && GG + 1 == P);
 
     // embeddings: [cls ; patch conv] + pos  -> x (n, P, D)
-    gz_patch_embed(pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D); // (n, GG, D)
+    gz_patch_embed(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D); // (n, GG, D)
     for (int b = 0; b < n; b++) {
         float *xb = s->x + (size_t)b * P * D;
         for (int d = 0; d < D; d++) xb[d] = v->cls[d] + v->pos[d];
@@ -250,18 +260,19 @@ static void vit_forward(const gz_vit *v, const vit_scratch *s, const float *pixe
             for (int d = 0; d < D; d++)
                 xb[(size_t)(t + 1) * D + d] = pb[(size_t)t * D + d] + v->pos[(size_t)(t + 1) * D + d];
     }
-    if (v->pre_ln_w) gz_layernorm(s->x, s->x, v->pre_ln_w, v->pre_ln_b, N, D, v->eps);
+    if (v->pre_ln_w) gz_layernorm(cx, s->x, s->x, v->pre_ln_w, v->pre_ln_b, N, D, v->eps);
     if (all_hidden) memcpy(all_hidden + (size_t)b0 * P * D, s->x, chunk_sz * sizeof(float));
 
     for (int l = 0; l < v->L; l++) {
-        vit_block(v, &v->layers[l], s, n);
+        gz_status st = vit_block(v, cx, &v->layers[l], s, n);
+        if (st != GZ_OK) return st;
         if (all_hidden)
             memcpy(all_hidden + ((size_t)(l + 1) * B + b0) * P * D, s->x, chunk_sz * sizeof(float));
     }
 
     if (v->family == GZ_FAMILY_BLIP) {
         // post_layernorm on every token; CLS of that feeds vision_proj
-        gz_layernorm(s->h, s->x, v->post_ln_w, v->post_ln_b, N, D, v->eps);
+        gz_layernorm(cx, s->h, s->x, v->post_ln_w, v->post_ln_b, N, D, v->eps);
         if (last_hidden) memcpy(last_hidden + (size_t)b0 * P * D, s->h, chunk_sz * sizeof(float));
         for (int b = 0; b < n; b++)
             memcpy(s->cls + (size_t)b * D, s->h + (size_t)b * P * D, (size_t)D * sizeof(float));
@@ -270,36 +281,36 @@ static void vit_forward(const gz_vit *v, const vit_scratch *s, const float *pixe
         if (last_hidden) memcpy(last_hidden + (size_t)b0 * P * D, s->x, chunk_sz * sizeof(float));
         for (int b = 0; b < n; b++)
             memcpy(s->cls + (size_t)b * D, s->x + (size_t)b * P * D, (size_t)D * sizeof(float));
-        gz_layernorm(s->cls, s->cls, v->post_ln_w, v->post_ln_b, n, D, v->eps);
+        gz_layernorm(cx, s->cls, s->cls, v->post_ln_w, v->post_ln_b, n, D, v->eps);
     }
     if (pooled) memcpy(pooled + (size_t)b0 * D, s->cls, (size_t)n * D * sizeof(float));
-    if (!embeds && !features) return;
+    if (!embeds && !features) return GZ_OK;
     gz_linear(s->cls, v->proj_w, v->proj_b, s->feat, n, D, E); // (n, E)
     if (features) memcpy(features + (size_t)b0 * E, s->feat, (size_t)n * E * sizeof(float));
     if (embeds) {
         gz_l2_normalize(s->feat, n, E, VIT_NORM_EPS);
         memcpy(embeds + (size_t)b0 * E, s->feat, (size_t)n * E * sizeof(float));
     }
+    return GZ_OK;
 }
 
-gz_status gz_vit_encode(const gz_vit *v, const float *pixels, int B, float *embeds,
-                        float *features, float *last_hidden, float *all_hidden, float *pooled) {
-    if (!v || !pixels || B < 0) return GZ_FAIL(GZ_EINVAL, "gz_vit_encode: bad arguments");
+gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixels, int B,
+                        float *embeds, float *features, float *last_hidden, float *all_hidden,
+                        float *pooled) {
+    if (!v || !cx || !pixels || B < 0) return GZ_FAIL(GZ_EINVAL, "gz_vit_encode: bad arguments");
     if (B == 0) return GZ_OK;
     const int D = v->D, P = v->P, F = v->F, E = v->E;
     int chunk = VIT_MAX_CHUNK_TOKENS / P;
-    if (chunk < 1) chunk = 1;
+    assert(chunk >= 1); /* gz_vit_load refuses P > VIT_MAX_CHUNK_TOKENS */
     if (chunk > B) chunk = B;
     const size_t N = (size_t)chunk * P;
     // floats: x, h, att (N*D each), qkv (N*3D), mlp (N*F), cls (chunk*D), feat (chunk*E)
-    size_t per_tok = 0, total = 0, bytes = 0;
+    size_t per_tok = 0, total = 0;
     if (!gz_add_size((size_t)6 * D, (size_t)F, &per_tok) || !gz_mul_size(per_tok, N, &total) ||
-        !gz_add_size(total, (size_t)chunk * ((size_t)D + E), &total) ||
-        !gz_mul_size(total, sizeof(float), &bytes))
+        !gz_add_size(total, (size_t)chunk * ((size_t)D + E), &total))
         return GZ_FAIL(GZ_ENOMEM, "vision tower: scratch size overflows");
-    float *buf = malloc(bytes);
-    if (!buf)
-        return GZ_FAIL(GZ_ENOMEM, "vision tower: cannot allocate %zu bytes of scratch", bytes);
+    float *buf = gz_malloc_n(total, sizeof(float), "vision tower scratch");
+    if (!buf) return GZ_ENOMEM;
     vit_scratch s;
     s.x = buf;
     s.h = s.x + N * D;
@@ -309,11 +320,12 @@ gz_status gz_vit_encode(const gz_vit *v, const float *pixels, int B, float *embe
     s.cls = s.mlp + N * F;
     s.feat = s.cls + (size_t)chunk * D;
     const size_t img_sz = (size_t)v->C * v->S * v->S;
-    for (int b0 = 0; b0 < B; b0 += chunk) {
+    gz_status st = GZ_OK;
+    for (int b0 = 0; st == GZ_OK && b0 < B; b0 += chunk) {
         int n = B - b0 < chunk ? B - b0 : chunk;
-        vit_forward(v, &s, pixels + (size_t)b0 * img_sz, n, B, b0, embeds, features, last_hidden,
-                    all_hidden, pooled);
+        st = vit_forward(v, cx, &s, pixels + (size_t)b0 * img_sz, n, B, b0, embeds, features,
+                         last_hidden, all_hidden, pooled);
     }
     free(buf);
-    return GZ_OK;
+    return st;
 }

@@ -45,6 +45,9 @@ static double now_ms(void) {
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
+/* The compute context of every timed call (threads from --threads, vector paths on). */
+static gz_compute bench_cx;
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -145,7 +148,7 @@ typedef struct {
 
 static gz_status run_vit(void *ctx) {
     vit_job *j = ctx;
-    return gz_vit_encode(j->vit, j->pixels, j->B, j->embeds, NULL, j->last_hidden, NULL, NULL);
+    return gz_vit_encode(j->vit, &bench_cx, j->pixels, j->B, j->embeds, NULL, j->last_hidden, NULL, NULL);
 }
 
 typedef struct {
@@ -157,7 +160,7 @@ typedef struct {
 
 static gz_status run_text(void *ctx) {
     text_job *j = ctx;
-    return gz_text_tower_encode(j->tt, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL, NULL);
+    return gz_text_tower_encode(j->tt, &bench_cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL, NULL);
 }
 
 typedef struct {
@@ -174,7 +177,7 @@ static gz_status run_itm(void *ctx) {
     gz_itm_image *im = NULL;
     gz_status s = gz_itm_prepare_image(j->itm, j->image_states, j->Ti, &im);
     if (s == GZ_OK)
-        s = gz_itm_score(j->itm, im, j->ids, j->mask, j->B, j->T, j->logits, NULL, NULL);
+        s = gz_itm_score(j->itm, &bench_cx, im, j->ids, j->mask, j->B, j->T, j->logits, NULL, NULL);
     gz_itm_image_free(im);
     return s;
 }
@@ -201,7 +204,7 @@ static void pair_attn_range(void *ctx, size_t p0, size_t p1) {
         const float *q = a->qkv + b * (size_t)P * 3 * D + h * (size_t)Dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, P, Dh, a->scale, q, 3 * D, q + D,
                     3 * D, 0.0f, s, P);
-        gz_softmax_rows(s, P, P);
+        gz_softmax_rows(&bench_cx, s, P, P);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, P, Dh, P, 1.0f, s, P, q + 2 * D,
                     3 * D, 0.0f, a->out + b * (size_t)P * D + h * (size_t)Dh, D);
     }
@@ -215,7 +218,7 @@ typedef struct {
 
 static gz_status op_ln(void *ctx) {
     block_job *j = ctx;
-    gz_layernorm(j->h, j->x, j->ln_w, j->ln_b, j->n * j->P, j->D, 1e-5f);
+    gz_layernorm(&bench_cx, j->h, j->x, j->ln_w, j->ln_b, j->n * j->P, j->D, 1e-5f);
     return GZ_OK;
 }
 
@@ -267,13 +270,12 @@ static gz_status op_qkv(void *ctx) {
 static gz_status op_attn(void *ctx) {
     block_job *j = ctx;
     const int D = j->D, Dh = D / j->H;
-    gz_attention(j->qkv, 3 * D, j->qkv + D, j->qkv + 2 * D, 3 * D, j->att, j->n, j->P, j->P, j->H,
-                 Dh, NULL, 0, 1.0f / sqrtf((float)Dh));
-    return GZ_OK;
+    return gz_attention(&bench_cx, j->qkv, 3 * D, j->qkv + D, j->qkv + 2 * D, 3 * D, j->att, j->n,
+                        j->P, j->P, j->H, Dh, NULL, 0, 1.0f / sqrtf((float)Dh));
 }
 static gz_status op_attn_pairs(void *ctx) {
     block_job *j = ctx;
-    const int Dh = j->D / j->H, threads = gz_get_threads();
+    const int Dh = j->D / j->H, threads = bench_cx.n_threads;
     pair_attn_args a = {j->qkv, j->att2, j->scratch, j->P, j->H, Dh, 1.0f / sqrtf((float)Dh)};
     openblas_set_num_threads(1);
     gz_parallel_for((size_t)j->n * j->H, 1, threads > 2 ? 2 : threads, pair_attn_range, &a);
@@ -297,7 +299,7 @@ static gz_status op_fc1(void *ctx) {
 }
 static gz_status op_gelu(void *ctx) {
     block_job *j = ctx;
-    gz_gelu(j->mlp, (size_t)j->n * j->P * j->F);
+    gz_gelu(&bench_cx, j->mlp, (size_t)j->n * j->P * j->F);
     return GZ_OK;
 }
 static gz_status op_fc2(void *ctx) {
@@ -441,11 +443,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_encoders: --models DIR is required\n");
         return 2;
     }
-    gz_set_threads(threads);
+    bench_cx = gz_compute_make(threads, 1);
+    gz_blas_set_threads(bench_cx.n_threads);
     /* timed runs (median) per benchmark; the same counts as torch_ref.py */
     const int r224 = quick ? 1 : 5, r384 = quick ? 1 : 3, r8 = quick ? 1 : 2;
     const int rt1 = quick ? 1 : 10, rt32 = quick ? 1 : 3, ritm = quick ? 1 : 3;
-    printf("INFO gaze threads %d openblas core %s config %s\n", gz_get_threads(),
+    printf("INFO gaze threads %d openblas core %s config %s\n", bench_cx.n_threads,
            openblas_get_corename(), openblas_get_config());
 
     char path[4096];
