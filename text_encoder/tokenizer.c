@@ -89,7 +89,7 @@ static gz_status load_vocab_txt(gz_tokenizer *t, const char *path) {
     size_t got;
     gz_status st = GZ_OK;
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (tk_buf_append(&text, chunk, got)) {
+        if (gz_tok_buf_append(&text, chunk, got)) {
             st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
             break;
         }
@@ -99,12 +99,12 @@ static gz_status load_vocab_txt(gz_tokenizer *t, const char *path) {
     for (size_t i = 0; st == GZ_OK && i < text.n;) {
         size_t e = i;
         while (e < text.n && text.v[e] != '\n' && text.v[e] != '\r') e++;
-        if (tk_map_put(&t->vocab, text.v + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        if (gz_tok_map_put(&t->vocab, text.v + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
         id++;
         if (e < text.n && text.v[e] == '\r' && e + 1 < text.n && text.v[e + 1] == '\n') e++;
         i = e + 1;
     }
-    tk_buf_free(&text);
+    gz_tok_buf_free(&text);
     if (st == GZ_OK && id == 0) st = GZ_FAIL(GZ_EINVAL, "%s: empty vocabulary", path);
     if (st == GZ_OK) t->n_ids = id;
     return st;
@@ -123,7 +123,7 @@ static gz_status load_vocab_object(gz_tokenizer *t, const json_t *j, const char 
             break;
         }
         int32_t id = (int32_t)json_integer_value(v);
-        if (tk_map_put(&t->vocab, key, strlen(key), id)) {
+        if (gz_tok_map_put(&t->vocab, key, strlen(key), id)) {
             st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
             break;
         }
@@ -161,9 +161,9 @@ static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lst
     for (int i = 0; i < t->n_added; i++) { /* same text again: the later definition wins */
         tk_added *a = &t->added[i];
         tk_cps tmp = {0};
-        if (tk_utf8_decode(s, strlen(s), &tmp)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+        if (gz_tok_utf8_decode(s, strlen(s), &tmp)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
         int eq = tmp.n == a->n && memcmp(tmp.v, a->cps, tmp.n * sizeof *tmp.v) == 0;
-        tk_cps_free(&tmp);
+        gz_tok_cps_free(&tmp);
         if (eq) {
             if (id >= 0) a->id = id;
             a->lstrip = lstrip;
@@ -176,7 +176,7 @@ static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lst
     if (!na) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     t->added = na;
     tk_cps c = {0};
-    if (tk_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    if (gz_tok_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     tk_added *a = &t->added[t->n_added++];
     a->cps = c.v;
     a->n = c.n;
@@ -273,10 +273,10 @@ static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
             int known = 0; /* keep the flags from added_tokens_decoder if it listed it */
             for (int i = 0; i < t->n_added && !known; i++) {
                 tk_cps tmp = {0};
-                if (tk_utf8_decode(key, strlen(key), &tmp)) break;
+                if (gz_tok_utf8_decode(key, strlen(key), &tmp)) break;
                 known = tmp.n == t->added[i].n && memcmp(tmp.v, t->added[i].cps, tmp.n * sizeof *tmp.v) == 0;
                 if (known) t->added[i].id = id;
-                tk_cps_free(&tmp);
+                gz_tok_cps_free(&tmp);
             }
             if (!known && (st = add_literal(t, key, id, 0, 0, 1)) != GZ_OK) break;
         }
@@ -287,9 +287,9 @@ static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
         if (!sl[i].value) continue;
         for (int k = 0; k < t->n_added && !present; k++) {
             tk_cps tmp = {0};
-            if (tk_utf8_decode(sl[i].value, strlen(sl[i].value), &tmp)) break;
+            if (gz_tok_utf8_decode(sl[i].value, strlen(sl[i].value), &tmp)) break;
             present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
-            tk_cps_free(&tmp);
+            gz_tok_cps_free(&tmp);
         }
         if (!present) st = add_literal(t, sl[i].value, -1, 0, 0, 1);
     }
@@ -304,9 +304,9 @@ static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
             int present = 0;
             for (int k = 0; c && k < t->n_added && !present; k++) {
                 tk_cps tmp = {0};
-                if (tk_utf8_decode(c, strlen(c), &tmp)) break;
+                if (gz_tok_utf8_decode(c, strlen(c), &tmp)) break;
                 present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
-                tk_cps_free(&tmp);
+                gz_tok_cps_free(&tmp);
             }
             if (c && !present && (st = add_literal(t, c, -1, 0, 0, 1)) != GZ_OK) break;
         }
@@ -316,20 +316,20 @@ static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
     for (int i = 0; i < t->n_added && st == GZ_OK; i++) {
         tk_added *a = &t->added[i];
         tmpb.n = 0;
-        if (tk_utf8_encode(a->cps, a->n, &tmpb)) {
+        if (gz_tok_utf8_encode(a->cps, a->n, &tmpb)) {
             st = GZ_FAIL(GZ_ENOMEM, "out of memory");
             break;
         }
-        if (a->id < 0) a->id = tk_map_get(&t->vocab, tmpb.v, tmpb.n);
+        if (a->id < 0) a->id = gz_tok_map_get(&t->vocab, tmpb.v, tmpb.n);
         if (a->id < 0) a->id = t->n_ids;
-        if (tk_map_put(&t->vocab, tmpb.v, tmpb.n, a->id)) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        if (gz_tok_map_put(&t->vocab, tmpb.v, tmpb.n, a->id)) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         if (a->id >= t->n_ids) t->n_ids = a->id + 1;
     }
-    tk_buf_free(&tmpb);
+    gz_tok_buf_free(&tmpb);
     if (st == GZ_OK) {
         int32_t ids[SP_N];
         for (int i = 0; i < SP_N; i++)
-            ids[i] = sl[i].value ? tk_map_get(&t->vocab, sl[i].value, strlen(sl[i].value)) : -1;
+            ids[i] = sl[i].value ? gz_tok_map_get(&t->vocab, sl[i].value, strlen(sl[i].value)) : -1;
         t->unk_id = ids[SP_UNK];
         t->pad_id = ids[SP_PAD];
         t->bos_id = t->is_bpe ? ids[SP_BOS] : ids[SP_CLS];
@@ -395,10 +395,10 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
         if (st == GZ_OK) st = load_specials(t, model_dir, cfg);
         if (st == GZ_OK && t->is_bpe) {
             if (tj) {
-                st = tk_bpe_load_json(t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
+                st = gz_tok_bpe_load_json(t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
             } else {
                 char *path = gz_path_join(model_dir, "merges.txt");
-                st = path ? tk_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
+                st = path ? gz_tok_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
                 free(path);
             }
         }
@@ -429,8 +429,8 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
 
 void gz_tokenizer_free(gz_tokenizer *t) {
     if (!t) return;
-    tk_bpe_free(t);
-    tk_map_free(&t->vocab);
+    gz_tok_bpe_free(t);
+    gz_tok_map_free(&t->vocab);
     free(t->id_str);
     for (int i = 0; i < t->n_added; i++) free(t->added[i].cps);
     free(t->added);
@@ -452,14 +452,14 @@ static const tk_added *added_at(const gz_tokenizer *t, const int32_t *c, size_t 
 
 static int tokenize_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
     if (n == 0) return 0;
-    return t->is_bpe ? tk_bpe_chunk(t, c, n, ids) : tk_wordpiece_chunk(t, c, n, ids);
+    return t->is_bpe ? gz_tok_bpe_chunk(t, c, n, ids) : gz_tok_wordpiece_chunk(t, c, n, ids);
 }
 
 /* Text -> ids without the special tokens around it. */
 static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len, tk_cps *ids) {
     tk_cps raw = {0}, low = {0};
     gz_status st = GZ_OK;
-    if (tk_utf8_decode(text, len, &raw)) {
+    if (gz_tok_utf8_decode(text, len, &raw)) {
         st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         goto done;
     }
@@ -468,10 +468,10 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
         for (size_t i = 0; i < raw.n;) {
             const tk_added *a = added_at(t, raw.v, raw.n, i);
             if (a && a->keep_case) {
-                if (tk_cps_append(&low, raw.v + i, a->n)) goto oom;
+                if (gz_tok_cps_append(&low, raw.v + i, a->n)) goto oom;
                 i += a->n;
             } else {
-                if (tk_py_lower(raw.v + i, 1, 0, &low)) goto oom;
+                if (gz_tok_py_lower(raw.v + i, 1, 0, &low)) goto oom;
                 i++;
             }
         }
@@ -488,12 +488,12 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
         }
         size_t s = chunk, e = i;
         if (strip_next)
-            while (s < e && tk_is_py_space(c->v[s])) s++;
+            while (s < e && gz_tok_is_py_space(c->v[s])) s++;
         if (a && a->lstrip)
-            while (e > s && tk_is_py_space(c->v[e - 1])) e--;
+            while (e > s && gz_tok_is_py_space(c->v[e - 1])) e--;
         if (tokenize_chunk(t, c->v + s, e - s, ids)) goto oom;
         if (!a) break;
-        if (tk_cps_push(ids, a->id)) goto oom;
+        if (gz_tok_cps_push(ids, a->id)) goto oom;
         strip_next = a->rstrip;
         i += a->n;
         chunk = i;
@@ -502,8 +502,8 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
 oom:
     st = GZ_FAIL(GZ_ENOMEM, "out of memory while tokenizing");
 done:
-    tk_cps_free(&raw);
-    tk_cps_free(&low);
+    gz_tok_cps_free(&raw);
+    gz_tok_cps_free(&low);
     return st;
 }
 
@@ -519,7 +519,7 @@ gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t 
     tk_cps body = {0};
     gz_status st = encode_body(t, text, len, &body);
     if (st != GZ_OK) {
-        tk_cps_free(&body);
+        gz_tok_cps_free(&body);
         return st;
     }
     size_t keep = body.n;
@@ -528,18 +528,18 @@ gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t 
         if (keep > room) keep = room;
     }
     if (keep > (size_t)INT32_MAX - 2) {
-        tk_cps_free(&body);
+        gz_tok_cps_free(&body);
         return GZ_FAIL(GZ_ENOMEM, "text too long to tokenize");
     }
     int32_t *v = malloc((keep + 2) * sizeof *v);
     if (!v) {
-        tk_cps_free(&body);
+        gz_tok_cps_free(&body);
         return GZ_FAIL(GZ_ENOMEM, "out of memory");
     }
     v[0] = t->bos_id;
     if (keep) memcpy(v + 1, body.v, keep * sizeof *v);
     v[keep + 1] = t->eos_id;
-    tk_cps_free(&body);
+    gz_tok_cps_free(&body);
     *ids = v;
     *n = (int)(keep + 2);
     return GZ_OK;
@@ -599,7 +599,7 @@ const char *gz_tokenizer_id_to_token(const gz_tokenizer *t, int32_t id) {
 
 int32_t gz_tokenizer_token_id(const gz_tokenizer *t, const char *token) {
     if (!t || !token) return -1;
-    int32_t id = tk_map_get(&t->vocab, token, strlen(token));
+    int32_t id = gz_tok_map_get(&t->vocab, token, strlen(token));
     return id < t->n_ids ? id : -1;
 }
 
