@@ -156,34 +156,59 @@ enum { SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK, SP_BOS, SP_EOS, SP_N };
 static const char *const sp_names[SP_N] = {"unk_token", "sep_token", "pad_token", "cls_token",
                                            "mask_token", "bos_token", "eos_token"};
 
-static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lstrip, int rstrip, int keep_case) {
-    if (!s || !*s) return GZ_OK;
-    for (int i = 0; i < t->n_added; i++) { /* same text again: the later definition wins */
-        tk_added *a = &t->added[i];
-        tk_cps tmp = {0};
-        if (gz_tok_utf8_decode(s, strlen(s), &tmp)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-        int eq = tmp.n == a->n && memcmp(tmp.v, a->cps, tmp.n * sizeof *tmp.v) == 0;
-        gz_tok_cps_free(&tmp);
-        if (eq) {
-            if (id >= 0) a->id = id;
-            a->lstrip = lstrip;
-            a->rstrip = rstrip;
-            a->keep_case = keep_case;
-            return GZ_OK;
-        }
+/* Index of the added token whose text is c[0..n) (n > 0), or -1. */
+static int find_added(const gz_tokenizer *t, const int32_t *c, size_t n) {
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].n == n && memcmp(t->added[i].cps, c, n * sizeof *c) == 0) return i;
+    return -1;
+}
+
+/* Append an added token whose text is *c; takes c's array in every case. */
+static gz_status push_added(gz_tokenizer *t, tk_cps *c, int32_t id, int lstrip, int rstrip, int keep_case) {
+    tk_added *na = realloc(t->added, ((size_t)t->n_added + 1) * sizeof *na);
+    if (!na) {
+        gz_tok_cps_free(c);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
     }
-    tk_added *na = realloc(t->added, (size_t)(t->n_added + 1) * sizeof *na);
-    if (!na) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     t->added = na;
-    tk_cps c = {0};
-    if (gz_tok_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     tk_added *a = &t->added[t->n_added++];
-    a->cps = c.v;
-    a->n = c.n;
+    a->cps = c->v;
+    a->n = c->n;
     a->id = id;
     a->lstrip = lstrip;
     a->rstrip = rstrip;
     a->keep_case = keep_case;
+    return GZ_OK;
+}
+
+/* Add the literal s (NULL or "" is ignored) as an added token; id < 0 = resolved later. The
+ * same text again redefines it: the later id (when >= 0) and flags win. GZ_ENOMEM or GZ_OK. */
+static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lstrip, int rstrip, int keep_case) {
+    if (!s || !*s) return GZ_OK;
+    tk_cps c = {0};
+    if (gz_tok_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    int k = find_added(t, c.v, c.n);
+    if (k < 0) return push_added(t, &c, id, lstrip, rstrip, keep_case);
+    gz_tok_cps_free(&c);
+    tk_added *a = &t->added[k];
+    if (id >= 0) a->id = id;
+    a->lstrip = lstrip;
+    a->rstrip = rstrip;
+    a->keep_case = keep_case;
+    return GZ_OK;
+}
+
+/* Add the special token s (NULL or "" is ignored; case kept, no stripping) unless an added token
+ * has that text already; then only its id is set, when id >= 0, and the flags it was given
+ * (added_tokens_decoder's) stay. GZ_ENOMEM or GZ_OK. */
+static gz_status add_special_unless_present(gz_tokenizer *t, const char *s, int32_t id) {
+    if (!s || !*s) return GZ_OK;
+    tk_cps c = {0};
+    if (gz_tok_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    int k = find_added(t, c.v, c.n);
+    if (k < 0) return push_added(t, &c, id, 0, 0, 1);
+    gz_tok_cps_free(&c);
+    if (id >= 0) t->added[k].id = id;
     return GZ_OK;
 }
 
@@ -207,138 +232,143 @@ static gz_status add_tokenizer_json_added(gz_tokenizer *t, const json_t *tj, con
     return GZ_OK;
 }
 
-static void set_slot(special_slot *sl, const char *v) {
-    if (!v) return;
+/* Replace the slot's value with a copy of v (NULL leaves it as is). */
+static gz_status set_slot(special_slot *sl, const char *v) {
+    if (!v) return GZ_OK;
     char *d = strdup(v);
-    if (!d) return;
+    if (!d) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     free(sl->value);
     sl->value = d;
+    return GZ_OK;
 }
 
-/* Fill the special tokens and the added-token list from the JSON files. */
-static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
-    special_slot sl[SP_N] = {{0}};
-    for (int i = 0; i < SP_N; i++) sl[i].name = sp_names[i];
-    if (t->is_bpe) {
-        set_slot(&sl[SP_UNK], "<|endoftext|>");
-        set_slot(&sl[SP_BOS], "<|startoftext|>");
-        set_slot(&sl[SP_EOS], "<|endoftext|>");
-        set_slot(&sl[SP_PAD], "<|endoftext|>");
-    } else {
-        set_slot(&sl[SP_UNK], "[UNK]");
-        set_slot(&sl[SP_SEP], "[SEP]");
-        set_slot(&sl[SP_PAD], "[PAD]");
-        set_slot(&sl[SP_CLS], "[CLS]");
-        set_slot(&sl[SP_MASK], "[MASK]");
+/* The special-token strings: the tokenizer class's defaults, then tokenizer_config.json's,
+ * then special_tokens_map.json's (srcs[0], srcs[1]; either may be NULL). */
+static gz_status read_special_slots(const gz_tokenizer *t, json_t *const srcs[2], special_slot *sl) {
+    static const char *const bpe_dflt[SP_N] = {[SP_UNK] = "<|endoftext|>", [SP_BOS] = "<|startoftext|>",
+                                               [SP_EOS] = "<|endoftext|>", [SP_PAD] = "<|endoftext|>"};
+    static const char *const bert_dflt[SP_N] = {[SP_UNK] = "[UNK]", [SP_SEP] = "[SEP]", [SP_PAD] = "[PAD]",
+                                                [SP_CLS] = "[CLS]", [SP_MASK] = "[MASK]"};
+    const char *const *dflt = t->is_bpe ? bpe_dflt : bert_dflt;
+    for (int i = 0; i < SP_N; i++) {
+        sl[i].name = sp_names[i];
+        gz_status st = set_slot(&sl[i], dflt[i]);
+        if (st != GZ_OK) return st;
     }
-    json_t *stm = NULL, *addj = NULL;
-    gz_status st = load_json(dir, "special_tokens_map.json", 1, &stm);
-    if (st == GZ_OK) st = load_json(dir, "added_tokens.json", 1, &addj);
-    json_t *srcs[2] = {cfg, stm}; /* special_tokens_map.json overrides tokenizer_config.json */
-    for (int s = 0; s < 2 && st == GZ_OK; s++) {
+    for (int s = 0; s < 2; s++) {
         if (!srcs[s]) continue;
         for (int i = 0; i < SP_N; i++) {
             const json_t *v = json_object_get(srcs[s], sl[i].name);
-            if (v) set_slot(&sl[i], token_content(v));
+            gz_status st = v ? set_slot(&sl[i], token_content(v)) : GZ_OK;
+            if (st != GZ_OK) return st;
         }
     }
-    /* added_tokens_decoder: {"id": {"content", "lstrip", "rstrip", "special", "normalized"}} */
+    return GZ_OK;
+}
+
+/* tokenizer_config.json's added_tokens_decoder:
+ * {"id": {"content", "lstrip", "rstrip", "special", "normalized"}}. */
+static gz_status add_decoder_tokens(gz_tokenizer *t, const char *dir, const json_t *cfg) {
     const json_t *dec = cfg ? json_object_get(cfg, "added_tokens_decoder") : NULL;
-    if (st == GZ_OK && json_is_object(dec)) {
-        const char *key;
-        json_t *v;
-        json_object_foreach((json_t *)dec, key, v) {
-            char *endp;
-            long id = strtol(key, &endp, 10);
-            const char *content = token_content(v);
-            if (*endp || id < 0 || id >= (1 << 26) || !content) {
-                st = GZ_FAIL(GZ_EINVAL, "%s/tokenizer_config.json: bad added_tokens_decoder entry \"%s\"", dir, key);
-                break;
-            }
-            int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
-            st = add_literal(t, content, (int32_t)id, json_flag(v, "lstrip", 0), json_flag(v, "rstrip", 0),
-                             special || normalized);
-            if (st != GZ_OK) break;
-        }
+    if (!json_is_object(dec)) return GZ_OK;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)dec, key, v) {
+        char *endp;
+        long id = strtol(key, &endp, 10);
+        const char *content = token_content(v);
+        if (*endp || id < 0 || id >= (1 << 26) || !content)
+            return GZ_FAIL(GZ_EINVAL, "%s/tokenizer_config.json: bad added_tokens_decoder entry \"%s\"", dir, key);
+        int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
+        gz_status st = add_literal(t, content, (int32_t)id, json_flag(v, "lstrip", 0), json_flag(v, "rstrip", 0),
+                                   special || normalized);
+        if (st != GZ_OK) return st;
     }
-    if (st == GZ_OK && addj) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(addj, key, v) {
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26)) {
-                st = GZ_FAIL(GZ_EINVAL, "%s/added_tokens.json: token \"%s\" has no valid integer id", dir, key);
-                break;
-            }
-            int32_t id = (int32_t)json_integer_value(v);
-            int known = 0; /* keep the flags from added_tokens_decoder if it listed it */
-            for (int i = 0; i < t->n_added && !known; i++) {
-                tk_cps tmp = {0};
-                if (gz_tok_utf8_decode(key, strlen(key), &tmp)) break;
-                known = tmp.n == t->added[i].n && memcmp(tmp.v, t->added[i].cps, tmp.n * sizeof *tmp.v) == 0;
-                if (known) t->added[i].id = id;
-                gz_tok_cps_free(&tmp);
-            }
-            if (!known && (st = add_literal(t, key, id, 0, 0, 1)) != GZ_OK) break;
-        }
+    return GZ_OK;
+}
+
+/* added_tokens.json: {"token": id}; a token added_tokens_decoder listed keeps its flags. */
+static gz_status add_added_tokens_json(gz_tokenizer *t, const char *dir, json_t *addj) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(addj, key, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26))
+            return GZ_FAIL(GZ_EINVAL, "%s/added_tokens.json: token \"%s\" has no valid integer id", dir, key);
+        gz_status st = add_special_unless_present(t, key, (int32_t)json_integer_value(v));
+        if (st != GZ_OK) return st;
     }
-    /* every special token (incl. additional_special_tokens) is an added token too */
-    for (int i = 0; i < SP_N && st == GZ_OK; i++) {
-        int present = 0;
-        if (!sl[i].value) continue;
-        for (int k = 0; k < t->n_added && !present; k++) {
-            tk_cps tmp = {0};
-            if (gz_tok_utf8_decode(sl[i].value, strlen(sl[i].value), &tmp)) break;
-            present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
-            gz_tok_cps_free(&tmp);
-        }
-        if (!present) st = add_literal(t, sl[i].value, -1, 0, 0, 1);
+    return GZ_OK;
+}
+
+/* Every special token (incl. additional_special_tokens from srcs) is an added token too. */
+static gz_status add_special_tokens(gz_tokenizer *t, const special_slot *sl, json_t *const srcs[2]) {
+    for (int i = 0; i < SP_N; i++) {
+        gz_status st = add_special_unless_present(t, sl[i].value, -1);
+        if (st != GZ_OK) return st;
     }
-    json_t *srcs2[2] = {cfg, stm};
-    for (int s = 0; s < 2 && st == GZ_OK; s++) {
-        const json_t *arr = srcs2[s] ? json_object_get(srcs2[s], "additional_special_tokens") : NULL;
+    for (int s = 0; s < 2; s++) {
+        const json_t *arr = srcs[s] ? json_object_get(srcs[s], "additional_special_tokens") : NULL;
         size_t idx;
         json_t *v;
         if (!json_is_array(arr)) continue;
         json_array_foreach((json_t *)arr, idx, v) {
-            const char *c = token_content(v);
-            int present = 0;
-            for (int k = 0; c && k < t->n_added && !present; k++) {
-                tk_cps tmp = {0};
-                if (gz_tok_utf8_decode(c, strlen(c), &tmp)) break;
-                present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
-                gz_tok_cps_free(&tmp);
-            }
-            if (c && !present && (st = add_literal(t, c, -1, 0, 0, 1)) != GZ_OK) break;
+            gz_status st = add_special_unless_present(t, token_content(v), -1);
+            if (st != GZ_OK) return st;
         }
     }
-    /* resolve ids: explicit id, else the vocabulary's, else a new id past the end (HF appends) */
-    tk_buf tmpb = {0};
+    return GZ_OK;
+}
+
+/* Give every added token an id: explicit, else the vocabulary's, else a new id past the end
+ * (HF appends); and put it in the vocabulary. */
+static gz_status resolve_added_ids(gz_tokenizer *t) {
+    tk_buf s = {0};
+    gz_status st = GZ_OK;
     for (int i = 0; i < t->n_added && st == GZ_OK; i++) {
         tk_added *a = &t->added[i];
-        tmpb.n = 0;
-        if (gz_tok_utf8_encode(a->cps, a->n, &tmpb)) {
+        s.n = 0;
+        if (gz_tok_utf8_encode(a->cps, a->n, &s)) {
             st = GZ_FAIL(GZ_ENOMEM, "out of memory");
             break;
         }
-        if (a->id < 0) a->id = gz_tok_map_get(&t->vocab, tmpb.v, tmpb.n);
+        if (a->id < 0) a->id = gz_tok_map_get(&t->vocab, s.v, s.n);
         if (a->id < 0) a->id = t->n_ids;
-        if (gz_tok_map_put(&t->vocab, tmpb.v, tmpb.n, a->id)) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        if (gz_tok_map_put(&t->vocab, s.v, s.n, a->id)) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         if (a->id >= t->n_ids) t->n_ids = a->id + 1;
     }
-    gz_tok_buf_free(&tmpb);
-    if (st == GZ_OK) {
-        int32_t ids[SP_N];
-        for (int i = 0; i < SP_N; i++)
-            ids[i] = sl[i].value ? gz_tok_map_get(&t->vocab, sl[i].value, strlen(sl[i].value)) : -1;
-        t->unk_id = ids[SP_UNK];
-        t->pad_id = ids[SP_PAD];
-        t->bos_id = t->is_bpe ? ids[SP_BOS] : ids[SP_CLS];
-        t->eos_id = t->is_bpe ? ids[SP_EOS] : ids[SP_SEP];
-        const char *which = t->unk_id < 0 ? "unk_token" : t->bos_id < 0 ? (t->is_bpe ? "bos_token" : "cls_token")
-                            : t->eos_id < 0 ? (t->is_bpe ? "eos_token" : "sep_token") : NULL;
-        if (which) st = GZ_FAIL(GZ_EINVAL, "%s: the %s is not in the vocabulary", dir, which);
-        if (t->pad_id < 0) t->pad_id = t->is_bpe ? t->eos_id : 0;
-    }
+    gz_tok_buf_free(&s);
+    return st;
+}
+
+/* unk/pad/bos/eos ids from the slots; GZ_EINVAL if unk, bos or eos is not in the vocabulary. */
+static gz_status set_special_ids(gz_tokenizer *t, const char *dir, const special_slot *sl) {
+    int32_t ids[SP_N];
+    for (int i = 0; i < SP_N; i++)
+        ids[i] = sl[i].value ? gz_tok_map_get(&t->vocab, sl[i].value, strlen(sl[i].value)) : -1;
+    t->unk_id = ids[SP_UNK];
+    t->pad_id = ids[SP_PAD];
+    t->bos_id = t->is_bpe ? ids[SP_BOS] : ids[SP_CLS];
+    t->eos_id = t->is_bpe ? ids[SP_EOS] : ids[SP_SEP];
+    const char *which = t->unk_id < 0 ? "unk_token" : t->bos_id < 0 ? (t->is_bpe ? "bos_token" : "cls_token")
+                        : t->eos_id < 0 ? (t->is_bpe ? "eos_token" : "sep_token") : NULL;
+    gz_status st = which ? GZ_FAIL(GZ_EINVAL, "%s: the %s is not in the vocabulary", dir, which) : GZ_OK;
+    if (t->pad_id < 0) t->pad_id = t->is_bpe ? t->eos_id : 0;
+    return st;
+}
+
+/* Fill the special tokens and the added-token list from the JSON files, in HF's order. */
+static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
+    special_slot sl[SP_N] = {{0}};
+    json_t *stm = NULL, *addj = NULL;
+    gz_status st = load_json(dir, "special_tokens_map.json", 1, &stm);
+    if (st == GZ_OK) st = load_json(dir, "added_tokens.json", 1, &addj);
+    json_t *const srcs[2] = {cfg, stm}; /* special_tokens_map.json overrides tokenizer_config.json */
+    if (st == GZ_OK) st = read_special_slots(t, srcs, sl);
+    if (st == GZ_OK) st = add_decoder_tokens(t, dir, cfg);
+    if (st == GZ_OK && addj) st = add_added_tokens_json(t, dir, addj);
+    if (st == GZ_OK) st = add_special_tokens(t, sl, srcs);
+    if (st == GZ_OK) st = resolve_added_ids(t);
+    if (st == GZ_OK) st = set_special_ids(t, dir, sl);
     for (int i = 0; i < SP_N; i++) free(sl[i].value);
     json_decref(stm);
     json_decref(addj);
