@@ -4,18 +4,18 @@
  * Symbols are ints: every vocabulary token is its id; a merge part or result missing from
  * vocab.json gets an internal id >= n_ids and is emitted as the unk id (as HF's
  * vocab.get(token, unk) does). The merge table maps (left, right) -> (rank, merged). */
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "text_encoder/tok_internal.h"
 
 /* HF reads merges.txt lines [1, 49152 - 256 - 2 + 1): the first 48894 merges only. */
 #define CLIP_MAX_MERGES (49152 - 256 - 2)
+#define MERGES_MAX_BYTES ((size_t)64 << 20) /* merges.txt is ~500 KiB; larger is not one */
 #define CACHE_MAX_ENTRIES 8192 /* bounded: the table is cleared when it fills up */
 #define CACHE_MAX_KEY 256      /* longer pieces are not cached */
 
@@ -138,33 +138,17 @@ static int is_ws(char c) {
 }
 
 gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open merges file: %s", path,
-                       strerror(errno));
-    tk_buf text = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (gz_tok_buf_append(&text, chunk, got)) {
-            fclose(f);
-            gz_tok_buf_free(&text);
-            return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-        }
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        gz_tok_buf_free(&text);
-        return GZ_FAIL(GZ_EIO, "%s: read error", path);
-    }
+    unsigned char *text;
+    size_t len;
+    gz_status st = gz_read_file(path, MERGES_MAX_BYTES, &text, &len);
+    if (st != GZ_OK) return st;
     /* python: read().strip().split("\n")[1:49152-256-2+1] */
-    char *p = text.v ? text.v : (char *)"", *end = p + text.n;
+    char *p = (char *)text, *end = p + len;
     while (p < end && is_ws(*p)) p++;
     while (end > p && is_ws(end[-1])) end--;
     size_t n_lines = 0;
     for (char *q = p; q < end; q++) n_lines += *q == '\n';
-    gz_status st = bpe_begin(t, n_lines + 1, path);
+    st = bpe_begin(t, n_lines + 1, path);
     int line = 0, rank = 0;
     tk_buf cat = {0};
     while (st == GZ_OK && p < end && rank < CLIP_MAX_MERGES) {
@@ -193,7 +177,7 @@ gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *path) {
         p = le + 1;
     }
     gz_tok_buf_free(&cat);
-    gz_tok_buf_free(&text);
+    free(text);
     if (st == GZ_OK && rank == 0) st = GZ_FAIL(GZ_EINVAL, "%s: no merges", path);
     return st == GZ_OK ? bpe_finish(t) : st;
 }

@@ -29,26 +29,30 @@ gz_tokenizer_params gz_tokenizer_default_params(void) {
 
 /* ===== loading helpers ===== */
 
+/* Size caps of the files read whole: the largest real ones (a multilingual tokenizer.json,
+ * a 250k-token vocab.txt) are under 20 MiB, so more than this is not a tokenizer file. */
+#define TOK_JSON_MAX_BYTES ((size_t)64 << 20)  /* tokenizer.json and the small configs */
+#define TOK_VOCAB_MAX_BYTES ((size_t)64 << 20) /* vocab.txt (merges.txt: bpe.c) */
 
 /* Load a JSON file. optional: a missing file gives GZ_OK with *out NULL. */
 static gz_status load_json(const char *dir, const char *name, int optional, json_t **out) {
     *out = NULL;
     char *path = gz_path_join(dir, name);
     if (!path) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-    gz_status st = GZ_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT && optional) {
-            free(path);
-            return GZ_OK;
-        }
-        st = GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (optional && access(path, F_OK) != 0 && errno == ENOENT) { /* absent: no error message */
+        free(path);
+        return GZ_OK;
+    }
+    unsigned char *text;
+    size_t len;
+    gz_status st = gz_read_file(path, TOK_JSON_MAX_BYTES, &text, &len);
+    if (st != GZ_OK) {
         free(path);
         return st;
     }
     json_error_t err;
-    json_t *j = json_loadf(f, 0, &err);
-    fclose(f);
+    json_t *j = json_loadb((const char *)text, len, 0, &err);
+    free(text);
     if (!j) st = GZ_FAIL(GZ_EINVAL, "%s: invalid JSON (line %d, column %d): %s", path, err.line, err.column, err.text);
     else if (!json_is_object(j)) {
         st = GZ_FAIL(GZ_EINVAL, "%s: expected a JSON object", path);
@@ -80,31 +84,21 @@ static int json_flag(const json_t *obj, const char *key, int dflt) {
 
 /* vocab.txt: one token per line (Python text mode: \n, \r\n and \r end a line). */
 static gz_status load_vocab_txt(gz_tokenizer *t, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open vocabulary: %s", path,
-                       strerror(errno));
-    tk_buf text = {0};
-    char chunk[65536];
-    size_t got;
-    gz_status st = GZ_OK;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (gz_tok_buf_append(&text, chunk, got)) {
-            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-            break;
-        }
-    if (st == GZ_OK && ferror(f)) st = GZ_FAIL(GZ_EIO, "%s: read error", path);
-    fclose(f);
+    unsigned char *buf;
+    size_t n;
+    gz_status st = gz_read_file(path, TOK_VOCAB_MAX_BYTES, &buf, &n);
+    if (st != GZ_OK) return st;
+    const char *text = (const char *)buf;
     int32_t id = 0;
-    for (size_t i = 0; st == GZ_OK && i < text.n;) {
+    for (size_t i = 0; st == GZ_OK && i < n;) {
         size_t e = i;
-        while (e < text.n && text.v[e] != '\n' && text.v[e] != '\r') e++;
-        if (gz_tok_map_put(&t->vocab, text.v + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        while (e < n && text[e] != '\n' && text[e] != '\r') e++;
+        if (gz_tok_map_put(&t->vocab, text + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
         id++;
-        if (e < text.n && text.v[e] == '\r' && e + 1 < text.n && text.v[e + 1] == '\n') e++;
+        if (e < n && text[e] == '\r' && e + 1 < n && text[e + 1] == '\n') e++;
         i = e + 1;
     }
-    gz_tok_buf_free(&text);
+    free(buf);
     if (st == GZ_OK && id == 0) st = GZ_FAIL(GZ_EINVAL, "%s: empty vocabulary", path);
     if (st == GZ_OK) t->n_ids = id;
     return st;
