@@ -64,9 +64,9 @@ static size_t merge_slot(const tk_merges *m, uint64_t key) {
 static int merges_init(tk_merges *m, size_t n) {
     size_t cap = 1024;
     while (cap < 2 * n + 2) cap *= 2;
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->rank = malloc(cap * sizeof *m->rank);
-    m->merged = malloc(cap * sizeof *m->merged);
+    m->keys = gz_malloc_n(cap, sizeof *m->keys, "BPE merge table");
+    m->rank = gz_malloc_n(cap, sizeof *m->rank, "BPE merge table");
+    m->merged = gz_malloc_n(cap, sizeof *m->merged, "BPE merge table");
     if (!m->keys || !m->rank || !m->merged) return -1;
     for (size_t i = 0; i < cap; i++) m->keys[i] = UINT64_MAX;
     m->cap = cap;
@@ -118,7 +118,7 @@ static gz_status bpe_finish(gz_tokenizer *t) {
     if (!t->cache) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     t->cache->cap = 2 * CACHE_MAX_ENTRIES;
     t->cache->max_count = CACHE_MAX_ENTRIES;
-    t->cache->slots = calloc(t->cache->cap, sizeof *t->cache->slots);
+    t->cache->slots = gz_calloc_n(t->cache->cap, sizeof *t->cache->slots, "BPE cache");
     if (!t->cache->slots) {
         free(t->cache);
         t->cache = NULL;

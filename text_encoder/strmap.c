@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "text_encoder/tok_internal.h"
 
 uint64_t gz_tok_hash(const void *p, size_t n) {
@@ -26,7 +27,7 @@ static size_t map_find_slot(const tk_map *m, const char *key, size_t len) {
 
 static int map_grow(tk_map *m) {
     size_t ns = m->nslots ? m->nslots * 2 : 1024;
-    int32_t *slots = malloc(ns * sizeof *slots);
+    int32_t *slots = gz_malloc_n(ns, sizeof *slots, "vocabulary map");
     if (!slots) return -1;
     for (size_t i = 0; i < ns; i++) slots[i] = -1;
     free(m->slots);
@@ -40,6 +41,8 @@ static int map_grow(tk_map *m) {
 }
 
 int gz_tok_map_put(tk_map *m, const char *key, size_t len, int32_t val) {
+    /* These caps bound every size product below (at most 2^29 four-byte slots or entries, an
+     * arena under 4 GiB), so the reallocs need no overflow check of their own. */
     if (len > 0xFFFFFF || m->n >= 0x7FFFFFF) return -1;
     if ((m->n + 1) * 2 > m->nslots && map_grow(m)) return -1;
     size_t i = map_find_slot(m, key, len);

@@ -371,8 +371,8 @@ static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
 
 /* id -> string table, built once the map is final (HF's ids_to_tokens = {v: k}). */
 static gz_status build_id_table(gz_tokenizer *t) {
-    t->id_str = calloc((size_t)t->n_ids, sizeof *t->id_str);
-    if (!t->id_str) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    t->id_str = gz_calloc_n((size_t)t->n_ids, sizeof *t->id_str, "tokenizer id table");
+    if (!t->id_str) return GZ_ENOMEM;
     for (size_t e = 0; e < t->vocab.n; e++) {
         int32_t v = t->vocab.val[e];
         if (v >= 0 && v < t->n_ids) t->id_str[v] = t->vocab.arena + t->vocab.key_off[e];
@@ -555,10 +555,10 @@ gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t 
         gz_tok_cps_free(&body);
         return GZ_FAIL(GZ_ENOMEM, "text too long to tokenize");
     }
-    int32_t *v = malloc((keep + 2) * sizeof *v);
+    int32_t *v = gz_malloc_n(keep + 2, sizeof *v, "token ids");
     if (!v) {
         gz_tok_cps_free(&body);
-        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+        return GZ_ENOMEM;
     }
     v[0] = t->bos_id;
     if (keep) memcpy(v + 1, body.v, keep * sizeof *v);
@@ -573,9 +573,9 @@ gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *te
     if (out) memset(out, 0, sizeof *out);
     if (!t || !out || n < 0 || (n > 0 && !texts)) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode_batch: bad argument");
     if (n == 0) return GZ_OK;
-    int32_t **rows = calloc((size_t)n, sizeof *rows);
-    int *lens = calloc((size_t)n, sizeof *lens);
-    gz_status st = (rows && lens) ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
+    int32_t **rows = gz_calloc_n((size_t)n, sizeof *rows, "token batch");
+    int *lens = gz_calloc_n((size_t)n, sizeof *lens, "token batch");
+    gz_status st = (rows && lens) ? GZ_OK : GZ_ENOMEM;
     int len = 0;
     for (int i = 0; i < n && st == GZ_OK; i++) {
         st = gz_tokenizer_encode(t, texts[i] ? texts[i] : "", t->max_length, &rows[i], &lens[i]);
@@ -584,10 +584,10 @@ gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *te
     size_t cells = 0;
     if (st == GZ_OK && !gz_mul_size((size_t)n, (size_t)len, &cells)) st = GZ_FAIL(GZ_ENOMEM, "batch too large");
     if (st == GZ_OK) {
-        out->ids = malloc(cells * sizeof *out->ids);
-        out->mask = malloc(cells * sizeof *out->mask);
-        out->type_ids = calloc(cells, sizeof *out->type_ids);
-        if (!out->ids || !out->mask || !out->type_ids) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        out->ids = gz_malloc_n(cells, sizeof *out->ids, "token batch");
+        out->mask = gz_malloc_n(cells, sizeof *out->mask, "token batch");
+        out->type_ids = gz_calloc_n(cells, sizeof *out->type_ids, "token batch");
+        if (!out->ids || !out->mask || !out->type_ids) st = GZ_ENOMEM;
     }
     if (st == GZ_OK) {
         out->n = n;

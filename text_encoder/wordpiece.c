@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fileio.h"
 #include "text_encoder/tok_internal.h"
 
 #define WP_MAX_CHARS 100 /* max_input_chars_per_word */
@@ -42,7 +43,7 @@ static int wordpiece_word(const gz_tokenizer *t, const int32_t *w, size_t n, tk_
 int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
     tk_cps a = {0}, word = {0};
     tk_buf scratch = {0}, bytes = {0}, key = {0};
-    size_t *offs = malloc((WP_MAX_CHARS + 1) * sizeof *offs);
+    size_t *offs = gz_malloc_n(WP_MAX_CHARS + 1, sizeof *offs, "WordPiece offsets");
     int rc = -1;
     if (!offs || gz_tok_cps_reserve(&a, n + 16)) goto done;
     /* _clean_text, then _tokenize_chinese_chars */
