@@ -6,13 +6,17 @@
  * processors) and the file's keys override them. */
 #include "core/config.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
+
+/* config.json and preprocessor_config.json are a few KiB; anything near this is not a config. */
+#define CONFIG_MAX_BYTES ((size_t)64 << 20)
 
 #define OPENAI_CLIP_MEAN {0.48145466f, 0.4578275f, 0.40821073f}
 #define OPENAI_CLIP_STD {0.26862954f, 0.26130258f, 0.27577711f}
@@ -246,16 +250,15 @@ static gz_status parse_model(const json_t *root, const char *path, gz_model_conf
 
 static gz_status load_json(const char *path, json_t **out) {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return GZ_FAIL(GZ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char *text;
+    size_t len;
+    gz_status st = gz_read_file(path, CONFIG_MAX_BYTES, &text, &len);
+    /* A missing file has always been GZ_EIO here: callers name the file, not a lookup. */
+    if (st == GZ_ENOTFOUND) st = GZ_EIO;
+    if (st != GZ_OK) return st;
     json_error_t err;
-    json_t *root = json_loadf(fp, JSON_REJECT_DUPLICATES, &err);
-    int rerr = ferror(fp);
-    fclose(fp);
-    if (rerr) {
-        json_decref(root);
-        return GZ_FAIL(GZ_EIO, "%s: read error", path);
-    }
+    json_t *root = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &err);
+    free(text);
     if (!root)
         return GZ_FAIL(GZ_EINVAL, "%s: invalid JSON at line %d column %d: %s", path, err.line,
                        err.column, err.text);

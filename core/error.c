@@ -4,18 +4,32 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define GZ_ERROR_MAX 1024
+#define GZ_WHERE_MAX 128
 
 static _Thread_local char tls_message[GZ_ERROR_MAX];
-static _Thread_local char tls_where[128];
+static _Thread_local char tls_where[GZ_WHERE_MAX];
+static _Thread_local char tls_debug[GZ_ERROR_MAX + GZ_WHERE_MAX + 3]; /* "message [where]" */
+
+/* The build may pass absolute source paths: __FILE__ of this file minus "core/error.c" is the
+ * source root, cut from every location so that it reads "core/safetensors.c:123". */
+static const char self_file[] = __FILE__;
+static size_t source_root_len(void) {
+    static const char tail[] = "core/error.c";
+    size_t n = sizeof self_file - 1, t = sizeof tail - 1;
+    return n >= t && strcmp(self_file + n - t, tail) == 0 ? n - t : 0;
+}
 
 gz_status gz_fail_at(const char *file, int line, gz_status status, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(tls_message, sizeof tls_message, fmt, ap);
     va_end(ap);
+    size_t root = source_root_len();
+    if (root && strncmp(file, self_file, root) == 0) file += root;
     snprintf(tls_where, sizeof tls_where, "%s:%d", file, line);
     return status;
 }
@@ -39,7 +53,13 @@ gz_status gz_error_prefix(gz_status status, const char *fmt, ...) {
     return status;
 }
 
-const char *gz_last_error(void) { return tls_message[0] ? tls_message : "no error"; }
+const char *gz_last_error(void) {
+    if (!tls_message[0]) return "no error";
+    const char *debug = getenv("GAZE_DEBUG"); /* read per call: tests and shells may change it */
+    if (!debug || strcmp(debug, "1") != 0 || !tls_where[0]) return tls_message;
+    snprintf(tls_debug, sizeof tls_debug, "%s [%s]", tls_message, tls_where);
+    return tls_debug;
+}
 
 const char *gz_last_error_where(void) { return tls_where; }
 

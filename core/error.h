@@ -6,7 +6,10 @@
  *   if (hdr_len > file_size - 8)
  *       return GZ_FAIL(GZ_EINVAL, "%s: header length %llu exceeds file size %llu", path, ...);
  *
- * The message should name the file (or item) and the reason, in words a user can act on. */
+ * The message should name the file (or item) and the reason, in words a user can act on.
+ * The source line is not part of it: gz_last_error_where() gives it, and with GAZE_DEBUG=1 in
+ * the environment gz_last_error() ends with it, " [core/safetensors.c:123]" (any other value,
+ * or none, leaves the message as is). gz_error_prefix keeps the line of the original GZ_FAIL. */
 #ifndef GZ_CORE_ERROR_H
 #define GZ_CORE_ERROR_H
 
@@ -21,7 +24,8 @@
 gz_status gz_fail_at(const char *file, int line, gz_status status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Source location of the last GZ_FAIL on this thread ("core/safetensors.c:123"), for -v output. */
+/* Source location of the last GZ_FAIL on this thread ("core/safetensors.c:123", relative to the
+ * source root), for -v output; "" after gz_clear_error. */
 const char *gz_last_error_where(void);
 
 /* Clear the calling thread's message (used by callers that retry or skip an item). */

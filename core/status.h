@@ -27,7 +27,9 @@ typedef enum {
 } gz_family;
 
 /* The calling thread's last error message ("<file>: <reason>"); "no error" if none. With
- * GAZE_DEBUG=1 in the environment the message ends with the source line that raised it. */
+ * GAZE_DEBUG=1 in the environment the message ends with the source line that raised it,
+ * " [core/safetensors.c:123]" (checked on every call). The pointer is valid until the
+ * thread's next gaze call. */
 const char *gz_last_error(void);
 /* A short name for a status ("invalid input", ...). */
 const char *gz_status_name(gz_status s);

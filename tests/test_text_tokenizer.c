@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "core/error.h"
@@ -498,11 +499,17 @@ static void test_errors(void) {
     CHECK(write_file(path, "{}") == 0);
     s = gz_tokenizer_load(dir, GZ_FAMILY_CLIP, 77, NULL, &t);
     CHECK(s == GZ_ENOTFOUND && t == NULL && strstr(gz_last_error(), "merges.txt"));
+    /* a FIFO named merges.txt is refused, not waited on (opening it used to block) */
     snprintf(path, sizeof path, "%s/merges.txt", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    s = gz_tokenizer_load(dir, GZ_FAMILY_CLIP, 77, NULL, &t);
+    CHECK(s == GZ_EIO && t == NULL && strstr(gz_last_error(), "merges.txt") &&
+          strstr(gz_last_error(), "not a regular file"));
+    CHECK(remove(path) == 0);
     CHECK(write_file(path, "#version: 0.2\nc a t\n") == 0);
     s = gz_tokenizer_load(dir, GZ_FAMILY_CLIP, 77, NULL, &t);
     CHECK(s == GZ_EINVAL && t == NULL && strstr(gz_last_error(), "merges.txt"));
-    checks += 10;
+    checks += 13;
     remove_files(dir, (const char *[]){"vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json", NULL});
 }
 

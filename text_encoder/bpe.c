@@ -4,18 +4,18 @@
  * Symbols are ints: every vocabulary token is its id; a merge part or result missing from
  * vocab.json gets an internal id >= n_ids and is emitted as the unk id (as HF's
  * vocab.get(token, unk) does). The merge table maps (left, right) -> (rank, merged). */
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "text_encoder/tok_internal.h"
 
 /* HF reads merges.txt lines [1, 49152 - 256 - 2 + 1): the first 48894 merges only. */
 #define CLIP_MAX_MERGES (49152 - 256 - 2)
+#define MERGES_MAX_BYTES ((size_t)64 << 20) /* merges.txt is ~500 KiB; larger is not one */
 #define CACHE_MAX_ENTRIES 8192 /* bounded: the table is cleared when it fills up */
 #define CACHE_MAX_KEY 256      /* longer pieces are not cached */
 
@@ -35,10 +35,10 @@ static char *entry_key(tk_cache_entry *e) {
 /* ---- symbols ---- */
 
 static int32_t sym_get_or_add(gz_tokenizer *t, const char *s, size_t len) {
-    int32_t id = tk_map_get(&t->vocab, s, len);
+    int32_t id = gz_tok_map_get(&t->vocab, s, len);
     if (id >= 0) return id;
     id = t->n_syms;
-    if (id == INT32_MAX || tk_map_put(&t->vocab, s, len, id)) return -1;
+    if (id == INT32_MAX || gz_tok_map_put(&t->vocab, s, len, id)) return -1;
     t->n_syms++;
     return id;
 }
@@ -64,9 +64,9 @@ static size_t merge_slot(const tk_merges *m, uint64_t key) {
 static int merges_init(tk_merges *m, size_t n) {
     size_t cap = 1024;
     while (cap < 2 * n + 2) cap *= 2;
-    m->keys = malloc(cap * sizeof *m->keys);
-    m->rank = malloc(cap * sizeof *m->rank);
-    m->merged = malloc(cap * sizeof *m->merged);
+    m->keys = gz_malloc_n(cap, sizeof *m->keys, "BPE merge table");
+    m->rank = gz_malloc_n(cap, sizeof *m->rank, "BPE merge table");
+    m->merged = gz_malloc_n(cap, sizeof *m->merged, "BPE merge table");
     if (!m->keys || !m->rank || !m->merged) return -1;
     for (size_t i = 0; i < cap; i++) m->keys[i] = UINT64_MAX;
     m->cap = cap;
@@ -86,7 +86,7 @@ static gz_status bpe_begin(gz_tokenizer *t, size_t n_merges, const char *what) {
     t->n_syms = t->n_ids;
     for (int b = 0; b < 256; b++) {
         char s[16];
-        int l = tk_utf8_put(byte_to_unicode(b), s);
+        int l = gz_tok_utf8_put(byte_to_unicode(b), s);
         t->byte_sym[b] = sym_get_or_add(t, s, (size_t)l);
         memcpy(s + l, "</w>", 4);
         t->byte_sym_end[b] = sym_get_or_add(t, s, (size_t)l + 4);
@@ -99,7 +99,7 @@ static gz_status bpe_begin(gz_tokenizer *t, size_t n_merges, const char *what) {
 static gz_status bpe_add_merge(gz_tokenizer *t, const char *a, size_t na, const char *b, size_t nb, int rank,
                                tk_buf *cat, const char *what) {
     cat->n = 0;
-    if (tk_buf_append(cat, a, na) || tk_buf_append(cat, b, nb)) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    if (gz_tok_buf_append(cat, a, na) || gz_tok_buf_append(cat, b, nb)) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
     int32_t ia = sym_get_or_add(t, a, na);
     int32_t ib = sym_get_or_add(t, b, nb);
     int32_t ir = sym_get_or_add(t, cat->v, cat->n);
@@ -118,7 +118,7 @@ static gz_status bpe_finish(gz_tokenizer *t) {
     if (!t->cache) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     t->cache->cap = 2 * CACHE_MAX_ENTRIES;
     t->cache->max_count = CACHE_MAX_ENTRIES;
-    t->cache->slots = calloc(t->cache->cap, sizeof *t->cache->slots);
+    t->cache->slots = gz_calloc_n(t->cache->cap, sizeof *t->cache->slots, "BPE cache");
     if (!t->cache->slots) {
         free(t->cache);
         t->cache = NULL;
@@ -137,34 +137,18 @@ static int is_ws(char c) {
     return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
-gz_status tk_bpe_load(gz_tokenizer *t, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open merges file: %s", path,
-                       strerror(errno));
-    tk_buf text = {0};
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (tk_buf_append(&text, chunk, got)) {
-            fclose(f);
-            tk_buf_free(&text);
-            return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-        }
-    }
-    int rerr = ferror(f);
-    fclose(f);
-    if (rerr) {
-        tk_buf_free(&text);
-        return GZ_FAIL(GZ_EIO, "%s: read error", path);
-    }
+gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *path) {
+    unsigned char *text;
+    size_t len;
+    gz_status st = gz_read_file(path, MERGES_MAX_BYTES, &text, &len);
+    if (st != GZ_OK) return st;
     /* python: read().strip().split("\n")[1:49152-256-2+1] */
-    char *p = text.v ? text.v : (char *)"", *end = p + text.n;
+    char *p = (char *)text, *end = p + len;
     while (p < end && is_ws(*p)) p++;
     while (end > p && is_ws(end[-1])) end--;
     size_t n_lines = 0;
     for (char *q = p; q < end; q++) n_lines += *q == '\n';
-    gz_status st = bpe_begin(t, n_lines + 1, path);
+    st = bpe_begin(t, n_lines + 1, path);
     int line = 0, rank = 0;
     tk_buf cat = {0};
     while (st == GZ_OK && p < end && rank < CLIP_MAX_MERGES) {
@@ -192,13 +176,13 @@ gz_status tk_bpe_load(gz_tokenizer *t, const char *path) {
         st = bpe_add_merge(t, a, (size_t)(ae - a), b, (size_t)(be - b), rank++, &cat, path);
         p = le + 1;
     }
-    tk_buf_free(&cat);
-    tk_buf_free(&text);
+    gz_tok_buf_free(&cat);
+    free(text);
     if (st == GZ_OK && rank == 0) st = GZ_FAIL(GZ_EINVAL, "%s: no merges", path);
     return st == GZ_OK ? bpe_finish(t) : st;
 }
 
-gz_status tk_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *what) {
+gz_status gz_tok_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *what) {
     if (!json_is_array(merges) || json_array_size(merges) == 0)
         return GZ_FAIL(GZ_EINVAL, "%s: model.merges is missing or empty", what);
     gz_status st = bpe_begin(t, json_array_size(merges), what);
@@ -230,7 +214,7 @@ gz_status tk_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *wh
         }
         st = bpe_add_merge(t, a, na, b, nb, (int)i, &cat, what);
     }
-    tk_buf_free(&cat);
+    gz_tok_buf_free(&cat);
     return st == GZ_OK ? bpe_finish(t) : st;
 }
 
@@ -242,7 +226,7 @@ static void cache_clear(tk_cache *c) {
     c->count = 0;
 }
 
-void tk_bpe_free(gz_tokenizer *t) {
+void gz_tok_bpe_free(gz_tokenizer *t) {
     free(t->merges.keys);
     free(t->merges.rank);
     free(t->merges.merged);
@@ -264,7 +248,7 @@ static int cache_get(tk_cache *c, const char *key, size_t len, uint64_t h, tk_cp
     for (size_t i = (size_t)h & mask; c->slots[i]; i = (i + 1) & mask) {
         tk_cache_entry *e = c->slots[i];
         if (e->hash == h && e->key_len == len && memcmp(entry_key(e), key, len) == 0) {
-            found = tk_cps_append(ids, entry_ids(e), e->n_ids) == 0;
+            found = gz_tok_cps_append(ids, entry_ids(e), e->n_ids) == 0;
             break;
         }
     }
@@ -300,7 +284,7 @@ static void cache_put(tk_cache *c, const char *key, size_t len, uint64_t h, cons
 static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms, tk_cps *ids) {
     if (len == 0) return 0;
     syms->n = 0;
-    if (tk_cps_reserve(syms, len)) return -1;
+    if (gz_tok_cps_reserve(syms, len)) return -1;
     for (size_t i = 0; i + 1 < len; i++) syms->v[i] = t->byte_sym[s[i]];
     syms->v[len - 1] = t->byte_sym_end[s[len - 1]];
     size_t n = len;
@@ -330,7 +314,7 @@ static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, 
         }
         n = k;
     }
-    if (tk_cps_reserve(ids, ids->n + n)) return -1;
+    if (gz_tok_cps_reserve(ids, ids->n + n)) return -1;
     for (size_t i = 0; i < n; i++) ids->v[ids->n++] = w[i] < t->n_ids ? w[i] : t->unk_id;
     return 0;
 }
@@ -352,20 +336,20 @@ static size_t contraction(const int32_t *c, size_t n, size_t i) {
     return 0;
 }
 
-int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
+int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
     tk_cps a = {0}, low = {0}, syms = {0};
     tk_buf scratch = {0}, piece = {0};
     int rc = -1;
     /* 1. clean-up: ftfy.fix_text (slow tokenizer) or NFC (fast tokenizer's normalizer) */
     if (t->clip_fast) {
-        if (tk_cps_append(&a, c, n) || tk_normalize(&a, 'C', &scratch)) goto done;
-    } else if (tk_ftfy(c, n, &a)) {
+        if (gz_tok_cps_append(&a, c, n) || gz_tok_normalize(&a, 'C', &scratch)) goto done;
+    } else if (gz_tok_ftfy(c, n, &a)) {
         goto done;
     }
     /* 2. whitespace_clean: re.sub(r"\s+", " ", text).strip(), in place */
     size_t k = 0;
     for (size_t i = 0; i < a.n; i++) {
-        if (tk_is_py_space(a.v[i])) {
+        if (gz_tok_is_py_space(a.v[i])) {
             if (k > 0 && a.v[k - 1] != ' ') a.v[k++] = ' ';
         } else {
             a.v[k++] = a.v[i];
@@ -374,7 +358,7 @@ int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids)
     while (k > 0 && a.v[k - 1] == ' ') k--;
     a.n = k;
     /* 3. .lower() */
-    if (tk_py_lower(a.v, a.n, 1, &low)) goto done;
+    if (gz_tok_py_lower(a.v, a.n, 1, &low)) goto done;
     /* 4. re.findall(pat, text) and BPE of each piece */
     const int32_t *s = low.v;
     size_t m = low.n;
@@ -389,25 +373,25 @@ int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids)
             special = 1;
         } else if ((j = contraction(s, m, i)) > 0) {
             j += i;
-        } else if (tk_is_letter(s[i])) {
+        } else if (gz_tok_is_letter(s[i])) {
             j = i + 1;
-            while (j < m && tk_is_letter(s[j])) j++;
-        } else if (tk_is_number(s[i])) {
+            while (j < m && gz_tok_is_letter(s[j])) j++;
+        } else if (gz_tok_is_number(s[i])) {
             j = i + 1;
-        } else if (tk_is_py_space(s[i])) {
+        } else if (gz_tok_is_py_space(s[i])) {
             i++;
             continue;
         } else {
             j = i + 1;
-            while (j < m && !tk_is_py_space(s[j]) && !tk_is_letter(s[j]) && !tk_is_number(s[j])) j++;
+            while (j < m && !gz_tok_is_py_space(s[j]) && !gz_tok_is_letter(s[j]) && !gz_tok_is_number(s[j])) j++;
         }
         piece.n = 0;
-        if (tk_utf8_encode(s + i, j - i, &piece)) goto done;
+        if (gz_tok_utf8_encode(s + i, j - i, &piece)) goto done;
         if (special) { /* the bpe() cache is seeded with these two: they map to their own ids */
-            int32_t id = tk_map_get(&t->vocab, piece.v, piece.n);
-            if (tk_cps_push(ids, id >= 0 && id < t->n_ids ? id : t->unk_id)) goto done;
+            int32_t id = gz_tok_map_get(&t->vocab, piece.v, piece.n);
+            if (gz_tok_cps_push(ids, id >= 0 && id < t->n_ids ? id : t->unk_id)) goto done;
         } else if (piece.n <= CACHE_MAX_KEY) {
-            uint64_t h = tk_hash(piece.v, piece.n);
+            uint64_t h = gz_tok_hash(piece.v, piece.n);
             if (!cache_get(t->cache, piece.v, piece.n, h, ids)) {
                 size_t before = ids->n;
                 if (bpe_piece(t, (const unsigned char *)piece.v, piece.n, &syms, ids)) goto done;
@@ -420,10 +404,10 @@ int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids)
     }
     rc = 0;
 done:
-    tk_cps_free(&a);
-    tk_cps_free(&low);
-    tk_cps_free(&syms);
-    tk_buf_free(&scratch);
-    tk_buf_free(&piece);
+    gz_tok_cps_free(&a);
+    gz_tok_cps_free(&low);
+    gz_tok_cps_free(&syms);
+    gz_tok_buf_free(&scratch);
+    gz_tok_buf_free(&piece);
     return rc;
 }

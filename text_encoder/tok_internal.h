@@ -1,5 +1,7 @@
-/* tok_internal.h - shared internals of the tokenizers (tokenizer.c, textclean.c, wordpiece.c,
- * bpe.c). Not part of any public API.
+/* tok_internal.h - shared internals of the tokenizers: tokenizer.c (loading, added tokens),
+ * wordpiece.c, bpe.c, and their text plumbing utf8.c, unicode.c, ftfy.c, strmap.c. Not part of
+ * any public API; the functions are gz_tok_ so that libgaze_text exports only gz_ symbols (the
+ * tk_ types have no linkage).
  * Text is handled as arrays of Unicode code points (tk_cps); every growable buffer doubles,
  * so no hot loop allocates per character. */
 #ifndef GZ_TEXT_TOK_INTERNAL_H
@@ -13,7 +15,7 @@
 
 #include "text_encoder/tokenizer.h"
 
-/* ---- growable arrays ---- */
+/* ---- growable arrays (utf8.c) ---- */
 
 typedef struct {
     int32_t *v;
@@ -25,44 +27,43 @@ typedef struct {
     size_t n, cap;
 } tk_buf; /* bytes (UTF-8) */
 
-int tk_cps_reserve(tk_cps *a, size_t cap); /* 0 on success, -1 on overflow / out of memory */
-int tk_cps_push(tk_cps *a, int32_t c);
-int tk_cps_append(tk_cps *a, const int32_t *src, size_t n);
-void tk_cps_free(tk_cps *a);
-int tk_buf_reserve(tk_buf *b, size_t cap);
-int tk_buf_append(tk_buf *b, const char *s, size_t n);
-void tk_buf_free(tk_buf *b);
+int gz_tok_cps_reserve(tk_cps *a, size_t cap); /* 0 on success, -1 on overflow / out of memory */
+int gz_tok_cps_push(tk_cps *a, int32_t c);
+int gz_tok_cps_append(tk_cps *a, const int32_t *src, size_t n);
+void gz_tok_cps_free(tk_cps *a);
+int gz_tok_buf_append(tk_buf *b, const char *s, size_t n);
+void gz_tok_buf_free(tk_buf *b);
 
-/* ---- UTF-8 ---- */
+/* ---- UTF-8 (utf8.c) ---- */
 
 /* Decode len bytes; invalid sequences (and surrogates) become U+FFFD, one per bad byte
  * as Python's errors='replace' does for a maximal invalid subpart. Appends to out. */
-int tk_utf8_decode(const char *s, size_t len, tk_cps *out);
+int gz_tok_utf8_decode(const char *s, size_t len, tk_cps *out);
 /* Encode n code points, appending to out (no terminator). */
-int tk_utf8_encode(const int32_t *c, size_t n, tk_buf *out);
+int gz_tok_utf8_encode(const int32_t *c, size_t n, tk_buf *out);
 /* Encode one code point into b (4 bytes); returns its length. */
-int tk_utf8_put(int32_t c, char *b);
+int gz_tok_utf8_put(int32_t c, char *b);
 
-/* ---- Unicode helpers (textclean.c; all data from utf8proc) ---- */
+/* ---- Unicode helpers (unicode.c; all data from utf8proc) ---- */
 
-int tk_is_py_space(int32_t c);   /* Python str.isspace() */
-int tk_is_letter(int32_t c);     /* \p{L} */
-int tk_is_number(int32_t c);     /* \p{N} */
-int tk_is_mark_nonspacing(int32_t c); /* Mn */
-int tk_is_punct_bert(int32_t c); /* BERT _is_punctuation */
-int tk_is_control_bert(int32_t c); /* BERT _is_control */
-int tk_is_space_bert(int32_t c);   /* BERT _is_whitespace */
-int tk_is_cjk(int32_t c);          /* BERT _is_chinese_char */
+int gz_tok_is_py_space(int32_t c);   /* Python str.isspace() */
+int gz_tok_is_letter(int32_t c);     /* \p{L} */
+int gz_tok_is_number(int32_t c);     /* \p{N} */
+int gz_tok_is_mark_nonspacing(int32_t c); /* Mn */
+int gz_tok_is_punct_bert(int32_t c); /* BERT _is_punctuation */
+int gz_tok_is_control_bert(int32_t c); /* BERT _is_control */
+int gz_tok_is_space_bert(int32_t c);   /* BERT _is_whitespace */
+int gz_tok_is_cjk(int32_t c);          /* BERT _is_chinese_char */
 
 /* Normalise in place: form 'C' (NFC), 'D' (NFD) or 'K' (NFKC). scratch is a work buffer. */
-int tk_normalize(tk_cps *a, char form, tk_buf *scratch);
-/* Python str.lower() of a[from..to) appended to out (full mapping: U+0130 -> i + U+0307;
+int gz_tok_normalize(tk_cps *a, char form, tk_buf *scratch);
+/* Python str.lower() of a[0..n) appended to out (full mapping: U+0130 -> i + U+0307;
  * final sigma by context when final_sigma, else every capital sigma -> U+03C3). */
-int tk_py_lower(const int32_t *a, size_t n, int final_sigma, tk_cps *out);
-/* ftfy.fix_text (6.x default config) minus mojibake repair; see textclean.c. */
-int tk_ftfy(const int32_t *a, size_t n, tk_cps *out);
+int gz_tok_py_lower(const int32_t *a, size_t n, int final_sigma, tk_cps *out);
+/* ftfy.fix_text (6.x default config) minus mojibake repair; see ftfy.c. */
+int gz_tok_ftfy(const int32_t *a, size_t n, tk_cps *out);
 
-/* ---- string -> id map ---- */
+/* ---- string -> id map (strmap.c) ---- */
 
 typedef struct {
     char *arena;           /* all key bytes, each followed by a NUL */
@@ -76,11 +77,11 @@ typedef struct {
 } tk_map;
 
 /* Insert or overwrite. Returns 0, or -1 on out of memory / too large. */
-int tk_map_put(tk_map *m, const char *key, size_t len, int32_t val);
+int gz_tok_map_put(tk_map *m, const char *key, size_t len, int32_t val);
 /* Value or -1 if absent. */
-int32_t tk_map_get(const tk_map *m, const char *key, size_t len);
-void tk_map_free(tk_map *m);
-uint64_t tk_hash(const void *p, size_t n);
+int32_t gz_tok_map_get(const tk_map *m, const char *key, size_t len);
+void gz_tok_map_free(tk_map *m);
+uint64_t gz_tok_hash(const void *p, size_t n);
 
 /* ---- the tokenizer ---- */
 
@@ -131,12 +132,12 @@ struct gz_tokenizer {
 };
 
 /* wordpiece.c: BertTokenizer._tokenize of one chunk (no added tokens inside) -> ids. */
-int tk_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
+int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
 /* bpe.c */
-gz_status tk_bpe_load(gz_tokenizer *t, const char *merges_path);
+gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *merges_path);
 /* merges from tokenizer.json's model.merges ("a b" strings or [a, b] pairs); what names the file */
-gz_status tk_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *what);
-int tk_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
-void tk_bpe_free(gz_tokenizer *t);
+gz_status gz_tok_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *what);
+int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
+void gz_tok_bpe_free(gz_tokenizer *t);
 
 #endif

@@ -29,26 +29,30 @@ gz_tokenizer_params gz_tokenizer_default_params(void) {
 
 /* ===== loading helpers ===== */
 
+/* Size caps of the files read whole: the largest real ones (a multilingual tokenizer.json,
+ * a 250k-token vocab.txt) are under 20 MiB, so more than this is not a tokenizer file. */
+#define TOK_JSON_MAX_BYTES ((size_t)64 << 20)  /* tokenizer.json and the small configs */
+#define TOK_VOCAB_MAX_BYTES ((size_t)64 << 20) /* vocab.txt (merges.txt: bpe.c) */
 
 /* Load a JSON file. optional: a missing file gives GZ_OK with *out NULL. */
 static gz_status load_json(const char *dir, const char *name, int optional, json_t **out) {
     *out = NULL;
     char *path = gz_path_join(dir, name);
     if (!path) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-    gz_status st = GZ_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT && optional) {
-            free(path);
-            return GZ_OK;
-        }
-        st = GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (optional && access(path, F_OK) != 0 && errno == ENOENT) { /* absent: no error message */
+        free(path);
+        return GZ_OK;
+    }
+    unsigned char *text;
+    size_t len;
+    gz_status st = gz_read_file(path, TOK_JSON_MAX_BYTES, &text, &len);
+    if (st != GZ_OK) {
         free(path);
         return st;
     }
     json_error_t err;
-    json_t *j = json_loadf(f, 0, &err);
-    fclose(f);
+    json_t *j = json_loadb((const char *)text, len, 0, &err);
+    free(text);
     if (!j) st = GZ_FAIL(GZ_EINVAL, "%s: invalid JSON (line %d, column %d): %s", path, err.line, err.column, err.text);
     else if (!json_is_object(j)) {
         st = GZ_FAIL(GZ_EINVAL, "%s: expected a JSON object", path);
@@ -80,31 +84,21 @@ static int json_flag(const json_t *obj, const char *key, int dflt) {
 
 /* vocab.txt: one token per line (Python text mode: \n, \r\n and \r end a line). */
 static gz_status load_vocab_txt(gz_tokenizer *t, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open vocabulary: %s", path,
-                       strerror(errno));
-    tk_buf text = {0};
-    char chunk[65536];
-    size_t got;
-    gz_status st = GZ_OK;
-    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (tk_buf_append(&text, chunk, got)) {
-            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-            break;
-        }
-    if (st == GZ_OK && ferror(f)) st = GZ_FAIL(GZ_EIO, "%s: read error", path);
-    fclose(f);
+    unsigned char *buf;
+    size_t n;
+    gz_status st = gz_read_file(path, TOK_VOCAB_MAX_BYTES, &buf, &n);
+    if (st != GZ_OK) return st;
+    const char *text = (const char *)buf;
     int32_t id = 0;
-    for (size_t i = 0; st == GZ_OK && i < text.n;) {
+    for (size_t i = 0; st == GZ_OK && i < n;) {
         size_t e = i;
-        while (e < text.n && text.v[e] != '\n' && text.v[e] != '\r') e++;
-        if (tk_map_put(&t->vocab, text.v + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        while (e < n && text[e] != '\n' && text[e] != '\r') e++;
+        if (gz_tok_map_put(&t->vocab, text + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
         id++;
-        if (e < text.n && text.v[e] == '\r' && e + 1 < text.n && text.v[e + 1] == '\n') e++;
+        if (e < n && text[e] == '\r' && e + 1 < n && text[e + 1] == '\n') e++;
         i = e + 1;
     }
-    tk_buf_free(&text);
+    free(buf);
     if (st == GZ_OK && id == 0) st = GZ_FAIL(GZ_EINVAL, "%s: empty vocabulary", path);
     if (st == GZ_OK) t->n_ids = id;
     return st;
@@ -123,7 +117,7 @@ static gz_status load_vocab_object(gz_tokenizer *t, const json_t *j, const char 
             break;
         }
         int32_t id = (int32_t)json_integer_value(v);
-        if (tk_map_put(&t->vocab, key, strlen(key), id)) {
+        if (gz_tok_map_put(&t->vocab, key, strlen(key), id)) {
             st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
             break;
         }
@@ -156,34 +150,59 @@ enum { SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK, SP_BOS, SP_EOS, SP_N };
 static const char *const sp_names[SP_N] = {"unk_token", "sep_token", "pad_token", "cls_token",
                                            "mask_token", "bos_token", "eos_token"};
 
-static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lstrip, int rstrip, int keep_case) {
-    if (!s || !*s) return GZ_OK;
-    for (int i = 0; i < t->n_added; i++) { /* same text again: the later definition wins */
-        tk_added *a = &t->added[i];
-        tk_cps tmp = {0};
-        if (tk_utf8_decode(s, strlen(s), &tmp)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
-        int eq = tmp.n == a->n && memcmp(tmp.v, a->cps, tmp.n * sizeof *tmp.v) == 0;
-        tk_cps_free(&tmp);
-        if (eq) {
-            if (id >= 0) a->id = id;
-            a->lstrip = lstrip;
-            a->rstrip = rstrip;
-            a->keep_case = keep_case;
-            return GZ_OK;
-        }
+/* Index of the added token whose text is c[0..n) (n > 0), or -1. */
+static int find_added(const gz_tokenizer *t, const int32_t *c, size_t n) {
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].n == n && memcmp(t->added[i].cps, c, n * sizeof *c) == 0) return i;
+    return -1;
+}
+
+/* Append an added token whose text is *c; takes c's array in every case. */
+static gz_status push_added(gz_tokenizer *t, tk_cps *c, int32_t id, int lstrip, int rstrip, int keep_case) {
+    tk_added *na = realloc(t->added, ((size_t)t->n_added + 1) * sizeof *na);
+    if (!na) {
+        gz_tok_cps_free(c);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
     }
-    tk_added *na = realloc(t->added, (size_t)(t->n_added + 1) * sizeof *na);
-    if (!na) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     t->added = na;
-    tk_cps c = {0};
-    if (tk_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     tk_added *a = &t->added[t->n_added++];
-    a->cps = c.v;
-    a->n = c.n;
+    a->cps = c->v;
+    a->n = c->n;
     a->id = id;
     a->lstrip = lstrip;
     a->rstrip = rstrip;
     a->keep_case = keep_case;
+    return GZ_OK;
+}
+
+/* Add the literal s (NULL or "" is ignored) as an added token; id < 0 = resolved later. The
+ * same text again redefines it: the later id (when >= 0) and flags win. GZ_ENOMEM or GZ_OK. */
+static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lstrip, int rstrip, int keep_case) {
+    if (!s || !*s) return GZ_OK;
+    tk_cps c = {0};
+    if (gz_tok_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    int k = find_added(t, c.v, c.n);
+    if (k < 0) return push_added(t, &c, id, lstrip, rstrip, keep_case);
+    gz_tok_cps_free(&c);
+    tk_added *a = &t->added[k];
+    if (id >= 0) a->id = id;
+    a->lstrip = lstrip;
+    a->rstrip = rstrip;
+    a->keep_case = keep_case;
+    return GZ_OK;
+}
+
+/* Add the special token s (NULL or "" is ignored; case kept, no stripping) unless an added token
+ * has that text already; then only its id is set, when id >= 0, and the flags it was given
+ * (added_tokens_decoder's) stay. GZ_ENOMEM or GZ_OK. */
+static gz_status add_special_unless_present(gz_tokenizer *t, const char *s, int32_t id) {
+    if (!s || !*s) return GZ_OK;
+    tk_cps c = {0};
+    if (gz_tok_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    int k = find_added(t, c.v, c.n);
+    if (k < 0) return push_added(t, &c, id, 0, 0, 1);
+    gz_tok_cps_free(&c);
+    if (id >= 0) t->added[k].id = id;
     return GZ_OK;
 }
 
@@ -207,138 +226,143 @@ static gz_status add_tokenizer_json_added(gz_tokenizer *t, const json_t *tj, con
     return GZ_OK;
 }
 
-static void set_slot(special_slot *sl, const char *v) {
-    if (!v) return;
+/* Replace the slot's value with a copy of v (NULL leaves it as is). */
+static gz_status set_slot(special_slot *sl, const char *v) {
+    if (!v) return GZ_OK;
     char *d = strdup(v);
-    if (!d) return;
+    if (!d) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     free(sl->value);
     sl->value = d;
+    return GZ_OK;
 }
 
-/* Fill the special tokens and the added-token list from the JSON files. */
-static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
-    special_slot sl[SP_N] = {{0}};
-    for (int i = 0; i < SP_N; i++) sl[i].name = sp_names[i];
-    if (t->is_bpe) {
-        set_slot(&sl[SP_UNK], "<|endoftext|>");
-        set_slot(&sl[SP_BOS], "<|startoftext|>");
-        set_slot(&sl[SP_EOS], "<|endoftext|>");
-        set_slot(&sl[SP_PAD], "<|endoftext|>");
-    } else {
-        set_slot(&sl[SP_UNK], "[UNK]");
-        set_slot(&sl[SP_SEP], "[SEP]");
-        set_slot(&sl[SP_PAD], "[PAD]");
-        set_slot(&sl[SP_CLS], "[CLS]");
-        set_slot(&sl[SP_MASK], "[MASK]");
+/* The special-token strings: the tokenizer class's defaults, then tokenizer_config.json's,
+ * then special_tokens_map.json's (srcs[0], srcs[1]; either may be NULL). */
+static gz_status read_special_slots(const gz_tokenizer *t, json_t *const srcs[2], special_slot *sl) {
+    static const char *const bpe_dflt[SP_N] = {[SP_UNK] = "<|endoftext|>", [SP_BOS] = "<|startoftext|>",
+                                               [SP_EOS] = "<|endoftext|>", [SP_PAD] = "<|endoftext|>"};
+    static const char *const bert_dflt[SP_N] = {[SP_UNK] = "[UNK]", [SP_SEP] = "[SEP]", [SP_PAD] = "[PAD]",
+                                                [SP_CLS] = "[CLS]", [SP_MASK] = "[MASK]"};
+    const char *const *dflt = t->is_bpe ? bpe_dflt : bert_dflt;
+    for (int i = 0; i < SP_N; i++) {
+        sl[i].name = sp_names[i];
+        gz_status st = set_slot(&sl[i], dflt[i]);
+        if (st != GZ_OK) return st;
     }
-    json_t *stm = NULL, *addj = NULL;
-    gz_status st = load_json(dir, "special_tokens_map.json", 1, &stm);
-    if (st == GZ_OK) st = load_json(dir, "added_tokens.json", 1, &addj);
-    json_t *srcs[2] = {cfg, stm}; /* special_tokens_map.json overrides tokenizer_config.json */
-    for (int s = 0; s < 2 && st == GZ_OK; s++) {
+    for (int s = 0; s < 2; s++) {
         if (!srcs[s]) continue;
         for (int i = 0; i < SP_N; i++) {
             const json_t *v = json_object_get(srcs[s], sl[i].name);
-            if (v) set_slot(&sl[i], token_content(v));
+            gz_status st = v ? set_slot(&sl[i], token_content(v)) : GZ_OK;
+            if (st != GZ_OK) return st;
         }
     }
-    /* added_tokens_decoder: {"id": {"content", "lstrip", "rstrip", "special", "normalized"}} */
+    return GZ_OK;
+}
+
+/* tokenizer_config.json's added_tokens_decoder:
+ * {"id": {"content", "lstrip", "rstrip", "special", "normalized"}}. */
+static gz_status add_decoder_tokens(gz_tokenizer *t, const char *dir, const json_t *cfg) {
     const json_t *dec = cfg ? json_object_get(cfg, "added_tokens_decoder") : NULL;
-    if (st == GZ_OK && json_is_object(dec)) {
-        const char *key;
-        json_t *v;
-        json_object_foreach((json_t *)dec, key, v) {
-            char *endp;
-            long id = strtol(key, &endp, 10);
-            const char *content = token_content(v);
-            if (*endp || id < 0 || id >= (1 << 26) || !content) {
-                st = GZ_FAIL(GZ_EINVAL, "%s/tokenizer_config.json: bad added_tokens_decoder entry \"%s\"", dir, key);
-                break;
-            }
-            int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
-            st = add_literal(t, content, (int32_t)id, json_flag(v, "lstrip", 0), json_flag(v, "rstrip", 0),
-                             special || normalized);
-            if (st != GZ_OK) break;
-        }
+    if (!json_is_object(dec)) return GZ_OK;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)dec, key, v) {
+        char *endp;
+        long id = strtol(key, &endp, 10);
+        const char *content = token_content(v);
+        if (*endp || id < 0 || id >= (1 << 26) || !content)
+            return GZ_FAIL(GZ_EINVAL, "%s/tokenizer_config.json: bad added_tokens_decoder entry \"%s\"", dir, key);
+        int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
+        gz_status st = add_literal(t, content, (int32_t)id, json_flag(v, "lstrip", 0), json_flag(v, "rstrip", 0),
+                                   special || normalized);
+        if (st != GZ_OK) return st;
     }
-    if (st == GZ_OK && addj) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(addj, key, v) {
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26)) {
-                st = GZ_FAIL(GZ_EINVAL, "%s/added_tokens.json: token \"%s\" has no valid integer id", dir, key);
-                break;
-            }
-            int32_t id = (int32_t)json_integer_value(v);
-            int known = 0; /* keep the flags from added_tokens_decoder if it listed it */
-            for (int i = 0; i < t->n_added && !known; i++) {
-                tk_cps tmp = {0};
-                if (tk_utf8_decode(key, strlen(key), &tmp)) break;
-                known = tmp.n == t->added[i].n && memcmp(tmp.v, t->added[i].cps, tmp.n * sizeof *tmp.v) == 0;
-                if (known) t->added[i].id = id;
-                tk_cps_free(&tmp);
-            }
-            if (!known && (st = add_literal(t, key, id, 0, 0, 1)) != GZ_OK) break;
-        }
+    return GZ_OK;
+}
+
+/* added_tokens.json: {"token": id}; a token added_tokens_decoder listed keeps its flags. */
+static gz_status add_added_tokens_json(gz_tokenizer *t, const char *dir, json_t *addj) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(addj, key, v) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26))
+            return GZ_FAIL(GZ_EINVAL, "%s/added_tokens.json: token \"%s\" has no valid integer id", dir, key);
+        gz_status st = add_special_unless_present(t, key, (int32_t)json_integer_value(v));
+        if (st != GZ_OK) return st;
     }
-    /* every special token (incl. additional_special_tokens) is an added token too */
-    for (int i = 0; i < SP_N && st == GZ_OK; i++) {
-        int present = 0;
-        if (!sl[i].value) continue;
-        for (int k = 0; k < t->n_added && !present; k++) {
-            tk_cps tmp = {0};
-            if (tk_utf8_decode(sl[i].value, strlen(sl[i].value), &tmp)) break;
-            present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
-            tk_cps_free(&tmp);
-        }
-        if (!present) st = add_literal(t, sl[i].value, -1, 0, 0, 1);
+    return GZ_OK;
+}
+
+/* Every special token (incl. additional_special_tokens from srcs) is an added token too. */
+static gz_status add_special_tokens(gz_tokenizer *t, const special_slot *sl, json_t *const srcs[2]) {
+    for (int i = 0; i < SP_N; i++) {
+        gz_status st = add_special_unless_present(t, sl[i].value, -1);
+        if (st != GZ_OK) return st;
     }
-    json_t *srcs2[2] = {cfg, stm};
-    for (int s = 0; s < 2 && st == GZ_OK; s++) {
-        const json_t *arr = srcs2[s] ? json_object_get(srcs2[s], "additional_special_tokens") : NULL;
+    for (int s = 0; s < 2; s++) {
+        const json_t *arr = srcs[s] ? json_object_get(srcs[s], "additional_special_tokens") : NULL;
         size_t idx;
         json_t *v;
         if (!json_is_array(arr)) continue;
         json_array_foreach((json_t *)arr, idx, v) {
-            const char *c = token_content(v);
-            int present = 0;
-            for (int k = 0; c && k < t->n_added && !present; k++) {
-                tk_cps tmp = {0};
-                if (tk_utf8_decode(c, strlen(c), &tmp)) break;
-                present = tmp.n == t->added[k].n && memcmp(tmp.v, t->added[k].cps, tmp.n * sizeof *tmp.v) == 0;
-                tk_cps_free(&tmp);
-            }
-            if (c && !present && (st = add_literal(t, c, -1, 0, 0, 1)) != GZ_OK) break;
+            gz_status st = add_special_unless_present(t, token_content(v), -1);
+            if (st != GZ_OK) return st;
         }
     }
-    /* resolve ids: explicit id, else the vocabulary's, else a new id past the end (HF appends) */
-    tk_buf tmpb = {0};
+    return GZ_OK;
+}
+
+/* Give every added token an id: explicit, else the vocabulary's, else a new id past the end
+ * (HF appends); and put it in the vocabulary. */
+static gz_status resolve_added_ids(gz_tokenizer *t) {
+    tk_buf s = {0};
+    gz_status st = GZ_OK;
     for (int i = 0; i < t->n_added && st == GZ_OK; i++) {
         tk_added *a = &t->added[i];
-        tmpb.n = 0;
-        if (tk_utf8_encode(a->cps, a->n, &tmpb)) {
+        s.n = 0;
+        if (gz_tok_utf8_encode(a->cps, a->n, &s)) {
             st = GZ_FAIL(GZ_ENOMEM, "out of memory");
             break;
         }
-        if (a->id < 0) a->id = tk_map_get(&t->vocab, tmpb.v, tmpb.n);
+        if (a->id < 0) a->id = gz_tok_map_get(&t->vocab, s.v, s.n);
         if (a->id < 0) a->id = t->n_ids;
-        if (tk_map_put(&t->vocab, tmpb.v, tmpb.n, a->id)) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        if (gz_tok_map_put(&t->vocab, s.v, s.n, a->id)) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         if (a->id >= t->n_ids) t->n_ids = a->id + 1;
     }
-    tk_buf_free(&tmpb);
-    if (st == GZ_OK) {
-        int32_t ids[SP_N];
-        for (int i = 0; i < SP_N; i++)
-            ids[i] = sl[i].value ? tk_map_get(&t->vocab, sl[i].value, strlen(sl[i].value)) : -1;
-        t->unk_id = ids[SP_UNK];
-        t->pad_id = ids[SP_PAD];
-        t->bos_id = t->is_bpe ? ids[SP_BOS] : ids[SP_CLS];
-        t->eos_id = t->is_bpe ? ids[SP_EOS] : ids[SP_SEP];
-        const char *which = t->unk_id < 0 ? "unk_token" : t->bos_id < 0 ? (t->is_bpe ? "bos_token" : "cls_token")
-                            : t->eos_id < 0 ? (t->is_bpe ? "eos_token" : "sep_token") : NULL;
-        if (which) st = GZ_FAIL(GZ_EINVAL, "%s: the %s is not in the vocabulary", dir, which);
-        if (t->pad_id < 0) t->pad_id = t->is_bpe ? t->eos_id : 0;
-    }
+    gz_tok_buf_free(&s);
+    return st;
+}
+
+/* unk/pad/bos/eos ids from the slots; GZ_EINVAL if unk, bos or eos is not in the vocabulary. */
+static gz_status set_special_ids(gz_tokenizer *t, const char *dir, const special_slot *sl) {
+    int32_t ids[SP_N];
+    for (int i = 0; i < SP_N; i++)
+        ids[i] = sl[i].value ? gz_tok_map_get(&t->vocab, sl[i].value, strlen(sl[i].value)) : -1;
+    t->unk_id = ids[SP_UNK];
+    t->pad_id = ids[SP_PAD];
+    t->bos_id = t->is_bpe ? ids[SP_BOS] : ids[SP_CLS];
+    t->eos_id = t->is_bpe ? ids[SP_EOS] : ids[SP_SEP];
+    const char *which = t->unk_id < 0 ? "unk_token" : t->bos_id < 0 ? (t->is_bpe ? "bos_token" : "cls_token")
+                        : t->eos_id < 0 ? (t->is_bpe ? "eos_token" : "sep_token") : NULL;
+    gz_status st = which ? GZ_FAIL(GZ_EINVAL, "%s: the %s is not in the vocabulary", dir, which) : GZ_OK;
+    if (t->pad_id < 0) t->pad_id = t->is_bpe ? t->eos_id : 0;
+    return st;
+}
+
+/* Fill the special tokens and the added-token list from the JSON files, in HF's order. */
+static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
+    special_slot sl[SP_N] = {{0}};
+    json_t *stm = NULL, *addj = NULL;
+    gz_status st = load_json(dir, "special_tokens_map.json", 1, &stm);
+    if (st == GZ_OK) st = load_json(dir, "added_tokens.json", 1, &addj);
+    json_t *const srcs[2] = {cfg, stm}; /* special_tokens_map.json overrides tokenizer_config.json */
+    if (st == GZ_OK) st = read_special_slots(t, srcs, sl);
+    if (st == GZ_OK) st = add_decoder_tokens(t, dir, cfg);
+    if (st == GZ_OK && addj) st = add_added_tokens_json(t, dir, addj);
+    if (st == GZ_OK) st = add_special_tokens(t, sl, srcs);
+    if (st == GZ_OK) st = resolve_added_ids(t);
+    if (st == GZ_OK) st = set_special_ids(t, dir, sl);
     for (int i = 0; i < SP_N; i++) free(sl[i].value);
     json_decref(stm);
     json_decref(addj);
@@ -347,8 +371,8 @@ static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
 
 /* id -> string table, built once the map is final (HF's ids_to_tokens = {v: k}). */
 static gz_status build_id_table(gz_tokenizer *t) {
-    t->id_str = calloc((size_t)t->n_ids, sizeof *t->id_str);
-    if (!t->id_str) return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    t->id_str = gz_calloc_n((size_t)t->n_ids, sizeof *t->id_str, "tokenizer id table");
+    if (!t->id_str) return GZ_ENOMEM;
     for (size_t e = 0; e < t->vocab.n; e++) {
         int32_t v = t->vocab.val[e];
         if (v >= 0 && v < t->n_ids) t->id_str[v] = t->vocab.arena + t->vocab.key_off[e];
@@ -395,10 +419,10 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
         if (st == GZ_OK) st = load_specials(t, model_dir, cfg);
         if (st == GZ_OK && t->is_bpe) {
             if (tj) {
-                st = tk_bpe_load_json(t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
+                st = gz_tok_bpe_load_json(t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
             } else {
                 char *path = gz_path_join(model_dir, "merges.txt");
-                st = path ? tk_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
+                st = path ? gz_tok_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
                 free(path);
             }
         }
@@ -429,8 +453,8 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
 
 void gz_tokenizer_free(gz_tokenizer *t) {
     if (!t) return;
-    tk_bpe_free(t);
-    tk_map_free(&t->vocab);
+    gz_tok_bpe_free(t);
+    gz_tok_map_free(&t->vocab);
     free(t->id_str);
     for (int i = 0; i < t->n_added; i++) free(t->added[i].cps);
     free(t->added);
@@ -452,14 +476,14 @@ static const tk_added *added_at(const gz_tokenizer *t, const int32_t *c, size_t 
 
 static int tokenize_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
     if (n == 0) return 0;
-    return t->is_bpe ? tk_bpe_chunk(t, c, n, ids) : tk_wordpiece_chunk(t, c, n, ids);
+    return t->is_bpe ? gz_tok_bpe_chunk(t, c, n, ids) : gz_tok_wordpiece_chunk(t, c, n, ids);
 }
 
 /* Text -> ids without the special tokens around it. */
 static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len, tk_cps *ids) {
     tk_cps raw = {0}, low = {0};
     gz_status st = GZ_OK;
-    if (tk_utf8_decode(text, len, &raw)) {
+    if (gz_tok_utf8_decode(text, len, &raw)) {
         st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         goto done;
     }
@@ -468,10 +492,10 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
         for (size_t i = 0; i < raw.n;) {
             const tk_added *a = added_at(t, raw.v, raw.n, i);
             if (a && a->keep_case) {
-                if (tk_cps_append(&low, raw.v + i, a->n)) goto oom;
+                if (gz_tok_cps_append(&low, raw.v + i, a->n)) goto oom;
                 i += a->n;
             } else {
-                if (tk_py_lower(raw.v + i, 1, 0, &low)) goto oom;
+                if (gz_tok_py_lower(raw.v + i, 1, 0, &low)) goto oom;
                 i++;
             }
         }
@@ -488,12 +512,12 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
         }
         size_t s = chunk, e = i;
         if (strip_next)
-            while (s < e && tk_is_py_space(c->v[s])) s++;
+            while (s < e && gz_tok_is_py_space(c->v[s])) s++;
         if (a && a->lstrip)
-            while (e > s && tk_is_py_space(c->v[e - 1])) e--;
+            while (e > s && gz_tok_is_py_space(c->v[e - 1])) e--;
         if (tokenize_chunk(t, c->v + s, e - s, ids)) goto oom;
         if (!a) break;
-        if (tk_cps_push(ids, a->id)) goto oom;
+        if (gz_tok_cps_push(ids, a->id)) goto oom;
         strip_next = a->rstrip;
         i += a->n;
         chunk = i;
@@ -502,8 +526,8 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
 oom:
     st = GZ_FAIL(GZ_ENOMEM, "out of memory while tokenizing");
 done:
-    tk_cps_free(&raw);
-    tk_cps_free(&low);
+    gz_tok_cps_free(&raw);
+    gz_tok_cps_free(&low);
     return st;
 }
 
@@ -519,7 +543,7 @@ gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t 
     tk_cps body = {0};
     gz_status st = encode_body(t, text, len, &body);
     if (st != GZ_OK) {
-        tk_cps_free(&body);
+        gz_tok_cps_free(&body);
         return st;
     }
     size_t keep = body.n;
@@ -528,18 +552,18 @@ gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t 
         if (keep > room) keep = room;
     }
     if (keep > (size_t)INT32_MAX - 2) {
-        tk_cps_free(&body);
+        gz_tok_cps_free(&body);
         return GZ_FAIL(GZ_ENOMEM, "text too long to tokenize");
     }
-    int32_t *v = malloc((keep + 2) * sizeof *v);
+    int32_t *v = gz_malloc_n(keep + 2, sizeof *v, "token ids");
     if (!v) {
-        tk_cps_free(&body);
-        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+        gz_tok_cps_free(&body);
+        return GZ_ENOMEM;
     }
     v[0] = t->bos_id;
     if (keep) memcpy(v + 1, body.v, keep * sizeof *v);
     v[keep + 1] = t->eos_id;
-    tk_cps_free(&body);
+    gz_tok_cps_free(&body);
     *ids = v;
     *n = (int)(keep + 2);
     return GZ_OK;
@@ -549,9 +573,9 @@ gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *te
     if (out) memset(out, 0, sizeof *out);
     if (!t || !out || n < 0 || (n > 0 && !texts)) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode_batch: bad argument");
     if (n == 0) return GZ_OK;
-    int32_t **rows = calloc((size_t)n, sizeof *rows);
-    int *lens = calloc((size_t)n, sizeof *lens);
-    gz_status st = (rows && lens) ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
+    int32_t **rows = gz_calloc_n((size_t)n, sizeof *rows, "token batch");
+    int *lens = gz_calloc_n((size_t)n, sizeof *lens, "token batch");
+    gz_status st = (rows && lens) ? GZ_OK : GZ_ENOMEM;
     int len = 0;
     for (int i = 0; i < n && st == GZ_OK; i++) {
         st = gz_tokenizer_encode(t, texts[i] ? texts[i] : "", t->max_length, &rows[i], &lens[i]);
@@ -560,10 +584,10 @@ gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *te
     size_t cells = 0;
     if (st == GZ_OK && !gz_mul_size((size_t)n, (size_t)len, &cells)) st = GZ_FAIL(GZ_ENOMEM, "batch too large");
     if (st == GZ_OK) {
-        out->ids = malloc(cells * sizeof *out->ids);
-        out->mask = malloc(cells * sizeof *out->mask);
-        out->type_ids = calloc(cells, sizeof *out->type_ids);
-        if (!out->ids || !out->mask || !out->type_ids) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        out->ids = gz_malloc_n(cells, sizeof *out->ids, "token batch");
+        out->mask = gz_malloc_n(cells, sizeof *out->mask, "token batch");
+        out->type_ids = gz_calloc_n(cells, sizeof *out->type_ids, "token batch");
+        if (!out->ids || !out->mask || !out->type_ids) st = GZ_ENOMEM;
     }
     if (st == GZ_OK) {
         out->n = n;
@@ -599,7 +623,7 @@ const char *gz_tokenizer_id_to_token(const gz_tokenizer *t, int32_t id) {
 
 int32_t gz_tokenizer_token_id(const gz_tokenizer *t, const char *token) {
     if (!t || !token) return -1;
-    int32_t id = tk_map_get(&t->vocab, token, strlen(token));
+    int32_t id = gz_tok_map_get(&t->vocab, token, strlen(token));
     return id < t->n_ids ? id : -1;
 }
 

@@ -15,7 +15,7 @@
  *
  * Known differences from Python (all outside the fixtures' cases):
  *  - CLIP slow mode runs ftfy.fix_text without its mojibake repair (fix_encoding): "cafÃ©"
- *    stays as is (ftfy: "café"); every other default ftfy step is done (textclean.c).
+ *    stays as is (ftfy: "café"); every other default ftfy step is done (ftfy.c).
  *  - Unicode data is utf8proc's (Unicode 15) where Python 3.11 has Unicode 14: characters
  *    new in 15 are letters/symbols here but unassigned (dropped by BERT's clean-up) there.
  *

@@ -7,16 +7,18 @@
  * alpha is dropped (no compositing), palettes are looked up, grey is replicated, CMYK JPEGs
  * use PIL's inverted-Adobe convention. EXIF orientation is applied as PIL's
  * ImageOps.exif_transpose does (transformers' load_image). */
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "vision_encoder/image_internal.h"
 
 #define GZ_IMAGE_DEFAULT_MAX_PIXELS 100000000LL
+/* gz_image_load reads the whole file first. No image we decode comes near this (a 100 MP
+ * 16-bit RGB PNG stored uncompressed is 600 MiB); the cap only keeps a mistaken path such as a
+ * disk image or a video from being read into memory. max_pixels limits the decoded size. */
+#define GZ_IMAGE_MAX_FILE_BYTES ((size_t)2 << 30)
 
 gz_image_params gz_image_default_params(void) {
     gz_image_params p;
@@ -230,37 +232,11 @@ gz_status gz_image_load(const char *path, const gz_image_params *params, gz_imag
     if (!img) return GZ_FAIL(GZ_EINVAL, "gz_image_load: img is NULL");
     memset(img, 0, sizeof *img);
     if (!path) return GZ_FAIL(GZ_EINVAL, "gz_image_load: path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        return GZ_FAIL(e == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open: %s", path,
-                       strerror(e));
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) {
-        int e = errno;
-        fclose(f);
-        return GZ_FAIL(GZ_EIO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return GZ_FAIL(GZ_EINVAL, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
-    uint8_t *buf = malloc(size ? size : 1);
-    if (!buf) {
-        fclose(f);
-        return GZ_FAIL(GZ_ENOMEM, "%s: cannot allocate %zu bytes to read the file", path, size);
-    }
-    size_t got = size ? fread(buf, 1, size, f) : 0;
-    int rerr = ferror(f);
-    fclose(f);
-    if (got != size) {
-        free(buf);
-        if (rerr) return GZ_FAIL(GZ_EIO, "%s: read error", path);
-        return GZ_FAIL(GZ_EIO, "%s: file shrank while reading (%zu of %zu bytes)", path, got, size);
-    }
-    gz_status st = gz_image_load_memory(buf, size, path, params, img);
+    unsigned char *buf;
+    size_t size;
+    gz_status st = gz_read_file(path, GZ_IMAGE_MAX_FILE_BYTES, &buf, &size);
+    if (st != GZ_OK) return st;
+    st = gz_image_load_memory(buf, size, path, params, img);
     free(buf);
     return st;
 }
