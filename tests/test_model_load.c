@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/safetensors.h"
@@ -540,6 +541,72 @@ static void test_model_misc(void) {
     CHECK(strlen(gz_version()) > 0);
 }
 
+/* Symlink the Chinese-CLIP fixture's configs and tokenizer and the given files of
+ * tests/data/torchbin (pairs: source, name in dir) into dir. */
+static int link_torchbin_dir(const char *dir, const char *const *bins, size_t nb) {
+    static const char *const links[] = {"config.json", "preprocessor_config.json", "vocab.txt",
+                                        "tokenizer_config.json", "special_tokens_map.json"};
+    char a[4096], b[4096];
+    int ok = 1;
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(a, sizeof a, "%s", gz_test_path("fixtures/chinese_clip/%s", links[i]));
+        snprintf(b, sizeof b, "%s/%s", dir, links[i]);
+        ok = ok && symlink(a, b) == 0;
+    }
+    for (size_t i = 0; i + 1 < nb; i += 2) {
+        snprintf(a, sizeof a, "%s", gz_test_path("torchbin/%s", bins[i]));
+        snprintf(b, sizeof b, "%s/%s", dir, bins[i + 1]);
+        ok = ok && symlink(a, b) == 0;
+    }
+    return ok;
+}
+
+/* Fingerprints are stored in databases (models.fingerprint): the values below were computed
+ * by the code of commit 2bd1876, before the hashing moved into core/safetensors.c and
+ * core/torchbin.c; any change to them orphans every stored vector. */
+static void test_fingerprint_pinned(void) {
+    const char *tmp = gz_test_tmpdir("model_fingerprint_pinned");
+    static const char *const single[] = {"chinese_clip.f32.bin", "pytorch_model.bin"};
+    static const char *const sharded[] = {
+        "pytorch_model-00001-of-00002.bin", "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin", "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",     "pytorch_model.bin.index.json"};
+    char bin1[1200], bin2[1200];
+    snprintf(bin1, sizeof bin1, "%s/bin1", tmp);
+    snprintf(bin2, sizeof bin2, "%s/bin2", tmp);
+    checks++;
+    CHECK(mkdir(bin1, 0700) == 0 && link_torchbin_dir(bin1, single, 2));
+    CHECK(mkdir(bin2, 0700) == 0 && link_torchbin_dir(bin2, sharded, 6));
+    static const struct {
+        const char *what, *weights, *want;
+    } pins[] = {
+        {"blip_itm", NULL, "49657713ed7532cf148f15a9687a6a68"},
+        {"clip", NULL, "88f6d99c53dc9daa1b05876c631f5464"},
+        {"chinese_clip", NULL, "e3fb0516cf1456ca71f5cb5854f2221a"},
+        {"clip", "model.f16.safetensors", "e5103a70944c0e9dd9bdc051516cf598"},
+        {"bin1", NULL, "4632baf23dd30df4656b3167b3024f10"},
+        {"bin2", NULL, "a58931bc583a1722c09411797e873ced"},
+    };
+    for (size_t i = 0; i < sizeof pins / sizeof pins[0]; i++) {
+        const char *dir = strcmp(pins[i].what, "bin1") == 0   ? bin1
+                          : strcmp(pins[i].what, "bin2") == 0 ? bin2
+                                                              : gz_test_path("fixtures/%s", pins[i].what);
+        gz_model_params mp = gz_model_default_params();
+        mp.weights_file = pins[i].weights;
+        gz_model *m = NULL;
+        char fp[65] = "";
+        CHECK_OK(gz_model_load(dir, &mp, &m));
+        if (m) CHECK_OK(gz_model_fingerprint(m, fp));
+        gz_model_free(m);
+        checks++;
+        if (strcmp(fp, pins[i].want) != 0) {
+            fprintf(stderr, "fingerprint of %s (%s): got %s want %s\n", pins[i].what,
+                    pins[i].weights ? pins[i].weights : "default weights", fp, pins[i].want);
+            gz_test_failures++;
+        }
+    }
+}
+
 /* A large photo through the default fast (DCT-scaled) decode and through a full decode:
  * smaller decode, nearly the same embedding. */
 static void test_fast_decode(void) {
@@ -588,6 +655,7 @@ int main(void) {
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
         for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) run_case(&CASES[c], &WEIGHTS[w]);
     test_model_misc();
+    test_fingerprint_pinned();
     test_model_threads();
     test_sharded();
     test_fast_decode();
