@@ -7,16 +7,12 @@
  *
  * Towers load lazily under the model's mutex (a text query never touches the vision
  * weights); once loaded they are immutable, so encoding may run from several threads. */
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#define XXH_INLINE_ALL /* header-only xxHash: gaze_fusion needs no extra link dependency */
-#include <jansson.h>
 #include <xxhash.h>
 
 #include "core/config.h"
@@ -25,7 +21,6 @@
 #include "core/threads.h"
 #include "core/kernels.h"
 #include "core/safetensors.h"
-#include "core/torchbin.h"
 #include "fusion/itm.h"
 #include "gaze.h"
 #include "text_encoder/text_tower.h"
@@ -39,10 +34,8 @@
 
 /* Texts tokenised and encoded per forward pass (bounds the padded batch). */
 #define MODEL_TEXT_BATCH 64
-/* Largest config/index JSON read for the fingerprint. */
+/* Largest config JSON read for the fingerprint. */
 #define MODEL_MAX_JSON (64u * 1024u * 1024u)
-/* Bytes of a safetensors header prefix (little-endian u64 length). */
-#define ST_LEN_BYTES 8
 
 struct gz_model {
     char *dir;                /* model directory (owned) */
@@ -60,110 +53,10 @@ struct gz_model {
     gz_itm *itm;
 };
 
-/* ===== small helpers ===== */
-
-
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* Feed a safetensors file's size and header (length prefix + JSON) into the hash. */
-static gz_status hash_st_file(XXH3_state_t *h, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
-    unsigned char len8[ST_LEN_BYTES];
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || fread(len8, 1, ST_LEN_BYTES, f) != ST_LEN_BYTES) {
-        fclose(f);
-        return GZ_FAIL(GZ_EIO, "%s: cannot read the safetensors header", path);
-    }
-    if (gz_tb_is_zip(len8, ST_LEN_BYTES)) { /* pytorch_model.bin: its data.pkl is the header */
-        fclose(f);
-        unsigned char *pkl = NULL;
-        size_t plen = 0;
-        gz_status ps = gz_tb_read_pickle(path, &pkl, &plen);
-        if (ps != GZ_OK) return ps;
-        uint64_t size = (uint64_t)st.st_size;
-        XXH3_128bits_update(h, &size, sizeof size);
-        XXH3_128bits_update(h, pkl, plen);
-        free(pkl);
-        return GZ_OK;
-    }
-    uint64_t hlen = 0;
-    for (int i = ST_LEN_BYTES - 1; i >= 0; i--) hlen = (hlen << 8) | len8[i];
-    if (hlen > GZ_ST_MAX_HEADER || hlen > (uint64_t)st.st_size - ST_LEN_BYTES) {
-        fclose(f);
-        return GZ_FAIL(GZ_EINVAL, "%s: bad safetensors header length", path);
-    }
-    unsigned char *buf = malloc(hlen ? (size_t)hlen : 1);
-    if (!buf) {
-        fclose(f);
-        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-    }
-    if (fread(buf, 1, (size_t)hlen, f) != hlen) {
-        free(buf);
-        fclose(f);
-        return GZ_FAIL(GZ_EIO, "%s: short read of the safetensors header", path);
-    }
-    fclose(f);
-    uint64_t size = (uint64_t)st.st_size;
-    XXH3_128bits_update(h, &size, sizeof size);
-    XXH3_128bits_update(h, len8, ST_LEN_BYTES);
-    XXH3_128bits_update(h, buf, (size_t)hlen);
-    free(buf);
-    return GZ_OK;
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Hash every shard named in a model.safetensors.index.json (sorted, each once). */
-static gz_status hash_shards(XXH3_state_t *h, const char *index_path) {
-    json_error_t jerr;
-    json_t *root = json_load_file(index_path, 0, &jerr);
-    if (!root) return GZ_FAIL(GZ_EINVAL, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
-    json_t *map = json_object_get(root, "weight_map");
-    if (!json_is_object(map)) {
-        json_decref(root);
-        return GZ_FAIL(GZ_EINVAL, "%s: no weight_map object", index_path);
-    }
-    size_t n = json_object_size(map), k = 0;
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    if (!names) {
-        json_decref(root);
-        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", index_path);
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(map, key, val) {
-        if (json_is_string(val)) names[k++] = json_string_value(val);
-    }
-    qsort(names, k, sizeof *names, cmp_str);
-    char *dir = strdup(index_path);
-    gz_status st = dir ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else strcpy(dir, ".");
-    }
-    for (size_t i = 0; st == GZ_OK && i < k; i++) {
-        if (i > 0 && strcmp(names[i], names[i - 1]) == 0) continue;
-        char *p = gz_path_join(dir, names[i]);
-        if (!p) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
-        else st = hash_st_file(h, p);
-        free(p);
-    }
-    free(dir);
-    free(names);
-    json_decref(root);
-    return st;
-}
-
 /* Digest of config.json (+ preprocessor_config.json) bytes and the weights' sizes and
- * headers: independent of the directory's path. */
+ * headers (fed by the format that owns them, gz_st_fingerprint): independent of the
+ * directory's path. Databases store it: the bytes fed and their order must never change
+ * (tests/test_model_load.c pins values). */
 static gz_status compute_fingerprint(gz_model *m, const char *config_path, const char *pp_path) {
     XXH3_state_t *h = XXH3_createState();
     if (!h) return GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -185,9 +78,7 @@ static gz_status compute_fingerprint(gz_model *m, const char *config_path, const
             free(buf);
         }
     }
-    if (st == GZ_OK)
-        st = ends_with(m->weights_path, ".index.json") ? hash_shards(h, m->weights_path)
-                                                       : hash_st_file(h, m->weights_path);
+    if (st == GZ_OK) st = gz_st_fingerprint(m->weights_path, h);
     if (st == GZ_OK) {
         XXH128_hash_t d = XXH3_128bits_digest(h);
         snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx%016llx",
