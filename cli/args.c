@@ -51,9 +51,11 @@ void cli_warnf(const char *fmt, ...) {
     va_end(ap);
 }
 
-int cli_report(gz_status st) {
+int cli_report(gz_status st) { return cli_report_hint(st, ""); }
+
+int cli_report_hint(gz_status st, const char *hint) {
     if (st == GZ_OK) return EXIT_OK;
-    fprintf(stderr, "gaze: %s\n", gz_last_error());
+    fprintf(stderr, "gaze: %s%s\n", gz_last_error(), hint ? hint : "");
     if (st == GZ_EINTERRUPTED) return EXIT_PARTIAL;
     return EXIT_FATAL;
 }

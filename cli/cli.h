@@ -64,6 +64,9 @@ void cli_list_free(cli_list *l);
 
 /* Print "gaze: <gz_last_error()>" and return the exit code for status st. */
 int cli_report(gz_status st);
+/* cli_report with hint appended to the library's message ("gaze: <message><hint>"): the
+ * library says what is wrong, the command adds which of its flags fixes it. */
+int cli_report_hint(gz_status st, const char *hint);
 /* Print "gaze: <formatted>" to stderr. */
 void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -7,6 +7,7 @@
  *
  * Towers load lazily under the model's mutex (a text query never touches the vision
  * weights); once loaded they are immutable, so encoding may run from several threads. */
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -286,6 +287,120 @@ gz_status gz_model_fingerprint(const gz_model *m, char out[65]) {
     if (!m || !out) return GZ_FAIL(GZ_EINVAL, "gz_model_fingerprint: NULL argument");
     memcpy(out, m->fingerprint, sizeof m->fingerprint);
     return GZ_OK;
+}
+
+/* ===== Tokens, description, pixel files ===== */
+
+gz_status gz_model_tokenize(gz_model *m, const char *text, int max_length, int32_t **ids, int *n) {
+    if (ids) *ids = NULL;
+    if (n) *n = 0;
+    if (!m || !text || !ids || !n) return GZ_FAIL(GZ_EINVAL, "gz_model_tokenize: NULL argument");
+    gz_status st = locked(m, need_tokenizer);
+    if (st != GZ_OK) return st;
+    // the tokenizer's own convention: 0 = no truncation
+    int max_len = max_length < 0 ? gz_tokenizer_max_length(m->tok) : max_length;
+    return gz_tokenizer_encode(m->tok, text, max_len, ids, n);
+}
+
+const char *gz_model_token_text(gz_model *m, int32_t id) {
+    if (!m) return NULL;
+    if (locked(m, need_tokenizer) != GZ_OK) return NULL;
+    return gz_tokenizer_id_to_token(m->tok, id);
+}
+
+int gz_model_max_length(gz_model *m) {
+    if (!m) return -1;
+    if (locked(m, need_tokenizer) != GZ_OK) return -1;
+    return gz_tokenizer_max_length(m->tok);
+}
+
+/* Copy a string into a fixed field, truncating (fields are sized for every known value). */
+static void copy_field(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+gz_status gz_model_describe(const char *dir, const char *weights_file, gz_model_info *out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_model_describe: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!dir || !*dir) return GZ_FAIL(GZ_EINVAL, "gz_model_describe: no model directory given");
+    const int given = weights_file && *weights_file;
+    char *cfg_path = gz_path_join(dir, "config.json");
+    char *w_path = given ? gz_path_join(dir, weights_file) : NULL;
+    if (!cfg_path || (given && !w_path)) {
+        free(cfg_path);
+        free(w_path);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    gz_model_config cfg;
+    gz_st_file *w = NULL;
+    gz_status st = gz_config_load(cfg_path, &cfg);
+    if (st == GZ_OK) st = given ? gz_st_open(w_path, &w) : gz_st_open_dir(dir, &w);
+    free(cfg_path);
+    free(w_path);
+    if (st != GZ_OK) return st;
+    copy_field(out->model_type, sizeof out->model_type, cfg.model_type);
+    copy_field(out->architecture, sizeof out->architecture, cfg.architecture);
+    out->family = cfg.family;
+    out->projection_dim = cfg.projection_dim;
+    out->has_itm = cfg.family == GZ_FAMILY_BLIP;
+    const gz_text_config *t = &cfg.text;
+    out->text.hidden_size = t->hidden_size;
+    out->text.layers = t->num_layers;
+    out->text.heads = t->num_heads;
+    out->text.intermediate_size = t->intermediate_size;
+    out->text.vocab_size = t->vocab_size;
+    out->text.max_positions = t->max_position_embeddings;
+    out->text.act = gz_act_name(t->act);
+    out->text.tokenizer = cfg.family == GZ_FAMILY_CLIP ? "byte-level BPE" : "WordPiece";
+    const gz_vision_config *v = &cfg.vision;
+    out->vision.hidden_size = v->hidden_size;
+    out->vision.layers = v->num_layers;
+    out->vision.heads = v->num_heads;
+    out->vision.intermediate_size = v->intermediate_size;
+    out->vision.image_size = v->image_size;
+    out->vision.patch_size = v->patch_size;
+    int side = v->patch_size > 0 ? v->image_size / v->patch_size : 0;
+    out->vision.patches = side * side;
+    out->vision.act = gz_act_name(v->act);
+    out->parameters = gz_st_total_params(w);
+    out->tensors = gz_st_count(w);
+    copy_field(out->dtypes, sizeof out->dtypes, gz_st_dtypes(w));
+    out->file_bytes = gz_st_file_bytes(w);
+    gz_st_close(w);
+    return GZ_OK;
+}
+
+gz_status gz_model_load_pixels(gz_model *m, const char *path, const char *key, float **pixels,
+                               int *n) {
+    if (pixels) *pixels = NULL;
+    if (n) *n = 0;
+    if (!m || !path || !pixels || !n)
+        return GZ_FAIL(GZ_EINVAL, "gz_model_load_pixels: NULL argument");
+    if (!key) key = "pixel_values";
+    gz_st_file *f = NULL;
+    gz_status st = gz_st_open(path, &f);
+    if (st != GZ_OK) return st;
+    const gz_st_tensor *t = gz_st_find(f, key);
+    const int S = gz_model_image_size(m);
+    const float *px = NULL;
+    if (!t)
+        st = GZ_FAIL(GZ_ENOTFOUND, "%s: no tensor '%s'", path, key);
+    else if (t->ndim != 4 || t->shape[1] != 3 || t->shape[2] != S || t->shape[3] != S ||
+             t->shape[0] > INT_MAX)
+        st = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' must be (N, 3, %d, %d) for this model", path,
+                     key, S, S);
+    else
+        st = gz_st_f32(f, key, 0, NULL, &px);
+    if (st == GZ_OK) {
+        *pixels = gz_malloc_n(t->numel, sizeof **pixels, "pixel tensor");
+        if (!*pixels) st = GZ_ENOMEM; /* message set by gz_malloc_n */
+    }
+    if (st == GZ_OK) {
+        memcpy(*pixels, px, t->numel * sizeof **pixels);
+        *n = (int)t->shape[0];
+    }
+    gz_st_close(f);
+    return st;
 }
 
 gz_image_params gz_model_image_params(const gz_model *m) {
