@@ -79,7 +79,7 @@ static int embed_images(gz_model *m, const embed_opts *o, float *v, int dim) {
 static int report_pixels_error(gz_status st, const char *path) {
     struct stat sb;
     if (st == GZ_ENOTFOUND && stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
-        return cli_report_hint(st, " (use --key NAME)");
+        return cli_report_hint(st, NULL, " (use --key NAME)");
     return cli_report(st);
 }
 
