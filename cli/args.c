@@ -51,11 +51,28 @@ void cli_warnf(const char *fmt, ...) {
     va_end(ap);
 }
 
-int cli_report(gz_status st) {
+int cli_report(gz_status st) { return cli_report_hint(st, NULL, NULL); }
+
+int cli_report_hint(gz_status st, const char *prefix, const char *suffix) {
+    return cli_report_text(st, prefix, gz_last_error(), suffix);
+}
+
+int cli_report_text(gz_status st, const char *prefix, const char *msg, const char *suffix) {
     if (st == GZ_OK) return EXIT_OK;
-    fprintf(stderr, "gaze: %s\n", gz_last_error());
+    /* a hint the message already carries is not repeated */
+    if (prefix && strncmp(msg, prefix, strcspn(prefix, ":")) == 0) prefix = NULL;
+    if (suffix && strstr(msg, suffix + strspn(suffix, " ;:(")) != NULL) suffix = NULL;
+    fprintf(stderr, "gaze: %s%s%s\n", prefix ? prefix : "", msg, suffix ? suffix : "");
     if (st == GZ_EINTERRUPTED) return EXIT_PARTIAL;
     return EXIT_FATAL;
+}
+
+int cli_report_engine(gz_engine *e, gz_status st) {
+    /* Every engine call resolves the model first; GZ_ENOTFOUND with none resolved means none
+     * was given and the database has none registered. */
+    if (st == GZ_ENOTFOUND && e && !gz_engine_model_dir(e))
+        return cli_report_hint(st, NULL, "; give --model DIR (or set $GAZE_MODEL)");
+    return cli_report(st);
 }
 
 static void usage_line(const cli_command *cmd, FILE *out) {

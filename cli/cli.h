@@ -64,6 +64,14 @@ void cli_list_free(cli_list *l);
 
 /* Print "gaze: <gz_last_error()>" and return the exit code for status st. */
 int cli_report(gz_status st);
+/* cli_report with hints around the library's message ("gaze: <prefix><message><suffix>"; either
+ * may be NULL): the library says what is wrong, the command adds which of its flags asked for
+ * it or fixes it. A hint the message already carries is left out (a prefix "--flag: " when the
+ * message starts with "--flag", a suffix whose text after its leading " ;:(" it contains). */
+int cli_report_hint(gz_status st, const char *prefix, const char *suffix);
+/* cli_report_hint for a message saved earlier (when a later call may have replaced
+ * gz_last_error()). */
+int cli_report_text(gz_status st, const char *prefix, const char *msg, const char *suffix);
 /* Print "gaze: <formatted>" to stderr. */
 void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -89,6 +97,9 @@ typedef struct gz_engine gz_engine;
  * database (for searches). Prints the error and returns the exit code (0 on success). */
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
                     const char *factory, int quiet, int must_exist, gz_engine **e);
+/* cli_report for an error of an engine call on e: adds "give --model DIR (or set $GAZE_MODEL)"
+ * when the engine found no model to use. */
+int cli_report_engine(gz_engine *e, gz_status st);
 
 /* ---- output ---- */
 

@@ -94,7 +94,7 @@ int cmd_add_texts(int argc, char **argv) {
         gz_texts_stats s;
         gz_status st = gz_engine_add_texts(e, pos.v[i], &to, &s);
         if (st != GZ_OK) {
-            code = cli_report(st);
+            code = cli_report_engine(e, st);
             break;
         }
         if (s.failed) code = EXIT_PARTIAL;

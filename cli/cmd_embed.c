@@ -2,12 +2,10 @@
  * already preprocessed pixel tensor as JSON lines (interop and debugging). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "core/config.h"
-#include "core/error.h"
-#include "core/safetensors.h"
-#include "text_encoder/tokenizer.h"
+#include "gaze.h"
 
 static const char EMBED_DETAILS[] =
     "Output is JSON lines, one per input, in input order:\n"
@@ -34,24 +32,15 @@ static void print_vec(const float *v, int dim) {
     fputs("}\n", stdout);
 }
 
-static gz_status embed_texts(gz_model *m, const char *dir, const embed_opts *o, float *v, int dim) {
-    /* The ids are shown for debugging: tokenise with the same tokenizer the model uses. */
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    gz_model_config cfg;
-    gz_tokenizer *t = NULL;
-    gz_status st = gz_config_load(path, &cfg);
-    if (st == GZ_OK) {
-        gz_tokenizer_params tp = gz_tokenizer_default_params();
-        tp.clip_fast = o->fast;
-        st = gz_tokenizer_load(dir, cfg.family, cfg.text.max_position_embeddings, &tp, &t);
-    }
+/* Each embed_xxx prints its results, reports its error and returns the exit code. */
+static int embed_texts(gz_model *m, const embed_opts *o, float *v, int dim) {
+    gz_status st = GZ_OK;
     for (int i = 0; i < o->texts.n && st == GZ_OK; i++) {
         st = gz_encode_texts(m, &o->texts.v[i], 1, v);
         int32_t *ids = NULL;
         int n = 0;
-        if (st == GZ_OK)
-            st = gz_tokenizer_encode(t, o->texts.v[i], gz_tokenizer_max_length(t), &ids, &n);
+        /* the ids the text tower saw: the model's own tokenizer, truncated as encoding does */
+        if (st == GZ_OK) st = gz_model_tokenize(m, o->texts.v[i], -1, &ids, &n);
         if (st != GZ_OK) break;
         fputs("{\"kind\":\"text\",\"text\":", stdout);
         out_json_str(stdout, o->texts.v[i]);
@@ -62,11 +51,10 @@ static gz_status embed_texts(gz_model *m, const char *dir, const embed_opts *o, 
         free(ids);
         print_vec(v, dim);
     }
-    gz_tokenizer_free(t);
-    return st;
+    return cli_report(st);
 }
 
-static gz_status embed_images(gz_model *m, const embed_opts *o, float *v, int dim) {
+static int embed_images(gz_model *m, const embed_opts *o, float *v, int dim) {
     gz_image_params ip = gz_model_image_params(m);
     if (o->no_exif) ip.exif_orient = 0;
     gz_status st = GZ_OK;
@@ -84,31 +72,29 @@ static gz_status embed_images(gz_model *m, const embed_opts *o, float *v, int di
         }
         gz_image_free(&img);
     }
-    return st;
+    return cli_report(st);
 }
 
-static gz_status embed_pixels(gz_model *m, const embed_opts *o, int dim) {
-    const char *key = o->key ? o->key : "pixel_values";
-    gz_st_file *f = NULL;
-    gz_status st = gz_st_open(o->pixels, &f);
-    if (st != GZ_OK) return st;
-    const gz_st_tensor *t = gz_st_find(f, key);
-    int s = gz_model_image_size(m);
-    if (!t) {
-        gz_st_close(f);
-        return GZ_FAIL(GZ_ENOTFOUND, "%s: no tensor '%s' (use --key NAME)", o->pixels, key);
+/* A tensor missing from a readable --pixels file gets the flag that names another one. */
+static int report_pixels_error(gz_status st, const char *path) {
+    struct stat sb;
+    if (st == GZ_ENOTFOUND && stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+        return cli_report_hint(st, NULL, " (use --key NAME)");
+    return cli_report(st);
+}
+
+static int embed_pixels(gz_model *m, const embed_opts *o, const char *key, int dim) {
+    float *px = NULL;
+    int n = 0;
+    gz_status st = gz_model_load_pixels(m, o->pixels, key, &px, &n);
+    if (st != GZ_OK) return report_pixels_error(st, o->pixels);
+    float *v = calloc((size_t)n ? (size_t)n : 1, (size_t)dim * sizeof *v);
+    if (!v) {
+        free(px);
+        cli_errorf("out of memory");
+        return EXIT_FATAL;
     }
-    if (t->ndim != 4 || t->shape[1] != 3 || t->shape[2] != s || t->shape[3] != s) {
-        gz_st_close(f);
-        return GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' must be (N, 3, %d, %d) for this model",
-                       o->pixels, key, s, s);
-    }
-    const float *px = NULL;
-    st = gz_st_f32(f, key, 0, NULL, &px);
-    int n = (int)t->shape[0];
-    float *v = st == GZ_OK ? malloc((size_t)n * (size_t)dim * sizeof *v) : NULL;
-    if (st == GZ_OK && !v) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
-    if (st == GZ_OK) st = gz_encode_pixels(m, px, n, v);
+    st = gz_encode_pixels(m, px, n, v);
     for (int i = 0; i < n && st == GZ_OK; i++) {
         fputs("{\"kind\":\"pixels\",\"file\":", stdout);
         out_json_str(stdout, o->pixels);
@@ -118,8 +104,8 @@ static gz_status embed_pixels(gz_model *m, const embed_opts *o, int dim) {
         print_vec(v + (size_t)i * (size_t)dim, dim);
     }
     free(v);
-    gz_st_close(f);
-    return st;
+    free(px);
+    return cli_report(st);
 }
 
 int cmd_embed(int argc, char **argv) {
@@ -169,13 +155,17 @@ int cmd_embed(int argc, char **argv) {
     }
     int dim = gz_model_dim(m);
     float *v = malloc((size_t)dim * sizeof *v);
-    gz_status st = v ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
-    if (st == GZ_OK && o.texts.n) st = embed_texts(m, dir, &o, v, dim);
-    if (st == GZ_OK && o.images.n) st = embed_images(m, &o, v, dim);
-    if (st == GZ_OK && o.pixels) st = embed_pixels(m, &o, dim);
+    rc = EXIT_OK;
+    if (!v) {
+        cli_errorf("out of memory");
+        rc = EXIT_FATAL;
+    }
+    if (rc == EXIT_OK && o.texts.n) rc = embed_texts(m, &o, v, dim);
+    if (rc == EXIT_OK && o.images.n) rc = embed_images(m, &o, v, dim);
+    if (rc == EXIT_OK && o.pixels) rc = embed_pixels(m, &o, o.key ? o.key : "pixel_values", dim);
     free(v);
     gz_model_free(m);
     cli_list_free(&o.texts);
     cli_list_free(&o.images);
-    return cli_report(st);
+    return rc;
 }

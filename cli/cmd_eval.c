@@ -442,7 +442,9 @@ int cmd_eval(int argc, char **argv) {
         progress_finish(&ctx.prog, ctx.prog.total, ctx.prog.total, ctx.failed);
     int code = EXIT_OK;
     if (st != GZ_OK) {
-        code = cli_report(st);
+        /* the library says why re-ranking is refused; the CLI names the flag that asked */
+        int refused = st == GZ_EUNSUPPORTED && ep.rerank_k > 0 && !gz_model_has_itm(m);
+        code = cli_report_hint(st, refused ? "--rerank: " : NULL, NULL);
     } else {
         if (o.json)
             print_json(&o, dir, m, fp, s, &r, &ctx, t_load);

@@ -139,7 +139,7 @@ int cmd_index(int argc, char **argv) {
     progress_finish(&ctx.prog, s.done, s.encoded, s.failed);
     int code = EXIT_OK;
     if (st != GZ_OK)
-        code = cli_report(st);
+        code = cli_report_engine(e, st);
     else if (s.failed > 0)
         code = EXIT_PARTIAL;
     const char *mdir = gz_engine_model_dir(e);

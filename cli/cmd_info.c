@@ -4,8 +4,6 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "core/config.h"
-#include "core/safetensors.h"
 #include "gaze.h"
 
 typedef struct {
@@ -34,81 +32,62 @@ static void human_count(char *buf, size_t n, double v) {
 }
 
 static int model_info(const char *dir, const info_opts *o) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    gz_model_config cfg;
-    gz_status st = gz_config_load(path, &cfg);
+    gz_model_info mi;
+    gz_status st = gz_model_describe(dir, o->weights, &mi);
     if (st != GZ_OK) return cli_report(st);
-    gz_st_file *w = NULL;
-    if (o->weights) {
-        if (o->weights[0] == '/')
-            snprintf(path, sizeof path, "%s", o->weights);
-        else
-            snprintf(path, sizeof path, "%s/%s", dir, o->weights);
-        st = gz_st_open(path, &w);
-    } else
-        st = gz_st_open_dir(dir, &w);
-    if (st != GZ_OK) return cli_report(st);
-    size_t params = gz_st_total_params(w);
-    size_t bytes = gz_st_file_bytes(w);
-    const char *dtypes = gz_st_dtypes(w);
-    const gz_text_config *t = &cfg.text;
-    const gz_vision_config *v = &cfg.vision;
-    int n_patches = v->patch_size > 0 ? (v->image_size / v->patch_size) : 0;
-    n_patches *= n_patches;
-    const char *tok = cfg.family == GZ_FAMILY_CLIP ? "byte-level BPE" : "WordPiece";
-    int has_itm = cfg.family == GZ_FAMILY_BLIP;
     if (o->json) {
         FILE *f = stdout;
         fputs("{\"path\":", f);
         out_json_str(f, dir);
         fputs(",\"family\":", f);
-        out_json_str(f, cfg.model_type);
+        out_json_str(f, mi.model_type);
         fputs(",\"architecture\":", f);
-        out_json_str(f, cfg.architecture);
-        fprintf(f, ",\"projection_dim\":%d,\"has_itm\":%s", cfg.projection_dim,
-                has_itm ? "true" : "false");
+        out_json_str(f, mi.architecture);
+        fprintf(f, ",\"projection_dim\":%d,\"has_itm\":%s", mi.projection_dim,
+                mi.has_itm ? "true" : "false");
         fprintf(f,
                 ",\"text\":{\"hidden_size\":%d,\"layers\":%d,\"heads\":%d,"
                 "\"intermediate_size\":%d,\"vocab_size\":%d,\"max_positions\":%d,\"act\":",
-                t->hidden_size, t->num_layers, t->num_heads, t->intermediate_size, t->vocab_size,
-                t->max_position_embeddings);
-        out_json_str(f, gz_act_name(t->act));
+                mi.text.hidden_size, mi.text.layers, mi.text.heads, mi.text.intermediate_size,
+                mi.text.vocab_size, mi.text.max_positions);
+        out_json_str(f, mi.text.act);
         fputs(",\"tokenizer\":", f);
-        out_json_str(f, tok);
+        out_json_str(f, mi.text.tokenizer);
         fprintf(f, "}");
         fprintf(f,
                 ",\"vision\":{\"hidden_size\":%d,\"layers\":%d,\"heads\":%d,"
                 "\"intermediate_size\":%d,\"image_size\":%d,\"patch_size\":%d,\"patches\":%d,"
                 "\"act\":",
-                v->hidden_size, v->num_layers, v->num_heads, v->intermediate_size, v->image_size,
-                v->patch_size, n_patches);
-        out_json_str(f, gz_act_name(v->act));
-        fprintf(f, "},\"parameters\":%zu,\"tensors\":%zu,\"dtypes\":", params, gz_st_count(w));
-        out_json_str(f, dtypes);
-        fprintf(f, ",\"file_bytes\":%zu}\n", bytes);
+                mi.vision.hidden_size, mi.vision.layers, mi.vision.heads,
+                mi.vision.intermediate_size, mi.vision.image_size, mi.vision.patch_size,
+                mi.vision.patches);
+        out_json_str(f, mi.vision.act);
+        fprintf(f, "},\"parameters\":%zu,\"tensors\":%zu,\"dtypes\":", mi.parameters,
+                mi.tensors);
+        out_json_str(f, mi.dtypes);
+        fprintf(f, ",\"file_bytes\":%zu}\n", mi.file_bytes);
     } else {
         char pb[32], fb[32];
-        human_count(pb, sizeof pb, (double)params);
-        human_bytes(fb, sizeof fb, (double)bytes);
+        human_count(pb, sizeof pb, (double)mi.parameters);
+        human_bytes(fb, sizeof fb, (double)mi.file_bytes);
         printf("model         %s\n", dir);
-        printf("family        %s (%s)%s\n", cfg.model_type,
-               cfg.architecture[0] ? cfg.architecture : "no architectures entry",
-               has_itm ? ", ITM fusion head" : "");
+        printf("family        %s (%s)%s\n", mi.model_type,
+               mi.architecture[0] ? mi.architecture : "no architectures entry",
+               mi.has_itm ? ", ITM fusion head" : "");
         printf("text tower    hidden %d, %d layers, %d heads, MLP %d, vocab %d, max positions %d,"
                " %s, %s\n",
-               t->hidden_size, t->num_layers, t->num_heads, t->intermediate_size, t->vocab_size,
-               t->max_position_embeddings, gz_act_name(t->act), tok);
+               mi.text.hidden_size, mi.text.layers, mi.text.heads, mi.text.intermediate_size,
+               mi.text.vocab_size, mi.text.max_positions, mi.text.act, mi.text.tokenizer);
         printf("vision tower  hidden %d, %d layers, %d heads, MLP %d, image %dx%d, patch %d"
                " (%d patches), %s\n",
-               v->hidden_size, v->num_layers, v->num_heads, v->intermediate_size, v->image_size,
-               v->image_size, v->patch_size, n_patches, gz_act_name(v->act));
-        printf("projection    %d\n", cfg.projection_dim);
-        printf("parameters    %zu (%s) in %zu tensors\n", params, pb, gz_st_count(w));
-        printf("dtypes        %s\n", dtypes);
-        printf("file size     %zu bytes (%s)\n", bytes, fb);
+               mi.vision.hidden_size, mi.vision.layers, mi.vision.heads,
+               mi.vision.intermediate_size, mi.vision.image_size, mi.vision.image_size,
+               mi.vision.patch_size, mi.vision.patches, mi.vision.act);
+        printf("projection    %d\n", mi.projection_dim);
+        printf("parameters    %zu (%s) in %zu tensors\n", mi.parameters, pb, mi.tensors);
+        printf("dtypes        %s\n", mi.dtypes);
+        printf("file size     %zu bytes (%s)\n", mi.file_bytes, fb);
     }
-    gz_st_close(w);
     return EXIT_OK;
 }
 

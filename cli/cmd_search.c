@@ -253,6 +253,31 @@ static int write_html(const gz_results *r, const search_opts *o, const char *que
     return EXIT_OK;
 }
 
+/* 1 when a failed search with --rerank failed because re-ranking was refused: the model has
+ * no ITM head (GZ_EUNSUPPORTED), or the query is not one re-ranking handles (GZ_EINVAL: a
+ * composed query, or not text over images / image over texts). Products are not re-ranked. */
+static int rerank_refused(gz_engine *e, const search_opts *o, const gz_query *q, gz_status st) {
+    if (o->rerank <= 0 || q->target == GZ_TARGET_PRODUCTS) return 0;
+    if (st == GZ_EINVAL)
+        return q->n_terms != 1 || (q->target == GZ_TARGET_IMAGES) != (q->terms[0].text != NULL);
+    if (st != GZ_EUNSUPPORTED) return 0;
+    const char *dir = gz_engine_model_dir(e);
+    gz_model_info mi;
+    return dir && gz_model_describe(dir, o->weights, &mi) == GZ_OK && !mi.has_itm;
+}
+
+/* The library says what is wrong; the CLI names the flag that asked for it (--rerank) or
+ * that fixes it (--model, see cli_report_engine). */
+static int report_search_error(gz_engine *e, const search_opts *o, const gz_query *q,
+                               gz_status st) {
+    if (st != GZ_EUNSUPPORTED && st != GZ_EINVAL) return cli_report_engine(e, st);
+    char *msg = strdup(gz_last_error()); /* rerank_refused may set another message */
+    int refused = rerank_refused(e, o, q, st);
+    int rc = cli_report_text(st, refused ? "--rerank: " : NULL, msg ? msg : gz_last_error(), NULL);
+    free(msg);
+    return rc;
+}
+
 int cmd_search(int argc, char **argv) {
     search_opts o;
     memset(&o, 0, sizeof o);
@@ -348,7 +373,7 @@ int cmd_search(int argc, char **argv) {
     gz_status st = gz_engine_search(e, &q, &r);
     int code = EXIT_OK;
     if (st != GZ_OK) {
-        code = cli_report(st);
+        code = report_search_error(e, &o, &q, st);
     } else if (o.json) {
         print_json(&r, &o);
     } else if (o.paths) {

@@ -3,8 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/config.h"
-#include "text_encoder/tokenizer.h"
+#include "gaze.h"
 
 static const char TOK_DETAILS[] =
     "Texts are tokenised exactly as the model's text tower sees them: special tokens added,\n"
@@ -42,26 +41,25 @@ int cmd_tokenize(int argc, char **argv) {
         cli_errorf("no model: give --model DIR or set $GAZE_MODEL");
         return EXIT_USAGE;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    gz_model_config cfg;
-    gz_status st = gz_config_load(path, &cfg);
-    gz_tokenizer *t = NULL;
-    if (st == GZ_OK) {
-        gz_tokenizer_params tp = gz_tokenizer_default_params();
-        tp.clip_fast = fast;
-        st = gz_tokenizer_load(dir, cfg.family, cfg.text.max_position_embeddings, &tp, &t);
-    }
+    /* The whole model is loaded (its weights are mapped, not read): the tokenizer is the one
+     * the model's text tower uses, with its length limit. */
+    gz_model_params mp = gz_model_default_params();
+    mp.clip_fast_tokenizer = fast;
+    gz_model *m = NULL;
+    gz_status st = gz_model_load(dir, &mp, &m);
+    int max_len = st == GZ_OK ? gz_model_max_length(m) : 0;
+    if (st == GZ_OK && max_len < 0) st = GZ_EINVAL; /* the tokenizer did not load: message set */
     if (st != GZ_OK) {
+        gz_model_free(m);
         cli_list_free(&pos);
         return cli_report(st);
     }
-    int max_len = no_trunc ? 0 : gz_tokenizer_max_length(t);
+    if (no_trunc) max_len = 0;
     for (int i = 0; i < pos.n && st == GZ_OK; i++) {
         int32_t *ids = NULL, *full = NULL;
         int n = 0, n_full = 0;
-        st = gz_tokenizer_encode(t, pos.v[i], max_len, &ids, &n);
-        if (st == GZ_OK && max_len > 0) st = gz_tokenizer_encode(t, pos.v[i], 0, &full, &n_full);
+        st = gz_model_tokenize(m, pos.v[i], max_len, &ids, &n);
+        if (st == GZ_OK && max_len > 0) st = gz_model_tokenize(m, pos.v[i], 0, &full, &n_full);
         if (st != GZ_OK) {
             free(ids);
             free(full);
@@ -77,7 +75,7 @@ int cmd_tokenize(int argc, char **argv) {
             fputs("],\"tokens\":[", stdout);
             for (int j = 0; j < n; j++) {
                 if (j) fputc(',', stdout);
-                const char *tok = gz_tokenizer_id_to_token(t, ids[j]);
+                const char *tok = gz_model_token_text(m, ids[j]);
                 out_json_str(stdout, tok ? tok : "");
             }
             printf("],\"truncated\":%s}\n", truncated ? "true" : "false");
@@ -85,7 +83,7 @@ int cmd_tokenize(int argc, char **argv) {
             printf("%s\n", pos.v[i]);
             printf("  %d tokens%s:", n, truncated ? " (truncated)" : "");
             for (int j = 0; j < n; j++) {
-                const char *tok = gz_tokenizer_id_to_token(t, ids[j]);
+                const char *tok = gz_model_token_text(m, ids[j]);
                 printf(" %s(%d)", tok ? tok : "?", (int)ids[j]);
             }
             fputc('\n', stdout);
@@ -93,7 +91,7 @@ int cmd_tokenize(int argc, char **argv) {
         free(ids);
         free(full);
     }
-    gz_tokenizer_free(t);
+    gz_model_free(m);
     cli_list_free(&pos);
     return st == GZ_OK ? EXIT_OK : cli_report(st);
 }

@@ -5,11 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
-
 #include <jpeglib.h>
 
-#include "vision_encoder/preprocess.h" /* gz_image_thumbnail */
+#include "cli/cli.h"
 
 /* Decode one UTF-8 sequence at s (n bytes left). Returns its length (1..4) and sets *cp,
  * or 0 when the bytes are not valid UTF-8 (overlong, surrogate, out of range, truncated). */

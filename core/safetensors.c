@@ -17,8 +17,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/kernels.h"
 #include "core/torchbin.h"
 
@@ -737,4 +739,100 @@ gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t 
     *out = d;
     if (n) *n = t->numel;
     return GZ_OK;
+}
+
+/* ===== fingerprints ===== */
+
+/* Bytes of the little-endian u64 that starts a safetensors file. */
+#define ST_LEN_BYTES 8
+
+/* Feed one weight file: size, length prefix and JSON header (safetensors) or, for a
+ * torch.save ZIP, its size and data.pkl. */
+static gz_status fingerprint_file(const char *path, XXH3_state_t *h) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
+    unsigned char len8[ST_LEN_BYTES];
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || fread(len8, 1, ST_LEN_BYTES, f) != ST_LEN_BYTES) {
+        fclose(f);
+        return GZ_FAIL(GZ_EIO, "%s: cannot read the safetensors header", path);
+    }
+    if (gz_tb_is_zip(len8, ST_LEN_BYTES)) { /* pytorch_model.bin: its data.pkl is the header */
+        fclose(f);
+        return gz_tb_fingerprint(path, h);
+    }
+    uint64_t hlen = 0;
+    for (int i = ST_LEN_BYTES - 1; i >= 0; i--) hlen = (hlen << 8) | len8[i];
+    if (hlen > GZ_ST_MAX_HEADER || hlen > (uint64_t)st.st_size - ST_LEN_BYTES) {
+        fclose(f);
+        return GZ_FAIL(GZ_EINVAL, "%s: bad safetensors header length", path);
+    }
+    unsigned char *buf = malloc(hlen ? (size_t)hlen : 1);
+    if (!buf) {
+        fclose(f);
+        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+    }
+    if (fread(buf, 1, (size_t)hlen, f) != hlen) {
+        free(buf);
+        fclose(f);
+        return GZ_FAIL(GZ_EIO, "%s: short read of the safetensors header", path);
+    }
+    fclose(f);
+    uint64_t size = (uint64_t)st.st_size;
+    XXH3_128bits_update(h, &size, sizeof size);
+    XXH3_128bits_update(h, len8, ST_LEN_BYTES);
+    XXH3_128bits_update(h, buf, (size_t)hlen);
+    free(buf);
+    return GZ_OK;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Feed every shard named in an index's weight_map (sorted, each once). */
+static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
+    json_error_t jerr;
+    json_t *root = json_load_file(index_path, 0, &jerr);
+    if (!root) return GZ_FAIL(GZ_EINVAL, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
+    json_t *map = json_object_get(root, "weight_map");
+    if (!json_is_object(map)) {
+        json_decref(root);
+        return GZ_FAIL(GZ_EINVAL, "%s: no weight_map object", index_path);
+    }
+    size_t n = json_object_size(map), k = 0;
+    const char **names = calloc(n ? n : 1, sizeof *names);
+    if (!names) {
+        json_decref(root);
+        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", index_path);
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(map, key, val) {
+        if (json_is_string(val)) names[k++] = json_string_value(val);
+    }
+    qsort(names, k, sizeof *names, cmp_str);
+    char *dir = strdup(index_path);
+    gz_status st = dir ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = 0;
+        else strcpy(dir, ".");
+    }
+    for (size_t i = 0; st == GZ_OK && i < k; i++) {
+        if (i > 0 && strcmp(names[i], names[i - 1]) == 0) continue;
+        char *p = gz_path_join(dir, names[i]);
+        if (!p) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        else st = fingerprint_file(p, h);
+        free(p);
+    }
+    free(dir);
+    free(names);
+    json_decref(root);
+    return st;
+}
+
+gz_status gz_st_fingerprint(const char *path, struct XXH3_state_s *h) {
+    if (!path || !h) return GZ_FAIL(GZ_EINVAL, "gz_st_fingerprint: NULL argument");
+    return ends_with(path, ".index.json") ? fingerprint_shards(path, h) : fingerprint_file(path, h);
 }

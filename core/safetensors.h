@@ -71,4 +71,15 @@ gz_status gz_st_f32_fmt(gz_st_file *f, const float **out, int ndim, const int64_
 /* Copy an integer tensor (I64/I32/U8/...) into a new int64 array (caller frees). */
 gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t *n);
 
+/* Feed a checkpoint's identity into the XXH3-128 state h without reading its tensor data:
+ * for a .safetensors file its size (u64, host byte order), 8-byte header length and JSON
+ * header; for a torch.save ZIP (detected by content) what gz_tb_fingerprint feeds; for a
+ * sharded checkpoint (path ends in ".index.json") each shard named in its weight_map, in
+ * sorted order, each once (the index file itself is not fed). This is the weights part of
+ * gz_model_fingerprint, whose values databases store: what is fed must never change.
+ * GZ_EIO/GZ_ENOTFOUND if a file cannot be read, GZ_EINVAL for a bad header length or index;
+ * h may have been partly fed on error. */
+struct XXH3_state_s; /* XXH3_state_t of <xxhash.h> */
+gz_status gz_st_fingerprint(const char *path, struct XXH3_state_s *h);
+
 #endif

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
+
 #include "core/error.h"
 
 /* ===== ZIP ===== */
@@ -923,4 +925,18 @@ gz_status gz_tb_read_pickle(const char *path, unsigned char **out, size_t *len) 
     }
     munmap(m, size);
     return s;
+}
+
+gz_status gz_tb_fingerprint(const char *path, struct XXH3_state_s *h) {
+    struct stat st;
+    if (stat(path, &st) != 0) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
+    unsigned char *pkl = NULL;
+    size_t plen = 0;
+    gz_status s = gz_tb_read_pickle(path, &pkl, &plen);
+    if (s != GZ_OK) return s;
+    uint64_t size = (uint64_t)st.st_size;
+    XXH3_128bits_update(h, &size, sizeof size);
+    XXH3_128bits_update(h, pkl, plen);
+    free(pkl);
+    return GZ_OK;
 }

@@ -66,4 +66,12 @@ gz_status gz_tb_pickle(const void *buf, size_t size, const char *path, const voi
  * Errors as gz_tb_parse, plus GZ_EIO/GZ_ENOTFOUND if the file cannot be read. */
 gz_status gz_tb_read_pickle(const char *path, unsigned char **out, size_t *len);
 
+/* Feed a torch.save ZIP file's identity into the XXH3-128 state h: its size (u64, host byte
+ * order) then its data.pkl bytes, the checkpoint's header. Two copies of a checkpoint feed the
+ * same bytes wherever they lie; the tensor data is not read. This is the .bin part of
+ * gz_model_fingerprint: changing what is fed changes every stored fingerprint. Errors as
+ * gz_tb_read_pickle; nothing is fed on error. */
+struct XXH3_state_s; /* XXH3_state_t of <xxhash.h> */
+gz_status gz_tb_fingerprint(const char *path, struct XXH3_state_s *h);
+
 #endif

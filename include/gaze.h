@@ -88,6 +88,58 @@ float gz_model_logit_scale(const gz_model *m);
  * file's size and safetensors header (each shard of a sharded checkpoint). */
 gz_status gz_model_fingerprint(const gz_model *m, char out[65]);
 
+/* Tokenise text with the model's own tokenizer (loaded on first use, as for encoding), special
+ * tokens included. max_length < 0: truncate to gz_model_max_length(m), as encoding does;
+ * 0: no truncation; > 0: truncate to that many ids. *ids is malloc'd (caller frees), *n ids.
+ * GZ_EINVAL for bad arguments; the tokenizer's load errors (message names the file). On error
+ * *ids is NULL and *n 0. Thread-safe like encoding. */
+gz_status gz_model_tokenize(gz_model *m, const char *text, int max_length, int32_t **ids, int *n);
+/* The vocabulary string of token id (e.g. "dog", "</w>"-suffixed BPE pieces, "[CLS]"), owned by
+ * m; NULL when id is out of range or the tokenizer cannot be loaded (message set). */
+const char *gz_model_token_text(gz_model *m, int32_t id);
+/* The longest token sequence (special tokens included) the text tower is given: 35 (BLIP),
+ * 77 (CLIP), 52 (Chinese-CLIP) for the usual checkpoints. Loads the tokenizer if needed;
+ * -1 when it cannot be loaded (message set). */
+int gz_model_max_length(gz_model *m);
+
+/* What a model directory holds, read from config.json and the weight files' headers only
+ * (no preprocessor_config.json or tokenizer needed, no tensor data read): gaze info. */
+typedef struct {
+    char model_type[32];   /* config.json model_type: "blip", "clip", "chinese_clip" */
+    char architecture[64]; /* config.json architectures[0]; "" when absent */
+    gz_family family;
+    int projection_dim;    /* embedding size (gz_model_dim) */
+    int has_itm;           /* 1 for BLIP (image-text matching head) */
+    struct {
+        int hidden_size, layers, heads, intermediate_size, vocab_size, max_positions;
+        const char *act;       /* activation name, static: "gelu", "quick_gelu", ... */
+        const char *tokenizer; /* static: "WordPiece" (BLIP, Chinese-CLIP) or "byte-level BPE" */
+    } text;
+    struct {
+        int hidden_size, layers, heads, intermediate_size, image_size, patch_size;
+        int patches;     /* (image_size / patch_size)^2, class token not counted */
+        const char *act; /* static */
+    } vision;
+    size_t parameters;   /* elements of all tensors */
+    size_t tensors;      /* number of tensors */
+    char dtypes[64];     /* dtypes present, sorted, joined by '+': "F32", "F16+F32" */
+    size_t file_bytes;   /* total size of the weight file(s) */
+} gz_model_info;
+
+/* Describe the model directory dir. weights_file as in gz_model_params (NULL: the default
+ * model.safetensors, .index.json, pytorch_model.bin, ... search). GZ_OK and *out filled, or the
+ * config / weights reader's error (GZ_ENOTFOUND, GZ_EIO, GZ_EINVAL, GZ_EUNSUPPORTED) with a
+ * message naming the file; *out is zeroed then. */
+gz_status gz_model_describe(const char *dir, const char *weights_file, gz_model_info *out);
+
+/* Read an already preprocessed pixel tensor for gz_encode_pixels from the safetensors (or
+ * torch.save) file path: tensor key (NULL: "pixel_values") of shape (N, 3, S, S),
+ * S = gz_model_image_size(m), any float dtype. *pixels is a malloc'd F32 copy (caller frees),
+ * *n = N. GZ_ENOTFOUND "no tensor 'K'" when the file lacks key; GZ_EINVAL when its shape is
+ * not (N, 3, S, S); the file reader's errors otherwise. On error *pixels is NULL and *n 0. */
+gz_status gz_model_load_pixels(gz_model *m, const char *path, const char *key, float **pixels,
+                               int *n);
+
 /* ===== Images (vision_encoder/image.c) ===== */
 
 typedef struct {
@@ -120,6 +172,11 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
 void gz_image_free(gz_image *img);
 /* Image decode parameters the model's preprocessing wants (min_size, exif, max_pixels). */
 gz_image_params gz_model_image_params(const gz_model *m);
+/* A small copy of img whose longer side is at most max_side (aspect kept, never enlarged;
+ * stb_image_resize, not PIL-exact: for previews such as the HTML gallery). out gets its own
+ * pixels (free with gz_image_free) and img's metadata with the new width/height. GZ_EINVAL
+ * for an empty image or max_side <= 0 (out left empty), GZ_ENOMEM. */
+gz_status gz_image_thumbnail(const gz_image *img, int max_side, gz_image *out);
 
 /* ===== Encoding (model/) ===== */
 

@@ -7,16 +7,13 @@
  *
  * Towers load lazily under the model's mutex (a text query never touches the vision
  * weights); once loaded they are immutable, so encoding may run from several threads. */
-#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#define XXH_INLINE_ALL /* header-only xxHash: gaze_fusion needs no extra link dependency */
-#include <jansson.h>
 #include <xxhash.h>
 
 #include "core/config.h"
@@ -25,7 +22,6 @@
 #include "core/threads.h"
 #include "core/kernels.h"
 #include "core/safetensors.h"
-#include "core/torchbin.h"
 #include "fusion/itm.h"
 #include "gaze.h"
 #include "text_encoder/text_tower.h"
@@ -39,10 +35,8 @@
 
 /* Texts tokenised and encoded per forward pass (bounds the padded batch). */
 #define MODEL_TEXT_BATCH 64
-/* Largest config/index JSON read for the fingerprint. */
+/* Largest config JSON read for the fingerprint. */
 #define MODEL_MAX_JSON (64u * 1024u * 1024u)
-/* Bytes of a safetensors header prefix (little-endian u64 length). */
-#define ST_LEN_BYTES 8
 
 struct gz_model {
     char *dir;                /* model directory (owned) */
@@ -61,110 +55,10 @@ struct gz_model {
     gz_itm *itm;
 };
 
-/* ===== small helpers ===== */
-
-
-
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* Feed a safetensors file's size and header (length prefix + JSON) into the hash. */
-static gz_status hash_st_file(XXH3_state_t *h, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
-    unsigned char len8[ST_LEN_BYTES];
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || fread(len8, 1, ST_LEN_BYTES, f) != ST_LEN_BYTES) {
-        fclose(f);
-        return GZ_FAIL(GZ_EIO, "%s: cannot read the safetensors header", path);
-    }
-    if (gz_tb_is_zip(len8, ST_LEN_BYTES)) { /* pytorch_model.bin: its data.pkl is the header */
-        fclose(f);
-        unsigned char *pkl = NULL;
-        size_t plen = 0;
-        gz_status ps = gz_tb_read_pickle(path, &pkl, &plen);
-        if (ps != GZ_OK) return ps;
-        uint64_t size = (uint64_t)st.st_size;
-        XXH3_128bits_update(h, &size, sizeof size);
-        XXH3_128bits_update(h, pkl, plen);
-        free(pkl);
-        return GZ_OK;
-    }
-    uint64_t hlen = 0;
-    for (int i = ST_LEN_BYTES - 1; i >= 0; i--) hlen = (hlen << 8) | len8[i];
-    if (hlen > GZ_ST_MAX_HEADER || hlen > (uint64_t)st.st_size - ST_LEN_BYTES) {
-        fclose(f);
-        return GZ_FAIL(GZ_EINVAL, "%s: bad safetensors header length", path);
-    }
-    unsigned char *buf = malloc(hlen ? (size_t)hlen : 1);
-    if (!buf) {
-        fclose(f);
-        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-    }
-    if (fread(buf, 1, (size_t)hlen, f) != hlen) {
-        free(buf);
-        fclose(f);
-        return GZ_FAIL(GZ_EIO, "%s: short read of the safetensors header", path);
-    }
-    fclose(f);
-    uint64_t size = (uint64_t)st.st_size;
-    XXH3_128bits_update(h, &size, sizeof size);
-    XXH3_128bits_update(h, len8, ST_LEN_BYTES);
-    XXH3_128bits_update(h, buf, (size_t)hlen);
-    free(buf);
-    return GZ_OK;
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Hash every shard named in a model.safetensors.index.json (sorted, each once). */
-static gz_status hash_shards(XXH3_state_t *h, const char *index_path) {
-    json_error_t jerr;
-    json_t *root = json_load_file(index_path, 0, &jerr);
-    if (!root) return GZ_FAIL(GZ_EINVAL, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
-    json_t *map = json_object_get(root, "weight_map");
-    if (!json_is_object(map)) {
-        json_decref(root);
-        return GZ_FAIL(GZ_EINVAL, "%s: no weight_map object", index_path);
-    }
-    size_t n = json_object_size(map), k = 0;
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    if (!names) {
-        json_decref(root);
-        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", index_path);
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(map, key, val) {
-        if (json_is_string(val)) names[k++] = json_string_value(val);
-    }
-    qsort(names, k, sizeof *names, cmp_str);
-    char *dir = strdup(index_path);
-    gz_status st = dir ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else strcpy(dir, ".");
-    }
-    for (size_t i = 0; st == GZ_OK && i < k; i++) {
-        if (i > 0 && strcmp(names[i], names[i - 1]) == 0) continue;
-        char *p = gz_path_join(dir, names[i]);
-        if (!p) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
-        else st = hash_st_file(h, p);
-        free(p);
-    }
-    free(dir);
-    free(names);
-    json_decref(root);
-    return st;
-}
-
 /* Digest of config.json (+ preprocessor_config.json) bytes and the weights' sizes and
- * headers: independent of the directory's path. */
+ * headers (fed by the format that owns them, gz_st_fingerprint): independent of the
+ * directory's path. Databases store it: the bytes fed and their order must never change
+ * (tests/test_model_load.c pins values). */
 static gz_status compute_fingerprint(gz_model *m, const char *config_path, const char *pp_path) {
     XXH3_state_t *h = XXH3_createState();
     if (!h) return GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -186,9 +80,7 @@ static gz_status compute_fingerprint(gz_model *m, const char *config_path, const
             free(buf);
         }
     }
-    if (st == GZ_OK)
-        st = ends_with(m->weights_path, ".index.json") ? hash_shards(h, m->weights_path)
-                                                       : hash_st_file(h, m->weights_path);
+    if (st == GZ_OK) st = gz_st_fingerprint(m->weights_path, h);
     if (st == GZ_OK) {
         XXH128_hash_t d = XXH3_128bits_digest(h);
         snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx%016llx",
@@ -400,6 +292,120 @@ gz_status gz_model_fingerprint(const gz_model *m, char out[65]) {
     if (!m || !out) return GZ_FAIL(GZ_EINVAL, "gz_model_fingerprint: NULL argument");
     memcpy(out, m->fingerprint, sizeof m->fingerprint);
     return GZ_OK;
+}
+
+/* ===== Tokens, description, pixel files ===== */
+
+gz_status gz_model_tokenize(gz_model *m, const char *text, int max_length, int32_t **ids, int *n) {
+    if (ids) *ids = NULL;
+    if (n) *n = 0;
+    if (!m || !text || !ids || !n) return GZ_FAIL(GZ_EINVAL, "gz_model_tokenize: NULL argument");
+    gz_status st = locked(m, need_tokenizer);
+    if (st != GZ_OK) return st;
+    // the tokenizer's own convention: 0 = no truncation
+    int max_len = max_length < 0 ? gz_tokenizer_max_length(m->tok) : max_length;
+    return gz_tokenizer_encode(m->tok, text, max_len, ids, n);
+}
+
+const char *gz_model_token_text(gz_model *m, int32_t id) {
+    if (!m) return NULL;
+    if (locked(m, need_tokenizer) != GZ_OK) return NULL;
+    return gz_tokenizer_id_to_token(m->tok, id);
+}
+
+int gz_model_max_length(gz_model *m) {
+    if (!m) return -1;
+    if (locked(m, need_tokenizer) != GZ_OK) return -1;
+    return gz_tokenizer_max_length(m->tok);
+}
+
+/* Copy a string into a fixed field, truncating (fields are sized for every known value). */
+static void copy_field(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+gz_status gz_model_describe(const char *dir, const char *weights_file, gz_model_info *out) {
+    if (!out) return GZ_FAIL(GZ_EINVAL, "gz_model_describe: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (!dir || !*dir) return GZ_FAIL(GZ_EINVAL, "gz_model_describe: no model directory given");
+    const int given = weights_file && *weights_file;
+    char *cfg_path = gz_path_join(dir, "config.json");
+    char *w_path = given ? gz_path_join(dir, weights_file) : NULL;
+    if (!cfg_path || (given && !w_path)) {
+        free(cfg_path);
+        free(w_path);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    gz_model_config cfg;
+    gz_st_file *w = NULL;
+    gz_status st = gz_config_load(cfg_path, &cfg);
+    if (st == GZ_OK) st = given ? gz_st_open(w_path, &w) : gz_st_open_dir(dir, &w);
+    free(cfg_path);
+    free(w_path);
+    if (st != GZ_OK) return st;
+    copy_field(out->model_type, sizeof out->model_type, cfg.model_type);
+    copy_field(out->architecture, sizeof out->architecture, cfg.architecture);
+    out->family = cfg.family;
+    out->projection_dim = cfg.projection_dim;
+    out->has_itm = cfg.family == GZ_FAMILY_BLIP;
+    const gz_text_config *t = &cfg.text;
+    out->text.hidden_size = t->hidden_size;
+    out->text.layers = t->num_layers;
+    out->text.heads = t->num_heads;
+    out->text.intermediate_size = t->intermediate_size;
+    out->text.vocab_size = t->vocab_size;
+    out->text.max_positions = t->max_position_embeddings;
+    out->text.act = gz_act_name(t->act);
+    out->text.tokenizer = cfg.family == GZ_FAMILY_CLIP ? "byte-level BPE" : "WordPiece";
+    const gz_vision_config *v = &cfg.vision;
+    out->vision.hidden_size = v->hidden_size;
+    out->vision.layers = v->num_layers;
+    out->vision.heads = v->num_heads;
+    out->vision.intermediate_size = v->intermediate_size;
+    out->vision.image_size = v->image_size;
+    out->vision.patch_size = v->patch_size;
+    int side = v->patch_size > 0 ? v->image_size / v->patch_size : 0;
+    out->vision.patches = side * side;
+    out->vision.act = gz_act_name(v->act);
+    out->parameters = gz_st_total_params(w);
+    out->tensors = gz_st_count(w);
+    copy_field(out->dtypes, sizeof out->dtypes, gz_st_dtypes(w));
+    out->file_bytes = gz_st_file_bytes(w);
+    gz_st_close(w);
+    return GZ_OK;
+}
+
+gz_status gz_model_load_pixels(gz_model *m, const char *path, const char *key, float **pixels,
+                               int *n) {
+    if (pixels) *pixels = NULL;
+    if (n) *n = 0;
+    if (!m || !path || !pixels || !n)
+        return GZ_FAIL(GZ_EINVAL, "gz_model_load_pixels: NULL argument");
+    if (!key) key = "pixel_values";
+    gz_st_file *f = NULL;
+    gz_status st = gz_st_open(path, &f);
+    if (st != GZ_OK) return st;
+    const gz_st_tensor *t = gz_st_find(f, key);
+    const int S = gz_model_image_size(m);
+    const float *px = NULL;
+    if (!t)
+        st = GZ_FAIL(GZ_ENOTFOUND, "%s: no tensor '%s'", path, key);
+    else if (t->ndim != 4 || t->shape[1] != 3 || t->shape[2] != S || t->shape[3] != S ||
+             t->shape[0] > INT_MAX)
+        st = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' must be (N, 3, %d, %d) for this model", path,
+                     key, S, S);
+    else
+        st = gz_st_f32(f, key, 0, NULL, &px);
+    if (st == GZ_OK) {
+        *pixels = gz_malloc_n(t->numel, sizeof **pixels, "pixel tensor");
+        if (!*pixels) st = GZ_ENOMEM; /* message set by gz_malloc_n */
+    }
+    if (st == GZ_OK) {
+        memcpy(*pixels, px, t->numel * sizeof **pixels);
+        *n = (int)t->shape[0];
+    }
+    gz_st_close(f);
+    return st;
 }
 
 gz_image_params gz_model_image_params(const gz_model *m) {

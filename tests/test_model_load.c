@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/safetensors.h"
@@ -540,6 +541,295 @@ static void test_model_misc(void) {
     CHECK(strlen(gz_version()) > 0);
 }
 
+/* Symlink the Chinese-CLIP fixture's configs and tokenizer and the given files of
+ * tests/data/torchbin (pairs: source, name in dir) into dir. */
+static int link_torchbin_dir(const char *dir, const char *const *bins, size_t nb) {
+    static const char *const links[] = {"config.json", "preprocessor_config.json", "vocab.txt",
+                                        "tokenizer_config.json", "special_tokens_map.json"};
+    char a[4096], b[4096];
+    int ok = 1;
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(a, sizeof a, "%s", gz_test_path("fixtures/chinese_clip/%s", links[i]));
+        snprintf(b, sizeof b, "%s/%s", dir, links[i]);
+        ok = ok && symlink(a, b) == 0;
+    }
+    for (size_t i = 0; i + 1 < nb; i += 2) {
+        snprintf(a, sizeof a, "%s", gz_test_path("torchbin/%s", bins[i]));
+        snprintf(b, sizeof b, "%s/%s", dir, bins[i + 1]);
+        ok = ok && symlink(a, b) == 0;
+    }
+    return ok;
+}
+
+/* Sum of numel and the file size of a fixture's weights, read here with the safetensors
+ * reader, for gz_model_describe to agree with. */
+static void weights_totals(const char *path, size_t *numel, size_t *count, long long *bytes) {
+    gz_st_file *f = NULL;
+    *numel = *count = 0;
+    *bytes = -1;
+    CHECK_OK(gz_st_open(path, &f));
+    if (!f) return;
+    *count = gz_st_count(f);
+    for (size_t i = 0; i < *count; i++) *numel += gz_st_at(f, i)->numel;
+    gz_st_close(f);
+    struct stat sb;
+    if (stat(path, &sb) == 0) *bytes = (long long)sb.st_size;
+}
+
+/* gz_model_describe against config.json and the weights, for every family and dtype. */
+static void test_describe(void) {
+    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
+        const char *dir = gz_test_path("fixtures/%s", CASES[c].dir);
+        json_error_t jerr;
+        json_t *cfg = json_load_file(gz_test_path("fixtures/%s/config.json", CASES[c].dir), 0, &jerr);
+        checks++;
+        CHECK(cfg != NULL);
+        if (!cfg) continue;
+        json_t *tc = json_object_get(cfg, "text_config"), *vc = json_object_get(cfg, "vision_config");
+        for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) {
+            gz_model_info mi;
+            CHECK_OK(gz_model_describe(dir, WEIGHTS[w].file, &mi));
+            size_t numel, count;
+            long long bytes;
+            weights_totals(gz_test_path("fixtures/%s/%s", CASES[c].dir,
+                                        WEIGHTS[w].file ? WEIGHTS[w].file : "model.safetensors"),
+                           &numel, &count, &bytes);
+            static const char *const dt[] = {"F32", "F16", "BF16"};
+            checks++;
+            CHECK(strcmp(mi.model_type, json_string_value(json_object_get(cfg, "model_type"))) == 0);
+            CHECK(strcmp(mi.architecture, json_string_value(json_array_get(
+                                              json_object_get(cfg, "architectures"), 0))) == 0);
+            CHECK(mi.family == CASES[c].family && mi.has_itm == (CASES[c].family == GZ_FAMILY_BLIP));
+            CHECK(mi.text.hidden_size == json_integer_value(json_object_get(tc, "hidden_size")));
+            CHECK(mi.text.layers == json_integer_value(json_object_get(tc, "num_hidden_layers")));
+            if (json_object_get(tc, "vocab_size")) /* else the family's default */
+                CHECK(mi.text.vocab_size == json_integer_value(json_object_get(tc, "vocab_size")));
+            CHECK(mi.text.vocab_size > 0);
+            CHECK(mi.vision.hidden_size == json_integer_value(json_object_get(vc, "hidden_size")));
+            CHECK(mi.vision.image_size == json_integer_value(json_object_get(vc, "image_size")));
+            CHECK(mi.vision.patches == (mi.vision.image_size / mi.vision.patch_size) *
+                                           (mi.vision.image_size / mi.vision.patch_size));
+            CHECK(strcmp(mi.text.tokenizer,
+                         CASES[c].family == GZ_FAMILY_CLIP ? "byte-level BPE" : "WordPiece") == 0);
+            CHECK(mi.text.act && mi.vision.act && strcmp(mi.vision.act, "?") != 0);
+            CHECK(mi.parameters == numel && mi.tensors == count && (long long)mi.file_bytes == bytes);
+            if (strcmp(mi.dtypes, dt[w]) != 0) {
+                fprintf(stderr, "%s %s: dtypes %s, want %s\n", CASES[c].dir,
+                        WEIGHTS[w].file ? WEIGHTS[w].file : "default", mi.dtypes, dt[w]);
+                gz_test_failures++;
+            }
+            gz_model *m = NULL;
+            CHECK_OK(gz_model_load(dir, NULL, &m));
+            if (m) CHECK(mi.projection_dim == gz_model_dim(m) && mi.vision.image_size ==
+                                                                     gz_model_image_size(m));
+            gz_model_free(m);
+        }
+        json_decref(cfg);
+    }
+    // config.json and the weights are all it needs (no preprocessor or tokenizer files)
+    const char *tmp = gz_test_tmpdir("model_describe");
+    char a[1024], b[1024];
+    int ok = 1;
+    static const char *const two[] = {"config.json", "model.safetensors"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s", gz_test_path("fixtures/clip/%s", two[i]));
+        snprintf(b, sizeof b, "%s/%s", tmp, two[i]);
+        ok = ok && symlink(a, b) == 0;
+    }
+    gz_model_info mi;
+    checks++;
+    CHECK(ok);
+    CHECK_OK(gz_model_describe(tmp, NULL, &mi));
+    CHECK(mi.family == GZ_FAMILY_CLIP && mi.tensors > 0);
+    // errors name the file, and leave *out zeroed
+    checks++;
+    memset(&mi, 0x5a, sizeof mi);
+    CHECK(gz_model_describe(gz_test_path("fixtures/no_such_model"), NULL, &mi) != GZ_OK);
+    CHECK(strstr(gz_last_error(), "no_such_model") != NULL && mi.tensors == 0 && mi.text.act == NULL);
+    CHECK(gz_model_describe(gz_test_path("fixtures/clip"), "missing.safetensors", &mi) != GZ_OK);
+    CHECK(strstr(gz_last_error(), "missing.safetensors") != NULL);
+    CHECK(gz_model_describe(NULL, NULL, &mi) == GZ_EINVAL);
+}
+
+/* gz_model_tokenize / gz_model_token_text / gz_model_max_length: the model's own tokenizer
+ * against the HF slow tokenizer cases, and the three truncation modes. */
+static void test_tokenize(void) {
+    static const int want_max_len[] = {35, 77, 52}; /* tokenizer_config.json model_max_length */
+    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
+        gz_model *m = NULL;
+        CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", CASES[c].dir), NULL, &m));
+        json_error_t jerr;
+        json_t *tc = json_load_file(gz_test_path("fixtures/%s/tokenizer_cases.json", CASES[c].dir),
+                                    JSON_ALLOW_NUL, &jerr);
+        checks++;
+        CHECK(m && tc);
+        if (!m || !tc) {
+            gz_model_free(m);
+            json_decref(tc);
+            continue;
+        }
+        checks++;
+        CHECK(gz_model_max_length(m) == want_max_len[c]);
+        json_t *cases = json_object_get(tc, "cases");
+        int n_bad = 0, n_run = 0;
+        for (size_t i = 0; i < json_array_size(cases); i++) {
+            json_t *k = json_array_get(cases, i);
+            const char *text = json_string_value(json_object_get(k, "text"));
+            if (strlen(text) != json_string_length(json_object_get(k, "text"))) continue; /* NUL */
+            json_t *ids_w = json_object_get(k, "ids"), *toks_w = json_object_get(k, "tokens");
+            int32_t *ids = NULL;
+            int n = -1;
+            CHECK_OK(gz_model_tokenize(m, text, 0, &ids, &n));
+            n_run++;
+            int same = ids && (size_t)n == json_array_size(ids_w);
+            for (int j = 0; same && j < n; j++) {
+                const char *tt = gz_model_token_text(m, ids[j]);
+                same = ids[j] == json_integer_value(json_array_get(ids_w, (size_t)j)) && tt &&
+                       strcmp(tt, json_string_value(json_array_get(toks_w, (size_t)j))) == 0;
+            }
+            if (!same && n_bad++ < 3)
+                fprintf(stderr, "%s: tokenize case %zu differs from the HF tokenizer\n",
+                        CASES[c].dir, i);
+            free(ids);
+        }
+        checks++;
+        CHECK(n_bad == 0 && n_run > 60);
+
+        // truncation: < 0 the model's maximum, 0 none, > 0 that many; special tokens kept
+        char longtext[2048] = "";
+        for (int i = 0; i < 200; i++) strcat(longtext, "dog ");
+        int32_t *a = NULL, *full = NULL, *five = NULL;
+        int na = 0, nf = 0, n5 = 0;
+        CHECK_OK(gz_model_tokenize(m, longtext, -1, &a, &na));
+        CHECK_OK(gz_model_tokenize(m, longtext, 0, &full, &nf));
+        CHECK_OK(gz_model_tokenize(m, longtext, 5, &five, &n5));
+        checks++;
+        CHECK(na == want_max_len[c] && nf > na && n5 == 5);
+        CHECK(a && full && five && a[0] == full[0] && a[na - 1] == full[nf - 1] &&
+              five[4] == full[nf - 1]);
+        free(a);
+        free(full);
+        free(five);
+        // out-of-range ids and bad arguments
+        checks++;
+        CHECK(gz_model_token_text(m, -1) == NULL && gz_model_token_text(m, 1 << 30) == NULL);
+        int32_t *ids = (int32_t *)1;
+        int n = 7;
+        CHECK(gz_model_tokenize(m, NULL, -1, &ids, &n) == GZ_EINVAL && ids == NULL && n == 0);
+        json_decref(tc);
+        gz_model_free(m);
+    }
+    // a model directory without tokenizer files: the load error, no crash
+    const char *tmp = gz_test_tmpdir("model_tokenize");
+    static const char *const files[] = {"config.json", "preprocessor_config.json",
+                                        "model.safetensors"};
+    int ok = 1;
+    for (int i = 0; i < 3; i++) {
+        char from[1024], to[1024];
+        snprintf(from, sizeof from, "%s", gz_test_path("fixtures/clip/%s", files[i]));
+        snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
+        ok = ok && symlink(from, to) == 0;
+    }
+    gz_model *m = NULL;
+    CHECK_OK(gz_model_load(tmp, NULL, &m));
+    if (m) {
+        int32_t *ids = NULL;
+        int n = 0;
+        checks++;
+        CHECK(ok && gz_model_tokenize(m, "a cat", -1, &ids, &n) != GZ_OK && ids == NULL);
+        CHECK(gz_model_max_length(m) == -1 && gz_model_token_text(m, 0) == NULL);
+        gz_model_free(m);
+    }
+}
+
+/* gz_model_load_pixels: the fixture's pixel_values, a missing key, a tensor of another shape. */
+static void test_load_pixels(void) {
+    for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
+        gz_model *m = NULL;
+        CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", CASES[c].dir), NULL, &m));
+        gz_st_file *ex = NULL;
+        const char *exp = gz_test_path("fixtures/%s/expected.safetensors", CASES[c].dir);
+        CHECK_OK(gz_st_open(exp, &ex));
+        if (!m || !ex) {
+            gz_model_free(m);
+            gz_st_close(ex);
+            continue;
+        }
+        const int S = gz_model_image_size(m);
+        const size_t sz = (size_t)NI * 3 * S * S;
+        const float *w = want(ex, "", "pixel_values", sz);
+        for (int k = 0; k < 2; k++) { /* the key given, then the default */
+            float *px = NULL;
+            int n = 0;
+            CHECK_OK(gz_model_load_pixels(m, exp, k ? NULL : "pixel_values", &px, &n));
+            checks++;
+            CHECK(n == NI && px && w && memcmp(px, w, sz * sizeof *px) == 0);
+            free(px);
+        }
+        float *px = (float *)1;
+        int n = 9;
+        checks++;
+        CHECK(gz_model_load_pixels(m, exp, "nope", &px, &n) == GZ_ENOTFOUND && !px && n == 0);
+        CHECK(strstr(gz_last_error(), "no tensor 'nope'") != NULL);
+        CHECK(strstr(gz_last_error(), "--") == NULL); /* the CLI adds its flags, not the library */
+        checks++;
+        CHECK(gz_model_load_pixels(m, exp, CASES[c].text_key, &px, &n) == GZ_EINVAL && !px);
+        CHECK(strstr(gz_last_error(), "must be (N, 3,") != NULL);
+        checks++;
+        CHECK(gz_model_load_pixels(m, gz_test_path("fixtures/nope.safetensors"), NULL, &px, &n) !=
+                  GZ_OK &&
+              !px);
+        gz_st_close(ex);
+        gz_model_free(m);
+    }
+}
+
+/* Fingerprints are stored in databases (models.fingerprint): the values below were computed
+ * by the code of commit 2bd1876, before the hashing moved into core/safetensors.c and
+ * core/torchbin.c; any change to them orphans every stored vector. */
+static void test_fingerprint_pinned(void) {
+    const char *tmp = gz_test_tmpdir("model_fingerprint_pinned");
+    static const char *const single[] = {"chinese_clip.f32.bin", "pytorch_model.bin"};
+    static const char *const sharded[] = {
+        "pytorch_model-00001-of-00002.bin", "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin", "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",     "pytorch_model.bin.index.json"};
+    char bin1[1200], bin2[1200];
+    snprintf(bin1, sizeof bin1, "%s/bin1", tmp);
+    snprintf(bin2, sizeof bin2, "%s/bin2", tmp);
+    checks++;
+    CHECK(mkdir(bin1, 0700) == 0 && link_torchbin_dir(bin1, single, 2));
+    CHECK(mkdir(bin2, 0700) == 0 && link_torchbin_dir(bin2, sharded, 6));
+    static const struct {
+        const char *what, *weights, *want;
+    } pins[] = {
+        {"blip_itm", NULL, "49657713ed7532cf148f15a9687a6a68"},
+        {"clip", NULL, "88f6d99c53dc9daa1b05876c631f5464"},
+        {"chinese_clip", NULL, "e3fb0516cf1456ca71f5cb5854f2221a"},
+        {"clip", "model.f16.safetensors", "e5103a70944c0e9dd9bdc051516cf598"},
+        {"bin1", NULL, "4632baf23dd30df4656b3167b3024f10"},
+        {"bin2", NULL, "a58931bc583a1722c09411797e873ced"},
+    };
+    for (size_t i = 0; i < sizeof pins / sizeof pins[0]; i++) {
+        const char *dir = strcmp(pins[i].what, "bin1") == 0   ? bin1
+                          : strcmp(pins[i].what, "bin2") == 0 ? bin2
+                                                              : gz_test_path("fixtures/%s", pins[i].what);
+        gz_model_params mp = gz_model_default_params();
+        mp.weights_file = pins[i].weights;
+        gz_model *m = NULL;
+        char fp[65] = "";
+        CHECK_OK(gz_model_load(dir, &mp, &m));
+        if (m) CHECK_OK(gz_model_fingerprint(m, fp));
+        gz_model_free(m);
+        checks++;
+        if (strcmp(fp, pins[i].want) != 0) {
+            fprintf(stderr, "fingerprint of %s (%s): got %s want %s\n", pins[i].what,
+                    pins[i].weights ? pins[i].weights : "default weights", fp, pins[i].want);
+            gz_test_failures++;
+        }
+    }
+}
+
 /* A large photo through the default fast (DCT-scaled) decode and through a full decode:
  * smaller decode, nearly the same embedding. */
 static void test_fast_decode(void) {
@@ -588,6 +878,10 @@ int main(void) {
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
         for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) run_case(&CASES[c], &WEIGHTS[w]);
     test_model_misc();
+    test_fingerprint_pinned();
+    test_describe();
+    test_tokenize();
+    test_load_pixels();
     test_model_threads();
     test_sharded();
     test_fast_decode();

@@ -65,9 +65,6 @@ gz_status gz_preprocess_as(const gz_preproc_config *c, const uint8_t *rgb, int w
  * (caller-allocated, oh*ow*3 bytes). Horizontal pass then vertical, uint8 in between. */
 gz_status gz_resize_bicubic_pil(const uint8_t *rgb, int w, int h, uint8_t *out, int ow, int oh);
 
-/* A small copy of img whose longer side is at most max_side (aspect kept, never enlarged;
- * stb_image_resize, not PIL-exact: for previews such as the HTML gallery). out gets its own
- * pixels (free with gz_image_free) and img's metadata with the new width/height. */
-gz_status gz_image_thumbnail(const gz_image *img, int max_side, gz_image *out);
+/* gz_image_thumbnail (previews) is public: declared in gaze.h, defined in preprocess.c. */
 
 #endif
