@@ -1,4 +1,4 @@
-/* engine_query.c - queries: compose text/image terms into one vector, search the store,
+/* query.c - queries: compose text/image terms into one vector, search the store,
  * re-rank the top K with BLIP ITM (LAVIS' itm + itc score), rank products by a text+image
  * combination. */
 #include <math.h>
@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "gaze.h"
+#include "core/fileio.h"
 #include "engine/engine_internal.h"
+#include "fusion/score.h"
+#include "gaze.h"
 
 gz_query gz_query_default(void) {
     gz_query q;
@@ -45,8 +47,8 @@ gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n
     if (st != GZ_OK) return st;
     if (n <= 0) return GZ_FAIL(GZ_EINVAL, "empty query");
     int dim = gz_model_dim(m);
-    float *tmp = malloc((size_t)dim * sizeof *tmp);
-    if (!tmp) return GZ_FAIL(GZ_ENOMEM, "query: out of memory");
+    float *tmp = gz_malloc_n((size_t)dim, sizeof *tmp, "query");
+    if (!tmp) return GZ_ENOMEM;
     memset(out, 0, (size_t)dim * sizeof *out);
     for (int t = 0; t < n && st == GZ_OK; t++) {
         if (terms[t].text) {
@@ -113,80 +115,79 @@ static int cmp_result_score(const void *a, const void *b) {
     return x->item_id < y->item_id ? -1 : x->item_id > y->item_id;
 }
 
-/* Re-score candidates with the ITM head: one text over images, or one image over texts. */
-static gz_status rerank(gz_model *m, const gz_query *q, gz_results *res) {
-    if (!gz_model_has_itm(m))
-        return GZ_FAIL(GZ_EUNSUPPORTED,
-                       "--rerank needs a model with an image-text matching head (BLIP); this is "
-                       "a %s model",
-                       gz_family_name(gz_model_family(m)));
-    if (q->n_terms != 1 || q->terms[0].weight <= 0)
-        return GZ_FAIL(GZ_EINVAL, "--rerank works on a single query, not a composed one");
-    int n = res->n;
-    if (n == 0) return GZ_OK;
-    gz_match *mt = calloc((size_t)n, sizeof *mt);
-    if (!mt) return GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
-    gz_status st = GZ_OK;
-    if (q->target == GZ_TARGET_IMAGES && q->terms[0].text) {
-        gz_image *imgs = calloc((size_t)n, sizeof *imgs);
-        int *ok = calloc((size_t)n, sizeof *ok);
-        int *idx = calloc((size_t)n, sizeof *idx);
-        int k = 0;
-        if (!imgs || !ok || !idx) st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
-        /* Candidates whose file is unreadable now keep their ITC score and sink below. */
-        for (int i = 0; i < n && st == GZ_OK; i++)
-            if (load_query_image(m, res->v[i].path, &imgs[k]) == GZ_OK) ok[i] = 1, idx[k++] = i;
-        gz_match *tmp = k > 0 ? calloc((size_t)k, sizeof *tmp) : NULL;
-        if (st == GZ_OK && k) {
-            if (!tmp)
-                st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
-            else
-                st = gz_match_text_images(m, q->terms[0].text, imgs, k, tmp);
-        }
-        for (int t = 0; t < k && st == GZ_OK; t++)
-            mt[idx[t]] = tmp[t];
-        for (int t = 0; t < k; t++)
-            gz_image_free(&imgs[t]);
-        for (int i = 0; i < n && st == GZ_OK; i++) {
-            gz_result *r = &res->v[i];
-            if (ok[i]) {
-                r->has_itm = 1;
-                r->itm_logit = mt[i].itm_logit[1];
-                r->itm_prob = mt[i].itm_prob;
-                r->score = mt[i].itm_logit[1] + r->itc;
-            } else {
-                r->score = -INFINITY;
-            }
-        }
-        free(tmp);
-        free(imgs);
-        free(ok);
-        free(idx);
-    } else if (q->target == GZ_TARGET_TEXTS && q->terms[0].image) {
-        const char **texts = calloc((size_t)n, sizeof *texts);
-        gz_image img;
-        if (!texts) st = GZ_FAIL(GZ_ENOMEM, "rerank: out of memory");
-        if (st == GZ_OK) st = load_query_image(m, q->terms[0].image, &img);
-        if (st == GZ_OK) {
-            for (int i = 0; i < n; i++)
-                texts[i] = res->v[i].text ? res->v[i].text : "";
-            st = gz_match_image_texts(m, &img, texts, n, mt);
-            gz_image_free(&img);
-        }
-        for (int i = 0; i < n && st == GZ_OK; i++) {
-            gz_result *r = &res->v[i];
-            r->has_itm = 1;
-            r->itm_logit = mt[i].itm_logit[1];
-            r->itm_prob = mt[i].itm_prob;
-            r->score = mt[i].itm_logit[1] + r->itc;
-        }
-        free(texts);
-    } else {
-        st = GZ_FAIL(GZ_EINVAL, "--rerank needs a text query over images or an image query "
-                                "over texts (--texts --image FILE)");
+/* Record candidate r's ITM result. Its score is the LAVIS rule (score.h) over the ITC the
+ * search found (r->itc), so that score = itm_logit + itc holds for the fields a result shows;
+ * the itc in mt comes from encoding the candidate again and is not used. */
+static void set_itm(gz_result *r, const gz_match *mt) {
+    r->has_itm = 1;
+    r->itm_logit = mt->itm_logit[1];
+    r->itm_prob = mt->itm_prob;
+    r->score = gz_score_rerank(mt->itm_logit[1], r->itc);
+}
+
+/* Text query over images: ITM of the query text with each candidate image. qvec is the
+ * query's embedding, already computed for the search, so the text tower does not run again. */
+static gz_status rerank_images(gz_model *m, const char *text, const float *qvec, gz_results *res) {
+    const int n = res->n;
+    gz_image *imgs = gz_calloc_n((size_t)n, sizeof *imgs, "rerank");
+    int *idx = gz_malloc_n((size_t)n, sizeof *idx, "rerank"); /* image k is candidate idx[k] */
+    gz_match *mt = gz_calloc_n((size_t)n, sizeof *mt, "rerank");
+    gz_status st = imgs && idx && mt ? GZ_OK : GZ_ENOMEM;
+    int k = 0;
+    /* Candidates whose file is unreadable now keep their itc but score -inf: they sink below. */
+    for (int i = 0; i < n && st == GZ_OK; i++) {
+        res->v[i].score = -INFINITY;
+        if (load_query_image(m, res->v[i].path, &imgs[k]) == GZ_OK) idx[k++] = i;
     }
+    if (st == GZ_OK && k) st = gz_match_text_images_embedded(m, text, qvec, imgs, k, mt);
+    for (int j = 0; j < k && st == GZ_OK; j++)
+        set_itm(&res->v[idx[j]], &mt[j]);
+    for (int j = 0; j < k; j++)
+        gz_image_free(&imgs[j]);
+    free(imgs);
+    free(idx);
     free(mt);
-    if (st == GZ_OK) qsort(res->v, (size_t)n, sizeof *res->v, cmp_result_score);
+    return st;
+}
+
+/* Image query over texts: ITM of the query image with each candidate text. */
+static gz_status rerank_texts(gz_model *m, const char *image, gz_results *res) {
+    const int n = res->n;
+    const char **texts = gz_calloc_n((size_t)n, sizeof *texts, "rerank");
+    gz_match *mt = gz_calloc_n((size_t)n, sizeof *mt, "rerank");
+    gz_status st = texts && mt ? GZ_OK : GZ_ENOMEM;
+    gz_image img;
+    if (st == GZ_OK) st = load_query_image(m, image, &img);
+    if (st == GZ_OK) {
+        for (int i = 0; i < n; i++)
+            texts[i] = res->v[i].text ? res->v[i].text : "";
+        st = gz_match_image_texts(m, &img, texts, n, mt);
+        gz_image_free(&img);
+    }
+    for (int i = 0; i < n && st == GZ_OK; i++)
+        set_itm(&res->v[i], &mt[i]);
+    free(texts);
+    free(mt);
+    return st;
+}
+
+/* Re-score the candidates with the ITM head (one text over images, or one image over texts)
+ * and sort them by the new score. gz_engine_search has checked that the model has the head.
+ * qvec is the search's query vector: for the one positive term re-ranking accepts it is that
+ * term's own normalised embedding. */
+static gz_status rerank(gz_model *m, const gz_query *q, const float *qvec, gz_results *res) {
+    if (q->n_terms != 1 || q->terms[0].weight <= 0)
+        return GZ_FAIL(GZ_EINVAL, "re-ranking works on a single query term, not a composed one");
+    if (res->n == 0) return GZ_OK;
+    gz_status st;
+    if (q->target == GZ_TARGET_IMAGES && q->terms[0].text)
+        st = rerank_images(m, q->terms[0].text, qvec, res);
+    else if (q->target == GZ_TARGET_TEXTS && q->terms[0].image)
+        st = rerank_texts(m, q->terms[0].image, res);
+    else
+        st = GZ_FAIL(GZ_EINVAL,
+                     "re-ranking needs a text query over images or an image query over texts");
+    if (st == GZ_OK) qsort(res->v, (size_t)res->n, sizeof *res->v, cmp_result_score);
     return st;
 }
 
@@ -202,8 +203,8 @@ static gz_status search_all(gz_db *db, int64_t mid, gz_item_kind kind, const flo
     *n = 0;
     if (n_items <= 0) return GZ_OK;
     if (n_items > 100000000) return GZ_FAIL(GZ_ENOMEM, "products: too many items");
-    *hits = malloc((size_t)n_items * sizeof **hits);
-    if (!*hits) return GZ_FAIL(GZ_ENOMEM, "products: out of memory");
+    *hits = gz_malloc_n((size_t)n_items, sizeof **hits, "products");
+    if (!*hits) return GZ_ENOMEM;
     return gz_db_search(db, mid, kind, v, dim, (int)n_items, -2.0f, *hits, n);
 }
 
@@ -218,8 +219,8 @@ static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const fl
     if (st == GZ_OK)
         st = search_all(e->db, mid, GZ_ITEM_IMAGE, v, dim, ds.n_items[GZ_ITEM_IMAGE], &ih, &ni);
     if (st == GZ_OK && ni) qsort(ih, (size_t)ni, sizeof *ih, cmp_hit_id);
-    gz_result *all = nt ? calloc((size_t)nt, sizeof *all) : NULL;
-    if (st == GZ_OK && nt && !all) st = GZ_FAIL(GZ_ENOMEM, "products: out of memory");
+    gz_result *all = st == GZ_OK && nt ? gz_calloc_n((size_t)nt, sizeof *all, "products") : NULL;
+    if (st == GZ_OK && nt && !all) st = GZ_ENOMEM;
     float w = q->text_weight;
     int kept = 0;
     for (int i = 0; i < nt && st == GZ_OK; i++) {
@@ -231,23 +232,20 @@ static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const fl
         memset(&r, 0, sizeof r);
         r.item_id = th[i].item_id;
         r.itc = th[i].score;
-        r.image_score = NAN;
-        r.score = th[i].score;
+        r.image_score = NAN; /* no linked image vector: the text cosine alone */
         if (it.link_item_id > 0) {
             gz_hit key = {.item_id = it.link_item_id};
             gz_hit *h = ni ? bsearch(&key, ih, (size_t)ni, sizeof *ih, cmp_hit_id) : NULL;
-            if (h) {
-                r.image_score = h->score;
-                r.score = w * th[i].score + (1 - w) * h->score;
-            }
+            if (h) r.image_score = h->score;
         }
+        r.score = gz_score_product(w, th[i].score, r.image_score);
         gz_item_clear(&it);
         if (r.score >= q->min_score) all[kept++] = r;
     }
     if (st == GZ_OK && kept) qsort(all, (size_t)kept, sizeof *all, cmp_result_score);
     int k = kept < q->k ? kept : q->k;
-    out->v = k > 0 ? calloc((size_t)k, sizeof *out->v) : NULL;
-    if (st == GZ_OK && k && !out->v) st = GZ_FAIL(GZ_ENOMEM, "products: out of memory");
+    out->v = st == GZ_OK && k > 0 ? gz_calloc_n((size_t)k, sizeof *out->v, "products") : NULL;
+    if (st == GZ_OK && k && !out->v) st = GZ_ENOMEM;
     for (int i = 0; i < k && st == GZ_OK; i++) {
         gz_result *r = &out->v[i];
         st = fill_result(e->db, all[i].item_id, r);
@@ -272,11 +270,11 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
     int dim = gz_model_dim(m);
     if (q->rerank > 0 && !gz_model_has_itm(m))
         return GZ_FAIL(GZ_EUNSUPPORTED,
-                       "--rerank needs a model with an image-text matching head (BLIP); this is "
+                       "re-ranking needs a model with an image-text matching head (BLIP); this is "
                        "a %s model",
                        gz_family_name(gz_model_family(m)));
-    float *v = malloc((size_t)dim * sizeof *v);
-    if (!v) return GZ_FAIL(GZ_ENOMEM, "search: out of memory");
+    float *v = gz_malloc_n((size_t)dim, sizeof *v, "search"); /* the query vector */
+    if (!v) return GZ_ENOMEM;
     st = gz_engine_query_vector(e, q->terms, q->n_terms, v);
     if (st == GZ_OK && q->target == GZ_TARGET_PRODUCTS) {
         st = products(e, q, mid, v, dim, out);
@@ -286,14 +284,13 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
     }
     gz_item_kind kind = q->target == GZ_TARGET_TEXTS ? GZ_ITEM_TEXT : GZ_ITEM_IMAGE;
     int kk = q->rerank > q->k ? q->rerank : q->k;
-    gz_hit *hits = st == GZ_OK ? malloc((size_t)kk * sizeof *hits) : NULL;
+    gz_hit *hits = st == GZ_OK ? gz_malloc_n((size_t)kk, sizeof *hits, "search") : NULL;
     int nh = 0;
-    if (st == GZ_OK && !hits) st = GZ_FAIL(GZ_ENOMEM, "search: out of memory");
+    if (st == GZ_OK && !hits) st = GZ_ENOMEM;
     if (st == GZ_OK) st = gz_db_search(e->db, mid, kind, v, dim, kk, q->min_score, hits, &nh);
-    free(v);
     if (st == GZ_OK && nh) {
-        out->v = calloc((size_t)nh, sizeof *out->v);
-        if (!out->v) st = GZ_FAIL(GZ_ENOMEM, "search: out of memory");
+        out->v = gz_calloc_n((size_t)nh, sizeof *out->v, "search");
+        if (!out->v) st = GZ_ENOMEM;
     }
     for (int i = 0; i < nh && st == GZ_OK; i++) {
         st = fill_result(e->db, hits[i].item_id, &out->v[i]);
@@ -301,7 +298,8 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
         out->n = i + 1;
     }
     free(hits);
-    if (st == GZ_OK && q->rerank > 0) st = rerank(m, q, out);
+    if (st == GZ_OK && q->rerank > 0) st = rerank(m, q, v, out);
+    free(v);
     if (st == GZ_OK && out->n > q->k) {
         for (int i = q->k; i < out->n; i++) {
             free(out->v[i].path);

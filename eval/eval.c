@@ -1,6 +1,7 @@
-/* engine_eval.c - caption-matching evaluation (Recall@K) with LAVIS' protocol: evaluation
+/* eval.c - caption-matching evaluation (Recall@K) with LAVIS' protocol: evaluation
  * set loading (JSONL, LAVIS JSON list, Karpathy dataset_*.json), caption pre-processing,
- * ranks with a documented tie rule, and ITC + BLIP ITM re-rank runs. See engine_eval.h.
+ * ranks with a documented tie rule, and ITC + BLIP ITM re-rank runs. See the Evaluation
+ * section of gaze.h.
  * Legend: I = evaluated images, T = evaluated texts, E = embedding size, K = re-rank depth. */
 #include <errno.h>
 #include <jansson.h>
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
+#include "fusion/score.h"
 #include "gaze.h"
 
 #define EVAL_MAX_FILE ((size_t)2 << 30) /* refuse dataset files above 2 GiB */
@@ -22,15 +24,6 @@
 #define EVAL_DEFAULT_MAX_WORDS 50 /* LAVIS BlipCaptionProcessor default */
 #define EVAL_MAX_BATCH 4096
 
-
-/* malloc of n * size bytes, overflow-checked; n == 0 allocates one byte. */
-static void *xmalloc_n(size_t n, size_t size) {
-    size_t total;
-    if (!gz_mul_size(n ? n : 1, size, &total)) return NULL;
-    return malloc(total);
-}
-
-static void *xcalloc_n(size_t n, size_t size) { return calloc(n ? n : 1, size); }
 
 /* ===== evaluation sets ===== */
 
@@ -394,7 +387,7 @@ typedef struct {
 char *gz_eval_blip_caption(const char *caption, int max_words) {
     if (!caption) return NULL;
     size_t len = strlen(caption);
-    cps a = {xmalloc_n(len * 2 + 1, sizeof(int32_t)), 0}; /* lower() may add U+0307 */
+    cps a = {gz_malloc_n(len * 2 + 1, sizeof(int32_t), "caption"), 0}; /* lower() may add U+0307 */
     if (!a.v) return NULL;
     const uint8_t *p = (const uint8_t *)caption;
     size_t i = 0;
@@ -449,7 +442,7 @@ char *gz_eval_blip_caption(const char *caption, int max_words) {
                 break;
             }
     }
-    char *out = xmalloc_n((a.n - b) * 4 + 1, 1);
+    char *out = gz_malloc_n((a.n - b) * 4 + 1, 1, "caption");
     if (out) {
         size_t o = 0;
         for (size_t r = b; r < a.n; r++) {
@@ -511,8 +504,8 @@ static void rank_one(const float *val, const unsigned char *tier, int n, const i
 
 /* Ground-truth texts of each image as CSR: off (n_img + 1), idx (n_txt). */
 static gz_status gt_lists(const int *txt2img, int n_img, int n_txt, int **off, int **idx) {
-    *off = xcalloc_n((size_t)n_img + 1, sizeof **off);
-    *idx = xmalloc_n((size_t)n_txt, sizeof **idx);
+    *off = gz_calloc_n((size_t)n_img + 1, sizeof **off, "ranks");
+    *idx = gz_malloc_n((size_t)n_txt, sizeof **idx, "ranks");
     if (!*off || !*idx) {
         free(*off);
         free(*idx);
@@ -523,7 +516,7 @@ static gz_status gt_lists(const int *txt2img, int n_img, int n_txt, int **off, i
         (*off)[txt2img[t] + 1]++;
     for (int i = 0; i < n_img; i++)
         (*off)[i + 1] += (*off)[i];
-    int *fill = xmalloc_n((size_t)n_img + 1, sizeof *fill);
+    int *fill = gz_malloc_n((size_t)n_img + 1, sizeof *fill, "ranks");
     if (!fill) {
         free(*off);
         free(*idx);
@@ -574,9 +567,9 @@ static gz_status compute_ranks(const float *i2t, const float *t2i, int n_img, in
     gz_status st = gt_lists(txt2img, n_img, n_txt, &off, &idx);
     if (st != GZ_OK) return st;
     int nmax = n_img > n_txt ? n_img : n_txt;
-    float *val = xmalloc_n((size_t)nmax, sizeof *val);
-    unsigned char *tier = xmalloc_n((size_t)nmax, 1);
-    int *is_gt = xcalloc_n((size_t)nmax, sizeof *is_gt);
+    float *val = gz_malloc_n((size_t)nmax, sizeof *val, "ranks");
+    unsigned char *tier = gz_malloc_n((size_t)nmax, 1, "ranks");
+    int *is_gt = gz_calloc_n((size_t)nmax, sizeof *is_gt, "ranks");
     if (!val || !tier || !is_gt) {
         st = GZ_FAIL(GZ_ENOMEM, "ranks: out of memory");
         goto out;
@@ -750,9 +743,9 @@ static gz_status encode_images(gz_model *m, const gz_eval_set *s, const gz_eval_
                                float *emb, unsigned char *ok, int *n_failed) {
     const int E = gz_model_dim(m), B = p->image_batch;
     gz_image_params ip = gz_model_image_params(m);
-    gz_image *imgs = xcalloc_n((size_t)B, sizeof *imgs);
-    int *which = xmalloc_n((size_t)B, sizeof *which);
-    float *tmp = xmalloc_n((size_t)B * E, sizeof *tmp);
+    gz_image *imgs = gz_calloc_n((size_t)B, sizeof *imgs, "evaluation");
+    int *which = gz_malloc_n((size_t)B, sizeof *which, "evaluation");
+    float *tmp = gz_malloc_n((size_t)B * E, sizeof *tmp, "evaluation");
     gz_status st = GZ_OK;
     if (!imgs || !which || !tmp) {
         st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
@@ -797,13 +790,14 @@ static gz_status rerank_scores(gz_model *m, const gz_eval_set *s, const gz_eval_
     const int I = r->n_images, T = r->n_texts;
     gz_status st = GZ_OK;
     /* reverse lists: for image i, the (text, slot) pairs with i in the text's top-k */
-    int *roff = xcalloc_n((size_t)I + 1, sizeof *roff);
-    int *rfill = xmalloc_n((size_t)I + 1, sizeof *rfill);
-    int *rlist = xmalloc_n((size_t)T * k2, sizeof *rlist); /* text * k2 + slot */
-    int *mark = xmalloc_n((size_t)T, sizeof *mark), *pos = xmalloc_n((size_t)T, sizeof *pos);
-    int *cand = xmalloc_n((size_t)T, sizeof *cand);
-    const char **ctext = xmalloc_n((size_t)T, sizeof *ctext);
-    gz_match *mt = xmalloc_n((size_t)T, sizeof *mt);
+    int *roff = gz_calloc_n((size_t)I + 1, sizeof *roff, "re-rank");
+    int *rfill = gz_malloc_n((size_t)I + 1, sizeof *rfill, "re-rank");
+    int *rlist = gz_malloc_n((size_t)T * k2, sizeof *rlist, "re-rank"); /* text * k2 + slot */
+    int *mark = gz_malloc_n((size_t)T, sizeof *mark, "re-rank");
+    int *pos = gz_malloc_n((size_t)T, sizeof *pos, "re-rank");
+    int *cand = gz_malloc_n((size_t)T, sizeof *cand, "re-rank");
+    const char **ctext = gz_malloc_n((size_t)T, sizeof *ctext, "re-rank");
+    gz_match *mt = gz_malloc_n((size_t)T, sizeof *mt, "re-rank");
     gz_image img;
     memset(&img, 0, sizeof img);
     if (!roff || !rfill || !rlist || !mark || !pos || !cand || !ctext || !mt) {
@@ -845,14 +839,14 @@ static gz_status rerank_scores(gz_model *m, const gz_eval_set *s, const gz_eval_
         if (st != GZ_OK) goto out;
         r->n_itm_pairs += n;
         const float *row = r->i2t_itc + (size_t)i * T;
-        /* LAVIS: score = ITM match logit + ITC similarity from the matrix */
+        /* LAVIS' rule (score.h) over the ITC of the matrix, not the itc gz_match recomputed */
         for (int j = 0; j < k1; j++) {
             int t = i2t_top[(size_t)i * k1 + j];
-            i2t_s[(size_t)i * k1 + j] = mt[pos[t]].itm_logit[1] + row[t];
+            i2t_s[(size_t)i * k1 + j] = gz_score_rerank(mt[pos[t]].itm_logit[1], row[t]);
         }
         for (int e = roff[i]; e < roff[i + 1]; e++) {
             int t = rlist[e] / k2;
-            t2i_s[rlist[e]] = mt[pos[t]].itm_logit[1] + row[t];
+            t2i_s[rlist[e]] = gz_score_rerank(mt[pos[t]].itm_logit[1], row[t]);
         }
         progress(p, "rerank", i + 1, I);
     }
@@ -868,42 +862,64 @@ out:
     return st;
 }
 
-static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
-                           gz_eval_result *r) {
-    const double t0 = gz_monotonic_seconds();
-    const int E = gz_model_dim(m);
+/* What one evaluation run allocates besides the result: owned here, freed together by
+ * run_state_free whether the run succeeds or fails at any phase. */
+typedef struct {
+    int E;                    /* embedding size */
+    float *img_emb;           /* (set's n_images, E); after keep_decoded the first I rows are
+                                 the evaluated images, in order */
+    unsigned char *ok;        /* (set's n_images) 1 = decoded and encoded */
+    float *txt_emb;           /* (T, E) */
+    int k1, k2;               /* re-rank depth over texts (<= T) and over images (<= I) */
+    int *i2t_top, *t2i_top;   /* (I, k1), (T, k2) the ITC top-k of each query, best first */
+    float *i2t_s, *t2i_s;     /* (I, k1), (T, k2) their re-rank scores */
+} run_state;
+
+static void run_state_free(run_state *w) {
+    free(w->img_emb);
+    free(w->ok);
+    free(w->txt_emb);
+    free(w->i2t_top);
+    free(w->t2i_top);
+    free(w->i2t_s);
+    free(w->t2i_s);
+    memset(w, 0, sizeof *w);
+}
+
+/* Images phase: decode and encode every image of the set into w->img_emb / w->ok. */
+static gz_status run_images(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
+                            run_state *w, gz_eval_result *r) {
+    w->img_emb = gz_malloc_n((size_t)s->n_images * w->E, sizeof *w->img_emb, "evaluation");
+    w->ok = gz_calloc_n((size_t)s->n_images, 1, "evaluation");
+    if (!w->img_emb || !w->ok) return GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
+    return encode_images(m, s, p, w->img_emb, w->ok, &r->n_failed_images);
+}
+
+/* Result assembly: the decoded images and their captions (processed as p says) become the
+ * evaluated sets of r (image_index, text_index, txt2img, processed_texts); the embeddings of
+ * the evaluated images are moved to the first rows of w->img_emb. GZ_EINVAL if no image
+ * decoded. */
+static gz_status keep_decoded(const gz_eval_set *s, const gz_eval_params *p, run_state *w,
+                              gz_eval_result *r) {
+    const int E = w->E;
     gz_status st = GZ_OK;
-    float *all_img = xmalloc_n((size_t)s->n_images * E, sizeof *all_img);
-    unsigned char *ok = xcalloc_n((size_t)s->n_images, 1);
-    float *img_emb = NULL, *txt_emb = NULL;
-    int *i2t_top = NULL, *t2i_top = NULL;
-    float *i2t_s = NULL, *t2i_s = NULL;
-    if (!all_img || !ok) {
-        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
-        goto out;
-    }
-    /* images (I, E) */
-    if ((st = encode_images(m, s, p, all_img, ok, &r->n_failed_images)) != GZ_OK) goto out;
-    r->t_images = gz_monotonic_seconds() - t0;
-    int *set2eval = xmalloc_n((size_t)s->n_images, sizeof *set2eval);
-    r->image_index = xmalloc_n((size_t)s->n_images, sizeof *r->image_index);
-    r->text_index = xmalloc_n((size_t)s->n_texts, sizeof *r->text_index);
-    r->txt2img = xmalloc_n((size_t)s->n_texts, sizeof *r->txt2img);
-    r->processed_texts = xcalloc_n((size_t)s->n_texts, sizeof *r->processed_texts);
+    int *set2eval = gz_malloc_n((size_t)s->n_images, sizeof *set2eval, "evaluation");
+    r->image_index = gz_malloc_n((size_t)s->n_images, sizeof *r->image_index, "evaluation");
+    r->text_index = gz_malloc_n((size_t)s->n_texts, sizeof *r->text_index, "evaluation");
+    r->txt2img = gz_malloc_n((size_t)s->n_texts, sizeof *r->txt2img, "evaluation");
+    r->processed_texts = gz_calloc_n((size_t)s->n_texts, sizeof *r->processed_texts, "evaluation");
     if (!set2eval || !r->image_index || !r->text_index || !r->txt2img || !r->processed_texts) {
-        free(set2eval);
         st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
         goto out;
     }
     for (int i = 0; i < s->n_images; i++) {
-        set2eval[i] = ok[i] ? r->n_images : -1;
-        if (ok[i]) {
-            memmove(all_img + (size_t)r->n_images * E, all_img + (size_t)i * E,
-                    (size_t)E * sizeof *all_img);
+        set2eval[i] = w->ok[i] ? r->n_images : -1;
+        if (w->ok[i]) {
+            memmove(w->img_emb + (size_t)r->n_images * E, w->img_emb + (size_t)i * E,
+                    (size_t)E * sizeof *w->img_emb);
             r->image_index[r->n_images++] = i;
         }
     }
-    img_emb = all_img;
     for (int t = 0; t < s->n_texts; t++) {
         int e = set2eval[s->txt2img[t]];
         if (e < 0) {
@@ -914,7 +930,6 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
         char *pt = r->text_process == GZ_EVAL_TEXT_BLIP ? gz_eval_blip_caption(txt, p->max_words)
                                                         : strdup(txt);
         if (!pt) {
-            free(set2eval);
             st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
             goto out;
         }
@@ -922,91 +937,112 @@ static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_para
         r->txt2img[r->n_texts] = e;
         r->processed_texts[r->n_texts++] = pt;
     }
-    free(set2eval);
-    if (r->n_images == 0) {
+    if (r->n_images == 0)
         st = GZ_FAIL(GZ_EINVAL, "%s: no image could be decoded (%d failed)", s->file,
                      r->n_failed_images);
-        goto out;
-    }
-    const int I = r->n_images, T = r->n_texts;
-    /* texts (T, E) */
-    double t1 = gz_monotonic_seconds();
-    txt_emb = xmalloc_n((size_t)T * E, sizeof *txt_emb);
-    if (!txt_emb) {
-        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
-        goto out;
-    }
+out:
+    free(set2eval);
+    return st;
+}
+
+/* Texts phase: encode the processed captions into w->txt_emb (T, E), text_batch at a time. */
+static gz_status run_texts(gz_model *m, const gz_eval_params *p, run_state *w,
+                           gz_eval_result *r) {
+    const int T = r->n_texts, E = w->E;
+    const double t1 = gz_monotonic_seconds();
+    w->txt_emb = gz_malloc_n((size_t)T * E, sizeof *w->txt_emb, "evaluation");
+    if (!w->txt_emb) return GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory");
     progress(p, "texts", 0, T);
-    for (int t0b = 0; t0b < T; t0b += p->text_batch) {
-        int n = T - t0b < p->text_batch ? T - t0b : p->text_batch;
-        st = gz_encode_texts(m, (const char *const *)r->processed_texts + t0b, n,
-                             txt_emb + (size_t)t0b * E);
-        if (st != GZ_OK) goto out;
-        progress(p, "texts", t0b + n, T);
+    for (int t0 = 0; t0 < T; t0 += p->text_batch) {
+        int n = T - t0 < p->text_batch ? T - t0 : p->text_batch;
+        gz_status st = gz_encode_texts(m, (const char *const *)r->processed_texts + t0, n,
+                                       w->txt_emb + (size_t)t0 * E);
+        if (st != GZ_OK) return st;
+        progress(p, "texts", t0 + n, T);
     }
     r->t_texts = gz_monotonic_seconds() - t1;
-    /* ITC (I, T) = images (I, E) . texts (T, E)^T */
-    double t2 = gz_monotonic_seconds();
-    r->i2t_itc = xmalloc_n((size_t)I * T, sizeof *r->i2t_itc);
-    r->txt_rank_itc = xmalloc_n((size_t)I, sizeof(int));
-    r->txt_top_itc = xmalloc_n((size_t)I, sizeof(int));
-    r->img_rank_itc = xmalloc_n((size_t)T, sizeof(int));
-    r->img_top_itc = xmalloc_n((size_t)T, sizeof(int));
-    if (!r->i2t_itc || !r->txt_rank_itc || !r->txt_top_itc || !r->img_rank_itc || !r->img_top_itc) {
-        st = GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory for the %d x %d score matrix", I, T);
-        goto out;
-    }
-    gz_sgemm(0, 1, I, T, E, 1.0f, img_emb, E, txt_emb, E, 0.0f, r->i2t_itc, T);
+    return GZ_OK;
+}
+
+/* Rank phase: the ITC matrix (I, T) = images (I, E) . texts (T, E)^T, ranks and recall. */
+static gz_status run_rank(run_state *w, gz_eval_result *r) {
+    const int I = r->n_images, T = r->n_texts, E = w->E;
+    const double t2 = gz_monotonic_seconds();
+    r->i2t_itc = gz_malloc_n((size_t)I * T, sizeof *r->i2t_itc, "evaluation");
+    r->txt_rank_itc = gz_malloc_n((size_t)I, sizeof(int), "evaluation");
+    r->txt_top_itc = gz_malloc_n((size_t)I, sizeof(int), "evaluation");
+    r->img_rank_itc = gz_malloc_n((size_t)T, sizeof(int), "evaluation");
+    r->img_top_itc = gz_malloc_n((size_t)T, sizeof(int), "evaluation");
+    if (!r->i2t_itc || !r->txt_rank_itc || !r->txt_top_itc || !r->img_rank_itc || !r->img_top_itc)
+        return GZ_FAIL(GZ_ENOMEM, "evaluation: out of memory for the %d x %d score matrix", I, T);
+    gz_sgemm(0, 1, I, T, E, 1.0f, w->img_emb, E, w->txt_emb, E, 0.0f, r->i2t_itc, T);
     rank_out ro = {r->txt_rank_itc, r->img_rank_itc, r->txt_top_itc, r->img_top_itc, 0, 0};
-    if ((st = compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, NULL, NULL, 0, NULL, NULL, 0,
-                            &ro)) != GZ_OK)
-        goto out;
+    gz_status st =
+        compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, NULL, NULL, 0, NULL, NULL, 0, &ro);
+    if (st != GZ_OK) return st;
     r->n_tied_txt_itc = ro.n_tied_txt;
     r->n_tied_img_itc = ro.n_tied_img;
     gz_eval_recall_from_ranks(r->txt_rank_itc, I, r->img_rank_itc, T, &r->itc);
     r->final = &r->itc;
     r->t_rank = gz_monotonic_seconds() - t2;
-    if (p->rerank_k <= 0) goto out;
-    /* BLIP ITM re-rank of the ITC top-k in both directions */
-    double t3 = gz_monotonic_seconds();
-    int k1 = p->rerank_k < T ? p->rerank_k : T, k2 = p->rerank_k < I ? p->rerank_k : I;
+    return GZ_OK;
+}
+
+/* Re-rank phase: BLIP ITM re-rank of the ITC top-k in both directions, ranks and recall. */
+static gz_status run_rerank(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
+                            run_state *w, gz_eval_result *r) {
+    const int I = r->n_images, T = r->n_texts;
+    const double t3 = gz_monotonic_seconds();
+    const int k1 = p->rerank_k < T ? p->rerank_k : T, k2 = p->rerank_k < I ? p->rerank_k : I;
+    w->k1 = k1;
+    w->k2 = k2;
     r->rerank_k = p->rerank_k;
-    i2t_top = xmalloc_n((size_t)I * k1, sizeof *i2t_top);
-    i2t_s = xmalloc_n((size_t)I * k1, sizeof *i2t_s);
-    t2i_top = xmalloc_n((size_t)T * k2, sizeof *t2i_top);
-    t2i_s = xmalloc_n((size_t)T * k2, sizeof *t2i_s);
-    r->txt_rank_rerank = xmalloc_n((size_t)I, sizeof(int));
-    r->txt_top_rerank = xmalloc_n((size_t)I, sizeof(int));
-    r->img_rank_rerank = xmalloc_n((size_t)T, sizeof(int));
-    r->img_top_rerank = xmalloc_n((size_t)T, sizeof(int));
-    if (!i2t_top || !i2t_s || !t2i_top || !t2i_s || !r->txt_rank_rerank || !r->txt_top_rerank ||
-        !r->img_rank_rerank || !r->img_top_rerank) {
-        st = GZ_FAIL(GZ_ENOMEM, "re-rank: out of memory");
-        goto out;
-    }
+    w->i2t_top = gz_malloc_n((size_t)I * k1, sizeof *w->i2t_top, "re-rank");
+    w->i2t_s = gz_malloc_n((size_t)I * k1, sizeof *w->i2t_s, "re-rank");
+    w->t2i_top = gz_malloc_n((size_t)T * k2, sizeof *w->t2i_top, "re-rank");
+    w->t2i_s = gz_malloc_n((size_t)T * k2, sizeof *w->t2i_s, "re-rank");
+    r->txt_rank_rerank = gz_malloc_n((size_t)I, sizeof(int), "re-rank");
+    r->txt_top_rerank = gz_malloc_n((size_t)I, sizeof(int), "re-rank");
+    r->img_rank_rerank = gz_malloc_n((size_t)T, sizeof(int), "re-rank");
+    r->img_top_rerank = gz_malloc_n((size_t)T, sizeof(int), "re-rank");
+    if (!w->i2t_top || !w->i2t_s || !w->t2i_top || !w->t2i_s || !r->txt_rank_rerank ||
+        !r->txt_top_rerank || !r->img_rank_rerank || !r->img_top_rerank)
+        return GZ_FAIL(GZ_ENOMEM, "re-rank: out of memory");
     for (int i = 0; i < I; i++)
-        top_k(r->i2t_itc + (size_t)i * T, 1, T, k1, i2t_top + (size_t)i * k1);
+        top_k(r->i2t_itc + (size_t)i * T, 1, T, k1, w->i2t_top + (size_t)i * k1);
     for (int t = 0; t < T; t++)
-        top_k(r->i2t_itc + t, (size_t)T, I, k2, t2i_top + (size_t)t * k2);
-    if ((st = rerank_scores(m, s, p, r, i2t_top, i2t_s, k1, t2i_top, t2i_s, k2)) != GZ_OK) goto out;
+        top_k(r->i2t_itc + t, (size_t)T, I, k2, w->t2i_top + (size_t)t * k2);
+    gz_status st = rerank_scores(m, s, p, r, w->i2t_top, w->i2t_s, k1, w->t2i_top, w->t2i_s, k2);
+    if (st != GZ_OK) return st;
     rank_out rr = {
         r->txt_rank_rerank, r->img_rank_rerank, r->txt_top_rerank, r->img_top_rerank, 0, 0};
-    if ((st = compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, i2t_top, i2t_s, k1, t2i_top, t2i_s,
-                            k2, &rr)) != GZ_OK)
-        goto out;
+    st = compute_ranks(r->i2t_itc, NULL, I, T, r->txt2img, w->i2t_top, w->i2t_s, k1, w->t2i_top,
+                       w->t2i_s, k2, &rr);
+    if (st != GZ_OK) return st;
     r->n_tied_txt_rerank = rr.n_tied_txt;
     r->n_tied_img_rerank = rr.n_tied_img;
     gz_eval_recall_from_ranks(r->txt_rank_rerank, I, r->img_rank_rerank, T, &r->rerank);
     r->final = &r->rerank;
     r->t_rerank = gz_monotonic_seconds() - t3;
-out:
-    free(ok);
-    free(all_img);
-    free(txt_emb);
-    free(i2t_top);
-    free(i2t_s);
-    free(t2i_top);
-    free(t2i_s);
+    return GZ_OK;
+}
+
+/* The phases in order; on error r holds what was filled so far (gz_eval_run frees it). */
+static gz_status run_inner(gz_model *m, const gz_eval_set *s, const gz_eval_params *p,
+                           gz_eval_result *r) {
+    const double t0 = gz_monotonic_seconds();
+    run_state w;
+    memset(&w, 0, sizeof w);
+    w.E = gz_model_dim(m);
+    gz_status st = run_images(m, s, p, &w, r);
+    if (st == GZ_OK) {
+        r->t_images = gz_monotonic_seconds() - t0;
+        st = keep_decoded(s, p, &w, r);
+    }
+    if (st == GZ_OK) st = run_texts(m, p, &w, r);
+    if (st == GZ_OK) st = run_rank(&w, r);
+    if (st == GZ_OK && p->rerank_k > 0) st = run_rerank(m, s, p, &w, r);
+    run_state_free(&w);
     r->t_total = gz_monotonic_seconds() - t0;
     return st;
 }
@@ -1024,7 +1060,7 @@ gz_status gz_eval_run(gz_model *m, const gz_eval_set *s, const gz_eval_params *p
     if (p.rerank_k < 0) return GZ_FAIL(GZ_EINVAL, "evaluation: negative re-rank depth");
     if (p.rerank_k > 0 && !gz_model_has_itm(m))
         return GZ_FAIL(GZ_EUNSUPPORTED,
-                       "--rerank needs a model with an image-text matching head (BLIP); this is "
+                       "re-ranking needs a model with an image-text matching head (BLIP); this is "
                        "a %s model, which only has ITC embeddings",
                        gz_family_name(gz_model_family(m)));
     if (p.text_process != GZ_EVAL_TEXT_AUTO && p.text_process != GZ_EVAL_TEXT_NONE &&

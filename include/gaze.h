@@ -207,9 +207,23 @@ gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *c
 /* Score one text against n images. */
 gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *images, int n,
                                gz_match *out);
+/* As gz_match_text_images, with the text's embedding already computed: text_embedding holds
+ * gz_model_dim(m) floats, L2-normalised, as gz_encode_texts gives for text (e.g. a search's
+ * query vector), and the text tower does not run again; the text is still tokenised for the
+ * ITM head. itc (and so logit and score) is the dot product of text_embedding with each image's
+ * embedding. text_embedding NULL: encode the text, exactly as gz_match_text_images. */
+gz_status gz_match_text_images_embedded(gz_model *m, const char *text, const float *text_embedding,
+                                        const gz_image *images, int n, gz_match *out);
+/* Texts the model's text tower has encoded since gz_model_load, over every entry point
+ * (encoding and matching; thread-safe). For diagnostics and tests: a search that re-ranks a
+ * text query encodes that text once. */
+int64_t gz_model_texts_encoded(const gz_model *m);
 
-/* Re-rank candidates in place by score (descending), stable for ties. order[i] receives the
- * original index of the i-th best candidate. */
+/* Order n candidates by score, best first, without moving them: order[r] receives the index
+ * (into scores) of the candidate at rank r; scores is only read. Descending score; the sort is
+ * stable: equal scores keep their input order (lower index first); NaN scores rank after every
+ * number, among themselves in input order. n <= 0 or a NULL argument does nothing. Cannot fail:
+ * without memory for its scratch it falls back to an in-place insertion sort (same order). */
 void gz_rank_by_score(const gz_match *scores, int n, int *order);
 
 /* ===== Store (store/) ===== */

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "core/kernels.h"
 #include "core/safetensors.h"
 #include "fusion/itm.h"
+#include "fusion/score.h"
 #include "gaze.h"
 #include "text_encoder/text_tower.h"
 #include "text_encoder/tokenizer.h"
@@ -53,6 +55,7 @@ struct gz_model {
     gz_text_tower *text;
     gz_vit *vit;
     gz_itm *itm;
+    atomic_llong texts_encoded; /* texts through the text tower, for gz_model_texts_encoded */
 };
 
 /* Digest of config.json (+ preprocessor_config.json) bytes and the weights' sizes and
@@ -432,6 +435,7 @@ static gz_status encode_texts_inner(gz_model *m, const char *const *texts, int n
                                   NULL, NULL, NULL);
         gz_token_batch_free(&b);
         if (st != GZ_OK) return st;
+        atomic_fetch_add_explicit(&m->texts_encoded, k, memory_order_relaxed);
     }
     return GZ_OK;
 }
@@ -544,22 +548,23 @@ static float dot(const float *a, const float *b, int n) {
     return (float)s;
 }
 
-/* Fill the ITC part of a match (BLIP: logit = itc; CLIP: logit = exp(logit_scale) * itc). */
+/* Fill the ITC part of a match (BLIP: logit = itc; CLIP: the CLIP logit rule of score.h). */
 static void fill_itc(const gz_model *m, gz_match *r, float itc) {
     memset(r, 0, sizeof *r);
     r->itc = itc;
-    r->logit = m->cfg.family == GZ_FAMILY_BLIP ? itc : m->logit_scale * itc;
+    r->logit = m->cfg.family == GZ_FAMILY_BLIP ? itc : gz_score_clip_logit(m->logit_scale, itc);
     r->score = r->logit;
 }
 
-/* Fill the ITM part from the head's logits [no match, match]. */
+/* Fill the ITM part from the head's logits [no match, match]; score becomes the re-rank rule
+ * of score.h. */
 static void fill_itm(gz_match *r, const float *logit2) {
     r->itm_logit[0] = logit2[0];
     r->itm_logit[1] = logit2[1];
     float mx = logit2[0] > logit2[1] ? logit2[0] : logit2[1];
     float e0 = expf(logit2[0] - mx), e1 = expf(logit2[1] - mx);
     r->itm_prob = e1 / (e0 + e1);
-    r->score = r->itm_logit[1] + r->itc;
+    r->score = gz_score_rerank(r->itm_logit[1], r->itc);
 }
 
 /* The id that replaces each text's first id for ITM: [ENC] with the itm_enc_token option
@@ -592,6 +597,10 @@ static gz_status encode_one_image(gz_model *m, const gz_image *im, float *pixels
     return gz_vit_encode(m->vit, &m->cx, pixels, 1, embed, NULL, hidden, NULL, NULL);
 }
 
+int64_t gz_model_texts_encoded(const gz_model *m) {
+    return (int64_t)atomic_load_explicit(&m->texts_encoded, memory_order_relaxed);
+}
+
 gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *const *texts, int n,
                                gz_match *out) {
     if (!m || !image || n < 0 || (n > 0 && (!texts || !out)))
@@ -603,10 +612,12 @@ gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *c
     const int E = m->cfg.projection_dim, P = gz_vit_tokens(m->vit), D = gz_vit_hidden(m->vit);
     const int blip = m->cfg.family == GZ_FAMILY_BLIP;
     const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
-    float *pixels = alloc_floats(1, img_sz), *img_emb = alloc_floats(1, (size_t)E);
-    float *hidden = blip ? alloc_floats((size_t)P, (size_t)D) : NULL;
-    float *txt = alloc_floats((size_t)n, (size_t)E);
-    float *logits = blip ? alloc_floats((size_t)MODEL_TEXT_BATCH, 2) : NULL;
+    const char *what = "gz_match_image_texts";
+    float *pixels = gz_malloc_n(img_sz, sizeof(float), what);
+    float *img_emb = gz_malloc_n((size_t)E, sizeof(float), what);
+    float *hidden = blip ? gz_malloc_n((size_t)P * D, sizeof(float), what) : NULL;
+    float *txt = gz_malloc_n((size_t)n * E, sizeof(float), what);
+    float *logits = blip ? gz_malloc_n((size_t)MODEL_TEXT_BATCH * 2, sizeof(float), what) : NULL;
     gz_itm_image *kv = NULL;
     if (!pixels || !img_emb || !txt || (blip && (!hidden || !logits))) {
         st = GZ_FAIL(GZ_ENOMEM, "gz_match_image_texts: out of memory");
@@ -641,35 +652,37 @@ out:
     return st;
 }
 
-gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *images, int n,
-                               gz_match *out) {
-    if (!m || !text || n < 0 || (n > 0 && (!images || !out)))
-        return GZ_FAIL(GZ_EINVAL, "gz_match_text_images: bad arguments");
+/* gz_match_text_images(_embedded) after argument checks: given_emb NULL = encode the text. */
+static gz_status match_text_images(gz_model *m, const char *text, const float *given_emb,
+                                   const gz_image *images, int n, gz_match *out) {
     gz_status st = locked(m, need_for_match);
     if (st != GZ_OK || n == 0) return st;
     const int E = m->cfg.projection_dim, P = gz_vit_tokens(m->vit), D = gz_vit_hidden(m->vit);
     const int blip = m->cfg.family == GZ_FAMILY_BLIP;
     const int bs = n < m->params.batch_size ? n : m->params.batch_size;
     const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
-    float *temb = alloc_floats(1, (size_t)E);
-    float *pixels = alloc_floats((size_t)bs, img_sz), *img_emb = alloc_floats((size_t)bs, (size_t)E);
-    float *hidden = blip ? alloc_floats((size_t)bs * P, (size_t)D) : NULL;
-    float *logits = blip ? alloc_floats((size_t)bs, 2) : NULL;
-    gz_itm_image **kv = blip ? calloc((size_t)bs, sizeof *kv) : NULL;
+    const char *what = "gz_match_text_images";
+    float *own_emb = given_emb ? NULL : gz_malloc_n((size_t)E, sizeof(float), what);
+    float *pixels = gz_malloc_n((size_t)bs * img_sz, sizeof(float), what);
+    float *img_emb = gz_malloc_n((size_t)bs * E, sizeof(float), what);
+    float *hidden = blip ? gz_malloc_n((size_t)bs * P * D, sizeof(float), what) : NULL;
+    float *logits = blip ? gz_malloc_n((size_t)bs * 2, sizeof(float), what) : NULL;
+    gz_itm_image **kv = blip ? gz_calloc_n((size_t)bs, sizeof *kv, what) : NULL;
     int32_t *ids = NULL, *mask = NULL; // the text's ids repeated for every image of a chunk
     gz_token_batch b;
     memset(&b, 0, sizeof b);
-    if (!temb || !pixels || !img_emb || (blip && (!hidden || !logits || !kv))) {
+    if ((!given_emb && !own_emb) || !pixels || !img_emb || (blip && (!hidden || !logits || !kv))) {
         st = GZ_FAIL(GZ_ENOMEM, "gz_match_text_images: out of memory");
         goto out;
     }
-    if ((st = encode_texts_inner(m, &text, 1, temb)) != GZ_OK) goto out;
+    if (!given_emb && (st = encode_texts_inner(m, &text, 1, own_emb)) != GZ_OK) goto out;
+    const float *temb = given_emb ? given_emb : own_emb;
     int32_t enc_id = -1;
     if ((st = itm_first_id(m, &enc_id)) != GZ_OK) goto out;
     if (blip) {
         if ((st = gz_tokenizer_encode_batch(m->tok, &text, 1, &b)) != GZ_OK) goto out;
-        ids = malloc((size_t)bs * b.len * sizeof *ids);
-        mask = malloc((size_t)bs * b.len * sizeof *mask);
+        ids = gz_malloc_n((size_t)bs * b.len, sizeof *ids, what);
+        mask = gz_malloc_n((size_t)bs * b.len, sizeof *mask, what);
         if (!ids || !mask) {
             st = GZ_FAIL(GZ_ENOMEM, "gz_match_text_images: out of memory");
             goto out;
@@ -707,48 +720,23 @@ out:
     free(mask);
     free(logits);
     gz_token_batch_free(&b);
-    free(temb);
+    free(own_emb);
     free(pixels);
     free(img_emb);
     free(hidden);
     return st;
 }
 
-typedef struct {
-    float score;
-    int index;
-} rank_item;
-
-/* Descending score; NaN last; ties keep the original order (so qsort becomes stable). */
-static int cmp_rank(const void *pa, const void *pb) {
-    const rank_item *a = pa, *b = pb;
-    int na = isnan(a->score), nb = isnan(b->score);
-    if (na != nb) return na - nb;
-    if (!na && a->score != b->score) return a->score > b->score ? -1 : 1;
-    return (a->index > b->index) - (a->index < b->index);
+gz_status gz_match_text_images(gz_model *m, const char *text, const gz_image *images, int n,
+                               gz_match *out) {
+    if (!m || !text || n < 0 || (n > 0 && (!images || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_match_text_images: bad arguments");
+    return match_text_images(m, text, NULL, images, n, out);
 }
 
-void gz_rank_by_score(const gz_match *scores, int n, int *order) {
-    if (!scores || !order || n <= 0) return;
-    rank_item *items = malloc((size_t)n * sizeof *items);
-    if (!items) {
-        // no memory: a plain stable insertion sort on order[] itself
-        for (int i = 0; i < n; i++) order[i] = i;
-        for (int i = 1; i < n; i++) {
-            int v = order[i], j = i - 1;
-            rank_item x = {scores[v].score, v};
-            while (j >= 0) {
-                rank_item y = {scores[order[j]].score, order[j]};
-                if (cmp_rank(&y, &x) <= 0) break;
-                order[j + 1] = order[j];
-                j--;
-            }
-            order[j + 1] = v;
-        }
-        return;
-    }
-    for (int i = 0; i < n; i++) items[i] = (rank_item){scores[i].score, i};
-    qsort(items, (size_t)n, sizeof *items, cmp_rank);
-    for (int i = 0; i < n; i++) order[i] = items[i].index;
-    free(items);
+gz_status gz_match_text_images_embedded(gz_model *m, const char *text, const float *text_embedding,
+                                        const gz_image *images, int n, gz_match *out) {
+    if (!m || !text || n < 0 || (n > 0 && (!images || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_match_text_images_embedded: bad arguments");
+    return match_text_images(m, text, text_embedding, images, n, out);
 }
