@@ -3,9 +3,10 @@
 # searches (text, image, composed, re-ranked) and write an HTML gallery.
 # Usage: scripts/demo.sh   (on a fresh Debian 12 machine: it installs what it needs through
 #                           scripts/setup.sh, then builds)
-# Model: $GAZE_MODEL if set (a Hugging Face model directory, e.g. Salesforce/blip-itm-base-coco
-# downloaded with its config.json, model.safetensors, vocab and preprocessor files); otherwise
-# the tiny BLIP fixture model shipped in tests/data, whose weights are RANDOM.
+# Model: $GAZE_MODEL if set (a model directory or a Hub id such as Salesforce/blip-itm-base-coco);
+# else a runnable model already in the Hugging Face cache; else `gaze model pull
+# openai/clip-vit-base-patch32`; else (no network) the tiny BLIP fixture model shipped in
+# tests/data, whose weights are RANDOM.
 # Environment: GAZE_BUILD_DIR (default build), GAZE_DEMO_DIR (default $GAZE_BUILD_DIR/demo).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,16 +21,50 @@ cmake --build "$build" -j"$(nproc)" --target gaze >/dev/null
 gaze=$build/gaze
 "$gaze" --version
 
+# The model: $GAZE_MODEL; else a model of a supported family already in the Hugging Face cache
+# (pulled by gaze or by transformers); else the smallest real model pulled now; else the tiny
+# random-weight test model, with a loud note.
+hub_cache=${HF_HUB_CACHE:-${HF_HOME:-$HOME/.cache/huggingface}/hub}
+cached_model() { # prints ORG/NAME of the first runnable cached model, BLIP first
+    local pref snap cfg repo
+    for pref in 'models--Salesforce--blip-itm-*' 'models--*'; do
+        for snap in "$hub_cache"/$pref/snapshots/*/; do
+            cfg=$snap/config.json
+            [ -f "$cfg" ] || continue
+            grep -Eq '"model_type": *"(blip|clip|chinese_clip)"' "$cfg" || continue
+            ls "$snap" | grep -Eq '^(model\.safetensors|model\.safetensors\.index\.json|pytorch_model\.bin)$' || continue
+            repo=${snap#"$hub_cache"/models--}
+            repo=${repo%%/*}
+            echo "${repo/--//}"
+            return 0
+        done
+    done
+    return 1
+}
 model=${GAZE_MODEL:-}
+if [ -z "$model" ] && model=$(cached_model); then
+    echo "== using $model from the Hugging Face cache ($hub_cache)"
+fi
+if [ -z "$model" ] && "$gaze" model --help >/dev/null 2>&1; then
+    echo "== no model given or cached: pulling openai/clip-vit-base-patch32 (about 600 MB,"
+    echo "   the smallest real model gaze runs) into $hub_cache"
+    if "$gaze" model pull openai/clip-vit-base-patch32; then
+        model=openai/clip-vit-base-patch32
+    else
+        echo "== could not pull it (no network?): going on with the test model"
+    fi
+fi
 if [ -z "$model" ]; then
     model=tests/data/fixtures/blip_itm
     cat <<'EOF'
 
  ###########################################################################
- #  NOTE: no $GAZE_MODEL set, so this demo uses the TINY BLIP TEST MODEL   #
- #  from tests/data/fixtures/blip_itm. ITS WEIGHTS ARE RANDOM: the         #
- #  commands below all run for real, but the rankings are MEANINGLESS.     #
- #  For real results:  GAZE_MODEL=/path/to/blip-itm-base-coco scripts/demo.sh
+ #  NOTE: no $GAZE_MODEL set, none in the Hugging Face cache and none could #
+ #  be pulled, so this demo uses the TINY BLIP TEST MODEL from             #
+ #  tests/data/fixtures/blip_itm. ITS WEIGHTS ARE RANDOM: the commands     #
+ #  below all run for real, but the rankings are MEANINGLESS.              #
+ #  For real results:  gaze model pull Salesforce/blip-itm-base-coco       #
+ #             then:   GAZE_MODEL=Salesforce/blip-itm-base-coco scripts/demo.sh
  ###########################################################################
 
 EOF
