@@ -2,7 +2,8 @@
  * a deterministic stop after the first batch (what Ctrl-C does) and the resume, search
  * results equal to a brute-force ranking over the stored vectors, composed queries,
  * re-ranking scores, and the zero-query error; a new file is opened once (kernel inotify
- * events) and an unchanged one not at all; a read-only search over a stale index writes
+ * events) and an unchanged one not at all, even while another handle holds the write lock;
+ * a read-only search over a stale index writes
  * no file. */
 #include <dirent.h>
 #include <errno.h>
@@ -113,6 +114,7 @@ static void test_read_once(void) {
     gz_engine_params ep = gz_engine_default_params();
     ep.db_path = db;
     ep.model_dir = gz_test_path("fixtures/blip_itm");
+    ep.db.busy_timeout_ms = 100;
     gz_engine *e = NULL;
     CHECK_OK(gz_engine_open(&ep, &e));
     checks++;
@@ -143,10 +145,21 @@ static void test_read_once(void) {
     count_opens(fd, wd, ONCE_FILES, opens);
     T(opens[0] == 0 && opens[1] == 0 && opens[2] == 1);
 
-    /* unchanged (size, mtime): not opened at all */
+    /* unchanged (size, mtime): not opened at all. Another handle holds the write lock
+     * meanwhile: a run with nothing to write only reads, so it neither waits for the lock
+     * nor fails on it (busy_timeout 100 ms) */
+    gz_db *other = NULL;
+    CHECK_OK(gz_db_open(db, NULL, &other));
+    CHECK_OK(other ? gz_db_begin(other) : GZ_EINVAL);
+    checks += 2;
     CHECK_OK(gz_engine_index(e, roots, 1, &io, &s));
     checks++;
     T(s.skipped == ONCE_FILES && s.encoded == 0);
+    if (other) {
+        CHECK_OK(gz_db_rollback(other));
+        CHECK_OK(gz_db_close(other));
+        checks += 2;
+    }
     count_opens(fd, wd, ONCE_FILES, opens);
     for (int i = 0; i < ONCE_FILES; i++)
         T(opens[i] == 0);
