@@ -3,8 +3,7 @@
  * results equal to a brute-force ranking over the stored vectors, composed queries,
  * re-ranking scores, and the zero-query error; a new file is opened once (kernel inotify
  * events) and an unchanged one not at all, even while another handle holds the write lock;
- * a read-only search over a stale index writes
- * no file. */
+ * a read-only search over a stale index writes no file. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
