@@ -303,6 +303,7 @@ int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_
     ep.model = *mp;
     if (!quiet) ep.db.notice = print_notice;
     ep.db.factory = factory;
+    ep.db.readonly = must_exist == CLI_OPEN_READONLY;
     gz_status st = gz_engine_open(&ep, e);
     free(def);
     return st == GZ_OK ? EXIT_OK : cli_report(st);

@@ -94,7 +94,9 @@ typedef struct gz_engine gz_engine;
 /* Open the engine on --db (or the default database) with the model from --model /
  * $GAZE_MODEL (or the db's registered model). Database notices go to stderr unless quiet.
  * factory: FAISS index factory string (NULL = keep the db's). must_exist: refuse to create a new
- * database (for searches). Prints the error and returns the exit code (0 on success). */
+ * database; CLI_OPEN_READONLY: that, and open it read-only (searches write nothing). Prints
+ * the error and returns the exit code (0 on success). */
+#define CLI_OPEN_READONLY 2
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
                     const char *factory, int quiet, int must_exist, gz_engine **e);
 /* cli_report for an error of an engine call on e: adds "give --model DIR (or set $GAZE_MODEL)"

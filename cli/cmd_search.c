@@ -354,7 +354,7 @@ int cmd_search(int argc, char **argv) {
 
     gz_model_params mp = cli_model_params(o.weights, o.threads, 0);
     gz_engine *e = NULL;
-    rc = cli_open_engine(o.db, o.model, &mp, NULL, o.quiet, 1, &e);
+    rc = cli_open_engine(o.db, o.model, &mp, NULL, o.quiet, CLI_OPEN_READONLY, &e);
     if (rc) {
         free(terms);
         cli_list_free(&o.add);

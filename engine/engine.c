@@ -1,4 +1,4 @@
-/* engine_core.c - the engine handle: one database and one lazily loaded, registered model. */
+/* engine.c - the engine handle: one database and one lazily loaded, registered model. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,15 +22,17 @@ gz_status gz_engine_open(const gz_engine_params *p, gz_engine **out) {
     gz_engine *e = calloc(1, sizeof *e);
     if (!e) return GZ_FAIL(GZ_ENOMEM, "gz_engine_open: out of memory");
     e->params = p->model;
-    if (p->model_dir) {
-        e->model_dir = strdup(p->model_dir);
-        if (!e->model_dir) {
-            free(e);
-            return GZ_FAIL(GZ_ENOMEM, "gz_engine_open: out of memory");
-        }
+    e->db_path = strdup(p->db_path);
+    if (p->model_dir) e->model_dir = strdup(p->model_dir);
+    if (!e->db_path || (p->model_dir && !e->model_dir)) {
+        free(e->db_path);
+        free(e->model_dir);
+        free(e);
+        return GZ_FAIL(GZ_ENOMEM, "gz_engine_open: out of memory");
     }
     gz_status st = gz_db_open(p->db_path, &p->db, &e->db);
     if (st != GZ_OK) {
+        free(e->db_path);
         free(e->model_dir);
         free(e);
         return st;
@@ -44,6 +46,7 @@ gz_status gz_engine_close(gz_engine *e) {
     gz_status st = gz_db_close(e->db);
     gz_model_free(e->model);
     free(e->model_dir);
+    free(e->db_path);
     free(e);
     return st;
 }
@@ -61,8 +64,7 @@ static gz_status resolve_model(gz_engine *e, int do_register) {
         st = gz_db_default_model(e->db, &dm);
         if (st == GZ_ENOTFOUND)
             return GZ_FAIL(GZ_ENOTFOUND,
-                           "no model: give --model DIR (or set $GAZE_MODEL); the database "
-                           "has no registered model yet");
+                           "no model given and none registered in the database %s", e->db_path);
         if (st != GZ_OK) return st;
         e->model_dir = strdup(dm.name);
         if (!e->model_dir) return GZ_FAIL(GZ_ENOMEM, "out of memory");

@@ -1,6 +1,6 @@
-/* engine_internal.h - the engine handle's fields, shared by index/engine_*.c only. */
-#ifndef GZ_INDEX_ENGINE_INTERNAL_H
-#define GZ_INDEX_ENGINE_INTERNAL_H
+/* engine_internal.h - the engine handle's fields and helpers, shared by engine/ only. */
+#ifndef GZ_ENGINE_ENGINE_INTERNAL_H
+#define GZ_ENGINE_ENGINE_INTERNAL_H
 
 #include "gaze.h"
 
@@ -8,6 +8,7 @@ struct gz_engine {
     gz_db *db;
     gz_model *model;      /* NULL until gz_engine_model */
     int64_t model_id;     /* its id in db */
+    char *db_path;        /* as given to gz_engine_open (for messages); owned */
     char *model_dir;      /* given or registered; owned */
     char fingerprint[65]; /* of model */
     gz_model_params params;
@@ -27,5 +28,17 @@ gz_image_params gz_engine_image_params(gz_model *m, int exif_orient, int64_t max
  * re-encoded. On a decode/encode failure the item is stored with status failed and the
  * error is returned. Sets *item_id. */
 gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_id);
+
+/* ---- records.c helpers for texts.c ---- */
+
+#define GZ_RECORDS_ERR_MAX 512 /* bytes of a malformed row's reason, NUL included */
+
+/* 1 if s is valid UTF-8 (no overlongs, surrogates or code points above U+10FFFF). */
+int gz_utf8_valid(const char *s);
+/* Why the last gz_records_next returned a negative status (without "FILE:LINE: "), or "". */
+const char *gz_records_error(const gz_records *r);
+/* The current record as a compact JSON object of strings (and nulls) in field order;
+ * malloc'd, NULL when out of memory. */
+char *gz_records_meta_json(const gz_records *r);
 
 #endif

@@ -1,20 +1,27 @@
-/* engine_ingest.c - `gaze index` as a library call: scan folders, skip unchanged files,
- * reuse vectors of renamed / duplicate files by content hash, decode (on a helper thread,
- * one batch ahead) and encode the rest, commit each batch in one transaction, mark
- * vanished files and prune them on request. */
+/* ingest.c - `gaze index` as a library call: scan folders, skip unchanged files, reuse
+ * vectors of renamed / duplicate files by content hash, decode (on a helper thread, one
+ * batch ahead) and encode the rest, commit each batch in one transaction, mark vanished
+ * files and prune them on request.
+ *
+ * A new or changed file is read once: classify reads its bytes to hash them, and the same
+ * buffer is what the helper thread decodes. An unchanged (size, mtime) file is not read. */
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "core/error.h"
 #include "core/fileio.h"
 #include "gaze.h"
 #include "engine/engine_internal.h"
 
-#define DEFAULT_BATCH 8
 #define ERRMSG_MAX 1024
+/* No cap of our own on an image file's size (gz_image_load has none either): the decoders
+ * refuse pictures above max_pixels from their headers. */
+#define IMAGE_FILE_MAX (SIZE_MAX - 1)
 
 gz_ingest_opts gz_ingest_default_opts(void) {
     gz_ingest_opts o;
@@ -46,6 +53,8 @@ typedef struct {
     int64_t existing_id;
     uint64_t hash;
     int64_t reuse_from;
+    unsigned char *data; /* JOB_ENCODE: the file's bytes as hashed, until decoded; owned */
+    size_t size;
     gz_image img;
     char error[ERRMSG_MAX];
 } job;
@@ -53,10 +62,17 @@ typedef struct {
 typedef struct {
     job *jobs;
     size_t n;
+    size_t n_enc; /* jobs that were JOB_ENCODE when encode_chunk ran: rows of vecs */
     gz_image_params ip;
     pthread_t thread;
     int running;
 } chunk;
+
+static void free_job_data(job *j) {
+    free(j->data);
+    j->data = NULL;
+    j->size = 0;
+}
 
 
 static void set_job_error(job *j) {
@@ -64,13 +80,16 @@ static void set_job_error(job *j) {
     j->kind = JOB_FAILED;
 }
 
-/* Decode every JOB_ENCODE image of a chunk (runs on the helper thread: touches no db). */
+/* Decode every JOB_ENCODE image of a chunk from the bytes classify read, and free them
+ * (runs on the helper thread: touches no db). */
 static void *decode_chunk(void *arg) {
     chunk *c = arg;
     for (size_t i = 0; i < c->n; i++) {
         job *j = &c->jobs[i];
         if (j->kind != JOB_ENCODE) continue;
-        if (gz_image_load(j->f->path, &c->ip, &j->img) != GZ_OK) set_job_error(j);
+        gz_status st = gz_image_load_memory(j->data, j->size, j->f->path, &c->ip, &j->img);
+        free_job_data(j);
+        if (st != GZ_OK) set_job_error(j);
     }
     return NULL;
 }
@@ -94,20 +113,34 @@ static int has_embedding(gz_db *db, int64_t item_id, int64_t model_id) {
     return gz_db_get_embedding(db, item_id, model_id, NULL, 0) == GZ_OK;
 }
 
-/* Decide what to do with each file of the chunk (db reads, file hashing). */
+/* Decide what to do with each file of the chunk (db reads, reading and hashing files). */
 static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n);
 
-/* classify_chunk inside one (read-only) transaction: SQLite then takes its file locks once
- * per chunk instead of once per statement, which dominates a no-op re-run. */
+/* classify_chunk inside one read transaction: SQLite then takes its file locks once per chunk
+ * instead of once per statement, which dominates a no-op re-run. A read transaction, not a
+ * write batch: classifying writes nothing, so it need not wait for (or hold off) another
+ * process's write lock. On error no job keeps file bytes. */
 static gz_status classify(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n) {
-    gz_status st = gz_db_begin(e->db);
-    if (st != GZ_OK) return st;
-    st = classify_chunk(e, o, jobs, n);
-    if (st == GZ_OK)
-        st = gz_db_commit(e->db);
-    else
-        gz_db_rollback(e->db);
+    gz_status st = gz_db_begin_read(e->db);
+    if (st == GZ_OK) {
+        st = classify_chunk(e, o, jobs, n);
+        if (st == GZ_OK)
+            st = gz_db_commit(e->db);
+        else
+            gz_db_rollback(e->db);
+    }
+    if (st != GZ_OK)
+        for (size_t i = 0; i < n; i++)
+            free_job_data(&jobs[i]);
     return st;
+}
+
+/* Read a file's bytes into j->data and hash them: the same XXH3-64 as gz_hash_file. */
+static gz_status read_and_hash(job *j) {
+    gz_status st = gz_read_file(j->f->path, IMAGE_FILE_MAX, &j->data, &j->size);
+    if (st != GZ_OK) return st;
+    j->hash = XXH3_64bits(j->data, j->size);
+    return GZ_OK;
 }
 
 static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n) {
@@ -138,7 +171,7 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
             return st;
         }
         gz_clear_error();
-        if (gz_hash_file(f->path, &j->hash) != GZ_OK) {
+        if (read_and_hash(j) != GZ_OK) {
             set_job_error(j);
             continue;
         }
@@ -147,10 +180,11 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
         if (st == GZ_OK && has_embedding(e->db, src, e->model_id)) {
             j->kind = JOB_REUSE;
             j->reuse_from = src;
+            free_job_data(j); /* the vector is copied: the bytes are not decoded */
             continue;
         }
         if (st != GZ_OK && st != GZ_ENOTFOUND) return st;
-        j->kind = JOB_ENCODE;
+        j->kind = JOB_ENCODE; /* j->data goes to decode_chunk */
     }
     return GZ_OK;
 }
@@ -162,6 +196,7 @@ static gz_status encode_chunk(gz_engine *e, chunk *c, float *vecs) {
     size_t n_enc = 0;
     for (size_t i = 0; i < c->n; i++)
         if (c->jobs[i].kind == JOB_ENCODE) n_enc++;
+    c->n_enc = n_enc;
     if (n_enc == 0) return GZ_OK;
     gz_image *imgs = malloc(n_enc * sizeof *imgs);
     size_t *idx = malloc(n_enc * sizeof *idx);
@@ -258,6 +293,7 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             break;
         }
         case JOB_ENCODE: {
+            assert(v < c->n_enc);
             /* the photo's real size (the decode may be DCT-scaled for the model) */
             it.width = j->img.src_width;
             it.height = j->img.src_height;
@@ -288,6 +324,8 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
         if (it.id > 0) j->existing_id = it.id; /* the file's item, for mark_vanished */
         s->done++;
     }
+    /* Every row encode_chunk wrote was consumed by exactly one job. */
+    assert(st != GZ_OK || v == c->n_enc);
     free(tmp);
     if (need_tx) {
         if (st == GZ_OK)
@@ -298,9 +336,12 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
     return st;
 }
 
+/* Free what a chunk's jobs hold: decoded images and bytes not decoded (stop, error). */
 static void free_chunk_images(chunk *c) {
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         if (c->jobs[i].img.rgb) gz_image_free(&c->jobs[i].img);
+        free_job_data(&c->jobs[i]);
+    }
 }
 
 static int cmp_id(const void *a, const void *b) {
@@ -386,7 +427,10 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     for (size_t i = 0; i < w.n_errors && o->file_error; i++)
         o->file_error(o->user, "", w.errors[i]);
     s.total = (long)w.n;
-    int bs = o->batch_size > 0 ? o->batch_size : DEFAULT_BATCH;
+    /* 0: the model's batch size, so one chunk is one forward pass */
+    int bs = o->batch_size > 0         ? o->batch_size
+             : e->params.batch_size > 0 ? e->params.batch_size
+                                        : GZ_DEFAULT_BATCH;
     int dim = gz_model_dim(e->model);
     job *jobs = calloc(w.n ? w.n : 1, sizeof *jobs);
     float *vecs = malloc((size_t)bs * (size_t)dim * sizeof *vecs);

@@ -16,9 +16,9 @@ gz_query gz_query_default(void) {
     gz_query q;
     memset(&q, 0, sizeof q);
     q.target = GZ_TARGET_IMAGES;
-    q.k = 10;
-    q.min_score = -2.0f;
-    q.text_weight = 0.5f;
+    q.k = GZ_DEFAULT_K;
+    q.min_score = GZ_NO_MIN_SCORE;
+    q.text_weight = GZ_DEFAULT_TEXT_WEIGHT;
     return q;
 }
 

@@ -1,431 +1,51 @@
-/* engine_texts.c - record files (JSONL, CSV per RFC 4180, TSV) and `gaze add-texts`:
- * import captions / product records as text items, optionally linked to image items. */
+/* texts.c - `gaze add-texts` as a library call: import the captions / product records of a
+ * record file (records.c) as text items, optionally linked to image items, and embed them.
+ *
+ * One import runs in phases: open (model, paths, reader, buffers), one row at a time (text,
+ * id, linked image, unchanged check, queue), a batch flush (encode + one transaction) each
+ * time the queue is full, and a final flush and clean-up that hands back the stats. */
 #include <errno.h>
-#include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
 
 #include "core/error.h"
 #include "gaze.h"
 #include "engine/engine_internal.h"
-
-#define MAX_RECORD_FILE ((size_t)4 << 30) /* refuse record files above 4 GiB */
-#define ROW_ERR_MAX 512
-
-struct gz_records {
-    char *path;
-    char *buf; /* whole file, NUL-terminated */
-    size_t len, pos;
-    long line; /* line number at pos (1-based) */
-    gz_rec_format fmt;
-    char **header; /* CSV/TSV field names */
-    int n_header;
-    char **names, **values; /* current record (owned) */
-    int n_fields, cap;
-    char err[ROW_ERR_MAX]; /* reason of the last malformed row */
-};
-
-static int utf8_valid(const char *s) {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned c = *p;
-        int len;
-        unsigned cp, min;
-        if (c < 0x80) {
-            p++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0)
-            len = 2, min = 0x80, cp = c & 0x1F;
-        else if ((c & 0xF0) == 0xE0)
-            len = 3, min = 0x800, cp = c & 0x0F;
-        else if ((c & 0xF8) == 0xF0)
-            len = 4, min = 0x10000, cp = c & 0x07;
-        else
-            return 0;
-        for (int i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-        p += len;
-    }
-    return 1;
-}
-
-static void clear_record(gz_records *r) {
-    for (int i = 0; i < r->n_fields; i++) {
-        free(r->names[i]);
-        free(r->values[i]);
-    }
-    r->n_fields = 0;
-}
-
-static int add_field(gz_records *r, const char *name, const char *value, size_t vlen) {
-    if (r->n_fields == r->cap) {
-        int cap = r->cap ? r->cap * 2 : 16;
-        char **n = realloc(r->names, (size_t)cap * sizeof *n);
-        if (!n) return -1;
-        r->names = n;
-        char **v = realloc(r->values, (size_t)cap * sizeof *v);
-        if (!v) return -1;
-        r->values = v;
-        r->cap = cap;
-    }
-    char *nm = strdup(name);
-    char *val = value ? strndup(value, vlen) : NULL;
-    if (!nm || (value && !val)) {
-        free(nm);
-        free(val);
-        return -1;
-    }
-    r->names[r->n_fields] = nm;
-    r->values[r->n_fields] = val;
-    r->n_fields++;
-    return 0;
-}
-
-static int row_error(gz_records *r, long line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int row_error(gz_records *r, long line, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->err, sizeof r->err, fmt, ap);
-    va_end(ap);
-    clear_record(r);
-    return GZ_FAIL(GZ_EINVAL, "%s:%ld: %s", r->path, line, r->err);
-}
-
-/* Split one CSV record at r->pos into cells (RFC 4180: quotes, "" escapes, newlines inside
- * quotes). Returns number of cells (>= 0) or -1 for an unterminated quote, -2 for a
- * character after a closing quote, -3 out of memory. cells/lens are malloc'd arrays. */
-static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
-    char **cells = NULL;
-    int n = 0, cap = 0;
-    size_t p = r->pos;
-    const char *b = r->buf;
-    int rc = 0;
-    for (;;) {
-        char *cell = NULL;
-        size_t cl = 0, ccap = 0;
-#define PUTC(ch)                                                                                   \
-    do {                                                                                           \
-        if (cl + 2 > ccap) {                                                                       \
-            ccap = ccap ? ccap * 2 : 32;                                                           \
-            char *nc = realloc(cell, ccap);                                                        \
-            if (!nc) {                                                                             \
-                rc = -3;                                                                           \
-                goto fail;                                                                         \
-            }                                                                                      \
-            cell = nc;                                                                             \
-        }                                                                                          \
-        cell[cl++] = (ch);                                                                         \
-    } while (0)
-        if (quoting && b[p] == '"') {
-            p++;
-            for (;;) {
-                if (p >= r->len) {
-                    rc = -1;
-                    goto fail;
-                }
-                if (b[p] == '"') {
-                    if (b[p + 1] == '"') {
-                        PUTC('"');
-                        p += 2;
-                        continue;
-                    }
-                    p++;
-                    break;
-                }
-                if (b[p] == '\n') r->line++;
-                PUTC(b[p]);
-                p++;
-            }
-            if (b[p] == '\r' && b[p + 1] == '\n') p++;
-            if (p < r->len && b[p] != sep && b[p] != '\n') {
-                rc = -2;
-                goto fail;
-            }
-        } else {
-            while (p < r->len && b[p] != sep && b[p] != '\n') {
-                if (!(b[p] == '\r' && (p + 1 >= r->len || b[p + 1] == '\n'))) PUTC(b[p]);
-                p++;
-            }
-        }
-        PUTC('\0');
-        cl--;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nc = realloc(cells, (size_t)cap * sizeof *nc);
-            if (!nc) {
-                rc = -3;
-                goto fail;
-            }
-            cells = nc;
-        }
-        cells[n++] = cell;
-        cell = NULL;
-        if (p < r->len && b[p] == sep) {
-            p++;
-            continue;
-        }
-        if (p < r->len && b[p] == '\n') p++;
-        break;
-    fail:
-        free(cell);
-        break;
-#undef PUTC
-    }
-    if (rc < 0) {
-        for (int i = 0; i < n; i++)
-            free(cells[i]);
-        free(cells);
-        /* resynchronise at the line after the record's first line */
-        const char *nl = memchr(b + r->pos, '\n', r->len - r->pos);
-        r->pos = nl ? (size_t)(nl - b) + 1 : r->len;
-        return rc;
-    }
-    r->pos = p;
-    *cells_out = cells;
-    return n;
-}
-
-static void free_cells(char **c, int n) {
-    for (int i = 0; i < n; i++)
-        free(c[i]);
-    free(c);
-}
-
-static int is_blank_line(const gz_records *r) {
-    size_t p = r->pos;
-    while (p < r->len && (r->buf[p] == ' ' || r->buf[p] == '\t' || r->buf[p] == '\r'))
-        p++;
-    return p >= r->len || r->buf[p] == '\n';
-}
-
-static void skip_line(gz_records *r) {
-    const char *nl = memchr(r->buf + r->pos, '\n', r->len - r->pos);
-    r->pos = nl ? (size_t)(nl - r->buf) + 1 : r->len;
-    r->line++;
-}
-
-gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || (size_t)sb.st_size > MAX_RECORD_FILE) {
-        fclose(f);
-        return GZ_FAIL(GZ_EINVAL, "%s: unreadable or larger than 4 GiB", path);
-    }
-    gz_records *r = calloc(1, sizeof *r);
-    if (r) r->buf = malloc((size_t)sb.st_size + 2);
-    if (r) r->path = strdup(path);
-    if (!r || !r->buf || !r->path) {
-        fclose(f);
-        gz_records_close(r);
-        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-    }
-    r->len = fread(r->buf, 1, (size_t)sb.st_size, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        gz_records_close(r);
-        return GZ_FAIL(GZ_EIO, "%s: read error", path);
-    }
-    r->buf[r->len] = '\0';
-    r->buf[r->len + 1] = '\0';
-    r->line = 1;
-    if (r->len >= 3 && memcmp(r->buf, "\xEF\xBB\xBF", 3) == 0) r->pos = 3; /* UTF-8 BOM */
-    if (fmt == GZ_REC_AUTO) {
-        const char *dot = strrchr(path, '.');
-        if (dot && (!strcasecmp(dot, ".jsonl") || !strcasecmp(dot, ".ndjson") ||
-                    !strcasecmp(dot, ".json")))
-            fmt = GZ_REC_JSONL;
-        else if (dot && !strcasecmp(dot, ".csv"))
-            fmt = GZ_REC_CSV;
-        else if (dot && (!strcasecmp(dot, ".tsv") || !strcasecmp(dot, ".tab")))
-            fmt = GZ_REC_TSV;
-        else {
-            size_t p = r->pos;
-            while (p < r->len && (r->buf[p] == ' ' || r->buf[p] == '\n' || r->buf[p] == '\r'))
-                p++;
-            const char *nl = memchr(r->buf + p, '\n', r->len - p);
-            size_t e = nl ? (size_t)(nl - r->buf) : r->len;
-            if (p < r->len && r->buf[p] == '{')
-                fmt = GZ_REC_JSONL;
-            else if (memchr(r->buf + p, '\t', e - p))
-                fmt = GZ_REC_TSV;
-            else
-                fmt = GZ_REC_CSV;
-        }
-    }
-    r->fmt = fmt;
-    if (fmt == GZ_REC_CSV || fmt == GZ_REC_TSV) {
-        while (r->pos < r->len && is_blank_line(r))
-            skip_line(r);
-        long hl = r->line;
-        char **cells = NULL;
-        int n = csv_split(r, fmt == GZ_REC_CSV ? ',' : '\t', fmt == GZ_REC_CSV, &cells);
-        r->line++;
-        if (n <= 0) {
-            gz_records_close(r);
-            return GZ_FAIL(GZ_EINVAL, "%s:%ld: cannot read the header row (field names)", path, hl);
-        }
-        for (int i = 0; i < n; i++) {
-            /* trim spaces around names */
-            char *s = cells[i];
-            while (*s == ' ')
-                memmove(s, s + 1, strlen(s));
-            size_t l = strlen(s);
-            while (l && s[l - 1] == ' ')
-                s[--l] = '\0';
-        }
-        r->header = cells;
-        r->n_header = n;
-    }
-    *out = r;
-    return GZ_OK;
-}
-
-gz_rec_format gz_records_format(const gz_records *r) { return r->fmt; }
-
-static int next_jsonl(gz_records *r, long *line) {
-    while (r->pos < r->len && is_blank_line(r))
-        skip_line(r);
-    if (r->pos >= r->len) return 0;
-    *line = r->line;
-    const char *s = r->buf + r->pos;
-    const char *nl = memchr(s, '\n', r->len - r->pos);
-    size_t l = nl ? (size_t)(nl - s) : r->len - r->pos;
-    skip_line(r);
-    json_error_t je;
-    json_t *o = json_loadb(s, l, JSON_REJECT_DUPLICATES, &je);
-    if (!o) return row_error(r, *line, "invalid JSON: %s", je.text);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return row_error(r, *line, "not a JSON object");
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v) {
-        char num[64];
-        const char *val = NULL;
-        char *dumped = NULL;
-        size_t vl = 0;
-        if (json_is_string(v)) {
-            val = json_string_value(v);
-            vl = json_string_length(v);
-            if (memchr(val, '\0', vl)) {
-                json_decref(o);
-                return row_error(r, *line, "field '%s' contains a NUL character", key);
-            }
-        } else if (json_is_integer(v)) {
-            snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-            val = num, vl = strlen(num);
-        } else if (json_is_real(v)) {
-            snprintf(num, sizeof num, "%.17g", json_real_value(v));
-            val = num, vl = strlen(num);
-        } else if (json_is_boolean(v)) {
-            val = json_is_true(v) ? "true" : "false", vl = strlen(val);
-        } else if (json_is_null(v)) {
-            val = NULL;
-        } else {
-            dumped = json_dumps(v, JSON_COMPACT);
-            val = dumped, vl = dumped ? strlen(dumped) : 0;
-        }
-        int rc = add_field(r, key, val, vl);
-        free(dumped);
-        if (rc) {
-            json_decref(o);
-            return row_error(r, *line, "out of memory");
-        }
-    }
-    json_decref(o);
-    return 1;
-}
-
-static int next_table(gz_records *r, long *line) {
-    while (r->pos < r->len && is_blank_line(r))
-        skip_line(r);
-    if (r->pos >= r->len) return 0;
-    *line = r->line;
-    char **cells = NULL;
-    int n = csv_split(r, r->fmt == GZ_REC_CSV ? ',' : '\t', r->fmt == GZ_REC_CSV, &cells);
-    r->line++;
-    if (n == -1) {
-        r->line = *line + 1;
-        return row_error(r, *line, "unterminated quoted field");
-    }
-    if (n == -2) {
-        r->line = *line + 1;
-        return row_error(r, *line, "text after a closing quote");
-    }
-    if (n < 0) return row_error(r, *line, "out of memory");
-    if (n != r->n_header) {
-        free_cells(cells, n);
-        return row_error(r, *line, "expected %d fields (as the header), got %d", r->n_header, n);
-    }
-    for (int i = 0; i < n; i++) {
-        if (!utf8_valid(cells[i])) {
-            free_cells(cells, n);
-            return row_error(r, *line, "field '%s' is not valid UTF-8", r->header[i]);
-        }
-        if (add_field(r, r->header[i], cells[i], strlen(cells[i]))) {
-            free_cells(cells, n);
-            return row_error(r, *line, "out of memory");
-        }
-    }
-    free_cells(cells, n);
-    return 1;
-}
-
-int gz_records_next(gz_records *r, long *line) {
-    clear_record(r);
-    r->err[0] = '\0';
-    long dummy;
-    if (!line) line = &dummy;
-    return r->fmt == GZ_REC_JSONL ? next_jsonl(r, line) : next_table(r, line);
-}
-
-const char *gz_records_get(gz_records *r, const char *field) {
-    for (int i = 0; i < r->n_fields; i++)
-        if (strcmp(r->names[i], field) == 0) return r->values[i];
-    return NULL;
-}
-
-void gz_records_close(gz_records *r) {
-    if (!r) return;
-    clear_record(r);
-    free(r->names);
-    free(r->values);
-    if (r->header) free_cells(r->header, r->n_header);
-    free(r->buf);
-    free(r->path);
-    free(r);
-}
-
-/* ---- add-texts ---- */
 
 gz_texts_opts gz_texts_default_opts(void) {
     gz_texts_opts o;
     memset(&o, 0, sizeof o);
     o.id_field = "id";
     o.text_field = "text";
-    o.batch_size = 32;
+    o.batch_size = GZ_DEFAULT_TEXTS_BATCH;
     return o;
 }
 
+/* A row waiting for its batch's forward pass; strings owned. */
 typedef struct {
     char *ext_id, *text, *meta;
     int64_t link;
 } pending;
+
+/* One import in progress. */
+typedef struct {
+    gz_engine *e;
+    const gz_texts_opts *o;
+    const char *file;          /* as given: row messages name it */
+    char abs[PATH_MAX];        /* absolute path: the items' path */
+    char dir_buf[PATH_MAX];    /* storage of dir */
+    const char *dir;           /* the file's folder: linked image paths are relative to it */
+    const char *id_field;      /* resolved defaults */
+    const char *text_field;
+    gz_records *r;
+    pending *p; /* (bs) queued rows, np of them */
+    int np, bs;
+    float *vecs; /* (bs, dim) */
+    gz_texts_stats s;
+} texts_import;
 
 /* The text of a record: the named fields (comma-separated list) joined with ". ". The first
  * absent or empty field's name goes to missing (missing[0] = 0 if none). */
@@ -467,16 +87,6 @@ static char *record_text(gz_records *r, const char *fields, char missing[128]) {
     return out;
 }
 
-static char *record_meta(gz_records *r) {
-    json_t *o = json_object();
-    if (!o) return NULL;
-    for (int i = 0; i < r->n_fields; i++)
-        json_object_set_new(o, r->names[i], r->values[i] ? json_string(r->values[i]) : json_null());
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    return s;
-}
-
 static void free_pending(pending *p, int n) {
     for (int i = 0; i < n; i++) {
         free(p[i].ext_id);
@@ -485,6 +95,7 @@ static void free_pending(pending *p, int n) {
     }
 }
 
+/* Encode the n queued rows and store them (items + embeddings) in one transaction. */
 static gz_status flush_texts(gz_engine *e, const char *abs, pending *p, int n, float *vecs,
                              gz_texts_stats *s) {
     if (n == 0) return GZ_OK;
@@ -523,146 +134,178 @@ static gz_status flush_texts(gz_engine *e, const char *abs, pending *p, int n, f
     return st;
 }
 
-static void report_row(const gz_texts_opts *o, const char *file, long line, const char *msg,
-                       gz_texts_stats *s) {
-    s->failed++;
-    if (o->row_error) o->row_error(o->user, file, line, msg);
+/* Flush the queue and empty it (also on failure: the rows are then lost with the error). */
+static gz_status flush_queue(texts_import *t) {
+    gz_status st = flush_texts(t->e, t->abs, t->p, t->np, t->vecs, &t->s);
+    free_pending(t->p, t->np);
+    t->np = 0;
+    return st;
+}
+
+/* A bad row: counted as failed and reported; the import goes on. */
+static void report_row(texts_import *t, long line, const char *msg) {
+    t->s.failed++;
+    if (t->o->row_error) t->o->row_error(t->o->user, t->file, line, msg);
+}
+
+/* Phase 1: load and register the model, resolve the file's paths, open the reader and
+ * allocate the batch. On error nothing is left open in t. */
+static gz_status import_open(texts_import *t, gz_engine *e, const char *file,
+                             const gz_texts_opts *o) {
+    memset(t, 0, sizeof *t);
+    t->e = e;
+    t->o = o;
+    t->file = file;
+    gz_status st = gz_engine_model(e, NULL, NULL);
+    if (st != GZ_OK) return st;
+    if (!realpath(file, t->abs))
+        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", file, strerror(errno));
+    snprintf(t->dir_buf, sizeof t->dir_buf, "%s", t->abs);
+    t->dir = dirname(t->dir_buf);
+    st = gz_records_open(file, o->format, &t->r);
+    if (st != GZ_OK) return st;
+    t->id_field = o->id_field ? o->id_field : "id";
+    t->text_field = o->text_field ? o->text_field : "text";
+    t->bs = o->batch_size > 0 ? o->batch_size : GZ_DEFAULT_TEXTS_BATCH;
+    int dim = gz_model_dim(e->model);
+    t->p = calloc((size_t)t->bs, sizeof *t->p);
+    t->vecs = malloc((size_t)t->bs * (size_t)dim * sizeof *t->vecs);
+    if (!t->p || !t->vecs) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
+    return GZ_OK;
+}
+
+/* Phase 2b: the image a row links to (image_field), as an item id in *link (0: none). An
+ * image not yet embedded is indexed now. A bad link is a bad row: *skip = 1 (reported).
+ * Returns a fatal (db) error only. */
+static gz_status link_image(texts_import *t, long line, int64_t *link, int *skip) {
+    *link = 0;
+    *skip = 0;
+    if (!t->o->image_field) return GZ_OK;
+    const char *img = gz_records_get(t->r, t->o->image_field);
+    if (!img || !*img) return GZ_OK;
+    char joined[PATH_MAX * 2], ipath[PATH_MAX];
+    if (img[0] == '/')
+        snprintf(joined, sizeof joined, "%s", img);
+    else
+        snprintf(joined, sizeof joined, "%s/%s", t->dir, img);
+    if (!realpath(joined, ipath)) {
+        char msg[PATH_MAX + 64];
+        snprintf(msg, sizeof msg, "image '%s': %s", img, strerror(errno));
+        report_row(t, line, msg);
+        *skip = 1;
+        return GZ_OK;
+    }
+    gz_engine *e = t->e;
+    gz_item li;
+    memset(&li, 0, sizeof li);
+    gz_status ls = gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, ipath, strlen(ipath), NULL, &li);
+    int ready = ls == GZ_OK && li.status == GZ_ITEM_OK &&
+                gz_db_get_embedding(e->db, li.id, e->model_id, NULL, 0) == GZ_OK;
+    if (ready) *link = li.id;
+    gz_item_clear(&li);
+    if (ls != GZ_OK && ls != GZ_ENOTFOUND) return ls;
+    if (!ready && gz_engine_index_one(e, ipath, link) != GZ_OK) {
+        char msg[GZ_RECORDS_ERR_MAX + 64];
+        snprintf(msg, sizeof msg, "image '%s': %s", img, gz_last_error());
+        report_row(t, line, msg);
+        *skip = 1;
+    }
+    return GZ_OK;
+}
+
+/* 1 if the text item (file, id) already holds this text and link and is embedded. */
+static int text_unchanged(texts_import *t, const char *id, const char *text, int64_t link) {
+    gz_engine *e = t->e;
+    gz_item old;
+    memset(&old, 0, sizeof old);
+    if (gz_db_find_by_path(e->db, GZ_ITEM_TEXT, t->abs, strlen(t->abs), id, &old) != GZ_OK)
+        return 0;
+    int same = old.text && strcmp(old.text, text) == 0 && old.link_item_id == link &&
+               old.status == GZ_ITEM_OK &&
+               gz_db_get_embedding(e->db, old.id, e->model_id, NULL, 0) == GZ_OK;
+    gz_item_clear(&old);
+    return same;
+}
+
+/* Phase 2: one record, rc as gz_records_next returned it (1 or a negative status). Bad rows
+ * are reported and skipped; a good changed row is queued, and a full queue flushed. Returns
+ * a fatal error only (out of memory, db, model). */
+static gz_status import_row(texts_import *t, int rc, long line) {
+    t->s.rows++;
+    if (rc < 0) {
+        report_row(t, line, gz_records_error(t->r));
+        return GZ_OK;
+    }
+    char missing[128];
+    char *text = record_text(t->r, t->text_field, missing);
+    if (!text) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
+    if (!text[0]) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "no text: field '%s' is missing or empty",
+                 missing[0] ? missing : t->text_field);
+        report_row(t, line, msg);
+        free(text);
+        return GZ_OK;
+    }
+    if (!gz_utf8_valid(text)) {
+        report_row(t, line, "text is not valid UTF-8");
+        free(text);
+        return GZ_OK;
+    }
+    char idbuf[32];
+    const char *id = gz_records_get(t->r, t->id_field);
+    if (!id || !*id) {
+        snprintf(idbuf, sizeof idbuf, "line:%ld", line);
+        id = idbuf;
+    }
+    int64_t link = 0;
+    int skip = 0;
+    gz_status st = link_image(t, line, &link, &skip);
+    if (st != GZ_OK || skip) {
+        free(text);
+        return st;
+    }
+    if (text_unchanged(t, id, text, link)) {
+        t->s.unchanged++;
+        free(text);
+        return GZ_OK;
+    }
+    gz_clear_error();
+    pending *q = &t->p[t->np++]; /* counted now so that the clean-up frees it */
+    q->ext_id = strdup(id);
+    q->text = text;
+    q->meta = gz_records_meta_json(t->r);
+    q->link = link;
+    if (!q->ext_id) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
+    if (t->np == t->bs) return flush_queue(t);
+    return GZ_OK;
+}
+
+/* Phase 3: flush what is queued (unless an error stopped the import), free everything and
+ * hand back the stats. Returns st or the flush's error. */
+static gz_status import_close(texts_import *t, gz_status st, gz_texts_stats *stats) {
+    if (st == GZ_OK) st = flush_texts(t->e, t->abs, t->p, t->np, t->vecs, &t->s);
+    if (t->p) free_pending(t->p, t->np);
+    free(t->p);
+    free(t->vecs);
+    gz_records_close(t->r);
+    if (stats) *stats = t->s;
+    return st;
 }
 
 gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opts *o,
                               gz_texts_stats *stats) {
     gz_texts_opts defaults = gz_texts_default_opts();
     if (!o) o = &defaults;
-    gz_texts_stats s;
-    memset(&s, 0, sizeof s);
-    if (stats) *stats = s;
-    gz_status st = gz_engine_model(e, NULL, NULL);
-    if (st != GZ_OK) return st;
-    char abs[PATH_MAX];
-    if (!realpath(file, abs))
-        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", file, strerror(errno));
-    char dirbuf[PATH_MAX];
-    snprintf(dirbuf, sizeof dirbuf, "%s", abs);
-    const char *dir = dirname(dirbuf);
-    gz_records *r = NULL;
-    st = gz_records_open(file, o->format, &r);
-    if (st != GZ_OK) return st;
-    const char *id_field = o->id_field ? o->id_field : "id";
-    const char *text_field = o->text_field ? o->text_field : "text";
-    int bs = o->batch_size > 0 ? o->batch_size : 32;
-    int dim = gz_model_dim(e->model);
-    pending *p = calloc((size_t)bs, sizeof *p);
-    float *vecs = malloc((size_t)bs * (size_t)dim * sizeof *vecs);
-    if (!p || !vecs) st = GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
-    int np = 0;
+    if (stats) memset(stats, 0, sizeof *stats);
+    texts_import t;
+    gz_status st = import_open(&t, e, file, o);
+    if (st != GZ_OK && !t.r) return st; /* nothing opened yet: stats stay zero */
     while (st == GZ_OK) {
         long line = 0;
-        int rc = gz_records_next(r, &line);
+        int rc = gz_records_next(t.r, &line);
         if (rc == 0) break;
-        s.rows++;
-        if (rc < 0) {
-            report_row(o, file, line, r->err, &s);
-            continue;
-        }
-        char missing[128];
-        char *text = record_text(r, text_field, missing);
-        if (!text) {
-            st = GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
-            break;
-        }
-        if (!text[0]) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "no text: field '%s' is missing or empty",
-                     missing[0] ? missing : text_field);
-            report_row(o, file, line, msg, &s);
-            free(text);
-            continue;
-        }
-        if (!utf8_valid(text)) {
-            report_row(o, file, line, "text is not valid UTF-8", &s);
-            free(text);
-            continue;
-        }
-        char idbuf[32];
-        const char *id = gz_records_get(r, id_field);
-        if (!id || !*id) {
-            snprintf(idbuf, sizeof idbuf, "line:%ld", line);
-            id = idbuf;
-        }
-        int64_t link = 0;
-        if (o->image_field) {
-            const char *img = gz_records_get(r, o->image_field);
-            if (img && *img) {
-                char joined[PATH_MAX * 2], ipath[PATH_MAX];
-                if (img[0] == '/')
-                    snprintf(joined, sizeof joined, "%s", img);
-                else
-                    snprintf(joined, sizeof joined, "%s/%s", dir, img);
-                if (!realpath(joined, ipath)) {
-                    char msg[PATH_MAX + 64];
-                    snprintf(msg, sizeof msg, "image '%s': %s", img, strerror(errno));
-                    report_row(o, file, line, msg, &s);
-                    free(text);
-                    continue;
-                }
-                gz_item li;
-                memset(&li, 0, sizeof li);
-                gz_status ls =
-                    gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, ipath, strlen(ipath), NULL, &li);
-                int ready = ls == GZ_OK && li.status == GZ_ITEM_OK &&
-                            gz_db_get_embedding(e->db, li.id, e->model_id, NULL, 0) == GZ_OK;
-                if (ready) link = li.id;
-                gz_item_clear(&li);
-                if (ls != GZ_OK && ls != GZ_ENOTFOUND) {
-                    free(text);
-                    st = ls;
-                    break;
-                }
-                if (!ready && gz_engine_index_one(e, ipath, &link) != GZ_OK) {
-                    char msg[ROW_ERR_MAX + 64];
-                    snprintf(msg, sizeof msg, "image '%s': %s", img, gz_last_error());
-                    report_row(o, file, line, msg, &s);
-                    free(text);
-                    continue;
-                }
-            }
-        }
-        /* Unchanged: same text and link, already embedded. */
-        gz_item old;
-        memset(&old, 0, sizeof old);
-        if (gz_db_find_by_path(e->db, GZ_ITEM_TEXT, abs, strlen(abs), id, &old) == GZ_OK) {
-            int same = old.text && strcmp(old.text, text) == 0 && old.link_item_id == link &&
-                       old.status == GZ_ITEM_OK &&
-                       gz_db_get_embedding(e->db, old.id, e->model_id, NULL, 0) == GZ_OK;
-            gz_item_clear(&old);
-            if (same) {
-                s.unchanged++;
-                free(text);
-                continue;
-            }
-        }
-        gz_clear_error();
-        p[np].ext_id = strdup(id);
-        p[np].text = text;
-        p[np].meta = record_meta(r);
-        p[np].link = link;
-        if (!p[np].ext_id) {
-            np++;
-            st = GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
-            break;
-        }
-        np++;
-        if (np == bs) {
-            st = flush_texts(e, abs, p, np, vecs, &s);
-            free_pending(p, np);
-            np = 0;
-        }
+        st = import_row(&t, rc, line);
     }
-    if (st == GZ_OK) st = flush_texts(e, abs, p, np, vecs, &s);
-    if (p) free_pending(p, np);
-    free(p);
-    free(vecs);
-    gz_records_close(r);
-    if (stats) *stats = s;
-    return st;
+    return import_close(&t, st, stats);
 }

@@ -1,5 +1,5 @@
-/* engine_walk.c - recursive scan for image files: hidden/junk folders skipped, --exclude
- * globs, optional symlink following with loop protection, results sorted by path. */
+/* walk.c - recursive scan for image files: hidden/junk folders skipped, exclude globs,
+ * optional symlink following with loop protection, results sorted by path. */
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>

@@ -44,6 +44,16 @@ extern "C" {
  * gz_status (GZ_OK = 0, negative codes), gz_family, gz_last_error() and gz_status_name()
  * are declared in core/status.h, included above, so the layers below this API share them. */
 
+/* ===== Defaults =====
+ * Each default has one home, here: the default-params functions, the engine and the CLI's
+ * help text use these names rather than repeating the numbers. */
+#define GZ_DEFAULT_MAX_PIXELS INT64_C(100000000) /* refuse images above 100 MP (header) */
+#define GZ_DEFAULT_BATCH 8           /* images per forward pass and per ingest transaction */
+#define GZ_DEFAULT_TEXTS_BATCH 32    /* texts per forward pass and per add-texts transaction */
+#define GZ_DEFAULT_K 10              /* search results wanted */
+#define GZ_NO_MIN_SCORE (-2.0f)      /* a min_score below every cosine: no result is dropped */
+#define GZ_DEFAULT_TEXT_WEIGHT 0.5f  /* products: weight of the text cosine */
+
 /* ===== Models (model/) ===== */
 
 typedef struct gz_model gz_model; /* opaque: config, tokenizer, towers, preprocessing */
@@ -352,6 +362,10 @@ gz_status gz_hash_file(const char *path, uint64_t *hash);
 /* Batches: everything between begin and commit is one SQLite transaction, and so is each
  * write call made outside begin/commit. gz_db_begin inside an open batch is GZ_EINVAL. */
 gz_status gz_db_begin(gz_db *db);
+/* A read transaction (BEGIN DEFERRED): one consistent snapshot for many reads, ended by
+ * gz_db_commit or gz_db_rollback. Takes no write lock, so it neither waits for nor blocks
+ * a writer; works on a read-only database. Writes belong in gz_db_begin batches. */
+gz_status gz_db_begin_read(gz_db *db);
 gz_status gz_db_commit(gz_db *db);
 gz_status gz_db_rollback(gz_db *db);
 
@@ -479,7 +493,9 @@ typedef struct {
 gz_engine_params gz_engine_default_params(void);
 
 /* Open the database (created if needed unless db.readonly). The model is not loaded yet.
- * On error *out is NULL. */
+ * A read-only engine searches without writing anything (a stale FAISS index is rebuilt in
+ * memory only and the model registry is not touched); indexing and importing texts need a
+ * writable one. On error *out is NULL. */
 gz_status gz_engine_open(const gz_engine_params *p, gz_engine **out);
 /* Close the database (writes changed FAISS files) and free the model. Returns the first
  * error met while saving. NULL is a no-op. */
@@ -487,7 +503,7 @@ gz_status gz_engine_close(gz_engine *e);
 gz_db *gz_engine_db(gz_engine *e);
 /* Load the model now if needed and register it in the database (fingerprint); sets *m and
  * *model_id (either may be NULL). GZ_ENOTFOUND when no model was given and none is
- * registered ("give --model ..."). */
+ * registered (the message says so without naming any command-line flag). */
 gz_status gz_engine_model(gz_engine *e, gz_model **m, int64_t *model_id);
 /* The model directory in use (given or registered), or NULL before one is resolved. */
 const char *gz_engine_model_dir(const gz_engine *e);
@@ -547,7 +563,8 @@ typedef struct {
 typedef struct {
     gz_walk_opts walk;
     int prune;          /* 1: remove vanished files from the db (else only marked) */
-    int batch_size;     /* files per transaction / forward pass; 0 = model's batch size */
+    int batch_size;     /* files per transaction / forward pass; 0 = the model's batch size
+                           (gz_model_params.batch_size, itself GZ_DEFAULT_BATCH when 0) */
     int exif_orient;    /* -1 = model's setting (default on); 0/1 override */
     int64_t max_pixels; /* 0 = model's setting */
     int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
@@ -585,13 +602,14 @@ typedef struct {
     const gz_query_term *terms; /* the query is normalise(sum_i weight_i * embed(term_i)) */
     int n_terms;
     gz_target target;
-    int k;             /* results wanted (default 10) */
-    float min_score;   /* drop results whose cosine (itc) is below; default -2 (none) */
+    int k;             /* results wanted (default GZ_DEFAULT_K) */
+    float min_score;   /* drop results whose cosine (itc) is below; default GZ_NO_MIN_SCORE */
     int rerank;        /* 0: none; K > 0: re-score the top K by ITC with BLIP ITM (query must
                           be one text term over images, or one image term over texts):
                           score = itm_logit[match] + itc, as LAVIS ranks */
     float text_weight; /* products: score = w * cos(q, text) + (1 - w) * cos(q, image);
-                          default 0.5; a product without an image vector uses cos(q, text) */
+                          default GZ_DEFAULT_TEXT_WEIGHT; a product without an image vector
+                          uses cos(q, text) */
 } gz_query;
 
 gz_query gz_query_default(void);
@@ -626,7 +644,7 @@ gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n
 gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out);
 void gz_results_free(gz_results *r);
 
-/* ---- records: JSONL / CSV / TSV readers (engine/texts.c, engine/records.c) ---- */
+/* ---- records: JSONL / CSV / TSV readers (engine/records.c) ---- */
 
 typedef enum { GZ_REC_AUTO = 0, GZ_REC_JSONL, GZ_REC_CSV, GZ_REC_TSV } gz_rec_format;
 typedef struct gz_records gz_records;
@@ -650,7 +668,8 @@ typedef struct {
                                 ". " (e.g. "title,description") */
     const char *image_field; /* NULL: none; else a path (relative to the file's folder) of
                                 an image to link; indexed now if it is not in the db */
-    int batch_size;          /* texts per transaction / forward pass (default 32) */
+    int batch_size;          /* texts per transaction / forward pass (default
+                                GZ_DEFAULT_TEXTS_BATCH) */
     void (*row_error)(void *user, const char *file, long line, const char *message);
     void *user;
 } gz_texts_opts;

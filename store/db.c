@@ -262,6 +262,11 @@ gz_status gz_db_begin(gz_db *db) {
     return txn_begin(db, 1);
 }
 
+gz_status gz_db_begin_read(gz_db *db) {
+    if (db->in_txn) return GZ_FAIL(GZ_EINVAL, "%s: a batch is already open", db->path);
+    return txn_begin(db, 0);
+}
+
 gz_status gz_db_commit(gz_db *db) {
     if (!db->in_txn) return GZ_FAIL(GZ_EINVAL, "%s: no batch is open", db->path);
     return txn_commit(db);

@@ -1,6 +1,7 @@
 /* vindex.c - a FAISS index of one (model, kind) with its id table and its file (vindex.h). */
 #include "store/vindex.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -203,9 +204,22 @@ void gz_vindex_free(gz_vindex *v) {
     free(v);
 }
 
-size_t gz_vindex_live(const gz_vindex *v) { return v->n - v->n_dead; }
+/* The invariant of the id table: every live position is in the map exactly once, dead ones
+ * (ids[pos] == -1) are not, and FAISS holds one vector per position. */
+static void check_map(const gz_vindex *v) {
+    assert(v->n_dead <= v->n);
+    assert(v->map_n == v->n - v->n_dead);
+    assert(!v->index || faiss_Index_ntotal((const FaissIndex *)v->index) == (idx_t)v->n);
+    (void)v;
+}
 
-int gz_vindex_remove(gz_vindex *v, int64_t id) {
+size_t gz_vindex_live(const gz_vindex *v) {
+    check_map(v);
+    return v->n - v->n_dead;
+}
+
+/* gz_vindex_remove without the invariant check (gz_vindex_add calls it mid-update). */
+static int remove_id(gz_vindex *v, int64_t id) {
     size_t j = map_slot(v, id);
     if (j == SIZE_MAX) return 0;
     int64_t pos = v->map_vals[j];
@@ -214,6 +228,12 @@ int gz_vindex_remove(gz_vindex *v, int64_t id) {
     v->n_dead++;
     v->dirty = 1;
     return 1;
+}
+
+int gz_vindex_remove(gz_vindex *v, int64_t id) {
+    int removed = remove_id(v, id);
+    check_map(v);
+    return removed;
 }
 
 gz_status gz_vindex_add(gz_vindex *v, const int64_t *ids, const float *vecs, size_t n) {
@@ -237,12 +257,13 @@ gz_status gz_vindex_add(gz_vindex *v, const int64_t *ids, const float *vecs, siz
                        faiss_msg());
     v->dirty = 1;
     for (size_t i = 0; i < n; i++) {
-        gz_vindex_remove(v, ids[i]); /* a replaced vector: the old position dies */
+        remove_id(v, ids[i]); /* a replaced vector: the old position dies */
         size_t pos = v->n++;
         v->ids[pos] = ids[i];
         gz_status st = map_put(v, ids[i], (int64_t)pos);
         if (st != GZ_OK) return st;
     }
+    check_map(v);
     return GZ_OK;
 }
 
@@ -590,6 +611,7 @@ gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim, 
                      (long long)h.n_dead);
         goto done;
     }
+    check_map(v);
 done:
     munmap(map, bytes);
     if (st != GZ_OK) {

@@ -1,4 +1,4 @@
-/* vindex.h - one FAISS index of (model, kind) in memory, and its file (internal to index/).
+/* vindex.h - one FAISS index of (model, kind) in memory, and its file (internal to store/).
  *
  * Vectors are appended to the FAISS structure at consecutive positions; ids[pos] maps a
  * position to its item id (-1 once removed). Removal only marks the position dead (HNSW
@@ -10,8 +10,8 @@
  *     i64 generation, i64 n (positions), i64 n_dead, i64 dim, char factory[64],
  *     char effective[64], u64 payload_bytes, u64 xxh3(payload), u64 xxh3(header so far)
  *   payload: i64 ids[n], then the FAISS index as faiss_write_index writes it. */
-#ifndef GZ_INDEX_VINDEX_H
-#define GZ_INDEX_VINDEX_H
+#ifndef GZ_STORE_VINDEX_H
+#define GZ_STORE_VINDEX_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -107,6 +107,167 @@ static void flip_byte(const char *path, long offset) {
     fclose(f);
 }
 
+/* ---- models, tie order, saving and rebuilding indexes ---- */
+
+#define TD 8
+
+static int same_bytes(const char *a, const char *b) {
+    FILE *x = fopen(a, "rb"), *y = fopen(b, "rb");
+    int same = x && y;
+    while (same) {
+        int c = fgetc(x), d = fgetc(y);
+        if (c != d) same = 0;
+        if (c == EOF || d == EOF) break;
+    }
+    if (x) fclose(x);
+    if (y) fclose(y);
+    return same;
+}
+
+/* 1 if the search for q gives exactly want[0..n) (ids, best first), printing why not. */
+static int hits_are(gz_db *db, int64_t model, const float *q, const int64_t *want, int n,
+                    const char *what) {
+    gz_hit hits[16];
+    int nh = -1;
+    if (gz_db_search(db, model, GZ_ITEM_IMAGE, q, TD, 16, -1.0f, hits, &nh) != GZ_OK) {
+        fprintf(stderr, "%s: search failed: %s\n", what, gz_last_error());
+        return 0;
+    }
+    int ok = nh == n;
+    for (int i = 0; ok && i < n; i++)
+        ok = hits[i].item_id == want[i];
+    if (!ok) {
+        fprintf(stderr, "%s: got", what);
+        for (int i = 0; i < nh; i++)
+            fprintf(stderr, " %lld", (long long)hits[i].item_id);
+        fprintf(stderr, ", want");
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, " %lld", (long long)want[i]);
+        fprintf(stderr, "\n");
+    }
+    return ok;
+}
+
+static void test_models_ties_files(const char *dir) {
+    char path[1200], fimg[1300], ftxt[1300], old[1300];
+    snprintf(path, sizeof path, "%s/api.gaze", dir);
+    gz_db_params dp = gz_db_default_params();
+    gz_db *db = NULL;
+    T_OK(gz_db_open(path, &dp, &db));
+    if (!db) return;
+
+    /* gz_db_get_model: every field of a registered model; an unknown id is GZ_ENOTFOUND */
+    int64_t m1 = 0, m2 = 0;
+    T_OK(gz_db_register_model(db, "models/one", "clip", TD, "fp-one", &m1));
+    T_OK(gz_db_register_model(db, "models/two", "blip", 2 * TD, "fp-two", &m2));
+    gz_db_model gm;
+    memset(&gm, 0, sizeof gm);
+    T_OK(gz_db_get_model(db, m1, &gm));
+    T(gm.id == m1 && strcmp(gm.name, "models/one") == 0 && strcmp(gm.family, "clip") == 0 &&
+      gm.dim == TD && strcmp(gm.fingerprint, "fp-one") == 0 && gm.last_used > 0);
+    T_OK(gz_db_get_model(db, m2, &gm));
+    T(gm.id == m2 && gm.dim == 2 * TD && strcmp(gm.fingerprint, "fp-two") == 0);
+    T(gz_db_get_model(db, m1 + m2 + 100, &gm) == GZ_ENOTFOUND);
+
+    /* ties: items 0..3 share one vector. Their vectors are stored in reverse id order (so
+     * FAISS holds them at positions in descending id order); the hits still come by
+     * ascending id, as documented. Item 4 points elsewhere. */
+    enum { NT = 5 };
+    int64_t id[NT];
+    float same[TD] = {0}, other[TD] = {0}, q[TD] = {0}, mixed[TD];
+    same[0] = 1;
+    other[1] = 1;
+    T_OK(gz_db_begin(db));
+    for (int i = 0; i < NT; i++) {
+        char p[32];
+        int len = snprintf(p, sizeof p, "tie/%d.jpg", i);
+        gz_item x = {.kind = GZ_ITEM_IMAGE, .path = p, .path_len = (size_t)len,
+                     .content_hash = 77 + (uint64_t)i};
+        T_OK(gz_db_upsert_item(db, &x));
+        id[i] = x.id;
+    }
+    for (int i = NT - 2; i >= 0; i--)
+        T_OK(gz_db_put_embedding(db, id[i], m1, same, TD));
+    T_OK(gz_db_put_embedding(db, id[NT - 1], m1, other, TD));
+    T_OK(gz_db_commit(db));
+    T(id[0] < id[1] && id[1] < id[2] && id[2] < id[3]);
+    memcpy(q, same, sizeof q);
+    int64_t want_q[NT] = {id[0], id[1], id[2], id[3], id[4]};
+    T(hits_are(db, m1, q, want_q, NT, "ties by ascending id"));
+    /* between the two directions: the four ties first (0.8), then item 4 (0.6) */
+    for (int d = 0; d < TD; d++)
+        mixed[d] = 0.8f * same[d] + 0.6f * other[d];
+    T(hits_are(db, m1, mixed, want_q, NT, "ties above a lower score"));
+    float qo[TD];
+    for (int d = 0; d < TD; d++)
+        qo[d] = 0.6f * same[d] + 0.8f * other[d];
+    int64_t want_o[NT] = {id[4], id[0], id[1], id[2], id[3]};
+    T(hits_are(db, m1, qo, want_o, NT, "ties below a higher score"));
+
+    /* gz_db_save_indexes writes the file of an index changed since it was saved */
+    snprintf(fimg, sizeof fimg, "%s.m%lld.image.faiss", path, (long long)m1);
+    snprintf(ftxt, sizeof ftxt, "%s.m%lld.text.faiss", path, (long long)m1);
+    snprintf(old, sizeof old, "%s/api_old.faiss", dir);
+    gz_db_index_state is;
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 0 && is.n_vectors == NT); /* written at close or save */
+    T_OK(gz_db_save_indexes(db));
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 1 && is.file_bytes > 0);
+    int64_t gen_saved = is.generation;
+    copy_file(fimg, old);
+    gz_item tx = {.kind = GZ_ITEM_TEXT, .path = "c.txt", .path_len = 5, .text = "t"};
+    T_OK(gz_db_upsert_item(db, &tx));
+    T_OK(gz_db_put_embedding(db, tx.id, m1, other, TD));
+    T_OK(gz_db_remove_item(db, id[NT - 1])); /* the image index changes too */
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 0 && is.generation > gen_saved && is.n_vectors == NT - 1);
+    T_OK(gz_db_save_indexes(db));
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 1 && !same_bytes(fimg, old));
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_TEXT, &is));
+    T(is.file_current == 1 && is.n_vectors == 1);
+    /* a second handle loads the saved files as they are: no rebuild notice */
+    gz_db_params ro = dp;
+    ro.readonly = 1;
+    gz_db *db2 = NULL;
+    T_OK(gz_db_open(path, &ro, &db2));
+    int64_t want_4[NT - 1] = {id[0], id[1], id[2], id[3]};
+    T(db2 && hits_are(db2, m1, q, want_4, NT - 1, "second handle, saved file"));
+    T(db2 && gz_db_notice(db2) == NULL);
+    T_OK(gz_db_close(db2));
+
+    /* gz_db_rebuild_index rewrites a stale file (an older generation's, put back while the
+     * handle has the current index loaded) with the current generation */
+    int64_t gen_now = 0;
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    gen_now = is.generation;
+    copy_file(old, fimg);
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 0); /* the loaded index is current, the file is not */
+    T_OK(gz_db_rebuild_index(db, m1, GZ_ITEM_IMAGE));
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 1 && is.generation == gen_now && is.n_vectors == NT - 1);
+    T(!same_bytes(fimg, old));
+    T(hits_are(db, m1, q, want_4, NT - 1, "after rebuild"));
+    /* model 0, kind 0: every index; both files deleted come back current */
+    unlink(fimg);
+    unlink(ftxt);
+    T_OK(gz_db_rebuild_index(db, 0, 0));
+    T(access(fimg, F_OK) == 0 && access(ftxt, F_OK) == 0);
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_IMAGE, &is));
+    T(is.file_current == 1);
+    T_OK(gz_db_index_info(db, m1, GZ_ITEM_TEXT, &is));
+    T(is.file_current == 1);
+    T(hits_are(db, m1, q, want_4, NT - 1, "after rebuilding every index"));
+    T_OK(gz_db_close(db));
+    T_OK(gz_db_open(path, &ro, &db2));
+    T(db2 && hits_are(db2, m1, q, want_4, NT - 1, "reopened after rebuild"));
+    T(db2 && gz_db_notice(db2) == NULL); /* the rebuilt files load as current */
+    T_OK(gz_db_close(db2));
+    unlink(old);
+}
+
 #define N 300
 #define D 32
 #define DB2 16
@@ -504,5 +665,7 @@ int main(void) {
     T_OK(gz_hash_file(other, &h2));
     T(h1 == h2 && h1 != 0);
     T(gz_hash_file("/nonexistent/file", &h1) == GZ_EIO);
+
+    test_models_ties_files(dir);
     return gz_test_finish("test_index_db", checks);
 }
