@@ -205,7 +205,7 @@ static gz_status search_all(gz_db *db, int64_t mid, gz_item_kind kind, const flo
     if (n_items > 100000000) return GZ_FAIL(GZ_ENOMEM, "products: too many items");
     *hits = gz_malloc_n((size_t)n_items, sizeof **hits, "products");
     if (!*hits) return GZ_ENOMEM;
-    return gz_db_search(db, mid, kind, v, dim, (int)n_items, -2.0f, *hits, n);
+    return gz_db_search(db, mid, kind, v, dim, (int)n_items, GZ_NO_MIN_SCORE, *hits, n);
 }
 
 static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const float *v, int dim,

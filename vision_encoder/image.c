@@ -14,7 +14,6 @@
 #include "core/fileio.h"
 #include "vision_encoder/image_internal.h"
 
-#define GZ_IMAGE_DEFAULT_MAX_PIXELS 100000000LL
 /* gz_image_load reads the whole file first. No image we decode comes near this (a 100 MP
  * 16-bit RGB PNG stored uncompressed is 600 MiB); the cap only keeps a mistaken path such as a
  * disk image or a video from being read into memory. max_pixels limits the decoded size. */
@@ -24,7 +23,7 @@ gz_image_params gz_image_default_params(void) {
     gz_image_params p;
     memset(&p, 0, sizeof p);
     p.exif_orient = 1;
-    p.max_pixels = GZ_IMAGE_DEFAULT_MAX_PIXELS;
+    p.max_pixels = GZ_DEFAULT_MAX_PIXELS;
     p.min_size = 0;
     return p;
 }
@@ -183,7 +182,7 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
     if (!name) name = "(memory)";
     if (!data && size) return GZ_FAIL(GZ_EINVAL, "%s: data is NULL", name);
     gz_image_params p = params ? *params : gz_image_default_params();
-    if (p.max_pixels <= 0) p.max_pixels = GZ_IMAGE_DEFAULT_MAX_PIXELS;
+    if (p.max_pixels <= 0) p.max_pixels = GZ_DEFAULT_MAX_PIXELS;
     if (p.min_size < 0) p.min_size = 0;
     if (size == 0) return GZ_FAIL(GZ_EINVAL, "%s: empty file", name);
 
