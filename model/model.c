@@ -495,13 +495,6 @@ static gz_status preprocess_images(const gz_model *m, const gz_image *images, in
     return preprocess_one(m, &images[first], base + first, pixels + (size_t)first * img_sz);
 }
 
-/* Scratch for a chunk of `count` images of img_sz floats each. */
-static float *alloc_floats(size_t count, size_t each) {
-    size_t n = 0, bytes = 0;
-    if (!gz_mul_size(count, each, &n) || !gz_mul_size(n ? n : 1, sizeof(float), &bytes)) return NULL;
-    return malloc(bytes);
-}
-
 gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *out) {
     if (!m || n < 0 || (n > 0 && (!images || !out)))
         return GZ_FAIL(GZ_EINVAL, "gz_encode_images: bad arguments");
@@ -511,8 +504,11 @@ gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *ou
     const int E = m->cfg.projection_dim, bs = m->params.batch_size;
     const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
     int chunk = n < bs ? n : bs;
-    float *pixels = alloc_floats((size_t)chunk, img_sz);
-    if (!pixels) return GZ_FAIL(GZ_ENOMEM, "gz_encode_images: out of memory");
+    size_t n_floats;
+    if (!gz_mul_size((size_t)chunk, img_sz, &n_floats))
+        return GZ_FAIL(GZ_ENOMEM, "gz_encode_images: %d images of %zu floats overflow", chunk, img_sz);
+    float *pixels = gz_malloc_n(n_floats, sizeof *pixels, "gz_encode_images: pixels");
+    if (!pixels) return GZ_ENOMEM;
     for (int i0 = 0; st == GZ_OK && i0 < n; i0 += chunk) {
         int k = n - i0 < chunk ? n - i0 : chunk;
         st = preprocess_images(m, images + i0, i0, k, pixels);
