@@ -290,10 +290,13 @@ def v_sharded(out, fam):
     return v
 
 
-def v_tokjson(out, fam):
+def v_tokjson(out, fam, bare=False):
     """A repository with only the fast tokenizer's tokenizer.json (no vocab.txt / vocab.json +
-    merges.txt), beside tokenizer_config.json and special_tokens_map.json."""
-    v = Variant(out, fam, "tokjson", what="tokenizer.json only")
+    merges.txt), beside tokenizer_config.json and special_tokens_map.json; bare: tokenizer.json
+    alone (class defaults, no model_max_length)."""
+    v = Variant(out, fam, "tokjson-bare" if bare else "tokjson",
+                what="tokenizer.json alone" if bare else "tokenizer.json, no vocabulary files",
+                untruncated_only=bare and fam != "clip")
     tc = load_json(os.path.join(v.src, "tokenizer_config.json"))
     added = [dict(id=int(i), content=t["content"], single_word=t.get("single_word", False),
                   lstrip=t["lstrip"], rstrip=t["rstrip"], normalized=t["normalized"],
@@ -322,8 +325,9 @@ def v_tokjson(out, fam):
           "normalizer": norm, "pre_tokenizer": None, "post_processor": None, "decoder": None,
           "model": model}
     save_json(tj, v.path("tokenizer.json"))
-    v.link("config.json", "preprocessor_config.json", "model.safetensors",
-           "tokenizer_config.json", "special_tokens_map.json")
+    v.link("config.json", "preprocessor_config.json", "model.safetensors")
+    if not bare:
+        v.link("tokenizer_config.json", "special_tokens_map.json")
     return v
 
 
@@ -411,6 +415,7 @@ def main():
         for make in (v_legacy_config, v_legacy_preproc, v_minimal, v_buffers, v_sharded,
                      v_tokjson, v_tokconfig_legacy, v_vocabonly):
             vs.append(make(out, fam))
+        vs.append(v_tokjson(out, fam, bare=True))
         vs.append(v_half(out, fam, "f16"))
         vs.append(v_half(out, fam, "bf16"))
     vs.append(v_layernorm_names(out, "cnclip"))
