@@ -124,10 +124,13 @@ static gz_status get_act(const json_t *o, gz_act *act, const char *path, const c
         if (st_ != GZ_OK) return st_;      \
     } while (0)
 
+/* A sub-config absent or null (a config saved with text_config=None) keeps the class defaults,
+ * as the transformers config classes do. */
 static gz_status parse_text(const json_t *o, gz_text_config *t, gz_family fam, const char *path,
                             const char *sect) {
-    if (!o) return GZ_OK;
-    if (!json_is_object(o)) return GZ_FAIL(GZ_EINVAL, "%s: %s is not an object", path, sect);
+    if (!o || json_is_null(o)) return GZ_OK;
+    if (!json_is_object(o))
+        return GZ_FAIL(GZ_EINVAL, "%s: %.*s is not an object", path, (int)strlen(sect) - 1, sect);
     TRY(get_int(o, "hidden_size", &t->hidden_size, 0, path, sect));
     TRY(get_int(o, "num_hidden_layers", &t->num_layers, 0, path, sect));
     TRY(get_int(o, "num_attention_heads", &t->num_heads, 0, path, sect));
@@ -150,8 +153,9 @@ static gz_status parse_text(const json_t *o, gz_text_config *t, gz_family fam, c
 
 static gz_status parse_vision(const json_t *o, gz_vision_config *v, gz_family fam,
                               const char *path, const char *sect) {
-    if (!o) return GZ_OK;
-    if (!json_is_object(o)) return GZ_FAIL(GZ_EINVAL, "%s: %s is not an object", path, sect);
+    if (!o || json_is_null(o)) return GZ_OK;
+    if (!json_is_object(o))
+        return GZ_FAIL(GZ_EINVAL, "%s: %.*s is not an object", path, (int)strlen(sect) - 1, sect);
     TRY(get_int(o, "hidden_size", &v->hidden_size, 0, path, sect));
     TRY(get_int(o, "num_hidden_layers", &v->num_layers, 0, path, sect));
     TRY(get_int(o, "num_attention_heads", &v->num_heads, 0, path, sect));

@@ -34,7 +34,10 @@ gz_tokenizer_params gz_tokenizer_default_params(void) {
 #define TOK_JSON_MAX_BYTES ((size_t)64 << 20)  /* tokenizer.json and the small configs */
 #define TOK_VOCAB_MAX_BYTES ((size_t)64 << 20) /* vocab.txt (merges.txt: bpe.c) */
 
-/* Load a JSON file. optional: a missing file gives GZ_OK with *out NULL. */
+/* Load a JSON file. optional: a missing file gives GZ_OK with *out NULL. In
+ * tokenizer_config.json an integer too big for 64 bits makes the file decode its integers as
+ * reals: transformers writes model_max_length = VERY_LARGE_INTEGER (1e30) there when a
+ * tokenizer has no length limit, and that file holds no other integer value gaze reads. */
 static gz_status load_json(const char *dir, const char *name, int optional, json_t **out) {
     *out = NULL;
     char *path = gz_path_join(dir, name);
@@ -52,6 +55,9 @@ static gz_status load_json(const char *dir, const char *name, int optional, json
     }
     json_error_t err;
     json_t *j = json_loadb((const char *)text, len, 0, &err);
+    if (!j && json_error_code(&err) == json_error_numeric_overflow &&
+        strcmp(name, "tokenizer_config.json") == 0)
+        j = json_loadb((const char *)text, len, JSON_DECODE_INT_AS_REAL, &err);
     free(text);
     if (!j) st = GZ_FAIL(GZ_EINVAL, "%s: invalid JSON (line %d, column %d): %s", path, err.line, err.column, err.text);
     else if (!json_is_object(j)) {
