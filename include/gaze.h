@@ -60,7 +60,8 @@ typedef struct {
                                  stored, which is what the HF processors do (parity mode) */
     int64_t max_pixels;       /* refuse larger images from the header; default 100e6 */
     int fast_decode;          /* 1 = JPEG DCT-scaled decode when the photo is much larger than
-                                 the model input (default); 0 = full decode, PIL-exact */
+                                 the model input (faster, embeddings off the reference by up
+                                 to ~5e-2); 0 = full decode, PIL-exact (default) */
     int itm_enc_token;        /* BLIP ITM: 1 = replace the first id with [ENC] as original BLIP
                                  does; 0 = HF convention ([CLS] as tokenised), default */
     int clip_fast_tokenizer;  /* CLIP: 1 = HF fast-tokenizer text clean-up (NFC + lower-case);
