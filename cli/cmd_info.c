@@ -218,9 +218,11 @@ static int db_info(const char *db_flag, int json) {
             out_json_str(f, m->family);
             fprintf(f, ",\"dim\":%d,\"embeddings\":%lld,", m->dim, (long long)m->n_embeddings);
             if (has_pp)
-                fprintf(f, "\"preprocess\":{\"exif_orient\":%s,\"fast_decode\":%s,"
-                        "\"min_size\":%d,\"max_pixels\":%lld},", pp.exif_orient ? "true" : "false",
-                        pp.fast_decode ? "true" : "false", pp.min_size, (long long)pp.max_pixels);
+                fprintf(f,
+                        "\"preprocess\":{\"exif_orient\":%s,\"fast_decode\":%s,"
+                        "\"min_size\":%d,\"max_pixels\":%lld},",
+                        pp.exif_orient ? "true" : "false", pp.fast_decode ? "true" : "false",
+                        pp.min_size, (long long)pp.max_pixels);
             fputs("\"indexes\":[", f);
         } else {
             printf("model %lld     %s (%s, dim %d, %lld vectors)%s\n", (long long)m->id, m->name,

@@ -123,16 +123,17 @@ static void preprocess_key(const char *fingerprint, char *key, size_t n) {
     snprintf(key, n, "preprocess.%s", fingerprint);
 }
 
-/* The integer member `name` of object o into *v; 0 when absent or not an integer. */
+/* The integer (or boolean) member `name` of object o into *v; returns 0 when it is neither. */
 static int json_int(const json_t *o, const char *name, long long *v) {
     const json_t *x = json_object_get(o, name);
-    if (json_is_boolean(x)) *v = json_is_true(x);
-    else if (json_is_integer(x)) *v = json_integer_value(x);
+    if (json_is_boolean(x))
+        *v = json_is_true(x);
+    else if (json_is_integer(x))
+        *v = json_integer_value(x);
     return json_is_integer(x) || json_is_boolean(x);
 }
 
-gz_status gz_engine_get_preprocess(gz_db *db, const char *fingerprint,
-                                   gz_index_preprocess *out) {
+gz_status gz_engine_get_preprocess(gz_db *db, const char *fingerprint, gz_index_preprocess *out) {
     memset(out, 0, sizeof *out);
     char key[128], *v = NULL;
     preprocess_key(fingerprint, key, sizeof key);

@@ -585,8 +585,7 @@ typedef struct {
 
 /* The preprocessing recorded in db for the model with this fingerprint. GZ_ENOTFOUND when none
  * is recorded; GZ_ECORRUPT when the record cannot be read (message says so). */
-gz_status gz_engine_get_preprocess(gz_db *db, const char *fingerprint,
-                                   gz_index_preprocess *out);
+gz_status gz_engine_get_preprocess(gz_db *db, const char *fingerprint, gz_index_preprocess *out);
 
 /* ---- queries (engine/query.c) ---- */
 
