@@ -14,7 +14,10 @@ static const char EMBED_DETAILS[] =
     "  {\"kind\":\"pixels\",\"file\":F,\"key\":K,\"index\":I,\"dim\":D,\"embedding\":[...]}\n"
     "Embeddings are L2-normalised projections (ITC space); the cosine of two of them is\n"
     "their dot product. --pixels takes an (N, 3, S, S) float tensor (F32/F16/BF16) already\n"
-    "preprocessed as the model's processor does (S = the model's image size).";
+    "preprocessed as the model's processor does (S = the model's image size).\n"
+    "Image files are decoded at full size, as PIL does, so embeddings match the reference\n"
+    "(transformers); --fast-decode lets JPEGs much larger than the model input decode at a\n"
+    "DCT-scaled size instead: faster, but off the reference (cosine ~0.99+).";
 static const char EMBED_EXAMPLES[] =
     "  gaze embed --model models/blip --text \"a dog on a beach\" --text \"a cat\"\n"
     "  gaze embed --model models/clip --image photo.jpg\n"
@@ -23,7 +26,7 @@ static const char EMBED_EXAMPLES[] =
 typedef struct {
     const char *model, *weights, *pixels, *key;
     cli_list texts, images;
-    int json, threads, no_exif, fast;
+    int json, threads, no_exif, fast, fast_decode;
 } embed_opts;
 
 static void print_vec(const float *v, int dim) {
@@ -121,6 +124,7 @@ int cmd_embed(int argc, char **argv) {
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
         {"threads", 0, CLI_INT, &o.threads, "N", "threads (default: all cores)"},
         {"no-exif-orient", 0, CLI_FLAG, &o.no_exif, NULL, "do not rotate photos by EXIF"},
+        {"fast-decode", 0, CLI_FLAG, &o.fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {"fast-tokenizer", 0, CLI_FLAG, &o.fast, NULL, "CLIP: HF fast-tokenizer text clean-up"},
         {0},
     };
@@ -147,6 +151,7 @@ int cmd_embed(int argc, char **argv) {
     const char *dir = cli_model_dir(o.model);
     gz_model_params mp = cli_model_params(o.weights, o.threads, o.no_exif);
     mp.clip_fast_tokenizer = o.fast;
+    mp.fast_decode = o.fast_decode; /* PIL-exact unless asked */
     gz_model *m = NULL;
     if (cli_load_model(dir, &mp, &m) != GZ_OK) {
         cli_list_free(&o.texts);

@@ -17,11 +17,21 @@ static const char INDEX_DETAILS[] =
     "retried until they change (or with --retry-failed).\n"
     "The summary goes to stdout (--json: one JSON object with the fields total, encoded,\n"
     "skipped, reused, failed, missing, pruned, seconds, interrupted, model).\n"
-    "--index-type picks the FAISS index: Flat (exact, default), HNSW32, IVF1024,PQ32 ...";
+    "--index-type picks the FAISS index: Flat (exact, default), HNSW32, IVF1024,PQ32 ...\n"
+    "Photos are decoded at full size as PIL does (--exact-decode, the default: the reference\n"
+    "pixels); --fast-decode decodes JPEGs much larger than the model input at a DCT-scaled\n"
+    "size instead, which saves decode time but barely changes indexing time, as the model's\n"
+    "forward pass dominates (bench/RESULTS.md). The database records the choice (with EXIF\n"
+    "orientation and --max-megapixels) and 'gaze search --image' decodes its query the same\n"
+    "way.";
 static const char INDEX_EXAMPLES[] =
     "  gaze index ~/Pictures --model models/blip-itm-base-coco\n"
     "  gaze index ~/Pictures --exclude '*.thumb.jpg' --exclude Screenshots --prune\n"
     "  gaze index /mnt/photos --db photos.db --batch 16 --quiet --json";
+
+/* gaze index's decode when neither --fast-decode nor --exact-decode is given: chosen from
+ * the measurement in bench/RESULTS.md ("Fast or exact decode"). */
+#define INDEX_FAST_DECODE 0
 
 static volatile sig_atomic_t g_stop = 0;
 
@@ -57,7 +67,7 @@ int cmd_index(int argc, char **argv) {
     const char *db = NULL, *model = NULL, *weights = NULL, *factory = NULL;
     cli_list exclude = {0};
     int follow = 0, prune = 0, quiet = 0, no_exif = 0, all = 0, retry = 0, json = 0;
-    int batch = 0, threads = 0, no_thread = 0;
+    int batch = 0, threads = 0, no_thread = 0, fast_decode = 0, exact_decode = 0;
     double max_mp = 0;
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
@@ -71,6 +81,8 @@ int cmd_index(int argc, char **argv) {
         {"batch", 'b', CLI_INT, &batch, "N", "images per batch / transaction (default 8)"},
         {"threads", 0, CLI_INT, &threads, "N", "compute threads (default: all cores)"},
         {"no-exif-orient", 0, CLI_FLAG, &no_exif, NULL, "do not rotate photos by EXIF"},
+        {"fast-decode", 0, CLI_FLAG, &fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
+        {"exact-decode", 0, CLI_FLAG, &exact_decode, NULL, "full-size, PIL-exact (default)"},
         {"retry-failed", 0, CLI_FLAG, &retry, NULL, "retry files that failed before"},
         {"no-decode-thread", 0, CLI_FLAG, &no_thread, NULL, "decode on the main thread"},
         {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
@@ -93,13 +105,16 @@ int cmd_index(int argc, char **argv) {
         cli_list_free(&exclude);
         return rc;
     }
-    if (batch < 0 || max_mp < 0 || threads < 0) {
+    if (batch < 0 || max_mp < 0 || threads < 0 || (fast_decode && exact_decode)) {
         cli_list_free(&pos);
         cli_list_free(&exclude);
-        cli_errorf("--batch, --threads and --max-megapixels must be positive");
+        cli_errorf(fast_decode && exact_decode
+                       ? "--fast-decode and --exact-decode exclude each other"
+                       : "--batch, --threads and --max-megapixels must be positive");
         return EXIT_USAGE;
     }
     gz_model_params mp = cli_model_params(weights, threads, no_exif);
+    mp.fast_decode = INDEX_FAST_DECODE ? !exact_decode : fast_decode;
     if (batch > 0) mp.batch_size = batch;
     gz_engine *e = NULL;
     rc = cli_open_engine(db, model, &mp, factory, quiet, 0, &e);

@@ -208,17 +208,29 @@ static int db_info(const char *db_flag, int json) {
     }
     for (int i = 0; i < nm; i++) {
         const gz_db_model *m = &models[i];
+        gz_index_preprocess pp; /* how its images were decoded (gz_engine_get_preprocess) */
+        int has_pp = gz_engine_get_preprocess(db, m->fingerprint, &pp) == GZ_OK;
         if (json) {
             fputs(i ? ",{\"id\":" : "{\"id\":", f);
             fprintf(f, "%lld,\"name\":", (long long)m->id);
             out_json_str(f, m->name);
             fputs(",\"family\":", f);
             out_json_str(f, m->family);
-            fprintf(f, ",\"dim\":%d,\"embeddings\":%lld,\"indexes\":[", m->dim,
-                    (long long)m->n_embeddings);
+            fprintf(f, ",\"dim\":%d,\"embeddings\":%lld,", m->dim, (long long)m->n_embeddings);
+            if (has_pp)
+                fprintf(f,
+                        "\"preprocess\":{\"exif_orient\":%s,\"fast_decode\":%s,"
+                        "\"min_size\":%d,\"max_pixels\":%lld},",
+                        pp.exif_orient ? "true" : "false", pp.fast_decode ? "true" : "false",
+                        pp.min_size, (long long)pp.max_pixels);
+            fputs("\"indexes\":[", f);
         } else {
             printf("model %lld     %s (%s, dim %d, %lld vectors)%s\n", (long long)m->id, m->name,
                    m->family, m->dim, (long long)m->n_embeddings, i == 0 ? " [default]" : "");
+            if (has_pp)
+                printf("  preprocess   EXIF orientation %s, %s decode, max %.0f MP\n",
+                       pp.exif_orient ? "on" : "off",
+                       pp.fast_decode ? "fast (JPEG DCT-scaled)" : "exact", pp.max_pixels / 1e6);
         }
         int first = 1;
         for (int k = GZ_ITEM_IMAGE; k <= GZ_ITEM_TEXT; k++) {

@@ -1,5 +1,7 @@
 /* engine.c - the engine handle: one database and one lazily loaded, registered model. */
+#include <jansson.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,4 +116,74 @@ gz_status gz_engine_model_lookup(gz_engine *e, gz_model **m, int64_t *model_id) 
     if (m) *m = e->model;
     if (model_id) *model_id = e->model_id;
     return GZ_OK;
+}
+
+/* ===== Recorded preprocessing ===== */
+
+/* meta key of a model's preprocessing record */
+static void preprocess_key(const char *fingerprint, char *key, size_t n) {
+    snprintf(key, n, "preprocess.%s", fingerprint);
+}
+
+/* The integer (or boolean) member `name` of object o into *v; returns 0 when it is neither. */
+static int json_int(const json_t *o, const char *name, long long *v) {
+    const json_t *x = json_object_get(o, name);
+    if (json_is_boolean(x))
+        *v = json_is_true(x);
+    else if (json_is_integer(x))
+        *v = json_integer_value(x);
+    return json_is_integer(x) || json_is_boolean(x);
+}
+
+gz_status gz_engine_get_preprocess(gz_db *db, const char *fingerprint, gz_index_preprocess *out) {
+    memset(out, 0, sizeof *out);
+    char key[128], *v = NULL;
+    preprocess_key(fingerprint, key, sizeof key);
+    gz_status st = gz_db_get_meta(db, key, &v);
+    if (st != GZ_OK) return st;
+    json_t *o = json_loads(v, 0, NULL);
+    long long exif = 0, fast = 0, min_size = -1, max_pixels = 0;
+    int ok = json_is_object(o) && json_int(o, "exif_orient", &exif) &&
+             json_int(o, "fast_decode", &fast) && json_int(o, "min_size", &min_size) &&
+             json_int(o, "max_pixels", &max_pixels) && min_size >= 0 && min_size <= INT_MAX &&
+             max_pixels > 0 && (fast != 0) == (min_size > 0);
+    json_decref(o);
+    if (ok) {
+        out->exif_orient = exif != 0;
+        out->fast_decode = fast != 0;
+        out->min_size = (int)min_size;
+        out->max_pixels = max_pixels;
+    } else {
+        st = GZ_FAIL(GZ_ECORRUPT, "setting '%s' is not a preprocessing record: %s", key, v);
+    }
+    free(v);
+    return st;
+}
+
+gz_status gz_engine_record_preprocess(gz_engine *e, const gz_image_params *ip) {
+    char key[128], value[160];
+    preprocess_key(e->fingerprint, key, sizeof key);
+    snprintf(value, sizeof value,
+             "{\"exif_orient\":%d,\"fast_decode\":%d,\"min_size\":%d,\"max_pixels\":%lld}",
+             ip->exif_orient ? 1 : 0, ip->min_size > 0 ? 1 : 0, ip->min_size,
+             (long long)ip->max_pixels);
+    char *old = NULL;
+    /* unchanged: no write (a reader may hold the db, and nothing would change) */
+    if (gz_db_get_meta(e->db, key, &old) == GZ_OK && strcmp(old, value) == 0) {
+        free(old);
+        return GZ_OK;
+    }
+    free(old);
+    return gz_db_set_meta(e->db, key, value);
+}
+
+gz_image_params gz_engine_query_image_params(gz_engine *e, gz_model *m) {
+    gz_image_params ip = gz_model_image_params(m);
+    gz_index_preprocess pp;
+    if (gz_engine_get_preprocess(e->db, e->fingerprint, &pp) == GZ_OK) {
+        ip.exif_orient = pp.exif_orient;
+        ip.min_size = pp.min_size;
+        ip.max_pixels = pp.max_pixels;
+    }
+    return ip;
 }

@@ -23,6 +23,15 @@ gz_status gz_engine_model_lookup(gz_engine *e, gz_model **m, int64_t *model_id);
  * (exif_orient < 0 and max_pixels <= 0 keep the model's values). */
 gz_image_params gz_engine_image_params(gz_model *m, int exif_orient, int64_t max_pixels);
 
+/* Record in the db that the engine's model indexes images decoded with ip (gz_index_preprocess);
+ * no write when the record already says so. The model must be resolved. */
+gz_status gz_engine_record_preprocess(gz_engine *e, const gz_image_params *ip);
+
+/* Decode parameters for an image query (or a re-ranked candidate) with the engine's resolved
+ * model m: the preprocessing recorded for it in the db, else the model's own
+ * (gz_model_image_params). */
+gz_image_params gz_engine_query_image_params(gz_engine *e, gz_model *m);
+
 /* Decode, embed and store one image file as an image item in its own transaction (call it
  * outside a batch). Used by add-texts for linked images. An unchanged, embedded file is not
  * re-encoded. On a decode/encode failure the item is stored with status failed and the

@@ -491,6 +491,11 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         free_chunk_images(&next);
     }
     if (st == GZ_OK && !stopped) st = mark_vanished(e, &w, jobs, o, &s);
+    /* encoded batches are committed even when the run stops early: record how they were made */
+    if (s.encoded > 0) {
+        gz_status rst = gz_engine_record_preprocess(e, &ip);
+        if (st == GZ_OK) st = rst;
+    }
     free(jobs);
     free(vecs);
     gz_walk_free(&w);
@@ -524,7 +529,8 @@ gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_
     gz_ingest_opts o = gz_ingest_default_opts();
     o.retry_failed = 1;
     st = classify(e, &o, &j, 1);
-    chunk c = {.jobs = &j, .n = 1, .ip = gz_engine_image_params(e->model, -1, 0)};
+    /* decoded as the db's other images were, so that it matches them and image queries */
+    chunk c = {.jobs = &j, .n = 1, .ip = gz_engine_query_image_params(e, e->model)};
     int dim = gz_model_dim(e->model);
     float *vec = malloc((size_t)dim * sizeof *vec);
     if (!vec) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -535,6 +541,7 @@ gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_
     if (st == GZ_OK) st = write_chunk(e, &c, vec, &s, &o);
     free_chunk_images(&c);
     free(vec);
+    if (st == GZ_OK && s.encoded) st = gz_engine_record_preprocess(e, &c.ip);
     if (st == GZ_OK && j.kind == JOB_FAILED_OLD) j.kind = JOB_FAILED;
     if (st == GZ_OK && j.kind == JOB_FAILED) st = GZ_FAIL(GZ_EINVAL, "%s", j.error);
     if (st == GZ_OK) {

@@ -35,10 +35,10 @@ void gz_results_free(gz_results *r) {
     r->n = 0;
 }
 
-static gz_status load_query_image(gz_model *m, const char *path, gz_image *img) {
-    gz_image_params ip = gz_model_image_params(m);
+/* ip: gz_engine_query_image_params, the preprocessing of the indexed images */
+static gz_status load_query_image(const gz_image_params *ip, const char *path, gz_image *img) {
     memset(img, 0, sizeof *img);
-    return gz_image_load(path, &ip, img);
+    return gz_image_load(path, ip, img);
 }
 
 gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n, float *out) {
@@ -50,12 +50,13 @@ gz_status gz_engine_query_vector(gz_engine *e, const gz_query_term *terms, int n
     float *tmp = gz_malloc_n((size_t)dim, sizeof *tmp, "query");
     if (!tmp) return GZ_ENOMEM;
     memset(out, 0, (size_t)dim * sizeof *out);
+    const gz_image_params ip = gz_engine_query_image_params(e, m);
     for (int t = 0; t < n && st == GZ_OK; t++) {
         if (terms[t].text) {
             st = gz_encode_texts(m, &terms[t].text, 1, tmp);
         } else if (terms[t].image) {
             gz_image img;
-            st = load_query_image(m, terms[t].image, &img);
+            st = load_query_image(&ip, terms[t].image, &img);
             if (st == GZ_OK) {
                 st = gz_encode_images(m, &img, 1, tmp);
                 gz_image_free(&img);
@@ -127,7 +128,8 @@ static void set_itm(gz_result *r, const gz_match *mt) {
 
 /* Text query over images: ITM of the query text with each candidate image. qvec is the
  * query's embedding, already computed for the search, so the text tower does not run again. */
-static gz_status rerank_images(gz_model *m, const char *text, const float *qvec, gz_results *res) {
+static gz_status rerank_images(gz_model *m, const gz_image_params *ip, const char *text,
+                               const float *qvec, gz_results *res) {
     const int n = res->n;
     gz_image *imgs = gz_calloc_n((size_t)n, sizeof *imgs, "rerank");
     int *idx = gz_malloc_n((size_t)n, sizeof *idx, "rerank"); /* image k is candidate idx[k] */
@@ -137,7 +139,7 @@ static gz_status rerank_images(gz_model *m, const char *text, const float *qvec,
     /* Candidates whose file is unreadable now keep their itc but score -inf: they sink below. */
     for (int i = 0; i < n && st == GZ_OK; i++) {
         res->v[i].score = -INFINITY;
-        if (load_query_image(m, res->v[i].path, &imgs[k]) == GZ_OK) idx[k++] = i;
+        if (load_query_image(ip, res->v[i].path, &imgs[k]) == GZ_OK) idx[k++] = i;
     }
     if (st == GZ_OK && k) st = gz_match_text_images_embedded(m, text, qvec, imgs, k, mt);
     for (int j = 0; j < k && st == GZ_OK; j++)
@@ -151,13 +153,14 @@ static gz_status rerank_images(gz_model *m, const char *text, const float *qvec,
 }
 
 /* Image query over texts: ITM of the query image with each candidate text. */
-static gz_status rerank_texts(gz_model *m, const char *image, gz_results *res) {
+static gz_status rerank_texts(gz_model *m, const gz_image_params *ip, const char *image,
+                              gz_results *res) {
     const int n = res->n;
     const char **texts = gz_calloc_n((size_t)n, sizeof *texts, "rerank");
     gz_match *mt = gz_calloc_n((size_t)n, sizeof *mt, "rerank");
     gz_status st = texts && mt ? GZ_OK : GZ_ENOMEM;
     gz_image img;
-    if (st == GZ_OK) st = load_query_image(m, image, &img);
+    if (st == GZ_OK) st = load_query_image(ip, image, &img);
     if (st == GZ_OK) {
         for (int i = 0; i < n; i++)
             texts[i] = res->v[i].text ? res->v[i].text : "";
@@ -175,15 +178,17 @@ static gz_status rerank_texts(gz_model *m, const char *image, gz_results *res) {
  * and sort them by the new score. gz_engine_search has checked that the model has the head.
  * qvec is the search's query vector: for the one positive term re-ranking accepts it is that
  * term's own normalised embedding. */
-static gz_status rerank(gz_model *m, const gz_query *q, const float *qvec, gz_results *res) {
+static gz_status rerank(gz_engine *e, gz_model *m, const gz_query *q, const float *qvec,
+                        gz_results *res) {
     if (q->n_terms != 1 || q->terms[0].weight <= 0)
         return GZ_FAIL(GZ_EINVAL, "re-ranking works on a single query term, not a composed one");
     if (res->n == 0) return GZ_OK;
     gz_status st;
+    const gz_image_params ip = gz_engine_query_image_params(e, m); /* as the index's images */
     if (q->target == GZ_TARGET_IMAGES && q->terms[0].text)
-        st = rerank_images(m, q->terms[0].text, qvec, res);
+        st = rerank_images(m, &ip, q->terms[0].text, qvec, res);
     else if (q->target == GZ_TARGET_TEXTS && q->terms[0].image)
-        st = rerank_texts(m, q->terms[0].image, res);
+        st = rerank_texts(m, &ip, q->terms[0].image, res);
     else
         st = GZ_FAIL(GZ_EINVAL,
                      "re-ranking needs a text query over images or an image query over texts");
@@ -298,7 +303,7 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
         out->n = i + 1;
     }
     free(hits);
-    if (st == GZ_OK && q->rerank > 0) st = rerank(m, q, v, out);
+    if (st == GZ_OK && q->rerank > 0) st = rerank(e, m, q, v, out);
     free(v);
     if (st == GZ_OK && out->n > q->k) {
         for (int i = q->k; i < out->n; i++) {

@@ -70,7 +70,8 @@ typedef struct {
                                  stored, which is what the HF processors do (parity mode) */
     int64_t max_pixels;       /* refuse larger images from the header; default 100e6 */
     int fast_decode;          /* 1 = JPEG DCT-scaled decode when the photo is much larger than
-                                 the model input (default); 0 = full decode, PIL-exact */
+                                 the model input (faster, embeddings off the reference by up
+                                 to ~5e-2); 0 = full decode, PIL-exact (default) */
     int itm_enc_token;        /* BLIP ITM: 1 = replace the first id with [ENC] as original BLIP
                                  does; 0 = HF convention ([CLS] as tokenised), default */
     int clip_fast_tokenizer;  /* CLIP: 1 = HF fast-tokenizer text clean-up (NFC + lower-case);
@@ -567,6 +568,7 @@ typedef struct {
                            (gz_model_params.batch_size, itself GZ_DEFAULT_BATCH when 0) */
     int exif_orient;    /* -1 = model's setting (default on); 0/1 override */
     int64_t max_pixels; /* 0 = model's setting */
+                        /* fast or exact decode: the model's fast_decode (engine params) */
     int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
     int retry_failed;   /* 1: re-try files that failed before even if unchanged */
     volatile sig_atomic_t *stop; /* when set non-zero, stop after the current batch */
@@ -583,6 +585,24 @@ gz_ingest_opts gz_ingest_default_opts(void);
  * consistent), or the first fatal error (db, model). stats is filled in every case. */
 gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
                           const gz_ingest_opts *o, gz_ingest_stats *stats);
+
+/* How a database's images were preprocessed for one model. gz_engine_index (and add-texts'
+ * linked images) record it per model fingerprint in the db's meta table, key
+ * "preprocess.<fingerprint>", whenever they encode images (the latest such run wins: a db
+ * re-indexed with other settings holds both kinds for files encoded in each run). Image
+ * queries (gz_engine_search) decode the query the same way, whatever the engine's model
+ * params say, so that an indexed photo searched by itself scores 1; without a record (a db
+ * from before gaze recorded it) they use the model params. */
+typedef struct {
+    int exif_orient;    /* 1 = photos were turned upright by their EXIF orientation */
+    int fast_decode;    /* 1 = JPEG DCT-scaled decode (min_size > 0); 0 = full, PIL-exact */
+    int min_size;       /* gz_image_params.min_size of the decode (0 = full size) */
+    int64_t max_pixels; /* larger images were refused */
+} gz_index_preprocess;
+
+/* The preprocessing recorded in db for the model with this fingerprint. GZ_ENOTFOUND when none
+ * is recorded; GZ_ECORRUPT when the record cannot be read (message says so). */
+gz_status gz_engine_get_preprocess(gz_db *db, const char *fingerprint, gz_index_preprocess *out);
 
 /* ---- queries (engine/query.c) ---- */
 

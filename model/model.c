@@ -147,7 +147,7 @@ gz_model_params gz_model_default_params(void) {
     p.weights_file = NULL;
     p.exif_orient = 1;
     p.max_pixels = 100000000;
-    p.fast_decode = 1;
+    p.fast_decode = 0; /* the reference (PIL) pixels; gaze index opts in to speed */
     p.itm_enc_token = 0;
     p.clip_fast_tokenizer = 0;
     p.batch_size = 8;

@@ -133,7 +133,7 @@ for i in images: print('--image'); print(os.path.join(d, i))
 for t in texts: print('--text'); print(t)
 EOF
 mapfile -t EARGS <"$TMP/args.txt"
-"$GAZE" embed --model "$M" "${EARGS[@]}" >"$TMP/emb.jsonl" 2>"$TMP/e.txt"
+"$GAZE" embed --model "$M" --fast-decode "${EARGS[@]}" >"$TMP/emb.jsonl" 2>"$TMP/e.txt"
 check "clip: gaze embed of the set exits 0" test $? -eq 0
 "$GAZE" eval "$SET" --model "$M" -q --json --fast-decode --exif-orient >"$TMP/j.json" 2>"$TMP/e.txt"
 check "clip: recalls equal the brute force from gaze embed vectors" python3 - "$SET" "$TMP/emb.jsonl" "$TMP/j.json" "$TMP" <<'EOF'
@@ -166,7 +166,7 @@ EOF
 mkdir -p "$TMP/set" && ln -s "$(cd "$DATA/evalset" && pwd)/images" "$TMP/set/images"
 mv "$TMP/pairs.jsonl" "$TMP/set/pairs.jsonl"
 PAIRS=$TMP/set/pairs.jsonl
-"$GAZE" match --model "$M" --pairs "$PAIRS" --json >"$TMP/match.jsonl" 2>"$TMP/e.txt"
+"$GAZE" match --model "$M" --fast-decode --pairs "$PAIRS" --json >"$TMP/match.jsonl" 2>"$TMP/e.txt"
 check "blip: gaze match of all pairs exits 0" test $? -eq 0
 for K in 3 8; do
     "$GAZE" eval "$SET" --model "$M" -q --json --rerank $K --text-process none --fast-decode \

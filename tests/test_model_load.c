@@ -474,7 +474,8 @@ static void test_model_misc(void) {
     CHECK_OK(gz_model_fingerprint(m, fp1));
     gz_image_params ip = gz_model_image_params(m);
     checks++;
-    CHECK(ip.exif_orient == 1 && ip.max_pixels == 100000000 && ip.min_size >= gz_model_image_size(m));
+    // the default decode is the reference one (full size); fast decode is opt-in, see below
+    CHECK(ip.exif_orient == 1 && ip.max_pixels == 100000000 && ip.min_size == 0);
     gz_model_free(m);
 
     // the same checkpoint in another directory, without tokenizer files: same fingerprint,
@@ -830,13 +831,16 @@ static void test_fingerprint_pinned(void) {
     }
 }
 
-/* A large photo through the default fast (DCT-scaled) decode and through a full decode:
+/* A large photo through the fast (DCT-scaled) decode and through the default full decode:
  * smaller decode, nearly the same embedding. */
 static void test_fast_decode(void) {
     const char *photo = gz_test_path("photos/large_dandelions_5312px_progressive.jpg");
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
         gz_model_params fast = gz_model_default_params(), full = fast;
+        fast.fast_decode = 1;
         full.fast_decode = 0;
+        checks++;
+        CHECK(gz_model_default_params().fast_decode == 0);
         gz_model *mf = NULL, *mx = NULL;
         CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", CASES[c].dir), &fast, &mf));
         CHECK_OK(gz_model_load(gz_test_path("fixtures/%s", CASES[c].dir), &full, &mx));
@@ -846,6 +850,7 @@ static void test_fast_decode(void) {
             continue;
         }
         gz_image_params pf = gz_model_image_params(mf), px = gz_model_image_params(mx);
+        CHECK(pf.min_size >= gz_model_image_size(mf) && px.min_size == 0);
         gz_image a, b;
         memset(&a, 0, sizeof a);
         memset(&b, 0, sizeof b);
