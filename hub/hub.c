@@ -1,5 +1,5 @@
-/* hub.c - Hugging Face Hub client (see hub.h): parameters, repository ids, the cache layout
- * (resolve, list, rm) and the HTTP pull over libcurl.
+/* hub.c - Hugging Face Hub client (the Hub section of gaze.h): parameters, repository ids, the
+ * cache layout (resolve, locate, list, rm) and the HTTP pull over libcurl.
  *
  * The protocol follows huggingface_hub (hf_api.py repo_info, file_download.py
  * get_hf_file_metadata / http_get / _create_symlink): the revision API gives the commit and
@@ -7,7 +7,7 @@
  * etag (X-Linked-Etag for LFS files, else ETag, quotes and W/ removed) and the size
  * (X-Linked-Size, else Content-Length); the GET follows redirects and drops the token when a
  * redirect leaves the endpoint's host. */
-#include "hub/hub.h"
+#include "gaze.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -365,18 +365,48 @@ gz_status gz_hub_resolve_cached(const char *repo_id, const char *revision, const
     char rdir[GZ_HUB_PATH_MAX], commit[41], snap[GZ_HUB_PATH_MAX];
     gz_status s = gz_hub_repo_dir(cache_dir, repo_id, rdir, sizeof rdir);
     if (s != GZ_OK) return s;
+    /* Named as a user would type it, so the message reads as the id that was asked for. */
+    const char *at = strcmp(revision, "main") ? "@" : "", *rv = *at ? revision : "";
     s = ref_commit(rdir, revision, commit);
     if (s == GZ_ENOTFOUND)
-        return GZ_FAIL(GZ_ENOTFOUND, "%s (revision %s) is not in the cache %s", repo_id, revision,
-                       cache_dir);
+        return GZ_FAIL(GZ_ENOTFOUND, "%s%s%s is not in the Hugging Face cache (%s)", repo_id, at,
+                       rv, cache_dir);
     if (s != GZ_OK) return s;
     if (!fmt_ok(snap, sizeof snap, "%s/snapshots/%s", rdir, commit))
         return GZ_FAIL(GZ_EINVAL, "%s: path too long", rdir);
     struct stat sb;
     if (stat(snap, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return GZ_FAIL(GZ_ENOTFOUND, "%s (revision %s, commit %s) is not in the cache %s", repo_id,
-                       revision, commit, cache_dir);
+        return GZ_FAIL(GZ_ENOTFOUND,
+                       "%s%s%s is not in the Hugging Face cache (%s): no snapshot of commit %s",
+                       repo_id, at, rv, cache_dir, commit);
     if (!copy_str(dir, cap, snap)) return GZ_FAIL(GZ_EINVAL, "%s: path too long", snap);
+    return GZ_OK;
+}
+
+gz_status gz_hub_locate(const char *dir_or_id, gz_hub_location *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!out || !dir_or_id || !*dir_or_id)
+        return GZ_FAIL(GZ_EINVAL, "gz_hub_locate: no model folder or Hub id given");
+    if (!gz_hub_looks_like_id(dir_or_id)) { /* an existing path, or no id: a folder */
+        if (!copy_str(out->dir, sizeof out->dir, dir_or_id))
+            return GZ_FAIL(GZ_EINVAL, "%.80s...: path too long", dir_or_id);
+        return GZ_OK;
+    }
+    gz_hub_location loc;
+    memset(&loc, 0, sizeof loc);
+    gz_hub_params p = gz_hub_default_params();
+    gz_status s = gz_hub_parse_id(dir_or_id, loc.repo_id, sizeof loc.repo_id, loc.revision,
+                                  sizeof loc.revision);
+    if (s == GZ_OK) s = gz_hub_params_from_env(&p);
+    if (s == GZ_OK) s = gz_hub_resolve_cached(loc.repo_id, loc.revision, p.cache_dir, loc.dir,
+                                              sizeof loc.dir);
+    if (s == GZ_ENOTFOUND) /* the id as typed: the command's hint repeats it */
+        return GZ_FAIL(GZ_ENOTFOUND, "%s is not in the Hugging Face cache (%s), nor a folder",
+                       dir_or_id, p.cache_dir);
+    if (s != GZ_OK) return s;
+    const char *slash = strrchr(loc.dir, '/');
+    copy_str(loc.commit, sizeof loc.commit, slash + 1);
+    *out = loc;
     return GZ_OK;
 }
 

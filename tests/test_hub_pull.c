@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "hub/hub.h"
+#include "gaze.h"
 #include "testutil.h"
 
 #define COMMIT "5d3a1f0e9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e" /* hub_standin.py's fixed commit */
