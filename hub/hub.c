@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/config.h"
 #include "core/error.h"
 
 #define HUB_DEFAULT_ENDPOINT "https://huggingface.co"
@@ -1322,6 +1323,21 @@ done:
     return s;
 }
 
+/* Refuse, before any weights come, a repository whose config.json names a model family gaze
+ * cannot run (the config reader's message says which model_type it found). Other config
+ * problems are left for the loader to report with the file at hand. */
+static gz_status check_family(pull_ctx *c) {
+    char path[GZ_HUB_PATH_MAX];
+    if (!fmt_ok(path, sizeof path, "%s/config.json", c->snap))
+        return GZ_FAIL(GZ_EINVAL, "%s: path too long", c->snap);
+    gz_model_config cfg;
+    gz_status s = gz_config_load(path, &cfg);
+    if (s == GZ_EUNSUPPORTED)
+        return gz_error_prefix(s, "repository %s holds no model gaze can run", c->repo_id);
+    gz_clear_error();
+    return GZ_OK;
+}
+
 /* ---- the revision API and the pull ---- */
 
 /* GET the revision API: commit into c->commit, file names into all. */
@@ -1474,6 +1490,7 @@ gz_status gz_hub_pull(const char *repo_id, const char *revision, const gz_hub_pa
     if ((s = mkdir_p(blobs)) != GZ_OK) goto done;
     for (int i = 0; i < want.n; i++) {
         if ((s = pull_file(c, want.name[i])) != GZ_OK) goto done;
+        if (i == 0 && (s = check_family(c)) != GZ_OK) goto done; /* want[0] is config.json */
         if (index && !strcmp(want.name[i], index) &&
             (s = add_shards(c, index, &all, &want)) != GZ_OK)
             goto done;
