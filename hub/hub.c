@@ -291,35 +291,47 @@ int gz_hub_valid_id(const char *s) {
     return valid_part(s, (size_t)(slash - s)) && valid_part(slash + 1, strlen(slash + 1));
 }
 
-gz_status gz_hub_parse_id(const char *s, char *id, size_t id_cap, char *rev, size_t rev_cap) {
+/* Why a string is not "ORG/NAME[@REV]" (split_id), without touching the error message, so
+ * that gz_hub_looks_like_id can be asked while a caller's message is pending. */
+typedef enum { ID_OK, ID_NULL, ID_LONG, ID_BAD, ID_BAD_REV, ID_REV_LONG } id_check;
+
+static id_check split_id(const char *s, char *id, size_t id_cap, char *rev, size_t rev_cap) {
     if (id_cap) id[0] = '\0';
     if (rev_cap) rev[0] = '\0';
-    if (!s) return GZ_FAIL(GZ_EINVAL, "no repository id");
+    if (!s) return ID_NULL;
     const char *at = strchr(s, '@');
     size_t n = at ? (size_t)(at - s) : strlen(s);
     char tmp[GZ_HUB_ID_MAX];
-    if (n >= sizeof tmp || n >= id_cap)
-        return GZ_FAIL(GZ_EINVAL, "%s: not a repository id (ORG/NAME, at most %d characters)", s,
-                       HUB_ID_LEN_MAX);
+    if (n >= sizeof tmp || n >= id_cap) return ID_LONG;
     memcpy(tmp, s, n);
     tmp[n] = '\0';
-    if (!gz_hub_valid_id(tmp))
+    if (!gz_hub_valid_id(tmp)) return ID_BAD;
+    const char *r = at ? at + 1 : "main";
+    if (!safe_rel_path(r) || strchr(r, '@')) return ID_BAD_REV;
+    if (!copy_str(rev, rev_cap, r)) return ID_REV_LONG;
+    memcpy(id, tmp, n + 1);
+    return ID_OK;
+}
+
+gz_status gz_hub_parse_id(const char *s, char *id, size_t id_cap, char *rev, size_t rev_cap) {
+    switch (split_id(s, id, id_cap, rev, rev_cap)) {
+    case ID_OK: return GZ_OK;
+    case ID_NULL: return GZ_FAIL(GZ_EINVAL, "no repository id");
+    case ID_LONG:
+        return GZ_FAIL(GZ_EINVAL, "%s: not a repository id (ORG/NAME, at most %d characters)", s,
+                       HUB_ID_LEN_MAX);
+    case ID_BAD:
         return GZ_FAIL(GZ_EINVAL,
                        "%s: not a repository id (ORG/NAME of letters, digits, '-', '_', '.')", s);
-    const char *r = at ? at + 1 : "main";
-    if (!safe_rel_path(r) || strchr(r, '@'))
-        return GZ_FAIL(GZ_EINVAL, "%s: bad revision \"%s\"", s, r);
-    if (!copy_str(rev, rev_cap, r)) return GZ_FAIL(GZ_EINVAL, "%s: revision too long", s);
-    memcpy(id, tmp, n + 1);
-    return GZ_OK;
+    case ID_BAD_REV: return GZ_FAIL(GZ_EINVAL, "%s: bad revision \"%s\"", s, strchr(s, '@') + 1);
+    case ID_REV_LONG: return GZ_FAIL(GZ_EINVAL, "%s: revision too long", s);
+    }
+    return GZ_FAIL(GZ_EINVAL, "%s: not a repository id", s);
 }
 
 int gz_hub_looks_like_id(const char *s) {
     char id[GZ_HUB_ID_MAX], rev[GZ_HUB_REV_MAX];
-    if (!s || gz_hub_parse_id(s, id, sizeof id, rev, sizeof rev) != GZ_OK) {
-        gz_clear_error();
-        return 0;
-    }
+    if (split_id(s, id, sizeof id, rev, sizeof rev) != ID_OK) return 0;
     struct stat sb;
     return lstat(s, &sb) != 0;
 }

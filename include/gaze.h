@@ -977,7 +977,8 @@ gz_status gz_hub_parse_id(const char *s, char *id, size_t id_cap, char *rev, siz
 
 /*
 ** 1 when s parses with gz_hub_parse_id and no file or directory named s exists (so a local
-** folder "models/clip" is taken as a path, not as a Hub id). 0 otherwise.
+** folder "models/clip" is taken as a path, not as a Hub id). 0 otherwise. Leaves the error
+** message as it was (callers ask while reporting another error).
 */
 int gz_hub_looks_like_id(const char *s);
 
