@@ -149,11 +149,16 @@ int cmd_info(int argc, char **argv) {
             cli_errorf("give either MODEL or --db, not both");
             return EXIT_USAGE;
         }
-        gz_hub_location *loc = malloc(sizeof *loc);
-        gz_status st = loc ? gz_hub_locate(pos.v[0], loc) : GZ_ENOMEM;
+        gz_hub_location *loc = malloc(sizeof *loc); /* 9 KiB of paths: not on the stack */
+        if (!loc) {
+            cli_list_free(&pos);
+            cli_errorf("out of memory");
+            return EXIT_FATAL;
+        }
+        gz_status st = gz_hub_locate(pos.v[0], loc);
         struct stat sb;
         if (st != GZ_OK)
-            rc = loc ? cli_report_model(st, pos.v[0]) : (cli_errorf("out of memory"), EXIT_FATAL);
+            rc = cli_report_model(st, pos.v[0]);
         else if (stat(loc->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
             cli_errorf("%s: not a model directory", pos.v[0]);
             rc = EXIT_FATAL;

@@ -255,8 +255,9 @@ static int model_list(int argc, char **argv) {
                 if (ok)
                     snprintf(params, sizeof params, "%.1fM", (double)mi.parameters / 1e6);
                 cli_human_bytes(size, sizeof size, (double)m->size_bytes);
-                const char *row[] = {m->repo_id, revs,   commit, ok ? mi.model_type : "(cannot run)",
-                                     ok ? dim : "-", ok ? params : "-", size};
+                const char *family = ok ? mi.model_type : "(cannot run)";
+                const char *row[] = {m->repo_id,     revs, commit, family, ok ? dim : "-",
+                                     ok ? params : "-", size};
                 out_table_row(&t, row);
                 if (!ok) cli_warnf("%s (%s): %s", m->repo_id, revs, gz_last_error());
             }

@@ -491,7 +491,7 @@ static gz_status describe_repo(gz_hub_cached_model *m) {
         free(l.v);
         return s;
     }
-    qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_ref);
+    if (l.n) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_ref); /* l.v is NULL when empty */
     m->refs = l.v;
     m->n_refs = l.n;
 
