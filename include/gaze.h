@@ -1008,7 +1008,9 @@ gz_status gz_hub_repo_dir(const char *cache_dir, const char *repo_id, char *buf,
 **                 DNS failure (names the endpoint), HTTP errors, write failures (errno text)
 **   GZ_ECORRUPT   sha256 or size mismatch (names the file and both values; the partial
 **                 download is deleted and the file is absent from the snapshot)
-**   GZ_EUNSUPPORTED  the repository has no config.json or no weights gaze can read (lists files)
+**   GZ_EUNSUPPORTED  the repository has no config.json or no weights gaze can read (lists files),
+**                 or its config.json names a model_type gaze cannot run (checked before the
+**                 weights are fetched; the message names it)
 **   GZ_EINVAL     invalid id/revision, empty cache_dir, malformed server reply
 **   GZ_ENOMEM     allocation failed
 */
