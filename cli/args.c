@@ -67,12 +67,23 @@ int cli_report_text(gz_status st, const char *prefix, const char *msg, const cha
     return EXIT_FATAL;
 }
 
+int cli_report_model(gz_status st, const char *model) {
+    /* The library says the id is not cached; the command says how to get it. */
+    if (st == GZ_ENOTFOUND && model && gz_hub_looks_like_id(model) &&
+        strstr(gz_last_error(), "not in the Hugging Face cache")) {
+        char hint[GZ_HUB_ID_MAX + GZ_HUB_REV_MAX + 32];
+        snprintf(hint, sizeof hint, "; run: gaze model pull %s", model);
+        return cli_report_hint(st, NULL, hint);
+    }
+    return cli_report(st);
+}
+
 int cli_report_engine(gz_engine *e, gz_status st) {
     /* Every engine call resolves the model first; GZ_ENOTFOUND with none resolved means none
      * was given and the database has none registered. */
     if (st == GZ_ENOTFOUND && e && !gz_engine_model_dir(e))
         return cli_report_hint(st, NULL, "; give --model DIR (or set $GAZE_MODEL)");
-    return cli_report(st);
+    return cli_report_model(st, e ? gz_engine_model_dir(e) : NULL);
 }
 
 static void usage_line(const cli_command *cmd, FILE *out) {
@@ -275,7 +286,7 @@ gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **
         return GZ_EINVAL;
     }
     gz_status st = gz_model_load(dir, mp, m);
-    if (st != GZ_OK) cli_report(st);
+    if (st != GZ_OK) cli_report_model(st, dir);
     return st;
 }
 
@@ -306,5 +317,5 @@ int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_
     ep.db.readonly = must_exist == CLI_OPEN_READONLY;
     gz_status st = gz_engine_open(&ep, e);
     free(def);
-    return st == GZ_OK ? EXIT_OK : cli_report(st);
+    return st == GZ_OK ? EXIT_OK : cli_report_model(st, ep.model_dir);
 }

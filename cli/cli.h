@@ -82,8 +82,12 @@ char *cli_default_db_path(int create_dir);
 /* The database to use: db_flag when given (*owned = NULL), else cli_default_db_path(create_dir),
  * which the caller frees through *owned. NULL (message printed) when there is none. */
 const char *cli_db_path(const char *db_flag, int create_dir, char **owned);
-/* Model directory from --model, else $GAZE_MODEL, else NULL (the db's registered model). */
+/* Model from --model, else $GAZE_MODEL, else NULL (the db's registered model): a folder or a
+ * Hub id ORG/NAME[@REVISION], which gz_model_load resolves from the Hugging Face cache. */
 const char *cli_model_dir(const char *flag_value);
+/* cli_report for an error of loading model (a folder or Hub id as given): an id missing from
+ * the cache gets the hint "; run: gaze model pull ID". */
+int cli_report_model(gz_status st, const char *model);
 
 /* Model parameters from the common flags (--weights, --threads, --no-exif-orient). */
 gz_model_params cli_model_params(const char *weights, int threads, int no_exif);
@@ -100,7 +104,7 @@ typedef struct gz_engine gz_engine;
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
                     const char *factory, int quiet, int must_exist, gz_engine **e);
 /* cli_report for an error of an engine call on e: adds "give --model DIR (or set $GAZE_MODEL)"
- * when the engine found no model to use. */
+ * when the engine found no model to use, and cli_report_model's hint for a Hub id. */
 int cli_report_engine(gz_engine *e, gz_status st);
 
 /* ---- output ---- */
@@ -154,6 +158,24 @@ void progress_update(progress *p, long done, long encoded, long failed);
 void progress_finish(progress *p, long done, long encoded, long failed);
 double cli_now(void); /* monotonic seconds */
 
+/* A download's progress (gaze model pull), fed by gz_hub_params.progress: one bar per file
+ * with bytes, rate and ETA on a terminal, redrawn in place; plain lines every few seconds
+ * otherwise; one final line per file; nothing with --quiet. */
+typedef struct {
+    int enabled, tty;
+    char file[256];     /* the file being shown */
+    int64_t done, total; /* its bytes on disk so far and size (-1 = unknown) */
+    int64_t start_done; /* bytes already on disk when this run started it (resumed) */
+    double t0, last_print;
+    int shown;    /* a bar line is on screen */
+    int finished; /* the file's final line was printed */
+} xfer_progress;
+void xfer_start(xfer_progress *p, int quiet);
+void xfer_update(xfer_progress *p, const char *file, int64_t done, int64_t total);
+void xfer_finish(xfer_progress *p); /* ends a bar line left on screen */
+/* "12.3 MiB": bytes in binary units. */
+void cli_human_bytes(char *buf, size_t n, double bytes);
+
 /* ---- commands ---- */
 
 int cmd_index(int argc, char **argv);
@@ -164,5 +186,6 @@ int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_model(int argc, char **argv);
 
 #endif

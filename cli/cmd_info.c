@@ -31,7 +31,8 @@ static void human_count(char *buf, size_t n, double v) {
         snprintf(buf, n, "%.0f", v);
 }
 
-static int model_info(const char *dir, const info_opts *o) {
+static int model_info(const gz_hub_location *loc, const info_opts *o) {
+    const char *dir = loc->dir;
     gz_model_info mi;
     gz_status st = gz_model_describe(dir, o->weights, &mi);
     if (st != GZ_OK) return cli_report(st);
@@ -39,6 +40,14 @@ static int model_info(const char *dir, const info_opts *o) {
         FILE *f = stdout;
         fputs("{\"path\":", f);
         out_json_str(f, dir);
+        if (loc->repo_id[0]) {
+            fputs(",\"hub_id\":", f);
+            out_json_str(f, loc->repo_id);
+            fputs(",\"hub_revision\":", f);
+            out_json_str(f, loc->revision);
+            fputs(",\"hub_commit\":", f);
+            out_json_str(f, loc->commit);
+        }
         fputs(",\"family\":", f);
         out_json_str(f, mi.model_type);
         fputs(",\"architecture\":", f);
@@ -71,6 +80,9 @@ static int model_info(const char *dir, const info_opts *o) {
         human_count(pb, sizeof pb, (double)mi.parameters);
         human_bytes(fb, sizeof fb, (double)mi.file_bytes);
         printf("model         %s\n", dir);
+        if (loc->repo_id[0])
+            printf("hub           %s, revision %s, commit %s\n", loc->repo_id, loc->revision,
+                   loc->commit);
         printf("family        %s (%s)%s\n", mi.model_type,
                mi.architecture[0] ? mi.architecture : "no architectures entry",
                mi.has_itm ? ", ITM fusion head" : "");
@@ -95,15 +107,19 @@ static int model_info(const char *dir, const info_opts *o) {
 static int db_info(const char *db_flag, int json);
 
 static const char INFO_DETAILS[] =
-    "With MODEL_DIR: the model's family, tower sizes, image and patch size, projection size,\n"
+    "With MODEL (a folder, or a Hub id ORG/NAME[@REVISION] pulled into the Hugging Face\n"
+    "cache): the model's family, tower sizes, image and patch size, projection size,\n"
     "parameter count, weight dtypes and file size. Without it: statistics of the database\n"
-    "(--db, default $XDG_DATA_HOME/gaze/gaze.db).\n"
-    "JSON fields (model): path, family, architecture, projection_dim, has_itm,\n"
+    "(--db, default $XDG_DATA_HOME/gaze/gaze.db), with each model's Hub id, revision and\n"
+    "commit when it was indexed by id.\n"
+    "JSON fields (model): path, hub_id, hub_revision, hub_commit (Hub ids only), family,\n"
+    "architecture, projection_dim, has_itm,\n"
     "text{hidden_size,layers,heads,intermediate_size,vocab_size,max_positions,act,tokenizer},\n"
     "vision{hidden_size,layers,heads,intermediate_size,image_size,patch_size,patches,act},\n"
     "parameters, tensors, dtypes, file_bytes.";
 
 static const char INFO_EXAMPLES[] = "  gaze info models/blip-itm-base-coco\n"
+                                    "  gaze info openai/clip-vit-base-patch32\n"
                                     "  gaze info models/clip-vit-base-patch32 --json\n"
                                     "  gaze info --db photos.db";
 
@@ -111,13 +127,13 @@ int cmd_info(int argc, char **argv) {
     info_opts o = {0};
     const cli_opt opts[] = {
         {"json", 0, CLI_FLAG, &o.json, NULL, "print JSON instead of text"},
-        {"db", 0, CLI_STR, &o.db, "FILE", "database to describe (when no MODEL_DIR is given)"},
+        {"db", 0, CLI_STR, &o.db, "FILE", "database to describe (when no MODEL is given)"},
         {"weights", 0, CLI_STR, &o.weights, "FILE",
-         "weights file inside MODEL_DIR (default model.safetensors)"},
+         "weights file inside MODEL (default model.safetensors)"},
         {0},
     };
     const cli_command cmd = {"info",
-                             "[MODEL_DIR] [--json] [--db FILE]",
+                             "[MODEL] [--json] [--db FILE]",
                              "Describe a model directory or a database.",
                              INFO_DETAILS,
                              INFO_EXAMPLES,
@@ -130,16 +146,25 @@ int cmd_info(int argc, char **argv) {
     if (pos.n == 1) {
         if (o.db) {
             cli_list_free(&pos);
-            cli_errorf("give either MODEL_DIR or --db, not both");
+            cli_errorf("give either MODEL or --db, not both");
             return EXIT_USAGE;
         }
-        struct stat sb;
-        if (stat(pos.v[0], &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            cli_errorf("%s: not a model directory", pos.v[0]);
+        gz_hub_location *loc = malloc(sizeof *loc); /* 9 KiB of paths: not on the stack */
+        if (!loc) {
             cli_list_free(&pos);
+            cli_errorf("out of memory");
             return EXIT_FATAL;
         }
-        rc = model_info(pos.v[0], &o);
+        gz_status st = gz_hub_locate(pos.v[0], loc);
+        struct stat sb;
+        if (st != GZ_OK)
+            rc = cli_report_model(st, pos.v[0]);
+        else if (stat(loc->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            cli_errorf("%s: not a model directory", pos.v[0]);
+            rc = EXIT_FATAL;
+        } else
+            rc = model_info(loc, &o);
+        free(loc);
         cli_list_free(&pos);
         return rc;
     }
@@ -216,6 +241,14 @@ static int db_info(const char *db_flag, int json) {
             out_json_str(f, m->name);
             fputs(",\"family\":", f);
             out_json_str(f, m->family);
+            if (m->hub_id[0]) {
+                fputs(",\"hub_id\":", f);
+                out_json_str(f, m->hub_id);
+                fputs(",\"hub_revision\":", f);
+                out_json_str(f, m->hub_revision);
+                fputs(",\"hub_commit\":", f);
+                out_json_str(f, m->hub_commit);
+            }
             fprintf(f, ",\"dim\":%d,\"embeddings\":%lld,", m->dim, (long long)m->n_embeddings);
             if (has_pp)
                 fprintf(f,
@@ -227,6 +260,9 @@ static int db_info(const char *db_flag, int json) {
         } else {
             printf("model %lld     %s (%s, dim %d, %lld vectors)%s\n", (long long)m->id, m->name,
                    m->family, m->dim, (long long)m->n_embeddings, i == 0 ? " [default]" : "");
+            if (m->hub_id[0])
+                printf("  hub         %s, revision %s, commit %s\n", m->hub_id, m->hub_revision,
+                       m->hub_commit);
             if (has_pp)
                 printf("  preprocess   EXIF orientation %s, %s decode, max %.0f MP\n",
                        pp.exif_orient ? "on" : "off",

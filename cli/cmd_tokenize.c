@@ -52,7 +52,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (st != GZ_OK) {
         gz_model_free(m);
         cli_list_free(&pos);
-        return cli_report(st);
+        return cli_report_model(st, dir);
     }
     if (no_trunc) max_len = 0;
     for (int i = 0; i < pos.n && st == GZ_OK; i++) {

@@ -19,6 +19,7 @@ static const command COMMANDS[] = {
     {"tokenize", cmd_tokenize, "print the token ids and tokens of texts"},
     {"info", cmd_info, "describe a model directory or a database"},
     {"eval", cmd_eval, "image-text retrieval Recall@K on a caption set (LAVIS protocol)"},
+    {"model", cmd_model, "pull, list and remove models of the Hugging Face Hub (its cache)"},
 };
 
 static void top_help(FILE *out) {
@@ -30,12 +31,16 @@ static void top_help(FILE *out) {
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
     fputs("\nenvironment:\n"
-          "  GAZE_MODEL      model directory (Hugging Face layout) when --model is not given\n"
+          "  GAZE_MODEL      model when --model is not given: a folder (Hugging Face layout)\n"
+          "                  or a pulled Hub id ORG/NAME[@REVISION]\n"
+          "  HF_HUB_CACHE    the Hugging Face cache Hub ids resolve from (default\n"
+          "                  $HF_HOME/hub, ~/.cache/huggingface/hub); see gaze model --help\n"
           "  XDG_DATA_HOME   the default database is $XDG_DATA_HOME/gaze/gaze.db\n"
           "                  (~/.local/share/gaze/gaze.db when unset)\n"
           "\nexit status: 0 ok, 1 some files failed, 2 usage error, 3 fatal error\n"
           "\nexamples:\n"
-          "  gaze index ~/Pictures --model models/blip-itm-base-coco\n"
+          "  gaze model pull Salesforce/blip-itm-base-coco\n"
+          "  gaze index ~/Pictures --model Salesforce/blip-itm-base-coco\n"
           "  gaze search \"kids on a red sled\" -k 20\n"
           "  gaze search --image beach.jpg --html similar.html\n"
           "  gaze info models/blip-itm-base-coco\n",

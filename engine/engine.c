@@ -78,11 +78,18 @@ static gz_status resolve_model(gz_engine *e, int do_register) {
         if (st != GZ_OK) return st;
     }
     if (do_register) {
-        /* Register under the absolute directory so later runs from elsewhere find it. */
+        /* Register under the absolute directory so later runs from elsewhere find it; a model
+         * loaded by Hub id under its id (ORG/NAME[@REV]), so later runs resolve it from the
+         * cache again rather than through a snapshot path that a new revision replaces. */
         char abs[PATH_MAX];
+        const char *hub = gz_model_hub_id(e->model), *rev = gz_model_hub_revision(e->model);
         const char *name = realpath(e->model_dir, abs) ? abs : e->model_dir;
-        return gz_db_register_model(e->db, name, gz_family_name(gz_model_family(e->model)),
-                                    gz_model_dim(e->model), e->fingerprint, &e->model_id);
+        if (hub && snprintf(abs, sizeof abs, "%s%s%s", hub, strcmp(rev, "main") ? "@" : "",
+                            strcmp(rev, "main") ? rev : "") < (int)sizeof abs)
+            name = abs;
+        return gz_db_register_model_hub(e->db, name, gz_family_name(gz_model_family(e->model)),
+                                        gz_model_dim(e->model), e->fingerprint, hub, rev,
+                                        gz_model_hub_commit(e->model), &e->model_id);
     }
     /* Readers look the model up without touching the registry (last_used stays). */
     gz_db_model *ms = NULL;

@@ -1,5 +1,5 @@
-/* hub.c - Hugging Face Hub client (see hub.h): parameters, repository ids, the cache layout
- * (resolve, list, rm) and the HTTP pull over libcurl.
+/* hub.c - Hugging Face Hub client (the Hub section of gaze.h): parameters, repository ids, the
+ * cache layout (resolve, locate, list, rm) and the HTTP pull over libcurl.
  *
  * The protocol follows huggingface_hub (hf_api.py repo_info, file_download.py
  * get_hf_file_metadata / http_get / _create_symlink): the revision API gives the commit and
@@ -7,7 +7,7 @@
  * etag (X-Linked-Etag for LFS files, else ETag, quotes and W/ removed) and the size
  * (X-Linked-Size, else Content-Length); the GET follows redirects and drops the token when a
  * redirect leaves the endpoint's host. */
-#include "hub/hub.h"
+#include "gaze.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/config.h"
 #include "core/error.h"
 
 #define HUB_DEFAULT_ENDPOINT "https://huggingface.co"
@@ -290,35 +291,47 @@ int gz_hub_valid_id(const char *s) {
     return valid_part(s, (size_t)(slash - s)) && valid_part(slash + 1, strlen(slash + 1));
 }
 
-gz_status gz_hub_parse_id(const char *s, char *id, size_t id_cap, char *rev, size_t rev_cap) {
+/* Why a string is not "ORG/NAME[@REV]" (split_id), without touching the error message, so
+ * that gz_hub_looks_like_id can be asked while a caller's message is pending. */
+typedef enum { ID_OK, ID_NULL, ID_LONG, ID_BAD, ID_BAD_REV, ID_REV_LONG } id_check;
+
+static id_check split_id(const char *s, char *id, size_t id_cap, char *rev, size_t rev_cap) {
     if (id_cap) id[0] = '\0';
     if (rev_cap) rev[0] = '\0';
-    if (!s) return GZ_FAIL(GZ_EINVAL, "no repository id");
+    if (!s) return ID_NULL;
     const char *at = strchr(s, '@');
     size_t n = at ? (size_t)(at - s) : strlen(s);
     char tmp[GZ_HUB_ID_MAX];
-    if (n >= sizeof tmp || n >= id_cap)
-        return GZ_FAIL(GZ_EINVAL, "%s: not a repository id (ORG/NAME, at most %d characters)", s,
-                       HUB_ID_LEN_MAX);
+    if (n >= sizeof tmp || n >= id_cap) return ID_LONG;
     memcpy(tmp, s, n);
     tmp[n] = '\0';
-    if (!gz_hub_valid_id(tmp))
+    if (!gz_hub_valid_id(tmp)) return ID_BAD;
+    const char *r = at ? at + 1 : "main";
+    if (!safe_rel_path(r) || strchr(r, '@')) return ID_BAD_REV;
+    if (!copy_str(rev, rev_cap, r)) return ID_REV_LONG;
+    memcpy(id, tmp, n + 1);
+    return ID_OK;
+}
+
+gz_status gz_hub_parse_id(const char *s, char *id, size_t id_cap, char *rev, size_t rev_cap) {
+    switch (split_id(s, id, id_cap, rev, rev_cap)) {
+    case ID_OK: return GZ_OK;
+    case ID_NULL: return GZ_FAIL(GZ_EINVAL, "no repository id");
+    case ID_LONG:
+        return GZ_FAIL(GZ_EINVAL, "%s: not a repository id (ORG/NAME, at most %d characters)", s,
+                       HUB_ID_LEN_MAX);
+    case ID_BAD:
         return GZ_FAIL(GZ_EINVAL,
                        "%s: not a repository id (ORG/NAME of letters, digits, '-', '_', '.')", s);
-    const char *r = at ? at + 1 : "main";
-    if (!safe_rel_path(r) || strchr(r, '@'))
-        return GZ_FAIL(GZ_EINVAL, "%s: bad revision \"%s\"", s, r);
-    if (!copy_str(rev, rev_cap, r)) return GZ_FAIL(GZ_EINVAL, "%s: revision too long", s);
-    memcpy(id, tmp, n + 1);
-    return GZ_OK;
+    case ID_BAD_REV: return GZ_FAIL(GZ_EINVAL, "%s: bad revision \"%s\"", s, strchr(s, '@') + 1);
+    case ID_REV_LONG: return GZ_FAIL(GZ_EINVAL, "%s: revision too long", s);
+    }
+    return GZ_FAIL(GZ_EINVAL, "%s: not a repository id", s);
 }
 
 int gz_hub_looks_like_id(const char *s) {
     char id[GZ_HUB_ID_MAX], rev[GZ_HUB_REV_MAX];
-    if (!s || gz_hub_parse_id(s, id, sizeof id, rev, sizeof rev) != GZ_OK) {
-        gz_clear_error();
-        return 0;
-    }
+    if (split_id(s, id, sizeof id, rev, sizeof rev) != ID_OK) return 0;
     struct stat sb;
     return lstat(s, &sb) != 0;
 }
@@ -365,18 +378,48 @@ gz_status gz_hub_resolve_cached(const char *repo_id, const char *revision, const
     char rdir[GZ_HUB_PATH_MAX], commit[41], snap[GZ_HUB_PATH_MAX];
     gz_status s = gz_hub_repo_dir(cache_dir, repo_id, rdir, sizeof rdir);
     if (s != GZ_OK) return s;
+    /* Named as a user would type it, so the message reads as the id that was asked for. */
+    const char *at = strcmp(revision, "main") ? "@" : "", *rv = *at ? revision : "";
     s = ref_commit(rdir, revision, commit);
     if (s == GZ_ENOTFOUND)
-        return GZ_FAIL(GZ_ENOTFOUND, "%s (revision %s) is not in the cache %s", repo_id, revision,
-                       cache_dir);
+        return GZ_FAIL(GZ_ENOTFOUND, "%s%s%s is not in the Hugging Face cache (%s)", repo_id, at,
+                       rv, cache_dir);
     if (s != GZ_OK) return s;
     if (!fmt_ok(snap, sizeof snap, "%s/snapshots/%s", rdir, commit))
         return GZ_FAIL(GZ_EINVAL, "%s: path too long", rdir);
     struct stat sb;
     if (stat(snap, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return GZ_FAIL(GZ_ENOTFOUND, "%s (revision %s, commit %s) is not in the cache %s", repo_id,
-                       revision, commit, cache_dir);
+        return GZ_FAIL(GZ_ENOTFOUND,
+                       "%s%s%s is not in the Hugging Face cache (%s): no snapshot of commit %s",
+                       repo_id, at, rv, cache_dir, commit);
     if (!copy_str(dir, cap, snap)) return GZ_FAIL(GZ_EINVAL, "%s: path too long", snap);
+    return GZ_OK;
+}
+
+gz_status gz_hub_locate(const char *dir_or_id, gz_hub_location *out) {
+    if (out) memset(out, 0, sizeof *out);
+    if (!out || !dir_or_id || !*dir_or_id)
+        return GZ_FAIL(GZ_EINVAL, "gz_hub_locate: no model folder or Hub id given");
+    if (!gz_hub_looks_like_id(dir_or_id)) { /* an existing path, or no id: a folder */
+        if (!copy_str(out->dir, sizeof out->dir, dir_or_id))
+            return GZ_FAIL(GZ_EINVAL, "%.80s...: path too long", dir_or_id);
+        return GZ_OK;
+    }
+    gz_hub_location loc;
+    memset(&loc, 0, sizeof loc);
+    gz_hub_params p = gz_hub_default_params();
+    gz_status s = gz_hub_parse_id(dir_or_id, loc.repo_id, sizeof loc.repo_id, loc.revision,
+                                  sizeof loc.revision);
+    if (s == GZ_OK) s = gz_hub_params_from_env(&p);
+    if (s == GZ_OK) s = gz_hub_resolve_cached(loc.repo_id, loc.revision, p.cache_dir, loc.dir,
+                                              sizeof loc.dir);
+    if (s == GZ_ENOTFOUND) /* the id as typed: the command's hint repeats it */
+        return GZ_FAIL(GZ_ENOTFOUND, "%s is not in the Hugging Face cache (%s), nor a folder",
+                       dir_or_id, p.cache_dir);
+    if (s != GZ_OK) return s;
+    const char *slash = strrchr(loc.dir, '/');
+    copy_str(loc.commit, sizeof loc.commit, slash + 1);
+    *out = loc;
     return GZ_OK;
 }
 
@@ -448,7 +491,7 @@ static gz_status describe_repo(gz_hub_cached_model *m) {
         free(l.v);
         return s;
     }
-    qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_ref);
+    if (l.n) qsort(l.v, (size_t)l.n, sizeof *l.v, cmp_ref); /* l.v is NULL when empty */
     m->refs = l.v;
     m->n_refs = l.n;
 
@@ -1292,6 +1335,21 @@ done:
     return s;
 }
 
+/* Refuse, before any weights come, a repository whose config.json names a model family gaze
+ * cannot run (the config reader's message says which model_type it found). Other config
+ * problems are left for the loader to report with the file at hand. */
+static gz_status check_family(pull_ctx *c) {
+    char path[GZ_HUB_PATH_MAX];
+    if (!fmt_ok(path, sizeof path, "%s/config.json", c->snap))
+        return GZ_FAIL(GZ_EINVAL, "%s: path too long", c->snap);
+    gz_model_config cfg;
+    gz_status s = gz_config_load(path, &cfg);
+    if (s == GZ_EUNSUPPORTED)
+        return gz_error_prefix(s, "repository %s holds no model gaze can run", c->repo_id);
+    gz_clear_error();
+    return GZ_OK;
+}
+
 /* ---- the revision API and the pull ---- */
 
 /* GET the revision API: commit into c->commit, file names into all. */
@@ -1444,6 +1502,7 @@ gz_status gz_hub_pull(const char *repo_id, const char *revision, const gz_hub_pa
     if ((s = mkdir_p(blobs)) != GZ_OK) goto done;
     for (int i = 0; i < want.n; i++) {
         if ((s = pull_file(c, want.name[i])) != GZ_OK) goto done;
+        if (i == 0 && (s = check_family(c)) != GZ_OK) goto done; /* want[0] is config.json */
         if (index && !strcmp(want.name[i], index) &&
             (s = add_shards(c, index, &all, &want)) != GZ_OK)
             goto done;

@@ -42,6 +42,7 @@
 
 struct gz_model {
     char *dir;                /* model directory (owned) */
+    char *hub_id, *hub_revision, *hub_commit; /* Hub origin when loaded by id, else NULL (owned) */
     char *weights_path;       /* resolved weights file or shard index (owned) */
     gz_model_params params;   /* params.weights_file points at weights_path */
     gz_model_config cfg;
@@ -175,6 +176,9 @@ void gz_model_free(gz_model *m) {
     pthread_mutex_destroy(&m->lock);
     free(m->weights_path);
     free(m->dir);
+    free(m->hub_id);
+    free(m->hub_revision);
+    free(m->hub_commit);
     free(m);
 }
 
@@ -268,10 +272,24 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     m->params = *params;
     if (m->params.batch_size == 0) m->params.batch_size = defaults.batch_size;
     if (m->params.max_pixels <= 0) m->params.max_pixels = defaults.max_pixels;
-    m->dir = strdup(dir);
-    if (!m->dir) {
+    /* dir may be a Hub id "ORG/NAME[@REV]": resolved from the cache, offline (a folder wins). */
+    gz_hub_location *loc = malloc(sizeof *loc);
+    gz_status ls = loc ? gz_hub_locate(dir, loc) : GZ_FAIL(GZ_ENOMEM, "out of memory");
+    if (ls == GZ_OK) {
+        m->dir = strdup(loc->dir);
+        if (loc->repo_id[0]) {
+            m->hub_id = strdup(loc->repo_id);
+            m->hub_revision = strdup(loc->revision);
+            m->hub_commit = strdup(loc->commit);
+            if (!m->hub_id || !m->hub_revision || !m->hub_commit) ls = GZ_ENOMEM;
+        }
+        if (!m->dir) ls = GZ_ENOMEM;
+        if (ls == GZ_ENOMEM) GZ_FAIL(GZ_ENOMEM, "out of memory");
+    }
+    free(loc);
+    if (ls != GZ_OK) {
         gz_model_free(m);
-        return GZ_FAIL(GZ_ENOMEM, "out of memory");
+        return ls;
     }
     size_t dl = strlen(m->dir);
     while (dl > 1 && m->dir[dl - 1] == '/') m->dir[--dl] = 0;
@@ -284,6 +302,10 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     *out = m;
     return GZ_OK;
 }
+
+const char *gz_model_hub_id(const gz_model *m) { return m ? m->hub_id : NULL; }
+const char *gz_model_hub_revision(const gz_model *m) { return m ? m->hub_revision : NULL; }
+const char *gz_model_hub_commit(const gz_model *m) { return m ? m->hub_commit : NULL; }
 
 gz_family gz_model_family(const gz_model *m) { return m->cfg.family; }
 int gz_model_dim(const gz_model *m) { return m->cfg.projection_dim; }

@@ -28,7 +28,7 @@
 #include "gaze.h"
 #include "store/vindex.h"
 
-#define DB_SCHEMA_VERSION 1
+#define DB_SCHEMA_VERSION 2
 #define DB_APPLICATION_ID 0x47415a45 /* "GAZE" */
 #define DB_MAX_DIM 65536
 #define DB_DEFAULT_FACTORY "Flat"
@@ -299,8 +299,14 @@ static const char *const SCHEMA_V1 =
     "CREATE TABLE index_state(model_id INTEGER NOT NULL, kind INTEGER NOT NULL,"
     " generation INTEGER NOT NULL, factory TEXT NOT NULL, PRIMARY KEY(model_id, kind));";
 
+/* Schema 2: a model's Hugging Face Hub origin (repository id, revision asked, commit), NULL
+ * for a model registered from a folder. */
+static const char *const SCHEMA_V2 = "ALTER TABLE models ADD COLUMN hub_id TEXT;"
+                                     "ALTER TABLE models ADD COLUMN hub_revision TEXT;"
+                                     "ALTER TABLE models ADD COLUMN hub_commit TEXT;";
+
 /* Migrations: entry v takes schema v to v + 1. Add one per schema change; never edit one. */
-static const char *const MIGRATIONS[DB_SCHEMA_VERSION] = {SCHEMA_V1};
+static const char *const MIGRATIONS[DB_SCHEMA_VERSION] = {SCHEMA_V1, SCHEMA_V2};
 
 static gz_status pragma_int(gz_db *db, const char *sql, int64_t *out) {
     sqlite3_stmt *s;
@@ -485,14 +491,35 @@ static void fill_model(sqlite3_stmt *s, gz_db_model *m) {
     snprintf(m->fingerprint, sizeof m->fingerprint, "%s", (const char *)sqlite3_column_text(s, 4));
     m->last_used = sqlite3_column_int64(s, 5);
     m->n_embeddings = sqlite3_column_int64(s, 6);
+    /* hub columns: NULL for a folder */
+    const char *hub[3] = {(const char *)sqlite3_column_text(s, 7),
+                          (const char *)sqlite3_column_text(s, 8),
+                          (const char *)sqlite3_column_text(s, 9)};
+    snprintf(m->hub_id, sizeof m->hub_id, "%s", hub[0] ? hub[0] : "");
+    snprintf(m->hub_revision, sizeof m->hub_revision, "%s", hub[1] ? hub[1] : "");
+    snprintf(m->hub_commit, sizeof m->hub_commit, "%s", hub[2] ? hub[2] : "");
 }
 
 #define MODEL_COLS                                                                                 \
     "SELECT id, name, family, dim, fingerprint, last_used,"                                        \
-    " (SELECT count(*) FROM embeddings e WHERE e.model_id = models.id) FROM models "
+    " (SELECT count(*) FROM embeddings e WHERE e.model_id = models.id),"                           \
+    " hub_id, hub_revision, hub_commit FROM models "
+
+_Static_assert(sizeof(((gz_db_model *)0)->hub_id) == GZ_HUB_ID_MAX &&
+                   sizeof(((gz_db_model *)0)->hub_revision) == GZ_HUB_REV_MAX &&
+                   sizeof(((gz_db_model *)0)->hub_commit) == GZ_HUB_COMMIT_LEN + 1,
+               "gz_db_model's hub arrays follow the Hub section's sizes");
 
 gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, int dim,
                                const char *fingerprint, int64_t *model_id) {
+    return gz_db_register_model_hub(db, name, family, dim, fingerprint, NULL, NULL, NULL,
+                                    model_id);
+}
+
+gz_status gz_db_register_model_hub(gz_db *db, const char *name, const char *family, int dim,
+                                   const char *fingerprint, const char *hub_id,
+                                   const char *hub_revision, const char *hub_commit,
+                                   int64_t *model_id) {
     if (!name || !family || !fingerprint || !*fingerprint || dim <= 0 || dim > DB_MAX_DIM)
         return GZ_FAIL(GZ_EINVAL,
                        "register model: need name, family, fingerprint and 0 < dim <= %d",
@@ -500,6 +527,11 @@ gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, 
     if (strlen(name) >= sizeof(((gz_db_model *)0)->name) || strlen(family) >= 32 ||
         strlen(fingerprint) >= 65)
         return GZ_FAIL(GZ_EINVAL, "register model: name, family or fingerprint too long");
+    if (hub_id && !*hub_id) hub_id = NULL;
+    if (hub_id && (!hub_revision || !hub_commit || strlen(hub_id) >= GZ_HUB_ID_MAX ||
+                   strlen(hub_revision) >= GZ_HUB_REV_MAX || strlen(hub_commit) > GZ_HUB_COMMIT_LEN))
+        return GZ_FAIL(GZ_EINVAL, "register model %s: Hub id, revision or commit missing or too "
+                                  "long", name);
     int implicit;
     gz_status st = wbegin(db, &implicit);
     if (st != GZ_OK) return st;
@@ -524,10 +556,11 @@ gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, 
         st = prep(
             db, &s,
             id ? "UPDATE models SET name = ?1, family = ?2, last_used = ?4,"
-                 " use_seq = (SELECT coalesce(max(use_seq), 0) + 1 FROM models) WHERE id = ?5"
-               : "INSERT INTO models(name, family, dim, fingerprint, created, last_used, use_seq)"
-                 " VALUES(?1, ?2, ?3, ?6, ?4, ?4,"
-                 " (SELECT coalesce(max(use_seq), 0) + 1 FROM models))");
+                 " use_seq = (SELECT coalesce(max(use_seq), 0) + 1 FROM models),"
+                 " hub_id = ?7, hub_revision = ?8, hub_commit = ?9 WHERE id = ?5"
+               : "INSERT INTO models(name, family, dim, fingerprint, created, last_used, use_seq,"
+                 " hub_id, hub_revision, hub_commit) VALUES(?1, ?2, ?3, ?6, ?4, ?4,"
+                 " (SELECT coalesce(max(use_seq), 0) + 1 FROM models), ?7, ?8, ?9)");
         if (st == GZ_OK) {
             sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
             sqlite3_bind_text(s, 2, family, -1, SQLITE_STATIC);
@@ -537,6 +570,11 @@ gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, 
                 sqlite3_bind_int64(s, 5, id);
             else
                 sqlite3_bind_text(s, 6, fingerprint, -1, SQLITE_STATIC);
+            if (hub_id) { /* unbound parameters are NULL: no Hub origin */
+                sqlite3_bind_text(s, 7, hub_id, -1, SQLITE_STATIC);
+                sqlite3_bind_text(s, 8, hub_revision, -1, SQLITE_STATIC);
+                sqlite3_bind_text(s, 9, hub_commit, -1, SQLITE_STATIC);
+            }
             st = step_done(db, s);
             if (st == GZ_OK && !id) id = sqlite3_last_insert_rowid(db->sql);
         }

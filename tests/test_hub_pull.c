@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
-#include "hub/hub.h"
+#include "gaze.h"
 #include "testutil.h"
 
 #define COMMIT "5d3a1f0e9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e" /* hub_standin.py's fixed commit */
@@ -304,6 +304,10 @@ static void test_ids(void) {
     T(gz_hub_looks_like_id("org/other"));
     T(gz_hub_looks_like_id("org/other@main"));
     T(!gz_hub_looks_like_id("org"));
+    /* Asking leaves a pending message alone (the CLI asks while reporting another error). */
+    T_STATUS(gz_hub_parse_id("org/na--me", id, sizeof id, rev, sizeof rev), GZ_EINVAL);
+    T(!gz_hub_looks_like_id("not an id") && gz_hub_looks_like_id("org/other"));
+    T_MSG("org/na--me");
     T(chdir(cwd) == 0);
 
     T_STATUS(gz_hub_repo_dir("/c", "org/name", dir, sizeof dir), GZ_OK);
@@ -466,12 +470,18 @@ static void test_pick_files(void) {
               "tf_model.h5", "tf", NULL);
     make_repo(d3, "repo-noweights", "config.json", cfg, "flax_model.msgpack", "x", NULL);
     make_repo(d4, "repo-noconfig", "model.safetensors", "x", NULL);
+    char d5[PATHLEN], r5[PATHLEN + 32];
+    make_repo(d5, "repo-bert", "config.json",
+              "{\"model_type\": \"bert\", \"architectures\": [\"BertModel\"]}",
+              "model.safetensors", "bert weights", "vocab.txt", "[PAD]\n", NULL);
+    spf(r5, sizeof r5, "org/bert=%s", d5);
     char r1[PATHLEN + 32], r2[PATHLEN + 32], r3[PATHLEN + 32], r4[PATHLEN + 32];
     spf(r1, sizeof r1, "org/sharded=%s", d1);
     spf(r2, sizeof r2, "org/torch=%s", d2);
     spf(r3, sizeof r3, "org/noweights=%s", d3);
     spf(r4, sizeof r4, "org/noconfig=%s", d4);
-    const char *const extra[] = {"--repo", r1, "--repo", r2, "--repo", r3, "--repo", r4, NULL};
+    const char *const extra[] = {"--repo", r1, "--repo", r2, "--repo", r3, "--repo", r4,
+                                 "--repo", r5, NULL};
     standin_start(&s, "pick", extra);
     gz_hub_params p = params_for(&s, "cache-pick");
     gz_hub_pull_stats st;
@@ -500,6 +510,13 @@ static void test_pick_files(void) {
     T_STATUS(gz_hub_pull("org/noconfig", NULL, &p, snap, sizeof snap, NULL), GZ_EUNSUPPORTED);
     T_MSG("no config.json");
     T(log_count(s.log, "/resolve/") == lines); /* refused before downloading anything */
+
+    /* A family gaze cannot run: refused after config.json, before the weights. */
+    T_STATUS(gz_hub_pull("org/bert", NULL, &p, snap, sizeof snap, NULL), GZ_EUNSUPPORTED);
+    T_MSG("org/bert holds no model gaze can run");
+    T_MSG("'bert'");
+    T(log_count(s.log, "/org/bert/resolve/" COMMIT "/config.json") == 2);
+    T(log_count(s.log, "/org/bert/resolve/" COMMIT "/model.safetensors") == 0);
     standin_stop(&s);
 }
 

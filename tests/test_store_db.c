@@ -272,6 +272,82 @@ static void test_models_ties_files(const char *dir) {
 #define D 32
 #define DB2 16
 
+/* Schema 1, as gaze wrote it before the Hub columns (store/db.c SCHEMA_V1, copied so that this
+ * test keeps an old database to migrate when the library's schema moves on). */
+static const char *const OLD_SCHEMA_V1 =
+    "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE models(id INTEGER PRIMARY KEY, name TEXT NOT NULL, family TEXT NOT NULL,"
+    " dim INTEGER NOT NULL, fingerprint TEXT NOT NULL UNIQUE, created INTEGER NOT NULL,"
+    " last_used INTEGER NOT NULL, use_seq INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE items(id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, path BLOB NOT NULL,"
+    " ext_id TEXT NOT NULL DEFAULT '', text TEXT, size INTEGER NOT NULL DEFAULT 0,"
+    " mtime_ns INTEGER NOT NULL DEFAULT 0, content_hash INTEGER NOT NULL DEFAULT 0,"
+    " width INTEGER NOT NULL DEFAULT 0, height INTEGER NOT NULL DEFAULT 0, taken_at TEXT,"
+    " meta_json TEXT, link_item_id INTEGER, status INTEGER NOT NULL DEFAULT 0, error TEXT,"
+    " UNIQUE(kind, path, ext_id));"
+    "CREATE INDEX items_hash ON items(content_hash);"
+    "CREATE INDEX items_link ON items(link_item_id);"
+    "CREATE TABLE embeddings(item_id INTEGER NOT NULL, model_id INTEGER NOT NULL,"
+    " vec BLOB NOT NULL, PRIMARY KEY(item_id, model_id));"
+    "CREATE INDEX embeddings_model ON embeddings(model_id, item_id);"
+    "CREATE TABLE index_state(model_id INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    " generation INTEGER NOT NULL, factory TEXT NOT NULL, PRIMARY KEY(model_id, kind));"
+    "INSERT INTO models VALUES(1, '/models/old', 'clip', 2, 'fp-old', 1, 1, 1);"
+    "INSERT INTO items(id, kind, path) VALUES(7, 1, CAST('a.jpg' AS BLOB));"
+    "INSERT INTO embeddings VALUES(7, 1, zeroblob(8));"
+    "PRAGMA user_version = 1; PRAGMA application_id = 1195465285;"; /* 0x47415a45 "GAZE" */
+
+/* A schema-1 database opens read-only only after a writable open migrated it; the migration
+ * keeps its model and vectors and adds the Hub origin, which registering by id then fills. */
+static void test_migration(const char *dir) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/old.gaze", dir);
+    sqlite3 *raw;
+    T(sqlite3_open(path, &raw) == SQLITE_OK);
+    T(sqlite3_exec(raw, OLD_SCHEMA_V1, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(raw);
+    gz_db_params dp = gz_db_default_params();
+    dp.readonly = 1;
+    gz_db *db = NULL;
+    T(gz_db_open(path, &dp, &db) == GZ_EUNSUPPORTED && db == NULL);
+    T(strstr(gz_last_error(), "needs migrating") != NULL);
+    dp.readonly = 0;
+    T_OK(gz_db_open(path, &dp, &db));
+    if (!db) return;
+    gz_db_model m;
+    T_OK(gz_db_default_model(db, &m));
+    T(m.id == 1 && !strcmp(m.name, "/models/old") && m.dim == 2 && m.n_embeddings == 1);
+    T(m.hub_id[0] == 0 && m.hub_revision[0] == 0 && m.hub_commit[0] == 0);
+    gz_db_stats s;
+    T_OK(gz_db_get_stats(db, &s));
+    T(s.schema_version == gz_db_schema_version() && gz_db_schema_version() >= 2);
+
+    /* Registered by Hub id: the origin is stored beside the fingerprint, and replaced (here
+     * cleared) when the same checkpoint is registered again from a folder. */
+    const char *commit = "5d3a1f0e9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e";
+    int64_t id = 0;
+    T_OK(gz_db_register_model_hub(db, "org/clip@v1", "clip", 2, "fp-old", "org/clip", "v1",
+                                  commit, &id));
+    T(id == 1);
+    T_OK(gz_db_get_model(db, 1, &m));
+    T(!strcmp(m.name, "org/clip@v1") && !strcmp(m.hub_id, "org/clip") &&
+      !strcmp(m.hub_revision, "v1") && !strcmp(m.hub_commit, commit));
+    T(gz_db_register_model_hub(db, "org/clip", "clip", 2, "fp-old", "org/clip", NULL, commit,
+                               &id) == GZ_EINVAL);
+    T_OK(gz_db_close(db));
+    dp.readonly = 1;
+    T_OK(gz_db_open(path, &dp, &db)); /* migrated: now fine read-only */
+    T_OK(gz_db_get_model(db, 1, &m));
+    T(!strcmp(m.hub_id, "org/clip") && !strcmp(m.hub_commit, commit));
+    T_OK(gz_db_close(db));
+    dp.readonly = 0;
+    T_OK(gz_db_open(path, &dp, &db));
+    T_OK(gz_db_register_model(db, "/models/clip", "clip", 2, "fp-old", &id));
+    T_OK(gz_db_get_model(db, 1, &m));
+    T(!strcmp(m.name, "/models/clip") && m.hub_id[0] == 0 && m.hub_revision[0] == 0);
+    T_OK(gz_db_close(db));
+}
+
 int main(void) {
     const char *dir = gz_test_tmpdir("index-db");
     char path[1200], fpath[1300], saved[1300];
@@ -667,5 +743,6 @@ int main(void) {
     T(gz_hash_file("/nonexistent/file", &h1) == GZ_EIO);
 
     test_models_ties_files(dir);
+    test_migration(dir);
     return gz_test_finish("test_index_db", checks);
 }
