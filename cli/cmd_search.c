@@ -281,9 +281,9 @@ static int report_search_error(gz_engine *e, const search_opts *o, const gz_quer
 int cmd_search(int argc, char **argv) {
     search_opts o;
     memset(&o, 0, sizeof o);
-    o.k = 10;
-    o.min_score = -2;
-    o.text_weight = 0.5;
+    o.k = GZ_DEFAULT_K;
+    o.min_score = GZ_NO_MIN_SCORE;
+    o.text_weight = GZ_DEFAULT_TEXT_WEIGHT;
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &o.db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
         {"model", 'm', CLI_STR, &o.model, "DIR", "model (default $GAZE_MODEL, else the db's)"},

@@ -68,7 +68,7 @@ typedef struct {
                                  absolute), e.g. "model.f16.safetensors" */
     int exif_orient;          /* 1 = rotate photos upright before encoding (default); 0 = as
                                  stored, which is what the HF processors do (parity mode) */
-    int64_t max_pixels;       /* refuse larger images from the header; default 100e6 */
+    int64_t max_pixels;       /* refuse larger images from the header; default GZ_DEFAULT_MAX_PIXELS */
     int fast_decode;          /* 1 = JPEG DCT-scaled decode when the photo is much larger than
                                  the model input (faster, embeddings off the reference by up
                                  to ~5e-2); 0 = full decode, PIL-exact (default) */
@@ -169,7 +169,7 @@ typedef struct {
 
 typedef struct {
     int exif_orient;     /* apply EXIF orientation (default 1) */
-    int64_t max_pixels;  /* refuse above this many stored pixels (default 100e6) */
+    int64_t max_pixels;  /* refuse above this many stored pixels (default GZ_DEFAULT_MAX_PIXELS) */
     int min_size;        /* 0 = full-size decode; else JPEG may be decoded at the smallest DCT
                             scale whose both sides stay >= min_size */
 } gz_image_params;

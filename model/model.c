@@ -147,11 +147,11 @@ gz_model_params gz_model_default_params(void) {
     p.simd = 1;
     p.weights_file = NULL;
     p.exif_orient = 1;
-    p.max_pixels = 100000000;
+    p.max_pixels = GZ_DEFAULT_MAX_PIXELS;
     p.fast_decode = 0; /* the reference (PIL) pixels; gaze index opts in to speed */
     p.itm_enc_token = 0;
     p.clip_fast_tokenizer = 0;
-    p.batch_size = 8;
+    p.batch_size = GZ_DEFAULT_BATCH;
     return p;
 }
 
