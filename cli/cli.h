@@ -163,9 +163,9 @@ double cli_now(void); /* monotonic seconds */
  * otherwise; one final line per file; nothing with --quiet. */
 typedef struct {
     int enabled, tty;
-    char file[256];     /* the file being shown */
+    char file[256];      /* the file being shown */
     int64_t done, total; /* its bytes on disk so far and size (-1 = unknown) */
-    int64_t start_done; /* bytes already on disk when this run started it (resumed) */
+    int64_t start_done;  /* bytes already on disk when this run started it (resumed) */
     double t0, last_print;
     int shown;    /* a bar line is on screen */
     int finished; /* the file's final line was printed */

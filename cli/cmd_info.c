@@ -71,8 +71,7 @@ static int model_info(const gz_hub_location *loc, const info_opts *o) {
                 mi.vision.intermediate_size, mi.vision.image_size, mi.vision.patch_size,
                 mi.vision.patches);
         out_json_str(f, mi.vision.act);
-        fprintf(f, "},\"parameters\":%zu,\"tensors\":%zu,\"dtypes\":", mi.parameters,
-                mi.tensors);
+        fprintf(f, "},\"parameters\":%zu,\"tensors\":%zu,\"dtypes\":", mi.parameters, mi.tensors);
         out_json_str(f, mi.dtypes);
         fprintf(f, ",\"file_bytes\":%zu}\n", mi.file_bytes);
     } else {

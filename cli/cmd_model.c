@@ -252,11 +252,10 @@ static int model_list(int argc, char **argv) {
                 char commit[COMMIT_SHORT + 1];
                 snprintf(commit, sizeof commit, "%s", m->snapshots[k]);
                 snprintf(dim, sizeof dim, "%d", ok ? mi.projection_dim : 0);
-                if (ok)
-                    snprintf(params, sizeof params, "%.1fM", (double)mi.parameters / 1e6);
+                if (ok) snprintf(params, sizeof params, "%.1fM", (double)mi.parameters / 1e6);
                 cli_human_bytes(size, sizeof size, (double)m->size_bytes);
                 const char *family = ok ? mi.model_type : "(cannot run)";
-                const char *row[] = {m->repo_id,     revs, commit, family, ok ? dim : "-",
+                const char *row[] = {m->repo_id,        revs, commit, family, ok ? dim : "-",
                                      ok ? params : "-", size};
                 out_table_row(&t, row);
                 if (!ok) cli_warnf("%s (%s): %s", m->repo_id, revs, gz_last_error());
@@ -271,8 +270,9 @@ static int model_list(int argc, char **argv) {
     out_table_free(&t);
     gz_hub_list_free(ms, n);
     if (!json && !shown)
-        fprintf(stderr, "no model gaze can run in %s; pull one with: gaze model pull "
-                        "openai/clip-vit-base-patch32\n",
+        fprintf(stderr,
+                "no model gaze can run in %s; pull one with: gaze model pull "
+                "openai/clip-vit-base-patch32\n",
                 p.cache_dir);
     if (hidden)
         fprintf(stderr, "%d cached snapshot%s gaze cannot run not shown (--all lists them)\n",
@@ -311,8 +311,8 @@ static int model_rm(int argc, char **argv) {
     gz_hub_params p;
     if ((rc = hub_params(&p)) != EXIT_OK) return rc;
     gz_status s = gz_hub_rm(p.cache_dir, id, revision);
-    if (s != GZ_OK) return cli_report_hint(s, NULL, s == GZ_ENOTFOUND ? "; see gaze model list"
-                                                                       : NULL);
+    if (s != GZ_OK)
+        return cli_report_hint(s, NULL, s == GZ_ENOTFOUND ? "; see gaze model list" : NULL);
     printf("removed %s%s from %s\n", shown, revision ? "" : " (all revisions)", p.cache_dir);
     return EXIT_OK;
 }

@@ -106,10 +106,11 @@ static void xfer_draw(xfer_progress *p, int final) {
     cli_human_bytes(total, sizeof total, (double)p->total);
     cli_human_bytes(rb, sizeof rb, rate);
     fmt_eta(eta, sizeof eta,
-            final ? 0 : rate > 0 && p->total > 0 ? (double)(p->total - p->done) / rate : -1);
+            final                      ? 0
+            : rate > 0 && p->total > 0 ? (double)(p->total - p->done) / rate
+                                       : -1);
     if (p->tty) {
-        int fill = p->total > 0 ? (int)((double)BAR_WIDTH * (double)p->done / (double)p->total)
-                                : 0;
+        int fill = p->total > 0 ? (int)((double)BAR_WIDTH * (double)p->done / (double)p->total) : 0;
         if (fill > BAR_WIDTH) fill = BAR_WIDTH;
         char bar[BAR_WIDTH + 1];
         for (int i = 0; i < BAR_WIDTH; i++)
@@ -125,8 +126,8 @@ static void xfer_draw(xfer_progress *p, int final) {
         if (has_rate) fprintf(stderr, " in %.1f s, %s/s", el, rb);
         fputc('\n', stderr);
     } else {
-        fprintf(stderr, "%s: %s / %s, %s/s, ETA %s\n", p->file, done,
-                p->total >= 0 ? total : "?", rb, eta);
+        fprintf(stderr, "%s: %s / %s, %s/s, ETA %s\n", p->file, done, p->total >= 0 ? total : "?",
+                rb, eta);
     }
     fflush(stderr);
 }

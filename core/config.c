@@ -18,39 +18,75 @@
 /* config.json and preprocessor_config.json are a few KiB; anything near this is not a config. */
 #define CONFIG_MAX_BYTES ((size_t)64 << 20)
 
-#define OPENAI_CLIP_MEAN {0.48145466f, 0.4578275f, 0.40821073f}
-#define OPENAI_CLIP_STD {0.26862954f, 0.26130258f, 0.27577711f}
+#define OPENAI_CLIP_MEAN                                                                           \
+    { 0.48145466f, 0.4578275f, 0.40821073f }
+#define OPENAI_CLIP_STD                                                                            \
+    { 0.26862954f, 0.26130258f, 0.27577711f }
 
 /* ---- class defaults (transformers 4.40) ---- */
 
 /* BlipTextConfig */
-static const gz_text_config blip_text_defaults = {
-    .hidden_size = 768, .num_layers = 12, .num_heads = 8, .intermediate_size = 3072,
-    .vocab_size = 30524, .max_position_embeddings = 512, .type_vocab_size = 0,
-    .act = GZ_ACT_GELU, .layer_norm_eps = 1e-12f, .encoder_hidden_size = 768,
-    .pad_token_id = 0, .bos_token_id = 30522, .eos_token_id = 2};
+static const gz_text_config blip_text_defaults = {.hidden_size = 768,
+                                                  .num_layers = 12,
+                                                  .num_heads = 8,
+                                                  .intermediate_size = 3072,
+                                                  .vocab_size = 30524,
+                                                  .max_position_embeddings = 512,
+                                                  .type_vocab_size = 0,
+                                                  .act = GZ_ACT_GELU,
+                                                  .layer_norm_eps = 1e-12f,
+                                                  .encoder_hidden_size = 768,
+                                                  .pad_token_id = 0,
+                                                  .bos_token_id = 30522,
+                                                  .eos_token_id = 2};
 /* BlipVisionConfig */
-static const gz_vision_config blip_vision_defaults = {
-    .hidden_size = 768, .num_layers = 12, .num_heads = 12, .intermediate_size = 3072,
-    .image_size = 384, .patch_size = 16, .num_channels = 3, .act = GZ_ACT_GELU,
-    .layer_norm_eps = 1e-5f};
+static const gz_vision_config blip_vision_defaults = {.hidden_size = 768,
+                                                      .num_layers = 12,
+                                                      .num_heads = 12,
+                                                      .intermediate_size = 3072,
+                                                      .image_size = 384,
+                                                      .patch_size = 16,
+                                                      .num_channels = 3,
+                                                      .act = GZ_ACT_GELU,
+                                                      .layer_norm_eps = 1e-5f};
 /* CLIPTextConfig */
-static const gz_text_config clip_text_defaults = {
-    .hidden_size = 512, .num_layers = 12, .num_heads = 8, .intermediate_size = 2048,
-    .vocab_size = 49408, .max_position_embeddings = 77, .type_vocab_size = 0,
-    .act = GZ_ACT_QUICK_GELU, .layer_norm_eps = 1e-5f, .encoder_hidden_size = 0,
-    .pad_token_id = 1, .bos_token_id = 49406, .eos_token_id = 49407};
+static const gz_text_config clip_text_defaults = {.hidden_size = 512,
+                                                  .num_layers = 12,
+                                                  .num_heads = 8,
+                                                  .intermediate_size = 2048,
+                                                  .vocab_size = 49408,
+                                                  .max_position_embeddings = 77,
+                                                  .type_vocab_size = 0,
+                                                  .act = GZ_ACT_QUICK_GELU,
+                                                  .layer_norm_eps = 1e-5f,
+                                                  .encoder_hidden_size = 0,
+                                                  .pad_token_id = 1,
+                                                  .bos_token_id = 49406,
+                                                  .eos_token_id = 49407};
 /* CLIPVisionConfig, and ChineseCLIPVisionConfig (same defaults) */
-static const gz_vision_config clip_vision_defaults = {
-    .hidden_size = 768, .num_layers = 12, .num_heads = 12, .intermediate_size = 3072,
-    .image_size = 224, .patch_size = 32, .num_channels = 3, .act = GZ_ACT_QUICK_GELU,
-    .layer_norm_eps = 1e-5f};
+static const gz_vision_config clip_vision_defaults = {.hidden_size = 768,
+                                                      .num_layers = 12,
+                                                      .num_heads = 12,
+                                                      .intermediate_size = 3072,
+                                                      .image_size = 224,
+                                                      .patch_size = 32,
+                                                      .num_channels = 3,
+                                                      .act = GZ_ACT_QUICK_GELU,
+                                                      .layer_norm_eps = 1e-5f};
 /* ChineseCLIPTextConfig (bos/eos are None: -1 here) */
-static const gz_text_config cnclip_text_defaults = {
-    .hidden_size = 768, .num_layers = 12, .num_heads = 12, .intermediate_size = 3072,
-    .vocab_size = 30522, .max_position_embeddings = 512, .type_vocab_size = 2,
-    .act = GZ_ACT_GELU, .layer_norm_eps = 1e-12f, .encoder_hidden_size = 0,
-    .pad_token_id = 0, .bos_token_id = -1, .eos_token_id = -1};
+static const gz_text_config cnclip_text_defaults = {.hidden_size = 768,
+                                                    .num_layers = 12,
+                                                    .num_heads = 12,
+                                                    .intermediate_size = 3072,
+                                                    .vocab_size = 30522,
+                                                    .max_position_embeddings = 512,
+                                                    .type_vocab_size = 2,
+                                                    .act = GZ_ACT_GELU,
+                                                    .layer_norm_eps = 1e-12f,
+                                                    .encoder_hidden_size = 0,
+                                                    .pad_token_id = 0,
+                                                    .bos_token_id = -1,
+                                                    .eos_token_id = -1};
 
 const char *gz_act_name(gz_act a) {
     switch (a) {
@@ -118,10 +154,10 @@ static gz_status get_act(const json_t *o, gz_act *act, const char *path, const c
     return GZ_OK;
 }
 
-#define TRY(expr)                          \
-    do {                                   \
-        gz_status st_ = (expr);            \
-        if (st_ != GZ_OK) return st_;      \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        gz_status st_ = (expr);                                                                    \
+        if (st_ != GZ_OK) return st_;                                                              \
     } while (0)
 
 /* A sub-config absent or null (a config saved with text_config=None) keeps the class defaults,
@@ -151,8 +187,8 @@ static gz_status parse_text(const json_t *o, gz_text_config *t, gz_family fam, c
     return GZ_OK;
 }
 
-static gz_status parse_vision(const json_t *o, gz_vision_config *v, gz_family fam,
-                              const char *path, const char *sect) {
+static gz_status parse_vision(const json_t *o, gz_vision_config *v, gz_family fam, const char *path,
+                              const char *sect) {
     if (!o || json_is_null(o)) return GZ_OK;
     if (!json_is_object(o))
         return GZ_FAIL(GZ_EINVAL, "%s: %.*s is not an object", path, (int)strlen(sect) - 1, sect);
@@ -176,8 +212,9 @@ static gz_status check_dims(const char *path, const char *what, int hidden, int 
     if (hidden <= 0 || layers <= 0 || heads <= 0 || inter <= 0)
         return GZ_FAIL(GZ_EINVAL, "%s: %s sizes must be positive", path, what);
     if (hidden % heads != 0)
-        return GZ_FAIL(GZ_EINVAL, "%s: %s hidden_size %d is not a multiple of num_attention_heads %d",
-                       path, what, hidden, heads);
+        return GZ_FAIL(GZ_EINVAL,
+                       "%s: %s hidden_size %d is not a multiple of num_attention_heads %d", path,
+                       what, hidden, heads);
     if (!(eps > 0.0f)) return GZ_FAIL(GZ_EINVAL, "%s: %s layer_norm_eps must be > 0", path, what);
     return GZ_OK;
 }
@@ -185,8 +222,11 @@ static gz_status check_dims(const char *path, const char *what, int hidden, int 
 static gz_status parse_model(const json_t *root, const char *path, gz_model_config *out) {
     if (!json_is_object(root)) return GZ_FAIL(GZ_EINVAL, "%s: not a JSON object", path);
     const char *mt = json_string_value(json_object_get(root, "model_type"));
-    if (!mt) return GZ_FAIL(GZ_EINVAL, "%s: missing \"model_type\" (supported: blip, clip, "
-                                       "chinese_clip)", path);
+    if (!mt)
+        return GZ_FAIL(GZ_EINVAL,
+                       "%s: missing \"model_type\" (supported: blip, clip, "
+                       "chinese_clip)",
+                       path);
     memset(out, 0, sizeof *out);
     double proj = 0;
     if (strcmp(mt, "blip") == 0) {
@@ -237,8 +277,8 @@ static gz_status parse_model(const json_t *root, const char *path, gz_model_conf
     out->logit_scale_init = (float)ls;
     const gz_text_config *t = &out->text;
     const gz_vision_config *v = &out->vision;
-    TRY(check_dims(path, "text", t->hidden_size, t->num_layers, t->num_heads,
-                   t->intermediate_size, t->layer_norm_eps));
+    TRY(check_dims(path, "text", t->hidden_size, t->num_layers, t->num_heads, t->intermediate_size,
+                   t->layer_norm_eps));
     TRY(check_dims(path, "vision", v->hidden_size, v->num_layers, v->num_heads,
                    v->intermediate_size, v->layer_norm_eps));
     if (t->vocab_size <= 0 || t->max_position_embeddings <= 0)
@@ -290,8 +330,8 @@ static gz_status get_size(const json_t *o, const char *key, int shortest_ok, int
     if (!j || json_is_null(j)) return GZ_OK;
     if (json_is_integer(j)) {
         json_int_t x = json_integer_value(j);
-        if (x <= 0 || x > 1000000) return GZ_FAIL(GZ_EINVAL, "%s: %s %lld is out of range", path,
-                                                  key, (long long)x);
+        if (x <= 0 || x > 1000000)
+            return GZ_FAIL(GZ_EINVAL, "%s: %s %lld is out of range", path, key, (long long)x);
         if (shortest_ok) {
             *shortest = (int)x;
         } else {
@@ -330,8 +370,8 @@ static gz_status get_triple(const json_t *o, const char *key, float v[3], const 
         return GZ_FAIL(GZ_EINVAL, "%s: %s must be a list of 3 numbers", path, key);
     for (size_t i = 0; i < 3; i++) {
         const json_t *e = json_array_get(j, i);
-        if (!json_is_number(e)) return GZ_FAIL(GZ_EINVAL, "%s: %s[%zu] is not a number", path,
-                                               key, i);
+        if (!json_is_number(e))
+            return GZ_FAIL(GZ_EINVAL, "%s: %s[%zu] is not a number", path, key, i);
         v[i] = (float)json_number_value(e);
     }
     return GZ_OK;

@@ -28,8 +28,8 @@ typedef struct {
 
 typedef struct {
     gz_family family;
-    char model_type[32];    /* "blip", "clip", "chinese_clip" */
-    char architecture[64];  /* architectures[0] or "" */
+    char model_type[32];   /* "blip", "clip", "chinese_clip" */
+    char architecture[64]; /* architectures[0] or "" */
     gz_text_config text;
     gz_vision_config vision;
     int projection_dim;     /* BLIP: image_text_hidden_size; CLIP: projection_dim */
@@ -43,7 +43,7 @@ const char *gz_act_name(gz_act a);
 
 typedef struct {
     int do_resize;
-    int size_shortest_edge;  /* > 0: CLIP-style, short side -> this, keep aspect */
+    int size_shortest_edge;      /* > 0: CLIP-style, short side -> this, keep aspect */
     int size_height, size_width; /* used when size_shortest_edge == 0 */
     int do_center_crop;
     int crop_height, crop_width;
@@ -51,7 +51,7 @@ typedef struct {
     double rescale_factor;
     int do_normalize;
     float image_mean[3], image_std[3];
-    int resample;            /* PIL filter id; 3 = BICUBIC (the only one we support) */
+    int resample; /* PIL filter id; 3 = BICUBIC (the only one we support) */
     int do_convert_rgb;
 } gz_preproc_config;
 

@@ -33,7 +33,8 @@ void gz_clear_error(void);
 
 /* Prefix the current message with "prefix: " (for adding context such as a file name
  * as an error travels up). Returns status unchanged. */
-gz_status gz_error_prefix(gz_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+gz_status gz_error_prefix(gz_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Overflow-checked size arithmetic: return 0 and leave *out untouched on overflow. */
 int gz_mul_size(size_t a, size_t b, size_t *out);

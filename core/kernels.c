@@ -24,7 +24,7 @@
  * see gelu_avx512), reached through -lm, called from AVX-512 / AVX2 functions chosen at run
  * time. The plain libm loops stay as the reference path (gz_compute.simd = 0) and for other
  * platforms. */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) && \
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__GLIBC__) &&                              \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
 #define GZ_MVEC 1
 #include <immintrin.h>
@@ -106,8 +106,8 @@ void gz_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
 }
 
 void gz_sgemm_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                      int lda, size_t stride_a, const float *B, int ldb, size_t stride_b, float beta,
-                      float *C, int ldc, size_t stride_c, int batch) {
+                      int lda, size_t stride_a, const float *B, int ldb, size_t stride_b,
+                      float beta, float *C, int ldc, size_t stride_c, int batch) {
     for (int b = 0; b < batch; b++)
         gz_sgemm(trans_a, trans_b, M, N, K, alpha, A + (size_t)b * stride_a, lda,
                  B + (size_t)b * stride_b, ldb, beta, C + (size_t)b * stride_c, ldc);
@@ -117,7 +117,8 @@ void gz_linear(const float *x, const float *w, const float *b, float *y, int n, 
     /* y(N, out) = x(N, in) · w(out, in)^T */
     if (n <= 0 || out <= 0) return;
     if (b) {
-        for (int i = 0; i < n; i++) memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
+        for (int i = 0; i < n; i++)
+            memcpy(y + (size_t)i * out, b, (size_t)out * sizeof *y);
         gz_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 1.0f, y, out);
     } else {
         gz_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
@@ -128,12 +129,14 @@ void gz_linear(const float *x, const float *w, const float *b, float *y, int n, 
 void gz_add_bias(float *y, const float *b, int n, int d) {
     for (int i = 0; i < n; i++) {
         float *r = y + (size_t)i * d;
-        for (int j = 0; j < d; j++) r[j] += b[j];
+        for (int j = 0; j < d; j++)
+            r[j] += b[j];
     }
 }
 
 void gz_add(float *y, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += x[i];
+    for (size_t i = 0; i < n; i++)
+        y[i] += x[i];
 }
 
 typedef struct {
@@ -158,7 +161,8 @@ GZ_AVX512 static void layernorm_row_avx512(float *yr, const float *xr, const flo
         s3 = _mm512_add_pd(s3, _mm512_cvtps_pd(_mm256_loadu_ps(xr + j + 24)));
     }
     double sum = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(s0, s1), _mm512_add_pd(s2, s3)));
-    for (; j < d; j++) sum += xr[j];
+    for (; j < d; j++)
+        sum += xr[j];
     const double mean = sum / d;
     const __m512d vm = _mm512_set1_pd(mean);
     s0 = s1 = s2 = s3 = _mm512_setzero_pd();
@@ -202,7 +206,8 @@ GZ_AVX2 static void layernorm_row_avx2(float *yr, const float *xr, const float *
     double t4[4];
     _mm256_storeu_pd(t4, _mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
     double sum = (t4[0] + t4[1]) + (t4[2] + t4[3]);
-    for (; j < d; j++) sum += xr[j];
+    for (; j < d; j++)
+        sum += xr[j];
     const double mean = sum / d;
     const __m256d vm = _mm256_set1_pd(mean);
     s0 = s1 = s2 = s3 = _mm256_setzero_pd();
@@ -230,7 +235,8 @@ GZ_AVX2 static void layernorm_row_avx2(float *yr, const float *xr, const float *
         v = _mm256_add_ps(_mm256_mul_ps(v, _mm256_loadu_ps(w + j)), _mm256_loadu_ps(b + j));
         _mm256_storeu_ps(yr + j, v);
     }
-    for (; j < d; j++) yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
+    for (; j < d; j++)
+        yr[j] = (xr[j] - fm) * fr * w[j] + b[j];
 }
 #endif
 
@@ -254,7 +260,8 @@ static void layernorm_range(void *ctx, size_t i0, size_t i1) {
         float *yr = a->y + i * d;
         /* Two passes in double: exact enough that constant rows give variance 0. */
         double sum = 0.0;
-        for (int j = 0; j < d; j++) sum += xr[j];
+        for (int j = 0; j < d; j++)
+            sum += xr[j];
         double mean = sum / d;
         double var = 0.0;
         for (int j = 0; j < d; j++) {
@@ -294,10 +301,10 @@ enum { OP_GELU, OP_GELU_TANH, OP_QUICK_GELU };
  *   x >= -2, 1e-6 down to -4, 4e-6 down to -10 (the float exponent's rounding; libmvec's erfcf
  *   path measured 3.7e-7, 1.1e-6 and 5.2e-6). */
 #define GZ_ERFC_NR(X)                                                                              \
-    X(0.17087277f), X(-0.82215223f), X(1.48851587f), X(-1.13520398f), X(0.27886807f),             \
+    X(0.17087277f), X(-0.82215223f), X(1.48851587f), X(-1.13520398f), X(0.27886807f),              \
         X(-0.18628806f), X(0.09678418f), X(0.37409196f), X(1.00002368f), X(-1.26551223f)
 #define GZ_ERF_TAYLOR(X)                                                                           \
-    X(1.0f / 685440.0f), X(-1.0f / 75600.0f), X(1.0f / 9360.0f), X(-1.0f / 1320.0f),              \
+    X(1.0f / 685440.0f), X(-1.0f / 75600.0f), X(1.0f / 9360.0f), X(-1.0f / 1320.0f),               \
         X(1.0f / 216.0f), X(-1.0f / 42.0f), X(1.0f / 10.0f), X(-1.0f / 3.0f), X(1.0f)
 #define GZ_IDENT(c) c
 
@@ -308,10 +315,12 @@ GZ_AVX512 static inline __m512 exp_avx512(__m512 x) {
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145751953125f), x); /* ln2 hi + lo */
     r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    static const float c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    static const float c[] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24,
+                              1.0f / 6,    0.5f,       1.0f,       1.0f};
     __m512 p = _mm512_set1_ps(c[0]);
 #pragma GCC unroll 10
-    for (int i = 1; i < 8; i++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[i]));
+    for (int i = 1; i < 8; i++)
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c[i]));
     return _mm512_scalef_ps(p, k);
 }
 
@@ -327,7 +336,8 @@ GZ_AVX512 static inline __m512 gelu_avx512(__m512 v) {
     t = _mm512_mul_ps(t, _mm512_fnmadd_ps(den, t, _mm512_set1_ps(2.0f)));
     __m512 p = _mm512_set1_ps(nr[0]);
 #pragma GCC unroll 10
-    for (int i = 1; i < 10; i++) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(nr[i]));
+    for (int i = 1; i < 10; i++)
+        p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(nr[i]));
     /* x^2 = xx + lo, x clamped to +-20 (erfc is 0 in float beyond) so that inf gives no NaN */
     __m512 vc = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-20.0f)), _mm512_set1_ps(20.0f));
     __m512 xx = _mm512_mul_ps(vc, vc), lo = _mm512_fmsub_ps(vc, vc, xx);
@@ -338,7 +348,8 @@ GZ_AVX512 static inline __m512 gelu_avx512(__m512 v) {
     /* 1 + erf(z) near zero */
     __m512 u = _mm512_mul_ps(z, z), q = _mm512_set1_ps(ty[0]);
 #pragma GCC unroll 10
-    for (int i = 1; i < 9; i++) q = _mm512_fmadd_ps(q, u, _mm512_set1_ps(ty[i]));
+    for (int i = 1; i < 9; i++)
+        q = _mm512_fmadd_ps(q, u, _mm512_set1_ps(ty[i]));
     __m512 erfz = _mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.12837916709551257390f)), q);
     e = _mm512_mask_add_ps(e, _mm512_cmp_ps_mask(a, half, _CMP_LT_OQ), one, erfz);
     return _mm512_mul_ps(_mm512_mul_ps(v, half), e);
@@ -349,10 +360,12 @@ GZ_AVX2 static inline __m256 gelu_avx2(__m256 v) {
     const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
     __m256 z = _mm256_mul_ps(v, _mm256_set1_ps(0.70710678118654752440f));
     __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), z);
-    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(half, _mm256_min_ps(a, _mm256_set1_ps(1e4f)), one));
+    __m256 t =
+        _mm256_div_ps(one, _mm256_fmadd_ps(half, _mm256_min_ps(a, _mm256_set1_ps(1e4f)), one));
     __m256 p = _mm256_set1_ps(nr[0]);
 #pragma GCC unroll 10
-    for (int i = 1; i < 10; i++) p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(nr[i]));
+    for (int i = 1; i < 10; i++)
+        p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(nr[i]));
     __m256 vc = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-20.0f)), _mm256_set1_ps(20.0f));
     __m256 xx = _mm256_mul_ps(vc, vc), lo = _mm256_fmsub_ps(vc, vc, xx);
     __m256 arg = _mm256_sub_ps(_mm256_fnmadd_ps(half, xx, p), _mm256_mul_ps(half, lo));
@@ -361,7 +374,8 @@ GZ_AVX2 static inline __m256 gelu_avx2(__m256 v) {
                          _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ));
     __m256 u = _mm256_mul_ps(z, z), q = _mm256_set1_ps(ty[0]);
 #pragma GCC unroll 10
-    for (int i = 1; i < 9; i++) q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(ty[i]));
+    for (int i = 1; i < 9; i++)
+        q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(ty[i]));
     __m256 erfz = _mm256_mul_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.12837916709551257390f)), q);
     e = _mm256_blendv_ps(e, _mm256_add_ps(one, erfz), _mm256_cmp_ps(a, half, _CMP_LT_OQ));
     return _mm256_mul_ps(_mm256_mul_ps(v, half), e);
@@ -378,8 +392,8 @@ GZ_AVX512 static void act_avx512(int op, float *x, size_t n) {
         if (op == OP_GELU) {
             r = gelu_avx512(v);
         } else if (op == OP_GELU_TANH) {
-            __m512 u = _mm512_mul_ps(k0, _mm512_fmadd_ps(_mm512_mul_ps(k1, v),
-                                                          _mm512_mul_ps(v, v), v));
+            __m512 u =
+                _mm512_mul_ps(k0, _mm512_fmadd_ps(_mm512_mul_ps(k1, v), _mm512_mul_ps(v, v), v));
             r = _mm512_div_ps(v, _mm512_add_ps(one, _ZGVeN16v_expf(u)));
         } else {
             r = _mm512_div_ps(v, _mm512_add_ps(one, _ZGVeN16v_expf(_mm512_mul_ps(mq, v))));
@@ -399,8 +413,8 @@ GZ_AVX2 static void act_avx2(int op, float *x, size_t n) {
         if (op == OP_GELU) {
             r = gelu_avx2(v);
         } else if (op == OP_GELU_TANH) {
-            __m256 u = _mm256_mul_ps(k0, _mm256_fmadd_ps(_mm256_mul_ps(k1, v),
-                                                          _mm256_mul_ps(v, v), v));
+            __m256 u =
+                _mm256_mul_ps(k0, _mm256_fmadd_ps(_mm256_mul_ps(k1, v), _mm256_mul_ps(v, v), v));
             r = _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(u)));
         } else {
             r = _mm256_div_ps(v, _mm256_add_ps(one, _ZGVdN8v_expf(_mm256_mul_ps(mq, v))));
@@ -503,7 +517,8 @@ GZ_AVX2 static float exp_sub_avx2(float *r, int cols, float mx) {
     float sum = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
     if (j < cols) {
         float p[8];
-        for (int k = 0; k < 8; k++) p[k] = j + k < cols ? r[j + k] : -INFINITY;
+        for (int k = 0; k < 8; k++)
+            p[k] = j + k < cols ? r[j + k] : -INFINITY;
         __m256 e = _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(p), vm));
         _mm256_storeu_ps(p, e);
         for (int k = 0; j + k < cols; k++) {
@@ -538,7 +553,8 @@ GZ_AVX512 static void row_scale_avx512(float *r, int cols, float s) {
 GZ_AVX2 static float row_max_avx2(const float *r, int cols) {
     __m256 acc = _mm256_set1_ps(-INFINITY);
     int j = 0;
-    for (; j + 8 <= cols; j += 8) acc = _mm256_max_ps(_mm256_loadu_ps(r + j), acc);
+    for (; j + 8 <= cols; j += 8)
+        acc = _mm256_max_ps(_mm256_loadu_ps(r + j), acc);
     float t[8];
     _mm256_storeu_ps(t, acc);
     float mx = t[0];
@@ -552,8 +568,10 @@ GZ_AVX2 static float row_max_avx2(const float *r, int cols) {
 GZ_AVX2 static void row_scale_avx2(float *r, int cols, float s) {
     const __m256 vs = _mm256_set1_ps(s);
     int j = 0;
-    for (; j + 8 <= cols; j += 8) _mm256_storeu_ps(r + j, _mm256_mul_ps(_mm256_loadu_ps(r + j), vs));
-    for (; j < cols; j++) r[j] *= s;
+    for (; j + 8 <= cols; j += 8)
+        _mm256_storeu_ps(r + j, _mm256_mul_ps(_mm256_loadu_ps(r + j), vs));
+    for (; j < cols; j++)
+        r[j] *= s;
 }
 #endif
 
@@ -570,7 +588,8 @@ static void softmax_row(float *r, int cols, int lvl) {
         for (int j = 0; j < cols; j++)
             if (r[j] > mx) mx = r[j];
     if (mx == -INFINITY) {
-        for (int j = 0; j < cols; j++) r[j] = 1.0f / (float)cols;
+        for (int j = 0; j < cols; j++)
+            r[j] = 1.0f / (float)cols;
         return;
     }
     float sum = 0.0f;
@@ -600,7 +619,8 @@ static void softmax_row(float *r, int cols, int lvl) {
         return;
     }
 #endif
-    for (int j = 0; j < cols; j++) r[j] *= inv;
+    for (int j = 0; j < cols; j++)
+        r[j] *= inv;
 }
 
 typedef struct {
@@ -610,7 +630,8 @@ typedef struct {
 
 static void softmax_range(void *ctx, size_t i0, size_t i1) {
     const sm_args *a = ctx;
-    for (size_t i = i0; i < i1; i++) softmax_row(a->x + i * a->cols, a->cols, a->lvl);
+    for (size_t i = i0; i < i1; i++)
+        softmax_row(a->x + i * a->cols, a->cols, a->lvl);
 }
 
 void gz_softmax_rows(const gz_compute *cx, float *x, int rows, int cols) {
@@ -623,11 +644,13 @@ void gz_l2_normalize(float *x, int n, int d, float eps) {
     for (int i = 0; i < n; i++) {
         float *r = x + (size_t)i * d;
         double ss = 0.0;
-        for (int j = 0; j < d; j++) ss += (double)r[j] * r[j];
+        for (int j = 0; j < d; j++)
+            ss += (double)r[j] * r[j];
         double nrm = sqrt(ss);
         if (nrm < eps) nrm = eps;
         float inv = (float)(1.0 / nrm);
-        for (int j = 0; j < d; j++) r[j] *= inv;
+        for (int j = 0; j < d; j++)
+            r[j] *= inv;
     }
 }
 
@@ -637,13 +660,14 @@ static void attn_softmax_row(float *r, int t, int Tk, const int32_t *mask, int c
         for (int j = 0; j < Tk; j++)
             if (!mask[j]) r[j] = -INFINITY;
     if (causal)
-        for (int j = t + 1; j < Tk; j++) r[j] = -INFINITY;
+        for (int j = t + 1; j < Tk; j++)
+            r[j] = -INFINITY;
     softmax_row(r, Tk, lvl);
 }
 
 typedef struct {
-    float *s;               /* (ng, Tq, Tk) scores of pairs p0 .. p0 + ng */
-    const int32_t *mask;    /* (B, Tk) or NULL */
+    float *s;            /* (ng, Tq, Tk) scores of pairs p0 .. p0 + ng */
+    const int32_t *mask; /* (B, Tk) or NULL */
     size_t p0;
     int Tq, Tk, H, causal, lvl;
 } attn_sm_args;
@@ -664,7 +688,8 @@ static void attention_rows(const float *q, int q_stride, const float *k, const f
     /* s(nq, Tk) = scale * q(nq, Dh) · k(Tk, Dh)^T */
     gz_sgemm(0, 1, nq, Tk, Dh, scale, q + (size_t)t0 * q_stride, q_stride, k, kv_stride, 0.0f, s,
              Tk);
-    for (int i = 0; i < nq; i++) attn_softmax_row(s + (size_t)i * Tk, t0 + i, Tk, mask, causal, 0);
+    for (int i = 0; i < nq; i++)
+        attn_softmax_row(s + (size_t)i * Tk, t0 + i, Tk, mask, causal, 0);
     /* out(nq, Dh) = s(nq, Tk) · v(Tk, Dh) */
     gz_sgemm(0, 0, nq, Dh, Tk, 1.0f, s, Tk, v, kv_stride, 0.0f, out + (size_t)t0 * out_stride,
              out_stride);
@@ -692,8 +717,8 @@ typedef struct {
     float *out;
     const int32_t *mask; /* (B, Tk) or NULL */
     int q_stride, kv_stride, Tq, Tk, H, Dh, causal, lvl;
-    int nqb, qb;    /* query blocks per pair, rows per block */
-    int W;          /* floats per vector: 16 (AVX-512) or 8 (AVX2) */
+    int nqb, qb;        /* query blocks per pair, rows per block */
+    int W;              /* floats per vector: 16 (AVX-512) or 8 (AVX2) */
     int tk_pad, dh_pad; /* Tk, Dh rounded up to W */
     float scale;
     atomic_int *failed; /* set to 1 by a range that had no scratch at all */
@@ -708,7 +733,8 @@ GZ_INLINE_AVX512 void qk_tile512(const float *qp, int ldq, int Dh, const float *
                                  float scale, float *s, int lds) {
     __m512 acc[GZ_AMR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < GZ_AMR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < GZ_AMR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     for (int d = 0; d < Dh; d++) {
         __m512 k0 = _mm512_loadu_ps(kp + (size_t)d * nv * 16);
         __m512 k1 = nv == 2 ? _mm512_loadu_ps(kp + (size_t)d * 32 + 16) : k0;
@@ -728,13 +754,14 @@ GZ_INLINE_AVX512 void qk_tile512(const float *qp, int ldq, int Dh, const float *
 }
 
 /* o(GZ_AMR, nv*16) = p(GZ_AMR, Tk) · vp(Tk, nv*16 columns at vp, row stride ldv); nv 1..4. */
-GZ_INLINE_AVX512 void pv_tile512(const float *p, int ldp, const float *vp, int ldv, int Tk,
-                                 int nv, float *o, int ldo) {
+GZ_INLINE_AVX512 void pv_tile512(const float *p, int ldp, const float *vp, int ldv, int Tk, int nv,
+                                 float *o, int ldo) {
     __m512 acc[GZ_AMR][4];
 #pragma GCC unroll 8
     for (int r = 0; r < GZ_AMR; r++)
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+        for (int c = 0; c < 4; c++)
+            acc[r][c] = _mm512_setzero_ps();
     for (int j = 0; j < Tk; j++) {
         __m512 vv[4];
 #pragma GCC unroll 4
@@ -793,7 +820,8 @@ GZ_INLINE_AVX2 void qk_tile256(const float *qp, int ldq, int Dh, const float *kp
                                float scale, float *s, int lds) {
     __m256 acc[GZ_AMR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < GZ_AMR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int r = 0; r < GZ_AMR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int d = 0; d < Dh; d++) {
         __m256 k0 = _mm256_loadu_ps(kp + (size_t)d * nv * 8);
         __m256 k1 = nv == 2 ? _mm256_loadu_ps(kp + (size_t)d * 16 + 8) : k0;
@@ -816,7 +844,8 @@ GZ_INLINE_AVX2 void pv_tile256(const float *p, int ldp, const float *vp, int ldv
                                float *o, int ldo) {
     __m256 acc[GZ_AMR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < GZ_AMR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int r = 0; r < GZ_AMR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     for (int j = 0; j < Tk; j++) {
         __m256 v0 = _mm256_loadu_ps(vp + (size_t)j * ldv);
         __m256 v1 = nv == 2 ? _mm256_loadu_ps(vp + (size_t)j * ldv + 8) : v0;
@@ -848,8 +877,8 @@ GZ_AVX2 static void qk_rows256(const fa_args *a, const float *qp, int ldq, int r
         }
 }
 
-GZ_AVX2 static void pv_rows256(const fa_args *a, const float *p, int rows, const float *vp,
-                               int ldv, float *o, int ldo) {
+GZ_AVX2 static void pv_rows256(const fa_args *a, const float *p, int rows, const float *vp, int ldv,
+                               float *o, int ldo) {
     const int ldp = a->tk_pad, dh = a->dh_pad, Tk = a->Tk;
     for (int r0 = 0; r0 < rows; r0 += GZ_AMR)
         for (int c0 = 0; c0 < dh; c0 += 16) {
@@ -873,9 +902,11 @@ static void fa_pack_k(const fa_args *a, const float *k, float *kp) {
         for (int c = 0; c < w; c++) {
             const float *kr = k + (size_t)(c0 + c) * a->kv_stride;
             if (c0 + c < Tk)
-                for (int d = 0; d < Dh; d++) panel[(size_t)d * w + c] = kr[d];
+                for (int d = 0; d < Dh; d++)
+                    panel[(size_t)d * w + c] = kr[d];
             else
-                for (int d = 0; d < Dh; d++) panel[(size_t)d * w + c] = 0.0f;
+                for (int d = 0; d < Dh; d++)
+                    panel[(size_t)d * w + c] = 0.0f;
         }
     }
 }
@@ -885,7 +916,8 @@ static void fa_pack_v(const fa_args *a, const float *v, float *vp) {
     for (int j = 0; j < a->Tk; j++) {
         float *r = vp + (size_t)j * a->dh_pad;
         memcpy(r, v + (size_t)j * a->kv_stride, (size_t)a->Dh * sizeof *r);
-        for (int c = a->Dh; c < a->dh_pad; c++) r[c] = 0.0f;
+        for (int c = a->Dh; c < a->dh_pad; c++)
+            r[c] = 0.0f;
     }
 }
 
@@ -932,10 +964,10 @@ static void fa_range(void *ctx, size_t i0, size_t i1) {
         }
         return;
     }
-    float *kp = buf;                                   /* (tk_pad, Dh) panels */
-    float *vp = kp + (size_t)a->tk_pad * Dh;           /* (Tk, dh_pad) */
-    float *qp = vp + (size_t)Tk * a->dh_pad;           /* (GZ_AMR, Dh) */
-    float *s = qp + (size_t)GZ_AMR * Dh;               /* (qb + GZ_AMR, tk_pad) */
+    float *kp = buf;                                     /* (tk_pad, Dh) panels */
+    float *vp = kp + (size_t)a->tk_pad * Dh;             /* (Tk, dh_pad) */
+    float *qp = vp + (size_t)Tk * a->dh_pad;             /* (GZ_AMR, Dh) */
+    float *s = qp + (size_t)GZ_AMR * Dh;                 /* (qb + GZ_AMR, tk_pad) */
     float *o = s + ((size_t)a->qb + GZ_AMR) * a->tk_pad; /* (qb + GZ_AMR, dh_pad) */
     /* V is used in place when its rows need no padding (Dh a multiple of W). */
     const int direct_v = a->dh_pad == Dh;
@@ -959,7 +991,8 @@ static void fa_range(void *ctx, size_t i0, size_t i1) {
             for (int r = full; r < nq; r++)
                 memcpy(qp + (size_t)(r - full) * Dh, qb + (size_t)r * a->q_stride,
                        (size_t)Dh * sizeof *qp);
-            memset(qp + (size_t)(nq - full) * Dh, 0, (size_t)(GZ_AMR - (nq - full)) * Dh * sizeof *qp);
+            memset(qp + (size_t)(nq - full) * Dh, 0,
+                   (size_t)(GZ_AMR - (nq - full)) * Dh * sizeof *qp);
         }
         float *sp = s + (size_t)full * a->tk_pad; /* scores of the padded tile */
         /* s(rows, tk_pad) = scale * q(rows, Dh) · k(Tk, Dh)^T */
@@ -1001,8 +1034,8 @@ static int attention_pairs(const gz_compute *cx, const float *q, int q_stride, c
                            const float *v, int kv_stride, float *out, int B, int Tq, int Tk, int H,
                            int Dh, const int32_t *key_mask, int causal, float scale, int lvl) {
     atomic_int failed = 0;
-    fa_args a = {cx, q, k, v, out, key_mask, q_stride, kv_stride, Tq, Tk, H, Dh, causal, lvl,
-                 0, 0, lvl == 2 ? 16 : 8, 0, 0, scale, &failed};
+    fa_args a = {cx, q,      k,   v, out, key_mask,          q_stride, kv_stride, Tq,    Tk,     H,
+                 Dh, causal, lvl, 0, 0,   lvl == 2 ? 16 : 8, 0,        0,         scale, &failed};
     a.nqb = (Tq + GZ_AQB - 1) / GZ_AQB;
     int per = (Tq + a.nqb - 1) / a.nqb; /* balance the blocks: 197 rows = 4 x 48 + 5 -> 5 x 42 */
     a.qb = (per + GZ_AMR - 1) / GZ_AMR * GZ_AMR;
@@ -1033,8 +1066,8 @@ gz_status gz_attention(const gz_compute *cx, const float *q, int q_stride, const
         if (attention_pairs(cx, q, q_stride, k, v, kv_stride, out, B, Tq, Tk, H, Dh, key_mask,
                             causal, scale, lvl) != 0)
             return GZ_FAIL(GZ_ENOMEM,
-                           "attention: no memory for the scores of %d keys (B %d, Tq %d, H %d)",
-                           Tk, B, Tq, H);
+                           "attention: no memory for the scores of %d keys (B %d, Tq %d, H %d)", Tk,
+                           B, Tq, H);
         return GZ_OK;
     }
     /* The reference path: OpenBLAS GEMMs per pair, softmax rows in parallel. */
@@ -1052,8 +1085,8 @@ gz_status gz_attention(const gz_compute *cx, const float *q, int q_stride, const
         int chunk = stack_rows(cx, Tk);
         if (chunk == 0)
             return GZ_FAIL(GZ_ENOMEM,
-                           "attention: no memory for the scores of %d keys (B %d, Tq %d, H %d)",
-                           Tk, B, Tq, H);
+                           "attention: no memory for the scores of %d keys (B %d, Tq %d, H %d)", Tk,
+                           B, Tq, H);
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++)
                 for (int t0 = 0; t0 < Tq; t0 += chunk) {
@@ -1209,7 +1242,7 @@ uint16_t gz_f32_to_f16(float f) {
         if (a < 0x33000000u) return sign; /* below 2^-25: rounds to zero (ties to even 0) */
         uint32_t e = a >> 23;             /* 102..112 */
         uint32_t m = (a & 0x7fffffu) | 0x800000u;
-        uint32_t shift = 126u - e;        /* value = m * 2^(e-150); half = m >> (126 - e) */
+        uint32_t shift = 126u - e; /* value = m * 2^(e-150); half = m >> (126 - e) */
         uint32_t r = m >> shift;
         uint32_t rem = m & ((1u << shift) - 1u);
         uint32_t half = 1u << (shift - 1u);

@@ -23,12 +23,12 @@
 
 /* How one caller (a model, a test, a bench) wants its kernels run. Plain data, copied freely. */
 typedef struct {
-    int n_threads;       /* >= 1: most ranges one gz_parallel_for loop is split into */
-    int simd;            /* highest vector level the kernels may use (0..GZ_SIMD_BEST): the
-                            AVX-512/AVX2 activations, softmax and LayerNorm with glibc libmvec
-                            exp, and attention as pair-parallel register tiles; 0 = the plain
-                            libm loops and OpenBLAS attention, kept for comparison. 1 lets a
-                            test run the AVX2 paths on an AVX-512 machine. */
+    int n_threads;        /* >= 1: most ranges one gz_parallel_for loop is split into */
+    int simd;             /* highest vector level the kernels may use (0..GZ_SIMD_BEST): the
+                             AVX-512/AVX2 activations, softmax and LayerNorm with glibc libmvec
+                             exp, and attention as pair-parallel register tiles; 0 = the plain
+                             libm loops and OpenBLAS attention, kept for comparison. 1 lets a
+                             test run the AVX2 paths on an AVX-512 machine. */
     size_t scratch_limit; /* most bytes of scratch one kernel call may take, heap or stack;
                              0 = no limit. Tests set it to reach the out-of-memory paths. */
 } gz_compute;
@@ -52,8 +52,8 @@ void gz_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const 
 
 /* Batched strided GEMM: for b < batch, the same as gz_sgemm with A + b*stride_a, ... */
 void gz_sgemm_batched(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                      int lda, size_t stride_a, const float *B, int ldb, size_t stride_b, float beta,
-                      float *C, int ldc, size_t stride_c, int batch);
+                      int lda, size_t stride_a, const float *B, int ldb, size_t stride_b,
+                      float beta, float *C, int ldc, size_t stride_c, int batch);
 
 /* PyTorch Linear: y(N, out) = x(N, in) · W(out, in)^T + b(out); b may be NULL. */
 void gz_linear(const float *x, const float *w, const float *b, float *y, int n, int in, int out);

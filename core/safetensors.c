@@ -32,10 +32,10 @@ typedef struct {
 } st_shard;
 
 typedef struct {
-    gz_st_tensor t;  /* t.name points into names owned by the entry */
+    gz_st_tensor t; /* t.name points into names owned by the entry */
     int shard;
-    size_t start;    /* offset in the shard's data area */
-    float *f32;      /* converted or aligned copy, owned; NULL until requested */
+    size_t start; /* offset in the shard's data area */
+    float *f32;   /* converted or aligned copy, owned; NULL until requested */
 } st_entry;
 
 struct gz_st_file {
@@ -43,8 +43,8 @@ struct gz_st_file {
     int n_shards;
     st_entry *ents;
     size_t n_ents, cap_ents;
-    size_t *by_name; /* indices into ents sorted by name, for lookup */
-    char dtypes[64]; /* "F16+F32" ... */
+    size_t *by_name;      /* indices into ents sorted by name, for lookup */
+    char dtypes[64];      /* "F16+F32" ... */
     pthread_mutex_t lock; /* guards lazy conversion */
 };
 
@@ -53,8 +53,8 @@ static const struct {
     gz_dtype dt;
     size_t size;
 } dtype_table[] = {
-    {"F32", GZ_DT_F32, 4}, {"F16", GZ_DT_F16, 2}, {"BF16", GZ_DT_BF16, 2}, {"F64", GZ_DT_F64, 8},
-    {"I64", GZ_DT_I64, 8}, {"I32", GZ_DT_I32, 4}, {"I16", GZ_DT_I16, 2},   {"I8", GZ_DT_I8, 1},
+    {"F32", GZ_DT_F32, 4}, {"F16", GZ_DT_F16, 2},   {"BF16", GZ_DT_BF16, 2}, {"F64", GZ_DT_F64, 8},
+    {"I64", GZ_DT_I64, 8}, {"I32", GZ_DT_I32, 4},   {"I16", GZ_DT_I16, 2},   {"I8", GZ_DT_I8, 1},
     {"U8", GZ_DT_U8, 1},   {"BOOL", GZ_DT_BOOL, 1},
 };
 #define N_DTYPES (sizeof dtype_table / sizeof dtype_table[0])
@@ -184,12 +184,13 @@ static gz_status parse_entry(gz_st_file *f, int shard, const char *path, const c
         return GZ_FAIL(GZ_EINVAL, "%s: tensor '%s': data_offsets are not non-negative integers",
                        path, name);
     if (end < start)
-        return GZ_FAIL(GZ_EINVAL, "%s: tensor '%s': data_offsets end %llu < start %llu", path,
-                       name, (unsigned long long)end, (unsigned long long)start);
+        return GZ_FAIL(GZ_EINVAL, "%s: tensor '%s': data_offsets end %llu < start %llu", path, name,
+                       (unsigned long long)end, (unsigned long long)start);
     if (end > data_size)
-        return GZ_FAIL(GZ_EINVAL,
-                       "%s: tensor '%s': data_offsets [%llu, %llu] beyond the data area (%zu bytes)",
-                       path, name, (unsigned long long)start, (unsigned long long)end, data_size);
+        return GZ_FAIL(
+            GZ_EINVAL,
+            "%s: tensor '%s': data_offsets [%llu, %llu] beyond the data area (%zu bytes)", path,
+            name, (unsigned long long)start, (unsigned long long)end, data_size);
     size_t nbytes;
     if (!gz_mul_size(numel, gz_dtype_size(dt), &nbytes) || nbytes != (size_t)(end - start))
         return GZ_FAIL(GZ_EINVAL,
@@ -226,7 +227,8 @@ static gz_status check_overlap(gz_st_file *f, size_t first, const char *path) {
     if (n < 2) return GZ_OK;
     st_entry **v = malloc(n * sizeof *v);
     if (!v) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-    for (size_t i = 0; i < n; i++) v[i] = &f->ents[first + i];
+    for (size_t i = 0; i < n; i++)
+        v[i] = &f->ents[first + i];
     qsort(v, n, sizeof *v, cmp_start);
     gz_status s = GZ_OK;
     size_t end = 0;
@@ -292,15 +294,17 @@ static gz_status load_shard(gz_st_file *f, int shard, const char *path) {
                        sh->size);
     const unsigned char *p = sh->map;
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | p[i];
     if (hlen > GZ_ST_MAX_HEADER)
         return GZ_FAIL(GZ_EINVAL, "%s: header length %llu exceeds the limit of %u bytes", path,
                        (unsigned long long)hlen, GZ_ST_MAX_HEADER);
     if (hlen > sh->size - 8)
         return GZ_FAIL(GZ_EINVAL, "%s: header length %llu exceeds file size %zu", path,
                        (unsigned long long)hlen, sh->size);
-    if (hlen < 2) return GZ_FAIL(GZ_EINVAL, "%s: header length %llu is too small", path,
-                                 (unsigned long long)hlen);
+    if (hlen < 2)
+        return GZ_FAIL(GZ_EINVAL, "%s: header length %llu is too small", path,
+                       (unsigned long long)hlen);
     sh->data_off = 8 + (size_t)hlen;
     json_error_t jerr;
     json_t *root = json_loadb((const char *)p + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
@@ -339,7 +343,8 @@ static gz_status finish(gz_st_file *f, const char *path) {
     if (f->n_ents) {
         f->by_name = malloc(f->n_ents * sizeof *f->by_name);
         if (!f->by_name) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-        for (size_t i = 0; i < f->n_ents; i++) f->by_name[i] = i;
+        for (size_t i = 0; i < f->n_ents; i++)
+            f->by_name[i] = i;
         qsort_r(f->by_name, f->n_ents, sizeof *f->by_name, cmp_name_ctx_sort, f->ents);
         for (size_t i = 1; i < f->n_ents; i++) {
             const st_entry *a = &f->ents[f->by_name[i - 1]], *b = &f->ents[f->by_name[i]];
@@ -488,20 +493,20 @@ static gz_status open_index(const char *path, gz_st_file **out) {
     if (s == GZ_OK) s = finish(f, path);
     /* Every tensor of the weight map must be in the shard it names. */
     if (s == GZ_OK) json_object_foreach(wm, key, val) {
-        const gz_st_tensor *t = gz_st_find(f, key);
-        if (!t) {
-            s = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' is listed in weight_map but not in %s", path,
-                        key, json_string_value(val));
-            break;
+            const gz_st_tensor *t = gz_st_find(f, key);
+            if (!t) {
+                s = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' is listed in weight_map but not in %s",
+                            path, key, json_string_value(val));
+                break;
+            }
+            const st_entry *e = (const st_entry *)t;
+            const char *sp = f->shards[e->shard].path;
+            if (!ends_with(sp, json_string_value(val))) {
+                s = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' is in %s, but weight_map says %s", path,
+                            key, sp, json_string_value(val));
+                break;
+            }
         }
-        const st_entry *e = (const st_entry *)t;
-        const char *sp = f->shards[e->shard].path;
-        if (!ends_with(sp, json_string_value(val))) {
-            s = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' is in %s, but weight_map says %s", path, key,
-                        sp, json_string_value(val));
-            break;
-        }
-    }
     free(names);
     json_decref(root);
     if (s != GZ_OK) {
@@ -604,13 +609,15 @@ const gz_st_tensor *gz_st_find(const gz_st_file *f, const char *name) {
 
 size_t gz_st_file_bytes(const gz_st_file *f) {
     size_t n = 0;
-    for (int i = 0; f && i < f->n_shards; i++) n += f->shards[i].size;
+    for (int i = 0; f && i < f->n_shards; i++)
+        n += f->shards[i].size;
     return n;
 }
 
 size_t gz_st_total_params(const gz_st_file *f) {
     size_t n = 0;
-    for (size_t i = 0; f && i < f->n_ents; i++) n += f->ents[i].t.numel;
+    for (size_t i = 0; f && i < f->n_ents; i++)
+        n += f->ents[i].t.numel;
     return n;
 }
 
@@ -638,7 +645,8 @@ gz_status gz_st_f32(gz_st_file *f, const char *name, int ndim, const int64_t *sh
     const char *file = f->shards[e->shard].path;
     if (shape) {
         int ok = t->ndim == ndim;
-        for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+        for (int i = 0; ok && i < ndim; i++)
+            ok = t->shape[i] == shape[i];
         if (!ok) {
             char a[160], b[160];
             shape_str(a, sizeof a, t->ndim, t->shape);
@@ -649,8 +657,8 @@ gz_status gz_st_f32(gz_st_file *f, const char *name, int ndim, const int64_t *sh
     }
     if (t->dtype != GZ_DT_F32 && t->dtype != GZ_DT_F16 && t->dtype != GZ_DT_BF16 &&
         t->dtype != GZ_DT_F64)
-        return GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' has dtype %s, expected a float type", file,
-                       name, gz_dtype_name(t->dtype));
+        return GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' has dtype %s, expected a float type", file, name,
+                       gz_dtype_name(t->dtype));
     if (t->dtype == GZ_DT_F32 && ((uintptr_t)t->data % _Alignof(float)) == 0) {
         *out = t->data;
         return GZ_OK;
@@ -707,8 +715,9 @@ gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t 
     *out = NULL;
     if (n) *n = 0;
     const gz_st_tensor *t = gz_st_find(f, name);
-    if (!t) return GZ_FAIL(GZ_ENOTFOUND, "%s: tensor '%s' not found", f ? file_label(f) : "?",
-                           name ? name : "(null)");
+    if (!t)
+        return GZ_FAIL(GZ_ENOTFOUND, "%s: tensor '%s' not found", f ? file_label(f) : "?",
+                       name ? name : "(null)");
     const char *file = f->shards[((const st_entry *)t)->shard].path;
     size_t es = gz_dtype_size(t->dtype);
     if (t->dtype == GZ_DT_F32 || t->dtype == GZ_DT_F16 || t->dtype == GZ_DT_BF16 ||
@@ -724,7 +733,8 @@ gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t 
     for (size_t i = 0; i < t->numel; i++) {
         const unsigned char *p = src + i * es;
         uint64_t u = 0;
-        for (size_t b = es; b-- > 0;) u = (u << 8) | p[b];
+        for (size_t b = es; b-- > 0;)
+            u = (u << 8) | p[b];
         int64_t v;
         switch (t->dtype) {
         case GZ_DT_I32: v = (int32_t)(uint32_t)u; break;
@@ -762,7 +772,8 @@ static gz_status fingerprint_file(const char *path, XXH3_state_t *h) {
         return gz_tb_fingerprint(path, h);
     }
     uint64_t hlen = 0;
-    for (int i = ST_LEN_BYTES - 1; i >= 0; i--) hlen = (hlen << 8) | len8[i];
+    for (int i = ST_LEN_BYTES - 1; i >= 0; i--)
+        hlen = (hlen << 8) | len8[i];
     if (hlen > GZ_ST_MAX_HEADER || hlen > (uint64_t)st.st_size - ST_LEN_BYTES) {
         fclose(f);
         return GZ_FAIL(GZ_EINVAL, "%s: bad safetensors header length", path);
@@ -816,14 +827,18 @@ static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
     gz_status st = dir ? GZ_OK : GZ_FAIL(GZ_ENOMEM, "out of memory");
     if (dir) {
         char *slash = strrchr(dir, '/');
-        if (slash) *slash = 0;
-        else strcpy(dir, ".");
+        if (slash)
+            *slash = 0;
+        else
+            strcpy(dir, ".");
     }
     for (size_t i = 0; st == GZ_OK && i < k; i++) {
         if (i > 0 && strcmp(names[i], names[i - 1]) == 0) continue;
         char *p = gz_path_join(dir, names[i]);
-        if (!p) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
-        else st = fingerprint_file(p, h);
+        if (!p)
+            st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        else
+            st = fingerprint_file(p, h);
         free(p);
     }
     free(dir);

@@ -21,8 +21,16 @@
 #define GZ_ST_MAX_HEADER (100u * 1024u * 1024u)
 
 typedef enum {
-    GZ_DT_F32 = 0, GZ_DT_F16, GZ_DT_BF16, GZ_DT_F64, GZ_DT_I64, GZ_DT_I32, GZ_DT_I16, GZ_DT_I8,
-    GZ_DT_U8, GZ_DT_BOOL
+    GZ_DT_F32 = 0,
+    GZ_DT_F16,
+    GZ_DT_BF16,
+    GZ_DT_F64,
+    GZ_DT_I64,
+    GZ_DT_I32,
+    GZ_DT_I16,
+    GZ_DT_I8,
+    GZ_DT_U8,
+    GZ_DT_BOOL
 } gz_dtype;
 
 typedef struct {

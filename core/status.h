@@ -11,13 +11,13 @@ extern "C" {
 
 typedef enum {
     GZ_OK = 0,
-    GZ_EINVAL = -1,        /* bad argument or malformed input file */
-    GZ_EIO = -2,           /* read/write failed; errno text in the message */
-    GZ_ENOMEM = -3,        /* allocation failed or a size limit was exceeded */
-    GZ_EUNSUPPORTED = -4,  /* valid input we do not handle (format, model family, feature) */
-    GZ_ECORRUPT = -5,      /* stored data failed a consistency check */
-    GZ_ENOTFOUND = -6,     /* a named thing (file, tensor, item) does not exist */
-    GZ_EINTERRUPTED = -7,  /* stopped on request (signal) after leaving state consistent */
+    GZ_EINVAL = -1,       /* bad argument or malformed input file */
+    GZ_EIO = -2,          /* read/write failed; errno text in the message */
+    GZ_ENOMEM = -3,       /* allocation failed or a size limit was exceeded */
+    GZ_EUNSUPPORTED = -4, /* valid input we do not handle (format, model family, feature) */
+    GZ_ECORRUPT = -5,     /* stored data failed a consistency check */
+    GZ_ENOTFOUND = -6,    /* a named thing (file, tensor, item) does not exist */
+    GZ_EINTERRUPTED = -7, /* stopped on request (signal) after leaving state consistent */
 } gz_status;
 
 typedef enum {

@@ -1,4 +1,5 @@
-/* threads.c - fork-join parallel loops on short-lived pthreads (no workers spinning between calls). */
+/* threads.c - fork-join parallel loops on short-lived pthreads (no workers spinning between calls).
+ */
 #include "core/threads.h"
 
 #include <assert.h>

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "gaze.h"
 #include "engine/engine_internal.h"
+#include "gaze.h"
 
 gz_engine_params gz_engine_default_params(void) {
     gz_engine_params p;
@@ -65,8 +65,8 @@ static gz_status resolve_model(gz_engine *e, int do_register) {
         gz_db_model dm;
         st = gz_db_default_model(e->db, &dm);
         if (st == GZ_ENOTFOUND)
-            return GZ_FAIL(GZ_ENOTFOUND,
-                           "no model given and none registered in the database %s", e->db_path);
+            return GZ_FAIL(GZ_ENOTFOUND, "no model given and none registered in the database %s",
+                           e->db_path);
         if (st != GZ_OK) return st;
         e->model_dir = strdup(dm.name);
         if (!e->model_dir) return GZ_FAIL(GZ_ENOMEM, "out of memory");

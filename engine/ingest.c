@@ -15,8 +15,8 @@
 
 #include "core/error.h"
 #include "core/fileio.h"
-#include "gaze.h"
 #include "engine/engine_internal.h"
+#include "gaze.h"
 
 #define ERRMSG_MAX 1024
 /* No cap of our own on an image file's size (gz_image_load has none either): the decoders
@@ -73,7 +73,6 @@ static void free_job_data(job *j) {
     j->data = NULL;
     j->size = 0;
 }
-
 
 static void set_job_error(job *j) {
     snprintf(j->error, sizeof j->error, "%s", gz_last_error());
@@ -428,7 +427,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         o->file_error(o->user, "", w.errors[i]);
     s.total = (long)w.n;
     /* 0: the model's batch size, so one chunk is one forward pass */
-    int bs = o->batch_size > 0         ? o->batch_size
+    int bs = o->batch_size > 0          ? o->batch_size
              : e->params.batch_size > 0 ? e->params.batch_size
                                         : GZ_DEFAULT_BATCH;
     int dim = gz_model_dim(e->model);

@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "gaze.h"
 #include "engine/engine_internal.h"
+#include "gaze.h"
 
 #define MAX_RECORD_FILE ((size_t)4 << 30) /* refuse record files above 4 GiB */
 

@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "gaze.h"
 #include "engine/engine_internal.h"
+#include "gaze.h"
 
 gz_texts_opts gz_texts_default_opts(void) {
     gz_texts_opts o;
@@ -34,11 +34,11 @@ typedef struct {
 typedef struct {
     gz_engine *e;
     const gz_texts_opts *o;
-    const char *file;          /* as given: row messages name it */
-    char abs[PATH_MAX];        /* absolute path: the items' path */
-    char dir_buf[PATH_MAX];    /* storage of dir */
-    const char *dir;           /* the file's folder: linked image paths are relative to it */
-    const char *id_field;      /* resolved defaults */
+    const char *file;       /* as given: row messages name it */
+    char abs[PATH_MAX];     /* absolute path: the items' path */
+    char dir_buf[PATH_MAX]; /* storage of dir */
+    const char *dir;        /* the file's folder: linked image paths are relative to it */
+    const char *id_field;   /* resolved defaults */
     const char *text_field;
     gz_records *r;
     pending *p; /* (bs) queued rows, np of them */

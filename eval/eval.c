@@ -24,7 +24,6 @@
 #define EVAL_DEFAULT_MAX_WORDS 50 /* LAVIS BlipCaptionProcessor default */
 #define EVAL_MAX_BATCH 4096
 
-
 /* ===== evaluation sets ===== */
 
 gz_eval_load_opts gz_eval_default_load_opts(void) {
@@ -73,7 +72,6 @@ static gz_status grow(void **p, int *cap, int need, size_t elem) {
     *cap = nc;
     return GZ_OK;
 }
-
 
 /* Add one image with its captions (json strings in caps[0..n_caps)). */
 static gz_status add_image(loader *L, const char *image, json_t *const *caps, int n_caps,
@@ -865,14 +863,14 @@ out:
 /* What one evaluation run allocates besides the result: owned here, freed together by
  * run_state_free whether the run succeeds or fails at any phase. */
 typedef struct {
-    int E;                    /* embedding size */
-    float *img_emb;           /* (set's n_images, E); after keep_decoded the first I rows are
-                                 the evaluated images, in order */
-    unsigned char *ok;        /* (set's n_images) 1 = decoded and encoded */
-    float *txt_emb;           /* (T, E) */
-    int k1, k2;               /* re-rank depth over texts (<= T) and over images (<= I) */
-    int *i2t_top, *t2i_top;   /* (I, k1), (T, k2) the ITC top-k of each query, best first */
-    float *i2t_s, *t2i_s;     /* (I, k1), (T, k2) their re-rank scores */
+    int E;                  /* embedding size */
+    float *img_emb;         /* (set's n_images, E); after keep_decoded the first I rows are
+                               the evaluated images, in order */
+    unsigned char *ok;      /* (set's n_images) 1 = decoded and encoded */
+    float *txt_emb;         /* (T, E) */
+    int k1, k2;             /* re-rank depth over texts (<= T) and over images (<= I) */
+    int *i2t_top, *t2i_top; /* (I, k1), (T, k2) the ITC top-k of each query, best first */
+    float *i2t_s, *t2i_s;   /* (I, k1), (T, k2) their re-rank scores */
 } run_state;
 
 static void run_state_free(run_state *w) {
@@ -946,8 +944,7 @@ out:
 }
 
 /* Texts phase: encode the processed captions into w->txt_emb (T, E), text_batch at a time. */
-static gz_status run_texts(gz_model *m, const gz_eval_params *p, run_state *w,
-                           gz_eval_result *r) {
+static gz_status run_texts(gz_model *m, const gz_eval_params *p, run_state *w, gz_eval_result *r) {
     const int T = r->n_texts, E = w->E;
     const double t1 = gz_monotonic_seconds();
     w->txt_emb = gz_malloc_n((size_t)T * E, sizeof *w->txt_emb, "evaluation");

@@ -95,8 +95,8 @@ void gz_itm_image_free(gz_itm_image *im) {
 
 /* Shared worker: cross[b] is the image of text b. */
 static gz_status score(const gz_itm *m, const gz_compute *cx, const gz_bert_cross *cross,
-                       const int32_t *ids, const int32_t *mask, int B, int T,
-                       int32_t enc_token_id, float *logits, float *cls, float *last_hidden) {
+                       const int32_t *ids, const int32_t *mask, int B, int T, int32_t enc_token_id,
+                       float *logits, float *cls, float *last_hidden) {
     const int D = m->D;
     size_t N = (size_t)B * (size_t)T, nh, nf, total;
     /* Scratch in 4-byte slots: pooled (B, D), hidden (N, D) unless the caller's, then the ids

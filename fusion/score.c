@@ -37,7 +37,8 @@ void gz_rank_by_score(const gz_match *scores, int n, int *order) {
     if (!items) {
         /* no memory: a plain stable insertion sort on order[] itself (the contract has no
          * failure to report) */
-        for (int i = 0; i < n; i++) order[i] = i;
+        for (int i = 0; i < n; i++)
+            order[i] = i;
         for (int i = 1; i < n; i++) {
             int v = order[i], j = i - 1;
             rank_item x = {scores[v].score, v};
@@ -51,8 +52,10 @@ void gz_rank_by_score(const gz_match *scores, int n, int *order) {
         }
         return;
     }
-    for (int i = 0; i < n; i++) items[i] = (rank_item){scores[i].score, i};
+    for (int i = 0; i < n; i++)
+        items[i] = (rank_item){scores[i].score, i};
     qsort(items, (size_t)n, sizeof *items, cmp_rank);
-    for (int i = 0; i < n; i++) order[i] = items[i].index;
+    for (int i = 0; i < n; i++)
+        order[i] = items[i].index;
     free(items);
 }

@@ -411,8 +411,8 @@ gz_status gz_hub_locate(const char *dir_or_id, gz_hub_location *out) {
     gz_status s = gz_hub_parse_id(dir_or_id, loc.repo_id, sizeof loc.repo_id, loc.revision,
                                   sizeof loc.revision);
     if (s == GZ_OK) s = gz_hub_params_from_env(&p);
-    if (s == GZ_OK) s = gz_hub_resolve_cached(loc.repo_id, loc.revision, p.cache_dir, loc.dir,
-                                              sizeof loc.dir);
+    if (s == GZ_OK)
+        s = gz_hub_resolve_cached(loc.repo_id, loc.revision, p.cache_dir, loc.dir, sizeof loc.dir);
     if (s == GZ_ENOTFOUND) /* the id as typed: the command's hint repeats it */
         return GZ_FAIL(GZ_ENOTFOUND, "%s is not in the Hugging Face cache (%s), nor a folder",
                        dir_or_id, p.cache_dir);

@@ -3,15 +3,15 @@
  * Basic usage:
  *   gz_model *m = NULL;
  *   gz_model_params mp = gz_model_default_params();
- *   if (gz_model_load("models/blip-itm-base-coco", &mp, &m) != GZ_OK) { fputs(gz_last_error(), stderr); ... }
- *   float *v = malloc(gz_model_dim(m) * sizeof *v);
- *   const char *q = "a dog on a beach";
- *   gz_encode_texts(m, &q, 1, v);                  // v is L2-normalised, gz_model_dim(m) floats
- *   gz_model_free(m);
+ *   if (gz_model_load("models/blip-itm-base-coco", &mp, &m) != GZ_OK) { fputs(gz_last_error(),
+ * stderr); ... } float *v = malloc(gz_model_dim(m) * sizeof *v); const char *q = "a dog on a
+ * beach"; gz_encode_texts(m, &q, 1, v);                  // v is L2-normalised, gz_model_dim(m)
+ * floats gz_model_free(m);
  *
  *   gz_db *db = NULL;
  *   gz_db_params dp = gz_db_default_params();
- *   gz_db_open("photos.gaze", &dp, &db);           // SQLite truth + FAISS cache, see the db section
+ *   gz_db_open("photos.gaze", &dp, &db);           // SQLite truth + FAISS cache, see the db
+ * section
  *
  * Thread safety: a gz_model may be shared by threads for encoding; a gz_db handle may not.
  * Threads and SIMD are each model's own (gz_model_params n_threads, simd): loading a second
@@ -30,8 +30,8 @@
 #ifndef GAZE_H
 #define GAZE_H
 
-#include <stddef.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -48,11 +48,11 @@ extern "C" {
  * Each default has one home, here: the default-params functions, the engine and the CLI's
  * help text use these names rather than repeating the numbers. */
 #define GZ_DEFAULT_MAX_PIXELS INT64_C(100000000) /* refuse images above 100 MP (header) */
-#define GZ_DEFAULT_BATCH 8           /* images per forward pass and per ingest transaction */
-#define GZ_DEFAULT_TEXTS_BATCH 32    /* texts per forward pass and per add-texts transaction */
-#define GZ_DEFAULT_K 10              /* search results wanted */
-#define GZ_NO_MIN_SCORE (-2.0f)      /* a min_score below every cosine: no result is dropped */
-#define GZ_DEFAULT_TEXT_WEIGHT 0.5f  /* products: weight of the text cosine */
+#define GZ_DEFAULT_BATCH 8          /* images per forward pass and per ingest transaction */
+#define GZ_DEFAULT_TEXTS_BATCH 32   /* texts per forward pass and per add-texts transaction */
+#define GZ_DEFAULT_K 10             /* search results wanted */
+#define GZ_NO_MIN_SCORE (-2.0f)     /* a min_score below every cosine: no result is dropped */
+#define GZ_DEFAULT_TEXT_WEIGHT 0.5f /* products: weight of the text cosine */
 
 /* ===== Models (model/) ===== */
 
@@ -68,15 +68,15 @@ typedef struct {
                                  absolute), e.g. "model.f16.safetensors" */
     int exif_orient;          /* 1 = rotate photos upright before encoding (default); 0 = as
                                  stored, which is what the HF processors do (parity mode) */
-    int64_t max_pixels;       /* refuse larger images from the header; default GZ_DEFAULT_MAX_PIXELS */
-    int fast_decode;          /* 1 = JPEG DCT-scaled decode when the photo is much larger than
-                                 the model input (faster, embeddings off the reference by up
-                                 to ~5e-2); 0 = full decode, PIL-exact (default) */
-    int itm_enc_token;        /* BLIP ITM: 1 = replace the first id with [ENC] as original BLIP
-                                 does; 0 = HF convention ([CLS] as tokenised), default */
-    int clip_fast_tokenizer;  /* CLIP: 1 = HF fast-tokenizer text clean-up (NFC + lower-case);
-                                 0 = slow tokenizer with ftfy clean-up (default, openai ids) */
-    int batch_size;           /* images per forward pass; default 8 */
+    int64_t max_pixels; /* refuse larger images from the header; default GZ_DEFAULT_MAX_PIXELS */
+    int fast_decode;    /* 1 = JPEG DCT-scaled decode when the photo is much larger than
+                           the model input (faster, embeddings off the reference by up
+                           to ~5e-2); 0 = full decode, PIL-exact (default) */
+    int itm_enc_token;  /* BLIP ITM: 1 = replace the first id with [ENC] as original BLIP
+                           does; 0 = HF convention ([CLS] as tokenised), default */
+    int clip_fast_tokenizer; /* CLIP: 1 = HF fast-tokenizer text clean-up (NFC + lower-case);
+                                0 = slow tokenizer with ftfy clean-up (default, openai ids) */
+    int batch_size;          /* images per forward pass; default 8 */
 } gz_model_params;
 
 gz_model_params gz_model_default_params(void);
@@ -121,8 +121,8 @@ typedef struct {
     char model_type[32];   /* config.json model_type: "blip", "clip", "chinese_clip" */
     char architecture[64]; /* config.json architectures[0]; "" when absent */
     gz_family family;
-    int projection_dim;    /* embedding size (gz_model_dim) */
-    int has_itm;           /* 1 for BLIP (image-text matching head) */
+    int projection_dim; /* embedding size (gz_model_dim) */
+    int has_itm;        /* 1 for BLIP (image-text matching head) */
     struct {
         int hidden_size, layers, heads, intermediate_size, vocab_size, max_positions;
         const char *act;       /* activation name, static: "gelu", "quick_gelu", ... */
@@ -133,10 +133,10 @@ typedef struct {
         int patches;     /* (image_size / patch_size)^2, class token not counted */
         const char *act; /* static */
     } vision;
-    size_t parameters;   /* elements of all tensors */
-    size_t tensors;      /* number of tensors */
-    char dtypes[64];     /* dtypes present, sorted, joined by '+': "F32", "F16+F32" */
-    size_t file_bytes;   /* total size of the weight file(s) */
+    size_t parameters; /* elements of all tensors */
+    size_t tensors;    /* number of tensors */
+    char dtypes[64];   /* dtypes present, sorted, joined by '+': "F32", "F16+F32" */
+    size_t file_bytes; /* total size of the weight file(s) */
 } gz_model_info;
 
 /* Describe the model directory dir. weights_file as in gz_model_params (NULL: the default
@@ -156,22 +156,22 @@ gz_status gz_model_load_pixels(gz_model *m, const char *path, const char *key, f
 /* ===== Images (vision_encoder/image.c) ===== */
 
 typedef struct {
-    int width, height;  /* of rgb: after orientation (if applied) and DCT scaling (if any) */
-    uint8_t *rgb;       /* (height, width, 3) owned; free with gz_image_free */
-    int orientation;    /* EXIF orientation found in the file, 1..8 (1 when absent); rgb is
-                           already upright when exif_orient was set (HEIF: libheif applies the
-                           container's rotation itself, EXIF is not applied again) */
+    int width, height;         /* of rgb: after orientation (if applied) and DCT scaling (if any) */
+    uint8_t *rgb;              /* (height, width, 3) owned; free with gz_image_free */
+    int orientation;           /* EXIF orientation found in the file, 1..8 (1 when absent); rgb is
+                                  already upright when exif_orient was set (HEIF: libheif applies the
+                                  container's rotation itself, EXIF is not applied again) */
     int src_width, src_height; /* full-resolution size of the same picture, before any DCT
                                   scaling (min_size), in the orientation of width/height */
-    char taken_at[20];  /* EXIF DateTimeOriginal as "YYYY-MM-DD HH:MM:SS", "" if absent */
-    char format[8];     /* "jpeg", "png", "webp", "heif", "gif" (first frame) */
+    char taken_at[20];         /* EXIF DateTimeOriginal as "YYYY-MM-DD HH:MM:SS", "" if absent */
+    char format[8];            /* "jpeg", "png", "webp", "heif", "gif" (first frame) */
 } gz_image;
 
 typedef struct {
-    int exif_orient;     /* apply EXIF orientation (default 1) */
-    int64_t max_pixels;  /* refuse above this many stored pixels (default GZ_DEFAULT_MAX_PIXELS) */
-    int min_size;        /* 0 = full-size decode; else JPEG may be decoded at the smallest DCT
-                            scale whose both sides stay >= min_size */
+    int exif_orient;    /* apply EXIF orientation (default 1) */
+    int64_t max_pixels; /* refuse above this many stored pixels (default GZ_DEFAULT_MAX_PIXELS) */
+    int min_size;       /* 0 = full-size decode; else JPEG may be decoded at the smallest DCT
+                           scale whose both sides stay >= min_size */
 } gz_image_params;
 
 gz_image_params gz_image_default_params(void);
@@ -275,21 +275,21 @@ typedef enum { GZ_ITEM_OK = 0, GZ_ITEM_FAILED = 1, GZ_ITEM_MISSING = 2 } gz_item
 typedef void (*gz_db_notice_fn)(void *user, const char *message);
 
 typedef struct {
-    const char *factory; /* FAISS factory string for indexes: NULL = keep each index's stored
-                            choice ("Flat" for a new one); "Flat" (exact inner product),
-                            "HNSW32" (any HNSWn), "IVF256,Flat", "IVF1024,PQ32" (PQ stages
-                            are built without polysemous training, as "PQ32np") ... An index
-                            stored with another factory is rebuilt with this one. IVF below its
-                            training minimum (39 * max(nlist, 256 if PQ) vectors) is built as
-                            Flat, with a notice, and retrained once enough vectors exist. */
-    int hnsw_ef_search;  /* HNSW efSearch (default 128) */
-    int ivf_nprobe;      /* IVF nprobe (default 16) */
-    int readonly;        /* 1: open read-only; never writes SQLite nor FAISS files (stale
-                            indexes are rebuilt in memory only). For search-only processes. */
-    int busy_timeout_ms; /* wait for another process's lock this long (default 10000) */
-    int save_every_commit; /* 1: write changed FAISS files at every gz_db_commit (readers then
-                              load instead of rebuilding); 0 (default): at gz_db_close /
-                              gz_db_save_indexes */
+    const char *factory;    /* FAISS factory string for indexes: NULL = keep each index's stored
+                               choice ("Flat" for a new one); "Flat" (exact inner product),
+                               "HNSW32" (any HNSWn), "IVF256,Flat", "IVF1024,PQ32" (PQ stages
+                               are built without polysemous training, as "PQ32np") ... An index
+                               stored with another factory is rebuilt with this one. IVF below its
+                               training minimum (39 * max(nlist, 256 if PQ) vectors) is built as
+                               Flat, with a notice, and retrained once enough vectors exist. */
+    int hnsw_ef_search;     /* HNSW efSearch (default 128) */
+    int ivf_nprobe;         /* IVF nprobe (default 16) */
+    int readonly;           /* 1: open read-only; never writes SQLite nor FAISS files (stale
+                               indexes are rebuilt in memory only). For search-only processes. */
+    int busy_timeout_ms;    /* wait for another process's lock this long (default 10000) */
+    int save_every_commit;  /* 1: write changed FAISS files at every gz_db_commit (readers then
+                               load instead of rebuilding); 0 (default): at gz_db_close /
+                               gz_db_save_indexes */
     gz_db_notice_fn notice; /* optional: called with each notice */
     void *notice_user;
 } gz_db_params;
@@ -353,22 +353,22 @@ gz_status gz_db_get_model(gz_db *db, int64_t model_id, gz_db_model *out); /* GZ_
  * the strings are malloc'd and owned by the struct: release with gz_item_clear. NULL strings
  * mean absent. An item is identified by (kind, path bytes, ext_id). */
 typedef struct {
-    int64_t id;                /* > 0 once stored */
+    int64_t id; /* > 0 once stored */
     gz_item_kind kind;
-    const char *path;          /* raw bytes, path_len of them (any bytes: non-UTF-8 names
-                                  round-trip); on output also NUL-terminated */
+    const char *path; /* raw bytes, path_len of them (any bytes: non-UTF-8 names
+                         round-trip); on output also NUL-terminated */
     size_t path_len;
-    const char *ext_id;        /* optional external id (caption id, line number); NULL = "" */
-    const char *text;          /* text items: the text */
-    int64_t size;              /* file size in bytes */
-    int64_t mtime_ns;          /* file modification time, ns since the epoch */
-    uint64_t content_hash;     /* gz_hash_file(); 0 = unknown */
-    int width, height;         /* images: pixels after orientation; 0 = unknown */
-    const char *taken_at;      /* EXIF capture time "YYYY-MM-DD HH:MM:SS" */
-    const char *meta_json;     /* free-form JSON object */
-    int64_t link_item_id;      /* text items: the image it describes; 0 = none */
+    const char *ext_id;    /* optional external id (caption id, line number); NULL = "" */
+    const char *text;      /* text items: the text */
+    int64_t size;          /* file size in bytes */
+    int64_t mtime_ns;      /* file modification time, ns since the epoch */
+    uint64_t content_hash; /* gz_hash_file(); 0 = unknown */
+    int width, height;     /* images: pixels after orientation; 0 = unknown */
+    const char *taken_at;  /* EXIF capture time "YYYY-MM-DD HH:MM:SS" */
+    const char *meta_json; /* free-form JSON object */
+    int64_t link_item_id;  /* text items: the image it describes; 0 = none */
     gz_item_status status;
-    const char *error;         /* why it failed (status GZ_ITEM_FAILED) */
+    const char *error; /* why it failed (status GZ_ITEM_FAILED) */
 } gz_item;
 
 /* Free the strings of an item filled by the library and zero it. */
@@ -401,16 +401,15 @@ gz_status gz_db_find_by_hash(gz_db *db, gz_item_kind kind, uint64_t hash, int64_
 gz_status gz_db_get_item(gz_db *db, int64_t item_id, gz_item *out);
 /* Ids (ascending) of items of a kind (0 = all kinds) whose path starts with the prefix bytes
  * (prefix_len 0 = all) and, if status >= 0, with that status. *ids malloc'd (free()). */
-gz_status gz_db_list_items(gz_db *db, int kind, const char *prefix, size_t prefix_len,
-                           int status, int64_t **ids, size_t *n);
+gz_status gz_db_list_items(gz_db *db, int kind, const char *prefix, size_t prefix_len, int status,
+                           int64_t **ids, size_t *n);
 /* Set status MISSING (vanished file): out of the indexes, row and vectors kept. */
 gz_status gz_db_mark_missing(gz_db *db, int64_t item_id);
 /* Delete one item and its embeddings (texts linked to it keep existing, unlinked). */
 gz_status gz_db_remove_item(gz_db *db, int64_t item_id);
 /* Delete every MISSING item under the path prefix (prefix_len 0 = all); *n_removed may be
  * NULL. */
-gz_status gz_db_prune_missing(gz_db *db, const char *prefix, size_t prefix_len,
-                              int64_t *n_removed);
+gz_status gz_db_prune_missing(gz_db *db, const char *prefix, size_t prefix_len, int64_t *n_removed);
 
 /* ---- embeddings ---- */
 /* Store (replace) the vector of (item, model); dim must equal the model's dim; values must
@@ -431,8 +430,8 @@ typedef struct {
  * for model_id. hits must hold k entries; *n_hits receives how many were found (0 when the
  * model has no vectors of that kind). Uses the FAISS index of (model, kind), loading or
  * rebuilding it first if it is not current (notice). */
-gz_status gz_db_search(gz_db *db, int64_t model_id, gz_item_kind kind, const float *query,
-                       int dim, int k, float min_score, gz_hit *hits, int *n_hits);
+gz_status gz_db_search(gz_db *db, int64_t model_id, gz_item_kind kind, const float *query, int dim,
+                       int k, float min_score, gz_hit *hits, int *n_hits);
 
 /* Rebuild the FAISS index of (model, kind) from SQLite now (model_id 0: every index) and,
  * unless readonly, write its file. */
@@ -443,27 +442,26 @@ gz_status gz_db_save_indexes(gz_db *db);
 typedef struct {
     int64_t model_id;
     gz_item_kind kind;
-    char factory[64];       /* requested factory string */
-    char effective[64];     /* what was built ("Flat" while IVF lacks training data) */
-    int64_t generation;     /* SQLite's generation */
-    int64_t n_vectors;      /* live vectors in the loaded index */
-    int64_t n_dead;         /* removed but still in the FAISS structure (dropped at query) */
-    int64_t file_bytes;     /* size of the FAISS file, 0 if absent */
-    int file_current;       /* 1 if the file's header matches the generation */
+    char factory[64];   /* requested factory string */
+    char effective[64]; /* what was built ("Flat" while IVF lacks training data) */
+    int64_t generation; /* SQLite's generation */
+    int64_t n_vectors;  /* live vectors in the loaded index */
+    int64_t n_dead;     /* removed but still in the FAISS structure (dropped at query) */
+    int64_t file_bytes; /* size of the FAISS file, 0 if absent */
+    int file_current;   /* 1 if the file's header matches the generation */
 } gz_db_index_state;
 
 /* State of the index of (model, kind), loading (or rebuilding) it first so n_vectors is what
  * a search would use. */
-gz_status gz_db_index_info(gz_db *db, int64_t model_id, gz_item_kind kind,
-                           gz_db_index_state *out);
+gz_status gz_db_index_info(gz_db *db, int64_t model_id, gz_item_kind kind, gz_db_index_state *out);
 
 typedef struct {
     int schema_version;
-    int64_t n_items[3];           /* [0] all, [GZ_ITEM_IMAGE], [GZ_ITEM_TEXT] */
-    int64_t n_status[3];          /* by gz_item_status */
+    int64_t n_items[3];  /* [0] all, [GZ_ITEM_IMAGE], [GZ_ITEM_TEXT] */
+    int64_t n_status[3]; /* by gz_item_status */
     int64_t n_models, n_embeddings, n_indexes;
-    int64_t db_bytes;             /* database + WAL file sizes */
-    int64_t index_bytes;          /* all FAISS files */
+    int64_t db_bytes;    /* database + WAL file sizes */
+    int64_t index_bytes; /* all FAISS files */
 } gz_db_stats;
 gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out);
 
@@ -723,7 +721,6 @@ gz_texts_opts gz_texts_default_opts(void);
  * = the id field or "line:N") and embed them. Bad rows are reported and skipped. */
 gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opts *o,
                               gz_texts_stats *stats);
-
 
 /* ===== Evaluation (eval/) =====
  * Batch caption-matching evaluation (image<->text Recall@K) as LAVIS and

@@ -20,9 +20,9 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/fileio.h"
-#include "core/threads.h"
 #include "core/kernels.h"
 #include "core/safetensors.h"
+#include "core/threads.h"
 #include "fusion/itm.h"
 #include "fusion/score.h"
 #include "gaze.h"
@@ -41,16 +41,16 @@
 #define MODEL_MAX_JSON (64u * 1024u * 1024u)
 
 struct gz_model {
-    char *dir;                /* model directory (owned) */
+    char *dir;                                /* model directory (owned) */
     char *hub_id, *hub_revision, *hub_commit; /* Hub origin when loaded by id, else NULL (owned) */
-    char *weights_path;       /* resolved weights file or shard index (owned) */
-    gz_model_params params;   /* params.weights_file points at weights_path */
+    char *weights_path;                       /* resolved weights file or shard index (owned) */
+    gz_model_params params;                   /* params.weights_file points at weights_path */
     gz_model_config cfg;
     gz_preproc_config pp;
     char fingerprint[65];
-    float logit_scale;        /* exp(logit_scale) for CLIP-family; 1 for BLIP */
-    gz_compute cx;            /* this model's threads and vector paths (params.n_threads, simd) */
-    pthread_mutex_t lock;     /* guards the lazily loaded members below */
+    float logit_scale;    /* exp(logit_scale) for CLIP-family; 1 for BLIP */
+    gz_compute cx;        /* this model's threads and vector paths (params.n_threads, simd) */
+    pthread_mutex_t lock; /* guards the lazily loaded members below */
     gz_st_file *weights;
     gz_tokenizer *tok;
     gz_text_tower *text;
@@ -246,10 +246,13 @@ static gz_status load_inner(gz_model *m, const gz_model_params *params) {
         if ((st = gz_st_f32(m->weights, "logit_scale", 0, NULL, &ls)) != GZ_OK) goto out;
         m->logit_scale = expf(ls[0]);
     }
-    if (m->cfg.vision.image_size <= 0 || gz_preproc_output_size(&m->pp) != m->cfg.vision.image_size) {
-        st = GZ_FAIL(GZ_EINVAL, "%s: preprocessing gives %d x %d pixels but the vision tower "
-                     "expects image_size %d", pp_path, gz_preproc_output_size(&m->pp),
-                     gz_preproc_output_size(&m->pp), m->cfg.vision.image_size);
+    if (m->cfg.vision.image_size <= 0 ||
+        gz_preproc_output_size(&m->pp) != m->cfg.vision.image_size) {
+        st = GZ_FAIL(GZ_EINVAL,
+                     "%s: preprocessing gives %d x %d pixels but the vision tower "
+                     "expects image_size %d",
+                     pp_path, gz_preproc_output_size(&m->pp), gz_preproc_output_size(&m->pp),
+                     m->cfg.vision.image_size);
         goto out;
     }
 out:
@@ -292,7 +295,8 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
         return ls;
     }
     size_t dl = strlen(m->dir);
-    while (dl > 1 && m->dir[dl - 1] == '/') m->dir[--dl] = 0;
+    while (dl > 1 && m->dir[dl - 1] == '/')
+        m->dir[--dl] = 0;
     m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
     gz_status st = load_inner(m, params);
     if (st != GZ_OK) {
@@ -417,8 +421,8 @@ gz_status gz_model_load_pixels(gz_model *m, const char *path, const char *key, f
         st = GZ_FAIL(GZ_ENOTFOUND, "%s: no tensor '%s'", path, key);
     else if (t->ndim != 4 || t->shape[1] != 3 || t->shape[2] != S || t->shape[3] != S ||
              t->shape[0] > INT_MAX)
-        st = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' must be (N, 3, %d, %d) for this model", path,
-                     key, S, S);
+        st = GZ_FAIL(GZ_EINVAL, "%s: tensor '%s' must be (N, 3, %d, %d) for this model", path, key,
+                     S, S);
     else
         st = gz_st_f32(f, key, 0, NULL, &px);
     if (st == GZ_OK) {
@@ -528,7 +532,8 @@ gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *ou
     int chunk = n < bs ? n : bs;
     size_t n_floats;
     if (!gz_mul_size((size_t)chunk, img_sz, &n_floats))
-        return GZ_FAIL(GZ_ENOMEM, "gz_encode_images: %d images of %zu floats overflow", chunk, img_sz);
+        return GZ_FAIL(GZ_ENOMEM, "gz_encode_images: %d images of %zu floats overflow", chunk,
+                       img_sz);
     float *pixels = gz_malloc_n(n_floats, sizeof *pixels, "gz_encode_images: pixels");
     if (!pixels) return GZ_ENOMEM;
     for (int i0 = 0; st == GZ_OK && i0 < n; i0 += chunk) {
@@ -562,7 +567,8 @@ gz_status gz_encode_pixels(gz_model *m, const float *pixels, int n, float *out) 
 
 static float dot(const float *a, const float *b, int n) {
     double s = 0;
-    for (int i = 0; i < n; i++) s += (double)a[i] * b[i];
+    for (int i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
     return (float)s;
 }
 
@@ -600,7 +606,8 @@ static gz_status need_for_match(gz_model *m) {
     if (m->params.itm_enc_token && m->cfg.family != GZ_FAMILY_BLIP)
         return GZ_FAIL(GZ_EUNSUPPORTED,
                        "%s: itm_enc_token asks for ITM fusion, which a %s model does not have "
-                       "(only BLIP has an ITM head)", m->dir, gz_family_name(m->cfg.family));
+                       "(only BLIP has an ITM head)",
+                       m->dir, gz_family_name(m->cfg.family));
     gz_status st = need_text(m);
     if (st == GZ_OK) st = need_vision(m);
     if (st == GZ_OK && m->cfg.family == GZ_FAMILY_BLIP) st = need_itm(m);
@@ -645,7 +652,8 @@ gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *c
     if ((st = itm_first_id(m, &enc_id)) != GZ_OK) goto out;
     if ((st = encode_one_image(m, image, pixels, img_emb, hidden)) != GZ_OK) goto out;
     if ((st = encode_texts_inner(m, texts, n, txt)) != GZ_OK) goto out;
-    for (int i = 0; i < n; i++) fill_itc(m, &out[i], dot(img_emb, txt + (size_t)i * E, E));
+    for (int i = 0; i < n; i++)
+        fill_itc(m, &out[i], dot(img_emb, txt + (size_t)i * E, E));
     if (!blip) goto out;
     // the image's cross-attention keys/values once, then every text against them
     if ((st = gz_itm_prepare_image(m->itm, hidden, P, &kv)) != GZ_OK) goto out;
@@ -658,7 +666,8 @@ gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *c
                              NULL);
         gz_token_batch_free(&b);
         if (st != GZ_OK) goto out;
-        for (int i = 0; i < k; i++) fill_itm(&out[i0 + i], logits + 2 * i);
+        for (int i = 0; i < k; i++)
+            fill_itm(&out[i0 + i], logits + 2 * i);
     }
 out:
     gz_itm_image_free(kv);
@@ -716,7 +725,8 @@ static gz_status match_text_images(gz_model *m, const char *text, const float *g
         if ((st = gz_vit_encode(m->vit, &m->cx, pixels, k, img_emb, NULL, hidden, NULL, NULL)) !=
             GZ_OK)
             goto out;
-        for (int i = 0; i < k; i++) fill_itc(m, &out[i0 + i], dot(img_emb + (size_t)i * E, temb, E));
+        for (int i = 0; i < k; i++)
+            fill_itc(m, &out[i0 + i], dot(img_emb + (size_t)i * E, temb, E));
         if (!blip) continue;
         // one ITM batch: the text paired with each image of the chunk
         for (int i = 0; i < k; i++)
@@ -729,10 +739,12 @@ static gz_status match_text_images(gz_model *m, const char *text, const float *g
             kv[i] = NULL;
         }
         if (st != GZ_OK) goto out;
-        for (int i = 0; i < k; i++) fill_itm(&out[i0 + i], logits + 2 * i);
+        for (int i = 0; i < k; i++)
+            fill_itm(&out[i0 + i], logits + 2 * i);
     }
 out:
-    for (int i = 0; kv && i < bs; i++) gz_itm_image_free(kv[i]);
+    for (int i = 0; kv && i < bs; i++)
+        gz_itm_image_free(kv[i]);
     free(kv);
     free(ids);
     free(mask);

@@ -512,8 +512,7 @@ _Static_assert(sizeof(((gz_db_model *)0)->hub_id) == GZ_HUB_ID_MAX &&
 
 gz_status gz_db_register_model(gz_db *db, const char *name, const char *family, int dim,
                                const char *fingerprint, int64_t *model_id) {
-    return gz_db_register_model_hub(db, name, family, dim, fingerprint, NULL, NULL, NULL,
-                                    model_id);
+    return gz_db_register_model_hub(db, name, family, dim, fingerprint, NULL, NULL, NULL, model_id);
 }
 
 gz_status gz_db_register_model_hub(gz_db *db, const char *name, const char *family, int dim,
@@ -528,10 +527,13 @@ gz_status gz_db_register_model_hub(gz_db *db, const char *name, const char *fami
         strlen(fingerprint) >= 65)
         return GZ_FAIL(GZ_EINVAL, "register model: name, family or fingerprint too long");
     if (hub_id && !*hub_id) hub_id = NULL;
-    if (hub_id && (!hub_revision || !hub_commit || strlen(hub_id) >= GZ_HUB_ID_MAX ||
-                   strlen(hub_revision) >= GZ_HUB_REV_MAX || strlen(hub_commit) > GZ_HUB_COMMIT_LEN))
-        return GZ_FAIL(GZ_EINVAL, "register model %s: Hub id, revision or commit missing or too "
-                                  "long", name);
+    if (hub_id &&
+        (!hub_revision || !hub_commit || strlen(hub_id) >= GZ_HUB_ID_MAX ||
+         strlen(hub_revision) >= GZ_HUB_REV_MAX || strlen(hub_commit) > GZ_HUB_COMMIT_LEN))
+        return GZ_FAIL(GZ_EINVAL,
+                       "register model %s: Hub id, revision or commit missing or too "
+                       "long",
+                       name);
     int implicit;
     gz_status st = wbegin(db, &implicit);
     if (st != GZ_OK) return st;

@@ -11,14 +11,14 @@
 static int checks;
 static char tmp[1100];
 
-#define EXPECT_INT(what, got, want)                                                      \
-    do {                                                                                 \
-        checks++;                                                                        \
-        if ((long long)(got) != (long long)(want)) {                                     \
-            fprintf(stderr, "%s:%d: %s: %s = %lld, want %lld\n", __FILE__, __LINE__, what, \
-                    #got, (long long)(got), (long long)(want));                          \
-            gz_test_failures++;                                                          \
-        }                                                                                \
+#define EXPECT_INT(what, got, want)                                                                \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if ((long long)(got) != (long long)(want)) {                                               \
+            fprintf(stderr, "%s:%d: %s: %s = %lld, want %lld\n", __FILE__, __LINE__, what, #got,   \
+                    (long long)(got), (long long)(want));                                          \
+            gz_test_failures++;                                                                    \
+        }                                                                                          \
     } while (0)
 
 #define EXPECT_STATUS(expr, want) CHECK_STATUS_COUNTED(checks, expr, want)
@@ -46,7 +46,10 @@ static void compare_full(const char *what, const gz_model_config *c, const json_
     CHECK(!strcmp(c->model_type, mt));
     CHECK(!strcmp(c->architecture,
                   json_string_value(json_array_get(json_object_get(full, "architectures"), 0))));
-    EXPECT_INT(what, c->family, blip ? GZ_FAMILY_BLIP : cn ? GZ_FAMILY_CHINESE_CLIP : GZ_FAMILY_CLIP);
+    EXPECT_INT(what, c->family,
+               blip ? GZ_FAMILY_BLIP
+               : cn ? GZ_FAMILY_CHINESE_CLIP
+                    : GZ_FAMILY_CLIP);
     EXPECT_INT(what, c->text.hidden_size, jint(t, "hidden_size", -99));
     EXPECT_INT(what, c->text.num_layers, jint(t, "num_hidden_layers", -99));
     EXPECT_INT(what, c->text.num_heads, jint(t, "num_attention_heads", -99));
@@ -126,10 +129,11 @@ static void test_defaults(void) {
     EXPECT_INT("blip defaults", c.projection_dim, 256);
     CHECK(c.text.layer_norm_eps == 1e-12f && c.vision.layer_norm_eps == 1e-5f);
     /* encoder_hidden_size always follows the vision width */
-    CHECK_OK(gz_config_load(write_tmp("c.json", "{\"model_type\": \"blip\", \"text_config\": "
-                                                "{\"encoder_hidden_size\": 5}, \"vision_config\": "
-                                                "{\"hidden_size\": 1024, \"num_attention_heads\": 16}}"),
-                            &c));
+    CHECK_OK(
+        gz_config_load(write_tmp("c.json", "{\"model_type\": \"blip\", \"text_config\": "
+                                           "{\"encoder_hidden_size\": 5}, \"vision_config\": "
+                                           "{\"hidden_size\": 1024, \"num_attention_heads\": 16}}"),
+                       &c));
     EXPECT_INT("blip large", c.text.encoder_hidden_size, 1024);
     CHECK_OK(gz_config_load(write_tmp("c.json", "{\"model_type\": \"clip\"}"), &c));
     EXPECT_INT("clip defaults", c.text.hidden_size, 512);
@@ -168,7 +172,8 @@ static void test_errors(void) {
     CHECK(strstr(gz_last_error(), "llama") && strstr(gz_last_error(), "blip") &&
           strstr(gz_last_error(), "chinese_clip") && strstr(gz_last_error(), "c.json"));
     EXPECT_STATUS(gz_config_load(write_tmp("c.json", "{\"architectures\": []}"), &c), GZ_EINVAL);
-    EXPECT_STATUS(gz_config_load(write_tmp("c.json", "{\"model_type\": \"clip\", "), &c), GZ_EINVAL);
+    EXPECT_STATUS(gz_config_load(write_tmp("c.json", "{\"model_type\": \"clip\", "), &c),
+                  GZ_EINVAL);
     CHECK(strstr(gz_last_error(), "JSON") != NULL);
     EXPECT_STATUS(gz_config_load(write_tmp("c.json", "[1]"), &c), GZ_EINVAL);
     EXPECT_STATUS(gz_config_load(write_tmp("c.json", ""), &c), GZ_EINVAL);
@@ -184,17 +189,19 @@ static void test_errors(void) {
                                  &c),
                   GZ_EINVAL);
     CHECK(strstr(gz_last_error(), "hidden_size") != NULL);
-    EXPECT_STATUS(gz_config_load(write_tmp("c.json", "{\"model_type\": \"clip\", \"vision_config\": "
-                                                     "{\"hidden_size\": 100, \"num_attention_heads\": 3}}"),
-                                 &c),
-                  GZ_EINVAL);
-    EXPECT_STATUS(gz_config_load(write_tmp("c.json", "{\"model_type\": \"blip\", \"vision_config\": "
-                                                     "{\"image_size\": 100}}"),
-                                 &c),
-                  GZ_EINVAL);
-    EXPECT_STATUS(gz_config_load(write_tmp("c.json", "{\"model_type\": \"blip\", \"text_config\": 3}"),
-                                 &c),
-                  GZ_EINVAL);
+    EXPECT_STATUS(
+        gz_config_load(write_tmp("c.json", "{\"model_type\": \"clip\", \"vision_config\": "
+                                           "{\"hidden_size\": 100, \"num_attention_heads\": 3}}"),
+                       &c),
+        GZ_EINVAL);
+    EXPECT_STATUS(
+        gz_config_load(write_tmp("c.json", "{\"model_type\": \"blip\", \"vision_config\": "
+                                           "{\"image_size\": 100}}"),
+                       &c),
+        GZ_EINVAL);
+    EXPECT_STATUS(
+        gz_config_load(write_tmp("c.json", "{\"model_type\": \"blip\", \"text_config\": 3}"), &c),
+        GZ_EINVAL);
     checks += 5;
 }
 
@@ -250,12 +257,12 @@ static void test_preproc(void) {
     EXPECT_STATUS(gz_preproc_config_load(write_tmp("p.json", "{\"image_std\": [1, 0, 1]}"),
                                          GZ_FAMILY_CLIP, &p),
                   GZ_EINVAL);
-    EXPECT_STATUS(gz_preproc_config_load(write_tmp("p.json", "{\"image_mean\": [1, 2]}"),
-                                         GZ_FAMILY_CLIP, &p),
-                  GZ_EINVAL);
-    EXPECT_STATUS(gz_preproc_config_load(write_tmp("p.json", "{\"do_resize\": "), GZ_FAMILY_CLIP,
-                                         &p),
-                  GZ_EINVAL);
+    EXPECT_STATUS(
+        gz_preproc_config_load(write_tmp("p.json", "{\"image_mean\": [1, 2]}"), GZ_FAMILY_CLIP, &p),
+        GZ_EINVAL);
+    EXPECT_STATUS(
+        gz_preproc_config_load(write_tmp("p.json", "{\"do_resize\": "), GZ_FAMILY_CLIP, &p),
+        GZ_EINVAL);
     EXPECT_STATUS(gz_preproc_config_load("/nonexistent/p.json", GZ_FAMILY_CLIP, &p), GZ_EIO);
     checks += 12;
 }

@@ -27,7 +27,8 @@ static float frand(void) { /* uniform in [-1, 1) */
 
 static float *rnd(size_t n, float scale) {
     float *p = malloc((n ? n : 1) * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
+    for (size_t i = 0; i < n; i++)
+        p[i] = frand() * scale;
     return p;
 }
 
@@ -93,13 +94,16 @@ static void test_linear(void) {
         for (int with_b = 0; with_b < 2; with_b++) {
             int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
             float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 1), *b = rnd(out, 1);
-            float *y = malloc((size_t)n * out * sizeof *y), *r = malloc((size_t)n * out * sizeof *r);
-            for (int i = 0; i < n * out; i++) y[i] = NAN; /* output must be overwritten */
+            float *y = malloc((size_t)n * out * sizeof *y),
+                  *r = malloc((size_t)n * out * sizeof *r);
+            for (int i = 0; i < n * out; i++)
+                y[i] = NAN; /* output must be overwritten */
             gz_linear(x, w, with_b ? b : NULL, y, n, in, out);
             for (int i = 0; i < n; i++)
                 for (int o = 0; o < out; o++) {
                     double acc = with_b ? b[o] : 0.0;
-                    for (int k = 0; k < in; k++) acc += (double)x[i * in + k] * w[o * in + k];
+                    for (int k = 0; k < in; k++)
+                        acc += (double)x[i * in + k] * w[o * in + k];
                     r[i * out + o] = (float)acc;
                 }
             char what[64];
@@ -110,11 +114,13 @@ static void test_linear(void) {
     int n = 37, d = 1031;
     float *y = rnd((size_t)n * d, 1), *b = rnd(d, 1), *r = malloc((size_t)n * d * sizeof *r);
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < d; j++) r[i * d + j] = y[i * d + j] + b[j];
+        for (int j = 0; j < d; j++)
+            r[i * d + j] = y[i * d + j] + b[j];
     gz_add_bias(y, b, n, d);
     close_("add_bias", y, r, (size_t)n * d, 0, 0);
     float *x = rnd((size_t)n * d, 1);
-    for (int i = 0; i < n * d; i++) r[i] = y[i] + x[i];
+    for (int i = 0; i < n * d; i++)
+        r[i] = y[i] + x[i];
     gz_add(y, x, (size_t)n * d);
     close_("add", y, r, (size_t)n * d, 0, 0);
     free(y), free(b), free(r), free(x);
@@ -126,9 +132,11 @@ static void ref_layernorm(float *y, const float *x, const float *w, const float 
                           float eps) {
     for (int i = 0; i < n; i++) {
         double m = 0, v = 0;
-        for (int j = 0; j < d; j++) m += x[i * d + j];
+        for (int j = 0; j < d; j++)
+            m += x[i * d + j];
         m /= d;
-        for (int j = 0; j < d; j++) v += (x[i * d + j] - m) * (x[i * d + j] - m);
+        for (int j = 0; j < d; j++)
+            v += (x[i * d + j] - m) * (x[i * d + j] - m);
         v /= d;
         for (int j = 0; j < d; j++)
             y[i * d + j] = (float)((x[i * d + j] - m) / sqrt(v + eps) * w[j] + b[j]);
@@ -140,7 +148,8 @@ static void test_layernorm(void) {
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int n = shapes[s][0], d = shapes[s][1];
         float *x = rnd((size_t)n * d, 3), *w = rnd(d, 1), *b = rnd(d, 1);
-        for (int i = 0; i < n * d; i++) x[i] += 5.0f; /* non-zero mean */
+        for (int i = 0; i < n * d; i++)
+            x[i] += 5.0f; /* non-zero mean */
         float *y = malloc((size_t)n * d * sizeof *y), *r = malloc((size_t)n * d * sizeof *r);
         /* the vector path (split sums) against the plain loop: the same up to the last bits */
         gz_compute plain = cx;
@@ -159,8 +168,10 @@ static void test_layernorm(void) {
     }
     /* constant rows: variance 0, output = bias exactly (eps 1e-12 as BERT) */
     int d = 768;
-    float *x = malloc(2 * d * sizeof *x), *w = rnd(d, 1), *b = rnd(d, 1), *y = malloc(2 * d * sizeof *y);
-    for (int j = 0; j < d; j++) x[j] = 0.1f, x[d + j] = -12345.678f;
+    float *x = malloc(2 * d * sizeof *x), *w = rnd(d, 1), *b = rnd(d, 1),
+          *y = malloc(2 * d * sizeof *y);
+    for (int j = 0; j < d; j++)
+        x[j] = 0.1f, x[d + j] = -12345.678f;
     gz_layernorm(&cx, y, x, w, b, 2, d, 1e-12f);
     float want[2 * 768];
     memcpy(want, b, d * sizeof *b);
@@ -186,7 +197,8 @@ static void test_activations(void) {
             case GZ_ACT_GELU: r[i] = (float)(v * 0.5 * erfc(-v / sqrt(2.0))); break;
             case GZ_ACT_GELU_TANH:
                 /* 0.5 v (1 + tanh(u)) without cancellation in the double reference either */
-                r[i] = (float)(v / (1.0 + exp(-2.0 * sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))));
+                r[i] =
+                    (float)(v / (1.0 + exp(-2.0 * sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))));
                 break;
             case GZ_ACT_QUICK_GELU: r[i] = (float)(v / (1.0 + exp(-1.702 * v))); break;
             case GZ_ACT_RELU: r[i] = v > 0 ? (float)v : 0.0f; break;
@@ -210,13 +222,13 @@ static void test_activations(void) {
 static void test_gelu_range(void) {
     const size_t n = 400001;
     float *x = malloc(n * sizeof *x);
-    for (size_t i = 0; i < n; i++) x[i] = -20.0f + 40.0f * (float)((double)i / (double)(n - 1));
+    for (size_t i = 0; i < n; i++)
+        x[i] = -20.0f + 40.0f * (float)((double)i / (double)(n - 1));
     float *y = malloc(n * sizeof *y);
     memcpy(y, x, n * sizeof *y);
     gz_gelu(&cx, y, n);
     /* bands: [lo, hi) and the largest relative error allowed */
-    const struct { double lo, hi, rel; } band[] = {
-        {-2, 21, 1e-6}, {-6, -2, 4e-6}, {-10, -6, 1e-5}};
+    const struct { double lo, hi, rel; } band[] = {{-2, 21, 1e-6}, {-6, -2, 4e-6}, {-10, -6, 1e-5}};
     double worst[3] = {0};
     int ok = 1;
     for (size_t i = 0; i < n; i++) {
@@ -252,9 +264,12 @@ static void test_softmax(void) {
         float *x = rnd((size_t)rows * cols, 10), *r = malloc((size_t)rows * cols * sizeof *r);
         for (int i = 0; i < rows; i++) {
             double mx = -INFINITY, sum = 0;
-            for (int j = 0; j < cols; j++) mx = fmax(mx, x[i * cols + j]);
-            for (int j = 0; j < cols; j++) sum += exp(x[i * cols + j] - mx);
-            for (int j = 0; j < cols; j++) r[i * cols + j] = (float)(exp(x[i * cols + j] - mx) / sum);
+            for (int j = 0; j < cols; j++)
+                mx = fmax(mx, x[i * cols + j]);
+            for (int j = 0; j < cols; j++)
+                sum += exp(x[i * cols + j] - mx);
+            for (int j = 0; j < cols; j++)
+                r[i * cols + j] = (float)(exp(x[i * cols + j] - mx) / sum);
         }
         gz_softmax_rows(&cx, x, rows, cols);
         char what[64];
@@ -266,9 +281,9 @@ static void test_softmax(void) {
     float big[2][4] = {{1000, 1000, -1000, 999}, {-1000, -1000, -1000, -1001}};
     gz_softmax_rows(&cx, &big[0][0], 2, 4);
     double e = exp(-1.0);
-    float want[8] = {(float)(1 / (2 + e)), (float)(1 / (2 + e)), 0, (float)(e / (2 + e)),
-                     (float)(1 / (3 + e)), (float)(1 / (3 + e)), (float)(1 / (3 + e)),
-                     (float)(e / (3 + e))};
+    float want[8] = {(float)(1 / (2 + e)), (float)(1 / (2 + e)), 0,
+                     (float)(e / (2 + e)), (float)(1 / (3 + e)), (float)(1 / (3 + e)),
+                     (float)(1 / (3 + e)), (float)(e / (3 + e))};
     close_("softmax large logits", &big[0][0], want, 8, 1e-7f, 1e-6f);
     /* -inf entries get exactly zero */
     float m[3] = {-INFINITY, 2.0f, -INFINITY}, mw[3] = {0, 1, 0};
@@ -279,12 +294,15 @@ static void test_softmax(void) {
 static void test_l2(void) {
     int n = 9, d = 257;
     float *x = rnd((size_t)n * d, 4), *r = malloc((size_t)n * d * sizeof *r);
-    for (int j = 0; j < d; j++) x[3 * d + j] = 0; /* zero row stays zero */
+    for (int j = 0; j < d; j++)
+        x[3 * d + j] = 0; /* zero row stays zero */
     for (int i = 0; i < n; i++) {
         double ss = 0;
-        for (int j = 0; j < d; j++) ss += (double)x[i * d + j] * x[i * d + j];
+        for (int j = 0; j < d; j++)
+            ss += (double)x[i * d + j] * x[i * d + j];
         double nr = fmax(sqrt(ss), 1e-12);
-        for (int j = 0; j < d; j++) r[i * d + j] = (float)(x[i * d + j] / nr);
+        for (int j = 0; j < d; j++)
+            r[i * d + j] = (float)(x[i * d + j] / nr);
     }
     gz_l2_normalize(x, n, d, 1e-12f);
     close_("l2_normalize", x, r, (size_t)n * d, 1e-7f, 1e-6f);
@@ -311,12 +329,14 @@ static void ref_attention(const float *q, int qs, const float *k, const float *v
                     }
                     const float *kr = k + ((size_t)b * Tk + j) * kvs + h * Dh;
                     double s = 0;
-                    for (int c = 0; c < Dh; c++) s += (double)qr[c] * kr[c];
+                    for (int c = 0; c < Dh; c++)
+                        s += (double)qr[c] * kr[c];
                     w[j] = s * scale;
                     mx = fmax(mx, w[j]);
                 }
                 double sum = 0;
-                for (int j = 0; j < Tk; j++) sum += w[j] = (w[j] == -INFINITY ? 0 : exp(w[j] - mx));
+                for (int j = 0; j < Tk; j++)
+                    sum += w[j] = (w[j] == -INFINITY ? 0 : exp(w[j] - mx));
                 for (int c = 0; c < Dh; c++) {
                     double acc = 0;
                     for (int j = 0; j < Tk; j++)
@@ -345,14 +365,17 @@ static void run_attention(const char *what, int B, int Tq, int Tk, int H, int Dh
     if (use_mask) {
         mask = malloc((size_t)B * Tk * sizeof *mask);
         for (int b = 0; b < B; b++) /* right padding: sequence b keeps Tk - b keys (at least 1) */
-            for (int j = 0; j < Tk; j++) mask[b * Tk + j] = j < (Tk - b > 0 ? Tk - b : 1);
+            for (int j = 0; j < Tk; j++)
+                mask[b * Tk + j] = j < (Tk - b > 0 ? Tk - b : 1);
     }
     if (use_mask) /* masked keys must get exactly zero weight: poison their values */
         for (int b = 0; b < B; b++)
             for (int j = 0; j < Tk; j++)
                 if (!mask[b * Tk + j])
-                    for (int c = 0; c < D; c++) v[((size_t)b * Tk + j) * kvs + c] = 1e30f;
-    float *out = malloc((size_t)B * Tq * D * sizeof *out), *ref = malloc((size_t)B * Tq * D * sizeof *ref);
+                    for (int c = 0; c < D; c++)
+                        v[((size_t)b * Tk + j) * kvs + c] = 1e30f;
+    float *out = malloc((size_t)B * Tq * D * sizeof *out),
+          *ref = malloc((size_t)B * Tq * D * sizeof *ref);
     float scale = 1.0f / sqrtf((float)Dh);
     CHECK_OK(gz_attention(&cx, q, qs, k, v, kvs, out, B, Tq, Tk, H, Dh, mask, causal, scale));
     ref_attention(q, qs, k, v, kvs, ref, B, Tq, Tk, H, Dh, mask, causal, scale);
@@ -386,7 +409,8 @@ static void test_attention_paths(void) {
     for (int it = 0; it < 60; it++) {
         int B = 1 + (int)((frand() + 1) * 1.5f), H = 1 + (int)((frand() + 1) * 2.0f);
         int Dh = dhs[(int)((frand() + 1) * 5.0f) % 10];
-        int Tq = 1 + (int)((frand() + 1) * 70.0f), Tk = it % 3 ? Tq : 1 + (int)((frand() + 1) * 70.0f);
+        int Tq = 1 + (int)((frand() + 1) * 70.0f),
+            Tk = it % 3 ? Tq : 1 + (int)((frand() + 1) * 70.0f);
         if (it == 0) Tq = Tk = 197, H = 3, Dh = 64, B = 2; /* ViT-sized, several blocks per pair */
         int causal = frand() > 0.3f, use_mask = frand() > 0.0f;
         int D = H * Dh, qs = D + (it % 4) * 3, kvs = D + (it % 5) * 2;
@@ -396,13 +420,16 @@ static void test_attention_paths(void) {
         int32_t *mask = NULL;
         if (use_mask) {
             mask = malloc((size_t)B * Tk * sizeof *mask);
-            for (int i = 0; i < B * Tk; i++) mask[i] = frand() > -0.4f;
-            for (int b = 0; b < B; b++) mask[b * Tk] = 1; /* every row keeps a key */
+            for (int i = 0; i < B * Tk; i++)
+                mask[i] = frand() > -0.4f;
+            for (int b = 0; b < B; b++)
+                mask[b * Tk] = 1; /* every row keeps a key */
         }
         size_t n = (size_t)B * Tq * D;
         float *fast = malloc((n + guard) * sizeof *fast), *plain = malloc(n * sizeof *plain);
         float *ref = malloc(n * sizeof *ref);
-        for (int i = 0; i < guard; i++) fast[n + i] = 12345.0f;
+        for (int i = 0; i < guard; i++)
+            fast[n + i] = 12345.0f;
         float scale = 1.0f / sqrtf((float)Dh);
         gz_compute cf = cx, cp = cx;
         cf.n_threads = cp.n_threads = threads;
@@ -418,7 +445,8 @@ static void test_attention_paths(void) {
         close_(what, fast, plain, n, 1e-6f, 1e-5f);
         close_(what, fast, ref, n, 1e-5f, 1e-4f);
         int guard_ok = 1;
-        for (int i = 0; i < guard; i++) guard_ok &= fast[n + i] == 12345.0f;
+        for (int i = 0; i < guard; i++)
+            guard_ok &= fast[n + i] == 12345.0f;
         if (!guard_ok) fprintf(stderr, "%s: wrote past the output\n", what);
         CHECK(guard_ok);
         checks++;
@@ -429,10 +457,12 @@ static void test_attention_paths(void) {
 /* ---- patch embedding ---- */
 
 static void test_patch_embed(void) {
-    const int cfg[][5] = {{1, 3, 16, 4, 8}, {2, 3, 48, 12, 48}, {3, 1, 10, 5, 7}, {1, 3, 40, 10, 33}};
+    const int cfg[][5] = {
+        {1, 3, 16, 4, 8}, {2, 3, 48, 12, 48}, {3, 1, 10, 5, 7}, {1, 3, 40, 10, 33}};
     for (size_t s = 0; s < sizeof cfg / sizeof cfg[0]; s++) {
         int B = cfg[s][0], C = cfg[s][1], S = cfg[s][2], p = cfg[s][3], D = cfg[s][4], G = S / p;
-        float *px = rnd((size_t)B * C * S * S, 1), *w = rnd((size_t)D * C * p * p, 1), *b = rnd(D, 1);
+        float *px = rnd((size_t)B * C * S * S, 1), *w = rnd((size_t)D * C * p * p, 1),
+              *b = rnd(D, 1);
         size_t no = (size_t)B * G * G * D;
         float *out = malloc(no * sizeof *out), *ref = malloc(no * sizeof *ref);
         for (int bi = 0; bi < B; bi++)
@@ -444,7 +474,8 @@ static void test_patch_embed(void) {
                             for (int y = 0; y < p; y++)
                                 for (int x = 0; x < p; x++)
                                     acc += (double)w[((d * C + c) * p + y) * p + x] *
-                                           px[(((size_t)bi * C + c) * S + gy * p + y) * S + gx * p + x];
+                                           px[(((size_t)bi * C + c) * S + gy * p + y) * S + gx * p +
+                                              x];
                         ref[(((size_t)bi * G + gy) * G + gx) * D + d] = (float)acc;
                     }
         gz_patch_embed(&cx, px, w, b, out, B, C, S, p, D);
@@ -475,7 +506,7 @@ static double ref_round_f16(double x) {
     double a = fabs(x);
     if (a >= 65520.0) return copysign(INFINITY, x);
     int e;
-    frexp(a, &e); /* a = m * 2^e, m in [0.5, 1) */
+    frexp(a, &e);                         /* a = m * 2^e, m in [0.5, 1) */
     int exp2 = e - 1 < -14 ? -14 : e - 1; /* subnormals share 2^-14's spacing */
     double ulp = ldexp(1.0, exp2 - 10);
     double q = a / ulp, fl = floor(q), r = q - fl;
@@ -502,12 +533,12 @@ static void test_half(void) {
     CHECK(gz_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
     CHECK(gz_f16_to_f32(0x0400) == ldexpf(1.0f, -14));
     CHECK(isinf(gz_f16_to_f32(0x7c00)) && gz_f16_to_f32(0xfc00) < 0);
-    CHECK(gz_f32_to_f16(65520.0f) == 0x7c00);  /* tie rounds up to inf */
+    CHECK(gz_f32_to_f16(65520.0f) == 0x7c00); /* tie rounds up to inf */
     CHECK(gz_f32_to_f16(65519.0f) == 0x7bff);
     CHECK(gz_f32_to_f16(ldexpf(1.0f, -25)) == 0); /* tie to even: 0 */
     CHECK(gz_f32_to_f16(ldexpf(1.5f, -25)) == 1);
     CHECK(gz_f32_to_f16(-0.0f) == 0x8000);
-    CHECK(gz_f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3c00); /* tie to even down */
+    CHECK(gz_f32_to_f16(1.0f + ldexpf(1.0f, -11)) == 0x3c00);     /* tie to even down */
     CHECK(gz_f32_to_f16(1.0f + 3 * ldexpf(1.0f, -11)) == 0x3c02); /* tie to even up */
     checks += 13;
     /* random floats over the whole f16 range against the exact reference */
@@ -542,7 +573,8 @@ static void test_half(void) {
 
 static void mark_range(void *ctx, size_t i0, size_t i1) {
     int *hits = ctx;
-    for (size_t i = i0; i < i1; i++) hits[i]++;
+    for (size_t i = i0; i < i1; i++)
+        hits[i]++;
 }
 
 static void test_parallel_for(void) {
@@ -555,7 +587,8 @@ static void test_parallel_for(void) {
                 int *hits = calloc(n + 1, sizeof *hits);
                 gz_parallel_for(n, mins[m], t, mark_range, hits);
                 int ok = 1;
-                for (size_t i = 0; i < n; i++) ok &= hits[i] == 1;
+                for (size_t i = 0; i < n; i++)
+                    ok &= hits[i] == 1;
                 ok &= hits[n] == 0;
                 if (!ok) fprintf(stderr, "parallel_for n=%zu min=%zu threads=%d\n", n, mins[m], t);
                 CHECK(ok);
@@ -638,7 +671,8 @@ static void test_contexts(void) {
     }
     ctx_job jobs[2] = {{cp, x, plain, n, 20, 0, 0}, {cv, x, vec, n, 20, 0, 0}};
     pthread_t th[2];
-    for (int t = 0; t < 2; t++) CHECK(pthread_create(&th[t], NULL, ctx_main, &jobs[t]) == 0);
+    for (int t = 0; t < 2; t++)
+        CHECK(pthread_create(&th[t], NULL, ctx_main, &jobs[t]) == 0);
     for (int t = 0; t < 2; t++) {
         pthread_join(th[t], NULL);
         if (jobs[t].bad_values || jobs[t].bad_ranges)
@@ -665,12 +699,14 @@ static void test_attention_nomem(void) {
         int Tq = fail[i].Tq, Tk = fail[i].Tk;
         float *q = rnd((size_t)B * Tq * D, 2), *k = rnd((size_t)B * Tk * D, 2);
         float *v = rnd((size_t)B * Tk * D, 2), *out = gz_test_alloc_f((size_t)B * Tq * D);
-        for (size_t j = 0; j < (size_t)B * Tq * D; j++) out[j] = 7.0f;
+        for (size_t j = 0; j < (size_t)B * Tq * D; j++)
+            out[j] = 7.0f;
         gz_compute c = cx;
         c.scratch_limit = fail[i].limit;
         gz_status st = gz_attention(&c, q, D, k, v, D, out, B, Tq, Tk, H, Dh, NULL, 0, 0.35f);
         int untouched = 1;
-        for (size_t j = 0; j < (size_t)B * Tq * D; j++) untouched &= out[j] == 7.0f;
+        for (size_t j = 0; j < (size_t)B * Tq * D; j++)
+            untouched &= out[j] == 7.0f;
         if (st != GZ_ENOMEM || !untouched)
             fprintf(stderr, "attention no scratch Tq=%d Tk=%d limit %zu: status %d, out %s\n", Tq,
                     Tk, c.scratch_limit, st, untouched ? "untouched" : "written");
@@ -685,7 +721,8 @@ static void test_attention_nomem(void) {
     float *v = rnd((size_t)B * Tk * D, 2);
     float *out = gz_test_alloc_f((size_t)B * Tq * D), *ref = gz_test_alloc_f((size_t)B * Tq * D);
     int32_t *mask = malloc((size_t)B * Tk * sizeof *mask);
-    for (int j = 0; j < B * Tk; j++) mask[j] = j % Tk < Tk - 5 * (j / Tk);
+    for (int j = 0; j < B * Tk; j++)
+        mask[j] = j % Tk < Tk - 5 * (j / Tk);
     gz_compute c = cx;
     c.scratch_limit = 1024 * sizeof(float); /* 13 rows of 77 scores, below any heap scratch */
     CHECK_OK(gz_attention(&c, q, D, k, v, D, out, B, Tq, Tk, H, Dh, mask, 1, 0.35f));

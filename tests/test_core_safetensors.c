@@ -33,7 +33,8 @@ static void write_raw(const char *path, uint64_t hlen_field, const char *hdr, si
         exit(3);
     }
     unsigned char le[8];
-    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(hlen_field >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(hlen_field >> (8 * i));
     fwrite(le, 1, 8, fp);
     if (hdr_len) fwrite(hdr, 1, hdr_len, fp);
     if (data_len) fwrite(data, 1, data_len, fp);
@@ -63,7 +64,8 @@ static void write_st(const char *path, const wt *t, size_t n, size_t align) {
     size_t off = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *shape = json_array();
-        for (int d = 0; d < t[i].ndim; d++) json_array_append_new(shape, json_integer(t[i].shape[d]));
+        for (int d = 0; d < t[i].ndim; d++)
+            json_array_append_new(shape, json_integer(t[i].shape[d]));
         json_object_set_new(root, t[i].name,
                             json_pack("{s:s, s:o, s:[I, I]}", "dtype", t[i].dtype, "shape", shape,
                                       "data_offsets", (json_int_t)off,
@@ -97,7 +99,8 @@ static void test_fixture_models(void) {
         gz_st_file *f32 = NULL, *f16 = NULL, *bf16 = NULL;
         CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/model.safetensors", families[fi]), &f32));
         CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/model.f16.safetensors", families[fi]), &f16));
-        CHECK_OK(gz_st_open(gz_test_path("fixtures/%s/model.bf16.safetensors", families[fi]), &bf16));
+        CHECK_OK(
+            gz_st_open(gz_test_path("fixtures/%s/model.bf16.safetensors", families[fi]), &bf16));
         checks += 3;
         if (!f32 || !f16 || !bf16) {
             gz_st_close(f32), gz_st_close(f16), gz_st_close(bf16);
@@ -149,7 +152,8 @@ static void test_fixture_models(void) {
         CHECK(gz_st_find(f32, "no.such.tensor") == NULL);
         const gz_st_tensor *t0 = gz_st_at(f32, 0);
         int64_t wrong[GZ_ST_MAX_DIMS + 1] = {0};
-        for (int k = 0; k < t0->ndim; k++) wrong[k] = t0->shape[k];
+        for (int k = 0; k < t0->ndim; k++)
+            wrong[k] = t0->shape[k];
         wrong[t0->ndim] = 1;
         EXPECT_STATUS(gz_st_f32(f32, t0->name, t0->ndim + 1, wrong, &p), GZ_EINVAL);
         CHECK(strstr(gz_last_error(), t0->name) != NULL);
@@ -230,10 +234,10 @@ static void test_valid_builds(void) {
     double f64[2] = {0.1, -3e10};
     uint16_t h16[2] = {gz_f32_to_f16(0.5f), gz_f32_to_f16(-65504)};
     const wt ts[] = {
-        {"a.i32", "I32", 1, {3}, i32, sizeof i32},   {"b.i16", "I16", 2, {1, 2}, i16, sizeof i16},
-        {"c.i8", "I8", 1, {3}, i8, sizeof i8},       {"d.u8", "U8", 1, {2}, u8, sizeof u8},
-        {"e.bool", "BOOL", 1, {2}, bl, sizeof bl},   {"f.f32", "F32", 2, {2, 3}, f, sizeof f},
-        {"g.empty", "F32", 2, {0, 4}, NULL, 0},      {"h.f64", "F64", 1, {2}, f64, sizeof f64},
+        {"a.i32", "I32", 1, {3}, i32, sizeof i32}, {"b.i16", "I16", 2, {1, 2}, i16, sizeof i16},
+        {"c.i8", "I8", 1, {3}, i8, sizeof i8},     {"d.u8", "U8", 1, {2}, u8, sizeof u8},
+        {"e.bool", "BOOL", 1, {2}, bl, sizeof bl}, {"f.f32", "F32", 2, {2, 3}, f, sizeof f},
+        {"g.empty", "F32", 2, {0, 4}, NULL, 0},    {"h.f64", "F64", 1, {2}, f64, sizeof f64},
         {"i.f16", "F16", 1, {2}, h16, sizeof h16},
     };
     const size_t aligns[] = {8, 1};
@@ -305,43 +309,46 @@ static void test_malformed(void) {
         {"entry not an object", "{\"w\": 5}", 0, "w"},
         {"entry is a list", "{\"w\": [\"F32\", [1], [0, 4]]}", 4, "not an object"},
         {"missing dtype", "{\"w\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "dtype"},
-        {"unknown dtype", "{\"w\": {\"dtype\": \"Q4\", \"shape\": [1], \"data_offsets\": [0, 4]}}", 4,
-         "Q4"},
-        {"dtype not a string", "{\"w\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 4]}}", 4,
-         "dtype"},
+        {"unknown dtype", "{\"w\": {\"dtype\": \"Q4\", \"shape\": [1], \"data_offsets\": [0, 4]}}",
+         4, "Q4"},
+        {"dtype not a string", "{\"w\": {\"dtype\": 4, \"shape\": [1], \"data_offsets\": [0, 4]}}",
+         4, "dtype"},
         {"missing shape", "{\"w\": {\"dtype\": \"F32\", \"data_offsets\": [0, 4]}}", 4, "shape"},
-        {"negative dim", "{\"w\": {\"dtype\": \"F32\", \"shape\": [-1, 1], \"data_offsets\": [0, 4]}}",
+        {"negative dim",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [-1, 1], \"data_offsets\": [0, 4]}}", 4, "shape"},
+        {"float dim", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1.0], \"data_offsets\": [0, 4]}}",
          4, "shape"},
-        {"float dim", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1.0], \"data_offsets\": [0, 4]}}", 4,
-         "shape"},
         {"too many dims",
-         "{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}", 4,
-         "dimensions"},
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}",
+         4, "dimensions"},
         {"shape overflow",
-         "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 4], \"data_offsets\": [0, 4]}}",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296, 4], \"data_offsets\": "
+         "[0, 4]}}",
          4, "overflow"},
         {"missing offsets", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}", 4, "data_offsets"},
         {"one offset", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0]}}", 4,
          "data_offsets"},
-        {"three offsets", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4, 8]}}",
-         8, "data_offsets"},
+        {"three offsets",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4, 8]}}", 8,
+         "data_offsets"},
         {"string offsets",
          "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [\"0\", \"4\"]}}", 4,
          "data_offsets"},
-        {"negative offset", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-4, 0]}}",
-         4, "data_offsets"},
-        {"end before start", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}",
-         8, "end"},
-        {"beyond data", "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 4,
-         "beyond"},
+        {"negative offset",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [-4, 0]}}", 4,
+         "data_offsets"},
+        {"end before start",
+         "{\"w\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 4]}}", 8, "end"},
+        {"beyond data", "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
+         4, "beyond"},
         {"huge offsets",
          "{\"w\": {\"dtype\": \"U8\", \"shape\": [1], \"data_offsets\": [9223372036854775806, "
          "9223372036854775807]}}",
          4, "beyond"},
-        {"size mismatch", "{\"w\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 12,
-         "span"},
-        {"f16 size mismatch", "{\"w\": {\"dtype\": \"F16\", \"shape\": [4], \"data_offsets\": [0, 16]}}",
-         16, "span"},
+        {"size mismatch", "{\"w\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}",
+         12, "span"},
+        {"f16 size mismatch",
+         "{\"w\": {\"dtype\": \"F16\", \"shape\": [4], \"data_offsets\": [0, 16]}}", 16, "span"},
         {"overlap",
          "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
          " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}",
@@ -390,7 +397,7 @@ static void test_malformed(void) {
         float data = 1;
         uint64_t len = lens[i].len;
         size_t wl = hl;
-        if (lens[i].write_hdr_len == 1) len = hl + 1; /* swallows the first data byte */
+        if (lens[i].write_hdr_len == 1) len = hl + 1;          /* swallows the first data byte */
         if (lens[i].write_hdr_len == 2) len = hl, wl = hl / 2; /* file cut inside the header */
         if (lens[i].write_hdr_len == 3) len = 0;
         if (lens[i].write_hdr_len == 2)

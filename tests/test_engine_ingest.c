@@ -21,10 +21,9 @@
 static int checks = 0;
 #define T(cond) CHECK_COUNTED(checks, cond)
 
-static const char *const PHOTOS[] = {"animal_cat_chelsea.png", "animal_dog_corgi.jpg",
-                                     "food_coffee.png",        "product_kettle.jpg",
-                                     "scene_rocket_launchpad.jpg", "people_hopper.gif",
-                                     "animal_kitten.webp"};
+static const char *const PHOTOS[] = {
+    "animal_cat_chelsea.png",     "animal_dog_corgi.jpg", "food_coffee.png",   "product_kettle.jpg",
+    "scene_rocket_launchpad.jpg", "people_hopper.gif",    "animal_kitten.webp"};
 #define N_PHOTOS ((int)(sizeof PHOTOS / sizeof PHOTOS[0]))
 
 static void copy_file(const char *from, const char *to) {
@@ -35,7 +34,8 @@ static void copy_file(const char *from, const char *to) {
     }
     char buf[65536];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+    while ((n = fread(buf, 1, sizeof buf, a)) > 0)
+        fwrite(buf, 1, n, b);
     fclose(a);
     fclose(b);
 }
@@ -397,7 +397,8 @@ int main(void) {
     for (int i = 0; i < r.n; i++) {
         CHECK_OK(gz_db_get_embedding(gz_engine_db(e), r.v[i].item_id, mid, v, dim));
         double c = 0;
-        for (int d = 0; d < dim; d++) c += (double)q[d] * v[d];
+        for (int d = 0; d < dim; d++)
+            c += (double)q[d] * v[d];
         cos[i] = (float)c;
         T(fabsf(cos[i] - r.v[i].score) < 1e-5f);
         T(r.v[i].kind == GZ_ITEM_IMAGE && r.v[i].width > 0 && r.v[i].path[0] == '/');
@@ -448,7 +449,8 @@ int main(void) {
     CHECK_OK(gz_engine_search(e, &qu, &r));
     checks++;
     T(r.n == N_PHOTOS - 1);
-    for (int i = 0; i < r.n; i++) T(strstr(r.v[i].path, "food_coffee") == NULL);
+    for (int i = 0; i < r.n; i++)
+        T(strstr(r.v[i].path, "food_coffee") == NULL);
     gz_results_free(&r);
 
     free(q);

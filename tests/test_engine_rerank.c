@@ -17,8 +17,7 @@ static int checks = 0;
 #define T(cond) CHECK_COUNTED(checks, cond)
 
 static const char *const PHOTOS[] = {"animal_cat_chelsea.png", "animal_dog_corgi.jpg",
-                                     "food_coffee.png", "product_kettle.jpg",
-                                     "animal_kitten.webp"};
+                                     "food_coffee.png", "product_kettle.jpg", "animal_kitten.webp"};
 #define N_PHOTOS ((int)(sizeof PHOTOS / sizeof PHOTOS[0]))
 #define QUERY "a cat on a table"
 
@@ -88,7 +87,8 @@ static gz_engine *open_indexed(const char *dir, const char *photos, gz_model **m
     char db[4096];
     snprintf(db, sizeof db, "%s/e.db", dir);
     T(mkdir(photos, 0755) == 0);
-    for (int i = 0; i < N_PHOTOS; i++) add_photo(photos, PHOTOS[i]);
+    for (int i = 0; i < N_PHOTOS; i++)
+        add_photo(photos, PHOTOS[i]);
     gz_engine_params ep = gz_engine_default_params();
     ep.db_path = db;
     ep.model_dir = gz_test_path("fixtures/blip_itm");

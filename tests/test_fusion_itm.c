@@ -77,8 +77,8 @@ typedef struct {
 static void *thread_main(void *arg) {
     thread_job *j = arg;
     for (int rep = 0; rep < 20 && j->st == GZ_OK; rep++)
-        j->st = gz_itm_score(j->m, &cx, j->im, j->in->ids, j->in->mask, j->in->B, j->in->T, j->logits,
-                             NULL, NULL);
+        j->st = gz_itm_score(j->m, &cx, j->im, j->in->ids, j->in->mask, j->in->B, j->in->T,
+                             j->logits, NULL, NULL);
     return NULL;
 }
 

@@ -33,14 +33,16 @@ static void test_rank(void) {
     const int want[8] = {1, 2, 4, 7, 0, 6, 3, 5};
     gz_match s[8], before[8];
     memset(s, 0, sizeof s);
-    for (int i = 0; i < 8; i++) s[i].score = sc[i];
+    for (int i = 0; i < 8; i++)
+        s[i].score = sc[i];
     memcpy(before, s, sizeof s);
     int order[8];
     gz_rank_by_score(s, 8, order);
     T(memcmp(order, want, sizeof order) == 0);
     if (memcmp(order, want, sizeof order) != 0) {
         fprintf(stderr, "order:");
-        for (int i = 0; i < 8; i++) fprintf(stderr, " %d", order[i]);
+        for (int i = 0; i < 8; i++)
+            fprintf(stderr, " %d", order[i]);
         fprintf(stderr, "\n");
     }
     /* only order[] is written: the candidates stay where they were */
@@ -51,7 +53,8 @@ static void test_rank(void) {
     memset(eq, 0, sizeof eq);
     int ord[5];
     gz_rank_by_score(eq, 5, ord);
-    for (int i = 0; i < 5; i++) T(ord[i] == i);
+    for (int i = 0; i < 5; i++)
+        T(ord[i] == i);
 
     /* n <= 0 and NULL arguments leave order untouched */
     int keep[2] = {-7, -7};

@@ -472,16 +472,16 @@ static void test_pick_files(void) {
     make_repo(d4, "repo-noconfig", "model.safetensors", "x", NULL);
     char d5[PATHLEN], r5[PATHLEN + 32];
     make_repo(d5, "repo-bert", "config.json",
-              "{\"model_type\": \"bert\", \"architectures\": [\"BertModel\"]}",
-              "model.safetensors", "bert weights", "vocab.txt", "[PAD]\n", NULL);
+              "{\"model_type\": \"bert\", \"architectures\": [\"BertModel\"]}", "model.safetensors",
+              "bert weights", "vocab.txt", "[PAD]\n", NULL);
     spf(r5, sizeof r5, "org/bert=%s", d5);
     char r1[PATHLEN + 32], r2[PATHLEN + 32], r3[PATHLEN + 32], r4[PATHLEN + 32];
     spf(r1, sizeof r1, "org/sharded=%s", d1);
     spf(r2, sizeof r2, "org/torch=%s", d2);
     spf(r3, sizeof r3, "org/noweights=%s", d3);
     spf(r4, sizeof r4, "org/noconfig=%s", d4);
-    const char *const extra[] = {"--repo", r1, "--repo", r2, "--repo", r3, "--repo", r4,
-                                 "--repo", r5, NULL};
+    const char *const extra[] = {"--repo", r1, "--repo", r2, "--repo", r3,
+                                 "--repo", r4, "--repo", r5, NULL};
     standin_start(&s, "pick", extra);
     gz_hub_params p = params_for(&s, "cache-pick");
     gz_hub_pull_stats st;

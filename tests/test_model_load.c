@@ -110,7 +110,8 @@ static void test_rank_unit(void) {
     gz_match s[6];
     memset(s, 0, sizeof s);
     const float sc[6] = {1.0f, 3.0f, -2.0f, 3.0f, 2.5f, 1.0f};
-    for (int i = 0; i < 6; i++) s[i].score = sc[i];
+    for (int i = 0; i < 6; i++)
+        s[i].score = sc[i];
     int order[6], want_order[6] = {1, 3, 4, 0, 5, 2};
     gz_rank_by_score(s, 6, order);
     checks++;
@@ -145,7 +146,8 @@ static void check_matching(gz_model *m, const family_case *c, gz_st_file *ex, co
         close_to(label, "match itm_logit", itm, wl, NI * NT * 2, 1e-4f, 1e-4f);
         close_to(label, "match itm_prob", prob, wp, NI * NT, 1e-5f, 0);
         if (!sim || !wl) return;
-        for (int k = 0; k < NI * NT; k++) want_score[k] = wl[2 * k + 1] + sim[k];
+        for (int k = 0; k < NI * NT; k++)
+            want_score[k] = wl[2 * k + 1] + sim[k];
         close_to(label, "match score (itm[1] + itc)", score, want_score, NI * NT, 1e-4f, 1e-4f);
     } else {
         const float *wl = want(ex, pre, "logits_per_image", NI * NT);
@@ -158,7 +160,8 @@ static void check_matching(gz_model *m, const family_case *c, gz_st_file *ex, co
             for (int i = 0; i < NI; i++)
                 for (int t = 0; t < NT; t++) {
                     double s = 0;
-                    for (int e = 0; e < 24; e++) s += (double)wi[i * 24 + e] * wt[t * 24 + e];
+                    for (int e = 0; e < 24; e++)
+                        s += (double)wi[i * 24 + e] * wt[t * 24 + e];
                     cos[i * NT + t] = (float)s;
                 }
             close_to(label, "match itc (cosine)", itc, cos, NI * NT, 1e-5f, 0);
@@ -220,15 +223,17 @@ static void run_case(const family_case *c, const weights_case *wc) {
     checks++;
     CHECK(gz_model_family(m) == c->family);
     CHECK(strcmp(gz_family_name(gz_model_family(m)), c->family == GZ_FAMILY_BLIP ? "blip"
-                                                       : c->family == GZ_FAMILY_CLIP ? "clip"
-                                                                                     : "chinese_clip") == 0);
+                                                     : c->family == GZ_FAMILY_CLIP
+                                                         ? "clip"
+                                                         : "chinese_clip") == 0);
     CHECK(gz_model_has_itm(m) == (c->family == GZ_FAMILY_BLIP));
     CHECK(E == (c->family == GZ_FAMILY_BLIP ? 32 : 24));
 
     // texts
     float *temb = gz_test_alloc_f((size_t)NT * E);
     CHECK_OK(gz_encode_texts(m, (const char *const *)captions, NT, temb));
-    close_to(label, c->text_key, temb, want(ex, wc->prefix, c->text_key, (size_t)NT * E), (size_t)NT * E, 1e-5f, 0);
+    close_to(label, c->text_key, temb, want(ex, wc->prefix, c->text_key, (size_t)NT * E),
+             (size_t)NT * E, 1e-5f, 0);
     // a text alone gives the same vector as in the batch
     float one[64];
     CHECK_OK(gz_encode_texts(m, (const char *const *)&captions[8], 1, one));
@@ -290,14 +295,16 @@ static void run_case(const family_case *c, const weights_case *wc) {
                 got[2 * t] = r[t].itm_logit[0];
                 got[2 * t + 1] = r[t].itm_logit[1];
             }
-            close_to(label, "[ENC] itm_logits (image 1)", got, we ? we + NT * 2 : NULL, NT * 2, 1e-4f, 1e-4f);
+            close_to(label, "[ENC] itm_logits (image 1)", got, we ? we + NT * 2 : NULL, NT * 2,
+                     1e-4f, 1e-4f);
         } else {
             CHECK(st == GZ_EUNSUPPORTED);
             CHECK(strstr(gz_last_error(), "BLIP") != NULL);
         }
         gz_model_free(m2);
     }
-    for (int i = 0; i < NI; i++) gz_image_free(&imgs[i]);
+    for (int i = 0; i < NI; i++)
+        gz_image_free(&imgs[i]);
     free(temb);
     free(iemb);
 done:
@@ -310,7 +317,8 @@ static int copy_file(const char *from, const char *to) {
     int ok = a && b;
     char buf[1 << 16];
     size_t n;
-    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0) ok = fwrite(buf, 1, n, b) == n;
+    while (ok && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        ok = fwrite(buf, 1, n, b) == n;
     if (a) fclose(a);
     if (b && fclose(b) != 0) ok = 0;
     return ok;
@@ -323,11 +331,12 @@ static int write_shard(gz_st_file *f, size_t lo, size_t hi, const char *path) {
     for (size_t i = lo; i < hi; i++) {
         const gz_st_tensor *t = gz_st_at(f, i);
         json_t *shape = json_array();
-        for (int d = 0; d < t->ndim; d++) json_array_append_new(shape, json_integer(t->shape[d]));
-        json_object_set_new(hdr, t->name, json_pack("{s:s, s:o, s:[I, I]}", "dtype",
-                                                    gz_dtype_name(t->dtype), "shape", shape,
-                                                    "data_offsets", (json_int_t)off,
-                                                    (json_int_t)(off + t->nbytes)));
+        for (int d = 0; d < t->ndim; d++)
+            json_array_append_new(shape, json_integer(t->shape[d]));
+        json_object_set_new(hdr, t->name,
+                            json_pack("{s:s, s:o, s:[I, I]}", "dtype", gz_dtype_name(t->dtype),
+                                      "shape", shape, "data_offsets", (json_int_t)off,
+                                      (json_int_t)(off + t->nbytes)));
         off += t->nbytes;
     }
     char *js = json_dumps(hdr, JSON_COMPACT);
@@ -336,9 +345,11 @@ static int write_shard(gz_st_file *f, size_t lo, size_t hi, const char *path) {
     FILE *o = fopen(path, "wb");
     int ok = o != NULL;
     unsigned char len8[8];
-    for (int k = 0; k < 8; k++) len8[k] = (unsigned char)((uint64_t)padded >> (8 * k));
+    for (int k = 0; k < 8; k++)
+        len8[k] = (unsigned char)((uint64_t)padded >> (8 * k));
     ok = ok && fwrite(len8, 1, 8, o) == 8 && fwrite(js, 1, hl, o) == hl;
-    for (size_t k = hl; ok && k < padded; k++) ok = fputc(' ', o) != EOF;
+    for (size_t k = hl; ok && k < padded; k++)
+        ok = fputc(' ', o) != EOF;
     for (size_t i = lo; ok && i < hi; i++) {
         const gz_st_tensor *t = gz_st_at(f, i);
         ok = fwrite(t->data, 1, t->nbytes, o) == t->nbytes;
@@ -398,8 +409,8 @@ static void test_sharded(void) {
         const int E = gz_model_dim(m), S = gz_model_image_size(m);
         float t[NT * 64], im[NI * 64];
         CHECK_OK(gz_encode_texts(m, (const char *const *)captions, NT, t));
-        close_to("chinese_clip sharded", "text_embeds", t, want(ex, "", "text_embeds", (size_t)NT * E),
-                 (size_t)NT * E, 1e-5f, 0);
+        close_to("chinese_clip sharded", "text_embeds", t,
+                 want(ex, "", "text_embeds", (size_t)NT * E), (size_t)NT * E, 1e-5f, 0);
         const float *pv = want(ex, "", "pixel_values", (size_t)NI * 3 * S * S);
         if (pv) {
             CHECK_OK(gz_encode_pixels(m, pv, NI, im));
@@ -442,7 +453,8 @@ static void test_model_threads(void) {
         jobs[t].m = m;
         CHECK(pthread_create(&th[t], NULL, thread_main, &jobs[t]) == 0);
     }
-    for (int t = 0; t < 4; t++) pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
     for (int t = 0; t < 4; t++) {
         checks++;
         CHECK(jobs[t].st == GZ_OK);
@@ -455,12 +467,14 @@ static void test_model_threads(void) {
     memset(ims, 0, sizeof ims);
     gz_image_params ip = gz_model_image_params(m);
     for (int i = 0; i < 5; i++)
-        if (i != 3) CHECK_OK(gz_image_load(gz_test_path("fixtures/images/%s", images[i]), &ip, &ims[i]));
+        if (i != 3)
+            CHECK_OK(gz_image_load(gz_test_path("fixtures/images/%s", images[i]), &ip, &ims[i]));
     float out[5 * 64];
     checks++;
     CHECK(gz_encode_images(m, ims, 5, out) == GZ_EINVAL);
     CHECK(strstr(gz_last_error(), "image 3") != NULL);
-    for (int i = 0; i < 5; i++) gz_image_free(&ims[i]);
+    for (int i = 0; i < 5; i++)
+        gz_image_free(&ims[i]);
     gz_model_free(m);
 }
 
@@ -481,7 +495,8 @@ static void test_model_misc(void) {
     // the same checkpoint in another directory, without tokenizer files: same fingerprint,
     // and image encoding works (the tokenizer and text tower are never loaded)
     const char *tmp = gz_test_tmpdir("fusion_model");
-    static const char *const files[] = {"config.json", "preprocessor_config.json", "model.safetensors"};
+    static const char *const files[] = {"config.json", "preprocessor_config.json",
+                                        "model.safetensors"};
     int ok = 1;
     for (int i = 0; i < 3; i++) {
         char from[1024], to[1024];
@@ -571,7 +586,8 @@ static void weights_totals(const char *path, size_t *numel, size_t *count, long 
     CHECK_OK(gz_st_open(path, &f));
     if (!f) return;
     *count = gz_st_count(f);
-    for (size_t i = 0; i < *count; i++) *numel += gz_st_at(f, i)->numel;
+    for (size_t i = 0; i < *count; i++)
+        *numel += gz_st_at(f, i)->numel;
     gz_st_close(f);
     struct stat sb;
     if (stat(path, &sb) == 0) *bytes = (long long)sb.st_size;
@@ -582,11 +598,13 @@ static void test_describe(void) {
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
         const char *dir = gz_test_path("fixtures/%s", CASES[c].dir);
         json_error_t jerr;
-        json_t *cfg = json_load_file(gz_test_path("fixtures/%s/config.json", CASES[c].dir), 0, &jerr);
+        json_t *cfg =
+            json_load_file(gz_test_path("fixtures/%s/config.json", CASES[c].dir), 0, &jerr);
         checks++;
         CHECK(cfg != NULL);
         if (!cfg) continue;
-        json_t *tc = json_object_get(cfg, "text_config"), *vc = json_object_get(cfg, "vision_config");
+        json_t *tc = json_object_get(cfg, "text_config"),
+               *vc = json_object_get(cfg, "vision_config");
         for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) {
             gz_model_info mi;
             CHECK_OK(gz_model_describe(dir, WEIGHTS[w].file, &mi));
@@ -597,10 +615,12 @@ static void test_describe(void) {
                            &numel, &count, &bytes);
             static const char *const dt[] = {"F32", "F16", "BF16"};
             checks++;
-            CHECK(strcmp(mi.model_type, json_string_value(json_object_get(cfg, "model_type"))) == 0);
+            CHECK(strcmp(mi.model_type, json_string_value(json_object_get(cfg, "model_type"))) ==
+                  0);
             CHECK(strcmp(mi.architecture, json_string_value(json_array_get(
                                               json_object_get(cfg, "architectures"), 0))) == 0);
-            CHECK(mi.family == CASES[c].family && mi.has_itm == (CASES[c].family == GZ_FAMILY_BLIP));
+            CHECK(mi.family == CASES[c].family &&
+                  mi.has_itm == (CASES[c].family == GZ_FAMILY_BLIP));
             CHECK(mi.text.hidden_size == json_integer_value(json_object_get(tc, "hidden_size")));
             CHECK(mi.text.layers == json_integer_value(json_object_get(tc, "num_hidden_layers")));
             if (json_object_get(tc, "vocab_size")) /* else the family's default */
@@ -613,7 +633,8 @@ static void test_describe(void) {
             CHECK(strcmp(mi.text.tokenizer,
                          CASES[c].family == GZ_FAMILY_CLIP ? "byte-level BPE" : "WordPiece") == 0);
             CHECK(mi.text.act && mi.vision.act && strcmp(mi.vision.act, "?") != 0);
-            CHECK(mi.parameters == numel && mi.tensors == count && (long long)mi.file_bytes == bytes);
+            CHECK(mi.parameters == numel && mi.tensors == count &&
+                  (long long)mi.file_bytes == bytes);
             if (strcmp(mi.dtypes, dt[w]) != 0) {
                 fprintf(stderr, "%s %s: dtypes %s, want %s\n", CASES[c].dir,
                         WEIGHTS[w].file ? WEIGHTS[w].file : "default", mi.dtypes, dt[w]);
@@ -621,8 +642,9 @@ static void test_describe(void) {
             }
             gz_model *m = NULL;
             CHECK_OK(gz_model_load(dir, NULL, &m));
-            if (m) CHECK(mi.projection_dim == gz_model_dim(m) && mi.vision.image_size ==
-                                                                     gz_model_image_size(m));
+            if (m)
+                CHECK(mi.projection_dim == gz_model_dim(m) &&
+                      mi.vision.image_size == gz_model_image_size(m));
             gz_model_free(m);
         }
         json_decref(cfg);
@@ -646,7 +668,8 @@ static void test_describe(void) {
     checks++;
     memset(&mi, 0x5a, sizeof mi);
     CHECK(gz_model_describe(gz_test_path("fixtures/no_such_model"), NULL, &mi) != GZ_OK);
-    CHECK(strstr(gz_last_error(), "no_such_model") != NULL && mi.tensors == 0 && mi.text.act == NULL);
+    CHECK(strstr(gz_last_error(), "no_such_model") != NULL && mi.tensors == 0 &&
+          mi.text.act == NULL);
     CHECK(gz_model_describe(gz_test_path("fixtures/clip"), "missing.safetensors", &mi) != GZ_OK);
     CHECK(strstr(gz_last_error(), "missing.safetensors") != NULL);
     CHECK(gz_model_describe(NULL, NULL, &mi) == GZ_EINVAL);
@@ -698,7 +721,8 @@ static void test_tokenize(void) {
 
         // truncation: < 0 the model's maximum, 0 none, > 0 that many; special tokens kept
         char longtext[2048] = "";
-        for (int i = 0; i < 200; i++) strcat(longtext, "dog ");
+        for (int i = 0; i < 200; i++)
+            strcat(longtext, "dog ");
         int32_t *a = NULL, *full = NULL, *five = NULL;
         int na = 0, nf = 0, n5 = 0;
         CHECK_OK(gz_model_tokenize(m, longtext, -1, &a, &na));
@@ -812,9 +836,10 @@ static void test_fingerprint_pinned(void) {
         {"bin2", NULL, "a58931bc583a1722c09411797e873ced"},
     };
     for (size_t i = 0; i < sizeof pins / sizeof pins[0]; i++) {
-        const char *dir = strcmp(pins[i].what, "bin1") == 0   ? bin1
-                          : strcmp(pins[i].what, "bin2") == 0 ? bin2
-                                                              : gz_test_path("fixtures/%s", pins[i].what);
+        const char *dir = strcmp(pins[i].what, "bin1") == 0 ? bin1
+                          : strcmp(pins[i].what, "bin2") == 0
+                              ? bin2
+                              : gz_test_path("fixtures/%s", pins[i].what);
         gz_model_params mp = gz_model_default_params();
         mp.weights_file = pins[i].weights;
         gz_model *m = NULL;
@@ -865,7 +890,8 @@ static void test_fast_decode(void) {
             CHECK_OK(gz_encode_images(mf, &a, 1, ea));
             CHECK_OK(gz_encode_images(mx, &b, 1, eb));
             double cos = 0;
-            for (int e = 0; e < E; e++) cos += (double)ea[e] * eb[e];
+            for (int e = 0; e < E; e++)
+                cos += (double)ea[e] * eb[e];
             printf("  %-30s fast %dx%d vs full %dx%d: cosine %.6f\n", CASES[c].dir, a.width,
                    a.height, b.width, b.height, cos);
             CHECK(cos > 0.99);
@@ -881,7 +907,8 @@ int main(void) {
     load_inputs();
     test_rank_unit();
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
-        for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++) run_case(&CASES[c], &WEIGHTS[w]);
+        for (size_t w = 0; w < sizeof WEIGHTS / sizeof WEIGHTS[0]; w++)
+            run_case(&CASES[c], &WEIGHTS[w]);
     test_model_misc();
     test_fingerprint_pinned();
     test_describe();

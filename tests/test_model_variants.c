@@ -96,7 +96,8 @@ static void truncated_rows(const variant *v, gz_st_file *ex, int skip[NT]) {
     const int fixture_max = fixture_max_length(v->fixture);
     for (int t = 0; mask && t < NT && t < B; t++) {
         int len = 0;
-        for (int j = 0; j < L; j++) len += mask[t * L + j];
+        for (int j = 0; j < L; j++)
+            len += mask[t * L + j];
         skip[t] = len == fixture_max;
     }
     free(mask);
@@ -118,7 +119,8 @@ static void check_texts(gz_model *m, const variant *v, gz_st_file *ex, const int
     for (int t = 0; st == GZ_OK && ids && mask && t < NT && t < B; t++) {
         if (skip[t]) continue;
         int len = 0;
-        for (int j = 0; j < L; j++) len += mask[t * L + j];
+        for (int j = 0; j < L; j++)
+            len += mask[t * L + j];
         int32_t *got = NULL;
         int n = 0;
         T_OK(gz_model_tokenize(m, captions[t], -1, &got, &n));
@@ -133,8 +135,7 @@ static void check_texts(gz_model *m, const variant *v, gz_st_file *ex, const int
         snprintf(what, sizeof what, "%s[%d]", key, t);
         if (want) compare(v->name, what, emb + (size_t)t * E, want + (size_t)t * E, E, 1e-5f, 0);
     }
-    if (v->untruncated_only)
-        T(gz_model_max_length(m) == (v->family == GZ_FAMILY_CLIP ? 77 : 512));
+    if (v->untruncated_only) T(gz_model_max_length(m) == (v->family == GZ_FAMILY_CLIP ? 77 : 512));
     free(emb);
     free(ids);
     free(mask);
@@ -168,7 +169,8 @@ static void check_images(gz_model *m, const variant *v, gz_st_file *ex, const in
         T_OK(gz_match_image_texts(m, &imgs[1], captions, NT, r));
         snprintf(name, sizeof name, "%sitm_probs", v->prefix);
         const float *wp = gz_test_expected_f32(ex, v->name, name, NULL);
-        for (int t = 0; t < NT; t++) prob[t] = skip[t] && wp ? wp[NT + t] : r[t].itm_prob;
+        for (int t = 0; t < NT; t++)
+            prob[t] = skip[t] && wp ? wp[NT + t] : r[t].itm_prob;
         compare(v->name, "itm_probs (image 1)", prob, wp ? wp + NT : NULL, NT, 1e-5f, 0);
     }
     if (v->family != GZ_FAMILY_BLIP) {
@@ -178,10 +180,11 @@ static void check_images(gz_model *m, const variant *v, gz_st_file *ex, const in
         float got = gz_model_logit_scale(m);
         float rtol = strcmp(v->logit_dtype, "F16") == 0    ? 2e-3f
                      : strcmp(v->logit_dtype, "BF16") == 0 ? 1.2e-2f
-                                                          : 1e-5f;
+                                                           : 1e-5f;
         compare(v->name, "logit_scale", &got, ls, 1, 0, rtol);
     }
-    for (int i = 0; i < NI; i++) gz_image_free(&imgs[i]);
+    for (int i = 0; i < NI; i++)
+        gz_image_free(&imgs[i]);
 }
 
 /* The error of a missing required tensor names it (and says where it was looked for). */
@@ -296,8 +299,10 @@ int main(void) {
             continue;
         }
         run_variant(root, &v);
-        if (strcmp(v.kind, "ok") == 0) n_ok++;
-        else n_missing++;
+        if (strcmp(v.kind, "ok") == 0)
+            n_ok++;
+        else
+            n_missing++;
     }
     T(n_ok >= 24 && n_missing >= 4);
     json_decref(vs);

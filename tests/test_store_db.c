@@ -181,7 +181,9 @@ static void test_models_ties_files(const char *dir) {
     for (int i = 0; i < NT; i++) {
         char p[32];
         int len = snprintf(p, sizeof p, "tie/%d.jpg", i);
-        gz_item x = {.kind = GZ_ITEM_IMAGE, .path = p, .path_len = (size_t)len,
+        gz_item x = {.kind = GZ_ITEM_IMAGE,
+                     .path = p,
+                     .path_len = (size_t)len,
                      .content_hash = 77 + (uint64_t)i};
         T_OK(gz_db_upsert_item(db, &x));
         id[i] = x.id;
@@ -326,8 +328,8 @@ static void test_migration(const char *dir) {
      * cleared) when the same checkpoint is registered again from a folder. */
     const char *commit = "5d3a1f0e9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e";
     int64_t id = 0;
-    T_OK(gz_db_register_model_hub(db, "org/clip@v1", "clip", 2, "fp-old", "org/clip", "v1",
-                                  commit, &id));
+    T_OK(gz_db_register_model_hub(db, "org/clip@v1", "clip", 2, "fp-old", "org/clip", "v1", commit,
+                                  &id));
     T(id == 1);
     T_OK(gz_db_get_model(db, 1, &m));
     T(!strcmp(m.name, "org/clip@v1") && !strcmp(m.hub_id, "org/clip") &&

@@ -80,8 +80,8 @@ typedef struct {
 static void *thread_main(void *arg) {
     thread_job *j = arg;
     for (int rep = 0; rep < 20 && j->st == GZ_OK; rep++)
-        j->st =
-            gz_text_tower_encode(j->t, &cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL, NULL);
+        j->st = gz_text_tower_encode(j->t, &cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL,
+                                     NULL);
     return NULL;
 }
 
@@ -247,7 +247,8 @@ static void check_family(const family_case *c) {
         int len = 0;
         while (len < T && mask[(size_t)b * T + len])
             len++;
-        CHECK_OK(gz_text_tower_encode(t, &cx, ids + (size_t)b * T, NULL, 1, len, e1, NULL, h1, NULL));
+        CHECK_OK(
+            gz_text_tower_encode(t, &cx, ids + (size_t)b * T, NULL, 1, len, e1, NULL, h1, NULL));
         double de = gz_max_abs_diff(e1, embeds + (size_t)b * E, E);
         double dh = gz_max_abs_diff(h1, last + (size_t)b * T * D, (size_t)len * D);
         if (de > worst_e) worst_e = de;
@@ -278,13 +279,14 @@ static void check_family(const family_case *c) {
     /* Bad inputs are refused with a message, not read out of bounds. */
     int32_t bad = -1;
     checks++;
-    CHECK(gz_text_tower_encode(t, &cx, &bad, NULL, 1, 1, e1 = gz_test_alloc_f(E), NULL, NULL, NULL) ==
-          GZ_EINVAL);
+    CHECK(gz_text_tower_encode(t, &cx, &bad, NULL, 1, 1, e1 = gz_test_alloc_f(E), NULL, NULL,
+                               NULL) == GZ_EINVAL);
     bad = cfg.text.vocab_size;
     CHECK(gz_text_tower_encode(t, &cx, &bad, NULL, 1, 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
     int maxp = gz_text_tower_max_positions(t);
     int32_t *longids = calloc((size_t)maxp + 1, sizeof *longids);
-    CHECK(gz_text_tower_encode(t, &cx, longids, NULL, 1, maxp + 1, e1, NULL, NULL, NULL) == GZ_EINVAL);
+    CHECK(gz_text_tower_encode(t, &cx, longids, NULL, 1, maxp + 1, e1, NULL, NULL, NULL) ==
+          GZ_EINVAL);
     int32_t zmask[2] = {0, 0}, two[2] = {ids[0], ids[1]};
     CHECK(gz_text_tower_encode(t, &cx, two, zmask, 1, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
     CHECK(gz_text_tower_encode(t, &cx, two, NULL, 0, 2, e1, NULL, NULL, NULL) == GZ_EINVAL);
@@ -298,10 +300,12 @@ static void check_family(const family_case *c) {
         tight.scratch_limit = 1;
         if (plain) tight.simd = 0;
         float *e3 = gz_test_alloc_f((size_t)B * E);
-        for (size_t i = 0; i < (size_t)B * E; i++) e3[i] = 7.0f;
+        for (size_t i = 0; i < (size_t)B * E; i++)
+            e3[i] = 7.0f;
         gz_status st = gz_text_tower_encode(t, &tight, ids, mask, B, T, e3, NULL, NULL, NULL);
         int untouched = 1;
-        for (size_t i = 0; i < (size_t)B * E; i++) untouched &= e3[i] == 7.0f;
+        for (size_t i = 0; i < (size_t)B * E; i++)
+            untouched &= e3[i] == 7.0f;
         checks++;
         CHECK(st == GZ_ENOMEM && strstr(gz_last_error(), "attention") != NULL && untouched);
         free(e3);

@@ -31,18 +31,21 @@ static const fam FAMS[] = {
 
 static void print_ids(const char *what, const int32_t *v, int n) {
     fprintf(stderr, "    %s (%d):", what, n);
-    for (int i = 0; i < n; i++) fprintf(stderr, " %d", (int)v[i]);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, " %d", (int)v[i]);
     fprintf(stderr, "\n");
 }
 
 /* Compare encode(text) with a JSON id array; returns 1 if equal. */
-static int same_ids(const gz_tokenizer *t, const json_t *jtext, const json_t *want, const char *label) {
+static int same_ids(const gz_tokenizer *t, const json_t *jtext, const json_t *want,
+                    const char *label) {
     int32_t *ids = NULL;
     int n = 0;
     const char *text = json_string_value(jtext);
     CHECK_OK(gz_tokenizer_encode_n(t, text, json_string_length(jtext), 0, &ids, &n));
     int ok = ids && (size_t)n == json_array_size(want);
-    for (int i = 0; ok && i < n; i++) ok = ids[i] == json_integer_value(json_array_get(want, (size_t)i));
+    for (int i = 0; ok && i < n; i++)
+        ok = ids[i] == json_integer_value(json_array_get(want, (size_t)i));
     if (!ok) {
         char *dump = json_dumps(jtext, JSON_ENCODE_ANY);
         fprintf(stderr, "  %s mismatch for %s\n", label, dump ? dump : "?");
@@ -61,14 +64,17 @@ static int same_ids(const gz_tokenizer *t, const json_t *jtext, const json_t *wa
 static void test_cases(const fam *f) {
     gz_tokenizer *t = NULL, *tf = NULL;
     gz_tokenizer_params p = gz_tokenizer_default_params();
-    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/%s", f->dir), f->family, f->max_positions, &p, &t));
+    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/%s", f->dir), f->family, f->max_positions, &p,
+                               &t));
     if (!t) return;
     if (f->family == GZ_FAMILY_CLIP) {
         p.clip_fast = 1;
-        CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/%s", f->dir), f->family, f->max_positions, &p, &tf));
+        CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/%s", f->dir), f->family, f->max_positions,
+                                   &p, &tf));
     }
     json_error_t err;
-    json_t *root = json_load_file(gz_test_path("fixtures/%s/tokenizer_cases.json", f->dir), JSON_ALLOW_NUL, &err);
+    json_t *root = json_load_file(gz_test_path("fixtures/%s/tokenizer_cases.json", f->dir),
+                                  JSON_ALLOW_NUL, &err);
     CHECK(root != NULL);
     if (!root) {
         gz_tokenizer_free(t);
@@ -97,7 +103,8 @@ static void test_cases(const fam *f) {
         checks++;
         for (size_t k = 0; k < json_array_size(toks); k++) {
             const char *want = json_string_value(json_array_get(toks, k));
-            const char *got = gz_tokenizer_id_to_token(t, (int32_t)json_integer_value(json_array_get(ids, k)));
+            const char *got =
+                gz_tokenizer_id_to_token(t, (int32_t)json_integer_value(json_array_get(ids, k)));
             CHECK(want && got && strcmp(want, got) == 0);
             CHECK(gz_tokenizer_token_id(t, want) == json_integer_value(json_array_get(ids, k)));
             checks += 2;
@@ -122,12 +129,14 @@ static void test_cases(const fam *f) {
 
 static void test_batch(const fam *f, json_t *inputs) {
     gz_tokenizer *t = NULL;
-    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/%s", f->dir), f->family, f->max_positions, NULL, &t));
+    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/%s", f->dir), f->family, f->max_positions,
+                               NULL, &t));
     if (!t) return;
     const json_t *caps = json_object_get(inputs, "captions");
     int n = (int)json_array_size(caps);
     const char **texts = calloc((size_t)n, sizeof *texts);
-    for (int i = 0; i < n; i++) texts[i] = json_string_value(json_object_get(json_array_get(caps, (size_t)i), "text"));
+    for (int i = 0; i < n; i++)
+        texts[i] = json_string_value(json_object_get(json_array_get(caps, (size_t)i), "text"));
     const json_t *pf = json_object_get(json_object_get(inputs, "per_family"), f->dir);
     CHECK(gz_tokenizer_max_length(t) == json_integer_value(json_object_get(pf, "max_length")));
     checks++;
@@ -151,11 +160,12 @@ static void test_batch(const fam *f, json_t *inputs) {
                 break;
             }
         if (bad >= 0 && b.len > 0)
-            fprintf(stderr, "  %s %s: row %d col %d got %d want %lld\n", f->dir, names[k], bad / b.len, bad % b.len,
-                    (int)got[k][bad], (long long)want[bad]);
+            fprintf(stderr, "  %s %s: row %d col %d got %d want %lld\n", f->dir, names[k],
+                    bad / b.len, bad % b.len, (int)got[k][bad], (long long)want[bad]);
         CHECK(bad < 0 && (size_t)b.n * b.len == nw);
         checks++;
-        printf("%s: batch %s (%d x %d) %s\n", f->dir, names[k], b.n, b.len, bad < 0 ? "exact" : "MISMATCH");
+        printf("%s: batch %s (%d x %d) %s\n", f->dir, names[k], b.n, b.len,
+               bad < 0 ? "exact" : "MISMATCH");
         free(want);
     }
     gz_st_close(st);
@@ -170,35 +180,39 @@ static void test_truncation(void) {
     CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/clip"), GZ_FAMILY_CLIP, 77, NULL, &t));
     if (!t) return;
     char text[4096] = "";
-    for (int i = 0; i < 100; i++) strcat(text, "cat ");
+    for (int i = 0; i < 100; i++)
+        strcat(text, "cat ");
     int32_t *full = NULL, *cut = NULL;
     int nf = 0, nc = 0;
     CHECK_OK(gz_tokenizer_encode(t, text, 0, &full, &nf));
     CHECK_OK(gz_tokenizer_encode(t, text, 77, &cut, &nc));
     CHECK(nf == 102 && nc == 77);
-    CHECK(full && cut && cut[0] == 49406 && cut[76] == 49407 && memcmp(cut, full, 76 * sizeof *cut) == 0);
+    CHECK(full && cut && cut[0] == 49406 && cut[76] == 49407 &&
+          memcmp(cut, full, 76 * sizeof *cut) == 0);
     checks += 2;
     free(full);
     free(cut);
     gz_token_batch b;
     const char *two[2] = {text, "a cat"};
     CHECK_OK(gz_tokenizer_encode_batch(t, two, 2, &b));
-    CHECK(b.n == 2 && b.len == 77 && b.ids[77 + 3] == 49407 && b.ids[77 + 4] == gz_tokenizer_pad_id(t) &&
-          b.mask[77 + 3] == 1 && b.mask[77 + 4] == 0);
+    CHECK(b.n == 2 && b.len == 77 && b.ids[77 + 3] == 49407 &&
+          b.ids[77 + 4] == gz_tokenizer_pad_id(t) && b.mask[77 + 3] == 1 && b.mask[77 + 4] == 0);
     checks++;
     gz_token_batch_free(&b);
-    CHECK(gz_tokenizer_token_id(t, "<|endoftext|>") == 49407 && gz_tokenizer_id_to_token(t, 49408) == NULL &&
-          gz_tokenizer_id_to_token(t, -1) == NULL && gz_tokenizer_token_id(t, "no such token") == -1);
+    CHECK(gz_tokenizer_token_id(t, "<|endoftext|>") == 49407 &&
+          gz_tokenizer_id_to_token(t, 49408) == NULL && gz_tokenizer_id_to_token(t, -1) == NULL &&
+          gz_tokenizer_token_id(t, "no such token") == -1);
     checks++;
     gz_tokenizer_free(t);
 
     CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/blip_itm"), GZ_FAMILY_BLIP, 512, NULL, &t));
     if (!t) return;
-    CHECK(gz_tokenizer_token_id(t, "[ENC]") == 30523 && gz_tokenizer_token_id(t, "[DEC]") == 30522 &&
-          gz_tokenizer_pad_id(t) == 0 && gz_tokenizer_max_length(t) == 35);
+    CHECK(gz_tokenizer_token_id(t, "[ENC]") == 30523 &&
+          gz_tokenizer_token_id(t, "[DEC]") == 30522 && gz_tokenizer_pad_id(t) == 0 &&
+          gz_tokenizer_max_length(t) == 35);
     CHECK_OK(gz_tokenizer_encode(t, "a b c d e", 4, &cut, &nc));
-    CHECK(nc == 4 && cut && cut[0] == 101 && cut[3] == 102 && cut[1] == gz_tokenizer_token_id(t, "a") &&
-          cut[2] == gz_tokenizer_token_id(t, "b"));
+    CHECK(nc == 4 && cut && cut[0] == 101 && cut[3] == 102 &&
+          cut[1] == gz_tokenizer_token_id(t, "a") && cut[2] == gz_tokenizer_token_id(t, "b"));
     checks += 2;
     free(cut);
     gz_tokenizer_free(t);
@@ -246,8 +260,10 @@ static void test_tokenizer_json(const fam *f, int merges_as_pairs) {
         if (mf) fclose(mf);
         json_object_set_new(model, "type", json_string("BPE"));
         json_object_set_new(model, "merges", merges);
-        json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 49406, "content", "<|startoftext|>", "special", 1));
-        json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 49407, "content", "<|endoftext|>", "special", 1));
+        json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 49406, "content",
+                                               "<|startoftext|>", "special", 1));
+        json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 49407, "content",
+                                               "<|endoftext|>", "special", 1));
     } else {
         vocab = json_object();
         FILE *vf = fopen(gz_test_path("fixtures/%s/vocab.txt", f->dir), "rb");
@@ -262,10 +278,13 @@ static void test_tokenizer_json(const fam *f, int merges_as_pairs) {
         const char *sp[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
         const int spid[5] = {0, 100, 101, 102, 103};
         for (int k = 0; k < 5; k++)
-            json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", spid[k], "content", sp[k], "special", 1));
+            json_array_append_new(
+                added, json_pack("{s:i,s:s,s:b}", "id", spid[k], "content", sp[k], "special", 1));
         if (f->family == GZ_FAMILY_BLIP) {
-            json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 30522, "content", "[DEC]", "special", 1));
-            json_array_append_new(added, json_pack("{s:i,s:s,s:b}", "id", 30523, "content", "[ENC]", "special", 1));
+            json_array_append_new(
+                added, json_pack("{s:i,s:s,s:b}", "id", 30522, "content", "[DEC]", "special", 1));
+            json_array_append_new(
+                added, json_pack("{s:i,s:s,s:b}", "id", 30523, "content", "[ENC]", "special", 1));
         }
     }
     CHECK(vocab != NULL);
@@ -275,29 +294,34 @@ static void test_tokenizer_json(const fam *f, int merges_as_pairs) {
     snprintf(path, sizeof path, "%s/tokenizer.json", dir);
     CHECK(json_dump_file(tj, path, 0) == 0);
     json_decref(tj);
-    json_t *cfg = json_load_file(gz_test_path("fixtures/%s/tokenizer_config.json", f->dir), 0, &err);
+    json_t *cfg =
+        json_load_file(gz_test_path("fixtures/%s/tokenizer_config.json", f->dir), 0, &err);
     snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
     CHECK(cfg && json_dump_file(cfg, path, 0) == 0);
     json_decref(cfg);
 
     gz_tokenizer *t = NULL;
     CHECK_OK(gz_tokenizer_load(dir, f->family, f->max_positions, NULL, &t));
-    json_t *root = json_load_file(gz_test_path("fixtures/%s/tokenizer_cases.json", f->dir), JSON_ALLOW_NUL, &err);
+    json_t *root = json_load_file(gz_test_path("fixtures/%s/tokenizer_cases.json", f->dir),
+                                  JSON_ALLOW_NUL, &err);
     int n_ok = 0, n_all = 0;
     size_t i;
     json_t *c;
     json_array_foreach(json_object_get(root, "cases"), i, c) {
         if (!t) break;
         n_all++;
-        int ok = same_ids(t, json_object_get(c, "text"), json_object_get(c, "ids"), "tokenizer.json");
+        int ok =
+            same_ids(t, json_object_get(c, "text"), json_object_get(c, "ids"), "tokenizer.json");
         CHECK(ok);
         n_ok += ok;
         checks++;
     }
     CHECK(n_all >= 60);
     printf("%s from tokenizer.json%s: %d/%d tokenizer cases exact\n", f->dir,
-           f->family == GZ_FAMILY_CLIP ? (merges_as_pairs ? " (merges as pairs)" : " (merges as strings)") : "", n_ok,
-           n_all);
+           f->family == GZ_FAMILY_CLIP
+               ? (merges_as_pairs ? " (merges as pairs)" : " (merges as strings)")
+               : "",
+           n_ok, n_all);
     json_decref(root);
     gz_tokenizer_free(t);
     remove_files(dir, (const char *[]){"tokenizer.json", "tokenizer_config.json", NULL});
@@ -320,8 +344,12 @@ static int same_ids2(const gz_tokenizer *t, const char *a, const char *b, int lo
     checks++;
     return ok;
 }
-static int same_as(const gz_tokenizer *t, const char *a, const char *b) { return same_ids2(t, a, b, 1); }
-static int differ(const gz_tokenizer *t, const char *a, const char *b) { return !same_ids2(t, a, b, 0); }
+static int same_as(const gz_tokenizer *t, const char *a, const char *b) {
+    return same_ids2(t, a, b, 1);
+}
+static int differ(const gz_tokenizer *t, const char *a, const char *b) {
+    return !same_ids2(t, a, b, 0);
+}
 
 /* Documented ftfy / Python behaviour beyond the fixture cases, as equivalences between two
  * spellings (the expected side is what ftfy / str.lower() turn the first into). */
@@ -334,7 +362,8 @@ static void test_cleanup_rules(void) {
     CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/blip_itm"), GZ_FAMILY_BLIP, 512, NULL, &b));
     if (!t || !tf || !b) goto out;
     /* HTML entities: named (html5 table, ftfy's upper-case variants), numeric, only with ';' */
-    CHECK(same_as(t, "fish &amp; chips &eacute; &EACUTE; &hellip;", "fish & chips \xc3\xa9 \xc3\x89 \xe2\x80\xa6"));
+    CHECK(same_as(t, "fish &amp; chips &eacute; &EACUTE; &hellip;",
+                  "fish & chips \xc3\xa9 \xc3\x89 \xe2\x80\xa6"));
     CHECK(same_as(t, "&#x41;&#66;&#8364;", "AB\xe2\x82\xac"));
     CHECK(same_as(t, "&#128; &#150;", "\xe2\x82\xac \xe2\x80\x93")); /* cp1252 numeric references */
     CHECK(differ(t, "&#59;", ";")); /* kept: the result would contain ';' */
@@ -349,14 +378,23 @@ static void test_cleanup_rules(void) {
     CHECK(same_as(t, "\xc2\x80 \xc2\x93hi\xc2\x94", "\xe2\x82\xac \"hi\""));
     CHECK(same_as(t, "\xef\xac\x81ne \xc7\x86", "fine d\xc5\xbe"));
     CHECK(same_as(t, "\xc5\x89", "'n")); /* U+0149 -> U+02BC n -> 'n */
-    CHECK(same_as(t, "\xef\xbd\xb6\xef\xbe\x9e\xe3\x80\x80x", "\xe3\x82\xac x")); /* half-width ka + voiced mark */
+    CHECK(same_as(t, "\xef\xbd\xb6\xef\xbe\x9e\xe3\x80\x80x",
+                  "\xe3\x82\xac x")); /* half-width ka + voiced mark */
     CHECK(same_as(t, "\xe2\x80\x98it\xe2\x80\x99s\xe2\x80\x9d \xca\xbc", "'it's\" '"));
     /* terminal escapes, control characters, line breaks */
     CHECK(same_as(t, "\x1b[1;31mred\x1b[0m text", "red text"));
-    CHECK(same_as(t, "a\x7f\x1b\xe2\x81\xaa" "b\xef\xbb\xbf" "c", "abc"));
-    CHECK(same_as(t, "a\r\nb\rc\xe2\x80\xa8" "d", "a b c d"));
+    CHECK(same_as(t,
+                  "a\x7f\x1b\xe2\x81\xaa"
+                  "b\xef\xbb\xbf"
+                  "c",
+                  "abc"));
+    CHECK(same_as(t,
+                  "a\r\nb\rc\xe2\x80\xa8"
+                  "d",
+                  "a b c d"));
     /* Python str.lower(): final sigma, dotted capital I */
-    CHECK(same_as(t, "\xce\x9f\xce\x94\xce\x9f\xce\xa3 \xce\xa3\xce\x91", "\xce\xbf\xce\xb4\xce\xbf\xcf\x82 \xcf\x83\xce\xb1"));
+    CHECK(same_as(t, "\xce\x9f\xce\x94\xce\x9f\xce\xa3 \xce\xa3\xce\x91",
+                  "\xce\xbf\xce\xb4\xce\xbf\xcf\x82 \xcf\x83\xce\xb1"));
     CHECK(same_as(t, "\xc4\xb0", "i\xcc\x87"));
     /* NFC in both modes; the fast option leaves ftfy-only fixes alone */
     CHECK(same_as(t, "cafe\xcc\x81", "caf\xc3\xa9"));
@@ -367,7 +405,11 @@ static void test_cleanup_rules(void) {
     CHECK(same_as(b, "\xce\x9f\xce\x94\xce\x9f\xce\xa3", "\xce\xbf\xce\xb4\xce\xbf\xcf\x83"));
     CHECK(same_as(b, "\xc3\x85ngstr\xc3\xb6m [ENC]", "angstrom [ENC]"));
     CHECK(differ(b, "[enc]", "[ENC]"));
-    CHECK(same_as(b, "a\xe2\x80\xa8" "b\xc2\xa0" "c", "a b c"));
+    CHECK(same_as(b,
+                  "a\xe2\x80\xa8"
+                  "b\xc2\xa0"
+                  "c",
+                  "a b c"));
 out:
     gz_tokenizer_free(t);
     gz_tokenizer_free(tf);
@@ -412,7 +454,8 @@ static void test_cache_threads(void) {
         for (int w = 0; w < WORDS; w++) {
             int len = 3 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 8;
             for (int k = 0; k < len; k++)
-                texts[i][strlen(texts[i])] = (char)('a' + ((seed = seed * 1103515245u + 12345u) >> 16) % 26);
+                texts[i][strlen(texts[i])] =
+                    (char)('a' + ((seed = seed * 1103515245u + 12345u) >> 16) % 26);
             strcat(texts[i], " ");
         }
         CHECK_OK(gz_tokenizer_encode(t, texts[i], 0, &want[i], &want_n[i]));
@@ -420,7 +463,8 @@ static void test_cache_threads(void) {
     thread_job jobs[4];
     pthread_t th[4];
     for (int k = 0; k < 4; k++) {
-        jobs[k] = (thread_job){t, (const char *const *)texts, N, (const int32_t *const *)want, want_n, 0};
+        jobs[k] =
+            (thread_job){t, (const char *const *)texts, N, (const int32_t *const *)want, want_n, 0};
         CHECK(pthread_create(&th[k], NULL, thread_main, &jobs[k]) == 0);
     }
     int bad = 0;
@@ -430,7 +474,8 @@ static void test_cache_threads(void) {
     }
     CHECK(bad == 0);
     checks++;
-    printf("clip: %d texts x 4 threads x 3 rounds, cache cleared and refilled: %d mismatches\n", N, bad);
+    printf("clip: %d texts x 4 threads x 3 rounds, cache cleared and refilled: %d mismatches\n", N,
+           bad);
     for (int i = 0; i < N; i++) {
         free(texts[i]);
         free(want[i]);
@@ -510,7 +555,8 @@ static void test_errors(void) {
     s = gz_tokenizer_load(dir, GZ_FAMILY_CLIP, 77, NULL, &t);
     CHECK(s == GZ_EINVAL && t == NULL && strstr(gz_last_error(), "merges.txt"));
     checks += 13;
-    remove_files(dir, (const char *[]){"vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json", NULL});
+    remove_files(dir, (const char *[]){"vocab.txt", "vocab.json", "merges.txt",
+                                       "tokenizer_config.json", NULL});
 }
 
 /* Speed: encode the captions many times (exercises the merge cache); also reported. */
@@ -533,7 +579,8 @@ static void test_speed(json_t *inputs) {
         }
     clock_gettime(CLOCK_MONOTONIC, &b);
     double sec = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
-    printf("clip encode speed: %.1f MB/s (%zu bytes in %.3f s)\n", (double)bytes / 1e6 / sec, bytes, sec);
+    printf("clip encode speed: %.1f MB/s (%zu bytes in %.3f s)\n", (double)bytes / 1e6 / sec, bytes,
+           sec);
     gz_tokenizer_free(t);
 }
 
@@ -547,7 +594,8 @@ int main(void) {
     }
     test_truncation();
     test_cleanup_rules();
-    for (size_t i = 0; i < sizeof FAMS / sizeof FAMS[0]; i++) test_tokenizer_json(&FAMS[i], 0);
+    for (size_t i = 0; i < sizeof FAMS / sizeof FAMS[0]; i++)
+        test_tokenizer_json(&FAMS[i], 0);
     test_tokenizer_json(&FAMS[1], 1);
     test_cache_threads();
     test_errors();

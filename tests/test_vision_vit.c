@@ -123,8 +123,10 @@ static void run_family(const family_case *c) {
     if (c->family == GZ_FAMILY_BLIP) {
         // pooled = CLS of the post-LN'd last hidden state
         float *cls = gz_test_alloc_f((size_t)B * D);
-        for (int b = 0; lh && b < B; b++) memcpy(cls + (size_t)b * D, lh + (size_t)b * P * D, D * sizeof(float));
-        close_to(c->dir, "pooled (= last_hidden[:, 0])", pool, lh ? cls : NULL, (size_t)B * D, 1e-4f, 1e-4f);
+        for (int b = 0; lh && b < B; b++)
+            memcpy(cls + (size_t)b * D, lh + (size_t)b * P * D, D * sizeof(float));
+        close_to(c->dir, "pooled (= last_hidden[:, 0])", pool, lh ? cls : NULL, (size_t)B * D,
+                 1e-4f, 1e-4f);
         free(cls);
         // features normalise to the embeddings
         float *fn = gz_test_alloc_f((size_t)B * E);
@@ -153,10 +155,12 @@ static void run_family(const family_case *c) {
         tight.scratch_limit = 1;
         if (plain) tight.simd = 0;
         float *e3 = gz_test_alloc_f((size_t)B * E);
-        for (size_t i = 0; i < (size_t)B * E; i++) e3[i] = 7.0f;
+        for (size_t i = 0; i < (size_t)B * E; i++)
+            e3[i] = 7.0f;
         gz_status st = gz_vit_encode(v, &tight, pixels, B, e3, NULL, NULL, NULL, NULL);
         int untouched = 1;
-        for (size_t i = 0; i < (size_t)B * E; i++) untouched &= e3[i] == 7.0f;
+        for (size_t i = 0; i < (size_t)B * E; i++)
+            untouched &= e3[i] == 7.0f;
         checks++;
         CHECK(st == GZ_ENOMEM && strstr(gz_last_error(), "attention") != NULL && untouched);
         free(e3);
@@ -167,7 +171,8 @@ static void run_family(const family_case *c) {
     for (int b = 0; b < B; b++) {
         float one[1024];
         CHECK(E <= 1024);
-        CHECK_OK(gz_vit_encode(v, &cx, pixels + (size_t)b * 3 * S * S, 1, one, NULL, NULL, NULL, NULL));
+        CHECK_OK(
+            gz_vit_encode(v, &cx, pixels + (size_t)b * 3 * S * S, 1, one, NULL, NULL, NULL, NULL));
         char what[64];
         snprintf(what, sizeof what, "image %d alone vs in batch", b);
         close_to(c->dir, what, one, emb + (size_t)b * E, (size_t)E, 1e-5f, 0);
@@ -175,7 +180,8 @@ static void run_family(const family_case *c) {
     const int R = 100, BR = B * R;
     float *rep = gz_test_alloc_f((size_t)BR * 3 * S * S),
           *rep_emb = gz_test_alloc_f((size_t)BR * E);
-    for (int r = 0; r < R; r++) memcpy(rep + (size_t)r * B * 3 * S * S, pixels, npix * sizeof(float));
+    for (int r = 0; r < R; r++)
+        memcpy(rep + (size_t)r * B * 3 * S * S, pixels, npix * sizeof(float));
     CHECK_OK(gz_vit_encode(v, &cx, rep, BR, rep_emb, NULL, NULL, NULL, NULL));
     double worst = 0;
     for (int r = 0; r < R; r++) {
@@ -196,7 +202,8 @@ static void run_family(const family_case *c) {
     for (int t = 0; t < 2; t++) {
         pthread_join(th[t], NULL);
         CHECK(jobs[t].st == GZ_OK);
-        close_to(c->dir, "thread result vs batch", jobs[t].embeds, rep_emb, (size_t)(BR / 2) * E, 1e-5f, 0);
+        close_to(c->dir, "thread result vs batch", jobs[t].embeds, rep_emb, (size_t)(BR / 2) * E,
+                 1e-5f, 0);
         free(jobs[t].embeds);
     }
     free(rep);
@@ -231,6 +238,7 @@ done:
 
 int main(void) {
     cx = gz_compute_make(0, 1);
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) run_family(&CASES[i]);
+    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+        run_family(&CASES[i]);
     return gz_test_finish("vision_vit", checks);
 }

@@ -21,7 +21,8 @@ int gz_check_close(const char *what, const float *got, const float *want, size_t
         if (d > max_diff || d != d) max_diff = d;
     }
     if (first_bad != (size_t)-1) {
-        fprintf(stderr, "%s: element %zu of %zu: got %.8g want %.8g (atol %.1g rtol %.1g); max diff %.3g\n",
+        fprintf(stderr,
+                "%s: element %zu of %zu: got %.8g want %.8g (atol %.1g rtol %.1g); max diff %.3g\n",
                 what, first_bad, n, got[first_bad], want[first_bad], atol, rtol, max_diff);
         gz_test_failures++;
         return 0;

@@ -10,45 +10,45 @@
 
 /* A failed CHECK prints file:line and the condition, counts the failure, and continues. */
 extern int gz_test_failures;
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            gz_test_failures++;                                                      \
-        }                                                                            \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            gz_test_failures++;                                                                    \
+        }                                                                                          \
     } while (0)
-#define CHECK_OK(expr)                                                                       \
-    do {                                                                                     \
-        int st_ = (expr);                                                                    \
-        if (st_ != 0) {                                                                      \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr, st_,   \
-                    gz_last_error());                                                        \
-            gz_test_failures++;                                                              \
-        }                                                                                    \
+#define CHECK_OK(expr)                                                                             \
+    do {                                                                                           \
+        int st_ = (expr);                                                                          \
+        if (st_ != 0) {                                                                            \
+            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr, st_,         \
+                    gz_last_error());                                                              \
+            gz_test_failures++;                                                                    \
+        }                                                                                          \
     } while (0)
 
 /* The same, also adding one to `counter` (a suite's own check count), so a suite can say
  * `#define T(c) CHECK_COUNTED(checks, c)`. */
-#define CHECK_COUNTED(counter, cond) \
-    do {                             \
-        (counter)++;                 \
-        CHECK(cond);                 \
+#define CHECK_COUNTED(counter, cond)                                                               \
+    do {                                                                                           \
+        (counter)++;                                                                               \
+        CHECK(cond);                                                                               \
     } while (0)
-#define CHECK_OK_COUNTED(counter, expr) \
-    do {                                \
-        (counter)++;                    \
-        CHECK_OK(expr);                 \
+#define CHECK_OK_COUNTED(counter, expr)                                                            \
+    do {                                                                                           \
+        (counter)++;                                                                               \
+        CHECK_OK(expr);                                                                            \
     } while (0)
 /* expr must return exactly the status want; counts one check into counter. */
-#define CHECK_STATUS_COUNTED(counter, expr, want)                                        \
-    do {                                                                                 \
-        int got_ = (expr);                                                               \
-        (counter)++;                                                                     \
-        if (got_ != (want)) {                                                            \
-            fprintf(stderr, "%s:%d: %s returned %d, want %d (%s)\n", __FILE__, __LINE__, \
-                    #expr, got_, (int)(want), gz_last_error());                          \
-            gz_test_failures++;                                                          \
-        }                                                                                \
+#define CHECK_STATUS_COUNTED(counter, expr, want)                                                  \
+    do {                                                                                           \
+        int got_ = (expr);                                                                         \
+        (counter)++;                                                                               \
+        if (got_ != (want)) {                                                                      \
+            fprintf(stderr, "%s:%d: %s returned %d, want %d (%s)\n", __FILE__, __LINE__, #expr,    \
+                    got_, (int)(want), gz_last_error());                                           \
+            gz_test_failures++;                                                                    \
+        }                                                                                          \
     } while (0)
 
 /* Compare got with want element by element; on the first element outside

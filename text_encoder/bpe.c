@@ -16,8 +16,8 @@
 /* HF reads merges.txt lines [1, 49152 - 256 - 2 + 1): the first 48894 merges only. */
 #define CLIP_MAX_MERGES (49152 - 256 - 2)
 #define MERGES_MAX_BYTES ((size_t)64 << 20) /* merges.txt is ~500 KiB; larger is not one */
-#define CACHE_MAX_ENTRIES 8192 /* bounded: the table is cleared when it fills up */
-#define CACHE_MAX_KEY 256      /* longer pieces are not cached */
+#define CACHE_MAX_ENTRIES 8192              /* bounded: the table is cleared when it fills up */
+#define CACHE_MAX_KEY 256                   /* longer pieces are not cached */
 
 struct tk_cache_entry {
     uint64_t hash;
@@ -25,12 +25,8 @@ struct tk_cache_entry {
     /* followed by int32_t ids[n_ids], then the key bytes */
 };
 
-static int32_t *entry_ids(tk_cache_entry *e) {
-    return (int32_t *)(e + 1);
-}
-static char *entry_key(tk_cache_entry *e) {
-    return (char *)(entry_ids(e) + e->n_ids);
-}
+static int32_t *entry_ids(tk_cache_entry *e) { return (int32_t *)(e + 1); }
+static char *entry_key(tk_cache_entry *e) { return (char *)(entry_ids(e) + e->n_ids); }
 
 /* ---- symbols ---- */
 
@@ -57,18 +53,21 @@ static int32_t byte_to_unicode(int b) {
 
 static size_t merge_slot(const tk_merges *m, uint64_t key) {
     size_t mask = m->cap - 1, i = (size_t)((key * 0x9E3779B97F4A7C15ULL) >> 20) & mask;
-    while (m->keys[i] != UINT64_MAX && m->keys[i] != key) i = (i + 1) & mask;
+    while (m->keys[i] != UINT64_MAX && m->keys[i] != key)
+        i = (i + 1) & mask;
     return i;
 }
 
 static int merges_init(tk_merges *m, size_t n) {
     size_t cap = 1024;
-    while (cap < 2 * n + 2) cap *= 2;
+    while (cap < 2 * n + 2)
+        cap *= 2;
     m->keys = gz_malloc_n(cap, sizeof *m->keys, "BPE merge table");
     m->rank = gz_malloc_n(cap, sizeof *m->rank, "BPE merge table");
     m->merged = gz_malloc_n(cap, sizeof *m->merged, "BPE merge table");
     if (!m->keys || !m->rank || !m->merged) return -1;
-    for (size_t i = 0; i < cap; i++) m->keys[i] = UINT64_MAX;
+    for (size_t i = 0; i < cap; i++)
+        m->keys[i] = UINT64_MAX;
     m->cap = cap;
     return 0;
 }
@@ -90,16 +89,18 @@ static gz_status bpe_begin(gz_tokenizer *t, size_t n_merges, const char *what) {
         t->byte_sym[b] = sym_get_or_add(t, s, (size_t)l);
         memcpy(s + l, "</w>", 4);
         t->byte_sym_end[b] = sym_get_or_add(t, s, (size_t)l + 4);
-        if (t->byte_sym[b] < 0 || t->byte_sym_end[b] < 0) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+        if (t->byte_sym[b] < 0 || t->byte_sym_end[b] < 0)
+            return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
     }
     if (merges_init(&t->merges, n_merges)) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
     return GZ_OK;
 }
 
-static gz_status bpe_add_merge(gz_tokenizer *t, const char *a, size_t na, const char *b, size_t nb, int rank,
-                               tk_buf *cat, const char *what) {
+static gz_status bpe_add_merge(gz_tokenizer *t, const char *a, size_t na, const char *b, size_t nb,
+                               int rank, tk_buf *cat, const char *what) {
     cat->n = 0;
-    if (gz_tok_buf_append(cat, a, na) || gz_tok_buf_append(cat, b, nb)) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    if (gz_tok_buf_append(cat, a, na) || gz_tok_buf_append(cat, b, nb))
+        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
     int32_t ia = sym_get_or_add(t, a, na);
     int32_t ib = sym_get_or_add(t, b, nb);
     int32_t ir = sym_get_or_add(t, cat->v, cat->n);
@@ -133,9 +134,7 @@ static gz_status bpe_finish(gz_tokenizer *t) {
     return GZ_OK;
 }
 
-static int is_ws(char c) {
-    return c == ' ' || (c >= '\t' && c <= '\r');
-}
+static int is_ws(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 
 gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *path) {
     unsigned char *text;
@@ -144,10 +143,13 @@ gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *path) {
     if (st != GZ_OK) return st;
     /* python: read().strip().split("\n")[1:49152-256-2+1] */
     char *p = (char *)text, *end = p + len;
-    while (p < end && is_ws(*p)) p++;
-    while (end > p && is_ws(end[-1])) end--;
+    while (p < end && is_ws(*p))
+        p++;
+    while (end > p && is_ws(end[-1]))
+        end--;
     size_t n_lines = 0;
-    for (char *q = p; q < end; q++) n_lines += *q == '\n';
+    for (char *q = p; q < end; q++)
+        n_lines += *q == '\n';
     st = bpe_begin(t, n_lines + 1, path);
     int line = 0, rank = 0;
     tk_buf cat = {0};
@@ -160,15 +162,20 @@ gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *path) {
         }
         /* merge.split(): two whitespace-separated fields */
         char *a = p, *ae, *b, *be;
-        while (a < le && is_ws(*a)) a++;
+        while (a < le && is_ws(*a))
+            a++;
         ae = a;
-        while (ae < le && !is_ws(*ae)) ae++;
+        while (ae < le && !is_ws(*ae))
+            ae++;
         b = ae;
-        while (b < le && is_ws(*b)) b++;
+        while (b < le && is_ws(*b))
+            b++;
         be = b;
-        while (be < le && !is_ws(*be)) be++;
+        while (be < le && !is_ws(*be))
+            be++;
         char *rest = be;
-        while (rest < le && is_ws(*rest)) rest++;
+        while (rest < le && is_ws(*rest))
+            rest++;
         if (ae == a || be == b || rest != le) {
             st = GZ_FAIL(GZ_EINVAL, "%s:%d: expected two symbols per merge line", path, line);
             break;
@@ -201,7 +208,8 @@ gz_status gz_tok_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char
                 b = sp + 1;
                 nb = strlen(b);
             }
-        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+        } else if (json_is_array(m) && json_array_size(m) == 2 &&
+                   json_is_string(json_array_get(m, 0)) &&
                    json_is_string(json_array_get(m, 1))) { /* ["a", "b"] */
             a = json_string_value(json_array_get(m, 0));
             b = json_string_value(json_array_get(m, 1));
@@ -256,7 +264,8 @@ static int cache_get(tk_cache *c, const char *key, size_t len, uint64_t h, tk_cp
     return found;
 }
 
-static void cache_put(tk_cache *c, const char *key, size_t len, uint64_t h, const int32_t *v, size_t n) {
+static void cache_put(tk_cache *c, const char *key, size_t len, uint64_t h, const int32_t *v,
+                      size_t n) {
     tk_cache_entry *e = malloc(sizeof *e + n * sizeof *v + len);
     if (!e) return; /* the cache is an optimisation only */
     e->hash = h;
@@ -281,11 +290,13 @@ static void cache_put(tk_cache *c, const char *key, size_t len, uint64_t h, cons
 }
 
 /* BPE of one pre-token (its UTF-8 bytes) -> ids appended. syms is a work array. */
-static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms, tk_cps *ids) {
+static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms,
+                     tk_cps *ids) {
     if (len == 0) return 0;
     syms->n = 0;
     if (gz_tok_cps_reserve(syms, len)) return -1;
-    for (size_t i = 0; i + 1 < len; i++) syms->v[i] = t->byte_sym[s[i]];
+    for (size_t i = 0; i + 1 < len; i++)
+        syms->v[i] = t->byte_sym[s[i]];
     syms->v[len - 1] = t->byte_sym_end[s[len - 1]];
     size_t n = len;
     int32_t *w = syms->v;
@@ -315,7 +326,8 @@ static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, 
         n = k;
     }
     if (gz_tok_cps_reserve(ids, ids->n + n)) return -1;
-    for (size_t i = 0; i < n; i++) ids->v[ids->n++] = w[i] < t->n_ids ? w[i] : t->unk_id;
+    for (size_t i = 0; i < n; i++)
+        ids->v[ids->n++] = w[i] < t->n_ids ? w[i] : t->unk_id;
     return 0;
 }
 
@@ -331,7 +343,8 @@ static int match_lit(const int32_t *c, size_t n, size_t i, const char *lit) {
 static size_t contraction(const int32_t *c, size_t n, size_t i) {
     if (c[i] != '\'' || i + 1 >= n) return 0;
     int32_t a = c[i + 1], b = i + 2 < n ? c[i + 2] : 0;
-    if (a == 's' || a == 0x17F /* long s folds to s */ || a == 't' || a == 'm' || a == 'd') return 2;
+    if (a == 's' || a == 0x17F /* long s folds to s */ || a == 't' || a == 'm' || a == 'd')
+        return 2;
     if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
     return 0;
 }
@@ -355,7 +368,8 @@ int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *
             a.v[k++] = a.v[i];
         }
     }
-    while (k > 0 && a.v[k - 1] == ' ') k--;
+    while (k > 0 && a.v[k - 1] == ' ')
+        k--;
     a.n = k;
     /* 3. .lower() */
     if (gz_tok_py_lower(a.v, a.n, 1, &low)) goto done;
@@ -375,7 +389,8 @@ int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *
             j += i;
         } else if (gz_tok_is_letter(s[i])) {
             j = i + 1;
-            while (j < m && gz_tok_is_letter(s[j])) j++;
+            while (j < m && gz_tok_is_letter(s[j]))
+                j++;
         } else if (gz_tok_is_number(s[i])) {
             j = i + 1;
         } else if (gz_tok_is_py_space(s[i])) {
@@ -383,7 +398,9 @@ int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *
             continue;
         } else {
             j = i + 1;
-            while (j < m && !gz_tok_is_py_space(s[j]) && !gz_tok_is_letter(s[j]) && !gz_tok_is_number(s[j])) j++;
+            while (j < m && !gz_tok_is_py_space(s[j]) && !gz_tok_is_letter(s[j]) &&
+                   !gz_tok_is_number(s[j]))
+                j++;
         }
         piece.n = 0;
         if (gz_tok_utf8_encode(s + i, j - i, &piece)) goto done;

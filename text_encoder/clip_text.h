@@ -51,7 +51,6 @@ int gz_clip_pool_index(const int32_t *ids, int T, int eos_token_id);
 ** scores); on error hidden and all_hidden hold no result.
 */
 gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
-                               const int32_t *mask, int B, int T, float *hidden,
-                               float *all_hidden);
+                               const int32_t *mask, int B, int T, float *hidden, float *all_hidden);
 
 #endif

@@ -30,8 +30,10 @@ static const char *html_entity(const char *name, size_t len) {
         int r = strncmp(e, name, len);
         if (r == 0 && e[len] != 0) r = 1; /* e is longer: e > name */
         if (r == 0) return tk_html_entities[mid].value;
-        if (r < 0) lo = mid + 1;
-        else hi = mid;
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return NULL;
 }
@@ -42,9 +44,9 @@ static int is_alnum_ascii(int32_t c) {
 
 /* Windows-1252 ("sloppy": undefined bytes map to themselves) for 0x80..0x9F. */
 static const uint16_t cp1252_c1[32] = {
-    0x20AC, 0x81, 0x201A, 0x192, 0x201E, 0x2026, 0x2020, 0x2021, 0x2C6, 0x2030, 0x160,
-    0x2039, 0x152, 0x8D, 0x17D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
-    0x2013, 0x2014, 0x2DC, 0x2122, 0x161, 0x203A, 0x153, 0x9D, 0x17E, 0x178};
+    0x20AC, 0x81,   0x201A, 0x192,  0x201E, 0x2026, 0x2020, 0x2021, 0x2C6,  0x2030, 0x160,
+    0x2039, 0x152,  0x8D,   0x17D,  0x8F,   0x90,   0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+    0x2013, 0x2014, 0x2DC,  0x2122, 0x161,  0x203A, 0x153,  0x9D,   0x17E,  0x178};
 
 /* Python html.unescape() of "&#...;" (numeric character reference), as ftfy calls it:
  * returns the number of code points written to out (0 = remove), or -1 if the reference
@@ -62,23 +64,32 @@ static int numeric_charref(const int32_t *s, size_t n, int32_t *out) {
     for (; i < n - 1; i++) {
         int32_t c = s[i];
         int d;
-        if (c >= '0' && c <= '9') d = c - '0';
-        else if (hex && c >= 'a' && c <= 'f') d = c - 'a' + 10;
-        else if (hex && c >= 'A' && c <= 'F') d = c - 'A' + 10;
-        else return -1;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (hex && c >= 'a' && c <= 'f')
+            d = c - 'a' + 10;
+        else if (hex && c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1;
         num = num * (hex ? 16 : 10) + (uint64_t)d;
         if (num > 0x7FFFFFFF) num = 0x7FFFFFFF; /* stays "> 0x10FFFF" */
     }
     int32_t r;
-    if (num == 0) r = 0xFFFD;
-    else if (num == 0x0D) r = '\r';
-    else if (num >= 0x80 && num <= 0x9F) r = cp1252_c1[num - 0x80];
-    else if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF) r = 0xFFFD;
+    if (num == 0)
+        r = 0xFFFD;
+    else if (num == 0x0D)
+        r = '\r';
+    else if (num >= 0x80 && num <= 0x9F)
+        r = cp1252_c1[num - 0x80];
+    else if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF)
+        r = 0xFFFD;
     else if ((num >= 0x1 && num <= 0x8) || num == 0xB || (num >= 0xE && num <= 0x1F) ||
              (num >= 0x7F && num <= 0x9F) || (num >= 0xFDD0 && num <= 0xFDEF) ||
              (num & 0xFFFE) == 0xFFFE)
         return 0;
-    else r = (int32_t)num;
+    else
+        r = (int32_t)num;
     if (r == ';') return -1; /* ftfy keeps the reference when the result contains ';' */
     out[0] = r;
     return 1;
@@ -90,15 +101,19 @@ static int step_unescape_html(const int32_t *a, size_t n, tk_cps *out, tk_cps *t
             size_t j = i + 1;
             if (j < n && a[j] == '#') j++;
             size_t k = j;
-            while (k < n && k - j <= 24 && is_alnum_ascii(a[k])) k++;
+            while (k < n && k - j <= 24 && is_alnum_ascii(a[k]))
+                k++;
             if (k > j && k - j <= 24 && k < n && a[k] == ';') {
                 size_t len = k + 1 - i; /* "&...;" */
                 char name[32];
-                for (size_t q = 0; q < len - 2; q++) name[q] = (char)a[i + 1 + q];
+                for (size_t q = 0; q < len - 2; q++)
+                    name[q] = (char)a[i + 1 + q];
                 const char *v = html_entity(name, len - 2);
                 if (v) {
                     tmp->n = 0;
-                    if (gz_tok_utf8_decode(v, strlen(v), tmp) || gz_tok_cps_append(out, tmp->v, tmp->n)) return -1;
+                    if (gz_tok_utf8_decode(v, strlen(v), tmp) ||
+                        gz_tok_cps_append(out, tmp->v, tmp->n))
+                        return -1;
                     i += len;
                     continue;
                 }
@@ -135,7 +150,8 @@ static int is_ftfy_ligature(int32_t c) {
 /* NFKC of one code point (ftfy's ligature and width maps are defined that way). */
 static int nfkc_char(int32_t c, tk_cps *out) {
     int32_t buf[32];
-    utf8proc_ssize_t r = utf8proc_decompose_char(c, buf, 32, UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE, NULL);
+    utf8proc_ssize_t r = utf8proc_decompose_char(
+        c, buf, 32, UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE, NULL);
     if (r < 0 || r > 32) return gz_tok_cps_push(out, c);
     r = utf8proc_normalize_utf32(buf, r, UTF8PROC_COMPOSE | UTF8PROC_COMPAT | UTF8PROC_STABLE);
     if (r < 0) return gz_tok_cps_push(out, c);
@@ -158,7 +174,8 @@ static int step_chars(const int32_t *a, size_t n, tk_cps *out) {
         if (is_ftfy_ligature(c) || (c >= 0xFF01 && c <= 0xFFEF)) {
             size_t from = out->n;
             if (nfkc_char(c, out)) return -1;
-            for (size_t k = from; k < out->n; k++) out->v[k] = uncurl(out->v[k]); /* e.g. U+0149 -> U+02BC n */
+            for (size_t k = from; k < out->n; k++)
+                out->v[k] = uncurl(out->v[k]); /* e.g. U+0149 -> U+02BC n */
             continue;
         }
         if (gz_tok_cps_push(out, uncurl(c))) return -1;
@@ -203,7 +220,8 @@ int gz_tok_ftfy(const int32_t *a, size_t n, tk_cps *out) {
     int rc = -1, html = 1;
     for (size_t pos = 0; pos < n;) {
         size_t end = pos;
-        while (end < n && a[end] != '\n') end++;
+        while (end < n && a[end] != '\n')
+            end++;
         if (end < n) end++; /* the segment includes its '\n' */
         for (size_t i = pos; i < end && html; i++)
             if (a[i] == '<') html = 0;
@@ -214,11 +232,19 @@ int gz_tok_ftfy(const int32_t *a, size_t n, tk_cps *out) {
             if (gz_tok_cps_append(&before, cur.v, cur.n)) goto done;
             if (html) {
                 nxt.n = 0;
-                if (step_unescape_html(cur.v, cur.n, &nxt, &tmp)) { gz_tok_cps_free(&before); goto done; }
-                tk_cps t = cur; cur = nxt; nxt = t;
+                if (step_unescape_html(cur.v, cur.n, &nxt, &tmp)) {
+                    gz_tok_cps_free(&before);
+                    goto done;
+                }
+                tk_cps t = cur;
+                cur = nxt;
+                nxt = t;
             }
             nxt.n = 0;
-            if (step_chars(cur.v, cur.n, &nxt)) { gz_tok_cps_free(&before); goto done; }
+            if (step_chars(cur.v, cur.n, &nxt)) {
+                gz_tok_cps_free(&before);
+                goto done;
+            }
             cur.n = 0;
             if (step_lines_controls(nxt.v, nxt.n, &cur) || gz_tok_normalize(&cur, 'C', &scratch)) {
                 gz_tok_cps_free(&before);

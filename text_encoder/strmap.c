@@ -1,4 +1,5 @@
-/* strmap.c - the string -> id map of the vocabularies (open addressing, FNV-1a keys in one arena). */
+/* strmap.c - the string -> id map of the vocabularies (open addressing, FNV-1a keys in one arena).
+ */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +30,8 @@ static int map_grow(tk_map *m) {
     size_t ns = m->nslots ? m->nslots * 2 : 1024;
     int32_t *slots = gz_malloc_n(ns, sizeof *slots, "vocabulary map");
     if (!slots) return -1;
-    for (size_t i = 0; i < ns; i++) slots[i] = -1;
+    for (size_t i = 0; i < ns; i++)
+        slots[i] = -1;
     free(m->slots);
     m->slots = slots;
     m->nslots = ns;
@@ -65,7 +67,8 @@ int gz_tok_map_put(tk_map *m, const char *key, size_t len, int32_t val) {
     }
     if (m->arena_n + len + 1 > m->arena_cap) {
         size_t nc = m->arena_cap ? m->arena_cap : 65536;
-        while (nc < m->arena_n + len + 1) nc *= 2;
+        while (nc < m->arena_n + len + 1)
+            nc *= 2;
         if (nc > 0xFFFFFFFFu) return -1;
         char *ar = realloc(m->arena, nc);
         if (!ar) return -1;

@@ -96,8 +96,7 @@ gz_status gz_text_tower_encode(const gz_text_tower *t, const gz_compute *cx, con
     const int D = t->D, E = t->E;
     size_t N = (size_t)B * (size_t)T, nh, nfl;
     /* Scratch: the hidden state unless the caller wants it, plus pooled (B, D). */
-    if (!gz_mul_size(N, (size_t)D, &nh) ||
-        !gz_add_size(last_hidden ? 0 : nh, (size_t)B * D, &nfl))
+    if (!gz_mul_size(N, (size_t)D, &nh) || !gz_add_size(last_hidden ? 0 : nh, (size_t)B * D, &nfl))
         return GZ_FAIL(GZ_ENOMEM, "text encode: batch %d x %d too large", B, T);
     float *scratch = gz_malloc_n(nfl, sizeof(float), "text encode scratch");
     if (!scratch) return GZ_ENOMEM;

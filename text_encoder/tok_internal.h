@@ -46,14 +46,14 @@ int gz_tok_utf8_put(int32_t c, char *b);
 
 /* ---- Unicode helpers (unicode.c; all data from utf8proc) ---- */
 
-int gz_tok_is_py_space(int32_t c);   /* Python str.isspace() */
-int gz_tok_is_letter(int32_t c);     /* \p{L} */
-int gz_tok_is_number(int32_t c);     /* \p{N} */
+int gz_tok_is_py_space(int32_t c);        /* Python str.isspace() */
+int gz_tok_is_letter(int32_t c);          /* \p{L} */
+int gz_tok_is_number(int32_t c);          /* \p{N} */
 int gz_tok_is_mark_nonspacing(int32_t c); /* Mn */
-int gz_tok_is_punct_bert(int32_t c); /* BERT _is_punctuation */
-int gz_tok_is_control_bert(int32_t c); /* BERT _is_control */
-int gz_tok_is_space_bert(int32_t c);   /* BERT _is_whitespace */
-int gz_tok_is_cjk(int32_t c);          /* BERT _is_chinese_char */
+int gz_tok_is_punct_bert(int32_t c);      /* BERT _is_punctuation */
+int gz_tok_is_control_bert(int32_t c);    /* BERT _is_control */
+int gz_tok_is_space_bert(int32_t c);      /* BERT _is_whitespace */
+int gz_tok_is_cjk(int32_t c);             /* BERT _is_chinese_char */
 
 /* Normalise in place: form 'C' (NFC), 'D' (NFD) or 'K' (NFKC). scratch is a work buffer. */
 int gz_tok_normalize(tk_cps *a, char form, tk_buf *scratch);
@@ -66,13 +66,13 @@ int gz_tok_ftfy(const int32_t *a, size_t n, tk_cps *out);
 /* ---- string -> id map (strmap.c) ---- */
 
 typedef struct {
-    char *arena;           /* all key bytes, each followed by a NUL */
+    char *arena; /* all key bytes, each followed by a NUL */
     size_t arena_n, arena_cap;
-    uint32_t *key_off;     /* (n) offsets into arena */
-    uint32_t *key_len;     /* (n) */
-    int32_t *val;          /* (n) */
+    uint32_t *key_off; /* (n) offsets into arena */
+    uint32_t *key_len; /* (n) */
+    int32_t *val;      /* (n) */
     size_t n, cap;
-    int32_t *slots;        /* (nslots) entry index or -1 */
+    int32_t *slots; /* (nslots) entry index or -1 */
     size_t nslots;
 } tk_map;
 
@@ -114,13 +114,14 @@ struct gz_tokenizer {
     int clip_fast;
     int max_length;
     int do_lower_case, strip_accents /* -1 = null */, tokenize_chinese_chars;
-    int32_t unk_id, pad_id, bos_id, eos_id; /* bos/eos: [CLS]/[SEP] or <|startoftext|>/<|endoftext|> */
+    int32_t unk_id, pad_id, bos_id,
+        eos_id; /* bos/eos: [CLS]/[SEP] or <|startoftext|>/<|endoftext|> */
 
     tk_map vocab;        /* token string -> id (BPE: also internal symbols with id >= n_ids) */
     const char **id_str; /* (n_ids) id -> token string (into vocab.arena or added), NULL = hole */
     int32_t n_ids;       /* ids in use: max id + 1 over vocab and added tokens */
 
-    tk_added *added;     /* literal special / added tokens, split out before tokenizing */
+    tk_added *added; /* literal special / added tokens, split out before tokenizing */
     int n_added;
 
     /* BPE */

@@ -59,7 +59,9 @@ static gz_status load_json(const char *dir, const char *name, int optional, json
         strcmp(name, "tokenizer_config.json") == 0)
         j = json_loadb((const char *)text, len, JSON_DECODE_INT_AS_REAL, &err);
     free(text);
-    if (!j) st = GZ_FAIL(GZ_EINVAL, "%s: invalid JSON (line %d, column %d): %s", path, err.line, err.column, err.text);
+    if (!j)
+        st = GZ_FAIL(GZ_EINVAL, "%s: invalid JSON (line %d, column %d): %s", path, err.line,
+                     err.column, err.text);
     else if (!json_is_object(j)) {
         st = GZ_FAIL(GZ_EINVAL, "%s: expected a JSON object", path);
         json_decref(j);
@@ -98,8 +100,10 @@ static gz_status load_vocab_txt(gz_tokenizer *t, const char *path) {
     int32_t id = 0;
     for (size_t i = 0; st == GZ_OK && i < n;) {
         size_t e = i;
-        while (e < n && text[e] != '\n' && text[e] != '\r') e++;
-        if (gz_tok_map_put(&t->vocab, text + i, e - i, id)) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
+        while (e < n && text[e] != '\n' && text[e] != '\r')
+            e++;
+        if (gz_tok_map_put(&t->vocab, text + i, e - i, id))
+            st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
         id++;
         if (e < n && text[e] == '\r' && e + 1 < n && text[e + 1] == '\n') e++;
         i = e + 1;
@@ -118,7 +122,8 @@ static gz_status load_vocab_object(gz_tokenizer *t, const json_t *j, const char 
     json_t *v;
     int32_t max_id = -1;
     json_object_foreach((json_t *)j, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) >= (1 << 26)) {
             st = GZ_FAIL(GZ_EINVAL, "%s: token \"%s\" has no valid integer id", what, key);
             break;
         }
@@ -153,7 +158,7 @@ typedef struct {
 } special_slot;
 
 enum { SP_UNK, SP_SEP, SP_PAD, SP_CLS, SP_MASK, SP_BOS, SP_EOS, SP_N };
-static const char *const sp_names[SP_N] = {"unk_token", "sep_token", "pad_token", "cls_token",
+static const char *const sp_names[SP_N] = {"unk_token",  "sep_token", "pad_token", "cls_token",
                                            "mask_token", "bos_token", "eos_token"};
 
 /* Index of the added token whose text is c[0..n) (n > 0), or -1. */
@@ -164,7 +169,8 @@ static int find_added(const gz_tokenizer *t, const int32_t *c, size_t n) {
 }
 
 /* Append an added token whose text is *c; takes c's array in every case. */
-static gz_status push_added(gz_tokenizer *t, tk_cps *c, int32_t id, int lstrip, int rstrip, int keep_case) {
+static gz_status push_added(gz_tokenizer *t, tk_cps *c, int32_t id, int lstrip, int rstrip,
+                            int keep_case) {
     tk_added *na = realloc(t->added, ((size_t)t->n_added + 1) * sizeof *na);
     if (!na) {
         gz_tok_cps_free(c);
@@ -183,7 +189,8 @@ static gz_status push_added(gz_tokenizer *t, tk_cps *c, int32_t id, int lstrip, 
 
 /* Add the literal s (NULL or "" is ignored) as an added token; id < 0 = resolved later. The
  * same text again redefines it: the later id (when >= 0) and flags win. GZ_ENOMEM or GZ_OK. */
-static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lstrip, int rstrip, int keep_case) {
+static gz_status add_literal(gz_tokenizer *t, const char *s, int32_t id, int lstrip, int rstrip,
+                             int keep_case) {
     if (!s || !*s) return GZ_OK;
     tk_cps c = {0};
     if (gz_tok_utf8_decode(s, strlen(s), &c)) return GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -212,7 +219,8 @@ static gz_status add_special_unless_present(gz_tokenizer *t, const char *s, int3
     return GZ_OK;
 }
 
-/* tokenizer.json's added_tokens: [{"id", "content", "lstrip", "rstrip", "special", "normalized"}]. */
+/* tokenizer.json's added_tokens: [{"id", "content", "lstrip", "rstrip", "special", "normalized"}].
+ */
 static gz_status add_tokenizer_json_added(gz_tokenizer *t, const json_t *tj, const char *what) {
     const json_t *arr = json_object_get(tj, "added_tokens");
     size_t i;
@@ -222,11 +230,13 @@ static gz_status add_tokenizer_json_added(gz_tokenizer *t, const json_t *tj, con
     json_array_foreach((json_t *)arr, i, v) {
         const json_t *id = json_object_get(v, "id");
         const char *content = token_content(v);
-        if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= (1 << 26) || !content)
+        if (!json_is_integer(id) || json_integer_value(id) < 0 ||
+            json_integer_value(id) >= (1 << 26) || !content)
             return GZ_FAIL(GZ_EINVAL, "%s: bad added_tokens[%zu]", what, i);
         int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
-        gz_status st = add_literal(t, content, (int32_t)json_integer_value(id), json_flag(v, "lstrip", 0),
-                                   json_flag(v, "rstrip", 0), special || normalized);
+        gz_status st =
+            add_literal(t, content, (int32_t)json_integer_value(id), json_flag(v, "lstrip", 0),
+                        json_flag(v, "rstrip", 0), special || normalized);
         if (st != GZ_OK) return st;
     }
     return GZ_OK;
@@ -244,11 +254,17 @@ static gz_status set_slot(special_slot *sl, const char *v) {
 
 /* The special-token strings: the tokenizer class's defaults, then tokenizer_config.json's,
  * then special_tokens_map.json's (srcs[0], srcs[1]; either may be NULL). */
-static gz_status read_special_slots(const gz_tokenizer *t, json_t *const srcs[2], special_slot *sl) {
-    static const char *const bpe_dflt[SP_N] = {[SP_UNK] = "<|endoftext|>", [SP_BOS] = "<|startoftext|>",
-                                               [SP_EOS] = "<|endoftext|>", [SP_PAD] = "<|endoftext|>"};
-    static const char *const bert_dflt[SP_N] = {[SP_UNK] = "[UNK]", [SP_SEP] = "[SEP]", [SP_PAD] = "[PAD]",
-                                                [SP_CLS] = "[CLS]", [SP_MASK] = "[MASK]"};
+static gz_status read_special_slots(const gz_tokenizer *t, json_t *const srcs[2],
+                                    special_slot *sl) {
+    static const char *const bpe_dflt[SP_N] = {[SP_UNK] = "<|endoftext|>",
+                                               [SP_BOS] = "<|startoftext|>",
+                                               [SP_EOS] = "<|endoftext|>",
+                                               [SP_PAD] = "<|endoftext|>"};
+    static const char *const bert_dflt[SP_N] = {[SP_UNK] = "[UNK]",
+                                                [SP_SEP] = "[SEP]",
+                                                [SP_PAD] = "[PAD]",
+                                                [SP_CLS] = "[CLS]",
+                                                [SP_MASK] = "[MASK]"};
     const char *const *dflt = t->is_bpe ? bpe_dflt : bert_dflt;
     for (int i = 0; i < SP_N; i++) {
         sl[i].name = sp_names[i];
@@ -278,10 +294,12 @@ static gz_status add_decoder_tokens(gz_tokenizer *t, const char *dir, const json
         long id = strtol(key, &endp, 10);
         const char *content = token_content(v);
         if (*endp || id < 0 || id >= (1 << 26) || !content)
-            return GZ_FAIL(GZ_EINVAL, "%s/tokenizer_config.json: bad added_tokens_decoder entry \"%s\"", dir, key);
+            return GZ_FAIL(GZ_EINVAL,
+                           "%s/tokenizer_config.json: bad added_tokens_decoder entry \"%s\"", dir,
+                           key);
         int special = json_flag(v, "special", 0), normalized = json_flag(v, "normalized", !special);
-        gz_status st = add_literal(t, content, (int32_t)id, json_flag(v, "lstrip", 0), json_flag(v, "rstrip", 0),
-                                   special || normalized);
+        gz_status st = add_literal(t, content, (int32_t)id, json_flag(v, "lstrip", 0),
+                                   json_flag(v, "rstrip", 0), special || normalized);
         if (st != GZ_OK) return st;
     }
     return GZ_OK;
@@ -293,7 +311,8 @@ static gz_status add_added_tokens_json(gz_tokenizer *t, const char *dir, json_t 
     json_t *v;
     json_object_foreach(addj, key, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= (1 << 26))
-            return GZ_FAIL(GZ_EINVAL, "%s/added_tokens.json: token \"%s\" has no valid integer id", dir, key);
+            return GZ_FAIL(GZ_EINVAL, "%s/added_tokens.json: token \"%s\" has no valid integer id",
+                           dir, key);
         gz_status st = add_special_unless_present(t, key, (int32_t)json_integer_value(v));
         if (st != GZ_OK) return st;
     }
@@ -301,7 +320,8 @@ static gz_status add_added_tokens_json(gz_tokenizer *t, const char *dir, json_t 
 }
 
 /* Every special token (incl. additional_special_tokens from srcs) is an added token too. */
-static gz_status add_special_tokens(gz_tokenizer *t, const special_slot *sl, json_t *const srcs[2]) {
+static gz_status add_special_tokens(gz_tokenizer *t, const special_slot *sl,
+                                    json_t *const srcs[2]) {
     for (int i = 0; i < SP_N; i++) {
         gz_status st = add_special_unless_present(t, sl[i].value, -1);
         if (st != GZ_OK) return st;
@@ -349,9 +369,12 @@ static gz_status set_special_ids(gz_tokenizer *t, const char *dir, const special
     t->pad_id = ids[SP_PAD];
     t->bos_id = t->is_bpe ? ids[SP_BOS] : ids[SP_CLS];
     t->eos_id = t->is_bpe ? ids[SP_EOS] : ids[SP_SEP];
-    const char *which = t->unk_id < 0 ? "unk_token" : t->bos_id < 0 ? (t->is_bpe ? "bos_token" : "cls_token")
-                        : t->eos_id < 0 ? (t->is_bpe ? "eos_token" : "sep_token") : NULL;
-    gz_status st = which ? GZ_FAIL(GZ_EINVAL, "%s: the %s is not in the vocabulary", dir, which) : GZ_OK;
+    const char *which = t->unk_id < 0   ? "unk_token"
+                        : t->bos_id < 0 ? (t->is_bpe ? "bos_token" : "cls_token")
+                        : t->eos_id < 0 ? (t->is_bpe ? "eos_token" : "sep_token")
+                                        : NULL;
+    gz_status st =
+        which ? GZ_FAIL(GZ_EINVAL, "%s: the %s is not in the vocabulary", dir, which) : GZ_OK;
     if (t->pad_id < 0) t->pad_id = t->is_bpe ? t->eos_id : 0;
     return st;
 }
@@ -362,14 +385,16 @@ static gz_status load_specials(gz_tokenizer *t, const char *dir, json_t *cfg) {
     json_t *stm = NULL, *addj = NULL;
     gz_status st = load_json(dir, "special_tokens_map.json", 1, &stm);
     if (st == GZ_OK) st = load_json(dir, "added_tokens.json", 1, &addj);
-    json_t *const srcs[2] = {cfg, stm}; /* special_tokens_map.json overrides tokenizer_config.json */
+    json_t *const srcs[2] = {cfg,
+                             stm}; /* special_tokens_map.json overrides tokenizer_config.json */
     if (st == GZ_OK) st = read_special_slots(t, srcs, sl);
     if (st == GZ_OK) st = add_decoder_tokens(t, dir, cfg);
     if (st == GZ_OK && addj) st = add_added_tokens_json(t, dir, addj);
     if (st == GZ_OK) st = add_special_tokens(t, sl, srcs);
     if (st == GZ_OK) st = resolve_added_ids(t);
     if (st == GZ_OK) st = set_special_ids(t, dir, sl);
-    for (int i = 0; i < SP_N; i++) free(sl[i].value);
+    for (int i = 0; i < SP_N; i++)
+        free(sl[i].value);
     json_decref(stm);
     json_decref(addj);
     return st;
@@ -391,7 +416,8 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
     if (out) *out = NULL;
     if (!model_dir || !out) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_load: NULL argument");
     if (family != GZ_FAMILY_BLIP && family != GZ_FAMILY_CLIP && family != GZ_FAMILY_CHINESE_CLIP)
-        return GZ_FAIL(GZ_EUNSUPPORTED, "%s: unknown model family %d for the tokenizer", model_dir, (int)family);
+        return GZ_FAIL(GZ_EUNSUPPORTED, "%s: unknown model family %d for the tokenizer", model_dir,
+                       (int)family);
     gz_tokenizer_params prm = p ? *p : gz_tokenizer_default_params();
     gz_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -408,13 +434,17 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
         const json_t *sa = cfg ? json_object_get(cfg, "strip_accents") : NULL;
         t->strip_accents = json_is_boolean(sa) ? json_is_true(sa) : -1;
         const char *vname = t->is_bpe ? "vocab.json" : "vocab.txt";
-        char *vpath = gz_path_join(model_dir, vname), *tjpath = gz_path_join(model_dir, "tokenizer.json");
-        if (!vpath || !tjpath) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
+        char *vpath = gz_path_join(model_dir, vname),
+             *tjpath = gz_path_join(model_dir, "tokenizer.json");
+        if (!vpath || !tjpath)
+            st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         else if (access(vpath, F_OK) != 0 && access(tjpath, F_OK) == 0) {
             /* no slow-tokenizer vocabulary: take vocabulary, merges and added tokens from the
              * fast tokenizer's tokenizer.json (tokenization rules stay the slow ones) */
             st = load_json(model_dir, "tokenizer.json", 0, &tj);
-            if (st == GZ_OK) st = load_vocab_object(t, json_object_get(json_object_get(tj, "model"), "vocab"), tjpath);
+            if (st == GZ_OK)
+                st = load_vocab_object(t, json_object_get(json_object_get(tj, "model"), "vocab"),
+                                       tjpath);
             if (st == GZ_OK) st = add_tokenizer_json_added(t, tj, tjpath);
         } else if (t->is_bpe) {
             st = load_vocab_json(t, model_dir);
@@ -425,7 +455,8 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
         if (st == GZ_OK) st = load_specials(t, model_dir, cfg);
         if (st == GZ_OK && t->is_bpe) {
             if (tj) {
-                st = gz_tok_bpe_load_json(t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
+                st = gz_tok_bpe_load_json(
+                    t, json_object_get(json_object_get(tj, "model"), "merges"), tjpath);
             } else {
                 char *path = gz_path_join(model_dir, "merges.txt");
                 st = path ? gz_tok_bpe_load(t, path) : GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -438,9 +469,12 @@ gz_status gz_tokenizer_load(const char *model_dir, gz_family family, int max_pos
     if (st == GZ_OK) {
         long long ml = 0;
         const json_t *m = cfg ? json_object_get(cfg, "model_max_length") : NULL;
-        if (json_is_integer(m)) ml = json_integer_value(m);
-        else if (json_is_real(m) && json_real_value(m) > 0 && json_real_value(m) < 1e9) ml = (long long)json_real_value(m);
-        if (ml <= 0 || ml > 1000000) ml = 0; /* HF's VERY_LARGE_INTEGER: no limit from the tokenizer */
+        if (json_is_integer(m))
+            ml = json_integer_value(m);
+        else if (json_is_real(m) && json_real_value(m) > 0 && json_real_value(m) < 1e9)
+            ml = (long long)json_real_value(m);
+        if (ml <= 0 || ml > 1000000)
+            ml = 0; /* HF's VERY_LARGE_INTEGER: no limit from the tokenizer */
         if (prm.max_length > 0) ml = prm.max_length;
         if (max_positions > 0 && (ml == 0 || ml > max_positions)) ml = max_positions;
         if (ml == 0) ml = t->is_bpe ? 77 : 512;
@@ -462,7 +496,8 @@ void gz_tokenizer_free(gz_tokenizer *t) {
     gz_tok_bpe_free(t);
     gz_tok_map_free(&t->vocab);
     free(t->id_str);
-    for (int i = 0; i < t->n_added; i++) free(t->added[i].cps);
+    for (int i = 0; i < t->n_added; i++)
+        free(t->added[i].cps);
     free(t->added);
     free(t);
 }
@@ -518,9 +553,11 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
         }
         size_t s = chunk, e = i;
         if (strip_next)
-            while (s < e && gz_tok_is_py_space(c->v[s])) s++;
+            while (s < e && gz_tok_is_py_space(c->v[s]))
+                s++;
         if (a && a->lstrip)
-            while (e > s && gz_tok_is_py_space(c->v[e - 1])) e--;
+            while (e > s && gz_tok_is_py_space(c->v[e - 1]))
+                e--;
         if (tokenize_chunk(t, c->v + s, e - s, ids)) goto oom;
         if (!a) break;
         if (gz_tok_cps_push(ids, a->id)) goto oom;
@@ -537,12 +574,13 @@ done:
     return st;
 }
 
-gz_status gz_tokenizer_encode(const gz_tokenizer *t, const char *text, int max_len, int32_t **ids, int *n) {
+gz_status gz_tokenizer_encode(const gz_tokenizer *t, const char *text, int max_len, int32_t **ids,
+                              int *n) {
     return gz_tokenizer_encode_n(t, text, text ? strlen(text) : 0, max_len, ids, n);
 }
 
-gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t len, int max_len, int32_t **ids,
-                                int *n) {
+gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t len, int max_len,
+                                int32_t **ids, int *n) {
     if (ids) *ids = NULL;
     if (n) *n = 0;
     if (!t || !text || !ids || !n) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode: NULL argument");
@@ -575,9 +613,11 @@ gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t 
     return GZ_OK;
 }
 
-gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *texts, int n, gz_token_batch *out) {
+gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *texts, int n,
+                                    gz_token_batch *out) {
     if (out) memset(out, 0, sizeof *out);
-    if (!t || !out || n < 0 || (n > 0 && !texts)) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode_batch: bad argument");
+    if (!t || !out || n < 0 || (n > 0 && !texts))
+        return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode_batch: bad argument");
     if (n == 0) return GZ_OK;
     int32_t **rows = gz_calloc_n((size_t)n, sizeof *rows, "token batch");
     int *lens = gz_calloc_n((size_t)n, sizeof *lens, "token batch");
@@ -588,7 +628,8 @@ gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *te
         if (st == GZ_OK && lens[i] > len) len = lens[i];
     }
     size_t cells = 0;
-    if (st == GZ_OK && !gz_mul_size((size_t)n, (size_t)len, &cells)) st = GZ_FAIL(GZ_ENOMEM, "batch too large");
+    if (st == GZ_OK && !gz_mul_size((size_t)n, (size_t)len, &cells))
+        st = GZ_FAIL(GZ_ENOMEM, "batch too large");
     if (st == GZ_OK) {
         out->ids = gz_malloc_n(cells, sizeof *out->ids, "token batch");
         out->mask = gz_malloc_n(cells, sizeof *out->mask, "token batch");
@@ -608,7 +649,8 @@ gz_status gz_tokenizer_encode_batch(const gz_tokenizer *t, const char *const *te
     } else {
         gz_token_batch_free(out);
     }
-    for (int i = 0; rows && i < n; i++) free(rows[i]);
+    for (int i = 0; rows && i < n; i++)
+        free(rows[i]);
     free(rows);
     free(lens);
     return st;

@@ -4,11 +4,9 @@
  * Usage:
  *   gz_tokenizer *t = NULL;
  *   gz_tokenizer_params tp = gz_tokenizer_default_params();
- *   if (gz_tokenizer_load("models/clip", GZ_FAMILY_CLIP, 77, &tp, &t) != GZ_OK) { ... gz_last_error() ... }
- *   int32_t *ids = NULL; int n = 0;
- *   gz_tokenizer_encode(t, "a photo of a cat", 0, &ids, &n);   // 49406 ... 49407
- *   free(ids);
- *   gz_tokenizer_free(t);
+ *   if (gz_tokenizer_load("models/clip", GZ_FAMILY_CLIP, 77, &tp, &t) != GZ_OK) { ...
+ * gz_last_error() ... } int32_t *ids = NULL; int n = 0; gz_tokenizer_encode(t, "a photo of a cat",
+ * 0, &ids, &n);   // 49406 ... 49407 free(ids); gz_tokenizer_free(t);
  *
  * Semantics mirror transformers 4.40.2's SLOW tokenizers (BertTokenizer, CLIPTokenizer with
  * ftfy); see tests/data/fixtures/README.md "Tokenizers (slow HF)".
@@ -32,11 +30,11 @@
 typedef struct gz_tokenizer gz_tokenizer;
 
 typedef struct {
-    int clip_fast;   /* CLIP only: 1 = HF fast-tokenizer clean-up (NFC + whitespace + lower-case,
-                        the fixtures' nfc_whitespace_lower_ids); 0 = slow tokenizer with ftfy
-                        clean-up (default) */
-    int max_length;  /* 0 = model default: tokenizer_config.json model_max_length, capped at
-                        max_positions (77 for CLIP) */
+    int clip_fast;  /* CLIP only: 1 = HF fast-tokenizer clean-up (NFC + whitespace + lower-case,
+                       the fixtures' nfc_whitespace_lower_ids); 0 = slow tokenizer with ftfy
+                       clean-up (default) */
+    int max_length; /* 0 = model default: tokenizer_config.json model_max_length, capped at
+                       max_positions (77 for CLIP) */
 } gz_tokenizer_params;
 
 /* Defaults: clip_fast 0, max_length 0. */

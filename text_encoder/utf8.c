@@ -98,7 +98,8 @@ int gz_tok_utf8_put(int32_t c, char *b) {
 int gz_tok_utf8_encode(const int32_t *c, size_t n, tk_buf *out) {
     if (n > (SIZE_MAX - out->n - 1) / 4 || buf_reserve(out, out->n + 4 * n + 1)) return -1;
     char *p = out->v + out->n;
-    for (size_t i = 0; i < n; i++) p += gz_tok_utf8_put(c[i], p);
+    for (size_t i = 0; i < n; i++)
+        p += gz_tok_utf8_put(c[i], p);
     out->n = (size_t)(p - out->v);
     out->v[out->n] = 0;
     return 0;

@@ -52,7 +52,8 @@ int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk
         if (ch == 0 || ch == 0xFFFD || gz_tok_is_control_bert(ch)) continue;
         if (gz_tok_is_space_bert(ch)) ch = ' ';
         if (t->tokenize_chinese_chars && gz_tok_is_cjk(ch)) {
-            if (gz_tok_cps_push(&a, ' ') || gz_tok_cps_push(&a, ch) || gz_tok_cps_push(&a, ' ')) goto done;
+            if (gz_tok_cps_push(&a, ' ') || gz_tok_cps_push(&a, ch) || gz_tok_cps_push(&a, ' '))
+                goto done;
         } else if (gz_tok_cps_push(&a, ch)) {
             goto done;
         }
@@ -62,10 +63,12 @@ int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk
     int strip = t->strip_accents == 1 || (t->do_lower_case && t->strip_accents != 0);
     for (size_t i = 0; i < a.n;) {
         /* whitespace_tokenize: Python str.split() */
-        while (i < a.n && gz_tok_is_py_space(a.v[i])) i++;
+        while (i < a.n && gz_tok_is_py_space(a.v[i]))
+            i++;
         if (i >= a.n) break;
         size_t s = i;
-        while (i < a.n && !gz_tok_is_py_space(a.v[i])) i++;
+        while (i < a.n && !gz_tok_is_py_space(a.v[i]))
+            i++;
         word.n = 0;
         if (t->do_lower_case) {
             if (gz_tok_py_lower(a.v + s, i - s, 1, &word)) goto done;
@@ -87,7 +90,8 @@ int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk
                 continue;
             }
             size_t ps = j;
-            while (j < word.n && !gz_tok_is_punct_bert(word.v[j])) j++;
+            while (j < word.n && !gz_tok_is_punct_bert(word.v[j]))
+                j++;
             if (wordpiece_word(t, word.v + ps, j - ps, &bytes, offs, &key, ids)) goto done;
         }
     }

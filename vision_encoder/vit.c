@@ -25,15 +25,15 @@
 #define VIT_NORM_EPS 1e-12f
 
 typedef struct {
-    const float *ln1_w, *ln1_b;     /* (D) */
-    const float *qkv_w;             /* BLIP: (3*D, D) rows q, k, v; NULL for CLIP */
-    const float *qkv_b;             /* BLIP: (3*D) */
-    const float *q_w, *k_w, *v_w;   /* CLIP: (D, D) each */
-    const float *q_b, *k_b, *v_b;   /* CLIP: (D) each */
-    const float *out_w, *out_b;     /* (D, D), (D) */
-    const float *ln2_w, *ln2_b;     /* (D) */
-    const float *fc1_w, *fc1_b;     /* (F, D), (F) */
-    const float *fc2_w, *fc2_b;     /* (D, F), (D) */
+    const float *ln1_w, *ln1_b;   /* (D) */
+    const float *qkv_w;           /* BLIP: (3*D, D) rows q, k, v; NULL for CLIP */
+    const float *qkv_b;           /* BLIP: (3*D) */
+    const float *q_w, *k_w, *v_w; /* CLIP: (D, D) each */
+    const float *q_b, *k_b, *v_b; /* CLIP: (D) each */
+    const float *out_w, *out_b;   /* (D, D), (D) */
+    const float *ln2_w, *ln2_b;   /* (D) */
+    const float *fc1_w, *fc1_b;   /* (F, D), (F) */
+    const float *fc2_w, *fc2_b;   /* (D, F), (D) */
 } vit_layer;
 
 struct gz_vit {
@@ -41,15 +41,15 @@ struct gz_vit {
     int D, L, H, F, S, p, G, P, E, C;
     gz_act act;
     float eps;
-    const float *patch_w;             /* (D, C, p, p) */
-    const float *patch_b;             /* (D) BLIP; NULL for CLIP */
-    const float *cls;                 /* (D) */
-    const float *pos;                 /* (P, D) */
-    const float *pre_ln_w, *pre_ln_b; /* (D) CLIP only */
+    const float *patch_w;               /* (D, C, p, p) */
+    const float *patch_b;               /* (D) BLIP; NULL for CLIP */
+    const float *cls;                   /* (D) */
+    const float *pos;                   /* (P, D) */
+    const float *pre_ln_w, *pre_ln_b;   /* (D) CLIP only */
     const float *post_ln_w, *post_ln_b; /* (D) */
-    const float *proj_w;              /* (E, D) */
-    const float *proj_b;              /* (E) BLIP; NULL for CLIP */
-    vit_layer *layers;                /* (L) owned */
+    const float *proj_w;                /* (E, D) */
+    const float *proj_b;                /* (E) BLIP; NULL for CLIP */
+    vit_layer *layers;                  /* (L) owned */
 };
 
 /* Scratch of one forward chunk (one allocation, owned by the caller of vit_forward). */
@@ -63,20 +63,20 @@ typedef struct {
     float *feat; /* (n, E) projections */
 } vit_scratch;
 
-static gz_status get(gz_st_file *w, const float **out, int ndim, int64_t d0, int64_t d1,
-                     int64_t d2, int64_t d3, const char *name) {
+static gz_status get(gz_st_file *w, const float **out, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                     int64_t d3, const char *name) {
     int64_t shape[4] = {d0, d1, d2, d3};
     return gz_st_f32(w, name, ndim, shape, out);
 }
 
-#define GETF(dst, ndim, d0, d1, d2, d3, ...)                                             \
-    do {                                                                                  \
-        int64_t shape_[4] = {(d0), (d1), (d2), (d3)};                                     \
-        gz_status st_ = gz_st_f32_fmt(w, &(dst), (ndim), shape_, __VA_ARGS__);            \
-        if (st_ != GZ_OK) {                                                               \
-            gz_vit_free(v);                                                               \
-            return st_;                                                                   \
-        }                                                                                 \
+#define GETF(dst, ndim, d0, d1, d2, d3, ...)                                                       \
+    do {                                                                                           \
+        int64_t shape_[4] = {(d0), (d1), (d2), (d3)};                                              \
+        gz_status st_ = gz_st_f32_fmt(w, &(dst), (ndim), shape_, __VA_ARGS__);                     \
+        if (st_ != GZ_OK) {                                                                        \
+            gz_vit_free(v);                                                                        \
+            return st_;                                                                            \
+        }                                                                                          \
     } while (0)
 
 static gz_status load_layer(gz_st_file *w, gz_vit *v, int l, vit_layer *ly) {
@@ -84,12 +84,11 @@ static gz_status load_layer(gz_st_file *w, gz_vit *v, int l, vit_layer *ly) {
     char pre[96];
     snprintf(pre, sizeof pre, "vision_model.encoder.layers.%d.", l);
     gz_status st = GZ_OK;
-#define LG(dst, ndim, d0, d1, suffix)                                          \
-    do {                                                                       \
-        char name_[160];                                                       \
-        snprintf(name_, sizeof name_, "%s%s", pre, suffix);                    \
-        if ((st = get(w, &(dst), (ndim), (d0), (d1), 0, 0, name_)) != GZ_OK)  \
-            return st;                                                         \
+#define LG(dst, ndim, d0, d1, suffix)                                                              \
+    do {                                                                                           \
+        char name_[160];                                                                           \
+        snprintf(name_, sizeof name_, "%s%s", pre, suffix);                                        \
+        if ((st = get(w, &(dst), (ndim), (d0), (d1), 0, 0, name_)) != GZ_OK) return st;            \
     } while (0)
     LG(ly->ln1_w, 1, D, 0, "layer_norm1.weight");
     LG(ly->ln1_b, 1, D, 0, "layer_norm1.bias");
@@ -137,7 +136,8 @@ gz_status gz_vit_load(gz_st_file *w, const gz_model_config *cfg, gz_vit **out) {
         return GZ_FAIL(GZ_EINVAL, "vision config: image_size %d is not a multiple of patch_size %d",
                        vc->image_size, vc->patch_size);
     if (vc->num_channels != 3)
-        return GZ_FAIL(GZ_EUNSUPPORTED, "vision config: num_channels %d (only RGB, 3, is supported)",
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "vision config: num_channels %d (only RGB, 3, is supported)",
                        vc->num_channels);
     const int G = vc->image_size / vc->patch_size;
     if (G > 4096 || (int64_t)G * G + 1 > VIT_MAX_CHUNK_TOKENS)
@@ -207,7 +207,8 @@ int gz_vit_dim(const gz_vit *v) { return v ? v->E : 0; }
  * first and the GEMM accumulates onto it (beta = 1), the order torch's addmm uses. */
 static void linear_strided(const float *x, const float *wt, const float *b, float *y, int ldy,
                            int N, int in, int out) {
-    for (int i = 0; i < N; i++) memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
+    for (int i = 0; i < N; i++)
+        memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
     gz_sgemm(0, 1, N, out, in, 1.0f, x, in, wt, in, 1.0f, y, ldy);
 }
 
@@ -225,8 +226,8 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
         linear_strided(s->h, ly->k_w, ly->k_b, s->qkv + D, 3 * D, N, D, D);
         linear_strided(s->h, ly->v_w, ly->v_b, s->qkv + 2 * D, 3 * D, N, D, D);
     }
-    gz_status st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n,
-                                P, P, v->H, Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
+    gz_status st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P,
+                                P, v->H, Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
     if (st != GZ_OK) return st;
     gz_linear(s->att, ly->out_w, ly->out_b, s->h, N, D, D);
     gz_add(s->x, s->h, (size_t)N * D);
@@ -254,11 +255,13 @@ static gz_status vit_forward(const gz_vit *v, const gz_compute *cx, const vit_sc
     gz_patch_embed(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D); // (n, GG, D)
     for (int b = 0; b < n; b++) {
         float *xb = s->x + (size_t)b * P * D;
-        for (int d = 0; d < D; d++) xb[d] = v->cls[d] + v->pos[d];
+        for (int d = 0; d < D; d++)
+            xb[d] = v->cls[d] + v->pos[d];
         const float *pb = s->h + (size_t)b * GG * D;
         for (int t = 0; t < GG; t++)
             for (int d = 0; d < D; d++)
-                xb[(size_t)(t + 1) * D + d] = pb[(size_t)t * D + d] + v->pos[(size_t)(t + 1) * D + d];
+                xb[(size_t)(t + 1) * D + d] =
+                    pb[(size_t)t * D + d] + v->pos[(size_t)(t + 1) * D + d];
     }
     if (v->pre_ln_w) gz_layernorm(cx, s->x, s->x, v->pre_ln_w, v->pre_ln_b, N, D, v->eps);
     if (all_hidden) memcpy(all_hidden + (size_t)b0 * P * D, s->x, chunk_sz * sizeof(float));

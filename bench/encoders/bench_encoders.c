@@ -148,7 +148,8 @@ typedef struct {
 
 static gz_status run_vit(void *ctx) {
     vit_job *j = ctx;
-    return gz_vit_encode(j->vit, &bench_cx, j->pixels, j->B, j->embeds, NULL, j->last_hidden, NULL, NULL);
+    return gz_vit_encode(j->vit, &bench_cx, j->pixels, j->B, j->embeds, NULL, j->last_hidden, NULL,
+                         NULL);
 }
 
 typedef struct {
@@ -160,7 +161,8 @@ typedef struct {
 
 static gz_status run_text(void *ctx) {
     text_job *j = ctx;
-    return gz_text_tower_encode(j->tt, &bench_cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL, NULL);
+    return gz_text_tower_encode(j->tt, &bench_cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL,
+                                NULL, NULL);
 }
 
 typedef struct {
