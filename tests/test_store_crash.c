@@ -128,11 +128,16 @@ static int verify(const char *path, int committed_at_least, const char *when) {
     if (sqlite3_open_v2(path, &raw, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
         sqlite3_stmt *s;
         if (sqlite3_prepare_v2(raw, "PRAGMA integrity_check", -1, &s, NULL) == SQLITE_OK) {
-            if (sqlite3_step(s) == SQLITE_ROW &&
-                strcmp((const char *)sqlite3_column_text(s, 0), "ok") == 0)
+            int rc = sqlite3_step(s);
+            const char *res = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : NULL;
+            if (res && strcmp(res, "ok") == 0)
                 ok_integrity = 1;
+            else /* say why: a corrupt page, or a lock the check could not get */
+                fprintf(stderr, "%s: integrity_check (%s): step %d (%s), result %s\n", path, when,
+                        rc, sqlite3_errmsg(raw), res ? res : "none");
             sqlite3_finalize(s);
-        }
+        } else
+            fprintf(stderr, "%s: integrity_check (%s): %s\n", path, when, sqlite3_errmsg(raw));
     }
     sqlite3_close(raw);
     T(ok_integrity);
