@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,6 +126,13 @@ static int run_child(const char *self, const char *path, int save_every, double 
 static int verify(const char *path, int committed_at_least, const char *when) {
     sqlite3 *raw;
     int ok_integrity = 0;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        /* Killed before the child created the file: nothing can have been committed. */
+        T(committed_at_least == 0);
+        fprintf(stderr, "%s: not created yet (%s)\n", path, when);
+        return 0;
+    }
     if (sqlite3_open_v2(path, &raw, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
         sqlite3_stmt *s;
         if (sqlite3_prepare_v2(raw, "PRAGMA integrity_check", -1, &s, NULL) == SQLITE_OK) {
