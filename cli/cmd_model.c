@@ -83,6 +83,24 @@ static const char PULL_EXAMPLES[] = "  gaze model pull openai/clip-vit-base-patc
                                     "  dir=$(gaze model pull OFA-Sys/chinese-clip-vit-base-patch16 "
                                     "--quiet)";
 
+/* Parse a `gaze model pull|rm` command line whose one argument is REPO_ID[@REVISION]: sets *arg
+ * (a string of argv) and splits it into id and rev. Returns 0 with *rc the exit code to return
+ * (help shown, or a usage error reported). */
+static int parse_repo_arg(const cli_command *cmd, int argc, char **argv, const char **arg, char *id,
+                          size_t id_cap, char *rev, size_t rev_cap, int *rc) {
+    cli_list pos = {0};
+    if (!cli_parse_command(cmd, argc, argv, &pos, rc)) return 0;
+    *arg = pos.v[0]; /* points into argv: it outlives the list */
+    cli_list_free(&pos);
+    if (gz_hub_parse_id(*arg, id, id_cap, rev, rev_cap) != GZ_OK) {
+        cli_errorf("%s", gz_last_error());
+        fprintf(stderr, "try 'gaze %s --help'\n", cmd->name);
+        *rc = EXIT_USAGE;
+        return 0;
+    }
+    return 1;
+}
+
 static int model_pull(int argc, char **argv) {
     int quiet = 0;
     const cli_opt opts[] = {
@@ -97,17 +115,10 @@ static int model_pull(int argc, char **argv) {
                              opts,
                              1,
                              1};
-    cli_list pos = {0};
-    int rc;
-    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) return rc;
-    const char *arg = pos.v[0];
-    cli_list_free(&pos);
+    const char *arg;
     char id[GZ_HUB_ID_MAX], rev[GZ_HUB_REV_MAX], shown[GZ_HUB_ID_MAX + GZ_HUB_REV_MAX];
-    if (gz_hub_parse_id(arg, id, sizeof id, rev, sizeof rev) != GZ_OK) {
-        cli_errorf("%s", gz_last_error());
-        fputs("try 'gaze model pull --help'\n", stderr);
-        return EXIT_USAGE;
-    }
+    int rc;
+    if (!parse_repo_arg(&cmd, argc, argv, &arg, id, sizeof id, rev, sizeof rev, &rc)) return rc;
     id_text(shown, sizeof shown, id, rev);
     gz_hub_params p;
     if ((rc = hub_params(&p)) != EXIT_OK) return rc;
@@ -295,17 +306,10 @@ static int model_rm(int argc, char **argv) {
                              opts,
                              1,
                              1};
-    cli_list pos = {0};
-    int rc;
-    if (!cli_parse_command(&cmd, argc, argv, &pos, &rc)) return rc;
-    const char *arg = pos.v[0];
-    cli_list_free(&pos);
+    const char *arg;
     char id[GZ_HUB_ID_MAX], rev[GZ_HUB_REV_MAX], shown[GZ_HUB_ID_MAX + GZ_HUB_REV_MAX];
-    if (gz_hub_parse_id(arg, id, sizeof id, rev, sizeof rev) != GZ_OK) {
-        cli_errorf("%s", gz_last_error());
-        fputs("try 'gaze model rm --help'\n", stderr);
-        return EXIT_USAGE;
-    }
+    int rc;
+    if (!parse_repo_arg(&cmd, argc, argv, &arg, id, sizeof id, rev, sizeof rev, &rc)) return rc;
     const char *revision = strchr(arg, '@') ? rev : NULL; /* no @: the whole repository */
     id_text(shown, sizeof shown, id, revision);
     gz_hub_params p;
