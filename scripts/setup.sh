@@ -18,6 +18,7 @@ packages=(
   libopenblas-dev libfaiss-dev libsqlite3-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libheif-dev libexif-dev libgif-dev
   libstb-dev libutf8proc-dev libjansson-dev libxxhash-dev libcurl4-openssl-dev libssl-dev
+  libtiff-dev libraw-dev libsixel-dev libmicrohttpd-dev
   python3-numpy dpkg-dev clang libclang-rt-14-dev clang-format
 )
 
