@@ -31,10 +31,55 @@ void cli_list_free(cli_list *l) {
     l->n = l->cap = 0;
 }
 
+const char CLI_EXIT_STATUS_HELP[] =
+    "exit status: 0 ok, 1 partial (some files or rows failed), 2 usage error (bad flag or\n"
+    "value, missing input file, database or model), 3 runtime error, 130 interrupted";
+
+const char *cli_plural(long n) { return n == 1 ? "" : "s"; }
+
+int cli_edit_distance(const char *a, const char *b, int cap) {
+    size_t na = strlen(a), nb = strlen(b);
+    if (na > 64 || nb > 64) return cap + 1; /* not a typo of a flag or command name */
+    int row[65];
+    for (size_t j = 0; j <= nb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0], best = row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            int up = row[j];
+            int v = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < v) v = up + 1;
+            if (row[j - 1] + 1 < v) v = row[j - 1] + 1;
+            row[j] = v;
+            diag = up;
+            if (v < best) best = v;
+        }
+        if (best > cap) return cap + 1;
+    }
+    return row[nb] > cap ? cap + 1 : row[nb];
+}
+
+const char *cli_did_you_mean(const char *word, const char *const *candidates, int n) {
+    int len = (int)strlen(word);
+    int cap = len >= 5 ? 2 : len >= 3 ? 1 : 0; /* short words: almost anything is 1 edit away */
+    const char *best = NULL;
+    int best_d = cap + 1;
+    for (int i = 0; i < n; i++) {
+        int d = cli_edit_distance(word, candidates[i], cap);
+        if (d < best_d) best_d = d, best = candidates[i];
+    }
+    /* a prefix of a longer name ("--thread" for "--threads") is a typo too */
+    for (int i = 0; !best && len >= 3 && i < n; i++)
+        if (strncmp(word, candidates[i], (size_t)len) == 0) best = candidates[i];
+    return best;
+}
+
 static void report(const char *prefix, const char *fmt, va_list ap) {
-    fputs(prefix, stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char buf[4096];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    char *safe = out_term_escape(buf);
+    fprintf(stderr, "%s%s\n", prefix, safe);
+    free(safe);
 }
 
 void cli_errorf(const char *fmt, ...) {
@@ -62,8 +107,10 @@ int cli_report_text(gz_status st, const char *prefix, const char *msg, const cha
     /* a hint the message already carries is not repeated */
     if (prefix && strncmp(msg, prefix, strcspn(prefix, ":")) == 0) prefix = NULL;
     if (suffix && strstr(msg, suffix + strspn(suffix, " ;:(")) != NULL) suffix = NULL;
-    fprintf(stderr, "gaze: %s%s%s\n", prefix ? prefix : "", msg, suffix ? suffix : "");
-    if (st == GZ_EINTERRUPTED) return EXIT_PARTIAL;
+    char *safe = out_term_escape(msg);
+    fprintf(stderr, "gaze: %s%s%s\n", prefix ? prefix : "", safe, suffix ? suffix : "");
+    free(safe);
+    if (st == GZ_EINTERRUPTED) return EXIT_INTERRUPTED;
     return EXIT_FATAL;
 }
 
@@ -73,7 +120,13 @@ int cli_report_model(gz_status st, const char *model) {
         strstr(gz_last_error(), "not in the Hugging Face cache")) {
         char hint[GZ_HUB_ID_MAX + GZ_HUB_REV_MAX + 32];
         snprintf(hint, sizeof hint, "; run: gaze model pull %s", model);
-        return cli_report_hint(st, NULL, hint);
+        cli_report_hint(st, NULL, hint);
+        return EXIT_USAGE; /* a --model that names nothing is a usage error */
+    }
+    struct stat sb;
+    if (st == GZ_ENOTFOUND && model && stat(model, &sb) != 0) {
+        cli_report(st);
+        return EXIT_USAGE;
     }
     return cli_report(st);
 }
@@ -108,6 +161,7 @@ void cli_print_help(const cli_command *cmd, FILE *out) {
     fprintf(out, "  %-28s %s\n", "-h, --help", "show this help");
     if (cmd->details) fprintf(out, "\n%s\n", cmd->details);
     if (cmd->examples) fprintf(out, "\nexamples:\n%s\n", cmd->examples);
+    fprintf(out, "\n%s\n", CLI_EXIT_STATUS_HELP);
 }
 
 static int usage_error(const cli_command *cmd, const char *fmt, ...)
@@ -115,10 +169,12 @@ static int usage_error(const cli_command *cmd, const char *fmt, ...)
 static int usage_error(const cli_command *cmd, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "gaze %s: ", cmd->name);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    char *safe = out_term_escape(buf);
+    fprintf(stderr, "gaze %s: %s\n", cmd->name, safe);
+    free(safe);
     usage_line(cmd, stderr);
     fprintf(stderr, "try 'gaze %s --help'\n", cmd->name);
     return EXIT_USAGE;
@@ -138,6 +194,16 @@ static int set_value(const cli_command *cmd, const cli_opt *o, const char *val) 
         *(int *)o->dest = (int)v;
         return 0;
     }
+    case CLI_COUNT: {
+        char *end = NULL;
+        errno = 0;
+        long v = strtol(val, &end, 10);
+        if (errno || end == val || *end || v < 1 || v > INT_MAX)
+            return usage_error(cmd, "--%s expects a whole number of at least 1, got '%s'", o->name,
+                               val);
+        *(int *)o->dest = (int)v;
+        return 0;
+    }
     case CLI_DOUBLE: {
         char *end = NULL;
         errno = 0;
@@ -149,6 +215,24 @@ static int set_value(const cli_command *cmd, const cli_opt *o, const char *val) 
     }
     }
     return 0;
+}
+
+/* "unknown option '--treads'; did you mean '--threads'?" */
+static int unknown_option(const cli_command *cmd, const char *arg) {
+    const char *names[64];
+    int n = 0;
+    for (const cli_opt *p = cmd->opts; p && p->name && n < 63; p++)
+        names[n++] = p->name;
+    names[n++] = "help";
+    const char *word = arg[0] == '-' && arg[1] == '-' ? arg + 2 : NULL;
+    char name[128];
+    if (word) { /* the name without "=VALUE" */
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(word, "="), word);
+        word = name;
+    }
+    const char *hit = word ? cli_did_you_mean(word, names, n) : NULL;
+    if (hit) return usage_error(cmd, "unknown option '%s'; did you mean '--%s'?", arg, hit);
+    return usage_error(cmd, "unknown option '%s'", arg);
 }
 
 int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos) {
@@ -177,10 +261,14 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos) {
                 if (strlen(p->name) == len && strncmp(p->name, name, len) == 0) o = p;
             if (eq) inline_val = eq + 1;
         } else {
-            /* A negative number is a positional (e.g. a weight), not an option. */
+            /* A negative number is a positional (e.g. a weight), not an option, unless it
+             * is exactly a digit option of this command ("-0"). */
+            int digit_opt = 0;
+            for (const cli_opt *p = cmd->opts; p && p->name; p++)
+                if (p->short_name && p->short_name == a[1] && a[2] == '\0') digit_opt = 1;
             char *end = NULL;
             strtod(a, &end);
-            if (end && *end == '\0') {
+            if (!digit_opt && end && *end == '\0') {
                 cli_list_push(pos, a);
                 continue;
             }
@@ -188,7 +276,7 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos) {
                 if (p->short_name && p->short_name == a[1]) o = p;
             if (o && a[2]) inline_val = a + 2;
         }
-        if (!o) return usage_error(cmd, "unknown option '%s'", a);
+        if (!o) return unknown_option(cmd, a);
         if (o->type == CLI_FLAG) {
             if (inline_val) return usage_error(cmd, "--%s takes no value", o->name);
             set_value(cmd, o, NULL);
@@ -290,9 +378,23 @@ gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **
     return st;
 }
 
+/* 1 when path starts with SQLite's file header, is empty (SQLite makes a new database of an
+ * empty file) or cannot be read here (then the engine says why). */
+static int sqlite_file_or_empty(const char *path) {
+    static const char magic[16] = "SQLite format 3"; /* with its NUL: 16 bytes */
+    FILE *f = fopen(path, "rb");
+    if (!f) return 1;
+    char head[16];
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return n == 0 || (n == sizeof head && memcmp(head, magic, sizeof head) == 0);
+}
+
 static void print_notice(void *user, const char *message) {
     (void)user;
-    fprintf(stderr, "gaze: note: %s\n", message);
+    char *safe = out_term_escape(message);
+    fprintf(stderr, "gaze: note: %s\n", safe);
+    free(safe);
 }
 
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
@@ -306,7 +408,13 @@ int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_
         cli_errorf("%s: no database here yet: run 'gaze index FOLDER' first, or give --db FILE",
                    db);
         free(def);
-        return EXIT_FATAL;
+        return EXIT_USAGE;
+    }
+    if (stat(db, &sb) == 0 && S_ISREG(sb.st_mode) && !sqlite_file_or_empty(db)) {
+        /* said here, in the user's words, before SQLite answers with its own statement */
+        cli_errorf("%s: not a gaze database (not an SQLite file)", db);
+        free(def);
+        return EXIT_USAGE;
     }
     gz_engine_params ep = gz_engine_default_params();
     ep.db_path = db;

@@ -12,7 +12,10 @@
 
 #include "gaze.h"
 
-enum { EXIT_OK = 0, EXIT_PARTIAL = 1, EXIT_USAGE = 2, EXIT_FATAL = 3 };
+/* EXIT_INTERRUPTED is what shells report for a SIGINT-ended command (128 + 2). */
+enum { EXIT_OK = 0, EXIT_PARTIAL = 1, EXIT_USAGE = 2, EXIT_FATAL = 3, EXIT_INTERRUPTED = 130 };
+/* The exit codes as every command's --help states them (one text, shared). */
+extern const char CLI_EXIT_STATUS_HELP[];
 /* cli_parse() result when --help was printed: the command returns EXIT_OK. */
 #define CLI_HELP_SHOWN (-1)
 
@@ -22,6 +25,7 @@ typedef enum {
     CLI_FLAG,   /* int *: set to 1 */
     CLI_STR,    /* const char **: last one wins */
     CLI_INT,    /* int *: decimal, range-checked */
+    CLI_COUNT,  /* int *: decimal, at least 1 (0 stays free to mean "not given") */
     CLI_DOUBLE, /* double * */
     CLI_LIST,   /* cli_list *: every occurrence appended, in order */
 } cli_opt_type;
@@ -61,6 +65,13 @@ int cli_parse_command(const cli_command *cmd, int argc, char **argv, cli_list *p
 void cli_print_help(const cli_command *cmd, FILE *out);
 void cli_list_push(cli_list *l, const char *s);
 void cli_list_free(cli_list *l);
+/* Levenshtein distance of a and b, capped at cap (anything larger returns cap + 1). */
+int cli_edit_distance(const char *a, const char *b, int cap);
+/* The candidate closest to word by edit distance when it is close enough to be a typo
+ * (at most 2 edits, and fewer than half of word's length), else NULL. */
+const char *cli_did_you_mean(const char *word, const char *const *candidates, int n);
+/* "s" when n != 1: printf("%ld row%s", n, cli_plural(n)). */
+const char *cli_plural(long n);
 
 /* Print "gaze: <gz_last_error()>" and return the exit code for status st. */
 int cli_report(gz_status st);
@@ -72,7 +83,8 @@ int cli_report_hint(gz_status st, const char *prefix, const char *suffix);
 /* cli_report_hint for a message saved earlier (when a later call may have replaced
  * gz_last_error()). */
 int cli_report_text(gz_status st, const char *prefix, const char *msg, const char *suffix);
-/* Print "gaze: <formatted>" to stderr. */
+/* Print "gaze: <formatted>" to stderr, terminal control characters escaped (see
+ * out_term_escape): paths and texts in messages cannot drive the terminal. */
 void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warnf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -117,6 +129,10 @@ void out_json_float(FILE *f, double v);
 void out_json_floats(FILE *f, const float *v, int n);
 /* Display width (code points, wide CJK counted as 2) of a UTF-8 string. */
 int out_display_width(const char *s);
+/* Copy of s (malloc'd) with what a terminal would act on made visible: C0 and C1 control
+ * characters, DEL and bytes that are not UTF-8 become \xNN (newline, tab and CR become \n,
+ * \t, \r). Printable text, UTF-8 included, is kept. Never NULL (exits on no memory). */
+char *out_term_escape(const char *s);
 /* Print s padded with spaces to width columns (no truncation). */
 void out_pad(FILE *f, const char *s, int width);
 
@@ -137,8 +153,45 @@ char *out_base64(const uint8_t *data, size_t n);
 /* A JPEG thumbnail (longest side max_side) of an image file as a base64 string, or NULL
  * (message set) when the file cannot be decoded. */
 char *out_thumbnail_base64(const char *path, int max_side, int exif_orient);
+/* A thumbnail (longest side max_side) of an image file into *out (free with gz_image_free).
+ * Returns 0, or -1 with gz_last_error() saying why. */
+int out_thumbnail(const char *path, int max_side, int exif_orient, gz_image *out);
+/* JPEG of img into a malloc'd buffer (*jpg, *n bytes; free()). Returns 0 or -1. */
+int out_jpeg(const gz_image *img, unsigned char **jpg, unsigned long *n);
+/* "file://" URL of an absolute path, percent-encoded (a '#', '%' or space in a file name
+ * is not read as a fragment, an escape or a break). */
+void out_file_url(FILE *f, const char *path);
 /* HTML-escape s (& < > " ') to f. */
 void out_html_escape(FILE *f, const char *s);
+
+/* ---- terminal previews (preview.c) ---- */
+
+typedef enum { PREVIEW_NONE = 0, PREVIEW_KITTY, PREVIEW_ITERM, PREVIEW_SIXEL } preview_protocol;
+/* The protocol named s ("kitty", "iterm" or "iterm2", "sixel", "none"): 0, or -1 if unknown. */
+int preview_protocol_parse(const char *s, preview_protocol *out);
+/* The protocol of the terminal on stdout, from what terminals set in the environment:
+ * kitty (KITTY_WINDOW_ID, TERM=xterm-kitty, ghostty), iTerm2 (TERM_PROGRAM=iTerm.app,
+ * LC_TERMINAL=iTerm2, WezTerm), sixel (TERM naming sixel, mlterm, foot, yaft, contour).
+ * PREVIEW_NONE when stdout is not a terminal, inside tmux/screen, or for any other TERM. */
+preview_protocol preview_detect(void);
+/* Draw a thumbnail (longest side max_side pixels) of the image at path on f, then a newline.
+ * Returns 0 (nothing drawn for PREVIEW_NONE), or -1 with nothing written and gz_last_error()
+ * saying why when the image cannot be read or encoded. */
+int preview_draw(FILE *f, preview_protocol p, const char *path, int max_side);
+
+/* ---- query images given by URL (fetch.c) ---- */
+
+/* Limits of a fetched query image: answers above max_bytes are refused (both by the
+ * announced Content-Length and by what arrives); the transfer is abandoned after timeout_s. */
+#define CLI_URL_MAX_MB_DEFAULT 32
+#define CLI_URL_TIMEOUT_S 30
+/* 1 when s is an http:// or https:// URL. */
+int cli_is_url(const char *s);
+/* Download the image at url into a new private temp file (mkstemp in $TMPDIR or /tmp) and
+ * check that it is an image gaze can decode. Returns 0 and sets *tmp_path (malloc'd; the
+ * caller unlinks and frees it), or prints "gaze: URL: reason" (an HTTP error, too large,
+ * timed out, not an image) and returns EXIT_FATAL (network) or EXIT_USAGE (malformed URL). */
+int cli_fetch_image_url(const char *url, long max_bytes, char **tmp_path);
 
 /* ---- progress ---- */
 

@@ -5,25 +5,40 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "gaze.h"
 
 static const char SEARCH_DETAILS[] =
-    "Text -> image by default. --image FILE searches by an image; --texts ranks indexed texts\n"
-    "instead of images; --products ranks products (texts linked to an image by add-texts\n"
-    "--image-field) by  score = w * cos(q, text) + (1 - w) * cos(q, image)  with\n"
-    "w = --text-weight (default 0.5; a product without an image vector scores cos(q, text)).\n"
+    "Text -> image by default. --image FILE searches by an image (an http(s) URL is fetched:\n"
+    "at most --url-max-mb MiB, 30 s, and it must decode as an image); --texts ranks indexed\n"
+    "texts instead of images; --products ranks products (texts linked to an image by\n"
+    "add-texts --image-field) by\n"
+    "  score = w * z(cos(q, text)) + (1 - w) * z(cos(q, image)),  w = --text-weight (0.5),\n"
+    "where z() standardises a cosine over its modality's candidates (z = (c - mean) / std,\n"
+    "over all products' texts, resp. all linked images): text-text cosines run higher than\n"
+    "text-image ones, so raw cosines would rank products without an image first. A product\n"
+    "without an image vector gets z = 0 (the average) for its image. --products --rerank is\n"
+    "refused.\n"
     "Composed queries: the query vector is normalise(sum of weight * embedding) over QUERY,\n"
-    "--image, each --add (+1) and each --sub (-1). An --add/--sub value is an image when it\n"
-    "names an existing file, else a text; prefix 'W:' sets its weight (--add 0.5:snow).\n"
+    "--image, each --add (+1) and each --sub (-1). An --add/--sub value is [W:][text:|image:]Q:\n"
+    "'W:' sets its weight (--add 0.5:snow), 'text:' and 'image:' say what Q is; without them\n"
+    "Q is an image when it names an existing file (or is an http(s) URL), an error when it\n"
+    "looks like a path (has a '/' or an image extension) that does not exist, else a text.\n"
     "--rerank K re-scores the top K by ITC with BLIP's ITM head and ranks by\n"
     "score = itm_logit + itc (LAVIS); itc, itm_logit and itm_prob are shown.\n"
     "--min-score filters on the cosine (products: on the combined score).\n"
-    "JSON lines fields: rank, item_id, kind (image|text), score, itc, path, width, height,\n"
-    "taken_at; texts: text, id, image (linked image path); --rerank: itm_logit, itm_prob;\n"
-    "--products: text_score, image_score.";
+    "Files deleted since they were indexed are marked '(deleted)' in the table, \"exists\":false\n"
+    "in JSON, and left out of --paths (with a note on stderr).\n"
+    "--preview draws thumbnails inline on terminals with an image protocol (kitty, iTerm2,\n"
+    "sixel), detected from TERM, TERM_PROGRAM, KITTY_WINDOW_ID, LC_TERMINAL; elsewhere the\n"
+    "output is the plain table. --preview-protocol kitty|iterm|sixel|none forces one.\n"
+    "JSON lines fields: rank, item_id, kind (image|text), score, itc, path, exists, width,\n"
+    "height, taken_at; texts: text, id, image (linked image path); --rerank: itm_logit,\n"
+    "itm_prob; --products: text_score, image_score (cosines).";
 static const char SEARCH_EXAMPLES[] =
     "  gaze search \"kids on a red sled\"\n"
     "  gaze search --image beach.jpg -k 20 --html beach.html\n"
@@ -31,13 +46,22 @@ static const char SEARCH_EXAMPLES[] =
     "  gaze search \"a man riding a horse\" --rerank 64 -k 10\n"
     "  gaze search --texts --image photo.jpg            # image -> captions\n"
     "  gaze search --products \"red leather jacket\" --text-weight 0.3\n"
-    "  gaze search \"sunset\" --paths | xargs feh";
+    "  gaze search \"sunset\" --paths -0 | xargs -0 feh\n"
+    "  gaze search --image https://example.com/chair.jpg --preview";
+
+/* -k and --rerank: beyond this a query is a mistake, not a wish (the candidates are held
+ * in memory, and re-ranking runs the ITM head on each). */
+#define SEARCH_MAX_K 100000
+/* --preview thumbnails: longest side in pixels (unless --thumb-size) */
+#define DEFAULT_PREVIEW_SIZE 160
 
 typedef struct {
-    const char *db, *model, *image, *html, *weights;
+    const char *db, *model, *image, *html, *weights, *preview_protocol;
     cli_list add, sub;
-    int k, rerank, texts, products, json, paths, quiet, threads, thumb;
+    int k, rerank, texts, products, json, paths, null_sep, quiet, threads, thumb, preview;
+    int url_max_mb;
     double min_score, text_weight;
+    cli_list temp_files; /* downloaded query images (malloc'd paths), removed at the end */
 } search_opts;
 
 static int is_file(const char *p) {
@@ -45,8 +69,47 @@ static int is_file(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* "W:rest" -> weight W and rest; anything else -> weight 1. */
-static void parse_term(const char *s, float sign, gz_query_term *t) {
+static int exists(const char *p) {
+    struct stat sb;
+    return p && stat(p, &sb) == 0;
+}
+
+/* 1 when s has a '/' or ends in an image file extension: meant as a file, not as words. */
+static int looks_like_path(const char *s) {
+    static const char *const exts[] = {"jpg",  "jpeg", "png", "webp", "gif", "heic",
+                                       "heif", "avif", "tif", "tiff", "bmp", "dng",
+                                       "cr2",  "cr3",  "nef", "arw",  "raf", "orf"};
+    if (strchr(s, '/')) return 1;
+    const char *dot = strrchr(s, '.');
+    if (!dot || strchr(dot, ' ')) return 0;
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+        if (strcasecmp(dot + 1, exts[i]) == 0) return 1;
+    return 0;
+}
+
+/* An image operand (of --image or image:): a URL is downloaded to a temp file that stands in
+ * for it; a file must exist. Sets *path. Returns 0 or the exit code (message printed). */
+static int resolve_image(search_opts *o, const char *flag, const char *arg, const char **path) {
+    if (cli_is_url(arg)) {
+        char *tmp = NULL;
+        int rc = cli_fetch_image_url(arg, (long)o->url_max_mb * 1024 * 1024, &tmp);
+        if (rc) return rc;
+        cli_list_push(&o->temp_files, tmp);
+        *path = tmp;
+        return 0;
+    }
+    if (!is_file(arg)) {
+        cli_errorf("%s %s: %s", flag, arg, exists(arg) ? "not a regular file" : "no such file");
+        return EXIT_USAGE;
+    }
+    *path = arg;
+    return 0;
+}
+
+/* An --add/--sub value "[W:][text:|image:]Q" into a term (see SEARCH_DETAILS). Returns 0 or
+ * the exit code (message printed). */
+static int parse_term(search_opts *o, const char *flag, const char *s, float sign,
+                      gz_query_term *t) {
     memset(t, 0, sizeof *t);
     t->weight = sign;
     const char *colon = strchr(s, ':');
@@ -58,10 +121,25 @@ static void parse_term(const char *s, float sign, gz_query_term *t) {
             s = colon + 1;
         }
     }
-    if (is_file(s))
-        t->image = s;
-    else
+    if (strncmp(s, "text:", 5) == 0 && !is_file(s)) {
+        t->text = s + 5;
+    } else if (strncmp(s, "image:", 6) == 0 && !is_file(s)) {
+        int rc = resolve_image(o, flag, s + 6, &t->image);
+        if (rc) return rc;
+    } else if (cli_is_url(s) || is_file(s)) {
+        int rc = resolve_image(o, flag, s, &t->image);
+        if (rc) return rc;
+    } else if (looks_like_path(s)) {
+        cli_errorf("%s %s: no such file (to search for these words, write text:%s)", flag, s, s);
+        return EXIT_USAGE;
+    } else {
         t->text = s;
+    }
+    if (t->text && !t->text[strspn(t->text, " \t\r\n")]) {
+        cli_errorf("%s: empty text term", flag);
+        return EXIT_USAGE;
+    }
+    return 0;
 }
 
 static const char *kind_name(gz_item_kind k) { return k == GZ_ITEM_TEXT ? "text" : "image"; }
@@ -88,6 +166,8 @@ static void print_json(const gz_results *r, const search_opts *o) {
         }
         fputs(",\"path\":", stdout);
         out_json_str(stdout, h->path);
+        const char *file = h->kind == GZ_ITEM_TEXT ? h->link_path : h->path;
+        if (file) printf(",\"exists\":%s", exists(file) ? "true" : "false");
         if (h->kind == GZ_ITEM_TEXT) {
             fputs(",\"text\":", stdout);
             out_json_str(stdout, h->text);
@@ -109,12 +189,24 @@ static void print_json(const gz_results *r, const search_opts *o) {
     }
 }
 
-static void print_paths(const gz_results *r) {
+/* One path per line, or NUL-terminated with -0 (names with newlines survive xargs -0). Files
+ * deleted since indexing are left out: a pipe into a viewer would only fail on them. */
+static void print_paths(const gz_results *r, const search_opts *o) {
+    int gone = 0;
     for (int i = 0; i < r->n; i++) {
         const gz_result *h = &r->v[i];
         const char *p = h->kind == GZ_ITEM_TEXT ? h->link_path : h->path;
-        if (p) printf("%s\n", p);
+        if (!p) continue;
+        if (!exists(p)) {
+            gone++;
+            continue;
+        }
+        fputs(p, stdout);
+        fputc(o->null_sep ? '\0' : '\n', stdout);
     }
+    if (gone && !o->quiet)
+        fprintf(stderr, "gaze: note: %d result%s left out: deleted since indexed\n", gone,
+                cli_plural(gone));
 }
 
 static void print_table(const gz_results *r, const search_opts *o) {
@@ -175,11 +267,33 @@ static void print_table(const gz_results *r, const search_opts *o) {
         } else {
             row[c++] = h->path ? h->path : "";
         }
+        /* a file deleted since it was indexed is marked, not shown as if it were there */
+        const char *file = h->kind == GZ_ITEM_TEXT ? h->link_path : h->path;
+        char *marked = NULL;
+        if (file && !exists(file) && asprintf(&marked, "%s (deleted)", row[c - 1]) >= 0)
+            row[c - 1] = marked;
         out_table_row(&t, row);
+        free(marked);
         free(txt);
     }
     out_table_print(&t, stdout);
     out_table_free(&t);
+}
+
+/* --preview: each result's thumbnail drawn inline, then its line (rank, score, path or text;
+ * escaped like the table). Returns the number of thumbnails that could not be drawn. */
+static int print_previews(const gz_results *r, const search_opts *o, preview_protocol p) {
+    int size = o->thumb > 0 ? o->thumb : DEFAULT_PREVIEW_SIZE, failed = 0;
+    for (int i = 0; i < r->n; i++) {
+        const gz_result *h = &r->v[i];
+        const char *img = h->kind == GZ_ITEM_TEXT ? h->link_path : h->path;
+        if (img && preview_draw(stdout, p, img, size) != 0) failed++;
+        const char *what = h->kind == GZ_ITEM_TEXT ? h->text : h->path;
+        char *safe = out_term_escape(what ? what : "");
+        printf("%d  %.4f  %s%s\n", i + 1, h->score, safe, img && !exists(img) ? " (deleted)" : "");
+        free(safe);
+    }
+    return failed;
 }
 
 /* Thumbnails: longest side in pixels. */
@@ -234,8 +348,8 @@ static int write_html(const gz_results *r, const search_opts *o, const char *que
             out_html_escape(f, h->text);
         }
         if (img) {
-            fputs("<br><a href=\"file://", f);
-            out_html_escape(f, img);
+            fputs("<br><a href=\"", f);
+            out_file_url(f, img);
             fputs("\">", f);
             out_html_escape(f, img);
             fputs("</a>", f);
@@ -248,7 +362,7 @@ static int write_html(const gz_results *r, const search_opts *o, const char *que
         return EXIT_FATAL;
     }
     if (thumbs_failed)
-        cli_warnf("%d thumbnail%s could not be made", thumbs_failed, thumbs_failed == 1 ? "" : "s");
+        cli_warnf("%d thumbnail%s could not be made", thumbs_failed, cli_plural(thumbs_failed));
     if (!o->quiet) fprintf(stderr, "gaze: wrote %s (%d results)\n", o->html, r->n);
     return EXIT_OK;
 }
@@ -257,7 +371,8 @@ static int write_html(const gz_results *r, const search_opts *o, const char *que
  * no ITM head (GZ_EUNSUPPORTED), or the query is not one re-ranking handles (GZ_EINVAL: a
  * composed query, or not text over images / image over texts). Products are not re-ranked. */
 static int rerank_refused(gz_engine *e, const search_opts *o, const gz_query *q, gz_status st) {
-    if (o->rerank <= 0 || q->target == GZ_TARGET_PRODUCTS) return 0;
+    if (o->rerank <= 0) return 0;
+    if (q->target == GZ_TARGET_PRODUCTS) return st == GZ_EINVAL;
     if (st == GZ_EINVAL)
         return q->n_terms != 1 || (q->target == GZ_TARGET_IMAGES) != (q->terms[0].text != NULL);
     if (st != GZ_EUNSUPPORTED) return 0;
@@ -275,7 +390,15 @@ static int report_search_error(gz_engine *e, const search_opts *o, const gz_quer
     int refused = rerank_refused(e, o, q, st);
     int rc = cli_report_text(st, refused ? "--rerank: " : NULL, msg ? msg : gz_last_error(), NULL);
     free(msg);
-    return rc;
+    return refused ? EXIT_USAGE : rc; /* a flag the query or model cannot honour */
+}
+
+static void remove_temp_files(search_opts *o) {
+    for (int i = 0; i < o->temp_files.n; i++) {
+        unlink(o->temp_files.v[i]);
+        free((char *)o->temp_files.v[i]);
+    }
+    cli_list_free(&o->temp_files);
 }
 
 int cmd_search(int argc, char **argv) {
@@ -287,9 +410,9 @@ int cmd_search(int argc, char **argv) {
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &o.db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
         {"model", 'm', CLI_STR, &o.model, "DIR", "model (default $GAZE_MODEL, else the db's)"},
-        {"top", 'k', CLI_INT, &o.k, "N", "number of results (default 10)"},
+        {"top", 'k', CLI_INT, &o.k, "N", "number of results (default 10, at most 100000)"},
         {"min-score", 0, CLI_DOUBLE, &o.min_score, "S", "drop results below this score"},
-        {"image", 'i', CLI_STR, &o.image, "FILE", "search by an image"},
+        {"image", 'i', CLI_STR, &o.image, "FILE|URL", "search by an image (file or http(s) URL)"},
         {"texts", 0, CLI_FLAG, &o.texts, NULL, "rank indexed texts instead of images"},
         {"products", 0, CLI_FLAG, &o.products, NULL, "rank products (text + linked image)"},
         {"text-weight", 0, CLI_DOUBLE, &o.text_weight, "W", "products: weight of the text (0.5)"},
@@ -298,9 +421,14 @@ int cmd_search(int argc, char **argv) {
         {"rerank", 'r', CLI_INT, &o.rerank, "K", "re-rank the top K with BLIP ITM"},
         {"json", 'j', CLI_FLAG, &o.json, NULL, "JSON lines output"},
         {"paths", 'p', CLI_FLAG, &o.paths, NULL, "print bare paths (for piping)"},
+        {"null", '0', CLI_FLAG, &o.null_sep, NULL, "--paths: end each path with NUL, not newline"},
         {"html", 0, CLI_STR, &o.html, "FILE", "write a self-contained HTML gallery"},
-        {"thumb-size", 0, CLI_INT, &o.thumb, "N", "gallery thumbnail size (default 256)"},
-        {"threads", 0, CLI_INT, &o.threads, "N", "compute threads (default: all cores)"},
+        {"thumb-size", 0, CLI_COUNT, &o.thumb, "N", "thumbnail size (gallery 256, preview 160)"},
+        {"preview", 0, CLI_FLAG, &o.preview, NULL, "thumbnails inline (kitty, iTerm2, sixel)"},
+        {"preview-protocol", 0, CLI_STR, &o.preview_protocol, "P",
+         "force kitty|iterm|sixel|none (implies --preview)"},
+        {"url-max-mb", 0, CLI_COUNT, &o.url_max_mb, "N", "largest image URL download (32 MiB)"},
+        {"threads", 0, CLI_COUNT, &o.threads, "N", "compute threads (default: all cores)"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "no notices"},
         {0},
@@ -322,13 +450,25 @@ int cmd_search(int argc, char **argv) {
     }
     const char *query = pos.n ? pos.v[0] : NULL;
     cli_list_free(&pos);
+    preview_protocol proto = PREVIEW_NONE;
     const char *bad = NULL;
     if (!query && !o.image)
         bad = "give a QUERY text or --image FILE";
-    else if (o.k <= 0)
-        bad = "-k must be at least 1";
-    else if (o.rerank < 0)
-        bad = "--rerank must be positive";
+    else if (query && !query[strspn(query, " \t\r\n")])
+        bad = "the QUERY is empty: give words to search for, or --image FILE";
+    else if (o.k <= 0 || o.k > SEARCH_MAX_K)
+        bad = "-k must be between 1 and 100000";
+    else if (o.rerank < 0 || o.rerank > SEARCH_MAX_K)
+        bad = "--rerank must be between 1 and 100000";
+    else if (o.products && o.rerank)
+        bad = "--rerank does not apply to --products (re-rank images with a text query, or texts "
+              "with --texts --image)";
+    else if (o.null_sep && !o.paths)
+        bad = "-0/--null goes with --paths";
+    else if (o.preview_protocol && preview_protocol_parse(o.preview_protocol, &proto) != 0)
+        bad = "--preview-protocol must be kitty, iterm, sixel or none";
+    else if ((o.preview || o.preview_protocol) && (o.json || o.paths || o.html))
+        bad = "--preview draws on the terminal: not with --json, --paths or --html";
     else if (o.texts && o.products)
         bad = "--texts and --products exclude each other";
     else if (o.json + o.paths + (o.html != NULL) > 1)
@@ -341,22 +481,29 @@ int cmd_search(int argc, char **argv) {
         cli_errorf("%s", bad);
         return EXIT_USAGE;
     }
+    if (!o.preview_protocol && o.preview) proto = preview_detect();
+    if (!o.url_max_mb) o.url_max_mb = CLI_URL_MAX_MB_DEFAULT;
     int nt = (query ? 1 : 0) + (o.image ? 1 : 0) + o.add.n + o.sub.n;
     gz_query_term *terms = calloc((size_t)nt, sizeof *terms);
     if (!terms) return EXIT_FATAL;
     int t = 0;
+    rc = 0;
     if (query) terms[t].text = query, terms[t++].weight = 1;
-    if (o.image) terms[t].image = o.image, terms[t++].weight = 1;
-    for (int i = 0; i < o.add.n; i++)
-        parse_term(o.add.v[i], 1, &terms[t++]);
-    for (int i = 0; i < o.sub.n; i++)
-        parse_term(o.sub.v[i], -1, &terms[t++]);
+    if (o.image) {
+        terms[t].weight = 1;
+        rc = resolve_image(&o, "--image", o.image, &terms[t++].image);
+    }
+    for (int i = 0; i < o.add.n && !rc; i++)
+        rc = parse_term(&o, "--add", o.add.v[i], 1, &terms[t++]);
+    for (int i = 0; i < o.sub.n && !rc; i++)
+        rc = parse_term(&o, "--sub", o.sub.v[i], -1, &terms[t++]);
 
     gz_model_params mp = cli_model_params(o.weights, o.threads, 0);
     gz_engine *e = NULL;
-    rc = cli_open_engine(o.db, o.model, &mp, NULL, o.quiet, CLI_OPEN_READONLY, &e);
+    if (!rc) rc = cli_open_engine(o.db, o.model, &mp, NULL, o.quiet, CLI_OPEN_READONLY, &e);
     if (rc) {
         free(terms);
+        remove_temp_files(&o);
         cli_list_free(&o.add);
         cli_list_free(&o.sub);
         return rc;
@@ -377,7 +524,7 @@ int cmd_search(int argc, char **argv) {
     } else if (o.json) {
         print_json(&r, &o);
     } else if (o.paths) {
-        print_paths(&r);
+        print_paths(&r, &o);
     } else if (o.html) {
         char desc[1024];
         snprintf(desc, sizeof desc, "%s%s%s%s", query ? query : "", query && o.image ? " + " : "",
@@ -385,6 +532,9 @@ int cmd_search(int argc, char **argv) {
         code = write_html(&r, &o, desc);
     } else if (r.n == 0) {
         if (!o.quiet) fprintf(stderr, "gaze: no results\n");
+    } else if (proto != PREVIEW_NONE) {
+        int failed = print_previews(&r, &o, proto);
+        if (failed) cli_warnf("%d thumbnail%s could not be drawn", failed, cli_plural(failed));
     } else {
         print_table(&r, &o);
     }
@@ -392,6 +542,7 @@ int cmd_search(int argc, char **argv) {
     gz_status cst = gz_engine_close(e);
     if (cst != GZ_OK && code == EXIT_OK) code = cli_report(cst);
     free(terms);
+    remove_temp_files(&o);
     cli_list_free(&o.add);
     cli_list_free(&o.sub);
     return code;

@@ -37,7 +37,6 @@ static void top_help(FILE *out) {
           "                  $HF_HOME/hub, ~/.cache/huggingface/hub); see gaze model --help\n"
           "  XDG_DATA_HOME   the default database is $XDG_DATA_HOME/gaze/gaze.db\n"
           "                  (~/.local/share/gaze/gaze.db when unset)\n"
-          "\nexit status: 0 ok, 1 some files failed, 2 usage error, 3 fatal error\n"
           "\nexamples:\n"
           "  gaze model pull Salesforce/blip-itm-base-coco\n"
           "  gaze index ~/Pictures --model Salesforce/blip-itm-base-coco\n"
@@ -45,6 +44,23 @@ static void top_help(FILE *out) {
           "  gaze search --image beach.jpg --html similar.html\n"
           "  gaze info models/blip-itm-base-coco\n",
           out);
+    fprintf(out, "\n%s\n", CLI_EXIT_STATUS_HELP);
+}
+
+/* "gaze: unknown command 'serach'; did you mean 'search'?" and the command list. */
+static int unknown_command(const char *name) {
+    enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
+    const char *names[N_COMMANDS];
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        names[i] = COMMANDS[i].name;
+    const char *hit = cli_did_you_mean(name, names, N_COMMANDS);
+    if (hit)
+        cli_errorf("unknown command '%s'; did you mean '%s'?", name, hit);
+    else
+        cli_errorf("unknown command '%s'", name);
+    fputc('\n', stderr);
+    top_help(stderr);
+    return EXIT_USAGE;
 }
 
 int main(int argc, char **argv) {
@@ -70,7 +86,5 @@ int main(int argc, char **argv) {
             }
             return rc;
         }
-    fprintf(stderr, "gaze: unknown command '%s'\n\n", name);
-    top_help(stderr);
-    return EXIT_USAGE;
+    return unknown_command(name);
 }

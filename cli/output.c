@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <jpeglib.h>
+#include <utf8proc.h>
 
 #include "cli/cli.h"
 
@@ -82,19 +83,6 @@ void out_json_floats(FILE *f, const float *v, int n) {
     fputc(']', f);
 }
 
-/* East Asian wide / fullwidth ranges (approximate, enough to align CJK in tables). */
-static int cp_width(unsigned cp) {
-    if (cp == 0) return 0;
-    if (cp >= 0x300 && cp <= 0x36F) return 0; /* combining diacritics */
-    if ((cp >= 0x1100 && cp <= 0x115F) || (cp >= 0x2E80 && cp <= 0xA4CF) ||
-        (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xF900 && cp <= 0xFAFF) ||
-        (cp >= 0xFE30 && cp <= 0xFE4F) || (cp >= 0xFF00 && cp <= 0xFF60) ||
-        (cp >= 0xFFE0 && cp <= 0xFFE6) || (cp >= 0x1F300 && cp <= 0x1FAFF) ||
-        (cp >= 0x20000 && cp <= 0x3FFFD))
-        return 2;
-    return 1;
-}
-
 int out_display_width(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
@@ -103,25 +91,58 @@ int out_display_width(const char *s) {
         unsigned cp;
         int len = utf8_decode(p, n, &cp);
         if (len == 0) len = 1, cp = '?';
-        w += cp_width(cp);
+        /* utf8proc knows Unicode's East Asian widths and zero-width marks; a control
+         * character (-1 there) is shown escaped, so it never reaches here in a table */
+        int cw = utf8proc_charwidth((utf8proc_int32_t)cp);
+        w += cw > 0 ? cw : 0;
         p += len, n -= (size_t)len;
     }
     return w;
+}
+
+char *out_term_escape(const char *s) {
+    if (!s) s = "";
+    size_t n = strlen(s);
+    if (n > (SIZE_MAX - 1) / 4) n = (SIZE_MAX - 1) / 4;
+    char *out = malloc(n * 4 + 1); /* at most \xNN (4 bytes) per input byte */
+    if (!out) {
+        fputs("gaze: out of memory\n", stderr);
+        exit(EXIT_FATAL);
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    char *o = out;
+    while (n) {
+        unsigned cp;
+        int len = utf8_decode(p, n, &cp);
+        /* C0 controls and DEL start escape sequences; C1 controls (U+0080..U+009F) are 8-bit
+         * CSI/OSC to some terminals; a byte that is not UTF-8 may be one in a legacy locale */
+        if (len == 0 || cp < 0x20 || cp == 0x7F || (cp >= 0x80 && cp <= 0x9F)) {
+            unsigned b = len == 0 ? p[0] : cp;
+            if (b == '\n')
+                o += sprintf(o, "\\n");
+            else if (b == '\t')
+                o += sprintf(o, "\\t");
+            else if (b == '\r')
+                o += sprintf(o, "\\r");
+            else if (len <= 1)
+                o += sprintf(o, "\\x%02x", b);
+            else
+                o += sprintf(o, "\\u%04x", b); /* a C1 control encoded as UTF-8 */
+            if (len == 0) len = 1;
+        } else {
+            memcpy(o, p, (size_t)len);
+            o += len;
+        }
+        p += len, n -= (size_t)len;
+    }
+    *o = '\0';
+    return out;
 }
 
 void out_pad(FILE *f, const char *s, int width) {
     fputs(s, f);
     for (int w = out_display_width(s); w < width; w++)
         fputc(' ', f);
-}
-
-static char *xstrdup(const char *s) {
-    char *d = strdup(s ? s : "");
-    if (!d) {
-        fputs("gaze: out of memory\n", stderr);
-        exit(EXIT_FATAL);
-    }
-    return d;
 }
 
 void out_table_init(out_table *t, int ncol, const char *const *header, const int *right_align) {
@@ -143,7 +164,7 @@ void out_table_row(out_table *t, const char *const *cells) {
         t->cap = cap;
     }
     for (int c = 0; c < t->ncol; c++)
-        t->cells[(size_t)t->nrow * (size_t)t->ncol + (size_t)c] = xstrdup(cells[c]);
+        t->cells[(size_t)t->nrow * (size_t)t->ncol + (size_t)c] = out_term_escape(cells[c]);
     t->nrow++;
 }
 
@@ -232,24 +253,47 @@ static int encode_jpeg(const uint8_t *rgb, int w, int h, unsigned char **out, un
     return *out && *n ? 0 : -1;
 }
 
-char *out_thumbnail_base64(const char *path, int max_side, int exif_orient) {
+int out_thumbnail(const char *path, int max_side, int exif_orient, gz_image *out) {
     gz_image_params ip = gz_image_default_params();
     ip.exif_orient = exif_orient;
     ip.min_size = max_side; /* allow DCT-scaled JPEG decoding: we only need a thumbnail */
-    gz_image img, small;
+    gz_image img;
     memset(&img, 0, sizeof img);
-    memset(&small, 0, sizeof small);
-    if (gz_image_load(path, &ip, &img) != GZ_OK) return NULL;
-    gz_status st = gz_image_thumbnail(&img, max_side, &small);
+    memset(out, 0, sizeof *out);
+    if (gz_image_load(path, &ip, &img) != GZ_OK) return -1;
+    gz_status st = gz_image_thumbnail(&img, max_side, out);
     gz_image_free(&img);
-    if (st != GZ_OK) return NULL;
+    return st == GZ_OK ? 0 : -1;
+}
+
+int out_jpeg(const gz_image *img, unsigned char **jpg, unsigned long *n) {
+    return encode_jpeg(img->rgb, img->width, img->height, jpg, n);
+}
+
+char *out_thumbnail_base64(const char *path, int max_side, int exif_orient) {
+    gz_image small;
+    if (out_thumbnail(path, max_side, exif_orient, &small) != 0) return NULL;
     unsigned char *jpg = NULL;
     unsigned long n = 0;
     char *b64 = NULL;
-    if (encode_jpeg(small.rgb, small.width, small.height, &jpg, &n) == 0) b64 = out_base64(jpg, n);
+    if (out_jpeg(&small, &jpg, &n) == 0) b64 = out_base64(jpg, n);
     free(jpg);
     gz_image_free(&small);
     return b64;
+}
+
+/* RFC 3986 unreserved characters and the path separator pass; every other byte is %XX, so
+ * '#', '%', '?' and spaces in a file name stay part of the path. */
+void out_file_url(FILE *f, const char *path) {
+    static const char hex[] = "0123456789ABCDEF";
+    fputs("file://", f);
+    for (const unsigned char *p = (const unsigned char *)(path ? path : ""); *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~/", *p))
+            fputc(*p, f);
+        else
+            fprintf(f, "%%%c%c", hex[*p >> 4], hex[*p & 15]);
+    }
 }
 
 void out_html_escape(FILE *f, const char *s) {
