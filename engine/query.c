@@ -213,8 +213,14 @@ static gz_status search_all(gz_db *db, int64_t mid, gz_item_kind kind, const flo
     return gz_db_search(db, mid, kind, v, dim, (int)n_items, GZ_NO_MIN_SCORE, *hits, n);
 }
 
+/* Products: every text item is a candidate; its score mixes its text cosine and its linked
+ * image's cosine after standardising each over the candidates (fusion/score.h), so that the
+ * modality gap (text-text cosines run higher) does not rank image-less products first. */
 static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const float *v, int dim,
                           gz_results *out) {
+    if (q->rerank > 0)
+        return GZ_FAIL(GZ_EINVAL, "re-ranking does not apply to products (only to a text query "
+                                  "over images or an image query over texts)");
     gz_db_stats ds;
     gz_status st = gz_db_get_stats(e->db, &ds);
     if (st != GZ_OK) return st;
@@ -225,28 +231,40 @@ static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const fl
         st = search_all(e->db, mid, GZ_ITEM_IMAGE, v, dim, ds.n_items[GZ_ITEM_IMAGE], &ih, &ni);
     if (st == GZ_OK && ni) qsort(ih, (size_t)ni, sizeof *ih, cmp_hit_id);
     gz_result *all = st == GZ_OK && nt ? gz_calloc_n((size_t)nt, sizeof *all, "products") : NULL;
-    if (st == GZ_OK && nt && !all) st = GZ_ENOMEM;
-    float w = q->text_weight;
-    int kept = 0;
+    float *tcos = st == GZ_OK && nt ? gz_malloc_n((size_t)nt, sizeof *tcos, "products") : NULL;
+    float *icos = st == GZ_OK && nt ? gz_malloc_n((size_t)nt, sizeof *icos, "products") : NULL;
+    if (st == GZ_OK && nt && !(all && tcos && icos)) st = GZ_ENOMEM;
+    /* pass 1: each candidate's two cosines (NaN: no linked image vector) */
     for (int i = 0; i < nt && st == GZ_OK; i++) {
         gz_item it;
         memset(&it, 0, sizeof it);
         st = gz_db_get_item(e->db, th[i].item_id, &it);
         if (st != GZ_OK) break;
-        gz_result r;
-        memset(&r, 0, sizeof r);
-        r.item_id = th[i].item_id;
-        r.itc = th[i].score;
-        r.image_score = NAN; /* no linked image vector: the text cosine alone */
+        gz_result *r = &all[i];
+        r->item_id = th[i].item_id;
+        r->itc = tcos[i] = th[i].score;
+        r->image_score = NAN;
         if (it.link_item_id > 0) {
             gz_hit key = {.item_id = it.link_item_id};
             gz_hit *h = ni ? bsearch(&key, ih, (size_t)ni, sizeof *ih, cmp_hit_id) : NULL;
-            if (h) r.image_score = h->score;
+            if (h) r->image_score = h->score;
         }
-        r.score = gz_score_product(w, th[i].score, r.image_score);
+        icos[i] = r->image_score;
         gz_item_clear(&it);
-        if (r.score >= q->min_score) all[kept++] = r;
     }
+    /* pass 2: standardise each modality over the candidates, mix, filter */
+    int kept = 0;
+    if (st == GZ_OK && nt) {
+        gz_score_calib ct = gz_score_calibrate(tcos, nt), ci = gz_score_calibrate(icos, nt);
+        for (int i = 0; i < nt; i++) {
+            gz_result r = all[i];
+            r.score = gz_score_product(q->text_weight, gz_score_standardise(ct, r.itc),
+                                       gz_score_standardise(ci, r.image_score));
+            if (r.score >= q->min_score) all[kept++] = r;
+        }
+    }
+    free(tcos);
+    free(icos);
     if (st == GZ_OK && kept) qsort(all, (size_t)kept, sizeof *all, cmp_result_score);
     int k = kept < q->k ? kept : q->k;
     out->v = st == GZ_OK && k > 0 ? gz_calloc_n((size_t)k, sizeof *out->v, "products") : NULL;

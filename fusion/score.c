@@ -12,9 +12,33 @@ float gz_score_rerank(float itm_match_logit, float itc) {
 
 float gz_score_clip_logit(float logit_scale_exp, float itc) { return logit_scale_exp * itc; }
 
-float gz_score_product(float text_weight, float text_cos, float image_cos) {
-    if (isnan(image_cos)) return text_cos;
-    return text_weight * text_cos + (1 - text_weight) * image_cos;
+/* Below this a modality's cosines have no spread to standardise by. */
+#define CALIB_MIN_STD 1e-6
+
+gz_score_calib gz_score_calibrate(const float *x, int n) {
+    gz_score_calib c = {0, 0};
+    double sum = 0;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) sum += x[i], k++;
+    if (k == 0) return c;
+    c.mean = sum / k;
+    if (k < 2) return c;
+    double ss = 0; /* two passes: exact enough for cosines, no cancellation */
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i])) ss += (x[i] - c.mean) * (x[i] - c.mean);
+    c.std = sqrt(ss / k);
+    return c;
+}
+
+float gz_score_standardise(gz_score_calib c, float x) {
+    if (!isfinite(x) || !(c.std >= CALIB_MIN_STD)) return 0.0f;
+    return (float)((x - c.mean) / c.std);
+}
+
+float gz_score_product(float text_weight, float text_z, float image_z) {
+    if (isnan(image_z)) image_z = 0.0f; /* no image: the average one */
+    return text_weight * text_z + (1 - text_weight) * image_z;
 }
 
 typedef struct {

@@ -3,7 +3,8 @@
  *
  *   gz_score_rerank(itm_logit[1], itc)         LAVIS' re-rank score (BLIP)
  *   gz_score_clip_logit(exp(logit_scale), itc) CLIP's logit
- *   gz_score_product(w, cos_text, cos_image)   the products mix
+ *   gz_score_calibrate / gz_score_standardise   a modality's cosines made comparable
+ *   gz_score_product(w, z_text, z_image)       the products mix of standardised cosines
  *   gz_rank_by_score(matches, n, order)        order by score (declared in gaze.h)
  *
  * Every caller (model/, engine/, eval/) uses these, so a change of rule is made here once. */
@@ -19,10 +20,25 @@ float gz_score_rerank(float itm_match_logit, float itc);
 ** exponentiated temperature (gz_model_logit_scale). */
 float gz_score_clip_logit(float logit_scale_exp, float itc);
 
-/* Products score of a text item linked to an image:
-**   text_weight * cos(q, text) + (1 - text_weight) * cos(q, image).
-** A product without an image vector (image_cos is NaN: no link, or the linked image has no
-** embedding) scores its text cosine alone. */
-float gz_score_product(float text_weight, float text_cos, float image_cos);
+/* The spread of one modality's cosines over a candidate set (the products mix): text-text
+** cosines run higher than text-image ones (CLIP's "modality gap"), so raw cosines of the two
+** are not comparable; standardised ones are. */
+typedef struct {
+    double mean; /* of the finite values */
+    double std;  /* population standard deviation; 0 with fewer than two values or no spread */
+} gz_score_calib;
+
+/* Mean and standard deviation of the finite values among x[0..n) (NaN skipped). */
+gz_score_calib gz_score_calibrate(const float *x, int n);
+
+/* The standard score (x - mean) / std of x. 0 when x is NaN (no value: the average) or when
+** std is below 1e-6 (no spread: the modality cannot tell the candidates apart). */
+float gz_score_standardise(gz_score_calib c, float x);
+
+/* Products score of a text item linked to an image, from standardised cosines:
+**   text_weight * z_text + (1 - text_weight) * z_image.
+** A product without an image vector has z_image = 0 (gz_score_standardise of NaN): it counts
+** as an average image, so it neither wins nor loses by having none. */
+float gz_score_product(float text_weight, float text_z, float image_z);
 
 #endif

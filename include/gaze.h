@@ -640,10 +640,12 @@ typedef struct {
     float min_score;   /* drop results whose cosine (itc) is below; default GZ_NO_MIN_SCORE */
     int rerank;        /* 0: none; K > 0: re-score the top K by ITC with BLIP ITM (query must
                           be one text term over images, or one image term over texts):
-                          score = itm_logit[match] + itc, as LAVIS ranks */
-    float text_weight; /* products: score = w * cos(q, text) + (1 - w) * cos(q, image);
+                          score = itm_logit[match] + itc, as LAVIS ranks; products: refused
+                          with GZ_EINVAL */
+    float text_weight; /* products: score = w * z(cos(q, text)) + (1 - w) * z(cos(q, image)),
+                          z standardising each modality over the candidates (fusion/score.h);
                           default GZ_DEFAULT_TEXT_WEIGHT; a product without an image vector
-                          uses cos(q, text) */
+                          has z = 0 for its image */
 } gz_query;
 
 gz_query gz_query_default(void);

@@ -114,7 +114,7 @@ sys.exit(0 if abs(r['itm_logit'] - m['itm_logit']) < 1e-4 else 1)
 EOF
     else
         "$GAZE" search "a cat" --db "$DB" --rerank 5 >/dev/null 2>"$TMP/e.txt"
-        check "$fam: --rerank is a clear error" test $? -eq 3
+        check "$fam: --rerank is a clear error" test $? -eq 2
         check "$fam: --rerank error names BLIP" grep -q "BLIP" "$TMP/e.txt"
     fi
 done

@@ -112,7 +112,7 @@ import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(0 if len
 "$GAZE" search --texts "cups" --db "$DB" -k 9 >"$TMP/tt.txt" 2>/dev/null
 check "text table keeps one line per row (newline in a CSV field)" test "$(wc -l <"$TMP/tt.txt")" -eq 10
 
-# ---- products: score = w * cos(q, text) + (1 - w) * cos(q, linked image) ----
+# ---- products: score = w * z(cos(q, text)) + (1 - w) * z(cos(q, linked image)) ----
 "$GAZE" search --products "a chrome kettle" --text-weight 0.3 --db "$DB" -k 100 --json >"$TMP/pr.jsonl" 2>"$TMP/e.txt"
 check "--products exits 0" test $? -eq 0
 "$GAZE" embed --model "$M" --text "a chrome kettle" >"$TMP/pq.jsonl" 2>/dev/null
@@ -126,15 +126,21 @@ q = json.loads(open(sys.argv[2]).readline())['embedding']
 img = {os.path.realpath(j['path']): sum(a * b for a, b in zip(q, j['embedding'])) for j in map(json.loads, open(sys.argv[3]))}
 w = 0.3
 ok = len(rows) == 9
+def calib(xs):  # mean and population std over the candidates (README: products)
+    m = sum(xs) / len(xs)
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))
+mt, st = calib([r['text_score'] for r in rows])
+mi, si = calib([r['image_score'] for r in rows if r['image_score'] is not None])
 linked = 0
 for r in rows:
+    zt = (r['text_score'] - mt) / st
     if r['image']:
         linked += 1
         want_i = img[os.path.realpath(r['image'])]
         ok &= abs(r['image_score'] - want_i) < 1e-4
-        ok &= abs(r['score'] - (w * r['text_score'] + (1 - w) * r['image_score'])) < 1e-5
+        ok &= abs(r['score'] - (w * zt + (1 - w) * (r['image_score'] - mi) / si)) < 1e-4
     else:
-        ok &= r['image_score'] is None and abs(r['score'] - r['text_score']) < 1e-6
+        ok &= r['image_score'] is None and abs(r['score'] - w * zt) < 1e-4
 ok &= linked == 6
 ok &= all(rows[i]['score'] >= rows[i + 1]['score'] for i in range(len(rows) - 1))
 sys.exit(0 if ok else 1)
