@@ -136,7 +136,10 @@ int cli_report_engine(gz_engine *e, gz_status st) {
      * was given and the database has none registered. */
     if (st == GZ_ENOTFOUND && e && !gz_engine_model_dir(e))
         return cli_report_hint(st, NULL, "; give --model DIR (or set $GAZE_MODEL)");
-    return cli_report_model(st, e ? gz_engine_model_dir(e) : NULL);
+    /* A model given on the command line was checked by cli_open_engine; one missing now is
+     * the database's own (removed from the cache): a runtime error, not a usage error. */
+    int rc = cli_report_model(st, e ? gz_engine_model_dir(e) : NULL);
+    return rc == EXIT_USAGE ? EXIT_FATAL : rc;
 }
 
 static void usage_line(const cli_command *cmd, FILE *out) {
@@ -367,15 +370,22 @@ gz_model_params cli_model_params(const char *weights, int threads, int no_exif) 
     return mp;
 }
 
-gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m) {
+int cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m) {
     *m = NULL;
     if (!dir) {
         cli_errorf("no model: give --model DIR or set $GAZE_MODEL");
-        return GZ_EINVAL;
+        return EXIT_USAGE;
     }
     gz_status st = gz_model_load(dir, mp, m);
-    if (st != GZ_OK) cli_report_model(st, dir);
-    return st;
+    return st == GZ_OK ? EXIT_OK : cli_report_model(st, dir);
+}
+
+int cli_check_input_file(const char *flag, const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return EXIT_OK;
+    int missing = stat(path, &sb) != 0;
+    cli_errorf("%s %s: %s", flag, path, missing ? "no such file" : "not a regular file");
+    return EXIT_USAGE;
 }
 
 /* 1 when path starts with SQLite's file header, is empty (SQLite makes a new database of an
@@ -395,6 +405,28 @@ static void print_notice(void *user, const char *message) {
     char *safe = out_term_escape(message);
     fprintf(stderr, "gaze: note: %s\n", safe);
     free(safe);
+}
+
+/* EXIT_OK when model (not an existing path) is a Hub id whose snapshot folder is in the
+ * cache; else the error printed and EXIT_USAGE (or EXIT_FATAL when locating failed for
+ * another reason than absence). */
+static int check_model_exists(const char *model) {
+    gz_hub_location *loc = malloc(sizeof *loc); /* kilobytes of paths: not on the stack */
+    if (!loc) {
+        cli_errorf("out of memory");
+        return EXIT_FATAL;
+    }
+    gz_status st = gz_hub_locate(model, loc);
+    struct stat sb;
+    int rc = EXIT_OK;
+    if (st != GZ_OK) {
+        rc = cli_report_model(st, model);
+    } else if (stat(loc->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        cli_errorf("%s: no such model folder (nor a pulled Hub id)", model);
+        rc = EXIT_USAGE;
+    }
+    free(loc);
+    return rc;
 }
 
 int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_params *mp,
@@ -419,6 +451,14 @@ int cli_open_engine(const char *db_flag, const char *model_flag, const gz_model_
     gz_engine_params ep = gz_engine_default_params();
     ep.db_path = db;
     ep.model_dir = cli_model_dir(model_flag);
+    if (ep.model_dir && stat(ep.model_dir, &sb) != 0) {
+        /* the engine loads its model lazily: a --model that names nothing is said now */
+        int rc = check_model_exists(ep.model_dir);
+        if (rc) {
+            free(def);
+            return rc;
+        }
+    }
     ep.model = *mp;
     if (!quiet) ep.db.notice = print_notice;
     ep.db.factory = factory;

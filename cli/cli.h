@@ -98,13 +98,19 @@ const char *cli_db_path(const char *db_flag, int create_dir, char **owned);
  * Hub id ORG/NAME[@REVISION], which gz_model_load resolves from the Hugging Face cache. */
 const char *cli_model_dir(const char *flag_value);
 /* cli_report for an error of loading model (a folder or Hub id as given): an id missing from
- * the cache gets the hint "; run: gaze model pull ID". */
+ * the cache gets the hint "; run: gaze model pull ID". Returns EXIT_USAGE for a model that
+ * does not exist (no such folder, an id not in the cache), else cli_report's code. */
 int cli_report_model(gz_status st, const char *model);
 
 /* Model parameters from the common flags (--weights, --threads, --no-exif-orient). */
 gz_model_params cli_model_params(const char *weights, int threads, int no_exif);
-/* Load the model directory dir (already resolved by cli_model_dir) or print why not. */
-gz_status cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m);
+/* Load the model directory dir (already resolved by cli_model_dir) or print why not.
+ * Returns EXIT_OK, EXIT_USAGE (no model given, or one that does not exist) or EXIT_FATAL. */
+int cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m);
+/* EXIT_OK when path is a regular file; else prints "gaze: FLAG PATH: no such file" (or "not a
+ * regular file") and returns EXIT_USAGE: an input named on the command line that is not there
+ * is a usage error, found before any model is loaded. */
+int cli_check_input_file(const char *flag, const char *path);
 
 typedef struct gz_engine gz_engine;
 /* Open the engine on --db (or the default database) with the model from --model /

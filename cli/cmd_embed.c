@@ -122,7 +122,7 @@ int cmd_embed(int argc, char **argv) {
         {"key", 0, CLI_STR, &o.key, "NAME", "tensor name in --pixels (default pixel_values)"},
         {"json", 0, CLI_FLAG, &o.json, NULL, "JSON lines (the default and only format)"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
-        {"threads", 0, CLI_INT, &o.threads, "N", "threads (default: all cores)"},
+        {"threads", 0, CLI_COUNT, &o.threads, "N", "threads (default: all cores)"},
         {"no-exif-orient", 0, CLI_FLAG, &o.no_exif, NULL, "do not rotate photos by EXIF"},
         {"fast-decode", 0, CLI_FLAG, &o.fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {"fast-tokenizer", 0, CLI_FLAG, &o.fast, NULL, "CLIP: HF fast-tokenizer text clean-up"},
@@ -153,10 +153,14 @@ int cmd_embed(int argc, char **argv) {
     mp.clip_fast_tokenizer = o.fast;
     mp.fast_decode = o.fast_decode; /* PIL-exact unless asked */
     gz_model *m = NULL;
-    if (cli_load_model(dir, &mp, &m) != GZ_OK) {
+    int load_rc = EXIT_OK;
+    for (int i = 0; i < o.images.n && !load_rc; i++)
+        load_rc = cli_check_input_file("--image", o.images.v[i]);
+    if (!load_rc) load_rc = cli_load_model(dir, &mp, &m);
+    if (load_rc) {
         cli_list_free(&o.texts);
         cli_list_free(&o.images);
-        return dir ? EXIT_FATAL : EXIT_USAGE;
+        return load_rc;
     }
     int dim = gz_model_dim(m);
     float *v = malloc((size_t)dim * sizeof *v);

@@ -77,7 +77,7 @@ static void on_progress(void *user, const char *phase, long done, long total) {
         c->bar = strcmp(phase, "texts") != 0;
         int quiet = !c->enabled;
         if (!c->bar) {
-            if (!quiet) fprintf(stderr, "eval: encoding %ld captions\n", total);
+            if (!quiet) fprintf(stderr, "eval: encoding %ld caption%s\n", total, cli_plural(total));
             return;
         }
         progress_start(&c->prog, !strcmp(phase, "images") ? "eval: images" : "eval: ITM re-rank",
@@ -118,7 +118,8 @@ static const char *process_name(gz_eval_text_process p) {
     return p == GZ_EVAL_TEXT_BLIP ? "blip_caption" : "none";
 }
 
-static void fmt2(char *b, size_t n, double v) { snprintf(b, n, "%.2f", v); }
+/* Recalls are percentages (LAVIS reports 0..100): the table says so. */
+static void fmt2(char *b, size_t n, double v) { snprintf(b, n, "%.2f%%", v); }
 
 static void table_row(out_table *t, const char *name, const gz_eval_recall *r) {
     char c[9][32];
@@ -251,11 +252,14 @@ static void print_table(const eval_opts *o, const char *dir, gz_model *m, const 
     if (r->text_process == GZ_EVAL_TEXT_BLIP)
         printf(" (max_words %d)", o->max_words > 0 ? o->max_words : 50);
     printf(", ties optimistic%s\n", o->enc_token ? ", ITM [ENC]" : "");
-    printf("queries   %d images (image->text), %d texts (text->image)", r->n_images, r->n_texts);
-    if (s->n_no_captions) printf("; %d entries without captions skipped", s->n_no_captions);
+    printf("queries   %d image%s (image->text), %d text%s (text->image)", r->n_images,
+           cli_plural(r->n_images), r->n_texts, cli_plural(r->n_texts));
+    if (s->n_no_captions)
+        printf("; %d entr%s without captions skipped", s->n_no_captions,
+               s->n_no_captions == 1 ? "y" : "ies");
     if (r->n_failed_images)
-        printf("; %d failed images left out with %d captions", r->n_failed_images,
-               r->n_failed_texts);
+        printf("; %d failed image%s left out with %d caption%s", r->n_failed_images,
+               cli_plural(r->n_failed_images), r->n_failed_texts, cli_plural(r->n_failed_texts));
     printf("\n\n");
     static const char *const hdr[] = {"ranking", "txt_r1", "txt_r5",  "txt_r10",    "txt_r_mean",
                                       "img_r1",  "img_r5", "img_r10", "img_r_mean", "r_mean"};
@@ -277,7 +281,8 @@ static void print_table(const eval_opts *o, const char *dir, gz_model *m, const 
     printf("time      load %.2f s, images %.2f s (%.1f img/s), texts %.2f s, rank %.3f s", t_load,
            r->t_images, r->t_images > 0 ? n_all / r->t_images : 0.0, r->t_texts, r->t_rank);
     if (r->rerank_k)
-        printf(", re-rank %.2f s (%lld ITM pairs)", r->t_rerank, (long long)r->n_itm_pairs);
+        printf(", re-rank %.2f s (%lld ITM pair%s)", r->t_rerank, (long long)r->n_itm_pairs,
+               cli_plural((long)r->n_itm_pairs));
     printf(", total %.2f s\n", r->t_total + t_load);
 }
 
@@ -353,9 +358,9 @@ int cmd_eval(int argc, char **argv) {
         {"fast-decode", 0, CLI_FLAG, &o.fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {"json", 0, CLI_FLAG, &o.json, NULL, "one JSON object"},
         {"per-item", 0, CLI_STR, &o.per_item, "FILE", "write every query's rank as JSON lines"},
-        {"batch", 0, CLI_INT, &o.batch, "N", "images per batch (default 8)"},
+        {"batch", 0, CLI_COUNT, &o.batch, "N", "images per batch (default 8)"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
-        {"threads", 0, CLI_INT, &o.threads, "N", "threads (default: all cores)"},
+        {"threads", 0, CLI_COUNT, &o.threads, "N", "threads (default: all cores)"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "no progress output"},
         {0},
     };
@@ -423,9 +428,10 @@ int cmd_eval(int argc, char **argv) {
     mp.itm_enc_token = o.enc_token ? 1 : 0;
     if (o.batch) mp.batch_size = o.batch;
     gz_model *m = NULL;
-    if (cli_load_model(dir, &mp, &m) != GZ_OK) {
+    int load_rc = cli_load_model(dir, &mp, &m);
+    if (load_rc) {
         gz_eval_set_free(s);
-        return EXIT_FATAL;
+        return load_rc;
     }
     char fp[65] = "";
     if (gz_model_fingerprint(m, fp) != GZ_OK) snprintf(fp, sizeof fp, "unknown");
@@ -445,6 +451,7 @@ int cmd_eval(int argc, char **argv) {
         /* the library says why re-ranking is refused; the CLI names the flag that asked */
         int refused = st == GZ_EUNSUPPORTED && ep.rerank_k > 0 && !gz_model_has_itm(m);
         code = cli_report_hint(st, refused ? "--rerank: " : NULL, NULL);
+        if (refused) code = EXIT_USAGE; /* a flag this model cannot honour */
     } else {
         if (o.json)
             print_json(&o, dir, m, fp, s, &r, &ctx, t_load);

@@ -146,7 +146,7 @@ int cmd_match(int argc, char **argv) {
         {"itm", 0, CLI_FLAG, &o.itm, NULL, "require ITM scores (error unless the model is BLIP)"},
         {"json", 0, CLI_FLAG, &o.json, NULL, "JSON lines output"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
-        {"threads", 0, CLI_INT, &o.threads, "N", "threads (default: all cores)"},
+        {"threads", 0, CLI_COUNT, &o.threads, "N", "threads (default: all cores)"},
         {"no-exif-orient", 0, CLI_FLAG, &o.no_exif, NULL, "do not rotate photos by EXIF"},
         {"fast-decode", 0, CLI_FLAG, &o.fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {0},
@@ -175,9 +175,11 @@ int cmd_match(int argc, char **argv) {
     gz_model_params mp = cli_model_params(o.weights, o.threads, o.no_exif);
     mp.fast_decode = o.fast_decode; /* PIL-exact unless asked */
     gz_model *m = NULL;
-    if (cli_load_model(dir, &mp, &m) != GZ_OK) {
+    int load_rc = o.image ? cli_check_input_file("--image", o.image) : EXIT_OK;
+    if (!load_rc) load_rc = cli_load_model(dir, &mp, &m);
+    if (load_rc) {
         cli_list_free(&o.texts);
-        return dir ? EXIT_FATAL : EXIT_USAGE;
+        return load_rc;
     }
     printer p = {.blip = gz_model_has_itm(m), .json = o.json};
     if (o.itm && !p.blip) {
@@ -186,7 +188,7 @@ int cmd_match(int argc, char **argv) {
                    dir, gz_family_name(gz_model_family(m)));
         gz_model_free(m);
         cli_list_free(&o.texts);
-        return EXIT_FATAL;
+        return EXIT_USAGE; /* a flag this model cannot honour, as search --rerank */
     }
     if (!o.json) {
         static const char *const hb[] = {"image", "text", "itc", "itm_logit", "itm_prob", "score"};

@@ -27,14 +27,14 @@ static void model_usage(FILE *out) {
             "  list                      the cached models gaze can run\n"
             "  rm REPO_ID[@REVISION]     remove a cached model (or one revision of it)\n\n"
             "%s\n\n"
-            "exit status: 0 ok, 2 usage error, 3 failure\n\n"
             "examples:\n"
             "  gaze model pull openai/clip-vit-base-patch32\n"
             "  gaze model pull Salesforce/blip-itm-base-coco@main\n"
             "  gaze model list\n"
             "  gaze index ~/Pictures --model openai/clip-vit-base-patch32\n"
-            "  gaze model rm openai/clip-vit-base-patch32\n",
-            MODEL_ENV);
+            "  gaze model rm openai/clip-vit-base-patch32\n\n"
+            "%s\n",
+            MODEL_ENV, CLI_EXIT_STATUS_HELP);
 }
 
 /* Hub parameters from the environment, or the error printed (returns the exit code). */
@@ -144,8 +144,8 @@ static int model_pull(int argc, char **argv) {
     char total[32], got[32];
     cli_human_bytes(total, sizeof total, (double)st.bytes_total);
     cli_human_bytes(got, sizeof got, (double)st.bytes_downloaded);
-    printf("pulled %s (commit %.*s): %d files, %s\n", shown, COMMIT_SHORT, st.commit, st.files,
-           total);
+    printf("pulled %s (commit %.*s): %d file%s, %s\n", shown, COMMIT_SHORT, st.commit, st.files,
+           cli_plural(st.files), total);
     if (st.files_downloaded)
         printf("downloaded %d file%s, %s in %.1f s\n", st.files_downloaded,
                st.files_downloaded == 1 ? "" : "s", got, secs);
@@ -334,7 +334,12 @@ int cmd_model(int argc, char **argv) {
     if (!strcmp(sub, "pull")) return model_pull(argc - 1, argv + 1);
     if (!strcmp(sub, "list") || !strcmp(sub, "ls")) return model_list(argc - 1, argv + 1);
     if (!strcmp(sub, "rm") || !strcmp(sub, "remove")) return model_rm(argc - 1, argv + 1);
-    fprintf(stderr, "gaze model: unknown command '%s'\n\n", sub);
+    static const char *const subs[] = {"pull", "list", "rm"};
+    const char *hit = cli_did_you_mean(sub, subs, 3);
+    if (hit)
+        fprintf(stderr, "gaze model: unknown command '%s'; did you mean '%s'?\n\n", sub, hit);
+    else
+        fprintf(stderr, "gaze model: unknown command '%s'\n\n", sub);
     model_usage(stderr);
     return EXIT_USAGE;
 }

@@ -363,7 +363,8 @@ static int write_html(const gz_results *r, const search_opts *o, const char *que
     }
     if (thumbs_failed)
         cli_warnf("%d thumbnail%s could not be made", thumbs_failed, cli_plural(thumbs_failed));
-    if (!o->quiet) fprintf(stderr, "gaze: wrote %s (%d results)\n", o->html, r->n);
+    if (!o->quiet)
+        fprintf(stderr, "gaze: wrote %s (%d result%s)\n", o->html, r->n, cli_plural(r->n));
     return EXIT_OK;
 }
 

@@ -81,7 +81,7 @@ int cmd_tokenize(int argc, char **argv) {
             printf("],\"truncated\":%s}\n", truncated ? "true" : "false");
         } else {
             printf("%s\n", pos.v[i]);
-            printf("  %d tokens%s:", n, truncated ? " (truncated)" : "");
+            printf("  %d token%s%s:", n, cli_plural(n), truncated ? " (truncated)" : "");
             for (int j = 0; j < n; j++) {
                 const char *tok = gz_model_token_text(m, ids[j]);
                 printf(" %s(%d)", tok ? tok : "?", (int)ids[j]);

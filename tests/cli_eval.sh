@@ -88,7 +88,9 @@ hdr = [l for l in lines if l.startswith('ranking')]
 row = [l for l in lines if l.startswith('itc ')]
 cols = 'ranking txt_r1 txt_r5 txt_r10 txt_r_mean img_r1 img_r5 img_r10 img_r_mean r_mean'.split()
 ok = len(hdr) == 1 and hdr[0].split() == cols and len(row) == 1
-vals = [float(x) for x in row[0].split()[1:]] if ok else []
+cells = row[0].split()[1:] if ok else []
+ok = ok and all(c.endswith('%') for c in cells)  # recalls are percentages, shown as such
+vals = [float(c.rstrip('%')) for c in cells] if ok else []
 ok = ok and len(vals) == 9 and all(0 <= v <= 100 for v in vals)
 sys.exit(0 if ok else 1)
 EOF
@@ -202,7 +204,7 @@ check "blip: --rerank table shows the itm+itc row" grep -q "^itm+itc k=4" "$TMP/
 # ---- CLIP --rerank: a clear error ----
 for fam in clip chinese_clip; do
     "$GAZE" eval "$SET" --model "$FIX/$fam" -q --rerank 4 >/dev/null 2>"$TMP/e.txt"
-    check "$fam: --rerank exits 3" test $? -eq 3
+    check "$fam: --rerank is a usage error (2)" test $? -eq 2
     check "$fam: --rerank error names BLIP" grep -q "BLIP" "$TMP/e.txt"
 done
 

@@ -229,12 +229,13 @@ check "hand-laid cache: info acme/tiny-cn" grep -q "^family *chinese_clip" "$TMP
 "$GAZE" model list >"$TMP/list.txt" 2>/dev/null
 check "hand-laid cache: listed" grep -Eq "^acme/tiny-cn +main +111111111111 +chinese_clip" "$TMP/list.txt"
 
-# An id that is not cached: the library says so, the command says what to run; exit 3.
+# An id that is not cached: the library says so, the command says what to run; a --model
+# that names nothing is a usage error (exit 2).
 "$GAZE" embed --model org/nope --text x >/dev/null 2>"$TMP/err.txt"
-check "uncached id: exit 3" [ $? -eq 3 ]
+check "uncached id: exit 2" [ $? -eq 2 ]
 check "uncached id: message and the command to run" grep -qx "gaze: org/nope is not in the Hugging Face cache ($CACHE), nor a folder; run: gaze model pull org/nope" "$TMP/err.txt"
 "$GAZE" index "$FIX/images" --db "$TMP/other.db" --model org/nope@v2 --quiet >/dev/null 2>"$TMP/err.txt"
-check "uncached id@rev (index): exit 3" [ $? -eq 3 ]
+check "uncached id@rev (index): exit 2" [ $? -eq 2 ]
 check "uncached id@rev (index): run hint" grep -q "; run: gaze model pull org/nope@v2$" "$TMP/err.txt"
 "$GAZE" info org/nope >/dev/null 2>"$TMP/err.txt"
 check "uncached id (info): exit 3 and hint" grep -q "run: gaze model pull org/nope" "$TMP/err.txt"

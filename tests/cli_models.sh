@@ -133,7 +133,7 @@ sys.exit(0 if len(got) == 2 and all(abs(math.sqrt(sum(x * x for x in g['embeddin
 EOF
     "$GAZE" embed --model "$M" --image "$TMP/nope.jpg" >/dev/null 2>"$TMP/err.txt"
     rc=$?
-    check "$fam: embed of a missing file exits 3 with a message" test $rc -eq 3 -a -s "$TMP/err.txt"
+    check "$fam: embed of a missing file exits 2 (usage) with a message" test $rc -eq 2 -a -s "$TMP/err.txt"
 
     # ---- match ----
     if "$GAZE" match --model "$M" --image "$DATA/photos/animal_cat_chelsea.png" --text "a cat" --text "a dog" --json >"$TMP/match.jsonl" 2>"$TMP/err.txt"; then ok; else bad "$fam: match"; cat "$TMP/err.txt" >&2; fi
@@ -160,7 +160,7 @@ sys.exit(0 if ok else 1)
 EOF
         "$GAZE" match --model "$M" --image "$DATA/photos/animal_cat_chelsea.png" --text "a cat" --itm >/dev/null 2>"$TMP/err.txt"
         rc=$?
-        check "$fam: match --itm is a clear error" test $rc -eq 3
+        check "$fam: match --itm is a usage error (2)" test $rc -eq 2
         check "$fam: match --itm message names BLIP" grep -q "BLIP" "$TMP/err.txt"
     fi
 done
