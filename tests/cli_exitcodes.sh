@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # cli_exitcodes.sh - exit codes and usage errors of the gaze command (issue #12 items 11, 12):
-# usage errors exit 2 (a missing --image file, a --model or a database that does not exist,
+# usage errors exit 2 (a missing --image file, an --add/--sub term that looks like a missing
+# path, unless text: says it is words, a --model or a database that does not exist,
 # --rerank that the model or the query cannot honour, 0 for --threads, an empty query, a
 # huge -k, a non-SQLite --db without SQL in the message), runtime errors 3, partial failure 1;
 # every command's --help states the codes; "did you mean" for a mistyped command or flag.
@@ -55,6 +56,24 @@ expect 2 "embed --image of a missing file" "$GAZE" embed --model "$CLIP" --image
 expect 2 "match --image of a missing file" "$GAZE" match --model "$CLIP" --image "$TMP/nope.jpg" --text x
 expect 2 "embed --model of a missing folder" "$GAZE" embed --model "$TMP/nomodel" --text x
 expect 2 "match --itm with a CLIP model" "$GAZE" match --model "$CLIP" --image "$TMP/p/food_coffee.png" --text x --itm
+
+# --add/--sub: a term that looks like a path and does not exist is an error, not words
+expect 2 "--add of a missing path with a slash" "${S[@]}" dog --db "$TMP/clip.db" --add "$TMP/p/snow_dog.jpg"
+check "... names the term and the text: way out" grep -q "snow_dog.jpg: no such file (to search for these words, write text:" "$TMP/e.txt"
+expect 2 "--sub of a missing file name with an image extension" "${S[@]}" dog --db "$TMP/clip.db" --sub 0.5:grass.PNG
+expect 2 "--add image: of a missing file" "${S[@]}" dog --db "$TMP/clip.db" --add image:cat
+expect 2 "--add text: with nothing after it" "${S[@]}" dog --db "$TMP/clip.db" --add text:
+expect 0 "--add text: makes a path-looking term words" "${S[@]}" dog --db "$TMP/clip.db" --add text:AC/DC.jpg
+expect 0 "--add of plain words" "${S[@]}" dog --db "$TMP/clip.db" --add snow --sub 0.5:grass
+J=("${S[@]}" dog --db "$TMP/clip.db" --json)
+"${J[@]}" --add "$TMP/p/food_coffee.png" >"$TMP/a1.jsonl" 2>/dev/null
+"${J[@]}" --add "image:$TMP/p/food_coffee.png" >"$TMP/a2.jsonl" 2>/dev/null
+check "--add image:FILE is --add FILE" bash -c 'test -s "$1" && cmp -s "$1" "$2"' _ "$TMP/a1.jsonl" "$TMP/a2.jsonl"
+"${J[@]}" --add 0.5:snow >"$TMP/t1.jsonl" 2>/dev/null
+"${J[@]}" --add 0.5:text:snow >"$TMP/t2.jsonl" 2>/dev/null
+"${J[@]}" --add 0.5:image:"$TMP/p/food_coffee.png" >"$TMP/t3.jsonl" 2>/dev/null
+check "--add W:text:Q is --add W:Q for words" bash -c 'test -s "$1" && cmp -s "$1" "$2"' _ "$TMP/t1.jsonl" "$TMP/t2.jsonl"
+check "... and differs from an image term" bash -c '! cmp -s "$1" "$2"' _ "$TMP/t1.jsonl" "$TMP/t3.jsonl"
 
 # runtime errors: 3; partial failure: 1
 printf 'this is not a JPEG' >"$TMP/fake.jpg"
