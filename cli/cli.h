@@ -139,6 +139,8 @@ int out_display_width(const char *s);
  * characters, DEL and bytes that are not UTF-8 become \xNN (newline, tab and CR become \n,
  * \t, \r). Printable text, UTF-8 included, is kept. Never NULL (exits on no memory). */
 char *out_term_escape(const char *s);
+/* fputs of out_term_escape(s): text from files, servers or users printed for a person. */
+void out_term_puts(FILE *f, const char *s);
 /* Print s padded with spaces to width columns (no truncation). */
 void out_pad(FILE *f, const char *s, int width);
 

@@ -244,9 +244,11 @@ static void print_json(const eval_opts *o, const char *dir, gz_model *m, const c
 
 static void print_table(const eval_opts *o, const char *dir, gz_model *m, const char *fp,
                         const gz_eval_set *s, const gz_eval_result *r, double t_load) {
-    printf("dataset   %s (%s, xxh3 %016llx)\n", s->file, s->format,
-           (unsigned long long)s->file_hash);
-    printf("model     %s (%s, fingerprint %s)\n", dir, gz_family_name(gz_model_family(m)), fp);
+    fputs("dataset   ", stdout);
+    out_term_puts(stdout, s->file);
+    printf(" (%s, xxh3 %016llx)\nmodel     ", s->format, (unsigned long long)s->file_hash);
+    out_term_puts(stdout, dir);
+    printf(" (%s, fingerprint %s)\n", gz_family_name(gz_model_family(m)), fp);
     printf("protocol  LAVIS: captions %s%s%s, text %s", o->captions ? o->captions : "all",
            o->lang ? ", lang " : "", o->lang ? o->lang : "", process_name(r->text_process));
     if (r->text_process == GZ_EVAL_TEXT_BLIP)

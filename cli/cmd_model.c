@@ -336,10 +336,12 @@ int cmd_model(int argc, char **argv) {
     if (!strcmp(sub, "rm") || !strcmp(sub, "remove")) return model_rm(argc - 1, argv + 1);
     static const char *const subs[] = {"pull", "list", "rm"};
     const char *hit = cli_did_you_mean(sub, subs, 3);
+    char *safe = out_term_escape(sub);
     if (hit)
-        fprintf(stderr, "gaze model: unknown command '%s'; did you mean '%s'?\n\n", sub, hit);
+        fprintf(stderr, "gaze model: unknown command '%s'; did you mean '%s'?\n\n", safe, hit);
     else
-        fprintf(stderr, "gaze model: unknown command '%s'\n\n", sub);
+        fprintf(stderr, "gaze model: unknown command '%s'\n\n", safe);
+    free(safe);
     model_usage(stderr);
     return EXIT_USAGE;
 }

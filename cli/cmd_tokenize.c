@@ -80,11 +80,13 @@ int cmd_tokenize(int argc, char **argv) {
             }
             printf("],\"truncated\":%s}\n", truncated ? "true" : "false");
         } else {
-            printf("%s\n", pos.v[i]);
-            printf("  %d token%s%s:", n, cli_plural(n), truncated ? " (truncated)" : "");
+            out_term_puts(stdout, pos.v[i]);
+            printf("\n  %d token%s%s:", n, cli_plural(n), truncated ? " (truncated)" : "");
             for (int j = 0; j < n; j++) {
                 const char *tok = gz_model_token_text(m, ids[j]);
-                printf(" %s(%d)", tok ? tok : "?", (int)ids[j]);
+                fputc(' ', stdout);
+                out_term_puts(stdout, tok ? tok : "?"); /* a vocabulary is a downloaded file */
+                printf("(%d)", (int)ids[j]);
             }
             fputc('\n', stdout);
         }

@@ -139,6 +139,12 @@ char *out_term_escape(const char *s) {
     return out;
 }
 
+void out_term_puts(FILE *f, const char *s) {
+    char *safe = out_term_escape(s);
+    fputs(safe, f);
+    free(safe);
+}
+
 void out_pad(FILE *f, const char *s, int width) {
     fputs(s, f);
     for (int w = out_display_width(s); w < width; w++)

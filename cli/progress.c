@@ -1,6 +1,7 @@
 /* progress.c - progress reporting on stderr: a live bar on a terminal (files done/total,
  * images/s, ETA, failures; or bytes, rate and ETA of a download), plain periodic lines
  * otherwise, nothing with --quiet. */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,14 +135,17 @@ static void xfer_draw(xfer_progress *p, int final) {
 
 void xfer_update(xfer_progress *p, const char *file, int64_t done, int64_t total) {
     if (!p->enabled) return;
-    if (strncmp(p->file, file, sizeof p->file - 1) != 0) { /* a new file starts */
+    char *shown = out_term_escape(file); /* a file name the server chose */
+    int same = strncmp(p->file, shown, sizeof p->file - 1) == 0;
+    if (!same) { /* a new file starts */
         if (p->shown) xfer_draw(p, 1);
-        snprintf(p->file, sizeof p->file, "%s", file);
+        snprintf(p->file, sizeof p->file, "%s", shown);
         p->start_done = done; /* a resumed prefix does not count toward the rate */
         p->t0 = cli_now();
         p->last_print = 0;
         p->finished = 0;
     }
+    free(shown);
     p->done = done;
     p->total = total;
     if (p->finished) return;

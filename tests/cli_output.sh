@@ -61,6 +61,9 @@ PY
 check "an error naming a file with escapes: exit 2" test $? -eq 2
 check "... and the message is escaped" bash -c 'grep -qF "no\x1b[2Jsuch.jpg" "$1" && ! grep -q $'"'"'\e'"'"' "$1"' _ "$TMP/e.txt"
 
+"$GAZE" tokenize --model "$M" "red${ESC}[2Jcar" >"$TMP/tok.txt" 2>&1
+check "tokenize echoes its text escaped" bash -c 'grep -qF "red\x1b[2Jcar" "$1" && ! grep -q $'"'"'\e'"'"' "$1"' _ "$TMP/tok.txt"
+
 # ---- HTML gallery: links percent-encoded, so '#' and '%' stay in the file name ----
 "$GAZE" search "a photo" --db "$DB" -k 10 --html "$TMP/g.html" --quiet 2>/dev/null
 check "--html exits 0" test $? -eq 0
