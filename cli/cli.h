@@ -180,7 +180,8 @@ int preview_protocol_parse(const char *s, preview_protocol *out);
 /* The protocol of the terminal on stdout, from what terminals set in the environment:
  * kitty (KITTY_WINDOW_ID, TERM=xterm-kitty, ghostty), iTerm2 (TERM_PROGRAM=iTerm.app,
  * LC_TERMINAL=iTerm2, WezTerm), sixel (TERM naming sixel, mlterm, foot, yaft, contour).
- * PREVIEW_NONE when stdout is not a terminal, inside tmux/screen, or for any other TERM. */
+ * PREVIEW_NONE when stdout is not a terminal, inside tmux/screen (TMUX, STY, TERM=screen*,
+ * tmux*), or for any other TERM. */
 preview_protocol preview_detect(void);
 /* Draw a thumbnail (longest side max_side pixels) of the image at path on f, then a newline.
  * Returns 0 (nothing drawn for PREVIEW_NONE), or -1 with nothing written and gz_last_error()

@@ -36,8 +36,10 @@ static int env_is(const char *name, const char *value) {
 preview_protocol preview_detect(void) {
     if (!isatty(STDOUT_FILENO)) return PREVIEW_NONE;
     /* tmux and screen swallow the escapes unless passed through: plain text there */
-    if (getenv("TMUX") || env_is("TERM", "screen")) return PREVIEW_NONE;
     const char *term = getenv("TERM");
+    if (getenv("TMUX") || getenv("STY") ||
+        (term && (strncmp(term, "screen", 6) == 0 || strncmp(term, "tmux", 4) == 0)))
+        return PREVIEW_NONE;
     if (getenv("KITTY_WINDOW_ID") || env_is("TERM", "xterm-kitty") ||
         env_is("TERM", "xterm-ghostty") || env_is("TERM_PROGRAM", "ghostty"))
         return PREVIEW_KITTY;

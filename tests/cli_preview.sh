@@ -77,7 +77,7 @@ check "stdout not a terminal: plain table, whatever TERM says" cmp -s "$TMP/plai
 in_pty() { # in_pty OUT ENV...: run the search with --preview on a pseudo-terminal
     local out=$1
     shift
-    env -u KITTY_WINDOW_ID -u TERM_PROGRAM -u LC_TERMINAL -u TMUX "$@" \
+    env -u KITTY_WINDOW_ID -u TERM_PROGRAM -u LC_TERMINAL -u TMUX -u STY "$@" \
         timeout 60 script -qec "$(printf '%q ' "${S[@]}") --preview" /dev/null >"$out" 2>/dev/null
 }
 if in_pty "$TMP/pty_dumb.bin" TERM=dumb && [ -s "$TMP/pty_dumb.bin" ]; then
