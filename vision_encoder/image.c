@@ -7,17 +7,27 @@
  * alpha is dropped (no compositing), palettes are looked up, grey is replicated, CMYK JPEGs
  * use PIL's inverted-Adobe convention. EXIF orientation is applied as PIL's
  * ImageOps.exif_transpose does (transformers' load_image). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/fileio.h"
+#include "vision_encoder/image.h"
 #include "vision_encoder/image_internal.h"
 
-/* gz_image_load reads the whole file first. No image we decode comes near this (a 100 MP
- * 16-bit RGB PNG stored uncompressed is 600 MiB); the cap only keeps a mistaken path such as a
- * disk image or a video from being read into memory. max_pixels limits the decoded size. */
-#define GZ_IMAGE_MAX_FILE_BYTES ((size_t)2 << 30)
+/* Largest file accepted per format, checked from the file's size before it is read (the whole
+ * file is read once: hashed and decoded from the same bytes). Each is far above what a photo of
+ * the pixel limit (100 MP) takes in that format, and keeps a mistaken path (a disk image or a
+ * video renamed .jpg, a sparse file) from being read into memory:
+ *   JPEG, WebP, HEIF, GIF: compressed; a 100 MP JPEG at quality 100 is about 60 MiB.
+ *   PNG: may be stored nearly uncompressed; 100 MP of 16-bit RGBA is 800 MB. */
+#define MAX_BYTES_COMPRESSED ((size_t)256 << 20)
+#define MAX_BYTES_PNG ((size_t)1 << 30)
+/* Bytes the format sniffing looks at. */
+#define SNIFF_BYTES 16
 
 gz_image_params gz_image_default_params(void) {
     gz_image_params p;
@@ -42,6 +52,10 @@ gz_status gz_img_check_pixels(const char *name, int64_t w, int64_t h, int64_t ma
     if (w > 0x7fffffffLL || h > 0x7fffffffLL || w * h > max_pixels)
         return GZ_FAIL(GZ_ENOMEM, "%s: image too large: %lldx%lld = %lld pixels, limit %lld", name,
                        (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
+    const int64_t lng = w > h ? w : h, shrt = w > h ? h : w;
+    if (lng > shrt * GZ_IMAGE_MAX_ASPECT)
+        return GZ_FAIL(GZ_EINVAL, "%s: image too elongated: %lldx%lld, aspect ratio limit 1:%d",
+                       name, (long long)w, (long long)h, GZ_IMAGE_MAX_ASPECT);
     return GZ_OK;
 }
 
@@ -100,6 +114,41 @@ static img_format sniff(const uint8_t *d, size_t n, const char **other) {
     else if (n >= 2 && d[0] == 'P' && d[1] >= '1' && d[1] <= '7')
         *other = "PNM";
     return FMT_UNKNOWN;
+}
+
+static const char *format_name(img_format f) {
+    switch (f) {
+    case FMT_JPEG: return "JPEG";
+    case FMT_PNG: return "PNG";
+    case FMT_WEBP: return "WebP";
+    case FMT_HEIF: return "HEIF";
+    case FMT_GIF: return "GIF";
+    default: return "unknown";
+    }
+}
+
+static size_t format_max_bytes(img_format f) {
+    return f == FMT_PNG ? MAX_BYTES_PNG : MAX_BYTES_COMPRESSED;
+}
+
+#define SUPPORTED_FORMATS "JPEG, PNG, WebP, HEIF, GIF"
+
+/* The "unsupported format" error for a file whose first bytes sniff() did not accept. */
+static gz_status fail_unsupported(const char *name, const char *other) {
+    if (other)
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "%s: unsupported format (%s); supported: " SUPPORTED_FORMATS, name, other);
+    return GZ_FAIL(GZ_EUNSUPPORTED,
+                   "%s: unsupported format (not a recognised image); supported: " SUPPORTED_FORMATS,
+                   name);
+}
+
+/* The size check of format_max_bytes, with the error naming the file and the limit. */
+static gz_status check_file_size(const char *name, img_format f, uint64_t size) {
+    if (size > format_max_bytes(f))
+        return GZ_FAIL(GZ_EINVAL, "%s: file too large for %s: %llu bytes, limit %zu", name,
+                       format_name(f), (unsigned long long)size, format_max_bytes(f));
+    return GZ_OK;
 }
 
 /* ---- orientation -------------------------------------------------------------------- */
@@ -188,24 +237,17 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
 
     const uint8_t *d = data;
     const char *other = NULL;
-    img_format fmt = sniff(d, size, &other);
-    gz_img_exif exif = {NULL, 0};
     gz_status st;
+    img_format fmt = sniff(d, size, &other);
+    if (fmt != FMT_UNKNOWN && (st = check_file_size(name, fmt, size)) != GZ_OK) return st;
+    gz_img_exif exif = {NULL, 0};
     switch (fmt) {
     case FMT_JPEG: st = gz_img_decode_jpeg(d, size, name, &p, img, &exif); break;
     case FMT_PNG: st = gz_img_decode_png(d, size, name, &p, img, &exif); break;
     case FMT_WEBP: st = gz_img_decode_webp(d, size, name, &p, img, &exif); break;
     case FMT_HEIF: st = gz_img_decode_heif(d, size, name, &p, img, &exif); break;
     case FMT_GIF: st = gz_img_decode_gif(d, size, name, &p, img, &exif); break;
-    default:
-        if (other)
-            return GZ_FAIL(GZ_EUNSUPPORTED,
-                           "%s: unsupported format (%s); supported: JPEG, PNG, WebP, HEIF, GIF",
-                           name, other);
-        return GZ_FAIL(GZ_EUNSUPPORTED,
-                       "%s: unsupported format (not a recognised image); supported: JPEG, PNG, "
-                       "WebP, HEIF, GIF",
-                       name);
+    default: return fail_unsupported(name, other);
     }
     if (st != GZ_OK) {
         free(exif.data);
@@ -227,13 +269,40 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
     return GZ_OK;
 }
 
+gz_status gz_image_read_file(const char *path, unsigned char **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    int fd = gz_open_regular(path);
+    if (fd < 0)
+        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path,
+                       errno == EINVAL ? "not a regular file" : strerror(errno));
+    struct stat sb;
+    uint8_t head[SNIFF_BYTES];
+    ssize_t got = fstat(fd, &sb) == 0 ? pread(fd, head, sizeof head, 0) : -1;
+    gz_status st = GZ_OK;
+    const char *other = NULL;
+    img_format fmt = FMT_UNKNOWN;
+    if (got < 0)
+        st = GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
+    else if (got == 0)
+        st = GZ_FAIL(GZ_EINVAL, "%s: empty file", path);
+    else if ((fmt = sniff(head, (size_t)got, &other)) == FMT_UNKNOWN)
+        st = fail_unsupported(path, other);
+    else
+        st = check_file_size(path, fmt, (uint64_t)sb.st_size);
+    /* the same descriptor: one open per file, and a file swapped in meanwhile is not read */
+    if (st == GZ_OK) st = gz_read_fd(fd, path, format_max_bytes(fmt), data, size);
+    close(fd);
+    return st;
+}
+
 gz_status gz_image_load(const char *path, const gz_image_params *params, gz_image *img) {
     if (!img) return GZ_FAIL(GZ_EINVAL, "gz_image_load: img is NULL");
     memset(img, 0, sizeof *img);
     if (!path) return GZ_FAIL(GZ_EINVAL, "gz_image_load: path is NULL");
     unsigned char *buf;
     size_t size;
-    gz_status st = gz_read_file(path, GZ_IMAGE_MAX_FILE_BYTES, &buf, &size);
+    gz_status st = gz_image_read_file(path, &buf, &size);
     if (st != GZ_OK) return st;
     st = gz_image_load_memory(buf, size, path, params, img);
     free(buf);

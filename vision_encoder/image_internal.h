@@ -41,7 +41,13 @@ void gz_img_exif_parse(const uint8_t *data, size_t size, int *orientation, char 
  * GZ_ENOMEM with a message naming the file when refused. */
 gz_status gz_img_alloc_rgb(const char *name, int64_t w, int64_t h, int64_t max_pixels,
                            uint8_t **out);
-/* GZ_ENOMEM "too large" if w*h > max_pixels (or w, h out of int range); GZ_OK otherwise. */
+/* Pictures whose long side is more than this many times the short side are refused: no photo,
+ * panorama (about 1:12 for a full turn) or scrolling screenshot comes near it, and a model sees
+ * only a centre crop of such a strip (CLIP) or a smear of it (BLIP). */
+#define GZ_IMAGE_MAX_ASPECT 100
+
+/* GZ_ENOMEM "too large" if w*h > max_pixels (or w, h out of int range); GZ_EINVAL "too
+ * elongated" beyond GZ_IMAGE_MAX_ASPECT; GZ_OK otherwise. */
 gz_status gz_img_check_pixels(const char *name, int64_t w, int64_t h, int64_t max_pixels);
 
 #endif
