@@ -8,6 +8,7 @@
  * use PIL's inverted-Adobe convention. EXIF orientation is applied as PIL's
  * ImageOps.exif_transpose does (transformers' load_image). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,9 @@
  *   PNG: may be stored nearly uncompressed; 100 MP of 16-bit RGBA is 800 MB. */
 #define MAX_BYTES_COMPRESSED ((size_t)256 << 20)
 #define MAX_BYTES_PNG ((size_t)1 << 30)
+/* The decompression-bomb rule of gz_image_load_memory (README "Limits"). */
+#define MAX_PIXELS_PER_BYTE 1000
+#define BOMB_FLOOR_PIXELS INT64_C(16000000)
 /* Bytes the format sniffing looks at. */
 #define SNIFF_BYTES 16
 
@@ -232,6 +236,18 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
     if (!data && size) return GZ_FAIL(GZ_EINVAL, "%s: data is NULL", name);
     gz_image_params p = params ? *params : gz_image_default_params();
     if (p.max_pixels <= 0) p.max_pixels = GZ_DEFAULT_MAX_PIXELS;
+    /* Decompression bombs: a 35-byte GIF (a huge screen, a 1x1 frame) or a 527-byte progressive
+     * JPEG can declare 100 MP, and the decoders need the whole frame (GIF's canvas, a
+     * progressive JPEG's coefficients, PNG/WebP/HEIF rows), 300-600 MB, before any pixel
+     * shows the file is empty. Above BOMB_FLOOR_PIXELS a file must bring at least one byte per
+     * MAX_PIXELS_PER_BYTE pixels; real pictures stay far below that ratio (a flat 8-bit PNG
+     * cannot pass about 1000 pixels per byte, zlib's limit; photos are under 10). */
+    const int64_t bomb_limit = size > (size_t)(INT64_MAX / MAX_PIXELS_PER_BYTE)
+                                   ? INT64_MAX
+                                   : (int64_t)size * MAX_PIXELS_PER_BYTE;
+    const int64_t ratio_limit = bomb_limit > BOMB_FLOOR_PIXELS ? bomb_limit : BOMB_FLOOR_PIXELS;
+    const int bomb_binds = ratio_limit < p.max_pixels;
+    if (bomb_binds) p.max_pixels = ratio_limit;
     if (p.min_size < 0) p.min_size = 0;
     if (size == 0) return GZ_FAIL(GZ_EINVAL, "%s: empty file", name);
 
@@ -252,6 +268,14 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
     if (st != GZ_OK) {
         free(exif.data);
         gz_image_free(img);
+        if (st == GZ_ENOMEM && bomb_binds) { /* say why the limit is lower than asked */
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", gz_last_error());
+            st = GZ_FAIL(st,
+                         "%s (a %zu-byte file may decode to at most %d pixels per byte above %d "
+                         "MP: a likely decompression bomb)",
+                         msg, size, MAX_PIXELS_PER_BYTE, (int)(BOMB_FLOOR_PIXELS / 1000000));
+        }
         return st;
     }
     img->orientation = 1;
