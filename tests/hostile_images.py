@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""hostile_images.py - write small image files that decode to something large or odd, for
+tests/cli_hostile_images.sh. Plain Python (struct + zlib): no imaging library is needed.
+
+Usage: hostile_images.py KIND OUT [ARGS...]
+  png W H OUT          8-bit greyscale PNG of W x H (a gradient along the long side), zlib level 9
+  jpeg W H OUT         baseline greyscale JPEG of W x H, every block flat grey: 2 bits a block
+  gif W H OUT          GIF whose logical screen is W x H with a 1x1 frame (a few dozen bytes)
+"""
+import struct
+import sys
+import zlib
+
+
+def png(w, h):
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    comp = zlib.compressobj(9)
+    parts = []
+    if w >= h:
+        row = b"\0" + bytes(x * 255 // max(w - 1, 1) for x in range(w))
+        for _ in range(h):
+            parts.append(comp.compress(row))
+    else:
+        for y in range(h):
+            parts.append(comp.compress(b"\0" + bytes([y * 255 // max(h - 1, 1)]) * w))
+    parts.append(comp.flush())
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) +
+            chunk(b"IEND", b""))
+
+
+def jpeg(w, h):
+    def seg(marker, data):
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(data) + 2) + data
+
+    dqt = seg(0xDB, b"\x00" + b"\x01" * 64)
+    sof = seg(0xC0, struct.pack(">BHHB", 8, h, w, 1) + b"\x01\x11\x00")
+    # One-code Huffman tables: DC difference category 0 and AC end-of-block, each the 1-bit
+    # code "0", so a flat block costs 2 zero bits.
+    one_code = bytes([1] + [0] * 15)
+    dht = seg(0xC4, b"\x00" + one_code + b"\x00") + seg(0xC4, b"\x10" + one_code + b"\x00")
+    sos = seg(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    blocks = ((w + 7) // 8) * ((h + 7) // 8)
+    nbits = 2 * blocks
+    data = b"\x00" * (nbits // 8)
+    if nbits % 8:
+        data += bytes([(1 << (8 - nbits % 8)) - 1])  # pad the last byte with 1 bits
+    return b"\xff\xd8" + dqt + sof + dht + sos + data + b"\xff\xd9"
+
+
+def gif(w, h):
+    head = b"GIF89a" + struct.pack("<HHBBB", w, h, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    frame = b"," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return head + frame + b";"
+
+
+def main():
+    kind = sys.argv[1]
+    makers = {"png": png, "jpeg": jpeg, "gif": gif}
+    w, h, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    with open(out, "wb") as f:
+        f.write(makers[kind](w, h))
+
+
+if __name__ == "__main__":
+    main()
