@@ -3,7 +3,8 @@
 tests/cli_hostile_images.sh. Plain Python (struct + zlib): no imaging library is needed.
 
 Usage: hostile_images.py KIND OUT [ARGS...]
-  png W H OUT          8-bit greyscale PNG of W x H (a gradient along the long side), zlib level 9
+  png W H OUT [SHIFT]  8-bit greyscale PNG of W x H (a gradient along the long side, shifted by
+                       SHIFT grey levels so that pictures differ), zlib level 9
   jpeg W H OUT         baseline greyscale JPEG of W x H, every block flat grey: 2 bits a block
   gif W H OUT          GIF whose logical screen is W x H with a 1x1 frame (a few dozen bytes)
 """
@@ -12,7 +13,7 @@ import sys
 import zlib
 
 
-def png(w, h):
+def png(w, h, shift=0):
     def chunk(kind, data):
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
@@ -20,12 +21,12 @@ def png(w, h):
     comp = zlib.compressobj(9)
     parts = []
     if w >= h:
-        row = b"\0" + bytes(x * 255 // max(w - 1, 1) for x in range(w))
+        row = b"\0" + bytes((x * 255 // max(w - 1, 1) + shift) % 256 for x in range(w))
         for _ in range(h):
             parts.append(comp.compress(row))
     else:
         for y in range(h):
-            parts.append(comp.compress(b"\0" + bytes([y * 255 // max(h - 1, 1)]) * w))
+            parts.append(comp.compress(b"\0" + bytes([(y * 255 // max(h - 1, 1) + shift) % 256]) * w))
     parts.append(comp.flush())
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) +
@@ -61,8 +62,9 @@ def main():
     kind = sys.argv[1]
     makers = {"png": png, "jpeg": jpeg, "gif": gif}
     w, h, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    extra = [int(a) for a in sys.argv[5:]]
     with open(out, "wb") as f:
-        f.write(makers[kind](w, h))
+        f.write(makers[kind](w, h, *extra))
 
 
 if __name__ == "__main__":
