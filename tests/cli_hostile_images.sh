@@ -66,6 +66,22 @@ python3 "$GEN" png 90 8100 "$P/tall_ok.png"
 timeout 300 "$GAZE" index "$P" --db "$DB" --model "$CLIP" --json >"$TMP/r3.json" 2>"$TMP/e3.txt"
 expect "1:90 picture" "$TMP/r3.json" encoded 1
 
+# 3b. HEIF grids: the grid's own output size is checked, not the 64x64 its 'ispe' declares
+G=$TMP/heif
+mkdir "$G"
+python3 "$GEN" heif_grid 32000 32000 "$G/grid_huge.heic" # 1 G pixels, 3 GB if decoded
+python3 "$GEN" heif_grid 15000 1000 "$G/grid_15mp.heic"   # over the 10 MP asked below
+timeout 120 /usr/bin/time -v "$GAZE" index "$G" --db "$TMP/heif.db" --model "$CLIP" --max-megapixels 10 \
+    --json >"$TMP/rh.json" 2>"$TMP/eh.txt"
+rc=$?
+check "HEIF grids: exit 1 (rc $rc)" test $rc -eq 1
+check "HEIF grid of 32000x32000 refused from the grid's size" \
+    grep -q "grid_huge.heic: image too large: 32000x32000" "$TMP/eh.txt"
+check "HEIF grid of 15000x1000 refused by --max-megapixels 10" \
+    grep -q "grid_15mp.heic: image too large: 15000x1000 = 15000000 pixels, limit 10000000" "$TMP/eh.txt"
+mb=$(peak_mb "$TMP/eh.txt")
+check "HEIF grids peak memory ${mb} MB <= $INDEX_MAX_MB MB" test "${mb:-99999}" -le $INDEX_MAX_MB
+
 # 4. FIFOs named directly: refused at once instead of blocking on open/read
 mkfifo "$TMP/q.jpg" "$TMP/cat.jsonl" "$TMP/set.json"
 timeout 20 "$GAZE" search --db "$DB" --image "$TMP/q.jpg" >/dev/null 2>"$TMP/e4.txt"

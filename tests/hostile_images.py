@@ -7,6 +7,8 @@ Usage: hostile_images.py KIND OUT [ARGS...]
                        SHIFT grey levels so that pictures differ), zlib level 9
   jpeg W H OUT         baseline greyscale JPEG of W x H, every block flat grey: 2 bits a block
   gif W H OUT          GIF whose logical screen is W x H with a 1x1 frame (a few dozen bytes)
+  heif_grid W H OUT    HEIF whose primary item is a 1x1 'grid' of W x H output ('ispe' says
+                       64x64) over one HEVC tile that holds no picture (a few hundred bytes)
 """
 import struct
 import sys
@@ -58,9 +60,43 @@ def gif(w, h):
     return head + frame + b";"
 
 
+def heif_grid(w, h):
+    def box(kind, payload):
+        return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+    def full(kind, version, payload):
+        return box(kind, bytes([version, 0, 0, 0]) + payload)
+
+    ftyp = box(b"ftyp", b"heic" + b"\0\0\0\0" + b"mif1heic")
+    hdlr = full(b"hdlr", 0, b"\0" * 4 + b"pict" + b"\0" * 12 + b"\0")
+    pitm = full(b"pitm", 0, struct.pack(">H", 1))
+    infe1 = full(b"infe", 2, struct.pack(">HH", 1, 0) + b"grid" + b"\0")
+    infe2 = full(b"infe", 2, struct.pack(">HH", 2, 0) + b"hvc1" + b"\0")
+    iinf = full(b"iinf", 0, struct.pack(">H", 2) + infe1 + infe2)
+    iref = full(b"iref", 0, box(b"dimg", struct.pack(">HHH", 1, 1, 2)))
+    ispe = full(b"ispe", 0, struct.pack(">II", 64, 64))
+    # HEVC decoder configuration without parameter sets: 8-bit 4:2:0, 4-byte NAL lengths
+    hvcc = box(b"hvcC", bytes([1, 1]) + b"\0" * 4 + b"\0" * 6 +
+               bytes([0, 0xF0, 0, 0xFC, 0xFD, 0xF8, 0xF8, 0, 0, 0x0F, 0]))
+    ipma = full(b"ipma", 0, struct.pack(">I", 2) + struct.pack(">HB", 1, 1) + b"\x81" +
+                struct.pack(">HB", 2, 2) + b"\x81\x82")
+    iprp = box(b"iprp", box(b"ipco", ispe + hvcc) + ipma)
+    grid = bytes([0, 1, 0, 0]) + struct.pack(">II", w, h)
+    idat = box(b"idat", grid)
+
+    def meta_with(tile_offset):
+        iloc = full(b"iloc", 1, bytes([0x44, 0x00]) + struct.pack(">H", 2) +
+                    struct.pack(">HHHHII", 1, 1, 0, 1, 0, len(grid)) +
+                    struct.pack(">HHHHII", 2, 0, 0, 1, tile_offset, 4))
+        return full(b"meta", 0, hdlr + pitm + iinf + iref + iprp + iloc + idat)
+
+    head = ftyp + meta_with(0)
+    return ftyp + meta_with(len(head) + 8) + box(b"mdat", b"\0\0\0\0")
+
+
 def main():
     kind = sys.argv[1]
-    makers = {"png": png, "jpeg": jpeg, "gif": gif}
+    makers = {"png": png, "jpeg": jpeg, "gif": gif, "heif_grid": heif_grid}
     w, h, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     extra = [int(a) for a in sys.argv[5:]]
     with open(out, "wb") as f:
