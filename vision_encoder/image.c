@@ -1,7 +1,8 @@
 /* image.c - decode any photo into (H, W, 3) uint8 RGB: format sniffing, EXIF orientation.
  *
  * The format is detected from the first bytes, never from the extension: JPEG (libjpeg-turbo),
- * PNG (libpng), WebP (libwebp), HEIF/HEIC/AVIF (libheif), GIF (giflib, first frame).
+ * PNG (libpng), WebP (libwebp), HEIF/HEIC/AVIF (libheif), GIF (giflib, first frame), TIFF
+ * (libtiff, first page), BMP (stb_image).
  * Colour handling mirrors PIL's Image.open(path).convert('RGB') so that the Hugging Face
  * image processors can be reproduced bit-exactly (see tests/data/fixtures/README.md):
  * alpha is dropped (no compositing), palettes are looked up, grey is replicated, CMYK JPEGs
@@ -24,9 +25,13 @@
  * the pixel limit (100 MP) takes in that format, and keeps a mistaken path (a disk image or a
  * video renamed .jpg, a sparse file) from being read into memory:
  *   JPEG, WebP, HEIF, GIF: compressed; a 100 MP JPEG at quality 100 is about 60 MiB.
- *   PNG: may be stored nearly uncompressed; 100 MP of 16-bit RGBA is 800 MB. */
+ *   PNG: may be stored nearly uncompressed; 100 MP of 16-bit RGBA is 800 MB.
+ *   TIFF: often uncompressed; 100 MP of 16-bit RGB is 600 MB (plus other pages).
+ *   BMP: uncompressed; 100 MP at 32 bits is 400 MB. */
 #define MAX_BYTES_COMPRESSED ((size_t)256 << 20)
 #define MAX_BYTES_PNG ((size_t)1 << 30)
+#define MAX_BYTES_TIFF ((size_t)1 << 30)
+#define MAX_BYTES_BMP ((size_t)512 << 20)
 /* The decompression-bomb rule of gz_image_load_memory (README "Limits"). */
 #define MAX_PIXELS_PER_BYTE 1000
 #define BOMB_FLOOR_PIXELS INT64_C(16000000)
@@ -79,7 +84,16 @@ gz_status gz_img_alloc_rgb(const char *name, int64_t w, int64_t h, int64_t max_p
 
 /* ---- format sniffing ---------------------------------------------------------------- */
 
-typedef enum { FMT_UNKNOWN, FMT_JPEG, FMT_PNG, FMT_WEBP, FMT_HEIF, FMT_GIF } img_format;
+typedef enum {
+    FMT_UNKNOWN,
+    FMT_JPEG,
+    FMT_PNG,
+    FMT_WEBP,
+    FMT_HEIF,
+    FMT_GIF,
+    FMT_TIFF,
+    FMT_BMP
+} img_format;
 
 static int has_prefix(const uint8_t *d, size_t n, const char *magic, size_t m) {
     return n >= m && memcmp(d, magic, m) == 0;
@@ -101,11 +115,9 @@ static img_format sniff(const uint8_t *d, size_t n, const char **other) {
         *other = "ISO media (not HEIF)";
         return FMT_UNKNOWN;
     }
-    if (has_prefix(d, n, "BM", 2))
-        *other = "BMP";
-    else if (has_prefix(d, n, "II*\0", 4) || has_prefix(d, n, "MM\0*", 4))
-        *other = "TIFF";
-    else if (has_prefix(d, n, "\0\0\1\0", 4))
+    if (has_prefix(d, n, "BM", 2)) return FMT_BMP;
+    if (has_prefix(d, n, "II*\0", 4) || has_prefix(d, n, "MM\0*", 4)) return FMT_TIFF;
+    if (has_prefix(d, n, "\0\0\1\0", 4))
         *other = "ICO";
     else if (has_prefix(d, n, "8BPS", 4))
         *other = "PSD";
@@ -127,15 +139,22 @@ static const char *format_name(img_format f) {
     case FMT_WEBP: return "WebP";
     case FMT_HEIF: return "HEIF";
     case FMT_GIF: return "GIF";
+    case FMT_TIFF: return "TIFF";
+    case FMT_BMP: return "BMP";
     default: return "unknown";
     }
 }
 
 static size_t format_max_bytes(img_format f) {
-    return f == FMT_PNG ? MAX_BYTES_PNG : MAX_BYTES_COMPRESSED;
+    switch (f) {
+    case FMT_PNG: return MAX_BYTES_PNG;
+    case FMT_TIFF: return MAX_BYTES_TIFF;
+    case FMT_BMP: return MAX_BYTES_BMP;
+    default: return MAX_BYTES_COMPRESSED;
+    }
 }
 
-#define SUPPORTED_FORMATS "JPEG, PNG, WebP, HEIF, GIF"
+#define SUPPORTED_FORMATS "JPEG, PNG, WebP, HEIF, GIF, TIFF, BMP"
 
 /* The "unsupported format" error for a file whose first bytes sniff() did not accept. */
 static gz_status fail_unsupported(const char *name, const char *other) {
@@ -263,6 +282,8 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
     case FMT_WEBP: st = gz_img_decode_webp(d, size, name, &p, img, &exif); break;
     case FMT_HEIF: st = gz_img_decode_heif(d, size, name, &p, img, &exif); break;
     case FMT_GIF: st = gz_img_decode_gif(d, size, name, &p, img, &exif); break;
+    case FMT_TIFF: st = gz_img_decode_tiff(d, size, name, &p, img, &exif); break;
+    case FMT_BMP: st = gz_img_decode_bmp(d, size, name, &p, img, &exif); break;
     default: return fail_unsupported(name, other);
     }
     if (st != GZ_OK) {
@@ -278,7 +299,8 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
         }
         return st;
     }
-    img->orientation = 1;
+    /* A decoder that reads the orientation itself (TIFF's tag) has set it; else EXIF or 1. */
+    if (img->orientation < 1 || img->orientation > 8) img->orientation = 1;
     img->taken_at[0] = '\0';
     if (exif.data) gz_img_exif_parse(exif.data, exif.size, &img->orientation, img->taken_at);
     free(exif.data);

@@ -32,6 +32,14 @@ gz_status gz_img_decode_heif(const uint8_t *data, size_t size, const char *name,
 gz_status gz_img_decode_gif(const uint8_t *data, size_t size, const char *name,
                             const gz_image_params *p, gz_image *img, gz_img_exif *exif);
 
+/* TIFF via libtiff, first image; sets img->orientation from the Orientation tag (applied by
+ * the caller like EXIF's), no EXIF block. */
+gz_status gz_img_decode_tiff(const uint8_t *data, size_t size, const char *name,
+                             const gz_image_params *p, gz_image *img, gz_img_exif *exif);
+/* BMP via stb_image (no RLE). */
+gz_status gz_img_decode_bmp(const uint8_t *data, size_t size, const char *name,
+                            const gz_image_params *p, gz_image *img, gz_img_exif *exif);
+
 /* Parse an EXIF block: *orientation = IFD0 Orientation (1..8; 1 when absent or invalid),
  * taken_at = DateTimeOriginal as "YYYY-MM-DD HH:MM:SS" ("" when absent or malformed).
  * Never fails: malformed EXIF is simply ignored. */
