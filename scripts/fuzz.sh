@@ -91,7 +91,7 @@ fuzz_eval_load)
 EOF
   ;;
 fuzz_image)
-  max_len=65536
+  max_len=32768
   # the small test photos (larger ones are cut to max_len: truncated files are inputs too) and
   # tiny generated pictures of each format the generator writes
   for f in tests/data/photos/*.jpg tests/data/photos/*.png tests/data/photos/*.webp \
@@ -102,6 +102,9 @@ fuzz_image)
   python3 tests/hostile_images.py jpeg 40 24 "$seeds/flat.jpg"
   python3 tests/hostile_images.py png 37 5 "$seeds/grad.png"
   python3 tests/hostile_images.py gif 9 7 "$seeds/screen.gif"
+  python3 tests/hostile_images.py heif_grid 64 64 "$seeds/grid.heic"
+  python3 tests/hostile_images.py tiff 9 7 "$seeds/rgb.tif"
+  python3 tests/hostile_images.py bmp 9 7 "$seeds/rgb.bmp"
   ;;
 *)
   echo "fuzz.sh: no seed corpus known for $target (add one here)" >&2

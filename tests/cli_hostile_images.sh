@@ -82,6 +82,26 @@ check "HEIF grid of 15000x1000 refused by --max-megapixels 10" \
 mb=$(peak_mb "$TMP/eh.txt")
 check "HEIF grids peak memory ${mb} MB <= $INDEX_MAX_MB MB" test "${mb:-99999}" -le $INDEX_MAX_MB
 
+# 3c. TIFF and BMP (#12) are found by the scan and indexed; the same picture in both formats
+# gets the same vector
+F=$TMP/formats
+mkdir "$F"
+python3 "$GEN" tiff 40 30 "$F/pic.tif"
+python3 "$GEN" bmp 40 30 "$F/pic.bmp"
+cp "$F/pic.tif" "$F/copy.TIFF"
+timeout 120 "$GAZE" index "$F" --db "$TMP/formats.db" --model "$CLIP" --json >"$TMP/rf.json" 2>"$TMP/ef.txt"
+rc=$?
+check "TIFF and BMP index: exit 0 (rc $rc)" test $rc -eq 0
+[ $rc -eq 0 ] || cat "$TMP/ef.txt" >&2
+expect "TIFF and BMP" "$TMP/rf.json" total 3
+expect "TIFF and BMP" "$TMP/rf.json" failed 0
+timeout 60 "$GAZE" embed --model "$CLIP" --image "$F/pic.tif" --image "$F/pic.bmp" >"$TMP/emb.jsonl" 2>/dev/null
+check "TIFF and BMP of the same picture embed the same" python3 - "$TMP/emb.jsonl" <<'EOF2'
+import json, sys
+a, b = [json.loads(l)["embedding"] for l in open(sys.argv[1])]
+sys.exit(0 if max(abs(x - y) for x, y in zip(a, b)) < 1e-6 else 1)
+EOF2
+
 # 4. FIFOs named directly: refused at once instead of blocking on open/read
 mkfifo "$TMP/q.jpg" "$TMP/cat.jsonl" "$TMP/set.json"
 timeout 20 "$GAZE" search --db "$DB" --image "$TMP/q.jpg" >/dev/null 2>"$TMP/e4.txt"

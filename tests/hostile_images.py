@@ -7,6 +7,8 @@ Usage: hostile_images.py KIND OUT [ARGS...]
                        SHIFT grey levels so that pictures differ), zlib level 9
   jpeg W H OUT         baseline greyscale JPEG of W x H, every block flat grey: 2 bits a block
   gif W H OUT          GIF whose logical screen is W x H with a 1x1 frame (a few dozen bytes)
+  tiff W H OUT         uncompressed 8-bit RGB TIFF (little-endian, one strip), a gradient
+  bmp W H OUT          24-bit bottom-up BMP, a gradient
   heif_grid W H OUT    HEIF whose primary item is a 1x1 'grid' of W x H output ('ispe' says
                        64x64) over one HEVC tile that holds no picture (a few hundred bytes)
 """
@@ -60,6 +62,47 @@ def gif(w, h):
     return head + frame + b";"
 
 
+def gradient_rgb(w, h):
+    """Rows of W x 3 bytes, R G B per pixel."""
+    return [b"".join(bytes((x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256))
+                     for x in range(w)) for y in range(h)]
+
+
+def tiff(w, h):
+    rows = b"".join(gradient_rgb(w, h))
+    tags = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 2),
+            (273, 4, 1, None), (277, 3, 1, 3), (278, 4, 1, h), (279, 4, 1, len(rows))]
+    ifd_off = 8
+    n = len(tags)
+    extra_off = ifd_off + 2 + 12 * n + 4
+    bps = struct.pack("<HHH", 8, 8, 8)
+    data_off = extra_off + len(bps)
+    ifd = struct.pack("<H", n)
+    for tag, typ, cnt, val in tags:
+        if tag == 258:
+            ifd += struct.pack("<HHII", tag, typ, cnt, extra_off)
+        elif tag == 273:
+            ifd += struct.pack("<HHII", tag, typ, cnt, data_off)
+        elif typ == 3:
+            ifd += struct.pack("<HHIHH", tag, typ, cnt, val, 0)
+        else:
+            ifd += struct.pack("<HHII", tag, typ, cnt, val)
+    ifd += struct.pack("<I", 0)
+    return b"II*\0" + struct.pack("<I", ifd_off) + ifd + bps + rows
+
+
+def bmp(w, h):
+    stride = (w * 3 + 3) & ~3
+    body = b""
+    for r in reversed(gradient_rgb(w, h)):
+        px = [r[i:i + 3] for i in range(0, len(r), 3)]
+        line = b"".join(bytes((p[2], p[1], p[0])) for p in px)
+        body += line + b"\0" * (stride - len(line))
+    head = b"BM" + struct.pack("<IHHI", 54 + len(body), 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, len(body), 2835, 2835, 0, 0)
+    return head + info + body
+
+
 def heif_grid(w, h):
     def box(kind, payload):
         return struct.pack(">I", 8 + len(payload)) + kind + payload
@@ -96,7 +139,8 @@ def heif_grid(w, h):
 
 def main():
     kind = sys.argv[1]
-    makers = {"png": png, "jpeg": jpeg, "gif": gif, "heif_grid": heif_grid}
+    makers = {"png": png, "jpeg": jpeg, "gif": gif, "tiff": tiff, "bmp": bmp,
+              "heif_grid": heif_grid}
     w, h, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     extra = [int(a) for a in sys.argv[5:]]
     with open(out, "wb") as f:
