@@ -1,6 +1,7 @@
 /* test_vision_formats.c - TIFF (libtiff) and BMP (stb_image) decoding: files written here,
  * at test time, in several layouts, decode to exactly the pixels written; the TIFF
- * Orientation tag is applied as EXIF's; size limits are checked from the header. */
+ * Orientation tag is applied as EXIF's; size limits are checked from the header. A DNG (camera
+ * RAW, LibRaw) without a preview is demosaiced at half size. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,8 +196,79 @@ static void test_bmp(void) {
     T(strstr(gz_last_error(), "pic1.bmp: image too large") != NULL);
 }
 
+/* A DNG written with libtiff: a 64x48 16-bit RGGB Bayer mosaic without a preview, so LibRaw
+ * demosaics it at half size. Red photosites bright, the others dark: the picture must come
+ * out reddish (R well above G and B) at 32x24. */
+#define DNG_W 64
+#define DNG_H 48
+static int write_dng(const char *path) {
+    TIFF *t = TIFFOpen(path, "w");
+    if (!t) return -1;
+    static const uint8_t version[4] = {1, 4, 0, 0};
+    static const uint16_t repeat[2] = {2, 2};
+    static const uint8_t cfa[4] = {0, 1, 1, 2}; /* R G / G B */
+    TIFFSetField(t, TIFFTAG_SUBFILETYPE, 0);
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, DNG_W);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, DNG_H);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, 16);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, 1);
+    TIFFSetField(t, TIFFTAG_COMPRESSION, COMPRESSION_NONE);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, PHOTOMETRIC_CFA);
+    TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, DNG_H);
+    TIFFSetField(t, TIFFTAG_MAKE, "gaze");
+    TIFFSetField(t, TIFFTAG_MODEL, "test sensor");
+    TIFFSetField(t, TIFFTAG_DNGVERSION, version);
+    TIFFSetField(t, TIFFTAG_UNIQUECAMERAMODEL, "gaze test sensor");
+    TIFFSetField(t, TIFFTAG_CFAREPEATPATTERNDIM, repeat);
+    TIFFSetField(t, TIFFTAG_CFAPATTERN, 4, cfa);
+    uint16_t row[DNG_W];
+    int ok = 1;
+    for (int y = 0; y < DNG_H; y++) {
+        for (int x = 0; x < DNG_W; x++)
+            row[x] = (y % 2 == 0 && x % 2 == 0) ? 60000 : 3000;
+        ok &= TIFFWriteScanline(t, row, (uint32_t)y, 0) >= 0;
+    }
+    TIFFClose(t);
+    return ok ? 0 : -1;
+}
+
+static void test_dng(void) {
+    const char *dir = gz_test_tmpdir("vision_formats_dng");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/sensor.dng", dir);
+    T(write_dng(path) == 0);
+    gz_image im;
+    CHECK_OK(gz_image_load(path, NULL, &im));
+    checks++;
+    T(im.rgb && im.width == DNG_W / 2 && im.height == DNG_H / 2);
+    T(strcmp(im.format, "raw") == 0);
+    if (im.rgb) {
+        double m[3] = {0, 0, 0};
+        for (size_t i = 0; i < (size_t)im.width * im.height; i++)
+            for (int c = 0; c < 3; c++)
+                m[c] += im.rgb[3 * i + c];
+        for (int c = 0; c < 3; c++)
+            m[c] /= (double)im.width * im.height;
+        printf("DNG half-size demosaic: %dx%d, mean R %.1f G %.1f B %.1f\n", im.width, im.height,
+               m[0], m[1], m[2]);
+        T(m[0] > m[1] + 50 && m[0] > m[2] + 50);
+    }
+    gz_image_free(&im);
+    /* the sensor size is checked against the limit before unpacking */
+    gz_image_params small = gz_image_default_params();
+    small.max_pixels = DNG_W * DNG_H - 1;
+    CHECK_STATUS_COUNTED(checks, gz_image_load(path, &small, &im), GZ_ENOMEM);
+    T(strstr(gz_last_error(), "sensor.dng: image too large") != NULL);
+    /* a file named .dng that is a truncated DNG: a clear error naming it */
+    T(truncate(path, 200) == 0);
+    T(gz_image_load(path, NULL, &im) != GZ_OK && strstr(gz_last_error(), "sensor.dng") != NULL);
+    printf("truncated DNG: %s\n", gz_last_error());
+}
+
 int main(void) {
     test_tiff();
     test_bmp();
+    test_dng();
     return gz_test_finish("test_vision_formats", checks);
 }

@@ -2,7 +2,8 @@
  *
  * The format is detected from the first bytes, never from the extension: JPEG (libjpeg-turbo),
  * PNG (libpng), WebP (libwebp), HEIF/HEIC/AVIF (libheif), GIF (giflib, first frame), TIFF
- * (libtiff, first page), BMP (stb_image).
+ * (libtiff, first page), BMP (stb_image), camera RAW (LibRaw: embedded preview or half-size
+ * demosaic).
  * Colour handling mirrors PIL's Image.open(path).convert('RGB') so that the Hugging Face
  * image processors can be reproduced bit-exactly (see tests/data/fixtures/README.md):
  * alpha is dropped (no compositing), palettes are looked up, grey is replicated, CMYK JPEGs
@@ -27,11 +28,13 @@
  *   JPEG, WebP, HEIF, GIF: compressed; a 100 MP JPEG at quality 100 is about 60 MiB.
  *   PNG: may be stored nearly uncompressed; 100 MP of 16-bit RGBA is 800 MB.
  *   TIFF: often uncompressed; 100 MP of 16-bit RGB is 600 MB (plus other pages).
- *   BMP: uncompressed; 100 MP at 32 bits is 400 MB. */
+ *   BMP: uncompressed; 100 MP at 32 bits is 400 MB.
+ *   camera RAW: 100 MP of uncompressed 16-bit sensor data is 200 MB, plus previews. */
 #define MAX_BYTES_COMPRESSED ((size_t)256 << 20)
 #define MAX_BYTES_PNG ((size_t)1 << 30)
 #define MAX_BYTES_TIFF ((size_t)1 << 30)
 #define MAX_BYTES_BMP ((size_t)512 << 20)
+#define MAX_BYTES_RAW ((size_t)512 << 20)
 /* The decompression-bomb rule of gz_image_load_memory (README "Limits"). */
 #define MAX_PIXELS_PER_BYTE 1000
 #define BOMB_FLOOR_PIXELS INT64_C(16000000)
@@ -91,8 +94,9 @@ typedef enum {
     FMT_WEBP,
     FMT_HEIF,
     FMT_GIF,
-    FMT_TIFF,
-    FMT_BMP
+    FMT_TIFF, /* also the TIFF-based RAW formats (DNG, CR2, NEF, ARW...): see decode_tiff_or_raw */
+    FMT_BMP,
+    FMT_RAW /* RAW formats with their own signature: RAF, ORF, CR3 */
 } img_format;
 
 static int has_prefix(const uint8_t *d, size_t n, const char *magic, size_t m) {
@@ -112,10 +116,14 @@ static img_format sniff(const uint8_t *d, size_t n, const char **other) {
                                              "mif1", "msf1", "avif", "avis", "mif2"};
         for (size_t i = 0; i < sizeof brands / sizeof brands[0]; i++)
             if (memcmp(d + 8, brands[i], 4) == 0) return FMT_HEIF;
+        if (memcmp(d + 8, "crx ", 4) == 0) return FMT_RAW; /* Canon CR3 */
         *other = "ISO media (not HEIF)";
         return FMT_UNKNOWN;
     }
     if (has_prefix(d, n, "BM", 2)) return FMT_BMP;
+    if (has_prefix(d, n, "FUJIFILMCCD-RAW", 15) || has_prefix(d, n, "IIRO", 4) ||
+        has_prefix(d, n, "IIRS", 4) || has_prefix(d, n, "MMOR", 4))
+        return FMT_RAW; /* Fujifilm RAF, Olympus ORF */
     if (has_prefix(d, n, "II*\0", 4) || has_prefix(d, n, "MM\0*", 4)) return FMT_TIFF;
     if (has_prefix(d, n, "\0\0\1\0", 4))
         *other = "ICO";
@@ -141,6 +149,7 @@ static const char *format_name(img_format f) {
     case FMT_GIF: return "GIF";
     case FMT_TIFF: return "TIFF";
     case FMT_BMP: return "BMP";
+    case FMT_RAW: return "camera RAW";
     default: return "unknown";
     }
 }
@@ -150,11 +159,12 @@ static size_t format_max_bytes(img_format f) {
     case FMT_PNG: return MAX_BYTES_PNG;
     case FMT_TIFF: return MAX_BYTES_TIFF;
     case FMT_BMP: return MAX_BYTES_BMP;
+    case FMT_RAW: return MAX_BYTES_RAW;
     default: return MAX_BYTES_COMPRESSED;
     }
 }
 
-#define SUPPORTED_FORMATS "JPEG, PNG, WebP, HEIF, GIF, TIFF, BMP"
+#define SUPPORTED_FORMATS "JPEG, PNG, WebP, HEIF, GIF, TIFF, BMP, camera RAW"
 
 /* The "unsupported format" error for a file whose first bytes sniff() did not accept. */
 static gz_status fail_unsupported(const char *name, const char *other) {
@@ -282,7 +292,18 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
     case FMT_WEBP: st = gz_img_decode_webp(d, size, name, &p, img, &exif); break;
     case FMT_HEIF: st = gz_img_decode_heif(d, size, name, &p, img, &exif); break;
     case FMT_GIF: st = gz_img_decode_gif(d, size, name, &p, img, &exif); break;
-    case FMT_TIFF: st = gz_img_decode_tiff(d, size, name, &p, img, &exif); break;
+    case FMT_TIFF:
+        /* DNG, CR2, NEF, ARW and others are TIFF files too: LibRaw first, libtiff for what
+         * LibRaw does not take as a camera file. */
+        st = gz_img_decode_raw(d, size, name, &p, img, &exif);
+        if (st == GZ_EUNSUPPORTED) {
+            gz_clear_error();
+            st = gz_img_decode_tiff(d, size, name, &p, img, &exif);
+        } else if (st == GZ_OK) {
+            fmt = FMT_RAW;
+        }
+        break;
+    case FMT_RAW: st = gz_img_decode_raw(d, size, name, &p, img, &exif); break;
     case FMT_BMP: st = gz_img_decode_bmp(d, size, name, &p, img, &exif); break;
     default: return fail_unsupported(name, other);
     }
@@ -305,6 +326,7 @@ gz_status gz_image_load_memory(const void *data, size_t size, const char *name,
     if (exif.data) gz_img_exif_parse(exif.data, exif.size, &img->orientation, img->taken_at);
     free(exif.data);
     /* libheif has already applied the container's transforms (irot/imir). */
+    /* (RAW: a demosaiced picture is upright and says 1; a preview carries the camera's flip) */
     if (p.exif_orient && fmt != FMT_HEIF && img->orientation >= 2 && img->orientation <= 8) {
         st = apply_orientation(name, img, img->orientation);
         if (st != GZ_OK) {

@@ -40,6 +40,12 @@ gz_status gz_img_decode_tiff(const uint8_t *data, size_t size, const char *name,
 gz_status gz_img_decode_bmp(const uint8_t *data, size_t size, const char *name,
                             const gz_image_params *p, gz_image *img, gz_img_exif *exif);
 
+/* Camera RAW via LibRaw: the embedded JPEG preview when at least half the sensor's size, else a
+ * half-size demosaic; sets img->orientation (the camera's), no EXIF block. GZ_EUNSUPPORTED when
+ * LibRaw does not know the file. */
+gz_status gz_img_decode_raw(const uint8_t *data, size_t size, const char *name,
+                            const gz_image_params *p, gz_image *img, gz_img_exif *exif);
+
 /* Parse an EXIF block: *orientation = IFD0 Orientation (1..8; 1 when absent or invalid),
  * taken_at = DateTimeOriginal as "YYYY-MM-DD HH:MM:SS" ("" when absent or malformed).
  * Never fails: malformed EXIF is simply ignored. */
