@@ -82,19 +82,25 @@ check "HEIF grid of 15000x1000 refused by --max-megapixels 10" \
 mb=$(peak_mb "$TMP/eh.txt")
 check "HEIF grids peak memory ${mb} MB <= $INDEX_MAX_MB MB" test "${mb:-99999}" -le $INDEX_MAX_MB
 
-# 3c. TIFF and BMP (#12) are found by the scan and indexed; the same picture in both formats
-# gets the same vector
+# 3c. TIFF, BMP and camera RAW (#12) are found by the scan and indexed; the same picture in
+# TIFF and BMP gets the same vector
 F=$TMP/formats
 mkdir "$F"
 python3 "$GEN" tiff 40 30 "$F/pic.tif"
 python3 "$GEN" bmp 40 30 "$F/pic.bmp"
 cp "$F/pic.tif" "$F/copy.TIFF"
+python3 "$GEN" dng 64 48 "$F/sensor.dng" # camera RAW without a preview: half-size demosaic
+head -c 300 "$F/sensor.dng" >"$F/cut.nef" # a RAW cut short: a clear error, nothing printed by LibRaw
 timeout 120 "$GAZE" index "$F" --db "$TMP/formats.db" --model "$CLIP" --json >"$TMP/rf.json" 2>"$TMP/ef.txt"
 rc=$?
-check "TIFF and BMP index: exit 0 (rc $rc)" test $rc -eq 0
-[ $rc -eq 0 ] || cat "$TMP/ef.txt" >&2
-expect "TIFF and BMP" "$TMP/rf.json" total 3
-expect "TIFF and BMP" "$TMP/rf.json" failed 0
+check "TIFF, BMP, RAW index: exit 1 for the cut RAW (rc $rc)" test $rc -eq 1
+expect "TIFF, BMP, RAW" "$TMP/rf.json" total 5
+expect "TIFF, BMP, RAW" "$TMP/rf.json" encoded 4
+expect "TIFF, BMP, RAW" "$TMP/rf.json" failed 1
+check "cut RAW named with the reason" grep -q "cut.nef: cannot decode RAW sensor data: truncated or corrupt file" "$TMP/ef.txt"
+check "LibRaw prints nothing itself" bash -c "! grep -q 'Unexpected end of file' '$TMP/ef.txt'"
+"$GAZE" search "x" --db "$TMP/formats.db" -k 10 --json >"$TMP/sf.jsonl" 2>/dev/null
+check "the DNG is stored at its demosaiced size" grep -q '"path":"[^"]*sensor.dng".*"width":32,"height":24' "$TMP/sf.jsonl"
 timeout 60 "$GAZE" embed --model "$CLIP" --image "$F/pic.tif" --image "$F/pic.bmp" >"$TMP/emb.jsonl" 2>/dev/null
 check "TIFF and BMP of the same picture embed the same" python3 - "$TMP/emb.jsonl" <<'EOF2'
 import json, sys

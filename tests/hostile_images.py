@@ -9,6 +9,8 @@ Usage: hostile_images.py KIND OUT [ARGS...]
   gif W H OUT          GIF whose logical screen is W x H with a 1x1 frame (a few dozen bytes)
   tiff W H OUT         uncompressed 8-bit RGB TIFF (little-endian, one strip), a gradient
   bmp W H OUT          24-bit bottom-up BMP, a gradient
+  dng W H OUT          DNG of a W x H 16-bit RGGB Bayer mosaic (red photosites bright), no
+                       preview: a camera RAW that must be demosaiced
   heif_grid W H OUT    HEIF whose primary item is a 1x1 'grid' of W x H output ('ispe' says
                        64x64) over one HEVC tile that holds no picture (a few hundred bytes)
 """
@@ -91,6 +93,46 @@ def tiff(w, h):
     return b"II*\0" + struct.pack("<I", ifd_off) + ifd + bps + rows
 
 
+def tiff_ifd(entries, data):
+    """A little-endian TIFF: one IFD of (tag, type, values) then `data` (the strip at
+    STRIP_OFFSET, patched in). Types: 1 BYTE, 2 ASCII, 3 SHORT, 4 LONG."""
+    size = {1: 1, 2: 1, 3: 2, 4: 4}
+    code = {1: "B", 2: "B", 3: "H", 4: "I"}
+    entries = sorted(entries)
+    n = len(entries)
+    extra_at = 8 + 2 + 12 * n + 4
+    extra = b""
+    blobs = []
+    for tag, typ, vals in entries:
+        raw = vals if typ == 2 else struct.pack("<%d%s" % (len(vals), code[typ]), *vals)
+        blobs.append((tag, typ, len(raw) // size[typ], raw))
+    total_extra = sum(len(r) + (len(r) & 1) for _, _, _, r in blobs
+                      if len(r) > 4 and r != b"STRIP_OFFSET")
+    data_at = extra_at + total_extra
+    ifd = struct.pack("<H", n)
+    for tag, typ, count, raw in blobs:
+        if raw == b"STRIP_OFFSET":
+            raw = struct.pack("<I", data_at)
+            typ, count = 4, 1
+        if len(raw) <= 4:
+            ifd += struct.pack("<HHI", tag, typ, count) + raw + b"\0" * (4 - len(raw))
+        else:
+            ifd += struct.pack("<HHII", tag, typ, count, extra_at + len(extra))
+            extra += raw + b"\0" * (len(raw) & 1)
+    return b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + extra + data
+
+
+def dng(w, h):
+    mosaic = b"".join(struct.pack("<H", 60000 if (x % 2 == 0 and y % 2 == 0) else 3000)
+                      for y in range(h) for x in range(w))
+    entries = [(254, 4, [0]), (256, 4, [w]), (257, 4, [h]), (258, 3, [16]), (259, 3, [1]),
+               (262, 3, [32803]), (271, 2, b"gaze\0"), (272, 2, b"test sensor\0"),
+               (273, 2, b"STRIP_OFFSET"), (277, 3, [1]), (278, 4, [h]), (279, 4, [len(mosaic)]),
+               (284, 3, [1]), (33421, 3, [2, 2]), (33422, 1, [0, 1, 1, 2]),
+               (50706, 1, [1, 4, 0, 0]), (50708, 2, b"gaze test sensor\0")]
+    return tiff_ifd(entries, mosaic)
+
+
 def bmp(w, h):
     stride = (w * 3 + 3) & ~3
     body = b""
@@ -139,7 +181,7 @@ def heif_grid(w, h):
 
 def main():
     kind = sys.argv[1]
-    makers = {"png": png, "jpeg": jpeg, "gif": gif, "tiff": tiff, "bmp": bmp,
+    makers = {"png": png, "jpeg": jpeg, "gif": gif, "tiff": tiff, "bmp": bmp, "dng": dng,
               "heif_grid": heif_grid}
     w, h, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     extra = [int(a) for a in sys.argv[5:]]

@@ -36,7 +36,7 @@ static gz_status demosaic_half(libraw_data_t *lr, const char *name, const gz_ima
     if (rc == LIBRAW_SUCCESS) rc = libraw_dcraw_process(lr);
     if (rc != LIBRAW_SUCCESS)
         return GZ_FAIL(GZ_EINVAL, "%s: cannot decode RAW sensor data: %s", name,
-                       libraw_strerror(rc));
+                       rc == LIBRAW_IO_ERROR ? "truncated or corrupt file" : libraw_strerror(rc));
     libraw_processed_image_t *im = libraw_dcraw_make_mem_image(lr, &rc);
     if (!im)
         return GZ_FAIL(GZ_EINVAL, "%s: cannot decode RAW sensor data: %s", name,
@@ -84,10 +84,22 @@ static int decode_preview(libraw_data_t *lr, const char *name, const gz_image_pa
     return 1;
 }
 
+/* LibRaw's default handlers print to stderr; the library never prints: errors come back as
+ * LibRaw's return codes, which the messages below report. */
+static void quiet_data_error(void *data, const char *file, const int offset) {
+    (void)data, (void)file, (void)offset;
+}
+
+static void quiet_mem_error(void *data, const char *file, const char *where) {
+    (void)data, (void)file, (void)where;
+}
+
 gz_status gz_img_decode_raw(const uint8_t *data, size_t size, const char *name,
                             const gz_image_params *p, gz_image *img, gz_img_exif *exif) {
     libraw_data_t *lr = libraw_init(0);
     if (!lr) return GZ_FAIL(GZ_ENOMEM, "%s: cannot create RAW reader", name);
+    libraw_set_dataerror_handler(lr, quiet_data_error, NULL);
+    libraw_set_memerror_handler(lr, quiet_mem_error, NULL);
     gz_status st = GZ_OK;
     /* LibRaw does not write to the buffer; its API takes a non-const pointer. */
     int rc = libraw_open_buffer(lr, (void *)(uintptr_t)data, size);
