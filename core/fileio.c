@@ -52,36 +52,58 @@ int gz_is_regular_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-gz_status gz_read_file(const char *path, size_t max, unsigned char **out, size_t *len) {
-    *out = NULL;
-    *len = 0;
+int gz_open_regular(const char *path) {
     /* O_NONBLOCK: a FIFO must not block the open; it is refused by the fstat below. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path, strerror(errno));
+    if (fd < 0) return -1;
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = S_ISREG(st.st_mode) ? errno : EINVAL;
         close(fd);
-        return GZ_FAIL(GZ_EIO, "%s: not a regular file", path);
+        errno = e;
+        return -1;
     }
-    if ((uint64_t)st.st_size > max) {
+    /* Reads of a regular file never block anyway; clear the flag so that nothing downstream
+     * (stdio, mmap users) sees a non-blocking descriptor. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
         close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+FILE *gz_fopen_regular(const char *path) {
+    int fd = gz_open_regular(path);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
+gz_status gz_read_fd(int fd, const char *path, size_t max, unsigned char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
+    if ((uint64_t)st.st_size > max)
         return GZ_FAIL(GZ_EINVAL, "%s: larger than %zu bytes", path, max);
-    }
     size_t size = (size_t)st.st_size;
     unsigned char *buf = malloc(size + 1);
-    if (!buf) {
-        close(fd);
-        return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
-    }
+    if (!buf) return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
     size_t got = 0;
     while (got < size) {
-        ssize_t r = read(fd, buf + got, size - got);
+        ssize_t r = pread(fd, buf + got, size - got, (off_t)got);
         if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
         if (r <= 0) break;
         got += (size_t)r;
     }
-    close(fd);
     if (got != size) {
         free(buf);
         return GZ_FAIL(GZ_EIO, "%s: short read", path);
@@ -92,9 +114,23 @@ gz_status gz_read_file(const char *path, size_t max, unsigned char **out, size_t
     return GZ_OK;
 }
 
+gz_status gz_read_file(const char *path, size_t max, unsigned char **out, size_t *len) {
+    *out = NULL;
+    *len = 0;
+    int fd = gz_open_regular(path);
+    if (fd < 0)
+        return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path,
+                       errno == EINVAL ? "not a regular file" : strerror(errno));
+    gz_status st = gz_read_fd(fd, path, max, out, len);
+    close(fd);
+    return st;
+}
+
 gz_status gz_hash_file(const char *path, uint64_t *hash) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
+    FILE *f = gz_fopen_regular(path);
+    if (!f)
+        return GZ_FAIL(GZ_EIO, "%s: %s", path,
+                       errno == EINVAL ? "not a regular file" : strerror(errno));
     XXH3_state_t *xs = XXH3_createState();
     if (!xs) {
         fclose(f);

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/status.h"
 
@@ -24,10 +25,24 @@ char *gz_path_join(const char *dir, const char *name);
 /* 1 if path names an existing regular file (links followed). */
 int gz_is_regular_file(const char *path);
 
+/* open(path, O_RDONLY | O_CLOEXEC) for reading a regular file, and nothing else: the open
+ * cannot block on a FIFO (O_NONBLOCK, cleared again once open), and what is not a regular file
+ * after opening (FIFO, device, directory, socket; also one swapped in after a scan) is closed
+ * and refused. Returns the descriptor, or -1 with errno set (EINVAL when not a regular file).
+ * Every reader of a file named by a user, a dataset or a scan opens it through here (or
+ * gz_fopen_regular), so that no path makes gaze hang. */
+int gz_open_regular(const char *path);
+/* The same as a stdio stream ("rb"); NULL with errno set. */
+FILE *gz_fopen_regular(const char *path);
+
 /* Read a whole file of at most max bytes into a malloc'd, NUL-terminated buffer (*len
  * excludes the NUL). Only regular files are read. GZ_ENOTFOUND (missing), GZ_EIO (unreadable,
  * not a regular file), GZ_EINVAL (larger than max), GZ_ENOMEM; the message names the file. */
 gz_status gz_read_file(const char *path, size_t max, unsigned char **out, size_t *len);
+
+/* gz_read_file for a file already opened (gz_open_regular): reads from offset 0 with pread,
+ * so what was read before does not matter; the descriptor stays open. */
+gz_status gz_read_fd(int fd, const char *path, size_t max, unsigned char **out, size_t *len);
 
 /* xxh3-64 of a whole file's bytes. GZ_EIO with the errno text if unreadable. */
 gz_status gz_hash_file(const char *path, uint64_t *hash);

@@ -90,7 +90,7 @@ static char *xstrdup(const char *s) {
 /* ---- opening one file ---- */
 
 static gz_status map_file(const char *path, st_shard *sh) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = gz_open_regular(path); /* regular files only: a FIFO does not hang */
     if (fd < 0) {
         int e = errno;
         return GZ_FAIL(e == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open: %s", path,
@@ -759,7 +759,7 @@ gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t 
 /* Feed one weight file: size, length prefix and JSON header (safetensors) or, for a
  * torch.save ZIP, its size and data.pkl. */
 static gz_status fingerprint_file(const char *path, XXH3_state_t *h) {
-    FILE *f = fopen(path, "rb");
+    FILE *f = gz_fopen_regular(path);
     if (!f) return GZ_FAIL(GZ_EIO, "%s: %s", path, strerror(errno));
     unsigned char len8[ST_LEN_BYTES];
     struct stat st;

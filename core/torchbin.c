@@ -24,6 +24,7 @@
 #include <xxhash.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 
 /* ===== ZIP ===== */
 
@@ -894,7 +895,7 @@ gz_status gz_tb_parse(const void *buf, size_t size, const char *path, gz_tb_tens
 gz_status gz_tb_read_pickle(const char *path, unsigned char **out, size_t *len) {
     *out = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = gz_open_regular(path); /* regular files only: a FIFO does not hang */
     if (fd < 0) {
         int e = errno;
         return GZ_FAIL(e == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: cannot open: %s", path,

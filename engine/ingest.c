@@ -6,6 +6,7 @@
  * A new or changed file is read once: classify reads its bytes to hash them, and the same
  * buffer is what the helper thread decodes. An unchanged (size, mtime) file is not read. */
 #include <assert.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,11 +18,9 @@
 #include "core/fileio.h"
 #include "engine/engine_internal.h"
 #include "gaze.h"
+#include "vision_encoder/image.h"
 
 #define ERRMSG_MAX 1024
-/* No cap of our own on an image file's size (gz_image_load has none either): the decoders
- * refuse pictures above max_pixels from their headers. */
-#define IMAGE_FILE_MAX (SIZE_MAX - 1)
 
 gz_ingest_opts gz_ingest_default_opts(void) {
     gz_ingest_opts o;
@@ -136,7 +135,8 @@ static gz_status classify(gz_engine *e, const gz_ingest_opts *o, job *jobs, size
 
 /* Read a file's bytes into j->data and hash them: the same XXH3-64 as gz_hash_file. */
 static gz_status read_and_hash(job *j) {
-    gz_status st = gz_read_file(j->f->path, IMAGE_FILE_MAX, &j->data, &j->size);
+    /* capped by the format's maximum file size, before the bytes are read */
+    gz_status st = gz_image_read_file(j->f->path, &j->data, &j->size);
     if (st != GZ_OK) return st;
     j->hash = XXH3_64bits(j->data, j->size);
     return GZ_OK;
@@ -207,16 +207,31 @@ static gz_status encode_chunk(gz_engine *e, chunk *c, float *vecs) {
     size_t k = 0;
     for (size_t i = 0; i < c->n; i++)
         if (c->jobs[i].kind == JOB_ENCODE) imgs[k] = c->jobs[i].img, idx[k++] = i;
-    gz_status st = gz_encode_images(e->model, imgs, (int)n_enc, vecs);
-    if (st != GZ_OK && st != GZ_ENOMEM) {
+    /* Any failure of the batch, out of memory included (one picture's preprocessing can ask for
+     * more than the machine has), is retried image by image, so that it fails that file only;
+     * the run goes on with the next files. */
+    if (gz_encode_images(e->model, imgs, (int)n_enc, vecs) != GZ_OK) {
         for (size_t t = 0; t < n_enc; t++)
             if (gz_encode_images(e->model, &imgs[t], 1, vecs + t * (size_t)dim) != GZ_OK)
                 set_job_error(&c->jobs[idx[t]]);
-        st = GZ_OK;
+    }
+    /* A vector with a NaN or infinity (overflow in a broken picture's activations) fails its
+     * file; the store would refuse it and end the run. */
+    for (size_t t = 0; t < n_enc; t++) {
+        job *j = &c->jobs[idx[t]];
+        if (j->kind != JOB_ENCODE) continue;
+        const float *v = vecs + t * (size_t)dim;
+        for (int d = 0; d < dim; d++)
+            if (!isfinite(v[d])) {
+                snprintf(j->error, sizeof j->error, "%s: embedding element %d is not finite",
+                         j->f->path, d);
+                j->kind = JOB_FAILED;
+                break;
+            }
     }
     free(imgs);
     free(idx);
-    return st;
+    return GZ_OK;
 }
 
 static void image_meta(char *buf, size_t n, const gz_image *img) {

@@ -127,28 +127,23 @@ static void set_itm(gz_result *r, const gz_match *mt) {
 }
 
 /* Text query over images: ITM of the query text with each candidate image. qvec is the
- * query's embedding, already computed for the search, so the text tower does not run again. */
+ * query's embedding, already computed for the search, so the text tower does not run again.
+ * One candidate is decoded, matched and freed at a time: K candidates never hold K decoded
+ * photos at once (each may be up to the pixel limit). */
 static gz_status rerank_images(gz_model *m, const gz_image_params *ip, const char *text,
                                const float *qvec, gz_results *res) {
-    const int n = res->n;
-    gz_image *imgs = gz_calloc_n((size_t)n, sizeof *imgs, "rerank");
-    int *idx = gz_malloc_n((size_t)n, sizeof *idx, "rerank"); /* image k is candidate idx[k] */
-    gz_match *mt = gz_calloc_n((size_t)n, sizeof *mt, "rerank");
-    gz_status st = imgs && idx && mt ? GZ_OK : GZ_ENOMEM;
-    int k = 0;
+    gz_status st = GZ_OK;
     /* Candidates whose file is unreadable now keep their itc but score -inf: they sink below. */
-    for (int i = 0; i < n && st == GZ_OK; i++) {
+    for (int i = 0; i < res->n && st == GZ_OK; i++) {
         res->v[i].score = -INFINITY;
-        if (load_query_image(ip, res->v[i].path, &imgs[k]) == GZ_OK) idx[k++] = i;
+        gz_image img;
+        if (load_query_image(ip, res->v[i].path, &img) != GZ_OK) continue;
+        gz_match mt;
+        memset(&mt, 0, sizeof mt);
+        st = gz_match_text_images_embedded(m, text, qvec, &img, 1, &mt);
+        gz_image_free(&img);
+        if (st == GZ_OK) set_itm(&res->v[i], &mt);
     }
-    if (st == GZ_OK && k) st = gz_match_text_images_embedded(m, text, qvec, imgs, k, mt);
-    for (int j = 0; j < k && st == GZ_OK; j++)
-        set_itm(&res->v[idx[j]], &mt[j]);
-    for (int j = 0; j < k; j++)
-        gz_image_free(&imgs[j]);
-    free(imgs);
-    free(idx);
-    free(mt);
     return st;
 }
 

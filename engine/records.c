@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "engine/engine_internal.h"
 #include "gaze.h"
 
@@ -213,7 +214,7 @@ static void skip_line(gz_records *r) {
 
 gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
+    FILE *f = gz_fopen_regular(path); /* a FIFO does not hang the read */
     if (!f)
         return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path, strerror(errno));
     struct stat sb;

@@ -19,8 +19,9 @@ static const char *const JUNK_DIRS[] = {
     "node_modules", "@eaDir", "lost+found", "$RECYCLE.BIN", "System Volume Information",
     "__pycache__"};
 
-static const char *const IMAGE_EXTS[] = {"jpg",  "jpeg", "jpe",  "jfif", "png",
-                                         "webp", "heic", "heif", "avif", "gif"};
+static const char *const IMAGE_EXTS[] = {"jpg",  "jpeg", "jpe", "jfif", "png",  "webp", "heic",
+                                         "heif", "avif", "gif", "tif",  "tiff", "bmp",  "dng",
+                                         "cr2",  "cr3",  "nef", "arw",  "raf",  "orf"};
 
 int gz_walk_is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');

@@ -219,7 +219,7 @@ static gz_status load_karpathy(loader *L, json_t *root) {
 static gz_status read_whole(const char *path, char **buf, size_t *len) {
     *buf = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
+    FILE *f = gz_fopen_regular(path); /* a FIFO does not hang the read */
     if (!f)
         return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;

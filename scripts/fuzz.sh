@@ -90,6 +90,22 @@ fuzz_eval_load)
 {"images": [{"filepath": "val2014", "filename": "a.jpg", "split": "test", "sentences": [{"raw": "A dog on a beach."}, {"raw": "Two dogs run."}]}, {"filepath": "val2014", "filename": "b.jpg", "split": "train", "sentences": [{"raw": "A cat."}]}]}
 EOF
   ;;
+fuzz_image)
+  max_len=32768
+  # the small test photos (larger ones are cut to max_len: truncated files are inputs too) and
+  # tiny generated pictures of each format the generator writes
+  for f in tests/data/photos/*.jpg tests/data/photos/*.png tests/data/photos/*.webp \
+    tests/data/photos/*.gif tests/data/photos/*.heic tests/data/photos/*.tif \
+    tests/data/photos/*.bmp tests/data/photos/*.dng; do
+    [ -f "$f" ] && [ "$(stat -c %s "$f")" -le 131072 ] && cp "$f" "$seeds/"
+  done
+  python3 tests/hostile_images.py jpeg 40 24 "$seeds/flat.jpg"
+  python3 tests/hostile_images.py png 37 5 "$seeds/grad.png"
+  python3 tests/hostile_images.py gif 9 7 "$seeds/screen.gif"
+  python3 tests/hostile_images.py heif_grid 64 64 "$seeds/grid.heic"
+  python3 tests/hostile_images.py tiff 9 7 "$seeds/rgb.tif"
+  python3 tests/hostile_images.py bmp 9 7 "$seeds/rgb.bmp"
+  ;;
 *)
   echo "fuzz.sh: no seed corpus known for $target (add one here)" >&2
   exit 2

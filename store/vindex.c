@@ -20,6 +20,7 @@
 #include <xxhash.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 
 #define VX_MAGIC "GZVIDX01"
 #define VX_VERSION 1u
@@ -493,7 +494,7 @@ static gz_status parse_header(const uint8_t *b, size_t file_bytes, const char *p
 
 gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
     memset(out, 0, sizeof *out);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = gz_open_regular(path); /* a FIFO does not hang */
     if (fd < 0) {
         if (errno == ENOENT) return GZ_FAIL(GZ_ENOTFOUND, "%s: missing", path);
         return GZ_FAIL(GZ_EIO, "%s: open: %s", path, strerror(errno));
@@ -516,7 +517,7 @@ gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
 gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim, const char *factory,
                          int64_t gen, gz_vindex **out) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = gz_open_regular(path); /* a FIFO does not hang */
     if (fd < 0) {
         if (errno == ENOENT) return GZ_FAIL(GZ_ENOTFOUND, "%s: missing", path);
         return GZ_FAIL(GZ_EIO, "%s: open: %s", path, strerror(errno));

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #define STB_IMAGE_RESIZE_STATIC
@@ -35,10 +36,14 @@ static double bicubic(double x) {
     return 0.0;
 }
 
+/* Coefficients of the output samples [first, first + count) of an in -> out resample: each
+ * output sample's weights depend on its own index only, so a window of the output can be
+ * computed exactly without the rest (what the centre crop keeps, see resize_window). */
 typedef struct {
     int ksize;
-    int *bounds; /* (out, 2): first input index, count */
-    int32_t *k;  /* (out, ksize) 22-bit fixed-point weights */
+    int count;
+    int *bounds; /* (count, 2): first input index, number of inputs */
+    int32_t *k;  /* (count, ksize) 22-bit fixed-point weights */
 } coeffs;
 
 static void coeffs_free(coeffs *c) {
@@ -47,27 +52,30 @@ static void coeffs_free(coeffs *c) {
     memset(c, 0, sizeof *c);
 }
 
-/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for in -> out samples. */
-static gz_status precompute(int in, int out, coeffs *c) {
+/* Pillow's precompute_coeffs + normalize_coeffs_8bpc for in -> out samples, output samples
+ * [first, first + count) only. */
+static gz_status precompute(int in, int out, int first, int count, coeffs *c) {
     memset(c, 0, sizeof *c);
     double scale = (double)in / out;
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = 2.0 * filterscale; /* bicubic support 2, widened when downscaling */
     int ksize = (int)ceil(support) * 2 + 1;
     size_t nk;
-    if (!gz_mul_size((size_t)out, (size_t)ksize, &nk))
+    if (!gz_mul_size((size_t)count, (size_t)ksize, &nk))
         return GZ_FAIL(GZ_ENOMEM, "resize %d -> %d: coefficient table overflows", in, out);
-    double *pre = malloc(nk * sizeof *pre);
-    c->k = malloc(nk * sizeof *c->k);
-    c->bounds = malloc((size_t)out * 2 * sizeof *c->bounds);
+    double *pre = malloc((size_t)ksize * sizeof *pre); /* (ksize) one sample's weights */
+    c->k = gz_malloc_n(nk, sizeof *c->k, "resize coefficients");
+    c->bounds = malloc((size_t)count * 2 * sizeof *c->bounds);
     if (!pre || !c->k || !c->bounds) {
         free(pre);
         coeffs_free(c);
         return GZ_FAIL(GZ_ENOMEM, "resize %d -> %d: out of memory", in, out);
     }
     c->ksize = ksize;
+    c->count = count;
     const double ss = 1.0 / filterscale;
-    for (int xx = 0; xx < out; xx++) {
+    for (int i = 0; i < count; i++) {
+        const int xx = first + i;
         double center = (xx + 0.5) * scale;
         double ww = 0.0;
         int xmin = (int)(center - support + 0.5);
@@ -75,23 +83,23 @@ static gz_status precompute(int in, int out, coeffs *c) {
         int xmax = (int)(center + support + 0.5);
         if (xmax > in) xmax = in;
         xmax -= xmin;
-        double *k = pre + (size_t)xx * ksize;
         int x = 0;
         for (; x < xmax; x++) {
             double w = bicubic((x + xmin - center + 0.5) * ss);
-            k[x] = w;
+            pre[x] = w;
             ww += w;
         }
         for (x = 0; x < xmax; x++)
-            if (ww != 0.0) k[x] /= ww;
+            if (ww != 0.0) pre[x] /= ww;
         for (; x < ksize; x++)
-            k[x] = 0;
-        c->bounds[2 * xx] = xmin;
-        c->bounds[2 * xx + 1] = xmax;
+            pre[x] = 0;
+        int32_t *k = c->k + (size_t)i * ksize;
+        for (x = 0; x < ksize; x++)
+            k[x] = pre[x] < 0 ? (int32_t)(-0.5 + pre[x] * (1 << PRECISION_BITS))
+                              : (int32_t)(0.5 + pre[x] * (1 << PRECISION_BITS));
+        c->bounds[2 * i] = xmin;
+        c->bounds[2 * i + 1] = xmax;
     }
-    for (size_t i = 0; i < nk; i++)
-        c->k[i] = pre[i] < 0 ? (int32_t)(-0.5 + pre[i] * (1 << PRECISION_BITS))
-                             : (int32_t)(0.5 + pre[i] * (1 << PRECISION_BITS));
     free(pre);
     return GZ_OK;
 }
@@ -102,13 +110,13 @@ static uint8_t clip8(int32_t v) {
     return (uint8_t)(v >> PRECISION_BITS);
 }
 
-/* Rows [y0, y1) of in (H, W, 3) -> out (y1 - y0, OW, 3). */
-static void resample_h(const uint8_t *in, int w, int y0, int y1, uint8_t *out, int ow,
-                       const coeffs *c) {
+/* Rows [y0, y1) of in (H, W, 3) -> out (y1 - y0, CW, 3), CW = c->count output columns. */
+static void resample_h(const uint8_t *in, int w, int y0, int y1, uint8_t *out, const coeffs *c) {
+    const int cw = c->count;
     for (int y = y0; y < y1; y++) {
         const uint8_t *src = in + (size_t)y * w * 3;
-        uint8_t *dst = out + (size_t)(y - y0) * ow * 3;
-        for (int xx = 0; xx < ow; xx++) {
+        uint8_t *dst = out + (size_t)(y - y0) * cw * 3;
+        for (int xx = 0; xx < cw; xx++) {
             const int xmin = c->bounds[2 * xx], xmax = c->bounds[2 * xx + 1];
             const int32_t *k = c->k + (size_t)xx * c->ksize;
             int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
@@ -125,13 +133,15 @@ static void resample_h(const uint8_t *in, int w, int y0, int y1, uint8_t *out, i
     }
 }
 
-/* in (rows, W, 3) whose row 0 is input row `shift` -> out (OH, W, 3). */
-static void resample_v(const uint8_t *in, int w, int shift, uint8_t *out, int oh, const coeffs *c) {
-    const size_t stride = (size_t)w * 3;
-    for (int yy = 0; yy < oh; yy++) {
+/* in (rows, CW, 3) whose row 0 is input row `shift` -> out rows [r0, r1) of c (each CW wide),
+ * written from out's row 0. */
+static void resample_v(const uint8_t *in, int cw, int shift, uint8_t *out, int r0, int r1,
+                       const coeffs *c) {
+    const size_t stride = (size_t)cw * 3;
+    for (int yy = r0; yy < r1; yy++) {
         const int ymin = c->bounds[2 * yy] - shift, ymax = c->bounds[2 * yy + 1];
         const int32_t *k = c->k + (size_t)yy * c->ksize;
-        uint8_t *dst = out + (size_t)yy * stride;
+        uint8_t *dst = out + (size_t)(yy - r0) * stride;
         for (size_t i = 0; i < stride; i++) {
             int32_t s = 1 << (PRECISION_BITS - 1);
             const uint8_t *p = in + (size_t)ymin * stride + i;
@@ -142,42 +152,76 @@ static void resample_v(const uint8_t *in, int w, int shift, uint8_t *out, int oh
     }
 }
 
+/* Columns [x0, x0 + CW) of rows [y0, y1) of in (H, W, 3) -> out (y1 - y0, CW, 3): the
+ * horizontal pass when the width does not change (Pillow then skips it). */
+static void copy_columns(const uint8_t *in, int w, int x0, int cw, int y0, int y1, uint8_t *out) {
+    for (int y = y0; y < y1; y++)
+        memcpy(out + (size_t)(y - y0) * cw * 3, in + ((size_t)y * w + x0) * 3, (size_t)cw * 3);
+}
+
+/* The horizontal pass's output is produced in strips of input rows, each strip no larger than
+ * this (or than what one output row needs, when that is more): a picture 1 px wide and a million
+ * tall then costs a strip, not a million resized rows. Exact: every row of the horizontal pass
+ * is independent of the others. */
+#define RESIZE_STRIP_BYTES ((size_t)16 << 20)
+
+/* The window [x0, x0 + CW) x [y0, y0 + CH) of Pillow's BICUBIC resize of in (H, W, 3) to
+ * (OH, OW) -> out (CH, CW, 3), bit-exact with resizing everything and cropping: only the
+ * output samples the window keeps are computed, from only the input rows they read. */
+static gz_status resize_window(const uint8_t *rgb, int w, int h, int ow, int oh, int x0, int y0,
+                               int cw, int ch, uint8_t *out) {
+    const int need_h = ow != w, need_v = oh != h;
+    coeffs cx = {0}, cy = {0};
+    uint8_t *strip = NULL;
+    gz_status st = GZ_OK;
+    if (need_h && (st = precompute(w, ow, x0, cw, &cx)) != GZ_OK) goto done;
+    if (!need_v) { /* rows are kept as they are: the horizontal pass writes out directly */
+        if (need_h)
+            resample_h(rgb, w, y0, y0 + ch, out, &cx);
+        else
+            copy_columns(rgb, w, x0, cw, y0, y0 + ch, out);
+        goto done;
+    }
+    if ((st = precompute(h, oh, y0, ch, &cy)) != GZ_OK) goto done;
+    const size_t row_bytes = (size_t)cw * 3;
+    size_t max_rows = 1; /* the strip's height: at least what one output row reads */
+    for (int r = 0; r < ch; r++)
+        if ((size_t)cy.bounds[2 * r + 1] > max_rows) max_rows = (size_t)cy.bounds[2 * r + 1];
+    if (max_rows * row_bytes < RESIZE_STRIP_BYTES) max_rows = RESIZE_STRIP_BYTES / row_bytes;
+    if (max_rows > (size_t)h) max_rows = (size_t)h;
+    if (!(strip = gz_malloc_n(max_rows, row_bytes, "resize strip"))) { /* (rows, CW, 3) */
+        st = GZ_ENOMEM;
+        goto done;
+    }
+    for (int r0 = 0; r0 < ch;) {
+        /* Output rows [r0, r1) read input rows [first, last): both grow with the row index. */
+        const int first = cy.bounds[2 * r0];
+        int last = first + cy.bounds[2 * r0 + 1], r1 = r0 + 1;
+        while (r1 < ch) {
+            int end = cy.bounds[2 * r1] + cy.bounds[2 * r1 + 1];
+            if (end < last) end = last;
+            if ((size_t)(end - first) > max_rows) break;
+            last = end;
+            r1++;
+        }
+        if (need_h)
+            resample_h(rgb, w, first, last, strip, &cx);
+        else
+            copy_columns(rgb, w, x0, cw, first, last, strip);
+        resample_v(strip, cw, first, out + (size_t)r0 * row_bytes, r0, r1, &cy);
+        r0 = r1;
+    }
+done:
+    free(strip);
+    coeffs_free(&cx);
+    coeffs_free(&cy);
+    return st;
+}
+
 gz_status gz_resize_bicubic_pil(const uint8_t *rgb, int w, int h, uint8_t *out, int ow, int oh) {
     if (!rgb || !out || w <= 0 || h <= 0 || ow <= 0 || oh <= 0)
         return GZ_FAIL(GZ_EINVAL, "resize: bad arguments (%dx%d -> %dx%d)", w, h, ow, oh);
-    const int need_h = ow != w, need_v = oh != h;
-    size_t n;
-    if (!need_h && !need_v) {
-        memcpy(out, rgb, (size_t)w * h * 3);
-        return GZ_OK;
-    }
-    coeffs ch = {0}, cv = {0};
-    uint8_t *tmp = NULL;
-    gz_status st = GZ_OK;
-    if (need_v && (st = precompute(h, oh, &cv)) != GZ_OK) goto done;
-    if (!need_h) {
-        resample_v(rgb, w, 0, out, oh, &cv);
-        goto done;
-    }
-    if ((st = precompute(w, ow, &ch)) != GZ_OK) goto done;
-    if (!need_v) {
-        resample_h(rgb, w, 0, h, out, ow, &ch);
-        goto done;
-    }
-    /* Only the input rows the vertical pass reads go through the horizontal pass. */
-    const int y0 = cv.bounds[0];
-    const int y1 = cv.bounds[2 * (oh - 1)] + cv.bounds[2 * (oh - 1) + 1];
-    if (!gz_mul_size((size_t)(y1 - y0), (size_t)ow * 3, &n) || !(tmp = malloc(n))) {
-        st = GZ_FAIL(GZ_ENOMEM, "resize %dx%d -> %dx%d: out of memory", w, h, ow, oh);
-        goto done;
-    }
-    resample_h(rgb, w, y0, y1, tmp, ow, &ch); /* (y1 - y0, OW, 3) */
-    resample_v(tmp, ow, y0, out, oh, &cv);    /* (OH, OW, 3) */
-done:
-    free(tmp);
-    coeffs_free(&ch);
-    coeffs_free(&cv);
-    return st;
+    return resize_window(rgb, w, h, ow, oh, 0, 0, ow, oh, out);
 }
 
 /* ---- HF processor steps ------------------------------------------------------------- */
@@ -248,49 +292,34 @@ gz_status gz_preproc_resize_as(const gz_preproc_config *c, const uint8_t *rgb, i
     }
     gz_status st = gz_preproc_resize_dims(c, full_w, full_h, &rw, &rh);
     if (st != GZ_OK) return st;
-    size_t n;
-    if (!gz_mul_size((size_t)rw, (size_t)rh, &n) || !gz_mul_size(n, 3, &n))
-        return GZ_FAIL(GZ_ENOMEM, "preprocess: resize to %dx%d overflows", rw, rh);
-    uint8_t *res = malloc(n); /* (RH, RW, 3) */
-    uint8_t *dst = malloc((size_t)S * S * 3);
-    if (!res || !dst) {
-        free(res);
+    if (!c->do_center_crop && (rw != S || rh != S))
+        return GZ_FAIL(GZ_EUNSUPPORTED, "preprocess: resized image is %dx%d, model wants %dx%d", rw,
+                       rh, S, S);
+    /* transformers' center_crop: top = (H - S) // 2, left = (W - S) // 2; a crop larger
+     * than the image is zero-padded around it, which the same offsets express. Only the part
+     * of the resized image inside the crop is computed: an elongated photo resized by its
+     * short side would otherwise need its whole long side resized (1x1,000,000 px to
+     * 224x224,000,000 for CLIP) to keep 224x224 of it. */
+    const int top = c->do_center_crop ? floor_div2(rh - S) : 0;
+    const int left = c->do_center_crop ? floor_div2(rw - S) : 0;
+    const int wx0 = left > 0 ? left : 0, wy0 = top > 0 ? top : 0;
+    const int wx1 = left + S < rw ? left + S : rw, wy1 = top + S < rh ? top + S : rh;
+    uint8_t *dst = calloc((size_t)S * S * 3, 1); /* (S, S, 3), zero where padded */
+    uint8_t *win = NULL;                         /* (wy1 - wy0, wx1 - wx0, 3) */
+    if (!dst || !(win = malloc((size_t)(wy1 - wy0) * (size_t)(wx1 - wx0) * 3))) {
         free(dst);
         return GZ_FAIL(GZ_ENOMEM, "preprocess: out of memory");
     }
-    st = gz_resize_bicubic_pil(rgb, w, h, res, rw, rh);
+    st = resize_window(rgb, w, h, rw, rh, wx0, wy0, wx1 - wx0, wy1 - wy0, win);
     if (st != GZ_OK) {
-        free(res);
+        free(win);
         free(dst);
         return st;
     }
-    if (!c->do_center_crop) {
-        if (rw != S || rh != S) {
-            free(res);
-            free(dst);
-            return GZ_FAIL(GZ_EUNSUPPORTED, "preprocess: resized image is %dx%d, model wants %dx%d",
-                           rw, rh, S, S);
-        }
-        free(dst);
-        *out = res;
-        return GZ_OK;
-    }
-    /* transformers' center_crop: top = (H - S) // 2, left = (W - S) // 2; a crop larger
-     * than the image is zero-padded around it, which the same offsets express. */
-    const int top = floor_div2(rh - S), left = floor_div2(rw - S);
-    for (int y = 0; y < S; y++) {
-        uint8_t *d = dst + (size_t)y * S * 3;
-        int sy = y + top;
-        for (int x = 0; x < S; x++) {
-            int sx = x + left;
-            if (sy < 0 || sy >= rh || sx < 0 || sx >= rw) {
-                d[3 * x] = d[3 * x + 1] = d[3 * x + 2] = 0;
-            } else {
-                memcpy(d + 3 * x, res + ((size_t)sy * rw + sx) * 3, 3);
-            }
-        }
-    }
-    free(res);
+    for (int y = wy0; y < wy1; y++)
+        memcpy(dst + ((size_t)(y - top) * S + (size_t)(wx0 - left)) * 3,
+               win + (size_t)(y - wy0) * (wx1 - wx0) * 3, (size_t)(wx1 - wx0) * 3);
+    free(win);
     *out = dst;
     return GZ_OK;
 }
