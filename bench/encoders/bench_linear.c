@@ -1,0 +1,120 @@
+/* bench_linear.c - Linear layer kernels on the real shapes of BERT-base / ViT-B/16: OpenBLAS
+ * (the reference) vs gaze's own fp32 row-dot kernel vs the bf16 kernel (core/linear.h).
+ *
+ * Usage: bench_linear [--threads 2] [--runs 20]
+ * Each shape cycles through enough distinct weight copies (>= 64 MiB) that the weights come
+ * from memory as in a real forward pass (12 layers), not from the cache.
+ * Output: LINEAR <n> <in> <out> <method> <best ms> <median ms> <GFLOP/s at best>
+ * Best-of-N is reported beside the median because the machines here are shared. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/kernels.h"
+#include "core/linear.h"
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void *xmalloc(size_t n) {
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "bench_linear: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+static float frand(unsigned *s) {
+    *s = *s * 1664525u + 1013904223u;
+    return ((*s >> 8) / 16777216.0f - 0.5f) * 0.1f;
+}
+
+static void run_shape(int n, int in, int out, int threads, int runs) {
+    size_t wsz = (size_t)in * out;
+    int copies = (int)((64u << 20) / (wsz * sizeof(float))) + 1;
+    if (n > 64) copies = 1; /* compute-bound shapes: the weights are reused by many rows */
+    unsigned seed = 12345;
+    float *x = xmalloc((size_t)n * in * sizeof *x), *b = xmalloc((size_t)out * sizeof *b);
+    float *y = xmalloc((size_t)n * out * sizeof *y);
+    float **w = xmalloc((size_t)copies * sizeof *w);
+    gz_bf16w *wb = xmalloc((size_t)copies * sizeof *wb);
+    for (size_t i = 0; i < (size_t)n * in; i++)
+        x[i] = frand(&seed);
+    for (int j = 0; j < out; j++)
+        b[j] = frand(&seed);
+    for (int c = 0; c < copies; c++) {
+        w[c] = xmalloc(wsz * sizeof(float));
+        for (size_t i = 0; i < wsz; i++)
+            w[c][i] = frand(&seed);
+        if (gz_bf16w_pack(w[c], out, in, &wb[c]) != GZ_OK) exit(1);
+    }
+    const char *names[] = {"openblas", "gaze_fp32", "gaze_bf16"};
+    double t[3][256];
+    if (runs > 256) runs = 256;
+    /* interleaved: method A, B, C, A, B, C ... so that the machine's drift weighs on all */
+    for (int r = -2; r < runs; r++)
+        for (int mth = 0; mth < 3; mth++) {
+            gz_compute cx = gz_compute_make(threads, 1);
+            cx.gemm = mth > 0;
+            cx.bf16 = mth == 2;
+            int c = (r + 2) % copies;
+            double t0 = now_ms();
+            if (gz_linear_cx(&cx, x, w[c], &wb[c], b, y, out, n, in, out) != GZ_OK) exit(1);
+            if (r >= 0) t[mth][r] = now_ms() - t0;
+        }
+    for (int mth = 0; mth < 3; mth++) {
+        qsort(t[mth], (size_t)runs, sizeof(double), cmp_double);
+        double gf = 2.0 * n * in * out / (t[mth][0] * 1e6);
+        printf("LINEAR %d %d %d %s %.3f %.3f %.1f\n", n, in, out, names[mth], t[mth][0],
+               t[mth][runs / 2], gf);
+    }
+    fflush(stdout);
+    for (int c = 0; c < copies; c++) {
+        free(w[c]);
+        gz_bf16w_free(&wb[c]);
+    }
+    free(w);
+    free(wb);
+    free(x);
+    free(b);
+    free(y);
+}
+
+int main(int argc, char **argv) {
+    int threads = 2, runs = 20;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--threads N] [--runs N] [--only text|vit]\n", argv[0]);
+            return 2;
+        }
+    }
+    gz_blas_set_threads(threads);
+    printf("INFO bf16 kernel %s\n", gz_cpu_has_bf16() ? "available" : "unavailable (fp32 ran)");
+    static const int text[][3] = {{16, 768, 768}, {16, 768, 3072}, {16, 3072, 768}, {13, 768, 768}};
+    static const int vit[][3] = {{1576, 768, 2304}, {1576, 768, 3072}, {1576, 3072, 768},
+                                 {1576, 768, 768},  {197, 768, 2304},  {197, 768, 3072}};
+    if (!only || !strcmp(only, "text"))
+        for (size_t i = 0; i < sizeof text / sizeof text[0]; i++)
+            run_shape(text[i][0], text[i][1], text[i][2], threads, runs);
+    if (!only || !strcmp(only, "vit"))
+        for (size_t i = 0; i < sizeof vit / sizeof vit[0]; i++)
+            run_shape(vit[i][0], vit[i][1], vit[i][2], threads, runs < 8 ? runs : 8);
+    return 0;
+}
