@@ -12,6 +12,7 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "core/error.h"
 #include "core/threads.h"
@@ -32,11 +33,31 @@
 /* Cache blocks: KC pairs x 48 columns of W (24 KiB) stay in L1 while MC rows pass over them. */
 #define BF_KC 192
 #define BF_MC 192
+/* Transparent huge page size (x86-64), the alignment of large packed copies. */
+#define GZ_HUGE_PAGE ((size_t)2 << 20)
 /* Rows from which the bf16 kernel splits rows between threads (else column panels). */
 #define BF_SPLIT_ROWS 64
 /* Least weight bytes per thread when the columns are split: below it a thread's start costs
  * more than its share of the reading. */
 #define GZ_LINEAR_MIN_BYTES ((size_t)512 << 10)
+
+#if GZ_LINEAR_X86
+/* row_to_pairs on AVX512-BF16: 32 floats to 32 bf16 per step (vcvtne2ps2bf16, nearest even). */
+GZ_BF16K static void row_to_pairs_bf16(const float *wr, int in, uint32_t *pairs, int kp) {
+    const int width = 2 * kp;
+    uint16_t *o = (uint16_t *)pairs;
+    for (int k = 0; k < width; k += 32) {
+        int c0 = in - k, c1 = in - k - 16;
+        __mmask16 m0 = c0 >= 16 ? 0xffff : (__mmask16)((1u << c0) - 1u);
+        __mmask16 m1 = c1 >= 16 ? 0xffff : c1 <= 0 ? 0 : (__mmask16)((1u << c1) - 1u);
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, wr + k + 16),
+                                         _mm512_maskz_loadu_ps(m0, wr + k));
+        int c = width - k;
+        __mmask32 ms = c >= 32 ? 0xffffffffu : (__mmask32)((1u << c) - 1u);
+        _mm512_mask_storeu_epi16(o + k, ms, (__m512i)v);
+    }
+}
+#endif
 
 int gz_cpu_has_bf16(void) {
 #if GZ_LINEAR_X86
@@ -47,25 +68,62 @@ int gz_cpu_has_bf16(void) {
 #endif
 }
 
+/* One row of W rounded to bf16 pairs (nearest even, the odd column padded with 0): pairs[kp]. */
+static void row_to_pairs(const float *wr, int in, uint32_t *pairs, int kp) {
+#if GZ_LINEAR_X86
+    if (gz_cpu_has_bf16()) {
+        row_to_pairs_bf16(wr, in, pairs, kp);
+        return;
+    }
+#endif
+    for (int kk = 0; kk < kp; kk++) {
+        uint32_t lo = gz_f32_to_bf16(wr[2 * kk]);
+        uint32_t hi = 2 * kk + 1 < in ? gz_f32_to_bf16(wr[2 * kk + 1]) : 0;
+        pairs[kk] = lo | hi << 16;
+    }
+}
+
 gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw) {
     assert(w && pw && out > 0 && in > 0);
     memset(pw, 0, sizeof *pw);
     size_t panels = ((size_t)out + 15) / 16, kp = ((size_t)in + 1) / 2, n, bytes;
     if (!gz_mul_size(panels * kp, 32, &n) || !gz_mul_size(n, sizeof(uint16_t), &bytes))
         return GZ_FAIL(GZ_ENOMEM, "bf16 weights (%d, %d) too large", out, in);
-    uint16_t *d = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!d) return GZ_FAIL(GZ_ENOMEM, "out of memory for bf16 weights (%d, %d)", out, in);
-    for (size_t p = 0; p < panels; p++)
-        for (size_t kk = 0; kk < kp; kk++) {
-            uint16_t *dst = d + (p * kp + kk) * 32;
-            for (size_t c = 0; c < 16; c++)
-                for (size_t e = 0; e < 2; e++) {
-                    size_t row = p * 16 + c, col = 2 * kk + e;
-                    dst[c * 2 + e] = row < (size_t)out && col < (size_t)in
-                                         ? gz_f32_to_bf16(w[row * (size_t)in + col])
-                                         : 0;
-                }
-        }
+    /* Large copies on 2 MiB boundaries, as transparent huge pages where the kernel offers them
+     * on request: a BERT-base copy is 170 MB, and faulting it in 4 KiB pages cost as much as
+     * converting it. */
+    size_t align = bytes >= GZ_HUGE_PAGE ? GZ_HUGE_PAGE : 64;
+    size_t alloc = (bytes + align - 1) / align * align;
+    uint16_t *d = aligned_alloc(align, alloc);
+    uint32_t *pairs = malloc(kp * sizeof *pairs);
+    if (!d || !pairs) {
+        free(d);
+        free(pairs);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory for bf16 weights (%d, %d)", out, in);
+    }
+#ifdef MADV_HUGEPAGE
+    if (align == GZ_HUGE_PAGE) madvise(d, alloc, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
+    uint32_t *d32 = (uint32_t *)d; /* (panels, kp, 16) pairs */
+    for (size_t row = 0; row < panels * 16; row++) {
+        size_t p = row / 16, c = row % 16;
+        if (row < (size_t)out)
+            row_to_pairs(w + row * (size_t)in, in, pairs, (int)kp);
+        else
+            memset(pairs, 0, kp * sizeof *pairs);
+        uint32_t *dst = d32 + p * kp * 16 + c;
+        for (size_t kk = 0; kk < kp; kk++)
+            dst[kk * 16] = pairs[kk];
+    }
+    free(pairs);
+#ifdef MADV_PAGEOUT
+    /* The bf16 path reads only the copy: let the kernel reclaim W's pages (of the checkpoint's
+     * mapping, file-backed: re-read on a later use; content never changes), so a bf16 model
+     * holds about half the weight memory of an fp32 one. A hint; failure is harmless. */
+    uintptr_t lo = ((uintptr_t)w + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = ((uintptr_t)(w + (size_t)out * in)) & ~(uintptr_t)4095;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+#endif
     pw->data = d;
     pw->out = out;
     pw->in = in;
@@ -287,23 +345,10 @@ static void bf16_range(void *ctx, size_t i0, size_t i1) {
 }
 
 /* x rows [r0, r1) rounded to bf16 pairs (nearest even), the odd column padded with 0. */
-GZ_BF16K static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
+static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
     const lin_args *a = ctx;
-    const int in = a->in, width = 2 * a->kp; /* bf16 values per row */
-    for (size_t r = r0; r < r1; r++) {
-        const float *xr = a->x + r * in;
-        uint16_t *o = (uint16_t *)(a->xa + r * a->kp);
-        for (int k = 0; k < width; k += 32) {
-            int c0 = in - k, c1 = in - k - 16;
-            __mmask16 m0 = c0 >= 16 ? 0xffff : (__mmask16)((1u << c0) - 1u);
-            __mmask16 m1 = c1 >= 16 ? 0xffff : c1 <= 0 ? 0 : (__mmask16)((1u << c1) - 1u);
-            __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, xr + k + 16),
-                                             _mm512_maskz_loadu_ps(m0, xr + k));
-            int c = width - k;
-            __mmask32 ms = c >= 32 ? 0xffffffffu : (__mmask32)((1u << c) - 1u);
-            _mm512_mask_storeu_epi16(o + k, ms, (__m512i)v);
-        }
-    }
+    for (size_t r = r0; r < r1; r++)
+        row_to_pairs_bf16(a->x + r * a->in, a->in, (uint32_t *)a->xa + r * a->kp, a->kp);
 }
 
 #endif /* GZ_LINEAR_X86 */
