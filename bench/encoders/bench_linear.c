@@ -4,7 +4,10 @@
  * threads), BLIS (bli_sgemm, OpenMP build) and libxsmm (libxsmm_sgemm, one thread: its JIT
  * kernels are for small products and larger ones go to the BLAS it is linked with).
  *
- * Usage: bench_linear [--threads 2] [--runs 20]
+ * Usage: bench_linear [--threads 2] [--runs 20] [--only text|vit] [--methods a,b,...]
+ *   --methods: a comma-separated subset of openblas,gaze_fp32,gaze_bf16,onednn,blis,libxsmm.
+ *   BLIS's OpenMP threads keep spinning after a call and slow every method timed after them:
+ *   time BLIS in a run of its own (--methods blis) and the rest without it.
  * Each shape cycles through enough distinct weight copies (>= 64 MiB) that the weights come
  * from memory as in a real forward pass (12 layers), not from the cache.
  * Output: LINEAR <n> <in> <out> <method> <best ms> <median ms> <GFLOP/s at best>
@@ -32,7 +35,11 @@ enum { M_BLAS, M_OWN32, M_BF16, M_DNNL, M_BLIS, M_XSMM, M_COUNT };
 static const char *method_names[M_COUNT] = {"openblas", "gaze_fp32", "gaze_bf16",
                                             "onednn",   "blis",      "libxsmm"};
 
+/* --methods: the methods to run (all present ones by default). */
+static int method_wanted[M_COUNT] = {1, 1, 1, 1, 1, 1};
+
 static int method_present(int m) {
+    if (!method_wanted[m]) return 0;
     switch (m) {
 #ifdef GZ_BENCH_DNNL
     case M_DNNL: return 1;
@@ -170,8 +177,18 @@ int main(int argc, char **argv) {
             runs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--threads N] [--runs N] [--only text|vit]\n", argv[0]);
+        else if (!strcmp(argv[i], "--methods") && i + 1 < argc) {
+            const char *list = argv[++i];
+            for (int m = 0; m < M_COUNT; m++) {
+                const char *hit = strstr(list, method_names[m]);
+                size_t len = strlen(method_names[m]);
+                method_wanted[m] =
+                    hit && (hit == list || hit[-1] == ',') && (hit[len] == 0 || hit[len] == ',');
+            }
+        } else {
+            fprintf(stderr,
+                    "usage: %s [--threads N] [--runs N] [--only text|vit] [--methods a,b]\n",
+                    argv[0]);
             return 2;
         }
     }
