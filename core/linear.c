@@ -10,6 +10,7 @@
 #include "core/linear.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -134,6 +135,29 @@ void gz_bf16w_free(gz_bf16w *pw) {
     if (!pw) return;
     free(pw->data);
     memset(pw, 0, sizeof *pw);
+}
+
+typedef struct {
+    const gz_bf16w_job *jobs;
+    atomic_int failed;
+} pack_all_args;
+
+static void pack_range(void *ctx, size_t i0, size_t i1) {
+    pack_all_args *a = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        const gz_bf16w_job *j = &a->jobs[i];
+        if (gz_bf16w_pack(j->w, j->out, j->in, j->dst) != GZ_OK) atomic_store(&a->failed, 1);
+    }
+}
+
+gz_status gz_bf16w_pack_all(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n) {
+    assert(cx && (jobs || n == 0));
+    pack_all_args a = {jobs, 0};
+    gz_parallel_for(n, 1, cx->n_threads, pack_range, &a);
+    if (!atomic_load(&a.failed)) return GZ_OK;
+    for (size_t i = 0; i < n; i++)
+        gz_bf16w_free(jobs[i].dst);
+    return GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 copy of %zu weights", n);
 }
 
 /* The reference: OpenBLAS from the bias (torch's addmm order). */

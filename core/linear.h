@@ -39,6 +39,17 @@ int gz_cpu_has_bf16(void);
 gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw);
 void gz_bf16w_free(gz_bf16w *pw);
 
+/* One weight to pack: w(out, in) into *dst. */
+typedef struct {
+    const float *w;
+    int out, in;
+    gz_bf16w *dst;
+} gz_bf16w_job;
+
+/* gz_bf16w_pack of every job, split over cx's threads (packing a tower's copy costs as much as
+ * many queries). All or nothing: on GZ_ENOMEM (message set) every dst is empty. */
+gz_status gz_bf16w_pack_all(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n);
+
 /* y(n, out) at row stride ldy = x(n, in) · W(out, in)^T + b(out) (b may be NULL), with the
  * kernel cx chooses (see the top of this file); wb is W packed as bf16 or NULL. The bias is
  * added last onto the product except on the OpenBLAS path, which starts from it (torch's addmm

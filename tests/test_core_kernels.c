@@ -201,6 +201,22 @@ static void test_linear_kernels(void) {
                 gz_bf16w_free(&wb);
                 free(x), free(w), free(b), free(y);
             }
+    /* gz_bf16w_pack_all on 2 threads packs what gz_bf16w_pack does, byte for byte */
+    {
+        float *w1 = rnd(40 * 70, 1), *w2 = rnd(17 * 33, 1);
+        gz_bf16w a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0};
+        gz_bf16w_job jobs[2] = {{w1, 40, 70, &a1}, {w2, 17, 33, &a2}};
+        gz_compute c = gz_compute_make(2, 1);
+        CHECK_OK(gz_bf16w_pack_all(&c, jobs, 2));
+        CHECK_OK(gz_bf16w_pack(w1, 40, 70, &b1));
+        CHECK_OK(gz_bf16w_pack(w2, 17, 33, &b2));
+        checks++;
+        CHECK(a1.data && a2.data && a1.out == 40 && a1.in == 70 && a2.out == 17 && a2.in == 33);
+        CHECK(a1.data && !memcmp(a1.data, b1.data, (size_t)3 * 35 * 32 * sizeof(uint16_t)));
+        CHECK(a2.data && !memcmp(a2.data, b2.data, (size_t)2 * 17 * 32 * sizeof(uint16_t)));
+        gz_bf16w_free(&a1), gz_bf16w_free(&a2), gz_bf16w_free(&b1), gz_bf16w_free(&b2);
+        free(w1), free(w2);
+    }
     /* the scratch limit reaches the bf16 path's out-of-memory return */
     if (has_bf16) {
         float *x = rnd(64 * 100, 1), *w = rnd(20 * 100, 1), *y = malloc(64 * 20 * sizeof *y);

@@ -187,30 +187,28 @@ gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv
 }
 
 /* The bf16 copies of every Linear weight of the forward pass (not the cross-attention keys and
- * values, made once per image by gz_bert_cross_kv in fp32). Called with pack_lock held. */
-static gz_status pack_bf16(gz_bert *m) {
+ * values, made once per image by gz_bert_cross_kv in fp32), on cx's threads. Called with
+ * pack_lock held; all or nothing. */
+static gz_status pack_bf16(gz_bert *m, const gz_compute *cx) {
     const int D = m->D, F = m->F;
-    gz_status st = GZ_OK;
-    for (int l = 0; l < m->L && st == GZ_OK; l++) {
+    gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 8 * sizeof *jobs, "BERT bf16 copy");
+    if (!jobs) return GZ_ENOMEM;
+    size_t n = 0;
+    for (int l = 0; l < m->L; l++) {
         bert_layer *ly = &m->layers[l];
-        if ((st = gz_bf16w_pack(ly->self.q_w, D, D, &ly->self.q_p)) ||
-            (st = gz_bf16w_pack(ly->self.k_w, D, D, &ly->self.k_p)) ||
-            (st = gz_bf16w_pack(ly->self.v_w, D, D, &ly->self.v_p)) ||
-            (st = gz_bf16w_pack(ly->self.o_w, D, D, &ly->self.o_p)) ||
-            (st = gz_bf16w_pack(ly->i_w, F, D, &ly->i_p)) ||
-            (st = gz_bf16w_pack(ly->o_w, D, F, &ly->o_p)))
-            break;
-        if (m->with_cross && ((st = gz_bf16w_pack(ly->cross.q_w, D, D, &ly->cross.q_p)) ||
-                              (st = gz_bf16w_pack(ly->cross.o_w, D, D, &ly->cross.o_p))))
-            break;
-    }
-    if (st != GZ_OK)
-        for (int l = 0; l < m->L; l++) { /* all or nothing */
-            free_attn_bf16(&m->layers[l].self);
-            free_attn_bf16(&m->layers[l].cross);
-            gz_bf16w_free(&m->layers[l].i_p);
-            gz_bf16w_free(&m->layers[l].o_p);
+        jobs[n++] = (gz_bf16w_job){ly->self.q_w, D, D, &ly->self.q_p};
+        jobs[n++] = (gz_bf16w_job){ly->self.k_w, D, D, &ly->self.k_p};
+        jobs[n++] = (gz_bf16w_job){ly->self.v_w, D, D, &ly->self.v_p};
+        jobs[n++] = (gz_bf16w_job){ly->self.o_w, D, D, &ly->self.o_p};
+        jobs[n++] = (gz_bf16w_job){ly->i_w, F, D, &ly->i_p};
+        jobs[n++] = (gz_bf16w_job){ly->o_w, D, F, &ly->o_p};
+        if (m->with_cross) {
+            jobs[n++] = (gz_bf16w_job){ly->cross.q_w, D, D, &ly->cross.q_p};
+            jobs[n++] = (gz_bf16w_job){ly->cross.o_w, D, D, &ly->cross.o_p};
         }
+    }
+    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    free(jobs);
     return st;
 }
 
@@ -220,7 +218,7 @@ static gz_status ensure_bf16(const gz_bert *cm, const gz_compute *cx) {
     gz_bert *m = (gz_bert *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    if (!m->packed_bf16 && (st = pack_bf16(m)) == GZ_OK) m->packed_bf16 = 1;
+    if (!m->packed_bf16 && (st = pack_bf16(m, cx)) == GZ_OK) m->packed_bf16 = 1;
     pthread_mutex_unlock(&m->pack_lock);
     return st;
 }

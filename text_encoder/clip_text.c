@@ -143,21 +143,23 @@ static gz_status ensure_bf16(const gz_clip_text *cm, const gz_compute *cx) {
     gz_clip_text *m = (gz_clip_text *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    for (int l = 0; !m->packed_bf16 && l < m->L && st == GZ_OK; l++) {
-        clip_layer *ly = &m->layers[l];
+    if (!m->packed_bf16) {
         const int D = m->D, F = m->F;
-        if ((st = gz_bf16w_pack(ly->q_w, D, D, &ly->q_p)) ||
-            (st = gz_bf16w_pack(ly->k_w, D, D, &ly->k_p)) ||
-            (st = gz_bf16w_pack(ly->v_w, D, D, &ly->v_p)) ||
-            (st = gz_bf16w_pack(ly->o_w, D, D, &ly->o_p)) ||
-            (st = gz_bf16w_pack(ly->fc1_w, F, D, &ly->fc1_p)))
-            break;
-        st = gz_bf16w_pack(ly->fc2_w, D, F, &ly->fc2_p);
+        gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 6 * sizeof *jobs, "CLIP text bf16 copy");
+        size_t n = 0;
+        for (int l = 0; jobs && l < m->L; l++) {
+            clip_layer *ly = &m->layers[l];
+            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p};
+            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p};
+            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p};
+            jobs[n++] = (gz_bf16w_job){ly->o_w, D, D, &ly->o_p};
+            jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
+            jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
+        }
+        st = jobs ? gz_bf16w_pack_all(cx, jobs, n) : GZ_ENOMEM;
+        free(jobs);
+        if (st == GZ_OK) m->packed_bf16 = 1;
     }
-    if (st != GZ_OK)
-        free_bf16(m); /* all or nothing */
-    else
-        m->packed_bf16 = 1;
     pthread_mutex_unlock(&m->pack_lock);
     return st;
 }

@@ -224,22 +224,28 @@ int gz_vit_hidden(const gz_vit *v) { return v ? v->D : 0; }
 int gz_vit_layers(const gz_vit *v) { return v ? v->L : 0; }
 int gz_vit_dim(const gz_vit *v) { return v ? v->E : 0; }
 
-/* The bf16 copies of every Linear weight of the blocks (called with pack_lock held). */
-static gz_status pack_bf16(gz_vit *v) {
+/* The bf16 copies of every Linear weight of the blocks, on cx's threads (called with
+ * pack_lock held; all or nothing). */
+static gz_status pack_bf16(gz_vit *v, const gz_compute *cx) {
     const int D = v->D, F = v->F;
-    gz_status st = GZ_OK;
-    for (int l = 0; l < v->L && st == GZ_OK; l++) {
+    gz_bf16w_job *jobs = gz_malloc_n((size_t)v->L, 6 * sizeof *jobs, "ViT bf16 copy");
+    if (!jobs) return GZ_ENOMEM;
+    size_t n = 0;
+    for (int l = 0; l < v->L; l++) {
         vit_layer *ly = &v->layers[l];
-        if (ly->qkv_w)
-            st = gz_bf16w_pack(ly->qkv_w, 3 * D, D, &ly->qkv_p);
-        else if ((st = gz_bf16w_pack(ly->q_w, D, D, &ly->q_p)) == GZ_OK &&
-                 (st = gz_bf16w_pack(ly->k_w, D, D, &ly->k_p)) == GZ_OK)
-            st = gz_bf16w_pack(ly->v_w, D, D, &ly->v_p);
-        if (st == GZ_OK && (st = gz_bf16w_pack(ly->out_w, D, D, &ly->out_p)) == GZ_OK &&
-            (st = gz_bf16w_pack(ly->fc1_w, F, D, &ly->fc1_p)) == GZ_OK)
-            st = gz_bf16w_pack(ly->fc2_w, D, F, &ly->fc2_p);
+        if (ly->qkv_w) {
+            jobs[n++] = (gz_bf16w_job){ly->qkv_w, 3 * D, D, &ly->qkv_p};
+        } else {
+            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p};
+            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p};
+            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p};
+        }
+        jobs[n++] = (gz_bf16w_job){ly->out_w, D, D, &ly->out_p};
+        jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
+        jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
     }
-    if (st != GZ_OK) free_bf16(v); /* all or nothing */
+    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    free(jobs);
     return st;
 }
 
@@ -249,7 +255,7 @@ static gz_status ensure_bf16(const gz_vit *cv, const gz_compute *cx) {
     gz_vit *v = (gz_vit *)cv; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&v->pack_lock);
-    if (!v->packed_bf16 && (st = pack_bf16(v)) == GZ_OK) v->packed_bf16 = 1;
+    if (!v->packed_bf16 && (st = pack_bf16(v, cx)) == GZ_OK) v->packed_bf16 = 1;
     pthread_mutex_unlock(&v->pack_lock);
     return st;
 }
