@@ -370,6 +370,22 @@ gz_model_params cli_model_params(const char *weights, int threads, int no_exif) 
     return mp;
 }
 
+int cli_set_precision(gz_model_params *mp, const char *word, int quiet) {
+    if (!word || !strcmp(word, "fp32")) {
+        mp->precision = GZ_PRECISION_FP32;
+        return EXIT_OK;
+    }
+    if (strcmp(word, "bf16") != 0) {
+        cli_errorf("--precision: '%s' is not fp32 or bf16", word);
+        return EXIT_USAGE;
+    }
+    mp->precision = GZ_PRECISION_BF16;
+    if (!gz_bf16_available() && !quiet)
+        fprintf(stderr, "gaze: note: --precision bf16: this CPU has no AVX512-BF16 (or "
+                        "GAZE_NO_BF16 is set); computing in fp32\n");
+    return EXIT_OK;
+}
+
 int cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m) {
     *m = NULL;
     if (!dir) {

@@ -104,6 +104,10 @@ int cli_report_model(gz_status st, const char *model);
 
 /* Model parameters from the common flags (--weights, --threads, --no-exif-orient). */
 gz_model_params cli_model_params(const char *weights, int threads, int no_exif);
+/* --precision WORD into mp: NULL or "fp32" = GZ_PRECISION_FP32, "bf16" = GZ_PRECISION_BF16, and
+ * where the CPU cannot run bf16 (gz_bf16_available) a note on stderr (unless quiet) that fp32
+ * runs instead. Returns EXIT_OK, or EXIT_USAGE after printing the error for another word. */
+int cli_set_precision(gz_model_params *mp, const char *word, int quiet);
 /* Load the model directory dir (already resolved by cli_model_dir) or print why not.
  * Returns EXIT_OK, EXIT_USAGE (no model given, or one that does not exist) or EXIT_FATAL. */
 int cli_load_model(const char *dir, const gz_model_params *mp, gz_model **m);

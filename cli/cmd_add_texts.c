@@ -36,6 +36,7 @@ int cmd_add_texts(int argc, char **argv) {
     const char *db = NULL, *model = NULL, *weights = NULL, *format = NULL;
     const char *id_field = NULL, *text_field = NULL, *image_field = NULL;
     int batch = 0, json = 0, quiet = 0, threads = 0;
+    const char *precision = NULL; /* --precision */
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
         {"model", 'm', CLI_STR, &model, "DIR", "model (default $GAZE_MODEL, else the db's)"},
@@ -45,6 +46,9 @@ int cmd_add_texts(int argc, char **argv) {
         {"format", 0, CLI_STR, &format, "FMT", "jsonl, csv or tsv (default: by extension)"},
         {"batch", 'b', CLI_INT, &batch, "N", "texts per batch / transaction (default 32)"},
         {"threads", 0, CLI_INT, &threads, "N", "compute threads (default: all cores)"},
+        {"precision", 0, CLI_STR, &precision, "fp32|bf16",
+         "Linear layers in fp32 (default) or bf16: bf16 weights, AVX512-BF16 dot products, ~2x "
+         "faster, cosine to fp32 >= 0.999; fp32 with a note where the CPU lacks AVX512-BF16"},
         {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
         {"json", 0, CLI_FLAG, &json, NULL, "print the summary as JSON"},
         {"quiet", 'q', CLI_FLAG, &quiet, NULL, "no notices"},
@@ -84,7 +88,8 @@ int cmd_add_texts(int argc, char **argv) {
     to.user = &ctx;
     gz_model_params mp = cli_model_params(weights, threads, 0);
     gz_engine *e = NULL;
-    rc = cli_open_engine(db, model, &mp, NULL, quiet, 0, &e);
+    rc = cli_set_precision(&mp, precision, quiet);
+    if (!rc) rc = cli_open_engine(db, model, &mp, NULL, quiet, 0, &e);
     if (rc) {
         cli_list_free(&pos);
         return rc;

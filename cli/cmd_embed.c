@@ -114,6 +114,7 @@ static int embed_pixels(gz_model *m, const embed_opts *o, const char *key, int d
 int cmd_embed(int argc, char **argv) {
     embed_opts o;
     memset(&o, 0, sizeof o);
+    const char *precision = NULL; /* --precision */
     const cli_opt opts[] = {
         {"model", 'm', CLI_STR, &o.model, "DIR", "model directory (default $GAZE_MODEL)"},
         {"text", 't', CLI_LIST, &o.texts, "TEXT", "a text to embed (repeatable)"},
@@ -123,6 +124,9 @@ int cmd_embed(int argc, char **argv) {
         {"json", 0, CLI_FLAG, &o.json, NULL, "JSON lines (the default and only format)"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
         {"threads", 0, CLI_COUNT, &o.threads, "N", "threads (default: all cores)"},
+        {"precision", 0, CLI_STR, &precision, "fp32|bf16",
+         "Linear layers in fp32 (default) or bf16: bf16 weights, AVX512-BF16 dot products, ~2x "
+         "faster, cosine to fp32 >= 0.999; fp32 with a note where the CPU lacks AVX512-BF16"},
         {"no-exif-orient", 0, CLI_FLAG, &o.no_exif, NULL, "do not rotate photos by EXIF"},
         {"fast-decode", 0, CLI_FLAG, &o.fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {"fast-tokenizer", 0, CLI_FLAG, &o.fast, NULL, "CLIP: HF fast-tokenizer text clean-up"},
@@ -153,7 +157,7 @@ int cmd_embed(int argc, char **argv) {
     mp.clip_fast_tokenizer = o.fast;
     mp.fast_decode = o.fast_decode; /* PIL-exact unless asked */
     gz_model *m = NULL;
-    int load_rc = EXIT_OK;
+    int load_rc = cli_set_precision(&mp, precision, 0);
     for (int i = 0; i < o.images.n && !load_rc; i++)
         load_rc = cli_check_input_file("--image", o.images.v[i]);
     if (!load_rc) load_rc = cli_load_model(dir, &mp, &m);

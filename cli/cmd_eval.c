@@ -343,6 +343,7 @@ static int write_per_item(const char *path, const gz_eval_set *s, const gz_eval_
 int cmd_eval(int argc, char **argv) {
     eval_opts o;
     memset(&o, 0, sizeof o);
+    const char *precision = NULL; /* --precision */
     const cli_opt opts[] = {
         {"model", 'm', CLI_STR, &o.model, "DIR", "model directory (default $GAZE_MODEL)"},
         {"lang", 'l', CLI_STR, &o.lang, "LOCALE",
@@ -363,6 +364,9 @@ int cmd_eval(int argc, char **argv) {
         {"batch", 0, CLI_COUNT, &o.batch, "N", "images per batch (default 8)"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
         {"threads", 0, CLI_COUNT, &o.threads, "N", "threads (default: all cores)"},
+        {"precision", 0, CLI_STR, &precision, "fp32|bf16",
+         "Linear layers in fp32 (default) or bf16: bf16 weights, AVX512-BF16 dot products, ~2x "
+         "faster, cosine to fp32 >= 0.999; fp32 with a note where the CPU lacks AVX512-BF16"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "no progress output"},
         {0},
     };
@@ -430,7 +434,8 @@ int cmd_eval(int argc, char **argv) {
     mp.itm_enc_token = o.enc_token ? 1 : 0;
     if (o.batch) mp.batch_size = o.batch;
     gz_model *m = NULL;
-    int load_rc = cli_load_model(dir, &mp, &m);
+    int load_rc = cli_set_precision(&mp, precision, o.quiet);
+    if (!load_rc) load_rc = cli_load_model(dir, &mp, &m);
     if (load_rc) {
         gz_eval_set_free(s);
         return load_rc;

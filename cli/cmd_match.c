@@ -138,6 +138,7 @@ static int match_pairs(gz_model *m, const match_opts *o, printer *p) {
 int cmd_match(int argc, char **argv) {
     match_opts o;
     memset(&o, 0, sizeof o);
+    const char *precision = NULL; /* --precision */
     const cli_opt opts[] = {
         {"model", 'm', CLI_STR, &o.model, "DIR", "model directory (default $GAZE_MODEL)"},
         {"image", 'i', CLI_STR, &o.image, "FILE", "the image"},
@@ -147,6 +148,9 @@ int cmd_match(int argc, char **argv) {
         {"json", 0, CLI_FLAG, &o.json, NULL, "JSON lines output"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
         {"threads", 0, CLI_COUNT, &o.threads, "N", "threads (default: all cores)"},
+        {"precision", 0, CLI_STR, &precision, "fp32|bf16",
+         "Linear layers in fp32 (default) or bf16: bf16 weights, AVX512-BF16 dot products, ~2x "
+         "faster, cosine to fp32 >= 0.999; fp32 with a note where the CPU lacks AVX512-BF16"},
         {"no-exif-orient", 0, CLI_FLAG, &o.no_exif, NULL, "do not rotate photos by EXIF"},
         {"fast-decode", 0, CLI_FLAG, &o.fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {0},
@@ -175,7 +179,8 @@ int cmd_match(int argc, char **argv) {
     gz_model_params mp = cli_model_params(o.weights, o.threads, o.no_exif);
     mp.fast_decode = o.fast_decode; /* PIL-exact unless asked */
     gz_model *m = NULL;
-    int load_rc = o.image ? cli_check_input_file("--image", o.image) : EXIT_OK;
+    int load_rc = cli_set_precision(&mp, precision, 0);
+    if (!load_rc && o.image) load_rc = cli_check_input_file("--image", o.image);
     if (!load_rc) load_rc = cli_load_model(dir, &mp, &m);
     if (load_rc) {
         cli_list_free(&o.texts);

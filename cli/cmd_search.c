@@ -408,6 +408,7 @@ int cmd_search(int argc, char **argv) {
     o.k = GZ_DEFAULT_K;
     o.min_score = GZ_NO_MIN_SCORE;
     o.text_weight = GZ_DEFAULT_TEXT_WEIGHT;
+    const char *precision = NULL; /* --precision */
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &o.db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
         {"model", 'm', CLI_STR, &o.model, "DIR", "model (default $GAZE_MODEL, else the db's)"},
@@ -430,6 +431,9 @@ int cmd_search(int argc, char **argv) {
          "force kitty|iterm|sixel|none (implies --preview)"},
         {"url-max-mb", 0, CLI_COUNT, &o.url_max_mb, "N", "largest image URL download (32 MiB)"},
         {"threads", 0, CLI_COUNT, &o.threads, "N", "compute threads (default: all cores)"},
+        {"precision", 0, CLI_STR, &precision, "fp32|bf16",
+         "Linear layers in fp32 (default) or bf16: bf16 weights, AVX512-BF16 dot products, ~2x "
+         "faster, cosine to fp32 >= 0.999; fp32 with a note where the CPU lacks AVX512-BF16"},
         {"weights", 0, CLI_STR, &o.weights, "FILE", "weights file inside the model directory"},
         {"quiet", 'q', CLI_FLAG, &o.quiet, NULL, "no notices"},
         {0},
@@ -501,6 +505,7 @@ int cmd_search(int argc, char **argv) {
 
     gz_model_params mp = cli_model_params(o.weights, o.threads, 0);
     gz_engine *e = NULL;
+    if (!rc) rc = cli_set_precision(&mp, precision, o.quiet);
     if (!rc) rc = cli_open_engine(o.db, o.model, &mp, NULL, o.quiet, CLI_OPEN_READONLY, &e);
     if (rc) {
         free(terms);

@@ -31,10 +31,15 @@ typedef struct {
                              test run the AVX2 paths on an AVX-512 machine. */
     size_t scratch_limit; /* most bytes of scratch one kernel call may take, heap or stack;
                              0 = no limit. Tests set it to reach the out-of-memory paths. */
+    int gemm;             /* 1 = gaze's own Linear kernels where they measure faster
+                             (core/linear.h; needs simd); 0 = OpenBLAS for every product, the
+                             reference kept for comparison */
+    int bf16;             /* 1 = Linear layers with bf16 weights and AVX512-BF16 dot products
+                             (fp32 accumulation) where the CPU has them and gemm is on; 0 = fp32 */
 } gz_compute;
 
-/* A context of n_threads threads (0 = all cores) and the vector paths on (simd != 0, at the
- * best level the CPU has) or off (simd == 0); no scratch limit. */
+/* A context of n_threads threads (0 = all cores) and the vector paths and own GEMM kernels on
+ * (simd != 0, at the best level the CPU has) or off (simd == 0); fp32; no scratch limit. */
 gz_compute gz_compute_make(int n_threads, int simd);
 /* The vector level cx's kernels actually run: min(cx->simd, what the CPU supports). */
 int gz_compute_simd_level(const gz_compute *cx);

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
+#include "core/linear.h" /* gz_cpu_has_bf16 */
 #include "core/safetensors.h"
 #include "core/threads.h"
 #include "fusion/itm.h"
@@ -269,6 +270,8 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     if (!params) params = &defaults;
     if (params->batch_size < 0 || params->n_threads < 0)
         return GZ_FAIL(GZ_EINVAL, "%s: negative batch_size or n_threads", dir);
+    if (params->precision != GZ_PRECISION_FP32 && params->precision != GZ_PRECISION_BF16)
+        return GZ_FAIL(GZ_EINVAL, "%s: unknown precision %d", dir, (int)params->precision);
     gz_model *m = calloc(1, sizeof *m);
     if (!m) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     pthread_mutex_init(&m->lock, NULL);
@@ -298,6 +301,7 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     while (dl > 1 && m->dir[dl - 1] == '/')
         m->dir[--dl] = 0;
     m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
+    m->cx.bf16 = params->precision == GZ_PRECISION_BF16 && params->simd && gz_bf16_available();
     gz_status st = load_inner(m, params);
     if (st != GZ_OK) {
         gz_model_free(m);
@@ -315,6 +319,14 @@ gz_family gz_model_family(const gz_model *m) { return m->cfg.family; }
 int gz_model_dim(const gz_model *m) { return m->cfg.projection_dim; }
 int gz_model_has_itm(const gz_model *m) { return m->cfg.family == GZ_FAMILY_BLIP; }
 float gz_model_logit_scale(const gz_model *m) { return m->logit_scale; }
+gz_precision gz_model_precision(const gz_model *m) {
+    return m->cx.bf16 ? GZ_PRECISION_BF16 : GZ_PRECISION_FP32;
+}
+
+int gz_bf16_available(void) {
+    const char *off = getenv("GAZE_NO_BF16"); /* the fallback's test switch (gaze.h) */
+    return gz_cpu_has_bf16() && !(off && *off);
+}
 int gz_model_image_size(const gz_model *m) { return m->cfg.vision.image_size; }
 
 gz_status gz_model_fingerprint(const gz_model *m, char out[65]) {

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/kernels.h"
+#include "core/linear.h"
 #include "core/threads.h"
 #include "testutil.h"
 
@@ -124,6 +125,111 @@ static void test_linear(void) {
     gz_add(y, x, (size_t)n * d);
     close_("add", y, r, (size_t)n * d, 0, 0);
     free(y), free(b), free(r), free(x);
+}
+
+/* ---- core/linear: the own fp32 and bf16 kernels against double loops ---- */
+
+/* Largest |y - want| over |terms| (sum of |x w| plus |b|): the error relative to the magnitude
+ * a float sum of these terms can have, whatever its order. Columns from out to ldy must keep
+ * their sentinel. Returns -1 when a sentinel was overwritten. */
+static double linear_err(const float *y, int ldy, const float *x, const float *w, const float *b,
+                         int n, int in, int out, int bf16) {
+    double worst = 0;
+    for (int i = 0; i < n; i++) {
+        for (int o = 0; o < out; o++) {
+            double acc = b ? b[o] : 0.0, mag = b ? fabs(b[o]) : 0.0;
+            for (int k = 0; k < in; k++) {
+                float xv = x[(size_t)i * in + k], wv = w[(size_t)o * in + k];
+                if (bf16) { /* the kernel's inputs: both rounded to bf16, nearest even */
+                    xv = gz_bf16_to_f32(gz_f32_to_bf16(xv));
+                    wv = gz_bf16_to_f32(gz_f32_to_bf16(wv));
+                }
+                acc += (double)xv * wv;
+                mag += fabs((double)xv * wv);
+            }
+            double e = fabs(y[(size_t)i * ldy + o] - acc) / (mag > 0 ? mag : 1.0);
+            if (!(e <= worst)) worst = e; /* NaN propagates */
+        }
+        for (int o = out; o < ldy; o++)
+            if (y[(size_t)i * ldy + o] != 1234.5f) return -1;
+    }
+    return worst;
+}
+
+static void test_linear_kernels(void) {
+    /* odd sizes around the tiles (4 x 4 fp32, 8 rows x 3 panels of 16 bf16), the K block (192
+     * pairs), the row split (64) and the text / ViT shapes */
+    const int shapes[][3] = {{1, 1, 1},     {3, 5, 7},     {13, 768, 768}, {16, 33, 17},
+                             {32, 385, 50}, {33, 64, 49},  {64, 31, 47},   {9, 400, 100},
+                             {71, 390, 97}, {200, 96, 64}, {7, 3072, 40}};
+    const int has_bf16 = gz_cpu_has_bf16();
+    if (!has_bf16) fprintf(stderr, "note: no AVX512-BF16 here: the bf16 kernel is not run\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int mode = 0; mode < 3; mode++) /* 0 = OpenBLAS, 1 = own fp32, 2 = bf16 */
+            for (int with_b = 0; with_b < 2; with_b++) {
+                int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2], ldy = out + 3;
+                float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.5f);
+                float *b = rnd(out, 1), *y = malloc((size_t)n * ldy * sizeof *y);
+                for (size_t i = 0; i < (size_t)n * ldy; i++)
+                    y[i] = 1234.5f; /* sentinel: the product must overwrite, and only out cols */
+                gz_bf16w wb = {0};
+                if (mode == 2) CHECK_OK(gz_bf16w_pack(w, out, in, &wb));
+                gz_compute c = gz_compute_make(2, 1);
+                c.gemm = mode > 0;
+                c.bf16 = mode == 2;
+                CHECK_OK(gz_linear_cx(&c, x, w, mode == 2 ? &wb : NULL, with_b ? b : NULL, y, ldy,
+                                      n, in, out));
+                int ran_bf16 = mode == 2 && has_bf16 && gz_compute_simd_level(&c) == 2;
+                double e = linear_err(y, ldy, x, w, with_b ? b : NULL, n, in, out, ran_bf16);
+                /* fp32: a float sum's rounding (~in * 2^-24 of the magnitude, far below 1e-5
+                 * here); bf16: the same on the rounded inputs (fp32 accumulation). */
+                checks++;
+                if (!(e >= 0 && e <= 2e-6 * (1 + in / 64.0))) {
+                    fprintf(stderr, "FAIL linear kernel %dx%d->%d mode %d bias %d: error %g\n", n,
+                            in, out, mode, with_b, e);
+                    gz_test_failures++;
+                }
+                if (ran_bf16) { /* and it did round: the fp32 reference misses by more */
+                    double e32 = linear_err(y, ldy, x, w, with_b ? b : NULL, n, in, out, 0);
+                    checks++;
+                    if (in >= 64 && !(e32 > 1e-4)) {
+                        fprintf(stderr, "FAIL linear bf16 %dx%d->%d: as exact as fp32 (%g)\n", n,
+                                in, out, e32);
+                        gz_test_failures++;
+                    }
+                }
+                gz_bf16w_free(&wb);
+                free(x), free(w), free(b), free(y);
+            }
+    /* gz_bf16w_pack_all on 2 threads packs what gz_bf16w_pack does, byte for byte */
+    {
+        float *w1 = rnd(40 * 70, 1), *w2 = rnd(17 * 33, 1);
+        gz_bf16w a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0};
+        gz_bf16w_job jobs[2] = {{w1, 40, 70, &a1}, {w2, 17, 33, &a2}};
+        gz_compute c = gz_compute_make(2, 1);
+        CHECK_OK(gz_bf16w_pack_all(&c, jobs, 2));
+        CHECK_OK(gz_bf16w_pack(w1, 40, 70, &b1));
+        CHECK_OK(gz_bf16w_pack(w2, 17, 33, &b2));
+        checks++;
+        CHECK(a1.data && a2.data && a1.out == 40 && a1.in == 70 && a2.out == 17 && a2.in == 33);
+        CHECK(a1.data && !memcmp(a1.data, b1.data, (size_t)3 * 35 * 32 * sizeof(uint16_t)));
+        CHECK(a2.data && !memcmp(a2.data, b2.data, (size_t)2 * 17 * 32 * sizeof(uint16_t)));
+        gz_bf16w_free(&a1), gz_bf16w_free(&a2), gz_bf16w_free(&b1), gz_bf16w_free(&b2);
+        free(w1), free(w2);
+    }
+    /* the scratch limit reaches the bf16 path's out-of-memory return */
+    if (has_bf16) {
+        float *x = rnd(64 * 100, 1), *w = rnd(20 * 100, 1), *y = malloc(64 * 20 * sizeof *y);
+        gz_bf16w wb = {0};
+        CHECK_OK(gz_bf16w_pack(w, 20, 100, &wb));
+        gz_compute c = gz_compute_make(1, 1);
+        c.bf16 = 1;
+        c.scratch_limit = 1000;
+        checks++;
+        CHECK(gz_linear_cx(&c, x, w, &wb, NULL, y, 20, 64, 100, 20) == GZ_ENOMEM);
+        gz_bf16w_free(&wb);
+        free(x), free(w), free(y);
+    }
 }
 
 /* ---- layernorm ---- */
@@ -749,6 +855,7 @@ int main(void) {
     test_contexts();
     test_sgemm();
     test_linear();
+    test_linear_kernels();
     /* the vector paths (AVX-512, AVX2 through simd = 1) and the plain loops */
     for (int level = 2; level >= 0; level--) {
         cx = gz_compute_make(0, 1);

@@ -6,12 +6,14 @@
  * against itm_logits_enc_token; F16/BF16 weight files against f16w./bf16w. (image states from
  * the ViT on the same rounded weights, as the references were made); batch independence;
  * concurrent scoring; a CLIP-family model refused with GZ_EUNSUPPORTED. */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/config.h"
+#include "core/linear.h"
 #include "core/safetensors.h"
 #include "fusion/itm.h"
 #include "testutil.h"
@@ -213,6 +215,29 @@ static void check_blip(void) {
     CHECK(worst <= 1e-5);
     printf("  %-40s max diff %.3g\n", "itm_logits alone vs batch", worst);
 
+    /* The bf16 path: every text against image 1, ITM probabilities within 0.01 of fp32, and
+     * different from them where this CPU runs bf16 (the path ran). */
+    if (im) {
+        gz_compute cb = cx;
+        cb.bf16 = 1;
+        float *lb = malloc((size_t)B * 2 * sizeof *lb);
+        CHECK_OK(gz_itm_score(m, &cb, im, ids, mask, B, T, lb, NULL, NULL));
+        double wp = 0;
+        int differs = 0;
+        for (int b = 0; b < B; b++) {
+            const float *l32 = logits + ((size_t)1 * B + b) * 2;
+            double d = fabs((double)gz_itm_prob(lb + 2 * b) - gz_itm_prob(l32));
+            if (!(d <= wp)) wp = d;
+            differs |= lb[2 * b] != l32[0] || lb[2 * b + 1] != l32[1];
+        }
+        int ran = cb.gemm && gz_compute_simd_level(&cb) == 2 && gz_cpu_has_bf16();
+        checks++;
+        CHECK(wp <= 0.01);
+        CHECK(!ran || differs);
+        printf("  %-40s max diff %.3g%s\n", "itm prob bf16 vs fp32", wp, ran ? "" : " (fp32 ran)");
+        free(lb);
+    }
+
     /* Two threads scoring against the same prepared image. */
     if (im) {
         thread_job jobs[2];
@@ -305,8 +330,13 @@ static void check_unsupported(const char *dir) {
 }
 
 int main(void) {
-    cx = gz_compute_make(0, 1);
-    check_blip();
+    /* gaze's own Linear kernels (gemm 1), then OpenBLAS for every product (gemm 0) */
+    for (int gemm = 1; gemm >= 0; gemm--) {
+        cx = gz_compute_make(0, 1);
+        cx.gemm = gemm;
+        printf("gemm %d\n", gemm);
+        check_blip();
+    }
     check_unsupported("clip");
     check_unsupported("chinese_clip");
     return gz_test_finish("fusion_itm", checks);

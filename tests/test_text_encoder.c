@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/linear.h"
 #include "core/safetensors.h"
 #include "testutil.h"
 #include "text_encoder/clip_text.h"
@@ -83,6 +84,36 @@ static void *thread_main(void *arg) {
         j->st = gz_text_tower_encode(j->t, &cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL, NULL,
                                      NULL);
     return NULL;
+}
+
+/* The bf16 path (cx.bf16) against the fp32 embeddings e32 (rows of E, unit norm): cosine
+ * >= 0.999 per row, and where this CPU runs bf16 the result must differ (the path ran). */
+static void check_bf16_rows(const char *what, const float *e32, const float *e16, int rows, int E,
+                            const gz_compute *c) {
+    double worst = 1.0;
+    int differs = 0;
+    for (int r = 0; r < rows; r++) {
+        double dot = 0, na = 0, nb = 0;
+        for (int e = 0; e < E; e++) {
+            double a = e32[(size_t)r * E + e], b = e16[(size_t)r * E + e];
+            dot += a * b, na += a * a, nb += b * b;
+            differs |= a != b;
+        }
+        double cs = dot / sqrt(na * nb);
+        if (!(cs >= worst)) worst = cs;
+    }
+    checks++;
+    if (!(worst >= 0.999)) {
+        fprintf(stderr, "FAIL %s: bf16 cosine to fp32 %.6f < 0.999\n", what, worst);
+        gz_test_failures++;
+    }
+    int ran = c->gemm && gz_compute_simd_level(c) == 2 && gz_cpu_has_bf16();
+    if (ran && !differs) {
+        fprintf(stderr, "FAIL %s: bf16 gave exactly the fp32 result (path not taken?)\n", what);
+        gz_test_failures++;
+    }
+    fprintf(stderr, "  %s: bf16 min cosine to fp32 %.6f over %d rows%s\n", what, worst, rows,
+            ran ? "" : " (fp32 ran: no AVX512-BF16 or gemm off)");
 }
 
 /* Embeddings from a half-precision weight file vs the references computed from it. */
@@ -208,6 +239,14 @@ static void check_family(const family_case *c) {
                  (size_t)B * E, ATOL_HIDDEN);
     close_to(c->dir, c->embeds_key, embeds, want(ex, c->dir, c->embeds_key, NULL), (size_t)B * E,
              ATOL_EMBED);
+    {
+        gz_compute cb = cx;
+        cb.bf16 = 1;
+        float *eb = gz_test_alloc_f((size_t)B * E);
+        CHECK_OK(gz_text_tower_encode(t, &cb, ids, mask, B, T, eb, NULL, NULL, NULL));
+        check_bf16_rows(c->dir, embeds, eb, B, E, &cb);
+        free(eb);
+    }
     /* Unit norm (and features = unnormalised embeds). */
     for (int b = 0; b < B; b++) {
         double ss = 0, sf = 0;
@@ -351,9 +390,14 @@ static void check_load_errors(void) {
 }
 
 int main(void) {
-    cx = gz_compute_make(0, 1);
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
-        check_family(&CASES[i]);
+    /* gaze's own Linear kernels (gemm 1), then OpenBLAS for every product (gemm 0) */
+    for (int gemm = 1; gemm >= 0; gemm--) {
+        cx = gz_compute_make(0, 1);
+        cx.gemm = gemm;
+        fprintf(stderr, "gemm %d\n", gemm);
+        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+            check_family(&CASES[i]);
+    }
     check_load_errors();
     return gz_test_finish("text_encoder", checks);
 }

@@ -4,12 +4,14 @@
  * (a failure names the layer), last hidden state, pooled output, unnormalised features and
  * the normalised embeddings; F16/BF16 weight files against the f16w./bf16w. references;
  * batch independence (alone vs in a batch vs chunked), threads, and load errors. */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/config.h"
+#include "core/linear.h"
 #include "core/safetensors.h"
 #include "testutil.h"
 #include "vision_encoder/vit.h"
@@ -80,6 +82,36 @@ static void check_half(const family_case *c, const gz_model_config *cfg, gz_st_f
     gz_st_close(w);
 }
 
+/* The bf16 path (cx.bf16) against the fp32 embeddings e32 (rows of E, unit norm): cosine
+ * >= 0.999 per row, and where this CPU runs bf16 the result must differ (the path ran). */
+static void check_bf16_rows(const char *what, const float *e32, const float *e16, int rows, int E,
+                            const gz_compute *c) {
+    double worst = 1.0;
+    int differs = 0;
+    for (int r = 0; r < rows; r++) {
+        double dot = 0, na = 0, nb = 0;
+        for (int e = 0; e < E; e++) {
+            double a = e32[(size_t)r * E + e], b = e16[(size_t)r * E + e];
+            dot += a * b, na += a * a, nb += b * b;
+            differs |= a != b;
+        }
+        double cs = dot / sqrt(na * nb);
+        if (!(cs >= worst)) worst = cs;
+    }
+    checks++;
+    if (!(worst >= 0.999)) {
+        fprintf(stderr, "FAIL %s: bf16 cosine to fp32 %.6f < 0.999\n", what, worst);
+        gz_test_failures++;
+    }
+    int ran = c->gemm && gz_compute_simd_level(c) == 2 && gz_cpu_has_bf16();
+    if (ran && !differs) {
+        fprintf(stderr, "FAIL %s: bf16 gave exactly the fp32 result (path not taken?)\n", what);
+        gz_test_failures++;
+    }
+    fprintf(stderr, "  %s: bf16 min cosine to fp32 %.6f over %d rows%s\n", what, worst, rows,
+            ran ? "" : " (fp32 ran: no AVX512-BF16 or gemm off)");
+}
+
 static void run_family(const family_case *c) {
     gz_model_config cfg;
     gz_st_file *w = NULL, *ex = NULL;
@@ -147,6 +179,14 @@ static void run_family(const family_case *c) {
     float *emb2 = gz_test_alloc_f((size_t)B * E);
     CHECK_OK(gz_vit_encode(v, &cx, pixels, B, emb2, NULL, NULL, NULL, NULL));
     close_to(c->dir, "embeds only vs all outputs", emb2, emb, (size_t)B * E, 1e-6f, 0);
+    {
+        gz_compute cb = cx;
+        cb.bf16 = 1;
+        float *eb = gz_test_alloc_f((size_t)B * E);
+        CHECK_OK(gz_vit_encode(v, &cb, pixels, B, eb, NULL, NULL, NULL, NULL));
+        check_bf16_rows(c->dir, emb, eb, B, E, &cb);
+        free(eb);
+    }
 
     // no scratch for the attention, on both paths: GZ_ENOMEM and no embedding written (the
     // attention used to fill its output with zeros and the tower returned them as a result)
@@ -237,8 +277,13 @@ done:
 }
 
 int main(void) {
-    cx = gz_compute_make(0, 1);
-    for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
-        run_family(&CASES[i]);
+    /* gaze's own Linear kernels (gemm 1), then OpenBLAS for every product (gemm 0) */
+    for (int gemm = 1; gemm >= 0; gemm--) {
+        cx = gz_compute_make(0, 1);
+        cx.gemm = gemm;
+        fprintf(stderr, "gemm %d\n", gemm);
+        for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
+            run_family(&CASES[i]);
+    }
     return gz_test_finish("vision_vit", checks);
 }

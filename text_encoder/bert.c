@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +15,14 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
+#include "core/linear.h"
 #include "text_encoder/tx_internal.h"
 
 typedef struct {
     const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D, Din), (D); Din = D or De */
     const float *o_w, *o_b;                         /* (D, D), (D) */
     const float *ln_w, *ln_b;                       /* (D) */
+    gz_bf16w q_p, k_p, v_p, o_p; /* bf16 copies (bf16 path; k_p, v_p self only) */
 } bert_attn;
 
 typedef struct {
@@ -28,6 +31,7 @@ typedef struct {
     const float *i_w, *i_b;   /* (F, D), (F) */
     const float *o_w, *o_b;   /* (D, F), (D) */
     const float *ln_w, *ln_b; /* (D) */
+    gz_bf16w i_p, o_p;        /* bf16 copies of i_w, o_w (bf16 path) */
 } bert_layer;
 
 struct gz_bert {
@@ -38,6 +42,10 @@ struct gz_bert {
     const float *type;                /* (type_vocab, D) or NULL */
     const float *emb_ln_w, *emb_ln_b; /* (D) */
     bert_layer *layers;               /* (L) owned */
+    /* The bf16 copies are made on the first forward that asks for them; the model is shared by
+     * threads, so under this lock (the one change to a loaded model). */
+    pthread_mutex_t pack_lock;
+    int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
 };
 
 /* Load one attention block "<prefix><blk>.{self.{query,key,value},output.{dense,LayerNorm}}". */
@@ -85,6 +93,7 @@ gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *
         free(m);
         return GZ_FAIL(GZ_ENOMEM, "out of memory loading the BERT encoder");
     }
+    pthread_mutex_init(&m->pack_lock, NULL);
     m->cfg = *cfg;
     m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
     m->De = with_cross ? cfg->encoder_hidden_size : 0;
@@ -128,8 +137,22 @@ fail:
     return st;
 }
 
+static void free_attn_bf16(bert_attn *a) {
+    gz_bf16w_free(&a->q_p);
+    gz_bf16w_free(&a->k_p);
+    gz_bf16w_free(&a->v_p);
+    gz_bf16w_free(&a->o_p);
+}
+
 void gz_bert_free(gz_bert *m) {
     if (!m) return;
+    for (int l = 0; l < m->L && m->layers; l++) {
+        free_attn_bf16(&m->layers[l].self);
+        free_attn_bf16(&m->layers[l].cross);
+        gz_bf16w_free(&m->layers[l].i_p);
+        gz_bf16w_free(&m->layers[l].o_p);
+    }
+    pthread_mutex_destroy(&m->pack_lock);
     free(m->layers);
     free(m);
 }
@@ -163,12 +186,57 @@ gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv
     return GZ_OK;
 }
 
+/* The bf16 copies of every Linear weight of the forward pass (not the cross-attention keys and
+ * values, made once per image by gz_bert_cross_kv in fp32), on cx's threads. Called with
+ * pack_lock held; all or nothing. */
+static gz_status pack_bf16(gz_bert *m, const gz_compute *cx) {
+    const int D = m->D, F = m->F;
+    gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 8 * sizeof *jobs, "BERT bf16 copy");
+    if (!jobs) return GZ_ENOMEM;
+    size_t n = 0;
+    for (int l = 0; l < m->L; l++) {
+        bert_layer *ly = &m->layers[l];
+        jobs[n++] = (gz_bf16w_job){ly->self.q_w, D, D, &ly->self.q_p};
+        jobs[n++] = (gz_bf16w_job){ly->self.k_w, D, D, &ly->self.k_p};
+        jobs[n++] = (gz_bf16w_job){ly->self.v_w, D, D, &ly->self.v_p};
+        jobs[n++] = (gz_bf16w_job){ly->self.o_w, D, D, &ly->self.o_p};
+        jobs[n++] = (gz_bf16w_job){ly->i_w, F, D, &ly->i_p};
+        jobs[n++] = (gz_bf16w_job){ly->o_w, D, F, &ly->o_p};
+        if (m->with_cross) {
+            jobs[n++] = (gz_bf16w_job){ly->cross.q_w, D, D, &ly->cross.q_p};
+            jobs[n++] = (gz_bf16w_job){ly->cross.o_w, D, D, &ly->cross.o_p};
+        }
+    }
+    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    free(jobs);
+    return st;
+}
+
+/* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per model). */
+static gz_status ensure_bf16(const gz_bert *cm, const gz_compute *cx) {
+    if (!cx->bf16 || !cx->gemm || gz_compute_simd_level(cx) < 2 || !gz_cpu_has_bf16()) return GZ_OK;
+    gz_bert *m = (gz_bert *)cm; /* the packing is the one change, under the lock */
+    gz_status st = GZ_OK;
+    pthread_mutex_lock(&m->pack_lock);
+    if (!m->packed_bf16 && (st = pack_bf16(m, cx)) == GZ_OK) m->packed_bf16 = 1;
+    pthread_mutex_unlock(&m->pack_lock);
+    return st;
+}
+
+/* y(N, out) = x(N, in) · W^T + b on cx's kernel (bf16 when wp was packed and cx asks). */
+static gz_status lin(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wp,
+                     const float *b, float *y, int N, int in, int out) {
+    return gz_linear_cx(cx, x, w, wp, b, y, out, N, in, out);
+}
+
 /* x(N, D) = LN(x + (ctx(N, D) · Wo^T + bo)); tmp (N, D) scratch. */
-static void attn_output(const gz_bert *m, const gz_compute *cx, const bert_attn *a, float *x,
-                        const float *ctx, float *tmp, int N) {
-    gz_linear(ctx, a->o_w, a->o_b, tmp, N, m->D, m->D);
+static gz_status attn_output(const gz_bert *m, const gz_compute *cx, const bert_attn *a, float *x,
+                             const float *ctx, float *tmp, int N) {
+    gz_status st = lin(cx, ctx, a->o_w, &a->o_p, a->o_b, tmp, N, m->D, m->D);
+    if (st != GZ_OK) return st;
     gz_add(tmp, x, (size_t)N * m->D);
     gz_layernorm(cx, x, tmp, a->ln_w, a->ln_b, N, m->D, m->cfg.layer_norm_eps);
+    return GZ_OK;
 }
 
 gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
@@ -189,6 +257,7 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
+    if ((st = ensure_bf16(m, cx)) != GZ_OK) return st;
 
     /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
     size_t nfl;
@@ -218,16 +287,18 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     for (int l = 0; l < m->L; l++) {
         const bert_layer *ly = &m->layers[l];
         /* Self-attention over each text's own tokens, padding keys masked. */
-        gz_linear(x, ly->self.q_w, ly->self.q_b, q, (int)N, D, D);
-        gz_linear(x, ly->self.k_w, ly->self.k_b, k, (int)N, D, D);
-        gz_linear(x, ly->self.v_w, ly->self.v_b, v, (int)N, D, D);
+        if ((st = lin(cx, x, ly->self.q_w, &ly->self.q_p, ly->self.q_b, q, (int)N, D, D)) ||
+            (st = lin(cx, x, ly->self.k_w, &ly->self.k_p, ly->self.k_b, k, (int)N, D, D)) ||
+            (st = lin(cx, x, ly->self.v_w, &ly->self.v_p, ly->self.v_b, v, (int)N, D, D)))
+            goto out;
         if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 0, scale)))
             goto out;
-        attn_output(m, cx, &ly->self, x, ctx, tmp, (int)N);
+        if ((st = attn_output(m, cx, &ly->self, x, ctx, tmp, (int)N))) goto out;
         if (cross) {
             /* Cross-attention: a run of texts paired with the same image flattens to one
              * query block of (run * T) rows against that image's Ti tokens. */
-            gz_linear(x, ly->cross.q_w, ly->cross.q_b, q, (int)N, D, D);
+            if ((st = lin(cx, x, ly->cross.q_w, &ly->cross.q_p, ly->cross.q_b, q, (int)N, D, D)))
+                goto out;
             for (int b0 = 0, b1; b0 < B; b0 = b1) {
                 for (b1 = b0 + 1; b1 < B && cross[b1].kv == cross[b0].kv; b1++)
                     continue;
@@ -240,12 +311,12 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
                                        m->H, m->Dh, NULL, 0, scale)))
                     goto out;
             }
-            attn_output(m, cx, &ly->cross, x, ctx, tmp, (int)N);
+            if ((st = attn_output(m, cx, &ly->cross, x, ctx, tmp, (int)N))) goto out;
         }
         /* Feed-forward. */
-        gz_linear(x, ly->i_w, ly->i_b, ffn, (int)N, D, F);
+        if ((st = lin(cx, x, ly->i_w, &ly->i_p, ly->i_b, ffn, (int)N, D, F))) goto out;
         gz_activate(cx, m->cfg.act, ffn, N * F);
-        gz_linear(ffn, ly->o_w, ly->o_b, tmp, (int)N, F, D);
+        if ((st = lin(cx, ffn, ly->o_w, &ly->o_p, ly->o_b, tmp, (int)N, F, D))) goto out;
         gz_add(tmp, x, N * D);
         gz_layernorm(cx, x, tmp, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);

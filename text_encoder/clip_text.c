@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
+#include "core/linear.h"
 #include "text_encoder/tx_internal.h"
 
 typedef struct {
@@ -23,6 +25,7 @@ typedef struct {
     const float *ln2_w, *ln2_b;                     /* (D) */
     const float *fc1_w, *fc1_b;                     /* (F, D), (F) */
     const float *fc2_w, *fc2_b;                     /* (D, F), (D) */
+    gz_bf16w q_p, k_p, v_p, o_p, fc1_p, fc2_p;      /* bf16 copies (bf16 path) */
 } clip_layer;
 
 struct gz_clip_text {
@@ -32,6 +35,10 @@ struct gz_clip_text {
     const float *pos;           /* (max_pos, D) */
     const float *fln_w, *fln_b; /* (D) */
     clip_layer *layers;         /* (L) owned */
+    /* The bf16 copies are made on the first forward that asks for them; the model is shared by
+     * threads, so under this lock (the one change to a loaded model). */
+    pthread_mutex_t pack_lock;
+    int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
 };
 
 gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
@@ -54,6 +61,7 @@ gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_con
         free(m);
         return GZ_FAIL(GZ_ENOMEM, "out of memory loading the CLIP text model");
     }
+    pthread_mutex_init(&m->pack_lock, NULL);
     m->cfg = *cfg;
     m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
     gz_status st;
@@ -97,8 +105,19 @@ fail:
     return st;
 }
 
+static void free_bf16(gz_clip_text *m) {
+    for (int l = 0; l < m->L && m->layers; l++) {
+        clip_layer *ly = &m->layers[l];
+        gz_bf16w *all[] = {&ly->q_p, &ly->k_p, &ly->v_p, &ly->o_p, &ly->fc1_p, &ly->fc2_p};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            gz_bf16w_free(all[i]);
+    }
+}
+
 void gz_clip_text_free(gz_clip_text *m) {
     if (!m) return;
+    free_bf16(m);
+    pthread_mutex_destroy(&m->pack_lock);
     free(m->layers);
     free(m);
 }
@@ -118,6 +137,39 @@ int gz_clip_pool_index(const int32_t *ids, int T, int eos_token_id) {
     return 0;
 }
 
+/* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per model). */
+static gz_status ensure_bf16(const gz_clip_text *cm, const gz_compute *cx) {
+    if (!cx->bf16 || !cx->gemm || gz_compute_simd_level(cx) < 2 || !gz_cpu_has_bf16()) return GZ_OK;
+    gz_clip_text *m = (gz_clip_text *)cm; /* the packing is the one change, under the lock */
+    gz_status st = GZ_OK;
+    pthread_mutex_lock(&m->pack_lock);
+    if (!m->packed_bf16) {
+        const int D = m->D, F = m->F;
+        gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 6 * sizeof *jobs, "CLIP text bf16 copy");
+        size_t n = 0;
+        for (int l = 0; jobs && l < m->L; l++) {
+            clip_layer *ly = &m->layers[l];
+            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p};
+            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p};
+            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p};
+            jobs[n++] = (gz_bf16w_job){ly->o_w, D, D, &ly->o_p};
+            jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
+            jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
+        }
+        st = jobs ? gz_bf16w_pack_all(cx, jobs, n) : GZ_ENOMEM;
+        free(jobs);
+        if (st == GZ_OK) m->packed_bf16 = 1;
+    }
+    pthread_mutex_unlock(&m->pack_lock);
+    return st;
+}
+
+/* y(N, out) = x(N, in) · W^T + b on cx's kernel (bf16 when wp was packed and cx asks). */
+static gz_status lin(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wp,
+                     const float *b, float *y, int N, int in, int out) {
+    return gz_linear_cx(cx, x, w, wp, b, y, out, N, in, out);
+}
+
 gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
                                const int32_t *mask, int B, int T, float *hidden,
                                float *all_hidden) {
@@ -130,6 +182,7 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
     if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
+    if ((st = ensure_bf16(m, cx)) != GZ_OK) return st;
 
     /* Scratch: x, h, q, k, v, ctx (N, D) and mlp (N, F). */
     size_t nfl;
@@ -151,17 +204,18 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
     for (int l = 0; l < m->L; l++) {
         const clip_layer *ly = &m->layers[l];
         gz_layernorm(cx, h, x, ly->ln1_w, ly->ln1_b, (int)N, D, m->cfg.layer_norm_eps);
-        gz_linear(h, ly->q_w, ly->q_b, q, (int)N, D, D);
-        gz_linear(h, ly->k_w, ly->k_b, k, (int)N, D, D);
-        gz_linear(h, ly->v_w, ly->v_b, v, (int)N, D, D);
+        if ((st = lin(cx, h, ly->q_w, &ly->q_p, ly->q_b, q, (int)N, D, D)) ||
+            (st = lin(cx, h, ly->k_w, &ly->k_p, ly->k_b, k, (int)N, D, D)) ||
+            (st = lin(cx, h, ly->v_w, &ly->v_p, ly->v_b, v, (int)N, D, D)))
+            goto out;
         if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale)))
             goto out;
-        gz_linear(ctx, ly->o_w, ly->o_b, h, (int)N, D, D);
+        if ((st = lin(cx, ctx, ly->o_w, &ly->o_p, ly->o_b, h, (int)N, D, D))) goto out;
         gz_add(x, h, N * D);
         gz_layernorm(cx, h, x, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
-        gz_linear(h, ly->fc1_w, ly->fc1_b, mlp, (int)N, D, F);
+        if ((st = lin(cx, h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, mlp, (int)N, D, F))) goto out;
         gz_activate(cx, m->cfg.act, mlp, N * F);
-        gz_linear(mlp, ly->fc2_w, ly->fc2_b, h, (int)N, F, D);
+        if ((st = lin(cx, mlp, ly->fc2_w, &ly->fc2_p, ly->fc2_b, h, (int)N, F, D))) goto out;
         gz_add(x, h, N * D);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }

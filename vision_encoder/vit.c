@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
+#include "core/linear.h"
 
 /* At most this many tokens per forward chunk: bounds scratch memory (ViT-B/16: 41 images,
  * about 80 MB of activations) while keeping GEMMs large. */
@@ -34,6 +36,8 @@ typedef struct {
     const float *ln2_w, *ln2_b;   /* (D) */
     const float *fc1_w, *fc1_b;   /* (F, D), (F) */
     const float *fc2_w, *fc2_b;   /* (D, F), (D) */
+    /* bf16 copies for the bf16 path: qkv (BLIP) or q, k, v (CLIP), out, fc1, fc2 */
+    gz_bf16w qkv_p, q_p, k_p, v_p, out_p, fc1_p, fc2_p;
 } vit_layer;
 
 struct gz_vit {
@@ -50,6 +54,10 @@ struct gz_vit {
     const float *proj_w;                /* (E, D) */
     const float *proj_b;                /* (E) BLIP; NULL for CLIP */
     vit_layer *layers;                  /* (L) owned */
+    /* The bf16 copies are made on the first forward that asks for them; the tower is shared by
+     * threads, so under this lock (the one change to a loaded tower). */
+    pthread_mutex_t pack_lock;
+    int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
 };
 
 /* Scratch of one forward chunk (one allocation, owned by the caller of vit_forward). */
@@ -145,6 +153,7 @@ gz_status gz_vit_load(gz_st_file *w, const gz_model_config *cfg, gz_vit **out) {
 
     gz_vit *v = calloc(1, sizeof *v);
     if (!v) return GZ_FAIL(GZ_ENOMEM, "vision tower: out of memory");
+    pthread_mutex_init(&v->pack_lock, NULL);
     v->family = cfg->family;
     v->D = vc->hidden_size;
     v->L = vc->num_layers;
@@ -191,8 +200,20 @@ gz_status gz_vit_load(gz_st_file *w, const gz_model_config *cfg, gz_vit **out) {
     return GZ_OK;
 }
 
+static void free_bf16(gz_vit *v) {
+    for (int l = 0; l < v->L && v->layers; l++) {
+        vit_layer *ly = &v->layers[l];
+        gz_bf16w *all[] = {&ly->qkv_p, &ly->q_p,   &ly->k_p,  &ly->v_p,
+                           &ly->out_p, &ly->fc1_p, &ly->fc2_p};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            gz_bf16w_free(all[i]);
+    }
+}
+
 void gz_vit_free(gz_vit *v) {
     if (!v) return;
+    free_bf16(v);
+    pthread_mutex_destroy(&v->pack_lock);
     free(v->layers);
     free(v);
 }
@@ -203,13 +224,49 @@ int gz_vit_hidden(const gz_vit *v) { return v ? v->D : 0; }
 int gz_vit_layers(const gz_vit *v) { return v ? v->L : 0; }
 int gz_vit_dim(const gz_vit *v) { return v ? v->E : 0; }
 
-/* y(N, out) rows at stride ldy = bias(out) + x(N, in) · W(out, in)^T: the bias is written
- * first and the GEMM accumulates onto it (beta = 1), the order torch's addmm uses. */
-static void linear_strided(const float *x, const float *wt, const float *b, float *y, int ldy,
-                           int N, int in, int out) {
-    for (int i = 0; i < N; i++)
-        memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
-    gz_sgemm(0, 1, N, out, in, 1.0f, x, in, wt, in, 1.0f, y, ldy);
+/* The bf16 copies of every Linear weight of the blocks, on cx's threads (called with
+ * pack_lock held; all or nothing). */
+static gz_status pack_bf16(gz_vit *v, const gz_compute *cx) {
+    const int D = v->D, F = v->F;
+    gz_bf16w_job *jobs = gz_malloc_n((size_t)v->L, 6 * sizeof *jobs, "ViT bf16 copy");
+    if (!jobs) return GZ_ENOMEM;
+    size_t n = 0;
+    for (int l = 0; l < v->L; l++) {
+        vit_layer *ly = &v->layers[l];
+        if (ly->qkv_w) {
+            jobs[n++] = (gz_bf16w_job){ly->qkv_w, 3 * D, D, &ly->qkv_p};
+        } else {
+            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p};
+            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p};
+            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p};
+        }
+        jobs[n++] = (gz_bf16w_job){ly->out_w, D, D, &ly->out_p};
+        jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
+        jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
+    }
+    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    free(jobs);
+    return st;
+}
+
+/* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per tower). */
+static gz_status ensure_bf16(const gz_vit *cv, const gz_compute *cx) {
+    if (!cx->bf16 || !cx->gemm || gz_compute_simd_level(cx) < 2 || !gz_cpu_has_bf16()) return GZ_OK;
+    gz_vit *v = (gz_vit *)cv; /* the packing is the one change, under the lock */
+    gz_status st = GZ_OK;
+    pthread_mutex_lock(&v->pack_lock);
+    if (!v->packed_bf16 && (st = pack_bf16(v, cx)) == GZ_OK) v->packed_bf16 = 1;
+    pthread_mutex_unlock(&v->pack_lock);
+    return st;
+}
+
+/* y(N, out) rows at stride ldy = bias(out) + x(N, in) · W(out, in)^T on cx's kernel
+ * (core/linear.h: OpenBLAS from the bias, torch's addmm order, for fp32 at these sizes; bf16
+ * when wp was packed and cx asks). */
+static gz_status linear_strided(const gz_compute *cx, const float *x, const float *wt,
+                                const gz_bf16w *wp, const float *b, float *y, int ldy, int N,
+                                int in, int out) {
+    return gz_linear_cx(cx, x, wt, wp, b, y, ldy, N, in, out);
 }
 
 /* One pre-LN encoder block on the residual stream s->x (N, D), n images of P tokens.
@@ -218,24 +275,31 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
                            const vit_scratch *s, int n) {
     const int D = v->D, F = v->F, P = v->P, N = n * P, Dh = D / v->H;
     // attention: x += out_proj(attn(LN1(x)))
+    gz_status st;
     gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
     if (ly->qkv_w) {
-        linear_strided(s->h, ly->qkv_w, ly->qkv_b, s->qkv, 3 * D, N, D, 3 * D); // (N, 3D)
-    } else {
-        linear_strided(s->h, ly->q_w, ly->q_b, s->qkv, 3 * D, N, D, D);
-        linear_strided(s->h, ly->k_w, ly->k_b, s->qkv + D, 3 * D, N, D, D);
-        linear_strided(s->h, ly->v_w, ly->v_b, s->qkv + 2 * D, 3 * D, N, D, D);
+        st = linear_strided(cx, s->h, ly->qkv_w, &ly->qkv_p, ly->qkv_b, s->qkv, 3 * D, N, D,
+                            3 * D); // (N, 3D)
+    } else if ((st = linear_strided(cx, s->h, ly->q_w, &ly->q_p, ly->q_b, s->qkv, 3 * D, N, D,
+                                    D)) == GZ_OK &&
+               (st = linear_strided(cx, s->h, ly->k_w, &ly->k_p, ly->k_b, s->qkv + D, 3 * D, N, D,
+                                    D)) == GZ_OK) {
+        st = linear_strided(cx, s->h, ly->v_w, &ly->v_p, ly->v_b, s->qkv + 2 * D, 3 * D, N, D, D);
     }
-    gz_status st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P,
-                                P, v->H, Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
     if (st != GZ_OK) return st;
-    gz_linear(s->att, ly->out_w, ly->out_b, s->h, N, D, D);
+    st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P, P, v->H,
+                      Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
+    if (st != GZ_OK) return st;
+    if ((st = linear_strided(cx, s->att, ly->out_w, &ly->out_p, ly->out_b, s->h, D, N, D, D)))
+        return st;
     gz_add(s->x, s->h, (size_t)N * D);
     // MLP: x += fc2(act(fc1(LN2(x))))
     gz_layernorm(cx, s->h, s->x, ly->ln2_w, ly->ln2_b, N, D, v->eps);
-    gz_linear(s->h, ly->fc1_w, ly->fc1_b, s->mlp, N, D, F); // (N, F)
+    if ((st = linear_strided(cx, s->h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, s->mlp, F, N, D, F)))
+        return st; // (N, F)
     gz_activate(cx, v->act, s->mlp, (size_t)N * F);
-    gz_linear(s->mlp, ly->fc2_w, ly->fc2_b, s->h, N, F, D); // (N, D)
+    if ((st = linear_strided(cx, s->mlp, ly->fc2_w, &ly->fc2_p, ly->fc2_b, s->h, D, N, F, D)))
+        return st; // (N, D)
     gz_add(s->x, s->h, (size_t)N * D);
     return GZ_OK;
 }
@@ -302,6 +366,8 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
                         float *pooled) {
     if (!v || !cx || !pixels || B < 0) return GZ_FAIL(GZ_EINVAL, "gz_vit_encode: bad arguments");
     if (B == 0) return GZ_OK;
+    gz_status pst = ensure_bf16(v, cx);
+    if (pst != GZ_OK) return pst;
     const int D = v->D, P = v->P, F = v->F, E = v->E;
     int chunk = VIT_MAX_CHUNK_TOKENS / P;
     assert(chunk >= 1); /* gz_vit_load refuses P > VIT_MAX_CHUNK_TOKENS */

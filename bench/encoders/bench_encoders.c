@@ -10,6 +10,10 @@
  *   with a pair-parallel attention prototype beside gz_attention.
  *   --only vit224 times just the ViT-B/16@224 forward at batch 8 (1 warm-up + 4 runs), for perf
  *   and A/B experiments.
+ *   --precision bf16: bf16 weights and AVX512-BF16 Linear kernels (fp32 default); --reference:
+ *   OpenBLAS for every Linear layer (gz_compute.gemm = 0), the path before gaze's own kernels.
+ *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs), the BLIP
+ *   384 vision tower not loaded, for perf and A/B experiments.
  *
  * Output lines (parsed by run.sh):
  *   RESULT <name> <ms per item> <ms per call> <items> <min ms per item>
@@ -419,9 +423,32 @@ static void load_model(const char *models, const char *name, gz_model_config *cf
     die_if(gz_st_open_dir(path, w), path);
 }
 
+/* --only text: one query of caption 0 alone (unpadded), as the text_b1 row. */
+static void bench_text_only(const char *models, gz_st_file *inp, int quick) {
+    gz_model_config cfg;
+    gz_st_file *w = NULL;
+    gz_text_tower *tt = NULL;
+    load_model(models, "blip-base-384", &cfg, &w);
+    die_if(gz_text_tower_load(w, &cfg, &tt), "gz_text_tower_load");
+    int nb, T;
+    int32_t *ids = get_i32(inp, "ids", &nb, &T), *mask = get_i32(inp, "mask", &nb, &T);
+    int n1 = 0;
+    while (n1 < T && mask[n1])
+        n1++;
+    float *emb = xmalloc((size_t)gz_text_tower_dim(tt) * sizeof *emb);
+    text_job tj = {tt, ids, NULL, 1, n1, emb};
+    report("text_b1", bench(run_text, &tj, 3, quick ? 1 : 40, "text_b1"), 1);
+    report_rss("text");
+    free(emb);
+    free(ids);
+    free(mask);
+    gz_text_tower_free(tt);
+    gz_st_close(w);
+}
+
 int main(int argc, char **argv) {
     const char *models = NULL, *out = NULL, *only = NULL;
-    int threads = 2, quick = 0;
+    int threads = 2, quick = 0, bf16 = 0, reference = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc)
             models = argv[++i];
@@ -433,11 +460,16 @@ int main(int argc, char **argv) {
             only = argv[++i];
         else if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--precision") && i + 1 < argc)
+            bf16 = !strcmp(argv[++i], "bf16");
+        else if (!strcmp(argv[i], "--reference"))
+            reference = 1;
         else {
-            fprintf(stderr,
-                    "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                    "[--only vit224|block224|block384]\n",
-                    argv[0]);
+            fprintf(
+                stderr,
+                "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
+                "[--only vit224|block224|block384|text] [--precision fp32|bf16] [--reference]\n",
+                argv[0]);
             return 2;
         }
     }
@@ -446,6 +478,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     bench_cx = gz_compute_make(threads, 1);
+    bench_cx.bf16 = bf16;       /* --precision bf16 */
+    bench_cx.gemm = !reference; /* --reference: OpenBLAS for every Linear */
     gz_blas_set_threads(bench_cx.n_threads);
     /* timed runs (median) per benchmark; the same counts as torch_ref.py */
     const int r224 = quick ? 1 : 5, r384 = quick ? 1 : 3, r8 = quick ? 1 : 2;
@@ -464,6 +498,12 @@ int main(int argc, char **argv) {
         load_model(models, only[5] == '2' ? "blip-vit-224" : "blip-base-384", &cfg, &w);
         bench_block(w, &cfg, 8, quick ? 1 : 5);
         gz_st_close(w);
+        gz_st_close(inp);
+        return 0;
+    }
+
+    if (only && !strcmp(only, "text")) {
+        bench_text_only(models, inp, quick);
         gz_st_close(inp);
         return 0;
     }

@@ -61,6 +61,9 @@ run_mode() { # $1 = label; rest = env(1) arguments that set up the OpenBLAS envi
        "OPENBLAS_L2_SIZE=$(env "$@" sh -c 'echo ${OPENBLAS_L2_SIZE:-unset}'))"
   env "$@" "${common[@]}" "$BIN" --models "$MODELS" --threads "$THREADS" --out "$out" $QUICK \
     >"$out/gaze.txt" 2>"$out/gaze.err" || { cat "$out/gaze.err" >&2; exit 1; }
+  # the bf16 fast path (--precision bf16; fp32 where the CPU lacks AVX512-BF16), rows *_bf16
+  env "$@" "${common[@]}" "$BIN" --models "$MODELS" --threads "$THREADS" --precision bf16 $QUICK \
+    >"$out/gaze_bf16.txt" 2>"$out/gaze_bf16.err" || { cat "$out/gaze_bf16.err" >&2; exit 1; }
   env "$@" "${common[@]}" $PY "$HERE/torch_ref.py" --models "$MODELS" --threads "$THREADS" \
     --gaze-out "$out" $QUICK >"$out/torch.txt" 2>"$out/torch.err" || { cat "$out/torch.err" >&2; exit 1; }
   env "$@" "${common[@]}" node "$HERE/ort_ref.js" --models "$MODELS" --onnx "$ONNX" \
@@ -79,6 +82,8 @@ run_mode() { # $1 = label; rest = env(1) arguments that set up the OpenBLAS envi
     f == 3 && $1 == "RSS" { orss[$2] = $4 }
     f == 2 && $1 == "AGREE" { agree = agree sprintf("  %s max|gaze-torch| = %s\n", $2, $3) }
     f == 3 && $1 == "AGREE" { agree = agree sprintf("  %s max|gaze-ort| = %s\n", $2, $3) }
+    f == 4 && $1 == "RESULT" { g[$2 "_bf16"] = $3; gb[$2 "_bf16"] = $6; items[$2 "_bf16"] = $5 }
+    f == 4 && $1 == "RSS" { grss[$2 "_bf16"] = $4 }
     f == 3 && $1 == "AGREE_TORCH" { agree = agree sprintf("  %s max|torch-ort| = %s (torch outputs from export time)\n", $2, $3) }
     function row(name, k, tk) {
       printf "| %-11s | %5d | %8.1f | %8.1f | %8.1f | %5.2fx | %5.2fx | %8.1f | %8.1f | %8.1f | %5.2fx | %5.2fx |\n",
@@ -93,10 +98,12 @@ run_mode() { # $1 = label; rest = env(1) arguments that set up the OpenBLAS envi
       for (i = 1; i <= n; i++) {
         row(order[i], order[i], order[i])
         if ((order[i] "_hf") in t) row(order[i] "_hf", order[i], order[i] "_hf")
+        if ((order[i] "_bf16") in g) row(order[i] "_bf16", order[i] "_bf16", order[i])
       }
+      printf "gaze bf16 peak RSS MB: vit224 %s, blip384 %s\n", grss["vit224_bf16"], grss["blip384_bf16"]
       printf "peak RSS MB: gaze vit224 %s, blip384 %s; torch vit224 %s, blip384 %s; ORT vit224 %s, blip384 %s\n", grss["vit224"], grss["blip384"], trss["vit224"], trss["blip384"], orss["vit224"], orss["blip384"]
       printf "agreement (same inputs, same weights):\n%s", agree
-    }' "$out/gaze.txt" "$out/torch.txt" "$out/ort.txt"
+    }' "$out/gaze.txt" "$out/torch.txt" "$out/ort.txt" "$out/gaze_bf16.txt"
   echo "(raw output: $out)"
 }
 

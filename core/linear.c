@@ -1,0 +1,422 @@
+/* linear.c - Linear layers on gaze's own AVX-512 / AVX512-BF16 kernels, OpenBLAS otherwise.
+ *
+ * Legend: n = rows, in = input features, out = output features, W (out, in) row-major,
+ *         kp = ceil(in/2) bf16 pairs per row, MR x NR = register tile (rows x 16-column panels),
+ *         MC / KC = rows / pairs of one cache block.
+ * Hand-written rather than oneDNN / libxsmm: measured on the real shapes (bench/RESULTS.md),
+ * a text query is bound by reading the weights, which a plain dot-product loop over W's own
+ * rows does once with no packing copy, and the bf16 kernel is a few dozen lines of intrinsics
+ * with the weights packed once per model. */
+#include "core/linear.h"
+
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "core/error.h"
+#include "core/threads.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 11)
+#define GZ_LINEAR_X86 1
+#include <immintrin.h>
+#define GZ_F32K __attribute__((target("avx512f")))
+#define GZ_BF16K __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#define GZ_INLINE static inline __attribute__((always_inline))
+#else
+#define GZ_LINEAR_X86 0
+#endif
+
+/* Register tile of the bf16 kernel: 8 rows x 3 panels = 24 accumulators of the 32 zmm. */
+#define BF_MR 8
+#define BF_NR 3
+/* Cache blocks: KC pairs x 48 columns of W (24 KiB) stay in L1 while MC rows pass over them. */
+#define BF_KC 192
+#define BF_MC 192
+/* Transparent huge page size (x86-64), the alignment of large packed copies. */
+#define GZ_HUGE_PAGE ((size_t)2 << 20)
+/* Rows from which the bf16 kernel splits rows between threads (else column panels). */
+#define BF_SPLIT_ROWS 64
+/* Least weight bytes per thread when the columns are split: below it a thread's start costs
+ * more than its share of the reading. */
+#define GZ_LINEAR_MIN_BYTES ((size_t)512 << 10)
+
+#if GZ_LINEAR_X86
+/* row_to_pairs on AVX512-BF16: 32 floats to 32 bf16 per step (vcvtne2ps2bf16, nearest even). */
+GZ_BF16K static void row_to_pairs_bf16(const float *wr, int in, uint32_t *pairs, int kp) {
+    const int width = 2 * kp;
+    uint16_t *o = (uint16_t *)pairs;
+    for (int k = 0; k < width; k += 32) {
+        int c0 = in - k, c1 = in - k - 16;
+        __mmask16 m0 = c0 >= 16 ? 0xffff : (__mmask16)((1u << c0) - 1u);
+        __mmask16 m1 = c1 >= 16 ? 0xffff : c1 <= 0 ? 0 : (__mmask16)((1u << c1) - 1u);
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, wr + k + 16),
+                                         _mm512_maskz_loadu_ps(m0, wr + k));
+        int c = width - k;
+        __mmask32 ms = c >= 32 ? 0xffffffffu : (__mmask32)((1u << c) - 1u);
+        _mm512_mask_storeu_epi16(o + k, ms, (__m512i)v);
+    }
+}
+#endif
+
+int gz_cpu_has_bf16(void) {
+#if GZ_LINEAR_X86
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}
+
+/* One row of W rounded to bf16 pairs (nearest even, the odd column padded with 0): pairs[kp]. */
+static void row_to_pairs(const float *wr, int in, uint32_t *pairs, int kp) {
+#if GZ_LINEAR_X86
+    if (gz_cpu_has_bf16()) {
+        row_to_pairs_bf16(wr, in, pairs, kp);
+        return;
+    }
+#endif
+    for (int kk = 0; kk < kp; kk++) {
+        uint32_t lo = gz_f32_to_bf16(wr[2 * kk]);
+        uint32_t hi = 2 * kk + 1 < in ? gz_f32_to_bf16(wr[2 * kk + 1]) : 0;
+        pairs[kk] = lo | hi << 16;
+    }
+}
+
+gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw) {
+    assert(w && pw && out > 0 && in > 0);
+    memset(pw, 0, sizeof *pw);
+    size_t panels = ((size_t)out + 15) / 16, kp = ((size_t)in + 1) / 2, n, bytes;
+    if (!gz_mul_size(panels * kp, 32, &n) || !gz_mul_size(n, sizeof(uint16_t), &bytes))
+        return GZ_FAIL(GZ_ENOMEM, "bf16 weights (%d, %d) too large", out, in);
+    /* Large copies on 2 MiB boundaries, as transparent huge pages where the kernel offers them
+     * on request: a BERT-base copy is 170 MB, and faulting it in 4 KiB pages cost as much as
+     * converting it. */
+    size_t align = bytes >= GZ_HUGE_PAGE ? GZ_HUGE_PAGE : 64;
+    size_t alloc = (bytes + align - 1) / align * align;
+    uint16_t *d = aligned_alloc(align, alloc);
+    uint32_t *pairs = malloc(kp * sizeof *pairs);
+    if (!d || !pairs) {
+        free(d);
+        free(pairs);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory for bf16 weights (%d, %d)", out, in);
+    }
+#ifdef MADV_HUGEPAGE
+    if (align == GZ_HUGE_PAGE) madvise(d, alloc, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
+    uint32_t *d32 = (uint32_t *)d; /* (panels, kp, 16) pairs */
+    for (size_t row = 0; row < panels * 16; row++) {
+        size_t p = row / 16, c = row % 16;
+        if (row < (size_t)out)
+            row_to_pairs(w + row * (size_t)in, in, pairs, (int)kp);
+        else
+            memset(pairs, 0, kp * sizeof *pairs);
+        uint32_t *dst = d32 + p * kp * 16 + c;
+        for (size_t kk = 0; kk < kp; kk++)
+            dst[kk * 16] = pairs[kk];
+    }
+    free(pairs);
+#ifdef MADV_PAGEOUT
+    /* The bf16 path reads only the copy: let the kernel reclaim W's pages (of the checkpoint's
+     * mapping, file-backed: re-read on a later use; content never changes), so a bf16 model
+     * holds about half the weight memory of an fp32 one. A hint; failure is harmless. */
+    uintptr_t lo = ((uintptr_t)w + 4095) & ~(uintptr_t)4095;
+    uintptr_t hi = ((uintptr_t)(w + (size_t)out * in)) & ~(uintptr_t)4095;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
+#endif
+    pw->data = d;
+    pw->out = out;
+    pw->in = in;
+    return GZ_OK;
+}
+
+void gz_bf16w_free(gz_bf16w *pw) {
+    if (!pw) return;
+    free(pw->data);
+    memset(pw, 0, sizeof *pw);
+}
+
+typedef struct {
+    const gz_bf16w_job *jobs;
+    atomic_int failed;
+} pack_all_args;
+
+static void pack_range(void *ctx, size_t i0, size_t i1) {
+    pack_all_args *a = ctx;
+    for (size_t i = i0; i < i1; i++) {
+        const gz_bf16w_job *j = &a->jobs[i];
+        if (gz_bf16w_pack(j->w, j->out, j->in, j->dst) != GZ_OK) atomic_store(&a->failed, 1);
+    }
+}
+
+gz_status gz_bf16w_pack_all(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n) {
+    assert(cx && (jobs || n == 0));
+    pack_all_args a = {jobs, 0};
+    gz_parallel_for(n, 1, cx->n_threads, pack_range, &a);
+    if (!atomic_load(&a.failed)) return GZ_OK;
+    for (size_t i = 0; i < n; i++)
+        gz_bf16w_free(jobs[i].dst);
+    return GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 copy of %zu weights", n);
+}
+
+/* The reference: OpenBLAS from the bias (torch's addmm order). */
+static void linear_blas(const float *x, const float *w, const float *b, float *y, int ldy, int n,
+                        int in, int out) {
+    if (b)
+        for (int i = 0; i < n; i++)
+            memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
+    gz_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, ldy);
+}
+
+typedef struct {
+    const float *x, *w, *b;
+    float *y;
+    int ldy, n, in, out;
+    const uint32_t *xa; /* bf16 pairs (n, kp) */
+    const gz_bf16w *wb;
+    int kp, split_rows;
+} lin_args;
+
+#if GZ_LINEAR_X86
+
+/* ---- fp32, few rows: mr x nj dot products of x's rows with W's rows, along k ---- */
+
+GZ_INLINE GZ_F32K void f32_tile(int mr, int nj, const float *x, const float *w, int in, float *r) {
+    __m512 acc[4][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= in; k += 16) {
+        __m512 wv[4];
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++)
+            wv[j] = _mm512_loadu_ps(w + (size_t)j * in + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            __m512 xv = _mm512_loadu_ps(x + (size_t)i * in + k);
+#pragma GCC unroll 8
+            for (int j = 0; j < nj; j++)
+                acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (k < in) {
+        __mmask16 m = (__mmask16)((1u << (in - k)) - 1u);
+        __m512 wv[4];
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++)
+            wv[j] = _mm512_maskz_loadu_ps(m, w + (size_t)j * in + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * in + k);
+#pragma GCC unroll 8
+            for (int j = 0; j < nj; j++)
+                acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++)
+            r[i * 4 + j] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+#define F32_TILE_CASE(MR, NJ)                                                                      \
+    case (MR)*8 + (NJ): f32_tile(MR, NJ, x, w, in, r); break
+
+GZ_F32K static void f32_tile_any(int mr, int nj, const float *x, const float *w, int in, float *r) {
+    switch (mr * 8 + nj) {
+        F32_TILE_CASE(4, 4);
+        F32_TILE_CASE(4, 3);
+        F32_TILE_CASE(4, 2);
+        F32_TILE_CASE(4, 1);
+        F32_TILE_CASE(3, 4);
+        F32_TILE_CASE(3, 3);
+        F32_TILE_CASE(3, 2);
+        F32_TILE_CASE(3, 1);
+        F32_TILE_CASE(2, 4);
+        F32_TILE_CASE(2, 3);
+        F32_TILE_CASE(2, 2);
+        F32_TILE_CASE(2, 1);
+        F32_TILE_CASE(1, 4);
+        F32_TILE_CASE(1, 3);
+        F32_TILE_CASE(1, 2);
+        F32_TILE_CASE(1, 1);
+    default: assert(0);
+    }
+}
+
+/* Columns [4*q0, 4*q1) of y: W's rows stream once from memory, x (n <= 32 rows) stays in L2. */
+static void f32_small_range(void *ctx, size_t q0, size_t q1) {
+    const lin_args *a = ctx;
+    const int n = a->n, in = a->in, out = a->out;
+    float r[16];
+    for (size_t q = q0; q < q1; q++) {
+        int j0 = (int)q * 4, nj = out - j0 < 4 ? out - j0 : 4;
+        const float *wj = a->w + (size_t)j0 * in;
+        for (int i0 = 0; i0 < n; i0 += 4) {
+            int mr = n - i0 < 4 ? n - i0 : 4;
+            f32_tile_any(mr, nj, a->x + (size_t)i0 * in, wj, in, r);
+            for (int i = 0; i < mr; i++) {
+                float *yr = a->y + (size_t)(i0 + i) * a->ldy + j0;
+                for (int j = 0; j < nj; j++)
+                    yr[j] = r[i * 4 + j] + (a->b ? a->b[j0 + j] : 0.0f);
+            }
+        }
+    }
+}
+
+/* ---- bf16: broadcast x pairs times 16-column panels of W pairs, fp32 accumulators ---- */
+
+/* y rows [0, mr) x panels [0, nr) (cols valid of them) over pairs [k0, k1): first = the first
+ * k block (else add onto y), bias added on the last block. */
+GZ_INLINE GZ_BF16K void bf16_tile(int mr, int nr, const uint32_t *xa, int kp, const uint16_t *wp,
+                                  size_t pstride, int k0, int k1, float *y, int ldy, int cols,
+                                  int first, const float *bias) {
+    __m512 acc[BF_MR][BF_NR];
+#pragma GCC unroll 8
+    for (int i = 0; i < BF_MR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < BF_NR; j++)
+            acc[i][j] = _mm512_setzero_ps();
+    for (int kk = k0; kk < k1; kk++) {
+        __m512bh wv[BF_NR];
+#pragma GCC unroll 8
+        for (int j = 0; j < nr; j++)
+            wv[j] = (__m512bh)_mm512_load_si512((const void *)(wp + j * pstride + (size_t)kk * 32));
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xa[(size_t)i * kp + kk]);
+#pragma GCC unroll 8
+            for (int j = 0; j < nr; j++)
+                acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nr; j++) {
+        int c = cols - 16 * j;
+        __mmask16 m = c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1u);
+        __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + 16 * j) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; i++) {
+            float *yp = y + (size_t)i * ldy + 16 * j;
+            __m512 v = _mm512_add_ps(acc[i][j], bv);
+            if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, yp));
+            _mm512_mask_storeu_ps(yp, m, v);
+        }
+    }
+}
+
+#define BF16_TILE_CASE(MR, NR)                                                                     \
+    case (MR)*4 + (NR):                                                                            \
+        bf16_tile(MR, NR, xa, kp, wp, pstride, k0, k1, y, ldy, cols, first, bias);                 \
+        break
+#define BF16_TILE_CASES(MR)                                                                        \
+    BF16_TILE_CASE(MR, 3);                                                                         \
+    BF16_TILE_CASE(MR, 2);                                                                         \
+    BF16_TILE_CASE(MR, 1)
+
+GZ_BF16K static void bf16_tile_any(int mr, int nr, const uint32_t *xa, int kp, const uint16_t *wp,
+                                   size_t pstride, int k0, int k1, float *y, int ldy, int cols,
+                                   int first, const float *bias) {
+    switch (mr * 4 + nr) {
+        BF16_TILE_CASES(8);
+        BF16_TILE_CASES(7);
+        BF16_TILE_CASES(6);
+        BF16_TILE_CASES(5);
+        BF16_TILE_CASES(4);
+        BF16_TILE_CASES(3);
+        BF16_TILE_CASES(2);
+        BF16_TILE_CASES(1);
+    default: assert(0);
+    }
+}
+
+/* Rows [r0, r1) x panels [p0, p1) of y, blocked MC rows x KC pairs x BF_NR panels. */
+static void bf16_block(const lin_args *a, int r0, int r1, int p0, int p1) {
+    const int kp = a->kp, out = a->out;
+    const size_t pstride = (size_t)kp * 32; /* bf16 values per panel */
+    for (int mc = r0; mc < r1; mc += BF_MC) {
+        int mc1 = mc + BF_MC < r1 ? mc + BF_MC : r1;
+        for (int pg = p0; pg < p1; pg += BF_NR) {
+            int nr = p1 - pg < BF_NR ? p1 - pg : BF_NR;
+            int c0 = pg * 16, cols = out - c0 < nr * 16 ? out - c0 : nr * 16;
+            const uint16_t *wp = a->wb->data + (size_t)pg * pstride;
+            for (int k0 = 0; k0 < kp; k0 += BF_KC) {
+                int k1 = k0 + BF_KC < kp ? k0 + BF_KC : kp;
+                const float *bias = k1 == kp && a->b ? a->b + c0 : NULL;
+                for (int i = mc; i < mc1; i += BF_MR) {
+                    int mr = mc1 - i < BF_MR ? mc1 - i : BF_MR;
+                    bf16_tile_any(mr, nr, a->xa + (size_t)i * kp, kp, wp, pstride, k0, k1,
+                                  a->y + (size_t)i * a->ldy + c0, a->ldy, cols, k0 == 0, bias);
+                }
+            }
+        }
+    }
+}
+
+static void bf16_range(void *ctx, size_t i0, size_t i1) {
+    const lin_args *a = ctx;
+    int panels = (a->out + 15) / 16;
+    if (a->split_rows) /* items: tiles of BF_MR rows */
+        bf16_block(a, (int)i0 * BF_MR, (int)i1 * BF_MR < a->n ? (int)i1 * BF_MR : a->n, 0, panels);
+    else /* items: groups of BF_NR panels */
+        bf16_block(a, 0, a->n, (int)i0 * BF_NR,
+                   (int)i1 * BF_NR < panels ? (int)i1 * BF_NR : panels);
+}
+
+/* x rows [r0, r1) rounded to bf16 pairs (nearest even), the odd column padded with 0. */
+static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
+    const lin_args *a = ctx;
+    for (size_t r = r0; r < r1; r++)
+        row_to_pairs_bf16(a->x + r * a->in, a->in, (uint32_t *)a->xa + r * a->kp, a->kp);
+}
+
+#endif /* GZ_LINEAR_X86 */
+
+gz_status gz_linear_cx(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wb,
+                       const float *b, float *y, int ldy, int n, int in, int out) {
+    assert(cx && x && w && y && ldy >= out);
+    if (n <= 0 || out <= 0) return GZ_OK;
+    int lvl = gz_compute_simd_level(cx);
+#if GZ_LINEAR_X86
+    lin_args a = {x, w, b, y, ldy, n, in, out, NULL, wb, (in + 1) / 2, 0};
+    if (cx->gemm && lvl >= 2 && in > 0 && cx->bf16 && wb && wb->data && gz_cpu_has_bf16()) {
+        assert(wb->out == out && wb->in == in);
+        size_t bytes;
+        if (!gz_mul_size((size_t)n * (size_t)a.kp, sizeof(uint32_t), &bytes))
+            return GZ_FAIL(GZ_ENOMEM, "linear: %d x %d input too large", n, in);
+        uint32_t *xa = NULL;
+        if (!cx->scratch_limit || bytes <= cx->scratch_limit) xa = malloc(bytes ? bytes : 1);
+        if (!xa) return GZ_FAIL(GZ_ENOMEM, "linear: no memory for %d x %d bf16 inputs", n, in);
+        a.xa = xa;
+        gz_parallel_for((size_t)n, ((size_t)1 << 16) / (size_t)in + 1, cx->n_threads, to_bf16_range,
+                        &a);
+        int panels = (out + 15) / 16, groups = (panels + BF_NR - 1) / BF_NR;
+        a.split_rows = n >= BF_SPLIT_ROWS;
+        if (a.split_rows) {
+            gz_parallel_for((size_t)(n + BF_MR - 1) / BF_MR, 1, cx->n_threads, bf16_range, &a);
+        } else {
+            size_t per_group = (size_t)BF_NR * 16 * (size_t)in * 2; /* weight bytes */
+            gz_parallel_for((size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1, cx->n_threads,
+                            bf16_range, &a);
+        }
+        free(xa);
+        return GZ_OK;
+    }
+    if (cx->gemm && lvl >= 2 && n <= GZ_LINEAR_SMALL_N && in > 0) {
+        size_t per_q = (size_t)4 * (size_t)in * sizeof(float); /* weight bytes of 4 columns */
+        gz_parallel_for(((size_t)out + 3) / 4, GZ_LINEAR_MIN_BYTES / per_q + 1, cx->n_threads,
+                        f32_small_range, &a);
+        return GZ_OK;
+    }
+#else
+    (void)wb;
+    (void)lvl;
+#endif
+    linear_blas(x, w, b, y, ldy, n, in, out);
+    return GZ_OK;
+}

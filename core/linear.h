@@ -1,0 +1,61 @@
+/* linear.h - Linear layers y = x W^T + b on gaze's own kernels: fp32 for a few rows (a text
+ * query), bf16 weights with AVX512-BF16 dot products for any rows, OpenBLAS otherwise.
+ *
+ * Legend: n = rows (tokens), in = input features, out = output features (W is (out, in) as
+ *         PyTorch stores it), ldy = row stride of y in floats.
+ *
+ * Which kernel runs is the caller's gz_compute (core/kernels.h):
+ *   - cx->gemm == 0, or no vector paths (simd 0): OpenBLAS cblas_sgemm, the reference;
+ *   - wb != NULL and cx->bf16 != 0 and the CPU has AVX512-BF16: bf16 x bf16 dot products with
+ *     fp32 accumulation (vdpbf16ps); x is rounded to bf16 (nearest even) per call, W once by
+ *     gz_bf16w_pack, so results differ from fp32 by bf16 rounding (~3 significant digits);
+ *   - fp32 with n <= GZ_LINEAR_SMALL_N rows: AVX-512 dot products straight from W's rows, no
+ *     packing (a text query reads each weight once, so it is bound by memory, not FMAs);
+ *   - else OpenBLAS. */
+#ifndef GZ_CORE_LINEAR_H
+#define GZ_CORE_LINEAR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/kernels.h"
+#include "core/status.h"
+
+/* Most rows the fp32 row-dot kernel takes; above it OpenBLAS's packed GEMM wins. */
+#define GZ_LINEAR_SMALL_N 32
+
+/* A weight W(out, in) in bf16, packed for the AVX512-BF16 kernel: 16-column panels of bf16
+ * pairs, (ceil(out/16), ceil(in/2), 16, 2), zero padded. Owned by whoever packed it. */
+typedef struct {
+    uint16_t *data;
+    int out, in;
+} gz_bf16w;
+
+/* 1 when this CPU runs the bf16 kernel (AVX512-BF16, AVX512-BW/VL). */
+int gz_cpu_has_bf16(void);
+
+/* Pack w(out, in) into *pw (converted with round to nearest even). GZ_ENOMEM (message set)
+ * when the copy cannot be allocated; *pw is then empty. */
+gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw);
+void gz_bf16w_free(gz_bf16w *pw);
+
+/* One weight to pack: w(out, in) into *dst. */
+typedef struct {
+    const float *w;
+    int out, in;
+    gz_bf16w *dst;
+} gz_bf16w_job;
+
+/* gz_bf16w_pack of every job, split over cx's threads (packing a tower's copy costs as much as
+ * many queries). All or nothing: on GZ_ENOMEM (message set) every dst is empty. */
+gz_status gz_bf16w_pack_all(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n);
+
+/* y(n, out) at row stride ldy = x(n, in) · W(out, in)^T + b(out) (b may be NULL), with the
+ * kernel cx chooses (see the top of this file); wb is W packed as bf16 or NULL. The bias is
+ * added last onto the product except on the OpenBLAS path, which starts from it (torch's addmm
+ * order); both are fp32 parity paths. Returns GZ_OK, or GZ_ENOMEM (message set) when the bf16
+ * path has no memory for x's bf16 copy; y is then unspecified. */
+gz_status gz_linear_cx(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wb,
+                       const float *b, float *y, int ldy, int n, int in, int out);
+
+#endif
