@@ -17,7 +17,9 @@ static const char INDEX_DETAILS[] =
     "retried until they change (or with --retry-failed).\n"
     "The summary goes to stdout (--json: one JSON object with the fields total, encoded,\n"
     "skipped, reused, failed, missing, pruned, seconds, interrupted, model).\n"
-    "--index-type picks the FAISS index: Flat (exact, default), HNSW32, IVF1024,PQ32 ...\n"
+    "--index-type picks the FAISS index: Flat (exact, default), HNSW<M>, IVF<nlist>,Flat,\n"
+    "IVF<nlist>,PQ<m>[x<bits>] or PQ<m>; it is checked before anything is stored, and a\n"
+    "trained type (IVF, PQ) is built as Flat until enough vectors exist to train it.\n"
     "Photos are decoded at full size as PIL does (--exact-decode, the default: the reference\n"
     "pixels); --fast-decode decodes JPEGs much larger than the model input at a DCT-scaled\n"
     "size instead, which saves decode time but barely changes indexing time, as the model's\n"
@@ -111,6 +113,12 @@ int cmd_index(int argc, char **argv) {
         cli_errorf(fast_decode && exact_decode
                        ? "--fast-decode and --exact-decode exclude each other"
                        : "--batch, --threads and --max-megapixels must be positive");
+        return EXIT_USAGE;
+    }
+    if (factory && gz_db_check_factory(factory, 0) != GZ_OK) { /* before anything is stored */
+        cli_list_free(&pos);
+        cli_list_free(&exclude);
+        cli_errorf("--index-type: %s", gz_last_error());
         return EXIT_USAGE;
     }
     gz_model_params mp = cli_model_params(weights, threads, no_exif);

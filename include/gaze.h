@@ -296,6 +296,13 @@ typedef struct {
 
 gz_db_params gz_db_default_params(void);
 
+/* GZ_OK if factory is an index type gaze builds: Flat, HNSW<M> (M 2-256), IVF<nlist>,Flat
+ * (nlist 1-65536), IVF<nlist>,PQ<m>[x<bits>] or PQ<m>[x<bits>] (bits 1-8); dim > 0 also
+ * checks that PQ's m divides it. Else GZ_EINVAL, the message saying why and listing the valid
+ * forms. gz_db_open checks params.factory so, before it opens or stores anything; a database
+ * that holds an invalid string from an older gaze uses Flat instead (notice). */
+gz_status gz_db_check_factory(const char *factory, int dim);
+
 /* Open (creating if needed, unless readonly) the database at path. Sets WAL mode, checks the
  * schema version (PRAGMA user_version) and migrates an older schema explicitly; a newer one
  * is refused with GZ_EUNSUPPORTED ("written by a newer gaze: schema N > M"). When writable,
