@@ -37,26 +37,29 @@ static void put_error(gz_put_result *r, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* item->text, or its non-empty parts joined with ". "; malloc'd ("" when there is none),
- * NULL when out of memory. */
-static char *item_text(const gz_catalog_item *it) {
-    if (it->text) return strdup(it->text);
+char *gz_engine_join_text(const char *const *parts, int n) {
     size_t len = 1;
-    for (int i = 0; i < it->n_text_parts; i++)
-        if (it->text_parts[i] && it->text_parts[i][0]) len += strlen(it->text_parts[i]) + 2;
+    for (int i = 0; i < n; i++)
+        if (parts[i] && parts[i][0]) len += strlen(parts[i]) + 2;
     char *out = malloc(len);
     if (!out) return NULL;
-    size_t n = 0;
-    for (int i = 0; i < it->n_text_parts; i++) {
-        const char *p = it->text_parts[i];
+    size_t o = 0;
+    for (int i = 0; i < n; i++) {
+        const char *p = parts[i];
         if (!p || !p[0]) continue;
-        if (n) memcpy(out + n, ". ", 2), n += 2;
+        if (o) memcpy(out + o, ". ", 2), o += 2;
         size_t pl = strlen(p);
-        memcpy(out + n, p, pl);
-        n += pl;
+        memcpy(out + o, p, pl);
+        o += pl;
     }
-    out[n] = '\0';
+    out[o] = '\0';
     return out;
+}
+
+/* item->text, or its parts joined; malloc'd, NULL when out of memory. */
+static char *item_text(const gz_catalog_item *it) {
+    if (it->text) return strdup(it->text);
+    return gz_engine_join_text(it->text_parts, it->n_text_parts);
 }
 
 static int same_str(const char *a, const char *b) {

@@ -706,7 +706,7 @@ void gz_records_close(gz_records *r);
 
 typedef struct {
     gz_rec_format format;
-    const char *id_field;    /* default "id"; records without it are keyed by line number */
+    const char *id_field;    /* default "id"; a record without it is a bad row (reported) */
     const char *text_field;  /* default "text"; a comma-separated list joins the fields with
                                 ". " (e.g. "title,description") */
     const char *image_field; /* NULL: none; else a path (relative to the file's folder) of
@@ -715,19 +715,32 @@ typedef struct {
                                 GZ_DEFAULT_TEXTS_BATCH) */
     void (*row_error)(void *user, const char *file, long line, const char *message);
     void *user;
+    const char *catalog; /* catalogue name (gz_catalog_item); NULL: the file's absolute path */
+    int sync;            /* 1: afterwards remove the catalogue's items whose id is no longer in
+                            the file (not done when a row could not be read: its id is unknown) */
+    /* a row imported with a problem (its image could not be linked): not a failure */
+    void (*row_warning)(void *user, const char *file, long line, const char *message);
 } gz_texts_opts;
 
 typedef struct {
-    long rows;      /* records read (good and bad) */
-    long added;     /* new or changed texts encoded */
-    long unchanged; /* same text already embedded */
-    long failed;    /* malformed rows, missing fields, unreadable linked images */
-    long linked;    /* texts linked to an image item */
+    long rows;          /* records read (good and bad) */
+    long added;         /* new texts encoded */
+    long updated;       /* texts whose text, image link or fields changed */
+    long unchanged;     /* same text, link and fields, already embedded */
+    long failed;        /* malformed rows, missing fields, duplicate ids: not imported */
+    long linked;        /* texts linked to an image item (added, updated or unchanged) */
+    long image_failed;  /* texts imported without their image (missing, not decodable) */
+    long removed;       /* with sync: items no longer in the file, removed */
+    int sync_skipped;   /* with sync: 1 when nothing was removed because rows were unreadable */
+    char catalog[4096]; /* the catalogue name used */
 } gz_texts_stats;
 
 gz_texts_opts gz_texts_default_opts(void);
-/* Import the texts of a record file as text items (path = the file's absolute path, ext_id
- * = the id field or "line:N") and embed them. Bad rows are reported and skipped. */
+/* Import the texts of a record file as the items of a catalogue (gz_engine_put_items: the
+ * catalogue is o->catalog or the file's absolute path, ext_id the id field) and embed them,
+ * one transaction per batch. Bad rows (malformed, no id, no text, an id seen earlier in the
+ * file: the first is kept) are reported and skipped; a row whose image cannot be linked is
+ * imported without it and reported through row_warning. */
 gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opts *o,
                               gz_texts_stats *stats);
 
