@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# cli_maintain.sh - keeping a photo library and a shop catalogue right over time, through the
+# binary (#12): index types validated before anything is stored (and a database holding a bad
+# one recovers), catalogues with a name of their own, add-texts --sync and its row rules,
+# gaze rm (path, vanished folder, glob, catalogue, item, id) with SQLite and FAISS agreeing
+# afterwards, a touched file not re-encoded, duplicates encoded once.
+# Usage: bash tests/cli_maintain.sh <gaze binary> <tests/data dir>
+source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
+M=$DATA/fixtures/blip_itm
+GAZE_ABS=$(cd "$(dirname "$GAZE")" && pwd)/$(basename "$GAZE") # for commands run elsewhere
+jget() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$1" "$2"; }
+expect() { # expect WHAT FILE FIELD WANT
+    local got
+    got=$(jget "$2" "$3" 2>/dev/null)
+    if [ "$got" = "$4" ]; then ok; else bad "$1: $3 = '$got', want '$4'"; fi
+}
+# number of results of a search (JSON lines), and the items table / FAISS agreement
+nhits() { "$GAZE" search "$@" -k 1000 --json 2>/dev/null | grep -c '^{'; }
+consistent() { # live vectors of every index == OK items with a vector, per kind
+    "$GAZE" info --db "$1" --json 2>/dev/null >"$TMP/info.json"
+    python3 - "$1" "$TMP/info.json" <<'EOF'
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+want = {k: n for k, n in db.execute(
+    "SELECT i.kind, count(*) FROM embeddings e JOIN items i ON i.id = e.item_id"
+    " WHERE i.status = 0 GROUP BY i.kind")}
+info = json.load(open(sys.argv[2]))
+got = {}
+for m in info.get('models', []):
+    for ix in m.get('indexes', []):
+        got[1 if ix['kind'] == 'image' else 2] = ix['vectors']
+ok = all(got.get(k, 0) == n for k, n in want.items()) and all(want.get(k, 0) == n for k, n in got.items())
+if not ok: print('indexes', got, 'database', want, file=sys.stderr)
+sys.exit(0 if ok else 1)
+EOF
+}
+
+mkdir -p "$TMP/lib/a" "$TMP/lib/b/deep" "$TMP/shop/img"
+cp "$DATA/photos/animal_cat_chelsea.png" "$DATA/photos/animal_dog_corgi.jpg" "$TMP/lib/a/"
+cp "$DATA/photos/food_coffee.png" "$DATA/photos/product_kettle.jpg" "$TMP/lib/b/"
+cp "$DATA/photos/scene_rocket_launchpad.jpg" "$TMP/lib/b/deep/"
+cp "$DATA/photos/product_kettle.jpg" "$DATA/photos/product_colorful_cups_progressive.jpg" "$TMP/shop/img/"
+
+# ---- #12.1: index types are checked before anything is stored ----
+"$GAZE" index "$TMP/lib" --db "$TMP/bogus/x.db" --model "$M" --index-type Bogus -q >/dev/null 2>"$TMP/e.txt"
+check "--index-type Bogus is a usage error (exit 2)" test $? -eq 2
+check "the message lists the valid forms" grep -q "valid forms: Flat, HNSW<M>" "$TMP/e.txt"
+check "nothing created for a bad --index-type" test ! -e "$TMP/bogus"
+"$GAZE" index "$TMP/lib" --db "$TMP/h.db" --model "$M" --index-type HNSW100000000 -q >/dev/null 2>"$TMP/e.txt"
+check "--index-type HNSW100000000 is refused (exit 2)" test $? -eq 2
+check "HNSW bound named" grep -q "M from 2 to 256" "$TMP/e.txt"
+check "no database for a refused HNSW100000000" test ! -e "$TMP/h.db"
+DB=$TMP/lib.db
+"$GAZE" index "$TMP/lib" --db "$DB" --model "$M" --index-type PQ8 >/dev/null 2>"$TMP/e.txt"
+check "PQ8 on 5 vectors indexes (built as Flat until it can train)" test $? -eq 0
+check "PQ8 fallback is a notice" grep -q "needs 9984 vectors to train" "$TMP/e.txt"
+check "PQ8 index searchable" test "$(nhits "a cat" --db "$DB")" -eq 5
+# a database written by an older gaze with an invalid factory string recovers by itself
+python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("UPDATE index_state SET factory=?", ("Bogus",)); c.commit()' "$DB"
+"$GAZE" search "a cat" --db "$DB" -k 1000 --json >"$TMP/s.json" 2>"$TMP/e.txt"
+check "search on a db holding 'Bogus' works (exit 0)" test $? -eq 0
+check "it falls back to Flat with a notice" grep -q "index type 'Bogus' stored in .* is not valid.*using Flat" "$TMP/e.txt"
+check "all 5 images found with the recovered index" test "$(grep -c '^{' "$TMP/s.json")" -eq 5
+"$GAZE" index "$TMP/lib" --db "$DB" -q >/dev/null 2>&1
+check "index on that db exits 0" test $? -eq 0
+check "the stored string is repaired to Flat" test "$(python3 -c 'import sqlite3,sys; print(",".join(sorted({r[0] for r in sqlite3.connect(sys.argv[1]).execute("SELECT factory FROM index_state")})))' "$DB")" = Flat
+
+# ---- #12.2: gaze rm ----
+"$GAZE" rm --db "$DB" "$TMP/lib/a/animal_cat_chelsea.png" --json >"$TMP/r.json" 2>"$TMP/e.txt"
+check "rm a file exits 0" test $? -eq 0
+expect "rm a file" "$TMP/r.json" images 1
+check "removed file no longer found" test "$(nhits "a cat" --db "$DB")" -eq 4
+check "FAISS and SQLite agree after rm of a file" consistent "$DB"
+mv "$TMP/lib/b/deep" "$TMP/gone_deep" # the folder vanishes (moved away)
+"$GAZE" rm --db "$DB" "$TMP/lib/b/deep" --json >"$TMP/r.json" 2>"$TMP/e.txt"
+check "rm a vanished folder exits 0" test $? -eq 0
+expect "rm a vanished folder" "$TMP/r.json" images 1
+(cd "$TMP/lib" && "$GAZE_ABS" rm --db "$DB" "b/*.png" --json) >"$TMP/r.json" 2>"$TMP/e.txt"
+check "rm a relative glob exits 0" test $? -eq 0
+expect "rm a relative glob" "$TMP/r.json" images 1
+"$GAZE" rm --db "$DB" '*.jpg' --dry-run --json >"$TMP/r.json" 2>/dev/null
+expect "rm --dry-run counts" "$TMP/r.json" images 2
+check "dry run removed nothing" test "$(nhits "a cat" --db "$DB")" -eq 2
+"$GAZE" rm --db "$DB" "$TMP/no/such/folder" >/dev/null 2>"$TMP/e.txt"
+check "rm of a path with nothing indexed exits 1" test $? -eq 1
+check "and says so, naming it" grep -q "no/such/folder: no item indexed under that path" "$TMP/e.txt"
+"$GAZE" rm --db "$TMP/none.db" x >/dev/null 2>&1
+check "rm on a missing database fails" test $? -ne 0
+check "and creates none" test ! -e "$TMP/none.db"
+"$GAZE" rm --db "$DB" >/dev/null 2>&1
+check "rm with nothing to remove is a usage error" test $? -eq 2
+check "FAISS and SQLite agree after the removals" consistent "$DB"
+
+# ---- #12.2/#12.3: catalogues, --catalog, --sync, row rules ----
+cat >"$TMP/shop/products.jsonl" <<'EOF'
+{"sku": "k1", "title": "Steel kettle", "photo": "img/product_kettle.jpg"}
+{"sku": "c1", "title": "Colourful cups", "photo": "img/product_colorful_cups_progressive.jpg"}
+{"sku": "g1", "title": "Gift card", "photo": "img/gift.jpg"}
+{"sku": "k1", "title": "Kettle again (duplicate id)"}
+{"name": "no sku here", "title": "Teapot"}
+{"sku": "t2", "title": "Tea towel"}
+EOF
+SDB=$TMP/shop.db
+"$GAZE" index "$TMP/shop/img" --db "$SDB" --model "$M" -q >/dev/null 2>&1
+"$GAZE" add-texts "$TMP/shop/products.jsonl" --db "$SDB" --catalog shop --id-field sku \
+    --text-field title --image-field photo --json >"$TMP/a.json" 2>"$TMP/e.txt"
+check "import with bad rows exits 1" test $? -eq 1
+expect "import" "$TMP/a.json" catalog shop
+expect "import" "$TMP/a.json" rows 6
+expect "import" "$TMP/a.json" added 4
+expect "import" "$TMP/a.json" failed 2
+expect "import" "$TMP/a.json" linked 2
+expect "import" "$TMP/a.json" image_failed 1
+check "duplicate id reported at its line, first kept" grep -q "products.jsonl:4: duplicate id 'k1' (first at line 1" "$TMP/e.txt"
+check "missing id field names the row's fields" grep -q "products.jsonl:5: no 'sku' field: .*fields: name, title" "$TMP/e.txt"
+check "missing image is a warning, text imported" grep -q "warning: .*products.jsonl:3: image .*gift.jpg" "$TMP/e.txt"
+check "the first k1 is what is stored" bash -c "'$GAZE' search --texts 'kettle' --db '$SDB' -k 10 --json 2>/dev/null | grep -q 'Steel kettle'"
+check "the duplicate is not stored" bash -c "! '$GAZE' search --texts 'kettle' --db '$SDB' -k 10 --json 2>/dev/null | grep -q 'Kettle again'"
+# the same catalogue exported under another file name, one product gone, one changed
+grep -v '"c1"' "$TMP/shop/products.jsonl" | sed 's/Tea towel/Linen tea towel/' >"$TMP/shop/export-2.jsonl"
+"$GAZE" add-texts "$TMP/shop/export-2.jsonl" --db "$SDB" --catalog shop --sync --id-field sku \
+    --text-field title --image-field photo --json >"$TMP/a2.json" 2>/dev/null
+expect "re-export" "$TMP/a2.json" added 0
+expect "re-export" "$TMP/a2.json" updated 1
+expect "re-export" "$TMP/a2.json" unchanged 2
+expect "re-export --sync" "$TMP/a2.json" removed 1
+check "no duplicate products across file names" test "$(nhits --texts "cups" --db "$SDB")" -eq 3
+check "the removed product is not searchable" bash -c "! '$GAZE' search --texts 'cups' --db '$SDB' -k 100 --json 2>/dev/null | grep -q 'Colourful cups'"
+check "FAISS and SQLite agree after --sync" consistent "$SDB"
+# --sync with an unreadable row removes nothing
+printf '{"sku": "k1", "title": "Steel kettle", "photo": "img/product_kettle.jpg"}\nnot json\n' >"$TMP/shop/broken.jsonl"
+"$GAZE" add-texts "$TMP/shop/broken.jsonl" --db "$SDB" --catalog shop --sync --id-field sku \
+    --text-field title --image-field photo --json >"$TMP/a3.json" 2>"$TMP/e.txt"
+expect "--sync with an unreadable row" "$TMP/a3.json" removed 0
+check "and says why" grep -q "sync removed nothing" "$TMP/e.txt"
+check "nothing lost" test "$(nhits --texts "cups" --db "$SDB")" -eq 3
+# without --catalog the summary names the catalogue used
+"$GAZE" add-texts "$TMP/shop/export-2.jsonl" --db "$SDB" --id-field sku --text-field title >"$TMP/a4.txt" 2>/dev/null
+check "summary says which catalogue name was used" grep -q "catalogue '.*export-2.jsonl' (the file's path: give --catalog NAME" "$TMP/a4.txt"
+# rm a catalogue item, then the catalogue
+"$GAZE" rm --db "$SDB" --catalog shop --id t2 --json >"$TMP/r.json" 2>/dev/null
+expect "rm --catalog --id" "$TMP/r.json" texts 1
+"$GAZE" rm --db "$SDB" --catalog shop --id nope >/dev/null 2>"$TMP/e.txt"
+check "rm of an unknown catalogue id exits 1" test $? -eq 1
+check "and names it" grep -q "catalogue 'shop' has no item 'nope'" "$TMP/e.txt"
+"$GAZE" rm --db "$SDB" --catalog shop --json >"$TMP/r.json" 2>/dev/null
+expect "rm --catalog" "$TMP/r.json" texts 2
+check "only the other catalogue is left" test "$(nhits --texts "kettle" --db "$SDB")" -eq 3
+check "FAISS and SQLite agree after rm --catalog" consistent "$SDB"
+id=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT min(id) FROM items WHERE kind=2").fetchone()[0])' "$SDB")
+"$GAZE" rm --db "$SDB" --item "$id" --json >"$TMP/r.json" 2>/dev/null
+expect "rm --item" "$TMP/r.json" texts 1
+check "FAISS and SQLite agree after rm --item" consistent "$SDB"
+
+cli_finish cli_maintain
