@@ -152,4 +152,22 @@ id=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(
 expect "rm --item" "$TMP/r.json" texts 1
 check "FAISS and SQLite agree after rm --item" consistent "$SDB"
 
+# ---- #12.4: a touched file is not re-encoded; duplicates in one run are encoded once ----
+mkdir -p "$TMP/dup"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$TMP/dup/a.jpg"
+for i in 1 2 3 4 5; do cp "$TMP/dup/a.jpg" "$TMP/dup/d$i.jpg"; done
+cp "$DATA/photos/food_coffee.png" "$TMP/dup/c.png"
+DDB=$TMP/dup.db
+"$GAZE" index "$TMP/dup" --db "$DDB" --model "$M" --batch 2 --json -q >"$TMP/d.json" 2>/dev/null
+expect "6 copies of one photo + 1 other, batches of 2" "$TMP/d.json" encoded 2
+expect "6 copies of one photo + 1 other, batches of 2" "$TMP/d.json" reused 5
+touch -d '2001-01-01' "$TMP/dup/c.png"
+"$GAZE" index "$TMP/dup" --db "$DDB" --json -q >"$TMP/d.json" 2>/dev/null
+expect "a touched unique file" "$TMP/d.json" encoded 0
+expect "a touched unique file" "$TMP/d.json" reused 1
+cp "$TMP/dup/c.png" "$TMP/c.bak" && cp "$TMP/c.bak" "$TMP/dup/c.png" # a restore: new mtime
+"$GAZE" index "$TMP/dup" --db "$DDB" --json -q >"$TMP/d.json" 2>/dev/null
+expect "a restored file" "$TMP/d.json" encoded 0
+check "FAISS and SQLite agree after touch reuse" consistent "$DDB"
+
 cli_finish cli_maintain
