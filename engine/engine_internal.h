@@ -48,6 +48,11 @@ char *gz_engine_resolve_path(const char *p);
  * malloc'd ("" when none), NULL when out of memory. */
 char *gz_engine_join_text(const char *const *parts, int n);
 
+/* An fnmatch pattern made absolute when it is relative and has a '/' (the part before its
+ * first wildcard resolved as gz_engine_resolve_path does); other patterns copied as they are.
+ * malloc'd; NULL on failure. */
+char *gz_engine_resolve_glob(const char *pat);
+
 /* ---- records.c helpers for texts.c ---- */
 
 #define GZ_RECORDS_ERR_MAX 512 /* bytes of a malformed row's reason, NUL included */

@@ -189,6 +189,16 @@ static gz_status read_and_hash(job *j) {
     return GZ_OK;
 }
 
+/* The max_pixels a failed item was tried with (its meta_json {"max_pixels":N}), or 0. */
+static int64_t failed_max_pixels(const char *meta) {
+    const char *k = meta ? strstr(meta, "\"max_pixels\":") : NULL;
+    return k ? strtoll(k + strlen("\"max_pixels\":"), NULL, 10) : 0;
+}
+
+static int64_t cur_max_pixels(gz_engine *e, const gz_ingest_opts *o) {
+    return gz_engine_image_params(e->model, o->exif_orient, o->max_pixels).max_pixels;
+}
+
 static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n,
                                 dup_map *dups) {
     for (size_t i = 0; i < n; i++) {
@@ -206,7 +216,9 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
             own_ok = it.status != GZ_ITEM_FAILED;
             int same = it.size == f->size && it.mtime_ns == f->mtime_ns;
             gz_item_status status = it.status;
-            if (same && status == GZ_ITEM_FAILED && !o->retry_failed) {
+            /* a failure under other limits is retried: the limit may be what failed it */
+            int same_limits = failed_max_pixels(it.meta_json) == cur_max_pixels(e, o);
+            if (same && status == GZ_ITEM_FAILED && !o->retry_failed && same_limits) {
                 snprintf(j->error, sizeof j->error, "%s", it.error ? it.error : "failed earlier");
                 j->kind = JOB_FAILED_OLD;
                 gz_item_clear(&it);
@@ -323,10 +335,7 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
         int decoded = j->img.rgb != NULL;
         switch (j->kind) {
         case JOB_SKIP: s->skipped++; break;
-        case JOB_FAILED_OLD:
-            s->failed++;
-            if (o->file_error) o->file_error(o->user, f->path, j->error);
-            break;
+        case JOB_FAILED_OLD: s->failed_known++; break; /* a count, not a list */
         case JOB_RESTORE: {
             gz_item old;
             memset(&old, 0, sizeof old);
@@ -392,6 +401,8 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             }
             it.status = GZ_ITEM_FAILED;
             it.error = j->error;
+            snprintf(meta, sizeof meta, "{\"max_pixels\":%lld}", (long long)c->ip.max_pixels);
+            it.meta_json = meta; /* the limit it failed under: a new limit retries it */
             st = gz_db_upsert_item(e->db, &it);
             s->failed++;
             if (o->file_error) o->file_error(o->user, f->path, j->error);
@@ -503,6 +514,8 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     for (size_t i = 0; i < w.n_errors && o->file_error; i++)
         o->file_error(o->user, "", w.errors[i]);
     s.total = (long)w.n;
+    for (int r = 0; r < GZ_SKIP_REASONS; r++)
+        s.skipped_by[r] = w.skipped[r];
     /* 0: the model's batch size, so one chunk is one forward pass */
     int bs = o->batch_size > 0          ? o->batch_size
              : e->params.batch_size > 0 ? e->params.batch_size

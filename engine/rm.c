@@ -99,27 +99,11 @@ static gz_status select_items(gz_engine *e, const gz_rm_spec *sp, id_list *ids) 
     }
     case GZ_RM_GLOB: {
         if (!t || !*t) return GZ_FAIL(GZ_EINVAL, "rm: no pattern");
-        if (!strchr(t, '/') || t[0] == '/')
-            return collect(db, GZ_ITEM_IMAGE, t, glob_prefix(t), glob_match, t, ids);
-        /* a relative pattern with folders: relative to the current directory, whose part
-           before the first wildcard is resolved like a path */
-        size_t lit = strcspn(t, "*?[\\");
-        const char *slash = lit ? memrchr(t, '/', lit) : NULL;
-        char *head = slash ? strndup(t, (size_t)(slash - t)) : strdup(".");
-        char *abs = head ? gz_engine_resolve_path(head) : NULL;
-        free(head);
-        if (!abs) return GZ_FAIL(GZ_EIO, "%s: cannot make an absolute path", t);
-        const char *rest = slash ? slash + 1 : t;
-        size_t n = strlen(abs) + strlen(rest) + 2;
-        char *pat = malloc(n);
-        gz_status st = GZ_FAIL(GZ_ENOMEM, "rm: out of memory");
-        if (pat) {
-            snprintf(pat, n, "%s/%s", strcmp(abs, "/") ? abs : "", rest);
-            gz_clear_error();
-            st = collect(db, GZ_ITEM_IMAGE, pat, glob_prefix(pat), glob_match, pat, ids);
-        }
+        char *pat = gz_engine_resolve_glob(t);
+        if (!pat) return GZ_FAIL(GZ_EIO, "%s: cannot make an absolute path", t);
+        gz_clear_error();
+        gz_status st = collect(db, GZ_ITEM_IMAGE, pat, glob_prefix(pat), glob_match, pat, ids);
         free(pat);
-        free(abs);
         return st;
     }
     case GZ_RM_CATALOG: {

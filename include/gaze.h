@@ -540,18 +540,31 @@ typedef struct {
     int64_t mtime_ns;
 } gz_walk_file;
 
+/* Why the walk left an entry out (gz_walk_result.skipped, gz_ingest_stats.skipped_by). */
+typedef enum {
+    GZ_SKIP_UNSUPPORTED = 0, /* a file whose extension is not an image type gaze reads */
+    GZ_SKIP_HIDDEN = 1,      /* a hidden file or folder, or a junk folder (.git, @eaDir ...) */
+    GZ_SKIP_EXCLUDED = 2,    /* matched an --exclude pattern (file or folder) */
+    GZ_SKIP_LINK = 3,        /* a symbolic link not followed (follow_symlinks off) */
+    GZ_SKIP_SPECIAL = 4,     /* not a regular file or folder (FIFO, socket, device) */
+    GZ_SKIP_REASONS = 5
+} gz_skip_reason;
+
 typedef struct {
     gz_walk_file *files; /* sorted by path (byte order) */
     size_t n, cap;
     char **errors; /* "<path>: <reason>" for unreadable folders / broken links */
     size_t n_errors;
-    char **roots; /* absolute, normalised roots as walked (directories or files) */
+    char **roots; /* absolute roots as walked (directories or files), resolved physically */
     size_t n_roots;
+    long skipped[GZ_SKIP_REASONS]; /* entries left out, by gz_skip_reason (a hidden, junk or
+                                      excluded folder counts once, not its contents) */
 } gz_walk_result;
 
 typedef struct {
     const char *const *exclude; /* fnmatch globs, matched against the base name and the full
-                                   path; a matching folder is not entered */
+                                   path (a relative pattern with a '/' is taken from the
+                                   current directory); a matching folder is not entered */
     int n_exclude;
     int follow_symlinks; /* 1: follow links to folders and files; loops are detected by
                             (device, inode) of every folder entered and skipped */
@@ -577,8 +590,10 @@ typedef struct {
     long encoded; /* decoded and encoded by the model */
     long skipped; /* unchanged (size, mtime) and already embedded */
     long reused;  /* new path, known content (rename / duplicate): vector copied */
-    long failed;  /* could not be decoded / encoded (recorded in the db), this run or
-                     unchanged since an earlier failure */
+    long failed;  /* could not be decoded / encoded this run (recorded in the db) */
+    long failed_known; /* unchanged since an earlier failure, under the same limits: not
+                          retried, not reported one by one (retry_failed retries them) */
+    long skipped_by[GZ_SKIP_REASONS]; /* entries the scan left out, by gz_skip_reason */
     long missing; /* indexed files under the roots that vanished (marked missing) */
     long pruned;  /* missing items removed (with prune) */
     double seconds;
@@ -593,7 +608,8 @@ typedef struct {
     int64_t max_pixels; /* 0 = model's setting */
                         /* fast or exact decode: the model's fast_decode (engine params) */
     int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
-    int retry_failed;   /* 1: re-try files that failed before even if unchanged */
+    int retry_failed;   /* 1: re-try files that failed before even if unchanged (a failed
+                           file is retried anyway when its size, mtime or max_pixels changed) */
     volatile sig_atomic_t *stop; /* when set non-zero, stop after the current batch */
     void (*progress)(void *user, const gz_ingest_stats *s);
     void (*file_error)(void *user, const char *path, const char *message);

@@ -6,7 +6,7 @@
 # afterwards, a touched file not re-encoded, duplicates encoded once.
 # Usage: bash tests/cli_maintain.sh <gaze binary> <tests/data dir>
 source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
-M=$DATA/fixtures/blip_itm
+M=$(cd "$DATA/fixtures/blip_itm" && pwd) # absolute: some commands run in other folders
 GAZE_ABS=$(cd "$(dirname "$GAZE")" && pwd)/$(basename "$GAZE") # for commands run elsewhere
 jget() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$1" "$2"; }
 expect() { # expect WHAT FILE FIELD WANT
@@ -169,5 +169,56 @@ cp "$TMP/dup/c.png" "$TMP/c.bak" && cp "$TMP/c.bak" "$TMP/dup/c.png" # a restore
 "$GAZE" index "$TMP/dup" --db "$DDB" --json -q >"$TMP/d.json" 2>/dev/null
 expect "a restored file" "$TMP/d.json" encoded 0
 check "FAISS and SQLite agree after touch reuse" consistent "$DDB"
+
+# ---- #12.7: known failures are counted, not re-listed, and do not fail cron jobs ----
+F=$TMP/fail
+mkdir -p "$F"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$DATA/photos/large_dandelions_5312px_progressive.jpg" "$F/"
+head -c 3000 "$DATA/photos/animal_dog_corgi.jpg" >"$F/broken.jpg"
+FDB=$TMP/fail.db
+"$GAZE" index "$F" --db "$FDB" --model "$M" --max-megapixels 2 --json -q >"$TMP/f.json" 2>"$TMP/e.txt"
+check "new failures exit 1" test $? -eq 1
+expect "first run" "$TMP/f.json" failed 2
+"$GAZE" index "$F" --db "$FDB" --max-megapixels 2 --json -q >"$TMP/f.json" 2>"$TMP/e.txt"
+check "nothing new failed: exit 0" test $? -eq 0
+expect "second run" "$TMP/f.json" failed 0
+expect "second run" "$TMP/f.json" known_failed 2
+check "known failures not listed again" test ! -s "$TMP/e.txt"
+"$GAZE" index "$F" --db "$FDB" --max-megapixels 2 -q --strict >"$TMP/f.txt" 2>/dev/null
+check "--strict: known failures exit 1" test $? -eq 1
+check "known failures reported as a count" grep -q "2 files failed in an earlier run" "$TMP/f.txt"
+"$GAZE" index "$F" --db "$FDB" --json -q >"$TMP/f.json" 2>/dev/null
+expect "limit raised: the big photo is retried and indexed" "$TMP/f.json" encoded 1
+expect "limit raised: the broken file is retried too, and fails again" "$TMP/f.json" failed 1
+
+# ---- #12.8: files left out are counted by reason ----
+S=$TMP/skip
+mkdir -p "$S/.hidden" "$S/node_modules" "$S/tmp"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$S/"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$S/tmp/x.jpg"
+printf 'II*\0' >"$S/scan.xyz"
+echo notes >"$S/notes.txt"
+mkfifo "$S/pipe.jpg"
+ln -s "$S/animal_dog_corgi.jpg" "$S/link.jpg"
+(cd "$TMP" && "$GAZE_ABS" index skip --db "$TMP/skip.db" --model "$M" --exclude skip/tmp --json -q) >"$TMP/k.json" 2>/dev/null
+check "skip counts by reason (#12.8) and a relative --exclude (#12.12)" python3 - "$TMP/k.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+n = d['not_indexed']
+ok = d['total'] == 1 and n == {'unsupported': 2, 'hidden': 2, 'excluded': 1, 'links': 1, 'special': 1}
+if not ok: print(d, file=sys.stderr)
+sys.exit(0 if ok else 1)
+EOF
+
+# ---- #12.11/#12.12: a failed first command leaves nothing; --db in a missing folder ----
+"$GAZE" index "$TMP/no-such-folder" --db "$TMP/new/deeper/x.db" --model "$M" -q >/dev/null 2>&1
+check "index of a missing folder fails" test $? -ne 0
+check "and leaves no database or folder behind" test ! -e "$TMP/new"
+"$GAZE" index "$S" --db "$TMP/new/deeper/x.db" --model "$TMP/no-model" -q >/dev/null 2>&1
+check "a model that does not load leaves nothing behind" test ! -e "$TMP/new"
+XDG_DATA_HOME=$TMP/xdg "$GAZE" index "$TMP/no-such-folder" --model "$M" -q >/dev/null 2>&1
+check "nor an empty default data folder" test ! -e "$TMP/xdg/gaze"
+"$GAZE" index "$S" --db "$TMP/new/deeper/x.db" --model "$M" -q >/dev/null 2>&1
+check "--db in a missing folder is created" test -s "$TMP/new/deeper/x.db"
 
 cli_finish cli_maintain
