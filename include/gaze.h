@@ -474,6 +474,13 @@ typedef struct {
 } gz_db_stats;
 gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out);
 
+/* Coverage of a model: *total items of kind with status OK, *covered of them with a vector
+ * of model_id (the others are not searched with that model). */
+gz_status gz_db_coverage(gz_db *db, int64_t model_id, gz_item_kind kind, int64_t *covered,
+                         int64_t *total);
+/* Add a notice (params.notice and gz_db_notice), for the layers above the store. */
+void gz_db_add_notice(gz_db *db, const char *message);
+
 /* Small string settings kept in the database (e.g. CLI defaults). get: *value malloc'd,
  * GZ_ENOTFOUND if unset. set with value NULL deletes. */
 gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value);

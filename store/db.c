@@ -1657,6 +1657,29 @@ gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out) {
 
 /* -------------------------------------------------------------------- meta */
 
+gz_status gz_db_coverage(gz_db *db, int64_t model_id, gz_item_kind kind, int64_t *covered,
+                         int64_t *total) {
+    *covered = *total = 0;
+    sqlite3_stmt *s;
+    gz_status st = prep(db, &s,
+                        "SELECT count(*), coalesce(sum(EXISTS(SELECT 1 FROM embeddings e WHERE"
+                        " e.item_id = items.id AND e.model_id = ?1)), 0) FROM items"
+                        " WHERE kind = ?2 AND status = 0");
+    if (st != GZ_OK) return st;
+    sqlite3_bind_int64(s, 1, model_id);
+    sqlite3_bind_int(s, 2, kind);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *total = sqlite3_column_int64(s, 0);
+        *covered = sqlite3_column_int64(s, 1);
+    } else {
+        st = sql_fail(db, "coverage");
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+void gz_db_add_notice(gz_db *db, const char *message) { note(db, "%s", message); }
+
 gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value) {
     if (!key || !*key) return GZ_FAIL(GZ_EINVAL, "set meta: empty key");
     int implicit;

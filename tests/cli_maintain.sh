@@ -221,4 +221,29 @@ check "nor an empty default data folder" test ! -e "$TMP/xdg/gaze"
 "$GAZE" index "$S" --db "$TMP/new/deeper/x.db" --model "$M" -q >/dev/null 2>&1
 check "--db in a missing folder is created" test -s "$TMP/new/deeper/x.db"
 
+# ---- #12.5: a second model does not silently search part of the library ----
+C=$TMP/cov
+mkdir -p "$C/a" "$C/b"
+cp "$DATA/photos/animal_dog_corgi.jpg" "$DATA/photos/food_coffee.png" "$C/a/"
+cp "$DATA/photos/product_kettle.jpg" "$C/b/"
+CDB=$TMP/cov.db
+"$GAZE" index "$C/a" --db "$CDB" --model "$M" -q >/dev/null 2>&1
+"$GAZE" index "$C/b" --db "$CDB" --model "$DATA/fixtures/clip" -q >/dev/null 2>&1
+"$GAZE" search "a kettle" --db "$CDB" -k 5 >/dev/null 2>"$TMP/e.txt"
+check "search with the partial model exits 0" test $? -eq 0
+check "search says the model covers 1 of 3 images" grep -q "has vectors for 1 of the 3 images in the database" "$TMP/e.txt"
+"$GAZE" search "a kettle" --db "$CDB" --model "$M" -k 5 >/dev/null 2>"$TMP/e.txt"
+check "and for the other model 2 of 3" grep -q "has vectors for 2 of the 3 images" "$TMP/e.txt"
+"$GAZE" info --db "$CDB" --json >"$TMP/ci.json" 2>/dev/null
+check "info shows coverage per model" python3 - "$TMP/ci.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+cov = sorted((ix['covered'], ix['items']) for m in d['models'] for ix in m['indexes'] if ix['kind'] == 'image')
+sys.exit(0 if cov == [(1, 3), (2, 3)] else 1)
+EOF
+"$GAZE" index "$C/a" --db "$TMP/ivf.db" --model "$M" --index-type IVF4,Flat -q >/dev/null 2>&1
+"$GAZE" info --db "$TMP/ivf.db" >"$TMP/i.txt" 2>/dev/null
+check "info says an IVF index is built as Flat for now" grep -q "IVF4,Flat (built as Flat)" "$TMP/i.txt"
+check "info text has balanced parentheses (#12.12)" python3 -c 'import sys; t=open(sys.argv[1]).read(); sys.exit(0 if all(l.count("(")==l.count(")") for l in t.splitlines()) else 1)' "$TMP/i.txt"
+
 cli_finish cli_maintain
