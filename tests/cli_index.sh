@@ -168,7 +168,7 @@ kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
 if [ "$(field "$TMP/i1.json" interrupted 2>/dev/null)" = "True" ]; then
-    check "interrupted run exits 1" test $rc -eq 1
+    check "interrupted run exits 130 (#12.11: as shells report Ctrl-C)" test $rc -eq 130
     check "interrupted run says so" grep -qi "interrupted" "$TMP/ie.txt"
     done1=$(field "$TMP/i1.json" encoded)
     check "interrupted after whole batches" test $((done1 % 2)) -eq 0 -o "$done1" -eq "$NI"
