@@ -592,12 +592,12 @@ void gz_walk_free(gz_walk_result *r);
 /* ---- ingest (engine/ingest.c) ---- */
 
 typedef struct {
-    long total;   /* image files found by the scan */
-    long done;    /* files handled so far */
-    long encoded; /* decoded and encoded by the model */
-    long skipped; /* unchanged (size, mtime) and already embedded */
-    long reused;  /* new path, known content (rename / duplicate): vector copied */
-    long failed;  /* could not be decoded / encoded this run (recorded in the db) */
+    long total;        /* image files found by the scan */
+    long done;         /* files handled so far */
+    long encoded;      /* decoded and encoded by the model */
+    long skipped;      /* unchanged (size, mtime) and already embedded */
+    long reused;       /* new path, known content (rename / duplicate): vector copied */
+    long failed;       /* could not be decoded / encoded this run (recorded in the db) */
     long failed_known; /* unchanged since an earlier failure, under the same limits: not
                           retried, not reported one by one (retry_failed retries them) */
     long skipped_by[GZ_SKIP_REASONS]; /* entries the scan left out, by gz_skip_reason */
