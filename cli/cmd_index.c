@@ -1,7 +1,12 @@
 /* cmd_index.c - `gaze index`: scan folders and index their photos (incremental). */
+#include <errno.h>
+#include <glob.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "gaze.h"
@@ -13,11 +18,21 @@ static const char INDEX_DETAILS[] =
     "file reuses the stored vector of the same content (xxh3 hash), files that vanished are\n"
     "marked missing and removed with --prune. Each batch is committed in one transaction;\n"
     "Ctrl-C stops after the current batch (a second Ctrl-C kills at once) and a later run\n"
-    "continues. Files that fail are recorded, listed and make the exit status 1; they are not\n"
-    "retried until they change (or with --retry-failed).\n"
+    "continues (exit status 130). Files that fail are recorded, listed and make the exit\n"
+    "status 1. A later run does not retry them unless they changed (size, mtime) or\n"
+    "--max-megapixels did (or with --retry-failed); they are counted as known failures, not\n"
+    "listed again, and do not change the exit status (--strict: they make it 1 too). A\n"
+    "touched or restored file whose content is unchanged keeps its vector.\n"
+    "Files left out by the scan are counted by reason: unsupported (not an image type gaze\n"
+    "reads), hidden (and junk folders), excluded (--exclude), links (not followed without\n"
+    "-L), special (FIFOs, sockets, devices).\n"
     "The summary goes to stdout (--json: one JSON object with the fields total, encoded,\n"
-    "skipped, reused, failed, missing, pruned, seconds, interrupted, model).\n"
-    "--index-type picks the FAISS index: Flat (exact, default), HNSW32, IVF1024,PQ32 ...\n"
+    "skipped (unchanged), reused, failed, known_failed, missing, pruned, not_indexed (by\n"
+    "reason), seconds, interrupted, model).\n"
+    "Exit status: 0 ok, 1 some files failed, 2 usage error, 3 fatal error, 130 interrupted.\n"
+    "--index-type picks the FAISS index: Flat (exact, default), HNSW<M>, IVF<nlist>,Flat,\n"
+    "IVF<nlist>,PQ<m>[x<bits>] or PQ<m>; it is checked before anything is stored, and a\n"
+    "trained type (IVF, PQ) is built as Flat until enough vectors exist to train it.\n"
     "Photos are decoded at full size as PIL does (--exact-decode, the default: the reference\n"
     "pixels); --fast-decode decodes JPEGs much larger than the model input at a DCT-scaled\n"
     "size instead, which saves decode time but barely changes indexing time, as the model's\n"
@@ -33,7 +48,87 @@ static const char INDEX_EXAMPLES[] =
  * the measurement in bench/RESULTS.md ("Fast or exact decode"). */
 #define INDEX_FAST_DECODE 0
 
+/* Exit status of a run stopped by Ctrl-C, as shells report a SIGINT death (128 + 2). */
+#define EXIT_INTERRUPTED 130
+
 static volatile sig_atomic_t g_stop = 0;
+
+/* What this run created for a new database, so that a failed first run leaves nothing behind
+ * (#12.11): the database file and, when its folder was missing, the folders made for it. */
+typedef struct {
+    char *db;       /* the database path; NULL when it existed before */
+    char *made_dir; /* the topmost folder created for it, or NULL */
+} fresh_db;
+
+/* Create the missing folders above path (as the default path's folder is created); records
+ * the topmost one made. 0, or -1 with errno. */
+static int make_parents(const char *path, fresh_db *f) {
+    char *copy = strdup(path);
+    if (!copy) return -1;
+    char *dir = dirname(copy);
+    struct stat sb;
+    if (stat(dir, &sb) == 0) {
+        free(copy);
+        return 0;
+    }
+    /* walk up to the first existing ancestor, then create downwards */
+    size_t len = strlen(dir);
+    int rc = 0;
+    for (size_t i = 1; i <= len && rc == 0; i++) {
+        if (dir[i] != '/' && dir[i] != '\0') continue;
+        char c = dir[i];
+        dir[i] = '\0';
+        if (stat(dir, &sb) != 0) {
+            if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+                rc = -1;
+            else if (!f->made_dir)
+                f->made_dir = strdup(dir);
+        }
+        dir[i] = c;
+    }
+    free(copy);
+    return rc;
+}
+
+/* Remove what a failed first run created: the database, its WAL/SHM and FAISS files, and the
+ * folders made for it when they are empty. */
+static void remove_fresh(fresh_db *f) {
+    if (f->db) {
+        const char *suffixes[] = {"", "-wal", "-shm", "-journal"};
+        for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+            char p[4200];
+            snprintf(p, sizeof p, "%s%s", f->db, suffixes[i]);
+            unlink(p);
+        }
+        char pat[4200];
+        snprintf(pat, sizeof pat, "%s.m*.faiss", f->db);
+        glob_t g;
+        if (glob(pat, GLOB_NOSORT, NULL, &g) == 0)
+            for (size_t i = 0; i < g.gl_pathc; i++)
+                unlink(g.gl_pathv[i]);
+        globfree(&g);
+    }
+    if (f->made_dir && f->db) {
+        /* rmdir from the database's folder up to the topmost one made (only empty ones go) */
+        char *copy = strdup(f->db);
+        char *dir = copy ? dirname(copy) : NULL;
+        size_t top = strlen(f->made_dir);
+        while (dir && strlen(dir) >= top && rmdir(dir) == 0) {
+            char *slash = strrchr(dir, '/');
+            if (!slash || slash == dir) break;
+            *slash = '\0';
+        }
+        free(copy);
+    }
+}
+
+static void fresh_free(fresh_db *f) {
+    free(f->db);
+    free(f->made_dir);
+}
+
+static const char *const SKIP_NAMES[GZ_SKIP_REASONS] = {"unsupported", "hidden", "excluded",
+                                                        "links", "special"};
 
 static void on_sigint(int sig) {
     (void)sig;
@@ -66,7 +161,7 @@ static void on_file_error(void *user, const char *path, const char *message) {
 int cmd_index(int argc, char **argv) {
     const char *db = NULL, *model = NULL, *weights = NULL, *factory = NULL;
     cli_list exclude = {0};
-    int follow = 0, prune = 0, quiet = 0, no_exif = 0, all = 0, retry = 0, json = 0;
+    int follow = 0, prune = 0, quiet = 0, no_exif = 0, all = 0, retry = 0, json = 0, strict = 0;
     int batch = 0, threads = 0, no_thread = 0, fast_decode = 0, exact_decode = 0;
     double max_mp = 0;
     const char *precision = NULL; /* --precision */
@@ -88,6 +183,7 @@ int cmd_index(int argc, char **argv) {
         {"fast-decode", 0, CLI_FLAG, &fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {"exact-decode", 0, CLI_FLAG, &exact_decode, NULL, "full-size, PIL-exact (default)"},
         {"retry-failed", 0, CLI_FLAG, &retry, NULL, "retry files that failed before"},
+        {"strict", 0, CLI_FLAG, &strict, NULL, "exit 1 also for files that failed before"},
         {"no-decode-thread", 0, CLI_FLAG, &no_thread, NULL, "decode on the main thread"},
         {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
         {"index-type", 0, CLI_STR, &factory, "FACTORY", "FAISS index (Flat, HNSW32, IVFn,PQm)"},
@@ -117,13 +213,31 @@ int cmd_index(int argc, char **argv) {
                        : "--batch, --threads and --max-megapixels must be positive");
         return EXIT_USAGE;
     }
+    if (factory && gz_db_check_factory(factory, 0) != GZ_OK) { /* before anything is stored */
+        cli_list_free(&pos);
+        cli_list_free(&exclude);
+        cli_errorf("--index-type: %s", gz_last_error());
+        return EXIT_USAGE;
+    }
     gz_model_params mp = cli_model_params(weights, threads, no_exif);
     mp.fast_decode = INDEX_FAST_DECODE ? !exact_decode : fast_decode;
     if (batch > 0) mp.batch_size = batch;
+    fresh_db fresh = {0};
+    char *def_db = NULL;
+    const char *db_path = cli_db_path(db, 0, &def_db);
+    struct stat dsb;
+    if (db_path && stat(db_path, &dsb) != 0) {
+        fresh.db = strdup(db_path);
+        if (make_parents(db_path, &fresh) != 0) /* --db in a missing folder: create it */
+            cli_warnf("%s: cannot create its folder: %s", db_path, strerror(errno));
+    }
+    free(def_db);
     gz_engine *e = NULL;
     rc = cli_set_precision(&mp, precision, quiet);
     if (!rc) rc = cli_open_engine(db, model, &mp, factory, quiet, 0, &e);
     if (rc) {
+        remove_fresh(&fresh);
+        fresh_free(&fresh);
         cli_list_free(&pos);
         cli_list_free(&exclude);
         return rc;
@@ -158,31 +272,61 @@ int cmd_index(int argc, char **argv) {
     sigaction(SIGINT, &old, NULL);
     progress_finish(&ctx.prog, s.done, s.encoded, s.failed);
     int code = EXIT_OK;
-    if (st != GZ_OK)
+    if (st == GZ_EINTERRUPTED) {
+        cli_report_engine(e, st);
+        code = EXIT_INTERRUPTED;
+    } else if (st != GZ_OK) {
         code = cli_report_engine(e, st);
-    else if (s.failed > 0)
+    } else if (s.failed > 0 || (strict && s.failed_known > 0)) {
         code = EXIT_PARTIAL;
+    }
     const char *mdir = gz_engine_model_dir(e);
     if (st == GZ_OK || st == GZ_EINTERRUPTED) {
         if (json) {
             printf("{\"total\":%ld,\"encoded\":%ld,\"skipped\":%ld,\"reused\":%ld,\"failed\":%ld,"
-                   "\"missing\":%ld,\"pruned\":%ld,\"seconds\":%.3f,\"interrupted\":%s,\"model\":",
-                   s.total, s.encoded, s.skipped, s.reused, s.failed, s.missing, s.pruned,
-                   s.seconds, st == GZ_EINTERRUPTED ? "true" : "false");
+                   "\"known_failed\":%ld,\"missing\":%ld,\"pruned\":%ld,\"not_indexed\":{",
+                   s.total, s.encoded, s.skipped, s.reused, s.failed, s.failed_known, s.missing,
+                   s.pruned);
+            for (int r = 0; r < GZ_SKIP_REASONS; r++)
+                printf("%s\"%s\":%ld", r ? "," : "", SKIP_NAMES[r], s.skipped_by[r]);
+            printf("},\"seconds\":%.3f,\"interrupted\":%s,\"model\":", s.seconds,
+                   st == GZ_EINTERRUPTED ? "true" : "false");
             out_json_str(stdout, mdir ? mdir : "");
             fputs("}\n", stdout);
         } else {
-            printf("%ld files: %ld encoded, %ld unchanged, %ld reused, %ld failed, %ld missing, "
+            printf("%ld file%s: %ld encoded, %ld unchanged, %ld reused, %ld failed, %ld missing, "
                    "%ld pruned (%.1f s, %.1f img/s)\n",
-                   s.total, s.encoded, s.skipped, s.reused, s.failed, s.missing, s.pruned,
-                   s.seconds, s.seconds > 0 ? (double)s.encoded / s.seconds : 0.0);
+                   s.total, s.total == 1 ? "" : "s", s.encoded, s.skipped, s.reused, s.failed,
+                   s.missing, s.pruned, s.seconds,
+                   s.seconds > 0 ? (double)s.encoded / s.seconds : 0.0);
             if (s.failed)
                 printf("%ld file%s failed (listed above; see 'gaze info')\n", s.failed,
                        s.failed == 1 ? "" : "s");
+            if (s.failed_known)
+                printf("%ld file%s failed in an earlier run and did not change (not retried; "
+                       "'gaze info' lists them, --retry-failed retries them)\n",
+                       s.failed_known, s.failed_known == 1 ? "" : "s");
+            long not_indexed = 0;
+            for (int r = 0; r < GZ_SKIP_REASONS; r++)
+                not_indexed += s.skipped_by[r];
+            if (not_indexed) {
+                printf("not indexed:");
+                for (int r = 0, first = 1; r < GZ_SKIP_REASONS; r++)
+                    if (s.skipped_by[r]) {
+                        printf("%s %ld %s", first ? "" : ",", s.skipped_by[r], SKIP_NAMES[r]);
+                        first = 0;
+                    }
+                printf("\n");
+            }
         }
     }
     gz_status cst = gz_engine_close(e);
     if (cst != GZ_OK && code == EXIT_OK) code = cli_report(cst);
+    /* a first run that stored nothing (a missing folder, a model that does not load) leaves
+       no empty database behind */
+    if (code != EXIT_OK && code != EXIT_PARTIAL && code != EXIT_INTERRUPTED && s.done == 0)
+        remove_fresh(&fresh);
+    fresh_free(&fresh);
     cli_list_free(&pos);
     cli_list_free(&exclude);
     return code;

@@ -272,19 +272,27 @@ static int db_info(const char *db_flag, int json) {
             gz_db_index_state is;
             if (gz_db_index_info(db, m->id, (gz_item_kind)k, &is) != GZ_OK) continue;
             const char *kn = k == GZ_ITEM_IMAGE ? "image" : "text";
+            int64_t covered = 0, total = 0;
+            if (gz_db_coverage(db, m->id, (gz_item_kind)k, &covered, &total) != GZ_OK)
+                covered = total = 0; /* shown as 0 of 0: the index line matters more */
             if (json) {
                 fprintf(f, "%s{\"kind\":\"%s\",\"factory\":", first ? "" : ",", kn);
                 out_json_str(f, is.factory);
                 fputs(",\"effective\":", f);
                 out_json_str(f, is.effective);
-                fprintf(f, ",\"vectors\":%lld,\"file_bytes\":%lld,\"current\":%s}",
-                        (long long)is.n_vectors, (long long)is.file_bytes,
-                        is.file_current ? "true" : "false");
+                fprintf(f,
+                        ",\"vectors\":%lld,\"covered\":%lld,\"items\":%lld,\"file_bytes\":%lld,"
+                        "\"current\":%s}",
+                        (long long)is.n_vectors, (long long)covered, (long long)total,
+                        (long long)is.file_bytes, is.file_current ? "true" : "false");
             } else {
-                printf("  %-5s index  %s%s%s, %lld vectors, file %lld bytes%s\n", kn, is.factory,
-                       strcmp(is.factory, is.effective) ? " (built as " : "",
-                       strcmp(is.factory, is.effective) ? is.effective : "",
-                       (long long)is.n_vectors, (long long)is.file_bytes,
+                int other = strcmp(is.factory, is.effective) != 0;
+                printf("  %-5s index  %s%s%s%s, %lld vectors, covers %lld of %lld %ss%s, file "
+                       "%lld bytes%s\n",
+                       kn, is.factory, other ? " (built as " : "", other ? is.effective : "",
+                       other ? ")" : "", (long long)is.n_vectors, (long long)covered,
+                       (long long)total, kn, covered < total ? " (the rest not searched)" : "",
+                       (long long)is.file_bytes,
                        is.file_current ? "" : " (stale: rebuilt on next write)");
             }
             first = 0;

@@ -38,6 +38,21 @@ gz_image_params gz_engine_query_image_params(gz_engine *e, gz_model *m);
  * error is returned. Sets *item_id. */
 gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_id);
 
+/* Absolute path of p resolved physically (realpath: links and "link/.." as the kernel sees
+ * them); a path that does not exist (any more) is made absolute lexically below its longest
+ * existing parent, itself resolved. malloc'd; NULL with errno set on failure. */
+char *gz_engine_resolve_path(const char *p);
+
+/* The non-empty parts (NULL or "" skipped) joined with ". ", the one rule for a text made of
+ * several fields (add-texts --text-field title,description; gz_catalog_item.text_parts).
+ * malloc'd ("" when none), NULL when out of memory. */
+char *gz_engine_join_text(const char *const *parts, int n);
+
+/* An fnmatch pattern made absolute when it is relative and has a '/' (the part before its
+ * first wildcard resolved as gz_engine_resolve_path does); other patterns copied as they are.
+ * malloc'd; NULL on failure. */
+char *gz_engine_resolve_glob(const char *pat);
+
 /* ---- records.c helpers for texts.c ---- */
 
 #define GZ_RECORDS_ERR_MAX 512 /* bytes of a malformed row's reason, NUL included */
@@ -46,6 +61,8 @@ gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_
 int gz_utf8_valid(const char *s);
 /* Why the last gz_records_next returned a negative status (without "FILE:LINE: "), or "". */
 const char *gz_records_error(const gz_records *r);
+/* The field names of the current record, joined by ", ", into out (cap bytes, truncated). */
+void gz_records_field_names(const gz_records *r, char *out, size_t cap);
 /* The current record as a compact JSON object of strings (and nulls) in field order;
  * malloc'd, NULL when out of memory. */
 char *gz_records_meta_json(const gz_records *r);

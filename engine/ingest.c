@@ -44,9 +44,11 @@ typedef enum {
     JOB_REUSE,      /* known content: copy the vector of reuse_from */
     JOB_ENCODE,     /* decode + encode */
     JOB_FAILED,     /* failed this run (hash, decode or encode) */
+    JOB_DUP,        /* same content as an earlier file of this run (dup_of): its vector */
 } job_kind;
 
-typedef struct {
+typedef struct job job;
+struct job {
     const gz_walk_file *f;
     job_kind kind;
     int64_t existing_id;
@@ -56,7 +58,43 @@ typedef struct {
     size_t size;
     gz_image img;
     char error[ERRMSG_MAX];
-} job;
+    const job *dup_of; /* JOB_DUP: the first file of this run with the same content */
+};
+
+/* Content hash -> the first job of this run that will encode it (open addressing, NULL value
+ * = empty), so that duplicates inside one run are encoded once whatever the batch timing:
+ * the next chunk is classified before the current one is written. */
+typedef struct {
+    uint64_t *keys;
+    const job **vals;
+    size_t cap;
+} dup_map;
+
+static gz_status dup_map_init(dup_map *m, size_t n_files) {
+    m->cap = 16;
+    while (m->cap < n_files * 2)
+        m->cap *= 2;
+    m->keys = calloc(m->cap, sizeof *m->keys);
+    m->vals = calloc(m->cap, sizeof *m->vals);
+    if (!m->keys || !m->vals) return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
+    return GZ_OK;
+}
+
+static void dup_map_free(dup_map *m) {
+    free(m->keys);
+    free(m->vals);
+}
+
+/* The first job with this hash, after recording j as it when there is none. */
+static const job *dup_map_first(dup_map *m, uint64_t hash, const job *j) {
+    size_t i = (size_t)(hash ^ (hash >> 29)) & (m->cap - 1);
+    while (m->vals[i] && m->keys[i] != hash)
+        i = (i + 1) & (m->cap - 1);
+    if (m->vals[i]) return m->vals[i];
+    m->keys[i] = hash; /* cap >= 2 * files: never full */
+    m->vals[i] = j;
+    return NULL;
+}
 
 typedef struct {
     job *jobs;
@@ -112,16 +150,25 @@ static int has_embedding(gz_db *db, int64_t item_id, int64_t model_id) {
 }
 
 /* Decide what to do with each file of the chunk (db reads, reading and hashing files). */
-static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n);
+static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n,
+                                dup_map *dups);
 
 /* classify_chunk inside one read transaction: SQLite then takes its file locks once per chunk
  * instead of once per statement, which dominates a no-op re-run. A read transaction, not a
  * write batch: classifying writes nothing, so it need not wait for (or hold off) another
  * process's write lock. On error no job keeps file bytes. */
-static gz_status classify(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n) {
+static gz_status classify(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n,
+                          dup_map *dups) {
+    if (gz_db_in_batch(e->db)) { /* inside the caller's batch (a catalogue put) */
+        gz_status st = classify_chunk(e, o, jobs, n, dups);
+        if (st != GZ_OK)
+            for (size_t i = 0; i < n; i++)
+                free_job_data(&jobs[i]);
+        return st;
+    }
     gz_status st = gz_db_begin_read(e->db);
     if (st == GZ_OK) {
-        st = classify_chunk(e, o, jobs, n);
+        st = classify_chunk(e, o, jobs, n, dups);
         if (st == GZ_OK)
             st = gz_db_commit(e->db);
         else
@@ -142,7 +189,18 @@ static gz_status read_and_hash(job *j) {
     return GZ_OK;
 }
 
-static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n) {
+/* The max_pixels a failed item was tried with (its meta_json {"max_pixels":N}), or 0. */
+static int64_t failed_max_pixels(const char *meta) {
+    const char *k = meta ? strstr(meta, "\"max_pixels\":") : NULL;
+    return k ? strtoll(k + strlen("\"max_pixels\":"), NULL, 10) : 0;
+}
+
+static int64_t cur_max_pixels(gz_engine *e, const gz_ingest_opts *o) {
+    return gz_engine_image_params(e->model, o->exif_orient, o->max_pixels).max_pixels;
+}
+
+static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n,
+                                dup_map *dups) {
     for (size_t i = 0; i < n; i++) {
         job *j = &jobs[i];
         const gz_walk_file *f = j->f;
@@ -150,11 +208,17 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
         memset(&it, 0, sizeof it);
         gz_status st =
             gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, f->path, strlen(f->path), NULL, &it);
+        uint64_t own_hash = 0; /* the stored content of this path (a touch keeps it) */
+        int own_ok = 0;
         if (st == GZ_OK) {
             j->existing_id = it.id;
+            own_hash = it.content_hash;
+            own_ok = it.status != GZ_ITEM_FAILED;
             int same = it.size == f->size && it.mtime_ns == f->mtime_ns;
             gz_item_status status = it.status;
-            if (same && status == GZ_ITEM_FAILED && !o->retry_failed) {
+            /* a failure under other limits is retried: the limit may be what failed it */
+            int same_limits = failed_max_pixels(it.meta_json) == cur_max_pixels(e, o);
+            if (same && status == GZ_ITEM_FAILED && !o->retry_failed && same_limits) {
                 snprintf(j->error, sizeof j->error, "%s", it.error ? it.error : "failed earlier");
                 j->kind = JOB_FAILED_OLD;
                 gz_item_clear(&it);
@@ -174,6 +238,13 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
             set_job_error(j);
             continue;
         }
+        if (own_ok && own_hash == j->hash && has_embedding(e->db, j->existing_id, e->model_id)) {
+            /* touched or restored with the same bytes: keep the file's own vector */
+            j->kind = JOB_REUSE;
+            j->reuse_from = j->existing_id;
+            free_job_data(j);
+            continue;
+        }
         int64_t src = 0;
         st = gz_db_find_by_hash(e->db, GZ_ITEM_IMAGE, j->hash, e->model_id, j->existing_id, &src);
         if (st == GZ_OK && has_embedding(e->db, src, e->model_id)) {
@@ -183,6 +254,14 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
             continue;
         }
         if (st != GZ_OK && st != GZ_ENOTFOUND) return st;
+        gz_clear_error();
+        const job *first = dups ? dup_map_first(dups, j->hash, j) : NULL;
+        if (first) {
+            j->kind = JOB_DUP;
+            j->dup_of = first;
+            free_job_data(j);
+            continue;
+        }
         j->kind = JOB_ENCODE; /* j->data goes to decode_chunk */
     }
     return GZ_OK;
@@ -238,7 +317,8 @@ static void image_meta(char *buf, size_t n, const gz_image *img) {
     snprintf(buf, n, "{\"format\":\"%s\",\"orientation\":%d}", img->format, img->orientation);
 }
 
-/* Write one chunk's results in one transaction. */
+/* Write one chunk's results in one transaction (or in the caller's open batch, which the
+ * caller then commits or rolls back). */
 static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_ingest_stats *s,
                              const gz_ingest_opts *o) {
     int dim = gz_model_dim(e->model);
@@ -246,15 +326,12 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
     for (size_t i = 0; i < c->n; i++)
         if (c->jobs[i].kind != JOB_SKIP && c->jobs[i].kind != JOB_FAILED_OLD) need_tx = 1;
     gz_status st = GZ_OK;
-    float *tmp = NULL;
-    if (need_tx) {
-        st = gz_db_begin(e->db);
-        if (st != GZ_OK) return st;
-        tmp = malloc((size_t)dim * sizeof *tmp);
-        if (!tmp) {
-            gz_db_rollback(e->db);
-            return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
-        }
+    float *tmp = malloc((size_t)dim * sizeof *tmp);
+    if (!tmp) return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
+    if (gz_db_in_batch(e->db)) need_tx = 0;
+    if (need_tx && (st = gz_db_begin(e->db)) != GZ_OK) {
+        free(tmp);
+        return st;
     }
     size_t v = 0; /* row in vecs: counts jobs that were JOB_ENCODE before encoding */
     for (size_t i = 0; i < c->n && st == GZ_OK; i++) {
@@ -273,10 +350,7 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
         int decoded = j->img.rgb != NULL;
         switch (j->kind) {
         case JOB_SKIP: s->skipped++; break;
-        case JOB_FAILED_OLD:
-            s->failed++;
-            if (o->file_error) o->file_error(o->user, f->path, j->error);
-            break;
+        case JOB_FAILED_OLD: s->failed_known++; break; /* a count, not a list */
         case JOB_RESTORE: {
             gz_item old;
             memset(&old, 0, sizeof old);
@@ -289,6 +363,18 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             s->skipped++;
             break;
         }
+        case JOB_DUP:
+            if (j->dup_of->kind == JOB_FAILED || j->dup_of->existing_id <= 0) {
+                snprintf(j->error, sizeof j->error, "%s", j->dup_of->error);
+                it.status = GZ_ITEM_FAILED;
+                it.error = j->error;
+                st = gz_db_upsert_item(e->db, &it);
+                s->failed++;
+                if (o->file_error) o->file_error(o->user, f->path, j->error);
+                break;
+            }
+            j->reuse_from = j->dup_of->existing_id; /* written before: earlier in order */
+            /* fall through */
         case JOB_REUSE: {
             gz_item src;
             memset(&src, 0, sizeof src);
@@ -330,6 +416,8 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             }
             it.status = GZ_ITEM_FAILED;
             it.error = j->error;
+            snprintf(meta, sizeof meta, "{\"max_pixels\":%lld}", (long long)c->ip.max_pixels);
+            it.meta_json = meta; /* the limit it failed under: a new limit retries it */
             st = gz_db_upsert_item(e->db, &it);
             s->failed++;
             if (o->file_error) o->file_error(o->user, f->path, j->error);
@@ -441,6 +529,8 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     for (size_t i = 0; i < w.n_errors && o->file_error; i++)
         o->file_error(o->user, "", w.errors[i]);
     s.total = (long)w.n;
+    for (int r = 0; r < GZ_SKIP_REASONS; r++)
+        s.skipped_by[r] = w.skipped[r];
     /* 0: the model's batch size, so one chunk is one forward pass */
     int bs = o->batch_size > 0          ? o->batch_size
              : e->params.batch_size > 0 ? e->params.batch_size
@@ -456,6 +546,14 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     }
     for (size_t i = 0; i < w.n; i++)
         jobs[i].f = &w.files[i];
+    dup_map dups = {0};
+    if ((st = dup_map_init(&dups, w.n)) != GZ_OK) {
+        dup_map_free(&dups);
+        free(jobs);
+        free(vecs);
+        gz_walk_free(&w);
+        return st;
+    }
     gz_image_params ip = gz_engine_image_params(e->model, o->exif_orient, o->max_pixels);
 
     chunk cur = {0}, next = {0};
@@ -467,7 +565,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         cur.n = (w.n - pos) < (size_t)bs ? (w.n - pos) : (size_t)bs;
         cur.ip = ip;
         pos += cur.n;
-        st = classify(e, o, cur.jobs, cur.n);
+        st = classify(e, o, cur.jobs, cur.n, &dups);
         if (st == GZ_OK) {
             start_decode(&cur, o->decode_thread);
         }
@@ -480,7 +578,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
             next.n = (w.n - pos) < (size_t)bs ? (w.n - pos) : (size_t)bs;
             next.ip = ip;
             pos += next.n;
-            st = classify(e, o, next.jobs, next.n);
+            st = classify(e, o, next.jobs, next.n, &dups);
             if (st == GZ_OK) {
                 start_decode(&next, o->decode_thread);
             } else {
@@ -510,6 +608,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         gz_status rst = gz_engine_record_preprocess(e, &ip);
         if (st == GZ_OK) st = rst;
     }
+    dup_map_free(&dups);
     free(jobs);
     free(vecs);
     gz_walk_free(&w);
@@ -542,7 +641,7 @@ gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_
     j.f = &f;
     gz_ingest_opts o = gz_ingest_default_opts();
     o.retry_failed = 1;
-    st = classify(e, &o, &j, 1);
+    st = classify(e, &o, &j, 1, NULL);
     /* decoded as the db's other images were, so that it matches them and image queries */
     chunk c = {.jobs = &j, .n = 1, .ip = gz_engine_query_image_params(e, e->model)};
     int dim = gz_model_dim(e->model);

@@ -278,6 +278,26 @@ static gz_status products(gz_engine *e, const gz_query *q, int64_t mid, const fl
     return st;
 }
 
+/* A notice when the model in use has vectors for fewer items of kind than the database holds:
+ * a second model must not silently search part of the library (#12.5). */
+static void note_coverage(gz_engine *e, int64_t mid, gz_item_kind kind) {
+    int64_t covered = 0, total = 0;
+    if (gz_db_coverage(e->db, mid, kind, &covered, &total) != GZ_OK) {
+        gz_clear_error();
+        return;
+    }
+    if (covered >= total) return;
+    const char *kn = kind == GZ_ITEM_TEXT ? "texts" : "images";
+    char msg[4400];
+    snprintf(msg, sizeof msg,
+             "the model in use (%s) has vectors for %lld of the %lld %s in the database: the "
+             "other %lld are not searched; index their folders (or import their texts) with "
+             "this model to include them, or search with the model that indexed them",
+             e->model_dir ? e->model_dir : "?", (long long)covered, (long long)total, kn,
+             (long long)(total - covered));
+    gz_db_add_notice(e->db, msg);
+}
+
 gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
     memset(out, 0, sizeof *out);
     gz_model *m = NULL;
@@ -316,6 +336,7 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
         out->n = i + 1;
     }
     free(hits);
+    if (st == GZ_OK) note_coverage(e, mid, kind);
     if (st == GZ_OK && q->rerank > 0) st = rerank(e, m, q, v, out);
     free(v);
     if (st == GZ_OK && out->n > q->k) {

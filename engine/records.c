@@ -420,3 +420,13 @@ char *gz_records_meta_json(const gz_records *r) {
     json_decref(o);
     return s;
 }
+
+void gz_records_field_names(const gz_records *r, char *out, size_t cap) {
+    size_t n = 0;
+    if (cap) out[0] = '\0';
+    for (int i = 0; i < r->n_fields && n + 1 < cap; i++) {
+        int w = snprintf(out + n, cap - n, "%s%s", i ? ", " : "", r->names[i]);
+        if (w < 0) break;
+        n += (size_t)w < cap - n ? (size_t)w : cap - n - 1;
+    }
+}

@@ -1,19 +1,25 @@
 /* texts.c - `gaze add-texts` as a library call: import the captions / product records of a
- * record file (records.c) as text items, optionally linked to image items, and embed them.
+ * record file (records.c) as the items of a catalogue (items.c), optionally linked to image
+ * items, and embed them.
  *
- * One import runs in phases: open (model, paths, reader, buffers), one row at a time (text,
- * id, linked image, unchanged check, queue), a batch flush (encode + one transaction) each
- * time the queue is full, and a final flush and clean-up that hands back the stats. */
+ * One import runs in phases: open (model, paths, reader, buffers), one row at a time (id,
+ * duplicate check, text fields, image path, queue), a batch put (gz_engine_put_items: encode +
+ * one transaction) each time the queue is full, a final put, and with sync the removal of
+ * the catalogue's items that are no longer in the file. */
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "engine/engine_internal.h"
 #include "gaze.h"
+
+#define TEXT_FIELDS_MAX 32 /* fields a --text-field list may join */
 
 gz_texts_opts gz_texts_default_opts(void) {
     gz_texts_opts o;
@@ -24,67 +30,92 @@ gz_texts_opts gz_texts_default_opts(void) {
     return o;
 }
 
-/* A row waiting for its batch's forward pass; strings owned. */
+/* A row waiting for its batch; strings owned. */
 typedef struct {
-    char *ext_id, *text, *meta;
-    int64_t link;
+    long line;
+    char *ext_id, *text, *meta, *image;
 } pending;
+
+/* The ids seen in the file (open addressing on XXH3, NULL key = empty): duplicates and sync. */
+typedef struct {
+    char **keys;
+    long *lines;
+    size_t cap, n;
+} id_set;
 
 /* One import in progress. */
 typedef struct {
     gz_engine *e;
     const gz_texts_opts *o;
     const char *file;       /* as given: row messages name it */
-    char abs[PATH_MAX];     /* absolute path: the items' path */
+    char abs[PATH_MAX];     /* absolute path: the default catalogue name */
     char dir_buf[PATH_MAX]; /* storage of dir */
     const char *dir;        /* the file's folder: linked image paths are relative to it */
-    const char *id_field;   /* resolved defaults */
+    const char *catalog;
+    const char *id_field; /* resolved defaults */
     const char *text_field;
     gz_records *r;
     pending *p; /* (bs) queued rows, np of them */
     int np, bs;
-    float *vecs; /* (bs, dim) */
+    gz_catalog_item *items; /* (bs) */
+    gz_put_result *res;     /* (bs) */
+    id_set seen;
+    long unreadable;  /* rows whose id is unknown (malformed) */
+    int named_fields; /* 1 once a missing-id message listed the file's fields */
     gz_texts_stats s;
 } texts_import;
 
-/* The text of a record: the named fields (comma-separated list) joined with ". ". The first
- * absent or empty field's name goes to missing (missing[0] = 0 if none). */
-static char *record_text(gz_records *r, const char *fields, char missing[128]) {
-    size_t cap = 64, n = 0;
-    char *out = malloc(cap);
-    if (!out) return NULL;
-    out[0] = '\0';
-    const char *f = fields;
-    missing[0] = '\0';
-    while (*f) {
-        const char *c = strchr(f, ',');
-        size_t fl = c ? (size_t)(c - f) : strlen(f);
-        char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)(fl < 127 ? fl : 127), f);
-        const char *v = gz_records_get(r, name);
-        if (v && *v) {
-            size_t vl = strlen(v);
-            if (n + vl + 3 > cap) {
-                while (n + vl + 3 > cap)
-                    cap *= 2;
-                char *no = realloc(out, cap);
-                if (!no) {
-                    free(out);
-                    return NULL;
-                }
-                out = no;
-            }
-            if (n) memcpy(out + n, ". ", 2), n += 2;
-            memcpy(out + n, v, vl);
-            n += vl;
-            out[n] = '\0';
-        } else if (!missing[0]) {
-            snprintf(missing, 128, "%s", name);
+/* Find id in the set: its slot (key NULL when absent). */
+static size_t set_slot(const id_set *set, const char *id) {
+    size_t mask = set->cap - 1, i = (size_t)XXH3_64bits(id, strlen(id)) & mask;
+    while (set->keys[i] && strcmp(set->keys[i], id) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+/* Add id seen at line; *first_line = the line it was first seen at when it is a duplicate
+ * (0 when new). */
+static gz_status set_add(id_set *set, const char *id, long line, long *first_line) {
+    *first_line = 0;
+    if ((set->n + 1) * 2 > set->cap) {
+        size_t ncap = set->cap ? set->cap * 2 : 1024;
+        id_set big = {calloc(ncap, sizeof(char *)), calloc(ncap, sizeof(long)), ncap, set->n};
+        if (!big.keys || !big.lines) {
+            free(big.keys);
+            free(big.lines);
+            return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
         }
-        f += fl;
-        if (*f == ',') f++;
+        for (size_t i = 0; i < set->cap; i++)
+            if (set->keys[i]) {
+                size_t j = set_slot(&big, set->keys[i]);
+                big.keys[j] = set->keys[i];
+                big.lines[j] = set->lines[i];
+            }
+        free(set->keys);
+        free(set->lines);
+        *set = big;
     }
-    return out;
+    size_t i = set_slot(set, id);
+    if (set->keys[i]) {
+        *first_line = set->lines[i];
+        return GZ_OK;
+    }
+    if (!(set->keys[i] = strdup(id))) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
+    set->lines[i] = line;
+    set->n++;
+    return GZ_OK;
+}
+
+static int set_has(const id_set *set, const char *id) {
+    return set->cap && set->keys[set_slot(set, id)] != NULL;
+}
+
+static void set_free(id_set *set) {
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->keys[i]);
+    free(set->keys);
+    free(set->lines);
+    memset(set, 0, sizeof *set);
 }
 
 static void free_pending(pending *p, int n) {
@@ -92,60 +123,47 @@ static void free_pending(pending *p, int n) {
         free(p[i].ext_id);
         free(p[i].text);
         free(p[i].meta);
+        free(p[i].image);
     }
-}
-
-/* Encode the n queued rows and store them (items + embeddings) in one transaction. */
-static gz_status flush_texts(gz_engine *e, const char *abs, pending *p, int n, float *vecs,
-                             gz_texts_stats *s) {
-    if (n == 0) return GZ_OK;
-    int dim = gz_model_dim(e->model);
-    const char **texts = malloc((size_t)n * sizeof *texts);
-    if (!texts) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
-    for (int i = 0; i < n; i++)
-        texts[i] = p[i].text;
-    gz_status st = gz_encode_texts(e->model, texts, n, vecs);
-    free(texts);
-    if (st == GZ_OK) st = gz_db_begin(e->db);
-    if (st != GZ_OK) return st;
-    for (int i = 0; i < n && st == GZ_OK; i++) {
-        gz_item it;
-        memset(&it, 0, sizeof it);
-        it.kind = GZ_ITEM_TEXT;
-        it.path = abs;
-        it.path_len = strlen(abs);
-        it.ext_id = p[i].ext_id;
-        it.text = p[i].text;
-        it.meta_json = p[i].meta;
-        it.link_item_id = p[i].link;
-        it.status = GZ_ITEM_OK;
-        st = gz_db_upsert_item(e->db, &it);
-        if (st == GZ_OK)
-            st = gz_db_put_embedding(e->db, it.id, e->model_id, vecs + (size_t)i * dim, dim);
-        if (st == GZ_OK) {
-            s->added++;
-            if (p[i].link) s->linked++;
-        }
-    }
-    if (st == GZ_OK)
-        st = gz_db_commit(e->db);
-    else
-        gz_db_rollback(e->db);
-    return st;
-}
-
-/* Flush the queue and empty it (also on failure: the rows are then lost with the error). */
-static gz_status flush_queue(texts_import *t) {
-    gz_status st = flush_texts(t->e, t->abs, t->p, t->np, t->vecs, &t->s);
-    free_pending(t->p, t->np);
-    t->np = 0;
-    return st;
 }
 
 /* A bad row: counted as failed and reported; the import goes on. */
 static void report_row(texts_import *t, long line, const char *msg) {
     t->s.failed++;
     if (t->o->row_error) t->o->row_error(t->o->user, t->file, line, msg);
+}
+
+/* Put the queued rows (one transaction) and count their outcomes; empties the queue. */
+static gz_status flush_queue(texts_import *t) {
+    if (t->np == 0) return GZ_OK;
+    for (int i = 0; i < t->np; i++) {
+        pending *q = &t->p[i];
+        t->items[i] = (gz_catalog_item){.catalog = t->catalog,
+                                        .ext_id = q->ext_id,
+                                        .text = q->text,
+                                        .image = q->image,
+                                        .meta_json = q->meta};
+    }
+    gz_status st = gz_engine_put_items(t->e, t->items, t->np, t->res);
+    for (int i = 0; i < t->np && st == GZ_OK; i++) {
+        const gz_put_result *r = &t->res[i];
+        switch (r->outcome) {
+        case GZ_PUT_ADDED: t->s.added++; break;
+        case GZ_PUT_UPDATED: t->s.updated++; break;
+        case GZ_PUT_UNCHANGED: t->s.unchanged++; break;
+        case GZ_PUT_FAILED: report_row(t, t->p[i].line, r->error); continue;
+        }
+        if (r->image_item_id) t->s.linked++;
+        if (r->image_failed) {
+            t->s.image_failed++;
+            char msg[GZ_PUT_ERROR_MAX + 64];
+            snprintf(msg, sizeof msg, "%s; the text is imported without it", r->error);
+            if (t->o->row_warning) t->o->row_warning(t->o->user, t->file, t->p[i].line, msg);
+        }
+    }
+    free_pending(t->p, t->np);
+    t->np = 0;
+    return st;
 }
 
 /* Phase 1: load and register the model, resolve the file's paths, open the reader and
@@ -160,6 +178,9 @@ static gz_status import_open(texts_import *t, gz_engine *e, const char *file,
     if (st != GZ_OK) return st;
     if (!realpath(file, t->abs))
         return GZ_FAIL(errno == ENOENT ? GZ_ENOTFOUND : GZ_EIO, "%s: %s", file, strerror(errno));
+    if (o->catalog && !o->catalog[0]) return GZ_FAIL(GZ_EINVAL, "add-texts: empty catalogue name");
+    t->catalog = o->catalog ? o->catalog : t->abs;
+    snprintf(t->s.catalog, sizeof t->s.catalog, "%s", t->catalog);
     snprintf(t->dir_buf, sizeof t->dir_buf, "%s", t->abs);
     t->dir = dirname(t->dir_buf);
     st = gz_records_open(file, o->format, &t->r);
@@ -167,73 +188,74 @@ static gz_status import_open(texts_import *t, gz_engine *e, const char *file,
     t->id_field = o->id_field ? o->id_field : "id";
     t->text_field = o->text_field ? o->text_field : "text";
     t->bs = o->batch_size > 0 ? o->batch_size : GZ_DEFAULT_TEXTS_BATCH;
-    int dim = gz_model_dim(e->model);
     t->p = calloc((size_t)t->bs, sizeof *t->p);
-    t->vecs = malloc((size_t)t->bs * (size_t)dim * sizeof *t->vecs);
-    if (!t->p || !t->vecs) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
+    t->items = calloc((size_t)t->bs, sizeof *t->items);
+    t->res = calloc((size_t)t->bs, sizeof *t->res);
+    if (!t->p || !t->items || !t->res) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
     return GZ_OK;
 }
 
-/* Phase 2b: the image a row links to (image_field), as an item id in *link (0: none). An
- * image not yet embedded is indexed now. A bad link is a bad row: *skip = 1 (reported).
- * Returns a fatal (db) error only. */
-static gz_status link_image(texts_import *t, long line, int64_t *link, int *skip) {
-    *link = 0;
-    *skip = 0;
-    if (!t->o->image_field) return GZ_OK;
-    const char *img = gz_records_get(t->r, t->o->image_field);
-    if (!img || !*img) return GZ_OK;
-    char joined[PATH_MAX * 2], ipath[PATH_MAX];
-    if (img[0] == '/')
-        snprintf(joined, sizeof joined, "%s", img);
-    else
-        snprintf(joined, sizeof joined, "%s/%s", t->dir, img);
-    if (!realpath(joined, ipath)) {
-        char msg[PATH_MAX + 64];
-        snprintf(msg, sizeof msg, "image '%s': %s", img, strerror(errno));
-        report_row(t, line, msg);
-        *skip = 1;
-        return GZ_OK;
+/* The text of a record: the named fields (comma-separated list) joined with ". ". The first
+ * absent or empty field's name goes to missing (missing[0] = 0 if none). */
+static char *record_text(gz_records *r, const char *fields, char missing[128]) {
+    const char *parts[TEXT_FIELDS_MAX];
+    int n = 0;
+    missing[0] = '\0';
+    for (const char *f = fields; *f && n < TEXT_FIELDS_MAX;) {
+        const char *c = strchr(f, ',');
+        size_t fl = c ? (size_t)(c - f) : strlen(f);
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)(fl < 127 ? fl : 127), f);
+        const char *v = gz_records_get(r, name);
+        if (v && *v)
+            parts[n++] = v;
+        else if (!missing[0])
+            snprintf(missing, 128, "%s", name);
+        f += fl;
+        if (*f == ',') f++;
     }
-    gz_engine *e = t->e;
-    gz_item li;
-    memset(&li, 0, sizeof li);
-    gz_status ls = gz_db_find_by_path(e->db, GZ_ITEM_IMAGE, ipath, strlen(ipath), NULL, &li);
-    int ready = ls == GZ_OK && li.status == GZ_ITEM_OK &&
-                gz_db_get_embedding(e->db, li.id, e->model_id, NULL, 0) == GZ_OK;
-    if (ready) *link = li.id;
-    gz_item_clear(&li);
-    if (ls != GZ_OK && ls != GZ_ENOTFOUND) return ls;
-    if (!ready && gz_engine_index_one(e, ipath, link) != GZ_OK) {
-        char msg[GZ_RECORDS_ERR_MAX + 64];
-        snprintf(msg, sizeof msg, "image '%s': %s", img, gz_last_error());
-        report_row(t, line, msg);
-        *skip = 1;
-    }
-    return GZ_OK;
+    return gz_engine_join_text(parts, n);
 }
 
-/* 1 if the text item (file, id) already holds this text and link and is embedded. */
-static int text_unchanged(texts_import *t, const char *id, const char *text, int64_t link) {
-    gz_engine *e = t->e;
-    gz_item old;
-    memset(&old, 0, sizeof old);
-    if (gz_db_find_by_path(e->db, GZ_ITEM_TEXT, t->abs, strlen(t->abs), id, &old) != GZ_OK)
-        return 0;
-    int same = old.text && strcmp(old.text, text) == 0 && old.link_item_id == link &&
-               old.status == GZ_ITEM_OK &&
-               gz_db_get_embedding(e->db, old.id, e->model_id, NULL, 0) == GZ_OK;
-    gz_item_clear(&old);
-    return same;
+/* The row's id, or NULL after reporting the row (the first report names the file's fields). */
+static const char *row_id(texts_import *t, long line) {
+    const char *id = gz_records_get(t->r, t->id_field);
+    if (id && *id) return id;
+    char msg[1024], fields[512];
+    if (!t->named_fields) {
+        gz_records_field_names(t->r, fields, sizeof fields);
+        snprintf(msg, sizeof msg,
+                 "no '%s' field: every row needs an id (this row has the fields: %s; pick one "
+                 "with --id-field)",
+                 t->id_field, fields[0] ? fields : "none");
+        t->named_fields = 1;
+    } else {
+        snprintf(msg, sizeof msg, "no '%s' field", t->id_field);
+    }
+    report_row(t, line, msg);
+    return NULL;
 }
 
 /* Phase 2: one record, rc as gz_records_next returned it (1 or a negative status). Bad rows
- * are reported and skipped; a good changed row is queued, and a full queue flushed. Returns
- * a fatal error only (out of memory, db, model). */
+ * are reported and skipped; a good row is queued, and a full queue put. Returns a fatal
+ * error only (out of memory, db, model). */
 static gz_status import_row(texts_import *t, int rc, long line) {
     t->s.rows++;
     if (rc < 0) {
+        t->unreadable++;
         report_row(t, line, gz_records_error(t->r));
+        return GZ_OK;
+    }
+    const char *id = row_id(t, line);
+    if (!id) return GZ_OK;
+    long first = 0;
+    gz_status st = set_add(&t->seen, id, line, &first);
+    if (st != GZ_OK) return st;
+    if (first) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "duplicate id '%.200s' (first at line %ld, which is kept)", id,
+                 first);
+        report_row(t, line, msg);
         return GZ_OK;
     }
     char missing[128];
@@ -247,47 +269,67 @@ static gz_status import_row(texts_import *t, int rc, long line) {
         free(text);
         return GZ_OK;
     }
-    if (!gz_utf8_valid(text)) {
-        report_row(t, line, "text is not valid UTF-8");
-        free(text);
-        return GZ_OK;
-    }
-    char idbuf[32];
-    const char *id = gz_records_get(t->r, t->id_field);
-    if (!id || !*id) {
-        snprintf(idbuf, sizeof idbuf, "line:%ld", line);
-        id = idbuf;
-    }
-    int64_t link = 0;
-    int skip = 0;
-    gz_status st = link_image(t, line, &link, &skip);
-    if (st != GZ_OK || skip) {
-        free(text);
-        return st;
-    }
-    if (text_unchanged(t, id, text, link)) {
-        t->s.unchanged++;
-        free(text);
-        return GZ_OK;
-    }
-    gz_clear_error();
     pending *q = &t->p[t->np++]; /* counted now so that the clean-up frees it */
-    q->ext_id = strdup(id);
+    memset(q, 0, sizeof *q);
+    q->line = line;
     q->text = text;
+    q->ext_id = strdup(id);
     q->meta = gz_records_meta_json(t->r);
-    q->link = link;
-    if (!q->ext_id) return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
+    const char *img = t->o->image_field ? gz_records_get(t->r, t->o->image_field) : NULL;
+    if (img && *img) q->image = gz_path_join(t->dir, img);
+    if (!q->ext_id || (img && *img && !q->image))
+        return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
     if (t->np == t->bs) return flush_queue(t);
     return GZ_OK;
 }
 
-/* Phase 3: flush what is queued (unless an error stopped the import), free everything and
- * hand back the stats. Returns st or the flush's error. */
+/* Phase 3b (sync): remove the catalogue's items whose id was not in the file, in one
+ * transaction. */
+static gz_status sync_catalog(texts_import *t) {
+    if (t->unreadable) {
+        t->s.sync_skipped = 1;
+        return GZ_OK;
+    }
+    gz_engine *e = t->e;
+    gz_db *db = gz_engine_db(e);
+    int64_t *ids = NULL;
+    size_t n = 0;
+    size_t cl = strlen(t->catalog);
+    gz_status st = gz_db_list_items(db, GZ_ITEM_TEXT, t->catalog, cl, -1, &ids, &n);
+    if (st == GZ_OK) st = gz_engine_begin(e);
+    if (st != GZ_OK) {
+        free(ids);
+        return st;
+    }
+    for (size_t i = 0; i < n && st == GZ_OK; i++) {
+        gz_item it;
+        st = gz_db_get_item(db, ids[i], &it);
+        if (st == GZ_OK && it.path_len == cl && !set_has(&t->seen, it.ext_id ? it.ext_id : "")) {
+            gz_rm_spec rm = {.by = GZ_RM_ID, .item_id = it.id};
+            st = gz_engine_remove(e, &rm, 0, NULL);
+            if (st == GZ_OK) t->s.removed++;
+        }
+        gz_item_clear(&it);
+    }
+    free(ids);
+    if (st == GZ_OK) return gz_engine_commit(e);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", gz_last_error());
+    gz_engine_rollback(e);
+    t->s.removed = 0;
+    return GZ_FAIL(st, "%s", msg);
+}
+
+/* Phase 3: put what is queued (unless an error stopped the import), sync, free everything
+ * and hand back the stats. Returns st or the first error of these steps. */
 static gz_status import_close(texts_import *t, gz_status st, gz_texts_stats *stats) {
-    if (st == GZ_OK) st = flush_texts(t->e, t->abs, t->p, t->np, t->vecs, &t->s);
+    if (st == GZ_OK) st = flush_queue(t);
+    if (st == GZ_OK && t->o->sync) st = sync_catalog(t);
     if (t->p) free_pending(t->p, t->np);
     free(t->p);
-    free(t->vecs);
+    free(t->items);
+    free(t->res);
+    set_free(&t->seen);
     gz_records_close(t->r);
     if (stats) *stats = t->s;
     return st;
@@ -300,7 +342,12 @@ gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opt
     if (stats) memset(stats, 0, sizeof *stats);
     texts_import t;
     gz_status st = import_open(&t, e, file, o);
-    if (st != GZ_OK && !t.r) return st; /* nothing opened yet: stats stay zero */
+    if (st != GZ_OK && !t.r) { /* nothing read yet: stats stay zero */
+        free(t.p);
+        free(t.items);
+        free(t.res);
+        return st;
+    }
     while (st == GZ_OK) {
         long line = 0;
         int rc = gz_records_next(t.r, &line);

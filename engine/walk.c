@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "engine/engine_internal.h"
 #include "gaze.h"
 
 /* Folder names skipped unless include_hidden: dot-folders are skipped as a rule. */
@@ -79,6 +80,7 @@ typedef struct {
     gz_walk_result *r;
     dirset seen;
     int oom;
+    char **exclude; /* o->exclude with relative paths made absolute (gz_engine_resolve_glob) */
 } walker;
 
 static int push_error(walker *w, const char *path, const char *reason) {
@@ -113,7 +115,7 @@ static int push_file(walker *w, const char *path, const struct stat *sb) {
 
 static int excluded(const walker *w, const char *name, const char *path) {
     for (int i = 0; i < w->o->n_exclude; i++) {
-        const char *g = w->o->exclude[i];
+        const char *g = w->exclude[i];
         if (fnmatch(g, name, 0) == 0 || fnmatch(g, path, 0) == 0) return 1;
     }
     return 0;
@@ -162,6 +164,7 @@ static void walk_dir(walker *w, const char *dir, const struct stat *dsb) {
         }
         if (S_ISLNK(sb.st_mode)) {
             if (!w->o->follow_symlinks) {
+                w->r->skipped[GZ_SKIP_LINK]++;
                 free(path);
                 continue;
             }
@@ -171,12 +174,25 @@ static void walk_dir(walker *w, const char *dir, const struct stat *dsb) {
                 continue;
             }
         }
+        gz_walk_result *r = w->r;
         if (S_ISDIR(sb.st_mode)) {
-            if (!skip_dir_name(w, name) && !excluded(w, name, path)) walk_dir(w, path, &sb);
+            if (skip_dir_name(w, name))
+                r->skipped[GZ_SKIP_HIDDEN]++;
+            else if (excluded(w, name, path))
+                r->skipped[GZ_SKIP_EXCLUDED]++;
+            else
+                walk_dir(w, path, &sb);
         } else if (S_ISREG(sb.st_mode)) {
-            if (name[0] != '.' || w->o->include_hidden)
-                if (gz_walk_is_image_name(name) && !excluded(w, name, path))
-                    push_file(w, path, &sb);
+            if (name[0] == '.' && !w->o->include_hidden)
+                r->skipped[GZ_SKIP_HIDDEN]++;
+            else if (!gz_walk_is_image_name(name))
+                r->skipped[GZ_SKIP_UNSUPPORTED]++;
+            else if (excluded(w, name, path))
+                r->skipped[GZ_SKIP_EXCLUDED]++;
+            else
+                push_file(w, path, &sb);
+        } else {
+            r->skipped[GZ_SKIP_SPECIAL]++;
         }
         free(path);
     }
@@ -188,7 +204,7 @@ static int cmp_files(const void *a, const void *b) {
 }
 
 /* Absolute, lexically normalised path ("a/./b/../c" -> "/cwd/a/c"); symlinks kept. */
-static char *absolute_path(const char *p) {
+static char *lexical_path(const char *p) {
     char cwd[PATH_MAX];
     size_t n;
     char *buf;
@@ -228,6 +244,58 @@ static char *absolute_path(const char *p) {
     return buf;
 }
 
+char *gz_engine_resolve_path(const char *p) {
+    /* physically: "link/.." is the link target's parent, as the kernel sees it */
+    char *real = realpath(p, NULL);
+    if (real) return real;
+    if (errno != ENOENT && errno != ENOTDIR) return NULL;
+    char *lex = lexical_path(p);
+    if (!lex) return NULL;
+    /* a path that no longer exists: resolve the longest existing parent physically */
+    char *slash = strrchr(lex, '/');
+    while (slash && slash != lex) {
+        *slash = '\0';
+        char *parent = realpath(lex, NULL);
+        *slash = '/';
+        if (parent) {
+            size_t n = strlen(parent) + strlen(slash) + 1;
+            char *out = malloc(n);
+            if (out) snprintf(out, n, "%s%s", strcmp(parent, "/") ? parent : "", slash);
+            free(parent);
+            free(lex);
+            return out;
+        }
+        char *prev = slash;
+        *prev = '\0';
+        slash = strrchr(lex, '/');
+        *prev = '/';
+    }
+    return lex;
+}
+
+char *gz_engine_resolve_glob(const char *pat) {
+    if (!strchr(pat, '/') || pat[0] == '/') return strdup(pat);
+    /* the part before the first wildcard's folder is resolved like a path */
+    size_t lit = strcspn(pat, "*?[\\");
+    const char *slash = lit ? memrchr(pat, '/', lit) : NULL;
+    char *head = slash ? strndup(pat, (size_t)(slash - pat)) : strdup(".");
+    char *abs = head ? gz_engine_resolve_path(head) : NULL;
+    free(head);
+    if (!abs) return NULL;
+    const char *rest = slash ? slash + 1 : pat;
+    size_t n = strlen(abs) + strlen(rest) + 2;
+    char *out = malloc(n);
+    if (out) snprintf(out, n, "%s/%s", strcmp(abs, "/") ? abs : "", rest);
+    free(abs);
+    return out;
+}
+
+static void free_strings(char **v, int n) {
+    for (int i = 0; v && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
                   gz_walk_result *out) {
     memset(out, 0, sizeof *out);
@@ -236,11 +304,32 @@ gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
     walker w = {.o = o, .r = out};
     out->roots = calloc((size_t)(n_roots > 0 ? n_roots : 1), sizeof *out->roots);
     if (!out->roots) return GZ_FAIL(GZ_ENOMEM, "scan: out of memory");
+    if (o->n_exclude > 0) {
+        w.exclude = calloc((size_t)o->n_exclude, sizeof *w.exclude);
+        for (int i = 0; w.exclude && i < o->n_exclude; i++) {
+            /* "sub/tmp" given relative matches the absolute paths walked, like "tmp" */
+            size_t len = strlen(o->exclude[i]);
+            char *g =
+                strndup(o->exclude[i], len > 1 && o->exclude[i][len - 1] == '/' ? len - 1 : len);
+            w.exclude[i] = g ? gz_engine_resolve_glob(g) : NULL;
+            free(g);
+            if (!w.exclude[i]) {
+                free_strings(w.exclude, o->n_exclude);
+                gz_walk_free(out);
+                return GZ_FAIL(GZ_ENOMEM, "scan: out of memory");
+            }
+        }
+        if (!w.exclude) {
+            gz_walk_free(out);
+            return GZ_FAIL(GZ_ENOMEM, "scan: out of memory");
+        }
+    }
     for (int i = 0; i < n_roots && !w.oom; i++) {
-        char *root = absolute_path(roots[i]);
+        char *root = gz_engine_resolve_path(roots[i]);
         if (!root) {
             gz_walk_free(out);
             free(w.seen.keys);
+            free_strings(w.exclude, o->n_exclude);
             return GZ_FAIL(GZ_EIO, "%s: cannot make an absolute path: %s", roots[i],
                            strerror(errno));
         }
@@ -251,6 +340,7 @@ gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
                                    strerror(errno));
             gz_walk_free(out);
             free(w.seen.keys);
+            free_strings(w.exclude, o->n_exclude);
             return st;
         }
         if (S_ISDIR(sb.st_mode))
@@ -261,6 +351,7 @@ gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
             push_error(&w, root, "not a regular file or folder");
     }
     free(w.seen.keys);
+    free_strings(w.exclude, o->n_exclude);
     if (w.oom) {
         gz_walk_free(out);
         return GZ_FAIL(GZ_ENOMEM, "scan: out of memory");

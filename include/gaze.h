@@ -313,6 +313,13 @@ typedef struct {
 
 gz_db_params gz_db_default_params(void);
 
+/* GZ_OK if factory is an index type gaze builds: Flat, HNSW<M> (M 2-256), IVF<nlist>,Flat
+ * (nlist 1-65536), IVF<nlist>,PQ<m>[x<bits>] or PQ<m>[x<bits>] (bits 1-8); dim > 0 also
+ * checks that PQ's m divides it. Else GZ_EINVAL, the message saying why and listing the valid
+ * forms. gz_db_open checks params.factory so, before it opens or stores anything; a database
+ * that holds an invalid string from an older gaze uses Flat instead (notice). */
+gz_status gz_db_check_factory(const char *factory, int dim);
+
 /* Open (creating if needed, unless readonly) the database at path. Sets WAL mode, checks the
  * schema version (PRAGMA user_version) and migrates an older schema explicitly; a newer one
  * is refused with GZ_EUNSUPPORTED ("written by a newer gaze: schema N > M"). When writable,
@@ -401,6 +408,8 @@ gz_status gz_db_begin(gz_db *db);
  * a writer; works on a read-only database. Writes belong in gz_db_begin batches. */
 gz_status gz_db_begin_read(gz_db *db);
 gz_status gz_db_commit(gz_db *db);
+/* 1 while a batch (gz_db_begin) or read transaction (gz_db_begin_read) is open, else 0. */
+int gz_db_in_batch(const gz_db *db);
 gz_status gz_db_rollback(gz_db *db);
 
 /* Insert or update by item->id (> 0) or else by (kind, path, ext_id); sets item->id. Every
@@ -482,6 +491,13 @@ typedef struct {
 } gz_db_stats;
 gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out);
 
+/* Coverage of a model: *total items of kind with status OK, *covered of them with a vector
+ * of model_id (the others are not searched with that model). */
+gz_status gz_db_coverage(gz_db *db, int64_t model_id, gz_item_kind kind, int64_t *covered,
+                         int64_t *total);
+/* Add a notice (params.notice and gz_db_notice), for the layers above the store. */
+void gz_db_add_notice(gz_db *db, const char *message);
+
 /* Small string settings kept in the database (e.g. CLI defaults). get: *value malloc'd,
  * GZ_ENOTFOUND if unset. set with value NULL deletes. */
 gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value);
@@ -548,18 +564,31 @@ typedef struct {
     int64_t mtime_ns;
 } gz_walk_file;
 
+/* Why the walk left an entry out (gz_walk_result.skipped, gz_ingest_stats.skipped_by). */
+typedef enum {
+    GZ_SKIP_UNSUPPORTED = 0, /* a file whose extension is not an image type gaze reads */
+    GZ_SKIP_HIDDEN = 1,      /* a hidden file or folder, or a junk folder (.git, @eaDir ...) */
+    GZ_SKIP_EXCLUDED = 2,    /* matched an --exclude pattern (file or folder) */
+    GZ_SKIP_LINK = 3,        /* a symbolic link not followed (follow_symlinks off) */
+    GZ_SKIP_SPECIAL = 4,     /* not a regular file or folder (FIFO, socket, device) */
+    GZ_SKIP_REASONS = 5
+} gz_skip_reason;
+
 typedef struct {
     gz_walk_file *files; /* sorted by path (byte order) */
     size_t n, cap;
     char **errors; /* "<path>: <reason>" for unreadable folders / broken links */
     size_t n_errors;
-    char **roots; /* absolute, normalised roots as walked (directories or files) */
+    char **roots; /* absolute roots as walked (directories or files), resolved physically */
     size_t n_roots;
+    long skipped[GZ_SKIP_REASONS]; /* entries left out, by gz_skip_reason (a hidden, junk or
+                                      excluded folder counts once, not its contents) */
 } gz_walk_result;
 
 typedef struct {
     const char *const *exclude; /* fnmatch globs, matched against the base name and the full
-                                   path; a matching folder is not entered */
+                                   path (a relative pattern with a '/' is taken from the
+                                   current directory); a matching folder is not entered */
     int n_exclude;
     int follow_symlinks; /* 1: follow links to folders and files; loops are detected by
                             (device, inode) of every folder entered and skipped */
@@ -580,13 +609,15 @@ void gz_walk_free(gz_walk_result *r);
 /* ---- ingest (engine/ingest.c) ---- */
 
 typedef struct {
-    long total;   /* image files found by the scan */
-    long done;    /* files handled so far */
-    long encoded; /* decoded and encoded by the model */
-    long skipped; /* unchanged (size, mtime) and already embedded */
-    long reused;  /* new path, known content (rename / duplicate): vector copied */
-    long failed;  /* could not be decoded / encoded (recorded in the db), this run or
-                     unchanged since an earlier failure */
+    long total;        /* image files found by the scan */
+    long done;         /* files handled so far */
+    long encoded;      /* decoded and encoded by the model */
+    long skipped;      /* unchanged (size, mtime) and already embedded */
+    long reused;       /* new path, known content (rename / duplicate): vector copied */
+    long failed;       /* could not be decoded / encoded this run (recorded in the db) */
+    long failed_known; /* unchanged since an earlier failure, under the same limits: not
+                          retried, not reported one by one (retry_failed retries them) */
+    long skipped_by[GZ_SKIP_REASONS]; /* entries the scan left out, by gz_skip_reason */
     long missing; /* indexed files under the roots that vanished (marked missing) */
     long pruned;  /* missing items removed (with prune) */
     double seconds;
@@ -601,7 +632,8 @@ typedef struct {
     int64_t max_pixels; /* 0 = model's setting */
                         /* fast or exact decode: the model's fast_decode (engine params) */
     int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
-    int retry_failed;   /* 1: re-try files that failed before even if unchanged */
+    int retry_failed;   /* 1: re-try files that failed before even if unchanged (a failed
+                           file is retried anyway when its size, mtime or max_pixels changed) */
     volatile sig_atomic_t *stop; /* when set non-zero, stop after the current batch */
     void (*progress)(void *user, const gz_ingest_stats *s);
     void (*file_error)(void *user, const char *path, const char *message);
@@ -716,7 +748,7 @@ void gz_records_close(gz_records *r);
 
 typedef struct {
     gz_rec_format format;
-    const char *id_field;    /* default "id"; records without it are keyed by line number */
+    const char *id_field;    /* default "id"; a record without it is a bad row (reported) */
     const char *text_field;  /* default "text"; a comma-separated list joins the fields with
                                 ". " (e.g. "title,description") */
     const char *image_field; /* NULL: none; else a path (relative to the file's folder) of
@@ -725,21 +757,129 @@ typedef struct {
                                 GZ_DEFAULT_TEXTS_BATCH) */
     void (*row_error)(void *user, const char *file, long line, const char *message);
     void *user;
+    const char *catalog; /* catalogue name (gz_catalog_item); NULL: the file's absolute path */
+    int sync;            /* 1: afterwards remove the catalogue's items whose id is no longer in
+                            the file (not done when a row could not be read: its id is unknown) */
+    /* a row imported with a problem (its image could not be linked): not a failure */
+    void (*row_warning)(void *user, const char *file, long line, const char *message);
 } gz_texts_opts;
 
 typedef struct {
-    long rows;      /* records read (good and bad) */
-    long added;     /* new or changed texts encoded */
-    long unchanged; /* same text already embedded */
-    long failed;    /* malformed rows, missing fields, unreadable linked images */
-    long linked;    /* texts linked to an image item */
+    long rows;          /* records read (good and bad) */
+    long added;         /* new texts encoded */
+    long updated;       /* texts whose text, image link or fields changed */
+    long unchanged;     /* same text, link and fields, already embedded */
+    long failed;        /* malformed rows, missing fields, duplicate ids: not imported */
+    long linked;        /* texts linked to an image item (added, updated or unchanged) */
+    long image_failed;  /* texts imported without their image (missing, not decodable) */
+    long removed;       /* with sync: items no longer in the file, removed */
+    int sync_skipped;   /* with sync: 1 when nothing was removed because rows were unreadable */
+    char catalog[4096]; /* the catalogue name used */
 } gz_texts_stats;
 
 gz_texts_opts gz_texts_default_opts(void);
-/* Import the texts of a record file as text items (path = the file's absolute path, ext_id
- * = the id field or "line:N") and embed them. Bad rows are reported and skipped. */
+/* Import the texts of a record file as the items of a catalogue (gz_engine_put_items: the
+ * catalogue is o->catalog or the file's absolute path, ext_id the id field) and embed them,
+ * one transaction per batch. Bad rows (malformed, no id, no text, an id seen earlier in the
+ * file: the first is kept) are reported and skipped; a row whose image cannot be linked is
+ * imported without it and reported through row_warning. */
 gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opts *o,
                               gz_texts_stats *stats);
+
+/* ---- catalogue items and batches (engine/items.c) ----
+ * A catalogue is a named set of text items (products, captions), each keyed by its external
+ * id inside the catalogue; the name is independent of any file (add-texts --catalog NAME;
+ * without it, add-texts uses the record file's absolute path, as databases made before
+ * catalogues had names did). One item may link to an image, which is indexed as an image
+ * item when it is not yet (an image that cannot be read does not stop the text: the text is
+ * stored unlinked and the problem is reported in its result).
+ *
+ *   gz_engine_begin(e);                                  // optional: many puts, one commit
+ *   gz_catalog_item it = {.catalog = "shop", .ext_id = "sku-1", .text = "red kettle"};
+ *   gz_put_result r;
+ *   gz_engine_put_items(e, &it, 1, &r);                  // r.outcome: added/updated/...
+ *   gz_rm_spec rm = {.by = GZ_RM_CATALOG_ITEM, .target = "shop", .ext_id = "sku-0"};
+ *   gz_engine_remove(e, &rm, 0, NULL);
+ *   gz_engine_commit(e);                                 // one transaction for all of it */
+typedef struct {
+    const char *catalog;           /* catalogue name: required, non-empty */
+    const char *ext_id;            /* the item's id in the catalogue: required, non-empty */
+    const char *text;              /* the text to embed (valid UTF-8); NULL: text_parts joined */
+    const char *const *text_parts; /* used when text is NULL: the non-empty parts joined with
+                                      ". " (as add-texts --text-field title,description) */
+    int n_text_parts;
+    const char *image;     /* NULL or "": no image; else an image file (absolute, or relative
+                              to the current directory) linked to the text */
+    const char *meta_json; /* NULL or a JSON object stored with the item (e.g. all fields) */
+} gz_catalog_item;
+
+typedef enum {
+    GZ_PUT_ADDED = 1,     /* a new item, embedded */
+    GZ_PUT_UPDATED = 2,   /* an existing item whose text, link or fields changed */
+    GZ_PUT_UNCHANGED = 3, /* same text, link and fields, already embedded: nothing written */
+    GZ_PUT_FAILED = 4,    /* not stored: error says why (no id, no text, bad UTF-8, ...) */
+} gz_put_outcome;
+
+#define GZ_PUT_ERROR_MAX 640 /* bytes of gz_put_result.error, NUL included */
+
+typedef struct {
+    gz_put_outcome outcome;
+    int64_t item_id;              /* the text item (0 when failed) */
+    int64_t image_item_id;        /* the linked image item (0: none) */
+    int image_failed;             /* 1: the image could not be linked (missing file, not decodable);
+                                     the text was stored without the link; error says why */
+    char error[GZ_PUT_ERROR_MAX]; /* why the item or its image failed, else "" */
+} gz_put_result;
+
+/* Start a batch: every put and remove until gz_engine_commit is one transaction (a killed
+ * process loses the open batch only). GZ_EINVAL if one is already open. */
+gz_status gz_engine_begin(gz_engine *e);
+/* Commit the open batch (GZ_EINVAL if none). */
+gz_status gz_engine_commit(gz_engine *e);
+/* Drop everything of the open batch (GZ_EINVAL if none). */
+gz_status gz_engine_rollback(gz_engine *e);
+
+/* Add or update n catalogue items with the engine's model: the texts that changed are
+ * encoded together (one forward pass per GZ_DEFAULT_TEXTS_BATCH) and stored in one
+ * transaction (the open batch, if any). Per-item problems (missing id or text, invalid
+ * UTF-8, an id twice in the same call, an image that cannot be linked) are reported in
+ * results[i] (n entries) and do not fail the call. Returns GZ_OK, or a fatal error (model,
+ * database, memory): then nothing of this call is stored (the open batch, if any, is rolled
+ * back). */
+gz_status gz_engine_put_items(gz_engine *e, const gz_catalog_item *items, int n,
+                              gz_put_result *results);
+
+/* ---- removal (engine/rm.c) ---- */
+typedef enum {
+    GZ_RM_ID = 1,       /* the item with id item_id (image or text) */
+    GZ_RM_PATH,         /* target is a file or folder path, which need not exist any more:
+                           the items at that path and every item under it (a relative path
+                           is taken from the current directory; an existing one resolved
+                           through its links, as gaze index does) */
+    GZ_RM_GLOB,         /* target is an fnmatch pattern over image paths: matched against
+                           the full path, or against the base name when it has no '/' */
+    GZ_RM_CATALOG,      /* every text item of the catalogue named target */
+    GZ_RM_CATALOG_ITEM, /* the text item ext_id of the catalogue named target */
+} gz_rm_by;
+
+typedef struct {
+    gz_rm_by by;
+    const char *target; /* path, folder, pattern or catalogue name (see gz_rm_by) */
+    const char *ext_id; /* GZ_RM_CATALOG_ITEM */
+    int64_t item_id;    /* GZ_RM_ID */
+} gz_rm_spec;
+
+typedef struct {
+    long images; /* image items removed (or that would be, dry_run) */
+    long texts;  /* text items removed */
+} gz_rm_stats;
+
+/* Remove the items spec selects, with their vectors, in one transaction (the open batch, if
+ * any): SQLite rows are deleted and the FAISS indexes drop them (marked dead, generation
+ * bumped), so a search never returns them again. Texts linked to a removed image stay,
+ * unlinked. dry_run: count only. GZ_ENOTFOUND (message names the target) when nothing
+ * matches; GZ_EINVAL for a bad spec. stats may be NULL. */
+gz_status gz_engine_remove(gz_engine *e, const gz_rm_spec *spec, int dry_run, gz_rm_stats *stats);
 
 /* ===== Evaluation (eval/) =====
  * Batch caption-matching evaluation (image<->text Recall@K) as LAVIS and

@@ -46,6 +46,7 @@ struct gz_db {
     char *path;
     gz_db_params params;
     char factory[GZ_VX_FACTORY_MAX]; /* copy of params.factory ("" = keep stored) */
+    int bad_factory_noted;           /* 1 once an invalid stored factory was reported */
     int in_txn;                      /* inside gz_db_begin .. commit/rollback or an implicit one */
     gz_vindex **vx;                  /* loaded indexes */
     size_t n_vx, cap_vx;
@@ -267,6 +268,8 @@ gz_status gz_db_begin_read(gz_db *db) {
     return txn_begin(db, 0);
 }
 
+int gz_db_in_batch(const gz_db *db) { return db->in_txn; }
+
 gz_status gz_db_commit(gz_db *db) {
     if (!db->in_txn) return GZ_FAIL(GZ_EINVAL, "%s: no batch is open", db->path);
     return txn_commit(db);
@@ -367,6 +370,7 @@ gz_db_params gz_db_default_params(void) {
 }
 
 static gz_status sync_indexes(gz_db *db);
+static gz_status repair_factories(gz_db *db);
 
 /* Remove temporary index files left by killed processes (those whose pid is gone). */
 static void clean_temp_files(gz_db *db) {
@@ -398,10 +402,8 @@ gz_status gz_db_open(const char *path, const gz_db_params *params, gz_db **out) 
     }
     gz_status st = GZ_OK;
     if (db->params.factory) {
-        if (!*db->params.factory || strlen(db->params.factory) >= sizeof db->factory) {
-            st = GZ_FAIL(GZ_EINVAL, "index factory '%s' is empty or too long", db->params.factory);
-            goto fail;
-        }
+        /* validated before anything is opened or stored */
+        if ((st = gz_db_check_factory(db->params.factory, 0)) != GZ_OK) goto fail;
         snprintf(db->factory, sizeof db->factory, "%s", db->params.factory);
     }
     db->params.factory = NULL; /* the caller's string is not kept */
@@ -427,6 +429,7 @@ gz_status gz_db_open(const char *path, const gz_db_params *params, gz_db **out) 
     if ((st = migrate(db)) != GZ_OK) goto fail;
     if (!db->params.readonly) {
         clean_temp_files(db);
+        if ((st = repair_factories(db)) != GZ_OK) goto fail;
         if (db->factory[0]) {
             sqlite3_stmt *s;
             if ((st = prep(db, &s, "UPDATE index_state SET factory = ?1 WHERE factory != ?1")) !=
@@ -662,9 +665,56 @@ static gz_status model_dim(gz_db *db, int64_t model_id, int *dim) {
 
 /* ------------------------------------------------------- index maintenance */
 
+/* The factory to build: the one this session asked for, else the stored one; a stored string
+ * gaze cannot build (written before factories were validated) reads as the default. */
 static const char *requested_factory(gz_db *db, const char *stored) {
     if (db->factory[0]) return db->factory;
-    return stored && *stored ? stored : DB_DEFAULT_FACTORY;
+    char why[160];
+    if (!stored || !*stored) return DB_DEFAULT_FACTORY;
+    if (!gz_vindex_check_factory(stored, 0, why, sizeof why)) {
+        if (!db->bad_factory_noted)
+            note(db, "index type '%s' stored in %s is not valid (%s): using %s", stored, db->path,
+                 why, DB_DEFAULT_FACTORY);
+        db->bad_factory_noted = 1;
+        return DB_DEFAULT_FACTORY;
+    }
+    return stored;
+}
+
+gz_status gz_db_check_factory(const char *factory, int dim) {
+    char why[160];
+    if (gz_vindex_check_factory(factory, dim, why, sizeof why)) return GZ_OK;
+    return GZ_FAIL(GZ_EINVAL, "index type '%s': %s; valid forms: %s", factory ? factory : "", why,
+                   GZ_VX_FACTORY_FORMS);
+}
+
+/* Replace every stored factory string gaze cannot build by the default, with a notice: such a
+ * string made every later command fail before factories were validated. */
+static gz_status repair_factories(gz_db *db) {
+    sqlite3_stmt *s;
+    gz_status st = prep(db, &s, "SELECT DISTINCT factory FROM index_state");
+    if (st != GZ_OK) return st;
+    char bad[8][GZ_VX_FACTORY_MAX];
+    int n_bad = 0, rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW && n_bad < 8) {
+        const char *f = (const char *)sqlite3_column_text(s, 0);
+        char why[160];
+        if (!gz_vindex_check_factory(f, 0, why, sizeof why)) {
+            snprintf(bad[n_bad++], GZ_VX_FACTORY_MAX, "%s", f ? f : "");
+            note(db, "index type '%s' stored in %s is not valid (%s): using %s", f ? f : "",
+                 db->path, why, DB_DEFAULT_FACTORY);
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) st = sql_fail(db, "read index_state");
+    sqlite3_finalize(s);
+    for (int i = 0; i < n_bad && st == GZ_OK; i++) {
+        if ((st = prep(db, &s, "UPDATE index_state SET factory = ?1 WHERE factory = ?2")) != GZ_OK)
+            break;
+        sqlite3_bind_text(s, 1, DB_DEFAULT_FACTORY, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, bad[i], -1, SQLITE_STATIC);
+        st = step_done(db, s);
+    }
+    return st;
 }
 
 /* index_state of (model, kind): *exists = 0 if no row. factory must hold GZ_VX_FACTORY_MAX. */
@@ -757,7 +807,10 @@ static gz_status build_from_sql(gz_db *db, int64_t model_id, int kind, const cha
     st = gz_vindex_create(model_id, kind, dim, factory, train, n_train, &fell_back, &v);
     free(train);
     if (st != GZ_OK) return st;
-    if (fell_back)
+    if (fell_back == 2)
+        note(db, "index of model %lld %ss: '%s' does not suit embeddings of %d floats: using Flat",
+             (long long)model_id, kind_name(kind), factory, dim);
+    else if (fell_back)
         note(db,
              "index of model %lld %ss: '%s' needs %zu vectors to train, %lld stored: using "
              "Flat for now",
@@ -908,7 +961,12 @@ static gz_status touch(gz_db *db, int64_t model_id, int kind, gz_vindex **out) {
         int fell_back = 0;
         if ((st = gz_vindex_create(model_id, kind, dim, factory, NULL, 0, &fell_back, &v)) != GZ_OK)
             return st;
-        if (fell_back)
+        if (fell_back == 2)
+            note(db,
+                 "index of model %lld %ss: '%s' does not suit embeddings of %d floats: using "
+                 "Flat",
+                 (long long)model_id, kind_name(kind), factory, dim);
+        else if (fell_back)
             note(db, "index of model %lld %ss: '%s' needs %zu vectors to train: using Flat for now",
                  (long long)model_id, kind_name(kind), factory, gz_vindex_min_train(factory));
         if ((st = vx_put(db, v)) != GZ_OK) return st;
@@ -1598,6 +1656,29 @@ gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out) {
 }
 
 /* -------------------------------------------------------------------- meta */
+
+gz_status gz_db_coverage(gz_db *db, int64_t model_id, gz_item_kind kind, int64_t *covered,
+                         int64_t *total) {
+    *covered = *total = 0;
+    sqlite3_stmt *s;
+    gz_status st = prep(db, &s,
+                        "SELECT count(*), coalesce(sum(EXISTS(SELECT 1 FROM embeddings e WHERE"
+                        " e.item_id = items.id AND e.model_id = ?1)), 0) FROM items"
+                        " WHERE kind = ?2 AND status = 0");
+    if (st != GZ_OK) return st;
+    sqlite3_bind_int64(s, 1, model_id);
+    sqlite3_bind_int(s, 2, kind);
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *total = sqlite3_column_int64(s, 0);
+        *covered = sqlite3_column_int64(s, 1);
+    } else {
+        st = sql_fail(db, "coverage");
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+void gz_db_add_notice(gz_db *db, const char *message) { note(db, "%s", message); }
 
 gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value) {
     if (!key || !*key) return GZ_FAIL(GZ_EINVAL, "set meta: empty key");

@@ -27,6 +27,13 @@
 #define VX_MIN_POINTS_PER_CENTROID 39 /* FAISS warns (on stderr) below this */
 #define VX_PQ_CENTROIDS 256           /* 8-bit PQ codebooks */
 #define VX_MAX_FETCH_ROUNDS 8
+/* Bounds of factory parameters (gz_vindex_check_factory): beyond them FAISS would try to
+ * allocate absurd graphs or codebooks (HNSW100000000) rather than fail cleanly. */
+#define VX_MIN_HNSW_M 2
+#define VX_MAX_HNSW_M 256
+#define VX_MAX_NLIST 65536
+#define VX_MAX_PQ_M 1024
+#define VX_MAX_PQ_BITS 8 /* min_train assumes at most VX_PQ_CENTROIDS codes */
 
 static const char *faiss_msg(void) {
     const char *m = faiss_get_last_error();
@@ -117,9 +124,78 @@ static void map_del_slot(gz_vindex *v, size_t j) {
 
 /* ---- factory strings ---- */
 
+/* Parse a decimal number of at most 9 digits at *p (advanced); -1 when there is none. */
+static long parse_count(const char **p) {
+    long v = 0;
+    int digits = 0;
+    while (**p >= '0' && **p <= '9') {
+        if (++digits > 9) return -1;
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+    return digits ? v : -1;
+}
+
+/* "PQ<m>[x<bits>][np]" at *p (advanced past it); 0 and why on a bad stage. */
+static int parse_pq(const char **p, int dim, char *why, size_t cap) {
+    if (strncmp(*p, "PQ", 2) != 0) return snprintf(why, cap, "expected PQ<m>"), 0;
+    *p += 2;
+    long m = parse_count(p);
+    if (m < 1 || m > VX_MAX_PQ_M)
+        return snprintf(why, cap, "PQ<m> needs m from 1 to %d", VX_MAX_PQ_M), 0;
+    if (dim > 0 && dim % m)
+        return snprintf(why, cap, "PQ%ld: m must divide the embedding size %d", m, dim), 0;
+    if (**p == 'x') {
+        (*p)++;
+        long bits = parse_count(p);
+        if (bits < 1 || bits > VX_MAX_PQ_BITS)
+            return snprintf(why, cap, "PQ bits must be 1 to %d", VX_MAX_PQ_BITS), 0;
+    }
+    if (strncmp(*p, "np", 2) == 0) *p += 2;
+    return 1;
+}
+
+int gz_vindex_check_factory(const char *factory, int dim, char *why, size_t cap) {
+    why[0] = '\0';
+    if (!factory || !*factory || strlen(factory) >= GZ_VX_FACTORY_MAX)
+        return snprintf(why, cap, "empty or longer than %d bytes", GZ_VX_FACTORY_MAX - 1), 0;
+    const char *p = factory;
+    if (strcmp(p, "Flat") == 0) return 1;
+    if (strncmp(p, "HNSW", 4) == 0) {
+        p += 4;
+        long m = parse_count(&p);
+        if (m < VX_MIN_HNSW_M || m > VX_MAX_HNSW_M)
+            return snprintf(why, cap, "HNSW<M> needs M from %d to %d", VX_MIN_HNSW_M,
+                            VX_MAX_HNSW_M),
+                   0;
+        if (*p == '\0' || strcmp(p, ",Flat") == 0) return 1;
+        return snprintf(why, cap, "unexpected '%s' after HNSW%ld", p, m), 0;
+    }
+    if (strncmp(p, "IVF", 3) == 0) {
+        p += 3;
+        long nlist = parse_count(&p);
+        if (nlist < 1 || nlist > VX_MAX_NLIST)
+            return snprintf(why, cap, "IVF<nlist> needs nlist from 1 to %d", VX_MAX_NLIST), 0;
+        if (strcmp(p, ",Flat") == 0) return 1;
+        if (*p != ',')
+            return snprintf(why, cap, "IVF%ld must be followed by ,Flat or ,PQ<m>", nlist), 0;
+        p++;
+        if (!parse_pq(&p, dim, why, cap)) return 0;
+        if (*p) return snprintf(why, cap, "unexpected '%s'", p), 0;
+        return 1;
+    }
+    if (strncmp(p, "PQ", 2) == 0) {
+        if (!parse_pq(&p, dim, why, cap)) return 0;
+        if (*p) return snprintf(why, cap, "unexpected '%s'", p), 0;
+        return 1;
+    }
+    return snprintf(why, cap, "not a known index type"), 0;
+}
+
 size_t gz_vindex_min_train(const char *factory) {
     const char *ivf = strstr(factory, "IVF");
-    if (!ivf) return 0;
+    if (!ivf) /* a PQ without IVF trains its codebooks alone */
+        return strstr(factory, "PQ") ? (size_t)VX_MIN_POINTS_PER_CENTROID * VX_PQ_CENTROIDS : 0;
     long nlist = strtol(ivf + 3, NULL, 10);
     if (nlist < 1) nlist = 1;
     size_t cells = (size_t)nlist;
@@ -163,7 +239,11 @@ gz_status gz_vindex_create(int64_t model_id, int kind, int dim, const char *fact
     if (dim <= 0) return GZ_FAIL(GZ_EINVAL, "vindex: dimension %d", dim);
     const char *build = factory;
     size_t min_train = gz_vindex_min_train(factory);
-    if (min_train && n_train < min_train) {
+    char why[160];
+    if (!gz_vindex_check_factory(factory, dim, why, sizeof why)) {
+        build = "Flat"; /* e.g. PQ<m> whose m does not divide this model's dim */
+        if (fell_back) *fell_back = 2;
+    } else if (min_train && n_train < min_train) {
         build = "Flat";
         if (fell_back) *fell_back = 1;
     }

@@ -48,13 +48,24 @@ typedef struct {
     int64_t file_bytes;
 } gz_vx_header;
 
+/* The index types gaze builds, as the usage message lists them. */
+#define GZ_VX_FACTORY_FORMS                                                                        \
+    "Flat, HNSW<M> (M 2-256), IVF<nlist>,Flat (nlist 1-65536), IVF<nlist>,PQ<m>[x<bits>] or "      \
+    "PQ<m>[x<bits>] (m divides the embedding size, bits 1-8)"
+
+/* 1 if factory is one of GZ_VX_FACTORY_FORMS with parameters in bounds (dim > 0: also that
+ * PQ's m divides it); else 0 and why (cap bytes) says what is wrong. No FAISS call. */
+int gz_vindex_check_factory(const char *factory, int dim, char *why, size_t cap);
+
 /* Training minimum of a factory string: 0 if it needs no training (Flat, HNSW), else
- * 39 * max(nlist, 256 when it has a PQ stage) (FAISS warns below 39 points per centroid). */
+ * 39 * max(nlist, 256 when it has a PQ stage) (FAISS warns below 39 points per centroid);
+ * a PQ without IVF needs 39 * 256. */
 size_t gz_vindex_min_train(const char *factory);
 
 /* Create an empty index. If factory needs training and n_train >= its minimum, it is trained
  * on train (n_train, dim); if n_train is below the minimum, "Flat" is built instead and
- * *fell_back is set to 1. GZ_EINVAL with FAISS's message for a factory it rejects. */
+ * *fell_back is set to 1 (2: the factory does not suit dim, see gz_vindex_check_factory).
+ * GZ_EINVAL with FAISS's message for a factory it rejects. */
 gz_status gz_vindex_create(int64_t model_id, int kind, int dim, const char *factory,
                            const float *train, size_t n_train, int *fell_back, gz_vindex **out);
 void gz_vindex_free(gz_vindex *v);

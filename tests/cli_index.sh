@@ -95,11 +95,12 @@ EOF
 "$GAZE" info --db "$DB" >"$TMP/info.txt" 2>&1
 check "info --db text output" grep -q "failed files" "$TMP/info.txt"
 
-# 4. touch one file -> only it is re-encoded
+# 4. touch one file -> hashed, not re-encoded: its content is unchanged (#12.4)
 sleep 0.01
 touch "$P/food_coffee.png"
 "$GAZE" index "$P" --db "$DB" --json --quiet >"$TMP/r4.json" 2>/dev/null
-expect "touch" "$TMP/r4.json" encoded 1
+expect "touch" "$TMP/r4.json" encoded 0
+expect "touch" "$TMP/r4.json" reused 1
 expect "touch" "$TMP/r4.json" skipped $((N - 1))
 
 # 5. rename -> vector reused, not re-encoded; old path marked missing
@@ -167,7 +168,7 @@ kill -INT $pid 2>/dev/null
 wait $pid
 rc=$?
 if [ "$(field "$TMP/i1.json" interrupted 2>/dev/null)" = "True" ]; then
-    check "interrupted run exits 130" test $rc -eq 130
+    check "interrupted run exits 130 (#12.11: as shells report Ctrl-C)" test $rc -eq 130
     check "interrupted run says so" grep -qi "interrupted" "$TMP/ie.txt"
     done1=$(field "$TMP/i1.json" encoded)
     check "interrupted after whole batches" test $((done1 % 2)) -eq 0 -o "$done1" -eq "$NI"

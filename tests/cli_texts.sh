@@ -20,7 +20,8 @@ cp "$DATA/photos/animal_cat_chelsea.png" "$DATA/photos/product_kettle.jpg" \
 "$GAZE" index "$TMP/cat/img" --db "$DB" --model "$M" --quiet >/dev/null 2>&1
 check "index the catalogue photos" test $? -eq 0
 
-# ---- JSONL: 4 good rows, 4 bad (invalid JSON, not an object, no text, missing image) ----
+# ---- JSONL: 4 good rows, 3 bad (invalid JSON, not an object, no text), 1 missing image ----
+# (#12.3: a row whose image is missing is imported without it, with a warning)
 cat >"$TMP/cat/captions.jsonl" <<'EOF'
 {"id": "c1", "text": "a cat sitting on a table", "image": "img/animal_cat_chelsea.png"}
 {"id": "c2", "text": "a dog in the snow"}
@@ -35,9 +36,11 @@ EOF
 "$GAZE" add-texts "$TMP/cat/captions.jsonl" --db "$DB" --image-field image --json >"$TMP/j.json" 2>"$TMP/je.txt"
 check "jsonl with bad rows exits 1" test $? -eq 1
 expect "jsonl" "$TMP/j.json" rows 8
-expect "jsonl" "$TMP/j.json" added 4
-expect "jsonl" "$TMP/j.json" failed 4
+expect "jsonl" "$TMP/j.json" added 5
+expect "jsonl" "$TMP/j.json" failed 3
 expect "jsonl" "$TMP/j.json" linked 3
+expect "jsonl" "$TMP/j.json" image_failed 1
+check "jsonl missing image is a warning naming the image" grep -q "warning: .*captions.jsonl:8: image .*does_not_exist.jpg.*imported without it" "$TMP/je.txt"
 for l in 3 4 6 8; do
     check "jsonl bad line $l reported" grep -q "captions.jsonl:$l:" "$TMP/je.txt"
 done
@@ -71,12 +74,13 @@ check "tsv invalid UTF-8 reported at line 6" grep -q "more.tsv:6:.*UTF-8" "$TMP/
 # ---- re-import: nothing re-encoded ----
 "$GAZE" add-texts "$TMP/cat/captions.jsonl" --db "$DB" --image-field image --json >"$TMP/j2.json" 2>/dev/null
 expect "re-import" "$TMP/j2.json" added 0
-expect "re-import" "$TMP/j2.json" unchanged 4
-# a changed text is re-encoded, the rest unchanged
+expect "re-import" "$TMP/j2.json" unchanged 5
+# a changed text is re-encoded and counted as updated, the rest unchanged
 sed -i 's/a dog in the snow/a dog in deep snow/' "$TMP/cat/captions.jsonl"
 "$GAZE" add-texts "$TMP/cat/captions.jsonl" --db "$DB" --image-field image --json >"$TMP/j3.json" 2>/dev/null
-expect "changed text" "$TMP/j3.json" added 1
-expect "changed text" "$TMP/j3.json" unchanged 3
+expect "changed text" "$TMP/j3.json" added 0
+expect "changed text" "$TMP/j3.json" updated 1
+expect "changed text" "$TMP/j3.json" unchanged 4
 
 # ---- --texts search: texts come back, in brute-force cosine order ----
 "$GAZE" search --texts "a cat" --db "$DB" -k 100 --json >"$TMP/st.jsonl" 2>"$TMP/e.txt"
@@ -90,13 +94,13 @@ mapfile -d '' texts <"$TMP/texts.bin"
 args=()
 for t in "${texts[@]}"; do args+=(--text "$t"); done
 "$GAZE" embed --model "$M" "${args[@]}" >"$TMP/te.jsonl" 2>/dev/null
-check "--texts returns all 9 texts, in brute-force cosine order" python3 - "$TMP/st.jsonl" "$TMP/q.jsonl" "$TMP/te.jsonl" <<'EOF'
+check "--texts returns all 10 texts, in brute-force cosine order" python3 - "$TMP/st.jsonl" "$TMP/q.jsonl" "$TMP/te.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 q = json.loads(open(sys.argv[2]).readline())['embedding']
 emb = [json.loads(l) for l in open(sys.argv[3])]
 cos = [sum(a * b for a, b in zip(q, e['embedding'])) for e in emb]
-ok = len(rows) == 9 and all(r['kind'] == 'text' and r['text'] for r in rows)
+ok = len(rows) == 10 and all(r['kind'] == 'text' and r['text'] for r in rows)
 ok &= all(abs(c - r['score']) < 1e-4 for c, r in zip(cos, rows))
 ok &= all(cos[i] >= cos[i + 1] - 1e-6 for i in range(len(cos) - 1))
 ok &= any(r['text'] == 'Café crème, naïve 日本語 😀' for r in rows)
@@ -109,8 +113,8 @@ import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(0 if len
 "$GAZE" search --texts --image "$TMP/cat/img/animal_cat_chelsea.png" --db "$DB" -k 3 --rerank 6 --json >"$TMP/itr.jsonl" 2>/dev/null
 check "image -> text --rerank gives ITM scores" python3 -c '
 import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(0 if len(r)==3 and all("itm_prob" in x for x in r) else 1)' "$TMP/itr.jsonl"
-"$GAZE" search --texts "cups" --db "$DB" -k 9 >"$TMP/tt.txt" 2>/dev/null
-check "text table keeps one line per row (newline in a CSV field)" test "$(wc -l <"$TMP/tt.txt")" -eq 10
+"$GAZE" search --texts "cups" --db "$DB" -k 10 >"$TMP/tt.txt" 2>/dev/null
+check "text table keeps one line per row (newline in a CSV field)" test "$(wc -l <"$TMP/tt.txt")" -eq 11
 
 # ---- products: score = w * z(cos(q, text)) + (1 - w) * z(cos(q, linked image)) ----
 "$GAZE" search --products "a chrome kettle" --text-weight 0.3 --db "$DB" -k 100 --json >"$TMP/pr.jsonl" 2>"$TMP/e.txt"
@@ -125,7 +129,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 q = json.loads(open(sys.argv[2]).readline())['embedding']
 img = {os.path.realpath(j['path']): sum(a * b for a, b in zip(q, j['embedding'])) for j in map(json.loads, open(sys.argv[3]))}
 w = 0.3
-ok = len(rows) == 9
+ok = len(rows) == 10
 def calib(xs):  # mean and population std over the candidates (README: products)
     m = sum(xs) / len(xs)
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / len(xs))

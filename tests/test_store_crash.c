@@ -2,7 +2,9 @@
  * batches of 50 while the parent SIGKILLs it at a random moment, 20 rounds. After each kill
  * the database opens, PRAGMA integrity_check is ok, the committed items form a whole number of
  * batches, each present exactly once with its vector, and the FAISS index agrees with SQLite
- * after the automatic rebuild. A final uninterrupted run finishes the job.
+ * after the automatic rebuild. A final uninterrupted run finishes the job. Then the same
+ * with a child that removes the items batch by batch (what gaze rm does), 10 rounds: what
+ * remains is always whole batches, and FAISS agrees (removed vectors never found).
  *
  * The child is this executable run again with "--child" (exec, not just fork: FAISS uses
  * OpenMP, whose threads do not survive a fork). */
@@ -25,6 +27,7 @@
 #define BATCH 50
 #define D 64
 #define ROUNDS 20
+#define ROUNDS_RM 10 /* kills during removal (gaze rm's store calls) */
 
 static int checks;
 #define T(c) CHECK_COUNTED(checks, c)
@@ -79,6 +82,43 @@ fail:
     return 2;
 }
 
+/* Child (rm): remove the items still there, the last batch first, one transaction per
+ * batch; report on fd 1 how many items remain after each commit. What remains is always a
+ * whole number of batches from the start, so the parent can check the committed state. */
+static int child_rm(const char *path, int save_every_commit) {
+    gz_db_params p = gz_db_default_params();
+    p.save_every_commit = save_every_commit;
+    gz_db *db = NULL;
+    if (gz_db_open(path, &p, &db) != GZ_OK) {
+        fprintf(stderr, "child rm: open: %s\n", gz_last_error());
+        return 2;
+    }
+    for (int b = N_ITEMS - BATCH; b >= 0; b -= BATCH) {
+        if (gz_db_begin(db) != GZ_OK) goto fail;
+        for (int i = b; i < b + BATCH; i++) {
+            char name[32];
+            int len = snprintf(name, sizeof name, "c%05d", i);
+            gz_item it;
+            gz_status st = gz_db_find_by_path(db, GZ_ITEM_IMAGE, name, (size_t)len, NULL, &it);
+            int64_t id = it.id;
+            gz_item_clear(&it);
+            if (st == GZ_ENOTFOUND) continue; /* resumed: removed by an earlier run */
+            if (st != GZ_OK || gz_db_remove_item(db, id) != GZ_OK) goto fail;
+        }
+        if (gz_db_commit(db) != GZ_OK) goto fail;
+        printf("%d\n", b);
+        fflush(stdout);
+    }
+    if (gz_db_close(db) != GZ_OK) {
+        fprintf(stderr, "child rm: close: %s\n", gz_last_error());
+        return 2;
+    }
+    return 0;
+fail:
+    fprintf(stderr, "child rm: %s\n", gz_last_error());
+    return 2;
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -87,8 +127,8 @@ static double now(void) {
 
 /* Run the child; kill it after delay seconds (< 0: never). Returns the last batch end it
  * reported committed; *finished = 1 if it exited 0 on its own. */
-static int run_child(const char *self, const char *path, int save_every, double delay,
-                     int *finished) {
+static int run_child_as(const char *mode, const char *self, const char *path, int save_every,
+                        double delay, int *finished) {
     int fds[2];
     *finished = 0;
     if (pipe(fds) != 0) return -1;
@@ -97,7 +137,7 @@ static int run_child(const char *self, const char *path, int save_every, double 
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execl(self, self, "--child", path, save_every ? "1" : "0", (char *)NULL);
+        execl(self, self, mode, path, save_every ? "1" : "0", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -108,7 +148,7 @@ static int run_child(const char *self, const char *path, int save_every, double 
         kill(pid, SIGKILL);
     }
     FILE *f = fdopen(fds[0], "r");
-    int last = 0, v;
+    int last = strcmp(mode, "--child-rm") == 0 ? -1 : 0, v; /* rm: -1 = nothing reported */
     while (fscanf(f, "%d", &v) == 1)
         last = v;
     fclose(f);
@@ -122,8 +162,21 @@ static int run_child(const char *self, const char *path, int save_every, double 
     return last;
 }
 
-/* Check the database after a run; returns the number of committed items. */
+static int run_child(const char *self, const char *path, int save_every, double delay,
+                     int *finished) {
+    return run_child_as("--child", self, path, save_every, delay, finished);
+}
+
+/* Check the database after a run; returns the number of committed items, which must be at
+ * least committed_at_least and at most committed_at_most. */
+static int verify_range(const char *path, int committed_at_least, int committed_at_most,
+                        const char *when);
 static int verify(const char *path, int committed_at_least, const char *when) {
+    return verify_range(path, committed_at_least, N_ITEMS, when);
+}
+
+static int verify_range(const char *path, int committed_at_least, int committed_at_most,
+                        const char *when) {
     sqlite3 *raw;
     int ok_integrity = 0;
     struct stat st;
@@ -188,10 +241,10 @@ static int verify(const char *path, int committed_at_least, const char *when) {
     }
     for (size_t i = 0; i < n && i < N_ITEMS; i++)
         if (!seen[i]) bad++; /* committed items form a prefix: batches commit in order */
-    if (bad || n % BATCH || (int)n < committed_at_least)
-        fprintf(stderr, "%s: %zu items (child reported %d committed), %d bad\n", when, n,
-                committed_at_least, bad);
-    T(bad == 0 && n % BATCH == 0 && (int)n >= committed_at_least);
+    if (bad || n % BATCH || (int)n < committed_at_least || (int)n > committed_at_most)
+        fprintf(stderr, "%s: %zu items (child reported %d..%d committed), %d bad\n", when, n,
+                committed_at_least, committed_at_most, bad);
+    T(bad == 0 && n % BATCH == 0 && (int)n >= committed_at_least && (int)n <= committed_at_most);
     if (n) {
         gz_db_index_state is;
         T_OK(gz_db_index_info(db, model, GZ_ITEM_IMAGE, &is));
@@ -218,6 +271,7 @@ static int verify(const char *path, int committed_at_least, const char *when) {
 
 int main(int argc, char **argv) {
     if (argc == 4 && strcmp(argv[1], "--child") == 0) return child(argv[2], atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "--child-rm") == 0) return child_rm(argv[2], atoi(argv[3]));
     char self[1024];
     if (gz_test_self_exe(self, sizeof self) != 0) return 3;
     const char *dir = gz_test_tmpdir("index-crash");
@@ -260,5 +314,39 @@ int main(int argc, char **argv) {
     /* rerun finishes the job on the last (interrupted) database */
     T(run_child(self, path, 0, -1, &finished) == N_ITEMS && finished);
     T(verify(path, N_ITEMS, "final rerun") == N_ITEMS);
+
+    /* removal (gaze rm): the same kills while a child removes batches */
+    snprintf(path, sizeof path, "%s/rmcal.gaze", dir);
+    T(run_child(self, path, 0, -1, &finished) == N_ITEMS && finished);
+    t0 = now();
+    T(run_child_as("--child-rm", self, path, 1, -1, &finished) == 0 && finished);
+    double rm_full = now() - t0;
+    T(verify_range(path, 0, 0, "rm calibration") == 0);
+    printf("full rm run: %.2f s\n", rm_full);
+    int rm_kills = 0;
+    have = -1;
+    for (int round = 0; round < ROUNDS_RM; round++) {
+        if (have <= 0) { /* a full database to remove from */
+            snprintf(path, sizeof path, "%s/rm%d.gaze", dir, round);
+            T(run_child(self, path, 0, -1, &finished) == N_ITEMS && finished);
+            have = N_ITEMS;
+        }
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        double left = (double)have / N_ITEMS;
+        double delay =
+            (double)(seed >> 11) / 9007199254740992.0 * rm_full * 0.9 * (left > 0.25 ? left : 0.25);
+        int remaining = run_child_as("--child-rm", self, path, round % 2, delay, &finished);
+        rm_kills += !finished;
+        char when[64];
+        snprintf(when, sizeof when, "rm round %d (kill at %.3f s)", round, delay);
+        /* at most what was there (or what the child reported left), at least what it had
+           reported when killed (a batch may have committed after its last report) */
+        int at_most = remaining >= 0 ? remaining : have;
+        int n = verify_range(path, 0, at_most, when);
+        printf("rm round %2d: killed at %.3f s, %d reported left, %d in the database%s\n", round,
+               delay, remaining, n, finished ? " (finished first)" : "");
+        have = n;
+    }
+    T(rm_kills >= ROUNDS_RM / 3);
     return gz_test_finish("test_index_crash", checks);
 }
