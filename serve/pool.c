@@ -11,9 +11,11 @@ static ino_t file_inode(const char *path) {
     return stat(path, &sb) == 0 ? sb.st_ino : 0;
 }
 
-gz_status serve_pool_open(serve_pool *pool, const gz_engine_params *ep, int n) {
+gz_status serve_pool_open(serve_pool *pool, const gz_engine_params *ep, int n, int follow) {
     memset(pool, 0, sizeof *pool);
     pool->params = *ep;
+    pool->params.db.readonly = 1;
+    pool->follow = follow;
     pool->n = n;
     pool->engines = calloc((size_t)n, sizeof *pool->engines);
     pool->busy = calloc((size_t)n, sizeof *pool->busy);
@@ -26,7 +28,7 @@ gz_status serve_pool_open(serve_pool *pool, const gz_engine_params *ep, int n) {
     }
     for (int i = 0; i < n; i++) {
         pool->inode[i] = file_inode(ep->db_path);
-        gz_status st = gz_engine_open(ep, &pool->engines[i]);
+        gz_status st = gz_engine_open(&pool->params, &pool->engines[i]);
         if (st != GZ_OK) {
             serve_pool_close(pool);
             return st;
@@ -60,7 +62,7 @@ gz_status serve_pool_get(serve_pool *pool, gz_engine **e, int *slot) {
     gz_status st = GZ_OK;
     /* A replica follows its snapshot: a new file under the same name is reopened here, by the
      * thread that owns this engine now, so no other request sees it half-switched. */
-    if (pool->params.db.readonly) {
+    if (pool->follow) {
         ino_t now = file_inode(pool->params.db_path);
         if (now && now != pool->inode[i]) {
             gz_engine *fresh = NULL;

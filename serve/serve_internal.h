@@ -19,6 +19,7 @@
  * symlink to a new folder), an engine is reopened before its next use. */
 typedef struct {
     gz_engine_params params;
+    int follow; /* 1: reopen an engine whose db file was replaced (read-only replicas) */
     int n;
     gz_engine **engines; /* (n) */
     int *busy;           /* (n) */
@@ -27,7 +28,9 @@ typedef struct {
     pthread_cond_t cv;
 } serve_pool;
 
-gz_status serve_pool_open(serve_pool *pool, const gz_engine_params *ep, int n);
+/* n engines on ep, opened read-only whatever ep says (readers never write; the one writer has
+ * its own engine). */
+gz_status serve_pool_open(serve_pool *pool, const gz_engine_params *ep, int n, int follow);
 void serve_pool_close(serve_pool *pool);
 /* Take a free engine (waits for one); *slot identifies it for serve_pool_put. */
 gz_status serve_pool_get(serve_pool *pool, gz_engine **e, int *slot);

@@ -470,9 +470,7 @@ gz_status gz_serve_run(const gz_serve_params *p, char *why, size_t why_cap) {
         c->tmp_dir[0] = 0;
         goto done;
     }
-    gz_engine_params ep = p->engine;
-    ep.db.readonly = p->read_only;
-    if ((st = serve_pool_open(&c->pool, &ep, p->threads)) != GZ_OK) goto done;
+    if ((st = serve_pool_open(&c->pool, &p->engine, p->threads, p->read_only)) != GZ_OK) goto done;
     pool_open = 1;
     if ((st = load_shared_model(c, why, why_cap)) != GZ_OK) goto done;
     if (p->warmup) warm_up(c);
