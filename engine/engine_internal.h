@@ -38,6 +38,11 @@ gz_image_params gz_engine_query_image_params(gz_engine *e, gz_model *m);
  * error is returned. Sets *item_id. */
 gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_id);
 
+/* Absolute path of p resolved physically (realpath: links and "link/.." as the kernel sees
+ * them); a path that does not exist (any more) is made absolute lexically below its longest
+ * existing parent, itself resolved. malloc'd; NULL with errno set on failure. */
+char *gz_engine_resolve_path(const char *p);
+
 /* ---- records.c helpers for texts.c ---- */
 
 #define GZ_RECORDS_ERR_MAX 512 /* bytes of a malformed row's reason, NUL included */

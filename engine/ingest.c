@@ -120,6 +120,13 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
  * write batch: classifying writes nothing, so it need not wait for (or hold off) another
  * process's write lock. On error no job keeps file bytes. */
 static gz_status classify(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n) {
+    if (gz_db_in_batch(e->db)) { /* inside the caller's batch (a catalogue put) */
+        gz_status st = classify_chunk(e, o, jobs, n);
+        if (st != GZ_OK)
+            for (size_t i = 0; i < n; i++)
+                free_job_data(&jobs[i]);
+        return st;
+    }
     gz_status st = gz_db_begin_read(e->db);
     if (st == GZ_OK) {
         st = classify_chunk(e, o, jobs, n);
@@ -223,7 +230,8 @@ static void image_meta(char *buf, size_t n, const gz_image *img) {
     snprintf(buf, n, "{\"format\":\"%s\",\"orientation\":%d}", img->format, img->orientation);
 }
 
-/* Write one chunk's results in one transaction. */
+/* Write one chunk's results in one transaction (or in the caller's open batch, which the
+ * caller then commits or rolls back). */
 static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_ingest_stats *s,
                              const gz_ingest_opts *o) {
     int dim = gz_model_dim(e->model);
@@ -231,15 +239,12 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
     for (size_t i = 0; i < c->n; i++)
         if (c->jobs[i].kind != JOB_SKIP && c->jobs[i].kind != JOB_FAILED_OLD) need_tx = 1;
     gz_status st = GZ_OK;
-    float *tmp = NULL;
-    if (need_tx) {
-        st = gz_db_begin(e->db);
-        if (st != GZ_OK) return st;
-        tmp = malloc((size_t)dim * sizeof *tmp);
-        if (!tmp) {
-            gz_db_rollback(e->db);
-            return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
-        }
+    float *tmp = malloc((size_t)dim * sizeof *tmp);
+    if (!tmp) return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
+    if (gz_db_in_batch(e->db)) need_tx = 0;
+    if (need_tx && (st = gz_db_begin(e->db)) != GZ_OK) {
+        free(tmp);
+        return st;
     }
     size_t v = 0; /* row in vecs: counts jobs that were JOB_ENCODE before encoding */
     for (size_t i = 0; i < c->n && st == GZ_OK; i++) {

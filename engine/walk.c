@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "engine/engine_internal.h"
 #include "gaze.h"
 
 /* Folder names skipped unless include_hidden: dot-folders are skipped as a rule. */
@@ -187,7 +188,7 @@ static int cmp_files(const void *a, const void *b) {
 }
 
 /* Absolute, lexically normalised path ("a/./b/../c" -> "/cwd/a/c"); symlinks kept. */
-static char *absolute_path(const char *p) {
+static char *lexical_path(const char *p) {
     char cwd[PATH_MAX];
     size_t n;
     char *buf;
@@ -227,6 +228,35 @@ static char *absolute_path(const char *p) {
     return buf;
 }
 
+char *gz_engine_resolve_path(const char *p) {
+    /* physically: "link/.." is the link target's parent, as the kernel sees it */
+    char *real = realpath(p, NULL);
+    if (real) return real;
+    if (errno != ENOENT && errno != ENOTDIR) return NULL;
+    char *lex = lexical_path(p);
+    if (!lex) return NULL;
+    /* a path that no longer exists: resolve the longest existing parent physically */
+    char *slash = strrchr(lex, '/');
+    while (slash && slash != lex) {
+        *slash = '\0';
+        char *parent = realpath(lex, NULL);
+        *slash = '/';
+        if (parent) {
+            size_t n = strlen(parent) + strlen(slash) + 1;
+            char *out = malloc(n);
+            if (out) snprintf(out, n, "%s%s", strcmp(parent, "/") ? parent : "", slash);
+            free(parent);
+            free(lex);
+            return out;
+        }
+        char *prev = slash;
+        *prev = '\0';
+        slash = strrchr(lex, '/');
+        *prev = '/';
+    }
+    return lex;
+}
+
 gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
                   gz_walk_result *out) {
     memset(out, 0, sizeof *out);
@@ -236,7 +266,7 @@ gz_status gz_walk(const char *const *roots, int n_roots, const gz_walk_opts *o,
     out->roots = calloc((size_t)(n_roots > 0 ? n_roots : 1), sizeof *out->roots);
     if (!out->roots) return GZ_FAIL(GZ_ENOMEM, "scan: out of memory");
     for (int i = 0; i < n_roots && !w.oom; i++) {
-        char *root = absolute_path(roots[i]);
+        char *root = gz_engine_resolve_path(roots[i]);
         if (!root) {
             gz_walk_free(out);
             free(w.seen.keys);

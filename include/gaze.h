@@ -384,6 +384,8 @@ gz_status gz_db_begin(gz_db *db);
  * a writer; works on a read-only database. Writes belong in gz_db_begin batches. */
 gz_status gz_db_begin_read(gz_db *db);
 gz_status gz_db_commit(gz_db *db);
+/* 1 while a batch (gz_db_begin) or read transaction (gz_db_begin_read) is open, else 0. */
+int gz_db_in_batch(const gz_db *db);
 gz_status gz_db_rollback(gz_db *db);
 
 /* Insert or update by item->id (> 0) or else by (kind, path, ext_id); sets item->id. Every
@@ -738,6 +740,101 @@ gz_texts_opts gz_texts_default_opts(void);
  * = the id field or "line:N") and embed them. Bad rows are reported and skipped. */
 gz_status gz_engine_add_texts(gz_engine *e, const char *file, const gz_texts_opts *o,
                               gz_texts_stats *stats);
+
+/* ---- catalogue items and batches (engine/items.c) ----
+ * A catalogue is a named set of text items (products, captions), each keyed by its external
+ * id inside the catalogue; the name is independent of any file (add-texts --catalog NAME;
+ * without it, add-texts uses the record file's absolute path, as databases made before
+ * catalogues had names did). One item may link to an image, which is indexed as an image
+ * item when it is not yet (an image that cannot be read does not stop the text: the text is
+ * stored unlinked and the problem is reported in its result).
+ *
+ *   gz_engine_begin(e);                                  // optional: many puts, one commit
+ *   gz_catalog_item it = {.catalog = "shop", .ext_id = "sku-1", .text = "red kettle"};
+ *   gz_put_result r;
+ *   gz_engine_put_items(e, &it, 1, &r);                  // r.outcome: added/updated/...
+ *   gz_rm_spec rm = {.by = GZ_RM_CATALOG_ITEM, .target = "shop", .ext_id = "sku-0"};
+ *   gz_engine_remove(e, &rm, 0, NULL);
+ *   gz_engine_commit(e);                                 // one transaction for all of it */
+typedef struct {
+    const char *catalog;           /* catalogue name: required, non-empty */
+    const char *ext_id;            /* the item's id in the catalogue: required, non-empty */
+    const char *text;              /* the text to embed (valid UTF-8); NULL: text_parts joined */
+    const char *const *text_parts; /* used when text is NULL: the non-empty parts joined with
+                                      ". " (as add-texts --text-field title,description) */
+    int n_text_parts;
+    const char *image;     /* NULL or "": no image; else an image file (absolute, or relative
+                              to the current directory) linked to the text */
+    const char *meta_json; /* NULL or a JSON object stored with the item (e.g. all fields) */
+} gz_catalog_item;
+
+typedef enum {
+    GZ_PUT_ADDED = 1,     /* a new item, embedded */
+    GZ_PUT_UPDATED = 2,   /* an existing item whose text, link or fields changed */
+    GZ_PUT_UNCHANGED = 3, /* same text, link and fields, already embedded: nothing written */
+    GZ_PUT_FAILED = 4,    /* not stored: error says why (no id, no text, bad UTF-8, ...) */
+} gz_put_outcome;
+
+#define GZ_PUT_ERROR_MAX 640 /* bytes of gz_put_result.error, NUL included */
+
+typedef struct {
+    gz_put_outcome outcome;
+    int64_t item_id;              /* the text item (0 when failed) */
+    int64_t image_item_id;        /* the linked image item (0: none) */
+    int image_failed;             /* 1: the image could not be linked (missing file, not decodable);
+                                     the text was stored without the link; error says why */
+    char error[GZ_PUT_ERROR_MAX]; /* why the item or its image failed, else "" */
+} gz_put_result;
+
+/* Start a batch: every put and remove until gz_engine_commit is one transaction (a killed
+ * process loses the open batch only). GZ_EINVAL if one is already open. */
+gz_status gz_engine_begin(gz_engine *e);
+/* Commit the open batch (GZ_EINVAL if none). */
+gz_status gz_engine_commit(gz_engine *e);
+/* Drop everything of the open batch (GZ_EINVAL if none). */
+gz_status gz_engine_rollback(gz_engine *e);
+
+/* Add or update n catalogue items with the engine's model: the texts that changed are
+ * encoded together (one forward pass per GZ_DEFAULT_TEXTS_BATCH) and stored in one
+ * transaction (the open batch, if any). Per-item problems (missing id or text, invalid
+ * UTF-8, an id twice in the same call, an image that cannot be linked) are reported in
+ * results[i] (n entries) and do not fail the call. Returns GZ_OK, or a fatal error (model,
+ * database, memory): then nothing of this call is stored (the open batch, if any, is rolled
+ * back). */
+gz_status gz_engine_put_items(gz_engine *e, const gz_catalog_item *items, int n,
+                              gz_put_result *results);
+
+/* ---- removal (engine/rm.c) ---- */
+typedef enum {
+    GZ_RM_ID = 1,       /* the item with id item_id (image or text) */
+    GZ_RM_PATH,         /* target is a file or folder path, which need not exist any more:
+                           the items at that path and every item under it (a relative path
+                           is taken from the current directory; an existing one resolved
+                           through its links, as gaze index does) */
+    GZ_RM_GLOB,         /* target is an fnmatch pattern over image paths: matched against
+                           the full path, or against the base name when it has no '/' */
+    GZ_RM_CATALOG,      /* every text item of the catalogue named target */
+    GZ_RM_CATALOG_ITEM, /* the text item ext_id of the catalogue named target */
+} gz_rm_by;
+
+typedef struct {
+    gz_rm_by by;
+    const char *target; /* path, folder, pattern or catalogue name (see gz_rm_by) */
+    const char *ext_id; /* GZ_RM_CATALOG_ITEM */
+    int64_t item_id;    /* GZ_RM_ID */
+} gz_rm_spec;
+
+typedef struct {
+    long images; /* image items removed (or that would be, dry_run) */
+    long texts;  /* text items removed */
+} gz_rm_stats;
+
+/* Remove the items spec selects, with their vectors, in one transaction (the open batch, if
+ * any): SQLite rows are deleted and the FAISS indexes drop them (marked dead, generation
+ * bumped), so a search never returns them again. Texts linked to a removed image stay,
+ * unlinked. dry_run: count only. GZ_ENOTFOUND (message names the target) when nothing
+ * matches; GZ_EINVAL for a bad spec. stats may be NULL. */
+gz_status gz_engine_remove(gz_engine *e, const gz_rm_spec *spec, int dry_run, gz_rm_stats *stats);
 
 /* ===== Evaluation (eval/) =====
  * Batch caption-matching evaluation (image<->text Recall@K) as LAVIS and

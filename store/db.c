@@ -267,6 +267,8 @@ gz_status gz_db_begin_read(gz_db *db) {
     return txn_begin(db, 0);
 }
 
+int gz_db_in_batch(const gz_db *db) { return db->in_txn; }
+
 gz_status gz_db_commit(gz_db *db) {
     if (!db->in_txn) return GZ_FAIL(GZ_EINVAL, "%s: no batch is open", db->path);
     return txn_commit(db);
