@@ -101,7 +101,7 @@ static char *read_key(const char *path) {
 
 int cmd_serve(int argc, char **argv) {
     const char *db = NULL, *model = NULL, *weights = NULL, *listen = NULL, *key_file = NULL;
-    const char *port_file = NULL;
+    const char *port_file = NULL, *upload_dir = NULL, *image_root = NULL;
     int threads = 2, compute = 0, max_body = GZ_SERVE_DEFAULT_MAX_BODY_MB;
     int timeout = GZ_SERVE_DEFAULT_TIMEOUT_S, read_only = 0, auth_reads = 0, no_warmup = 0;
     int quiet = 0;
@@ -118,6 +118,8 @@ int cmd_serve(int argc, char **argv) {
         {"max-body", 0, CLI_INT, &max_body, "MB", "largest request body (default 16)"},
         {"timeout", 0, CLI_INT, &timeout, "S", "drop idle or slow clients after S s (30)"},
         {"port-file", 0, CLI_STR, &port_file, "FILE", "write the bound port here (port 0)"},
+        {"upload-dir", 0, CLI_STR, &upload_dir, "DIR", "uploaded item images (default DB.uploads)"},
+        {"image-root", 0, CLI_STR, &image_root, "DIR", "items may link image files under DIR"},
         {"no-warmup", 0, CLI_FLAG, &no_warmup, NULL, "do not load the models before listening"},
         {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
         {"quiet", 'q', CLI_FLAG, &quiet, NULL, "no notices"},
@@ -187,6 +189,8 @@ int cmd_serve(int argc, char **argv) {
     sp.host = host;
     sp.port = port;
     sp.port_file = port_file;
+    sp.upload_dir = upload_dir;
+    sp.image_root = image_root;
     sp.api_key = key;
     sp.auth_reads = auth_reads;
     sp.read_only = read_only;

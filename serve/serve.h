@@ -15,6 +15,8 @@
  *   POST /v1/embed           texts and images to vectors
  *   POST /v1/match           ITC (and ITM on BLIP) of (image, text) pairs
  *   GET  /v1/items/{id}/thumbnail   JPEG of an indexed image (or a text's linked image)
+ *   PUT, DELETE /v1/items/{catalog}/{id}, POST /v1/items/{catalog} (JSON lines): catalogue
+ *                            writes, through one writer thread, committed in batches
  *   GET  /metrics            Prometheus text
  *
  * Threads: threads worker threads of libmicrohttpd each take one engine of a pool of as many
@@ -49,6 +51,8 @@ typedef struct {
     size_t max_body;             /* bytes (default GZ_SERVE_DEFAULT_MAX_BODY_MB MiB) */
     int timeout_s;               /* connection idle timeout (default GZ_SERVE_DEFAULT_TIMEOUT_S) */
     int warmup;                  /* 1 (default): load the models and indexes before listening */
+    const char *upload_dir;      /* product images uploaded through PUT; NULL: "<db>.uploads" */
+    const char *image_root;      /* NULL: image_path refused; else items may link files under it */
     volatile sig_atomic_t *stop; /* required: the server drains and returns once it is set */
     gz_serve_log_fn log;         /* optional: one line per event (start, errors, shutdown) */
     void *log_user;

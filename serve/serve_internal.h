@@ -70,6 +70,29 @@ void serve_metrics_observe(serve_metrics *m, serve_endpoint ep, int status, doub
 /* Append the Prometheus text of the counters to a malloc'd buffer; NULL on out of memory. */
 char *serve_metrics_text(serve_metrics *m, const char *extra);
 
+/* ---- the writer (items.c) ---- */
+
+struct serve_job; /* one write request's operations, queued for the writer thread */
+
+typedef struct {
+    gz_engine *engine; /* writable, used by the writer thread only */
+    pthread_t thread;
+    int running, stopping;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* jobs queued, or stop */
+    pthread_cond_t done_cv; /* a batch finished */
+    struct serve_job *head, *tail;
+    int64_t batches;       /* committed (or failed) groups, for metrics */
+    char upload_dir[2048]; /* uploaded product images, named by SHA-256 */
+    char image_root[2048]; /* "" = image_path refused; else an absolute, resolved root */
+} serve_writer;
+
+/* Open the writable engine and start the thread. */
+gz_status serve_writer_start(serve_writer *w, const gz_engine_params *ep, const char *upload_dir,
+                             const char *image_root);
+/* Finish the queued jobs, stop the thread, close the engine (FAISS files written). */
+gz_status serve_writer_stop(serve_writer *w);
+
 /* ---- replies and handlers (api.c) ---- */
 
 typedef struct {
@@ -89,7 +112,8 @@ typedef struct {
     char tmp_dir[1024];   /* private folder for uploaded query images */
     int64_t tmp_counter;  /* names of uploaded images; under tmp_mu */
     pthread_mutex_t tmp_mu;
-    double started; /* monotonic seconds */
+    double started;      /* monotonic seconds */
+    serve_writer writer; /* not running with --read-only */
 } serve_ctx;
 
 /* A JSON error reply {"error": {"status": N, "message": "..."}}. */
@@ -117,6 +141,9 @@ void serve_match(serve_ctx *c, const char *body, size_t len, serve_reply *r);
 void serve_info(serve_ctx *c, serve_reply *r);
 void serve_thumbnail(serve_ctx *c, const char *id_text, serve_reply *r);
 void serve_metrics_reply(serve_ctx *c, serve_reply *r);
+/* PUT / DELETE /v1/items/{catalog}/{id}, POST /v1/items/{catalog} (JSON lines). */
+void serve_items(serve_ctx *c, const char *method, const char *url, const char *body, size_t len,
+                 serve_reply *r);
 
 /* ---- embedded files (generated assets.c) ---- */
 typedef struct {

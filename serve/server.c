@@ -3,6 +3,7 @@
  * their limits, Bearer authentication, replies, metrics and the SIGTERM drain. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -244,7 +245,10 @@ static void dispatch(server *srv, request *rq, struct MHD_Connection *conn, cons
         return;
     }
     case EP_ITEMS:
-        serve_error(r, 501, "%s %s: item writes are not available in this build", method, url);
+        if (!c->writer.running)
+            serve_error(r, 403, "this server is read-only (--read-only)");
+        else
+            serve_items(c, method, url, rq->body ? rq->body : "", rq->len, r);
         return;
     default: serve_error(r, 404, "no such endpoint: %s %s", method, url); return;
     }
@@ -473,6 +477,32 @@ gz_status gz_serve_run(const gz_serve_params *p, char *why, size_t why_cap) {
     if ((st = serve_pool_open(&c->pool, &p->engine, p->threads, p->read_only)) != GZ_OK) goto done;
     pool_open = 1;
     if ((st = load_shared_model(c, why, why_cap)) != GZ_OK) goto done;
+    if (!p->read_only) {
+        char upload[2048], root[PATH_MAX], cwd[1024] = "";
+        /* the engine takes image paths from the current directory: make the folder absolute */
+        const char *dir = p->upload_dir;
+        int n = dir ? snprintf(upload, sizeof upload, "%s%s%s",
+                               dir[0] == '/'             ? ""
+                               : getcwd(cwd, sizeof cwd) ? cwd
+                                                         : ".",
+                               dir[0] == '/' ? "" : "/", dir)
+                    : snprintf(upload, sizeof upload, "%s%s%s.uploads",
+                               p->engine.db_path[0] == '/' ? ""
+                               : getcwd(cwd, sizeof cwd)   ? cwd
+                                                           : ".",
+                               p->engine.db_path[0] == '/' ? "" : "/", p->engine.db_path);
+        if (n >= (int)sizeof upload) {
+            st = fail(why, why_cap, GZ_EINVAL, "the upload folder's name is too long");
+            goto done;
+        }
+        if (p->image_root && !realpath(p->image_root, root)) {
+            st = fail(why, why_cap, GZ_EINVAL, "image root %s: %s", p->image_root, strerror(errno));
+            goto done;
+        }
+        if ((st = serve_writer_start(&c->writer, &p->engine, upload,
+                                     p->image_root ? root : NULL)) != GZ_OK)
+            goto done;
+    }
     if (p->warmup) warm_up(c);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
@@ -515,9 +545,16 @@ done:
     if (d) MHD_stop_daemon(d);
     /* a library call's failure: its message is the reason */
     if (st != GZ_OK && !why[0]) snprintf(why, why_cap, "%s", gz_last_error());
-    if (pool_open) {
-        serve_pool_close(&c->pool);
+    if (c->writer.running || c->writer.engine) {
+        /* after the drain: the jobs of answered requests are committed; this commits the rest
+         * and writes the FAISS files */
+        gz_status wst = serve_writer_stop(&c->writer);
+        if (wst != GZ_OK && st == GZ_OK) {
+            st = wst;
+            snprintf(why, why_cap, "%s", gz_last_error());
+        }
     }
+    if (pool_open) serve_pool_close(&c->pool);
     gz_model_free(c->model);
     if (c->tmp_dir[0]) rmdir(c->tmp_dir);
     pthread_mutex_destroy(&c->tmp_mu);
