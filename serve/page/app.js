@@ -78,7 +78,7 @@ async function search(query, what) {
     }
     const grid = $("results");
     grid.replaceChildren(...data.results.map((r) => card(r, mode)));
-    setStatus(`${data.results.length} results for ${what} in ${data.timing.total_ms.toFixed(1)} ms`);
+    setStatus(`${data.results.length} result${data.results.length === 1 ? "" : "s"} for ${what} in ${data.timing.total_ms.toFixed(1)} ms`);
   } catch (e) {
     setStatus(`error: ${e}`);
   }
