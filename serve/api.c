@@ -717,8 +717,9 @@ static json_t *store_json(gz_engine *e) {
                 gz_db_index_state is;
                 if (gz_db_index_info(db, ms[i].id, (gz_item_kind)kind, &is) != GZ_OK) continue;
                 json_array_append_new(idx,
-                                      json_pack("{s:s,s:s,s:I,s:I,s:s}", "model", ms[i].name,
-                                                "kind", kind == GZ_ITEM_TEXT ? "text" : "image",
+                                      json_pack("{s:I,s:s,s:s,s:I,s:I,s:s}", "model_id",
+                                                (json_int_t)ms[i].id, "model", ms[i].name, "kind",
+                                                kind == GZ_ITEM_TEXT ? "text" : "image",
                                                 "generation", (json_int_t)is.generation, "vectors",
                                                 (json_int_t)is.n_vectors, "factory", is.effective));
             }
@@ -766,10 +767,11 @@ void serve_metrics_reply(serve_ctx *c, serve_reply *r) {
         size_t i;
         json_t *x;
         json_array_foreach(json_object_get(s, "indexes"), i, x) {
-            fprintf(f, "gaze_index_generation{model=\"%zu\",kind=\"%s\"} %lld\n", i,
+            long long mid = (long long)json_integer_value(json_object_get(x, "model_id"));
+            fprintf(f, "gaze_index_generation{model_id=\"%lld\",kind=\"%s\"} %lld\n", mid,
                     json_string_value(json_object_get(x, "kind")),
                     (long long)json_integer_value(json_object_get(x, "generation")));
-            fprintf(f, "gaze_index_vectors{model=\"%zu\",kind=\"%s\"} %lld\n", i,
+            fprintf(f, "gaze_index_vectors{model_id=\"%lld\",kind=\"%s\"} %lld\n", mid,
                     json_string_value(json_object_get(x, "kind")),
                     (long long)json_integer_value(json_object_get(x, "vectors")));
         }

@@ -503,20 +503,24 @@ void serve_items(serve_ctx *c, const char *method, const char *url, const char *
         serve_json(r, code, op_json(op));
     } else {
         json_t *arr = json_array();
-        long counts[6] = {0};
+        long counts[7] = {0};
         for (int i = 0; i < job.n; i++) {
             write_op *op = &job.ops[i];
             json_array_append_new(arr, op_json(op));
+            /* 1..3 put outcomes, 4 failed, 5 deleted, 6 not found */
             int idx = op->skip                         ? 4
-                      : op->del                        ? (op->del_st == GZ_OK ? 5 : 4)
+                      : op->del                        ? (op->del_st == GZ_OK          ? 5
+                                                          : op->del_st == GZ_ENOTFOUND ? 6
+                                                                                       : 4)
                       : op->r.outcome == GZ_PUT_FAILED ? 4
                                                        : (int)op->r.outcome;
             counts[idx]++;
         }
         serve_json(r, 200,
-                   json_pack("{s:o,s:i,s:i,s:i,s:i,s:i}", "results", arr, "added", (int)counts[1],
-                             "updated", (int)counts[2], "unchanged", (int)counts[3], "deleted",
-                             (int)counts[5], "failed", (int)counts[4]));
+                   json_pack("{s:o,s:i,s:i,s:i,s:i,s:i,s:i}", "results", arr, "added",
+                             (int)counts[1], "updated", (int)counts[2], "unchanged", (int)counts[3],
+                             "deleted", (int)counts[5], "not_found", (int)counts[6], "failed",
+                             (int)counts[4]));
     }
     for (int i = 0; i < job.n; i++)
         op_free(&job.ops[i]);

@@ -222,7 +222,7 @@ ok &= v['gaze_http_requests_total{endpoint="search"}'] >= 10
 ok &= v['gaze_http_errors_total{endpoint="search"}'] >= 10
 ok &= v['gaze_http_request_duration_seconds_bucket{endpoint="search",le="+Inf"}'] == v['gaze_http_requests_total{endpoint="search"}']
 ok &= v['gaze_items{kind="image"}'] == 6 and v['gaze_items{kind="text"}'] == 3
-ok &= any(k.startswith('gaze_index_generation') and x >= 1 for k, x in v.items())
+ok &= any(k.startswith('gaze_index_generation{model_id="1"') and x >= 1 for k, x in v.items())
 sys.exit(0 if ok else 1)
 PY
 

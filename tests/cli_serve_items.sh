@@ -93,14 +93,15 @@ check "the deleted item is gone from searches" bash -c '! curl -s "$1/v1/search"
     echo ''
     echo '{"id": "p1", "delete": true}'
     echo '{"id": "b3", "colour": "red"}'
+    echo '{"id": "never-there", "delete": true}'
 } >"$TMP/bulk.jsonl"
 check "bulk without key: 401" status_is 401 POST /v1/items/shop --data-binary @"$TMP/bulk.jsonl"
 check "bulk: 200" status_is 200 POST /v1/items/shop "${AUTH[@]}" -H 'Content-Type: application/x-ndjson' --data-binary @"$TMP/bulk.jsonl"
-check "bulk answer: 20 added, 1 deleted, 3 failed with their line numbers" python3 - "$TMP/last.json" <<'PY'
+check "bulk answer: 20 added, 1 deleted, 1 not found, 3 failed with their line numbers" python3 - "$TMP/last.json" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))
 failed = [r for r in o['results'] if r['outcome'] == 'failed']
-ok = o['added'] == 20 and o['deleted'] == 1 and o['failed'] == 3
+ok = o['added'] == 20 and o['deleted'] == 1 and o['failed'] == 3 and o['not_found'] == 1
 ok &= [r['line'] for r in failed] == [21, 22, 25] and 'line 25: unknown field' in failed[2]['error']
 sys.exit(0 if ok else 1)
 PY
