@@ -296,8 +296,8 @@ static int search_options(const json_t *o, search_req *s, serve_reply *r) {
     }
     if ((v = json_object_get(o, "rerank"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > GZ_SERVE_MAX_K) {
-            serve_error(r, 400, "rerank must be an integer in [0, %d]", GZ_SERVE_MAX_K);
+            json_integer_value(v) > GZ_SERVE_MAX_RERANK) {
+            serve_error(r, 400, "rerank must be an integer in [0, %d]", GZ_SERVE_MAX_RERANK);
             return 0;
         }
         s->q.rerank = (int)json_integer_value(v);

@@ -35,7 +35,10 @@
 #define GZ_SERVE_DEFAULT_MAX_BODY_MB 16 /* request bodies above this are refused (413) */
 #define GZ_SERVE_DEFAULT_TIMEOUT_S 30   /* an idle or slow client is dropped after this */
 #define GZ_SERVE_MAX_K 1000             /* k above this is a 400 */
-#define GZ_SERVE_DRAIN_S 30             /* SIGTERM: wait this long for in-flight requests */
+#define GZ_SERVE_MAX_RERANK                                                                        \
+    256                     /* rerank above this is a 400: it bounds a request's work              \
+                               (one ITM pass per candidate; LAVIS uses 128-256) */
+#define GZ_SERVE_DRAIN_S 30 /* SIGTERM: wait this long for in-flight requests */
 
 typedef void (*gz_serve_log_fn)(void *user, const char *line);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ gz_serve_params gz_serve_default_params(void) {
 typedef struct {
     serve_ctx ctx;
     atomic_int in_flight; /* requests between their first byte and their reply's end */
+    atomic_int draining;  /* SIGTERM seen: replies close their connection */
 } server;
 
 /* One request's state, from its headers to its reply. */
@@ -91,7 +93,7 @@ static int token_ok(const char *key, const char *presented) {
 
 static int authorised(const gz_serve_params *p, struct MHD_Connection *conn) {
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncmp(h, "Bearer ", 7) != 0) return 0;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0) return 0; /* the scheme is case-insensitive */
     return token_ok(p->api_key, h + 7);
 }
 
@@ -112,6 +114,8 @@ static enum MHD_Result send_reply(request *rq, struct MHD_Connection *conn, serv
     if (rq->ep != EP_PAGE && rq->ep != EP_THUMBNAIL && rq->ep != EP_OPENAPI)
         MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (r->status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    /* while draining, a kept-alive client must not send its next request here */
+    if (atomic_load(&rq->srv->draining)) MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     serve_metrics_observe(&rq->srv->ctx.metrics, rq->ep, r->status, serve_now() - rq->t0);
@@ -315,7 +319,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
         }
         if (rq->pp) {
-            if (MHD_post_process(rq->pp, upload, *upload_size) != MHD_YES && !rq->too_big)
+            rq->len += *upload_size; /* the whole form counts against --max-body */
+            if (rq->len > p->max_body)
+                rq->too_big = 1;
+            else if (MHD_post_process(rq->pp, upload, *upload_size) != MHD_YES && !rq->too_big)
                 rq->form_error = 1;
         } else if (rq->len + *upload_size > p->max_body) {
             rq->too_big = 1; /* read and drop the rest: the client then reads our 413 */
@@ -533,6 +540,7 @@ gz_status gz_serve_run(const gz_serve_params *p, char *why, size_t why_cap) {
 
     /* Drain: stop accepting, let the requests already started finish, then stop. */
     logf_(p, "stopping: %d request(s) in flight", atomic_load(&srv->in_flight));
+    atomic_store(&srv->draining, 1);
     MHD_socket listener = MHD_quiesce_daemon(d);
     double deadline = serve_now() + GZ_SERVE_DRAIN_S;
     while (atomic_load(&srv->in_flight) > 0 && serve_now() < deadline)

@@ -142,6 +142,7 @@ check "unknown term field: 400" expect_error 400 "terms[0]: unknown field 'img'"
 check "k = 0: 400" expect_error 400 "k must be" POST /v1/search -d '{"text": "a cat", "k": 0}'
 check "k too large: 400" expect_error 400 "k must be" POST /v1/search -d '{"text": "a cat", "k": 1001}'
 check "k not an integer: 400" expect_error 400 "k must be" POST /v1/search -d '{"text": "a cat", "k": "5"}'
+check "rerank too large: 400" expect_error 400 "rerank must be" POST /v1/search -d '{"text": "a cat", "rerank": 257}'
 check "bad mode: 400" expect_error 400 "mode must be" POST /v1/search -d '{"text": "a cat", "mode": "videos"}'
 check "no query: 400" expect_error 400 "give a text" POST /v1/search -d '{"k": 3}'
 check "not base64: 400" expect_error 400 "not base64" POST /v1/search -d '{"image": "@@@"}'
@@ -159,6 +160,7 @@ check "multipart undecodable image: 422" expect_error 422 "image" POST /v1/searc
 # a body over --max-body 1 (MB): 413, and the server goes on
 head -c 1200000 /dev/zero | tr '\0' 'a' | sed 's/^/{"text": "/; s/$/"}/' >"$TMP/big.json"
 check "body over --max-body: 413" expect_error 413 "over the limit" POST /v1/search -H 'Content-Type: application/json' --data-binary @"$TMP/big.json"
+check "multipart body over --max-body: 413" expect_error 413 "over the limit" POST /v1/search -H 'Transfer-Encoding: chunked' -F "image=@$TMP/big.json"
 check "chunked body over --max-body: 413" expect_error 413 "over the limit" POST /v1/search -H 'Transfer-Encoding: chunked' --data-binary @"$TMP/big.json"
 check "unknown endpoint: 404" expect_error 404 "no such endpoint" GET /v2/search
 check "wrong method: 405" expect_error 405 "takes POST" GET /v1/search
