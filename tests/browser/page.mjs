@@ -73,7 +73,10 @@ try {
   // 3. "similar" on the second card: that item comes first
   const second = await page.$$eval(".card", (cs) => cs[1].dataset.itemId);
   await page.click(".card:nth-child(2) button.similar");
-  await page.waitForFunction((id) => document.querySelector("#status").textContent.includes(`similar to #${id}`), second);
+  await page.waitForFunction((id) => {
+    const s = document.querySelector("#status").textContent;
+    return s.includes(`similar to #${id}`) && !s.startsWith("searching");
+  }, second);
   const top = await page.$eval(".card", (c) => c.dataset.itemId);
   check("similar: the item itself first", top === second, `(${top} vs ${second})`);
 
