@@ -126,7 +126,7 @@ static void *writer_main(void *arg) {
 }
 
 gz_status serve_writer_start(serve_writer *w, const gz_engine_params *ep, const char *upload_dir,
-                             const char *image_root) {
+                             const char *image_root, int warmup) {
     memset(w, 0, sizeof *w);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
@@ -137,6 +137,12 @@ gz_status serve_writer_start(serve_writer *w, const gz_engine_params *ep, const 
     p.db.readonly = 0;
     gz_status st = gz_engine_open(&p, &w->engine);
     if (st != GZ_OK) return st;
+    /* load and register the model now, so the first write does not pay for it */
+    if (warmup && (st = gz_engine_model(w->engine, NULL, NULL)) != GZ_OK) {
+        gz_engine_close(w->engine);
+        w->engine = NULL;
+        return st;
+    }
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         gz_engine_close(w->engine);
         w->engine = NULL;

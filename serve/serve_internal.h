@@ -87,9 +87,9 @@ typedef struct {
     char image_root[2048]; /* "" = image_path refused; else an absolute, resolved root */
 } serve_writer;
 
-/* Open the writable engine and start the thread. */
+/* Open the writable engine (with warmup, load and register its model) and start the thread. */
 gz_status serve_writer_start(serve_writer *w, const gz_engine_params *ep, const char *upload_dir,
-                             const char *image_root);
+                             const char *image_root, int warmup);
 /* Finish the queued jobs, stop the thread, close the engine (FAISS files written). */
 gz_status serve_writer_stop(serve_writer *w);
 

@@ -506,8 +506,8 @@ gz_status gz_serve_run(const gz_serve_params *p, char *why, size_t why_cap) {
             st = fail(why, why_cap, GZ_EINVAL, "image root %s: %s", p->image_root, strerror(errno));
             goto done;
         }
-        if ((st = serve_writer_start(&c->writer, &p->engine, upload,
-                                     p->image_root ? root : NULL)) != GZ_OK)
+        if ((st = serve_writer_start(&c->writer, &p->engine, upload, p->image_root ? root : NULL,
+                                     p->warmup)) != GZ_OK)
             goto done;
     }
     if (p->warmup) warm_up(c);

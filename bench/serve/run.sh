@@ -68,9 +68,18 @@ local f = io.open("$WORK/image.json", "rb")
 wrk.body = f:read("*a")
 f:close()
 LUA
-# one request of each first: the answers must be good before anything is timed
-curl -sf "$U/v1/search" -d '{"text": "a red car parked on a street at night", "k": 10}' | grep -q '"results"'
-curl -sf "$U/v1/search" -d @"$WORK/image.json" | grep -q '"results"'
+# Warm-up, untimed: the answers must be good, and every engine loads the towers it will use (two
+# requests of each kind at once reach both request threads), so that the RSS measured below
+# shows growth during the runs, not the lazy loading of a tower.
+warm=()
+for _ in 1 2; do
+  curl -sf "$U/v1/search" -d '{"text": "a red car parked on a street at night", "k": 10}' | grep -q '"results"' &
+  warm+=($!)
+  curl -sf "$U/v1/search" -d @"$WORK/image.json" | grep -q '"results"' &
+  warm+=($!)
+done
+for p in "${warm[@]}"; do wait "$p"; done # each must succeed (set -e)
+curl -sf -X PUT -H 'Authorization: Bearer k' "$U/v1/items/bench/warmup" -d '{"text": "warm up"}' >/dev/null
 
 RSS0=$(rss "$SERVER")
 run_wrk() { # NAME CONNECTIONS LUA
