@@ -21,6 +21,8 @@ static const command COMMANDS[] = {
     {"info", cmd_info, "describe a model directory or a database"},
     {"eval", cmd_eval, "image-text retrieval Recall@K on a caption set (LAVIS protocol)"},
     {"model", cmd_model, "pull, list and remove models of the Hugging Face Hub (its cache)"},
+    {"serve", cmd_serve, "serve search over HTTP: JSON API, web page, metrics"},
+    {"snapshot", cmd_snapshot, "copy a database and its index files while writers run"},
 };
 
 static void top_help(FILE *out) {

@@ -498,6 +498,23 @@ gz_status gz_db_coverage(gz_db *db, int64_t model_id, gz_item_kind kind, int64_t
 /* Add a notice (params.notice and gz_db_notice), for the layers above the store. */
 void gz_db_add_notice(gz_db *db, const char *message);
 
+/* ---- snapshots (store/snapshot.c) ---- */
+typedef struct {
+    int indexes_copied; /* FAISS files copied at the snapshot's generation */
+    int indexes_built;  /* indexes not saved at that generation, built from the copy */
+    int64_t bytes;      /* database + FAISS bytes written */
+} gz_snapshot_stats;
+
+/* Write a consistent copy of the database src_path to dest_path (which must not exist) while
+ * writers keep going: SQLite's online backup API copies one committed state; then each FAISS
+ * file of src whose header holds that state's generation is copied, and any other index is
+ * built from the copy. The copy uses a rollback journal (opens read-only without -wal/-shm);
+ * a writable gz_db_open turns it back to WAL. stats may be NULL. Publish a snapshot for
+ * read-only servers by writing it into a new folder and renaming a symlink onto it.
+ * GZ_ENOTFOUND src missing, GZ_EINVAL dest exists, GZ_EIO (errno/SQLite text); on error
+ * nothing is left at dest. */
+gz_status gz_db_snapshot(const char *src_path, const char *dest_path, gz_snapshot_stats *stats);
+
 /* Small string settings kept in the database (e.g. CLI defaults). get: *value malloc'd,
  * GZ_ENOTFOUND if unset. set with value NULL deletes. */
 gz_status gz_db_set_meta(gz_db *db, const char *key, const char *value);

@@ -2,7 +2,9 @@
 # check_layout.sh - the include rules of the layout (issue #10), checked in CI.
 #
 #   cli/   is a client of the library: it includes only "gaze.h" (the public API) and its own
-#          "cli/cli.h", never a layer's internal header.
+#          "cli/cli.h", never a layer's internal header; cmd_serve.c also the service's one
+#          header "serve/serve.h" (serve/ is a program on gaze.h, like cli/).
+#   serve/ includes only "gaze.h" and its own headers (serve/serve.h, serve/serve_internal.h).
 #   core/  is the bottom layer: it never includes "gaze.h" (the API is built on core, not the
 #          other way round; core/status.h holds what both share).
 #
@@ -13,7 +15,7 @@ root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
 cd "$root"
 
 # Folders whose headers are the project's (an #include <core/x.h> counts as well as "core/x.h").
-project_dirs='core|text_encoder|vision_encoder|fusion|model|store|engine|eval|cli|include'
+project_dirs='core|text_encoder|vision_encoder|fusion|model|store|engine|eval|cli|serve|include'
 
 bad=0
 # Print "LINE<TAB>HEADER" for every #include of a quoted header or an angled project header.
@@ -34,8 +36,24 @@ for f in cli/*.c cli/*.h; do
   while IFS=$'\t' read -r line hdr; do
     case "$hdr" in
       gaze.h | cli/cli.h) ;;
+      serve/serve.h) [ "$f" = cli/cmd_serve.c ] || {
+        echo "$f:$line: includes \"$hdr\" (only cli/cmd_serve.c runs the service)"
+        bad=1
+      } ;;
       *)
         echo "$f:$line: includes \"$hdr\" (cli/ may include only \"gaze.h\" and \"cli/cli.h\")"
+        bad=1
+        ;;
+    esac
+  done < <(includes "$f")
+done
+
+for f in serve/*.c serve/*.h; do
+  while IFS=$'\t' read -r line hdr; do
+    case "$hdr" in
+      gaze.h | serve/serve.h | serve/serve_internal.h) ;;
+      *)
+        echo "$f:$line: includes \"$hdr\" (serve/ may include only \"gaze.h\" and its own headers)"
         bad=1
         ;;
     esac

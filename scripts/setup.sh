@@ -20,6 +20,8 @@ packages=(
   libstb-dev libutf8proc-dev libjansson-dev libxxhash-dev libcurl4-openssl-dev libssl-dev
   libtiff-dev libraw-dev libsixel-dev libmicrohttpd-dev
   python3-numpy dpkg-dev clang libclang-rt-14-dev clang-format
+  # gaze serve's tests: curl, nginx (replicas), node + chromium (the page in a browser), wrk (bench)
+  curl nginx-light nodejs npm chromium wrk
 )
 
 missing=()
@@ -31,6 +33,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- the browser test's driver: playwright-core from tests/browser/package-lock.json ---
+# (no browser download: the test drives Debian's chromium)
+if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
+  echo "setup: npm ci in tests/browser (playwright-core)"
+  (cd "$here/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null)
 fi
 
 # --- FAISS C API -----------------------------------------------------------
