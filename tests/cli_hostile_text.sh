@@ -23,4 +23,17 @@ rc=$?
 check "a 1 MB word and a 10 MB field are added within the timeout (rc $rc)" test "$rc" -eq 0
 check "both long rows added" grep -q '"added": *2' "$TMP/long.json"
 
+# ---- 15.9: sharded index de-duplication is O(n log n) ----
+# 300k distinct shard names (none exists): the shard list was de-duplicated by a linear search
+# per entry (80k entries took 8 s, 300k over a minute) before the first missing shard was noticed.
+mkdir -p "$TMP/sharded"
+for f in config.json tokenizer_config.json special_tokens_map.json vocab.json merges.txt \
+    preprocessor_config.json; do cp "$CLIP/$f" "$TMP/sharded/"; done
+python3 -c 'import json, sys; json.dump({"weight_map": {"t%d" % i: "s%d.safetensors" % i
+    for i in range(300000)}}, open(sys.argv[1], "w"))' "$TMP/sharded/model.safetensors.index.json"
+timeout 30 "$GAZE" embed --model "$TMP/sharded" --text "a cat" >/dev/null 2>"$TMP/sharded.err"
+rc=$?
+check "300k-entry weight_map: a clean error within the timeout (rc $rc)" test "$rc" -eq 3
+check "the error names the missing shard" grep -q "s0.safetensors.*No such file" "$TMP/sharded.err"
+
 cli_finish cli_hostile_text
