@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -380,6 +381,31 @@ static gz_status fsync_dir_of(const char *path) {
     return GZ_OK;
 }
 
+/* Create a new temporary file next to path, "<path>.tmp.<random>.<pid>" (db.c removes those of
+ * dead pids: the pid stays last), with O_EXCL | O_NOFOLLOW: a name guessed in advance and planted
+ * as a symlink by another user of a shared folder is never followed (the old predictable
+ * "<path>.tmp.<pid>" opened with O_TRUNC was). mkstemp would do the same but creates mode 0600
+ * regardless of the umask; the index file keeps the mode the umask gives, as the database does.
+ * Sets *fd and fills tmp, or returns the error. */
+static gz_status create_temp(const char *path, char *tmp, size_t cap, int *fd) {
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned char r[8];
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+            return GZ_FAIL(GZ_EIO, "%s: getrandom: %s", path, strerror(errno));
+        char suffix[sizeof r + 1];
+        for (size_t i = 0; i < sizeof r; i++)
+            suffix[i] = alnum[r[i] % (sizeof alnum - 1)];
+        suffix[sizeof r] = '\0';
+        if (snprintf(tmp, cap, "%s.tmp.%s.%ld", path, suffix, (long)getpid()) >= (int)cap)
+            return GZ_FAIL(GZ_EINVAL, "%s: path too long", path);
+        *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (*fd >= 0) return GZ_OK;
+        if (errno != EEXIST) break;
+    }
+    return GZ_FAIL(GZ_EIO, "%s: create: %s", tmp, strerror(errno));
+}
+
 gz_status gz_vindex_save(const gz_vindex *v, const char *path) {
     char *blob = NULL;
     size_t blob_len = 0;
@@ -425,16 +451,13 @@ gz_status gz_vindex_save(const gz_vindex *v, const char *path) {
     put(&h, &header_hash, 8);
 
     char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+    int fd = -1;
+    gz_status st = create_temp(path, tmp, sizeof tmp, &fd);
+    if (st != GZ_OK) {
         free(blob);
-        return GZ_FAIL(GZ_EINVAL, "%s: path too long", path);
+        return st;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(blob);
-        return GZ_FAIL(GZ_EIO, "%s: create: %s", tmp, strerror(errno));
-    }
-    gz_status st = write_all(fd, h.b, h.at, tmp);
+    st = write_all(fd, h.b, h.at, tmp);
     if (st == GZ_OK && ids_bytes) st = write_all(fd, v->ids, ids_bytes, tmp);
     if (st == GZ_OK) st = write_all(fd, blob, blob_len, tmp);
     free(blob);
