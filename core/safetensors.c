@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "core/contenthash.h"
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
@@ -831,8 +832,18 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Feed every shard named in an index's weight_map (sorted, each once). */
-static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
+/* Feed the content hash of one file (the weights' identity, see gz_st_fingerprint_content). */
+static gz_status fingerprint_content(const char *path, XXH3_state_t *h) {
+    uint8_t digest[16];
+    gz_status st = gz_content_hash(path, digest);
+    if (st == GZ_OK) XXH3_128bits_update(h, digest, sizeof digest);
+    return st;
+}
+
+/* Feed every shard named in an index's weight_map (sorted, each once), by header
+ * (fingerprint_file) or by content (fingerprint_content). */
+static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h,
+                                    gz_status (*feed)(const char *, XXH3_state_t *)) {
     json_error_t jerr;
     json_t *root = json_load_file(index_path, 0, &jerr);
     if (!root) return GZ_FAIL(GZ_EINVAL, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
@@ -868,7 +879,7 @@ static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
         if (!p)
             st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         else
-            st = fingerprint_file(p, h);
+            st = feed(p, h);
         free(p);
     }
     free(dir);
@@ -879,5 +890,12 @@ static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
 
 gz_status gz_st_fingerprint(const char *path, struct XXH3_state_s *h) {
     if (!path || !h) return GZ_FAIL(GZ_EINVAL, "gz_st_fingerprint: NULL argument");
-    return ends_with(path, ".index.json") ? fingerprint_shards(path, h) : fingerprint_file(path, h);
+    return ends_with(path, ".index.json") ? fingerprint_shards(path, h, fingerprint_file)
+                                          : fingerprint_file(path, h);
+}
+
+gz_status gz_st_fingerprint_content(const char *path, struct XXH3_state_s *h) {
+    if (!path || !h) return GZ_FAIL(GZ_EINVAL, "gz_st_fingerprint_content: NULL argument");
+    return ends_with(path, ".index.json") ? fingerprint_shards(path, h, fingerprint_content)
+                                          : fingerprint_content(path, h);
 }

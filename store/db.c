@@ -586,6 +586,45 @@ gz_status gz_db_register_model_hub(gz_db *db, const char *name, const char *fami
     return st;
 }
 
+gz_status gz_db_adopt_fingerprint(gz_db *db, const char *legacy, const char *fresh, int *adopted) {
+    if (adopted) *adopted = 0;
+    if (!legacy || !fresh || !*legacy || !*fresh || strlen(legacy) >= 65 || strlen(fresh) >= 65)
+        return GZ_FAIL(GZ_EINVAL, "adopt fingerprint: bad fingerprint");
+    if (strcmp(legacy, fresh) == 0) return GZ_OK;
+    int implicit;
+    gz_status st = wbegin(db, &implicit);
+    if (st != GZ_OK) return st;
+    sqlite3_stmt *s = NULL;
+    int has_fresh = 0;
+    st = prep(db, &s, "SELECT 1 FROM models WHERE fingerprint = ?");
+    if (st == GZ_OK) {
+        sqlite3_bind_text(s, 1, fresh, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        has_fresh = rc == SQLITE_ROW;
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) st = sql_fail(db, "find model");
+        sqlite3_finalize(s);
+    }
+    if (st == GZ_OK && !has_fresh) {
+        st = prep(db, &s, "UPDATE models SET fingerprint = ?1 WHERE fingerprint = ?2");
+        if (st == GZ_OK) {
+            sqlite3_bind_text(s, 1, fresh, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 2, legacy, -1, SQLITE_STATIC);
+            st = step_done(db, s);
+            if (st == GZ_OK && adopted) *adopted = sqlite3_changes(db->sql) > 0;
+        }
+    }
+    if (st == GZ_OK && adopted && *adopted) { /* the preprocessing record follows the model */
+        st = prep(db, &s,
+                  "UPDATE meta SET key = 'preprocess.' || ?1 WHERE key = 'preprocess.' || ?2");
+        if (st == GZ_OK) {
+            sqlite3_bind_text(s, 1, fresh, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 2, legacy, -1, SQLITE_STATIC);
+            st = step_done(db, s);
+        }
+    }
+    return wend(db, implicit, st);
+}
+
 gz_status gz_db_models(gz_db *db, gz_db_model **out, int *n) {
     *out = NULL;
     *n = 0;

@@ -5,6 +5,8 @@
 # Usage: bash tests/cli_hostile_text.sh <gaze binary> <tests/data dir>
 source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 CLIP=$DATA/fixtures/clip
+export XDG_CACHE_HOME=$TMP/cache # the weights' content-hash cache of this run, not the user's
+jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # ---- 15.5: BPE work per word is O(n log n), tokenising stops at the model's max length ----
 # Before the fix one 200 KB word took 10 s and 1 MB well over a minute (the merge loop rescanned
@@ -35,5 +37,42 @@ timeout 30 "$GAZE" embed --model "$TMP/sharded" --text "a cat" >/dev/null 2>"$TM
 rc=$?
 check "300k-entry weight_map: a clean error within the timeout (rc $rc)" test "$rc" -eq 3
 check "the error names the missing shard" grep -q "s0.safetensors.*No such file" "$TMP/sharded.err"
+
+# ---- 15.8: the model identity covers the weights ----
+# M2 is M1 with one weight value changed (same shapes, same size): before the fix both had one
+# fingerprint, so indexing with M2 kept M1's vectors and search mixed the two spaces.
+mkdir -p "$TMP/m1" "$TMP/photos"
+for f in config.json preprocessor_config.json tokenizer_config.json special_tokens_map.json \
+    vocab.json merges.txt model.safetensors; do cp "$CLIP/$f" "$TMP/m1/"; done
+cp -r "$TMP/m1" "$TMP/m2"
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(-1, 2); b = f.read(1); f.seek(-1, 2)
+f.write(bytes([b[0] ^ 0x80]))' "$TMP/m2/model.safetensors"
+cp "$DATA/photos/animal_cat_chelsea.png" "$DATA/photos/animal_dog_corgi.jpg" "$TMP/photos/"
+"$GAZE" index "$TMP/photos" --db "$TMP/id.db" --model "$TMP/m1" --json >"$TMP/i1.json" 2>/dev/null
+check "index with M1 encodes 2" test "$(jfield "$TMP/i1.json" encoded)" = 2
+"$GAZE" index "$TMP/photos" --db "$TMP/id.db" --model "$TMP/m2" --json >"$TMP/i2.json" 2>/dev/null
+check "index with M2 (other weights, same shapes) re-encodes 2" \
+    test "$(jfield "$TMP/i2.json" encoded)" = 2
+n_models=$(python3 -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("select count(*) from models").fetchone()[0])' "$TMP/id.db")
+check "two models registered (got $n_models)" test "$n_models" = 2
+
+# Migration: a database made before the fix holds M1 under its legacy (header-only) fingerprint,
+# pinned in tests/test_model_load.c for the clip fixture. A reader finds it; the first writer
+# adopts the row (no re-encoding) and stores the new fingerprint.
+"$GAZE" index "$TMP/photos" --db "$TMP/old.db" --model "$TMP/m1" --quiet >/dev/null 2>&1
+legacy=88f6d99c53dc9daa1b05876c631f5464
+python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1]); fp = c.execute("select fingerprint from models").fetchone()[0]
+c.execute("update models set fingerprint = ?", (sys.argv[2],))
+c.execute("update meta set key = ? where key = ?", ("preprocess." + sys.argv[2], "preprocess." + fp))
+c.commit()' "$TMP/old.db" "$legacy"
+"$GAZE" search "a cat" --db "$TMP/old.db" --model "$TMP/m1" --json >"$TMP/old_s.jsonl" 2>"$TMP/old_s.err"
+check "search finds the legacy row's vectors" test "$(wc -l <"$TMP/old_s.jsonl")" = 2
+"$GAZE" index "$TMP/photos" --db "$TMP/old.db" --model "$TMP/m1" --json >"$TMP/old_i.json" 2>/dev/null
+check "index adopts the legacy row: nothing re-encoded" test "$(jfield "$TMP/old_i.json" encoded)" = 0
+fp_now=$(python3 -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("select group_concat(fingerprint) from models").fetchone()[0])' "$TMP/old.db")
+check "the row now has the new fingerprint ($fp_now)" test "$fp_now" != "$legacy" -a "${#fp_now}" = 32
 
 cli_finish cli_hostile_text
