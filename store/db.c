@@ -415,6 +415,18 @@ gz_status gz_db_open(const char *path, const gz_db_params *params, gz_db **out) 
     sqlite3_busy_timeout(db->sql,
                          db->params.busy_timeout_ms > 0 ? db->params.busy_timeout_ms : 10000);
     sqlite3_extended_result_codes(db->sql, 0);
+    /* A database file can come from someone else (a shared folder, a copied library): it is
+     * input. Defensive mode refuses the statements that can corrupt it (writable_schema,
+     * journal_mode=OFF...); with trusted_schema off the schema cannot call functions with side
+     * effects; and gaze's schema has no triggers or views, so those in a planted file never run
+     * (a trigger would otherwise execute its SQL inside gaze's own writes). */
+    if (sqlite3_db_config(db->sql, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL) != SQLITE_OK ||
+        sqlite3_db_config(db->sql, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL) != SQLITE_OK ||
+        sqlite3_db_config(db->sql, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, (int *)NULL) != SQLITE_OK ||
+        sqlite3_db_config(db->sql, SQLITE_DBCONFIG_ENABLE_VIEW, 0, (int *)NULL) != SQLITE_OK) {
+        st = GZ_FAIL(GZ_EIO, "%s: cannot configure SQLite: %s", path, sqlite3_errmsg(db->sql));
+        goto fail;
+    }
     if (!db->params.readonly) {
         /* WAL: readers and one writer at a time; NORMAL sync is safe against process crashes
          * (a commit is durable once written to the WAL). */

@@ -75,4 +75,16 @@ fp_now=$(python3 -c 'import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute("select group_concat(fingerprint) from models").fetchone()[0])' "$TMP/old.db")
 check "the row now has the new fingerprint ($fp_now)" test "$fp_now" != "$legacy" -a "${#fp_now}" = 32
 
+# ---- 15.10: a database file is input: its triggers never run inside gaze's writes ----
+python3 -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("create trigger planted after insert on items begin insert or replace into meta values (\x27planted\x27, \x27fired\x27); end")
+c.commit()' "$TMP/id.db"
+cp "$DATA/photos/animal_kitten.webp" "$TMP/photos/"
+"$GAZE" index "$TMP/photos" --db "$TMP/id.db" --model "$TMP/m2" --quiet >/dev/null 2>"$TMP/trig.err"
+check "index of a database with a planted trigger works" test $? -eq 0
+fired=$(python3 -c 'import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute("select count(*) from meta where key = \x27planted\x27").fetchone()[0])' "$TMP/id.db")
+check "the planted trigger did not fire (rows: $fired)" test "$fired" = 0
+
 cli_finish cli_hostile_text
