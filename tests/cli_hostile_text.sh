@@ -87,4 +87,25 @@ fired=$(python3 -c 'import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute("select count(*) from meta where key = \x27planted\x27").fetchone()[0])' "$TMP/id.db")
 check "the planted trigger did not fire (rows: $fired)" test "$fired" = 0
 
+# ---- 15.9: CSV memory is bounded; a NUL byte rejects its row ----
+# 20 MB of commas in one data row (and a header of 3 fields): each comma was a cell of its own
+# allocation, ~56x the file (1.1 GB). Peak memory must stay far below that (generous bound).
+python3 -c 'import sys
+open(sys.argv[1], "w").write("id,text,x\n1,a cat,y\n2," + "," * (20 << 20) + "\n3,a dog,z\n")' "$TMP/commas.csv"
+/usr/bin/time -f "%M" -o "$TMP/commas.rss" timeout 120 "$GAZE" add-texts "$TMP/commas.csv" \
+    --db "$TMP/commas.db" --model "$CLIP" --json >"$TMP/commas.json" 2>"$TMP/commas.err"
+rc=$?
+rss_kb=$(tail -n 1 "$TMP/commas.rss")
+check "20 MB of commas: exit 1 (one bad row), got $rc" test "$rc" -eq 1
+check "20 MB of commas: the good rows are added" test "$(jfield "$TMP/commas.json" added)" = 2
+check "20 MB of commas: the row is reported by line" grep -q "commas.csv:3: expected 3 fields" "$TMP/commas.err"
+check "20 MB of commas: peak RSS ${rss_kb} KB below 400 MB" test "$rss_kb" -lt 400000
+# A NUL byte inside a field used to cut the field silently; now the row is refused as in JSONL.
+printf 'id,text\n1,a cat\n2,a d\000og\n3,"quoted \000 nul"\n4,a bird\n' >"$TMP/nul.csv"
+"$GAZE" add-texts "$TMP/nul.csv" --db "$TMP/nul.db" --model "$CLIP" --json >"$TMP/nul.json" 2>"$TMP/nul.err"
+check "CSV with NUL bytes exits 1" test $? -eq 1
+check "CSV NUL rows refused" test "$(jfield "$TMP/nul.json" failed)" = 2
+check "CSV NUL row 3 reported" grep -q "nul.csv:3: field 'text' contains a NUL character" "$TMP/nul.err"
+check "CSV NUL row 4 reported" grep -q "nul.csv:4: field 'text' contains a NUL character" "$TMP/nul.err"
+
 cli_finish cli_hostile_text
