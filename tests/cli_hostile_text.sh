@@ -108,4 +108,16 @@ check "CSV NUL rows refused" test "$(jfield "$TMP/nul.json" failed)" = 2
 check "CSV NUL row 3 reported" grep -q "nul.csv:3: field 'text' contains a NUL character" "$TMP/nul.err"
 check "CSV NUL row 4 reported" grep -q "nul.csv:4: field 'text' contains a NUL character" "$TMP/nul.err"
 
+# ---- 15.9: huge sizes in config.json are refused, not overflowed ----
+# image_size 2147483646 / patch_size 1: `gaze info` computed patches = side * side in int.
+mkdir -p "$TMP/huge"
+cp "$TMP/m1/"* "$TMP/huge/"
+python3 -c 'import json, sys
+c = json.load(open(sys.argv[1])); c["vision_config"]["image_size"] = 2147483646
+c["vision_config"]["patch_size"] = 1; json.dump(c, open(sys.argv[1], "w"))' "$TMP/huge/config.json"
+"$GAZE" info "$TMP/huge" >"$TMP/huge.out" 2>"$TMP/huge.err"
+rc=$?
+check "info on image_size 2147483646: a clean error (rc $rc)" test "$rc" -eq 3
+check "info names the config and the limit" grep -q "config.json: vision image_size 2147483646 above the limit" "$TMP/huge.err"
+
 cli_finish cli_hostile_text
