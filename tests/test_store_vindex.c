@@ -9,6 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <xxhash.h>
+
 #include "core/error.h"
 #include "store/vindex.h"
 #include "tests/testutil.h"
@@ -71,7 +75,80 @@ static void test_temp_symlink(void) {
     unlink(path);
 }
 
+static unsigned char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* A shared .faiss file whose FAISS part claims 2^28 floats (1 GiB) in 45 bytes, with gaze's
+ * checksums made to match (they detect accidents, not intent). FAISS resized to the claim
+ * before reading; the loader must refuse the file without allocating it. Run in a child so
+ * that its peak memory is measured alone. Round trips of Flat and HNSW files still load. */
+static void test_faiss_claims(void) {
+    const char *dir = gz_test_tmpdir("vindex_claims");
+    char path[PATH_MAX];
+    for (int hnsw = 0; hnsw < 2; hnsw++) { /* valid files of both walked layouts load */
+        snprintf(path, sizeof path, "%s/ok%d.faiss", dir, hnsw);
+        gz_vindex *v = NULL;
+        CHECK_OK(gz_vindex_create(1, 0, 4, hnsw ? "HNSW8" : "Flat", NULL, 0, NULL, &v));
+        if (!v) return;
+        float vecs[8] = {1, 0, 0, 0, 0, 1, 0, 0};
+        int64_t ids[2] = {7, 9};
+        CHECK_OK(gz_vindex_add(v, ids, vecs, 2));
+        CHECK_OK(gz_vindex_save(v, path));
+        gz_vindex_free(v);
+        gz_vindex *back = NULL;
+        CHECK_OK(gz_vindex_load(path, 1, 0, 4, hnsw ? "HNSW8" : "Flat", 0, &back));
+        checks += 2;
+        gz_vindex_free(back);
+    }
+    snprintf(path, sizeof path, "%s/ok0.faiss", dir);
+    size_t len = 0;
+    unsigned char *b = read_all(path, &len);
+    CHECK(b && len > GZ_VX_HEADER_BYTES + 16 + 45);
+    if (!b) return;
+    size_t blob = GZ_VX_HEADER_BYTES + 2 * sizeof(int64_t);
+    CHECK(memcmp(b + blob, "IxFI", 4) == 0);
+    uint64_t claim = (uint64_t)1 << 28;
+    memcpy(b + blob + 37, &claim, 8); /* the float count of the codes vector */
+    uint64_t ph = XXH3_64bits(b + GZ_VX_HEADER_BYTES, len - GZ_VX_HEADER_BYTES);
+    memcpy(b + GZ_VX_HEADER_BYTES - 16, &ph, 8);
+    uint64_t hh = XXH3_64bits(b, GZ_VX_HEADER_BYTES - 8);
+    memcpy(b + GZ_VX_HEADER_BYTES - 8, &hh, 8);
+    snprintf(path, sizeof path, "%s/claims.faiss", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(b, 1, len, f) == len && fclose(f) == 0);
+    free(b);
+    pid_t pid = fork();
+    if (pid == 0) {
+        gz_vindex *v = NULL;
+        gz_status st = gz_vindex_load(path, 1, 0, 4, "Flat", 0, &v);
+        fprintf(stderr, "claims.faiss: %s\n", gz_last_error());
+        _exit(st == GZ_ECORRUPT && strstr(gz_last_error(), "claims.faiss") ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    checks += 3;
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(ru.ru_maxrss < 400 * 1024); /* KiB: far below the 1 GiB claimed */
+    printf("claims.faiss refused; child peak RSS %ld KiB\n", ru.ru_maxrss);
+}
+
 int main(void) {
     test_temp_symlink();
+    test_faiss_claims();
     return gz_test_finish("store_vindex", checks);
 }
