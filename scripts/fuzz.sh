@@ -2,7 +2,8 @@
 # fuzz.sh - run one libFuzzer target for a while on its seed corpus from tests/data.
 # Usage: scripts/fuzz.sh TARGET SECONDS
 #   TARGET: one of tests/fuzz/fuzz_*.c (fuzz_config, fuzz_safetensors, fuzz_st_index,
-#   fuzz_torchbin, fuzz_eval_load, fuzz_tokenize, fuzz_tokenizer_files, fuzz_records, ...)
+#   fuzz_torchbin, fuzz_eval_load, fuzz_tokenize, fuzz_tokenizer_files, fuzz_records,
+#   fuzz_vindex_load, ...)
 # Builds the fuzz targets first when needed: a separate clang build with ASan + UBSan in
 # build-fuzz/ (GAZE_FUZZ_BUILD to change it), since libFuzzer comes with clang, not gcc.
 # Inputs that reach new code accumulate in build-fuzz/corpus/TARGET and are reused by the next
@@ -133,6 +134,21 @@ tj = {"model": {"type": "BPE", "vocab": vocab, "merges": ["c a", ["ca", "t</w>"]
       "added_tokens": [{"id": 0, "content": "<|startoftext|>", "special": True},
                        {"id": 1, "content": "<|endoftext|>", "special": True}]}
 write("tokenizer_json", 1, ["", "", bcfg, bstm, json.dumps(tj)])
+EOF
+  ;;
+fuzz_vindex_load)
+  max_len=4096
+  # byte 0: n (low 3 bits) and HNSW (bit 3); then n int64 ids; then the FAISS part (dim 4),
+  # as tests/fuzz/fuzz_vindex_load.c wraps it in a valid gaze header.
+  python3 - "$seeds" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+ids = struct.pack("<2q", 7, 9)
+hdr = lambda fourcc, n: fourcc + struct.pack("<iqqqBi", 4, n, 1 << 20, 1 << 20, 1, 0)
+vecs = struct.pack("<8f", 1, 0, 0, 0, 0, 1, 0, 0)
+flat = hdr(b"IxFI", 2) + struct.pack("<Q", 8) + vecs
+open(d + "/flat2", "wb").write(bytes([2]) + ids + flat)
+open(d + "/flat0", "wb").write(bytes([0]) + hdr(b"IxFI", 0) + struct.pack("<Q", 0))
 EOF
   ;;
 fuzz_records)
