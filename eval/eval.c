@@ -75,9 +75,28 @@ static gz_status grow(void **p, int *cap, int need, size_t elem) {
 }
 
 /* Add one image with its captions (json strings in caps[0..n_caps)). */
+/* 1 if a relative path stays inside its folder lexically: not absolute, no ".." component.
+ * (Symlinks inside the folder are the folder owner's choice and are followed.) */
+static int path_stays_inside(const char *p) {
+    if (p[0] == '/') return 0;
+    for (const char *c = p; *c;) {
+        size_t n = strcspn(c, "/");
+        if (n == 2 && c[0] == '.' && c[1] == '.') return 0;
+        c += n;
+        while (*c == '/')
+            c++;
+    }
+    return 1;
+}
+
 static gz_status add_image(loader *L, const char *image, json_t *const *caps, int n_caps,
                            long where) {
     gz_eval_set *s = L->s;
+    if (!L->o->allow_outside_root && !path_stays_inside(image))
+        return GZ_FAIL(GZ_EINVAL,
+                       "%s: entry %ld: image path '%s' is absolute or leaves the dataset's "
+                       "folder (allowed only with allow_outside_root)",
+                       s->file, where, image);
     if (n_caps <= 0) {
         s->n_no_captions++;
         return GZ_OK;

@@ -1,5 +1,6 @@
-/* test_eval_captions.c - evaluation sets keep every caption of an image (issue #15: 1024 per
- * image were kept and the rest dropped silently), in the JSONL and Karpathy formats. */
+/* test_eval_captions.c - evaluation sets from strangers (issue #15): every caption of an image
+ * is kept (1024 per image were kept and the rest dropped silently), in the JSONL and Karpathy
+ * formats; image paths that leave the dataset's folder are refused unless allowed. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,5 +49,29 @@ int main(void) {
     fputs("]}]}\n", f);
     fclose(f);
     check_set(path, "karpathy");
+
+    static const char *const outside[] = {"/etc/passwd", "../secret.jpg", "a/../../b.jpg", "a/..",
+                                          NULL};
+    for (int i = 0; outside[i]; i++) {
+        snprintf(path, sizeof path, "%s/outside.jsonl", dir);
+        f = fopen(path, "w");
+        CHECK(f != NULL);
+        if (!f) break;
+        fprintf(f,
+                "{\"image\": \"ok/x..y.jpg\", \"captions\": \"fine\"}\n"
+                "{\"image\": \"%s\", \"captions\": \"a caption\"}\n",
+                outside[i]);
+        fclose(f);
+        gz_eval_load_opts o = gz_eval_default_load_opts();
+        gz_eval_set *s = NULL;
+        checks += 2;
+        CHECK(gz_eval_load(path, &o, &s) == GZ_EINVAL && !s &&
+              strstr(gz_last_error(), "outside.jsonl: entry 2") &&
+              strstr(gz_last_error(), outside[i]));
+        o.allow_outside_root = 1;
+        CHECK_OK(gz_eval_load(path, &o, &s));
+        CHECK(s && s->n_images == 2);
+        gz_eval_set_free(s);
+    }
     return gz_test_finish("eval_captions", checks);
 }
