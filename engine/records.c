@@ -309,8 +309,8 @@ gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out)
         for (int i = 0; i < n; i++) {
             /* trim spaces around names */
             char *s = cells[i];
-            while (*s == ' ')
-                memmove(s, s + 1, strlen(s));
+            size_t lead = strspn(s, " "); /* one move: a move per space was O(n^2) */
+            if (lead) memmove(s, s + lead, strlen(s + lead) + 1);
             size_t l = strlen(s);
             while (l && s[l - 1] == ' ')
                 s[--l] = '\0';

@@ -108,6 +108,15 @@ check "CSV NUL rows refused" test "$(jfield "$TMP/nul.json" failed)" = 2
 check "CSV NUL row 3 reported" grep -q "nul.csv:3: field 'text' contains a NUL character" "$TMP/nul.err"
 check "CSV NUL row 4 reported" grep -q "nul.csv:4: field 'text' contains a NUL character" "$TMP/nul.err"
 
+# A header name after 2 MB of spaces: the names were trimmed one space per memmove (O(n^2),
+# hours for this file); found by fuzz_records.
+python3 -c 'import sys
+open(sys.argv[1], "w").write("id," + " " * (2 << 20) + "text\n1,a cat\n")' "$TMP/spaces.csv"
+timeout 30 "$GAZE" add-texts "$TMP/spaces.csv" --db "$TMP/spaces.db" --model "$CLIP" --json \
+    >"$TMP/spaces.json" 2>/dev/null
+rc=$?
+check "a header name after 2 MB of spaces is trimmed within the timeout (rc $rc)" test "$rc" -eq 0
+
 # ---- 15.9: huge sizes in config.json are refused, not overflowed ----
 # image_size 2147483646 / patch_size 1: `gaze info` computed patches = side * side in int.
 mkdir -p "$TMP/huge"
