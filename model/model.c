@@ -49,7 +49,7 @@ struct gz_model {
     gz_preproc_config pp;
     char fingerprint[65];        /* identity: configs, headers and the weights' content */
     char legacy_fingerprint[65]; /* configs and headers only (gaze before #15), for migration */
-    float logit_scale;    /* exp(logit_scale) for CLIP-family; 1 for BLIP */
+    float logit_scale;           /* exp(logit_scale) for CLIP-family; 1 for BLIP */
     gz_compute cx;        /* this model's threads and vector paths (params.n_threads, simd) */
     pthread_mutex_t lock; /* guards the lazily loaded members below */
     gz_st_file *weights;
