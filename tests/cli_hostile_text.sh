@@ -5,7 +5,6 @@
 # Usage: bash tests/cli_hostile_text.sh <gaze binary> <tests/data dir>
 source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 CLIP=$DATA/fixtures/clip
-export XDG_CACHE_HOME=$TMP/cache # the weights' content-hash cache of this run, not the user's
 jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 
 # ---- 15.5: BPE work per word is O(n log n), tokenising stops at the model's max length ----
