@@ -207,10 +207,25 @@ static gz_status parse_vision(const json_t *o, gz_vision_config *v, gz_family fa
     return GZ_OK;
 }
 
+/* Bounds on the sizes a config may declare, far above any released checkpoint: every size
+ * product later computed in int (patches = side * side, hidden * intermediate ...) stays in
+ * range, so a hostile config is refused here, not overflowed (gaze info printed a negative
+ * patch count for image_size 2147483646). */
+#define MAX_WIDTH (1 << 16)     /* hidden_size, intermediate_size, heads */
+#define MAX_LAYERS 1024         /* num_hidden_layers */
+#define MAX_IMAGE_SIDE 16384    /* image_size, pixels per side */
+#define MAX_VOCAB (1 << 24)     /* vocab_size */
+#define MAX_POSITIONS (1 << 20) /* max_position_embeddings */
+
 static gz_status check_dims(const char *path, const char *what, int hidden, int layers, int heads,
                             int inter, float eps) {
     if (hidden <= 0 || layers <= 0 || heads <= 0 || inter <= 0)
         return GZ_FAIL(GZ_EINVAL, "%s: %s sizes must be positive", path, what);
+    if (hidden > MAX_WIDTH || inter > MAX_WIDTH || heads > MAX_WIDTH || layers > MAX_LAYERS)
+        return GZ_FAIL(GZ_EINVAL,
+                       "%s: %s sizes above the limits (hidden_size and intermediate_size at "
+                       "most %d, num_hidden_layers at most %d)",
+                       path, what, MAX_WIDTH, MAX_LAYERS);
     if (hidden % heads != 0)
         return GZ_FAIL(GZ_EINVAL,
                        "%s: %s hidden_size %d is not a multiple of num_attention_heads %d", path,
@@ -284,6 +299,14 @@ static gz_status parse_model(const json_t *root, const char *path, gz_model_conf
     if (t->vocab_size <= 0 || t->max_position_embeddings <= 0)
         return GZ_FAIL(GZ_EINVAL, "%s: text vocab_size and max_position_embeddings must be > 0",
                        path);
+    if (t->vocab_size > MAX_VOCAB || t->max_position_embeddings > MAX_POSITIONS)
+        return GZ_FAIL(GZ_EINVAL,
+                       "%s: text vocab_size %d or max_position_embeddings %d above the limits "
+                       "(%d, %d)",
+                       path, t->vocab_size, t->max_position_embeddings, MAX_VOCAB, MAX_POSITIONS);
+    if (v->image_size > MAX_IMAGE_SIDE)
+        return GZ_FAIL(GZ_EINVAL, "%s: vision image_size %d above the limit %d", path,
+                       v->image_size, MAX_IMAGE_SIDE);
     if (v->patch_size <= 0 || v->image_size < v->patch_size || v->image_size % v->patch_size ||
         v->num_channels <= 0)
         return GZ_FAIL(GZ_EINVAL,

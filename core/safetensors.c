@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "core/contenthash.h"
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
@@ -427,6 +428,23 @@ static gz_status read_small(const char *path, char **out, size_t *len) {
     return GZ_OK;
 }
 
+/* A shard name of weight_map and where it first appeared. */
+typedef struct {
+    const char *name;
+    size_t order;
+} shard_ref;
+
+static int shard_ref_by_name(const void *a, const void *b) {
+    const shard_ref *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+static int shard_ref_by_order(const void *a, const void *b) {
+    const shard_ref *x = a, *y = b;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
 static gz_status open_index(const char *path, gz_st_file **out) {
     char *buf = NULL;
     size_t len = 0;
@@ -445,14 +463,19 @@ static gz_status open_index(const char *path, gz_st_file **out) {
     /* Directory of the index, to resolve shard names. */
     const char *slash = strrchr(path, '/');
     size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-    /* Distinct shard names, in first-seen order. */
+    /* Distinct shard names, in first-seen order: sorted by (name, first position) so repeats
+     * are neighbours, then the first of each run back in position order. O(n log n): a
+     * weight_map of 80k entries took 8 s with a linear search per entry. */
     size_t nmax = json_object_size(wm);
-    const char **names = calloc(nmax, sizeof *names);
-    if (!names) {
+    shard_ref *refs = gz_calloc_n(nmax, sizeof *refs, "weight_map");
+    const char **names = gz_calloc_n(nmax, sizeof *names, "weight_map");
+    if (!refs || !names) {
+        free(refs);
+        free(names);
         json_decref(root);
         return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
     }
-    size_t nn = 0;
+    size_t nn = 0, nrefs = 0;
     const char *key;
     json_t *val;
     s = GZ_OK;
@@ -467,11 +490,19 @@ static gz_status open_index(const char *path, gz_st_file **out) {
                         key, fn);
             break;
         }
-        size_t j;
-        for (j = 0; j < nn; j++)
-            if (strcmp(names[j], fn) == 0) break;
-        if (j == nn) names[nn++] = fn;
+        refs[nrefs] = (shard_ref){fn, nrefs};
+        nrefs++;
     }
+    if (s == GZ_OK) {
+        qsort(refs, nrefs, sizeof *refs, shard_ref_by_name);
+        size_t k = 0;
+        for (size_t j = 0; j < nrefs; j++)
+            if (j == 0 || strcmp(refs[j].name, refs[j - 1].name) != 0) refs[k++] = refs[j];
+        qsort(refs, k, sizeof *refs, shard_ref_by_order);
+        for (size_t j = 0; j < k; j++)
+            names[nn++] = refs[j].name;
+    }
+    free(refs);
     gz_st_file *f = NULL;
     if (s == GZ_OK) {
         f = file_new((int)nn);
@@ -801,8 +832,18 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Feed every shard named in an index's weight_map (sorted, each once). */
-static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
+/* Feed the content hash of one file (the weights' identity, see gz_st_fingerprint_content). */
+static gz_status fingerprint_content(const char *path, XXH3_state_t *h) {
+    uint8_t digest[16];
+    gz_status st = gz_content_hash(path, digest);
+    if (st == GZ_OK) XXH3_128bits_update(h, digest, sizeof digest);
+    return st;
+}
+
+/* Feed every shard named in an index's weight_map (sorted, each once), by header
+ * (fingerprint_file) or by content (fingerprint_content). */
+static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h,
+                                    gz_status (*feed)(const char *, XXH3_state_t *)) {
     json_error_t jerr;
     json_t *root = json_load_file(index_path, 0, &jerr);
     if (!root) return GZ_FAIL(GZ_EINVAL, "%s: %s (line %d)", index_path, jerr.text, jerr.line);
@@ -838,7 +879,7 @@ static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
         if (!p)
             st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         else
-            st = fingerprint_file(p, h);
+            st = feed(p, h);
         free(p);
     }
     free(dir);
@@ -849,5 +890,12 @@ static gz_status fingerprint_shards(const char *index_path, XXH3_state_t *h) {
 
 gz_status gz_st_fingerprint(const char *path, struct XXH3_state_s *h) {
     if (!path || !h) return GZ_FAIL(GZ_EINVAL, "gz_st_fingerprint: NULL argument");
-    return ends_with(path, ".index.json") ? fingerprint_shards(path, h) : fingerprint_file(path, h);
+    return ends_with(path, ".index.json") ? fingerprint_shards(path, h, fingerprint_file)
+                                          : fingerprint_file(path, h);
+}
+
+gz_status gz_st_fingerprint_content(const char *path, struct XXH3_state_s *h) {
+    if (!path || !h) return GZ_FAIL(GZ_EINVAL, "gz_st_fingerprint_content: NULL argument");
+    return ends_with(path, ".index.json") ? fingerprint_shards(path, h, fingerprint_content)
+                                          : fingerprint_content(path, h);
 }

@@ -89,5 +89,10 @@ gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t 
  * h may have been partly fed on error. */
 struct XXH3_state_s; /* XXH3_state_t of <xxhash.h> */
 gz_status gz_st_fingerprint(const char *path, struct XXH3_state_s *h);
+/* Feed h the weights' content: for each file (the file, or each shard of an index in the order
+ * above) the 16-byte XXH3-128 of all its bytes (gz_content_hash, cached per file version). Two
+ * checkpoints with equal shapes and different values differ here, not in gz_st_fingerprint.
+ * Errors as gz_st_fingerprint. */
+gz_status gz_st_fingerprint_content(const char *path, struct XXH3_state_s *h);
 
 #endif

@@ -77,7 +77,13 @@ static gz_status resolve_model(gz_engine *e, int do_register) {
         st = gz_model_fingerprint(e->model, e->fingerprint);
         if (st != GZ_OK) return st;
     }
+    char legacy[65];
+    st = gz_model_legacy_fingerprint(e->model, legacy);
+    if (st != GZ_OK) return st;
     if (do_register) {
+        /* a database made before weights were hashed knows this model by its legacy id */
+        st = gz_db_adopt_fingerprint(e->db, legacy, e->fingerprint, NULL);
+        if (st != GZ_OK) return st;
         /* Register under the absolute directory so later runs from elsewhere find it; a model
          * loaded by Hub id under its id (ORG/NAME[@REV]), so later runs resolve it from the
          * cache again rather than through a snapshot path that a new revision replaces. */
@@ -99,6 +105,12 @@ static gz_status resolve_model(gz_engine *e, int do_register) {
     e->model_id = 0;
     for (int i = 0; i < n; i++)
         if (strcmp(ms[i].fingerprint, e->fingerprint) == 0) e->model_id = ms[i].id;
+    /* readers do not write: a legacy row (not adopted yet) is used under its legacy id */
+    for (int i = 0; i < n && !e->model_id; i++)
+        if (strcmp(ms[i].fingerprint, legacy) == 0) {
+            e->model_id = ms[i].id;
+            memcpy(e->fingerprint, legacy, sizeof legacy);
+        }
     if (!e->model_id) {
         st = GZ_FAIL(GZ_ENOTFOUND,
                      "%s: the database has no vectors made with this model; index with it "

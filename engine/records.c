@@ -2,6 +2,7 @@
  * at a time as (field name, string value) pairs. */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,9 @@
 #include "gaze.h"
 
 #define MAX_RECORD_FILE ((size_t)4 << 30) /* refuse record files above 4 GiB */
+/* Fields of a CSV/TSV header row. Each kept cell costs an allocation, so a row is never split
+ * into more cells than this (or than the header has): 20 MB of commas cost 1.1 GB before. */
+#define MAX_FIELDS 4096
 
 struct gz_records {
     char *path;
@@ -101,18 +105,25 @@ static int row_error(gz_records *r, long line, const char *fmt, ...) {
 
 /* Split one CSV record at r->pos into cells (RFC 4180: quotes, "" escapes, newlines inside
  * quotes). Returns number of cells (>= 0) or -1 for an unterminated quote, -2 for a
- * character after a closing quote, -3 out of memory. cells/lens are malloc'd arrays. */
-static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
+ * character after a closing quote, -3 out of memory, -4 a NUL byte in a cell (its index in
+ * *nul_cell). Only the first max_cells cells are kept in *cells_out (malloc'd); the rest are
+ * parsed to find the record's end and counted (the count is returned, capped at INT_MAX). */
+static int csv_split(gz_records *r, char sep, int quoting, int max_cells, char ***cells_out,
+                     int *nul_cell) {
     char **cells = NULL;
-    int n = 0, cap = 0;
+    int n = 0, cap = 0, n_all = 0;
+    *nul_cell = -1;
     size_t p = r->pos;
     const char *b = r->buf;
     int rc = 0;
     for (;;) {
         char *cell = NULL;
         size_t cl = 0, ccap = 0;
+        int keep = n < max_cells;
 #define PUTC(ch)                                                                                   \
     do {                                                                                           \
+        if (!keep) break;                                                                          \
+        if ((ch) == '\0' && *nul_cell < 0) *nul_cell = n;                                          \
         if (cl + 2 > ccap) {                                                                       \
             ccap = ccap ? ccap * 2 : 32;                                                           \
             char *nc = realloc(cell, ccap);                                                        \
@@ -155,8 +166,17 @@ static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
                 p++;
             }
         }
-        PUTC('\0');
-        cl--;
+        if (n_all < INT_MAX) n_all++;
+        if (!keep) goto next_cell;
+        if (cl + 1 > ccap) { /* the terminator (a NUL in the text was noted by PUTC) */
+            char *nc = realloc(cell, cl + 1);
+            if (!nc) {
+                rc = -3;
+                goto fail;
+            }
+            cell = nc;
+        }
+        cell[cl] = '\0';
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             char **nc = realloc(cells, (size_t)cap * sizeof *nc);
@@ -168,6 +188,7 @@ static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
         }
         cells[n++] = cell;
         cell = NULL;
+    next_cell:
         if (p < r->len && b[p] == sep) {
             p++;
             continue;
@@ -179,6 +200,7 @@ static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
         break;
 #undef PUTC
     }
+    if (rc == 0 && *nul_cell >= 0) rc = -4;
     if (rc < 0) {
         for (int i = 0; i < n; i++)
             free(cells[i]);
@@ -190,7 +212,7 @@ static int csv_split(gz_records *r, char sep, int quoting, char ***cells_out) {
     }
     r->pos = p;
     *cells_out = cells;
-    return n;
+    return n_all;
 }
 
 static void free_cells(char **c, int n) {
@@ -270,17 +292,26 @@ gz_status gz_records_open(const char *path, gz_rec_format fmt, gz_records **out)
             skip_line(r);
         long hl = r->line;
         char **cells = NULL;
-        int n = csv_split(r, fmt == GZ_REC_CSV ? ',' : '\t', fmt == GZ_REC_CSV, &cells);
+        int nul_cell;
+        int n = csv_split(r, fmt == GZ_REC_CSV ? ',' : '\t', fmt == GZ_REC_CSV, MAX_FIELDS, &cells,
+                          &nul_cell);
         r->line++;
+        if (n > MAX_FIELDS) {
+            free_cells(cells, MAX_FIELDS);
+            gz_records_close(r);
+            return GZ_FAIL(GZ_EINVAL, "%s:%ld: the header row has %d fields, more than %d", path,
+                           hl, n, MAX_FIELDS);
+        }
         if (n <= 0) {
             gz_records_close(r);
-            return GZ_FAIL(GZ_EINVAL, "%s:%ld: cannot read the header row (field names)", path, hl);
+            return GZ_FAIL(GZ_EINVAL, "%s:%ld: cannot read the header row (field names)%s", path,
+                           hl, n == -4 ? ": a NUL byte in a name" : "");
         }
         for (int i = 0; i < n; i++) {
             /* trim spaces around names */
             char *s = cells[i];
-            while (*s == ' ')
-                memmove(s, s + 1, strlen(s));
+            size_t lead = strspn(s, " "); /* one move: a move per space was O(n^2) */
+            if (lead) memmove(s, s + lead, strlen(s + lead) + 1);
             size_t l = strlen(s);
             while (l && s[l - 1] == ' ')
                 s[--l] = '\0';
@@ -355,7 +386,9 @@ static int next_table(gz_records *r, long *line) {
     if (r->pos >= r->len) return 0;
     *line = r->line;
     char **cells = NULL;
-    int n = csv_split(r, r->fmt == GZ_REC_CSV ? ',' : '\t', r->fmt == GZ_REC_CSV, &cells);
+    int nul_cell;
+    int n = csv_split(r, r->fmt == GZ_REC_CSV ? ',' : '\t', r->fmt == GZ_REC_CSV, r->n_header,
+                      &cells, &nul_cell);
     r->line++;
     if (n == -1) {
         r->line = *line + 1;
@@ -365,9 +398,14 @@ static int next_table(gz_records *r, long *line) {
         r->line = *line + 1;
         return row_error(r, *line, "text after a closing quote");
     }
+    if (n == -4) {
+        r->line = *line + 1;
+        return row_error(r, *line, "field '%s' contains a NUL character",
+                         nul_cell < r->n_header ? r->header[nul_cell] : "?");
+    }
     if (n < 0) return row_error(r, *line, "out of memory");
     if (n != r->n_header) {
-        free_cells(cells, n);
+        free_cells(cells, n < r->n_header ? n : r->n_header);
         return row_error(r, *line, "expected %d fields (as the header), got %d", r->n_header, n);
     }
     for (int i = 0; i < n; i++) {

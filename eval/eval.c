@@ -5,6 +5,7 @@
  * Legend: I = evaluated images, T = evaluated texts, E = embedding size, K = re-rank depth. */
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,9 +75,28 @@ static gz_status grow(void **p, int *cap, int need, size_t elem) {
 }
 
 /* Add one image with its captions (json strings in caps[0..n_caps)). */
+/* 1 if a relative path stays inside its folder lexically: not absolute, no ".." component.
+ * (Symlinks inside the folder are the folder owner's choice and are followed.) */
+static int path_stays_inside(const char *p) {
+    if (p[0] == '/') return 0;
+    for (const char *c = p; *c;) {
+        size_t n = strcspn(c, "/");
+        if (n == 2 && c[0] == '.' && c[1] == '.') return 0;
+        c += n;
+        while (*c == '/')
+            c++;
+    }
+    return 1;
+}
+
 static gz_status add_image(loader *L, const char *image, json_t *const *caps, int n_caps,
                            long where) {
     gz_eval_set *s = L->s;
+    if (!L->o->allow_outside_root && !path_stays_inside(image))
+        return GZ_FAIL(GZ_EINVAL,
+                       "%s: entry %ld: image path '%s' is absolute or leaves the dataset's "
+                       "folder (allowed only with allow_outside_root)",
+                       s->file, where, image);
     if (n_caps <= 0) {
         s->n_no_captions++;
         return GZ_OK;
@@ -117,26 +137,33 @@ static gz_status add_image(loader *L, const char *image, json_t *const *caps, in
     return GZ_OK;
 }
 
-/* Collect a caption value (string or list of strings) into caps (at most max). Returns the
- * count, or -1 when it is neither. */
-static int caption_list(json_t *v, json_t **caps, int max) {
+/* Collect a caption value (string or list of strings) into *caps (malloc'd, the caller
+ * frees it; every caption is kept: there used to be a silent cap of 1024 per image). Returns
+ * the count, -1 when it is neither, -2 when out of memory. */
+static int caption_list(json_t *v, json_t ***caps) {
+    *caps = NULL;
     if (!v || json_is_null(v)) return 0;
+    size_t n = json_is_string(v) ? 1 : json_is_array(v) ? json_array_size(v) : 0;
+    if (!json_is_string(v) && !json_is_array(v)) return -1;
+    if (n > INT_MAX) return -2;
+    *caps = gz_malloc_n(n ? n : 1, sizeof **caps, "captions");
+    if (!*caps) return -2;
     if (json_is_string(v)) {
-        caps[0] = v;
+        (*caps)[0] = v;
         return 1;
     }
-    if (!json_is_array(v)) return -1;
-    int n = 0;
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) {
-        if (!json_is_string(e)) return -1;
-        if (n < max) caps[n++] = e;
+        if (!json_is_string(e)) {
+            free(*caps);
+            *caps = NULL;
+            return -1;
+        }
+        (*caps)[i] = e;
     }
-    return n;
+    return (int)n;
 }
-
-#define EVAL_MAX_CAPTIONS 1024 /* captions per image kept */
 
 /* One entry of the JSONL or LAVIS JSON-list formats. */
 static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit) {
@@ -147,7 +174,7 @@ static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit)
     if (!json_is_string(img) || !json_string_value(img)[0])
         return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: needs a non-empty string field 'image'", file, unit,
                        where);
-    json_t *caps[EVAL_MAX_CAPTIONS];
+    json_t **caps = NULL;
     json_t *v;
     const char *field;
     if (L->o->lang) {
@@ -165,11 +192,14 @@ static gz_status add_entry(loader *L, json_t *obj, long where, const char *unit)
             v = json_object_get(obj, "caption");
         }
     }
-    int n = caption_list(v, caps, EVAL_MAX_CAPTIONS);
+    int n = caption_list(v, &caps);
+    if (n == -2) return GZ_FAIL(GZ_ENOMEM, "%s:%s%ld: out of memory", file, unit, where);
     if (n < 0)
         return GZ_FAIL(GZ_EINVAL, "%s:%s%ld: '%s%s%s' must be a string or a list of strings", file,
                        unit, where, field, L->o->lang ? "." : "", L->o->lang ? L->o->lang : "");
-    return add_image(L, json_string_value(img), caps, n, where);
+    gz_status st = add_image(L, json_string_value(img), caps, n, where);
+    free(caps);
+    return st;
 }
 
 /* Karpathy's dataset_*.json: {"images": [{"filepath", "filename", "split", "sentences"}]}. */
@@ -193,9 +223,15 @@ static gz_status load_karpathy(loader *L, json_t *root) {
                         ? gz_path_join(json_string_value(fp), json_string_value(fn))
                         : strdup(json_string_value(fn));
         if (!rel) return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
-        json_t *caps[EVAL_MAX_CAPTIONS];
-        int n = 0;
         json_t *sents = json_object_get(e, "sentences");
+        size_t n_sents = json_is_array(sents) ? json_array_size(sents) : 0;
+        json_t **caps =
+            n_sents > INT_MAX ? NULL : gz_malloc_n(n_sents ? n_sents : 1, sizeof *caps, "captions");
+        if (!caps) {
+            free(rel);
+            return GZ_FAIL(GZ_ENOMEM, "%s: images[%zu]: out of memory", file, i);
+        }
+        int n = 0;
         if (!L->o->lang && json_is_array(sents)) {
             size_t j;
             json_t *sv;
@@ -203,14 +239,16 @@ static gz_status load_karpathy(loader *L, json_t *root) {
                 json_t *raw = json_object_get(sv, "raw");
                 if (!json_is_string(raw)) {
                     free(rel);
+                    free(caps);
                     return GZ_FAIL(GZ_EINVAL, "%s: images[%zu].sentences[%zu] has no 'raw'", file,
                                    i, j);
                 }
-                if (n < EVAL_MAX_CAPTIONS) caps[n++] = raw;
+                caps[n++] = raw;
             }
         }
         gz_status st = add_image(L, rel, caps, n, where);
         free(rel);
+        free(caps);
         if (st != GZ_OK) return st;
     }
     return GZ_OK;

@@ -112,11 +112,16 @@ int gz_model_has_itm(const gz_model *m); /* 1 for BLIP (cross-attention fusion) 
 float gz_model_logit_scale(const gz_model *m);
 /* The precision m computes in: params.precision, or GZ_PRECISION_FP32 after a fallback. */
 gz_precision gz_model_precision(const gz_model *m);
-/* A hex digest of config.json and the weight files' sizes + header bytes: two directories
- * holding the same checkpoint give the same string. out must hold 65 bytes. Currently 32
- * lowercase hex digits: XXH3-128 of config.json, preprocessor_config.json and every weight
- * file's size and safetensors header (each shard of a sharded checkpoint). */
+/* The model's identity, a hex digest of config.json, preprocessor_config.json and the weights:
+ * two directories holding the same checkpoint give the same string; two checkpoints with the
+ * same shapes and different weights give two. out must hold 65 bytes. Currently 32 lowercase
+ * hex digits: XXH3-128 over the legacy fingerprint and the XXH3-128 of every weights file's
+ * bytes (hashed once per file version, cached in $XDG_CACHE_HOME/gaze/content-hashes). */
 gz_status gz_model_fingerprint(const gz_model *m, char out[65]);
+/* The fingerprint of gaze before issue #15 (configs and the weights' sizes and headers only),
+ * which older databases store: the engine adopts such a row for this model (see
+ * gz_db_adopt_fingerprint). */
+gz_status gz_model_legacy_fingerprint(const gz_model *m, char out[65]);
 
 /* Tokenise text with the model's own tokenizer (loaded on first use, as for encoding), special
  * tokens included. max_length < 0: truncate to gz_model_max_length(m), as encoding does;
@@ -366,6 +371,12 @@ gz_status gz_db_register_model_hub(gz_db *db, const char *name, const char *fami
                                    const char *fingerprint, const char *hub_id,
                                    const char *hub_revision, const char *hub_commit,
                                    int64_t *model_id);
+/* Migration of model identities (issue #15): when no row has fingerprint fresh, the row with
+ * fingerprint legacy (gz_model_legacy_fingerprint of the same model) takes fresh, with its
+ * vectors and its preprocessing record. Older gaze identified a model by configs and weight
+ * headers only, so the row is assumed to hold vectors of the weights now on disk: the first
+ * run of a new gaze adopts it. *adopted (may be NULL) = 1 when a row changed. */
+gz_status gz_db_adopt_fingerprint(gz_db *db, const char *legacy, const char *fresh, int *adopted);
 /* All models, most recently used first: *out malloc'd (free with free()), *n entries. */
 gz_status gz_db_models(gz_db *db, gz_db_model **out, int *n);
 /* The most recently used model; GZ_ENOTFOUND if none is registered. */
@@ -952,6 +963,9 @@ typedef struct {
     gz_eval_captions captions;
     const char *image_root; /* folder for relative image paths; NULL = the file's folder */
     const char *split;      /* Karpathy dataset_*.json: the split to use (default "test") */
+    int allow_outside_root; /* 0 (default): an image path that is absolute or climbs out with
+                               ".." is refused (GZ_EINVAL naming the entry): a downloaded
+                               dataset file cannot make gaze read files elsewhere */
 } gz_eval_load_opts;
 
 gz_eval_load_opts gz_eval_default_load_opts(void);

@@ -48,8 +48,9 @@ struct gz_model {
     gz_model_params params;                   /* params.weights_file points at weights_path */
     gz_model_config cfg;
     gz_preproc_config pp;
-    char fingerprint[65];
-    float logit_scale;    /* exp(logit_scale) for CLIP-family; 1 for BLIP */
+    char fingerprint[65];        /* identity: configs, headers and the weights' content */
+    char legacy_fingerprint[65]; /* configs and headers only (gaze before #15), for migration */
+    float logit_scale;           /* exp(logit_scale) for CLIP-family; 1 for BLIP */
     gz_compute cx;        /* this model's threads and vector paths (params.n_threads, simd) */
     pthread_mutex_t lock; /* guards the lazily loaded members below */
     gz_st_file *weights;
@@ -62,8 +63,11 @@ struct gz_model {
 
 /* Digest of config.json (+ preprocessor_config.json) bytes and the weights' sizes and
  * headers (fed by the format that owns them, gz_st_fingerprint): independent of the
- * directory's path. Databases store it: the bytes fed and their order must never change
- * (tests/test_model_load.c pins values). */
+ * directory's path. This is the legacy fingerprint, which databases made before issue #15
+ * store: the bytes fed and their order must never change (tests/test_model_load.c pins
+ * values). The fingerprint proper is XXH3-128 of "gaze-fp2", that digest and the content hash
+ * of every weights file (gz_st_fingerprint_content): two checkpoints with equal shapes and
+ * different weights (a fine-tune) are two models. */
 static gz_status compute_fingerprint(gz_model *m, const char *config_path, const char *pp_path) {
     XXH3_state_t *h = XXH3_createState();
     if (!h) return GZ_FAIL(GZ_ENOMEM, "out of memory");
@@ -86,6 +90,15 @@ static gz_status compute_fingerprint(gz_model *m, const char *config_path, const
         }
     }
     if (st == GZ_OK) st = gz_st_fingerprint(m->weights_path, h);
+    if (st == GZ_OK) {
+        XXH128_hash_t d = XXH3_128bits_digest(h);
+        snprintf(m->legacy_fingerprint, sizeof m->legacy_fingerprint, "%016llx%016llx",
+                 (unsigned long long)d.high64, (unsigned long long)d.low64);
+        XXH3_128bits_reset(h);
+        XXH3_128bits_update(h, "gaze-fp2", 8);
+        XXH3_128bits_update(h, m->legacy_fingerprint, 32);
+        st = gz_st_fingerprint_content(m->weights_path, h);
+    }
     if (st == GZ_OK) {
         XXH128_hash_t d = XXH3_128bits_digest(h);
         snprintf(m->fingerprint, sizeof m->fingerprint, "%016llx%016llx",
@@ -332,6 +345,12 @@ int gz_model_image_size(const gz_model *m) { return m->cfg.vision.image_size; }
 gz_status gz_model_fingerprint(const gz_model *m, char out[65]) {
     if (!m || !out) return GZ_FAIL(GZ_EINVAL, "gz_model_fingerprint: NULL argument");
     memcpy(out, m->fingerprint, sizeof m->fingerprint);
+    return GZ_OK;
+}
+
+gz_status gz_model_legacy_fingerprint(const gz_model *m, char out[65]) {
+    if (!m || !out) return GZ_FAIL(GZ_EINVAL, "gz_model_legacy_fingerprint: NULL argument");
+    memcpy(out, m->legacy_fingerprint, sizeof m->legacy_fingerprint);
     return GZ_OK;
 }
 

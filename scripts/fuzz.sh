@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # fuzz.sh - run one libFuzzer target for a while on its seed corpus from tests/data.
 # Usage: scripts/fuzz.sh TARGET SECONDS
-#   TARGET: fuzz_config, fuzz_safetensors, fuzz_torchbin or fuzz_eval_load (tests/fuzz/*.c)
+#   TARGET: one of tests/fuzz/fuzz_*.c (fuzz_config, fuzz_safetensors, fuzz_st_index,
+#   fuzz_torchbin, fuzz_eval_load, fuzz_tokenize, fuzz_tokenizer_files, fuzz_records,
+#   fuzz_vindex_load, ...)
 # Builds the fuzz targets first when needed: a separate clang build with ASan + UBSan in
 # build-fuzz/ (GAZE_FUZZ_BUILD to change it), since libFuzzer comes with clang, not gcc.
 # Inputs that reach new code accumulate in build-fuzz/corpus/TARGET and are reused by the next
@@ -105,6 +107,72 @@ fuzz_image)
   python3 tests/hostile_images.py heif_grid 64 64 "$seeds/grid.heic"
   python3 tests/hostile_images.py tiff 9 7 "$seeds/rgb.tif"
   python3 tests/hostile_images.py bmp 9 7 "$seeds/rgb.bmp"
+  ;;
+fuzz_st_index)
+  max_len=4096
+  # The target writes shards a.safetensors (x, y) and b.safetensors (z) beside the index.
+  echo '{"metadata": {"total_size": 24}, "weight_map": {"x": "a.safetensors", "y": "a.safetensors", "z": "b.safetensors"}}' >"$seeds/ok.json"
+  echo '{"weight_map": {"x": "a.safetensors", "z": "a.safetensors"}}' >"$seeds/wrong_shard.json"
+  echo '{"weight_map": {"x": "../a.safetensors"}}' >"$seeds/bad_name.json"
+  ;;
+fuzz_tokenize)
+  max_len=4096
+  # the texts of the fixtures' tokenizer cases, one file each
+  for fam in blip_itm clip chinese_clip; do
+    python3 -c 'import json, sys
+for i, c in enumerate(json.load(open(sys.argv[1]))["cases"]):
+    open("%s_%03d.txt" % (sys.argv[2], i), "w").write(c["text"])' \
+      "tests/data/fixtures/$fam/tokenizer_cases.json" "$seeds/$fam"
+  done
+  ;;
+fuzz_tokenizer_files)
+  max_len=16384
+  # A family byte, then vocabulary / merges.txt / tokenizer_config / special_tokens_map /
+  # tokenizer.json parts separated by "\n@@\n" (tests/fuzz/fuzz_tokenizer_files.c); tiny vocabularies.
+  python3 - "$seeds" <<'EOF'
+import json, sys
+d = sys.argv[1]
+sep = b"\n@@\n"
+def write(name, family, parts):
+    open(d + "/" + name, "wb").write(bytes([family]) + sep.join(p.encode() for p in parts))
+wp = "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "photo", "of", "cat", "##s", ",", "!", "\u4e2d"])
+cfg = json.dumps({"do_lower_case": True, "model_max_length": 16})
+stm = json.dumps({"unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]"})
+write("wordpiece", 0, [wp, "", cfg, stm])
+write("chinese", 2, [wp, "", cfg])
+vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "c": 3, "a": 4, "t</w>": 5, "ca": 6, "cat</w>": 7, "!</w>": 8}
+merges = "#version: 0.2\nc a\nca t</w>\n"
+bstm = json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"})
+bcfg = json.dumps({"model_max_length": 77})
+write("bpe", 1, [json.dumps(vocab), merges, bcfg, bstm])
+write("bpe_fast", 4, [json.dumps(vocab), merges, bcfg, bstm])
+tj = {"model": {"type": "BPE", "vocab": vocab, "merges": ["c a", ["ca", "t</w>"]]},
+      "added_tokens": [{"id": 0, "content": "<|startoftext|>", "special": True},
+                       {"id": 1, "content": "<|endoftext|>", "special": True}]}
+write("tokenizer_json", 1, ["", "", bcfg, bstm, json.dumps(tj)])
+EOF
+  ;;
+fuzz_vindex_load)
+  max_len=4096
+  # byte 0: n (low 3 bits) and HNSW (bit 3); then n int64 ids; then the FAISS part (dim 4),
+  # as tests/fuzz/fuzz_vindex_load.c wraps it in a valid gaze header.
+  python3 - "$seeds" <<'EOF'
+import struct, sys
+d = sys.argv[1]
+ids = struct.pack("<2q", 7, 9)
+hdr = lambda fourcc, n: fourcc + struct.pack("<iqqqBi", 4, n, 1 << 20, 1 << 20, 1, 0)
+vecs = struct.pack("<8f", 1, 0, 0, 0, 0, 1, 0, 0)
+flat = hdr(b"IxFI", 2) + struct.pack("<Q", 8) + vecs
+open(d + "/flat2", "wb").write(bytes([2]) + ids + flat)
+open(d + "/flat0", "wb").write(bytes([0]) + hdr(b"IxFI", 0) + struct.pack("<Q", 0))
+EOF
+  ;;
+fuzz_records)
+  max_len=8192
+  head -n 20 tests/data/evalset/captions.jsonl >"$seeds/captions.jsonl"
+  printf 'sku,title,description,photo\np1,"Kettle, steel","A ""chrome"" kettle",img/k.jpg\np2,Cups,"two\nlines",\np3,too,many,fields,here\n' >"$seeds/products.csv"
+  printf 'id\ttext\n1\ta cat\n2\ta dog\tx\n' >"$seeds/t.tsv"
+  printf '{"id": 1, "text": "a", "n": 2.5, "o": {"k": [1, null]}}\n[1]\nnot json\n{"id": "x", "text": null}\n' >"$seeds/mixed.jsonl"
   ;;
 *)
   echo "fuzz.sh: no seed corpus known for $target (add one here)" >&2

@@ -417,6 +417,18 @@ gz_status gz_db_open(const char *path, const gz_db_params *params, gz_db **out) 
     sqlite3_busy_timeout(db->sql,
                          db->params.busy_timeout_ms > 0 ? db->params.busy_timeout_ms : 10000);
     sqlite3_extended_result_codes(db->sql, 0);
+    /* A database file can come from someone else (a shared folder, a copied library): it is
+     * input. Defensive mode refuses the statements that can corrupt it (writable_schema,
+     * journal_mode=OFF...); with trusted_schema off the schema cannot call functions with side
+     * effects; and gaze's schema has no triggers or views, so those in a planted file never run
+     * (a trigger would otherwise execute its SQL inside gaze's own writes). */
+    if (sqlite3_db_config(db->sql, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL) != SQLITE_OK ||
+        sqlite3_db_config(db->sql, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL) != SQLITE_OK ||
+        sqlite3_db_config(db->sql, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, (int *)NULL) != SQLITE_OK ||
+        sqlite3_db_config(db->sql, SQLITE_DBCONFIG_ENABLE_VIEW, 0, (int *)NULL) != SQLITE_OK) {
+        st = GZ_FAIL(GZ_EIO, "%s: cannot configure SQLite: %s", path, sqlite3_errmsg(db->sql));
+        goto fail;
+    }
     if (!db->params.readonly) {
         /* WAL: readers and one writer at a time; NORMAL sync is safe against process crashes
          * (a commit is durable once written to the WAL). */
@@ -587,6 +599,45 @@ gz_status gz_db_register_model_hub(gz_db *db, const char *name, const char *fami
     st = wend(db, implicit, st);
     if (st == GZ_OK) *model_id = id;
     return st;
+}
+
+gz_status gz_db_adopt_fingerprint(gz_db *db, const char *legacy, const char *fresh, int *adopted) {
+    if (adopted) *adopted = 0;
+    if (!legacy || !fresh || !*legacy || !*fresh || strlen(legacy) >= 65 || strlen(fresh) >= 65)
+        return GZ_FAIL(GZ_EINVAL, "adopt fingerprint: bad fingerprint");
+    if (strcmp(legacy, fresh) == 0) return GZ_OK;
+    int implicit;
+    gz_status st = wbegin(db, &implicit);
+    if (st != GZ_OK) return st;
+    sqlite3_stmt *s = NULL;
+    int has_fresh = 0;
+    st = prep(db, &s, "SELECT 1 FROM models WHERE fingerprint = ?");
+    if (st == GZ_OK) {
+        sqlite3_bind_text(s, 1, fresh, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(s);
+        has_fresh = rc == SQLITE_ROW;
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) st = sql_fail(db, "find model");
+        sqlite3_finalize(s);
+    }
+    if (st == GZ_OK && !has_fresh) {
+        st = prep(db, &s, "UPDATE models SET fingerprint = ?1 WHERE fingerprint = ?2");
+        if (st == GZ_OK) {
+            sqlite3_bind_text(s, 1, fresh, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 2, legacy, -1, SQLITE_STATIC);
+            st = step_done(db, s);
+            if (st == GZ_OK && adopted) *adopted = sqlite3_changes(db->sql) > 0;
+        }
+    }
+    if (st == GZ_OK && adopted && *adopted) { /* the preprocessing record follows the model */
+        st = prep(db, &s,
+                  "UPDATE meta SET key = 'preprocess.' || ?1 WHERE key = 'preprocess.' || ?2");
+        if (st == GZ_OK) {
+            sqlite3_bind_text(s, 1, fresh, -1, SQLITE_STATIC);
+            sqlite3_bind_text(s, 2, legacy, -1, SQLITE_STATIC);
+            st = step_done(db, s);
+        }
+    }
+    return wend(db, implicit, st);
 }
 
 gz_status gz_db_models(gz_db *db, gz_db_model **out, int *n) {

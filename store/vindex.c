@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -461,6 +462,31 @@ static gz_status fsync_dir_of(const char *path) {
     return GZ_OK;
 }
 
+/* Create a new temporary file next to path, "<path>.tmp.<random>.<pid>" (db.c removes those of
+ * dead pids: the pid stays last), with O_EXCL | O_NOFOLLOW: a name guessed in advance and planted
+ * as a symlink by another user of a shared folder is never followed (the old predictable
+ * "<path>.tmp.<pid>" opened with O_TRUNC was). mkstemp would do the same but creates mode 0600
+ * regardless of the umask; the index file keeps the mode the umask gives, as the database does.
+ * Sets *fd and fills tmp, or returns the error. */
+static gz_status create_temp(const char *path, char *tmp, size_t cap, int *fd) {
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned char r[8];
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+            return GZ_FAIL(GZ_EIO, "%s: getrandom: %s", path, strerror(errno));
+        char suffix[sizeof r + 1];
+        for (size_t i = 0; i < sizeof r; i++)
+            suffix[i] = alnum[r[i] % (sizeof alnum - 1)];
+        suffix[sizeof r] = '\0';
+        if (snprintf(tmp, cap, "%s.tmp.%s.%ld", path, suffix, (long)getpid()) >= (int)cap)
+            return GZ_FAIL(GZ_EINVAL, "%s: path too long", path);
+        *fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (*fd >= 0) return GZ_OK;
+        if (errno != EEXIST) break;
+    }
+    return GZ_FAIL(GZ_EIO, "%s: create: %s", tmp, strerror(errno));
+}
+
 gz_status gz_vindex_save(const gz_vindex *v, const char *path) {
     char *blob = NULL;
     size_t blob_len = 0;
@@ -506,16 +532,13 @@ gz_status gz_vindex_save(const gz_vindex *v, const char *path) {
     put(&h, &header_hash, 8);
 
     char tmp[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+    int fd = -1;
+    gz_status st = create_temp(path, tmp, sizeof tmp, &fd);
+    if (st != GZ_OK) {
         free(blob);
-        return GZ_FAIL(GZ_EINVAL, "%s: path too long", path);
+        return st;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        free(blob);
-        return GZ_FAIL(GZ_EIO, "%s: create: %s", tmp, strerror(errno));
-    }
-    gz_status st = write_all(fd, h.b, h.at, tmp);
+    st = write_all(fd, h.b, h.at, tmp);
     if (st == GZ_OK && ids_bytes) st = write_all(fd, v->ids, ids_bytes, tmp);
     if (st == GZ_OK) st = write_all(fd, blob, blob_len, tmp);
     free(blob);
@@ -594,6 +617,82 @@ gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
     return parse_header(b, (size_t)sb.st_size, path, out, &pb, &ph);
 }
 
+/* ---- the FAISS part of a file, checked before FAISS reads it ----
+ * A .faiss file can be shared, so it is input. FAISS's reader trusts the length before each
+ * array (it resizes, then reads: a 45-byte blob can claim 2^40 floats), so the layouts gaze
+ * writes are walked here first and every array length checked against the bytes that remain:
+ * flat ("IxFI"/"IxF2") and HNSW over flat ("IHNf"), as faiss/impl/index_read.cpp (1.7) reads
+ * them. Other index types (IVF) get the common header checks only. */
+
+typedef struct {
+    const uint8_t *p;
+    size_t left;
+} blob_cursor;
+
+static int take(blob_cursor *c, void *out, size_t n) {
+    if (c->left < n) return -1;
+    if (out) memcpy(out, c->p, n);
+    c->p += n;
+    c->left -= n;
+    return 0;
+}
+
+/* A FAISS vector: u64 count, then count elements of elem bytes. */
+static int take_vector(blob_cursor *c, size_t elem, uint64_t *count) {
+    uint64_t n;
+    if (take(c, &n, 8) || n > c->left / elem) return -1;
+    if (count) *count = n;
+    return take(c, NULL, (size_t)n * elem);
+}
+
+/* fourcc and the header every FAISS index starts with; checks d and ntotal. */
+static int take_index_header(blob_cursor *c, char fourcc[5], int dim, int64_t n) {
+    int32_t d, metric;
+    int64_t ntotal, dummy[2];
+    uint8_t trained;
+    if (take(c, fourcc, 4) || take(c, &d, 4) || take(c, &ntotal, 8) || take(c, dummy, 16) ||
+        take(c, &trained, 1) || take(c, &metric, 4))
+        return -1;
+    fourcc[4] = '\0';
+    if (metric > 1 && take(c, NULL, 4)) return -1; /* metric_arg */
+    return d == dim && ntotal == n ? 0 : -1;
+}
+
+static int take_flat(blob_cursor *c, int dim, int64_t n) {
+    char fourcc[5];
+    uint64_t count;
+    if (take_index_header(c, fourcc, dim, n)) return -1;
+    if (strcmp(fourcc, "IxFI") != 0 && strcmp(fourcc, "IxF2") != 0) return -1;
+    return take_vector(c, sizeof(float), &count) || count != (uint64_t)n * (uint64_t)dim ? -1 : 0;
+}
+
+static gz_status check_faiss_blob(const uint8_t *b, size_t len, int dim, int64_t n,
+                                  const char *path) {
+    blob_cursor c = {b, len};
+    char fourcc[5];
+    int bad;
+    if (take_index_header(&c, fourcc, dim, n)) {
+        bad = 1;
+    } else if (strcmp(fourcc, "IxFI") == 0 || strcmp(fourcc, "IxF2") == 0) {
+        c = (blob_cursor){b, len};
+        bad = take_flat(&c, dim, n) || c.left != 0;
+    } else if (strcmp(fourcc, "IHNf") == 0) {
+        /* HNSW: assign_probas (double), cum_nneighbor_per_level, levels (int), offsets
+         * (size_t), neighbors (int), five ints, then the flat storage of all vectors */
+        bad = take_vector(&c, 8, NULL) || take_vector(&c, 4, NULL) || take_vector(&c, 4, NULL) ||
+              take_vector(&c, 8, NULL) || take_vector(&c, 4, NULL) || take(&c, NULL, 20) ||
+              take_flat(&c, dim, n) || c.left != 0;
+    } else {
+        bad = strncmp(fourcc, "Iw", 2) != 0 && strncmp(fourcc, "Iv", 2) != 0; /* IVF kinds */
+    }
+    if (bad)
+        return GZ_FAIL(GZ_ECORRUPT,
+                       "%s: the FAISS index inside does not match its header (%lld vectors of "
+                       "dim %d) or claims more bytes than the file holds",
+                       path, (long long)n, dim);
+    return GZ_OK;
+}
+
 gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim, const char *factory,
                          int64_t gen, gz_vindex **out) {
     *out = NULL;
@@ -636,6 +735,8 @@ gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim, 
         goto done;
     }
     size_t ids_bytes = (size_t)h.n * sizeof(int64_t);
+    st = check_faiss_blob(payload + ids_bytes, payload_bytes - ids_bytes, dim, h.n, path);
+    if (st != GZ_OK) goto done;
     FILE *mf = fmemopen((void *)(payload + ids_bytes), payload_bytes - ids_bytes, "r");
     if (!mf) {
         st = GZ_FAIL(GZ_EIO, "%s: fmemopen: %s", path, strerror(errno));

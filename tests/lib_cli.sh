@@ -11,6 +11,8 @@ set -u
 GAZE=$1
 DATA=$2
 TMP=$(mktemp -d)
+# gaze caches the weights' content hashes in $XDG_CACHE_HOME/gaze: this run's, not the user's
+export XDG_CACHE_HOME=$TMP/xdg-cache
 pass=0
 fail=0
 cli_finished=0

@@ -6,6 +6,7 @@
  * gz_match_image_texts / gz_match_text_images against itm_logits/itm_probs/itc_sim (BLIP) and
  * logits_per_image (CLIP family); re-ranking against an order computed here from the fixture
  * scores; fingerprints, lazy loading, image decode parameters and errors. */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -809,9 +810,12 @@ static void test_load_pixels(void) {
     }
 }
 
-/* Fingerprints are stored in databases (models.fingerprint): the values below were computed
- * by the code of commit 2bd1876, before the hashing moved into core/safetensors.c and
- * core/torchbin.c; any change to them orphans every stored vector. */
+/* Fingerprints are stored in databases (models.fingerprint). The legacy values (want_legacy)
+ * were computed by the code of commit 2bd1876, before the hashing moved into
+ * core/safetensors.c and core/torchbin.c: databases made before issue #15 store them and are
+ * migrated by them (gz_db_adopt_fingerprint), so they must never change. The fingerprints
+ * proper (want) add the weights' content (issue #15, commit of this change); any change to
+ * them orphans every stored vector. */
 static void test_fingerprint_pinned(void) {
     const char *tmp = gz_test_tmpdir("model_fingerprint_pinned");
     static const char *const single[] = {"chinese_clip.f32.bin", "pytorch_model.bin"};
@@ -826,14 +830,16 @@ static void test_fingerprint_pinned(void) {
     CHECK(mkdir(bin1, 0700) == 0 && link_torchbin_dir(bin1, single, 2));
     CHECK(mkdir(bin2, 0700) == 0 && link_torchbin_dir(bin2, sharded, 6));
     static const struct {
-        const char *what, *weights, *want;
+        const char *what, *weights, *want_legacy, *want;
     } pins[] = {
-        {"blip_itm", NULL, "49657713ed7532cf148f15a9687a6a68"},
-        {"clip", NULL, "88f6d99c53dc9daa1b05876c631f5464"},
-        {"chinese_clip", NULL, "e3fb0516cf1456ca71f5cb5854f2221a"},
-        {"clip", "model.f16.safetensors", "e5103a70944c0e9dd9bdc051516cf598"},
-        {"bin1", NULL, "4632baf23dd30df4656b3167b3024f10"},
-        {"bin2", NULL, "a58931bc583a1722c09411797e873ced"},
+        {"blip_itm", NULL, "49657713ed7532cf148f15a9687a6a68", "5671881a453f86285249288016f6ff12"},
+        {"clip", NULL, "88f6d99c53dc9daa1b05876c631f5464", "eeb652c58db58ad45de98e5e19a8e149"},
+        {"chinese_clip", NULL, "e3fb0516cf1456ca71f5cb5854f2221a",
+         "36c6364a1d4ebcd61af42d0c29d05bf1"},
+        {"clip", "model.f16.safetensors", "e5103a70944c0e9dd9bdc051516cf598",
+         "2035503f2b630a428c8fe67c5ada802f"},
+        {"bin1", NULL, "4632baf23dd30df4656b3167b3024f10", "f0d3e1e7f6454491c1e87e5335cec47a"},
+        {"bin2", NULL, "a58931bc583a1722c09411797e873ced", "71bfb80d2ccc42a346d178cb5641b2b1"},
     };
     for (size_t i = 0; i < sizeof pins / sizeof pins[0]; i++) {
         const char *dir = strcmp(pins[i].what, "bin1") == 0 ? bin1
@@ -843,14 +849,16 @@ static void test_fingerprint_pinned(void) {
         gz_model_params mp = gz_model_default_params();
         mp.weights_file = pins[i].weights;
         gz_model *m = NULL;
-        char fp[65] = "";
+        char fp[65] = "", legacy[65] = "";
         CHECK_OK(gz_model_load(dir, &mp, &m));
         if (m) CHECK_OK(gz_model_fingerprint(m, fp));
+        if (m) CHECK_OK(gz_model_legacy_fingerprint(m, legacy));
         gz_model_free(m);
-        checks++;
-        if (strcmp(fp, pins[i].want) != 0) {
-            fprintf(stderr, "fingerprint of %s (%s): got %s want %s\n", pins[i].what,
-                    pins[i].weights ? pins[i].weights : "default weights", fp, pins[i].want);
+        checks += 2;
+        if (strcmp(fp, pins[i].want) != 0 || strcmp(legacy, pins[i].want_legacy) != 0) {
+            fprintf(stderr, "fingerprint of %s (%s): got %s (legacy %s) want %s (legacy %s)\n",
+                    pins[i].what, pins[i].weights ? pins[i].weights : "default weights", fp, legacy,
+                    pins[i].want, pins[i].want_legacy);
             gz_test_failures++;
         }
     }
@@ -903,7 +911,61 @@ static void test_fast_decode(void) {
     }
 }
 
+/* Two checkpoints with equal shapes and different weights are two models (issue #15): one
+ * value of the weights changed in place, the modification time put back, the size unchanged.
+ * The legacy fingerprint (headers only) cannot tell them apart; the fingerprint must. The
+ * content-hash cache must not hide the change (its key has ctime, which cannot be put back). */
+static void test_fingerprint_weights(void) {
+    const char *src = gz_test_path("fixtures/clip");
+    const char *tmp = gz_test_tmpdir("model_fingerprint_weights");
+    static const char *const files[] = {"config.json", "preprocessor_config.json",
+                                        "model.safetensors"};
+    int ok = 1;
+    char weights[1200];
+    for (int i = 0; i < 3; i++) {
+        char from[1024], to[1200];
+        snprintf(from, sizeof from, "%s/%s", src, files[i]);
+        snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
+        ok = ok && copy_file(from, to);
+    }
+    snprintf(weights, sizeof weights, "%s/model.safetensors", tmp);
+    checks++;
+    CHECK(ok);
+    char fp[3][65] = {"", "", ""}, legacy[3][65] = {"", "", ""};
+    for (int round = 0; round < 3; round++) {
+        if (round == 2) { /* flip the last float's sign bit, keep size and mtime */
+            struct stat sb;
+            FILE *f = fopen(weights, "r+b");
+            CHECK(f && stat(weights, &sb) == 0);
+            if (!f) return;
+            unsigned char last;
+            CHECK(fseek(f, -1, SEEK_END) == 0 && fread(&last, 1, 1, f) == 1);
+            last ^= 0x80;
+            CHECK(fseek(f, -1, SEEK_END) == 0 && fwrite(&last, 1, 1, f) == 1);
+            CHECK(fclose(f) == 0);
+            struct timespec times[2] = {sb.st_atim, sb.st_mtim};
+            CHECK(utimensat(AT_FDCWD, weights, times, 0) == 0);
+            checks += 5;
+        }
+        gz_model *m = NULL;
+        CHECK_OK(gz_model_load(tmp, NULL, &m));
+        if (!m) return;
+        CHECK_OK(gz_model_fingerprint(m, fp[round]));
+        CHECK_OK(gz_model_legacy_fingerprint(m, legacy[round]));
+        gz_model_free(m);
+    }
+    checks += 4;
+    CHECK(strcmp(fp[0], fp[1]) == 0);         /* the second load (from the cache) agrees */
+    CHECK(strcmp(fp[0], fp[2]) != 0);         /* other weights: another model */
+    CHECK(strcmp(legacy[0], legacy[2]) == 0); /* which the header-only identity missed */
+    CHECK(strcmp(fp[0], legacy[0]) != 0);
+    printf("fingerprint: weights changed in place -> %s (was %s; legacy %s both)\n", fp[2], fp[0],
+           legacy[0]);
+}
+
 int main(void) {
+    /* the content-hash cache of this run, not the user's */
+    setenv("XDG_CACHE_HOME", gz_test_tmpdir("model_load_cache"), 1);
     load_inputs();
     test_rank_unit();
     for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
@@ -911,6 +973,7 @@ int main(void) {
             run_case(&CASES[c], &WEIGHTS[w]);
     test_model_misc();
     test_fingerprint_pinned();
+    test_fingerprint_weights();
     test_describe();
     test_tokenize();
     test_load_pixels();

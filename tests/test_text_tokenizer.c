@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/safetensors.h"
 #include "tests/testutil.h"
+#include "text_encoder/tok_internal.h"
 #include "text_encoder/tokenizer.h"
 
 static int checks = 0;
@@ -584,6 +585,84 @@ static void test_speed(json_t *inputs) {
     gz_tokenizer_free(t);
 }
 
+/* The O(len log len) BPE of a word against the plain transcription of openai's bpe(), on words
+ * that exercise many merges (few letters, runs, repeats, multi-byte characters). */
+static void test_bpe_heap_vs_plain(void) {
+    gz_tokenizer *t = NULL;
+    CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/clip"), GZ_FAMILY_CLIP, 77, NULL, &t));
+    if (!t) return;
+    static const char *const alphabets[] = {"aeinrst", "a", "ab", "thequickbrownfox", "e\xc3\xa9o"};
+    unsigned seed = 777;
+    int bad = 0, words = 0;
+    char w[600];
+    for (int a = 0; a < 5; a++)
+        for (int k = 0; k < 120; k++) {
+            const char *alpha = alphabets[a];
+            size_t na = strlen(alpha), len = 1 + ((seed = seed * 1103515245u + 12345u) >> 16) % 500;
+            for (size_t i = 0; i < len; i++) /* may split a UTF-8 sequence: bytes are bytes */
+                w[i] = alpha[((seed = seed * 1103515245u + 12345u) >> 16) % na];
+            tk_cps plain = {0}, heap = {0};
+            CHECK(gz_tok_bpe_word(t, w, len, 1, &plain) == 0);
+            CHECK(gz_tok_bpe_word(t, w, len, 0, &heap) == 0);
+            if (plain.n != heap.n || memcmp(plain.v, heap.v, plain.n * sizeof *plain.v) != 0) {
+                if (!bad) fprintf(stderr, "bpe heap vs plain differ on %.*s\n", (int)len, w);
+                bad++;
+            }
+            words++;
+            gz_tok_cps_free(&plain);
+            gz_tok_cps_free(&heap);
+        }
+    CHECK(bad == 0);
+    checks++;
+    printf("clip bpe: %d words, heap == plain in %d\n", words, words - bad);
+    gz_tokenizer_free(t);
+}
+
+/* Hostile lengths: a 400 KB word (used to take 29 s: the merge loop was quadratic per word) and
+ * a 10 MB text of words (truncated to 77 ids, so tokenising stops early). The test's timeout in
+ * tests/CMakeLists.txt bounds them; here: the ids are those of a shorter text with the same
+ * start, and empty text gives the two special tokens. */
+static void test_long_texts(void) {
+    for (int f = 0; f < 3; f++) {
+        gz_tokenizer *t = NULL;
+        CHECK_OK(gz_tokenizer_load(gz_test_path("fixtures/%s", FAMS[f].dir), FAMS[f].family,
+                                   FAMS[f].max_positions, NULL, &t));
+        if (!t) continue;
+        int ml = gz_tokenizer_max_length(t);
+        size_t big = (size_t)10 << 20, word = (size_t)400 << 10;
+        char *text = malloc(big + 1);
+        if (!text) return;
+        static const char phrase[] = "a dog runs on the beach, ";
+        for (size_t i = 0; i < big; i++)
+            text[i] = phrase[i % (sizeof phrase - 1)];
+        text[big] = 0;
+        int32_t *ids = NULL, *want = NULL;
+        int n = 0, want_n = 0;
+        CHECK_OK(gz_tokenizer_encode(t, text, ml, &ids, &n));
+        text[4096] = 0; /* enough words for any max length here */
+        CHECK_OK(gz_tokenizer_encode(t, text, ml, &want, &want_n));
+        CHECK(n == ml && n == want_n && memcmp(ids, want, (size_t)n * sizeof *ids) == 0);
+        free(ids);
+        free(want);
+        for (size_t i = 0; i < word; i++) /* one word: letters without a break */
+            text[i] = "abcdefghij"[(i * 7 + i / 3) % 10];
+        text[word] = 0;
+        CHECK_OK(gz_tokenizer_encode(t, text, ml, &ids, &n));
+        CHECK(n >= 2 && n <= ml && ids[0] == gz_tokenizer_bos_id(t));
+        free(ids);
+        CHECK_OK(gz_tokenizer_encode(t, text, 0, &ids, &n)); /* untruncated: the whole word */
+        CHECK(n >= 2 && ids[n - 1] == gz_tokenizer_eos_id(t));
+        free(ids);
+        CHECK_OK(gz_tokenizer_encode_n(t, "", 0, ml, &ids, &n));
+        CHECK(n == 2 && ids[0] == gz_tokenizer_bos_id(t) && ids[1] == gz_tokenizer_eos_id(t));
+        free(ids);
+        checks += 5;
+        printf("%s: 10 MB text -> %d ids, 400 KB word ok\n", FAMS[f].dir, want_n);
+        free(text);
+        gz_tokenizer_free(t);
+    }
+}
+
 int main(void) {
     json_error_t err;
     json_t *inputs = json_load_file(gz_test_path("fixtures/inputs.json"), 0, &err);
@@ -598,6 +677,8 @@ int main(void) {
         test_tokenizer_json(&FAMS[i], 0);
     test_tokenizer_json(&FAMS[1], 1);
     test_cache_threads();
+    test_bpe_heap_vs_plain();
+    test_long_texts();
     test_errors();
     if (inputs) test_speed(inputs);
     json_decref(inputs);

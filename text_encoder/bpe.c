@@ -289,15 +289,30 @@ static void cache_put(tk_cache *c, const char *key, size_t len, uint64_t h, cons
     pthread_mutex_unlock(&c->lock);
 }
 
-/* BPE of one pre-token (its UTF-8 bytes) -> ids appended. syms is a work array. */
-static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms,
-                     tk_cps *ids) {
-    if (len == 0) return 0;
+/* Initial symbols of a pre-token: one per byte, the last with "</w>". */
+static int piece_symbols(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms) {
     syms->n = 0;
     if (gz_tok_cps_reserve(syms, len)) return -1;
     for (size_t i = 0; i + 1 < len; i++)
         syms->v[i] = t->byte_sym[s[i]];
     syms->v[len - 1] = t->byte_sym_end[s[len - 1]];
+    syms->n = len;
+    return 0;
+}
+
+static int emit_symbols(const gz_tokenizer *t, const int32_t *w, size_t n, tk_cps *ids) {
+    if (gz_tok_cps_reserve(ids, ids->n + n)) return -1;
+    for (size_t i = 0; i < n; i++)
+        ids->v[ids->n++] = w[i] < t->n_ids ? w[i] : t->unk_id;
+    return 0;
+}
+
+/* openai simple_tokenizer bpe() as written: find the lowest-ranked adjacent pair, merge every
+ * occurrence left to right, repeat. O(len^2) per word: the reference the heap version below is
+ * tested against (gz_tok_bpe_word with plain = 1), not used for encoding. */
+static int bpe_piece_plain(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms,
+                           tk_cps *ids) {
+    if (piece_symbols(t, s, len, syms)) return -1;
     size_t n = len;
     int32_t *w = syms->v;
     while (n > 1) {
@@ -325,10 +340,115 @@ static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, 
         }
         n = k;
     }
-    if (gz_tok_cps_reserve(ids, ids->n + n)) return -1;
-    for (size_t i = 0; i < n; i++)
-        ids->v[ids->n++] = w[i] < t->n_ids ? w[i] : t->unk_id;
-    return 0;
+    return emit_symbols(t, w, n, ids);
+}
+
+/* A candidate merge: the pair starting at symbol position pos had this rank when queued. */
+typedef struct {
+    int32_t rank;
+    uint32_t pos;
+} bpe_cand;
+
+static int cand_less(bpe_cand a, bpe_cand b) {
+    return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
+}
+
+static void heap_push(bpe_cand *h, size_t *n, bpe_cand c) {
+    size_t i = (*n)++;
+    while (i > 0 && cand_less(c, h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = c;
+}
+
+static bpe_cand heap_pop(bpe_cand *h, size_t *n) {
+    bpe_cand top = h[0], last = h[--*n];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && cand_less(h[c + 1], h[c])) c++;
+        if (!cand_less(h[c], last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+
+/* The same result as bpe_piece_plain in O(len log len): symbols form a linked list over their
+ * first byte's position and candidate pairs wait in a heap ordered by (rank, position). One
+ * round pops every candidate of the lowest rank, in position order, and merges those still
+ * valid (a candidate is stale once either symbol has changed: its pair then has another rank,
+ * since ranks are unique per pair); that is plain's "every occurrence, left to right". A merge
+ * never creates a pair of the rank being merged (the merged symbol is longer than both parts),
+ * so new candidates can wait in the heap for later rounds, as plain rescans after each round.
+ * Without this, one long word costs O(len^2) per merge: 29 s for a 400 KB word. */
+static int bpe_piece(const gz_tokenizer *t, const unsigned char *s, size_t len, tk_cps *syms,
+                     tk_cps *ids) {
+    if (len == 0) return 0;
+    if (len > UINT32_MAX / 4) return -1; /* positions are uint32_t; a 1 GiB word is not text */
+    if (piece_symbols(t, s, len, syms)) return -1;
+    int32_t *w = syms->v;
+    /* every merge queues at most 2 candidates and there are at most len - 1 merges */
+    uint32_t *next = gz_malloc_n(len, sizeof *next, "BPE word");
+    uint32_t *prev = gz_malloc_n(len, sizeof *prev, "BPE word");
+    bpe_cand *heap = gz_malloc_n(3 * len, sizeof *heap, "BPE word");
+    bpe_cand *round = gz_malloc_n(len, sizeof *round, "BPE word");
+    int rc = -1;
+    if (!next || !prev || !heap || !round) goto done;
+    const uint32_t none = UINT32_MAX;
+    size_t n_heap = 0;
+    for (size_t i = 0; i < len; i++) {
+        next[i] = i + 1 < len ? (uint32_t)(i + 1) : none;
+        prev[i] = i > 0 ? (uint32_t)(i - 1) : none;
+        int32_t m;
+        int r = i + 1 < len ? merge_lookup(&t->merges, w[i], w[i + 1], &m) : -1;
+        if (r >= 0) heap_push(heap, &n_heap, (bpe_cand){r, (uint32_t)i});
+    }
+    while (n_heap > 0) {
+        int32_t rank = heap[0].rank;
+        size_t n_round = 0;
+        while (n_heap > 0 && heap[0].rank == rank && n_round < len)
+            round[n_round++] = heap_pop(heap, &n_heap);
+        for (size_t k = 0; k < n_round; k++) {
+            uint32_t p = round[k].pos, q = next[p];
+            int32_t merged;
+            /* stale: p was absorbed (w = -1), is last, or its pair changed */
+            if (w[p] < 0 || q == none || merge_lookup(&t->merges, w[p], w[q], &merged) != rank)
+                continue;
+            w[p] = merged;
+            w[q] = -1;
+            next[p] = next[q];
+            if (next[q] != none) prev[next[q]] = p;
+            int32_t m;
+            int r;
+            if (prev[p] != none && (r = merge_lookup(&t->merges, w[prev[p]], w[p], &m)) >= 0)
+                heap_push(heap, &n_heap, (bpe_cand){r, prev[p]});
+            if (next[p] != none && (r = merge_lookup(&t->merges, w[p], w[next[p]], &m)) >= 0)
+                heap_push(heap, &n_heap, (bpe_cand){r, p});
+        }
+    }
+    size_t k = 0; /* compact the surviving symbols in order */
+    for (uint32_t i = 0; i != none; i = next[i])
+        w[k++] = w[i];
+    rc = emit_symbols(t, w, k, ids);
+done:
+    free(next);
+    free(prev);
+    free(heap);
+    free(round);
+    return rc;
+}
+
+int gz_tok_bpe_word(const gz_tokenizer *t, const char *s, size_t len, int plain, tk_cps *ids) {
+    if (len == 0) return 0;
+    tk_cps syms = {0};
+    int rc = plain ? bpe_piece_plain(t, (const unsigned char *)s, len, &syms, ids)
+                   : bpe_piece(t, (const unsigned char *)s, len, &syms, ids);
+    gz_tok_cps_free(&syms);
+    return rc;
 }
 
 static int match_lit(const int32_t *c, size_t n, size_t i, const char *lit) {
@@ -349,7 +469,7 @@ static size_t contraction(const int32_t *c, size_t n, size_t i) {
     return 0;
 }
 
-int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
+int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, size_t limit, tk_cps *ids) {
     tk_cps a = {0}, low = {0}, syms = {0};
     tk_buf scratch = {0}, piece = {0};
     int rc = -1;
@@ -376,7 +496,7 @@ int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *
     /* 4. re.findall(pat, text) and BPE of each piece */
     const int32_t *s = low.v;
     size_t m = low.n;
-    for (size_t i = 0; i < m;) {
+    for (size_t i = 0; i < m && ids->n < limit;) {
         size_t j;
         int special = 0;
         if (s[i] == '<' && match_lit(s, m, i, "<|startoftext|>")) {

@@ -132,13 +132,21 @@ struct gz_tokenizer {
     tk_cache *cache;
 };
 
+/* The chunk functions append ids and may stop early once ids->n >= limit (SIZE_MAX: never):
+ * tokens only ever append, so what follows could not change the first limit ids, and a
+ * truncating caller needs no more. */
+
 /* wordpiece.c: BertTokenizer._tokenize of one chunk (no added tokens inside) -> ids. */
-int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
+int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, size_t limit,
+                           tk_cps *ids);
 /* bpe.c */
 gz_status gz_tok_bpe_load(gz_tokenizer *t, const char *merges_path);
 /* merges from tokenizer.json's model.merges ("a b" strings or [a, b] pairs); what names the file */
 gz_status gz_tok_bpe_load_json(gz_tokenizer *t, const json_t *merges, const char *what);
-int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids);
+int gz_tok_bpe_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, size_t limit, tk_cps *ids);
+/* BPE of one pre-token's UTF-8 bytes (no clean-up, no splitting) -> ids appended; plain = 1 runs
+ * the O(len^2) transcription of openai's bpe() that the O(len log len) one is tested against. */
+int gz_tok_bpe_word(const gz_tokenizer *t, const char *s, size_t len, int plain, tk_cps *ids);
 void gz_tok_bpe_free(gz_tokenizer *t);
 
 #endif

@@ -515,15 +515,20 @@ static const tk_added *added_at(const gz_tokenizer *t, const int32_t *c, size_t 
     return best;
 }
 
-static int tokenize_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
+static int tokenize_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, size_t limit,
+                          tk_cps *ids) {
     if (n == 0) return 0;
-    return t->is_bpe ? gz_tok_bpe_chunk(t, c, n, ids) : gz_tok_wordpiece_chunk(t, c, n, ids);
+    return t->is_bpe ? gz_tok_bpe_chunk(t, c, n, limit, ids)
+                     : gz_tok_wordpiece_chunk(t, c, n, limit, ids);
 }
 
-/* Text -> ids without the special tokens around it. */
-static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len, tk_cps *ids) {
+/* Text -> ids without the special tokens around it; may stop once there are limit ids (see
+ * tok_internal.h), so a truncated 10 MB text costs its clean-up passes, not its BPE. */
+static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len, size_t limit,
+                             tk_cps *ids) {
     tk_cps raw = {0}, low = {0};
     gz_status st = GZ_OK;
+    if (len == 0) return GZ_OK; /* (no NULL + 0 below for empty text) */
     if (gz_tok_utf8_decode(text, len, &raw)) {
         st = GZ_FAIL(GZ_ENOMEM, "out of memory");
         goto done;
@@ -545,7 +550,7 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
     /* 2. split on added tokens; 3. tokenize the chunks in between */
     size_t chunk = 0, i = 0;
     int strip_next = 0; /* previous added token has rstrip: lstrip() the next chunk */
-    while (i <= c->n) {
+    while (i <= c->n && ids->n < limit) {
         const tk_added *a = i < c->n ? added_at(t, c->v, c->n, i) : NULL;
         if (!a && i < c->n) {
             i++;
@@ -558,7 +563,7 @@ static gz_status encode_body(const gz_tokenizer *t, const char *text, size_t len
         if (a && a->lstrip)
             while (e > s && gz_tok_is_py_space(c->v[e - 1]))
                 e--;
-        if (tokenize_chunk(t, c->v + s, e - s, ids)) goto oom;
+        if (tokenize_chunk(t, c->v + s, e - s, limit, ids)) goto oom;
         if (!a) break;
         if (gz_tok_cps_push(ids, a->id)) goto oom;
         strip_next = a->rstrip;
@@ -585,7 +590,8 @@ gz_status gz_tokenizer_encode_n(const gz_tokenizer *t, const char *text, size_t 
     if (n) *n = 0;
     if (!t || !text || !ids || !n) return GZ_FAIL(GZ_EINVAL, "gz_tokenizer_encode: NULL argument");
     tk_cps body = {0};
-    gz_status st = encode_body(t, text, len, &body);
+    size_t limit = max_len > 2 ? (size_t)max_len - 2 : max_len > 0 ? 0 : SIZE_MAX;
+    gz_status st = encode_body(t, text, len, limit, &body);
     if (st != GZ_OK) {
         gz_tok_cps_free(&body);
         return st;

@@ -40,7 +40,8 @@ static int wordpiece_word(const gz_tokenizer *t, const int32_t *w, size_t n, tk_
     return 0;
 }
 
-int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk_cps *ids) {
+int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, size_t limit,
+                           tk_cps *ids) {
     tk_cps a = {0}, word = {0};
     tk_buf scratch = {0}, bytes = {0}, key = {0};
     size_t *offs = gz_malloc_n(WP_MAX_CHARS + 1, sizeof *offs, "WordPiece offsets");
@@ -61,7 +62,7 @@ int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk
     /* NFC ("prevents treating the same character with different code points as different") */
     if (gz_tok_normalize(&a, 'C', &scratch)) goto done;
     int strip = t->strip_accents == 1 || (t->do_lower_case && t->strip_accents != 0);
-    for (size_t i = 0; i < a.n;) {
+    for (size_t i = 0; i < a.n && ids->n < limit;) {
         /* whitespace_tokenize: Python str.split() */
         while (i < a.n && gz_tok_is_py_space(a.v[i]))
             i++;
@@ -83,7 +84,7 @@ int gz_tok_wordpiece_chunk(const gz_tokenizer *t, const int32_t *c, size_t n, tk
             word.n = k;
         }
         /* _run_split_on_punc, then WordPiece on each piece */
-        for (size_t j = 0; j < word.n;) {
+        for (size_t j = 0; j < word.n && ids->n < limit;) {
             if (gz_tok_is_punct_bert(word.v[j])) {
                 if (wordpiece_word(t, word.v + j, 1, &bytes, offs, &key, ids)) goto done;
                 j++;

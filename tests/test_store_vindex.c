@@ -1,0 +1,154 @@
+/* test_store_vindex.c - the .faiss cache file as untrusted input and output (issue #15): the
+ * temporary file of a save never follows a symlink planted at a guessable name, and the loader
+ * refuses files whose FAISS part disagrees with gaze's header before FAISS allocates for it. */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <xxhash.h>
+
+#include "core/error.h"
+#include "store/vindex.h"
+#include "tests/testutil.h"
+
+static int checks = 0;
+
+static int write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+static int file_equals(const char *path, const char *text) {
+    char buf[256] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    return n == strlen(text) && memcmp(buf, text, n) == 0;
+}
+
+static gz_vindex *small_index(void) {
+    gz_vindex *v = NULL;
+    CHECK_OK(gz_vindex_create(1, 0, 4, "Flat", NULL, 0, NULL, &v));
+    if (!v) return NULL;
+    float vecs[8] = {1, 0, 0, 0, 0, 1, 0, 0};
+    int64_t ids[2] = {7, 9};
+    CHECK_OK(gz_vindex_add(v, ids, vecs, 2));
+    return v;
+}
+
+/* Another user of a shared folder plants "<index>.tmp.<pid>" (the old predictable name) as a
+ * symlink to a file of ours: the save must neither write through it nor replace the index
+ * with it. Fails before the fix: the victim was truncated and overwritten. */
+static void test_temp_symlink(void) {
+    const char *dir = gz_test_tmpdir("vindex_symlink");
+    char path[PATH_MAX], victim[PATH_MAX], planted[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/db.gaze.m1.faiss", dir);
+    snprintf(victim, sizeof victim, "%s/victim.txt", dir);
+    snprintf(planted, sizeof planted, "%s.tmp.%ld", path, (long)getpid());
+    CHECK(write_text(victim, "precious\n") == 0);
+    CHECK(symlink(victim, planted) == 0);
+    gz_vindex *v = small_index();
+    if (!v) return;
+    v->gen = 3;
+    CHECK_OK(gz_vindex_save(v, path));
+    CHECK(file_equals(victim, "precious\n"));
+    struct stat sb;
+    CHECK(lstat(path, &sb) == 0 && S_ISREG(sb.st_mode)); /* the index, not the symlink */
+    CHECK(lstat(planted, &sb) == 0 && S_ISLNK(sb.st_mode));
+    gz_vindex *back = NULL;
+    CHECK_OK(gz_vindex_load(path, 1, 0, 4, "Flat", 3, &back));
+    CHECK(back && back->n == 2);
+    checks += 6;
+    gz_vindex_free(back);
+    gz_vindex_free(v);
+    unlink(planted);
+    unlink(victim);
+    unlink(path);
+}
+
+static unsigned char *read_all(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* A shared .faiss file whose FAISS part claims 2^28 floats (1 GiB) in 45 bytes, with gaze's
+ * checksums made to match (they detect accidents, not intent). FAISS resized to the claim
+ * before reading; the loader must refuse the file without allocating it. Run in a child so
+ * that its peak memory is measured alone. Round trips of Flat and HNSW files still load. */
+static void test_faiss_claims(void) {
+    const char *dir = gz_test_tmpdir("vindex_claims");
+    char path[PATH_MAX];
+    for (int hnsw = 0; hnsw < 2; hnsw++) { /* valid files of both walked layouts load */
+        snprintf(path, sizeof path, "%s/ok%d.faiss", dir, hnsw);
+        gz_vindex *v = NULL;
+        CHECK_OK(gz_vindex_create(1, 0, 4, hnsw ? "HNSW8" : "Flat", NULL, 0, NULL, &v));
+        if (!v) return;
+        float vecs[8] = {1, 0, 0, 0, 0, 1, 0, 0};
+        int64_t ids[2] = {7, 9};
+        CHECK_OK(gz_vindex_add(v, ids, vecs, 2));
+        CHECK_OK(gz_vindex_save(v, path));
+        gz_vindex_free(v);
+        gz_vindex *back = NULL;
+        CHECK_OK(gz_vindex_load(path, 1, 0, 4, hnsw ? "HNSW8" : "Flat", 0, &back));
+        checks += 2;
+        gz_vindex_free(back);
+    }
+    snprintf(path, sizeof path, "%s/ok0.faiss", dir);
+    size_t len = 0;
+    unsigned char *b = read_all(path, &len);
+    CHECK(b && len > GZ_VX_HEADER_BYTES + 16 + 45);
+    if (!b) return;
+    size_t blob = GZ_VX_HEADER_BYTES + 2 * sizeof(int64_t);
+    CHECK(memcmp(b + blob, "IxFI", 4) == 0);
+    uint64_t claim = (uint64_t)1 << 28;
+    memcpy(b + blob + 37, &claim, 8); /* the float count of the codes vector */
+    uint64_t ph = XXH3_64bits(b + GZ_VX_HEADER_BYTES, len - GZ_VX_HEADER_BYTES);
+    memcpy(b + GZ_VX_HEADER_BYTES - 16, &ph, 8);
+    uint64_t hh = XXH3_64bits(b, GZ_VX_HEADER_BYTES - 8);
+    memcpy(b + GZ_VX_HEADER_BYTES - 8, &hh, 8);
+    snprintf(path, sizeof path, "%s/claims.faiss", dir);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(b, 1, len, f) == len && fclose(f) == 0);
+    free(b);
+    pid_t pid = fork();
+    if (pid == 0) {
+        gz_vindex *v = NULL;
+        gz_status st = gz_vindex_load(path, 1, 0, 4, "Flat", 0, &v);
+        fprintf(stderr, "claims.faiss: %s\n", gz_last_error());
+        _exit(st == GZ_ECORRUPT && strstr(gz_last_error(), "claims.faiss") ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    checks += 3;
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(ru.ru_maxrss < 400 * 1024); /* KiB: far below the 1 GiB claimed */
+    printf("claims.faiss refused; child peak RSS %ld KiB\n", ru.ru_maxrss);
+}
+
+int main(void) {
+    test_temp_symlink();
+    test_faiss_claims();
+    return gz_test_finish("store_vindex", checks);
+}
