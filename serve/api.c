@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jpeglib.h>
@@ -366,6 +367,10 @@ static json_t *result_json(const gz_result *h, int rank, int products) {
         json_object_set_new(o, "image_score", json_float(h->image_score));
     }
     json_object_set_new(o, "path", json_str_or_null(h->path));
+    /* As gaze search --json: whether the file (a text item's linked image) is still there. */
+    const char *file = h->kind == GZ_ITEM_TEXT ? h->link_path : h->path;
+    struct stat sb;
+    if (file) json_object_set_new(o, "exists", json_boolean(stat(file, &sb) == 0));
     if (h->kind == GZ_ITEM_TEXT) {
         json_object_set_new(o, "text", json_str_or_null(h->text));
         json_object_set_new(o, "id", json_str_or_null(h->ext_id));
