@@ -21,13 +21,17 @@ packages=(
   libtiff-dev libraw-dev libsixel-dev libmicrohttpd-dev
   python3-numpy dpkg-dev clang libclang-rt-14-dev clang-format
   # gaze serve's tests: curl, nginx (replicas), node + chromium (the page in a browser), wrk (bench)
-  curl nginx-light nodejs npm chromium wrk
+  curl nginx-light chromium wrk
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# node and npm by command, not by package: a machine may have them from elsewhere (NodeSource's
+# nodejs ships npm itself and conflicts with Debian's npm package).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
