@@ -62,8 +62,8 @@ int cmd_add_texts(int argc, char **argv) {
         {"text-field", 0, CLI_STR, &text_field, "F[,F]", "text field(s) (default text)"},
         {"image-field", 0, CLI_STR, &image_field, "F", "field with an image path to link"},
         {"format", 0, CLI_STR, &format, "FMT", "jsonl, csv or tsv (default: by extension)"},
-        {"batch", 'b', CLI_INT, &batch, "N", "texts per batch / transaction (default 32)"},
-        {"threads", 0, CLI_INT, &threads, "N", "compute threads (default: all cores)"},
+        {"batch", 'b', CLI_COUNT, &batch, "N", "texts per batch / transaction (default 32)"},
+        {"threads", 0, CLI_COUNT, &threads, "N", "compute threads (default: all cores)"},
         {"precision", 0, CLI_STR, &precision, "fp32|bf16",
          "Linear layers in fp32 (default) or bf16: bf16 weights, AVX512-BF16 dot products, ~2x "
          "faster, cosine to fp32 >= 0.999; fp32 with a note where the CPU lacks AVX512-BF16"},

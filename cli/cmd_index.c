@@ -174,8 +174,8 @@ int cmd_index(int argc, char **argv) {
         {"all", 0, CLI_FLAG, &all, NULL, "also enter hidden and junk folders"},
         {"prune", 0, CLI_FLAG, &prune, NULL, "remove vanished files from the db"},
         {"max-megapixels", 0, CLI_DOUBLE, &max_mp, "N", "refuse larger images (default 100)"},
-        {"batch", 'b', CLI_INT, &batch, "N", "images per batch / transaction (default 8)"},
-        {"threads", 0, CLI_INT, &threads, "N", "compute threads (default: all cores)"},
+        {"batch", 'b', CLI_COUNT, &batch, "N", "images per batch / transaction (default 8)"},
+        {"threads", 0, CLI_COUNT, &threads, "N", "compute threads (default: all cores)"},
         {"precision", 0, CLI_STR, &precision, "fp32|bf16",
          "Linear layers in fp32 (default) or bf16: bf16 weights, AVX512-BF16 dot products, ~2x "
          "faster, cosine to fp32 >= 0.999; fp32 with a note where the CPU lacks AVX512-BF16"},

@@ -50,7 +50,12 @@ for t in 0 -1; do
     expect 2 "embed --threads $t" "$GAZE" embed --model "$CLIP" --text x --threads "$t"
     expect 2 "match --threads $t" "$GAZE" match --model "$CLIP" --image "$TMP/p/food_coffee.png" --text x --threads "$t"
     expect 2 "eval --batch $t" "$GAZE" eval "$DATA/evalset/captions.jsonl" --model "$CLIP" --batch "$t"
+    for flag in --batch --threads; do
+        expect 2 "index $flag $t" "$GAZE" index "$TMP/p" --db "$TMP/zero.db" --model "$CLIP" $flag "$t"
+        expect 2 "add-texts $flag $t" "$GAZE" add-texts "$DATA/evalset/captions.jsonl" --db "$TMP/zero.db" --model "$CLIP" $flag "$t"
+    done
 done
+check "index/add-texts with a 0 count created no database" test ! -e "$TMP/zero.db"
 expect 0 "search --threads 1 works" "${S[@]}" dog --db "$TMP/clip.db" --threads 1
 expect 2 "embed --image of a missing file" "$GAZE" embed --model "$CLIP" --image "$TMP/nope.jpg"
 expect 2 "match --image of a missing file" "$GAZE" match --model "$CLIP" --image "$TMP/nope.jpg" --text x
