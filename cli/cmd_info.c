@@ -159,8 +159,11 @@ int cmd_info(int argc, char **argv) {
         if (st != GZ_OK)
             rc = cli_report_model(st, pos.v[0]);
         else if (stat(loc->dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-            cli_errorf("%s: not a model directory", pos.v[0]);
-            rc = EXIT_FATAL;
+            /* a model named on the command line that is not there is a usage error (#12.11) */
+            cli_errorf("%s: %s", pos.v[0],
+                       stat(loc->dir, &sb) != 0 ? "no such model directory"
+                                                : "not a model directory");
+            rc = EXIT_USAGE;
         } else
             rc = model_info(loc, &o);
         free(loc);

@@ -186,6 +186,6 @@ check "unknown command exits 2" test $? -eq 2
 "$GAZE" search --k-bogus x >/dev/null 2>&1
 check "unknown option exits 2" test $? -eq 2
 "$GAZE" info "$TMP/nowhere" >/dev/null 2>&1
-check "info on a missing dir exits 3" test $? -eq 3
+check "info on a missing dir exits 2 (a usage error, #12.11)" test $? -eq 2
 
 cli_finish cli_models
