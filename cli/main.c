@@ -1,6 +1,8 @@
 /* main.c - the gaze command: dispatch to the sub-commands, --version and top-level help. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -66,7 +68,26 @@ static int unknown_command(const char *name) {
     return EXIT_USAGE;
 }
 
+/* Model weights are memory-mapped: if the file is truncated (or its storage fails) while gaze
+ * runs, the next read of a vanished page raises SIGBUS. The mapped tensors cannot be recovered,
+ * so say what happened and stop as a runtime error instead of dying unexplained; an open SQLite
+ * transaction is rolled back by the next open, so the database keeps its last commit. Only
+ * async-signal-safe calls here. */
+static void on_sigbus(int sig) {
+    (void)sig;
+    static const char msg[] = "gaze: a memory-mapped file (the model's weights) was truncated or "
+                              "became unreadable while in use; stopping (the database keeps its "
+                              "last commit)\n";
+    ssize_t written = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)written;
+    _exit(EXIT_FATAL);
+}
+
 int main(int argc, char **argv) {
+    struct sigaction bus = {0};
+    bus.sa_handler = on_sigbus;
+    sigemptyset(&bus.sa_mask);
+    sigaction(SIGBUS, &bus, NULL);
     if (argc < 2) {
         top_help(stderr);
         return EXIT_USAGE;
