@@ -51,13 +51,15 @@ static const char *plural(long n, const char *one, const char *many) { return n 
 int cmd_add_texts(int argc, char **argv) {
     const char *db = NULL, *model = NULL, *weights = NULL, *format = NULL;
     const char *id_field = NULL, *text_field = NULL, *image_field = NULL, *catalog = NULL;
-    int batch = 0, json = 0, quiet = 0, threads = 0, sync = 0;
+    int batch = 0, json = 0, quiet = 0, threads = 0, sync = 0, allow_outside = 0;
     const char *precision = NULL; /* --precision */
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
         {"model", 'm', CLI_STR, &model, "DIR", "model (default $GAZE_MODEL, else the db's)"},
         {"catalog", 'c', CLI_STR, &catalog, "NAME", "catalogue name (default: the file's path)"},
         {"sync", 0, CLI_FLAG, &sync, NULL, "remove the catalogue's items no longer in the file"},
+        {"allow-outside", 0, CLI_FLAG, &allow_outside, NULL,
+         "link images outside the file's folder (a catalogue from elsewhere cannot by default)"},
         {"id-field", 0, CLI_STR, &id_field, "F", "record id field (default id)"},
         {"text-field", 0, CLI_STR, &text_field, "F[,F]", "text field(s) (default text)"},
         {"image-field", 0, CLI_STR, &image_field, "F", "field with an image path to link"},
@@ -113,6 +115,7 @@ int cmd_add_texts(int argc, char **argv) {
     }
     to.catalog = catalog;
     to.sync = sync;
+    to.allow_outside = allow_outside;
     to.row_warning = on_row_warning;
     add_ctx ctx = {0};
     to.row_error = on_row_error;

@@ -344,8 +344,11 @@ int cmd_eval(int argc, char **argv) {
     eval_opts o;
     memset(&o, 0, sizeof o);
     const char *precision = NULL; /* --precision */
+    int allow_outside = 0;
     const cli_opt opts[] = {
         {"model", 'm', CLI_STR, &o.model, "DIR", "model directory (default $GAZE_MODEL)"},
+        {"allow-outside", 0, CLI_FLAG, &allow_outside, NULL,
+         "accept absolute image paths and paths leaving the set's folder"},
         {"lang", 'l', CLI_STR, &o.lang, "LOCALE",
          "captions from captions_i18n[LOCALE] (zh_TW ...)"},
         {"captions", 0, CLI_STR, &o.captions, "first|all", "captions per image (default all)"},
@@ -384,6 +387,7 @@ int cmd_eval(int argc, char **argv) {
     const char *dataset = pos.v[0];
     cli_list_free(&pos);
     gz_eval_load_opts lo = gz_eval_default_load_opts();
+    lo.allow_outside_root = allow_outside;
     gz_eval_params ep = gz_eval_default_params();
     const char *bad = NULL;
     if (o.captions && strcmp(o.captions, "all") && strcmp(o.captions, "first"))

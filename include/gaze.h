@@ -790,6 +790,9 @@ typedef struct {
                             the file (not done when a row could not be read: its id is unknown) */
     /* a row imported with a problem (its image could not be linked): not a failure */
     void (*row_warning)(void *user, const char *file, long line, const char *message);
+    int allow_outside; /* 0 (default): an image that resolves (symlinks followed) outside the
+                          record file's folder is not linked (a row warning): a downloaded
+                          catalogue cannot make gaze read files elsewhere */
 } gz_texts_opts;
 
 typedef struct {
