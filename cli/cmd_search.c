@@ -496,17 +496,23 @@ int cmd_search(int argc, char **argv) {
         bad = "choose one of --json, --paths, --html";
     else if (o.text_weight < 0 || o.text_weight > 1)
         bad = "--text-weight must be in [0, 1]";
+    else if (o.in_folder && !*o.in_folder)
+        bad = "--in needs a folder";
     else if (o.min_width < 0 || o.min_height < 0)
         bad = "--min-width and --min-height must be 0 or more pixels";
     else if ((o.texts || o.products) && (o.taken_after || o.taken_before || o.in_folder ||
                                          o.formats || o.min_width || o.min_height))
         bad = "--taken-after, --taken-before, --in, --format, --min-width and --min-height "
               "filter images: not with --texts or --products";
-    char date[20], why[512] = "";
-    if (!bad && o.taken_after && gz_parse_date(o.taken_after, date) != GZ_OK)
+    char after[20] = "", before[20] = "", why[512] = "";
+    if (!bad && o.taken_after && gz_parse_date(o.taken_after, after) != GZ_OK)
         snprintf(why, sizeof why, "--taken-after: %s", gz_last_error());
-    else if (!bad && o.taken_before && gz_parse_date(o.taken_before, date) != GZ_OK)
+    else if (!bad && o.taken_before && gz_parse_date(o.taken_before, before) != GZ_OK)
         snprintf(why, sizeof why, "--taken-before: %s", gz_last_error());
+    else if (!bad && after[0] && before[0] && strcmp(after, before) >= 0)
+        snprintf(why, sizeof why,
+                 "--taken-after %s is not before --taken-before %s: no image can pass both",
+                 o.taken_after, o.taken_before);
     else if (!bad && o.formats && gz_check_formats(o.formats) != GZ_OK)
         snprintf(why, sizeof why, "--format: %s", gz_last_error());
     if (why[0]) bad = why;

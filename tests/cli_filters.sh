@@ -111,6 +111,11 @@ check "2023-02-29 (not a leap year) refused" test $? -eq 2
 check "... naming --taken-before" grep -q -- "--taken-before:" "$TMP/e.txt"
 "$GAZE" search "a red cup" --db "$DB" --taken-before 2024-02-29 >/dev/null 2>&1
 check "2024-02-29 (a leap year) accepted" test $? -eq 0
+"$GAZE" search "a red cup" --db "$DB" --taken-after 2024-05-01 --taken-before 2024-05-01 >/dev/null 2>"$TMP/e.txt"
+check "an empty date range is a usage error" test $? -eq 2
+check "... saying why" grep -q "no image can pass both" "$TMP/e.txt"
+"$GAZE" search "a red cup" --db "$DB" --in "" >/dev/null 2>&1
+check "--in '' refused" test $? -eq 2
 "$GAZE" search "a red cup" --db "$DB" --format jpeg,bmpx >/dev/null 2>"$TMP/e.txt"
 check "unknown --format is a usage error" test $? -eq 2
 check "... naming it and the known ones" grep -q -- "--format: unknown image format 'bmpx' (known: jpeg" "$TMP/e.txt"
