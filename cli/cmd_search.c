@@ -38,7 +38,13 @@ static const char SEARCH_DETAILS[] =
     "output is the plain table. --preview-protocol kitty|iterm|sixel|none forces one.\n"
     "JSON lines fields: rank, item_id, kind (image|text), score, itc, path, exists, width,\n"
     "height, taken_at; texts: text, id, image (linked image path); --rerank: itm_logit,\n"
-    "itm_prob; --products: text_score, image_score (cosines).";
+    "itm_prob; --products: text_score, image_score (cosines).\n"
+    "Filters (image searches): --taken-after/--taken-before DATE compare the EXIF capture time\n"
+    "(the file's mtime, as local time, when it has none) with DATE, YYYY-MM-DD (midnight) or\n"
+    "YYYY-MM-DDTHH:MM:SS: after is inclusive, before exclusive. --in FOLDER keeps images at or\n"
+    "under FOLDER (made absolute like index roots); --format takes jpeg, png, webp, gif,\n"
+    "tiff, bmp, heic, avif, raw or a RAW extension (dng, cr2, ...); --min-width/--min-height\n"
+    "bound the size. The -k results are the best k among the images that pass.";
 static const char SEARCH_EXAMPLES[] =
     "  gaze search \"kids on a red sled\"\n"
     "  gaze search --image beach.jpg -k 20 --html beach.html\n"
@@ -47,6 +53,7 @@ static const char SEARCH_EXAMPLES[] =
     "  gaze search --texts --image photo.jpg            # image -> captions\n"
     "  gaze search --products \"red leather jacket\" --text-weight 0.3\n"
     "  gaze search \"sunset\" --paths -0 | xargs -0 feh\n"
+    "  gaze search \"beach\" --taken-after 2024-06-01 --taken-before 2024-09-01 --format jpeg\n"
     "  gaze search --image https://example.com/chair.jpg --preview";
 
 /* -k and --rerank: beyond this a query is a mistake, not a wish (the candidates are held
@@ -57,8 +64,10 @@ static const char SEARCH_EXAMPLES[] =
 
 typedef struct {
     const char *db, *model, *image, *html, *weights, *preview_protocol;
+    const char *taken_after, *taken_before, *in_folder, *formats; /* filters */
     cli_list add, sub;
     int k, rerank, texts, products, json, paths, null_sep, quiet, threads, thumb, preview;
+    int min_width, min_height;
     int url_max_mb;
     double min_score, text_weight;
     cli_list temp_files; /* downloaded query images (malloc'd paths), removed at the end */
@@ -421,6 +430,13 @@ int cmd_search(int argc, char **argv) {
         {"add", 'a', CLI_LIST, &o.add, "Q", "add a term ([W:][text:|image:]Q, repeatable)"},
         {"sub", 's', CLI_LIST, &o.sub, "Q", "subtract a term ([W:][text:|image:]Q)"},
         {"rerank", 'r', CLI_INT, &o.rerank, "K", "re-rank the top K with BLIP ITM"},
+        {"taken-after", 0, CLI_STR, &o.taken_after, "DATE",
+         "images taken at or after DATE (EXIF time, else mtime)"},
+        {"taken-before", 0, CLI_STR, &o.taken_before, "DATE", "images taken before DATE"},
+        {"in", 0, CLI_STR, &o.in_folder, "FOLDER", "images at or under FOLDER"},
+        {"format", 0, CLI_STR, &o.formats, "F[,F]", "images of these formats (jpeg,png,raw...)"},
+        {"min-width", 0, CLI_INT, &o.min_width, "PX", "images at least PX pixels wide"},
+        {"min-height", 0, CLI_INT, &o.min_height, "PX", "images at least PX pixels high"},
         {"json", 'j', CLI_FLAG, &o.json, NULL, "JSON lines output"},
         {"paths", 'p', CLI_FLAG, &o.paths, NULL, "print bare paths (for piping)"},
         {"null", '0', CLI_FLAG, &o.null_sep, NULL, "--paths: end each path with NUL, not newline"},
@@ -480,12 +496,34 @@ int cmd_search(int argc, char **argv) {
         bad = "choose one of --json, --paths, --html";
     else if (o.text_weight < 0 || o.text_weight > 1)
         bad = "--text-weight must be in [0, 1]";
+    else if (o.in_folder && !*o.in_folder)
+        bad = "--in needs a folder";
+    else if (o.min_width < 0 || o.min_height < 0)
+        bad = "--min-width and --min-height must be 0 or more pixels";
+    else if ((o.texts || o.products) && (o.taken_after || o.taken_before || o.in_folder ||
+                                         o.formats || o.min_width || o.min_height))
+        bad = "--taken-after, --taken-before, --in, --format, --min-width and --min-height "
+              "filter images: not with --texts or --products";
+    char after[20] = "", before[20] = "", why[512] = "";
+    if (!bad && o.taken_after && gz_parse_date(o.taken_after, after) != GZ_OK)
+        snprintf(why, sizeof why, "--taken-after: %s", gz_last_error());
+    else if (!bad && o.taken_before && gz_parse_date(o.taken_before, before) != GZ_OK)
+        snprintf(why, sizeof why, "--taken-before: %s", gz_last_error());
+    else if (!bad && after[0] && before[0] && strcmp(after, before) >= 0)
+        snprintf(why, sizeof why,
+                 "--taken-after %s is not before --taken-before %s: no image can pass both",
+                 o.taken_after, o.taken_before);
+    else if (!bad && o.formats && gz_check_formats(o.formats) != GZ_OK)
+        snprintf(why, sizeof why, "--format: %s", gz_last_error());
+    if (why[0]) bad = why;
     if (bad) {
         cli_list_free(&o.add);
         cli_list_free(&o.sub);
         cli_errorf("%s", bad);
         return EXIT_USAGE;
     }
+    if (o.in_folder && !exists(o.in_folder) && !o.quiet)
+        cli_warnf("--in: %s does not exist; searching the images indexed under it", o.in_folder);
     if (!o.preview_protocol && o.preview) proto = preview_detect();
     if (!o.url_max_mb) o.url_max_mb = CLI_URL_MAX_MB_DEFAULT;
     int nt = (query ? 1 : 0) + (o.image ? 1 : 0) + o.add.n + o.sub.n;
@@ -522,6 +560,12 @@ int cmd_search(int argc, char **argv) {
     q.min_score = (float)o.min_score;
     q.rerank = o.rerank;
     q.text_weight = (float)o.text_weight;
+    q.taken_after = o.taken_after;
+    q.taken_before = o.taken_before;
+    q.in_folder = o.in_folder;
+    q.formats = o.formats;
+    q.min_width = o.min_width;
+    q.min_height = o.min_height;
     gz_results r = {0};
     gz_status st = gz_engine_search(e, &q, &r);
     int code = EXIT_OK;

@@ -1,10 +1,14 @@
 /* query.c - queries: compose text/image terms into one vector, search the store,
  * re-rank the top K with BLIP ITM (LAVIS' itm + itc score), rank products by a text+image
  * combination. */
+#include <ctype.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/fileio.h"
@@ -107,6 +111,229 @@ static gz_status fill_result(gz_db *db, int64_t id, gz_result *r) {
         gz_item_clear(&li);
     }
     return GZ_OK;
+}
+
+/* ---- filters ---- */
+
+static int all_digits(const char *s, int n) {
+    for (int i = 0; i < n; i++)
+        if (!isdigit((unsigned char)s[i])) return 0;
+    return 1;
+}
+
+static int days_in_month(int y, int m) {
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* Written by hand: strptime accepts out-of-range fields and partial input, and the stored form
+ * is fixed-width, so a check of each character is shorter than undoing strptime's leniency. */
+gz_status gz_parse_date(const char *s, char out[20]) {
+    size_t n = s ? strlen(s) : 0;
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+    int ok = (n == 10 || n == 19) && all_digits(s, 4) && s[4] == '-' && all_digits(s + 5, 2) &&
+             s[7] == '-' && all_digits(s + 8, 2);
+    if (ok && n == 19)
+        ok = (s[10] == 'T' || s[10] == ' ') && all_digits(s + 11, 2) && s[13] == ':' &&
+             all_digits(s + 14, 2) && s[16] == ':' && all_digits(s + 17, 2);
+    if (ok) {
+        y = atoi(s);
+        mo = (s[5] - '0') * 10 + (s[6] - '0');
+        d = (s[8] - '0') * 10 + (s[9] - '0');
+        if (n == 19) {
+            h = (s[11] - '0') * 10 + (s[12] - '0');
+            mi = (s[14] - '0') * 10 + (s[15] - '0');
+            sec = (s[17] - '0') * 10 + (s[18] - '0');
+        }
+        ok = mo >= 1 && mo <= 12 && d >= 1 && d <= days_in_month(y, mo) && h <= 23 && mi <= 59 &&
+             sec <= 59;
+    }
+    if (!ok)
+        return GZ_FAIL(GZ_EINVAL, "'%s' is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS",
+                       s ? s : "");
+    memcpy(out, s, 10); /* the checked characters, in the stored form */
+    out[10] = ' ';
+    memcpy(out + 11, n == 19 ? s + 11 : "00:00:00", 8);
+    out[19] = '\0';
+    return GZ_OK;
+}
+
+/* File extension -> format name for --format; the extensions are those the walk indexes. */
+static const struct {
+    const char *ext, *format;
+} FORMAT_EXTS[] = {{"jpg", "jpeg"},  {"jpeg", "jpeg"}, {"jpe", "jpeg"},  {"jfif", "jpeg"},
+                   {"png", "png"},   {"webp", "webp"}, {"gif", "gif"},   {"tif", "tiff"},
+                   {"tiff", "tiff"}, {"bmp", "bmp"},   {"heic", "heic"}, {"heif", "heic"},
+                   {"avif", "avif"}, {"dng", "raw"},   {"cr2", "raw"},   {"cr3", "raw"},
+                   {"nef", "raw"},   {"arw", "raw"},   {"raf", "raw"},   {"orf", "raw"}};
+#define N_FORMAT_EXTS (sizeof FORMAT_EXTS / sizeof FORMAT_EXTS[0])
+#define KNOWN_FORMATS                                                                              \
+    "jpeg (jpg), png, webp, gif, tiff (tif), bmp, heic (heif), avif, raw, dng, "                   \
+    "cr2, cr3, nef, arw, raf, orf"
+
+/* The format name a --format word stands for: its own, jpg/tif/heif as aliases, a RAW
+ * extension as itself (so "dng" selects DNG files only). NULL when unknown. */
+static const char *format_word(const char *w, size_t len) {
+    static const char *const names[] = {"jpeg", "png", "webp", "gif", "tiff", "bmp", "heic", "avif",
+                                        "raw",  "dng", "cr2",  "cr3", "nef",  "arw", "raf",  "orf"};
+    if (len == 3 && strncasecmp(w, "jpg", 3) == 0) return "jpeg";
+    if (len == 3 && strncasecmp(w, "tif", 3) == 0) return "tiff";
+    if (len == 4 && strncasecmp(w, "heif", 4) == 0) return "heic";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == len && strncasecmp(w, names[i], len) == 0) return names[i];
+    return NULL;
+}
+
+gz_status gz_check_formats(const char *list) {
+    const char *p = list ? list : "";
+    int words = 0;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (len > 0) {
+            if (!format_word(p, len))
+                return GZ_FAIL(GZ_EINVAL, "unknown image format '%.*s' (known: " KNOWN_FORMATS ")",
+                               (int)(len > 64 ? 64 : len), p);
+            words++;
+        }
+        if (!p[len]) break;
+        p += len + 1;
+    }
+    if (!words) return GZ_FAIL(GZ_EINVAL, "no image format given (known: " KNOWN_FORMATS ")");
+    return GZ_OK;
+}
+
+/* 1 when the file name's extension is one of the formats in list. */
+static int format_matches(const char *list, const char *path) {
+    const char *base = strrchr(path, '/');
+    const char *dot = strrchr(base ? base + 1 : path, '.');
+    if (!dot) return 0;
+    const char *ext = dot + 1, *fmt = NULL;
+    for (size_t i = 0; i < N_FORMAT_EXTS && !fmt; i++)
+        if (strcasecmp(ext, FORMAT_EXTS[i].ext) == 0) fmt = FORMAT_EXTS[i].format;
+    if (!fmt) return 0;
+    for (const char *p = list;;) {
+        size_t len = strcspn(p, ",");
+        const char *w = len ? format_word(p, len) : NULL;
+        if (w && (strcmp(w, fmt) == 0 || strcasecmp(w, ext) == 0)) return 1;
+        if (!p[len]) return 0;
+        p += len + 1;
+    }
+}
+
+/* The filters of a query, checked and normalised once. */
+typedef struct {
+    int active;
+    char after[20], before[20]; /* "" = no bound */
+    char *folder;               /* resolved; NULL = anywhere */
+    size_t folder_len;
+    const char *formats;
+    int min_width, min_height;
+} query_filter;
+
+static gz_status filter_init(const gz_query *q, query_filter *f) {
+    memset(f, 0, sizeof *f);
+    f->active = q->taken_after || q->taken_before || q->in_folder || q->formats ||
+                q->min_width > 0 || q->min_height > 0;
+    if (!f->active) return GZ_OK;
+    if (q->target != GZ_TARGET_IMAGES)
+        return GZ_FAIL(GZ_EINVAL, "filters (capture date, folder, format, size) apply to image "
+                                  "searches, not to texts or products");
+    gz_status st = GZ_OK;
+    if (q->taken_after) st = gz_parse_date(q->taken_after, f->after);
+    if (st == GZ_OK && q->taken_before) st = gz_parse_date(q->taken_before, f->before);
+    if (st == GZ_OK && q->formats) st = gz_check_formats(q->formats);
+    if (st != GZ_OK) return st;
+    f->formats = q->formats;
+    f->min_width = q->min_width;
+    f->min_height = q->min_height;
+    if (q->in_folder) {
+        if (!*q->in_folder) return GZ_FAIL(GZ_EINVAL, "an empty folder to search in");
+        f->folder = gz_engine_resolve_path(q->in_folder);
+        if (!f->folder) return GZ_FAIL(GZ_EIO, "%s: cannot make an absolute path", q->in_folder);
+        f->folder_len = strlen(f->folder);
+        while (f->folder_len > 1 && f->folder[f->folder_len - 1] == '/')
+            f->folder[--f->folder_len] = '\0';
+    }
+    return GZ_OK;
+}
+
+/* The capture time compared with the bounds: EXIF's when it has the stored form, else the
+ * file's mtime as local time (what a camera's clock would have said). */
+static void capture_time(const gz_item *it, char out[20]) {
+    const char *t = it->taken_at;
+    if (t && strlen(t) == 19 && all_digits(t, 4) && t[4] == '-' && t[10] == ' ') {
+        memcpy(out, t, 20);
+        return;
+    }
+    time_t secs = (time_t)(it->mtime_ns / 1000000000);
+    struct tm tm;
+    if (!localtime_r(&secs, &tm) || !strftime(out, 20, "%Y-%m-%d %H:%M:%S", &tm)) out[0] = '\0';
+}
+
+static int filter_pass(const query_filter *f, const gz_item *it) {
+    if (!it->path) return 0;
+    if (f->folder) {
+        size_t n = f->folder_len;
+        int root = n == 1; /* "/" holds everything */
+        if (!root && (strncmp(it->path, f->folder, n) != 0 || (it->path[n] && it->path[n] != '/')))
+            return 0;
+    }
+    if (f->formats && !format_matches(f->formats, it->path)) return 0;
+    if (f->min_width > 0 && it->width < f->min_width) return 0;
+    if (f->min_height > 0 && it->height < f->min_height) return 0;
+    if (f->after[0] || f->before[0]) {
+        char when[20];
+        capture_time(it, when);
+        if (!when[0]) return 0;
+        if (f->after[0] && strcmp(when, f->after) < 0) return 0;
+        if (f->before[0] && strcmp(when, f->before) >= 0) return 0;
+    }
+    return 1;
+}
+
+/* The best want hits of kind that pass the filter, best first, into *hits (malloc'd). FAISS
+ * ranks every vector, not the ones that pass, so the search asks for more candidates (from an
+ * estimate of 4 * want, doubling) until want pass or every vector of the kind was returned:
+ * the answer is the filtered prefix of the unfiltered ranking, as a brute-force scan would
+ * give. */
+static gz_status search_filtered(gz_db *db, int64_t mid, gz_item_kind kind, const float *v, int dim,
+                                 int want, float min_score, const query_filter *f, gz_hit **hits,
+                                 int *n) {
+    *hits = NULL;
+    *n = 0;
+    gz_db_stats ds;
+    gz_status st = gz_db_get_stats(db, &ds);
+    if (st != GZ_OK) return st;
+    int64_t total = ds.n_items[kind];
+    if (total <= 0) return GZ_OK;
+    if (total > INT_MAX / 2) total = INT_MAX / 2;
+    int64_t fetch = (int64_t)want * 4;
+    for (;;) {
+        if (fetch > total) fetch = total;
+        gz_hit *cand = gz_malloc_n((size_t)fetch, sizeof *cand, "search");
+        if (!cand) return GZ_ENOMEM;
+        int nc = 0, kept = 0;
+        st = gz_db_search(db, mid, kind, v, dim, (int)fetch, min_score, cand, &nc);
+        for (int i = 0; i < nc && kept < want && st == GZ_OK; i++) {
+            gz_item it;
+            memset(&it, 0, sizeof it);
+            st = gz_db_get_item(db, cand[i].item_id, &it);
+            if (st == GZ_OK && filter_pass(f, &it)) cand[kept++] = cand[i];
+            gz_item_clear(&it);
+        }
+        if (st != GZ_OK) {
+            free(cand);
+            return st;
+        }
+        if (kept >= want || nc < fetch || fetch >= total) {
+            *hits = cand;
+            *n = kept;
+            return GZ_OK;
+        }
+        free(cand);
+        fetch *= 2;
+    }
 }
 
 static int cmp_result_score(const void *a, const void *b) {
@@ -311,21 +538,38 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
                        "re-ranking needs a model with an image-text matching head (BLIP); this is "
                        "a %s model",
                        gz_family_name(gz_model_family(m)));
+    query_filter flt;
+    st = filter_init(q, &flt);
+    if (st != GZ_OK) {
+        free(flt.folder);
+        return st;
+    }
     float *v = gz_malloc_n((size_t)dim, sizeof *v, "search"); /* the query vector */
-    if (!v) return GZ_ENOMEM;
+    if (!v) {
+        free(flt.folder);
+        return GZ_ENOMEM;
+    }
     st = gz_engine_query_vector(e, q->terms, q->n_terms, v);
     if (st == GZ_OK && q->target == GZ_TARGET_PRODUCTS) {
         st = products(e, q, mid, v, dim, out);
         free(v);
+        free(flt.folder);
         if (st != GZ_OK) gz_results_free(out);
         return st;
     }
     gz_item_kind kind = q->target == GZ_TARGET_TEXTS ? GZ_ITEM_TEXT : GZ_ITEM_IMAGE;
     int kk = q->rerank > q->k ? q->rerank : q->k;
-    gz_hit *hits = st == GZ_OK ? gz_malloc_n((size_t)kk, sizeof *hits, "search") : NULL;
+    gz_hit *hits = NULL;
     int nh = 0;
-    if (st == GZ_OK && !hits) st = GZ_ENOMEM;
-    if (st == GZ_OK) st = gz_db_search(e->db, mid, kind, v, dim, kk, q->min_score, hits, &nh);
+    if (flt.active) {
+        if (st == GZ_OK)
+            st = search_filtered(e->db, mid, kind, v, dim, kk, q->min_score, &flt, &hits, &nh);
+    } else {
+        hits = st == GZ_OK ? gz_malloc_n((size_t)kk, sizeof *hits, "search") : NULL;
+        if (st == GZ_OK && !hits) st = GZ_ENOMEM;
+        if (st == GZ_OK) st = gz_db_search(e->db, mid, kind, v, dim, kk, q->min_score, hits, &nh);
+    }
+    free(flt.folder);
     if (st == GZ_OK && nh) {
         out->v = gz_calloc_n((size_t)nh, sizeof *out->v, "search");
         if (!out->v) st = GZ_ENOMEM;

@@ -723,9 +723,27 @@ typedef struct {
                           z standardising each modality over the candidates (fusion/score.h);
                           default GZ_DEFAULT_TEXT_WEIGHT; a product without an image vector
                           has z = 0 for its image */
+    /* Filters, for image searches only (GZ_EINVAL with texts or products). The results are the
+     * best k (or rerank) among the images that pass every filter set: the search fetches more
+     * candidates until enough pass or every image was looked at. */
+    const char *taken_after;   /* capture time (EXIF, else the file's mtime as local time) at or
+                                  after this date (gz_parse_date forms); NULL: no bound */
+    const char *taken_before;  /* capture time strictly before this date; NULL: no bound */
+    const char *in_folder;     /* only images at or under this folder, resolved as index roots
+                                  are (absolute, symbolic links resolved); NULL: anywhere */
+    const char *formats;       /* comma-separated formats (gz_check_formats); NULL: any */
+    int min_width, min_height; /* pixels after orientation; 0: no bound */
 } gz_query;
 
 gz_query gz_query_default(void);
+/* A filter date "YYYY-MM-DD" (midnight) or "YYYY-MM-DDTHH:MM:SS" (a space for the T too) with a
+ * real calendar day and time, written to out as "YYYY-MM-DD HH:MM:SS", the form EXIF capture
+ * times are stored in. GZ_EINVAL (message names the accepted forms) otherwise. */
+gz_status gz_parse_date(const char *s, char out[20]);
+/* A comma-separated list of image formats for gz_query.formats: jpeg (jpg), png, webp, gif,
+ * tiff (tif), bmp, heic (heif), avif, raw (any camera RAW), or one RAW extension (dng, cr2,
+ * cr3, nef, arw, raf, orf). GZ_EINVAL naming the first unknown one and the known ones. */
+gz_status gz_check_formats(const char *list);
 
 typedef struct {
     int64_t item_id;

@@ -3,6 +3,7 @@
  * search logic lives here. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -310,6 +311,35 @@ static int search_options(const json_t *o, search_req *s, serve_reply *r) {
         }
         s->q.text_weight = (float)d;
     }
+    /* filters, as gaze search's flags; the strings live in o, which outlives the search */
+    static const char *const FILTER_STRINGS[] = {"taken_after", "taken_before", "in", "format"};
+    const char **filter_fields[] = {&s->q.taken_after, &s->q.taken_before, &s->q.in_folder,
+                                    &s->q.formats};
+    for (int i = 0; i < 4; i++) {
+        if (!(v = json_object_get(o, FILTER_STRINGS[i]))) continue;
+        const char *str = json_string_value(v);
+        if (!str || !*str) {
+            serve_error(r, 400, "%s must be a non-empty string", FILTER_STRINGS[i]);
+            return 0;
+        }
+        char date[20];
+        gz_status fst = i < 2 ? gz_parse_date(str, date) : i == 3 ? gz_check_formats(str) : GZ_OK;
+        if (fst != GZ_OK) {
+            serve_error(r, 400, "%s: %s", FILTER_STRINGS[i], gz_last_error());
+            return 0;
+        }
+        *filter_fields[i] = str;
+    }
+    static const char *const FILTER_SIZES[] = {"min_width", "min_height"};
+    int *size_fields[] = {&s->q.min_width, &s->q.min_height};
+    for (int i = 0; i < 2; i++) {
+        if (!(v = json_object_get(o, FILTER_SIZES[i]))) continue;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT_MAX) {
+            serve_error(r, 400, "%s must be an integer of 0 or more pixels", FILTER_SIZES[i]);
+            return 0;
+        }
+        *size_fields[i] = (int)json_integer_value(v);
+    }
     if ((v = json_object_get(o, "mode"))) {
         const char *m = json_string_value(v);
         if (m && strcmp(m, "images") == 0)
@@ -421,8 +451,10 @@ static void run_search(serve_ctx *c, gz_engine *e, search_req *s, double t0, ser
                          (t2 - t1) * 1e3, "total_ms", (serve_now() - t0) * 1e3));
 }
 
-static const char *const SEARCH_FIELDS[] = {"text",   "image", "terms",       "k", "min_score",
-                                            "rerank", "mode",  "text_weight", NULL};
+static const char *const SEARCH_FIELDS[] = {"text",         "image",       "terms",  "k",
+                                            "min_score",    "rerank",      "mode",   "text_weight",
+                                            "taken_before", "in",          "format", "min_width",
+                                            "min_height",   "taken_after", NULL};
 static const char *const TERM_FIELDS[] = {"text", "image", "item_id", "weight", NULL};
 
 void serve_search_json(serve_ctx *c, const char *body, size_t len, serve_reply *r) {
@@ -522,7 +554,8 @@ void serve_search_form(serve_ctx *c, json_t *fields, const unsigned char *image,
     json_t *v;
     json_object_foreach(fields, key, v) {
         const char *sv = json_string_value(v);
-        if (strcmp(key, "k") == 0 || strcmp(key, "rerank") == 0) {
+        if (strcmp(key, "k") == 0 || strcmp(key, "rerank") == 0 || strcmp(key, "min_width") == 0 ||
+            strcmp(key, "min_height") == 0) {
             char *end = NULL;
             long long x = strtoll(sv, &end, 10);
             json_object_set_new(o, key, *sv && !*end ? json_integer(x) : json_string(sv));
@@ -534,8 +567,9 @@ void serve_search_form(serve_ctx *c, json_t *fields, const unsigned char *image,
             json_object_set(o, key, v);
         }
     }
-    static const char *const FORM_FIELDS[] = {"text", "k",           "min_score", "rerank",
-                                              "mode", "text_weight", NULL};
+    static const char *const FORM_FIELDS[] = {
+        "text",         "k",  "min_score", "rerank",    "mode",       "text_weight", "taken_after",
+        "taken_before", "in", "format",    "min_width", "min_height", NULL};
     if (!check_fields(o, FORM_FIELDS, r, "") || !search_options(o, &s, r)) goto done;
     const char *text = json_string_value(json_object_get(o, "text"));
     if (text && *text && !add_text_term(&s, text, 1, r)) goto done;

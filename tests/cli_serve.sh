@@ -94,6 +94,7 @@ check "min_score keeps 3" bash -c 'grep -c "\"rank\"" "$1" | grep -qx 3' _ "$TMP
 check "rerank = --rerank" compare_cli '{"text": "a dog", "k": 3, "rerank": 5}' "a dog" -k 3 --rerank 5
 check "texts mode = --texts" compare_cli '{"text": "kettle", "mode": "texts", "k": 3}' kettle --texts -k 3
 check "products mode = --products" compare_cli '{"text": "tea kettle", "mode": "products", "k": 3, "text_weight": 0.3}' "tea kettle" --products -k 3 --text-weight 0.3
+check "filters = --format/--min-width/--in (#12)" compare_cli "{\"text\": \"a dog\", \"k\": 2, \"format\": \"jpeg,webp\", \"min_width\": 100, \"in\": \"$P\", \"taken_after\": \"1990-01-01\"}" "a dog" -k 2 --format jpeg,webp --min-width 100 --in "$P" --taken-after 1990-01-01
 B64_KETTLE=$(base64 -w0 "$P/product_kettle.jpg")
 check "composed terms = --add/--sub" compare_cli "{\"text\": \"a dog\", \"terms\": [{\"text\": \"snow\", \"weight\": 0.5}, {\"image\": \"$B64_KETTLE\", \"weight\": -1}], \"k\": 4}" "a dog" --add 0.5:snow --sub "$P/product_kettle.jpg" -k 4
 
@@ -137,6 +138,9 @@ PY
 }
 check "malformed JSON: 400" expect_error 400 "malformed JSON" POST /v1/search -d '{"text": '
 check "not an object: 400" expect_error 400 "JSON object" POST /v1/search -d '[1, 2]'
+check "malformed filter date: 400 naming it" expect_error 400 "taken_before: '2024-02-30' is not a date" POST /v1/search -d '{"text": "a cat", "taken_before": "2024-02-30"}'
+check "unknown filter format: 400" expect_error 400 "format: unknown image format 'xyz'" POST /v1/search -d '{"text": "a cat", "format": "xyz"}'
+check "negative min_width: 400" expect_error 400 "min_width must be" POST /v1/search -d '{"text": "a cat", "min_width": -3}'
 check "unknown field: 400" expect_error 400 "unknown field 'txt'" POST /v1/search -d '{"txt": "a cat"}'
 check "unknown term field: 400" expect_error 400 "terms[0]: unknown field 'img'" POST /v1/search -d '{"terms": [{"img": "x"}]}'
 check "k = 0: 400" expect_error 400 "k must be" POST /v1/search -d '{"text": "a cat", "k": 0}'
