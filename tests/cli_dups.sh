@@ -2,7 +2,7 @@
 # cli_dups.sh - gaze dups through the binary (#12): copies of a photo are one exact group; a
 # re-encoded copy (8-bit and 16-bit PNG of one photo) and a resized copy (a generated gradient
 # at two sizes) are near groups at a threshold; chains join (union-find); sizes and order are
-# right; a database's removed or missing files leave the groups; bad --threshold is exit 2;
+# right; index says "skipped (unchanged)" as its JSON says "skipped"; a database's removed or missing files leave the groups; bad --threshold is exit 2;
 # an empty database has no groups.
 # Usage: bash tests/cli_dups.sh <gaze binary> <tests/data dir>
 source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
@@ -36,6 +36,12 @@ python3 "$HERE/hostile_images.py" png 64 64 "$TMP/lib/grad_shift.png" 4  # its r
 python3 "$HERE/hostile_images.py" png 64 64 "$TMP/lib/grad_far.png" 128  # shifted by half a turn
 timeout 120 "$GAZE" index "$TMP/lib" --db "$TMP/d.db" --model "$M" -q >/dev/null 2>"$TMP/e.txt"
 check "index the library" test $? -eq 0
+
+# #12.12: index's text summary and its JSON name the unchanged files with one word
+timeout 120 "$GAZE" index "$TMP/lib" --db "$TMP/d.db" --model "$M" -q >"$TMP/t.txt" 2>/dev/null
+check "index again: the text says 'skipped (unchanged)'" grep -q ", 13 skipped (unchanged), " "$TMP/t.txt"
+timeout 120 "$GAZE" index "$TMP/lib" --db "$TMP/d.db" --model "$M" -q --json >"$TMP/t.json" 2>/dev/null
+check "index again: the JSON says skipped" grep -q '"skipped":13,' "$TMP/t.json"
 
 # ---- exact duplicates only ----
 groups --exact >"$TMP/g.txt"
