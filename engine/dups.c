@@ -178,7 +178,7 @@ static gz_status make_groups(gz_dup_member *all, size_t n, components *c, gz_dup
         qsort(g->members, (size_t)g->n, sizeof *g->members, cmp_member);
         g->reclaimable_bytes = g->total_bytes - g->members[0].size;
     }
-    if (st == GZ_OK) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_group);
+    if (st == GZ_OK && out->n > 1) qsort(out->v, (size_t)out->n, sizeof *out->v, cmp_group);
     free(count);
     free(slot);
     return st;
