@@ -248,6 +248,7 @@ int cmd_index(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_add_texts(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
+int cmd_dups(int argc, char **argv);
 int cmd_match(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -294,8 +294,8 @@ int cmd_index(int argc, char **argv) {
             out_json_str(stdout, mdir ? mdir : "");
             fputs("}\n", stdout);
         } else {
-            printf("%ld file%s: %ld encoded, %ld unchanged, %ld reused, %ld failed, %ld missing, "
-                   "%ld pruned (%.1f s, %.1f img/s)\n",
+            printf("%ld file%s: %ld encoded, %ld skipped (unchanged), %ld reused, %ld failed, "
+                   "%ld missing, %ld pruned (%.1f s, %.1f img/s)\n",
                    s.total, s.total == 1 ? "" : "s", s.encoded, s.skipped, s.reused, s.failed,
                    s.missing, s.pruned, s.seconds,
                    s.seconds > 0 ? (double)s.encoded / s.seconds : 0.0);

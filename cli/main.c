@@ -17,6 +17,7 @@ static const command COMMANDS[] = {
     {"search", cmd_search, "search the index by text, image or a composed query"},
     {"add-texts", cmd_add_texts, "import captions / product records (JSONL, CSV, TSV)"},
     {"rm", cmd_rm, "remove images, folders or catalogues from the database"},
+    {"dups", cmd_dups, "list duplicate and near-duplicate images, largest first"},
     {"match", cmd_match, "score image-caption pairs (ITC, and ITM on BLIP)"},
     {"embed", cmd_embed, "print normalised embeddings of texts, images or pixel tensors"},
     {"tokenize", cmd_tokenize, "print the token ids and tokens of texts"},

@@ -930,6 +930,49 @@ typedef struct {
  * matches; GZ_EINVAL for a bad spec. stats may be NULL. */
 gz_status gz_engine_remove(gz_engine *e, const gz_rm_spec *spec, int dry_run, gz_rm_stats *stats);
 
+/* ---- duplicates (engine/dups.c) ---- */
+/* One image of a duplicate group. path is malloc'd, owned by the group list. */
+typedef struct {
+    int64_t item_id;
+    char *path; /* NUL-terminated (raw bytes, path_len of them) */
+    size_t path_len;
+    int64_t size;          /* bytes */
+    uint64_t content_hash; /* 0 = unknown */
+} gz_dup_member;
+
+typedef struct {
+    gz_dup_member *members; /* largest first (ties: path order); members[0] is the one to keep */
+    int n;                  /* >= 2 */
+    int exact;              /* 1: every member has the same content hash (byte-identical) */
+    float min_score;        /* near groups: lowest cosine of a link that joined the group
+                               (1 for an exact group) */
+    int64_t total_bytes;
+    int64_t reclaimable_bytes; /* total_bytes - members[0].size: what keeping one frees */
+} gz_dup_group;
+
+typedef struct {
+    gz_dup_group *v; /* most reclaimable bytes first (ties: more members, then first path) */
+    int n;
+    int64_t n_images;         /* images considered (status OK) */
+    int64_t n_without_vector; /* of them, without a vector of the model (exact matching only) */
+    int64_t model_id;         /* the model whose vectors were compared, 0 when none */
+} gz_dup_groups;
+
+#define GZ_DUPS_NEIGHBOURS 64 /* nearest neighbours asked for each image in near matching */
+
+/* Group the database's images (status OK) into duplicate groups: images with the same
+ * content hash (exact), and, when threshold <= 1, images whose vectors of the database's
+ * current (most recently used) model have cosine >= threshold (near). Groups are the
+ * connected components of those links (union-find), so a chain a~b~c is one group even
+ * when a and c are further apart. Near matching asks the FAISS index of each image for its
+ * GZ_DUPS_NEIGHBOURS nearest neighbours, so an image with more near copies than that may
+ * still be grouped with all of them through the chain, but is not guaranteed to be.
+ * threshold must be in [-1, 1], or > 1 for exact duplicates only (GZ_EINVAL otherwise, NaN
+ * included). Images without a vector of the model take part in exact matching only. Loads
+ * no model weights. *out zeroed on error; free with gz_dup_groups_free. */
+gz_status gz_engine_dups(gz_engine *e, float threshold, gz_dup_groups *out);
+void gz_dup_groups_free(gz_dup_groups *g);
+
 /* ===== Evaluation (eval/) =====
  * Batch caption-matching evaluation (image<->text Recall@K) as LAVIS and
  * CLIP_benchmark compute it: load an evaluation set, encode every image and caption, rank,
