@@ -8,6 +8,7 @@
 #include "core/kernels.h"
 
 #include "core/error.h" /* gz_mul_size */
+#include "core/linear.h"
 #include "core/threads.h"
 
 #include <assert.h>
@@ -18,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Vector math from glibc's libmvec (expf, a few ulp; erfcf no longer: GELU has its own erf/erfc,
@@ -50,6 +52,7 @@ gz_compute gz_compute_make(int n_threads, int simd) {
     cx.scratch_limit = 0;
     cx.gemm = simd ? 1 : 0;
     cx.bf16 = 0;
+    cx.pool = NULL;
     return cx;
 }
 
@@ -62,6 +65,20 @@ int gz_compute_simd_level(const gz_compute *cx) {
     (void)cx;
 #endif
     return 0;
+}
+
+float *gz_scratch_floats(size_t n) {
+    const size_t huge = (size_t)2 << 20;
+    size_t bytes;
+    if (!gz_mul_size(n ? n : 1, sizeof(float), &bytes)) return NULL;
+    size_t align = bytes >= huge ? huge : 64;
+    if (bytes > SIZE_MAX - align) return NULL;
+    size_t alloc = (bytes + align - 1) / align * align;
+    float *p = aligned_alloc(align, alloc);
+#ifdef MADV_HUGEPAGE
+    if (p && align == huge) madvise(p, alloc, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
+    return p;
 }
 
 int gz_cpu_count(void) {
@@ -284,7 +301,8 @@ void gz_layernorm(const gz_compute *cx, float *y, const float *x, const float *w
                   int n, int d, float eps) {
     if (d <= 0 || n <= 0) return;
     ln_args a = {y, x, w, b, d, gz_compute_simd_level(cx), eps};
-    gz_parallel_for((size_t)n, GZ_PAR_MIN / (size_t)d + 1, cx->n_threads, layernorm_range, &a);
+    gz_pool_for(cx->pool, (size_t)n, GZ_PAR_MIN / (size_t)d + 1, cx->n_threads, layernorm_range,
+                &a);
 }
 
 /* Element-wise activation ids. */
@@ -469,7 +487,7 @@ static void act_range(void *ctx, size_t i0, size_t i1) {
 
 static void act_run(const gz_compute *cx, int op, float *x, size_t n) {
     act_args a = {op, gz_compute_simd_level(cx), x};
-    gz_parallel_for(n, 2 * GZ_PAR_MIN, cx->n_threads, act_range, &a);
+    gz_pool_for(cx->pool, n, 2 * GZ_PAR_MIN, cx->n_threads, act_range, &a);
 }
 
 void gz_gelu(const gz_compute *cx, float *x, size_t n) { act_run(cx, OP_GELU, x, n); }
@@ -639,7 +657,8 @@ static void softmax_range(void *ctx, size_t i0, size_t i1) {
 void gz_softmax_rows(const gz_compute *cx, float *x, int rows, int cols) {
     if (cols <= 0 || rows <= 0) return;
     sm_args a = {x, cols, gz_compute_simd_level(cx)};
-    gz_parallel_for((size_t)rows, GZ_PAR_MIN / (size_t)cols + 1, cx->n_threads, softmax_range, &a);
+    gz_pool_for(cx->pool, (size_t)rows, GZ_PAR_MIN / (size_t)cols + 1, cx->n_threads, softmax_range,
+                &a);
 }
 
 void gz_l2_normalize(float *x, int n, int d, float eps) {
@@ -1045,7 +1064,7 @@ static int attention_pairs(const gz_compute *cx, const float *q, int q_stride, c
     a.dh_pad = (Dh + a.W - 1) / a.W * a.W;
     size_t items = (size_t)B * H * a.nqb;
     size_t flops = 4 * (size_t)a.qb * a.tk_pad * a.dh_pad;
-    gz_parallel_for(items, GZ_ATTN_PAR_FLOPS / flops + 1, cx->n_threads, fa_range, &a);
+    gz_pool_for(cx->pool, items, GZ_ATTN_PAR_FLOPS / flops + 1, cx->n_threads, fa_range, &a);
     return atomic_load(&failed) ? -1 : 0;
 }
 
@@ -1111,8 +1130,8 @@ gz_status gz_attention(const gz_compute *cx, const float *q, int q_stride, const
                      k + b * Tk * kv_stride + h * Dh, kv_stride, 0.0f, s + g * per, Tk);
         }
         attn_sm_args a = {s, key_mask, p0, Tq, Tk, H, causal, lvl};
-        gz_parallel_for(ng * Tq, GZ_PAR_MIN / (size_t)Tk + 1, cx->n_threads, attn_softmax_range,
-                        &a);
+        gz_pool_for(cx->pool, ng * Tq, GZ_PAR_MIN / (size_t)Tk + 1, cx->n_threads,
+                    attn_softmax_range, &a);
         /* out_bh(Tq, Dh) = s[g](Tq, Tk) · v_bh(Tk, Dh) */
         for (size_t g = 0; g < ng; g++) {
             size_t b = (p0 + g) / H, h = (p0 + g) % H;
@@ -1154,7 +1173,8 @@ static void im2col(const gz_compute *cx, const float *pixels, float *cols, int n
     int G = S / p;
     size_t kk = (size_t)C * p * p;
     im2col_args a = {pixels, cols, C, S, p};
-    gz_parallel_for((size_t)nimg * G * G, GZ_PAR_MIN / kk + 1, cx->n_threads, im2col_range, &a);
+    gz_pool_for(cx->pool, (size_t)nimg * G * G, GZ_PAR_MIN / kk + 1, cx->n_threads, im2col_range,
+                &a);
 }
 
 void gz_patch_embed(const gz_compute *cx, const float *pixels, const float *weight,
@@ -1176,7 +1196,8 @@ void gz_patch_embed(const gz_compute *cx, const float *pixels, const float *weig
     if (cols) {
         for (int b0 = 0; b0 < B; b0 += per) {
             im2col(cx, pixels + (size_t)b0 * C * S * S, cols, per, C, S, p);
-            gz_linear(cols, weight, bias, out + (size_t)b0 * np * D, (int)(np * per), (int)kk, D);
+            gz_linear_cx(cx, cols, weight, NULL, bias, out + (size_t)b0 * np * D, D,
+                         (int)(np * per), (int)kk, D);
         }
         free(cols);
         return;

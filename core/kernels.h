@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "core/threads.h"
 
 /* Highest vector level: 2 = AVX-512, 1 = AVX2 + FMA, 0 = the plain libm loops. */
 #define GZ_SIMD_BEST 2
@@ -36,6 +37,8 @@ typedef struct {
                              reference kept for comparison */
     int bf16;             /* 1 = Linear layers with bf16 weights and AVX512-BF16 dot products
                              (fp32 accumulation) where the CPU has them and gemm is on; 0 = fp32 */
+    gz_pool *pool;        /* borrowed workers for the parallel loops (core/threads.h), owned by
+                             whoever made them (a gz_model); NULL = threads started per loop */
 } gz_compute;
 
 /* A context of n_threads threads (0 = all cores) and the vector paths and own GEMM kernels on
@@ -43,6 +46,11 @@ typedef struct {
 gz_compute gz_compute_make(int n_threads, int simd);
 /* The vector level cx's kernels actually run: min(cx->simd, what the CPU supports). */
 int gz_compute_simd_level(const gz_compute *cx);
+
+/* Scratch for a forward's activations: n floats, 2 MiB-aligned and advised as transparent huge
+ * pages from 2 MiB up (a ViT batch takes ~50 MB, and faulting that in 4 KiB pages on every
+ * call cost ~10% of the forward). NULL when out of memory (no message). Free with free(). */
+float *gz_scratch_floats(size_t n);
 
 /* Processors this process may run on (at least 1). */
 int gz_cpu_count(void);

@@ -41,6 +41,9 @@
 /* Least weight bytes per thread when the columns are split: below it a thread's start costs
  * more than its share of the reading. */
 #define GZ_LINEAR_MIN_BYTES ((size_t)512 << 10)
+/* Least flops per thread when an OpenBLAS product is split between the pool's threads (~20 us
+ * on one core): below it the hand-off costs more than the share saves. */
+#define GZ_LINEAR_SPLIT_FLOPS ((size_t)4 << 20)
 
 #if GZ_LINEAR_X86
 /* row_to_pairs on AVX512-BF16: 32 floats to 32 bf16 per step (vcvtne2ps2bf16, nearest even). */
@@ -153,7 +156,7 @@ static void pack_range(void *ctx, size_t i0, size_t i1) {
 gz_status gz_bf16w_pack_all(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n) {
     assert(cx && (jobs || n == 0));
     pack_all_args a = {jobs, 0};
-    gz_parallel_for(n, 1, cx->n_threads, pack_range, &a);
+    gz_pool_for(cx->pool, n, 1, cx->n_threads, pack_range, &a);
     if (!atomic_load(&a.failed)) return GZ_OK;
     for (size_t i = 0; i < n; i++)
         gz_bf16w_free(jobs[i].dst);
@@ -167,6 +170,20 @@ static void linear_blas(const float *x, const float *w, const float *b, float *y
         for (int i = 0; i < n; i++)
             memcpy(y + (size_t)i * ldy, b, (size_t)out * sizeof *y);
     gz_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, ldy);
+}
+
+/* Columns [16 c0, 16 c1) of y by one single-threaded OpenBLAS call (items: 16 columns). */
+typedef struct {
+    const float *x, *w, *b;
+    float *y;
+    int ldy, n, in, out;
+} blas_cols_args;
+
+static void blas_cols_range(void *ctx, size_t c0, size_t c1) {
+    const blas_cols_args *a = ctx;
+    int j0 = (int)c0 * 16, j1 = (int)c1 * 16 < a->out ? (int)c1 * 16 : a->out;
+    linear_blas(a->x, a->w + (size_t)j0 * a->in, a->b ? a->b + j0 : NULL, a->y + j0, a->ldy, a->n,
+                a->in, j1 - j0);
 }
 
 typedef struct {
@@ -393,30 +410,38 @@ gz_status gz_linear_cx(const gz_compute *cx, const float *x, const float *w, con
         if (!cx->scratch_limit || bytes <= cx->scratch_limit) xa = malloc(bytes ? bytes : 1);
         if (!xa) return GZ_FAIL(GZ_ENOMEM, "linear: no memory for %d x %d bf16 inputs", n, in);
         a.xa = xa;
-        gz_parallel_for((size_t)n, ((size_t)1 << 16) / (size_t)in + 1, cx->n_threads, to_bf16_range,
-                        &a);
+        gz_pool_for(cx->pool, (size_t)n, ((size_t)1 << 16) / (size_t)in + 1, cx->n_threads,
+                    to_bf16_range, &a);
         int panels = (out + 15) / 16, groups = (panels + BF_NR - 1) / BF_NR;
         a.split_rows = n >= BF_SPLIT_ROWS;
         if (a.split_rows) {
-            gz_parallel_for((size_t)(n + BF_MR - 1) / BF_MR, 1, cx->n_threads, bf16_range, &a);
+            gz_pool_for(cx->pool, (size_t)(n + BF_MR - 1) / BF_MR, 1, cx->n_threads, bf16_range,
+                        &a);
         } else {
             size_t per_group = (size_t)BF_NR * 16 * (size_t)in * 2; /* weight bytes */
-            gz_parallel_for((size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1, cx->n_threads,
-                            bf16_range, &a);
+            gz_pool_for(cx->pool, (size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1,
+                        cx->n_threads, bf16_range, &a);
         }
         free(xa);
         return GZ_OK;
     }
     if (cx->gemm && lvl >= 2 && n <= GZ_LINEAR_SMALL_N && in > 0) {
         size_t per_q = (size_t)4 * (size_t)in * sizeof(float); /* weight bytes of 4 columns */
-        gz_parallel_for(((size_t)out + 3) / 4, GZ_LINEAR_MIN_BYTES / per_q + 1, cx->n_threads,
-                        f32_small_range, &a);
+        gz_pool_for(cx->pool, ((size_t)out + 3) / 4, GZ_LINEAR_MIN_BYTES / per_q + 1, cx->n_threads,
+                    f32_small_range, &a);
         return GZ_OK;
     }
 #else
     (void)wb;
     (void)lvl;
 #endif
+    if (cx->pool) { /* OpenBLAS on the pool's threads, one column block each */
+        blas_cols_args ba = {x, w, b, y, ldy, n, in, out};
+        size_t block_flops = (size_t)2 * 16 * (size_t)n * (size_t)in;
+        gz_pool_for(cx->pool, ((size_t)out + 15) / 16, GZ_LINEAR_SPLIT_FLOPS / block_flops + 1,
+                    cx->n_threads, blas_cols_range, &ba);
+        return GZ_OK;
+    }
     linear_blas(x, w, b, y, ldy, n, in, out);
     return GZ_OK;
 }

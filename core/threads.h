@@ -1,11 +1,18 @@
-/* threads.h - fork-join parallel loops for the compute kernels.
+/* threads.h - parallel loops for the compute kernels: a persistent pool, or fork-join threads.
  *
- * Workers are short-lived pthreads started per call, so nothing spins between calls: on a
- * 2-core machine, OpenMP's spinning workers competing with OpenBLAS's threads cost up to 2x
- * in CPU time in a transformer layer, while starting a thread costs tens of microseconds.
- * Use it only for work of at least ~0.1 ms per thread (min_per_thread says how much).
- * Thread count: the caller's (kernels pass their gz_compute's n_threads, core/kernels.h);
- * nothing here is process state, so loops of different models never limit each other. */
+ * A gz_pool keeps n_threads - 1 workers for the life of its owner (a gz_model, a bench). They
+ * spin for at most GZ_POOL_SPIN_US after each loop, because a transformer forward issues its
+ * loops back to back (hundreds per text query, each a few tens of microseconds), then sleep on
+ * a condition variable, so an idle pool costs nothing. Starting a thread per loop cost 30-50 us
+ * per loop, a third of a small Linear's time. Without a pool (NULL), or when another thread
+ * is already running a loop on it, the loop runs on short-lived pthreads started per call.
+ * Thread counts are the caller's (kernels pass their gz_compute's n_threads, core/kernels.h);
+ * nothing here is process state, so loops of different models never limit each other.
+ *
+ * Usage:
+ *   gz_pool *p = gz_pool_create(4);            // NULL when threads cannot be started: fine
+ *   gz_pool_for(p, n, 1024, 4, fn, ctx);       // fn(ctx, begin, end) over [0, n)
+ *   gz_pool_free(p); */
 #ifndef GZ_CORE_THREADS_H
 #define GZ_CORE_THREADS_H
 
@@ -20,5 +27,23 @@ typedef void (*gz_range_fn)(void *ctx, size_t begin, size_t end);
  * work is too small to split or a thread cannot be started; fn must therefore accept any
  * range. fn may not call gz_parallel_for itself. */
 void gz_parallel_for(size_t n, size_t min_per_thread, int nthreads, gz_range_fn fn, void *ctx);
+
+typedef struct gz_pool gz_pool; /* opaque: the workers and the loop they run */
+
+/* Longest a worker spins for the next loop before it sleeps. */
+#define GZ_POOL_SPIN_US 100
+
+/* A pool of n_threads - 1 workers (n_threads <= 0: gz_cpu_count()); the caller of a loop is
+ * the n_threads-th. NULL when n_threads is 1 or no worker could be started; gz_pool_for
+ * accepts NULL. The caller owns it and frees it with gz_pool_free. */
+gz_pool *gz_pool_create(int n_threads);
+/* Stop and join the workers; NULL is fine. No loop may be running on it. */
+void gz_pool_free(gz_pool *pool);
+/* gz_parallel_for on the pool's workers: the same split and contract (the ranges are the
+ * same), at most the pool's size in ranges. Falls back to gz_parallel_for when pool is NULL
+ * or busy with another thread's loop (a model shared by threads), so it never waits for
+ * another caller. fn may not call gz_pool_for itself. */
+void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, gz_range_fn fn,
+                 void *ctx);
 
 #endif

@@ -62,11 +62,11 @@ void gz_itm_free(gz_itm *m) {
 int gz_itm_hidden_size(const gz_itm *m) { return m->D; }
 int gz_itm_image_hidden_size(const gz_itm *m) { return m->Dv; }
 
-gz_status gz_itm_prepare_image(const gz_itm *m, const float *image_states, int Ti,
-                               gz_itm_image **out) {
+gz_status gz_itm_prepare_image(const gz_itm *m, const gz_compute *cx, const float *image_states,
+                               int Ti, gz_itm_image **out) {
     if (!out) return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image: out is NULL");
     *out = NULL;
-    if (!m || !image_states || Ti <= 0)
+    if (!m || !cx || !image_states || Ti <= 0)
         return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image: bad arguments (Ti %d)", Ti);
     size_t n = gz_bert_cross_kv_floats(m->bert, Ti);
     if (n == 0) return GZ_FAIL(GZ_ENOMEM, "ITM: %d image tokens too many", Ti);
@@ -78,7 +78,7 @@ gz_status gz_itm_prepare_image(const gz_itm *m, const float *image_states, int T
         free(im);
         return GZ_ENOMEM;
     }
-    gz_status st = gz_bert_cross_kv(m->bert, image_states, Ti, im->kv);
+    gz_status st = gz_bert_cross_kv(m->bert, cx, image_states, Ti, im->kv);
     if (st) {
         gz_itm_image_free(im);
         return st;

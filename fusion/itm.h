@@ -5,7 +5,7 @@
  *   gz_itm *m = NULL;
  *   gz_itm_load(weights, &cfg, &m);                       // BLIP only
  *   gz_itm_image *im = NULL;
- *   gz_itm_prepare_image(m, vision_last_hidden, Ti, &im); // once per image
+ *   gz_itm_prepare_image(m, &cx, vision_last_hidden, Ti, &im); // once per image
  *   gz_compute cx = gz_compute_make(0, 1);                // all cores, vector paths
  *   gz_itm_score(m, &cx, im, ids, mask, B, T, logits, NULL, NULL); // logits (B, 2)
  *   float p = gz_itm_prob(logits + 2 * b);                // P(match) of text b
@@ -49,10 +49,10 @@ int gz_itm_image_hidden_size(const gz_itm *m); /* Dv */
 /*
 ** Compute an image's cross-attention keys and values for every layer, once, to be reused for
 ** all texts scored against it. image_states (Ti, Dv) = BLIP vision last_hidden_state of one
-** image (post-LayerNorm, class token first). GZ_EINVAL (Ti <= 0), GZ_ENOMEM.
+** image (post-LayerNorm, class token first), on cx's threads. GZ_EINVAL (Ti <= 0), GZ_ENOMEM.
 */
-gz_status gz_itm_prepare_image(const gz_itm *m, const float *image_states, int Ti,
-                               gz_itm_image **out);
+gz_status gz_itm_prepare_image(const gz_itm *m, const gz_compute *cx, const float *image_states,
+                               int Ti, gz_itm_image **out);
 void gz_itm_image_free(gz_itm_image *im);
 
 /*

@@ -147,7 +147,9 @@ typedef gz_status (*need_fn)(gz_model *m);
 static gz_status locked(gz_model *m, need_fn fn) {
     pthread_mutex_lock(&m->lock);
     gz_status st = fn(m);
-    if (st == GZ_OK) gz_blas_set_threads(m->cx.n_threads);
+    /* With a pool, OpenBLAS products are split between the pool's threads (core/linear.h), one
+     * OpenBLAS thread each. */
+    if (st == GZ_OK) gz_blas_set_threads(m->cx.pool ? 1 : m->cx.n_threads);
     pthread_mutex_unlock(&m->lock);
     return st;
 }
@@ -184,6 +186,7 @@ void gz_model_free(gz_model *m) {
     if (!m) return;
     gz_itm_free(m->itm);
     gz_text_tower_free(m->text);
+    gz_pool_free(m->cx.pool);
     gz_vit_free(m->vit);
     gz_tokenizer_free(m->tok);
     gz_st_close(m->weights);
@@ -315,6 +318,7 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
         m->dir[--dl] = 0;
     m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
     m->cx.bf16 = params->precision == GZ_PRECISION_BF16 && params->simd && gz_bf16_available();
+    m->cx.pool = gz_pool_create(m->cx.n_threads); /* NULL (threads per loop) is fine */
     gz_status st = load_inner(m, params);
     if (st != GZ_OK) {
         gz_model_free(m);
@@ -543,7 +547,7 @@ static gz_status preprocess_images(const gz_model *m, const gz_image *images, in
     int *failed = calloc((size_t)n, sizeof *failed);
     if (!failed) return GZ_FAIL(GZ_ENOMEM, "preprocess: out of memory");
     preprocess_job job = {m, images, base, pixels, img_sz, failed};
-    gz_parallel_for((size_t)n, 1, m->cx.n_threads, preprocess_range, &job);
+    gz_pool_for(m->cx.pool, (size_t)n, 1, m->cx.n_threads, preprocess_range, &job);
     int first = -1;
     for (int i = 0; i < n && first < 0; i++)
         if (failed[i]) first = i;
@@ -687,7 +691,7 @@ gz_status gz_match_image_texts(gz_model *m, const gz_image *image, const char *c
         fill_itc(m, &out[i], dot(img_emb, txt + (size_t)i * E, E));
     if (!blip) goto out;
     // the image's cross-attention keys/values once, then every text against them
-    if ((st = gz_itm_prepare_image(m->itm, hidden, P, &kv)) != GZ_OK) goto out;
+    if ((st = gz_itm_prepare_image(m->itm, &m->cx, hidden, P, &kv)) != GZ_OK) goto out;
     for (int i0 = 0; i0 < n; i0 += MODEL_TEXT_BATCH) {
         int k = n - i0 < MODEL_TEXT_BATCH ? n - i0 : MODEL_TEXT_BATCH;
         gz_token_batch b;
@@ -761,7 +765,8 @@ static gz_status match_text_images(gz_model *m, const char *text, const float *g
         if (!blip) continue;
         // one ITM batch: the text paired with each image of the chunk
         for (int i = 0; i < k; i++)
-            if ((st = gz_itm_prepare_image(m->itm, hidden + (size_t)i * P * D, P, &kv[i])) != GZ_OK)
+            if ((st = gz_itm_prepare_image(m->itm, &m->cx, hidden + (size_t)i * P * D, P,
+                                           &kv[i])) != GZ_OK)
                 goto out;
         st = gz_itm_score_pairs(m->itm, &m->cx, (const gz_itm_image *const *)kv, ids, mask, k,
                                 b.len, enc_id, logits, NULL, NULL);

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/kernels.h"
@@ -159,27 +160,31 @@ static double linear_err(const float *y, int ldy, const float *x, const float *w
 static void test_linear_kernels(void) {
     /* odd sizes around the tiles (4 x 4 fp32, 8 rows x 3 panels of 16 bf16), the K block (192
      * pairs), the row split (64) and the text / ViT shapes */
-    const int shapes[][3] = {{1, 1, 1},     {3, 5, 7},     {13, 768, 768}, {16, 33, 17},
-                             {32, 385, 50}, {33, 64, 49},  {64, 31, 47},   {9, 400, 100},
-                             {71, 390, 97}, {200, 96, 64}, {7, 3072, 40}};
+    const int shapes[][3] = {{1, 1, 1},      {3, 5, 7},     {13, 768, 768}, {16, 33, 17},
+                             {32, 385, 50},  {33, 64, 49},  {64, 31, 47},   {9, 400, 100},
+                             {71, 390, 97},  {200, 96, 64}, {7, 3072, 40},  {100, 700, 200},
+                             {300, 512, 131}}; /* the last two split between threads */
     const int has_bf16 = gz_cpu_has_bf16();
     if (!has_bf16) fprintf(stderr, "note: no AVX512-BF16 here: the bf16 kernel is not run\n");
+    gz_pool *pool = gz_pool_create(2);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int mode = 0; mode < 3; mode++) /* 0 = OpenBLAS, 1 = own fp32, 2 = bf16 */
+        for (int mode = 0; mode < 6; mode++) /* 0 = OpenBLAS, 1 = own fp32, 2 = bf16; +3: pool */
             for (int with_b = 0; with_b < 2; with_b++) {
+                int kind = mode % 3;
                 int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2], ldy = out + 3;
                 float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.5f);
                 float *b = rnd(out, 1), *y = malloc((size_t)n * ldy * sizeof *y);
                 for (size_t i = 0; i < (size_t)n * ldy; i++)
                     y[i] = 1234.5f; /* sentinel: the product must overwrite, and only out cols */
                 gz_bf16w wb = {0};
-                if (mode == 2) CHECK_OK(gz_bf16w_pack(w, out, in, &wb));
+                if (kind == 2) CHECK_OK(gz_bf16w_pack(w, out, in, &wb));
                 gz_compute c = gz_compute_make(2, 1);
-                c.gemm = mode > 0;
-                c.bf16 = mode == 2;
-                CHECK_OK(gz_linear_cx(&c, x, w, mode == 2 ? &wb : NULL, with_b ? b : NULL, y, ldy,
+                c.gemm = kind > 0;
+                c.bf16 = kind == 2;
+                c.pool = mode >= 3 ? pool : NULL; /* OpenBLAS split by columns on the pool */
+                CHECK_OK(gz_linear_cx(&c, x, w, kind == 2 ? &wb : NULL, with_b ? b : NULL, y, ldy,
                                       n, in, out));
-                int ran_bf16 = mode == 2 && has_bf16 && gz_compute_simd_level(&c) == 2;
+                int ran_bf16 = kind == 2 && has_bf16 && gz_compute_simd_level(&c) == 2;
                 double e = linear_err(y, ldy, x, w, with_b ? b : NULL, n, in, out, ran_bf16);
                 /* fp32: a float sum's rounding (~in * 2^-24 of the magnitude, far below 1e-5
                  * here); bf16: the same on the rounded inputs (fp32 accumulation). */
@@ -201,6 +206,7 @@ static void test_linear_kernels(void) {
                 gz_bf16w_free(&wb);
                 free(x), free(w), free(b), free(y);
             }
+    gz_pool_free(pool);
     /* gz_bf16w_pack_all on 2 threads packs what gz_bf16w_pack does, byte for byte */
     {
         float *w1 = rnd(40 * 70, 1), *w2 = rnd(17 * 33, 1);
@@ -715,8 +721,89 @@ static void test_parallel_for(void) {
             }
 }
 
+static void count_range(void *ctx, size_t i0, size_t i1);
+
+/* Items hit by the loops of one pool user; wrong = items hit other than once. */
+typedef struct {
+    gz_pool *pool;
+    int rounds, wrong, nap_every;
+} pool_user;
+
+static void *pool_user_main(void *arg) {
+    pool_user *u = arg;
+    const size_t n = 5000;
+    int *hits = malloc((n + 1) * sizeof *hits);
+    for (int r = 0; r < u->rounds; r++) {
+        memset(hits, 0, (n + 1) * sizeof *hits);
+        gz_pool_for(u->pool, n, 1 + (size_t)r % 700, 1 + r % 5, mark_range, hits);
+        for (size_t i = 0; i <= n; i++)
+            u->wrong += hits[i] != (i < n);
+        /* now and then longer than the workers spin, so they go to sleep and are woken */
+        if (u->nap_every && r % u->nap_every == 0) usleep(2 * GZ_POOL_SPIN_US + 100);
+    }
+    free(hits);
+    return NULL;
+}
+
+/* The persistent pool: the same split and contract as gz_parallel_for, thousands of loops in
+ * a row (workers spinning) and with pauses (workers asleep, woken), and two threads sharing
+ * one pool at once (the second falls back to threads per loop). A lost wake-up hangs here;
+ * ctest's timeout turns that into a failure. */
+static void test_pool(void) {
+    CHECK(gz_pool_create(1) == NULL);
+    gz_pool_free(NULL);
+    checks += 1;
+    gz_pool *pool = gz_pool_create(3);
+    CHECK(pool != NULL);
+    checks++;
+    const size_t ns[] = {0, 1, 7, 1000, 100003};
+    const size_t mins[] = {1, 3, 500, 1u << 20};
+    for (size_t a = 0; a < 5; a++)
+        for (size_t m = 0; m < 4; m++)
+            for (int t = 0; t <= 5; t++) {
+                size_t n = ns[a];
+                int *hits = calloc(n + 1, sizeof *hits);
+                gz_pool_for(pool, n, mins[m], t, mark_range, hits);
+                int ok = 1;
+                for (size_t i = 0; i < n; i++)
+                    ok &= hits[i] == 1;
+                ok &= hits[n] == 0;
+                if (!ok) fprintf(stderr, "pool_for n=%zu min=%zu threads=%d\n", n, mins[m], t);
+                CHECK(ok);
+                checks++;
+                free(hits);
+            }
+    /* ranges: at most the pool's size (3), whatever is asked */
+    atomic_int ranges = 0;
+    gz_pool_for(pool, 1000, 1, 8, count_range, &ranges);
+    CHECK(atomic_load(&ranges) == 3);
+    atomic_store(&ranges, 0);
+    gz_pool_for(pool, 1000, 1, 2, count_range, &ranges);
+    CHECK(atomic_load(&ranges) == 2);
+    checks += 2;
+    pool_user alone = {pool, 3000, 0, 0}, napping = {pool, 40, 0, 4};
+    pool_user_main(&alone);
+    pool_user_main(&napping);
+    CHECK(alone.wrong == 0 && napping.wrong == 0);
+    checks++;
+    pool_user both[2] = {{pool, 2000, 0, 50}, {pool, 2000, 0, 0}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        CHECK(pthread_create(&th[t], NULL, pool_user_main, &both[t]) == 0);
+    for (int t = 0; t < 2; t++)
+        pthread_join(th[t], NULL);
+    if (both[0].wrong || both[1].wrong)
+        fprintf(stderr, "pool shared by two threads: %d and %d wrong items\n", both[0].wrong,
+                both[1].wrong);
+    CHECK(both[0].wrong == 0 && both[1].wrong == 0);
+    checks += 3;
+    gz_pool_free(pool);
+    gz_pool_free(gz_pool_create(2)); /* freed while its worker may still spin */
+}
+
 static void test_threads(void) {
     test_parallel_for();
+    test_pool();
     CHECK(gz_compute_make(1, 1).n_threads == 1);
     CHECK(gz_compute_make(0, 1).n_threads == gz_cpu_count() && gz_cpu_count() >= 1);
     CHECK(gz_compute_make(3, 0).simd == 0 && gz_compute_make(3, 1).simd == GZ_SIMD_BEST);

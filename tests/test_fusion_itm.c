@@ -56,7 +56,8 @@ static void score_all(const gz_itm *m, const inputs *in, int32_t enc, float *log
     int D = gz_itm_hidden_size(m);
     for (int i = 0; i < in->I; i++) {
         gz_itm_image *im = NULL;
-        CHECK_OK(gz_itm_prepare_image(m, in->states + (size_t)i * in->Ti * in->Dv, in->Ti, &im));
+        CHECK_OK(
+            gz_itm_prepare_image(m, &cx, in->states + (size_t)i * in->Ti * in->Dv, in->Ti, &im));
         if (!im) continue;
         float *lg = logits + (size_t)i * in->B * 2;
         CHECK_OK(gz_itm_score_ex(m, &cx, im, in->ids, in->mask, in->B, in->T, enc, lg,
@@ -169,7 +170,8 @@ static void check_blip(void) {
      * neighbour) and image-major (runs sharing an image), against the expected matrix. */
     gz_itm_image **ims = calloc((size_t)I, sizeof *ims);
     for (int i = 0; i < I; i++)
-        CHECK_OK(gz_itm_prepare_image(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti, &ims[i]));
+        CHECK_OK(
+            gz_itm_prepare_image(m, &cx, in.states + (size_t)i * in.Ti * in.Dv, in.Ti, &ims[i]));
     const float *want_lg = want(ex, "itm_logits", NULL);
     for (int order = 0; order < 2 && want_lg; order++) {
         size_t P = (size_t)I * B;
@@ -200,7 +202,7 @@ static void check_blip(void) {
 
     /* Batch independence: each text alone, unpadded, against image 1. */
     gz_itm_image *im = NULL;
-    CHECK_OK(gz_itm_prepare_image(m, in.states + (size_t)1 * in.Ti * in.Dv, in.Ti, &im));
+    CHECK_OK(gz_itm_prepare_image(m, &cx, in.states + (size_t)1 * in.Ti * in.Dv, in.Ti, &im));
     double worst = 0;
     for (int b = 0; im && b < B; b++) {
         int len = 0;
@@ -290,7 +292,7 @@ static void check_blip(void) {
     }
     gz_itm_image *none = NULL;
     checks++;
-    CHECK(gz_itm_prepare_image(m, in.states, 0, &none) == GZ_EINVAL && none == NULL);
+    CHECK(gz_itm_prepare_image(m, &cx, in.states, 0, &none) == GZ_EINVAL && none == NULL);
     gz_itm_image_free(im);
 
     /* softmax(logits)[1], also for large logit gaps. */

@@ -169,10 +169,11 @@ size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti) {
     return n;
 }
 
-gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv) {
+gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *enc, int Ti,
+                           float *kv) {
     if (!m->with_cross)
         return GZ_FAIL(GZ_EINVAL, "BERT encoder was loaded without cross-attention weights");
-    if (!enc || !kv || Ti <= 0) return GZ_FAIL(GZ_EINVAL, "gz_bert_cross_kv: bad arguments");
+    if (!cx || !enc || !kv || Ti <= 0) return GZ_FAIL(GZ_EINVAL, "gz_bert_cross_kv: bad arguments");
     if (gz_bert_cross_kv_floats(m, Ti) == 0)
         return GZ_FAIL(GZ_ENOMEM, "cross-attention keys/values for %d image tokens too large", Ti);
     size_t plane = (size_t)Ti * (size_t)m->D;
@@ -180,8 +181,9 @@ gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv
         const bert_attn *a = &m->layers[l].cross;
         float *k = kv + (size_t)l * 2 * plane; /* (Ti, D) */
         float *v = k + plane;                  /* (Ti, D) */
-        gz_linear(enc, a->k_w, a->k_b, k, Ti, m->De, m->D);
-        gz_linear(enc, a->v_w, a->v_b, v, Ti, m->De, m->D);
+        gz_status st = gz_linear_cx(cx, enc, a->k_w, NULL, a->k_b, k, m->D, Ti, m->De, m->D);
+        if (st == GZ_OK) st = gz_linear_cx(cx, enc, a->v_w, NULL, a->v_b, v, m->D, Ti, m->De, m->D);
+        if (st != GZ_OK) return st;
     }
     return GZ_OK;
 }

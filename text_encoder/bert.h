@@ -51,10 +51,12 @@ size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti);
 
 /*
 ** Project image states enc (Ti, De) through every layer's cross-attention key and value
-** projections: kv = (L, 2, Ti, D) (per layer keys then values), gz_bert_cross_kv_floats floats.
+** projections on cx's threads (fp32 always: made once per image): kv = (L, 2, Ti, D) (per
+** layer keys then values), gz_bert_cross_kv_floats floats.
 ** GZ_EINVAL if the model has no cross-attention weights or Ti <= 0.
 */
-gz_status gz_bert_cross_kv(const gz_bert *m, const float *enc, int Ti, float *kv);
+gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *enc, int Ti,
+                           float *kv);
 
 /* The image one text cross-attends to: keys/values from gz_bert_cross_kv. */
 typedef struct {

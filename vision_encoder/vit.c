@@ -378,8 +378,8 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
     if (!gz_add_size((size_t)6 * D, (size_t)F, &per_tok) || !gz_mul_size(per_tok, N, &total) ||
         !gz_add_size(total, (size_t)chunk * ((size_t)D + E), &total))
         return GZ_FAIL(GZ_ENOMEM, "vision tower: scratch size overflows");
-    float *buf = gz_malloc_n(total, sizeof(float), "vision tower scratch");
-    if (!buf) return GZ_ENOMEM;
+    float *buf = gz_scratch_floats(total);
+    if (!buf) return GZ_FAIL(GZ_ENOMEM, "out of memory for the vision tower's scratch");
     vit_scratch s;
     s.x = buf;
     s.h = s.x + N * D;

@@ -12,8 +12,9 @@
  *   and A/B experiments.
  *   --precision bf16: bf16 weights and AVX512-BF16 Linear kernels (fp32 default); --reference:
  *   OpenBLAS for every Linear layer (gz_compute.gemm = 0), the path before gaze's own kernels.
- *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs), the BLIP
- *   384 vision tower not loaded, for perf and A/B experiments.
+ *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
+ *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
+ * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
  *
  * Output lines (parsed by run.sh):
  *   RESULT <name> <ms per item> <ms per call> <items> <min ms per item>
@@ -41,7 +42,7 @@
 #include "text_encoder/text_tower.h"
 #include "vision_encoder/vit.h"
 
-#define MAX_RUNS 64
+#define MAX_RUNS 2000
 
 static double now_ms(void) {
     struct timespec ts;
@@ -181,7 +182,7 @@ typedef struct {
 static gz_status run_itm(void *ctx) {
     itm_job *j = ctx;
     gz_itm_image *im = NULL;
-    gz_status s = gz_itm_prepare_image(j->itm, j->image_states, j->Ti, &im);
+    gz_status s = gz_itm_prepare_image(j->itm, &bench_cx, j->image_states, j->Ti, &im);
     if (s == GZ_OK)
         s = gz_itm_score(j->itm, &bench_cx, im, j->ids, j->mask, j->B, j->T, j->logits, NULL, NULL);
     gz_itm_image_free(im);
@@ -424,7 +425,7 @@ static void load_model(const char *models, const char *name, gz_model_config *cf
 }
 
 /* --only text: one query of caption 0 alone (unpadded), as the text_b1 row. */
-static void bench_text_only(const char *models, gz_st_file *inp, int quick) {
+static void bench_text_only(const char *models, gz_st_file *inp, int quick, int runs) {
     gz_model_config cfg;
     gz_st_file *w = NULL;
     gz_text_tower *tt = NULL;
@@ -437,7 +438,7 @@ static void bench_text_only(const char *models, gz_st_file *inp, int quick) {
         n1++;
     float *emb = xmalloc((size_t)gz_text_tower_dim(tt) * sizeof *emb);
     text_job tj = {tt, ids, NULL, 1, n1, emb};
-    report("text_b1", bench(run_text, &tj, 3, quick ? 1 : 40, "text_b1"), 1);
+    report("text_b1", bench(run_text, &tj, 3, runs ? runs : quick ? 1 : 40, "text_b1"), 1);
     report_rss("text");
     free(emb);
     free(ids);
@@ -448,7 +449,7 @@ static void bench_text_only(const char *models, gz_st_file *inp, int quick) {
 
 int main(int argc, char **argv) {
     const char *models = NULL, *out = NULL, *only = NULL;
-    int threads = 2, quick = 0, bf16 = 0, reference = 0;
+    int threads = 2, quick = 0, bf16 = 0, reference = 0, only_runs = 0, no_pool = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc)
             models = argv[++i];
@@ -464,12 +465,16 @@ int main(int argc, char **argv) {
             bf16 = !strcmp(argv[++i], "bf16");
         else if (!strcmp(argv[i], "--reference"))
             reference = 1;
+        else if (!strcmp(argv[i], "--no-pool"))
+            no_pool = 1;
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            only_runs = atoi(argv[++i]);
         else {
-            fprintf(
-                stderr,
-                "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                "[--only vit224|block224|block384|text] [--precision fp32|bf16] [--reference]\n",
-                argv[0]);
+            fprintf(stderr,
+                    "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
+                    "[--only vit224|block224|block384|text [--runs N]] [--precision fp32|bf16] "
+                    "[--reference] [--no-pool]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -480,7 +485,9 @@ int main(int argc, char **argv) {
     bench_cx = gz_compute_make(threads, 1);
     bench_cx.bf16 = bf16;       /* --precision bf16 */
     bench_cx.gemm = !reference; /* --reference: OpenBLAS for every Linear */
-    gz_blas_set_threads(bench_cx.n_threads);
+    /* --no-pool: threads started per parallel loop, as before the pool */
+    bench_cx.pool = no_pool ? NULL : gz_pool_create(bench_cx.n_threads);
+    gz_blas_set_threads(bench_cx.pool ? 1 : bench_cx.n_threads);
     /* timed runs (median) per benchmark; the same counts as torch_ref.py */
     const int r224 = quick ? 1 : 5, r384 = quick ? 1 : 3, r8 = quick ? 1 : 2;
     const int rt1 = quick ? 1 : 10, rt32 = quick ? 1 : 3, ritm = quick ? 1 : 3;
@@ -503,7 +510,7 @@ int main(int argc, char **argv) {
     }
 
     if (only && !strcmp(only, "text")) {
-        bench_text_only(models, inp, quick);
+        bench_text_only(models, inp, quick, only_runs);
         gz_st_close(inp);
         return 0;
     }
@@ -520,7 +527,13 @@ int main(int argc, char **argv) {
     vit_job vj = {vit, px, 1, emb, NULL};
     if (only && !strcmp(only, "vit224")) { /* A/B and perf loop: batch 8 only */
         vj.B = 8;
-        report("vit224_b8", bench(run_vit, &vj, 1, quick ? 1 : 4, "vit224_b8"), 8);
+        report("vit224_b8",
+               bench(run_vit, &vj, 1,
+                     only_runs ? only_runs
+                     : quick   ? 1
+                               : 4,
+                     "vit224_b8"),
+               8);
         gz_vit_free(vit);
         gz_st_close(w);
         gz_st_close(inp);
