@@ -73,10 +73,10 @@ gz_status gz_itm_prepare_image(const gz_itm *m, const gz_compute *cx, const floa
     gz_itm_image *im = calloc(1, sizeof *im);
     if (!im) return GZ_FAIL(GZ_ENOMEM, "ITM: out of memory preparing an image");
     im->Ti = Ti;
-    im->kv = gz_malloc_n(n, sizeof(float), "ITM image keys/values");
+    im->kv = gz_scratch_floats(n); /* 42 MB for BLIP-384: huge pages */
     if (!im->kv) {
         free(im);
-        return GZ_ENOMEM;
+        return GZ_FAIL(GZ_ENOMEM, "out of memory for an image's ITM keys/values");
     }
     gz_status st = gz_bert_cross_kv(m->bert, cx, image_states, Ti, im->kv);
     if (st) {

@@ -264,8 +264,8 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
     size_t nfl;
     if ((st = tx_scratch_floats("BERT forward", B, T, D, F, &nfl)) != GZ_OK) return st;
-    float *scratch = gz_malloc_n(nfl, sizeof(float), "BERT forward scratch");
-    if (!scratch) return GZ_ENOMEM;
+    float *scratch = gz_scratch_floats(nfl);
+    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "out of memory for the BERT forward's scratch");
     float *x = scratch;       /* (N, D) */
     float *q = x + N * D;     /* (N, D) */
     float *k = q + N * D;     /* (N, D) */

@@ -15,6 +15,7 @@
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
  *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
  * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
+ *   --only itm times just the ITM row (the image states computed once, untimed).
  *
  * Output lines (parsed by run.sh):
  *   RESULT <name> <ms per item> <ms per call> <items> <min ms per item>
@@ -472,7 +473,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                    "[--only vit224|block224|block384|text [--runs N]] [--precision fp32|bf16] "
+                    "[--only vit224|block224|block384|text|itm [--runs N]] [--precision fp32|bf16] "
                     "[--reference] [--no-pool]\n",
                     argv[0]);
             return 2;
@@ -515,16 +516,21 @@ int main(int argc, char **argv) {
         return 0;
     }
 
-    /* ---- ViT-B/16 @ 224 ---- */
+    const int only_itm = only && !strcmp(only, "itm");
     gz_vit *vit = NULL;
+    const float *px = NULL;
+    float *emb = NULL;
+    vit_job vj;
+    if (only_itm) goto blip384;
+
+    /* ---- ViT-B/16 @ 224 ---- */
     load_model(models, "blip-vit-224", &cfg, &w);
     die_if(gz_vit_load(w, &cfg, &vit), "gz_vit_load 224");
-    const float *px = NULL;
     int64_t shp224[4] = {8, 3, 224, 224};
     die_if(gz_st_f32(inp, "pixels_224", 4, shp224, &px), "pixels_224");
     const int E = gz_vit_dim(vit);
-    float *emb = xmalloc((size_t)32 * E * sizeof *emb);
-    vit_job vj = {vit, px, 1, emb, NULL};
+    emb = xmalloc((size_t)32 * E * sizeof *emb);
+    vj = (vit_job){vit, px, 1, emb, NULL};
     if (only && !strcmp(only, "vit224")) { /* A/B and perf loop: batch 8 only */
         vj.B = 8;
         report("vit224_b8",
@@ -549,6 +555,7 @@ int main(int argc, char **argv) {
     gz_st_close(w);
 
     /* ---- BLIP-base @ 384: vision, text (ITC), ITM ---- */
+blip384:
     load_model(models, "blip-base-384", &cfg, &w);
     die_if(gz_vit_load(w, &cfg, &vit), "gz_vit_load 384");
     gz_text_tower *tt = NULL;
@@ -559,20 +566,29 @@ int main(int argc, char **argv) {
     die_if(gz_st_f32(inp, "pixels_384", 4, shp384, &px), "pixels_384");
     const int P = gz_vit_tokens(vit), D = gz_vit_hidden(vit);
     float *last = xmalloc((size_t)8 * P * D * sizeof *last); /* (8, P, D) */
-    vj = (vit_job){vit, px, 1, emb, NULL};
-    report("vit384_b1", bench(run_vit, &vj, 1, r384, "vit384_b1"), 1);
-    vj.B = 8;
-    vj.last_hidden = last;
-    report("vit384_b8", bench(run_vit, &vj, 1, r8, "vit384_b8"), 8);
-    write_f32(out, "vit384_emb.f32", emb, (size_t)8 * E);
+    if (!emb) emb = xmalloc((size_t)32 * gz_vit_dim(vit) * sizeof *emb);
+    vj = (vit_job){vit, px, 8, emb, last};
+    if (only_itm) { /* --only itm: the image states once, untimed, then the ITM alone */
+        die_if(run_vit(&vj), "vit384");
+    } else {
+        vj.B = 1;
+        vj.last_hidden = NULL;
+        report("vit384_b1", bench(run_vit, &vj, 1, r384, "vit384_b1"), 1);
+        vj.B = 8;
+        vj.last_hidden = last;
+        report("vit384_b8", bench(run_vit, &vj, 1, r8, "vit384_b8"), 8);
+        write_f32(out, "vit384_emb.f32", emb, (size_t)8 * gz_vit_dim(vit));
+    }
 
     int nb, T;
     int32_t *ids = get_i32(inp, "ids", &nb, &T), *mask = get_i32(inp, "mask", &nb, &T);
+    int32_t *ids1 = NULL;
+    if (only_itm) goto itm;
     int n1 = 0; /* caption 0 alone, unpadded, as torch_ref.py */
     while (n1 < T && mask[n1])
         n1++;
     text_job tj = {tt, ids, mask, 1, n1, emb};
-    int32_t *ids1 = xmalloc((size_t)n1 * sizeof *ids1);
+    ids1 = xmalloc((size_t)n1 * sizeof *ids1);
     memcpy(ids1, ids, (size_t)n1 * sizeof *ids1);
     tj.ids = ids1;
     tj.mask = NULL;
@@ -581,11 +597,13 @@ int main(int argc, char **argv) {
     report("text_b32", bench(run_text, &tj, 1, rt32, "text_b32"), nb);
     write_f32(out, "text_emb.f32", emb, (size_t)nb * gz_text_tower_dim(tt));
 
+itm:;
     int ni, Tt;
     int32_t *tids = get_i32(inp, "itm_ids", &ni, &Tt), *tmask = get_i32(inp, "itm_mask", &ni, &Tt);
     float *logits = xmalloc((size_t)ni * 2 * sizeof *logits);
     itm_job ij = {itm, last, P, tids, tmask, ni, Tt, logits}; /* image 0's post-LN states */
-    report("itm_1x16", bench(run_itm, &ij, 1, ritm, "itm_1x16"), ni);
+    report("itm_1x16", bench(run_itm, &ij, 1, only_itm && only_runs ? only_runs : ritm, "itm_1x16"),
+           ni);
     write_f32(out, "itm_logits.f32", logits, (size_t)ni * 2);
     report_rss("blip384");
 
