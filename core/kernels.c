@@ -499,6 +499,16 @@ static void relu(float *x, size_t n) {
         if (!(x[i] > 0.0f) && !isnan(x[i])) x[i] = 0.0f;
 }
 
+void gz_activate_here(const gz_compute *cx, gz_act act, float *x, size_t n) {
+    if (act == GZ_ACT_RELU) {
+        relu(x, n);
+        return;
+    }
+    int op = act == GZ_ACT_GELU ? OP_GELU : act == GZ_ACT_GELU_TANH ? OP_GELU_TANH : OP_QUICK_GELU;
+    act_args a = {op, gz_compute_simd_level(cx), x};
+    act_range(&a, 0, n);
+}
+
 void gz_activate(const gz_compute *cx, gz_act act, float *x, size_t n) {
     switch (act) {
     case GZ_ACT_GELU: gz_gelu(cx, x, n); break;

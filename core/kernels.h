@@ -89,6 +89,9 @@ void gz_quick_gelu(const gz_compute *cx, float *x, size_t n);
 
 typedef enum { GZ_ACT_GELU = 0, GZ_ACT_GELU_TANH, GZ_ACT_QUICK_GELU, GZ_ACT_RELU } gz_act;
 void gz_activate(const gz_compute *cx, gz_act act, float *x, size_t n);
+/* gz_activate on the calling thread only, with the same values (for fused epilogues, which
+ * run inside a parallel loop). */
+void gz_activate_here(const gz_compute *cx, gz_act act, float *x, size_t n);
 
 /* Numerically stable softmax of each row of x(rows, cols), in place. */
 void gz_softmax_rows(const gz_compute *cx, float *x, int rows, int cols);

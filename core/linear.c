@@ -172,11 +172,21 @@ static void linear_blas(const float *x, const float *w, const float *b, float *y
     gz_sgemm(0, 1, n, out, in, 1.0f, x, in, w, in, b ? 1.0f : 0.0f, y, ldy);
 }
 
+/* The fused epilogue: act on rows [0, rows) x columns [0, cols) of y (row stride ldy), on the
+ * calling thread while that block is still in cache. act < 0: nothing. */
+static void act_block(const gz_compute *cx, int act, float *y, int ldy, int rows, int cols) {
+    if (act < 0) return;
+    for (int i = 0; i < rows; i++)
+        gz_activate_here(cx, (gz_act)act, y + (size_t)i * ldy, (size_t)cols);
+}
+
 /* Columns [16 c0, 16 c1) of y by one single-threaded OpenBLAS call (items: 16 columns). */
 typedef struct {
     const float *x, *w, *b;
     float *y;
     int ldy, n, in, out;
+    const gz_compute *cx;
+    int act;
 } blas_cols_args;
 
 static void blas_cols_range(void *ctx, size_t c0, size_t c1) {
@@ -184,6 +194,7 @@ static void blas_cols_range(void *ctx, size_t c0, size_t c1) {
     int j0 = (int)c0 * 16, j1 = (int)c1 * 16 < a->out ? (int)c1 * 16 : a->out;
     linear_blas(a->x, a->w + (size_t)j0 * a->in, a->b ? a->b + j0 : NULL, a->y + j0, a->ldy, a->n,
                 a->in, j1 - j0);
+    act_block(a->cx, a->act, a->y + j0, a->ldy, a->n, j1 - j0);
 }
 
 typedef struct {
@@ -193,6 +204,8 @@ typedef struct {
     const uint32_t *xa; /* bf16 pairs (n, kp) */
     const gz_bf16w *wb;
     int kp, split_rows;
+    const gz_compute *cx;
+    int act; /* fused epilogue: a gz_act, or < 0 for none */
 } lin_args;
 
 #if GZ_LINEAR_X86
@@ -284,6 +297,8 @@ static void f32_small_range(void *ctx, size_t q0, size_t q1) {
             }
         }
     }
+    int c0 = (int)q0 * 4, c1 = (int)q1 * 4 < out ? (int)q1 * 4 : out;
+    act_block(a->cx, a->act, a->y + c0, a->ldy, n, c1 - c0);
 }
 
 /* ---- bf16: broadcast x pairs times 16-column panels of W pairs, fp32 accumulators ---- */
@@ -369,6 +384,8 @@ static void bf16_block(const lin_args *a, int r0, int r1, int p0, int p1) {
                     int mr = mc1 - i < BF_MR ? mc1 - i : BF_MR;
                     bf16_tile_any(mr, nr, a->xa + (size_t)i * kp, kp, wp, pstride, k0, k1,
                                   a->y + (size_t)i * a->ldy + c0, a->ldy, cols, k0 == 0, bias);
+                    if (k1 == kp)
+                        act_block(a->cx, a->act, a->y + (size_t)i * a->ldy + c0, a->ldy, mr, cols);
                 }
             }
         }
@@ -396,11 +413,26 @@ static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
 
 gz_status gz_linear_cx(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wb,
                        const float *b, float *y, int ldy, int n, int in, int out) {
+    return gz_linear_act_cx(cx, x, w, wb, b, GZ_LINEAR_NO_ACT, y, ldy, n, in, out);
+}
+
+gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wb,
+                           const float *b, int act, float *y, int ldy, int n, int in, int out) {
     assert(cx && x && w && y && ldy >= out);
     if (n <= 0 || out <= 0) return GZ_OK;
     int lvl = gz_compute_simd_level(cx);
+    if (!cx->gemm && act >= 0) { /* the reference: the product, then the activation's own pass */
+        gz_status st = gz_linear_act_cx(cx, x, w, wb, b, GZ_LINEAR_NO_ACT, y, ldy, n, in, out);
+        if (st == GZ_OK) {
+            if (ldy == out)
+                gz_activate(cx, (gz_act)act, y, (size_t)n * (size_t)out);
+            else
+                act_block(cx, act, y, ldy, n, out);
+        }
+        return st;
+    }
 #if GZ_LINEAR_X86
-    lin_args a = {x, w, b, y, ldy, n, in, out, NULL, wb, (in + 1) / 2, 0};
+    lin_args a = {x, w, b, y, ldy, n, in, out, NULL, wb, (in + 1) / 2, 0, cx, act};
     if (cx->gemm && lvl >= 2 && in > 0 && cx->bf16 && wb && wb->data && gz_cpu_has_bf16()) {
         assert(wb->out == out && wb->in == in);
         size_t bytes;
@@ -436,12 +468,13 @@ gz_status gz_linear_cx(const gz_compute *cx, const float *x, const float *w, con
     (void)lvl;
 #endif
     if (cx->pool) { /* OpenBLAS on the pool's threads, one column block each */
-        blas_cols_args ba = {x, w, b, y, ldy, n, in, out};
+        blas_cols_args ba = {x, w, b, y, ldy, n, in, out, cx, act};
         size_t block_flops = (size_t)2 * 16 * (size_t)n * (size_t)in;
         gz_pool_for(cx->pool, ((size_t)out + 15) / 16, GZ_LINEAR_SPLIT_FLOPS / block_flops + 1,
                     cx->n_threads, blas_cols_range, &ba);
         return GZ_OK;
     }
     linear_blas(x, w, b, y, ldy, n, in, out);
+    act_block(cx, act, y, ldy, n, out);
     return GZ_OK;
 }

@@ -157,6 +157,47 @@ static double linear_err(const float *y, int ldy, const float *x, const float *w
     return worst;
 }
 
+/* The fused activation epilogue gives exactly the values of the product followed by
+ * gz_activate, on every kernel (OpenBLAS, own fp32, bf16; with and without a pool), for every
+ * activation, and leaves the columns past out alone. */
+static void test_linear_act(void) {
+    const int shapes[][3] = {{5, 70, 33}, {13, 768, 100}, {100, 700, 200}, {70, 96, 77}};
+    const gz_act acts[] = {GZ_ACT_GELU, GZ_ACT_GELU_TANH, GZ_ACT_QUICK_GELU, GZ_ACT_RELU};
+    gz_pool *pool = gz_pool_create(2);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int mode = 0; mode < 6; mode++)
+            for (size_t a = 0; a < 4; a++) {
+                int kind = mode % 3, n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+                int ldy = out + 5;
+                float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.5f);
+                float *b = rnd(out, 1);
+                float *y = malloc((size_t)n * ldy * sizeof *y);
+                float *ref = malloc((size_t)n * ldy * sizeof *ref);
+                for (size_t i = 0; i < (size_t)n * ldy; i++)
+                    y[i] = ref[i] = 1234.5f;
+                gz_bf16w wb = {0};
+                if (kind == 2) CHECK_OK(gz_bf16w_pack(w, out, in, &wb));
+                gz_compute c = gz_compute_make(2, 1);
+                c.gemm = kind > 0;
+                c.bf16 = kind == 2;
+                c.pool = mode >= 3 ? pool : NULL;
+                CHECK_OK(gz_linear_cx(&c, x, w, kind == 2 ? &wb : NULL, b, ref, ldy, n, in, out));
+                for (int i = 0; i < n; i++)
+                    gz_activate(&c, acts[a], ref + (size_t)i * ldy, (size_t)out);
+                CHECK_OK(gz_linear_act_cx(&c, x, w, kind == 2 ? &wb : NULL, b, (int)acts[a], y, ldy,
+                                          n, in, out));
+                checks++;
+                if (memcmp(y, ref, (size_t)n * ldy * sizeof *y) != 0) {
+                    fprintf(stderr, "FAIL linear+act %dx%d->%d mode %d act %d differs\n", n, in,
+                            out, mode, (int)acts[a]);
+                    gz_test_failures++;
+                }
+                gz_bf16w_free(&wb);
+                free(x), free(w), free(b), free(y), free(ref);
+            }
+    gz_pool_free(pool);
+}
+
 static void test_linear_kernels(void) {
     /* odd sizes around the tiles (4 x 4 fp32, 8 rows x 3 panels of 16 bf16), the K block (192
      * pairs), the row split (64) and the text / ViT shapes */
@@ -943,6 +984,7 @@ int main(void) {
     test_sgemm();
     test_linear();
     test_linear_kernels();
+    test_linear_act();
     /* the vector paths (AVX-512, AVX2 through simd = 1) and the plain loops */
     for (int level = 2; level >= 0; level--) {
         cx = gz_compute_make(0, 1);

@@ -316,8 +316,9 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
             if ((st = attn_output(m, cx, &ly->cross, x, ctx, tmp, (int)N))) goto out;
         }
         /* Feed-forward. */
-        if ((st = lin(cx, x, ly->i_w, &ly->i_p, ly->i_b, ffn, (int)N, D, F))) goto out;
-        gz_activate(cx, m->cfg.act, ffn, N * F);
+        if ((st = gz_linear_act_cx(cx, x, ly->i_w, &ly->i_p, ly->i_b, (int)m->cfg.act, ffn, F,
+                                   (int)N, D, F)))
+            goto out; /* (N, F), activated */
         if ((st = lin(cx, ffn, ly->o_w, &ly->o_p, ly->o_b, tmp, (int)N, F, D))) goto out;
         gz_add(tmp, x, N * D);
         gz_layernorm(cx, x, tmp, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);

@@ -295,9 +295,9 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
     gz_add(s->x, s->h, (size_t)N * D);
     // MLP: x += fc2(act(fc1(LN2(x))))
     gz_layernorm(cx, s->h, s->x, ly->ln2_w, ly->ln2_b, N, D, v->eps);
-    if ((st = linear_strided(cx, s->h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, s->mlp, F, N, D, F)))
-        return st; // (N, F)
-    gz_activate(cx, v->act, s->mlp, (size_t)N * F);
+    if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, (int)v->act, s->mlp, F,
+                               N, D, F)))
+        return st; // (N, F), activated
     if ((st = linear_strided(cx, s->mlp, ly->fc2_w, &ly->fc2_p, ly->fc2_b, s->h, D, N, F, D)))
         return st; // (N, D)
     gz_add(s->x, s->h, (size_t)N * D);
