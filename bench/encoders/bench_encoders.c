@@ -15,7 +15,8 @@
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
  *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
  * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
- *   --only itm times just the ITM row (the image states computed once, untimed).
+ *   --only itm times just the ITM row (the image states computed once, untimed); --only vit384
+ *   just the BLIP ViT-B/16@384 forward at batch 8.
  *
  * Output lines (parsed by run.sh):
  *   RESULT <name> <ms per item> <ms per call> <items> <min ms per item>
@@ -93,13 +94,48 @@ static void report_rss(const char *phase) {
 }
 
 typedef struct {
-    double median, best; /* ms per call */
+    double median, best;  /* ms per call */
+    double all[MAX_RUNS]; /* every timed run, ms per call, sorted */
+    int runs;
 } timing;
 
 static void report(const char *name, timing t, int items) {
     printf("RESULT %s %.2f %.2f %d %.2f\n", name, t.median / items, t.median, items,
            t.best / items);
+    printf("TIMES %s %d", name, items); /* run.sh pools these over its rounds */
+    for (int i = 0; i < t.runs; i++)
+        printf(" %.3f", t.all[i]);
+    printf("\n");
     fflush(stdout);
+}
+
+/* Multiply-adds x 2 of the work each row times, per item (image, text, pair): the Linear
+ * layers, the attention products and the patch embedding; softmax, LayerNorm and activations
+ * are not counted. The same work for every program, so GFLOP/s compare like ms. */
+static double layer_flops(double N, double D, double F) { /* one pre/post-LN block, N tokens */
+    return 2.0 * N * (4.0 * D * D + 2.0 * D * F) + 4.0 * N * N * D;
+}
+static void report_flops_vit(const char *name, const gz_model_config *c) {
+    const gz_vision_config *v = &c->vision;
+    double G = (double)(v->image_size / v->patch_size), N = G * G + 1, D = v->hidden_size;
+    double f = v->num_layers * layer_flops(N, D, v->intermediate_size) +
+               2.0 * G * G * D * v->num_channels * v->patch_size * v->patch_size;
+    printf("FLOPS %s %.4f\n", name, f / 1e9);
+}
+static void report_flops_text(const char *name, const gz_model_config *c, int T) {
+    const gz_text_config *t = &c->text;
+    double f = t->num_layers * layer_flops(T, t->hidden_size, t->intermediate_size);
+    printf("FLOPS %s %.4f\n", name, f / 1e9);
+}
+/* ITM per pair: B texts of T tokens with self- and cross-attention to Ti image tokens, plus
+ * the image's cross-attention keys/values (made once, shared by the B pairs). */
+static void report_flops_itm(const char *name, const gz_model_config *c, int T, int Ti, int B) {
+    const gz_text_config *t = &c->text;
+    double D = t->hidden_size, De = t->encoder_hidden_size ? t->encoder_hidden_size : D;
+    double per_layer =
+        layer_flops(T, D, t->intermediate_size) + 2.0 * T * 2.0 * D * D + 4.0 * T * (double)Ti * D;
+    double kv = 2.0 * 2.0 * (double)Ti * De * D;
+    printf("FLOPS %s %.4f\n", name, t->num_layers * (per_layer + kv / B) / 1e9);
 }
 
 static void write_f32(const char *dir, const char *name, const float *x, size_t n) {
@@ -141,7 +177,9 @@ static timing bench(bench_fn fn, void *ctx, int warm, int runs, const char *what
         t[i] = now_ms() - t0;
     }
     double m = median(t, runs); /* sorts t */
-    return (timing){m, t[0]};
+    timing r = {m, t[0], {0}, runs};
+    memcpy(r.all, t, (size_t)runs * sizeof *t);
+    return r;
 }
 
 typedef struct {
@@ -473,7 +511,8 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                    "[--only vit224|block224|block384|text|itm [--runs N]] [--precision fp32|bf16] "
+                    "[--only vit224|vit384|block224|block384|text|itm [--runs N]] [--precision "
+                    "fp32|bf16] "
                     "[--reference] [--no-pool]\n",
                     argv[0]);
             return 2;
@@ -517,11 +556,12 @@ int main(int argc, char **argv) {
     }
 
     const int only_itm = only && !strcmp(only, "itm");
+    const int only_vit384 = only && !strcmp(only, "vit384");
     gz_vit *vit = NULL;
     const float *px = NULL;
     float *emb = NULL;
     vit_job vj;
-    if (only_itm) goto blip384;
+    if (only_itm || only_vit384) goto blip384;
 
     /* ---- ViT-B/16 @ 224 ---- */
     load_model(models, "blip-vit-224", &cfg, &w);
@@ -546,6 +586,8 @@ int main(int argc, char **argv) {
         free(emb);
         return 0;
     }
+    report_flops_vit("vit224_b1", &cfg);
+    report_flops_vit("vit224_b8", &cfg);
     report("vit224_b1", bench(run_vit, &vj, 1, r224, "vit224_b1"), 1);
     vj.B = 8;
     report("vit224_b8", bench(run_vit, &vj, 1, r8, "vit224_b8"), 8);
@@ -568,6 +610,19 @@ blip384:
     float *last = xmalloc((size_t)8 * P * D * sizeof *last); /* (8, P, D) */
     if (!emb) emb = xmalloc((size_t)32 * gz_vit_dim(vit) * sizeof *emb);
     vj = (vit_job){vit, px, 8, emb, last};
+    report_flops_vit("vit384_b1", &cfg);
+    report_flops_vit("vit384_b8", &cfg);
+    if (only_vit384) { /* --only vit384: the batch-8 forward alone */
+        report("vit384_b8", bench(run_vit, &vj, 1, only_runs ? only_runs : r8, "vit384_b8"), 8);
+        free(last);
+        free(emb);
+        gz_itm_free(itm);
+        gz_text_tower_free(tt);
+        gz_vit_free(vit);
+        gz_st_close(w);
+        gz_st_close(inp);
+        return 0;
+    }
     if (only_itm) { /* --only itm: the image states once, untimed, then the ITM alone */
         die_if(run_vit(&vj), "vit384");
     } else {
@@ -592,6 +647,8 @@ blip384:
     memcpy(ids1, ids, (size_t)n1 * sizeof *ids1);
     tj.ids = ids1;
     tj.mask = NULL;
+    report_flops_text("text_b1", &cfg, n1);
+    report_flops_text("text_b32", &cfg, T);
     report("text_b1", bench(run_text, &tj, 2, rt1, "text_b1"), 1);
     tj = (text_job){tt, ids, mask, nb, T, emb};
     report("text_b32", bench(run_text, &tj, 1, rt32, "text_b32"), nb);
@@ -602,6 +659,8 @@ itm:;
     int32_t *tids = get_i32(inp, "itm_ids", &ni, &Tt), *tmask = get_i32(inp, "itm_mask", &ni, &Tt);
     float *logits = xmalloc((size_t)ni * 2 * sizeof *logits);
     itm_job ij = {itm, last, P, tids, tmask, ni, Tt, logits}; /* image 0's post-LN states */
+    report_flops_itm("itm_1x16", &cfg, Tt, P, ni);
+    report_flops_itm("itm_1x16_hf", &cfg, Tt, P, ni);
     report("itm_1x16", bench(run_itm, &ij, 1, only_itm && only_runs ? only_runs : ritm, "itm_1x16"),
            ni);
     write_f32(out, "itm_logits.f32", logits, (size_t)ni * 2);

@@ -83,12 +83,14 @@ async function bench(fn, warm, runs) {
     await fn();
     ts.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
-  return [median(ts), Math.min(...ts)];
+  return [ median(ts), Math.min(...ts), ts ];
 }
 
-function report(name, [med, best], items) {
-  console.log(`RESULT ${name} ${(med / items).toFixed(2)} ${med.toFixed(2)} ${items} ` +
-              `${(best / items).toFixed(2)}`);
+function report(name, [ med, best, ts ], items) {
+    console.log(`RESULT ${name} ${(med / items).toFixed(2)} ${med.toFixed(2)} ${items} ` +
+                `${(best / items).toFixed(2)}`);
+    // every timed run, ms per call: run.sh pools them over its rounds
+    console.log(`TIMES ${name} ${items} ${ts.map((t) => t.toFixed(3)).join(' ')}`);
 }
 
 function maxAbsDiff(file, mine) {

@@ -1,9 +1,17 @@
 #!/bin/bash
 # run.sh - gaze vs PyTorch vs ONNX Runtime encoder benchmark, side by side in one run, with ratios.
 #
-# Usage: bench/encoders/run.sh [--quick] [--mode native|asis|both]
+# Usage: bench/encoders/run.sh [--quick] [--mode native|asis|both] [--rounds N] [--no-torch]
 #   THREADS (default 2), BUILD (default build-bench), MODELS (default $BUILD/bench-models),
 #   ONNX (default $MODELS/onnx).
+# Interleaved: each round runs gaze fp32, gaze bf16 and ONNX Runtime one after the other
+# (A, B, C, A, B, C ...; 4 rounds by default), so that the machine's drift weighs on all of
+# them; PyTorch runs once, in the first round (--no-torch: never). Every timed run of every
+# round is pooled per workload: the table gives the median and p90 of them (at least 10 per
+# workload with the default rounds), GFLOP/s at the median (bench_encoders counts the work of
+# each workload: Linear layers, attention products, patch embedding) and its fraction of the
+# measured peak (fma_peak: AVX-512 FMA for fp32 rows, vdpbf16ps for bf16 rows), peak RSS and
+# the agreement of the outputs (first round).
 # Needs: /usr/bin/python3 with numpy and torch (apt-get install -y python3-torch), node + npm
 # (onnxruntime-node is installed into bench/encoders/node_modules from package-lock.json, with
 # ONNXRUNTIME_NODE_INSTALL=skip: the CPU binaries ship in the package, only the optional CUDA
@@ -25,11 +33,15 @@ MODELS=${MODELS:-$BUILD/bench-models}
 ONNX=${ONNX:-$MODELS/onnx}
 QUICK=""
 MODE=both
+ROUNDS=4
+TORCH=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=--quick ;;
     --mode) MODE=$2; shift ;;
-    *) echo "usage: $0 [--quick] [--mode native|asis|both]" >&2; exit 2 ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --no-torch) TORCH=0 ;;
+    *) echo "usage: $0 [--quick] [--mode native|asis|both] [--rounds N] [--no-torch]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -43,12 +55,12 @@ BIN=$BUILD/bench/encoders/bench_encoders
   npm ci --no-audit --no-fund >/tmp/bench_encoders_npm.log 2>&1) ||
   { cat /tmp/bench_encoders_npm.log >&2; exit 1; }
 [ -d "$BUILD" ] || cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j2 --target bench_encoders >/tmp/bench_encoders_build.log 2>&1 ||
+cmake --build "$BUILD" -j2 --target bench_encoders fma_peak >/tmp/bench_encoders_build.log 2>&1 ||
   { cat /tmp/bench_encoders_build.log >&2; exit 1; }
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC')  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "$(nproc) CPUs, threads=$THREADS, load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# gaze $(git -C "$ROOT" rev-parse --short HEAD), torch $($PY -c 'import torch; print(torch.__version__)')," \
+echo "# gaze $(git -C "$ROOT" rev-parse --short HEAD), torch $([ "$TORCH" = 1 ] && $PY -c 'import torch; print(torch.__version__)' || echo 'not run')," \
      "onnxruntime-node $(node -p "require('$HERE/node_modules/onnxruntime-node/package.json').version")," \
      "node $(node --version)"
 
@@ -58,52 +70,30 @@ run_mode() { # $1 = label; rest = env(1) arguments that set up the OpenBLAS envi
   local common=(OMP_NUM_THREADS="$THREADS" OPENBLAS_NUM_THREADS="$THREADS" OPENBLAS_VERBOSE=2)
   echo
   echo "## mode: $label  (OPENBLAS_CORETYPE=$(env "$@" sh -c 'echo ${OPENBLAS_CORETYPE:-unset}')," \
-       "OPENBLAS_L2_SIZE=$(env "$@" sh -c 'echo ${OPENBLAS_L2_SIZE:-unset}'))"
-  env "$@" "${common[@]}" "$BIN" --models "$MODELS" --threads "$THREADS" --out "$out" $QUICK \
-    >"$out/gaze.txt" 2>"$out/gaze.err" || { cat "$out/gaze.err" >&2; exit 1; }
-  # the bf16 fast path (--precision bf16; fp32 where the CPU lacks AVX512-BF16), rows *_bf16
-  env "$@" "${common[@]}" "$BIN" --models "$MODELS" --threads "$THREADS" --precision bf16 $QUICK \
-    >"$out/gaze_bf16.txt" 2>"$out/gaze_bf16.err" || { cat "$out/gaze_bf16.err" >&2; exit 1; }
-  env "$@" "${common[@]}" $PY "$HERE/torch_ref.py" --models "$MODELS" --threads "$THREADS" \
-    --gaze-out "$out" $QUICK >"$out/torch.txt" 2>"$out/torch.err" || { cat "$out/torch.err" >&2; exit 1; }
-  env "$@" "${common[@]}" node "$HERE/ort_ref.js" --models "$MODELS" --onnx "$ONNX" \
-    --threads "$THREADS" --gaze-out "$out" $QUICK >"$out/ort.txt" 2>"$out/ort.err" ||
-    { cat "$out/ort.err" >&2; exit 1; }
-  echo "gaze : $(grep -m1 '^INFO' "$out/gaze.txt" | cut -d' ' -f2-7); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/gaze.err" || echo '-')"
-  echo "torch: $(grep -m1 '^INFO' "$out/torch.txt" | cut -d' ' -f2-); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/torch.err" || echo '-')"
-  echo "ort  : $(grep -m1 '^INFO' "$out/ort.txt" | cut -d' ' -f2-); session load ms: $(awk '$1 == "LOAD" { printf "%s %s  ", $2, $3 }' "$out/ort.txt")"
-  awk '
-    FNR == 1 { f++ }
-    f == 1 && $1 == "RESULT" { g[$2] = $3; gb[$2] = $6; order[++n] = $2; items[$2] = $5 }
-    f == 2 && $1 == "RESULT" { t[$2] = $3; tb[$2] = $6 }
-    f == 3 && $1 == "RESULT" { o[$2] = $3; ob[$2] = $6 }
-    f == 1 && $1 == "RSS" { grss[$2] = $4 }
-    f == 2 && $1 == "RSS" { trss[$2] = $4 }
-    f == 3 && $1 == "RSS" { orss[$2] = $4 }
-    f == 2 && $1 == "AGREE" { agree = agree sprintf("  %s max|gaze-torch| = %s\n", $2, $3) }
-    f == 3 && $1 == "AGREE" { agree = agree sprintf("  %s max|gaze-ort| = %s\n", $2, $3) }
-    f == 4 && $1 == "RESULT" { g[$2 "_bf16"] = $3; gb[$2 "_bf16"] = $6; items[$2 "_bf16"] = $5 }
-    f == 4 && $1 == "RSS" { grss[$2 "_bf16"] = $4 }
-    f == 3 && $1 == "AGREE_TORCH" { agree = agree sprintf("  %s max|torch-ort| = %s (torch outputs from export time)\n", $2, $3) }
-    function row(name, k, tk) {
-      printf "| %-11s | %5d | %8.1f | %8.1f | %8.1f | %5.2fx | %5.2fx | %8.1f | %8.1f | %8.1f | %5.2fx | %5.2fx |\n",
-        name, items[k], g[k], t[tk], o[tk], t[tk] / g[k], o[tk] / g[k],
-        gb[k], tb[tk], ob[tk], tb[tk] / gb[k], ob[tk] / gb[k]
-    }
-    END {
-      print "ms per item (image, text or pair); ratios = peer ms / gaze ms (> 1: gaze faster)"
-      print "|             |       |  median  |  median  |  median  | median | median |   best   |   best   |   best   |  best  |  best  |"
-      print "| benchmark   | items |  gaze ms | torch ms |  ORT ms  | torch/g| ORT/g  |  gaze ms | torch ms |  ORT ms  | torch/g| ORT/g  |"
-      print "|-------------|-------|----------|----------|----------|--------|--------|----------|----------|----------|--------|--------|"
-      for (i = 1; i <= n; i++) {
-        row(order[i], order[i], order[i])
-        if ((order[i] "_hf") in t) row(order[i] "_hf", order[i], order[i] "_hf")
-        if ((order[i] "_bf16") in g) row(order[i] "_bf16", order[i] "_bf16", order[i])
-      }
-      printf "gaze bf16 peak RSS MB: vit224 %s, blip384 %s\n", grss["vit224_bf16"], grss["blip384_bf16"]
-      printf "peak RSS MB: gaze vit224 %s, blip384 %s; torch vit224 %s, blip384 %s; ORT vit224 %s, blip384 %s\n", grss["vit224"], grss["blip384"], trss["vit224"], trss["blip384"], orss["vit224"], orss["blip384"]
-      printf "agreement (same inputs, same weights):\n%s", agree
-    }' "$out/gaze.txt" "$out/torch.txt" "$out/ort.txt" "$out/gaze_bf16.txt"
+       "OPENBLAS_L2_SIZE=$(env "$@" sh -c 'echo ${OPENBLAS_L2_SIZE:-unset}'), $ROUNDS rounds)"
+  "$BUILD/bench/encoders/fma_peak" "$THREADS" >"$out/peak.txt"
+  for r in $(seq 1 "$ROUNDS"); do
+    local gout=""; [ "$r" = 1 ] && gout="--out $out"
+    env "$@" "${common[@]}" "$BIN" --models "$MODELS" --threads "$THREADS" $gout $QUICK \
+      >"$out/gaze.$r.txt" 2>"$out/gaze.$r.err" || { cat "$out/gaze.$r.err" >&2; exit 1; }
+    # the bf16 fast path (--precision bf16; fp32 where the CPU lacks AVX512-BF16)
+    env "$@" "${common[@]}" "$BIN" --models "$MODELS" --threads "$THREADS" --precision bf16 $QUICK \
+      >"$out/gaze_bf16.$r.txt" 2>"$out/gaze_bf16.$r.err" || { cat "$out/gaze_bf16.$r.err" >&2; exit 1; }
+    env "$@" "${common[@]}" node "$HERE/ort_ref.js" --models "$MODELS" --onnx "$ONNX" \
+      --threads "$THREADS" --gaze-out "$out" $QUICK >"$out/ort.$r.txt" 2>"$out/ort.$r.err" ||
+      { cat "$out/ort.$r.err" >&2; exit 1; }
+    if [ "$TORCH" = 1 ] && [ "$r" = 1 ]; then
+      env "$@" "${common[@]}" $PY "$HERE/torch_ref.py" --models "$MODELS" --threads "$THREADS" \
+        --gaze-out "$out" $QUICK >"$out/torch.1.txt" 2>"$out/torch.1.err" ||
+        { cat "$out/torch.1.err" >&2; exit 1; }
+    fi
+    echo "round $r done, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+  done
+  echo "gaze : $(grep -m1 '^INFO' "$out/gaze.1.txt" | cut -d' ' -f2-7); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/gaze.1.err" || echo '-')"
+  [ -f "$out/torch.1.txt" ] && echo "torch: $(grep -m1 '^INFO' "$out/torch.1.txt" | cut -d' ' -f2-); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/torch.1.err" || echo '-')"
+  echo "ort  : $(grep -m1 '^INFO' "$out/ort.1.txt" | cut -d' ' -f2-); session load ms: $(awk '$1 == "LOAD" { printf "%s %s  ", $2, $3 }' "$out/ort.1.txt")"
+  echo "peak : $(tr '\n' ' ' <"$out/peak.txt")GFLOP/s ($THREADS threads, fma_peak)"
+  $PY "$HERE/summarize.py" "$out" "$ROUNDS"
   echo "(raw output: $out)"
 }
 

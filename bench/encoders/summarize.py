@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""summarize.py - the table of bench/encoders/run.sh from one mode's raw output folder.
+
+Reads OUT/{gaze,gaze_bf16,ort}.R.txt for rounds R = 1..ROUNDS (and torch.1.txt when present):
+TIMES lines (every timed run, ms per call), FLOPS (GFLOP per item, bench_encoders), RSS and
+AGREE lines, and OUT/peak.txt (fma_peak). Every timed run of every round is pooled per
+workload and program; ratios are peer median / gaze median (> 1: gaze is faster).
+
+Usage: summarize.py OUT ROUNDS
+"""
+import os
+import statistics
+import sys
+
+
+def pct(xs, q):
+    """The q-quantile (0..1) of xs, linear between order statistics."""
+    s = sorted(xs)
+    if len(s) == 1:
+        return s[0]
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def read(path, times, flops, rss, agree):
+    if not os.path.exists(path):
+        return
+    for line in open(path):
+        f = line.split()
+        if not f:
+            continue
+        if f[0] == 'TIMES':
+            name, items = f[1], int(f[2])
+            times.setdefault(name, []).extend(float(t) / items for t in f[3:])
+        elif f[0] == 'FLOPS':
+            flops[f[1]] = float(f[2])
+        elif f[0] == 'RSS':
+            rss[f[1]] = max(rss.get(f[1], 0), float(f[3]))
+        elif f[0] in ('AGREE', 'AGREE_TORCH'):
+            agree.append(line.strip())
+
+
+def main():
+    out, rounds = sys.argv[1], int(sys.argv[2])
+    progs = {}
+    flops = {}
+    agree = []
+    for prog in ('gaze', 'gaze_bf16', 'ort', 'torch'):
+        times, rss = {}, {}
+        for r in range(1, rounds + 1):
+            read(f'{out}/{prog}.{r}.txt', times, flops, rss, agree if r == 1 else [])
+        if times:
+            progs[prog] = (times, rss)
+    peak = {}
+    for line in open(f'{out}/peak.txt'):
+        _, kind, v = line.split()
+        peak[kind] = float(v) if v != 'none' else None
+
+    gaze = progs['gaze'][0]
+    print('ms per item (image, text or pair); median and p90 of every timed run of every round;')
+    print('GFLOP/s at the median and its % of the measured peak (fp32 rows: FMA peak, bf16 rows:')
+    print(f"vdpbf16ps peak: {peak.get('fp32')} / {peak.get('bf16')} GFLOP/s); ratio = ORT median / gaze median")
+    print()
+    print('| workload | precision | runs | gaze median | gaze p90 | GFLOP/s | % peak | ORT median | ORT p90 | ORT GFLOP/s | ORT/gaze |'
+          + (' torch median | torch/gaze |' if 'torch' in progs else ''))
+    print('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|' + ('---:|---:|' if 'torch' in progs else ''))
+    ort = progs.get('ort', ({}, {}))[0]
+    torch = progs.get('torch', ({}, {}))[0]
+    for name in gaze:
+        for prog, prec in (('gaze', 'fp32'), ('gaze_bf16', 'bf16')):
+            if prog not in progs or name not in progs[prog][0]:
+                continue
+            g = progs[prog][0][name]
+            gm, g90 = statistics.median(g), pct(g, 0.9)
+            gf = flops.get(name)
+            gflops = gf / (gm / 1000) if gf else None
+            pk = peak.get(prec)
+            row = f'| {name} | {prec} | {len(g)} | {gm:.2f} | {g90:.2f} | '
+            row += f'{gflops:.0f} | {100 * gflops / pk:.0f}% | ' if gflops and pk else '- | - | '
+            if name in ort:
+                o = ort[name]
+                om = statistics.median(o)
+                ogf = gf / (om / 1000) if gf else None
+                row += f'{om:.2f} | {pct(o, 0.9):.2f} | ' + (f'{ogf:.0f}' if ogf else '-') + f' | {om / gm:.2f}x |'
+            else:
+                row += '- | - | - | - |'
+            if 'torch' in progs:
+                if name in torch:
+                    tm = statistics.median(torch[name])
+                    row += f' {tm:.2f} | {tm / gm:.2f}x |'
+                else:
+                    row += ' - | - |'
+            print(row)
+        if name + '_hf' in ort:  # the peers' Hugging Face form (K/V per pair) against gaze's
+            o = ort[name + '_hf']
+            gm = statistics.median(gaze[name])
+            print(f'| {name}_hf (peer: image K/V per pair) | fp32 | {len(o)} | {gm:.2f} | - | - | - | '
+                  f'{statistics.median(o):.2f} | {pct(o, 0.9):.2f} | - | {statistics.median(o) / gm:.2f}x |'
+                  + (' - | - |' if 'torch' in progs else ''))
+    print()
+    for prog, (_, rss) in progs.items():
+        print(f'peak RSS MB {prog}: ' + ', '.join(f'{k} {v:.0f}' for k, v in rss.items()))
+    print('agreement (same inputs, same weights; first round):')
+    for a in agree:
+        print('  ' + a)
+
+
+main()

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# run.sh - `gaze index` end to end (scan, decode, preprocess, encode, store) against the
+# encoder alone, on real photos: is the pipeline around the encoder free? (issue #14: at least
+# 90% of the encoder-only rate, decoding overlapped with encoding without taking its cores).
+#
+# Usage: bench/index/run.sh [MODEL_DIR] [OUT_DIR]
+#   MODEL_DIR  a full-size model (default /work/bench-models/blip-base-384, made by
+#              bench/encoders/make_weights.py)
+#   OUT_DIR    databases and logs (default a temporary folder)
+#   RUNS (default 3) rounds, THREADS (default 2), PRECISION (default fp32), GAZE (default
+#   build/gaze), BENCH (default build/bench/encoders/bench_encoders).
+# Photos: every distinct image of data/photos, tests/data/photos, tests/data/fixtures/images
+# (duplicates by content dropped: a duplicate would reuse a vector and flatter the rate).
+# Each round runs, one after the other (the machine's drift weighs on all three):
+#   index   `gaze index` into a fresh database (wall time of the command, model load included)
+#   nothread the same with --no-decode-thread (decode on the encoder's thread: no overlap)
+#   encoder bench_encoders' ViT forward on preprocessed pixels at the same batch (8): the rate
+#           the encoder alone reaches
+# and the ratios index/encoder use the medians.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+model=${1:-/work/bench-models/blip-base-384}
+out=${2:-$(mktemp -d)}
+runs=${RUNS:-3}
+threads=${THREADS:-2}
+precision=${PRECISION:-fp32}
+gaze=${GAZE:-$root/build/gaze}
+bench=${BENCH:-$root/build/bench/encoders/bench_encoders}
+models_dir=$(dirname "$model")
+mkdir -p "$out/photos"
+python3 - "$root" "$out/photos" <<'PY'
+import hashlib, os, shutil, sys
+root, dst = sys.argv[1], sys.argv[2]
+seen = set()
+exts = ('.jpg', '.jpeg', '.png', '.webp', '.gif', '.heic', '.avif', '.tif', '.tiff', '.bmp')
+for d in ('data/photos', 'tests/data/photos', 'tests/data/fixtures/images'):
+    for name in sorted(os.listdir(os.path.join(root, d))):
+        p = os.path.join(root, d, name)
+        if not name.lower().endswith(exts) or not os.path.isfile(p):
+            continue
+        h = hashlib.sha256(open(p, 'rb').read()).hexdigest()
+        if h not in seen:
+            seen.add(h)
+            shutil.copyfile(p, os.path.join(dst, name))
+PY
+n=$(ls "$out/photos" | wc -l)
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), gaze $(git -C "$root" rev-parse --short HEAD)," \
+     "$n photos ($(du -sh "$out/photos" | cut -f1)), model $model, $threads threads, $precision," \
+     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+index_once() { # $1 = tag, rest = extra flags; prints wall seconds
+  local tag=$1 db="$out/$1.db"; shift
+  rm -f "$db" "$db"-* "$db".*
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$gaze" index "$out/photos" --db "$db" --model "$model" --threads "$threads" \
+    --precision "$precision" --quiet --json "$@" >"$out/$tag.json" 2>"$out/$tag.err" || true
+  t1=$(date +%s.%N)
+  echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
+}
+# model load alone (mmap, configs, tokenizer), to separate it from the per-photo cost
+load_once() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$gaze" embed --model "$model" --threads "$threads" --precision "$precision" --text "x" >/dev/null
+  t1=$(date +%s.%N)
+  echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
+}
+: >"$out/times.txt"
+for r in $(seq 1 "$runs"); do
+  echo "index $r $(index_once "index_$r")" | tee -a "$out/times.txt"
+  echo "nothread $r $(index_once "nothread_$r" --no-decode-thread)" | tee -a "$out/times.txt"
+  enc=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$bench" --models "$models_dir" \
+    --threads "$threads" --precision "$precision" --only vit384 --runs 3 | awk '$1 == "RESULT" { print $3 }')
+  echo "encoder $r $enc" | tee -a "$out/times.txt"
+  echo "load $r $(load_once)" | tee -a "$out/times.txt"
+done
+python3 - "$out" "$n" <<'PY'
+import json, statistics, sys
+out, n = sys.argv[1], int(sys.argv[2])
+t = {}
+for line in open(f'{out}/times.txt'):
+    k, _, v = line.split()
+    t.setdefault(k, []).append(float(v))
+enc = statistics.median(t['encoder'])  # ms per image, batch 8
+load = statistics.median(t['load'])
+s = json.load(open(f'{out}/index_1.json'))
+print(f"index summary (round 1): {json.dumps({k: s[k] for k in s if not isinstance(s[k], (list, dict))})}")
+print(f"encoder alone (ViT forward, batch 8, preprocessed pixels): {enc:.1f} ms/image "
+      f"(runs {' '.join(f'{x:.1f}' for x in t['encoder'])})")
+print(f"model load + one text query: {load:.2f} s (runs {' '.join(f'{x:.2f}' for x in t['load'])})")
+for k in ('index', 'nothread'):
+    med = statistics.median(t[k])
+    per = 1000 * med / n
+    per_noload = 1000 * (med - load) / n
+    print(f"{k:8s} runs {' '.join(f'{x:.2f}' for x in t[k])} s, median {med:.2f} s = {per:.1f} ms/photo"
+          f" -> {enc / per:.0%} of the encoder's rate; without the model load {per_noload:.1f}"
+          f" ms/photo -> {enc / per_noload:.0%}")
+PY
