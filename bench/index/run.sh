@@ -12,7 +12,8 @@
 # Photos: every distinct image of data/photos, tests/data/photos, tests/data/fixtures/images
 # (duplicates by content dropped: a duplicate would reuse a vector and flatter the rate).
 # Each round runs, one after the other (the machine's drift weighs on all three):
-#   index   `gaze index` into a fresh database (wall time of the command, model load included)
+#   index   `gaze index` into a fresh database (the engine's own seconds from --json; the
+#           command's wall time, model load included, beside it)
 #   nothread the same with --no-decode-thread (decode on the encoder's thread: no overlap)
 #   encoder bench_encoders' ViT forward on preprocessed pixels at the same batch (8): the rate
 #           the encoder alone reaches
@@ -58,14 +59,6 @@ index_once() { # $1 = tag, rest = extra flags; prints wall seconds
   t1=$(date +%s.%N)
   echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
 }
-# model load alone (mmap, configs, tokenizer), to separate it from the per-photo cost
-load_once() {
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$gaze" embed --model "$model" --threads "$threads" --precision "$precision" --text "x" >/dev/null
-  t1=$(date +%s.%N)
-  echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
-}
 : >"$out/times.txt"
 for r in $(seq 1 "$runs"); do
   echo "index $r $(index_once "index_$r")" | tee -a "$out/times.txt"
@@ -73,27 +66,26 @@ for r in $(seq 1 "$runs"); do
   enc=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$bench" --models "$models_dir" \
     --threads "$threads" --precision "$precision" --only vit384 --runs 3 | awk '$1 == "RESULT" { print $3 }')
   echo "encoder $r $enc" | tee -a "$out/times.txt"
-  echo "load $r $(load_once)" | tee -a "$out/times.txt"
 done
-python3 - "$out" "$n" <<'PY'
+python3 - "$out" "$n" "$runs" <<'PY'
 import json, statistics, sys
-out, n = sys.argv[1], int(sys.argv[2])
+out, n, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 t = {}
 for line in open(f'{out}/times.txt'):
     k, _, v = line.split()
     t.setdefault(k, []).append(float(v))
 enc = statistics.median(t['encoder'])  # ms per image, batch 8
-load = statistics.median(t['load'])
-s = json.load(open(f'{out}/index_1.json'))
-print(f"index summary (round 1): {json.dumps({k: s[k] for k in s if not isinstance(s[k], (list, dict))})}")
-print(f"encoder alone (ViT forward, batch 8, preprocessed pixels): {enc:.1f} ms/image "
-      f"(runs {' '.join(f'{x:.1f}' for x in t['encoder'])})")
-print(f"model load + one text query: {load:.2f} s (runs {' '.join(f'{x:.2f}' for x in t['load'])})")
+print(f"encoder alone (ViT forward, batch 8, preprocessed pixels): median {enc:.1f} ms/image "
+      f"(rounds {' '.join(f'{x:.1f}' for x in t['encoder'])})")
 for k in ('index', 'nothread'):
-    med = statistics.median(t[k])
-    per = 1000 * med / n
-    per_noload = 1000 * (med - load) / n
-    print(f"{k:8s} runs {' '.join(f'{x:.2f}' for x in t[k])} s, median {med:.2f} s = {per:.1f} ms/photo"
-          f" -> {enc / per:.0%} of the encoder's rate; without the model load {per_noload:.1f}"
-          f" ms/photo -> {enc / per_noload:.0%}")
+    per = []  # the engine's own seconds (scan, decode, preprocess, encode, store) per photo
+    for r in range(1, runs + 1):
+        s = json.load(open(f'{out}/{k}_{r}.json'))
+        assert s['encoded'] == n, f"{k} round {r}: {s['encoded']} of {n} photos encoded"
+        per.append(1000 * s['seconds'] / s['encoded'])
+    med = statistics.median(per)
+    wall = statistics.median(t[k])
+    print(f"{k:8s} engine ms/photo, rounds {' '.join(f'{x:.1f}' for x in per)}: median {med:.1f}"
+          f" -> {enc / med:.0%} of the encoder's rate (command wall, model load included: "
+          f"median {wall:.2f} s = {1000 * wall / n:.1f} ms/photo)")
 PY
