@@ -12,8 +12,9 @@
 #include "gaze.h"
 
 static const char INDEX_DETAILS[] =
-    "Recursively indexes JPEG, PNG, WebP, HEIC/HEIF/AVIF and GIF files. Hidden folders and\n"
-    "the usual junk (.git, node_modules, @eaDir, lost+found) are skipped unless --all.\n"
+    "Recursively indexes JPEG, PNG, WebP, HEIC/HEIF/AVIF, GIF, TIFF and BMP files and camera\n"
+    "RAW (DNG, CR2, CR3, NEF, ARW, RAF, ORF). Hidden folders and the usual junk (.git,\n"
+    "node_modules, @eaDir, lost+found) are skipped unless --all.\n"
     "Incremental: unchanged files (same size and mtime) are skipped, a renamed or duplicate\n"
     "file reuses the stored vector of the same content (xxh3 hash), files that vanished are\n"
     "marked missing and removed with --prune. Each batch is committed in one transaction;\n"
