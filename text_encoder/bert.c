@@ -46,6 +46,9 @@ struct gz_bert {
      * threads, so under this lock (the one change to a loaded model). */
     pthread_mutex_t pack_lock;
     int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
+    /* Where the copies live when another encoder runs the same weights (gz_bert_share_bf16):
+     * borrowed, or NULL = this encoder owns its copies. */
+    gz_bf16w_cache *bf16_cache;
 };
 
 /* Load one attention block "<prefix><blk>.{self.{query,key,value},output.{dense,LayerNorm}}". */
@@ -209,9 +212,16 @@ static gz_status pack_bf16(gz_bert *m, const gz_compute *cx) {
             jobs[n++] = (gz_bf16w_job){ly->cross.o_w, D, D, &ly->cross.o_p};
         }
     }
-    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    gz_status st = gz_bf16w_pack_all(cx, m->bf16_cache, jobs, n);
     free(jobs);
     return st;
+}
+
+void gz_bert_share_bf16(gz_bert *m, gz_bf16w_cache *cache) {
+    pthread_mutex_lock(&m->pack_lock);
+    assert(!m->packed_bf16); /* before the first bf16 forward (bert.h) */
+    m->bf16_cache = cache;
+    pthread_mutex_unlock(&m->pack_lock);
 }
 
 /* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per model). */

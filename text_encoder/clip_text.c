@@ -156,7 +156,7 @@ static gz_status ensure_bf16(const gz_clip_text *cm, const gz_compute *cx) {
             jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
             jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
         }
-        st = jobs ? gz_bf16w_pack_all(cx, jobs, n) : GZ_ENOMEM;
+        st = jobs ? gz_bf16w_pack_all(cx, NULL, jobs, n) : GZ_ENOMEM;
         free(jobs);
         if (st == GZ_OK) m->packed_bf16 = 1;
     }

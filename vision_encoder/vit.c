@@ -244,7 +244,7 @@ static gz_status pack_bf16(gz_vit *v, const gz_compute *cx) {
         jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
         jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
     }
-    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    gz_status st = gz_bf16w_pack_all(cx, NULL, jobs, n);
     free(jobs);
     return st;
 }
