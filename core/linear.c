@@ -122,14 +122,6 @@ gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw) {
             dst[kk * 16] = pairs[kk];
     }
     free(pairs);
-#ifdef MADV_PAGEOUT
-    /* The bf16 path reads only the copy: let the kernel reclaim W's pages (of the checkpoint's
-     * mapping, file-backed: re-read on a later use; content never changes), so a bf16 model
-     * holds about half the weight memory of an fp32 one. A hint; failure is harmless. */
-    uintptr_t lo = ((uintptr_t)w + 4095) & ~(uintptr_t)4095;
-    uintptr_t hi = ((uintptr_t)(w + (size_t)out * in)) & ~(uintptr_t)4095;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
-#endif
     pw->data = d;
     pw->out = out;
     pw->in = in;
@@ -151,7 +143,10 @@ static void pack_range(void *ctx, size_t i0, size_t i1) {
     pack_all_args *a = ctx;
     for (size_t i = i0; i < i1; i++) {
         const gz_bf16w_job *j = &a->jobs[i];
-        if (gz_bf16w_pack(j->w, j->out, j->in, j->dst) != GZ_OK) atomic_store(&a->failed, 1);
+        if (gz_bf16w_pack(j->w, j->out, j->in, j->dst) != GZ_OK)
+            atomic_store(&a->failed, 1);
+        else if (j->src)
+            gz_st_release(j->src, j->w, (size_t)j->out * (size_t)j->in * sizeof(float));
     }
 }
 
@@ -243,7 +238,7 @@ static gz_status pack_cached(const gz_compute *cx, gz_bf16w_cache *c, const gz_b
         e->src = j->w;
         e->w.out = j->out; /* the key, until the copy is made */
         e->w.in = j->in;
-        todo[k++] = (gz_bf16w_job){j->w, j->out, j->in, &e->w};
+        todo[k++] = (gz_bf16w_job){j->w, j->out, j->in, &e->w, j->src};
     }
     gz_status st = pack_owned(cx, todo, k);
     free(todo);

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "core/kernels.h"
+#include "core/safetensors.h"
 #include "core/status.h"
 
 /* Most rows the fp32 row-dot kernel takes; above it OpenBLAS's packed GEMM wins. */
@@ -44,11 +45,15 @@ int gz_cpu_has_bf16(void);
 gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw);
 void gz_bf16w_free(gz_bf16w *pw);
 
-/* One weight to pack: w(out, in) into *dst. */
+/* One weight to pack: w(out, in) into *dst. When src is not NULL, w lies in src (a checkpoint's
+ * F32 tensor) and its pages are handed back (gz_st_release) once its copy exists: the bf16
+ * path reads only the copy, so a bf16 tower holds about half the weight memory of an fp32 one.
+ * They go back weight by weight, so the packing never holds a whole tower twice. */
 typedef struct {
     const float *w;
     int out, in;
     gz_bf16w *dst;
+    const gz_st_file *src; /* borrowed, or NULL: w's pages stay */
 } gz_bf16w_job;
 
 /* The bf16 copies of one model's weights, keyed by their fp32 source (address and shape), so

@@ -252,7 +252,7 @@ static void test_linear_kernels(void) {
     {
         float *w1 = rnd(40 * 70, 1), *w2 = rnd(17 * 33, 1);
         gz_bf16w a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0};
-        gz_bf16w_job jobs[2] = {{w1, 40, 70, &a1}, {w2, 17, 33, &a2}};
+        gz_bf16w_job jobs[2] = {{w1, 40, 70, &a1, NULL}, {w2, 17, 33, &a2, NULL}};
         gz_compute c = gz_compute_make(2, 1);
         CHECK_OK(gz_bf16w_pack_all(&c, NULL, jobs, 2));
         CHECK_OK(gz_bf16w_pack(w1, 40, 70, &b1));
@@ -273,9 +273,11 @@ static void test_linear_kernels(void) {
         gz_compute c = gz_compute_make(2, 1);
         gz_bf16w_cache *cache = gz_bf16w_cache_new();
         gz_bf16w a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0}, b3 = {0}, b4 = {0}, own = {0};
-        gz_bf16w_job ja[2] = {{w1, 40, 70, &a1}, {w2, 17, 33, &a2}};
-        gz_bf16w_job jb[4] = {
-            {w2, 17, 33, &b2}, {w1, 40, 70, &b1}, {w1, 20, 140, &b3}, {w1, 20, 140, &b4}};
+        gz_bf16w_job ja[2] = {{w1, 40, 70, &a1, NULL}, {w2, 17, 33, &a2, NULL}};
+        gz_bf16w_job jb[4] = {{w2, 17, 33, &b2, NULL},
+                              {w1, 40, 70, &b1, NULL},
+                              {w1, 20, 140, &b3, NULL},
+                              {w1, 20, 140, &b4, NULL}};
         size_t bytes = 0;
         checks++;
         CHECK(cache != NULL);
