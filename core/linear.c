@@ -10,12 +10,14 @@
 #include "core/linear.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "core/threads.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && (__GNUC__ >= 11)
@@ -120,14 +122,6 @@ gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw) {
             dst[kk * 16] = pairs[kk];
     }
     free(pairs);
-#ifdef MADV_PAGEOUT
-    /* The bf16 path reads only the copy: let the kernel reclaim W's pages (of the checkpoint's
-     * mapping, file-backed: re-read on a later use; content never changes), so a bf16 model
-     * holds about half the weight memory of an fp32 one. A hint; failure is harmless. */
-    uintptr_t lo = ((uintptr_t)w + 4095) & ~(uintptr_t)4095;
-    uintptr_t hi = ((uintptr_t)(w + (size_t)out * in)) & ~(uintptr_t)4095;
-    if (hi > lo) madvise((void *)lo, hi - lo, MADV_PAGEOUT);
-#endif
     pw->data = d;
     pw->out = out;
     pw->in = in;
@@ -136,7 +130,7 @@ gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw) {
 
 void gz_bf16w_free(gz_bf16w *pw) {
     if (!pw) return;
-    free(pw->data);
+    if (!pw->borrowed) free(pw->data);
     memset(pw, 0, sizeof *pw);
 }
 
@@ -149,18 +143,127 @@ static void pack_range(void *ctx, size_t i0, size_t i1) {
     pack_all_args *a = ctx;
     for (size_t i = i0; i < i1; i++) {
         const gz_bf16w_job *j = &a->jobs[i];
-        if (gz_bf16w_pack(j->w, j->out, j->in, j->dst) != GZ_OK) atomic_store(&a->failed, 1);
+        if (gz_bf16w_pack(j->w, j->out, j->in, j->dst) != GZ_OK)
+            atomic_store(&a->failed, 1);
+        else if (j->src)
+            gz_st_release(j->src, j->w, (size_t)j->out * (size_t)j->in * sizeof(float));
     }
 }
 
-gz_status gz_bf16w_pack_all(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n) {
-    assert(cx && (jobs || n == 0));
+/* Pack every job into its own copy, on cx's threads; all or nothing. */
+static gz_status pack_owned(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n) {
     pack_all_args a = {jobs, 0};
     gz_pool_for(cx->pool, n, 1, cx->n_threads, pack_range, &a);
     if (!atomic_load(&a.failed)) return GZ_OK;
     for (size_t i = 0; i < n; i++)
         gz_bf16w_free(jobs[i].dst);
     return GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 copy of %zu weights", n);
+}
+
+/* One copy of a cache: the packed form of src (out, in). */
+typedef struct {
+    const float *src;
+    gz_bf16w w; /* owned */
+} cache_entry;
+
+struct gz_bf16w_cache {
+    pthread_mutex_t lock; /* guards every field below */
+    cache_entry *entries; /* (cap) owned; the first n used */
+    size_t n, cap;
+};
+
+gz_bf16w_cache *gz_bf16w_cache_new(void) {
+    gz_bf16w_cache *c = calloc(1, sizeof *c);
+    if (!c) {
+        GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 weight cache");
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+void gz_bf16w_cache_free(gz_bf16w_cache *c) {
+    if (!c) return;
+    for (size_t i = 0; i < c->n; i++)
+        gz_bf16w_free(&c->entries[i].w);
+    pthread_mutex_destroy(&c->lock);
+    free(c->entries);
+    free(c);
+}
+
+size_t gz_bf16w_cache_count(gz_bf16w_cache *c, size_t *bytes) {
+    assert(c);
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->n, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const gz_bf16w *w = &c->entries[i].w; /* the size gz_bf16w_pack allocated */
+        total += ((size_t)w->out + 15) / 16 * (((size_t)w->in + 1) / 2) * 32 * sizeof(uint16_t);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (bytes) *bytes = total;
+    return n;
+}
+
+/* The copy of (src, out, in) among entries [0, n), or NULL. A linear search: a model has a few
+ * hundred weights and looks them up once per tower. */
+static const gz_bf16w *cache_find(const cache_entry *e, size_t n, const float *src, int out,
+                                  int in) {
+    for (size_t i = 0; i < n; i++)
+        if (e[i].src == src && e[i].w.out == out && e[i].w.in == in) return &e[i].w;
+    return NULL;
+}
+
+/* pack_all through cache: called with its lock held. */
+static gz_status pack_cached(const gz_compute *cx, gz_bf16w_cache *c, const gz_bf16w_job *jobs,
+                             size_t n) {
+    /* Room for every job first, so nothing can fail once the copies exist. */
+    if (c->cap - c->n < n) {
+        size_t cap, bytes;
+        if (!gz_add_size(c->n, n, &cap) || !gz_mul_size(cap, sizeof(cache_entry), &bytes))
+            return GZ_FAIL(GZ_ENOMEM, "bf16 weight cache: too many weights");
+        cache_entry *e = realloc(c->entries, bytes ? bytes : 1);
+        if (!e) return GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 weight cache");
+        c->entries = e;
+        c->cap = cap;
+    }
+    /* The weights the cache lacks, each once, packed into the entries' slots past n. */
+    gz_bf16w_job *todo = gz_malloc_n(n ? n : 1, sizeof *todo, "bf16 weight cache");
+    if (!todo) return GZ_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const gz_bf16w_job *j = &jobs[i];
+        if (cache_find(c->entries, c->n + k, j->w, j->out, j->in)) continue;
+        cache_entry *e = &c->entries[c->n + k];
+        memset(e, 0, sizeof *e);
+        e->src = j->w;
+        e->w.out = j->out; /* the key, until the copy is made */
+        e->w.in = j->in;
+        todo[k++] = (gz_bf16w_job){j->w, j->out, j->in, &e->w, j->src};
+    }
+    gz_status st = pack_owned(cx, todo, k);
+    free(todo);
+    if (st != GZ_OK) return st;
+    c->n += k;
+    for (size_t i = 0; i < n; i++) {
+        const gz_bf16w *w = cache_find(c->entries, c->n, jobs[i].w, jobs[i].out, jobs[i].in);
+        assert(w && w->data);
+        *jobs[i].dst = *w;
+        jobs[i].dst->borrowed = 1;
+    }
+    return GZ_OK;
+}
+
+gz_status gz_bf16w_pack_all(const gz_compute *cx, gz_bf16w_cache *cache, const gz_bf16w_job *jobs,
+                            size_t n) {
+    assert(cx && (jobs || n == 0));
+    if (!cache) return pack_owned(cx, jobs, n);
+    pthread_mutex_lock(&cache->lock); /* packing under it: a second tower waits for the copies */
+    gz_status st = pack_cached(cx, cache, jobs, n);
+    pthread_mutex_unlock(&cache->lock);
+    if (st != GZ_OK)
+        for (size_t i = 0; i < n; i++)
+            memset(jobs[i].dst, 0, sizeof *jobs[i].dst);
+    return st;
 }
 
 /* The reference: OpenBLAS from the bias (torch's addmm order). */

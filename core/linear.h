@@ -22,16 +22,19 @@
 #include <stdint.h>
 
 #include "core/kernels.h"
+#include "core/safetensors.h"
 #include "core/status.h"
 
 /* Most rows the fp32 row-dot kernel takes; above it OpenBLAS's packed GEMM wins. */
 #define GZ_LINEAR_SMALL_N 32
 
 /* A weight W(out, in) in bf16, packed for the AVX512-BF16 kernel: 16-column panels of bf16
- * pairs, (ceil(out/16), ceil(in/2), 16, 2), zero padded. Owned by whoever packed it. */
+ * pairs, (ceil(out/16), ceil(in/2), 16, 2), zero padded. Owned by whoever packed it, unless
+ * borrowed from a gz_bf16w_cache. */
 typedef struct {
     uint16_t *data;
     int out, in;
+    int borrowed; /* 1 = a view of a gz_bf16w_cache's copy: gz_bf16w_free only forgets it */
 } gz_bf16w;
 
 /* 1 when this CPU runs the bf16 kernel (AVX512-BF16, AVX512-BW/VL). */
@@ -42,16 +45,37 @@ int gz_cpu_has_bf16(void);
 gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw);
 void gz_bf16w_free(gz_bf16w *pw);
 
-/* One weight to pack: w(out, in) into *dst. */
+/* One weight to pack: w(out, in) into *dst. When src is not NULL, w lies in src (a checkpoint's
+ * F32 tensor) and its pages are handed back (gz_st_release) once its copy exists: the bf16
+ * path reads only the copy, so a bf16 tower holds about half the weight memory of an fp32 one.
+ * They go back weight by weight, so the packing never holds a whole tower twice. */
 typedef struct {
     const float *w;
     int out, in;
     gz_bf16w *dst;
+    const gz_st_file *src; /* borrowed, or NULL: w's pages stay */
 } gz_bf16w_job;
 
+/* The bf16 copies of one model's weights, keyed by their fp32 source (address and shape), so
+ * that towers running the same weights hold one copy between them: BLIP's text tower and its
+ * ITM encoder run the same BERT layers (170 MB of bf16 for BERT-base). Owns every copy; may be
+ * used by several threads at once. */
+typedef struct gz_bf16w_cache gz_bf16w_cache;
+
+/* An empty cache, or NULL (GZ_ENOMEM message set). */
+gz_bf16w_cache *gz_bf16w_cache_new(void);
+/* Free c and every copy in it: after every tower that borrowed from it. NULL is a no-op. */
+void gz_bf16w_cache_free(gz_bf16w_cache *c);
+/* Copies held by c; *bytes (if not NULL) receives their size in bytes. */
+size_t gz_bf16w_cache_count(gz_bf16w_cache *c, size_t *bytes);
+
 /* gz_bf16w_pack of every job, split over cx's threads (packing a tower's copy costs as much as
- * many queries). All or nothing: on GZ_ENOMEM (message set) every dst is empty. */
-gz_status gz_bf16w_pack_all(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n);
+ * many queries). cache NULL: each dst owns its copy. Else each dst becomes a borrowed view of
+ * cache's copy of (w, out, in), and only the weights cache lacks are packed (once, even when
+ * several jobs name them). All or nothing: on GZ_ENOMEM (message set) every dst is empty and
+ * cache holds what it held before. */
+gz_status gz_bf16w_pack_all(const gz_compute *cx, gz_bf16w_cache *cache, const gz_bf16w_job *jobs,
+                            size_t n);
 
 /* y(n, out) at row stride ldy = x(n, in) · W(out, in)^T + b(out) (b may be NULL), with the
  * kernel cx chooses (see the top of this file); wb is W packed as bf16 or NULL. The bias is

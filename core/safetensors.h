@@ -79,6 +79,15 @@ gz_status gz_st_f32_fmt(gz_st_file *f, const float **out, int ndim, const int64_
 /* Copy an integer tensor (I64/I32/U8/...) into a new int64 array (caller frees). */
 gz_status gz_st_i64_copy(gz_st_file *f, const char *name, int64_t **out, size_t *n);
 
+/* Hand back to the kernel the pages of [p, p + bytes) (whole pages inside it) when the range
+ * lies in one of f's file mappings: an F32 tensor used in place that nothing will read again
+ * soon, e.g. a weight whose bf16 copy (core/linear.h) replaces it. The process's resident
+ * memory no longer counts them, also when another process maps the same file, and the page
+ * cache keeps them; a later read maps them again from the file (the mappings are read-only,
+ * so nothing is lost). A range f does not map (F16/BF16 tensors converted into memory f owns,
+ * any other memory) is left alone. Returns the bytes handed back (0 when none). */
+size_t gz_st_release(const gz_st_file *f, const void *p, size_t bytes);
+
 /* Feed a checkpoint's identity into the XXH3-128 state h without reading its tensor data:
  * for a .safetensors file its size (u64, host byte order), 8-byte header length and JSON
  * header; for a torch.save ZIP (detected by content) what gz_tb_fingerprint feeds; for a

@@ -59,6 +59,8 @@ void gz_itm_free(gz_itm *m) {
     free(m);
 }
 
+void gz_itm_share_bf16(gz_itm *m, gz_bf16w_cache *cache) { gz_bert_share_bf16(m->bert, cache); }
+
 int gz_itm_hidden_size(const gz_itm *m) { return m->D; }
 int gz_itm_image_hidden_size(const gz_itm *m) { return m->Dv; }
 

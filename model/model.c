@@ -21,12 +21,13 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
-#include "core/linear.h" /* gz_cpu_has_bf16 */
+#include "core/linear.h" /* gz_cpu_has_bf16, gz_bf16w_cache */
 #include "core/safetensors.h"
 #include "core/threads.h"
 #include "fusion/itm.h"
 #include "fusion/score.h"
 #include "gaze.h"
+#include "model/model_internal.h"
 #include "text_encoder/text_tower.h"
 #include "text_encoder/tokenizer.h"
 #include "vision_encoder/preprocess.h"
@@ -58,6 +59,9 @@ struct gz_model {
     gz_text_tower *text;
     gz_vit *vit;
     gz_itm *itm;
+    /* The bf16 copies of the text tower and the ITM encoder, which run the same BERT layers:
+     * one copy for both (owned; NULL in fp32). */
+    gz_bf16w_cache *bf16;
     atomic_llong texts_encoded; /* texts through the text tower, for gz_model_texts_encoded */
 };
 
@@ -121,7 +125,9 @@ static gz_status need_tokenizer(gz_model *m) {
 static gz_status need_text(gz_model *m) {
     gz_status st = need_tokenizer(m);
     if (st != GZ_OK || m->text) return st;
-    return gz_text_tower_load(m->weights, &m->cfg, &m->text);
+    st = gz_text_tower_load(m->weights, &m->cfg, &m->text);
+    if (st == GZ_OK && m->bf16) gz_text_tower_share_bf16(m->text, m->bf16);
+    return st;
 }
 
 static gz_status need_vision(gz_model *m) {
@@ -137,7 +143,9 @@ static gz_status need_itm(gz_model *m) {
                        m->dir, gz_family_name(m->cfg.family));
     gz_status st = need_tokenizer(m);
     if (st != GZ_OK || m->itm) return st;
-    return gz_itm_load(m->weights, &m->cfg, &m->itm);
+    st = gz_itm_load(m->weights, &m->cfg, &m->itm);
+    if (st == GZ_OK && m->bf16) gz_itm_share_bf16(m->itm, m->bf16);
+    return st;
 }
 
 typedef gz_status (*need_fn)(gz_model *m);
@@ -188,6 +196,7 @@ void gz_model_free(gz_model *m) {
     gz_text_tower_free(m->text);
     gz_pool_free(m->cx.pool);
     gz_vit_free(m->vit);
+    gz_bf16w_cache_free(m->bf16); /* after the towers that borrowed from it */
     gz_tokenizer_free(m->tok);
     gz_st_close(m->weights);
     pthread_mutex_destroy(&m->lock);
@@ -319,6 +328,10 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
     m->cx.bf16 = params->precision == GZ_PRECISION_BF16 && params->simd && gz_bf16_available();
     m->cx.pool = gz_pool_create(m->cx.n_threads); /* NULL (threads per loop) is fine */
+    if (m->cx.bf16 && !(m->bf16 = gz_bf16w_cache_new())) {
+        gz_model_free(m);
+        return GZ_ENOMEM;
+    }
     gz_status st = load_inner(m, params);
     if (st != GZ_OK) {
         gz_model_free(m);
@@ -338,6 +351,11 @@ int gz_model_has_itm(const gz_model *m) { return m->cfg.family == GZ_FAMILY_BLIP
 float gz_model_logit_scale(const gz_model *m) { return m->logit_scale; }
 gz_precision gz_model_precision(const gz_model *m) {
     return m->cx.bf16 ? GZ_PRECISION_BF16 : GZ_PRECISION_FP32;
+}
+
+size_t gz_model_bf16_copies(const gz_model *m, size_t *bytes) {
+    if (bytes) *bytes = 0;
+    return m->bf16 ? gz_bf16w_cache_count(m->bf16, bytes) : 0;
 }
 
 int gz_bf16_available(void) {

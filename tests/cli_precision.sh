@@ -5,7 +5,9 @@
 #   - without AVX512-BF16 (GAZE_NO_BF16=1 pretends so) a note says fp32 runs instead, and the
 #     output is byte for byte the fp32 output;
 #   - a word other than fp32|bf16 is a usage error (exit 2) naming it, before anything is done;
-#   - index and search take the flag (the engine's model is loaded with it).
+#   - index and search take the flag (the engine's model is loaded with it);
+#   - the fallback of every command with --precision (match, index, search, add-texts, eval):
+#     the note and the fp32 results. (`gaze serve` has no --precision.)
 # Usage: bash tests/cli_precision.sh <gaze binary> <tests/data dir>
 source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 
@@ -83,5 +85,76 @@ import json, sys
 t = open(sys.argv[1]).read()
 sys.exit(0 if t.count('animal_dog_corgi.jpg') == 1 and t.count('food_coffee.png') == 1 else 1)
 PY
+
+# Every other command that takes --precision falls back the same way under GAZE_NO_BF16=1:
+# exit 0, the note, and what fp32 computes (its output byte for byte, or for index and
+# add-texts the vectors it stored, seen through an fp32 search of the database). The note goes
+# to stderr; quiet modes (-q) are not used here because they silence it.
+NOTE="note: --precision bf16: .*computing in fp32"
+fallback() { # fallback WHAT FP32_OUT NOBF16_OUT NOBF16_ERR: the checks of one command
+    check "$1: GAZE_NO_BF16=1 --precision bf16 prints the note" grep -q "$NOTE" "$4"
+    check "$1: GAZE_NO_BF16=1 --precision bf16 gives the fp32 output" cmp -s "$2" "$3"
+}
+# match
+MATCH=(match --model "$MODEL" --threads 2 --image "${PHOTOS[0]}" --text "a dog" --text "coffee"
+       --json)
+timeout 120 "$GAZE" "${MATCH[@]}" >"$TMP/m32.json" 2>/dev/null
+check "match fp32 exits 0" test $? -eq 0
+GAZE_NO_BF16=1 timeout 120 "$GAZE" "${MATCH[@]}" --precision bf16 >"$TMP/mnb.json" 2>"$TMP/mnb.err"
+check "match: GAZE_NO_BF16=1 --precision bf16 exits 0" test $? -eq 0
+fallback match "$TMP/m32.json" "$TMP/mnb.json" "$TMP/mnb.err"
+# index (the vectors stored) and search (the query vector)
+timeout 120 "$GAZE" index "$TMP/p" --db "$TMP/f.db" --model "$MODEL" --threads 2 --quiet \
+    >/dev/null 2>&1
+check "index fp32 exits 0" test $? -eq 0
+GAZE_NO_BF16=1 timeout 120 "$GAZE" index "$TMP/p" --db "$TMP/n.db" --model "$MODEL" \
+    --threads 2 --precision bf16 >/dev/null 2>"$TMP/inb.err"
+check "index: GAZE_NO_BF16=1 --precision bf16 exits 0" test $? -eq 0
+SEARCH=(search "a dog" --model "$MODEL" --threads 2 -k 2 --json)
+timeout 120 "$GAZE" "${SEARCH[@]}" --db "$TMP/f.db" >"$TMP/sf.json" 2>/dev/null
+timeout 120 "$GAZE" "${SEARCH[@]}" --db "$TMP/n.db" >"$TMP/sn.json" 2>/dev/null
+check "search fp32 of both databases gives 2 rows" \
+    test "$(wc -l <"$TMP/sf.json")" -eq 2 -a "$(wc -l <"$TMP/sn.json")" -eq 2
+fallback index "$TMP/sf.json" "$TMP/sn.json" "$TMP/inb.err"
+GAZE_NO_BF16=1 timeout 120 "$GAZE" "${SEARCH[@]}" --db "$TMP/f.db" --precision bf16 \
+    >"$TMP/snb.json" 2>"$TMP/snb.err"
+check "search: GAZE_NO_BF16=1 --precision bf16 exits 0" test $? -eq 0
+fallback search "$TMP/sf.json" "$TMP/snb.json" "$TMP/snb.err"
+# add-texts (the text vectors stored), seen through a text search
+printf '{"id": "a", "text": "a dog on a beach"}\n{"id": "b", "text": "a cup of coffee"}\n' \
+    >"$TMP/cat.jsonl"
+timeout 120 "$GAZE" add-texts "$TMP/cat.jsonl" --db "$TMP/tf.db" --model "$MODEL" --threads 2 \
+    >/dev/null 2>&1
+check "add-texts fp32 exits 0" test $? -eq 0
+GAZE_NO_BF16=1 timeout 120 "$GAZE" add-texts "$TMP/cat.jsonl" --db "$TMP/tn.db" \
+    --model "$MODEL" --threads 2 --precision bf16 >/dev/null 2>"$TMP/tnb.err"
+check "add-texts: GAZE_NO_BF16=1 --precision bf16 exits 0" test $? -eq 0
+TSEARCH=(search "dog" --texts --model "$MODEL" --threads 2 -k 2 --json)
+timeout 120 "$GAZE" "${TSEARCH[@]}" --db "$TMP/tf.db" >"$TMP/tsf.json" 2>/dev/null
+timeout 120 "$GAZE" "${TSEARCH[@]}" --db "$TMP/tn.db" >"$TMP/tsn.json" 2>/dev/null
+check "text search fp32 of both databases gives 2 rows" \
+    test "$(wc -l <"$TMP/tsf.json")" -eq 2 -a "$(wc -l <"$TMP/tsn.json")" -eq 2
+fallback add-texts "$TMP/tsf.json" "$TMP/tsn.json" "$TMP/tnb.err"
+# eval: the recalls (the JSON less its timings, which differ from run to run)
+EVAL=(eval "$DATA/evalset/captions.jsonl" --model "$MODEL" --threads 2 --json)
+timeout 300 "$GAZE" "${EVAL[@]}" >"$TMP/e32.json" 2>/dev/null
+check "eval fp32 exits 0" test $? -eq 0
+GAZE_NO_BF16=1 timeout 300 "$GAZE" "${EVAL[@]}" --precision bf16 >"$TMP/enb.json" 2>"$TMP/enb.err"
+check "eval: GAZE_NO_BF16=1 --precision bf16 exits 0" test $? -eq 0
+for f in e32 enb; do
+    "$PY" - "$TMP/$f.json" >"$TMP/$f.recalls" <<'PY'
+import json, sys
+def strip(o):  # drop every timing
+    if isinstance(o, dict):
+        return {k: strip(v) for k, v in o.items() if 'time' not in k and not k.endswith('_s')
+                and not k.endswith('_ms')}
+    return [strip(v) for v in o] if isinstance(o, list) else o
+d = strip(json.load(open(sys.argv[1])))
+assert 'txt_r10' in d and 'img_r10' in d, 'no recalls in the eval output'
+print(json.dumps(d, sort_keys=True, indent=1))
+PY
+done
+check "eval: both outputs have recalls" test -s "$TMP/e32.recalls" -a -s "$TMP/enb.recalls"
+fallback eval "$TMP/e32.recalls" "$TMP/enb.recalls" "$TMP/enb.err"
 
 cli_finish cli_precision

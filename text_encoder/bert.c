@@ -46,6 +46,10 @@ struct gz_bert {
      * threads, so under this lock (the one change to a loaded model). */
     pthread_mutex_t pack_lock;
     int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
+    /* Where the copies live when another encoder runs the same weights (gz_bert_share_bf16):
+     * borrowed, or NULL = this encoder owns its copies. */
+    gz_bf16w_cache *bf16_cache;
+    const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
 /* Load one attention block "<prefix><blk>.{self.{query,key,value},output.{dense,LayerNorm}}". */
@@ -95,6 +99,7 @@ gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *
     }
     pthread_mutex_init(&m->pack_lock, NULL);
     m->cfg = *cfg;
+    m->weights = w;
     m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
     m->De = with_cross ? cfg->encoder_hidden_size : 0;
     m->with_cross = with_cross ? 1 : 0;
@@ -198,20 +203,27 @@ static gz_status pack_bf16(gz_bert *m, const gz_compute *cx) {
     size_t n = 0;
     for (int l = 0; l < m->L; l++) {
         bert_layer *ly = &m->layers[l];
-        jobs[n++] = (gz_bf16w_job){ly->self.q_w, D, D, &ly->self.q_p};
-        jobs[n++] = (gz_bf16w_job){ly->self.k_w, D, D, &ly->self.k_p};
-        jobs[n++] = (gz_bf16w_job){ly->self.v_w, D, D, &ly->self.v_p};
-        jobs[n++] = (gz_bf16w_job){ly->self.o_w, D, D, &ly->self.o_p};
-        jobs[n++] = (gz_bf16w_job){ly->i_w, F, D, &ly->i_p};
-        jobs[n++] = (gz_bf16w_job){ly->o_w, D, F, &ly->o_p};
+        jobs[n++] = (gz_bf16w_job){ly->self.q_w, D, D, &ly->self.q_p, m->weights};
+        jobs[n++] = (gz_bf16w_job){ly->self.k_w, D, D, &ly->self.k_p, m->weights};
+        jobs[n++] = (gz_bf16w_job){ly->self.v_w, D, D, &ly->self.v_p, m->weights};
+        jobs[n++] = (gz_bf16w_job){ly->self.o_w, D, D, &ly->self.o_p, m->weights};
+        jobs[n++] = (gz_bf16w_job){ly->i_w, F, D, &ly->i_p, m->weights};
+        jobs[n++] = (gz_bf16w_job){ly->o_w, D, F, &ly->o_p, m->weights};
         if (m->with_cross) {
-            jobs[n++] = (gz_bf16w_job){ly->cross.q_w, D, D, &ly->cross.q_p};
-            jobs[n++] = (gz_bf16w_job){ly->cross.o_w, D, D, &ly->cross.o_p};
+            jobs[n++] = (gz_bf16w_job){ly->cross.q_w, D, D, &ly->cross.q_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->cross.o_w, D, D, &ly->cross.o_p, m->weights};
         }
     }
-    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    gz_status st = gz_bf16w_pack_all(cx, m->bf16_cache, jobs, n);
     free(jobs);
     return st;
+}
+
+void gz_bert_share_bf16(gz_bert *m, gz_bf16w_cache *cache) {
+    pthread_mutex_lock(&m->pack_lock);
+    assert(!m->packed_bf16); /* before the first bf16 forward (bert.h) */
+    m->bf16_cache = cache;
+    pthread_mutex_unlock(&m->pack_lock);
 }
 
 /* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per model). */

@@ -23,6 +23,7 @@
 
 #include "core/config.h"
 #include "core/kernels.h"
+#include "core/linear.h"
 #include "core/safetensors.h"
 #include "core/status.h"
 
@@ -40,6 +41,14 @@ typedef struct gz_bert gz_bert;
 gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg, int with_cross,
                        gz_bert **out);
 void gz_bert_free(gz_bert *m);
+
+/*
+** Keep this encoder's bf16 copies (made on its first bf16 forward) in cache, shared with every
+** encoder that runs the same weights, instead of owning them: BLIP's text tower and ITM
+** encoder load the same "text_encoder." layers. cache is borrowed (it must outlive m; NULL
+** goes back to owned copies). Call before the first bf16 forward; results do not change.
+*/
+void gz_bert_share_bf16(gz_bert *m, gz_bf16w_cache *cache);
 
 int gz_bert_hidden_size(const gz_bert *m); /* D */
 int gz_bert_num_layers(const gz_bert *m);  /* L */

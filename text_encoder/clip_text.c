@@ -39,6 +39,7 @@ struct gz_clip_text {
      * threads, so under this lock (the one change to a loaded model). */
     pthread_mutex_t pack_lock;
     int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
+    const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
 gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_config *cfg,
@@ -63,6 +64,7 @@ gz_status gz_clip_text_load(gz_st_file *w, const char *prefix, const gz_text_con
     }
     pthread_mutex_init(&m->pack_lock, NULL);
     m->cfg = *cfg;
+    m->weights = w;
     m->D = D, m->H = H, m->Dh = D / H, m->F = F, m->L = L;
     gz_status st;
     if ((st = tx_get_w(w, prefix, "embeddings.token_embedding.weight", cfg->vocab_size, D,
@@ -149,14 +151,14 @@ static gz_status ensure_bf16(const gz_clip_text *cm, const gz_compute *cx) {
         size_t n = 0;
         for (int l = 0; jobs && l < m->L; l++) {
             clip_layer *ly = &m->layers[l];
-            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p};
-            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p};
-            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p};
-            jobs[n++] = (gz_bf16w_job){ly->o_w, D, D, &ly->o_p};
-            jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
-            jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
+            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->o_w, D, D, &ly->o_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p, m->weights};
         }
-        st = jobs ? gz_bf16w_pack_all(cx, jobs, n) : GZ_ENOMEM;
+        st = jobs ? gz_bf16w_pack_all(cx, NULL, jobs, n) : GZ_ENOMEM;
         free(jobs);
         if (st == GZ_OK) m->packed_bf16 = 1;
     }

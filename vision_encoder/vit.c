@@ -58,6 +58,7 @@ struct gz_vit {
      * threads, so under this lock (the one change to a loaded tower). */
     pthread_mutex_t pack_lock;
     int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
+    const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
 /* Scratch of one forward chunk (one allocation, owned by the caller of vit_forward). */
@@ -154,6 +155,7 @@ gz_status gz_vit_load(gz_st_file *w, const gz_model_config *cfg, gz_vit **out) {
     gz_vit *v = calloc(1, sizeof *v);
     if (!v) return GZ_FAIL(GZ_ENOMEM, "vision tower: out of memory");
     pthread_mutex_init(&v->pack_lock, NULL);
+    v->weights = w;
     v->family = cfg->family;
     v->D = vc->hidden_size;
     v->L = vc->num_layers;
@@ -234,17 +236,17 @@ static gz_status pack_bf16(gz_vit *v, const gz_compute *cx) {
     for (int l = 0; l < v->L; l++) {
         vit_layer *ly = &v->layers[l];
         if (ly->qkv_w) {
-            jobs[n++] = (gz_bf16w_job){ly->qkv_w, 3 * D, D, &ly->qkv_p};
+            jobs[n++] = (gz_bf16w_job){ly->qkv_w, 3 * D, D, &ly->qkv_p, v->weights};
         } else {
-            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p};
-            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p};
-            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p};
+            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p, v->weights};
+            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p, v->weights};
+            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p, v->weights};
         }
-        jobs[n++] = (gz_bf16w_job){ly->out_w, D, D, &ly->out_p};
-        jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p};
-        jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p};
+        jobs[n++] = (gz_bf16w_job){ly->out_w, D, D, &ly->out_p, v->weights};
+        jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p, v->weights};
+        jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p, v->weights};
     }
-    gz_status st = gz_bf16w_pack_all(cx, jobs, n);
+    gz_status st = gz_bf16w_pack_all(cx, NULL, jobs, n);
     free(jobs);
     return st;
 }

@@ -1,0 +1,134 @@
+/* test_model_bf16_share.c - a bf16 BLIP model holds one bf16 copy of the BERT layers that its
+ * text tower and its ITM encoder share (issue #14), whichever of the two runs first, and the
+ * results do not depend on which packed them.
+ *
+ * Counts come from gz_model_bf16_copies (model/model_internal.h). With L text layers, D hidden
+ * and F intermediate: the text tower packs 6 weights a layer (self query, key, value, output;
+ * intermediate; output), the ITM encoder the same 6 plus the cross-attention query and output,
+ * so a shared model holds 8 L copies, and 14 L if the two kept their own. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "gaze.h"
+#include "model/model_internal.h"
+#include "testutil.h"
+
+static int checks;
+
+/* Bytes of W(out, in) packed as bf16 (core/linear.h): (ceil(out/16), ceil(in/2), 16, 2). */
+static size_t packed_bytes(int out, int in) {
+    return ((size_t)out + 15) / 16 * (((size_t)in + 1) / 2) * 32 * 2;
+}
+
+static gz_model *load(const char *dir, gz_precision precision) {
+    gz_model_params p = gz_model_default_params();
+    p.n_threads = 2;
+    p.precision = precision;
+    gz_model *m = NULL;
+    if (gz_model_load(dir, &p, &m) != GZ_OK) {
+        fprintf(stderr, "%s: %s\n", dir, gz_last_error());
+        exit(2);
+    }
+    return m;
+}
+
+typedef struct {
+    size_t text_copies, text_bytes; /* what the text tower alone packs */
+    size_t all_copies, all_bytes;   /* text tower and ITM encoder together, shared */
+} expect;
+
+/* The copies of one model, checked against want copies and bytes. */
+static void check_copies(const char *what, const gz_model *m, size_t want, size_t want_bytes) {
+    size_t bytes = 0, n = gz_model_bf16_copies(m, &bytes);
+    checks++;
+    if (n != want || bytes != want_bytes) {
+        fprintf(stderr, "FAIL %s: %zu bf16 copies of %zu bytes, want %zu of %zu\n", what, n, bytes,
+                want, want_bytes);
+        gz_test_failures++;
+    } else {
+        printf("  %-44s %zu copies, %zu bytes\n", what, n, bytes);
+    }
+}
+
+/* Largest embedding this test expects of the fixture. */
+#define TEST_MAX_DIM 1024
+
+typedef struct {
+    float text[TEST_MAX_DIM]; /* gz_encode_texts of the caption */
+    int dim;                  /* gz_model_dim */
+    gz_match match;           /* gz_match_text_images_embedded of the caption and the image */
+} outputs;
+
+static const char *const CAPTION = "a cat lying on a couch";
+
+/* Run the model's text tower first (text_first) or its ITM encoder first, checking the copies
+ * after each. */
+static void run_order(const char *dir, gz_precision precision, int text_first, const expect *e,
+                      outputs *o) {
+    gz_model *m = load(dir, precision);
+    const int shared = gz_model_precision(m) == GZ_PRECISION_BF16;
+    o->dim = gz_model_dim(m);
+    if (o->dim <= 0 || o->dim > TEST_MAX_DIM) {
+        fprintf(stderr, "%s: embedding size %d outside this test's 1..%d\n", dir, o->dim,
+                TEST_MAX_DIM);
+        exit(2);
+    }
+    gz_image img;
+    memset(&img, 0, sizeof img);
+    gz_image_params ip = gz_model_image_params(m);
+    CHECK_OK(gz_image_load(gz_test_path("fixtures/images/a1_chelsea.jpg"), &ip, &img));
+    const char *label = precision == GZ_PRECISION_FP32 ? "fp32"
+                        : text_first                   ? "bf16, text tower first"
+                                                       : "bf16, ITM encoder first";
+    char what[96];
+    for (int step = 0; step < 2; step++) {
+        int text_now = (step == 0) == (text_first != 0);
+        if (text_now) {
+            CHECK_OK(gz_encode_texts(m, &CAPTION, 1, o->text));
+        } else { /* the ITM encoder without the text tower: a given unit vector stands for
+                  * the text's embedding (it sets itc only) */
+            float given[TEST_MAX_DIM] = {1.0f};
+            CHECK_OK(gz_match_text_images_embedded(m, CAPTION, given, &img, 1, &o->match));
+        }
+        snprintf(what, sizeof what, "%s, after the %s", label, text_now ? "text tower" : "ITM");
+        /* step 0: what the first tower packed; step 1: both, one copy of the shared layers */
+        size_t want = !shared ? 0 : step == 1 || !text_now ? e->all_copies : e->text_copies;
+        size_t want_b = !shared ? 0 : step == 1 || !text_now ? e->all_bytes : e->text_bytes;
+        check_copies(what, m, want, want_b);
+    }
+    gz_image_free(&img);
+    gz_model_free(m);
+}
+
+int main(void) {
+    setenv("XDG_CACHE_HOME", gz_test_tmpdir("model_bf16_share_cache"), 1);
+    const char *dir = gz_test_path("fixtures/blip_itm");
+    gz_model_config cfg;
+    CHECK_OK(gz_config_load(gz_test_path("fixtures/blip_itm/config.json"), &cfg));
+    const int L = cfg.text.num_layers, D = cfg.text.hidden_size, F = cfg.text.intermediate_size;
+    expect e;
+    e.text_copies = (size_t)6 * L;
+    e.text_bytes = (size_t)L * (4 * packed_bytes(D, D) + packed_bytes(F, D) + packed_bytes(D, F));
+    e.all_copies = (size_t)8 * L;
+    e.all_bytes = e.text_bytes + (size_t)L * 2 * packed_bytes(D, D);
+
+    if (!gz_bf16_available())
+        printf("note: no AVX512-BF16 here (or GAZE_NO_BF16 set): bf16 falls back to fp32 and "
+               "no copies are made; the counts below are 0\n");
+    outputs a, b, f;
+    memset(&a, 0, sizeof a), memset(&b, 0, sizeof b), memset(&f, 0, sizeof f);
+    run_order(dir, GZ_PRECISION_BF16, 1, &e, &a);
+    run_order(dir, GZ_PRECISION_BF16, 0, &e, &b);
+    run_order(dir, GZ_PRECISION_FP32, 1, &e, &f); /* fp32 makes no copy */
+
+    /* The copies are the same bytes whoever packed them: equal results, bit for bit. */
+    checks += 2;
+    CHECK(a.dim == b.dim && !memcmp(a.text, b.text, (size_t)a.dim * sizeof(float)));
+    CHECK(!memcmp(&a.match, &b.match, sizeof a.match));
+    printf("  bf16 text embedding and ITM, either order: bit-identical; ITM prob %.6f "
+           "(fp32 %.6f)\n",
+           a.match.itm_prob, f.match.itm_prob);
+    return gz_test_finish("model_bf16_share", checks);
+}
