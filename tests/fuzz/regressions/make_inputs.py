@@ -63,6 +63,10 @@ put("fuzz_safetensors", "defect-header-length-wraps.safetensors",
 # data_offsets past the end of the data area (a truncated weights file)
 put("fuzz_safetensors", "defect-offsets-past-data.safetensors",
     safetensors([("w", "F32", [1024], b"\0" * 4096, None)], data_len=16))
+# data_offsets 1 TiB past the end of a 100-byte file: the tensor pointer lands far outside
+# the mapping (any build crashes when it is read, not only one with ASan)
+put("fuzz_safetensors", "defect-offsets-past-file.safetensors",
+    safetensors([("w", "F32", [2**38], b"\0" * 16, [0, 2**40])]))
 # a shape whose element count overflows 64 bits
 put("fuzz_safetensors", "defect-shape-overflow.safetensors",
     safetensors([("w", "F32", [2**62, 8], b"\0" * 16, [0, 16])]))
