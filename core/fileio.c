@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,16 @@ char *gz_path_join(const char *dir, const char *name) {
     if (p[k - 1] != '/') p[k++] = '/';
     memcpy(p + k, name, b + 1);
     return p;
+}
+
+int gz_path_resolves_inside(const char *dir_real, const char *path) {
+    char real[PATH_MAX];
+    if (!realpath(path, real)) return 1;
+    size_t n = strlen(dir_real);
+    while (n > 1 && dir_real[n - 1] == '/') /* "/data/" names the folder "/data" */
+        n--;
+    if (n == 1 && dir_real[0] == '/') return 1;
+    return strncmp(real, dir_real, n) == 0 && (real[n] == '/' || real[n] == '\0');
 }
 
 int gz_is_regular_file(const char *path) {

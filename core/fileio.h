@@ -22,6 +22,12 @@ void *gz_calloc_n(size_t n, size_t size, const char *what);
  * dir is NULL or empty. A trailing '/' on dir is not doubled. NULL when out of memory. */
 char *gz_path_join(const char *dir, const char *name);
 
+/* 1 if path, resolved physically (realpath: symlinks followed, "link/.." as the kernel sees
+ * it), lies inside the folder dir_real, which must itself be physical (a realpath result).
+ * A path that resolves to nothing counts as inside: there is nothing to read there now, and
+ * its reader reports it as missing. Confines the files a dataset or catalogue names. */
+int gz_path_resolves_inside(const char *dir_real, const char *path);
+
 /* 1 if path names an existing regular file (links followed). */
 int gz_is_regular_file(const char *path);
 

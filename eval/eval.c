@@ -56,6 +56,8 @@ typedef struct {
     int cap_images, cap_texts, cap_t2i;
     const gz_eval_load_opts *o;
     const char *root; /* folder of relative image paths */
+    char *root_real;  /* root resolved physically (realpath); NULL when confinement is off or
+                         the folder does not exist (then nothing under it can be read) */
 } loader;
 
 static gz_status grow(void **p, int *cap, int need, size_t elem) {
@@ -74,9 +76,8 @@ static gz_status grow(void **p, int *cap, int need, size_t elem) {
     return GZ_OK;
 }
 
-/* Add one image with its captions (json strings in caps[0..n_caps)). */
 /* 1 if a relative path stays inside its folder lexically: not absolute, no ".." component.
- * (Symlinks inside the folder are the folder owner's choice and are followed.) */
+ * Symlinks are checked after this, physically (gz_path_resolves_inside). */
 static int path_stays_inside(const char *p) {
     if (p[0] == '/') return 0;
     for (const char *c = p; *c;) {
@@ -89,6 +90,7 @@ static int path_stays_inside(const char *p) {
     return 1;
 }
 
+/* Add one image with its captions (json strings in caps[0..n_caps)). */
 static gz_status add_image(loader *L, const char *image, json_t *const *caps, int n_caps,
                            long where) {
     gz_eval_set *s = L->s;
@@ -97,6 +99,19 @@ static gz_status add_image(loader *L, const char *image, json_t *const *caps, in
                        "%s: entry %ld: image path '%s' is absolute or leaves the dataset's "
                        "folder (allowed only with allow_outside_root)",
                        s->file, where, image);
+    if (L->root_real) {
+        /* A symlink inside the folder (the file, or a folder on its way) may point anywhere:
+         * where the path leads is what counts. */
+        char *joined = gz_path_join(L->root, image);
+        if (!joined) return GZ_FAIL(GZ_ENOMEM, "evaluation set: out of memory");
+        int inside = gz_path_resolves_inside(L->root_real, joined);
+        free(joined);
+        if (!inside)
+            return GZ_FAIL(GZ_EINVAL,
+                           "%s: entry %ld: image path '%s' leads outside the dataset's folder "
+                           "through a symbolic link (allowed only with allow_outside_root)",
+                           s->file, where, image);
+    }
     if (n_caps <= 0) {
         s->n_no_captions++;
         return GZ_OK;
@@ -354,6 +369,7 @@ gz_status gz_eval_load(const char *path, const gz_eval_load_opts *opts, gz_eval_
         return GZ_FAIL(GZ_ENOMEM, "%s: out of memory", path);
     }
     loader L = {.s = s, .o = opts, .root = dir};
+    if (!opts->allow_outside_root) L.root_real = realpath(dir, NULL);
     size_t p = 0;
     if (len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB &&
         (unsigned char)buf[2] == 0xBF)
@@ -387,6 +403,7 @@ gz_status gz_eval_load(const char *path, const gz_eval_load_opts *opts, gz_eval_
     json_decref(whole);
     free(buf);
     free(dir);
+    free(L.root_real);
     if (st == GZ_OK && s->n_images == 0) {
         if (s->n_entries == 0)
             st = GZ_FAIL(GZ_EINVAL, "%s: no entries%s%s", path,

@@ -1027,9 +1027,10 @@ typedef struct {
     gz_eval_captions captions;
     const char *image_root; /* folder for relative image paths; NULL = the file's folder */
     const char *split;      /* Karpathy dataset_*.json: the split to use (default "test") */
-    int allow_outside_root; /* 0 (default): an image path that is absolute or climbs out with
-                               ".." is refused (GZ_EINVAL naming the entry): a downloaded
-                               dataset file cannot make gaze read files elsewhere */
+    int allow_outside_root; /* 0 (default): an image path that is absolute, climbs out with
+                               "..", or leads out of the folder through a symbolic link
+                               (resolved physically) is refused (GZ_EINVAL naming the entry): a
+                               downloaded dataset cannot make gaze read files elsewhere */
 } gz_eval_load_opts;
 
 gz_eval_load_opts gz_eval_default_load_opts(void);

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # fuzz.sh - run one libFuzzer target for a while on its seed corpus from tests/data.
 # Usage: scripts/fuzz.sh TARGET SECONDS
-#   TARGET: one of tests/fuzz/fuzz_*.c (fuzz_config, fuzz_safetensors, fuzz_st_index,
+#   TARGET: one of tests/fuzz/targets.cmake (fuzz_config, fuzz_safetensors, fuzz_st_index,
 #   fuzz_torchbin, fuzz_eval_load, fuzz_tokenize, fuzz_tokenizer_files, fuzz_records,
-#   fuzz_vindex_load, ...)
+#   fuzz_vindex_load, fuzz_factory, fuzz_image, fuzz_image_<jpeg|png|webp|gif|heif|tiff|bmp>)
 # Builds the fuzz targets first when needed: a separate clang build with ASan + UBSan in
 # build-fuzz/ (GAZE_FUZZ_BUILD to change it), since libFuzzer comes with clang, not gcc.
 # Inputs that reach new code accumulate in build-fuzz/corpus/TARGET and are reused by the next
@@ -14,13 +14,15 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 if [ $# -ne 2 ] || ! [[ $2 =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ]; then
-  echo "usage: scripts/fuzz.sh TARGET SECONDS   (TARGET: one of tests/fuzz/fuzz_*.c)" >&2
+  echo "usage: scripts/fuzz.sh TARGET SECONDS   (TARGET: one of tests/fuzz/targets.cmake)" >&2
   exit 2
 fi
 target=$1
 secs=$2
-if [ ! -f "tests/fuzz/$target.c" ]; then
-  echo "fuzz.sh: no fuzz target tests/fuzz/$target.c" >&2
+# fuzz_image_<format> is tests/fuzz/fuzz_image.c built for one decoder (tests/fuzz/targets.cmake)
+if ! grep -q "^  $target:" tests/fuzz/targets.cmake &&
+  ! { [[ $target =~ ^fuzz_image_(jpeg|png|webp|gif|heif|tiff|bmp)$ ]]; }; then
+  echo "fuzz.sh: no fuzz target $target (tests/fuzz/targets.cmake lists them)" >&2
   exit 2
 fi
 build=${GAZE_FUZZ_BUILD:-build-fuzz}
@@ -92,7 +94,7 @@ fuzz_eval_load)
 {"images": [{"filepath": "val2014", "filename": "a.jpg", "split": "test", "sentences": [{"raw": "A dog on a beach."}, {"raw": "Two dogs run."}]}, {"filepath": "val2014", "filename": "b.jpg", "split": "train", "sentences": [{"raw": "A cat."}]}]}
 EOF
   ;;
-fuzz_image)
+fuzz_image | fuzz_image_*)
   max_len=32768
   # the small test photos (larger ones are cut to max_len: truncated files are inputs too) and
   # tiny generated pictures of each format the generator writes
@@ -107,6 +109,12 @@ fuzz_image)
   python3 tests/hostile_images.py heif_grid 64 64 "$seeds/grid.heic"
   python3 tests/hostile_images.py tiff 9 7 "$seeds/rgb.tif"
   python3 tests/hostile_images.py bmp 9 7 "$seeds/rgb.bmp"
+  if [ "$target" != fuzz_image ]; then # one decoder: the seeds of its format only
+    case ${target#fuzz_image_} in
+    jpeg) keep=jpg ;; heif) keep=heic ;; tiff) keep=tif ;; *) keep=${target#fuzz_image_} ;;
+    esac
+    find "$seeds" -type f ! -name "*.$keep" -delete
+  fi
   ;;
 fuzz_st_index)
   max_len=4096
@@ -166,6 +174,13 @@ flat = hdr(b"IxFI", 2) + struct.pack("<Q", 8) + vecs
 open(d + "/flat2", "wb").write(bytes([2]) + ids + flat)
 open(d + "/flat0", "wb").write(bytes([0]) + hdr(b"IxFI", 0) + struct.pack("<Q", 0))
 EOF
+  ;;
+fuzz_factory)
+  max_len=128
+  # the forms gz_vindex_check_factory accepts (GZ_VX_FACTORY_FORMS), each in a file
+  for f in Flat HNSW32 HNSW8,Flat IVF4,Flat IVF13,Flat IVF16,PQ4x4 PQ8 PQ2x8np; do
+    printf '%s' "$f" >"$seeds/${f//,/_}"
+  done
   ;;
 fuzz_records)
   max_len=8192

@@ -23,7 +23,9 @@ cmake -S . -B "$build" "${flags[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 (cd "$build" && ctest --output-on-failure -j"$(nproc)")
 if [ "$build" = build-asan ]; then
-  for src in tests/fuzz/fuzz_*.c; do
-    bash scripts/fuzz.sh "$(basename "$src" .c)" "${GAZE_FUZZ_SECONDS:-5}"
+  # every target of tests/fuzz/targets.cmake (fuzz_image_<format> shares fuzz_image.c)
+  for target in $(sed -n 's/^  \(fuzz_[a-z_]*\):.*/\1/p' tests/fuzz/targets.cmake) \
+    fuzz_image_{jpeg,png,webp,gif,heif,tiff,bmp}; do
+    bash scripts/fuzz.sh "$target" "${GAZE_FUZZ_SECONDS:-5}"
   done
 fi

@@ -3,7 +3,7 @@
 # (#15.10): a downloaded dataset must not make gaze read files elsewhere. add-texts does not
 # link an image that resolves outside the record file's folder (".." or a symlink out: checked
 # physically) and imports the text with a warning; gaze eval refuses absolute or climbing image
-# paths. --allow-outside allows both.
+# paths and symlinks that lead outside (physically). --allow-outside allows both.
 # Usage: bash tests/cli_confine.sh <gaze binary> <tests/data dir>
 source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 expect() { # expect "what" FILE NAME VALUE: NAME of the JSON object in FILE is VALUE
@@ -51,4 +51,35 @@ check "eval refuses an absolute image path (rc $rc)" test $rc -ne 0
 check "... naming the entry and the rule" grep -q "absolute or leaves the dataset's folder" "$TMP/e1e.txt"
 "$GAZE" eval "$TMP/set/c.jsonl" --model "$M" --quiet --allow-outside >"$TMP/e2.txt" 2>"$TMP/e2e.txt"
 check "eval --allow-outside: exit 0" test $? -eq 0
+
+# eval, physically (#15.10): a symlink inside the set's folder that leads outside, to a file or
+# through a folder, is refused; one that stays inside is followed; --allow-outside takes both
+ln -s "$TMP/outside/secret.png" "$TMP/set/images/link.png"
+ln -s "$TMP/outside" "$TMP/set/elsewhere"
+ln -s a.png "$TMP/set/images/alias.png"
+printf '{"image": "images/a.png", "captions": ["coffee"]}\n{"image": "images/link.png", "captions": ["a cat"]}\n' \
+    >"$TMP/set/l.jsonl"
+printf '{"image": "images/a.png", "captions": ["coffee"]}\n{"image": "elsewhere/secret.png", "captions": ["a cat"]}\n' \
+    >"$TMP/set/d.jsonl"
+printf '{"image": "images/a.png", "captions": ["coffee"]}\n{"image": "images/alias.png", "captions": ["a cup"]}\n' \
+    >"$TMP/set/i.jsonl"
+for f in l d; do
+    "$GAZE" eval "$TMP/set/$f.jsonl" --model "$M" --quiet >"$TMP/e$f.txt" 2>"$TMP/e${f}e.txt"
+    rc=$?
+    check "eval refuses a symlink out of the folder ($f.jsonl, rc $rc)" test $rc -ne 0
+    check "... naming the entry and the link" grep -q "entry 2: image path .*outside the dataset's folder through a symbolic link" "$TMP/e${f}e.txt"
+    "$GAZE" eval "$TMP/set/$f.jsonl" --model "$M" --quiet --allow-outside >"$TMP/e$f.txt" 2>"$TMP/e${f}e.txt"
+    check "eval --allow-outside follows the link ($f.jsonl): exit 0" test $? -eq 0
+done
+"$GAZE" eval "$TMP/set/i.jsonl" --model "$M" --quiet >"$TMP/ei.txt" 2>"$TMP/eie.txt"
+check "eval follows a symlink that stays inside: exit 0" test $? -eq 0
+# the folder itself reached through "link/..": confinement is to where the kernel goes
+mkdir -p "$TMP/outside/deep"
+ln -s "$TMP/outside/deep" "$TMP/set/deeplink"
+cp "$DATA/photos/food_coffee.png" "$TMP/outside/a.png"
+printf '{"image": "a.png", "captions": ["coffee"]}\n{"image": "secret.png", "captions": ["a cat"]}\n' \
+    >"$TMP/set/r.jsonl"
+"$GAZE" eval "$TMP/set/r.jsonl" --model "$M" --quiet --image-root "$TMP/set/deeplink/.." \
+    >"$TMP/er.txt" 2>"$TMP/ere.txt"
+check "--image-root link/..: the physical folder (the link's parent) is the root: exit 0" test $? -eq 0
 cli_finish cli_confine

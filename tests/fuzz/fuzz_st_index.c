@@ -18,6 +18,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64];
 
+/* The folder goes when the process exits normally (libFuzzer's end, or a replay run). */
+static void remove_dir(void) {
+    static const char *const names[] = {"a.safetensors", "b.safetensors",
+                                        "model.safetensors.index.json"};
+    char path[128];
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 /* A safetensors file of F32 tensors of 2 elements each, named by names. */
 static void write_shard(const char *name, const char *const *names, int n) {
     char header[256] = "{", path[128];
@@ -44,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/gaze-fuzz-index-XXXXXX");
         if (!mkdtemp(dir)) abort();
+        atexit(remove_dir);
         write_shard("a.safetensors", (const char *[]){"x", "y"}, 2);
         write_shard("b.safetensors", (const char *[]){"z"}, 1);
     }

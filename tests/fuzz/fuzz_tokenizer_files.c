@@ -20,6 +20,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char dir[64]; /* one folder for the fuzzer process, its files rewritten per input */
 
+static void put(const char *name, const uint8_t *p, size_t n, int present);
+
+/* The folder goes when the process exits normally (libFuzzer's end, or a replay run). */
+static void remove_dir(void) {
+    static const char *const names[] = {"vocab.txt",
+                                        "vocab.json",
+                                        "merges.txt",
+                                        "tokenizer_config.json",
+                                        "special_tokens_map.json",
+                                        "tokenizer.json"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        put(names[i], NULL, 0, 0);
+    rmdir(dir);
+}
+
 static void put(const char *name, const uint8_t *p, size_t n, int present) {
     char path[128];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -35,6 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/gaze-fuzz-tok-XXXXXX");
         if (!mkdtemp(dir)) abort();
+        atexit(remove_dir);
     }
     if (size < 1) return 0;
     static const gz_family fams[] = {GZ_FAMILY_BLIP, GZ_FAMILY_CLIP, GZ_FAMILY_CHINESE_CLIP};

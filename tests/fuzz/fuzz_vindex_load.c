@@ -19,7 +19,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char path[64];
+static char path[96], dir[64];
+
+/* The folder goes when the process exits normally (libFuzzer's end, or a replay run). */
+static void remove_dir(void) {
+    unlink(path);
+    rmdir(dir);
+}
 
 static void put(uint8_t *h, size_t *at, const void *p, size_t n) {
     memcpy(h + *at, p, n);
@@ -28,9 +34,10 @@ static void put(uint8_t *h, size_t *at, const void *p, size_t n) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!path[0]) {
-        char dir[] = "/tmp/gaze-fuzz-vindex-XXXXXX";
+        snprintf(dir, sizeof dir, "/tmp/gaze-fuzz-vindex-XXXXXX");
         if (!mkdtemp(dir)) abort();
         snprintf(path, sizeof path, "%s/db.m1.faiss", dir);
+        atexit(remove_dir);
     }
     if (size < 1) return 0;
     int64_t n = data[0] & 7, n_dead = 0, dim = 4, model_id = 1, gen = 1;
