@@ -38,7 +38,7 @@ struct gz_clip_text {
     /* The bf16 copies are made on the first forward that asks for them; the model is shared by
      * threads, so under this lock (the one change to a loaded model). */
     pthread_mutex_t pack_lock;
-    int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
+    int packed_bf16;           /* 1 once every copy exists; read and written under pack_lock */
     const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
