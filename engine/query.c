@@ -354,8 +354,10 @@ static void set_itm(gz_result *r, const gz_match *mt) {
 }
 
 /* Candidates re-ranked from stored token states per fusion call: decoded states are
- * P * D floats each (1.8 MB for BLIP at 384 px), so a chunk bounds the memory of a large K. */
-#define RERANK_TOKEN_CHUNK 8
+ * P * D floats each (1.8 MB for BLIP at 384 px), so a chunk bounds the memory of a large K
+ * (113 MB); within a call the fusion reuses its per-image key/value memory (42 MB an image,
+ * one model batch of them), which a call per model batch would map and zero again. */
+#define RERANK_TOKEN_CHUNK 64
 
 /* Say, before the work starts, that n candidates have no stored token states and will be
  * decoded and encoded again, with the time that should take: the vision tower's time per

@@ -859,15 +859,12 @@ gz_status gz_match_text_tokens(gz_model *m, const char *text, const float *const
     }
     for (int i0 = 0; st == GZ_OK && i0 < n; i0 += bs) {
         int k = n - i0 < bs ? n - i0 : bs;
+        /* each chunk's keys/values go into the previous chunk's memory */
         for (int i = 0; st == GZ_OK && i < k; i++)
-            st = gz_itm_prepare_image(m->itm, tokens[i0 + i], P, &kv[i]);
+            st = gz_itm_prepare_image_reuse(m->itm, tokens[i0 + i], P, &kv[i]);
         if (st == GZ_OK)
             st = gz_itm_score_pairs(m->itm, &m->cx, (const gz_itm_image *const *)kv, ids, mask, k,
                                     b.len, enc_id, logits, NULL, NULL);
-        for (int i = 0; i < k; i++) {
-            gz_itm_image_free(kv[i]);
-            kv[i] = NULL;
-        }
         for (int i = 0; st == GZ_OK && i < k; i++) {
             gz_match *r = &out[i0 + i];
             memset(r, 0, sizeof *r);
@@ -875,6 +872,8 @@ gz_status gz_match_text_tokens(gz_model *m, const char *text, const float *const
             fill_itm(r, logits + 2 * i);
         }
     }
+    for (int i = 0; kv && i < bs; i++)
+        gz_itm_image_free(kv[i]);
     free(kv);
     free(ids);
     free(mask);
