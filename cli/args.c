@@ -157,8 +157,9 @@ void cli_print_help(const cli_command *cmd, FILE *out) {
             k = snprintf(left, sizeof left, "-%c, --%s", o->short_name, o->name);
         else
             k = snprintf(left, sizeof left, "    --%s", o->name);
-        if (o->metavar && k > 0 && (size_t)k < sizeof left)
-            snprintf(left + k, sizeof left - (size_t)k, " %s", o->metavar);
+        if (o->metavar && k > 0 && (size_t)k < sizeof left) /* --name[=VALUE]: no space */
+            snprintf(left + k, sizeof left - (size_t)k, o->type == CLI_OPTVAL ? "%s" : " %s",
+                     o->metavar);
         fprintf(out, "  %-28s %s\n", left, o->help ? o->help : "");
     }
     fprintf(out, "  %-28s %s\n", "-h, --help", "show this help");
@@ -187,6 +188,7 @@ static int set_value(const cli_command *cmd, const cli_opt *o, const char *val) 
     switch (o->type) {
     case CLI_FLAG: *(int *)o->dest = 1; return 0;
     case CLI_STR: *(const char **)o->dest = val; return 0;
+    case CLI_OPTVAL: *(const char **)o->dest = val ? val : ""; return 0;
     case CLI_LIST: cli_list_push((cli_list *)o->dest, val); return 0;
     case CLI_INT: {
         char *end = NULL;
@@ -283,6 +285,10 @@ int cli_parse(const cli_command *cmd, int argc, char **argv, cli_list *pos) {
         if (o->type == CLI_FLAG) {
             if (inline_val) return usage_error(cmd, "--%s takes no value", o->name);
             set_value(cmd, o, NULL);
+            continue;
+        }
+        if (o->type == CLI_OPTVAL) {
+            set_value(cmd, o, inline_val);
             continue;
         }
         const char *val = inline_val;

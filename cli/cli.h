@@ -28,6 +28,8 @@ typedef enum {
     CLI_COUNT,  /* int *: decimal, at least 1 (0 stays free to mean "not given") */
     CLI_DOUBLE, /* double * */
     CLI_LIST,   /* cli_list *: every occurrence appended, in order */
+    CLI_OPTVAL, /* const char **: "" for the bare --name, VALUE for --name=VALUE (a value only
+                   after '=', so the next argument is never taken) */
 } cli_opt_type;
 
 typedef struct {

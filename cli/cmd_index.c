@@ -39,11 +39,18 @@ static const char INDEX_DETAILS[] =
     "size instead, which saves decode time but barely changes indexing time, as the model's\n"
     "forward pass dominates (bench/RESULTS.md). The database records the choice (with EXIF\n"
     "orientation and --max-megapixels) and 'gaze search --image' decodes its query the same\n"
-    "way.";
+    "way.\n"
+    "--keep-tokens (BLIP models) also stores each photo's final vision token states, the\n"
+    "input of BLIP's image-text matching head, so that 'gaze search --rerank K' runs only\n"
+    "that head instead of decoding and encoding every candidate again: int8 with one scale\n"
+    "per token (the default: 0.45 MB an image at 384 px) or --keep-tokens=bf16 (0.89 MB).\n"
+    "Run on an indexed library it encodes again only the photos that lack them. A CLIP\n"
+    "model has no matching head: --keep-tokens is then a usage error and nothing is stored.";
 static const char INDEX_EXAMPLES[] =
     "  gaze index ~/Pictures --model models/blip-itm-base-coco\n"
     "  gaze index ~/Pictures --exclude '*.thumb.jpg' --exclude Screenshots --prune\n"
-    "  gaze index /mnt/photos --db photos.db --batch 16 --quiet --json";
+    "  gaze index /mnt/photos --db photos.db --batch 16 --quiet --json\n"
+    "  gaze index ~/Pictures --keep-tokens    # then: gaze search \"...\" --rerank 32";
 
 /* gaze index's decode when neither --fast-decode nor --exact-decode is given: chosen from
  * the measurement in bench/RESULTS.md ("Fast or exact decode"). */
@@ -165,7 +172,8 @@ int cmd_index(int argc, char **argv) {
     int follow = 0, prune = 0, quiet = 0, no_exif = 0, all = 0, retry = 0, json = 0, strict = 0;
     int batch = 0, threads = 0, no_thread = 0, fast_decode = 0, exact_decode = 0;
     double max_mp = 0;
-    const char *precision = NULL; /* --precision */
+    const char *precision = NULL;   /* --precision */
+    const char *keep_tokens = NULL; /* --keep-tokens[=int8|bf16]: "" for the bare flag */
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
         {"model", 'm', CLI_STR, &model, "DIR",
@@ -183,6 +191,8 @@ int cmd_index(int argc, char **argv) {
         {"no-exif-orient", 0, CLI_FLAG, &no_exif, NULL, "do not rotate photos by EXIF"},
         {"fast-decode", 0, CLI_FLAG, &fast_decode, NULL, "JPEG DCT-scaled decoding (faster)"},
         {"exact-decode", 0, CLI_FLAG, &exact_decode, NULL, "full-size, PIL-exact (default)"},
+        {"keep-tokens", 0, CLI_OPTVAL, &keep_tokens, "[=int8|bf16]",
+         "BLIP: store vision token states for fast --rerank (default int8)"},
         {"retry-failed", 0, CLI_FLAG, &retry, NULL, "retry files that failed before"},
         {"strict", 0, CLI_FLAG, &strict, NULL, "exit 1 also for files that failed before"},
         {"no-decode-thread", 0, CLI_FLAG, &no_thread, NULL, "decode on the main thread"},
@@ -213,6 +223,21 @@ int cmd_index(int argc, char **argv) {
                        ? "--fast-decode and --exact-decode exclude each other"
                        : "--batch, --threads and --max-megapixels must be positive");
         return EXIT_USAGE;
+    }
+    gz_tokens_format keep = GZ_TOKENS_NONE;
+    if (keep_tokens) {
+        /* int8 by default: its ITM error against fp32 states is as small as bf16's for half
+         * the bytes (bench/RESULTS.md, "Stored token states") */
+        if (!*keep_tokens || strcmp(keep_tokens, "int8") == 0)
+            keep = GZ_TOKENS_INT8;
+        else if (strcmp(keep_tokens, "bf16") == 0)
+            keep = GZ_TOKENS_BF16;
+        else {
+            cli_list_free(&pos);
+            cli_list_free(&exclude);
+            cli_errorf("--keep-tokens: unknown format '%s' (int8 or bf16)", keep_tokens);
+            return EXIT_USAGE;
+        }
     }
     if (factory && gz_db_check_factory(factory, 0) != GZ_OK) { /* before anything is stored */
         cli_list_free(&pos);
@@ -258,6 +283,7 @@ int cmd_index(int argc, char **argv) {
     io.max_pixels = max_mp > 0 ? (int64_t)(max_mp * 1e6) : 0;
     io.decode_thread = !no_thread;
     io.retry_failed = retry;
+    io.keep_tokens = keep;
     io.stop = &g_stop;
     io.progress = on_progress;
     io.file_error = on_file_error;
@@ -276,6 +302,9 @@ int cmd_index(int argc, char **argv) {
     if (st == GZ_EINTERRUPTED) {
         cli_report_engine(e, st);
         code = EXIT_INTERRUPTED;
+    } else if (st == GZ_EUNSUPPORTED && keep && s.done == 0) {
+        cli_report(st); /* --keep-tokens with a model that has no ITM head */
+        code = EXIT_USAGE;
     } else if (st != GZ_OK) {
         code = cli_report_engine(e, st);
     } else if (s.failed > 0 || (strict && s.failed_known > 0)) {

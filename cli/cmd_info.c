@@ -217,11 +217,13 @@ static int db_info(const char *db_flag, int json) {
         fprintf(f,
                 ",\"schema_version\":%d,\"items\":%lld,\"images\":%lld,\"texts\":%lld,"
                 "\"ok\":%lld,\"failed\":%lld,\"missing\":%lld,\"embeddings\":%lld,"
-                "\"db_bytes\":%lld,\"index_bytes\":%lld,\"models\":[",
+                "\"tokens\":%lld,\"token_bytes\":%lld,\"db_bytes\":%lld,\"index_bytes\":%lld,"
+                "\"models\":[",
                 s.schema_version, (long long)s.n_items[0], (long long)s.n_items[GZ_ITEM_IMAGE],
                 (long long)s.n_items[GZ_ITEM_TEXT], (long long)s.n_status[GZ_ITEM_OK],
                 (long long)s.n_status[GZ_ITEM_FAILED], (long long)s.n_status[GZ_ITEM_MISSING],
-                (long long)s.n_embeddings, (long long)s.db_bytes, (long long)s.index_bytes);
+                (long long)s.n_embeddings, (long long)s.n_tokens, (long long)s.token_bytes,
+                (long long)s.db_bytes, (long long)s.index_bytes);
     } else {
         printf("database      %s (schema %d)\n", path, s.schema_version);
         printf("items         %lld: %lld images, %lld texts\n", (long long)s.n_items[0],
@@ -230,6 +232,11 @@ static int db_info(const char *db_flag, int json) {
                (long long)s.n_status[GZ_ITEM_OK], (long long)s.n_status[GZ_ITEM_FAILED],
                (long long)s.n_status[GZ_ITEM_MISSING]);
         printf("embeddings    %lld\n", (long long)s.n_embeddings);
+        if (s.n_tokens)
+            printf("tokens        %lld images with stored token states (%lld bytes, %.1f MB)\n",
+                   (long long)s.n_tokens, (long long)s.token_bytes, (double)s.token_bytes / 1e6);
+        else
+            printf("tokens        none (gaze index --keep-tokens stores them for fast --rerank)\n");
         printf("size          %lld bytes database, %lld bytes indexes\n", (long long)s.db_bytes,
                (long long)s.index_bytes);
     }

@@ -27,6 +27,12 @@ gz_image_params gz_engine_image_params(gz_model *m, int exif_orient, int64_t max
  * no write when the record already says so. The model must be resolved. */
 gz_status gz_engine_record_preprocess(gz_engine *e, const gz_image_params *ip);
 
+/* Record the vision tower's measured time per image for the engine's model (seconds, from
+ * an index run), for the estimate a re-rank without stored tokens announces. */
+gz_status gz_engine_record_encode_cost(gz_engine *e, double seconds);
+/* That record, or 0 when none is kept (an index made by an older gaze). */
+double gz_engine_encode_cost(gz_engine *e);
+
 /* Decode parameters for an image query (or a re-ranked candidate) with the engine's resolved
  * model m: the preprocessing recorded for it in the db, else the model's own
  * (gz_model_image_params). */

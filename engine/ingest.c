@@ -37,6 +37,33 @@ gz_image_params gz_engine_image_params(gz_model *m, int exif_orient, int64_t max
     return ip;
 }
 
+/* meta key of the per-image encode time measured for a model (gz_engine_encode_cost) */
+static void encode_cost_key(const char *fingerprint, char *key, size_t n) {
+    snprintf(key, n, "encode_seconds.%s", fingerprint);
+}
+
+gz_status gz_engine_record_encode_cost(gz_engine *e, double seconds) {
+    if (!(seconds > 0) || !isfinite(seconds)) return GZ_OK;
+    char key[128], value[64];
+    encode_cost_key(e->fingerprint, key, sizeof key);
+    snprintf(value, sizeof value, "%.6f", seconds);
+    return gz_db_set_meta(e->db, key, value);
+}
+
+double gz_engine_encode_cost(gz_engine *e) {
+    char key[128], *v = NULL;
+    encode_cost_key(e->fingerprint, key, sizeof key);
+    if (gz_db_get_meta(e->db, key, &v) != GZ_OK) {
+        gz_clear_error();
+        return 0;
+    }
+    char *end = NULL;
+    double s = strtod(v, &end);
+    int ok = end != v && *end == '\0' && s > 0 && isfinite(s);
+    free(v);
+    return ok ? s : 0;
+}
+
 typedef enum {
     JOB_SKIP,       /* unchanged and embedded */
     JOB_RESTORE,    /* was marked missing, back unchanged: status OK again */
@@ -149,6 +176,19 @@ static int has_embedding(gz_db *db, int64_t item_id, int64_t model_id) {
     return gz_db_get_embedding(db, item_id, model_id, NULL, 0) == GZ_OK;
 }
 
+/* 1 when the item has what this run keeps: its vector and, with keep_tokens, token states in
+ * that format (tokens in another format are made again, as asked). */
+static int has_what_we_keep(gz_db *db, int64_t item_id, int64_t model_id, gz_tokens_format keep) {
+    if (!has_embedding(db, item_id, model_id)) return 0;
+    if (keep == GZ_TOKENS_NONE) return 1;
+    gz_tokens_format f = GZ_TOKENS_NONE;
+    if (gz_db_get_tokens(db, item_id, model_id, NULL, 0, 0, &f) != GZ_OK) {
+        gz_clear_error();
+        return 0;
+    }
+    return f == keep;
+}
+
 /* Decide what to do with each file of the chunk (db reads, reading and hashing files). */
 static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs, size_t n,
                                 dup_map *dups);
@@ -226,7 +266,7 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
             }
             gz_item_clear(&it);
             if (same && status != GZ_ITEM_FAILED &&
-                has_embedding(e->db, j->existing_id, e->model_id)) {
+                has_what_we_keep(e->db, j->existing_id, e->model_id, o->keep_tokens)) {
                 j->kind = status == GZ_ITEM_OK ? JOB_SKIP : JOB_RESTORE;
                 continue;
             }
@@ -238,7 +278,8 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
             set_job_error(j);
             continue;
         }
-        if (own_ok && own_hash == j->hash && has_embedding(e->db, j->existing_id, e->model_id)) {
+        if (own_ok && own_hash == j->hash &&
+            has_what_we_keep(e->db, j->existing_id, e->model_id, o->keep_tokens)) {
             /* touched or restored with the same bytes: keep the file's own vector */
             j->kind = JOB_REUSE;
             j->reuse_from = j->existing_id;
@@ -247,7 +288,7 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
         }
         int64_t src = 0;
         st = gz_db_find_by_hash(e->db, GZ_ITEM_IMAGE, j->hash, e->model_id, j->existing_id, &src);
-        if (st == GZ_OK && has_embedding(e->db, src, e->model_id)) {
+        if (st == GZ_OK && has_what_we_keep(e->db, src, e->model_id, o->keep_tokens)) {
             j->kind = JOB_REUSE;
             j->reuse_from = src;
             free_job_data(j); /* the vector is copied: the bytes are not decoded */
@@ -267,10 +308,36 @@ static gz_status classify_chunk(gz_engine *e, const gz_ingest_opts *o, job *jobs
     return GZ_OK;
 }
 
-/* Encode the decoded images of a chunk; vecs gets one row per JOB_ENCODE job in order.
- * A failing batch is retried image by image so one bad image fails alone. */
-static gz_status encode_chunk(gz_engine *e, chunk *c, float *vecs) {
+/* The encoder's time, summed over a run's batches, for the per-image cost recorded in the
+ * db (gz_engine_encode_cost). */
+typedef struct {
+    double seconds;
+    long images;
+} encode_timing;
+
+/* 1 when every value is finite. */
+static int all_finite(const float *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+/* Encode images (and their token states when toks is not NULL: (n, P, D)). */
+static gz_status encode_some(gz_engine *e, const gz_image *imgs, size_t n, float *vecs,
+                             float *toks) {
+    if (toks) return gz_encode_images_tokens(e->model, imgs, (int)n, vecs, toks);
+    return gz_encode_images(e->model, imgs, (int)n, vecs);
+}
+
+/* Encode the decoded images of a chunk; vecs gets one row per JOB_ENCODE job in order, and
+ * toks (NULL: no tokens kept) their token states (P, D) each. A failing batch is retried
+ * image by image so one bad image fails alone. timing (may be NULL) accumulates the time. */
+static gz_status encode_chunk(gz_engine *e, chunk *c, float *vecs, float *toks,
+                              encode_timing *timing) {
     int dim = gz_model_dim(e->model);
+    int P = 0, D = 0;
+    gz_model_image_token_shape(e->model, &P, &D);
+    const size_t tok_sz = (size_t)P * (size_t)D;
     size_t n_enc = 0;
     for (size_t i = 0; i < c->n; i++)
         if (c->jobs[i].kind == JOB_ENCODE) n_enc++;
@@ -289,10 +356,16 @@ static gz_status encode_chunk(gz_engine *e, chunk *c, float *vecs) {
     /* Any failure of the batch, out of memory included (one picture's preprocessing can ask for
      * more than the machine has), is retried image by image, so that it fails that file only;
      * the run goes on with the next files. */
-    if (gz_encode_images(e->model, imgs, (int)n_enc, vecs) != GZ_OK) {
+    double t0 = gz_monotonic_seconds();
+    if (encode_some(e, imgs, n_enc, vecs, toks) != GZ_OK) {
         for (size_t t = 0; t < n_enc; t++)
-            if (gz_encode_images(e->model, &imgs[t], 1, vecs + t * (size_t)dim) != GZ_OK)
+            if (encode_some(e, &imgs[t], 1, vecs + t * (size_t)dim,
+                            toks ? toks + t * tok_sz : NULL) != GZ_OK)
                 set_job_error(&c->jobs[idx[t]]);
+    }
+    if (timing) {
+        timing->seconds += gz_monotonic_seconds() - t0;
+        timing->images += (long)n_enc;
     }
     /* A vector with a NaN or infinity (overflow in a broken picture's activations) fails its
      * file; the store would refuse it and end the run. */
@@ -307,6 +380,11 @@ static gz_status encode_chunk(gz_engine *e, chunk *c, float *vecs) {
                 j->kind = JOB_FAILED;
                 break;
             }
+        if (j->kind == JOB_ENCODE && toks && !all_finite(toks + t * tok_sz, tok_sz)) {
+            snprintf(j->error, sizeof j->error, "%s: a vision token state is not finite",
+                     j->f->path);
+            j->kind = JOB_FAILED;
+        }
     }
     free(imgs);
     free(idx);
@@ -319,9 +397,12 @@ static void image_meta(char *buf, size_t n, const gz_image *img) {
 
 /* Write one chunk's results in one transaction (or in the caller's open batch, which the
  * caller then commits or rolls back). */
-static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_ingest_stats *s,
-                             const gz_ingest_opts *o) {
+static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, const float *toks,
+                             gz_ingest_stats *s, const gz_ingest_opts *o) {
     int dim = gz_model_dim(e->model);
+    int P = 0, D = 0;
+    gz_model_image_token_shape(e->model, &P, &D);
+    const size_t tok_sz = (size_t)P * (size_t)D;
     int need_tx = 0;
     for (size_t i = 0; i < c->n; i++)
         if (c->jobs[i].kind != JOB_SKIP && c->jobs[i].kind != JOB_FAILED_OLD) need_tx = 1;
@@ -388,6 +469,8 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             st = gz_db_upsert_item(e->db, &it);
             if (st == GZ_OK) st = gz_db_get_embedding(e->db, j->reuse_from, e->model_id, tmp, dim);
             if (st == GZ_OK) st = gz_db_put_embedding(e->db, it.id, e->model_id, tmp, dim);
+            /* the same content: its token states too, when the source has them */
+            if (st == GZ_OK) st = gz_db_copy_tokens(e->db, j->reuse_from, it.id, e->model_id);
             gz_item_clear(&src);
             s->reused++;
             break;
@@ -404,6 +487,10 @@ static gz_status write_chunk(gz_engine *e, chunk *c, const float *vecs, gz_inges
             st = gz_db_upsert_item(e->db, &it);
             if (st == GZ_OK)
                 st = gz_db_put_embedding(e->db, it.id, e->model_id, vecs + v * (size_t)dim, dim);
+            /* in the same transaction as the vector: a kill keeps both or neither */
+            if (st == GZ_OK && toks)
+                st = gz_db_put_tokens(e->db, it.id, e->model_id, o->keep_tokens, toks + v * tok_sz,
+                                      P, D);
             v++;
             s->encoded++;
             break;
@@ -516,6 +603,14 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
     memset(&s, 0, sizeof s);
     double t0 = gz_monotonic_seconds();
     gz_status st = gz_engine_model(e, NULL, NULL);
+    if (st == GZ_OK && o->keep_tokens != GZ_TOKENS_NONE && o->keep_tokens != GZ_TOKENS_INT8 &&
+        o->keep_tokens != GZ_TOKENS_BF16)
+        st = GZ_FAIL(GZ_EINVAL, "keep_tokens: unknown format %d", (int)o->keep_tokens);
+    if (st == GZ_OK && o->keep_tokens && !gz_model_has_itm(e->model))
+        st = GZ_FAIL(GZ_EUNSUPPORTED,
+                     "keeping token states is for re-ranking with BLIP's image-text matching "
+                     "head; a %s model has none (nothing was indexed)",
+                     gz_family_name(gz_model_family(e->model)));
     if (st != GZ_OK) {
         if (stats) *stats = s;
         return st;
@@ -536,14 +631,21 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
              : e->params.batch_size > 0 ? e->params.batch_size
                                         : GZ_DEFAULT_BATCH;
     int dim = gz_model_dim(e->model);
+    int P = 0, D = 0;
+    gz_model_image_token_shape(e->model, &P, &D);
     job *jobs = calloc(w.n ? w.n : 1, sizeof *jobs);
     float *vecs = malloc((size_t)bs * (size_t)dim * sizeof *vecs);
-    if (!jobs || !vecs) {
+    float *toks = o->keep_tokens
+                      ? gz_malloc_n((size_t)bs * P, (size_t)D * sizeof *toks, "index: token states")
+                      : NULL;
+    if (!jobs || !vecs || (o->keep_tokens && !toks)) {
         free(jobs);
         free(vecs);
+        free(toks);
         gz_walk_free(&w);
         return GZ_FAIL(GZ_ENOMEM, "index: out of memory");
     }
+    encode_timing timing = {0, 0};
     for (size_t i = 0; i < w.n; i++)
         jobs[i].f = &w.files[i];
     dup_map dups = {0};
@@ -551,6 +653,7 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         dup_map_free(&dups);
         free(jobs);
         free(vecs);
+        free(toks);
         gz_walk_free(&w);
         return st;
     }
@@ -585,8 +688,8 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
                 next.n = 0;
             }
         }
-        if (st == GZ_OK) st = encode_chunk(e, &cur, vecs);
-        if (st == GZ_OK) st = write_chunk(e, &cur, vecs, &s, o);
+        if (st == GZ_OK) st = encode_chunk(e, &cur, vecs, toks, &timing);
+        if (st == GZ_OK) st = write_chunk(e, &cur, vecs, toks, &s, o);
         free_chunk_images(&cur);
         if (o->progress) o->progress(o->user, &s);
         if (st == GZ_OK && o->stop && *o->stop) {
@@ -608,9 +711,14 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         gz_status rst = gz_engine_record_preprocess(e, &ip);
         if (st == GZ_OK) st = rst;
     }
+    if (timing.images > 0) {
+        gz_status rst = gz_engine_record_encode_cost(e, timing.seconds / (double)timing.images);
+        if (st == GZ_OK) st = rst;
+    }
     dup_map_free(&dups);
     free(jobs);
     free(vecs);
+    free(toks);
     gz_walk_free(&w);
     s.seconds = gz_monotonic_seconds() - t0;
     if (stats) *stats = s;
@@ -648,10 +756,10 @@ gz_status gz_engine_index_one(gz_engine *e, const char *abs_path, int64_t *item_
     float *vec = malloc((size_t)dim * sizeof *vec);
     if (!vec) st = GZ_FAIL(GZ_ENOMEM, "out of memory");
     if (st == GZ_OK) decode_chunk(&c);
-    if (st == GZ_OK) st = encode_chunk(e, &c, vec);
+    if (st == GZ_OK) st = encode_chunk(e, &c, vec, NULL, NULL);
     gz_ingest_stats s;
     memset(&s, 0, sizeof s);
-    if (st == GZ_OK) st = write_chunk(e, &c, vec, &s, &o);
+    if (st == GZ_OK) st = write_chunk(e, &c, vec, NULL, &s, &o);
     free_chunk_images(&c);
     free(vec);
     if (st == GZ_OK && s.encoded) st = gz_engine_record_preprocess(e, &c.ip);

@@ -353,16 +353,100 @@ static void set_itm(gz_result *r, const gz_match *mt) {
     r->score = gz_score_rerank(mt->itm_logit[1], r->itc);
 }
 
-/* Text query over images: ITM of the query text with each candidate image. qvec is the
- * query's embedding, already computed for the search, so the text tower does not run again.
- * One candidate is decoded, matched and freed at a time: K candidates never hold K decoded
- * photos at once (each may be up to the pixel limit). */
-static gz_status rerank_images(gz_model *m, const gz_image_params *ip, const char *text,
-                               const float *qvec, gz_results *res) {
+/* Candidates re-ranked from stored token states per fusion call: decoded states are
+ * P * D floats each (1.8 MB for BLIP at 384 px), so a chunk bounds the memory of a large K
+ * (113 MB); within a call the fusion reuses its per-image key/value memory (42 MB an image,
+ * one model batch of them), which a call per model batch would map and zero again. */
+#define RERANK_TOKEN_CHUNK 64
+
+/* Say, before the work starts, that n candidates have no stored token states and will be
+ * decoded and encoded again, with the time that should take: the vision tower's time per
+ * image measured when the library was indexed (decoding comes on top). */
+static void announce_reencode(gz_engine *e, int n) {
+    double per_image = gz_engine_encode_cost(e);
+    char msg[512];
+    double total = n * per_image;
+    if (per_image > 0)
+        snprintf(msg, sizeof msg,
+                 "re-rank: %d candidate%s without stored tokens, re-encoding %s (about %.*f s: "
+                 "%.3f s an image for the vision tower as measured when this library was "
+                 "indexed, plus decoding; index with --keep-tokens to re-rank from stored "
+                 "tokens)",
+                 n, n == 1 ? "" : "s", n == 1 ? "it" : "them", total < 10 ? 1 : 0, total,
+                 per_image);
+    else
+        snprintf(msg, sizeof msg,
+                 "re-rank: %d candidate%s without stored tokens, re-encoding %s (each is decoded "
+                 "and runs the vision tower; no time was measured for this model when indexing; "
+                 "index with --keep-tokens to re-rank from stored tokens)",
+                 n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+    gz_db_add_notice(e->db, msg);
+}
+
+/* Re-rank from stored token states the candidates marked in from_tokens: decode them in
+ * chunks and run only the fusion. A candidate whose record cannot be read (damaged) is
+ * unmarked, with a notice, and goes the image way. */
+static gz_status rerank_from_tokens(gz_engine *e, gz_model *m, int64_t mid, const char *text,
+                                    gz_results *res, char *from_tokens) {
+    int P = 0, D = 0;
+    gz_model_image_token_shape(m, &P, &D);
+    const size_t tok_sz = (size_t)P * (size_t)D;
+    float *buf = gz_malloc_n((size_t)RERANK_TOKEN_CHUNK * P, (size_t)D * sizeof *buf,
+                             "re-rank: token states");
+    if (!buf) return GZ_ENOMEM;
+    const float *states[RERANK_TOKEN_CHUNK];
+    int which[RERANK_TOKEN_CHUNK];
+    gz_match mt[RERANK_TOKEN_CHUNK];
     gz_status st = GZ_OK;
+    for (int i = 0; i < res->n && st == GZ_OK;) {
+        int k = 0;
+        for (; i < res->n && k < RERANK_TOKEN_CHUNK; i++) {
+            if (!from_tokens[i]) continue;
+            float *out = buf + (size_t)k * tok_sz;
+            gz_status rs = gz_db_get_tokens(e->db, res->v[i].item_id, mid, out, P, D, NULL);
+            if (rs != GZ_OK) {
+                char msg[1200];
+                snprintf(msg, sizeof msg, "re-rank: %s; re-encoding that image", gz_last_error());
+                gz_clear_error();
+                gz_db_add_notice(e->db, msg);
+                from_tokens[i] = 0;
+                continue;
+            }
+            states[k] = out;
+            which[k++] = i;
+        }
+        if (k == 0) break;
+        st = gz_match_text_tokens(m, text, states, k, mt);
+        for (int j = 0; j < k && st == GZ_OK; j++)
+            set_itm(&res->v[which[j]], &mt[j]);
+    }
+    free(buf);
+    return st;
+}
+
+/* Text query over images: ITM of the query text with each candidate image. Candidates with
+ * token states stored for the model (gaze index --keep-tokens) run only the fusion; the others
+ * are decoded and encoded again, announced first. qvec is the query's embedding, already
+ * computed for the search, so the text tower does not run again. One candidate is decoded,
+ * matched and freed at a time: K candidates never hold K decoded photos at once (each may be
+ * up to the pixel limit). */
+static gz_status rerank_images(gz_engine *e, gz_model *m, int64_t mid, const gz_image_params *ip,
+                               const char *text, const float *qvec, gz_results *res) {
+    char *from_tokens = gz_calloc_n((size_t)res->n, 1, "re-rank");
+    if (!from_tokens) return GZ_ENOMEM;
+    int n_tokens = 0;
+    for (int i = 0; i < res->n; i++) {
+        res->v[i].score = -INFINITY;
+        if (gz_db_get_tokens(e->db, res->v[i].item_id, mid, NULL, 0, 0, NULL) == GZ_OK)
+            from_tokens[i] = 1, n_tokens++;
+        else
+            gz_clear_error();
+    }
+    if (n_tokens < res->n) announce_reencode(e, res->n - n_tokens);
+    gz_status st = n_tokens ? rerank_from_tokens(e, m, mid, text, res, from_tokens) : GZ_OK;
     /* Candidates whose file is unreadable now keep their itc but score -inf: they sink below. */
     for (int i = 0; i < res->n && st == GZ_OK; i++) {
-        res->v[i].score = -INFINITY;
+        if (from_tokens[i]) continue;
         gz_image img;
         if (load_query_image(ip, res->v[i].path, &img) != GZ_OK) continue;
         gz_match mt;
@@ -371,6 +455,7 @@ static gz_status rerank_images(gz_model *m, const gz_image_params *ip, const cha
         gz_image_free(&img);
         if (st == GZ_OK) set_itm(&res->v[i], &mt);
     }
+    free(from_tokens);
     return st;
 }
 
@@ -400,15 +485,15 @@ static gz_status rerank_texts(gz_model *m, const gz_image_params *ip, const char
  * and sort them by the new score. gz_engine_search has checked that the model has the head.
  * qvec is the search's query vector: for the one positive term re-ranking accepts it is that
  * term's own normalised embedding. */
-static gz_status rerank(gz_engine *e, gz_model *m, const gz_query *q, const float *qvec,
-                        gz_results *res) {
+static gz_status rerank(gz_engine *e, gz_model *m, int64_t mid, const gz_query *q,
+                        const float *qvec, gz_results *res) {
     if (q->n_terms != 1 || q->terms[0].weight <= 0)
         return GZ_FAIL(GZ_EINVAL, "re-ranking works on a single query term, not a composed one");
     if (res->n == 0) return GZ_OK;
     gz_status st;
     const gz_image_params ip = gz_engine_query_image_params(e, m); /* as the index's images */
     if (q->target == GZ_TARGET_IMAGES && q->terms[0].text)
-        st = rerank_images(m, &ip, q->terms[0].text, qvec, res);
+        st = rerank_images(e, m, mid, &ip, q->terms[0].text, qvec, res);
     else if (q->target == GZ_TARGET_TEXTS && q->terms[0].image)
         st = rerank_texts(m, &ip, q->terms[0].image, res);
     else
@@ -581,7 +666,7 @@ gz_status gz_engine_search(gz_engine *e, const gz_query *q, gz_results *out) {
     }
     free(hits);
     if (st == GZ_OK) note_coverage(e, mid, kind);
-    if (st == GZ_OK && q->rerank > 0) st = rerank(e, m, q, v, out);
+    if (st == GZ_OK && q->rerank > 0) st = rerank(e, m, mid, q, v, out);
     free(v);
     if (st == GZ_OK && out->n > q->k) {
         for (int i = q->k; i < out->n; i++) {

@@ -89,6 +89,22 @@ gz_status gz_itm_prepare_image(const gz_itm *m, const gz_compute *cx, const floa
     return GZ_OK;
 }
 
+gz_status gz_itm_prepare_image_reuse(const gz_itm *m, const gz_compute *cx,
+                                     const float *image_states, int Ti, gz_itm_image **im) {
+    if (!im) return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image_reuse: im is NULL");
+    if (!*im || (*im)->Ti != Ti || !m || !cx || !image_states) {
+        gz_itm_image_free(*im);
+        *im = NULL;
+        return gz_itm_prepare_image(m, cx, image_states, Ti, im);
+    }
+    gz_status st = gz_bert_cross_kv(m->bert, cx, image_states, Ti, (*im)->kv);
+    if (st != GZ_OK) {
+        gz_itm_image_free(*im);
+        *im = NULL;
+    }
+    return st;
+}
+
 void gz_itm_image_free(gz_itm_image *im) {
     if (!im) return;
     free(im->kv);

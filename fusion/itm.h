@@ -58,6 +58,12 @@ int gz_itm_image_hidden_size(const gz_itm *m); /* Dv */
 */
 gz_status gz_itm_prepare_image(const gz_itm *m, const gz_compute *cx, const float *image_states,
                                int Ti, gz_itm_image **out);
+/* gz_itm_prepare_image into *im's memory when *im already holds an image of Ti tokens (else
+** a new one is made, *im freed first): tens of megabytes an image (BLIP-base at 384 px: 42 MB)
+** are then not mapped and zeroed again for every image of a re-rank. On error *im is freed and
+** NULL. */
+gz_status gz_itm_prepare_image_reuse(const gz_itm *m, const gz_compute *cx,
+                                     const float *image_states, int Ti, gz_itm_image **im);
 void gz_itm_image_free(gz_itm_image *im);
 
 /*

@@ -223,6 +223,14 @@ gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *ou
 /* Encode n already preprocessed images: pixels is (n, 3, S, S) float32, S = image size. */
 gz_status gz_encode_pixels(gz_model *m, const float *pixels, int n, float *out);
 int gz_model_image_size(const gz_model *m);
+/* The shape of an image's final vision token states: *n_tokens (class token + patches) and
+ * *dim (vision hidden size). BLIP's ITM head cross-attends to exactly these states. */
+void gz_model_image_token_shape(const gz_model *m, int *n_tokens, int *dim);
+/* gz_encode_images that also writes each image's final vision token states into tokens
+ * (n, n_tokens, dim) floats: BLIP's post-LayerNorm last hidden state, what its ITM head
+ * consumes (gz_match_text_tokens). GZ_EUNSUPPORTED for a model without ITM (CLIP family). */
+gz_status gz_encode_images_tokens(gz_model *m, const gz_image *images, int n, float *out,
+                                  float *tokens);
 
 /* ===== Matching and fusion (fusion/) ===== */
 
@@ -253,6 +261,13 @@ gz_status gz_match_text_images_embedded(gz_model *m, const char *text, const flo
  * (encoding and matching; thread-safe). For diagnostics and tests: a search that re-ranks a
  * text query encodes that text once. */
 int64_t gz_model_texts_encoded(const gz_model *m);
+/* BLIP ITM of one text against n images given by their final vision token states (tokens[i]:
+ * (n_tokens, dim) floats as gz_encode_images_tokens gives them, e.g. decoded from the store):
+ * no image is decoded and the vision tower does not run. Fills itm_logit and itm_prob of each
+ * out[i]; itc, logit and score are NaN (the caller has the ITC from its search; combine with
+ * gz_score rules as it needs). GZ_EUNSUPPORTED for a model without ITM. */
+gz_status gz_match_text_tokens(gz_model *m, const char *text, const float *const *tokens, int n,
+                               gz_match *out);
 
 /* Order n candidates by score, best first, without moving them: order[r] receives the index
  * (into scores) of the candidate at rank r; scores is only read. Descending score; the sort is
@@ -456,6 +471,30 @@ gz_status gz_db_put_embedding(gz_db *db, int64_t item_id, int64_t model_id, cons
 /* Read it into out (dim floats; out may be NULL to test existence). GZ_ENOTFOUND if none. */
 gz_status gz_db_get_embedding(gz_db *db, int64_t item_id, int64_t model_id, float *out, int dim);
 
+/* ---- vision token states (gaze index --keep-tokens) ---- */
+/* How stored token states are compressed (store/tokens.h has the byte layouts). */
+typedef enum {
+    GZ_TOKENS_NONE = 0,
+    GZ_TOKENS_INT8 = 1, /* one float32 scale per token + int8 values: D + 4 bytes a token */
+    GZ_TOKENS_BF16 = 2, /* bfloat16 values: 2 D bytes a token */
+} gz_tokens_format;
+/* Store (replace) the final vision token states (n_tokens, dim) floats of (item, model),
+ * compressed as format. The (item, model) embedding must exist (GZ_ENOTFOUND otherwise): the
+ * tokens belong to the encode that made it, and are deleted with it (item removed, content
+ * changed, embeddings dropped) and when gz_db_put_embedding stores a different vector.
+ * GZ_EINVAL for a bad format or sizes, or a value that is not finite. */
+gz_status gz_db_put_tokens(gz_db *db, int64_t item_id, int64_t model_id, gz_tokens_format format,
+                           const float *states, int n_tokens, int dim);
+/* Read the tokens of (item, model) decoded into out (n_tokens, dim floats; out NULL: only test
+ * that they exist). *format (may be NULL) gets the stored format. GZ_ENOTFOUND if none;
+ * GZ_EINVAL when the stored shape is not (n_tokens, dim) (out given); GZ_ECORRUPT for a damaged
+ * record. */
+gz_status gz_db_get_tokens(gz_db *db, int64_t item_id, int64_t model_id, float *out, int n_tokens,
+                           int dim, gz_tokens_format *format);
+/* Copy the tokens of (from_item, model) to (to_item, model), an item with the same content and
+ * an embedding for model; nothing when from_item has none or from_item == to_item. */
+gz_status gz_db_copy_tokens(gz_db *db, int64_t from_item, int64_t to_item, int64_t model_id);
+
 /* ---- search ---- */
 typedef struct {
     int64_t item_id;
@@ -499,6 +538,8 @@ typedef struct {
     int64_t n_models, n_embeddings, n_indexes;
     int64_t db_bytes;    /* database + WAL file sizes */
     int64_t index_bytes; /* all FAISS files */
+    int64_t n_tokens;    /* (item, model) pairs with stored vision token states */
+    int64_t token_bytes; /* their compressed size */
 } gz_db_stats;
 gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out);
 
@@ -662,6 +703,10 @@ typedef struct {
     int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
     int retry_failed;   /* 1: re-try files that failed before even if unchanged (a failed
                            file is retried anyway when its size, mtime or max_pixels changed) */
+    gz_tokens_format keep_tokens; /* NONE (default); INT8 / BF16: also store each image's final
+                           vision token states (BLIP only: GZ_EUNSUPPORTED otherwise) so that
+                           a re-rank runs only the ITM fusion. Indexed images without tokens
+                           in this format are encoded again to get them */
     volatile sig_atomic_t *stop; /* when set non-zero, stop after the current batch */
     void (*progress)(void *user, const gz_ingest_stats *s);
     void (*file_error)(void *user, const char *path, const char *message);

@@ -574,13 +574,14 @@ static gz_status preprocess_images(const gz_model *m, const gz_image *images, in
     return preprocess_one(m, &images[first], base + first, pixels + (size_t)first * img_sz);
 }
 
-gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *out) {
-    if (!m || n < 0 || (n > 0 && (!images || !out)))
-        return GZ_FAIL(GZ_EINVAL, "gz_encode_images: bad arguments");
+/* gz_encode_images(_tokens) after argument checks: tokens (n, P, D) or NULL. */
+static gz_status encode_images(gz_model *m, const gz_image *images, int n, float *out,
+                               float *tokens) {
     if (n == 0) return GZ_OK;
     gz_status st = locked(m, need_vision);
     if (st != GZ_OK) return st;
     const int E = m->cfg.projection_dim, bs = m->params.batch_size;
+    const size_t tok_sz = (size_t)gz_vit_tokens(m->vit) * (size_t)gz_vit_hidden(m->vit);
     const size_t img_sz = (size_t)3 * m->cfg.vision.image_size * m->cfg.vision.image_size;
     int chunk = n < bs ? n : bs;
     size_t n_floats;
@@ -593,11 +594,35 @@ gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *ou
         int k = n - i0 < chunk ? n - i0 : chunk;
         st = preprocess_images(m, images + i0, i0, k, pixels);
         if (st == GZ_OK)
-            st = gz_vit_encode(m->vit, &m->cx, pixels, k, out + (size_t)i0 * E, NULL, NULL, NULL,
-                               NULL);
+            st = gz_vit_encode(m->vit, &m->cx, pixels, k, out + (size_t)i0 * E, NULL,
+                               tokens ? tokens + (size_t)i0 * tok_sz : NULL, NULL, NULL);
     }
     free(pixels);
     return st;
+}
+
+gz_status gz_encode_images(gz_model *m, const gz_image *images, int n, float *out) {
+    if (!m || n < 0 || (n > 0 && (!images || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_encode_images: bad arguments");
+    return encode_images(m, images, n, out, NULL);
+}
+
+void gz_model_image_token_shape(const gz_model *m, int *n_tokens, int *dim) {
+    const int p = m->cfg.vision.patch_size, G = p > 0 ? m->cfg.vision.image_size / p : 0;
+    *n_tokens = G * G + 1; /* as the vision tower counts them: patches + class token */
+    *dim = m->cfg.vision.hidden_size;
+}
+
+gz_status gz_encode_images_tokens(gz_model *m, const gz_image *images, int n, float *out,
+                                  float *tokens) {
+    if (!m || n < 0 || (n > 0 && (!images || !out || !tokens)))
+        return GZ_FAIL(GZ_EINVAL, "gz_encode_images_tokens: bad arguments");
+    if (m->cfg.family != GZ_FAMILY_BLIP) /* CLIP's states have no consumer (no ITM head) */
+        return GZ_FAIL(GZ_EUNSUPPORTED,
+                       "%s: token states are kept for BLIP's image-text matching head; a %s "
+                       "model has none",
+                       m->dir, gz_family_name(m->cfg.family));
+    return encode_images(m, images, n, out, tokens);
 }
 
 gz_status gz_encode_pixels(gz_model *m, const float *pixels, int n, float *out) {
@@ -823,4 +848,59 @@ gz_status gz_match_text_images_embedded(gz_model *m, const char *text, const flo
     if (!m || !text || n < 0 || (n > 0 && (!images || !out)))
         return GZ_FAIL(GZ_EINVAL, "gz_match_text_images_embedded: bad arguments");
     return match_text_images(m, text, text_embedding, images, n, out);
+}
+
+gz_status gz_match_text_tokens(gz_model *m, const char *text, const float *const *tokens, int n,
+                               gz_match *out) {
+    if (!m || !text || n < 0 || (n > 0 && (!tokens || !out)))
+        return GZ_FAIL(GZ_EINVAL, "gz_match_text_tokens: bad arguments");
+    for (int i = 0; i < n; i++)
+        if (!tokens[i]) return GZ_FAIL(GZ_EINVAL, "gz_match_text_tokens: image %d is NULL", i);
+    gz_status st = locked(m, need_itm); /* the tokenizer and fusion only: no vision tower */
+    if (st != GZ_OK || n == 0) return st;
+    int P, D;
+    gz_model_image_token_shape(m, &P, &D);
+    const int bs = n < m->params.batch_size ? n : m->params.batch_size;
+    const char *what = "gz_match_text_tokens";
+    float *logits = gz_malloc_n((size_t)bs * 2, sizeof(float), what);
+    gz_itm_image **kv = gz_calloc_n((size_t)bs, sizeof *kv, what);
+    int32_t *ids = NULL, *mask = NULL; // the text's ids repeated for every image of a chunk
+    gz_token_batch b;
+    memset(&b, 0, sizeof b);
+    int32_t enc_id = -1;
+    if (!logits || !kv) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    if (st == GZ_OK) st = itm_first_id(m, &enc_id);
+    if (st == GZ_OK) st = gz_tokenizer_encode_batch(m->tok, &text, 1, &b);
+    if (st == GZ_OK) {
+        ids = gz_malloc_n((size_t)bs * b.len, sizeof *ids, what);
+        mask = gz_malloc_n((size_t)bs * b.len, sizeof *mask, what);
+        if (!ids || !mask) st = GZ_FAIL(GZ_ENOMEM, "%s: out of memory", what);
+    }
+    for (int i = 0; st == GZ_OK && i < bs; i++) {
+        memcpy(ids + (size_t)i * b.len, b.ids, (size_t)b.len * sizeof *ids);
+        memcpy(mask + (size_t)i * b.len, b.mask, (size_t)b.len * sizeof *mask);
+    }
+    for (int i0 = 0; st == GZ_OK && i0 < n; i0 += bs) {
+        int k = n - i0 < bs ? n - i0 : bs;
+        /* each chunk's keys/values go into the previous chunk's memory */
+        for (int i = 0; st == GZ_OK && i < k; i++)
+            st = gz_itm_prepare_image_reuse(m->itm, &m->cx, tokens[i0 + i], P, &kv[i]);
+        if (st == GZ_OK)
+            st = gz_itm_score_pairs(m->itm, &m->cx, (const gz_itm_image *const *)kv, ids, mask, k,
+                                    b.len, enc_id, logits, NULL, NULL);
+        for (int i = 0; st == GZ_OK && i < k; i++) {
+            gz_match *r = &out[i0 + i];
+            memset(r, 0, sizeof *r);
+            r->itc = r->logit = NAN; /* not known here: the search has it */
+            fill_itm(r, logits + 2 * i);
+        }
+    }
+    for (int i = 0; kv && i < bs; i++)
+        gz_itm_image_free(kv[i]);
+    free(kv);
+    free(ids);
+    free(mask);
+    free(logits);
+    gz_token_batch_free(&b);
+    return st;
 }

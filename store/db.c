@@ -25,10 +25,16 @@
 #include <xxhash.h>
 
 #include "core/error.h"
+#include "core/fileio.h"
 #include "gaze.h"
+#include "store/tokens.h"
 #include "store/vindex.h"
 
-#define DB_SCHEMA_VERSION 2
+#define DB_SCHEMA_VERSION 3
+/* The oldest schema a read-only open reads as it is: schema 3 only added the tokens table, so
+ * a search on a library that no writable gaze has opened yet works, without stored tokens. */
+#define DB_SCHEMA_READABLE 2
+#define DB_SCHEMA_TOKENS 3           /* the first schema with the tokens table */
 #define DB_APPLICATION_ID 0x47415a45 /* "GAZE" */
 #define DB_MAX_DIM 65536
 #define DB_DEFAULT_FACTORY "Flat"
@@ -48,6 +54,7 @@ struct gz_db {
     char factory[GZ_VX_FACTORY_MAX]; /* copy of params.factory ("" = keep stored) */
     int bad_factory_noted;           /* 1 once an invalid stored factory was reported */
     int in_txn;                      /* inside gz_db_begin .. commit/rollback or an implicit one */
+    int schema;                      /* the database's schema version once opened */
     gz_vindex **vx;                  /* loaded indexes */
     size_t n_vx, cap_vx;
     touched_key *touched; /* (model, kind) changed in the open transaction */
@@ -308,8 +315,16 @@ static const char *const SCHEMA_V2 = "ALTER TABLE models ADD COLUMN hub_id TEXT;
                                      "ALTER TABLE models ADD COLUMN hub_revision TEXT;"
                                      "ALTER TABLE models ADD COLUMN hub_commit TEXT;";
 
+/* Schema 3: final vision token states kept by `gaze index --keep-tokens` for re-ranking
+ * without the vision tower (store/tokens.h has the blob layouts). A row exists only beside the
+ * (item, model) embedding it was encoded with, written in the same transaction. */
+static const char *const SCHEMA_V3 =
+    "CREATE TABLE tokens(item_id INTEGER NOT NULL, model_id INTEGER NOT NULL,"
+    " format INTEGER NOT NULL, n_tokens INTEGER NOT NULL, dim INTEGER NOT NULL,"
+    " data BLOB NOT NULL, PRIMARY KEY(item_id, model_id));";
+
 /* Migrations: entry v takes schema v to v + 1. Add one per schema change; never edit one. */
-static const char *const MIGRATIONS[DB_SCHEMA_VERSION] = {SCHEMA_V1, SCHEMA_V2};
+static const char *const MIGRATIONS[DB_SCHEMA_VERSION] = {SCHEMA_V1, SCHEMA_V2, SCHEMA_V3};
 
 static gz_status pragma_int(gz_db *db, const char *sql, int64_t *out) {
     sqlite3_stmt *s;
@@ -335,7 +350,9 @@ static gz_status migrate(gz_db *db) {
                        db->path, (long long)version, DB_SCHEMA_VERSION);
     if ((app != 0 && app != DB_APPLICATION_ID) || (version == 0 && n_tables > 0))
         return GZ_FAIL(GZ_ECORRUPT, "%s: an SQLite file that is not a gaze database", db->path);
+    db->schema = (int)version;
     if (version == DB_SCHEMA_VERSION) return GZ_OK;
+    if (db->params.readonly && version >= DB_SCHEMA_READABLE) return GZ_OK;
     if (db->params.readonly)
         return GZ_FAIL(GZ_EUNSUPPORTED, "%s: schema %lld needs migrating to %d; open it writable",
                        db->path, (long long)version, DB_SCHEMA_VERSION);
@@ -353,6 +370,7 @@ static gz_status migrate(gz_db *db) {
                  DB_SCHEMA_VERSION, DB_APPLICATION_ID);
         st = exec(db, sql);
     }
+    if (st == GZ_OK) db->schema = DB_SCHEMA_VERSION;
     return txn_end(db, st);
 }
 
@@ -1107,6 +1125,9 @@ static gz_status drop_embeddings(gz_db *db, int64_t item_id, int kind) {
     gz_status st = resync_item(db, item_id, kind, 0);
     if (st != GZ_OK) return st;
     sqlite3_stmt *s;
+    if ((st = prep(db, &s, "DELETE FROM tokens WHERE item_id = ?")) != GZ_OK) return st;
+    sqlite3_bind_int64(s, 1, item_id);
+    if ((st = step_done(db, s)) != GZ_OK) return st;
     if ((st = prep(db, &s, "DELETE FROM embeddings WHERE item_id = ?")) != GZ_OK) return st;
     sqlite3_bind_int64(s, 1, item_id);
     return step_done(db, s);
@@ -1526,6 +1547,17 @@ gz_status gz_db_put_embedding(gz_db *db, int64_t item_id, int64_t model_id, cons
         }
         sqlite3_finalize(s);
     }
+    /* Stored tokens belong to the encode that made the stored vector: a different vector
+     * (a new encode) makes them stale; the same bytes (a vector copied back) keep them. */
+    if (st == GZ_OK && (st = prep(db, &s,
+                                  "DELETE FROM tokens WHERE item_id = ?1 AND model_id = ?2"
+                                  " AND NOT EXISTS(SELECT 1 FROM embeddings WHERE item_id = ?1"
+                                  " AND model_id = ?2 AND vec = ?3)")) == GZ_OK) {
+        sqlite3_bind_int64(s, 1, item_id);
+        sqlite3_bind_int64(s, 2, model_id);
+        sqlite3_bind_blob(s, 3, vec, dim * (int)sizeof(float), SQLITE_STATIC);
+        st = step_done(db, s);
+    }
     if (st == GZ_OK && (st = prep(db, &s,
                                   "INSERT OR REPLACE INTO embeddings(item_id, model_id, vec)"
                                   " VALUES(?, ?, ?)")) == GZ_OK) {
@@ -1565,6 +1597,110 @@ gz_status gz_db_get_embedding(gz_db *db, int64_t item_id, int64_t model_id, floa
     }
     sqlite3_finalize(s);
     return st;
+}
+
+/* ----------------------------------------------------------- token states */
+
+gz_status gz_db_put_tokens(gz_db *db, int64_t item_id, int64_t model_id, gz_tokens_format format,
+                           const float *states, int n_tokens, int dim) {
+    size_t bytes = gz_tokens_bytes(format, n_tokens, dim);
+    if (!states || bytes == 0 || bytes > INT_MAX)
+        return GZ_FAIL(GZ_EINVAL, "put tokens of item %lld: bad format %d or shape (%d, %d)",
+                       (long long)item_id, (int)format, n_tokens, dim);
+    uint8_t *blob = gz_malloc_n(bytes, 1, "token states");
+    if (!blob) return GZ_ENOMEM;
+    gz_status st = gz_tokens_encode(format, states, n_tokens, dim, blob);
+    if (st != GZ_OK) {
+        free(blob);
+        return gz_error_prefix(st, "put tokens of item %lld", (long long)item_id);
+    }
+    int implicit;
+    if ((st = wbegin(db, &implicit)) != GZ_OK) {
+        free(blob);
+        return st;
+    }
+    /* tokens describe the encode that made the stored vector: never without it */
+    st = gz_db_get_embedding(db, item_id, model_id, NULL, 0);
+    sqlite3_stmt *s;
+    if (st == GZ_OK && (st = prep(db, &s,
+                                  "INSERT OR REPLACE INTO tokens(item_id, model_id, format,"
+                                  " n_tokens, dim, data) VALUES(?, ?, ?, ?, ?, ?)")) == GZ_OK) {
+        sqlite3_bind_int64(s, 1, item_id);
+        sqlite3_bind_int64(s, 2, model_id);
+        sqlite3_bind_int(s, 3, (int)format);
+        sqlite3_bind_int(s, 4, n_tokens);
+        sqlite3_bind_int(s, 5, dim);
+        sqlite3_bind_blob(s, 6, blob, (int)bytes, SQLITE_STATIC);
+        st = step_done(db, s);
+    }
+    st = wend(db, implicit, st);
+    free(blob);
+    return st;
+}
+
+gz_status gz_db_get_tokens(gz_db *db, int64_t item_id, int64_t model_id, float *out, int n_tokens,
+                           int dim, gz_tokens_format *format) {
+    if (db->schema < DB_SCHEMA_TOKENS) /* read-only, not migrated: it cannot hold any */
+        return GZ_FAIL(GZ_ENOTFOUND, "%s: no token states (schema %d)", db->path, db->schema);
+    sqlite3_stmt *s;
+    gz_status st = prep(db, &s,
+                        out ? "SELECT format, n_tokens, dim, data FROM tokens"
+                              " WHERE item_id = ? AND model_id = ?"
+                            : "SELECT format, n_tokens, dim FROM tokens"
+                              " WHERE item_id = ? AND model_id = ?");
+    if (st != GZ_OK) return st;
+    sqlite3_bind_int64(s, 1, item_id);
+    sqlite3_bind_int64(s, 2, model_id);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        gz_tokens_format f = (gz_tokens_format)sqlite3_column_int(s, 0);
+        int p = sqlite3_column_int(s, 1), d = sqlite3_column_int(s, 2);
+        if (format) *format = f;
+        if (out && (p != n_tokens || d != dim))
+            st = GZ_FAIL(GZ_EINVAL, "%s: tokens of item %lld are (%d, %d), asked for (%d, %d)",
+                         db->path, (long long)item_id, p, d, n_tokens, dim);
+        else if (out) {
+            const void *blob = sqlite3_column_blob(s, 3);
+            size_t len = (size_t)sqlite3_column_bytes(s, 3);
+            st = gz_tokens_decode(f, blob, len, p, d, out);
+            if (st != GZ_OK)
+                st = gz_error_prefix(GZ_ECORRUPT, "%s: tokens of item %lld", db->path,
+                                     (long long)item_id);
+        }
+    } else if (rc == SQLITE_DONE) {
+        st = GZ_FAIL(GZ_ENOTFOUND, "%s: item %lld has no token states for model %lld", db->path,
+                     (long long)item_id, (long long)model_id);
+    } else {
+        st = sql_fail(db, "read token states");
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+gz_status gz_db_copy_tokens(gz_db *db, int64_t from_item, int64_t to_item, int64_t model_id) {
+    if (from_item == to_item) return GZ_OK;
+    int implicit;
+    gz_status st = wbegin(db, &implicit);
+    if (st != GZ_OK) return st;
+    /* the target's vector must exist (put_tokens' rule); its old tokens go either way */
+    st = gz_db_get_embedding(db, to_item, model_id, NULL, 0);
+    sqlite3_stmt *s;
+    if (st == GZ_OK &&
+        (st = prep(db, &s, "DELETE FROM tokens WHERE item_id = ? AND model_id = ?")) == GZ_OK) {
+        sqlite3_bind_int64(s, 1, to_item);
+        sqlite3_bind_int64(s, 2, model_id);
+        st = step_done(db, s);
+    }
+    if (st == GZ_OK && (st = prep(db, &s,
+                                  "INSERT INTO tokens(item_id, model_id, format, n_tokens, dim,"
+                                  " data) SELECT ?1, model_id, format, n_tokens, dim, data"
+                                  " FROM tokens WHERE item_id = ?2 AND model_id = ?3")) == GZ_OK) {
+        sqlite3_bind_int64(s, 1, to_item);
+        sqlite3_bind_int64(s, 2, from_item);
+        sqlite3_bind_int64(s, 3, model_id);
+        st = step_done(db, s);
+    }
+    return wend(db, implicit, st);
 }
 
 /* ------------------------------------------------------------------ search */
@@ -1673,7 +1809,7 @@ static int64_t file_size(const char *path) {
 
 gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out) {
     memset(out, 0, sizeof *out);
-    out->schema_version = DB_SCHEMA_VERSION;
+    out->schema_version = db->schema;
     int own;
     gz_status st = read_begin(db, &own);
     if (st != GZ_OK) return st;
@@ -1691,6 +1827,10 @@ gz_status gz_db_get_stats(gz_db *db, gz_db_stats *out) {
     }
     if (st == GZ_OK) st = pragma_int(db, "SELECT count(*) FROM models", &out->n_models);
     if (st == GZ_OK) st = pragma_int(db, "SELECT count(*) FROM embeddings", &out->n_embeddings);
+    if (st == GZ_OK && db->schema >= DB_SCHEMA_TOKENS)
+        st = pragma_int(db, "SELECT count(*) FROM tokens", &out->n_tokens);
+    if (st == GZ_OK && db->schema >= DB_SCHEMA_TOKENS)
+        st = pragma_int(db, "SELECT coalesce(sum(length(data)), 0) FROM tokens", &out->token_bytes);
     if (st == GZ_OK && (st = prep(db, &s, "SELECT model_id, kind FROM index_state")) == GZ_OK) {
         while (sqlite3_step(s) == SQLITE_ROW) {
             char path[PATH_MAX];
