@@ -4,8 +4,8 @@
  *
  * Counts come from gz_model_bf16_copies (model/model_internal.h). With L text layers, D hidden
  * and F intermediate: the text tower packs 6 weights a layer (self query, key, value, output;
- * intermediate; output), the ITM encoder the same 6 plus the cross-attention query and output,
- * so a shared model holds 8 L copies, and 14 L if the two kept their own. */
+ * intermediate; output), the ITM encoder the same 6 plus the cross-attention query, key, value
+ * and output, so a shared model holds 10 L copies, and 16 L if the two kept their own. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,8 +111,9 @@ int main(void) {
     expect e;
     e.text_copies = (size_t)6 * L;
     e.text_bytes = (size_t)L * (4 * packed_bytes(D, D) + packed_bytes(F, D) + packed_bytes(D, F));
-    e.all_copies = (size_t)8 * L;
-    e.all_bytes = e.text_bytes + (size_t)L * 2 * packed_bytes(D, D);
+    const int De = cfg.text.encoder_hidden_size;
+    e.all_copies = (size_t)10 * L;
+    e.all_bytes = e.text_bytes + (size_t)L * (2 * packed_bytes(D, D) + 2 * packed_bytes(D, De));
 
     if (!gz_bf16_available())
         printf("note: no AVX512-BF16 here (or GAZE_NO_BF16 set): bf16 falls back to fp32 and "

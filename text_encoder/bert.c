@@ -22,7 +22,7 @@ typedef struct {
     const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D, Din), (D); Din = D or De */
     const float *o_w, *o_b;                         /* (D, D), (D) */
     const float *ln_w, *ln_b;                       /* (D) */
-    gz_bf16w q_p, k_p, v_p, o_p; /* bf16 copies (bf16 path; k_p, v_p self only) */
+    gz_bf16w q_p, k_p, v_p, o_p;                    /* bf16 copies (bf16 path) */
 } bert_attn;
 
 typedef struct {
@@ -174,6 +174,8 @@ size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti) {
     return n;
 }
 
+static gz_status ensure_bf16(const gz_bert *cm, const gz_compute *cx);
+
 gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *enc, int Ti,
                            float *kv) {
     if (!m->with_cross)
@@ -181,24 +183,27 @@ gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *
     if (!cx || !enc || !kv || Ti <= 0) return GZ_FAIL(GZ_EINVAL, "gz_bert_cross_kv: bad arguments");
     if (gz_bert_cross_kv_floats(m, Ti) == 0)
         return GZ_FAIL(GZ_ENOMEM, "cross-attention keys/values for %d image tokens too large", Ti);
+    gz_status st = ensure_bf16(m, cx);
+    if (st != GZ_OK) return st;
     size_t plane = (size_t)Ti * (size_t)m->D;
     for (int l = 0; l < m->L; l++) {
         const bert_attn *a = &m->layers[l].cross;
         float *k = kv + (size_t)l * 2 * plane; /* (Ti, D) */
         float *v = k + plane;                  /* (Ti, D) */
-        gz_status st = gz_linear_cx(cx, enc, a->k_w, NULL, a->k_b, k, m->D, Ti, m->De, m->D);
-        if (st == GZ_OK) st = gz_linear_cx(cx, enc, a->v_w, NULL, a->v_b, v, m->D, Ti, m->De, m->D);
+        st = gz_linear_cx(cx, enc, a->k_w, &a->k_p, a->k_b, k, m->D, Ti, m->De, m->D);
+        if (st == GZ_OK)
+            st = gz_linear_cx(cx, enc, a->v_w, &a->v_p, a->v_b, v, m->D, Ti, m->De, m->D);
         if (st != GZ_OK) return st;
     }
     return GZ_OK;
 }
 
-/* The bf16 copies of every Linear weight of the forward pass (not the cross-attention keys and
- * values, made once per image by gz_bert_cross_kv in fp32), on cx's threads. Called with
- * pack_lock held; all or nothing. */
+/* The bf16 copies of every Linear weight of the forward pass and of the cross-attention keys
+ * and values (gz_bert_cross_kv: once per image, but a re-rank of 32 stored images spends half
+ * its time there), on cx's threads. Called with pack_lock held; all or nothing. */
 static gz_status pack_bf16(gz_bert *m, const gz_compute *cx) {
     const int D = m->D, F = m->F;
-    gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 8 * sizeof *jobs, "BERT bf16 copy");
+    gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 10 * sizeof *jobs, "BERT bf16 copy");
     if (!jobs) return GZ_ENOMEM;
     size_t n = 0;
     for (int l = 0; l < m->L; l++) {
@@ -212,6 +217,8 @@ static gz_status pack_bf16(gz_bert *m, const gz_compute *cx) {
         if (m->with_cross) {
             jobs[n++] = (gz_bf16w_job){ly->cross.q_w, D, D, &ly->cross.q_p, m->weights};
             jobs[n++] = (gz_bf16w_job){ly->cross.o_w, D, D, &ly->cross.o_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->cross.k_w, D, m->De, &ly->cross.k_p, m->weights};
+            jobs[n++] = (gz_bf16w_job){ly->cross.v_w, D, m->De, &ly->cross.v_p, m->weights};
         }
     }
     gz_status st = gz_bf16w_pack_all(cx, m->bf16_cache, jobs, n);

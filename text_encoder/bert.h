@@ -60,8 +60,8 @@ size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti);
 
 /*
 ** Project image states enc (Ti, De) through every layer's cross-attention key and value
-** projections on cx's threads (fp32 always: made once per image): kv = (L, 2, Ti, D) (per
-** layer keys then values), gz_bert_cross_kv_floats floats.
+** projections on cx's threads and kernels (bf16 weights when cx asks for bf16): kv = (L, 2, Ti,
+** D) (per layer keys then values), gz_bert_cross_kv_floats floats.
 ** GZ_EINVAL if the model has no cross-attention weights or Ti <= 0.
 */
 gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *enc, int Ti,
