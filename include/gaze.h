@@ -703,10 +703,10 @@ typedef struct {
     int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
     int retry_failed;   /* 1: re-try files that failed before even if unchanged (a failed
                            file is retried anyway when its size, mtime or max_pixels changed) */
-    gz_tokens_format keep_tokens; /* NONE (default); INT8 / BF16: also store each image's final
-                           vision token states (BLIP only: GZ_EUNSUPPORTED otherwise) so that
-                           a re-rank runs only the ITM fusion. Indexed images without tokens
-                           in this format are encoded again to get them */
+    /* keep_tokens: NONE (default); INT8 / BF16: also store each image's final vision token
+     * states (BLIP only: GZ_EUNSUPPORTED otherwise) so that a re-rank runs only the ITM fusion.
+     * Indexed images without tokens in this format are encoded again to get them. */
+    gz_tokens_format keep_tokens;
     volatile sig_atomic_t *stop; /* when set non-zero, stop after the current batch */
     void (*progress)(void *user, const gz_ingest_stats *s);
     void (*file_error)(void *user, const char *path, const char *message);
