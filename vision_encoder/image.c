@@ -60,8 +60,12 @@ gz_status gz_img_check_pixels(const char *name, int64_t w, int64_t h, int64_t ma
     if (w <= 0 || h <= 0)
         return GZ_FAIL(GZ_EINVAL, "%s: invalid image size %lldx%lld", name, (long long)w,
                        (long long)h);
-    /* Both sides fit an int (the gz_image fields) and the product cannot overflow int64. */
-    if (w > 0x7fffffffLL || h > 0x7fffffffLL || w * h > max_pixels)
+    /* Both sides fit an int (the gz_image fields), so the product cannot overflow int64; the
+     * message of a larger side must not form the product either (HEIF grids declare 32 bits). */
+    if (w > 0x7fffffffLL || h > 0x7fffffffLL)
+        return GZ_FAIL(GZ_ENOMEM, "%s: image too large: %lldx%lld (a side above %d), limit %lld",
+                       name, (long long)w, (long long)h, 0x7fffffff, (long long)max_pixels);
+    if (w * h > max_pixels)
         return GZ_FAIL(GZ_ENOMEM, "%s: image too large: %lldx%lld = %lld pixels, limit %lld", name,
                        (long long)w, (long long)h, (long long)(w * h), (long long)max_pixels);
     const int64_t lng = w > h ? w : h, shrt = w > h ? h : w;

@@ -63,9 +63,10 @@ static int find_box(span s, const char *type, span *out) {
     return 0;
 }
 
-/* Bytes [off, off + len) of s, if inside. */
+/* Bytes [off, off + len) of s, if inside. A box the file lacks (s.p NULL: an iloc entry that
+ * points into a missing idat) holds nothing, not even an empty span (NULL + 0 is undefined). */
 static int sub(span s, uint64_t off, uint64_t len, span *out) {
-    if (off > s.n || len > s.n - off) return 0;
+    if (!s.p || off > s.n || len > s.n - off) return 0;
     out->p = s.p + off;
     out->n = (size_t)len;
     return 1;

@@ -9,6 +9,8 @@ through tests/fuzz/<target>.c's entry point in every build. Three kinds of file,
                               rebuilt here from its description in issue #15 / the commit
   seed-*                      a small valid input of the format, so a replay runs the parse
                               through to the end and not only its refusals
+Findings of fuzz_image_<format> go to fuzz_image/: every image replay (fuzz_image and each
+fuzz_image_<format>) runs that folder.
 The files are committed (a replay needs no Python); run this script only to rebuild them:
   python3 tests/fuzz/regressions/make_inputs.py
 """
