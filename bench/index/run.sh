@@ -17,7 +17,9 @@
 #   nothread the same with --no-decode-thread (decode on the encoder's thread: no overlap)
 #   encoder bench_encoders' ViT forward on preprocessed pixels at the same batch (8): the rate
 #           the encoder alone reaches
-# and the ratios index/encoder use the medians.
+# and the ratios index/encoder use the medians. Both run with OPENBLAS_CORETYPE and
+# OPENBLAS_L2_SIZE unset (OpenBLAS picks its kernel as on a user's machine; DESIGN §6): this
+# machine exports a Haswell setting that halves OpenBLAS's speed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 model=${1:-/work/bench-models/blip-base-384}
@@ -54,7 +56,8 @@ index_once() { # $1 = tag, rest = extra flags; prints wall seconds
   rm -f "$db" "$db"-* "$db".*
   local t0 t1
   t0=$(date +%s.%N)
-  "$gaze" index "$out/photos" --db "$db" --model "$model" --threads "$threads" \
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \
+    "$gaze" index "$out/photos" --db "$db" --model "$model" --threads "$threads" \
     --precision "$precision" --quiet --json "$@" >"$out/$tag.json" 2>"$out/$tag.err" || true
   t1=$(date +%s.%N)
   echo "$t0 $t1" | awk '{printf "%.3f\n", $2 - $1}'
