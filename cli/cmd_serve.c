@@ -101,7 +101,7 @@ static char *read_key(const char *path) {
 
 int cmd_serve(int argc, char **argv) {
     const char *db = NULL, *model = NULL, *weights = NULL, *listen = NULL, *key_file = NULL;
-    const char *port_file = NULL, *upload_dir = NULL, *image_root = NULL;
+    const char *port_file = NULL, *upload_dir = NULL, *image_root = NULL, *precision = NULL;
     int threads = 2, compute = 0, max_body = GZ_SERVE_DEFAULT_MAX_BODY_MB;
     int timeout = GZ_SERVE_DEFAULT_TIMEOUT_S, read_only = 0, auth_reads = 0, no_warmup = 0;
     int quiet = 0;
@@ -122,6 +122,8 @@ int cmd_serve(int argc, char **argv) {
         {"image-root", 0, CLI_STR, &image_root, "DIR", "items may link image files under DIR"},
         {"no-warmup", 0, CLI_FLAG, &no_warmup, NULL, "do not load the models before listening"},
         {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
+        {"precision", 0, CLI_STR, &precision, "fp32|bf16",
+         "Linear layers in fp32 (default) or bf16 (see gaze index --help)"},
         {"quiet", 'q', CLI_FLAG, &quiet, NULL, "no notices"},
         {0},
     };
@@ -156,6 +158,8 @@ int cmd_serve(int argc, char **argv) {
         cli_errorf("%s", bad);
         return EXIT_USAGE;
     }
+    gz_model_params precision_check = cli_model_params(NULL, 1, 0);
+    if ((rc = cli_set_precision(&precision_check, precision, quiet)) != EXIT_OK) return rc;
     char *key = NULL;
     if (key_file && !(key = read_key(key_file))) return EXIT_FATAL;
     if (!is_loopback(host) && !key)
@@ -182,6 +186,7 @@ int cmd_serve(int argc, char **argv) {
     sp.engine.db_path = db_path;
     sp.engine.model_dir = cli_model_dir(model);
     sp.engine.model = cli_model_params(weights, compute, 0);
+    sp.engine.model.precision = precision_check.precision;
     /* readers of other processes (and the replicas' snapshots) load the FAISS file rather
      * than rebuilding it after each batch written here */
     sp.engine.db.save_every_commit = 1;

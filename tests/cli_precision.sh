@@ -157,4 +157,18 @@ done
 check "eval: both outputs have recalls" test -s "$TMP/e32.recalls" -a -s "$TMP/enb.recalls"
 fallback eval "$TMP/e32.recalls" "$TMP/enb.recalls" "$TMP/enb.err"
 
+# serve takes --precision too: a typo is a usage error before anything else is looked at, and
+# the fallback note comes before the server starts (here it then stops: there is no database).
+timeout 30 "$GAZE" serve --db "$TMP/none.db" --precision half >/dev/null 2>"$TMP/sv.err"
+check "serve --precision half exits 2" test $? -eq 2
+check "serve --precision half: the message names the word" grep -q "'half' is not fp32 or bf16" \
+    "$TMP/sv.err"
+GAZE_NO_BF16=1 timeout 30 "$GAZE" serve --db "$TMP/none.db" --precision bf16 >/dev/null \
+    2>"$TMP/svn.err"
+check "serve: GAZE_NO_BF16=1 --precision bf16 prints the note" grep -q "$NOTE" "$TMP/svn.err"
+check "serve without a database still fails as before (exit 3)" test "$(
+    GAZE_NO_BF16=1 timeout 30 "$GAZE" serve --db "$TMP/none.db" --precision bf16 >/dev/null 2>&1
+    echo $?
+)" -eq 3
+
 cli_finish cli_precision
