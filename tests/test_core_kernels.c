@@ -777,7 +777,10 @@ static void mark_range(void *ctx, size_t i0, size_t i1) {
         hits[i]++;
 }
 
-static void test_parallel_for(void) {
+/* Every item of [0, n) done exactly once, for a grid of sizes, least shares and thread counts:
+ * on threads started per loop (pool NULL: gz_pool_for falls back to gz_parallel_for) or on a
+ * pool. */
+static void test_parallel_for(gz_pool *pool) {
     const size_t ns[] = {0, 1, 7, 1000, 100003};
     const size_t mins[] = {1, 3, 500, 1u << 20};
     for (size_t a = 0; a < 5; a++)
@@ -785,12 +788,14 @@ static void test_parallel_for(void) {
             for (int t = 0; t <= 5; t++) {
                 size_t n = ns[a];
                 int *hits = calloc(n + 1, sizeof *hits);
-                gz_parallel_for(n, mins[m], t, mark_range, hits);
+                gz_pool_for(pool, n, mins[m], t, mark_range, hits);
                 int ok = 1;
                 for (size_t i = 0; i < n; i++)
                     ok &= hits[i] == 1;
                 ok &= hits[n] == 0;
-                if (!ok) fprintf(stderr, "parallel_for n=%zu min=%zu threads=%d\n", n, mins[m], t);
+                if (!ok)
+                    fprintf(stderr, "%s n=%zu min=%zu threads=%d\n",
+                            pool ? "pool_for" : "parallel_for", n, mins[m], t);
                 CHECK(ok);
                 checks++;
                 free(hits);
@@ -832,23 +837,7 @@ static void test_pool(void) {
     gz_pool *pool = gz_pool_create(3);
     CHECK(pool != NULL);
     checks++;
-    const size_t ns[] = {0, 1, 7, 1000, 100003};
-    const size_t mins[] = {1, 3, 500, 1u << 20};
-    for (size_t a = 0; a < 5; a++)
-        for (size_t m = 0; m < 4; m++)
-            for (int t = 0; t <= 5; t++) {
-                size_t n = ns[a];
-                int *hits = calloc(n + 1, sizeof *hits);
-                gz_pool_for(pool, n, mins[m], t, mark_range, hits);
-                int ok = 1;
-                for (size_t i = 0; i < n; i++)
-                    ok &= hits[i] == 1;
-                ok &= hits[n] == 0;
-                if (!ok) fprintf(stderr, "pool_for n=%zu min=%zu threads=%d\n", n, mins[m], t);
-                CHECK(ok);
-                checks++;
-                free(hits);
-            }
+    test_parallel_for(pool);
     /* ranges: at most the pool's size (3), whatever is asked */
     atomic_int ranges = 0;
     gz_pool_for(pool, 1000, 1, 8, count_range, &ranges);
@@ -878,7 +867,7 @@ static void test_pool(void) {
 }
 
 static void test_threads(void) {
-    test_parallel_for();
+    test_parallel_for(NULL);
     test_pool();
     CHECK(gz_compute_make(1, 1).n_threads == 1);
     CHECK(gz_compute_make(0, 1).n_threads == gz_cpu_count() && gz_cpu_count() >= 1);
