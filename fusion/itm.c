@@ -24,7 +24,8 @@ struct gz_itm {
 
 struct gz_itm_image {
     int Ti;
-    float *kv; /* (L, 2, Ti, D) owned */
+    float *kv;     /* (L, 2, Ti, D) owned, or NULL */
+    float *states; /* (Ti, Dv) owned copy when kv is NULL: folded (gz_bert_cross) */
 };
 
 gz_status gz_itm_load(gz_st_file *w, const gz_model_config *cfg, gz_itm **out) {
@@ -92,7 +93,7 @@ gz_status gz_itm_prepare_image(const gz_itm *m, const gz_compute *cx, const floa
 gz_status gz_itm_prepare_image_reuse(const gz_itm *m, const gz_compute *cx,
                                      const float *image_states, int Ti, gz_itm_image **im) {
     if (!im) return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image_reuse: im is NULL");
-    if (!*im || (*im)->Ti != Ti || !m || !cx || !image_states) {
+    if (!*im || (*im)->Ti != Ti || !(*im)->kv || !m || !cx || !image_states) {
         gz_itm_image_free(*im);
         *im = NULL;
         return gz_itm_prepare_image(m, cx, image_states, Ti, im);
@@ -105,9 +106,46 @@ gz_status gz_itm_prepare_image_reuse(const gz_itm *m, const gz_compute *cx,
     return st;
 }
 
+gz_status gz_itm_prepare_image_states(const gz_itm *m, const float *image_states, int Ti,
+                                      gz_itm_image **im) {
+    if (!im) return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image_states: im is NULL");
+    size_t n;
+    if (!m || !image_states || Ti <= 0 || !gz_mul_size((size_t)Ti, (size_t)m->Dv, &n)) {
+        gz_itm_image_free(*im);
+        *im = NULL;
+        return GZ_FAIL(GZ_EINVAL, "gz_itm_prepare_image_states: bad arguments (Ti %d)", Ti);
+    }
+    if (*im && ((*im)->kv || (*im)->Ti != Ti)) {
+        gz_itm_image_free(*im);
+        *im = NULL;
+    }
+    if (!*im) {
+        gz_itm_image *fresh = calloc(1, sizeof *fresh);
+        float *copy = gz_malloc_n(n, sizeof *copy, "ITM image states");
+        if (!fresh || !copy) {
+            free(fresh);
+            free(copy);
+            return GZ_FAIL(GZ_ENOMEM, "out of memory for an image's ITM states");
+        }
+        fresh->Ti = Ti;
+        fresh->states = copy;
+        *im = fresh;
+    }
+    memcpy((*im)->states, image_states, n * sizeof *image_states);
+    return GZ_OK;
+}
+
+gz_status gz_itm_prepare_image_once(const gz_itm *m, const gz_compute *cx,
+                                    const float *image_states, int Ti, int T, gz_itm_image **im) {
+    if (m && cx && cx->gemm && gz_bert_cross_fold_wins(m->bert, Ti, T))
+        return gz_itm_prepare_image_states(m, image_states, Ti, im);
+    return gz_itm_prepare_image_reuse(m, cx, image_states, Ti, im);
+}
+
 void gz_itm_image_free(gz_itm_image *im) {
     if (!im) return;
     free(im->kv);
+    free(im->states);
     free(im);
 }
 
@@ -162,7 +200,7 @@ gz_status gz_itm_score_pairs(const gz_itm *m, const gz_compute *cx,
             free(cross);
             return GZ_FAIL(GZ_EINVAL, "ITM score: pair %d has no image", b);
         }
-        cross[b] = (gz_bert_cross){images[b]->kv, images[b]->Ti};
+        cross[b] = (gz_bert_cross){images[b]->kv, images[b]->states, images[b]->Ti};
     }
     gz_status st = score(m, cx, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
     free(cross);
@@ -177,7 +215,7 @@ gz_status gz_itm_score_ex(const gz_itm *m, const gz_compute *cx, const gz_itm_im
     gz_bert_cross *cross = gz_malloc_n((size_t)B, sizeof *cross, "ITM score");
     if (!cross) return GZ_ENOMEM;
     for (int b = 0; b < B; b++)
-        cross[b] = (gz_bert_cross){im->kv, im->Ti};
+        cross[b] = (gz_bert_cross){im->kv, im->states, im->Ti};
     gz_status st = score(m, cx, cross, ids, mask, B, T, enc_token_id, logits, cls, last_hidden);
     free(cross);
     return st;

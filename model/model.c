@@ -807,16 +807,13 @@ static gz_status match_text_images(gz_model *m, const char *text, const float *g
             fill_itc(m, &out[i0 + i], dot(img_emb + (size_t)i * E, temb, E));
         if (!blip) continue;
         // one ITM batch: the text paired with each image of the chunk
+        // one text per image: folded cross-attention where it is cheaper (itm.h)
         for (int i = 0; i < k; i++)
-            if ((st = gz_itm_prepare_image(m->itm, &m->cx, hidden + (size_t)i * P * D, P,
-                                           &kv[i])) != GZ_OK)
+            if ((st = gz_itm_prepare_image_once(m->itm, &m->cx, hidden + (size_t)i * P * D, P,
+                                                b.len, &kv[i])) != GZ_OK)
                 goto out;
         st = gz_itm_score_pairs(m->itm, &m->cx, (const gz_itm_image *const *)kv, ids, mask, k,
                                 b.len, enc_id, logits, NULL, NULL);
-        for (int i = 0; i < k; i++) {
-            gz_itm_image_free(kv[i]);
-            kv[i] = NULL;
-        }
         if (st != GZ_OK) goto out;
         for (int i = 0; i < k; i++)
             fill_itm(&out[i0 + i], logits + 2 * i);
@@ -882,9 +879,10 @@ gz_status gz_match_text_tokens(gz_model *m, const char *text, const float *const
     }
     for (int i0 = 0; st == GZ_OK && i0 < n; i0 += bs) {
         int k = n - i0 < bs ? n - i0 : bs;
-        /* each chunk's keys/values go into the previous chunk's memory */
+        /* each chunk's images go into the previous chunk's memory; one text per image:
+         * folded cross-attention where it is cheaper (itm.h) */
         for (int i = 0; st == GZ_OK && i < k; i++)
-            st = gz_itm_prepare_image_reuse(m->itm, &m->cx, tokens[i0 + i], P, &kv[i]);
+            st = gz_itm_prepare_image_once(m->itm, &m->cx, tokens[i0 + i], P, b.len, &kv[i]);
         if (st == GZ_OK)
             st = gz_itm_score_pairs(m->itm, &m->cx, (const gz_itm_image *const *)kv, ids, mask, k,
                                     b.len, enc_id, logits, NULL, NULL);

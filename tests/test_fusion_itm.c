@@ -196,9 +196,54 @@ static void check_blip(void) {
         free(plg);
         free(pwant);
     }
-    for (int i = 0; i < I; i++)
+    /* The same pairs against images kept as their states (the folded cross-attention of a
+     * re-rank), with the vector paths (folded) and the reference (keys and values projected
+     * per call), text-major (one text per image run) and image-major (B texts per run). */
+    gz_itm_image **sts = calloc((size_t)I, sizeof *sts);
+    for (int i = 0; sts && i < I; i++) {
+        CHECK_OK(gz_itm_prepare_image_states(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti,
+                                             &sts[i]));
+        /* into the same memory again, as a re-rank's next chunk does */
+        gz_itm_image *before = sts[i];
+        CHECK_OK(gz_itm_prepare_image_states(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti,
+                                             &sts[i]));
+        checks++;
+        CHECK(sts[i] == before);
+    }
+    for (int run = 0; run < 4 && want_lg && sts; run++) {
+        int text_major = run % 2 == 0, reference = run >= 2;
+        gz_compute c2 = cx;
+        if (reference) c2.gemm = 0;
+        size_t P = (size_t)I * B;
+        int32_t *pids = malloc(P * T * sizeof *pids), *pmask = malloc(P * T * sizeof *pmask);
+        const gz_itm_image **pim = calloc(P, sizeof *pim);
+        float *plg = gz_test_alloc_f(P * 2), *pwant = gz_test_alloc_f(P * 2);
+        if (!pids || !pmask || !pim) exit(2);
+        for (size_t r = 0; r < P; r++) {
+            int i = text_major ? (int)(r % I) : (int)(r / B);
+            int b = text_major ? (int)(r / I) : (int)(r % B);
+            memcpy(pids + r * T, ids + (size_t)b * T, T * sizeof *pids);
+            memcpy(pmask + r * T, mask + (size_t)b * T, T * sizeof *pmask);
+            pim[r] = sts[i];
+            memcpy(pwant + r * 2, want_lg + ((size_t)i * B + b) * 2, 2 * sizeof *pwant);
+        }
+        CHECK_OK(gz_itm_score_pairs(m, &c2, pim, pids, pmask, (int)P, T, -1, plg, NULL, NULL));
+        char what[64];
+        snprintf(what, sizeof what, "itm_logits (states, %s, %s)",
+                 text_major ? "text-major" : "image-major", reference ? "reference" : "folded");
+        close_to(what, plg, pwant, P * 2, ATOL_LOGIT);
+        free(pids);
+        free(pmask);
+        free(pim);
+        free(plg);
+        free(pwant);
+    }
+    for (int i = 0; i < I; i++) {
         gz_itm_image_free(ims[i]);
+        if (sts) gz_itm_image_free(sts[i]);
+    }
     free(ims);
+    free(sts);
 
     /* Batch independence: each text alone, unpadded, against image 1. */
     gz_itm_image *im = NULL;

@@ -67,11 +67,21 @@ size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti);
 gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *enc, int Ti,
                            float *kv);
 
-/* The image one text cross-attends to: keys/values from gz_bert_cross_kv. */
+/* The image one text cross-attends to: keys/values from gz_bert_cross_kv, or (kv NULL) the
+** image's states themselves, and each layer folds the texts' queries into its key and value
+** weights instead (gz_bert_cross_fold_wins says when that is cheaper). */
 typedef struct {
-    const float *kv; /* (L, 2, Ti, D) */
-    int Ti;          /* image tokens (no image mask: every token is attended) */
+    const float *kv;     /* (L, 2, Ti, D), or NULL */
+    const float *states; /* (Ti, De) when kv is NULL */
+    int Ti;              /* image tokens (no image mask: every token is attended) */
 } gz_bert_cross;
+
+/* 1 when rows query rows attending once to Ti image tokens cost fewer multiply-adds folded
+** (per layer and head, the rows' queries times the key weights, against the Ti states; the
+** weighted states times the value weights) than with the image's keys and values projected:
+** about when rows < D / H. A re-rank scores one short query (rows = its tokens) against each
+** image once, and BLIP-384 then spends 1.4 GFLOP per layer projecting 577 tokens. */
+int gz_bert_cross_fold_wins(const gz_bert *m, int Ti, int rows);
 
 /*
 ** Run the encoder on B texts of T tokens with cx's threads and vector paths.
@@ -80,7 +90,9 @@ typedef struct {
 **            first token (padding is on the right).
 **   type_ids (B, T) token types or NULL (= all 0); ignored when the model has none
 **   cross    (B) the image each text attends to (ITM mode), or NULL for text-only (ITC) mode.
-**            Consecutive texts with the same kv pointer share one attention call.
+**            Consecutive texts with the same image (kv and states pointers) share one
+**            attention call. An image given by its states is folded with cx->gemm, and with
+**            the reference path (cx->gemm 0) has its keys and values projected for the call.
 **   hidden   (B, T, D) output: last hidden state (all positions, padding included)
 **   all_hidden (L+1, B, T, D) optional: embeddings output then every layer's output
 ** GZ_EINVAL for bad sizes, ids out of range, T > max positions, an all-padding row, or cross
