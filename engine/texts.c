@@ -166,17 +166,6 @@ static gz_status flush_queue(texts_import *t) {
     return st;
 }
 
-/* 1 when path, with its symlinks resolved, lies under the folder dir (already physical, from
- * realpath). A path that does not resolve (a missing image) counts as inside: it is reported
- * as missing when it is linked. */
-static int image_inside(const char *dir, const char *path) {
-    char real[PATH_MAX];
-    if (!realpath(path, real)) return 1;
-    size_t n = strlen(dir);
-    if (n == 1 && dir[0] == '/') return 1;
-    return strncmp(real, dir, n) == 0 && real[n] == '/';
-}
-
 /* Phase 1: load and register the model, resolve the file's paths, open the reader and
  * allocate the batch. On error nothing is left open in t. */
 static gz_status import_open(texts_import *t, gz_engine *e, const char *file,
@@ -290,7 +279,7 @@ static gz_status import_row(texts_import *t, int rc, long line) {
     if (img && *img) q->image = gz_path_join(t->dir, img);
     if (!q->ext_id || (img && *img && !q->image))
         return GZ_FAIL(GZ_ENOMEM, "add-texts: out of memory");
-    if (q->image && !t->o->allow_outside && !image_inside(t->dir, q->image)) {
+    if (q->image && !t->o->allow_outside && !gz_path_resolves_inside(t->dir, q->image)) {
         t->s.image_failed++;
         if (t->o->row_warning) {
             char msg[PATH_MAX + 160];
