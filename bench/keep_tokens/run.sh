@@ -12,7 +12,9 @@
 #   3. ITM probability of every photo for a few captions from each database (--rerank over all
 #      photos): max |int8 - fp32| and |bf16 - fp32|;
 #   4. hyperfine: `gaze search "a photo" --rerank K -k 10` on the int8 and reference databases;
-#   5. sizes: bytes per image of each format, database files.
+#   5. sizes: bytes per image of each format, database files;
+#   6. (GROW=N, default 10000; 0 skips) the int8 library grown to N photos by
+#      grow_library.py, and the re-rank timed there in fp32 and bf16.
 # OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are unset for the timed commands (DESIGN.md, Compute).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -83,3 +85,25 @@ hyperfine --runs "$RUNS" --warmup 1 --export-markdown "$OUT/time.md" \
     -n "no tokens" "$GAZE search 'a photo' --db $OUT/ref.db --rerank $K -k 10 --quiet" \
     -n "no re-rank" "$GAZE search 'a photo' --db $OUT/int8.db -k 10 --quiet"
 cat "$OUT/time.md"
+
+# The issue's library size: the int8 library grown to GROW photos (grow_library.py: copies
+# with their own paths, nearby vectors and the same stored tokens; 4.5 GB at 10,000), its index
+# cache written once (an index run of an empty folder), then the re-rank in fp32 and bf16.
+GROW=${GROW:-10000}
+if [ "$GROW" -gt 0 ]; then
+    echo "== time at $GROW photos: gaze search --rerank $K, fp32 and bf16, int8 tokens"
+    python3 bench/keep_tokens/grow_library.py "$OUT/int8.db" "$OUT/grown.db" "$GROW"
+    mkdir -p "$OUT/empty"
+    "$GAZE" index "$OUT/empty" --db "$OUT/grown.db" --quiet >/dev/null
+    hyperfine --runs "$RUNS" --warmup 1 --export-markdown "$OUT/time_grown.md" \
+        -n "fp32, --rerank $K" "$GAZE search 'kids on a red sled' --db $OUT/grown.db --rerank $K -k 10 --quiet" \
+        -n "bf16, --rerank $K" "$GAZE search 'kids on a red sled' --db $OUT/grown.db --rerank $K -k 10 --quiet --precision bf16" \
+        -n "fp32, no re-rank" "$GAZE search 'kids on a red sled' --db $OUT/grown.db -k 10 --quiet"
+    cat "$OUT/time_grown.md"
+    for p in fp32 bf16; do
+        /usr/bin/time -f "$p --rerank $K: %e s wall, %U s user, %S s system, %M KB max RSS" \
+            "$GAZE" search 'kids on a red sled' --db "$OUT/grown.db" --rerank "$K" -k 10 \
+            --quiet --precision $p >/dev/null
+    done
+    rm -f "$OUT"/grown.db*
+fi
