@@ -197,7 +197,7 @@ async function main() {
   for (let b = 0; b < B; b++) rep.set(img, b * Ti * Dv);
   const hf = { ...fi, image: f32(rep, [B, Ti, Dv]) };
   report('itm_1x16', await bench(() => s.run(shared), 1, ritm), B);
-  report('itm_1x16_hf', await bench(() => s.run(hf), 1, ritm), B);
+  report('itm_pairs', await bench(() => s.run(hf), 1, ritm), B); // each pair its own image
   agree(a, 'itm_logits', (await s.run(shared)).logits.data, 'itm_logits.f32');
   rssLine('blip384');
   await s.release();

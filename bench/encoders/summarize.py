@@ -93,12 +93,6 @@ def main():
                 else:
                     row += ' - | - |'
             print(row)
-        if name + '_hf' in ort:  # the peers' Hugging Face form (K/V per pair) against gaze's
-            o = ort[name + '_hf']
-            gm = statistics.median(gaze[name])
-            print(f'| {name}_hf (peer: image K/V per pair) | fp32 | {len(o)} | {gm:.2f} | - | - | - | '
-                  f'{statistics.median(o):.2f} | {pct(o, 0.9):.2f} | - | {statistics.median(o) / gm:.2f}x |'
-                  + (' - | - |' if 'torch' in progs else ''))
     print()
     for prog, (_, rss) in progs.items():
         print(f'peak RSS MB {prog}: ' + ', '.join(f'{k} {v:.0f}' for k, v in rss.items()))

@@ -221,7 +221,7 @@ def main():
         img = last384[:1]  # (1, Ti, Dv): image 0's post-LN states
         B = tids.shape[0]
         report("itm_1x16", bench(lambda: bert.itm(tids, tmask, img), 1, ritm), B)
-        report("itm_1x16_hf", bench(lambda: bert.itm(tids, tmask, img.repeat(B, 1, 1)), 1,
+        report("itm_pairs", bench(lambda: bert.itm(tids, tmask, img.repeat(B, 1, 1)), 1,
                                     ritm), B)
         agree("itm_logits", bert.itm(tids, tmask, img), a.gaze_out, "itm_logits.f32", (B, 2))
         print("RSS blip384 %.0f %.0f" % rss_mb(), flush=True)
