@@ -318,7 +318,13 @@ static gz_status vit_forward(const gz_vit *v, const gz_compute *cx, const vit_sc
     assert((size_t)n * P <= VIT_MAX_CHUNK_TOKENS && GG + 1 == P);
 
     // embeddings: [cls ; patch conv] + pos  -> x (n, P, D)
-    gz_patch_embed(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D); // (n, GG, D)
+    // The columns go to s->mlp, unused until the first block: (n GG, C p p) fits in (N, F)
+    // whenever C p p <= F (every ViT here); else gz_patch_embed allocates them.
+    if ((size_t)v->C * v->p * v->p <= (size_t)v->F)
+        gz_patch_embed_cols(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D,
+                            s->mlp); // (n, GG, D)
+    else
+        gz_patch_embed(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D);
     for (int b = 0; b < n; b++) {
         float *xb = s->x + (size_t)b * P * D;
         for (int d = 0; d < D; d++)

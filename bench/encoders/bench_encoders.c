@@ -595,6 +595,9 @@ int main(int argc, char **argv) {
     report_rss("vit224");
     gz_vit_free(vit);
     gz_st_close(w);
+    /* The 224 pixels are not read again: their pages of the inputs file leave this process, as
+     * the 224 model's do, so the blip384 phase's RSS counts its own inputs only. */
+    gz_st_release(inp, px, sizeof(float) * 8 * 3 * 224 * 224);
 
     /* ---- BLIP-base @ 384: vision, text (ITC), ITM ---- */
 blip384:
