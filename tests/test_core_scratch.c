@@ -1,12 +1,14 @@
 /* test_core_scratch.c - gz_scratch_floats hands its memory back: a freed scratch leaves the
  * process (glibc's heap kept it once its mmap threshold had risen: 7 MB of a text batch's
- * scratch stayed resident through the ITM after it), and a scratch holds no huge page past
- * its last float. Reads RssAnon from /proc/self/status (Linux), so it runs where gaze runs. */
+ * scratch stayed resident through the ITM after it), and neither a scratch nor a bf16 weight
+ * copy (core/linear.h) holds a huge page past its last byte. Reads RssAnon from /proc/self/status
+ * (Linux), so it runs where gaze runs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/kernels.h"
+#include "core/linear.h"
 #include "testutil.h"
 
 static int checks;
@@ -82,9 +84,32 @@ static void test_no_huge_tail(void) {
     free(p);
 }
 
+/* A bf16 copy of a 3072 x 768 weight (BERT's intermediate.dense: 4.5 MB) holds its own bytes
+ * (+ a page), not the 6 MB its 2 MiB-rounded allocation spans: the hint stops at the last
+ * whole huge page (it covered the rounded size before, ~1.5 MB more per MLP weight). */
+static void test_bf16_copy_no_huge_tail(void) {
+    const int out = 3072, in = 768;
+    float *w = malloc((size_t)out * in * sizeof *w);
+    CHECK_COUNTED(checks, w != NULL);
+    if (!w) return;
+    for (size_t i = 0; i < (size_t)out * in; i++)
+        w[i] = (float)(i % 97) * 0.01f;
+    gz_bf16w pw;
+    long base = rss_anon_kb();
+    CHECK_OK_COUNTED(checks, gz_bf16w_pack(w, out, in, &pw));
+    long held = rss_anon_kb() - base, want = (long)out * in * 2 / 1024;
+    fprintf(stderr, "bf16 copy of %d x %d: %ld KiB resident, %ld KiB of bf16\n", out, in, held,
+            want);
+    CHECK_RSS(held >= want);
+    CHECK_RSS(held <= want + 256);
+    gz_bf16w_free(&pw);
+    free(w);
+}
+
 int main(void) {
     if (!RSS_CHECKS) fprintf(stderr, "AddressSanitizer build: resident-size checks not run\n");
     test_no_huge_tail(); /* first: no freed heap memory yet for it to land in */
+    test_bf16_copy_no_huge_tail();
     test_freed_scratch_leaves();
     return gz_test_finish("core_scratch", checks);
 }
