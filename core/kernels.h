@@ -50,8 +50,9 @@ int gz_compute_simd_level(const gz_compute *cx);
 /* Scratch for a forward's activations: n floats, 2 MiB-aligned and advised as transparent huge
  * pages from 2 MiB up (a ViT batch takes ~50 MB, and faulting that in 4 KiB pages on every
  * call cost ~10% of the forward), the whole 2 MiB pages only: the tail past the last one stays
- * on 4 KiB pages, so no partly used huge page is resident. NULL when out of memory (no
- * message). Free with free(). */
+ * on 4 KiB pages, so no partly used huge page is resident. From 2 MiB up it is always a
+ * mapping of its own, so free() hands every page back (never kept in malloc's heap). NULL when
+ * out of memory (no message). Free with free(). */
 float *gz_scratch_floats(size_t n);
 
 /* Processors this process may run on (at least 1). */
