@@ -67,6 +67,9 @@ int gz_compute_simd_level(const gz_compute *cx) {
     return 0;
 }
 
+/* glibc's ceiling on its dynamic mmap threshold, 4 Mi longs on 64-bit (mallopt(3)). */
+#define GZ_MALLOC_MMAP_CEILING ((size_t)4 * 1024 * 1024 * sizeof(long))
+
 float *gz_scratch_floats(size_t n) {
     const size_t huge = (size_t)2 << 20;
     size_t bytes;
@@ -74,9 +77,19 @@ float *gz_scratch_floats(size_t n) {
     size_t align = bytes >= huge ? huge : 64;
     if (bytes > SIZE_MAX - align) return NULL;
     size_t alloc = (bytes + align - 1) / align * align;
+    /* glibc raises its mmap threshold to the size of each mapped chunk freed, up to the ceiling
+     * (mallopt(3)): after one 17 MB ViT scratch, every later scratch below that came from the
+     * heap, whose freed pages stay resident (a 13 MB text batch's scratch was still there
+     * during the ITM that followed). Asked for more than the ceiling, a scratch is always a
+     * mapping of its own that free() unmaps; the pages past `bytes` are never touched, so they
+     * cost address space only. */
+    if (align == huge && alloc < GZ_MALLOC_MMAP_CEILING) alloc = GZ_MALLOC_MMAP_CEILING;
     float *p = aligned_alloc(align, alloc);
 #ifdef MADV_HUGEPAGE
-    if (p && align == huge) madvise(p, alloc, MADV_HUGEPAGE); /* a hint: failure is harmless */
+    /* A hint (failure is harmless) on the whole huge pages inside the n floats only: a huge page
+     * is resident in full from its first touch, so the tail past the last whole one stays on
+     * 4 KiB pages (up to 2 MB less per buffer, e.g. an image's 40.6 MB of ITM keys/values). */
+    if (p && align == huge) madvise(p, bytes / huge * huge, MADV_HUGEPAGE);
 #endif
     return p;
 }
@@ -1187,6 +1200,27 @@ static void im2col(const gz_compute *cx, const float *pixels, float *cols, int n
                 &a);
 }
 
+/* im2col + one GEMM per `per` images, the columns in cols (per*G*G rows of C*p*p). */
+static void patch_embed_cols(const gz_compute *cx, const float *pixels, const float *weight,
+                             const float *bias, float *out, int B, int C, int S, int p, int D,
+                             float *cols, int per) {
+    size_t np = (size_t)(S / p) * (size_t)(S / p), kk = (size_t)C * p * p;
+    for (int b0 = 0; b0 < B; b0 += per) {
+        int n = B - b0 < per ? B - b0 : per;
+        im2col(cx, pixels + (size_t)b0 * C * S * S, cols, n, C, S, p);
+        gz_linear_cx(cx, cols, weight, NULL, bias, out + (size_t)b0 * np * D, D, (int)(np * n),
+                     (int)kk, D);
+    }
+}
+
+void gz_patch_embed_cols(const gz_compute *cx, const float *pixels, const float *weight,
+                         const float *bias, float *out, int B, int C, int S, int p, int D,
+                         float *cols) {
+    assert(cols);
+    if (B <= 0 || p <= 0 || D <= 0) return;
+    patch_embed_cols(cx, pixels, weight, bias, out, B, C, S, p, D, cols, B);
+}
+
 void gz_patch_embed(const gz_compute *cx, const float *pixels, const float *weight,
                     const float *bias, float *out, int B, int C, int S, int p, int D) {
     if (B <= 0 || p <= 0 || D <= 0) return;
@@ -1204,11 +1238,7 @@ void gz_patch_embed(const gz_compute *cx, const float *pixels, const float *weig
         per = 1;
     }
     if (cols) {
-        for (int b0 = 0; b0 < B; b0 += per) {
-            im2col(cx, pixels + (size_t)b0 * C * S * S, cols, per, C, S, p);
-            gz_linear_cx(cx, cols, weight, NULL, bias, out + (size_t)b0 * np * D, D,
-                         (int)(np * per), (int)kk, D);
-        }
+        patch_embed_cols(cx, pixels, weight, bias, out, B, C, S, p, D, cols, per);
         free(cols);
         return;
     }

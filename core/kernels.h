@@ -49,7 +49,10 @@ int gz_compute_simd_level(const gz_compute *cx);
 
 /* Scratch for a forward's activations: n floats, 2 MiB-aligned and advised as transparent huge
  * pages from 2 MiB up (a ViT batch takes ~50 MB, and faulting that in 4 KiB pages on every
- * call cost ~10% of the forward). NULL when out of memory (no message). Free with free(). */
+ * call cost ~10% of the forward), the whole 2 MiB pages only: the tail past the last one stays
+ * on 4 KiB pages, so no partly used huge page is resident. From 2 MiB up it is always a
+ * mapping of its own, so free() hands every page back (never kept in malloc's heap). NULL when
+ * out of memory (no message). Free with free(). */
 float *gz_scratch_floats(size_t n);
 
 /* Processors this process may run on (at least 1). */
@@ -123,6 +126,12 @@ gz_status gz_attention(const gz_compute *cx, const float *q, int q_stride, const
  * loop instead: the same result, slower. */
 void gz_patch_embed(const gz_compute *cx, const float *pixels, const float *weight,
                     const float *bias, float *out, int B, int C, int S, int p, int D);
+/* The same with the caller's scratch for the columns: cols holds B*G*G*C*p*p floats (a
+ * tower's activation scratch that is free at that point), so a call allocates nothing (a 14 MB
+ * malloc per ViT-384 batch of 8 raised glibc's mmap threshold and kept the freed heap). */
+void gz_patch_embed_cols(const gz_compute *cx, const float *pixels, const float *weight,
+                         const float *bias, float *out, int B, int C, int S, int p, int D,
+                         float *cols);
 
 /* Half-precision conversions (round trip exact for representable values). */
 float gz_f16_to_f32(uint16_t h);

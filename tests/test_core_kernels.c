@@ -689,6 +689,13 @@ static void test_patch_embed(void) {
         gz_patch_embed(&tight, px, w, b, out, B, C, S, p, D);
         snprintf(what, sizeof what, "patch_embed B%d C%d S%d p%d D%d no scratch", B, C, S, p, D);
         close_(what, out, ref, no, 1e-4f, 1e-4f);
+        /* the caller's scratch for the columns (vit.c: its MLP buffer) */
+        float *cols = malloc((size_t)B * G * G * C * p * p * sizeof *cols);
+        memset(out, 0, no * sizeof *out);
+        gz_patch_embed_cols(&cx, px, w, b, out, B, C, S, p, D, cols);
+        snprintf(what, sizeof what, "patch_embed_cols B%d C%d S%d p%d D%d", B, C, S, p, D);
+        close_(what, out, ref, no, 1e-4f, 1e-4f);
+        free(cols);
         free(px), free(w), free(b), free(out), free(ref);
     }
 }

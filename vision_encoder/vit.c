@@ -318,7 +318,14 @@ static gz_status vit_forward(const gz_vit *v, const gz_compute *cx, const vit_sc
     assert((size_t)n * P <= VIT_MAX_CHUNK_TOKENS && GG + 1 == P);
 
     // embeddings: [cls ; patch conv] + pos  -> x (n, P, D)
-    gz_patch_embed(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D); // (n, GG, D)
+    // The columns (n GG, C p p) go to x, att, qkv and mlp, one run of N (5 D + F) floats
+    // unused until the first block (every full-size ViT: C p p <= F); else gz_patch_embed
+    // allocates them.
+    if ((size_t)GG * v->C * v->p * v->p <= (size_t)P * (5 * (size_t)D + v->F))
+        gz_patch_embed_cols(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D,
+                            s->x); // (n, GG, D)
+    else
+        gz_patch_embed(cx, pixels, v->patch_w, v->patch_b, s->h, n, v->C, v->S, v->p, D);
     for (int b = 0; b < n; b++) {
         float *xb = s->x + (size_t)b * P * D;
         for (int d = 0; d < D; d++)
@@ -375,7 +382,7 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
     assert(chunk >= 1); /* gz_vit_load refuses P > VIT_MAX_CHUNK_TOKENS */
     if (chunk > B) chunk = B;
     const size_t N = (size_t)chunk * P;
-    // floats: x, h, att (N*D each), qkv (N*3D), mlp (N*F), cls (chunk*D), feat (chunk*E)
+    // floats: h, x, att (N*D each), qkv (N*3D), mlp (N*F), cls (chunk*D), feat (chunk*E)
     size_t per_tok = 0, total = 0;
     if (!gz_add_size((size_t)6 * D, (size_t)F, &per_tok) || !gz_mul_size(per_tok, N, &total) ||
         !gz_add_size(total, (size_t)chunk * ((size_t)D + E), &total))
@@ -383,9 +390,9 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
     float *buf = gz_scratch_floats(total);
     if (!buf) return GZ_FAIL(GZ_ENOMEM, "out of memory for the vision tower's scratch");
     vit_scratch s;
-    s.x = buf;
-    s.h = s.x + N * D;
-    s.att = s.h + N * D;
+    s.h = buf; /* h first: x, att, qkv and mlp follow in one run, the patch columns' room */
+    s.x = s.h + N * D;
+    s.att = s.x + N * D;
     s.qkv = s.att + N * D;
     s.mlp = s.qkv + N * 3 * D;
     s.cls = s.mlp + N * F;
