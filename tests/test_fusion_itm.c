@@ -201,12 +201,12 @@ static void check_blip(void) {
      * per call), text-major (one text per image run) and image-major (B texts per run). */
     gz_itm_image **sts = calloc((size_t)I, sizeof *sts);
     for (int i = 0; sts && i < I; i++) {
-        CHECK_OK(gz_itm_prepare_image_states(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti,
-                                             &sts[i]));
+        CHECK_OK(
+            gz_itm_prepare_image_states(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti, &sts[i]));
         /* into the same memory again, as a re-rank's next chunk does */
         gz_itm_image *before = sts[i];
-        CHECK_OK(gz_itm_prepare_image_states(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti,
-                                             &sts[i]));
+        CHECK_OK(
+            gz_itm_prepare_image_states(m, in.states + (size_t)i * in.Ti * in.Dv, in.Ti, &sts[i]));
         checks++;
         CHECK(sts[i] == before);
     }

@@ -422,8 +422,8 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
             if ((st = lin(cx, x, ly->cross.q_w, &ly->cross.q_p, ly->cross.q_b, q, (int)N, D, D)))
                 goto out;
             for (int b0 = 0, b1; b0 < B; b0 = b1) {
-                for (b1 = b0 + 1; b1 < B && cross[b1].kv == cross[b0].kv &&
-                                  cross[b1].states == cross[b0].states;
+                for (b1 = b0 + 1;
+                     b1 < B && cross[b1].kv == cross[b0].kv && cross[b1].states == cross[b0].states;
                      b1++)
                     continue;
                 assert(b0 < b1 && b1 <= B);
@@ -438,8 +438,8 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
                     st = cross_folded(m, cx, &ly->cross, q + row, cross[b0].states, Ti, R, scale,
                                       ctx + row);
                 } else {
-                    st = cross_projected(m, cx, &ly->cross, q + row, cross[b0].states, Ti, R,
-                                         scale, ctx + row);
+                    st = cross_projected(m, cx, &ly->cross, q + row, cross[b0].states, Ti, R, scale,
+                                         ctx + row);
                 }
                 if (st) goto out;
             }
