@@ -85,6 +85,34 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
+/* Every (image, text) pair in one gz_itm_score_pairs batch on c, text-major (each pair's
+ * image differs from its neighbour's) or image-major (runs of B texts sharing an image),
+ * against the expected logits want_lg (I, B, 2). */
+static void check_pairs(const gz_itm *m, const gz_compute *c, gz_itm_image *const *images,
+                        const inputs *in, const float *want_lg, int text_major, const char *what) {
+    const int I = in->I, B = in->B, T = in->T;
+    size_t P = (size_t)I * B;
+    int32_t *pids = malloc(P * T * sizeof *pids), *pmask = malloc(P * T * sizeof *pmask);
+    const gz_itm_image **pim = calloc(P, sizeof *pim);
+    float *plg = gz_test_alloc_f(P * 2), *pwant = gz_test_alloc_f(P * 2);
+    if (!pids || !pmask || !pim) exit(2);
+    for (size_t r = 0; r < P; r++) {
+        int i = text_major ? (int)(r % I) : (int)(r / B);
+        int b = text_major ? (int)(r / I) : (int)(r % B);
+        memcpy(pids + r * T, in->ids + (size_t)b * T, T * sizeof *pids);
+        memcpy(pmask + r * T, in->mask + (size_t)b * T, T * sizeof *pmask);
+        pim[r] = images[i];
+        memcpy(pwant + r * 2, want_lg + ((size_t)i * B + b) * 2, 2 * sizeof *pwant);
+    }
+    CHECK_OK(gz_itm_score_pairs(m, c, pim, pids, pmask, (int)P, T, -1, plg, NULL, NULL));
+    close_to(what, plg, pwant, P * 2, ATOL_LOGIT);
+    free(pids);
+    free(pmask);
+    free(pim);
+    free(plg);
+    free(pwant);
+}
+
 static void check_half(const gz_model_config *cfg, gz_st_file *ex, const inputs *in,
                        const char *file, const char *prefix) {
     gz_st_file *w = NULL;
@@ -173,29 +201,10 @@ static void check_blip(void) {
         CHECK_OK(
             gz_itm_prepare_image(m, &cx, in.states + (size_t)i * in.Ti * in.Dv, in.Ti, &ims[i]));
     const float *want_lg = want(ex, "itm_logits", NULL);
-    for (int order = 0; order < 2 && want_lg; order++) {
-        size_t P = (size_t)I * B;
-        int32_t *pids = malloc(P * T * sizeof *pids), *pmask = malloc(P * T * sizeof *pmask);
-        const gz_itm_image **pim = calloc(P, sizeof *pim);
-        float *plg = gz_test_alloc_f(P * 2), *pwant = gz_test_alloc_f(P * 2);
-        if (!pids || !pmask || !pim) exit(2);
-        for (size_t r = 0; r < P; r++) {
-            int i = order == 0 ? (int)(r % I) : (int)(r / B);
-            int b = order == 0 ? (int)(r / I) : (int)(r % B);
-            memcpy(pids + r * T, ids + (size_t)b * T, T * sizeof *pids);
-            memcpy(pmask + r * T, mask + (size_t)b * T, T * sizeof *pmask);
-            pim[r] = ims[i];
-            memcpy(pwant + r * 2, want_lg + ((size_t)i * B + b) * 2, 2 * sizeof *pwant);
-        }
-        CHECK_OK(gz_itm_score_pairs(m, &cx, pim, pids, pmask, (int)P, T, -1, plg, NULL, NULL));
-        close_to(order == 0 ? "itm_logits (pairs, text-major)" : "itm_logits (pairs, image-major)",
-                 plg, pwant, P * 2, ATOL_LOGIT);
-        free(pids);
-        free(pmask);
-        free(pim);
-        free(plg);
-        free(pwant);
-    }
+    for (int order = 0; order < 2 && want_lg; order++)
+        check_pairs(m, &cx, ims, &in, want_lg, order == 0,
+                    order == 0 ? "itm_logits (pairs, text-major)"
+                               : "itm_logits (pairs, image-major)");
     /* The same pairs against images kept as their states (the folded cross-attention of a
      * re-rank), with the vector paths (folded) and the reference (keys and values projected
      * per call), text-major (one text per image run) and image-major (B texts per run). */
@@ -214,29 +223,10 @@ static void check_blip(void) {
         int text_major = run % 2 == 0, reference = run >= 2;
         gz_compute c2 = cx;
         if (reference) c2.gemm = 0;
-        size_t P = (size_t)I * B;
-        int32_t *pids = malloc(P * T * sizeof *pids), *pmask = malloc(P * T * sizeof *pmask);
-        const gz_itm_image **pim = calloc(P, sizeof *pim);
-        float *plg = gz_test_alloc_f(P * 2), *pwant = gz_test_alloc_f(P * 2);
-        if (!pids || !pmask || !pim) exit(2);
-        for (size_t r = 0; r < P; r++) {
-            int i = text_major ? (int)(r % I) : (int)(r / B);
-            int b = text_major ? (int)(r / I) : (int)(r % B);
-            memcpy(pids + r * T, ids + (size_t)b * T, T * sizeof *pids);
-            memcpy(pmask + r * T, mask + (size_t)b * T, T * sizeof *pmask);
-            pim[r] = sts[i];
-            memcpy(pwant + r * 2, want_lg + ((size_t)i * B + b) * 2, 2 * sizeof *pwant);
-        }
-        CHECK_OK(gz_itm_score_pairs(m, &c2, pim, pids, pmask, (int)P, T, -1, plg, NULL, NULL));
         char what[64];
         snprintf(what, sizeof what, "itm_logits (states, %s, %s)",
                  text_major ? "text-major" : "image-major", reference ? "reference" : "folded");
-        close_to(what, plg, pwant, P * 2, ATOL_LOGIT);
-        free(pids);
-        free(pmask);
-        free(pim);
-        free(plg);
-        free(pwant);
+        check_pairs(m, &c2, sts, &in, want_lg, text_major, what);
     }
     for (int i = 0; i < I; i++) {
         gz_itm_image_free(ims[i]);
