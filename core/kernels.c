@@ -176,6 +176,8 @@ typedef struct {
     const float *x, *w, *b;
     int d, lvl;
     float eps;
+    float *acc;       /* gz_add_layernorm: rows of acc += add before each row's norm; x = acc */
+    const float *add; /* NULL: a plain LayerNorm */
 } ln_args;
 
 #if GZ_MVEC
@@ -279,6 +281,7 @@ static void layernorm_range(void *ctx, size_t i0, size_t i1) {
 #if GZ_MVEC
     if (a->lvl > 0 && w && b) {
         for (size_t i = i0; i < i1; i++) {
+            if (a->add) gz_add(a->acc + i * d, a->add + i * d, (size_t)d); /* row still in L1 */
             if (a->lvl == 2)
                 layernorm_row_avx512(a->y + i * d, a->x + i * d, w, b, d, a->eps);
             else
@@ -288,6 +291,7 @@ static void layernorm_range(void *ctx, size_t i0, size_t i1) {
     }
 #endif
     for (size_t i = i0; i < i1; i++) {
+        if (a->add) gz_add(a->acc + i * d, a->add + i * d, (size_t)d);
         const float *xr = a->x + i * d;
         float *yr = a->y + i * d;
         /* Two passes in double: exact enough that constant rows give variance 0. */
@@ -313,9 +317,32 @@ static void layernorm_range(void *ctx, size_t i0, size_t i1) {
 void gz_layernorm(const gz_compute *cx, float *y, const float *x, const float *w, const float *b,
                   int n, int d, float eps) {
     if (d <= 0 || n <= 0) return;
-    ln_args a = {y, x, w, b, d, gz_compute_simd_level(cx), eps};
+    ln_args a = {y, x, w, b, d, gz_compute_simd_level(cx), eps, NULL, NULL};
     gz_pool_for(cx->pool, (size_t)n, GZ_PAR_MIN / (size_t)d + 1, cx->n_threads, layernorm_range,
                 &a);
+}
+
+void gz_add_layernorm(const gz_compute *cx, float *acc, const float *add, float *y, const float *w,
+                      const float *b, int n, int d, float eps) {
+    if (d <= 0 || n <= 0) return;
+    ln_args a = {y, acc, w, b, d, gz_compute_simd_level(cx), eps, acc, add};
+    gz_pool_for(cx->pool, (size_t)n, GZ_PAR_MIN / (size_t)d + 1, cx->n_threads, layernorm_range,
+                &a);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+} add_args;
+
+static void add_range(void *ctx, size_t i0, size_t i1) {
+    const add_args *a = ctx;
+    gz_add(a->y + i0, a->x + i0, i1 - i0);
+}
+
+void gz_add_cx(const gz_compute *cx, float *y, const float *x, size_t n) {
+    add_args a = {y, x};
+    gz_pool_for(cx->pool, n, GZ_PAR_MIN, cx->n_threads, add_range, &a);
 }
 
 /* Element-wise activation ids. */

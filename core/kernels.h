@@ -79,10 +79,18 @@ void gz_add_bias(float *y, const float *b, int n, int d);
 /* y(n) += x(n). */
 void gz_add(float *y, const float *x, size_t n);
 
+/* y(n) += x(n) on cx's threads: the same values as gz_add. */
+void gz_add_cx(const gz_compute *cx, float *y, const float *x, size_t n);
+
 /* LayerNorm over the last dim: biased variance, eps inside the sqrt (torch semantics).
  * y may equal x. w/b (D). */
 void gz_layernorm(const gz_compute *cx, float *y, const float *x, const float *w, const float *b,
                   int n, int d, float eps);
+/* A residual add and the LayerNorm after it: acc(n, d) += add, then y = LayerNorm(acc), row by
+ * row on cx's threads, each row normalised while its sum is still in cache. The same values as
+ * gz_add then gz_layernorm; y may equal add or acc. */
+void gz_add_layernorm(const gz_compute *cx, float *acc, const float *add, float *y, const float *w,
+                      const float *b, int n, int d, float eps);
 
 /* Activations in place. gelu = exact erf form; gelu_tanh = tanh approximation;
  * quick_gelu = x * sigmoid(1.702 x). */

@@ -352,6 +352,31 @@ static void test_layernorm(void) {
         close_(what, y, r, (size_t)n * d, 1e-5f, 1e-5f);
         gz_layernorm(&cx, x, x, w, b, n, d, 1e-5f); /* in place gives the same result */
         close_("layernorm in place", x, y, (size_t)n * d, 0, 0);
+        /* the residual add fused in: bit-identical to gz_add then gz_layernorm, for y apart,
+         * y = add (a ViT's h, a BERT's x) and y = acc; and gz_add_cx to gz_add */
+        float *acc0 = rnd((size_t)n * d, 7), *add0 = rnd((size_t)n * d, 2);
+        float *acc = malloc((size_t)n * d * sizeof *acc),
+              *add = malloc((size_t)n * d * sizeof *add);
+        float *racc = malloc((size_t)n * d * sizeof *racc);
+        memcpy(racc, acc0, (size_t)n * d * sizeof *racc);
+        gz_add(racc, add0, (size_t)n * d);
+        gz_layernorm(&cx, r, racc, w, b, n, d, 1e-5f);
+        for (int alias = 0; alias < 3; alias++) {
+            memcpy(acc, acc0, (size_t)n * d * sizeof *acc);
+            memcpy(add, add0, (size_t)n * d * sizeof *add);
+            float *out = alias == 0 ? y : alias == 1 ? add : acc;
+            gz_add_layernorm(&cx, acc, add, out, w, b, n, d, 1e-5f);
+            snprintf(what, sizeof what, "add+layernorm %dx%d (y %s)", n, d,
+                     alias == 0   ? "apart"
+                     : alias == 1 ? "= add"
+                                  : "= acc");
+            close_(what, out, r, (size_t)n * d, 0, 0);
+            if (alias != 2) close_("add+layernorm: the sum kept", acc, racc, (size_t)n * d, 0, 0);
+        }
+        memcpy(acc, acc0, (size_t)n * d * sizeof *acc);
+        gz_add_cx(&cx, acc, add0, (size_t)n * d);
+        close_("gz_add_cx", acc, racc, (size_t)n * d, 0, 0);
+        free(acc0), free(add0), free(acc), free(add), free(racc);
         free(x), free(w), free(b), free(y), free(r);
     }
     /* constant rows: variance 0, output = bias exactly (eps 1e-12 as BERT) */

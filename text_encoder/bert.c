@@ -255,8 +255,7 @@ static gz_status attn_output(const gz_bert *m, const gz_compute *cx, const bert_
                              const float *ctx, float *tmp, int N) {
     gz_status st = lin(cx, ctx, a->o_w, &a->o_p, a->o_b, tmp, N, m->D, m->D);
     if (st != GZ_OK) return st;
-    gz_add(tmp, x, (size_t)N * m->D);
-    gz_layernorm(cx, x, tmp, a->ln_w, a->ln_b, N, m->D, m->cfg.layer_norm_eps);
+    gz_add_layernorm(cx, tmp, x, x, a->ln_w, a->ln_b, N, m->D, m->cfg.layer_norm_eps);
     return GZ_OK;
 }
 
@@ -450,8 +449,7 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
                                    (int)N, D, F)))
             goto out; /* (N, F), activated */
         if ((st = lin(cx, ffn, ly->o_w, &ly->o_p, ly->o_b, tmp, (int)N, F, D))) goto out;
-        gz_add(tmp, x, N * D);
-        gz_layernorm(cx, x, tmp, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
+        gz_add_layernorm(cx, tmp, x, x, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }
     memcpy(hidden, x, N * D * sizeof *x);

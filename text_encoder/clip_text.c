@@ -213,13 +213,12 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
         if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale)))
             goto out;
         if ((st = lin(cx, ctx, ly->o_w, &ly->o_p, ly->o_b, h, (int)N, D, D))) goto out;
-        gz_add(x, h, N * D);
-        gz_layernorm(cx, h, x, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
+        gz_add_layernorm(cx, x, h, h, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
         if ((st = gz_linear_act_cx(cx, h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, (int)m->cfg.act, mlp, F,
                                    (int)N, D, F)))
             goto out; /* (N, F), activated */
         if ((st = lin(cx, mlp, ly->fc2_w, &ly->fc2_p, ly->fc2_b, h, (int)N, F, D))) goto out;
-        gz_add(x, h, N * D);
+        gz_add_cx(cx, x, h, N * D);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }
     gz_layernorm(cx, hidden, x, m->fln_w, m->fln_b, (int)N, D, m->cfg.layer_norm_eps);

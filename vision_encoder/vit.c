@@ -294,15 +294,14 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
     if (st != GZ_OK) return st;
     if ((st = linear_strided(cx, s->att, ly->out_w, &ly->out_p, ly->out_b, s->h, D, N, D, D)))
         return st;
-    gz_add(s->x, s->h, (size_t)N * D);
-    // MLP: x += fc2(act(fc1(LN2(x))))
-    gz_layernorm(cx, s->h, s->x, ly->ln2_w, ly->ln2_b, N, D, v->eps);
+    // MLP: x += fc2(act(fc1(LN2(x)))), the residual add fused with LN2
+    gz_add_layernorm(cx, s->x, s->h, s->h, ly->ln2_w, ly->ln2_b, N, D, v->eps);
     if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, (int)v->act, s->mlp, F,
                                N, D, F)))
         return st; // (N, F), activated
     if ((st = linear_strided(cx, s->mlp, ly->fc2_w, &ly->fc2_p, ly->fc2_b, s->h, D, N, F, D)))
         return st; // (N, D)
-    gz_add(s->x, s->h, (size_t)N * D);
+    gz_add_cx(cx, s->x, s->h, (size_t)N * D);
     return GZ_OK;
 }
 
