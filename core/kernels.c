@@ -50,7 +50,7 @@ gz_compute gz_compute_make(int n_threads, int simd) {
     cx.n_threads = n_threads > 0 ? n_threads : gz_cpu_count();
     cx.simd = simd ? GZ_SIMD_BEST : 0;
     cx.scratch_limit = 0;
-    cx.gemm = simd ? 1 : 0;
+    cx.gemm = simd ? GZ_GEMM_PACKED : GZ_GEMM_REFERENCE;
     cx.bf16 = 0;
     cx.pool = NULL;
     return cx;

@@ -22,6 +22,13 @@
 /* Highest vector level: 2 = AVX-512, 1 = AVX2 + FMA, 0 = the plain libm loops. */
 #define GZ_SIMD_BEST 2
 
+/* gz_compute.gemm: the Linear kernels (core/linear.h). */
+enum {
+    GZ_GEMM_REFERENCE = 0, /* OpenBLAS for every product, the reference kept for comparison */
+    GZ_GEMM_IN_PLACE = 1,  /* gaze's row-dot kernel for a few rows, OpenBLAS above: W as stored */
+    GZ_GEMM_PACKED = 2     /* the default: towers pack W once into panels for gaze's kernel */
+};
+
 /* How one caller (a model, a test, a bench) wants its kernels run. Plain data, copied freely. */
 typedef struct {
     int n_threads;        /* >= 1: most ranges one gz_parallel_for loop is split into */
@@ -32,9 +39,8 @@ typedef struct {
                              test run the AVX2 paths on an AVX-512 machine. */
     size_t scratch_limit; /* most bytes of scratch one kernel call may take, heap or stack;
                              0 = no limit. Tests set it to reach the out-of-memory paths. */
-    int gemm;             /* 1 = gaze's own Linear kernels where they measure faster
-                             (core/linear.h; needs simd); 0 = OpenBLAS for every product, the
-                             reference kept for comparison */
+    int gemm;             /* which Linear kernels (core/linear.h; the own ones need simd):
+                             GZ_GEMM_PACKED, GZ_GEMM_IN_PLACE or GZ_GEMM_REFERENCE */
     int bf16;             /* 1 = Linear layers with bf16 weights and AVX512-BF16 dot products
                              (fp32 accumulation) where the CPU has them and gemm is on; 0 = fp32 */
     gz_pool *pool;        /* borrowed workers for the parallel loops (core/threads.h), owned by

@@ -40,6 +40,16 @@
 #define GZ_HUGE_PAGE ((size_t)2 << 20)
 /* Rows from which the bf16 kernel splits rows between threads (else column panels). */
 #define BF_SPLIT_ROWS 64
+/* Register tile and cache blocks of the packed fp32 kernel: 8 rows x 3 panels; FP_KC k x 48
+ * columns of W (24 KiB) stay in L1 while FP_MC rows pass over them. */
+#ifndef FP_MR
+#define FP_MR 8
+#endif
+#define FP_NR 3
+#ifndef FP_KC
+#define FP_KC 384
+#endif
+#define FP_MC 192
 /* Least weight bytes per thread when the columns are split: below it a thread's start costs
  * more than its share of the reading. */
 #define GZ_LINEAR_MIN_BYTES ((size_t)512 << 10)
@@ -74,6 +84,18 @@ int gz_cpu_has_bf16(void) {
 #endif
 }
 
+int gz_linear_pack_kind(const gz_compute *cx, gz_pack_kind *kind) {
+    assert(cx && kind);
+    if (!cx->gemm || gz_compute_simd_level(cx) < 2) return 0;
+    if (cx->bf16 && gz_cpu_has_bf16()) {
+        *kind = GZ_PACK_BF16;
+        return 1;
+    }
+    if (cx->gemm != GZ_GEMM_PACKED) return 0;
+    *kind = GZ_PACK_F32;
+    return 1;
+}
+
 /* One row of W rounded to bf16 pairs (nearest even, the odd column padded with 0): pairs[kp]. */
 static void row_to_pairs(const float *wr, int in, uint32_t *pairs, int kp) {
 #if GZ_LINEAR_X86
@@ -89,30 +111,48 @@ static void row_to_pairs(const float *wr, int in, uint32_t *pairs, int kp) {
     }
 }
 
-gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw) {
-    assert(w && pw && out > 0 && in > 0);
-    memset(pw, 0, sizeof *pw);
-    size_t panels = ((size_t)out + 15) / 16, kp = ((size_t)in + 1) / 2, n, bytes;
-    if (!gz_mul_size(panels * kp, 32, &n) || !gz_mul_size(n, sizeof(uint16_t), &bytes))
-        return GZ_FAIL(GZ_ENOMEM, "bf16 weights (%d, %d) too large", out, in);
-    /* Large copies on 2 MiB boundaries, as transparent huge pages where the kernel offers them
-     * on request: a BERT-base copy is 170 MB, and faulting it in 4 KiB pages cost as much as
-     * converting it. */
+/* A packed copy's memory: bytes (> 0) on 2 MiB boundaries from 2 MiB up, as transparent huge
+ * pages where the kernel offers them on request (a BERT-base bf16 copy is 170 MB, and faulting
+ * it in 4 KiB pages cost as much as converting it). The hint (failure is harmless) covers the
+ * whole huge pages inside the copy only: the last, partly used one would be resident in full
+ * from its first touch (up to 1.5 MB per 4.5 MB MLP weight, ~30 MB per BERT tower), so the
+ * tail stays on 4 KiB pages. NULL when out of memory. Free with free(). */
+static void *alloc_packed(size_t bytes) {
     size_t align = bytes >= GZ_HUGE_PAGE ? GZ_HUGE_PAGE : 64;
     size_t alloc = (bytes + align - 1) / align * align;
-    uint16_t *d = aligned_alloc(align, alloc);
+    void *d = aligned_alloc(align, alloc);
+#ifdef MADV_HUGEPAGE
+    if (d && align == GZ_HUGE_PAGE) madvise(d, bytes / GZ_HUGE_PAGE * GZ_HUGE_PAGE, MADV_HUGEPAGE);
+#endif
+    return d;
+}
+
+/* Bytes of the bf16 and the f32 form of a (out, in) weight; 0 when they overflow size_t. */
+static size_t bf16_form_bytes(size_t out, size_t in) {
+    size_t bytes;
+    if (!gz_mul_size((out + 15) / 16 * ((in + 1) / 2), 32 * sizeof(uint16_t), &bytes)) return 0;
+    return bytes;
+}
+
+static size_t f32_form_bytes(size_t out, size_t in) {
+    size_t bytes;
+    if (!gz_mul_size((out + 15) / 16 * 16, in * sizeof(float), &bytes)) return 0;
+    return bytes;
+}
+
+gz_status gz_packw_bf16(const float *w, int out, int in, gz_packw *pw) {
+    assert(w && pw && out > 0 && in > 0);
+    memset(pw, 0, sizeof *pw);
+    size_t panels = ((size_t)out + 15) / 16, kp = ((size_t)in + 1) / 2;
+    size_t bytes = bf16_form_bytes((size_t)out, (size_t)in);
+    if (!bytes) return GZ_FAIL(GZ_ENOMEM, "bf16 weights (%d, %d) too large", out, in);
+    uint16_t *d = alloc_packed(bytes);
     uint32_t *pairs = malloc(kp * sizeof *pairs);
     if (!d || !pairs) {
         free(d);
         free(pairs);
         return GZ_FAIL(GZ_ENOMEM, "out of memory for bf16 weights (%d, %d)", out, in);
     }
-#ifdef MADV_HUGEPAGE
-    /* A hint (failure is harmless) on the whole huge pages inside the copy only: the last,
-     * partly used one would be resident in full from its first touch (up to 1.5 MB per
-     * 4.5 MB MLP weight, ~30 MB per BERT tower), so the tail stays on 4 KiB pages. */
-    if (align == GZ_HUGE_PAGE) madvise(d, bytes / GZ_HUGE_PAGE * GZ_HUGE_PAGE, MADV_HUGEPAGE);
-#endif
     uint32_t *d32 = (uint32_t *)d; /* (panels, kp, 16) pairs */
     for (size_t row = 0; row < panels * 16; row++) {
         size_t p = row / 16, c = row % 16;
@@ -125,147 +165,218 @@ gz_status gz_bf16w_pack(const float *w, int out, int in, gz_bf16w *pw) {
             dst[kk * 16] = pairs[kk];
     }
     free(pairs);
-    pw->data = d;
+    pw->bf16 = d;
     pw->out = out;
     pw->in = in;
     return GZ_OK;
 }
 
-void gz_bf16w_free(gz_bf16w *pw) {
+gz_status gz_packw_f32(const float *w, int out, int in, gz_packw *pw) {
+    assert(w && pw && out > 0 && in > 0);
+    memset(pw, 0, sizeof *pw);
+    size_t panels = ((size_t)out + 15) / 16, bytes = f32_form_bytes((size_t)out, (size_t)in);
+    if (!bytes) return GZ_FAIL(GZ_ENOMEM, "fp32 weights (%d, %d) too large", out, in);
+    float *d = alloc_packed(bytes);
+    if (!d) return GZ_FAIL(GZ_ENOMEM, "out of memory for packed fp32 weights (%d, %d)", out, in);
+    /* (panels, in, 16): a panel's 16 rows of W interleaved, each panel written while it is in
+     * cache (48 KiB for in = 768) */
+    for (size_t p = 0; p < panels; p++) {
+        float *panel = d + p * (size_t)in * 16;
+        for (size_t c = 0; c < 16; c++) {
+            size_t row = p * 16 + c;
+            const float *wr = row < (size_t)out ? w + row * (size_t)in : NULL;
+            for (size_t k = 0; k < (size_t)in; k++)
+                panel[k * 16 + c] = wr ? wr[k] : 0.0f;
+        }
+    }
+    pw->f32 = d;
+    pw->out = out;
+    pw->in = in;
+    return GZ_OK;
+}
+
+void gz_packw_free(gz_packw *pw) {
     if (!pw) return;
-    if (!pw->borrowed) free(pw->data);
+    if (!pw->borrowed) {
+        free(pw->bf16);
+        free(pw->f32);
+    }
     memset(pw, 0, sizeof *pw);
 }
 
+/* The kind form of pw, or NULL. */
+static void *form_of(const gz_packw *pw, gz_pack_kind kind) {
+    return kind == GZ_PACK_BF16 ? (void *)pw->bf16 : (void *)pw->f32;
+}
+
+/* Move the kind form of fresh into *dst (keeping dst's other form). */
+static void take_form(gz_packw *dst, gz_packw *fresh, gz_pack_kind kind) {
+    if (kind == GZ_PACK_BF16)
+        dst->bf16 = fresh->bf16;
+    else
+        dst->f32 = fresh->f32;
+    dst->out = fresh->out;
+    dst->in = fresh->in;
+}
+
+/* Free the kind form of an owned *pw only. */
+static void drop_form(gz_packw *pw, gz_pack_kind kind) {
+    if (kind == GZ_PACK_BF16) {
+        free(pw->bf16);
+        pw->bf16 = NULL;
+    } else {
+        free(pw->f32);
+        pw->f32 = NULL;
+    }
+}
+
 typedef struct {
-    const gz_bf16w_job *jobs;
+    const gz_packw_job *jobs;
+    gz_pack_kind kind;
     atomic_int failed;
 } pack_all_args;
 
 static void pack_range(void *ctx, size_t i0, size_t i1) {
     pack_all_args *a = ctx;
     for (size_t i = i0; i < i1; i++) {
-        const gz_bf16w_job *j = &a->jobs[i];
-        if (gz_bf16w_pack(j->w, j->out, j->in, j->dst) != GZ_OK)
+        const gz_packw_job *j = &a->jobs[i];
+        gz_packw fresh;
+        gz_status st = a->kind == GZ_PACK_BF16 ? gz_packw_bf16(j->w, j->out, j->in, &fresh)
+                                               : gz_packw_f32(j->w, j->out, j->in, &fresh);
+        if (st != GZ_OK) {
             atomic_store(&a->failed, 1);
-        else if (j->src)
-            gz_st_release(j->src, j->w, (size_t)j->out * (size_t)j->in * sizeof(float));
+            continue;
+        }
+        take_form(j->dst, &fresh, a->kind);
+        if (j->src) gz_st_release(j->src, j->w, (size_t)j->out * (size_t)j->in * sizeof(float));
     }
 }
 
-/* Pack every job into its own copy, on cx's threads; all or nothing. */
-static gz_status pack_owned(const gz_compute *cx, const gz_bf16w_job *jobs, size_t n) {
-    pack_all_args a = {jobs, 0};
+/* Pack the kind form of every job into its dst's own copy, on cx's threads; all or nothing. */
+static gz_status pack_owned(const gz_compute *cx, gz_pack_kind kind, const gz_packw_job *jobs,
+                            size_t n) {
+    pack_all_args a = {jobs, kind, 0};
     gz_pool_for(cx->pool, n, 1, cx->n_threads, pack_range, &a);
     if (!atomic_load(&a.failed)) return GZ_OK;
     for (size_t i = 0; i < n; i++)
-        gz_bf16w_free(jobs[i].dst);
-    return GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 copy of %zu weights", n);
+        drop_form(jobs[i].dst, kind);
+    return GZ_FAIL(GZ_ENOMEM, "out of memory for the packed copy of %zu weights", n);
 }
 
-/* One copy of a cache: the packed form of src (out, in). */
+/* One weight of a cache: the packed forms of src (out, in). */
 typedef struct {
     const float *src;
-    gz_bf16w w; /* owned */
+    gz_packw w; /* owned */
 } cache_entry;
 
-struct gz_bf16w_cache {
+struct gz_packw_cache {
     pthread_mutex_t lock; /* guards every field below */
     cache_entry *entries; /* (cap) owned; the first n used */
     size_t n, cap;
 };
 
-gz_bf16w_cache *gz_bf16w_cache_new(void) {
-    gz_bf16w_cache *c = calloc(1, sizeof *c);
+gz_packw_cache *gz_packw_cache_new(void) {
+    gz_packw_cache *c = calloc(1, sizeof *c);
     if (!c) {
-        GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 weight cache");
+        GZ_FAIL(GZ_ENOMEM, "out of memory for the packed weight cache");
         return NULL;
     }
     pthread_mutex_init(&c->lock, NULL);
     return c;
 }
 
-void gz_bf16w_cache_free(gz_bf16w_cache *c) {
+void gz_packw_cache_free(gz_packw_cache *c) {
     if (!c) return;
     for (size_t i = 0; i < c->n; i++)
-        gz_bf16w_free(&c->entries[i].w);
+        gz_packw_free(&c->entries[i].w);
     pthread_mutex_destroy(&c->lock);
     free(c->entries);
     free(c);
 }
 
-size_t gz_bf16w_cache_count(gz_bf16w_cache *c, size_t *bytes) {
+size_t gz_packw_cache_count(gz_packw_cache *c, size_t *bytes) {
     assert(c);
     pthread_mutex_lock(&c->lock);
     size_t n = c->n, total = 0;
     for (size_t i = 0; i < n; i++) {
-        const gz_bf16w *w = &c->entries[i].w; /* the size gz_bf16w_pack allocated */
-        total += ((size_t)w->out + 15) / 16 * (((size_t)w->in + 1) / 2) * 32 * sizeof(uint16_t);
+        const gz_packw *w = &c->entries[i].w; /* the sizes gz_packw_bf16/_f32 allocated */
+        if (w->bf16) total += bf16_form_bytes((size_t)w->out, (size_t)w->in);
+        if (w->f32) total += f32_form_bytes((size_t)w->out, (size_t)w->in);
     }
     pthread_mutex_unlock(&c->lock);
     if (bytes) *bytes = total;
     return n;
 }
 
-/* The copy of (src, out, in) among entries [0, n), or NULL. A linear search: a model has a few
+/* The entry of (src, out, in) among entries [0, n), or NULL. A linear search: a model has a few
  * hundred weights and looks them up once per tower. */
-static const gz_bf16w *cache_find(const cache_entry *e, size_t n, const float *src, int out,
-                                  int in) {
+static cache_entry *cache_find(cache_entry *e, size_t n, const float *src, int out, int in) {
     for (size_t i = 0; i < n; i++)
-        if (e[i].src == src && e[i].w.out == out && e[i].w.in == in) return &e[i].w;
+        if (e[i].src == src && e[i].w.out == out && e[i].w.in == in) return &e[i];
     return NULL;
 }
 
 /* pack_all through cache: called with its lock held. */
-static gz_status pack_cached(const gz_compute *cx, gz_bf16w_cache *c, const gz_bf16w_job *jobs,
-                             size_t n) {
+static gz_status pack_cached(const gz_compute *cx, gz_packw_cache *c, gz_pack_kind kind,
+                             const gz_packw_job *jobs, size_t n) {
     /* Room for every job first, so nothing can fail once the copies exist. */
     if (c->cap - c->n < n) {
         size_t cap, bytes;
         if (!gz_add_size(c->n, n, &cap) || !gz_mul_size(cap, sizeof(cache_entry), &bytes))
-            return GZ_FAIL(GZ_ENOMEM, "bf16 weight cache: too many weights");
+            return GZ_FAIL(GZ_ENOMEM, "packed weight cache: too many weights");
         cache_entry *e = realloc(c->entries, bytes ? bytes : 1);
-        if (!e) return GZ_FAIL(GZ_ENOMEM, "out of memory for the bf16 weight cache");
+        if (!e) return GZ_FAIL(GZ_ENOMEM, "out of memory for the packed weight cache");
         c->entries = e;
         c->cap = cap;
     }
-    /* The weights the cache lacks, each once, packed into the entries' slots past n. */
-    gz_bf16w_job *todo = gz_malloc_n(n ? n : 1, sizeof *todo, "bf16 weight cache");
+    /* The forms the cache lacks, each once: into the entries that have the weight in its other
+     * form, and into new entries in the slots past n. */
+    gz_packw_job *todo = gz_malloc_n(n ? n : 1, sizeof *todo, "packed weight cache");
     if (!todo) return GZ_ENOMEM;
-    size_t k = 0;
+    size_t k = 0, added = 0;
     for (size_t i = 0; i < n; i++) {
-        const gz_bf16w_job *j = &jobs[i];
-        if (cache_find(c->entries, c->n + k, j->w, j->out, j->in)) continue;
-        cache_entry *e = &c->entries[c->n + k];
-        memset(e, 0, sizeof *e);
-        e->src = j->w;
-        e->w.out = j->out; /* the key, until the copy is made */
-        e->w.in = j->in;
-        todo[k++] = (gz_bf16w_job){j->w, j->out, j->in, &e->w, j->src};
+        const gz_packw_job *j = &jobs[i];
+        cache_entry *e = cache_find(c->entries, c->n + added, j->w, j->out, j->in);
+        if (e && form_of(&e->w, kind)) continue;
+        int queued = 0;
+        for (size_t q = 0; e && q < k && !queued; q++)
+            queued = todo[q].dst == &e->w;
+        if (queued) continue;
+        if (!e) {
+            e = &c->entries[c->n + added++];
+            memset(e, 0, sizeof *e);
+            e->src = j->w;
+            e->w.out = j->out; /* the key, until the copy is made */
+            e->w.in = j->in;
+        }
+        todo[k++] = (gz_packw_job){j->w, j->out, j->in, &e->w, j->src};
     }
-    gz_status st = pack_owned(cx, todo, k);
+    gz_status st = pack_owned(cx, kind, todo, k);
     free(todo);
     if (st != GZ_OK) return st;
-    c->n += k;
+    c->n += added;
     for (size_t i = 0; i < n; i++) {
-        const gz_bf16w *w = cache_find(c->entries, c->n, jobs[i].w, jobs[i].out, jobs[i].in);
-        assert(w && w->data);
-        *jobs[i].dst = *w;
-        jobs[i].dst->borrowed = 1;
+        const cache_entry *e = cache_find(c->entries, c->n, jobs[i].w, jobs[i].out, jobs[i].in);
+        assert(e && form_of(&e->w, kind));
+        gz_packw *dst = jobs[i].dst;
+        if (kind == GZ_PACK_BF16)
+            dst->bf16 = e->w.bf16;
+        else
+            dst->f32 = e->w.f32;
+        dst->out = e->w.out;
+        dst->in = e->w.in;
+        dst->borrowed = 1;
     }
     return GZ_OK;
 }
 
-gz_status gz_bf16w_pack_all(const gz_compute *cx, gz_bf16w_cache *cache, const gz_bf16w_job *jobs,
-                            size_t n) {
+gz_status gz_packw_pack_all(const gz_compute *cx, gz_packw_cache *cache, gz_pack_kind kind,
+                            const gz_packw_job *jobs, size_t n) {
     assert(cx && (jobs || n == 0));
-    if (!cache) return pack_owned(cx, jobs, n);
+    if (!cache) return pack_owned(cx, kind, jobs, n);
     pthread_mutex_lock(&cache->lock); /* packing under it: a second tower waits for the copies */
-    gz_status st = pack_cached(cx, cache, jobs, n);
+    gz_status st = pack_cached(cx, cache, kind, jobs, n);
     pthread_mutex_unlock(&cache->lock);
-    if (st != GZ_OK)
-        for (size_t i = 0; i < n; i++)
-            memset(jobs[i].dst, 0, sizeof *jobs[i].dst);
     return st;
 }
 
@@ -308,7 +419,7 @@ typedef struct {
     float *y;
     int ldy, n, in, out;
     const uint32_t *xa; /* bf16 pairs (n, kp) */
-    const gz_bf16w *wb;
+    const gz_packw *wb;
     int kp, split_rows;
     const gz_compute *cx;
     int act; /* fused epilogue: a gz_act, or < 0 for none */
@@ -482,7 +593,7 @@ static void bf16_block(const lin_args *a, int r0, int r1, int p0, int p1) {
         for (int pg = p0; pg < p1; pg += BF_NR) {
             int nr = p1 - pg < BF_NR ? p1 - pg : BF_NR;
             int c0 = pg * 16, cols = out - c0 < nr * 16 ? out - c0 : nr * 16;
-            const uint16_t *wp = a->wb->data + (size_t)pg * pstride;
+            const uint16_t *wp = a->wb->bf16 + (size_t)pg * pstride;
             for (int k0 = 0; k0 < kp; k0 += BF_KC) {
                 int k1 = k0 + BF_KC < kp ? k0 + BF_KC : kp;
                 const float *bias = k1 == kp && a->b ? a->b + c0 : NULL;
@@ -515,14 +626,115 @@ static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
         row_to_pairs_bf16(a->x + r * a->in, a->in, (uint32_t *)a->xa + r * a->kp, a->kp);
 }
 
+/* ---- fp32, many rows: broadcast x times 16-column panels of W, as the bf16 kernel ---- */
+
+/* y rows [0, mr) x panels [0, nr) over k in [k0, k1), as bf16_tile. */
+GZ_INLINE GZ_F32K void f32p_tile(int mr, int nr, const float *x, int ldx, const float *wp,
+                                 size_t pstride, int k0, int k1, float *y, int ldy, int cols,
+                                 int first, const float *bias) {
+    __m512 acc[FP_MR][FP_NR];
+#pragma GCC unroll 16
+    for (int i = 0; i < FP_MR; i++)
+#pragma GCC unroll 8
+        for (int j = 0; j < FP_NR; j++)
+            acc[i][j] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int kk = k0; kk < k1; kk++) {
+        __m512 wv[FP_NR];
+#pragma GCC unroll 8
+        for (int j = 0; j < nr; j++)
+            wv[j] = _mm512_load_ps(wp + j * pstride + (size_t)kk * 16);
+#pragma GCC unroll 16
+        for (int i = 0; i < mr; i++) {
+            __m512 xv = _mm512_set1_ps(x[(size_t)i * ldx + kk]);
+#pragma GCC unroll 8
+            for (int j = 0; j < nr; j++)
+                acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nr; j++) {
+        int c = cols - 16 * j;
+        __mmask16 m = c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << c) - 1u);
+        __m512 bv = bias ? _mm512_maskz_loadu_ps(m, bias + 16 * j) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+        for (int i = 0; i < mr; i++) {
+            float *yp = y + (size_t)i * ldy + 16 * j;
+            __m512 v = acc[i][j];
+            if (!first) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, yp));
+            _mm512_mask_storeu_ps(yp, m, _mm512_add_ps(v, bv));
+        }
+    }
+}
+
+#define F32P_TILE_CASE(MR, NR)                                                                     \
+    case (MR)*4 + (NR):                                                                            \
+        f32p_tile(MR, NR, x, ldx, wp, pstride, k0, k1, y, ldy, cols, first, bias);                 \
+        break
+#define F32P_TILE_CASES(MR)                                                                        \
+    F32P_TILE_CASE(MR, 3);                                                                         \
+    F32P_TILE_CASE(MR, 2);                                                                         \
+    F32P_TILE_CASE(MR, 1)
+
+GZ_F32K static void f32p_tile_any(int mr, int nr, const float *x, int ldx, const float *wp,
+                                  size_t pstride, int k0, int k1, float *y, int ldy, int cols,
+                                  int first, const float *bias) {
+    switch (mr * 4 + nr) {
+        F32P_TILE_CASES(8);
+        F32P_TILE_CASES(7);
+        F32P_TILE_CASES(6);
+        F32P_TILE_CASES(5);
+        F32P_TILE_CASES(4);
+        F32P_TILE_CASES(3);
+        F32P_TILE_CASES(2);
+        F32P_TILE_CASES(1);
+    default: assert(0);
+    }
+}
+
+/* Rows [r0, r1) x panels [p0, p1) of y, blocked FP_MC rows x FP_KC k x FP_NR panels. */
+static void f32p_block(const lin_args *a, int r0, int r1, int p0, int p1) {
+    const int in = a->in, out = a->out;
+    const size_t pstride = (size_t)in * 16; /* floats per panel */
+    for (int mc = r0; mc < r1; mc += FP_MC) {
+        int mc1 = mc + FP_MC < r1 ? mc + FP_MC : r1;
+        for (int pg = p0; pg < p1; pg += FP_NR) {
+            int nr = p1 - pg < FP_NR ? p1 - pg : FP_NR;
+            int c0 = pg * 16, cols = out - c0 < nr * 16 ? out - c0 : nr * 16;
+            const float *wp = a->wb->f32 + (size_t)pg * pstride;
+            for (int k0 = 0; k0 < in; k0 += FP_KC) {
+                int k1 = k0 + FP_KC < in ? k0 + FP_KC : in;
+                const float *bias = k1 == in && a->b ? a->b + c0 : NULL;
+                for (int i = mc; i < mc1; i += FP_MR) {
+                    int mr = mc1 - i < FP_MR ? mc1 - i : FP_MR;
+                    f32p_tile_any(mr, nr, a->x + (size_t)i * in, in, wp, pstride, k0, k1,
+                                  a->y + (size_t)i * a->ldy + c0, a->ldy, cols, k0 == 0, bias);
+                    if (k1 == in)
+                        act_block(a->cx, a->act, a->y + (size_t)i * a->ldy + c0, a->ldy, mr, cols);
+                }
+            }
+        }
+    }
+}
+
+static void f32p_range(void *ctx, size_t i0, size_t i1) {
+    const lin_args *a = ctx;
+    int panels = (a->out + 15) / 16;
+    if (a->split_rows) /* items: tiles of FP_MR rows */
+        f32p_block(a, (int)i0 * FP_MR, (int)i1 * FP_MR < a->n ? (int)i1 * FP_MR : a->n, 0, panels);
+    else /* items: groups of FP_NR panels */
+        f32p_block(a, 0, a->n, (int)i0 * FP_NR,
+                   (int)i1 * FP_NR < panels ? (int)i1 * FP_NR : panels);
+}
+
 #endif /* GZ_LINEAR_X86 */
 
-gz_status gz_linear_cx(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wb,
+gz_status gz_linear_cx(const gz_compute *cx, const float *x, const float *w, const gz_packw *wb,
                        const float *b, float *y, int ldy, int n, int in, int out) {
     return gz_linear_act_cx(cx, x, w, wb, b, GZ_LINEAR_NO_ACT, y, ldy, n, in, out);
 }
 
-gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wb,
+gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w, const gz_packw *wb,
                            const float *b, int act, float *y, int ldy, int n, int in, int out) {
     assert(cx && x && w && y && ldy >= out);
     if (n <= 0 || out <= 0) return GZ_OK;
@@ -539,7 +751,7 @@ gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w,
     }
 #if GZ_LINEAR_X86
     lin_args a = {x, w, b, y, ldy, n, in, out, NULL, wb, (in + 1) / 2, 0, cx, act};
-    if (cx->gemm && lvl >= 2 && in > 0 && cx->bf16 && wb && wb->data && gz_cpu_has_bf16()) {
+    if (cx->gemm && lvl >= 2 && in > 0 && cx->bf16 && wb && wb->bf16 && gz_cpu_has_bf16()) {
         assert(wb->out == out && wb->in == in);
         size_t bytes;
         if (!gz_mul_size((size_t)n * (size_t)a.kp, sizeof(uint32_t), &bytes))
@@ -561,6 +773,20 @@ gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w,
                         cx->n_threads, bf16_range, &a);
         }
         free(xa);
+        return GZ_OK;
+    }
+    if (cx->gemm == GZ_GEMM_PACKED && lvl >= 2 && in > 0 && wb && wb->f32) {
+        assert(wb->out == out && wb->in == in);
+        int panels = (out + 15) / 16, groups = (panels + FP_NR - 1) / FP_NR;
+        a.split_rows = n >= BF_SPLIT_ROWS;
+        if (a.split_rows) {
+            gz_pool_for(cx->pool, (size_t)(n + FP_MR - 1) / FP_MR, 1, cx->n_threads, f32p_range,
+                        &a);
+        } else {
+            size_t per_group = (size_t)FP_NR * 16 * (size_t)in * sizeof(float); /* W bytes */
+            gz_pool_for(cx->pool, (size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1,
+                        cx->n_threads, f32p_range, &a);
+        }
         return GZ_OK;
     }
     if (cx->gemm && lvl >= 2 && n <= GZ_LINEAR_SMALL_N && in > 0) {

@@ -60,7 +60,7 @@ void gz_itm_free(gz_itm *m) {
     free(m);
 }
 
-void gz_itm_share_bf16(gz_itm *m, gz_bf16w_cache *cache) { gz_bert_share_bf16(m->bert, cache); }
+void gz_itm_share_packed(gz_itm *m, gz_packw_cache *cache) { gz_bert_share_packed(m->bert, cache); }
 
 int gz_itm_hidden_size(const gz_itm *m) { return m->D; }
 int gz_itm_image_hidden_size(const gz_itm *m) { return m->Dv; }

@@ -44,10 +44,10 @@ typedef struct gz_itm_image gz_itm_image;
 */
 gz_status gz_itm_load(gz_st_file *w, const gz_model_config *cfg, gz_itm **out);
 void gz_itm_free(gz_itm *m);
-/* Keep the encoder's bf16 copies in cache (borrowed, must outlive m): its self-attention and
-** feed-forward weights are the text tower's, so one copy serves both (gz_bert_share_bf16).
-** Call before the first bf16 score. */
-void gz_itm_share_bf16(gz_itm *m, gz_bf16w_cache *cache);
+/* Keep the encoder's packed weight copies in cache (borrowed, must outlive m): its
+** self-attention and feed-forward weights are the text tower's, so one copy serves both
+** (gz_bert_share_packed). Call before the first score. */
+void gz_itm_share_packed(gz_itm *m, gz_packw_cache *cache);
 int gz_itm_hidden_size(const gz_itm *m);       /* D */
 int gz_itm_image_hidden_size(const gz_itm *m); /* Dv */
 

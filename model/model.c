@@ -21,7 +21,7 @@
 #include "core/error.h"
 #include "core/fileio.h"
 #include "core/kernels.h"
-#include "core/linear.h" /* gz_cpu_has_bf16, gz_bf16w_cache */
+#include "core/linear.h" /* gz_cpu_has_bf16, gz_packw_cache */
 #include "core/safetensors.h"
 #include "core/threads.h"
 #include "fusion/itm.h"
@@ -59,9 +59,9 @@ struct gz_model {
     gz_text_tower *text;
     gz_vit *vit;
     gz_itm *itm;
-    /* The bf16 copies of the text tower and the ITM encoder, which run the same BERT layers:
-     * one copy for both (owned; NULL in fp32). */
-    gz_bf16w_cache *bf16;
+    /* The packed copies (bf16, or fp32 panels) of the text tower and the ITM encoder, which run
+     * the same BERT layers: one copy for both (owned; NULL without gaze's own kernels). */
+    gz_packw_cache *packed;
     atomic_llong texts_encoded; /* texts through the text tower, for gz_model_texts_encoded */
 };
 
@@ -126,7 +126,7 @@ static gz_status need_text(gz_model *m) {
     gz_status st = need_tokenizer(m);
     if (st != GZ_OK || m->text) return st;
     st = gz_text_tower_load(m->weights, &m->cfg, &m->text);
-    if (st == GZ_OK && m->bf16) gz_text_tower_share_bf16(m->text, m->bf16);
+    if (st == GZ_OK && m->packed) gz_text_tower_share_packed(m->text, m->packed);
     return st;
 }
 
@@ -144,7 +144,7 @@ static gz_status need_itm(gz_model *m) {
     gz_status st = need_tokenizer(m);
     if (st != GZ_OK || m->itm) return st;
     st = gz_itm_load(m->weights, &m->cfg, &m->itm);
-    if (st == GZ_OK && m->bf16) gz_itm_share_bf16(m->itm, m->bf16);
+    if (st == GZ_OK && m->packed) gz_itm_share_packed(m->itm, m->packed);
     return st;
 }
 
@@ -196,7 +196,7 @@ void gz_model_free(gz_model *m) {
     gz_text_tower_free(m->text);
     gz_pool_free(m->cx.pool);
     gz_vit_free(m->vit);
-    gz_bf16w_cache_free(m->bf16); /* after the towers that borrowed from it */
+    gz_packw_cache_free(m->packed); /* after the towers that borrowed from it */
     gz_tokenizer_free(m->tok);
     gz_st_close(m->weights);
     pthread_mutex_destroy(&m->lock);
@@ -328,7 +328,7 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
     m->cx.bf16 = params->precision == GZ_PRECISION_BF16 && params->simd && gz_bf16_available();
     m->cx.pool = gz_pool_create(m->cx.n_threads); /* NULL (threads per loop) is fine */
-    if (m->cx.bf16 && !(m->bf16 = gz_bf16w_cache_new())) {
+    if (m->cx.gemm && !(m->packed = gz_packw_cache_new())) {
         gz_model_free(m);
         return GZ_ENOMEM;
     }
@@ -353,9 +353,9 @@ gz_precision gz_model_precision(const gz_model *m) {
     return m->cx.bf16 ? GZ_PRECISION_BF16 : GZ_PRECISION_FP32;
 }
 
-size_t gz_model_bf16_copies(const gz_model *m, size_t *bytes) {
+size_t gz_model_packed_copies(const gz_model *m, size_t *bytes) {
     if (bytes) *bytes = 0;
-    return m->bf16 ? gz_bf16w_cache_count(m->bf16, bytes) : 0;
+    return m->packed ? gz_packw_cache_count(m->packed, bytes) : 0;
 }
 
 int gz_bf16_available(void) {

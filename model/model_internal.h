@@ -7,9 +7,10 @@
 
 #include "gaze.h"
 
-/* The bf16 weight copies m holds now (0 in fp32, and before the first bf16 forward of a
- * tower); *bytes (if not NULL) receives their size. The text tower and the ITM encoder share
- * the copies of their common BERT layers, so they count once. Thread-safe. */
-size_t gz_model_bf16_copies(const gz_model *m, size_t *bytes);
+/* The BERT weights m holds packed copies of now (core/linear.h: bf16, or fp32 panels; 0 before
+ * the first forward that packs them, and with simd 0); *bytes (if not NULL) receives the size
+ * of every form. The text tower and the ITM encoder share the copies of their common BERT
+ * layers, so they count once. Thread-safe. */
+size_t gz_model_packed_copies(const gz_model *m, size_t *bytes);
 
 #endif

@@ -157,17 +157,28 @@ static double linear_err(const float *y, int ldy, const float *x, const float *w
     return worst;
 }
 
+/* A context for one of the Linear kernels, and the copies it reads packed into *wb:
+ * 0 = OpenBLAS (the reference), 1 = own fp32 in place, 2 = bf16, 3 = packed fp32. */
+static gz_compute kernel_cx(int kind, const float *w, int out, int in, gz_packw *wb) {
+    gz_compute c = gz_compute_make(2, 1);
+    c.gemm = kind == 0 ? GZ_GEMM_REFERENCE : kind == 1 ? GZ_GEMM_IN_PLACE : GZ_GEMM_PACKED;
+    c.bf16 = kind == 2;
+    if (kind == 2) CHECK_OK(gz_packw_bf16(w, out, in, wb));
+    if (kind == 3) CHECK_OK(gz_packw_f32(w, out, in, wb));
+    return c;
+}
+
 /* The fused activation epilogue gives exactly the values of the product followed by
- * gz_activate, on every kernel (OpenBLAS, own fp32, bf16; with and without a pool), for every
- * activation, and leaves the columns past out alone. */
+ * gz_activate, on every kernel (OpenBLAS, own fp32 in place, bf16, packed fp32; with and without
+ * a pool), for every activation, and leaves the columns past out alone. */
 static void test_linear_act(void) {
     const int shapes[][3] = {{5, 70, 33}, {13, 768, 100}, {100, 700, 200}, {70, 96, 77}};
     const gz_act acts[] = {GZ_ACT_GELU, GZ_ACT_GELU_TANH, GZ_ACT_QUICK_GELU, GZ_ACT_RELU};
     gz_pool *pool = gz_pool_create(2);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int mode = 0; mode < 6; mode++)
+        for (int mode = 0; mode < 8; mode++)
             for (size_t a = 0; a < 4; a++) {
-                int kind = mode % 3, n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+                int kind = mode % 4, n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
                 int ldy = out + 5;
                 float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.5f);
                 float *b = rnd(out, 1);
@@ -175,56 +186,49 @@ static void test_linear_act(void) {
                 float *ref = malloc((size_t)n * ldy * sizeof *ref);
                 for (size_t i = 0; i < (size_t)n * ldy; i++)
                     y[i] = ref[i] = 1234.5f;
-                gz_bf16w wb = {0};
-                if (kind == 2) CHECK_OK(gz_bf16w_pack(w, out, in, &wb));
-                gz_compute c = gz_compute_make(2, 1);
-                c.gemm = kind > 0;
-                c.bf16 = kind == 2;
-                c.pool = mode >= 3 ? pool : NULL;
-                CHECK_OK(gz_linear_cx(&c, x, w, kind == 2 ? &wb : NULL, b, ref, ldy, n, in, out));
+                gz_packw wb = {0};
+                gz_compute c = kernel_cx(kind, w, out, in, &wb);
+                c.pool = mode >= 4 ? pool : NULL;
+                CHECK_OK(gz_linear_cx(&c, x, w, &wb, b, ref, ldy, n, in, out));
                 for (int i = 0; i < n; i++)
                     gz_activate(&c, acts[a], ref + (size_t)i * ldy, (size_t)out);
-                CHECK_OK(gz_linear_act_cx(&c, x, w, kind == 2 ? &wb : NULL, b, (int)acts[a], y, ldy,
-                                          n, in, out));
+                CHECK_OK(gz_linear_act_cx(&c, x, w, &wb, b, (int)acts[a], y, ldy, n, in, out));
                 checks++;
                 if (memcmp(y, ref, (size_t)n * ldy * sizeof *y) != 0) {
                     fprintf(stderr, "FAIL linear+act %dx%d->%d mode %d act %d differs\n", n, in,
                             out, mode, (int)acts[a]);
                     gz_test_failures++;
                 }
-                gz_bf16w_free(&wb);
+                gz_packw_free(&wb);
                 free(x), free(w), free(b), free(y), free(ref);
             }
     gz_pool_free(pool);
 }
 
 static void test_linear_kernels(void) {
-    /* odd sizes around the tiles (4 x 4 fp32, 8 rows x 3 panels of 16 bf16), the K block (192
-     * pairs), the row split (64) and the text / ViT shapes */
-    const int shapes[][3] = {{1, 1, 1},      {3, 5, 7},     {13, 768, 768}, {16, 33, 17},
-                             {32, 385, 50},  {33, 64, 49},  {64, 31, 47},   {9, 400, 100},
-                             {71, 390, 97},  {200, 96, 64}, {7, 3072, 40},  {100, 700, 200},
-                             {300, 512, 131}}; /* the last two split between threads */
+    /* odd sizes around the tiles (4 x 4 fp32 row-dot, 8 rows x 3 panels of 16 bf16 and packed
+     * fp32), the K blocks (192 pairs, 384 floats), the row split (64) and the text / ViT
+     * shapes */
+    const int shapes[][3] = {{1, 1, 1},       {3, 5, 7},     {13, 768, 768}, {16, 33, 17},
+                             {32, 385, 50},   {33, 64, 49},  {64, 31, 47},   {9, 400, 100},
+                             {71, 390, 97},   {200, 96, 64}, {7, 3072, 40},  {100, 700, 200},
+                             {300, 512, 131}, {70, 800, 50}}; /* from {100, ...}: split rows */
     const int has_bf16 = gz_cpu_has_bf16();
     if (!has_bf16) fprintf(stderr, "note: no AVX512-BF16 here: the bf16 kernel is not run\n");
     gz_pool *pool = gz_pool_create(2);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (int mode = 0; mode < 6; mode++) /* 0 = OpenBLAS, 1 = own fp32, 2 = bf16; +3: pool */
+        for (int mode = 0; mode < 8; mode++) /* kernel_cx's kinds; +4: on a pool */
             for (int with_b = 0; with_b < 2; with_b++) {
-                int kind = mode % 3;
+                int kind = mode % 4;
                 int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2], ldy = out + 3;
                 float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.5f);
                 float *b = rnd(out, 1), *y = malloc((size_t)n * ldy * sizeof *y);
                 for (size_t i = 0; i < (size_t)n * ldy; i++)
                     y[i] = 1234.5f; /* sentinel: the product must overwrite, and only out cols */
-                gz_bf16w wb = {0};
-                if (kind == 2) CHECK_OK(gz_bf16w_pack(w, out, in, &wb));
-                gz_compute c = gz_compute_make(2, 1);
-                c.gemm = kind > 0;
-                c.bf16 = kind == 2;
-                c.pool = mode >= 3 ? pool : NULL; /* OpenBLAS split by columns on the pool */
-                CHECK_OK(gz_linear_cx(&c, x, w, kind == 2 ? &wb : NULL, with_b ? b : NULL, y, ldy,
-                                      n, in, out));
+                gz_packw wb = {0};
+                gz_compute c = kernel_cx(kind, w, out, in, &wb);
+                c.pool = mode >= 4 ? pool : NULL; /* OpenBLAS split by columns on the pool */
+                CHECK_OK(gz_linear_cx(&c, x, w, &wb, with_b ? b : NULL, y, ldy, n, in, out));
                 int ran_bf16 = kind == 2 && has_bf16 && gz_compute_simd_level(&c) == 2;
                 double e = linear_err(y, ldy, x, w, with_b ? b : NULL, n, in, out, ran_bf16);
                 /* fp32: a float sum's rounding (~in * 2^-24 of the magnitude, far below 1e-5
@@ -244,72 +248,92 @@ static void test_linear_kernels(void) {
                         gz_test_failures++;
                     }
                 }
-                gz_bf16w_free(&wb);
+                gz_packw_free(&wb);
                 free(x), free(w), free(b), free(y);
             }
     gz_pool_free(pool);
-    /* gz_bf16w_pack_all on 2 threads packs what gz_bf16w_pack does, byte for byte */
+    /* gz_packw_pack_all on 2 threads packs what gz_packw_bf16 and gz_packw_f32 do, byte for
+     * byte, the second form beside the first; the f32 form is W's values in panels, 0 past out */
     {
         float *w1 = rnd(40 * 70, 1), *w2 = rnd(17 * 33, 1);
-        gz_bf16w a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0};
-        gz_bf16w_job jobs[2] = {{w1, 40, 70, &a1, NULL}, {w2, 17, 33, &a2, NULL}};
+        gz_packw a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0}, f1 = {0}, f2 = {0};
+        gz_packw_job jobs[2] = {{w1, 40, 70, &a1, NULL}, {w2, 17, 33, &a2, NULL}};
         gz_compute c = gz_compute_make(2, 1);
-        CHECK_OK(gz_bf16w_pack_all(&c, NULL, jobs, 2));
-        CHECK_OK(gz_bf16w_pack(w1, 40, 70, &b1));
-        CHECK_OK(gz_bf16w_pack(w2, 17, 33, &b2));
+        CHECK_OK(gz_packw_pack_all(&c, NULL, GZ_PACK_BF16, jobs, 2));
+        CHECK_OK(gz_packw_pack_all(&c, NULL, GZ_PACK_F32, jobs, 2));
+        CHECK_OK(gz_packw_bf16(w1, 40, 70, &b1));
+        CHECK_OK(gz_packw_bf16(w2, 17, 33, &b2));
+        CHECK_OK(gz_packw_f32(w1, 40, 70, &f1));
+        CHECK_OK(gz_packw_f32(w2, 17, 33, &f2));
         checks++;
-        CHECK(a1.data && a2.data && a1.out == 40 && a1.in == 70 && a2.out == 17 && a2.in == 33);
-        CHECK(a1.data && !memcmp(a1.data, b1.data, (size_t)3 * 35 * 32 * sizeof(uint16_t)));
-        CHECK(a2.data && !memcmp(a2.data, b2.data, (size_t)2 * 17 * 32 * sizeof(uint16_t)));
-        gz_bf16w_free(&a1), gz_bf16w_free(&a2), gz_bf16w_free(&b1), gz_bf16w_free(&b2);
+        CHECK(a1.bf16 && a2.bf16 && a1.out == 40 && a1.in == 70 && a2.out == 17 && a2.in == 33);
+        CHECK(a1.bf16 && !memcmp(a1.bf16, b1.bf16, (size_t)3 * 35 * 32 * sizeof(uint16_t)));
+        CHECK(a2.bf16 && !memcmp(a2.bf16, b2.bf16, (size_t)2 * 17 * 32 * sizeof(uint16_t)));
+        CHECK(a1.f32 && !memcmp(a1.f32, f1.f32, (size_t)3 * 16 * 70 * sizeof(float)));
+        CHECK(a2.f32 && !memcmp(a2.f32, f2.f32, (size_t)2 * 16 * 33 * sizeof(float)));
+        CHECK(!b1.f32 && !f1.bf16 && f2.out == 17 && f2.in == 33);
+        int layout_ok = 1;
+        for (int row = 0; row < 32; row++)
+            for (int k = 0; k < 33; k++)
+                layout_ok &= f2.f32[(size_t)(row / 16) * 16 * 33 + (size_t)k * 16 + row % 16] ==
+                             (row < 17 ? w2[(size_t)row * 33 + k] : 0.0f);
+        CHECK(layout_ok);
+        gz_packw_free(&a1), gz_packw_free(&a2), gz_packw_free(&b1), gz_packw_free(&b2);
+        gz_packw_free(&f1), gz_packw_free(&f2);
         free(w1), free(w2);
     }
-    /* through a gz_bf16w_cache each source is packed once: a second tower's jobs for the same
+    /* through a gz_packw_cache each source is packed once: a second tower's jobs for the same
      * weight (address and shape) borrow the first copy, byte-identical to an own copy; another
      * shape at the same address and a repeat inside one call are handled; freeing a view
      * leaves the copy (ASan would report a use after free) */
     {
         float *w1 = rnd(40 * 70, 1), *w2 = rnd(17 * 33, 1);
         gz_compute c = gz_compute_make(2, 1);
-        gz_bf16w_cache *cache = gz_bf16w_cache_new();
-        gz_bf16w a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0}, b3 = {0}, b4 = {0}, own = {0};
-        gz_bf16w_job ja[2] = {{w1, 40, 70, &a1, NULL}, {w2, 17, 33, &a2, NULL}};
-        gz_bf16w_job jb[4] = {{w2, 17, 33, &b2, NULL},
+        gz_packw_cache *cache = gz_packw_cache_new();
+        gz_packw a1 = {0}, a2 = {0}, b1 = {0}, b2 = {0}, b3 = {0}, b4 = {0}, own = {0};
+        gz_packw_job ja[2] = {{w1, 40, 70, &a1, NULL}, {w2, 17, 33, &a2, NULL}};
+        gz_packw_job jb[4] = {{w2, 17, 33, &b2, NULL},
                               {w1, 40, 70, &b1, NULL},
                               {w1, 20, 140, &b3, NULL},
                               {w1, 20, 140, &b4, NULL}};
         size_t bytes = 0;
         checks++;
         CHECK(cache != NULL);
-        CHECK_OK(gz_bf16w_pack_all(&c, cache, ja, 2));
-        CHECK(gz_bf16w_cache_count(cache, &bytes) == 2);
+        CHECK_OK(gz_packw_pack_all(&c, cache, GZ_PACK_BF16, ja, 2));
+        CHECK(gz_packw_cache_count(cache, &bytes) == 2);
         CHECK(bytes == (size_t)(3 * 35 + 2 * 17) * 32 * sizeof(uint16_t));
-        CHECK_OK(gz_bf16w_pack_all(&c, cache, jb, 4));
-        CHECK(gz_bf16w_cache_count(cache, &bytes) == 3);
+        CHECK_OK(gz_packw_pack_all(&c, cache, GZ_PACK_BF16, jb, 4));
+        CHECK(gz_packw_cache_count(cache, &bytes) == 3);
         CHECK(bytes == (size_t)(3 * 35 + 2 * 17 + 2 * 70) * 32 * sizeof(uint16_t));
-        CHECK(a1.data && a1.data == b1.data && a2.data && a2.data == b2.data);
-        CHECK(b3.data && b3.data == b4.data && b3.data != a1.data && b3.out == 20 && b3.in == 140);
+        /* the f32 form of the same weights joins the same entries, each packed once */
+        CHECK_OK(gz_packw_pack_all(&c, cache, GZ_PACK_F32, jb, 4));
+        CHECK(gz_packw_cache_count(cache, &bytes) == 3);
+        CHECK(bytes == (size_t)(3 * 35 + 2 * 17 + 2 * 70) * 32 * sizeof(uint16_t) +
+                           (size_t)(48 * 70 + 32 * 33 + 32 * 140) * sizeof(float));
+        CHECK(b1.f32 && b2.f32 && b3.f32 && b3.f32 == b4.f32 && !a1.f32 && b1.bf16 == a1.bf16);
+        CHECK(a1.bf16 && a1.bf16 == b1.bf16 && a2.bf16 && a2.bf16 == b2.bf16);
+        CHECK(b3.bf16 && b3.bf16 == b4.bf16 && b3.bf16 != a1.bf16 && b3.out == 20 && b3.in == 140);
         CHECK(a1.borrowed && b1.borrowed && b3.borrowed && a1.out == 40 && a1.in == 70);
-        CHECK_OK(gz_bf16w_pack(w1, 40, 70, &own));
+        CHECK_OK(gz_packw_bf16(w1, 40, 70, &own));
         CHECK(!own.borrowed);
-        gz_bf16w_free(&a1);
-        CHECK(!a1.data && b1.data && !memcmp(b1.data, own.data, (size_t)3 * 35 * 32 * 2));
-        gz_bf16w_free(&a2), gz_bf16w_free(&b1), gz_bf16w_free(&b2), gz_bf16w_free(&b3);
-        gz_bf16w_free(&b4), gz_bf16w_free(&own);
-        gz_bf16w_cache_free(cache);
+        gz_packw_free(&a1);
+        CHECK(!a1.bf16 && b1.bf16 && !memcmp(b1.bf16, own.bf16, (size_t)3 * 35 * 32 * 2));
+        gz_packw_free(&a2), gz_packw_free(&b1), gz_packw_free(&b2), gz_packw_free(&b3);
+        gz_packw_free(&b4), gz_packw_free(&own);
+        gz_packw_cache_free(cache);
         free(w1), free(w2);
     }
     /* the scratch limit reaches the bf16 path's out-of-memory return */
     if (has_bf16) {
         float *x = rnd(64 * 100, 1), *w = rnd(20 * 100, 1), *y = malloc(64 * 20 * sizeof *y);
-        gz_bf16w wb = {0};
-        CHECK_OK(gz_bf16w_pack(w, 20, 100, &wb));
+        gz_packw wb = {0};
+        CHECK_OK(gz_packw_bf16(w, 20, 100, &wb));
         gz_compute c = gz_compute_make(1, 1);
         c.bf16 = 1;
         c.scratch_limit = 1000;
         checks++;
         CHECK(gz_linear_cx(&c, x, w, &wb, NULL, y, 20, 64, 100, 20) == GZ_ENOMEM);
-        gz_bf16w_free(&wb);
+        gz_packw_free(&wb);
         free(x), free(w), free(y);
     }
 }

@@ -94,15 +94,15 @@ static void test_bf16_copy_no_huge_tail(void) {
     if (!w) return;
     for (size_t i = 0; i < (size_t)out * in; i++)
         w[i] = (float)(i % 97) * 0.01f;
-    gz_bf16w pw;
+    gz_packw pw;
     long base = rss_anon_kb();
-    CHECK_OK_COUNTED(checks, gz_bf16w_pack(w, out, in, &pw));
+    CHECK_OK_COUNTED(checks, gz_packw_bf16(w, out, in, &pw));
     long held = rss_anon_kb() - base, want = (long)out * in * 2 / 1024;
     fprintf(stderr, "bf16 copy of %d x %d: %ld KiB resident, %ld KiB of bf16\n", out, in, held,
             want);
     CHECK_RSS(held >= want);
     CHECK_RSS(held <= want + 256);
-    gz_bf16w_free(&pw);
+    gz_packw_free(&pw);
     free(w);
 }
 

@@ -1,7 +1,7 @@
 /* test_core_st_release.c - gz_st_release hands a mapped F32 tensor's pages back to the kernel
  * (the process's resident file pages drop) without losing a value, and leaves alone what the
  * file does not map (a converted F16 tensor, other memory); a bf16 pack with a source file
- * (gz_bf16w_pack_all) releases its weights the same way. */
+ * (gz_packw_pack_all) releases its weights the same way. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,21 +121,33 @@ int main(void) {
     /* a bf16 pack with the file as source: the copy is the same, the source goes back */
     gz_compute cx = gz_compute_make(2, 1);
     const int out = 1024, in = BIG_N / 1024;
-    gz_bf16w with = {0}, without = {0};
-    gz_bf16w_job j1 = {big, out, in, &with, f}, j2 = {heap, out, in, &without, NULL};
+    gz_packw with = {0}, without = {0};
+    gz_packw_job j1 = {big, out, in, &with, f}, j2 = {heap, out, in, &without, NULL};
     CHECK(big_intact(big)); /* resident again */
     before = rss_file_kib();
-    CHECK_OK(gz_bf16w_pack_all(&cx, NULL, &j1, 1));
+    CHECK_OK(gz_packw_pack_all(&cx, NULL, GZ_PACK_BF16, &j1, 1));
     after = rss_file_kib();
-    CHECK_OK(gz_bf16w_pack_all(&cx, NULL, &j2, 1));
+    CHECK_OK(gz_packw_pack_all(&cx, NULL, GZ_PACK_BF16, &j2, 1));
     printf("  bf16 pack with source: RssFile %ld -> %ld KiB\n", before, after);
     checks += 3;
     CHECK(before - after >= 3 * 1024);
-    CHECK(with.data && without.data &&
-          !memcmp(with.data, without.data, (size_t)(out / 16) * (in / 2) * 32 * 2));
+    CHECK(with.bf16 && without.bf16 &&
+          !memcmp(with.bf16, without.bf16, (size_t)(out / 16) * (in / 2) * 32 * 2));
     CHECK(big_intact(big) && big_intact(heap));
-    gz_bf16w_free(&with);
-    gz_bf16w_free(&without);
+
+    /* the same for the packed fp32 form, made beside the bf16 one */
+    before = rss_file_kib();
+    CHECK_OK(gz_packw_pack_all(&cx, NULL, GZ_PACK_F32, &j1, 1));
+    after = rss_file_kib();
+    CHECK_OK(gz_packw_pack_all(&cx, NULL, GZ_PACK_F32, &j2, 1));
+    printf("  fp32 pack with source: RssFile %ld -> %ld KiB\n", before, after);
+    checks += 3;
+    CHECK(before - after >= 3 * 1024);
+    CHECK(with.f32 && without.f32 && with.bf16 &&
+          !memcmp(with.f32, without.f32, (size_t)out * in * sizeof(float)));
+    CHECK(big_intact(big) && big_intact(heap));
+    gz_packw_free(&with);
+    gz_packw_free(&without);
     free(heap);
     gz_st_close(f);
     return gz_test_finish("core_st_release", checks);

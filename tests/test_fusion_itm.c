@@ -367,8 +367,9 @@ static void check_unsupported(const char *dir) {
 }
 
 int main(void) {
-    /* gaze's own Linear kernels (gemm 1), then OpenBLAS for every product (gemm 0) */
-    for (int gemm = 1; gemm >= 0; gemm--) {
+    /* gaze's own Linear kernels on packed weights, the same with W as stored, then OpenBLAS
+     * for every product (the reference) */
+    for (int gemm = GZ_GEMM_PACKED; gemm >= GZ_GEMM_REFERENCE; gemm--) {
         cx = gz_compute_make(0, 1);
         cx.gemm = gemm;
         printf("gemm %d\n", gemm);

@@ -2,7 +2,7 @@
  * text tower and its ITM encoder share (issue #14), whichever of the two runs first, and the
  * results do not depend on which packed them.
  *
- * Counts come from gz_model_bf16_copies (model/model_internal.h). With L text layers, D hidden
+ * Counts come from gz_model_packed_copies (model/model_internal.h). With L text layers, D hidden
  * and F intermediate: the text tower packs 6 weights a layer (self query, key, value, output;
  * intermediate; output), the ITM encoder the same 6 plus the cross-attention query, key, value
  * and output, so a shared model holds 10 L copies, and 16 L if the two kept their own. */
@@ -41,7 +41,7 @@ typedef struct {
 
 /* The copies of one model, checked against want copies and bytes. */
 static void check_copies(const char *what, const gz_model *m, size_t want, size_t want_bytes) {
-    size_t bytes = 0, n = gz_model_bf16_copies(m, &bytes);
+    size_t bytes = 0, n = gz_model_packed_copies(m, &bytes);
     checks++;
     if (n != want || bytes != want_bytes) {
         fprintf(stderr, "FAIL %s: %zu bf16 copies of %zu bytes, want %zu of %zu\n", what, n, bytes,

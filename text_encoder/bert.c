@@ -22,7 +22,7 @@ typedef struct {
     const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b; /* (D, Din), (D); Din = D or De */
     const float *o_w, *o_b;                         /* (D, D), (D) */
     const float *ln_w, *ln_b;                       /* (D) */
-    gz_bf16w q_p, k_p, v_p, o_p;                    /* bf16 copies (bf16 path) */
+    gz_packw q_p, k_p, v_p, o_p;                    /* packed copies (core/linear.h) */
 } bert_attn;
 
 typedef struct {
@@ -31,7 +31,7 @@ typedef struct {
     const float *i_w, *i_b;   /* (F, D), (F) */
     const float *o_w, *o_b;   /* (D, F), (D) */
     const float *ln_w, *ln_b; /* (D) */
-    gz_bf16w i_p, o_p;        /* bf16 copies of i_w, o_w (bf16 path) */
+    gz_packw i_p, o_p;        /* packed copies of i_w, o_w */
 } bert_layer;
 
 struct gz_bert {
@@ -42,13 +42,14 @@ struct gz_bert {
     const float *type;                /* (type_vocab, D) or NULL */
     const float *emb_ln_w, *emb_ln_b; /* (D) */
     bert_layer *layers;               /* (L) owned */
-    /* The bf16 copies are made on the first forward that asks for them; the model is shared by
-     * threads, so under this lock (the one change to a loaded model). */
+    /* The packed copies are made on the first forward that asks for them (fp32: the first
+     * with more than GZ_LINEAR_SMALL_N rows, so a one-off query does not pay for the copy); the
+     * model is shared by threads, so under this lock (the one change to a loaded model). */
     pthread_mutex_t pack_lock;
-    int packed_bf16; /* 1 once every copy exists; read and written under pack_lock */
-    /* Where the copies live when another encoder runs the same weights (gz_bert_share_bf16):
+    int packed[2]; /* by gz_pack_kind: 1 once every copy of that form exists; under pack_lock */
+    /* Where the copies live when another encoder runs the same weights (gz_bert_share_packed):
      * borrowed, or NULL = this encoder owns its copies. */
-    gz_bf16w_cache *bf16_cache;
+    gz_packw_cache *pack_cache;
     const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
@@ -142,20 +143,20 @@ fail:
     return st;
 }
 
-static void free_attn_bf16(bert_attn *a) {
-    gz_bf16w_free(&a->q_p);
-    gz_bf16w_free(&a->k_p);
-    gz_bf16w_free(&a->v_p);
-    gz_bf16w_free(&a->o_p);
+static void free_attn_packed(bert_attn *a) {
+    gz_packw_free(&a->q_p);
+    gz_packw_free(&a->k_p);
+    gz_packw_free(&a->v_p);
+    gz_packw_free(&a->o_p);
 }
 
 void gz_bert_free(gz_bert *m) {
     if (!m) return;
     for (int l = 0; l < m->L && m->layers; l++) {
-        free_attn_bf16(&m->layers[l].self);
-        free_attn_bf16(&m->layers[l].cross);
-        gz_bf16w_free(&m->layers[l].i_p);
-        gz_bf16w_free(&m->layers[l].o_p);
+        free_attn_packed(&m->layers[l].self);
+        free_attn_packed(&m->layers[l].cross);
+        gz_packw_free(&m->layers[l].i_p);
+        gz_packw_free(&m->layers[l].o_p);
     }
     pthread_mutex_destroy(&m->pack_lock);
     free(m->layers);
@@ -174,7 +175,7 @@ size_t gz_bert_cross_kv_floats(const gz_bert *m, int Ti) {
     return n;
 }
 
-static gz_status ensure_bf16(const gz_bert *cm, const gz_compute *cx);
+static gz_status ensure_packed(const gz_bert *cm, const gz_compute *cx, size_t rows, int *use);
 
 gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *enc, int Ti,
                            float *kv) {
@@ -183,7 +184,8 @@ gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *
     if (!cx || !enc || !kv || Ti <= 0) return GZ_FAIL(GZ_EINVAL, "gz_bert_cross_kv: bad arguments");
     if (gz_bert_cross_kv_floats(m, Ti) == 0)
         return GZ_FAIL(GZ_ENOMEM, "cross-attention keys/values for %d image tokens too large", Ti);
-    gz_status st = ensure_bf16(m, cx);
+    int use;
+    gz_status st = ensure_packed(m, cx, (size_t)Ti, &use);
     if (st != GZ_OK) return st;
     size_t plane = (size_t)Ti * (size_t)m->D;
     for (int l = 0; l < m->L; l++) {
@@ -198,62 +200,75 @@ gz_status gz_bert_cross_kv(const gz_bert *m, const gz_compute *cx, const float *
     return GZ_OK;
 }
 
-/* The bf16 copies of every Linear weight of the forward pass and of the cross-attention keys
- * and values (gz_bert_cross_kv: once per image, but a re-rank of 32 stored images spends half
- * its time there), on cx's threads. Called with pack_lock held; all or nothing. */
-static gz_status pack_bf16(gz_bert *m, const gz_compute *cx) {
+/* The kind copies of every Linear weight of the forward pass, and in bf16 of the
+ * cross-attention keys and values too (gz_bert_cross_kv: once per image), on cx's threads.
+ * fp32 leaves those two as stored: a re-rank folds the query into them (cross_folded), reading
+ * them in place. Called with pack_lock held; all or nothing. */
+static gz_status pack_weights(gz_bert *m, const gz_compute *cx, gz_pack_kind kind) {
     const int D = m->D, F = m->F;
-    gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 10 * sizeof *jobs, "BERT bf16 copy");
+    gz_packw_job *jobs = gz_malloc_n((size_t)m->L, 10 * sizeof *jobs, "BERT packed copy");
     if (!jobs) return GZ_ENOMEM;
     size_t n = 0;
     for (int l = 0; l < m->L; l++) {
         bert_layer *ly = &m->layers[l];
-        jobs[n++] = (gz_bf16w_job){ly->self.q_w, D, D, &ly->self.q_p, m->weights};
-        jobs[n++] = (gz_bf16w_job){ly->self.k_w, D, D, &ly->self.k_p, m->weights};
-        jobs[n++] = (gz_bf16w_job){ly->self.v_w, D, D, &ly->self.v_p, m->weights};
-        jobs[n++] = (gz_bf16w_job){ly->self.o_w, D, D, &ly->self.o_p, m->weights};
-        jobs[n++] = (gz_bf16w_job){ly->i_w, F, D, &ly->i_p, m->weights};
-        jobs[n++] = (gz_bf16w_job){ly->o_w, D, F, &ly->o_p, m->weights};
+        jobs[n++] = (gz_packw_job){ly->self.q_w, D, D, &ly->self.q_p, m->weights};
+        jobs[n++] = (gz_packw_job){ly->self.k_w, D, D, &ly->self.k_p, m->weights};
+        jobs[n++] = (gz_packw_job){ly->self.v_w, D, D, &ly->self.v_p, m->weights};
+        jobs[n++] = (gz_packw_job){ly->self.o_w, D, D, &ly->self.o_p, m->weights};
+        jobs[n++] = (gz_packw_job){ly->i_w, F, D, &ly->i_p, m->weights};
+        jobs[n++] = (gz_packw_job){ly->o_w, D, F, &ly->o_p, m->weights};
         if (m->with_cross) {
-            jobs[n++] = (gz_bf16w_job){ly->cross.q_w, D, D, &ly->cross.q_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->cross.o_w, D, D, &ly->cross.o_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->cross.k_w, D, m->De, &ly->cross.k_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->cross.v_w, D, m->De, &ly->cross.v_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->cross.q_w, D, D, &ly->cross.q_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->cross.o_w, D, D, &ly->cross.o_p, m->weights};
+            if (kind == GZ_PACK_F32) continue;
+            jobs[n++] = (gz_packw_job){ly->cross.k_w, D, m->De, &ly->cross.k_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->cross.v_w, D, m->De, &ly->cross.v_p, m->weights};
         }
     }
-    gz_status st = gz_bf16w_pack_all(cx, m->bf16_cache, jobs, n);
+    gz_status st = gz_packw_pack_all(cx, m->pack_cache, kind, jobs, n);
     free(jobs);
     return st;
 }
 
-void gz_bert_share_bf16(gz_bert *m, gz_bf16w_cache *cache) {
+void gz_bert_share_packed(gz_bert *m, gz_packw_cache *cache) {
     pthread_mutex_lock(&m->pack_lock);
-    assert(!m->packed_bf16); /* before the first bf16 forward (bert.h) */
-    m->bf16_cache = cache;
+    assert(!m->packed[GZ_PACK_BF16] && !m->packed[GZ_PACK_F32]); /* before any (bert.h) */
+    m->pack_cache = cache;
     pthread_mutex_unlock(&m->pack_lock);
 }
 
-/* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per model). */
-static gz_status ensure_bf16(const gz_bert *cm, const gz_compute *cx) {
-    if (!cx->bf16 || !cx->gemm || gz_compute_simd_level(cx) < 2 || !gz_cpu_has_bf16()) return GZ_OK;
+/* Make the packed copies cx's kernels read (gz_linear_pack_kind) for a forward of rows rows,
+ * once per model and form; *use = 1 when the forward is to read them (they exist), 0 when it is
+ * to pass no copies: it then never reads a copy that another thread may be making. */
+static gz_status ensure_packed(const gz_bert *cm, const gz_compute *cx, size_t rows, int *use) {
+    gz_pack_kind kind;
+    *use = 0;
+    if (!gz_linear_pack_kind(cx, &kind)) return GZ_OK;
     gz_bert *m = (gz_bert *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    if (!m->packed_bf16 && (st = pack_bf16(m, cx)) == GZ_OK) m->packed_bf16 = 1;
+    if (!m->packed[kind] && (kind == GZ_PACK_BF16 || rows > GZ_LINEAR_SMALL_N) &&
+        (st = pack_weights(m, cx, kind)) == GZ_OK)
+        m->packed[kind] = 1;
+    *use = m->packed[kind];
     pthread_mutex_unlock(&m->pack_lock);
     return st;
 }
 
-/* y(N, out) = x(N, in) · W^T + b on cx's kernel (bf16 when wp was packed and cx asks). */
-static gz_status lin(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wp,
+/* The packed copies p when the forward reads them (ensure_packed), else none. */
+static const gz_packw *copies(int use, const gz_packw *p) { return use ? p : NULL; }
+
+/* y(N, out) = x(N, in) · W^T + b on cx's kernel (core/linear.h: the packed copies in wp when
+ * there are). */
+static gz_status lin(const gz_compute *cx, const float *x, const float *w, const gz_packw *wp,
                      const float *b, float *y, int N, int in, int out) {
     return gz_linear_cx(cx, x, w, wp, b, y, out, N, in, out);
 }
 
 /* x(N, D) = LN(x + (ctx(N, D) · Wo^T + bo)); tmp (N, D) scratch. */
-static gz_status attn_output(const gz_bert *m, const gz_compute *cx, const bert_attn *a, float *x,
-                             const float *ctx, float *tmp, int N) {
-    gz_status st = lin(cx, ctx, a->o_w, &a->o_p, a->o_b, tmp, N, m->D, m->D);
+static gz_status attn_output(const gz_bert *m, const gz_compute *cx, const bert_attn *a, int use,
+                             float *x, const float *ctx, float *tmp, int N) {
+    gz_status st = lin(cx, ctx, a->o_w, copies(use, &a->o_p), a->o_b, tmp, N, m->D, m->D);
     if (st != GZ_OK) return st;
     gz_add_layernorm(cx, tmp, x, x, a->ln_w, a->ln_b, N, m->D, m->cfg.layer_norm_eps);
     return GZ_OK;
@@ -378,7 +393,8 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
-    if ((st = ensure_bf16(m, cx)) != GZ_OK) return st;
+    int use;
+    if ((st = ensure_packed(m, cx, N, &use)) != GZ_OK) return st;
 
     /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
     size_t nfl;
@@ -408,17 +424,21 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     for (int l = 0; l < m->L; l++) {
         const bert_layer *ly = &m->layers[l];
         /* Self-attention over each text's own tokens, padding keys masked. */
-        if ((st = lin(cx, x, ly->self.q_w, &ly->self.q_p, ly->self.q_b, q, (int)N, D, D)) ||
-            (st = lin(cx, x, ly->self.k_w, &ly->self.k_p, ly->self.k_b, k, (int)N, D, D)) ||
-            (st = lin(cx, x, ly->self.v_w, &ly->self.v_p, ly->self.v_b, v, (int)N, D, D)))
+        if ((st = lin(cx, x, ly->self.q_w, copies(use, &ly->self.q_p), ly->self.q_b, q, (int)N, D,
+                      D)) ||
+            (st = lin(cx, x, ly->self.k_w, copies(use, &ly->self.k_p), ly->self.k_b, k, (int)N, D,
+                      D)) ||
+            (st = lin(cx, x, ly->self.v_w, copies(use, &ly->self.v_p), ly->self.v_b, v, (int)N, D,
+                      D)))
             goto out;
         if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 0, scale)))
             goto out;
-        if ((st = attn_output(m, cx, &ly->self, x, ctx, tmp, (int)N))) goto out;
+        if ((st = attn_output(m, cx, &ly->self, use, x, ctx, tmp, (int)N))) goto out;
         if (cross) {
             /* Cross-attention: a run of texts paired with the same image flattens to one
              * query block of (run * T) rows against that image's Ti tokens. */
-            if ((st = lin(cx, x, ly->cross.q_w, &ly->cross.q_p, ly->cross.q_b, q, (int)N, D, D)))
+            if ((st = lin(cx, x, ly->cross.q_w, copies(use, &ly->cross.q_p), ly->cross.q_b, q,
+                          (int)N, D, D)))
                 goto out;
             for (int b0 = 0, b1; b0 < B; b0 = b1) {
                 for (b1 = b0 + 1;
@@ -442,13 +462,14 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
                 }
                 if (st) goto out;
             }
-            if ((st = attn_output(m, cx, &ly->cross, x, ctx, tmp, (int)N))) goto out;
+            if ((st = attn_output(m, cx, &ly->cross, use, x, ctx, tmp, (int)N))) goto out;
         }
         /* Feed-forward. */
-        if ((st = gz_linear_act_cx(cx, x, ly->i_w, &ly->i_p, ly->i_b, (int)m->cfg.act, ffn, F,
-                                   (int)N, D, F)))
+        if ((st = gz_linear_act_cx(cx, x, ly->i_w, copies(use, &ly->i_p), ly->i_b, (int)m->cfg.act,
+                                   ffn, F, (int)N, D, F)))
             goto out; /* (N, F), activated */
-        if ((st = lin(cx, ffn, ly->o_w, &ly->o_p, ly->o_b, tmp, (int)N, F, D))) goto out;
+        if ((st = lin(cx, ffn, ly->o_w, copies(use, &ly->o_p), ly->o_b, tmp, (int)N, F, D)))
+            goto out;
         gz_add_layernorm(cx, tmp, x, x, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }

@@ -43,12 +43,13 @@ gz_status gz_bert_load(gz_st_file *w, const char *prefix, const gz_text_config *
 void gz_bert_free(gz_bert *m);
 
 /*
-** Keep this encoder's bf16 copies (made on its first bf16 forward) in cache, shared with every
-** encoder that runs the same weights, instead of owning them: BLIP's text tower and ITM
-** encoder load the same "text_encoder." layers. cache is borrowed (it must outlive m; NULL
-** goes back to owned copies). Call before the first bf16 forward; results do not change.
+** Keep this encoder's packed copies (bf16, or fp32 panels: core/linear.h; made on the first
+** forward that reads them) in cache, shared with every encoder that runs the same weights,
+** instead of owning them: BLIP's text tower and ITM encoder load the same "text_encoder."
+** layers. cache is borrowed (it must outlive m; NULL goes back to owned copies). Call before the
+** first forward; results do not change.
 */
-void gz_bert_share_bf16(gz_bert *m, gz_bf16w_cache *cache);
+void gz_bert_share_packed(gz_bert *m, gz_packw_cache *cache);
 
 int gz_bert_hidden_size(const gz_bert *m); /* D */
 int gz_bert_num_layers(const gz_bert *m);  /* L */

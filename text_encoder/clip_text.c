@@ -25,7 +25,7 @@ typedef struct {
     const float *ln2_w, *ln2_b;                     /* (D) */
     const float *fc1_w, *fc1_b;                     /* (F, D), (F) */
     const float *fc2_w, *fc2_b;                     /* (D, F), (D) */
-    gz_bf16w q_p, k_p, v_p, o_p, fc1_p, fc2_p;      /* bf16 copies (bf16 path) */
+    gz_packw q_p, k_p, v_p, o_p, fc1_p, fc2_p;      /* packed copies (core/linear.h) */
 } clip_layer;
 
 struct gz_clip_text {
@@ -35,10 +35,12 @@ struct gz_clip_text {
     const float *pos;           /* (max_pos, D) */
     const float *fln_w, *fln_b; /* (D) */
     clip_layer *layers;         /* (L) owned */
-    /* The bf16 copies are made on the first forward that asks for them; the model is shared by
-     * threads, so under this lock (the one change to a loaded model). */
+    /* The packed copies are made on the first forward that asks for them (fp32: the first
+     * with more than GZ_LINEAR_SMALL_N rows); the model is shared by threads, so under this lock
+     * (the one change to a loaded model). */
     pthread_mutex_t pack_lock;
-    int packed_bf16;           /* 1 once every copy exists; read and written under pack_lock */
+    int packed[2];             /* by gz_pack_kind: 1 once every copy of that form exists; read
+                                  and written under pack_lock */
     const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
@@ -107,18 +109,18 @@ fail:
     return st;
 }
 
-static void free_bf16(gz_clip_text *m) {
+static void free_packed(gz_clip_text *m) {
     for (int l = 0; l < m->L && m->layers; l++) {
         clip_layer *ly = &m->layers[l];
-        gz_bf16w *all[] = {&ly->q_p, &ly->k_p, &ly->v_p, &ly->o_p, &ly->fc1_p, &ly->fc2_p};
+        gz_packw *all[] = {&ly->q_p, &ly->k_p, &ly->v_p, &ly->o_p, &ly->fc1_p, &ly->fc2_p};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            gz_bf16w_free(all[i]);
+            gz_packw_free(all[i]);
     }
 }
 
 void gz_clip_text_free(gz_clip_text *m) {
     if (!m) return;
-    free_bf16(m);
+    free_packed(m);
     pthread_mutex_destroy(&m->pack_lock);
     free(m->layers);
     free(m);
@@ -139,35 +141,44 @@ int gz_clip_pool_index(const int32_t *ids, int T, int eos_token_id) {
     return 0;
 }
 
-/* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per model). */
-static gz_status ensure_bf16(const gz_clip_text *cm, const gz_compute *cx) {
-    if (!cx->bf16 || !cx->gemm || gz_compute_simd_level(cx) < 2 || !gz_cpu_has_bf16()) return GZ_OK;
+/* Make the packed copies cx's kernels read (gz_linear_pack_kind) for a forward of rows rows,
+ * once per model and form; *use as in BERT's (bert.c): 1 when the forward is to read them. */
+static gz_status ensure_packed(const gz_clip_text *cm, const gz_compute *cx, size_t rows,
+                               int *use) {
+    gz_pack_kind kind;
+    *use = 0;
+    if (!gz_linear_pack_kind(cx, &kind)) return GZ_OK;
     gz_clip_text *m = (gz_clip_text *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    if (!m->packed_bf16) {
+    if (!m->packed[kind] && (kind == GZ_PACK_BF16 || rows > GZ_LINEAR_SMALL_N)) {
         const int D = m->D, F = m->F;
-        gz_bf16w_job *jobs = gz_malloc_n((size_t)m->L, 6 * sizeof *jobs, "CLIP text bf16 copy");
+        gz_packw_job *jobs = gz_malloc_n((size_t)m->L, 6 * sizeof *jobs, "CLIP text packed copy");
         size_t n = 0;
         for (int l = 0; jobs && l < m->L; l++) {
             clip_layer *ly = &m->layers[l];
-            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->o_w, D, D, &ly->o_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p, m->weights};
-            jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->q_w, D, D, &ly->q_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->k_w, D, D, &ly->k_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->v_w, D, D, &ly->v_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->o_w, D, D, &ly->o_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->fc1_w, F, D, &ly->fc1_p, m->weights};
+            jobs[n++] = (gz_packw_job){ly->fc2_w, D, F, &ly->fc2_p, m->weights};
         }
-        st = jobs ? gz_bf16w_pack_all(cx, NULL, jobs, n) : GZ_ENOMEM;
+        st = jobs ? gz_packw_pack_all(cx, NULL, kind, jobs, n) : GZ_ENOMEM;
         free(jobs);
-        if (st == GZ_OK) m->packed_bf16 = 1;
+        if (st == GZ_OK) m->packed[kind] = 1;
     }
+    *use = m->packed[kind];
     pthread_mutex_unlock(&m->pack_lock);
     return st;
 }
 
-/* y(N, out) = x(N, in) · W^T + b on cx's kernel (bf16 when wp was packed and cx asks). */
-static gz_status lin(const gz_compute *cx, const float *x, const float *w, const gz_bf16w *wp,
+/* The packed copies p when the forward reads them (ensure_packed), else none. */
+static const gz_packw *copies(int use, const gz_packw *p) { return use ? p : NULL; }
+
+/* y(N, out) = x(N, in) · W^T + b on cx's kernel (core/linear.h: the packed copies in wp when
+ * there are). */
+static gz_status lin(const gz_compute *cx, const float *x, const float *w, const gz_packw *wp,
                      const float *b, float *y, int N, int in, int out) {
     return gz_linear_cx(cx, x, w, wp, b, y, out, N, in, out);
 }
@@ -184,7 +195,8 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
     if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
-    if ((st = ensure_bf16(m, cx)) != GZ_OK) return st;
+    int use;
+    if ((st = ensure_packed(m, cx, N, &use)) != GZ_OK) return st;
 
     /* Scratch: x, h, q, k, v, ctx (N, D) and mlp (N, F). */
     size_t nfl;
@@ -206,18 +218,19 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
     for (int l = 0; l < m->L; l++) {
         const clip_layer *ly = &m->layers[l];
         gz_layernorm(cx, h, x, ly->ln1_w, ly->ln1_b, (int)N, D, m->cfg.layer_norm_eps);
-        if ((st = lin(cx, h, ly->q_w, &ly->q_p, ly->q_b, q, (int)N, D, D)) ||
-            (st = lin(cx, h, ly->k_w, &ly->k_p, ly->k_b, k, (int)N, D, D)) ||
-            (st = lin(cx, h, ly->v_w, &ly->v_p, ly->v_b, v, (int)N, D, D)))
+        if ((st = lin(cx, h, ly->q_w, copies(use, &ly->q_p), ly->q_b, q, (int)N, D, D)) ||
+            (st = lin(cx, h, ly->k_w, copies(use, &ly->k_p), ly->k_b, k, (int)N, D, D)) ||
+            (st = lin(cx, h, ly->v_w, copies(use, &ly->v_p), ly->v_b, v, (int)N, D, D)))
             goto out;
         if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale)))
             goto out;
-        if ((st = lin(cx, ctx, ly->o_w, &ly->o_p, ly->o_b, h, (int)N, D, D))) goto out;
+        if ((st = lin(cx, ctx, ly->o_w, copies(use, &ly->o_p), ly->o_b, h, (int)N, D, D))) goto out;
         gz_add_layernorm(cx, x, h, h, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
-        if ((st = gz_linear_act_cx(cx, h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, (int)m->cfg.act, mlp, F,
-                                   (int)N, D, F)))
+        if ((st = gz_linear_act_cx(cx, h, ly->fc1_w, copies(use, &ly->fc1_p), ly->fc1_b,
+                                   (int)m->cfg.act, mlp, F, (int)N, D, F)))
             goto out; /* (N, F), activated */
-        if ((st = lin(cx, mlp, ly->fc2_w, &ly->fc2_p, ly->fc2_b, h, (int)N, F, D))) goto out;
+        if ((st = lin(cx, mlp, ly->fc2_w, copies(use, &ly->fc2_p), ly->fc2_b, h, (int)N, F, D)))
+            goto out;
         gz_add_cx(cx, x, h, N * D);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }

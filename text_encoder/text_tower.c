@@ -83,8 +83,8 @@ void gz_text_tower_free(gz_text_tower *t) {
     free(t);
 }
 
-void gz_text_tower_share_bf16(gz_text_tower *t, gz_bf16w_cache *cache) {
-    if (t->bert) gz_bert_share_bf16(t->bert, cache);
+void gz_text_tower_share_packed(gz_text_tower *t, gz_packw_cache *cache) {
+    if (t->bert) gz_bert_share_packed(t->bert, cache);
 }
 
 int gz_text_tower_dim(const gz_text_tower *t) { return t->E; }

@@ -38,10 +38,10 @@ typedef struct gz_text_tower gz_text_tower;
 */
 gz_status gz_text_tower_load(gz_st_file *w, const gz_model_config *cfg, gz_text_tower **out);
 void gz_text_tower_free(gz_text_tower *t);
-/* Keep the tower's bf16 copies in cache (borrowed, must outlive t), shared with the other
-** towers of the model that run the same weights: see gz_bert_share_bf16. BERT towers only; a
-** CLIP text tower shares nothing and keeps its own. Call before the first bf16 encode. */
-void gz_text_tower_share_bf16(gz_text_tower *t, gz_bf16w_cache *cache);
+/* Keep the tower's packed weight copies in cache (borrowed, must outlive t), shared with the
+** other towers of the model that run the same weights: see gz_bert_share_packed. BERT towers
+** only; a CLIP text tower shares nothing and keeps its own. Call before the first encode. */
+void gz_text_tower_share_packed(gz_text_tower *t, gz_packw_cache *cache);
 
 int gz_text_tower_dim(const gz_text_tower *t);         /* E: projection size */
 int gz_text_tower_hidden_size(const gz_text_tower *t); /* D */

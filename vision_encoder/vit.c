@@ -36,8 +36,8 @@ typedef struct {
     const float *ln2_w, *ln2_b;   /* (D) */
     const float *fc1_w, *fc1_b;   /* (F, D), (F) */
     const float *fc2_w, *fc2_b;   /* (D, F), (D) */
-    /* bf16 copies for the bf16 path: qkv (BLIP) or q, k, v (CLIP), out, fc1, fc2 */
-    gz_bf16w qkv_p, q_p, k_p, v_p, out_p, fc1_p, fc2_p;
+    /* packed copies (core/linear.h): qkv (BLIP) or q, k, v (CLIP), out, fc1, fc2 */
+    gz_packw qkv_p, q_p, k_p, v_p, out_p, fc1_p, fc2_p;
 } vit_layer;
 
 struct gz_vit {
@@ -54,10 +54,11 @@ struct gz_vit {
     const float *proj_w;                /* (E, D) */
     const float *proj_b;                /* (E) BLIP; NULL for CLIP */
     vit_layer *layers;                  /* (L) owned */
-    /* The bf16 copies are made on the first forward that asks for them; the tower is shared by
-     * threads, so under this lock (the one change to a loaded tower). */
+    /* The packed copies are made on the first forward that asks for them; the tower is shared
+     * by threads, so under this lock (the one change to a loaded tower). */
     pthread_mutex_t pack_lock;
-    int packed_bf16;           /* 1 once every copy exists; read and written under pack_lock */
+    int packed[2];             /* by gz_pack_kind: 1 once every copy of that form exists; read
+                                  and written under pack_lock */
     const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
@@ -202,19 +203,19 @@ gz_status gz_vit_load(gz_st_file *w, const gz_model_config *cfg, gz_vit **out) {
     return GZ_OK;
 }
 
-static void free_bf16(gz_vit *v) {
+static void free_packed(gz_vit *v) {
     for (int l = 0; l < v->L && v->layers; l++) {
         vit_layer *ly = &v->layers[l];
-        gz_bf16w *all[] = {&ly->qkv_p, &ly->q_p,   &ly->k_p,  &ly->v_p,
+        gz_packw *all[] = {&ly->qkv_p, &ly->q_p,   &ly->k_p,  &ly->v_p,
                            &ly->out_p, &ly->fc1_p, &ly->fc2_p};
         for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-            gz_bf16w_free(all[i]);
+            gz_packw_free(all[i]);
     }
 }
 
 void gz_vit_free(gz_vit *v) {
     if (!v) return;
-    free_bf16(v);
+    free_packed(v);
     pthread_mutex_destroy(&v->pack_lock);
     free(v->layers);
     free(v);
@@ -226,47 +227,47 @@ int gz_vit_hidden(const gz_vit *v) { return v ? v->D : 0; }
 int gz_vit_layers(const gz_vit *v) { return v ? v->L : 0; }
 int gz_vit_dim(const gz_vit *v) { return v ? v->E : 0; }
 
-/* The bf16 copies of every Linear weight of the blocks, on cx's threads (called with
+/* The kind copies of every Linear weight of the blocks, on cx's threads (called with
  * pack_lock held; all or nothing). */
-static gz_status pack_bf16(gz_vit *v, const gz_compute *cx) {
+static gz_status pack_weights(gz_vit *v, const gz_compute *cx, gz_pack_kind kind) {
     const int D = v->D, F = v->F;
-    gz_bf16w_job *jobs = gz_malloc_n((size_t)v->L, 6 * sizeof *jobs, "ViT bf16 copy");
+    gz_packw_job *jobs = gz_malloc_n((size_t)v->L, 6 * sizeof *jobs, "ViT packed copy");
     if (!jobs) return GZ_ENOMEM;
     size_t n = 0;
     for (int l = 0; l < v->L; l++) {
         vit_layer *ly = &v->layers[l];
         if (ly->qkv_w) {
-            jobs[n++] = (gz_bf16w_job){ly->qkv_w, 3 * D, D, &ly->qkv_p, v->weights};
+            jobs[n++] = (gz_packw_job){ly->qkv_w, 3 * D, D, &ly->qkv_p, v->weights};
         } else {
-            jobs[n++] = (gz_bf16w_job){ly->q_w, D, D, &ly->q_p, v->weights};
-            jobs[n++] = (gz_bf16w_job){ly->k_w, D, D, &ly->k_p, v->weights};
-            jobs[n++] = (gz_bf16w_job){ly->v_w, D, D, &ly->v_p, v->weights};
+            jobs[n++] = (gz_packw_job){ly->q_w, D, D, &ly->q_p, v->weights};
+            jobs[n++] = (gz_packw_job){ly->k_w, D, D, &ly->k_p, v->weights};
+            jobs[n++] = (gz_packw_job){ly->v_w, D, D, &ly->v_p, v->weights};
         }
-        jobs[n++] = (gz_bf16w_job){ly->out_w, D, D, &ly->out_p, v->weights};
-        jobs[n++] = (gz_bf16w_job){ly->fc1_w, F, D, &ly->fc1_p, v->weights};
-        jobs[n++] = (gz_bf16w_job){ly->fc2_w, D, F, &ly->fc2_p, v->weights};
+        jobs[n++] = (gz_packw_job){ly->out_w, D, D, &ly->out_p, v->weights};
+        jobs[n++] = (gz_packw_job){ly->fc1_w, F, D, &ly->fc1_p, v->weights};
+        jobs[n++] = (gz_packw_job){ly->fc2_w, D, F, &ly->fc2_p, v->weights};
     }
-    gz_status st = gz_bf16w_pack_all(cx, NULL, jobs, n);
+    gz_status st = gz_packw_pack_all(cx, NULL, kind, jobs, n);
     free(jobs);
     return st;
 }
 
-/* Make the bf16 copies when cx asks for the bf16 path and the CPU runs it (once per tower). */
-static gz_status ensure_bf16(const gz_vit *cv, const gz_compute *cx) {
-    if (!cx->bf16 || !cx->gemm || gz_compute_simd_level(cx) < 2 || !gz_cpu_has_bf16()) return GZ_OK;
+/* Make the packed copies cx's kernels read (gz_linear_pack_kind), once per tower and form. */
+static gz_status ensure_packed(const gz_vit *cv, const gz_compute *cx) {
+    gz_pack_kind kind;
+    if (!gz_linear_pack_kind(cx, &kind)) return GZ_OK;
     gz_vit *v = (gz_vit *)cv; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&v->pack_lock);
-    if (!v->packed_bf16 && (st = pack_bf16(v, cx)) == GZ_OK) v->packed_bf16 = 1;
+    if (!v->packed[kind] && (st = pack_weights(v, cx, kind)) == GZ_OK) v->packed[kind] = 1;
     pthread_mutex_unlock(&v->pack_lock);
     return st;
 }
 
 /* y(N, out) rows at stride ldy = bias(out) + x(N, in) · W(out, in)^T on cx's kernel
- * (core/linear.h: OpenBLAS from the bias, torch's addmm order, for fp32 at these sizes; bf16
- * when wp was packed and cx asks). */
+ * (core/linear.h: the packed copies in wp when cx reads them, else OpenBLAS from the bias). */
 static gz_status linear_strided(const gz_compute *cx, const float *x, const float *wt,
-                                const gz_bf16w *wp, const float *b, float *y, int ldy, int N,
+                                const gz_packw *wp, const float *b, float *y, int ldy, int N,
                                 int in, int out) {
     return gz_linear_cx(cx, x, wt, wp, b, y, ldy, N, in, out);
 }
@@ -374,7 +375,7 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
                         float *pooled) {
     if (!v || !cx || !pixels || B < 0) return GZ_FAIL(GZ_EINVAL, "gz_vit_encode: bad arguments");
     if (B == 0) return GZ_OK;
-    gz_status pst = ensure_bf16(v, cx);
+    gz_status pst = ensure_packed(v, cx);
     if (pst != GZ_OK) return pst;
     const int D = v->D, P = v->P, F = v->F, E = v->E;
     int chunk = VIT_MAX_CHUNK_TOKENS / P;

@@ -11,7 +11,9 @@
  *   --only vit224 times just the ViT-B/16@224 forward at batch 8 (1 warm-up + 4 runs), for perf
  *   and A/B experiments.
  *   --precision bf16: bf16 weights and AVX512-BF16 Linear kernels (fp32 default); --reference:
- *   OpenBLAS for every Linear layer (gz_compute.gemm = 0), the path before gaze's own kernels.
+ *   OpenBLAS for every Linear layer (GZ_GEMM_REFERENCE), the path before gaze's own kernels;
+ *   --in-place: fp32 weights as stored (GZ_GEMM_IN_PLACE: the row-dot kernel for a few rows,
+ *   OpenBLAS above), the default before the packed fp32 kernel.
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
  *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
  * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
@@ -509,7 +511,7 @@ static void bench_text_only(const char *models, gz_st_file *inp, int quick, int 
 
 int main(int argc, char **argv) {
     const char *models = NULL, *out = NULL, *only = NULL;
-    int threads = 2, quick = 0, bf16 = 0, reference = 0, only_runs = 0, no_pool = 0;
+    int threads = 2, quick = 0, bf16 = 0, reference = 0, in_place = 0, only_runs = 0, no_pool = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc)
             models = argv[++i];
@@ -525,6 +527,8 @@ int main(int argc, char **argv) {
             bf16 = !strcmp(argv[++i], "bf16");
         else if (!strcmp(argv[i], "--reference"))
             reference = 1;
+        else if (!strcmp(argv[i], "--in-place"))
+            in_place = 1;
         else if (!strcmp(argv[i], "--no-pool"))
             no_pool = 1;
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
@@ -534,7 +538,7 @@ int main(int argc, char **argv) {
                     "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
                     "[--only vit224|vit384|block224|block384|text|itm [--runs N]] [--precision "
                     "fp32|bf16] "
-                    "[--reference] [--no-pool]\n",
+                    "[--reference | --in-place] [--no-pool]\n",
                     argv[0]);
             return 2;
         }
@@ -544,8 +548,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     bench_cx = gz_compute_make(threads, 1);
-    bench_cx.bf16 = bf16;       /* --precision bf16 */
-    bench_cx.gemm = !reference; /* --reference: OpenBLAS for every Linear */
+    bench_cx.bf16 = bf16; /* --precision bf16 */
+    bench_cx.gemm = reference ? GZ_GEMM_REFERENCE : in_place ? GZ_GEMM_IN_PLACE : GZ_GEMM_PACKED;
     /* --no-pool: threads started per parallel loop, as before the pool */
     bench_cx.pool = no_pool ? NULL : gz_pool_create(bench_cx.n_threads);
     gz_blas_set_threads(bench_cx.pool ? 1 : bench_cx.n_threads);

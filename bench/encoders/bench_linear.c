@@ -1,11 +1,14 @@
 /* bench_linear.c - Linear layer kernels on the real shapes of BERT-base / ViT-B/16: OpenBLAS
- * (the reference) vs gaze's own fp32 row-dot kernel vs the bf16 kernel (core/linear.h), and,
+ * (the reference) vs gaze's own kernels (core/linear.h): the fp32 default of GZ_GEMM_IN_PLACE
+ * (gaze_fp32: row-dot for n <= 32, else OpenBLAS), the packed fp32 kernel (gaze_packed) and the
+ * bf16 kernel (gaze_bf16); and,
  * where they were found at configure time, the fp32 GEMMs of oneDNN (dnnl_sgemm, its OpenMP
  * threads), BLIS (bli_sgemm, OpenMP build) and libxsmm (libxsmm_sgemm, one thread: its JIT
  * kernels are for small products and larger ones go to the BLAS it is linked with).
  *
  * Usage: bench_linear [--threads 2] [--runs 20] [--only text|vit] [--methods a,b,...]
- *   --methods: a comma-separated subset of openblas,gaze_fp32,gaze_bf16,onednn,blis,libxsmm.
+ *   --methods: a comma-separated subset of
+ *   openblas,gaze_fp32,gaze_bf16,gaze_packed,onednn,blis,libxsmm.
  *   BLIS's OpenMP threads keep spinning after a call and slow every method timed after them:
  *   time BLIS in a run of its own (--methods blis) and the rest without it.
  * Each shape cycles through enough distinct weight copies (>= 64 MiB) that the weights come
@@ -31,12 +34,12 @@
 #endif
 #include <omp.h>
 
-enum { M_BLAS, M_OWN32, M_BF16, M_DNNL, M_BLIS, M_XSMM, M_COUNT };
-static const char *method_names[M_COUNT] = {"openblas", "gaze_fp32", "gaze_bf16",
+enum { M_BLAS, M_OWN32, M_BF16, M_F32P, M_DNNL, M_BLIS, M_XSMM, M_COUNT };
+static const char *method_names[M_COUNT] = {"openblas", "gaze_fp32", "gaze_bf16", "gaze_packed",
                                             "onednn",   "blis",      "libxsmm"};
 
 /* --methods: the methods to run (all present ones by default). */
-static int method_wanted[M_COUNT] = {1, 1, 1, 1, 1, 1};
+static int method_wanted[M_COUNT] = {1, 1, 1, 1, 1, 1, 1};
 
 static int method_present(int m) {
     if (!method_wanted[m]) return 0;
@@ -52,7 +55,8 @@ static int method_present(int m) {
 #endif
     case M_BLAS:
     case M_OWN32:
-    case M_BF16: return 1;
+    case M_BF16:
+    case M_F32P: return 1;
     default: return 0;
     }
 }
@@ -119,7 +123,7 @@ static void run_shape(int n, int in, int out, int threads, int runs) {
     float *x = xmalloc((size_t)n * in * sizeof *x), *b = xmalloc((size_t)out * sizeof *b);
     float *y = xmalloc((size_t)n * out * sizeof *y);
     float **w = xmalloc((size_t)copies * sizeof *w);
-    gz_bf16w *wb = xmalloc((size_t)copies * sizeof *wb);
+    gz_packw *wb = xmalloc((size_t)copies * sizeof *wb); /* both forms */
     for (size_t i = 0; i < (size_t)n * in; i++)
         x[i] = frand(&seed);
     for (int j = 0; j < out; j++)
@@ -128,7 +132,10 @@ static void run_shape(int n, int in, int out, int threads, int runs) {
         w[c] = xmalloc(wsz * sizeof(float));
         for (size_t i = 0; i < wsz; i++)
             w[c][i] = frand(&seed);
-        if (gz_bf16w_pack(w[c], out, in, &wb[c]) != GZ_OK) exit(1);
+        gz_packw f32;
+        if (gz_packw_bf16(w[c], out, in, &wb[c]) != GZ_OK) exit(1);
+        if (gz_packw_f32(w[c], out, in, &f32) != GZ_OK) exit(1);
+        wb[c].f32 = f32.f32;
     }
     static double t[M_COUNT][256];
     if (runs > 256) runs = 256;
@@ -137,11 +144,13 @@ static void run_shape(int n, int in, int out, int threads, int runs) {
         for (int mth = 0; mth < M_COUNT; mth++) {
             if (!method_present(mth)) continue;
             gz_compute cx = gz_compute_make(threads, 1);
-            cx.gemm = mth == M_OWN32 || mth == M_BF16;
+            cx.gemm = mth == M_OWN32                   ? GZ_GEMM_IN_PLACE
+                      : mth == M_BF16 || mth == M_F32P ? GZ_GEMM_PACKED
+                                                       : GZ_GEMM_REFERENCE;
             cx.bf16 = mth == M_BF16;
             int c = (r + 2) % copies;
             double t0 = now_ms();
-            if (mth <= M_BF16) {
+            if (mth <= M_F32P) {
                 if (gz_linear_cx(&cx, x, w[c], &wb[c], b, y, out, n, in, out) != GZ_OK) exit(1);
             } else {
                 other_linear(mth, x, w[c], b, y, n, in, out);
@@ -158,7 +167,7 @@ static void run_shape(int n, int in, int out, int threads, int runs) {
     fflush(stdout);
     for (int c = 0; c < copies; c++) {
         free(w[c]);
-        gz_bf16w_free(&wb[c]);
+        gz_packw_free(&wb[c]);
     }
     free(w);
     free(wb);
