@@ -51,6 +51,7 @@ gz_compute gz_compute_make(int n_threads, int simd) {
     cx.simd = simd ? GZ_SIMD_BEST : 0;
     cx.scratch_limit = 0;
     cx.gemm = simd ? GZ_GEMM_PACKED : GZ_GEMM_REFERENCE;
+    cx.pack_after_rows = GZ_PACK_AFTER_ROWS;
     cx.bf16 = 0;
     cx.pool = NULL;
     return cx;

@@ -31,24 +31,32 @@ enum {
 
 /* How one caller (a model, a test, a bench) wants its kernels run. Plain data, copied freely. */
 typedef struct {
-    int n_threads;        /* >= 1: most ranges one gz_parallel_for loop is split into */
-    int simd;             /* highest vector level the kernels may use (0..GZ_SIMD_BEST): the
-                             AVX-512/AVX2 activations, softmax and LayerNorm with glibc libmvec
-                             exp, and attention as pair-parallel register tiles; 0 = the plain
-                             libm loops and OpenBLAS attention, kept for comparison. 1 lets a
-                             test run the AVX2 paths on an AVX-512 machine. */
-    size_t scratch_limit; /* most bytes of scratch one kernel call may take, heap or stack;
-                             0 = no limit. Tests set it to reach the out-of-memory paths. */
-    int gemm;             /* which Linear kernels (core/linear.h; the own ones need simd):
-                             GZ_GEMM_PACKED, GZ_GEMM_IN_PLACE or GZ_GEMM_REFERENCE */
-    int bf16;             /* 1 = Linear layers with bf16 weights and AVX512-BF16 dot products
-                             (fp32 accumulation) where the CPU has them and gemm is on; 0 = fp32 */
-    gz_pool *pool;        /* borrowed workers for the parallel loops (core/threads.h), owned by
-                             whoever made them (a gz_model); NULL = threads started per loop */
+    int n_threads;          /* >= 1: most ranges one gz_parallel_for loop is split into */
+    int simd;               /* highest vector level the kernels may use (0..GZ_SIMD_BEST): the
+                               AVX-512/AVX2 activations, softmax and LayerNorm with glibc libmvec
+                               exp, and attention as pair-parallel register tiles; 0 = the plain
+                               libm loops and OpenBLAS attention, kept for comparison. 1 lets a
+                               test run the AVX2 paths on an AVX-512 machine. */
+    size_t scratch_limit;   /* most bytes of scratch one kernel call may take, heap or stack;
+                               0 = no limit. Tests set it to reach the out-of-memory paths. */
+    int gemm;               /* which Linear kernels (core/linear.h; the own ones need simd):
+                               GZ_GEMM_PACKED, GZ_GEMM_IN_PLACE or GZ_GEMM_REFERENCE */
+    size_t pack_after_rows; /* GZ_GEMM_PACKED: rows a tower runs on its fp32 weights as stored
+                               before it packs them (the copy costs about as much as the rows
+                               it then saves, ~0.13 s for BLIP's ViT-384), so a one-off encode
+                               does not pay for it; 0 = pack on the first forward */
+    int bf16;               /* 1 = Linear layers with bf16 weights and AVX512-BF16 dot products
+                               (fp32 accumulation) where the CPU has them and gemm is on; 0 = fp32 */
+    gz_pool *pool;          /* borrowed workers for the parallel loops (core/threads.h), owned by
+                               whoever made them (a gz_model); NULL = threads started per loop */
 } gz_compute;
 
+/* Rows run in place before the fp32 copies are packed, by default: a ViT-384 image is 577. */
+#define GZ_PACK_AFTER_ROWS 1024
+
 /* A context of n_threads threads (0 = all cores) and the vector paths and own GEMM kernels on
- * (simd != 0, at the best level the CPU has) or off (simd == 0); fp32; no scratch limit. */
+ * (simd != 0, at the best level the CPU has; GZ_GEMM_PACKED after GZ_PACK_AFTER_ROWS rows) or
+ * off (simd == 0); fp32; no scratch limit. */
 gz_compute gz_compute_make(int n_threads, int simd);
 /* The vector level cx's kernels actually run: min(cx->simd, what the CPU supports). */
 int gz_compute_simd_level(const gz_compute *cx);

@@ -96,6 +96,11 @@ int gz_linear_pack_kind(const gz_compute *cx, gz_pack_kind *kind) {
     return 1;
 }
 
+int gz_linear_pack_due(const gz_compute *cx, gz_pack_kind kind, size_t rows_in_place) {
+    assert(cx);
+    return kind == GZ_PACK_BF16 || rows_in_place >= cx->pack_after_rows;
+}
+
 /* One row of W rounded to bf16 pairs (nearest even, the odd column padded with 0): pairs[kp]. */
 static void row_to_pairs(const float *wr, int in, uint32_t *pairs, int kp) {
 #if GZ_LINEAR_X86

@@ -75,7 +75,11 @@ typedef struct {
     int n_threads;            /* threads of this model's loops, 0 = all cores; OpenBLAS (whose
                                  count is process-wide) is set to it by every encode/match call */
     int simd;                 /* 1 = vectorised kernels, AVX-512/AVX2 where the CPU has them
-                                 (default); 0 = the plain reference loops, for comparison */
+                                 (default); 0 = the plain reference loops, for comparison. The
+                                 environment variable GAZE_GEMM=in-place (fp32 weights as stored:
+                                 the kernels before the packed ones) or GAZE_GEMM=reference
+                                 (OpenBLAS for every Linear layer) picks slower Linear kernels,
+                                 for comparisons */
     const char *weights_file; /* NULL: model.safetensors or model.safetensors.index.json in the
                                  directory; else a path (relative to the model directory or
                                  absolute), e.g. "model.f16.safetensors" */

@@ -287,6 +287,16 @@ out:
     return st;
 }
 
+/* The Linear kernels for a model: the default, or what the environment variable GAZE_GEMM
+ * names for a comparison (gaze.h): "in-place" or "reference". Never more than simd allows. */
+static int linear_kernels(int dflt) {
+    const char *v = getenv("GAZE_GEMM");
+    if (!dflt || !v) return dflt;
+    if (!strcmp(v, "in-place")) return GZ_GEMM_IN_PLACE;
+    if (!strcmp(v, "reference")) return GZ_GEMM_REFERENCE;
+    return dflt;
+}
+
 gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model **out) {
     if (!out) return GZ_FAIL(GZ_EINVAL, "gz_model_load: out is NULL");
     *out = NULL;
@@ -327,6 +337,7 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
         m->dir[--dl] = 0;
     m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
     m->cx.bf16 = params->precision == GZ_PRECISION_BF16 && params->simd && gz_bf16_available();
+    m->cx.gemm = linear_kernels(m->cx.gemm);
     m->cx.pool = gz_pool_create(m->cx.n_threads); /* NULL (threads per loop) is fine */
     if (m->cx.gemm && !(m->packed = gz_packw_cache_new())) {
         gz_model_free(m);

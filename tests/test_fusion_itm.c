@@ -372,6 +372,7 @@ int main(void) {
     for (int gemm = GZ_GEMM_PACKED; gemm >= GZ_GEMM_REFERENCE; gemm--) {
         cx = gz_compute_make(0, 1);
         cx.gemm = gemm;
+        cx.pack_after_rows = 0; /* the packed copies from the first forward */
         printf("gemm %d\n", gemm);
         check_blip();
     }

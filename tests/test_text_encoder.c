@@ -395,6 +395,7 @@ int main(void) {
     for (int gemm = GZ_GEMM_PACKED; gemm >= GZ_GEMM_REFERENCE; gemm--) {
         cx = gz_compute_make(0, 1);
         cx.gemm = gemm;
+        cx.pack_after_rows = 0; /* the packed copies from the first forward */
         fprintf(stderr, "gemm %d\n", gemm);
         for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++)
             check_family(&CASES[i]);

@@ -42,11 +42,13 @@ struct gz_bert {
     const float *type;                /* (type_vocab, D) or NULL */
     const float *emb_ln_w, *emb_ln_b; /* (D) */
     bert_layer *layers;               /* (L) owned */
-    /* The packed copies are made on the first forward that asks for them (fp32: the first
-     * with more than GZ_LINEAR_SMALL_N rows, so a one-off query does not pay for the copy); the
-     * model is shared by threads, so under this lock (the one change to a loaded model). */
+    /* The packed copies are made before the forward that asks for them once they are due
+     * (gz_linear_pack_due: fp32 after cx->pack_after_rows rows, so a one-off query does not pay
+     * for the copy); the model is shared by threads, so under this lock (the one change to a
+     * loaded model). */
     pthread_mutex_t pack_lock;
     int packed[2]; /* by gz_pack_kind: 1 once every copy of that form exists; under pack_lock */
+    size_t rows_in_place; /* rows run before the copies existed (gz_linear_pack_due); ditto */
     /* Where the copies live when another encoder runs the same weights (gz_bert_share_packed):
      * borrowed, or NULL = this encoder owns its copies. */
     gz_packw_cache *pack_cache;
@@ -237,9 +239,10 @@ void gz_bert_share_packed(gz_bert *m, gz_packw_cache *cache) {
     pthread_mutex_unlock(&m->pack_lock);
 }
 
-/* Make the packed copies cx's kernels read (gz_linear_pack_kind) for a forward of rows rows,
- * once per model and form; *use = 1 when the forward is to read them (they exist), 0 when it is
- * to pass no copies: it then never reads a copy that another thread may be making. */
+/* Make the packed copies cx's kernels read (gz_linear_pack_kind) when they are due
+ * (gz_linear_pack_due), before a forward of rows rows, once per model and form. *use = 1 when
+ * the forward is to read them (they exist); 0 when it is to pass none: it then never reads a
+ * copy that another thread may be making. */
 static gz_status ensure_packed(const gz_bert *cm, const gz_compute *cx, size_t rows, int *use) {
     gz_pack_kind kind;
     *use = 0;
@@ -247,9 +250,10 @@ static gz_status ensure_packed(const gz_bert *cm, const gz_compute *cx, size_t r
     gz_bert *m = (gz_bert *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    if (!m->packed[kind] && (kind == GZ_PACK_BF16 || rows > GZ_LINEAR_SMALL_N) &&
+    if (!m->packed[kind] && gz_linear_pack_due(cx, kind, m->rows_in_place) &&
         (st = pack_weights(m, cx, kind)) == GZ_OK)
         m->packed[kind] = 1;
+    if (!m->packed[kind]) m->rows_in_place += rows;
     *use = m->packed[kind];
     pthread_mutex_unlock(&m->pack_lock);
     return st;

@@ -35,12 +35,14 @@ struct gz_clip_text {
     const float *pos;           /* (max_pos, D) */
     const float *fln_w, *fln_b; /* (D) */
     clip_layer *layers;         /* (L) owned */
-    /* The packed copies are made on the first forward that asks for them (fp32: the first
-     * with more than GZ_LINEAR_SMALL_N rows); the model is shared by threads, so under this lock
-     * (the one change to a loaded model). */
+    /* The packed copies are made before the forward that asks for them once they are due
+     * (gz_linear_pack_due); the model is shared by threads, so under this lock (the one change
+     * to a loaded model). */
     pthread_mutex_t pack_lock;
     int packed[2];             /* by gz_pack_kind: 1 once every copy of that form exists; read
                                   and written under pack_lock */
+    size_t rows_in_place;      /* rows run before the copies existed (gz_linear_pack_due); under
+                                  pack_lock */
     const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
@@ -151,7 +153,7 @@ static gz_status ensure_packed(const gz_clip_text *cm, const gz_compute *cx, siz
     gz_clip_text *m = (gz_clip_text *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    if (!m->packed[kind] && (kind == GZ_PACK_BF16 || rows > GZ_LINEAR_SMALL_N)) {
+    if (!m->packed[kind] && gz_linear_pack_due(cx, kind, m->rows_in_place)) {
         const int D = m->D, F = m->F;
         gz_packw_job *jobs = gz_malloc_n((size_t)m->L, 6 * sizeof *jobs, "CLIP text packed copy");
         size_t n = 0;
@@ -168,6 +170,7 @@ static gz_status ensure_packed(const gz_clip_text *cm, const gz_compute *cx, siz
         free(jobs);
         if (st == GZ_OK) m->packed[kind] = 1;
     }
+    if (!m->packed[kind]) m->rows_in_place += rows;
     *use = m->packed[kind];
     pthread_mutex_unlock(&m->pack_lock);
     return st;

@@ -59,11 +59,15 @@ struct gz_vit {
     pthread_mutex_t pack_lock;
     int packed[2];             /* by gz_pack_kind: 1 once every copy of that form exists; read
                                   and written under pack_lock */
+    size_t rows_in_place;      /* rows run before the copies existed (gz_linear_pack_due); under
+                                  pack_lock */
     const gz_st_file *weights; /* borrowed: the checkpoint the weights point into */
 };
 
-/* Scratch of one forward chunk (one allocation, owned by the caller of vit_forward). */
+/* Scratch of one forward chunk (one allocation, owned by the caller of vit_forward), and
+ * whether the blocks read the packed copies. */
 typedef struct {
+    int packed;  /* 1 = pass the packed copies (ensure_packed), 0 = none */
     float *x;    /* (N, D) residual stream */
     float *h;    /* (N, D) normalised input of a sub-block / patch embeddings / post-LN */
     float *qkv;  /* (N, 3*D) */
@@ -252,16 +256,29 @@ static gz_status pack_weights(gz_vit *v, const gz_compute *cx, gz_pack_kind kind
     return st;
 }
 
-/* Make the packed copies cx's kernels read (gz_linear_pack_kind), once per tower and form. */
-static gz_status ensure_packed(const gz_vit *cv, const gz_compute *cx) {
+/* Make the packed copies cx's kernels read (gz_linear_pack_kind) when they are due
+ * (gz_linear_pack_due), before a forward of rows rows, once per tower and form. *use = 1 when
+ * the forward is to read them (they exist); 0 when it is to pass none: it then never reads a
+ * copy that another thread may be making. */
+static gz_status ensure_packed(const gz_vit *cv, const gz_compute *cx, size_t rows, int *use) {
     gz_pack_kind kind;
+    *use = 0;
     if (!gz_linear_pack_kind(cx, &kind)) return GZ_OK;
     gz_vit *v = (gz_vit *)cv; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&v->pack_lock);
-    if (!v->packed[kind] && (st = pack_weights(v, cx, kind)) == GZ_OK) v->packed[kind] = 1;
+    if (!v->packed[kind] && gz_linear_pack_due(cx, kind, v->rows_in_place) &&
+        (st = pack_weights(v, cx, kind)) == GZ_OK)
+        v->packed[kind] = 1;
+    if (!v->packed[kind]) v->rows_in_place += rows;
+    *use = v->packed[kind];
     pthread_mutex_unlock(&v->pack_lock);
     return st;
+}
+
+/* The packed copies p when the forward reads them (ensure_packed), else none. */
+static const gz_packw *copies(const vit_scratch *s, const gz_packw *p) {
+    return s->packed ? p : NULL;
 }
 
 /* y(N, out) rows at stride ldy = bias(out) + x(N, in) · W(out, in)^T on cx's kernel
@@ -281,26 +298,30 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
     gz_status st;
     gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
     if (ly->qkv_w) {
-        st = linear_strided(cx, s->h, ly->qkv_w, &ly->qkv_p, ly->qkv_b, s->qkv, 3 * D, N, D,
+        st = linear_strided(cx, s->h, ly->qkv_w, copies(s, &ly->qkv_p), ly->qkv_b, s->qkv, 3 * D, N,
+                            D,
                             3 * D); // (N, 3D)
-    } else if ((st = linear_strided(cx, s->h, ly->q_w, &ly->q_p, ly->q_b, s->qkv, 3 * D, N, D,
-                                    D)) == GZ_OK &&
-               (st = linear_strided(cx, s->h, ly->k_w, &ly->k_p, ly->k_b, s->qkv + D, 3 * D, N, D,
-                                    D)) == GZ_OK) {
-        st = linear_strided(cx, s->h, ly->v_w, &ly->v_p, ly->v_b, s->qkv + 2 * D, 3 * D, N, D, D);
+    } else if ((st = linear_strided(cx, s->h, ly->q_w, copies(s, &ly->q_p), ly->q_b, s->qkv, 3 * D,
+                                    N, D, D)) == GZ_OK &&
+               (st = linear_strided(cx, s->h, ly->k_w, copies(s, &ly->k_p), ly->k_b, s->qkv + D,
+                                    3 * D, N, D, D)) == GZ_OK) {
+        st = linear_strided(cx, s->h, ly->v_w, copies(s, &ly->v_p), ly->v_b, s->qkv + 2 * D, 3 * D,
+                            N, D, D);
     }
     if (st != GZ_OK) return st;
     st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P, P, v->H,
                       Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
     if (st != GZ_OK) return st;
-    if ((st = linear_strided(cx, s->att, ly->out_w, &ly->out_p, ly->out_b, s->h, D, N, D, D)))
+    if ((st = linear_strided(cx, s->att, ly->out_w, copies(s, &ly->out_p), ly->out_b, s->h, D, N, D,
+                             D)))
         return st;
     // MLP: x += fc2(act(fc1(LN2(x)))), the residual add fused with LN2
     gz_add_layernorm(cx, s->x, s->h, s->h, ly->ln2_w, ly->ln2_b, N, D, v->eps);
-    if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, &ly->fc1_p, ly->fc1_b, (int)v->act, s->mlp, F,
-                               N, D, F)))
+    if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, copies(s, &ly->fc1_p), ly->fc1_b, (int)v->act,
+                               s->mlp, F, N, D, F)))
         return st; // (N, F), activated
-    if ((st = linear_strided(cx, s->mlp, ly->fc2_w, &ly->fc2_p, ly->fc2_b, s->h, D, N, F, D)))
+    if ((st = linear_strided(cx, s->mlp, ly->fc2_w, copies(s, &ly->fc2_p), ly->fc2_b, s->h, D, N, F,
+                             D)))
         return st; // (N, D)
     gz_add_cx(cx, s->x, s->h, (size_t)N * D);
     return GZ_OK;
@@ -375,7 +396,8 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
                         float *pooled) {
     if (!v || !cx || !pixels || B < 0) return GZ_FAIL(GZ_EINVAL, "gz_vit_encode: bad arguments");
     if (B == 0) return GZ_OK;
-    gz_status pst = ensure_packed(v, cx);
+    int use;
+    gz_status pst = ensure_packed(v, cx, (size_t)B * (size_t)v->P, &use);
     if (pst != GZ_OK) return pst;
     const int D = v->D, P = v->P, F = v->F, E = v->E;
     int chunk = VIT_MAX_CHUNK_TOKENS / P;
@@ -390,6 +412,7 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
     float *buf = gz_scratch_floats(total);
     if (!buf) return GZ_FAIL(GZ_ENOMEM, "out of memory for the vision tower's scratch");
     vit_scratch s;
+    s.packed = use;
     s.h = buf; /* h first: x, att, qkv and mlp follow in one run, the patch columns' room */
     s.x = s.h + N * D;
     s.att = s.x + N * D;

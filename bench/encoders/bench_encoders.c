@@ -550,6 +550,7 @@ int main(int argc, char **argv) {
     bench_cx = gz_compute_make(threads, 1);
     bench_cx.bf16 = bf16; /* --precision bf16 */
     bench_cx.gemm = reference ? GZ_GEMM_REFERENCE : in_place ? GZ_GEMM_IN_PLACE : GZ_GEMM_PACKED;
+    bench_cx.pack_after_rows = 0; /* packed in the warm-up, as in a long run */
     /* --no-pool: threads started per parallel loop, as before the pool */
     bench_cx.pool = no_pool ? NULL : gz_pool_create(bench_cx.n_threads);
     gz_blas_set_threads(bench_cx.pool ? 1 : bench_cx.n_threads);
