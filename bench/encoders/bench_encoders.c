@@ -41,6 +41,7 @@
 
 #include "core/config.h"
 #include "core/kernels.h"
+#include "core/linear.h"
 #include "core/safetensors.h"
 #include "core/threads.h"
 #include "fusion/itm.h"
@@ -633,6 +634,11 @@ blip384:
     die_if(gz_text_tower_load(w, &cfg, &tt), "gz_text_tower_load");
     gz_itm *itm = NULL;
     die_if(gz_itm_load(w, &cfg, &itm), "gz_itm_load");
+    /* one packed copy of the BERT layers the two share, as a gz_model holds them */
+    gz_packw_cache *packed = gz_packw_cache_new();
+    if (!packed) die_if(GZ_ENOMEM, "gz_packw_cache_new");
+    gz_text_tower_share_packed(tt, packed);
+    gz_itm_share_packed(itm, packed);
     int64_t shp384[4] = {8, 3, 384, 384};
     die_if(gz_st_f32(inp, "pixels_384", 4, shp384, &px), "pixels_384");
     const int P = gz_vit_tokens(vit), D = gz_vit_hidden(vit);
@@ -648,6 +654,7 @@ blip384:
         free(emb);
         gz_itm_free(itm);
         gz_text_tower_free(tt);
+        gz_packw_cache_free(packed);
         gz_vit_free(vit);
         gz_st_close(w);
         gz_st_close(inp);
@@ -715,6 +722,7 @@ itm:;
     free(emb);
     gz_itm_free(itm);
     gz_text_tower_free(tt);
+    gz_packw_cache_free(packed);
     gz_vit_free(vit);
     gz_st_close(w);
     gz_st_close(inp);
