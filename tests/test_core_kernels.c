@@ -212,7 +212,8 @@ static void test_linear_kernels(void) {
     const int shapes[][3] = {{1, 1, 1},       {3, 5, 7},     {13, 768, 768}, {16, 33, 17},
                              {32, 385, 50},   {33, 64, 49},  {64, 31, 47},   {9, 400, 100},
                              {71, 390, 97},   {200, 96, 64}, {7, 3072, 40},  {100, 700, 200},
-                             {300, 512, 131}, {70, 800, 50}}; /* from {100, ...}: split rows */
+                             {300, 512, 131}, {70, 800, 50}, {1030, 40, 35}};
+    /* from {100, ...}: bf16 splits rows between threads; {1030, ...}: packed fp32 does */
     const int has_bf16 = gz_cpu_has_bf16();
     if (!has_bf16) fprintf(stderr, "note: no AVX512-BF16 here: the bf16 kernel is not run\n");
     gz_pool *pool = gz_pool_create(2);
