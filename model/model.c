@@ -176,6 +176,7 @@ gz_model_params gz_model_default_params(void) {
     p.itm_enc_token = 0;
     p.clip_fast_tokenizer = 0;
     p.batch_size = GZ_DEFAULT_BATCH;
+    p.fp32_packed = 1;
     return p;
 }
 
@@ -338,6 +339,7 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     m->cx = gz_compute_make(params->n_threads, params->simd); // this model's only; 0 = all cores
     m->cx.bf16 = params->precision == GZ_PRECISION_BF16 && params->simd && gz_bf16_available();
     m->cx.gemm = linear_kernels(m->cx.gemm);
+    if (!params->fp32_packed && m->cx.gemm == GZ_GEMM_PACKED) m->cx.gemm = GZ_GEMM_IN_PLACE;
     m->cx.pool = gz_pool_create(m->cx.n_threads); /* NULL (threads per loop) is fine */
     if (m->cx.gemm && !(m->packed = gz_packw_cache_new())) {
         gz_model_free(m);

@@ -421,7 +421,8 @@ static gz_status load_shared_model(serve_ctx *c, char *why, size_t why_cap) {
         if (st != GZ_OK) return st;
         snprintf(c->model_dir, sizeof c->model_dir, "%s", dm.name);
     }
-    return gz_model_load(c->model_dir, &p->engine.model, &c->model);
+    gz_model_params mp = serve_model_params(&p->engine.model, p->threads);
+    return gz_model_load(c->model_dir, &mp, &c->model);
 }
 
 /* Load each engine's model and index now, so the first requests do not pay for it. */
