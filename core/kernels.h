@@ -41,17 +41,19 @@ typedef struct {
                                0 = no limit. Tests set it to reach the out-of-memory paths. */
     int gemm;               /* which Linear kernels (core/linear.h; the own ones need simd):
                                GZ_GEMM_PACKED, GZ_GEMM_IN_PLACE or GZ_GEMM_REFERENCE */
-    size_t pack_after_rows; /* GZ_GEMM_PACKED: rows a tower runs on its fp32 weights as stored
-                               before it packs them (the copy costs about as much as the rows
-                               it then saves, ~0.13 s for BLIP's ViT-384), so a one-off encode
-                               does not pay for it; 0 = pack on the first forward */
+    size_t pack_after_rows; /* GZ_GEMM_PACKED: a tower packs its fp32 weights before the forward
+                               that brings the rows it has run to this many (the copy costs
+                               about as much as the rows it then saves, ~0.13 s for BLIP's
+                               ViT-384), so a one-off encode runs on them as stored; 0 = pack
+                               on the first forward */
     int bf16;               /* 1 = Linear layers with bf16 weights and AVX512-BF16 dot products
                                (fp32 accumulation) where the CPU has them and gemm is on; 0 = fp32 */
     gz_pool *pool;          /* borrowed workers for the parallel loops (core/threads.h), owned by
                                whoever made them (a gz_model); NULL = threads started per loop */
 } gz_compute;
 
-/* Rows run in place before the fp32 copies are packed, by default: a ViT-384 image is 577. */
+/* Rows after which the fp32 copies are packed, by default: a ViT-384 image is 577 rows, a
+ * batch of 8 4616, a text query about 13. */
 #define GZ_PACK_AFTER_ROWS 1024
 
 /* A context of n_threads threads (0 = all cores) and the vector paths and own GEMM kernels on

@@ -103,9 +103,9 @@ int gz_linear_pack_kind(const gz_compute *cx, gz_pack_kind *kind) {
     return 1;
 }
 
-int gz_linear_pack_due(const gz_compute *cx, gz_pack_kind kind, size_t rows_in_place) {
+int gz_linear_pack_due(const gz_compute *cx, gz_pack_kind kind, size_t rows) {
     assert(cx);
-    return kind == GZ_PACK_BF16 || rows_in_place >= cx->pack_after_rows;
+    return kind == GZ_PACK_BF16 || rows >= cx->pack_after_rows;
 }
 
 /* One row of W rounded to bf16 pairs (nearest even, the odd column padded with 0): pairs[kp]. */

@@ -56,10 +56,10 @@ int gz_cpu_has_bf16(void);
  * W as stored. Towers pack (gz_packw_pack_all) the form this names before a forward. */
 int gz_linear_pack_kind(const gz_compute *cx, gz_pack_kind *kind);
 
-/* 1 when a tower that has run rows_in_place rows of forward passes without its kind copies is
- * to make them now: bf16 at once (its kernel reads nothing else), f32 from
- * cx->pack_after_rows rows on. */
-int gz_linear_pack_due(const gz_compute *cx, gz_pack_kind kind, size_t rows_in_place);
+/* 1 when a tower without its kind copies is to make them before a forward, rows = the rows it
+ * has run without them plus the forward's own: bf16 at once (its kernel reads nothing else),
+ * f32 from cx->pack_after_rows rows on (so one large batch packs before it runs). */
+int gz_linear_pack_due(const gz_compute *cx, gz_pack_kind kind, size_t rows);
 
 /* Pack w(out, in) into a fresh *pw holding the one form: bf16 (converted with round to nearest
  * even) or f32 (the same values). GZ_ENOMEM (message set) when the copy cannot be allocated;

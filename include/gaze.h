@@ -97,11 +97,13 @@ typedef struct {
     gz_precision precision;  /* GZ_PRECISION_FP32 (default) or GZ_PRECISION_BF16, which falls
                                 back to fp32 where gz_bf16_available() is 0 (and with simd 0) */
     int fp32_packed;         /* fp32: 1 = each tower copies its Linear weights into gaze's
-                                packed layout once it has run 1024 rows (default: 10-20%
-                                faster from then on, and a private copy the size of the
-                                weights that replaces their file pages); 0 = read them as
-                                stored, from pages every model and process mapping the
-                                checkpoint shares (gaze serve with several threads) */
+                                packed layout before the forward that brings the rows it has
+                                run to 1024 (a batch of 2 BLIP images, the second single one,
+                                about the 80th text query; default: 10-20% faster from then
+                                on, and a private copy the size of the weights that replaces
+                                their file pages); 0 = read them as stored, from pages every
+                                model and process mapping the checkpoint shares (gaze serve
+                                with several threads) */
 } gz_model_params;
 
 gz_model_params gz_model_default_params(void);

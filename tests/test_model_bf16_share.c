@@ -107,7 +107,7 @@ static void run_order(const char *dir, gz_precision precision, int text_first, c
     gz_model_free(m);
 }
 
-/* fp32: no copy for the first GZ_PACK_AFTER_ROWS rows a tower runs, then the text tower's 6 L
+/* fp32: no copy before a tower has run GZ_PACK_AFTER_ROWS rows, then the text tower's 6 L
  * and the ITM encoder's cross-attention query and output (its keys and values stay as stored:
  * a re-rank folds into them) beside the shared ones; the results stay within float rounding
  * of the unpacked ones. */

@@ -250,7 +250,7 @@ static gz_status ensure_packed(const gz_bert *cm, const gz_compute *cx, size_t r
     gz_bert *m = (gz_bert *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    if (!m->packed[kind] && gz_linear_pack_due(cx, kind, m->rows_in_place) &&
+    if (!m->packed[kind] && gz_linear_pack_due(cx, kind, m->rows_in_place + rows) &&
         (st = pack_weights(m, cx, kind)) == GZ_OK)
         m->packed[kind] = 1;
     if (!m->packed[kind]) m->rows_in_place += rows;

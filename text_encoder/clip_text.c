@@ -153,7 +153,7 @@ static gz_status ensure_packed(const gz_clip_text *cm, const gz_compute *cx, siz
     gz_clip_text *m = (gz_clip_text *)cm; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&m->pack_lock);
-    if (!m->packed[kind] && gz_linear_pack_due(cx, kind, m->rows_in_place)) {
+    if (!m->packed[kind] && gz_linear_pack_due(cx, kind, m->rows_in_place + rows)) {
         const int D = m->D, F = m->F;
         gz_packw_job *jobs = gz_malloc_n((size_t)m->L, 6 * sizeof *jobs, "CLIP text packed copy");
         size_t n = 0;

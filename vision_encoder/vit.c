@@ -267,7 +267,7 @@ static gz_status ensure_packed(const gz_vit *cv, const gz_compute *cx, size_t ro
     gz_vit *v = (gz_vit *)cv; /* the packing is the one change, under the lock */
     gz_status st = GZ_OK;
     pthread_mutex_lock(&v->pack_lock);
-    if (!v->packed[kind] && gz_linear_pack_due(cx, kind, v->rows_in_place) &&
+    if (!v->packed[kind] && gz_linear_pack_due(cx, kind, v->rows_in_place + rows) &&
         (st = pack_weights(v, cx, kind)) == GZ_OK)
         v->packed[kind] = 1;
     if (!v->packed[kind]) v->rows_in_place += rows;
