@@ -32,30 +32,22 @@
 #define GZ_LINEAR_X86 0
 #endif
 
-/* Register tile of the bf16 kernel: 8 rows x 3 panels = 24 accumulators of the 32 zmm. */
-#define BF_MR 8
-#define BF_NR 3
-/* Cache blocks: KC pairs x 48 columns of W (24 KiB) stay in L1 while MC rows pass over them. */
+/* Register tile of the packed kernels (bf16 and fp32): 8 rows x 3 panels = 24 accumulators of
+ * the 32 zmm; cache blocks of PK_MC rows. */
+#define PK_MR 8
+#define PK_NR 3
+#define PK_MC 192
+/* K blocks: BF_KC pairs x 48 columns of bf16 W (24 KiB) stay in L1 while the rows pass over
+ * them; FP_KC floats x 48 columns of fp32 W (72 KiB, in L2), 384 measured fastest of 64-768 on
+ * the ViT shapes (bench_linear, one thread). */
 #define BF_KC 192
-#define BF_MC 192
+#define FP_KC 384
 /* Transparent huge page size (x86-64), the alignment of large packed copies. */
 #define GZ_HUGE_PAGE ((size_t)2 << 20)
-/* Rows from which the bf16 kernel splits rows between threads (else column panels). */
+/* Rows from which the kernels split rows between threads (else column panels). fp32 splits
+ * columns longer: they share out evenly where 8-row tiles do not (197 rows = 25 tiles), 3-6%
+ * faster at ViT batch 1 (bench_encoders), the same at batch 8. */
 #define BF_SPLIT_ROWS 64
-/* Register tile and cache blocks of the packed fp32 kernel: 8 rows x 3 panels (24 of the 32
- * zmm accumulate); FP_KC k x 48 columns of W (72 KiB, in L2) serve FP_MC rows before the next
- * block. FP_KC 384 measured fastest of 64-768 on the ViT shapes (bench_linear, one thread). */
-#ifndef FP_MR
-#define FP_MR 8
-#endif
-#define FP_NR 3
-#ifndef FP_KC
-#define FP_KC 384
-#endif
-#define FP_MC 192
-/* Rows from which the packed fp32 kernel splits rows between threads; below, column panels,
- * which share out evenly where 8-row tiles do not (197 rows = 25 tiles): 3-6% faster at
- * ViT batch 1 (bench_encoders), the same at batch 8. */
 #define FP_SPLIT_ROWS 1024
 /* Least weight bytes per thread when the columns are split: below it a thread's start costs
  * more than its share of the reading. */
@@ -426,7 +418,12 @@ static void blas_cols_range(void *ctx, size_t c0, size_t c1) {
     act_block(a->cx, a->act, a->y + j0, a->ldy, a->n, j1 - j0);
 }
 
-typedef struct {
+typedef struct lin_args lin_args;
+/* One register tile of a packed kernel (packed_block). */
+typedef void (*tile_fn)(const lin_args *a, int i, int mr, int nr, int pg, int k0, int k1, int cols,
+                        int first, const float *bias);
+
+struct lin_args {
     const float *x, *w, *b;
     float *y;
     int ldy, n, in, out;
@@ -434,8 +431,10 @@ typedef struct {
     const gz_packw *wb;
     int kp, split_rows;
     const gz_compute *cx;
-    int act; /* fused epilogue: a gz_act, or < 0 for none */
-} lin_args;
+    int act;      /* fused epilogue: a gz_act, or < 0 for none */
+    tile_fn tile; /* the packed kernel's tile, over klen steps of k blocked by kc */
+    int klen, kc;
+};
 
 #if GZ_LINEAR_X86
 
@@ -537,14 +536,14 @@ static void f32_small_range(void *ctx, size_t q0, size_t q1) {
 GZ_INLINE GZ_BF16K void bf16_tile(int mr, int nr, const uint32_t *xa, int kp, const uint16_t *wp,
                                   size_t pstride, int k0, int k1, float *y, int ldy, int cols,
                                   int first, const float *bias) {
-    __m512 acc[BF_MR][BF_NR];
+    __m512 acc[PK_MR][PK_NR];
 #pragma GCC unroll 8
-    for (int i = 0; i < BF_MR; i++)
+    for (int i = 0; i < PK_MR; i++)
 #pragma GCC unroll 8
-        for (int j = 0; j < BF_NR; j++)
+        for (int j = 0; j < PK_NR; j++)
             acc[i][j] = _mm512_setzero_ps();
     for (int kk = k0; kk < k1; kk++) {
-        __m512bh wv[BF_NR];
+        __m512bh wv[PK_NR];
 #pragma GCC unroll 8
         for (int j = 0; j < nr; j++)
             wv[j] = (__m512bh)_mm512_load_si512((const void *)(wp + j * pstride + (size_t)kk * 32));
@@ -596,41 +595,6 @@ GZ_BF16K static void bf16_tile_any(int mr, int nr, const uint32_t *xa, int kp, c
     }
 }
 
-/* Rows [r0, r1) x panels [p0, p1) of y, blocked MC rows x KC pairs x BF_NR panels. */
-static void bf16_block(const lin_args *a, int r0, int r1, int p0, int p1) {
-    const int kp = a->kp, out = a->out;
-    const size_t pstride = (size_t)kp * 32; /* bf16 values per panel */
-    for (int mc = r0; mc < r1; mc += BF_MC) {
-        int mc1 = mc + BF_MC < r1 ? mc + BF_MC : r1;
-        for (int pg = p0; pg < p1; pg += BF_NR) {
-            int nr = p1 - pg < BF_NR ? p1 - pg : BF_NR;
-            int c0 = pg * 16, cols = out - c0 < nr * 16 ? out - c0 : nr * 16;
-            const uint16_t *wp = a->wb->bf16 + (size_t)pg * pstride;
-            for (int k0 = 0; k0 < kp; k0 += BF_KC) {
-                int k1 = k0 + BF_KC < kp ? k0 + BF_KC : kp;
-                const float *bias = k1 == kp && a->b ? a->b + c0 : NULL;
-                for (int i = mc; i < mc1; i += BF_MR) {
-                    int mr = mc1 - i < BF_MR ? mc1 - i : BF_MR;
-                    bf16_tile_any(mr, nr, a->xa + (size_t)i * kp, kp, wp, pstride, k0, k1,
-                                  a->y + (size_t)i * a->ldy + c0, a->ldy, cols, k0 == 0, bias);
-                    if (k1 == kp)
-                        act_block(a->cx, a->act, a->y + (size_t)i * a->ldy + c0, a->ldy, mr, cols);
-                }
-            }
-        }
-    }
-}
-
-static void bf16_range(void *ctx, size_t i0, size_t i1) {
-    const lin_args *a = ctx;
-    int panels = (a->out + 15) / 16;
-    if (a->split_rows) /* items: tiles of BF_MR rows */
-        bf16_block(a, (int)i0 * BF_MR, (int)i1 * BF_MR < a->n ? (int)i1 * BF_MR : a->n, 0, panels);
-    else /* items: groups of BF_NR panels */
-        bf16_block(a, 0, a->n, (int)i0 * BF_NR,
-                   (int)i1 * BF_NR < panels ? (int)i1 * BF_NR : panels);
-}
-
 /* x rows [r0, r1) rounded to bf16 pairs (nearest even), the odd column padded with 0. */
 static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
     const lin_args *a = ctx;
@@ -644,15 +608,15 @@ static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
 GZ_INLINE GZ_F32K void f32p_tile(int mr, int nr, const float *x, int ldx, const float *wp,
                                  size_t pstride, int k0, int k1, float *y, int ldy, int cols,
                                  int first, const float *bias) {
-    __m512 acc[FP_MR][FP_NR];
+    __m512 acc[PK_MR][PK_NR];
 #pragma GCC unroll 16
-    for (int i = 0; i < FP_MR; i++)
+    for (int i = 0; i < PK_MR; i++)
 #pragma GCC unroll 8
-        for (int j = 0; j < FP_NR; j++)
+        for (int j = 0; j < PK_NR; j++)
             acc[i][j] = _mm512_setzero_ps();
 #pragma GCC unroll 2
     for (int kk = k0; kk < k1; kk++) {
-        __m512 wv[FP_NR];
+        __m512 wv[PK_NR];
 #pragma GCC unroll 8
         for (int j = 0; j < nr; j++)
             wv[j] = _mm512_load_ps(wp + j * pstride + (size_t)kk * 16);
@@ -704,24 +668,40 @@ GZ_F32K static void f32p_tile_any(int mr, int nr, const float *x, int ldx, const
     }
 }
 
-/* Rows [r0, r1) x panels [p0, p1) of y, blocked FP_MC rows x FP_KC k x FP_NR panels. */
-static void f32p_block(const lin_args *a, int r0, int r1, int p0, int p1) {
-    const int in = a->in, out = a->out;
-    const size_t pstride = (size_t)in * 16; /* floats per panel */
-    for (int mc = r0; mc < r1; mc += FP_MC) {
-        int mc1 = mc + FP_MC < r1 ? mc + FP_MC : r1;
-        for (int pg = p0; pg < p1; pg += FP_NR) {
-            int nr = p1 - pg < FP_NR ? p1 - pg : FP_NR;
+/* ---- the packed kernels' cache blocking, the same for bf16 and fp32 ---- */
+
+/* The tile at rows [i, i + mr) x panels [pg, pg + nr) (cols valid of them) over k [k0, k1) of
+ * one packed kernel: first = the first k block (else add onto y), bias added on the last. */
+GZ_BF16K static void bf16_tile_at(const lin_args *a, int i, int mr, int nr, int pg, int k0, int k1,
+                                  int cols, int first, const float *bias) {
+    const size_t pstride = (size_t)a->kp * 32; /* bf16 values per panel */
+    bf16_tile_any(mr, nr, a->xa + (size_t)i * a->kp, a->kp, a->wb->bf16 + (size_t)pg * pstride,
+                  pstride, k0, k1, a->y + (size_t)i * a->ldy + pg * 16, a->ldy, cols, first, bias);
+}
+
+GZ_F32K static void f32p_tile_at(const lin_args *a, int i, int mr, int nr, int pg, int k0, int k1,
+                                 int cols, int first, const float *bias) {
+    const size_t pstride = (size_t)a->in * 16; /* floats per panel */
+    f32p_tile_any(mr, nr, a->x + (size_t)i * a->in, a->in, a->wb->f32 + (size_t)pg * pstride,
+                  pstride, k0, k1, a->y + (size_t)i * a->ldy + pg * 16, a->ldy, cols, first, bias);
+}
+
+/* Rows [r0, r1) x panels [p0, p1) of y, blocked PK_MC rows x a->kc steps of k x PK_NR panels:
+ * one slice of W stays in cache while the row tiles pass over it. */
+static void packed_block(const lin_args *a, int r0, int r1, int p0, int p1) {
+    const int out = a->out, klen = a->klen;
+    for (int mc = r0; mc < r1; mc += PK_MC) {
+        int mc1 = mc + PK_MC < r1 ? mc + PK_MC : r1;
+        for (int pg = p0; pg < p1; pg += PK_NR) {
+            int nr = p1 - pg < PK_NR ? p1 - pg : PK_NR;
             int c0 = pg * 16, cols = out - c0 < nr * 16 ? out - c0 : nr * 16;
-            const float *wp = a->wb->f32 + (size_t)pg * pstride;
-            for (int k0 = 0; k0 < in; k0 += FP_KC) {
-                int k1 = k0 + FP_KC < in ? k0 + FP_KC : in;
-                const float *bias = k1 == in && a->b ? a->b + c0 : NULL;
-                for (int i = mc; i < mc1; i += FP_MR) {
-                    int mr = mc1 - i < FP_MR ? mc1 - i : FP_MR;
-                    f32p_tile_any(mr, nr, a->x + (size_t)i * in, in, wp, pstride, k0, k1,
-                                  a->y + (size_t)i * a->ldy + c0, a->ldy, cols, k0 == 0, bias);
-                    if (k1 == in)
+            for (int k0 = 0; k0 < klen; k0 += a->kc) {
+                int k1 = k0 + a->kc < klen ? k0 + a->kc : klen;
+                const float *bias = k1 == klen && a->b ? a->b + c0 : NULL;
+                for (int i = mc; i < mc1; i += PK_MR) {
+                    int mr = mc1 - i < PK_MR ? mc1 - i : PK_MR;
+                    a->tile(a, i, mr, nr, pg, k0, k1, cols, k0 == 0, bias);
+                    if (k1 == klen)
                         act_block(a->cx, a->act, a->y + (size_t)i * a->ldy + c0, a->ldy, mr, cols);
                 }
             }
@@ -729,14 +709,30 @@ static void f32p_block(const lin_args *a, int r0, int r1, int p0, int p1) {
     }
 }
 
-static void f32p_range(void *ctx, size_t i0, size_t i1) {
+static void packed_range(void *ctx, size_t i0, size_t i1) {
     const lin_args *a = ctx;
     int panels = (a->out + 15) / 16;
-    if (a->split_rows) /* items: tiles of FP_MR rows */
-        f32p_block(a, (int)i0 * FP_MR, (int)i1 * FP_MR < a->n ? (int)i1 * FP_MR : a->n, 0, panels);
-    else /* items: groups of FP_NR panels */
-        f32p_block(a, 0, a->n, (int)i0 * FP_NR,
-                   (int)i1 * FP_NR < panels ? (int)i1 * FP_NR : panels);
+    if (a->split_rows) /* items: tiles of PK_MR rows */
+        packed_block(a, (int)i0 * PK_MR, (int)i1 * PK_MR < a->n ? (int)i1 * PK_MR : a->n, 0,
+                     panels);
+    else /* items: groups of PK_NR panels */
+        packed_block(a, 0, a->n, (int)i0 * PK_NR,
+                     (int)i1 * PK_NR < panels ? (int)i1 * PK_NR : panels);
+}
+
+/* a's product on cx's threads: rows split between them from split_from rows on, else groups
+ * of panels, each worth at least GZ_LINEAR_MIN_BYTES of W (w_bytes per value). */
+static void run_packed(const gz_compute *cx, lin_args *a, int split_from, size_t w_bytes) {
+    int panels = (a->out + 15) / 16, groups = (panels + PK_NR - 1) / PK_NR;
+    a->split_rows = a->n >= split_from;
+    if (a->split_rows) {
+        gz_pool_for(cx->pool, (size_t)(a->n + PK_MR - 1) / PK_MR, 1, cx->n_threads, packed_range,
+                    a);
+    } else {
+        size_t per_group = (size_t)PK_NR * 16 * (size_t)a->in * w_bytes;
+        gz_pool_for(cx->pool, (size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1, cx->n_threads,
+                    packed_range, a);
+    }
 }
 
 #endif /* GZ_LINEAR_X86 */
@@ -762,7 +758,7 @@ gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w,
         return st;
     }
 #if GZ_LINEAR_X86
-    lin_args a = {x, w, b, y, ldy, n, in, out, NULL, wb, (in + 1) / 2, 0, cx, act};
+    lin_args a = {x, w, b, y, ldy, n, in, out, NULL, wb, (in + 1) / 2, 0, cx, act, NULL, 0, 0};
     if (cx->gemm && lvl >= 2 && in > 0 && cx->bf16 && wb && wb->bf16 && gz_cpu_has_bf16()) {
         assert(wb->out == out && wb->in == in);
         size_t bytes;
@@ -774,31 +770,19 @@ gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w,
         a.xa = xa;
         gz_pool_for(cx->pool, (size_t)n, ((size_t)1 << 16) / (size_t)in + 1, cx->n_threads,
                     to_bf16_range, &a);
-        int panels = (out + 15) / 16, groups = (panels + BF_NR - 1) / BF_NR;
-        a.split_rows = n >= BF_SPLIT_ROWS;
-        if (a.split_rows) {
-            gz_pool_for(cx->pool, (size_t)(n + BF_MR - 1) / BF_MR, 1, cx->n_threads, bf16_range,
-                        &a);
-        } else {
-            size_t per_group = (size_t)BF_NR * 16 * (size_t)in * 2; /* weight bytes */
-            gz_pool_for(cx->pool, (size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1,
-                        cx->n_threads, bf16_range, &a);
-        }
+        a.tile = bf16_tile_at;
+        a.klen = a.kp;
+        a.kc = BF_KC;
+        run_packed(cx, &a, BF_SPLIT_ROWS, sizeof(uint16_t));
         free(xa);
         return GZ_OK;
     }
     if (cx->gemm == GZ_GEMM_PACKED && lvl >= 2 && in > 0 && wb && wb->f32) {
         assert(wb->out == out && wb->in == in);
-        int panels = (out + 15) / 16, groups = (panels + FP_NR - 1) / FP_NR;
-        a.split_rows = n >= FP_SPLIT_ROWS;
-        if (a.split_rows) {
-            gz_pool_for(cx->pool, (size_t)(n + FP_MR - 1) / FP_MR, 1, cx->n_threads, f32p_range,
-                        &a);
-        } else {
-            size_t per_group = (size_t)FP_NR * 16 * (size_t)in * sizeof(float); /* W bytes */
-            gz_pool_for(cx->pool, (size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1,
-                        cx->n_threads, f32p_range, &a);
-        }
+        a.tile = f32p_tile_at;
+        a.klen = in;
+        a.kc = FP_KC;
+        run_packed(cx, &a, FP_SPLIT_ROWS, sizeof(float));
         return GZ_OK;
     }
     if (cx->gemm && lvl >= 2 && n <= GZ_LINEAR_SMALL_N && in > 0) {
