@@ -27,16 +27,21 @@ static size_t packed_bytes(int out, int in) {
 /* Bytes of W(out, in) packed as fp32 panels: (ceil(out/16), in, 16). */
 static size_t f32_bytes(int out, int in) { return ((size_t)out + 15) / 16 * 16 * (size_t)in * 4; }
 
-static gz_model *load(const char *dir, gz_precision precision) {
+static gz_model *load_packed(const char *dir, gz_precision precision, int fp32_packed) {
     gz_model_params p = gz_model_default_params();
     p.n_threads = 2;
     p.precision = precision;
+    p.fp32_packed = fp32_packed;
     gz_model *m = NULL;
     if (gz_model_load(dir, &p, &m) != GZ_OK) {
         fprintf(stderr, "%s: %s\n", dir, gz_last_error());
         exit(2);
     }
     return m;
+}
+
+static gz_model *load(const char *dir, gz_precision precision) {
+    return load_packed(dir, precision, 1);
 }
 
 typedef struct {
@@ -49,8 +54,8 @@ static void check_copies(const char *what, const gz_model *m, size_t want, size_
     size_t bytes = 0, n = gz_model_packed_copies(m, &bytes);
     checks++;
     if (n != want || bytes != want_bytes) {
-        fprintf(stderr, "FAIL %s: %zu bf16 copies of %zu bytes, want %zu of %zu\n", what, n, bytes,
-                want, want_bytes);
+        fprintf(stderr, "FAIL %s: %zu packed copies of %zu bytes, want %zu of %zu\n", what, n,
+                bytes, want, want_bytes);
         gz_test_failures++;
     } else {
         printf("  %-44s %zu copies, %zu bytes\n", what, n, bytes);
@@ -144,6 +149,21 @@ static void run_fp32_lazy(const char *dir, int L, int D, int F) {
     gz_model_free(m);
 }
 
+/* The switches back to the weights as stored make no copy however many rows run:
+ * gz_model_params.fp32_packed = 0 (gaze serve with several threads) and GAZE_GEMM=in-place. */
+static void run_fp32_unpacked(const char *dir) {
+    for (int how = 0; how < 2; how++) {
+        if (how == 1) setenv("GAZE_GEMM", "in-place", 1);
+        gz_model *m = load_packed(dir, GZ_PRECISION_FP32, how == 1);
+        float emb[TEST_MAX_DIM];
+        for (int i = 0; i < GZ_PACK_AFTER_ROWS; i++)
+            CHECK_OK(gz_encode_texts(m, &CAPTION, 1, emb));
+        check_copies(how ? "fp32, GAZE_GEMM=in-place" : "fp32, fp32_packed = 0", m, 0, 0);
+        gz_model_free(m);
+        if (how == 1) unsetenv("GAZE_GEMM");
+    }
+}
+
 int main(void) {
     setenv("XDG_CACHE_HOME", gz_test_tmpdir("model_bf16_share_cache"), 1);
     const char *dir = gz_test_path("fixtures/blip_itm");
@@ -166,6 +186,7 @@ int main(void) {
     run_order(dir, GZ_PRECISION_BF16, 0, &e, &b);
     run_order(dir, GZ_PRECISION_FP32, 1, &e, &f); /* fp32 makes no copy for one query */
     run_fp32_lazy(dir, L, D, F);
+    run_fp32_unpacked(dir);
 
     /* The copies are the same bytes whoever packed them: equal results, bit for bit. */
     checks += 2;
