@@ -213,14 +213,15 @@ static void *form_of(const gz_packw *pw, gz_pack_kind kind) {
     return kind == GZ_PACK_BF16 ? (void *)pw->bf16 : (void *)pw->f32;
 }
 
-/* Move the kind form of fresh into *dst (keeping dst's other form). */
-static void take_form(gz_packw *dst, gz_packw *fresh, gz_pack_kind kind) {
+/* Set dst's kind form to src's (keeping dst's other form): a fresh copy moved in, or a view of
+ * a cache entry's. */
+static void take_form(gz_packw *dst, const gz_packw *src, gz_pack_kind kind) {
     if (kind == GZ_PACK_BF16)
-        dst->bf16 = fresh->bf16;
+        dst->bf16 = src->bf16;
     else
-        dst->f32 = fresh->f32;
-    dst->out = fresh->out;
-    dst->in = fresh->in;
+        dst->f32 = src->f32;
+    dst->out = src->out;
+    dst->in = src->in;
 }
 
 /* Free the kind form of an owned *pw only. */
@@ -362,14 +363,8 @@ static gz_status pack_cached(const gz_compute *cx, gz_packw_cache *c, gz_pack_ki
     for (size_t i = 0; i < n; i++) {
         const cache_entry *e = cache_find(c->entries, c->n, jobs[i].w, jobs[i].out, jobs[i].in);
         assert(e && form_of(&e->w, kind));
-        gz_packw *dst = jobs[i].dst;
-        if (kind == GZ_PACK_BF16)
-            dst->bf16 = e->w.bf16;
-        else
-            dst->f32 = e->w.f32;
-        dst->out = e->w.out;
-        dst->in = e->w.in;
-        dst->borrowed = 1;
+        take_form(jobs[i].dst, &e->w, kind);
+        jobs[i].dst->borrowed = 1;
     }
     return GZ_OK;
 }
