@@ -39,6 +39,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench/encoders/bench_util.h"
 #include "core/config.h"
 #include "core/kernels.h"
 #include "core/linear.h"
@@ -51,19 +52,8 @@
 
 #define MAX_RUNS 2000
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* The compute context of every timed call (threads from --threads, vector paths on). */
 static gz_compute bench_cx;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
@@ -74,15 +64,6 @@ static void die_if(gz_status s, const char *what) {
     if (s == GZ_OK) return;
     fprintf(stderr, "bench_encoders: %s: %s\n", what, gz_last_error());
     exit(1);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "bench_encoders: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
 }
 
 static void report_rss(const char *phase) {

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/encoders/bench_util.h"
 #include "core/kernels.h"
 #include "core/linear.h"
 
@@ -88,26 +89,6 @@ static void other_linear(int m, const float *x, const float *w, const float *b, 
     for (int i = 0; i < n; i++)
         for (int j = 0; j < out; j++)
             y[(size_t)i * out + j] += b[j];
-}
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    if (!p) {
-        fprintf(stderr, "bench_linear: out of memory\n");
-        exit(1);
-    }
-    return p;
 }
 
 static float frand(unsigned *s) {

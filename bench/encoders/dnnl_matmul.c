@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/encoders/bench_util.h"
 #include "core/kernels.h"
 #include "core/linear.h"
 
@@ -35,26 +36,6 @@
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static void *xmalloc(size_t n) {
-    void *p = malloc(n);
-    if (!p) {
-        fprintf(stderr, "bench_dnnl_matmul: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
 
 /* One thread's half: y[:, c0:c0+cols] of y(n, ldy). */
 typedef struct {
