@@ -19,7 +19,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 /* Vector math from glibc's libmvec (expf, a few ulp; erfcf no longer: GELU has its own erf/erfc,
@@ -54,6 +53,7 @@ gz_compute gz_compute_make(int n_threads, int simd) {
     cx.pack_after_rows = GZ_PACK_AFTER_ROWS;
     cx.bf16 = 0;
     cx.pool = NULL;
+    cx.scratch = NULL;
     return cx;
 }
 
@@ -66,33 +66,6 @@ int gz_compute_simd_level(const gz_compute *cx) {
     (void)cx;
 #endif
     return 0;
-}
-
-/* glibc's ceiling on its dynamic mmap threshold, 4 Mi longs on 64-bit (mallopt(3)). */
-#define GZ_MALLOC_MMAP_CEILING ((size_t)4 * 1024 * 1024 * sizeof(long))
-
-float *gz_scratch_floats(size_t n) {
-    const size_t huge = (size_t)2 << 20;
-    size_t bytes;
-    if (!gz_mul_size(n ? n : 1, sizeof(float), &bytes)) return NULL;
-    size_t align = bytes >= huge ? huge : 64;
-    if (bytes > SIZE_MAX - align) return NULL;
-    size_t alloc = (bytes + align - 1) / align * align;
-    /* glibc raises its mmap threshold to the size of each mapped chunk freed, up to the ceiling
-     * (mallopt(3)): after one 17 MB ViT scratch, every later scratch below that came from the
-     * heap, whose freed pages stay resident (a 13 MB text batch's scratch was still there
-     * during the ITM that followed). Asked for more than the ceiling, a scratch is always a
-     * mapping of its own that free() unmaps; the pages past `bytes` are never touched, so they
-     * cost address space only. */
-    if (align == huge && alloc < GZ_MALLOC_MMAP_CEILING) alloc = GZ_MALLOC_MMAP_CEILING;
-    float *p = aligned_alloc(align, alloc);
-#ifdef MADV_HUGEPAGE
-    /* A hint (failure is harmless) on the whole huge pages inside the n floats only: a huge page
-     * is resident in full from its first touch, so the tail past the last whole one stays on
-     * 4 KiB pages (up to 2 MB less per buffer, e.g. an image's 40.6 MB of ITM keys/values). */
-    if (p && align == huge) madvise(p, bytes / huge * huge, MADV_HUGEPAGE);
-#endif
-    return p;
 }
 
 int gz_cpu_count(void) {

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/scratch.h"
 #include "core/status.h"
 #include "core/threads.h"
 
@@ -50,6 +51,9 @@ typedef struct {
                                (fp32 accumulation) where the CPU has them and gemm is on; 0 = fp32 */
     gz_pool *pool;          /* borrowed workers for the parallel loops (core/threads.h), owned by
                                whoever made them (a gz_model); NULL = threads started per loop */
+    gz_scratch *scratch;    /* borrowed arena the towers take their forward's scratch from
+                               (core/scratch.h), owned like pool; NULL = a fresh mapping per
+                               forward */
 } gz_compute;
 
 /* Rows after which the fp32 copies are packed, by default: a ViT-384 image is 577 rows, a
@@ -62,14 +66,6 @@ typedef struct {
 gz_compute gz_compute_make(int n_threads, int simd);
 /* The vector level cx's kernels actually run: min(cx->simd, what the CPU supports). */
 int gz_compute_simd_level(const gz_compute *cx);
-
-/* Scratch for a forward's activations: n floats, 2 MiB-aligned and advised as transparent huge
- * pages from 2 MiB up (a ViT batch takes ~50 MB, and faulting that in 4 KiB pages on every
- * call cost ~10% of the forward), the whole 2 MiB pages only: the tail past the last one stays
- * on 4 KiB pages, so no partly used huge page is resident. From 2 MiB up it is always a
- * mapping of its own, so free() hands every page back (never kept in malloc's heap). NULL when
- * out of memory (no message). Free with free(). */
-float *gz_scratch_floats(size_t n);
 
 /* Processors this process may run on (at least 1). */
 int gz_cpu_count(void);

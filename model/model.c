@@ -196,6 +196,7 @@ void gz_model_free(gz_model *m) {
     gz_itm_free(m->itm);
     gz_text_tower_free(m->text);
     gz_pool_free(m->cx.pool);
+    gz_scratch_free(m->cx.scratch); /* given back: no forward runs past gz_model_free */
     gz_vit_free(m->vit);
     gz_packw_cache_free(m->packed); /* after the towers that borrowed from it */
     gz_tokenizer_free(m->tok);
@@ -341,6 +342,12 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     m->cx.gemm = linear_kernels(m->cx.gemm);
     if (!params->fp32_packed && m->cx.gemm == GZ_GEMM_PACKED) m->cx.gemm = GZ_GEMM_IN_PLACE;
     m->cx.pool = gz_pool_create(m->cx.n_threads); /* NULL (threads per loop) is fine */
+    /* One arena for all the towers' forwards: they run one after another, so it holds what the
+     * largest of them needed, up to GZ_SCRATCH_KEEP_BYTES, and no sum. */
+    if (!(m->cx.scratch = gz_scratch_new(GZ_SCRATCH_KEEP_BYTES))) {
+        gz_model_free(m);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory for the model's scratch");
+    }
     if (m->cx.gemm && !(m->packed = gz_packw_cache_new())) {
         gz_model_free(m);
         return GZ_ENOMEM;
@@ -369,6 +376,10 @@ gz_precision gz_model_precision(const gz_model *m) {
 size_t gz_model_packed_copies(const gz_model *m, size_t *bytes) {
     if (bytes) *bytes = 0;
     return m->packed ? gz_packw_cache_count(m->packed, bytes) : 0;
+}
+
+size_t gz_model_scratch_kept_bytes(const gz_model *m) {
+    return gz_scratch_kept_bytes(m->cx.scratch);
 }
 
 int gz_bf16_available(void) {

@@ -13,4 +13,7 @@
  * layers, so they count once. Thread-safe. */
 size_t gz_model_packed_copies(const gz_model *m, size_t *bytes);
 
+/* Bytes m's scratch arena keeps between forwards now (core/scratch.h; 0 before the first). */
+size_t gz_model_scratch_kept_bytes(const gz_model *m);
+
 #endif

@@ -3,12 +3,16 @@
  * scratch stayed resident through the ITM after it), and neither a scratch nor a bf16 weight
  * copy (core/linear.h) holds a huge page past its last byte. Reads RssAnon from /proc/self/status
  * (Linux), so it runs where gaze runs. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/kernels.h"
 #include "core/linear.h"
+#include "core/scratch.h"
 #include "testutil.h"
 
 static int checks;
@@ -106,10 +110,153 @@ static void test_bf16_copy_no_huge_tail(void) {
     free(w);
 }
 
+/* The arena hands back the same buffer, resident, for every take it fits: a second 6 MB
+ * forward faults in nothing. */
+static void test_arena_keeps(void) {
+    const size_t n = ((size_t)6 << 20) / sizeof(float);
+    gz_scratch *s = gz_scratch_new(0);
+    CHECK_COUNTED(checks, s != NULL);
+    if (!s) return;
+    CHECK_COUNTED(checks, gz_scratch_kept_bytes(s) == 0);
+    long base = rss_anon_kb();
+    float *a = gz_scratch_take(s, n);
+    CHECK_COUNTED(checks, a != NULL);
+    if (!a) return;
+    memset(a, 1, n * sizeof *a);
+    gz_scratch_give(s, a);
+    long kept = rss_anon_kb() - base;
+    CHECK_COUNTED(checks, gz_scratch_kept_bytes(s) == n * sizeof(float));
+    float *b = gz_scratch_take(s, n);
+    CHECK_COUNTED(checks, b == a);
+    if (b) memset(b, 2, n * sizeof *b);
+    gz_scratch_give(s, b);
+    float *c = gz_scratch_take(s, n / 3); /* smaller: the same buffer */
+    CHECK_COUNTED(checks, c == a);
+    gz_scratch_give(s, c);
+    long again = rss_anon_kb() - base;
+    fprintf(stderr, "arena: %ld KiB kept after the first take, %ld KiB after two more\n", kept,
+            again);
+    CHECK_RSS(kept >= (long)(n * sizeof(float) >> 10)); /* given back, still resident */
+    CHECK_RSS(again <= kept + 256);                     /* the later takes added nothing */
+    gz_scratch_free(s);
+    CHECK_RSS(rss_anon_kb() - base < 1024); /* freeing the arena unmaps it */
+}
+
+/* A larger take grows the kept buffer: the old one is unmapped first, so only the new one is
+ * resident. */
+static void test_arena_grows(void) {
+    const size_t small = ((size_t)6 << 20) / sizeof(float), large = ((size_t)17 << 20) / 4;
+    gz_scratch *s = gz_scratch_new(0);
+    CHECK_COUNTED(checks, s != NULL);
+    if (!s) return;
+    long base = rss_anon_kb();
+    float *a = gz_scratch_take(s, small);
+    CHECK_COUNTED(checks, a != NULL);
+    if (a) memset(a, 1, small * sizeof *a);
+    gz_scratch_give(s, a);
+    float *b = gz_scratch_take(s, large);
+    CHECK_COUNTED(checks, b != NULL);
+    if (b) memset(b, 1, large * sizeof *b);
+    gz_scratch_give(s, b);
+    CHECK_COUNTED(checks, gz_scratch_kept_bytes(s) == large * sizeof(float));
+    long held = rss_anon_kb() - base;
+    fprintf(stderr, "arena grown to 17 MB: %ld KiB resident\n", held);
+    CHECK_RSS(held >= (long)(large * sizeof(float) >> 10));
+    CHECK_RSS(held <= (long)(large * sizeof(float) >> 10) + 1024); /* not 6 MB more */
+    gz_scratch_free(s);
+}
+
+/* A take while the kept buffer is out gets a buffer of its own, freed when given back; the
+ * kept one is free again after its give. Above keep_bytes nothing is kept, and the kept buffer
+ * is dropped. NULL and n = 0. */
+static void test_arena_busy_limit_null(void) {
+    gz_scratch *s = gz_scratch_new((size_t)1 << 20);
+    CHECK_COUNTED(checks, s != NULL);
+    if (!s) return;
+    float *a = gz_scratch_take(s, 1000);
+    float *b = gz_scratch_take(s, 1000);
+    CHECK_COUNTED(checks, a && b && a != b);
+    if (a) a[999] = 1.0f;
+    if (b) b[999] = 2.0f;
+    CHECK_COUNTED(checks, a && a[999] == 1.0f);
+    gz_scratch_give(s, b);
+    gz_scratch_give(s, a);
+    float *c = gz_scratch_take(s, 500);
+    CHECK_COUNTED(checks, c == a);
+    gz_scratch_give(s, c);
+    /* over the 1 MiB: fresh, and the kept buffer is dropped first (never both resident) */
+    float *big = gz_scratch_take(s, ((size_t)2 << 20) / sizeof(float));
+    CHECK_COUNTED(checks, big != NULL && big != a);
+    CHECK_COUNTED(checks, gz_scratch_kept_bytes(s) == 0);
+    gz_scratch_give(s, big);
+    CHECK_COUNTED(checks, gz_scratch_kept_bytes(s) == 0);
+    float *d = gz_scratch_take(s, 700); /* kept again from the next take that fits */
+    gz_scratch_give(s, d);
+    CHECK_COUNTED(checks, d != NULL && gz_scratch_kept_bytes(s) == 700 * sizeof(float));
+    float *z = gz_scratch_take(s, 0);
+    CHECK_COUNTED(checks, z != NULL);
+    gz_scratch_give(s, z);
+    gz_scratch_free(s);
+    float *f = gz_scratch_take(NULL, 100);
+    CHECK_COUNTED(checks, f != NULL);
+    gz_scratch_give(NULL, f);
+    CHECK_COUNTED(checks, gz_scratch_kept_bytes(NULL) == 0);
+    gz_scratch_free(NULL);
+}
+
+/* Two threads taking from one arena never hold the same buffer: each fills its buffer with its
+ * own value, yields, and finds it unchanged. */
+typedef struct {
+    gz_scratch *s;
+    float mark;
+    int clashes;
+} arena_worker;
+
+static void *arena_hammer(void *arg) {
+    arena_worker *w = arg;
+    const size_t n = 4096;
+    for (int it = 0; it < 2000; it++) {
+        float *p = gz_scratch_take(w->s, n);
+        if (!p) {
+            w->clashes++;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++)
+            p[i] = w->mark;
+        sched_yield();
+        for (size_t i = 0; i < n; i += 64)
+            if (p[i] != w->mark) {
+                w->clashes++;
+                break;
+            }
+        gz_scratch_give(w->s, p);
+    }
+    return NULL;
+}
+
+static void test_arena_threads(void) {
+    gz_scratch *s = gz_scratch_new(0);
+    CHECK_COUNTED(checks, s != NULL);
+    if (!s) return;
+    arena_worker w[2] = {{s, 1.0f, 0}, {s, 2.0f, 0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        CHECK_COUNTED(checks, pthread_create(&t[i], NULL, arena_hammer, &w[i]) == 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    fprintf(stderr, "arena, two threads: %d and %d clashes\n", w[0].clashes, w[1].clashes);
+    CHECK_COUNTED(checks, w[0].clashes == 0 && w[1].clashes == 0);
+    gz_scratch_free(s);
+}
+
 int main(void) {
     if (!RSS_CHECKS) fprintf(stderr, "AddressSanitizer build: resident-size checks not run\n");
     test_no_huge_tail(); /* first: no freed heap memory yet for it to land in */
     test_bf16_copy_no_huge_tail();
     test_freed_scratch_leaves();
+    test_arena_keeps();
+    test_arena_grows();
+    test_arena_busy_limit_null();
+    test_arena_threads();
     return gz_test_finish("core_scratch", checks);
 }

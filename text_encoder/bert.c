@@ -403,7 +403,7 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
     size_t nfl;
     if ((st = tx_scratch_floats("BERT forward", B, T, D, F, &nfl)) != GZ_OK) return st;
-    float *scratch = gz_scratch_floats(nfl);
+    float *scratch = gz_scratch_take(cx->scratch, nfl);
     if (!scratch) return GZ_FAIL(GZ_ENOMEM, "out of memory for the BERT forward's scratch");
     float *x = scratch;       /* (N, D) */
     float *q = x + N * D;     /* (N, D) */
@@ -479,6 +479,6 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     }
     memcpy(hidden, x, N * D * sizeof *x);
 out:
-    free(scratch);
+    gz_scratch_give(cx->scratch, scratch);
     return st;
 }

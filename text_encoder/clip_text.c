@@ -204,8 +204,8 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
     /* Scratch: x, h, q, k, v, ctx (N, D) and mlp (N, F). */
     size_t nfl;
     if ((st = tx_scratch_floats("CLIP text forward", B, T, D, F, &nfl)) != GZ_OK) return st;
-    float *scratch = gz_malloc_n(nfl, sizeof(float), "CLIP text forward scratch");
-    if (!scratch) return GZ_ENOMEM;
+    float *scratch = gz_scratch_take(cx->scratch, nfl);
+    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "out of memory for the CLIP text forward's scratch");
     float *x = scratch;       /* (N, D) residual stream */
     float *h = x + N * D;     /* (N, D) normalised input / block output */
     float *q = h + N * D;     /* (N, D) */
@@ -239,6 +239,6 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
     }
     gz_layernorm(cx, hidden, x, m->fln_w, m->fln_b, (int)N, D, m->cfg.layer_norm_eps);
 out:
-    free(scratch);
+    gz_scratch_give(cx->scratch, scratch);
     return st;
 }

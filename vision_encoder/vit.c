@@ -409,7 +409,7 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
     if (!gz_add_size((size_t)6 * D, (size_t)F, &per_tok) || !gz_mul_size(per_tok, N, &total) ||
         !gz_add_size(total, (size_t)chunk * ((size_t)D + E), &total))
         return GZ_FAIL(GZ_ENOMEM, "vision tower: scratch size overflows");
-    float *buf = gz_scratch_floats(total);
+    float *buf = gz_scratch_take(cx->scratch, total);
     if (!buf) return GZ_FAIL(GZ_ENOMEM, "out of memory for the vision tower's scratch");
     vit_scratch s;
     s.packed = use;
@@ -427,6 +427,6 @@ gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixe
         st = vit_forward(v, cx, &s, pixels + (size_t)b0 * img_sz, n, B, b0, embeds, features,
                          last_hidden, all_hidden, pooled);
     }
-    free(buf);
+    gz_scratch_give(cx->scratch, buf);
     return st;
 }

@@ -8,13 +8,15 @@
  *   itm_logits.f32 (16,2)) for torch_ref.py to compare against.
  *   --only block224|block384 times one ViT block's kernels at batch 8 op by op (KERNEL lines),
  *   with a pair-parallel attention prototype beside gz_attention.
- *   --only vit224 times just the ViT-B/16@224 forward at batch 8 (1 warm-up + 4 runs), for perf
- *   and A/B experiments.
+ *   --only vit224 times just the ViT-B/16@224 forward at batch 8 (1 warm-up + 4 runs, or --runs),
+ *   for perf and A/B experiments; --only vit224b1 the same at batch 1.
  *   --precision bf16: bf16 weights and AVX512-BF16 Linear kernels (fp32 default); --reference:
  *   OpenBLAS for every Linear layer (GZ_GEMM_REFERENCE), the path before gaze's own kernels;
  *   --in-place: fp32 weights as stored (GZ_GEMM_IN_PLACE: the row-dot kernel for a few rows,
  *   OpenBLAS above), the default before the packed fp32 kernel.
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
+ *   --fresh-scratch: a fresh scratch mapping per forward instead of one kept arena
+ *   (core/scratch.h).
  *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
  * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
  *   --only itm times just the ITM row (the image states computed once, untimed); --only vit384
@@ -493,7 +495,8 @@ static void bench_text_only(const char *models, gz_st_file *inp, int quick, int 
 
 int main(int argc, char **argv) {
     const char *models = NULL, *out = NULL, *only = NULL;
-    int threads = 2, quick = 0, bf16 = 0, reference = 0, in_place = 0, only_runs = 0, no_pool = 0;
+    int threads = 2, quick = 0, bf16 = 0, reference = 0, in_place = 0, only_runs = 0, no_pool = 0,
+        fresh_scratch = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc)
             models = argv[++i];
@@ -513,14 +516,17 @@ int main(int argc, char **argv) {
             in_place = 1;
         else if (!strcmp(argv[i], "--no-pool"))
             no_pool = 1;
+        else if (!strcmp(argv[i], "--fresh-scratch"))
+            fresh_scratch = 1;
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             only_runs = atoi(argv[++i]);
         else {
             fprintf(stderr,
                     "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                    "[--only vit224|vit384|block224|block384|text|itm [--runs N]] [--precision "
+                    "[--only vit224|vit224b1|vit384|block224|block384|text|itm [--runs N]] "
+                    "[--precision "
                     "fp32|bf16] "
-                    "[--reference | --in-place] [--no-pool]\n",
+                    "[--reference | --in-place] [--no-pool] [--fresh-scratch]\n",
                     argv[0]);
             return 2;
         }
@@ -536,6 +542,9 @@ int main(int argc, char **argv) {
     /* --no-pool: threads started per parallel loop, as before the pool */
     bench_cx.pool = no_pool ? NULL : gz_pool_create(bench_cx.n_threads);
     gz_blas_set_threads(bench_cx.pool ? 1 : bench_cx.n_threads);
+    /* one scratch arena for every tower, as a gz_model has; --fresh-scratch: a fresh mapping
+     * per forward, as before the arena. Kept until exit, as the pool. */
+    bench_cx.scratch = fresh_scratch ? NULL : gz_scratch_new(GZ_SCRATCH_KEEP_BYTES);
     /* timed runs (median) per benchmark; the same counts as torch_ref.py */
     const int r224 = quick ? 1 : 5, r384 = quick ? 1 : 3, r8 = quick ? 1 : 2;
     const int rt1 = quick ? 1 : 10, rt32 = quick ? 1 : 3, ritm = quick ? 1 : 3;
@@ -579,15 +588,11 @@ int main(int argc, char **argv) {
     const int E = gz_vit_dim(vit);
     emb = xmalloc((size_t)32 * E * sizeof *emb);
     vj = (vit_job){vit, px, 1, emb, NULL};
-    if (only && !strcmp(only, "vit224")) { /* A/B and perf loop: batch 8 only */
-        vj.B = 8;
-        report("vit224_b8",
-               bench(run_vit, &vj, 1,
-                     only_runs ? only_runs
-                     : quick   ? 1
-                               : 4,
-                     "vit224_b8"),
-               8);
+    if (only && (!strcmp(only, "vit224") || !strcmp(only, "vit224b1"))) {
+        /* A/B and perf loop: batch 8 alone, or batch 1 alone (vit224b1) */
+        vj.B = strcmp(only, "vit224b1") ? 8 : 1;
+        const char *row = vj.B == 8 ? "vit224_b8" : "vit224_b1";
+        report(row, bench(run_vit, &vj, 1, only_runs ? only_runs : quick ? 1 : 4, row), vj.B);
         gz_vit_free(vit);
         gz_st_close(w);
         gz_st_close(inp);

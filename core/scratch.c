@@ -1,0 +1,92 @@
+/* scratch.c - activation scratch: fresh mappings and the kept arena. */
+#include "core/scratch.h"
+
+#include "core/error.h" /* gz_mul_size */
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+/* glibc's ceiling on its dynamic mmap threshold, 4 Mi longs on 64-bit (mallopt(3)). */
+#define GZ_MALLOC_MMAP_CEILING ((size_t)4 * 1024 * 1024 * sizeof(long))
+
+float *gz_scratch_floats(size_t n) {
+    const size_t huge = (size_t)2 << 20;
+    size_t bytes;
+    if (!gz_mul_size(n ? n : 1, sizeof(float), &bytes)) return NULL;
+    size_t align = bytes >= huge ? huge : 64;
+    if (bytes > SIZE_MAX - align) return NULL;
+    size_t alloc = (bytes + align - 1) / align * align;
+    /* glibc raises its mmap threshold to the size of each mapped chunk freed, up to the ceiling
+     * (mallopt(3)): after one 17 MB ViT scratch, every later scratch below that came from the
+     * heap, whose freed pages stay resident (a 13 MB text batch's scratch was still there
+     * during the ITM that followed). Asked for more than the ceiling, a scratch is always a
+     * mapping of its own that free() unmaps; the pages past `bytes` are never touched, so they
+     * cost address space only. */
+    if (align == huge && alloc < GZ_MALLOC_MMAP_CEILING) alloc = GZ_MALLOC_MMAP_CEILING;
+    float *p = aligned_alloc(align, alloc);
+#ifdef MADV_HUGEPAGE
+    /* A hint (failure is harmless) on the whole huge pages inside the n floats only: a huge page
+     * is resident in full from its first touch, so the tail past the last whole one stays on
+     * 4 KiB pages (up to 2 MB less per buffer, e.g. an image's 40.6 MB of ITM keys/values). */
+    if (p && align == huge) madvise(p, bytes / huge * huge, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+struct gz_scratch {
+    float *buf;       /* the kept buffer, or NULL */
+    size_t cap;       /* its size in floats */
+    size_t keep;      /* most floats kept; SIZE_MAX = any */
+    atomic_int taken; /* 1 while buf is out */
+};
+
+gz_scratch *gz_scratch_new(size_t keep_bytes) {
+    gz_scratch *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->keep = keep_bytes ? keep_bytes / sizeof(float) : SIZE_MAX;
+    atomic_init(&s->taken, 0);
+    return s;
+}
+
+void gz_scratch_free(gz_scratch *s) {
+    if (!s) return;
+    free(s->buf);
+    free(s);
+}
+
+float *gz_scratch_take(gz_scratch *s, size_t n) {
+    if (!n) n = 1; /* as gz_scratch_floats: a valid pointer for an empty forward */
+    if (!s || atomic_exchange(&s->taken, 1)) return gz_scratch_floats(n);
+    if (n > s->keep) {
+        /* Too large to keep (a batch of 8 at 384 px: 141 MB): the kept buffer goes first, so
+         * the process never holds both, and the peak stays what fresh mappings gave. */
+        free(s->buf);
+        s->buf = NULL;
+        s->cap = 0;
+        atomic_store(&s->taken, 0);
+        return gz_scratch_floats(n);
+    }
+    if (s->cap < n) {
+        /* Grown, not reallocated: the old contents are not needed, and unmapping first keeps
+         * two buffers from being resident at once. */
+        free(s->buf);
+        s->cap = 0;
+        if (!(s->buf = gz_scratch_floats(n))) {
+            atomic_store(&s->taken, 0);
+            return NULL;
+        }
+        s->cap = n;
+    }
+    return s->buf;
+}
+
+void gz_scratch_give(gz_scratch *s, float *p) {
+    if (s && p && p == s->buf)
+        atomic_store(&s->taken, 0);
+    else
+        free(p);
+}
+
+size_t gz_scratch_kept_bytes(const gz_scratch *s) { return s ? s->cap * sizeof(float) : 0; }
