@@ -175,10 +175,22 @@ static void run_family(const family_case *c) {
         close_to(c->dir, "image_features", feat, f, (size_t)B * E, 1e-4f, 1e-4f);
     }
 
-    // only the embeddings requested: same values as with every output requested
+    // only the embeddings requested (the last block then runs the CLS rows alone): the
+    // reference's values, and the same as with every output requested; so for the features
+    // and the pooled output on their own
     float *emb2 = gz_test_alloc_f((size_t)B * E);
     CHECK_OK(gz_vit_encode(v, &cx, pixels, B, emb2, NULL, NULL, NULL, NULL));
     close_to(c->dir, "embeds only vs all outputs", emb2, emb, (size_t)B * E, 1e-6f, 0);
+    close_to(c->dir, "embeds only vs the reference", emb2, e, (size_t)B * E, 1e-5f, 0);
+    {
+        float *f2 = gz_test_alloc_f((size_t)B * E), *p2 = gz_test_alloc_f((size_t)B * D);
+        CHECK_OK(gz_vit_encode(v, &cx, pixels, B, NULL, f2, NULL, NULL, NULL));
+        close_to(c->dir, "features only vs all outputs", f2, feat, (size_t)B * E, 1e-5f, 1e-5f);
+        CHECK_OK(gz_vit_encode(v, &cx, pixels, B, NULL, NULL, NULL, NULL, p2));
+        close_to(c->dir, "pooled only vs all outputs", p2, pool, (size_t)B * D, 1e-5f, 1e-5f);
+        free(f2);
+        free(p2);
+    }
     {
         gz_compute cb = cx;
         cb.bf16 = 1;

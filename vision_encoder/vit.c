@@ -327,6 +327,54 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
     return GZ_OK;
 }
 
+/* The last block when nothing after it reads more than each image's CLS row (the embedding,
+ * the features, the pooled output; not the token states): LN1 and the keys and values of
+ * every token, then the attention, the output projection and the MLP of the n CLS rows alone.
+ * The rest of the block (1/12 of a ViT-B's work) only ever fed token states nobody reads; the
+ * CLS rows get the same values (the kernels compute a row the same way whatever rows run
+ * beside it). llama.cpp does the same for the rows whose logits are not wanted. The CLS rows
+ * of s->x are updated in place; the other rows keep the block's input. */
+static gz_status vit_block_cls(const gz_vit *v, const gz_compute *cx, const vit_layer *ly,
+                               const vit_scratch *s, int n) {
+    const int D = v->D, F = v->F, P = v->P, N = n * P, Dh = D / v->H;
+    gz_status st;
+    gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
+    if (ly->qkv_w) {
+        st = linear_strided(cx, s->h, ly->qkv_w, copies(s, &ly->qkv_p), ly->qkv_b, s->qkv, 3 * D, N,
+                            D, 3 * D); // (N, 3D): the CLS queries among them
+    } else if ((st = linear_strided(cx, s->h, ly->k_w, copies(s, &ly->k_p), ly->k_b, s->qkv + D,
+                                    3 * D, N, D, D)) == GZ_OK &&
+               (st = linear_strided(cx, s->h, ly->v_w, copies(s, &ly->v_p), ly->v_b, s->qkv + 2 * D,
+                                    3 * D, N, D, D)) == GZ_OK) {
+        // the CLS queries alone: rows P*D apart in h, written P*3D apart as the fused layout
+        for (int b = 0; b < n && st == GZ_OK; b++)
+            st = linear_strided(cx, s->h + (size_t)b * P * D, ly->q_w, copies(s, &ly->q_p), ly->q_b,
+                                s->qkv + (size_t)b * P * 3 * D, 3 * D, 1, D, D);
+    }
+    if (st != GZ_OK) return st;
+    // One query per image: with Tq = 1 the query stride is the distance between the images'
+    // CLS rows (gz_attention finds image b's queries at q + b * Tq * q_stride).
+    st = gz_attention(cx, s->qkv, P * 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, 1, P,
+                      v->H, Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, D)
+    if (st != GZ_OK) return st;
+    if ((st = linear_strided(cx, s->att, ly->out_w, copies(s, &ly->out_p), ly->out_b, s->h, D, n, D,
+                             D)))
+        return st;
+    for (int b = 0; b < n; b++) // the CLS rows of the residual stream, (n, D)
+        memcpy(s->cls + (size_t)b * D, s->x + (size_t)b * P * D, (size_t)D * sizeof(float));
+    gz_add_layernorm(cx, s->cls, s->h, s->h, ly->ln2_w, ly->ln2_b, n, D, v->eps);
+    if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, copies(s, &ly->fc1_p), ly->fc1_b, (int)v->act,
+                               s->mlp, F, n, D, F)))
+        return st;
+    if ((st = linear_strided(cx, s->mlp, ly->fc2_w, copies(s, &ly->fc2_p), ly->fc2_b, s->h, D, n, F,
+                             D)))
+        return st;
+    gz_add_cx(cx, s->cls, s->h, (size_t)n * D);
+    for (int b = 0; b < n; b++)
+        memcpy(s->x + (size_t)b * P * D, s->cls + (size_t)b * D, (size_t)D * sizeof(float));
+    return GZ_OK;
+}
+
 /* Forward n images (b0..b0+n-1 of a call of B) and write the requested outputs. s holds one
  * chunk: n * P <= VIT_MAX_CHUNK_TOKENS. GZ_ENOMEM from the attention. */
 static gz_status vit_forward(const gz_vit *v, const gz_compute *cx, const vit_scratch *s,
@@ -360,19 +408,26 @@ static gz_status vit_forward(const gz_vit *v, const gz_compute *cx, const vit_sc
     if (v->pre_ln_w) gz_layernorm(cx, s->x, s->x, v->pre_ln_w, v->pre_ln_b, N, D, v->eps);
     if (all_hidden) memcpy(all_hidden + (size_t)b0 * P * D, s->x, chunk_sz * sizeof(float));
 
+    // Without token states to return, only the CLS rows leave the last block.
+    const int cls_only = !last_hidden && !all_hidden;
     for (int l = 0; l < v->L; l++) {
-        gz_status st = vit_block(v, cx, &v->layers[l], s, n);
+        gz_status st = cls_only && l == v->L - 1 ? vit_block_cls(v, cx, &v->layers[l], s, n)
+                                                 : vit_block(v, cx, &v->layers[l], s, n);
         if (st != GZ_OK) return st;
         if (all_hidden)
             memcpy(all_hidden + ((size_t)(l + 1) * B + b0) * P * D, s->x, chunk_sz * sizeof(float));
     }
 
-    if (v->family == GZ_FAMILY_BLIP) {
-        // post_layernorm on every token; CLS of that feeds vision_proj
+    if (v->family == GZ_FAMILY_BLIP && last_hidden) {
+        // post_layernorm on every token (the returned states); CLS of that feeds vision_proj
         gz_layernorm(cx, s->h, s->x, v->post_ln_w, v->post_ln_b, N, D, v->eps);
-        if (last_hidden) memcpy(last_hidden + (size_t)b0 * P * D, s->h, chunk_sz * sizeof(float));
+        memcpy(last_hidden + (size_t)b0 * P * D, s->h, chunk_sz * sizeof(float));
         for (int b = 0; b < n; b++)
             memcpy(s->cls + (size_t)b * D, s->h + (size_t)b * P * D, (size_t)D * sizeof(float));
+    } else if (v->family == GZ_FAMILY_BLIP) { // the CLS rows alone: LayerNorm is per row
+        for (int b = 0; b < n; b++)
+            memcpy(s->cls + (size_t)b * D, s->x + (size_t)b * P * D, (size_t)D * sizeof(float));
+        gz_layernorm(cx, s->cls, s->cls, v->post_ln_w, v->post_ln_b, n, D, v->eps);
     } else {
         // last_hidden_state has no post-LN; pooled = post_layernorm(x[:, 0])
         if (last_hidden) memcpy(last_hidden + (size_t)b0 * P * D, s->x, chunk_sz * sizeof(float));

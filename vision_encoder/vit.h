@@ -38,8 +38,11 @@ void gz_vit_free(gz_vit *v);
  *   all_hidden  (L+1, B, P, D) or NULL: [0] = encoder input, [l] = output of layer l
  *   pooled      (B, D) or NULL. CLIP: post_layernorm(x[:, 0]); BLIP: last_hidden[:, 0]
  * Large batches are processed in chunks; rows are independent of the batch they are in up
- * to float rounding of the GEMMs. GZ_EINVAL for bad arguments, GZ_ENOMEM if scratch (or the
- * attention's) cannot be allocated; on error no output holds a result. */
+ * to float rounding of the GEMMs. Without last_hidden and all_hidden, the last block runs the
+ * CLS rows alone past its keys and values (the only rows the other outputs read): the same
+ * values, 1/L less work; asking for last_hidden runs every row (the reference). GZ_EINVAL for bad
+ * arguments, GZ_ENOMEM if scratch (or the attention's) cannot be allocated; on error no output
+ * holds a result. */
 gz_status gz_vit_encode(const gz_vit *v, const gz_compute *cx, const float *pixels, int B,
                         float *embeds, float *features, float *last_hidden, float *all_hidden,
                         float *pooled);

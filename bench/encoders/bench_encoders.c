@@ -17,6 +17,8 @@
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
  *   --fresh-scratch: a fresh scratch mapping per forward instead of one kept arena
  *   (core/scratch.h).
+ *   --full-last-layer: every ViT call also returns the token states, so its last block runs
+ *   every row (vit.h), where the embeddings alone let it run the CLS rows only.
  *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
  * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
  *   --only itm times just the ITM row (the image states computed once, untimed); --only vit384
@@ -26,12 +28,13 @@
  *   RESULT <name> <ms per item> <ms per call> <items> <min ms per item>
  *       median (and fastest) of the timed runs after warm-up
  *   RSS <phase> <current MB> <peak MB>                  VmRSS, getrusage ru_maxrss (MiB)
- * Timed calls: gz_vit_encode (pixels -> normalised embeddings; 384 also keeps last_hidden for
- * ITM), gz_text_tower_encode (token ids -> normalised embeddings, tokenizer excluded as in
- * torch_ref.py), ITM = gz_itm_prepare_image (cross-attention K/V of the image, once) +
- * gz_itm_score of 16 texts, the image's vision forward excluded; itm_pairs = the same 16 texts
- * each against its own copy of the image (gz_itm_prepare_image_once + gz_itm_score_pairs, the
- * form of a re-rank: no keys/values shared between pairs). */
+ * Timed calls: gz_vit_encode (pixels -> normalised embeddings, the last block on the CLS rows
+ * alone; vit384_b8 also keeps last_hidden for ITM, so every row runs there, as in ORT's graph),
+ * gz_text_tower_encode (token ids -> normalised embeddings, tokenizer excluded as in torch_ref.py),
+ * ITM = gz_itm_prepare_image (cross-attention K/V of the image, once) + gz_itm_score of 16 texts,
+ * the image's vision forward excluded; itm_pairs = the same 16 texts each against its own copy of
+ * the image (gz_itm_prepare_image_once + gz_itm_score_pairs, the form of a re-rank: no keys/values
+ * shared between pairs). */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
@@ -178,10 +181,14 @@ typedef struct {
     float *last_hidden; /* (B, P, D) or NULL */
 } vit_job;
 
+/* --full-last-layer: token states for every ViT call, so the last block runs every row (the
+ * reference) even where only the embeddings are timed; (8, 577, 768) floats, else NULL. */
+static float *full_last_states;
+
 static gz_status run_vit(void *ctx) {
     vit_job *j = ctx;
-    return gz_vit_encode(j->vit, &bench_cx, j->pixels, j->B, j->embeds, NULL, j->last_hidden, NULL,
-                         NULL);
+    float *last = j->last_hidden ? j->last_hidden : full_last_states;
+    return gz_vit_encode(j->vit, &bench_cx, j->pixels, j->B, j->embeds, NULL, last, NULL, NULL);
 }
 
 typedef struct {
@@ -518,16 +525,19 @@ int main(int argc, char **argv) {
             no_pool = 1;
         else if (!strcmp(argv[i], "--fresh-scratch"))
             fresh_scratch = 1;
+        else if (!strcmp(argv[i], "--full-last-layer"))
+            full_last_states = xmalloc((size_t)8 * 577 * 768 * sizeof *full_last_states);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             only_runs = atoi(argv[++i]);
         else {
-            fprintf(stderr,
-                    "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                    "[--only vit224|vit224b1|vit384|block224|block384|text|itm [--runs N]] "
-                    "[--precision "
-                    "fp32|bf16] "
-                    "[--reference | --in-place] [--no-pool] [--fresh-scratch]\n",
-                    argv[0]);
+            fprintf(
+                stderr,
+                "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
+                "[--only vit224|vit224b1|vit384|block224|block384|text|itm [--runs N]] "
+                "[--precision "
+                "fp32|bf16] "
+                "[--reference | --in-place] [--no-pool] [--fresh-scratch] [--full-last-layer]\n",
+                argv[0]);
             return 2;
         }
     }
