@@ -154,18 +154,15 @@ static gz_status score(const gz_itm *m, const gz_compute *cx, const gz_bert_cros
                        const int32_t *ids, const int32_t *mask, int B, int T, int32_t enc_token_id,
                        float *logits, float *cls, float *last_hidden) {
     const int D = m->D;
-    size_t N = (size_t)B * (size_t)T, nh, nf, total;
-    /* Scratch in 4-byte slots: pooled (B, D), hidden (N, D) unless the caller's, then the ids
-     * copy (N) for [ENC]. */
+    size_t N = (size_t)B * (size_t)T, nf, total;
+    /* Scratch in 4-byte slots: pooled (B, D), then the ids copy (N) for [ENC]. */
     _Static_assert(sizeof(int32_t) == sizeof(float), "ids share the float scratch");
-    if (!gz_mul_size(N, (size_t)D, &nh) || !gz_mul_size((size_t)B, (size_t)D, &nf) ||
-        !gz_add_size(nf, last_hidden ? 0 : nh, &nf) ||
+    if (!gz_mul_size((size_t)B, (size_t)D, &nf) ||
         !gz_add_size(nf, enc_token_id >= 0 ? N : 0, &total))
         return GZ_FAIL(GZ_ENOMEM, "ITM score: batch %d x %d too large", B, T);
     float *scratch = gz_malloc_n(total, sizeof(float), "ITM score scratch");
     if (!scratch) return GZ_ENOMEM;
-    float *pooled = scratch;                                            /* (B, D) */
-    float *hidden = last_hidden ? last_hidden : pooled + (size_t)B * D; /* (B, T, D) */
+    float *pooled = scratch; /* (B, D) */
     const int32_t *use_ids = ids;
     if (enc_token_id >= 0) {
         int32_t *copy = (int32_t *)(void *)(scratch + nf); /* (B, T) */
@@ -174,13 +171,18 @@ static gz_status score(const gz_itm *m, const gz_compute *cx, const gz_bert_cros
             copy[(size_t)b * T] = enc_token_id;
         use_ids = copy;
     }
-    gz_status st = gz_bert_forward(m->bert, cx, use_ids, mask, NULL, B, T, cross, hidden, NULL);
+    /* The head reads each text's first row: without states to return, the last layer runs
+     * those rows alone past its keys and values. */
+    gz_status st =
+        last_hidden
+            ? gz_bert_forward(m->bert, cx, use_ids, mask, NULL, B, T, cross, last_hidden, NULL)
+            : gz_bert_forward_first(m->bert, cx, use_ids, mask, NULL, B, T, cross, pooled);
     if (st) {
         free(scratch);
         return st;
     }
-    for (int b = 0; b < B; b++)
-        memcpy(pooled + (size_t)b * D, hidden + (size_t)b * T * D, (size_t)D * sizeof *pooled);
+    for (int b = 0; b < B && last_hidden; b++)
+        memcpy(pooled + (size_t)b * D, last_hidden + (size_t)b * T * D, (size_t)D * sizeof *pooled);
     gz_linear(pooled, m->head_w, m->head_b, logits, B, D, GZ_ITM_CLASSES); /* (B, 2) */
     if (cls) memcpy(cls, pooled, (size_t)B * D * sizeof *cls);
     free(scratch);

@@ -183,6 +183,16 @@ static void check_blip(void) {
     close_to("itm_text_last_hidden_state_img0", last0,
              want(ex, "itm_text_last_hidden_state_img0", NULL), (size_t)B * T * D, ATOL_LOGIT);
 
+    /* The logits alone (the last layer then runs each text's first row alone past its keys
+     * and values) against the same call returning every state: image 0 of score_all returned
+     * them, the others did not. */
+    {
+        float *lg1 = gz_test_alloc_f((size_t)I * B * 2);
+        score_all(m, &in, -1, lg1, NULL, NULL, NULL);
+        close_to("itm_logits alone vs with the states", lg1, logits, (size_t)B * 2, 1e-5f);
+        free(lg1);
+    }
+
     /* Original BLIP: first id replaced by [ENC]. */
     float *lg_enc = gz_test_alloc_f((size_t)I * B * 2), *pr_enc = gz_test_alloc_f((size_t)I * B);
     score_all(m, &in, ENC_TOKEN_ID, lg_enc, pr_enc, NULL, NULL);

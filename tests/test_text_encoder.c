@@ -240,6 +240,14 @@ static void check_family(const family_case *c) {
     close_to(c->dir, c->embeds_key, embeds, want(ex, c->dir, c->embeds_key, NULL), (size_t)B * E,
              ATOL_EMBED);
     {
+        /* The embeddings alone (a BERT tower then runs the first rows alone through its last
+         * layer): the same as with every state returned. */
+        float *e1 = gz_test_alloc_f((size_t)B * E);
+        CHECK_OK(gz_text_tower_encode(t, &cx, ids, mask, B, T, e1, NULL, NULL, NULL));
+        close_to(c->dir, "embeds alone vs all outputs", e1, embeds, (size_t)B * E, 1e-6f);
+        free(e1);
+    }
+    {
         gz_compute cb = cx;
         cb.bf16 = 1;
         float *eb = gz_test_alloc_f((size_t)B * E);

@@ -379,10 +379,81 @@ static gz_status cross_projected(const gz_bert *m, const gz_compute *cx, const b
     return st;
 }
 
-gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
+/* Cross-attention of the query rows q (rows of b, b = 0..B-1, rows_per each, row stride D) to
+ * each text's image, into ctx at the same rows: a run of texts paired with the same image
+ * flattens to one query block of (run * rows_per) rows against that image's Ti tokens. */
+static gz_status cross_attend(const gz_bert *m, const gz_compute *cx, const bert_layer *ly, int l,
+                              const gz_bert_cross *cross, const float *q, float *ctx, int B,
+                              int rows_per, float scale) {
+    const int D = m->D;
+    gz_status st = GZ_OK;
+    for (int b0 = 0, b1; b0 < B && st == GZ_OK; b0 = b1) {
+        for (b1 = b0 + 1;
+             b1 < B && cross[b1].kv == cross[b0].kv && cross[b1].states == cross[b0].states; b1++)
+            continue;
+        assert(b0 < b1 && b1 <= B);
+        int Ti = cross[b0].Ti, R = (b1 - b0) * rows_per;
+        size_t plane = (size_t)Ti * D, row = (size_t)b0 * rows_per * D;
+        if (cross[b0].kv) {
+            const float *ck = cross[b0].kv + (size_t)l * 2 * plane; /* (Ti, D) */
+            const float *cv = ck + plane;                           /* (Ti, D) */
+            st = gz_attention(cx, q + row, D, ck, cv, D, ctx + row, 1, R, Ti, m->H, m->Dh, NULL, 0,
+                              scale);
+        } else if (cx->gemm) {
+            st =
+                cross_folded(m, cx, &ly->cross, q + row, cross[b0].states, Ti, R, scale, ctx + row);
+        } else {
+            st = cross_projected(m, cx, &ly->cross, q + row, cross[b0].states, Ti, R, scale,
+                                 ctx + row);
+        }
+    }
+    return st;
+}
+
+/* The last layer when only each text's first row leaves it (gz_bert_forward_first): the keys
+ * and values of every token from x (N, D), the rest for the B first rows alone, into first
+ * (B, D), which holds their residual stream meanwhile. q, k, v, ctx, tmp (N, D) and ffn
+ * (N, F) are the forward's scratch. */
+static gz_status last_layer_first(const gz_bert *m, const gz_compute *cx, const bert_layer *ly,
+                                  int use, const int32_t *mask, const gz_bert_cross *cross, int B,
+                                  int T, const float *x, float *q, float *k, float *v, float *ctx,
+                                  float *tmp, float *ffn, float *first) {
+    const int D = m->D, F = m->F, N = B * T;
+    const float scale = 1.0f / sqrtf((float)m->Dh);
+    float *xc = first, *tc = tmp; /* (B, D) each */
+    gz_status st;
+    if ((st = lin(cx, x, ly->self.k_w, copies(use, &ly->self.k_p), ly->self.k_b, k, N, D, D)) ||
+        (st = lin(cx, x, ly->self.v_w, copies(use, &ly->self.v_p), ly->self.v_b, v, N, D, D)))
+        return st;
+    for (int b = 0; b < B; b++)
+        memcpy(xc + (size_t)b * D, x + (size_t)b * T * D, (size_t)D * sizeof *xc);
+    if ((st = lin(cx, xc, ly->self.q_w, copies(use, &ly->self.q_p), ly->self.q_b, q, B, D, D)))
+        return st;
+    /* one query per text: image b's query at q + b * 1 * D, its keys at k + b * T * D */
+    if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, 1, T, m->H, m->Dh, mask, 0, scale)) ||
+        (st = attn_output(m, cx, &ly->self, use, xc, ctx, tc, B)))
+        return st;
+    if (cross) {
+        if ((st = lin(cx, xc, ly->cross.q_w, copies(use, &ly->cross.q_p), ly->cross.q_b, q, B, D,
+                      D)) ||
+            (st = cross_attend(m, cx, ly, m->L - 1, cross, q, ctx, B, 1, scale)) ||
+            (st = attn_output(m, cx, &ly->cross, use, xc, ctx, tc, B)))
+            return st;
+    }
+    if ((st = gz_linear_act_cx(cx, xc, ly->i_w, copies(use, &ly->i_p), ly->i_b, (int)m->cfg.act,
+                               ffn, F, B, D, F)) ||
+        (st = lin(cx, ffn, ly->o_w, copies(use, &ly->o_p), ly->o_b, tc, B, F, D)))
+        return st;
+    gz_add_layernorm(cx, tc, xc, xc, ly->ln_w, ly->ln_b, B, D, m->cfg.layer_norm_eps);
+    return GZ_OK;
+}
+
+/* gz_bert_forward, or with first set (and hidden, all_hidden NULL) gz_bert_forward_first. */
+static gz_status bert_run(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
                           const int32_t *mask, const int32_t *type_ids, int B, int T,
-                          const gz_bert_cross *cross, float *hidden, float *all_hidden) {
-    if (!m || !cx || !ids || !hidden || B <= 0 || T <= 0)
+                          const gz_bert_cross *cross, float *hidden, float *all_hidden,
+                          float *first) {
+    if (!m || !cx || !ids || !(hidden || first) || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "BERT forward: bad arguments (B %d, T %d)", B, T);
     if (T > m->cfg.max_position_embeddings)
         return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
@@ -425,7 +496,9 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
     if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
 
     const float scale = 1.0f / sqrtf((float)m->Dh);
-    for (int l = 0; l < m->L; l++) {
+    /* With one token there is nothing to leave out of the last layer. */
+    const int last_full = first && T >= 2 ? m->L - 1 : m->L;
+    for (int l = 0; l < last_full; l++) {
         const bert_layer *ly = &m->layers[l];
         /* Self-attention over each text's own tokens, padding keys masked. */
         if ((st = lin(cx, x, ly->self.q_w, copies(use, &ly->self.q_p), ly->self.q_b, q, (int)N, D,
@@ -439,34 +512,11 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
             goto out;
         if ((st = attn_output(m, cx, &ly->self, use, x, ctx, tmp, (int)N))) goto out;
         if (cross) {
-            /* Cross-attention: a run of texts paired with the same image flattens to one
-             * query block of (run * T) rows against that image's Ti tokens. */
             if ((st = lin(cx, x, ly->cross.q_w, copies(use, &ly->cross.q_p), ly->cross.q_b, q,
-                          (int)N, D, D)))
+                          (int)N, D, D)) ||
+                (st = cross_attend(m, cx, ly, l, cross, q, ctx, B, T, scale)) ||
+                (st = attn_output(m, cx, &ly->cross, use, x, ctx, tmp, (int)N)))
                 goto out;
-            for (int b0 = 0, b1; b0 < B; b0 = b1) {
-                for (b1 = b0 + 1;
-                     b1 < B && cross[b1].kv == cross[b0].kv && cross[b1].states == cross[b0].states;
-                     b1++)
-                    continue;
-                assert(b0 < b1 && b1 <= B);
-                int Ti = cross[b0].Ti, R = (b1 - b0) * T;
-                size_t plane = (size_t)Ti * D, row = (size_t)b0 * T * D;
-                if (cross[b0].kv) {
-                    const float *ck = cross[b0].kv + (size_t)l * 2 * plane; /* (Ti, D) */
-                    const float *cv = ck + plane;                           /* (Ti, D) */
-                    st = gz_attention(cx, q + row, D, ck, cv, D, ctx + row, 1, R, Ti, m->H, m->Dh,
-                                      NULL, 0, scale);
-                } else if (cx->gemm) {
-                    st = cross_folded(m, cx, &ly->cross, q + row, cross[b0].states, Ti, R, scale,
-                                      ctx + row);
-                } else {
-                    st = cross_projected(m, cx, &ly->cross, q + row, cross[b0].states, Ti, R, scale,
-                                         ctx + row);
-                }
-                if (st) goto out;
-            }
-            if ((st = attn_output(m, cx, &ly->cross, use, x, ctx, tmp, (int)N))) goto out;
         }
         /* Feed-forward. */
         if ((st = gz_linear_act_cx(cx, x, ly->i_w, copies(use, &ly->i_p), ly->i_b, (int)m->cfg.act,
@@ -477,8 +527,28 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
         gz_add_layernorm(cx, tmp, x, x, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }
-    memcpy(hidden, x, N * D * sizeof *x);
+    if (!first)
+        memcpy(hidden, x, N * D * sizeof *x);
+    else if (last_full == m->L) /* T == 1: the one row is the first */
+        memcpy(first, x, (size_t)B * D * sizeof *x);
+    else
+        st = last_layer_first(m, cx, &m->layers[m->L - 1], use, mask, cross, B, T, x, q, k, v, ctx,
+                              tmp, ffn, first);
 out:
     gz_scratch_give(cx->scratch, scratch);
     return st;
+}
+
+gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
+                          const int32_t *mask, const int32_t *type_ids, int B, int T,
+                          const gz_bert_cross *cross, float *hidden, float *all_hidden) {
+    if (!hidden) return GZ_FAIL(GZ_EINVAL, "BERT forward: bad arguments (no output)");
+    return bert_run(m, cx, ids, mask, type_ids, B, T, cross, hidden, all_hidden, NULL);
+}
+
+gz_status gz_bert_forward_first(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
+                                const int32_t *mask, const int32_t *type_ids, int B, int T,
+                                const gz_bert_cross *cross, float *first) {
+    if (!first) return GZ_FAIL(GZ_EINVAL, "BERT forward: bad arguments (no output)");
+    return bert_run(m, cx, ids, mask, type_ids, B, T, cross, NULL, NULL, first);
 }

@@ -98,23 +98,29 @@ gz_status gz_text_tower_encode(const gz_text_tower *t, const gz_compute *cx, con
     if (!t || !cx || !ids || !embeds || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "text encode: bad arguments (B %d, T %d)", B, T);
     const int D = t->D, E = t->E;
+    /* A BERT tower pools each text's first token: without states to return, the forward
+     * leaves the other rows out of its last layer and gives those rows alone. */
+    const int first_only = t->bert && !last_hidden && !all_hidden;
     size_t N = (size_t)B * (size_t)T, nh, nfl;
-    /* Scratch: the hidden state unless the caller wants it, plus pooled (B, D). */
-    if (!gz_mul_size(N, (size_t)D, &nh) || !gz_add_size(last_hidden ? 0 : nh, (size_t)B * D, &nfl))
+    /* Scratch: the hidden state unless the caller wants it or only the first rows run, plus
+     * pooled (B, D). */
+    if (!gz_mul_size(N, (size_t)D, &nh) ||
+        !gz_add_size(last_hidden || first_only ? 0 : nh, (size_t)B * D, &nfl))
         return GZ_FAIL(GZ_ENOMEM, "text encode: batch %d x %d too large", B, T);
     float *scratch = gz_malloc_n(nfl, sizeof(float), "text encode scratch");
     if (!scratch) return GZ_ENOMEM;
-    float *hidden = last_hidden ? last_hidden : scratch; /* (B, T, D) */
-    float *pooled = scratch + (last_hidden ? 0 : nh);    /* (B, D) */
+    float *hidden = last_hidden ? last_hidden : scratch;            /* (B, T, D) */
+    float *pooled = scratch + (last_hidden || first_only ? 0 : nh); /* (B, D) */
 
     gz_status st =
-        t->bert ? gz_bert_forward(t->bert, cx, ids, mask, NULL, B, T, NULL, hidden, all_hidden)
-                : gz_clip_text_forward(t->clip, cx, ids, mask, B, T, hidden, all_hidden);
+        first_only ? gz_bert_forward_first(t->bert, cx, ids, mask, NULL, B, T, NULL, pooled)
+        : t->bert  ? gz_bert_forward(t->bert, cx, ids, mask, NULL, B, T, NULL, hidden, all_hidden)
+                   : gz_clip_text_forward(t->clip, cx, ids, mask, B, T, hidden, all_hidden);
     if (st) {
         free(scratch);
         return st;
     }
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < B && !first_only; b++) {
         int p = t->clip ? gz_clip_pool_index(ids + (size_t)b * T, T, t->eos_token_id) : 0;
         assert(p >= 0 && p < T);
         memcpy(pooled + (size_t)b * D, hidden + ((size_t)b * T + (size_t)p) * D,

@@ -17,8 +17,9 @@
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
  *   --fresh-scratch: a fresh scratch mapping per forward instead of one kept arena
  *   (core/scratch.h).
- *   --full-last-layer: every ViT call also returns the token states, so its last block runs
- *   every row (vit.h), where the embeddings alone let it run the CLS rows only.
+ *   --full-last-layer: every ViT, text and ITM call also returns the token states, so the last
+ *   layer runs every row (vit.h, bert.h), where the embeddings or logits alone let it run the
+ *   CLS rows only.
  *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
  * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
  *   --only itm times just the ITM row (the image states computed once, untimed); --only vit384
@@ -181,8 +182,9 @@ typedef struct {
     float *last_hidden; /* (B, P, D) or NULL */
 } vit_job;
 
-/* --full-last-layer: token states for every ViT call, so the last block runs every row (the
- * reference) even where only the embeddings are timed; (8, 577, 768) floats, else NULL. */
+/* --full-last-layer: token states for every ViT, text and ITM call, so the last layer runs
+ * every row (the reference) even where only the embeddings or logits are timed; (8, 577, 768)
+ * floats (more than 32 texts of 64 tokens need), else NULL. */
 static float *full_last_states;
 
 static gz_status run_vit(void *ctx) {
@@ -201,7 +203,7 @@ typedef struct {
 static gz_status run_text(void *ctx) {
     text_job *j = ctx;
     return gz_text_tower_encode(j->tt, &bench_cx, j->ids, j->mask, j->B, j->T, j->embeds, NULL,
-                                NULL, NULL);
+                                full_last_states, NULL);
 }
 
 typedef struct {
@@ -218,7 +220,8 @@ static gz_status run_itm(void *ctx) {
     gz_itm_image *im = NULL;
     gz_status s = gz_itm_prepare_image(j->itm, &bench_cx, j->image_states, j->Ti, &im);
     if (s == GZ_OK)
-        s = gz_itm_score(j->itm, &bench_cx, im, j->ids, j->mask, j->B, j->T, j->logits, NULL, NULL);
+        s = gz_itm_score(j->itm, &bench_cx, im, j->ids, j->mask, j->B, j->T, j->logits, NULL,
+                         full_last_states);
     gz_itm_image_free(im);
     return s;
 }
@@ -235,7 +238,7 @@ static gz_status run_itm_pairs(void *ctx) {
         s = gz_itm_prepare_image_once(j->itm, &bench_cx, j->image_states, j->Ti, j->T, &ims[b]);
     if (s == GZ_OK)
         s = gz_itm_score_pairs(j->itm, &bench_cx, (const gz_itm_image *const *)ims, j->ids, j->mask,
-                               j->B, j->T, -1, j->logits, NULL, NULL);
+                               j->B, j->T, -1, j->logits, NULL, full_last_states);
     for (int b = 0; b < j->B; b++)
         gz_itm_image_free(ims[b]);
     free(ims);
