@@ -173,6 +173,7 @@ int cmd_index(int argc, char **argv) {
     int batch = 0, threads = 0, no_thread = 0, fast_decode = 0, exact_decode = 0;
     double max_mp = 0;
     const char *precision = NULL;   /* --precision */
+    const char *decode = NULL;      /* --decode */
     const char *keep_tokens = NULL; /* --keep-tokens[=int8|bf16]: "" for the bare flag */
     const cli_opt opts[] = {
         {"db", 0, CLI_STR, &db, "FILE", "database (default $XDG_DATA_HOME/gaze/gaze.db)"},
@@ -195,7 +196,10 @@ int cmd_index(int argc, char **argv) {
          "BLIP: store vision token states for fast --rerank (default int8)"},
         {"retry-failed", 0, CLI_FLAG, &retry, NULL, "retry files that failed before"},
         {"strict", 0, CLI_FLAG, &strict, NULL, "exit 1 also for files that failed before"},
-        {"no-decode-thread", 0, CLI_FLAG, &no_thread, NULL, "decode on the main thread"},
+        {"decode", 0, CLI_STR, &decode, "overlap|parallel|inline",
+         "decode each batch on one helper thread while the batch before encodes (default), on "
+         "all threads before it encodes, or on the main thread"},
+        {"no-decode-thread", 0, CLI_FLAG, &no_thread, NULL, "the same as --decode inline"},
         {"weights", 0, CLI_STR, &weights, "FILE", "weights file inside the model directory"},
         {"index-type", 0, CLI_STR, &factory, "FACTORY", "FAISS index (Flat, HNSW32, IVFn,PQm)"},
         {"quiet", 'q', CLI_FLAG, &quiet, NULL, "no progress output"},
@@ -222,6 +226,25 @@ int cmd_index(int argc, char **argv) {
         cli_errorf(fast_decode && exact_decode
                        ? "--fast-decode and --exact-decode exclude each other"
                        : "--batch, --threads and --max-megapixels must be positive");
+        return EXIT_USAGE;
+    }
+    int decode_mode = no_thread ? GZ_DECODE_INLINE : GZ_DECODE_OVERLAP;
+    if (decode && !no_thread) {
+        if (strcmp(decode, "parallel") == 0)
+            decode_mode = GZ_DECODE_PARALLEL;
+        else if (strcmp(decode, "overlap") == 0)
+            decode_mode = GZ_DECODE_OVERLAP;
+        else if (strcmp(decode, "inline") == 0)
+            decode_mode = GZ_DECODE_INLINE;
+        else
+            decode_mode = -1;
+    }
+    if (decode_mode < 0 || (decode && no_thread && strcmp(decode, "inline") != 0)) {
+        cli_list_free(&pos);
+        cli_list_free(&exclude);
+        cli_errorf(decode_mode < 0 ? "--decode: unknown mode '%s' (parallel, overlap or inline)"
+                                   : "--decode %s and --no-decode-thread exclude each other",
+                   decode);
         return EXIT_USAGE;
     }
     gz_tokens_format keep = GZ_TOKENS_NONE;
@@ -281,7 +304,7 @@ int cmd_index(int argc, char **argv) {
     io.batch_size = batch;
     io.exif_orient = no_exif ? 0 : -1;
     io.max_pixels = max_mp > 0 ? (int64_t)(max_mp * 1e6) : 0;
-    io.decode_thread = !no_thread;
+    io.decode = decode_mode;
     io.retry_failed = retry;
     io.keep_tokens = keep;
     io.stop = &g_stop;

@@ -1,13 +1,14 @@
 /* ingest.c - `gaze index` as a library call: scan folders, skip unchanged files, reuse
  * vectors of renamed / duplicate files by content hash, decode (on a helper thread, one
- * batch ahead) and encode the rest, commit each batch in one transaction, mark vanished
- * files and prune them on request.
+ * batch ahead, by default) and encode the rest, commit each batch in one transaction, mark
+ * vanished files and prune them on request.
  *
  * A new or changed file is read once: classify reads its bytes to hash them, and the same
- * buffer is what the helper thread decodes. An unchanged (size, mtime) file is not read. */
+ * buffer is what the decoding threads read. An unchanged (size, mtime) file is not read. */
 #include <assert.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ gz_ingest_opts gz_ingest_default_opts(void) {
     gz_ingest_opts o;
     memset(&o, 0, sizeof o);
     o.exif_orient = -1;
-    o.decode_thread = 1;
+    o.decode = GZ_DECODE_OVERLAP;
     return o;
 }
 
@@ -130,6 +131,7 @@ typedef struct {
     gz_image_params ip;
     pthread_t thread;
     int running;
+    atomic_size_t next; /* GZ_DECODE_PARALLEL: the next job a decoding thread takes */
 } chunk;
 
 static void free_job_data(job *j) {
@@ -143,11 +145,13 @@ static void set_job_error(job *j) {
     j->kind = JOB_FAILED;
 }
 
-/* Decode every JOB_ENCODE image of a chunk from the bytes classify read, and free them
- * (runs on the helper thread: touches no db). */
+/* Decode the JOB_ENCODE images of a chunk from the bytes classify read, and free them, taking
+ * jobs from c->next until none is left: one thread or several at once (each job is decoded by
+ * the one thread that took it; touches no db). gz_last_error is per thread, so each job's
+ * message is its own. */
 static void *decode_chunk(void *arg) {
     chunk *c = arg;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i; (i = atomic_fetch_add(&c->next, 1)) < c->n;) {
         job *j = &c->jobs[i];
         if (j->kind != JOB_ENCODE) continue;
         gz_status st = gz_image_load_memory(j->data, j->size, j->f->path, &c->ip, &j->img);
@@ -157,19 +161,40 @@ static void *decode_chunk(void *arg) {
     return NULL;
 }
 
-static int needs_decode(const chunk *c) {
+static size_t needs_decode(const chunk *c) {
+    size_t n = 0;
     for (size_t i = 0; i < c->n; i++)
-        if (c->jobs[i].kind == JOB_ENCODE) return 1;
-    return 0;
+        n += c->jobs[i].kind == JOB_ENCODE;
+    return n;
 }
 
-/* Decode a chunk's images on a helper thread (or here when threads are off or failed). */
-static void start_decode(chunk *c, int use_thread) {
+/* GZ_DECODE_OVERLAP: decode a chunk's images on a helper thread, joined before the chunk
+ * encodes (here when the thread cannot start). */
+static void start_decode(chunk *c) {
+    atomic_init(&c->next, 0);
     if (!needs_decode(c)) return;
-    if (use_thread && pthread_create(&c->thread, NULL, decode_chunk, c) == 0)
+    if (pthread_create(&c->thread, NULL, decode_chunk, c) == 0)
         c->running = 1;
     else
         decode_chunk(c);
+}
+
+/* GZ_DECODE_PARALLEL / INLINE: decode a chunk's images now, on up to threads threads (this one
+ * among them; fewer when it has fewer images or a thread cannot start). */
+static void decode_now(chunk *c, int threads) {
+    atomic_init(&c->next, 0);
+    size_t n = needs_decode(c);
+    if (n == 0) return;
+    enum { MAX_HELPERS = 63 };
+    pthread_t helper[MAX_HELPERS];
+    size_t want = threads > 1 ? (size_t)threads - 1 : 0, started = 0;
+    if (want > n - 1) want = n - 1;
+    if (want > MAX_HELPERS) want = MAX_HELPERS;
+    while (started < want && pthread_create(&helper[started], NULL, decode_chunk, c) == 0)
+        started++;
+    decode_chunk(c);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(helper[i], NULL);
 }
 
 static int has_embedding(gz_db *db, int64_t item_id, int64_t model_id) {
@@ -669,10 +694,9 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
         cur.ip = ip;
         pos += cur.n;
         st = classify(e, o, cur.jobs, cur.n, &dups);
-        if (st == GZ_OK) {
-            start_decode(&cur, o->decode_thread);
-        }
+        if (st == GZ_OK && o->decode == GZ_DECODE_OVERLAP) start_decode(&cur);
     }
+    const int decode_threads = o->decode == GZ_DECODE_PARALLEL ? gz_model_threads(e->model) : 1;
     while (st == GZ_OK && cur.n) {
         if (cur.running) pthread_join(cur.thread, NULL), cur.running = 0;
         memset(&next, 0, sizeof next);
@@ -682,12 +706,12 @@ gz_status gz_engine_index(gz_engine *e, const char *const *roots, int n_roots,
             next.ip = ip;
             pos += next.n;
             st = classify(e, o, next.jobs, next.n, &dups);
-            if (st == GZ_OK) {
-                start_decode(&next, o->decode_thread);
-            } else {
+            if (st != GZ_OK)
                 next.n = 0;
-            }
+            else if (o->decode == GZ_DECODE_OVERLAP)
+                start_decode(&next);
         }
+        if (st == GZ_OK && o->decode != GZ_DECODE_OVERLAP) decode_now(&cur, decode_threads);
         if (st == GZ_OK) st = encode_chunk(e, &cur, vecs, toks, &timing);
         if (st == GZ_OK) st = write_chunk(e, &cur, vecs, toks, &s, o);
         free_chunk_images(&cur);

@@ -120,6 +120,7 @@ gz_family gz_model_family(const gz_model *m);
 const char *gz_family_name(gz_family f); /* "blip", "clip", "chinese_clip" */
 int gz_model_dim(const gz_model *m);     /* embedding size of both towers' projections */
 int gz_model_has_itm(const gz_model *m); /* 1 for BLIP (cross-attention fusion) */
+int gz_model_threads(const gz_model *m); /* threads its loops run on (n_threads, 0 resolved) */
 /* exp(logit_scale) for CLIP-family models (the temperature of their logits); 1 for BLIP. */
 float gz_model_logit_scale(const gz_model *m);
 /* The precision m computes in: params.precision, or GZ_PRECISION_FP32 after a fallback. */
@@ -704,6 +705,18 @@ typedef struct {
     double seconds;
 } gz_ingest_stats;
 
+/* gz_ingest_opts.decode. The encoder keeps every core busy, so decoding can only take turns
+ * with it. Measured on 2 cores (bench/index/run.sh, 40 photos, BLIP-384): a helper thread one
+ * batch ahead (overlap) 310 ms a photo, all threads between two forwards (parallel) 318 ms,
+ * the calling thread (inline) 327 ms. */
+enum {
+    GZ_DECODE_OVERLAP = 0,  /* the default: on one helper thread, one batch ahead, while the
+                               current batch encodes */
+    GZ_DECODE_PARALLEL = 1, /* on the model's threads (gz_model_threads), just before the batch
+                               encodes */
+    GZ_DECODE_INLINE = 2    /* on the calling thread, just before the batch encodes */
+};
+
 typedef struct {
     gz_walk_opts walk;
     int prune;          /* 1: remove vanished files from the db (else only marked) */
@@ -712,7 +725,8 @@ typedef struct {
     int exif_orient;    /* -1 = model's setting (default on); 0/1 override */
     int64_t max_pixels; /* 0 = model's setting */
                         /* fast or exact decode: the model's fast_decode (engine params) */
-    int decode_thread;  /* 1 (default): decode the next batch while the current one encodes */
+    int decode;         /* where a batch's images are decoded: GZ_DECODE_OVERLAP (default),
+                           GZ_DECODE_PARALLEL or GZ_DECODE_INLINE */
     int retry_failed;   /* 1: re-try files that failed before even if unchanged (a failed
                            file is retried anyway when its size, mtime or max_pixels changed) */
     /* keep_tokens: NONE (default); INT8 / BF16: also store each image's final vision token

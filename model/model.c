@@ -368,6 +368,7 @@ const char *gz_model_hub_commit(const gz_model *m) { return m ? m->hub_commit : 
 gz_family gz_model_family(const gz_model *m) { return m->cfg.family; }
 int gz_model_dim(const gz_model *m) { return m->cfg.projection_dim; }
 int gz_model_has_itm(const gz_model *m) { return m->cfg.family == GZ_FAMILY_BLIP; }
+int gz_model_threads(const gz_model *m) { return m->cx.n_threads; }
 float gz_model_logit_scale(const gz_model *m) { return m->logit_scale; }
 gz_precision gz_model_precision(const gz_model *m) {
     return m->cx.bf16 ? GZ_PRECISION_BF16 : GZ_PRECISION_FP32;

@@ -2,7 +2,7 @@
 # cli_index.sh - `gaze index` end to end through the real binary: full index of the test
 # photos, broken files reported (exit 1), incremental re-runs (no-op, touch, rename, delete
 # + --prune), scan rules (hidden/junk folders, --exclude, symlink loops), progress output,
-# Ctrl-C consistency, `gaze info --db`.
+# Ctrl-C consistency, `gaze info --db`, the decode modes.
 # Usage: bash tests/cli_index.sh <gaze binary> <tests/data dir>
 source "$(dirname "${BASH_SOURCE[0]}")/lib_cli.sh" "$@"
 MODEL=$DATA/fixtures/blip_itm
@@ -241,5 +241,35 @@ check "index of a missing folder exits 3" test $? -eq 3
 check "missing folder is named" grep -q "does-not-exist" "$TMP/ex.txt"
 XDG_DATA_HOME=$TMP/xdg "$GAZE" index "$L/a" --model "$MODEL" --quiet >/dev/null 2>&1
 check "default db goes to \$XDG_DATA_HOME/gaze/gaze.db" test -f "$TMP/xdg/gaze/gaze.db"
+
+# 15. the decode modes (--decode overlap, the default; parallel; inline = --no-decode-thread):
+# the same vectors and the same broken files named, whichever threads decoded
+D=$TMP/dec
+mkdir -p "$D"
+cp "$DATA"/photos/*.jpg "$DATA"/photos/*.png "$D/"
+head -c 3000 "$DATA/photos/animal_dog_corgi.jpg" >"$D/broken_cut.jpg"
+head -c 4096 /dev/urandom >"$D/broken_noise.png"
+ND=$(ls "$D" | wc -l)
+for mode in overlap parallel inline; do
+    "$GAZE" index "$D" --db "$TMP/dec_$mode.db" --model "$MODEL" --batch 3 --decode $mode --json \
+        --quiet >"$TMP/dec_$mode.json" 2>"$TMP/dec_$mode.txt"
+    check "--decode $mode: broken files make exit 1" test $? -eq 1
+    expect "--decode $mode" "$TMP/dec_$mode.json" encoded $((ND - 2))
+    expect "--decode $mode" "$TMP/dec_$mode.json" failed 2
+    for f in broken_cut.jpg broken_noise.png; do
+        check "--decode $mode: $f named" grep -q "$f" "$TMP/dec_$mode.txt"
+    done
+    "$GAZE" search "a dog on the grass" --db "$TMP/dec_$mode.db" -k 100 --json \
+        >"$TMP/dec_$mode.jsonl" 2>/dev/null
+done
+check "--decode parallel ranks and scores as overlap" cmp -s "$TMP/dec_overlap.jsonl" "$TMP/dec_parallel.jsonl"
+check "--decode inline ranks and scores as overlap" cmp -s "$TMP/dec_overlap.jsonl" "$TMP/dec_inline.jsonl"
+check "the search found the indexed photos" test "$(wc -l <"$TMP/dec_overlap.jsonl")" -eq $((ND - 2))
+"$GAZE" index "$D" --db "$TMP/dec_bad.db" --model "$MODEL" --decode sideways >/dev/null 2>"$TMP/dec_bad.txt"
+check "--decode with an unknown mode exits 2" test $? -eq 2
+check "the unknown mode is named" grep -q "sideways" "$TMP/dec_bad.txt"
+check "--decode sideways created no db" test ! -e "$TMP/dec_bad.db"
+"$GAZE" index "$D" --db "$TMP/dec_bad.db" --model "$MODEL" --decode parallel --no-decode-thread >/dev/null 2>&1
+check "--decode parallel with --no-decode-thread exits 2" test $? -eq 2
 
 cli_finish cli_index

@@ -23,7 +23,7 @@
  *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
  * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
  *   --only itm times just the ITM row (the image states computed once, untimed); --only vit384
- *   just the BLIP ViT-B/16@384 forward at batch 8.
+ *   just the BLIP ViT-B/16@384 forward at batch 8, embeddings only (the index's encoder).
  *
  * Output lines (parsed by run.sh):
  *   RESULT <name> <ms per item> <ms per call> <items> <min ms per item>
@@ -646,7 +646,9 @@ blip384:
     vj = (vit_job){vit, px, 8, emb, last};
     report_flops_vit("vit384_b1", &cfg);
     report_flops_vit("vit384_b8", &cfg);
-    if (only_vit384) { /* --only vit384: the batch-8 forward alone */
+    if (only_vit384) { /* --only vit384: the batch-8 forward alone, embeddings only, as
+                        * `gaze index` computes without --keep-tokens (bench/index/run.sh) */
+        vj.last_hidden = NULL;
         report("vit384_b8", bench(run_vit, &vj, 1, only_runs ? only_runs : r8, "vit384_b8"), 8);
         report_rss("vit384");
         free(last);
