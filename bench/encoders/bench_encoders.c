@@ -30,7 +30,7 @@
  *       median (and fastest) of the timed runs after warm-up
  *   RSS <phase> <current MB> <peak MB>                  VmRSS, getrusage ru_maxrss (MiB)
  * Timed calls: gz_vit_encode (pixels -> normalised embeddings, the last block on the CLS rows
- * alone; vit384_b8 also keeps last_hidden for ITM, so every row runs there, as in ORT's graph),
+ * alone; vit384_b8_states also returns last_hidden, for the ITM, so every row runs there),
  * gz_text_tower_encode (token ids -> normalised embeddings, tokenizer excluded as in torch_ref.py),
  * ITM = gz_itm_prepare_image (cross-attention K/V of the image, once) + gz_itm_score of 16 texts,
  * the image's vision forward excluded; itm_pairs = the same 16 texts each against its own copy of
@@ -646,6 +646,7 @@ blip384:
     vj = (vit_job){vit, px, 8, emb, last};
     report_flops_vit("vit384_b1", &cfg);
     report_flops_vit("vit384_b8", &cfg);
+    report_flops_vit("vit384_b8_states", &cfg);
     if (only_vit384) { /* --only vit384: the batch-8 forward alone, embeddings only, as
                         * `gaze index` computes without --keep-tokens (bench/index/run.sh) */
         vj.last_hidden = NULL;
@@ -667,9 +668,11 @@ blip384:
         vj.B = 1;
         vj.last_hidden = NULL;
         report("vit384_b1", bench(run_vit, &vj, 1, r384, "vit384_b1"), 1);
-        vj.B = 8;
-        vj.last_hidden = last;
+        vj.B = 8; /* the embeddings alone, as `gaze index` computes them */
         report("vit384_b8", bench(run_vit, &vj, 1, r8, "vit384_b8"), 8);
+        vj.last_hidden = last; /* and with every token's states, for the ITM below (and for
+                                * --keep-tokens): every row of the last block runs */
+        report("vit384_b8_states", bench(run_vit, &vj, 1, r8, "vit384_b8_states"), 8);
         write_f32(out, "vit384_emb.f32", emb, (size_t)8 * gz_vit_dim(vit));
     }
 
