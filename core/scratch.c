@@ -36,7 +36,9 @@ float *gz_scratch_floats(size_t n) {
 }
 
 struct gz_scratch {
-    float *buf;       /* the kept buffer, or NULL */
+    /* the kept buffer, or NULL; atomic because a give of a fresh buffer compares against it
+     * while the thread holding the arena may be replacing it */
+    _Atomic(float *) buf;
     size_t cap;       /* its size in floats */
     size_t keep;      /* most floats kept; SIZE_MAX = any */
     atomic_int taken; /* 1 while buf is out */
@@ -46,6 +48,7 @@ gz_scratch *gz_scratch_new(size_t keep_bytes) {
     gz_scratch *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->keep = keep_bytes ? keep_bytes / sizeof(float) : SIZE_MAX;
+    atomic_init(&s->buf, NULL);
     atomic_init(&s->taken, 0);
     return s;
 }
