@@ -289,12 +289,33 @@ static gz_status linear_strided(const gz_compute *cx, const float *x, const floa
     return gz_linear_cx(cx, x, wt, wp, b, y, ldy, N, in, out);
 }
 
+/* The rest of a block after its attention, on rows rows: x(rows, D) += out_proj(s->att), then
+ * x += fc2(act(fc1(LN2(x)))) with the residual add fused with LN2; s->h and s->mlp are its
+ * scratch. */
+static gz_status block_tail(const gz_vit *v, const gz_compute *cx, const vit_layer *ly,
+                            const vit_scratch *s, float *x, int rows) {
+    const int D = v->D, F = v->F;
+    gz_status st;
+    if ((st = linear_strided(cx, s->att, ly->out_w, copies(s, &ly->out_p), ly->out_b, s->h, D, rows,
+                             D, D)))
+        return st;
+    gz_add_layernorm(cx, x, s->h, s->h, ly->ln2_w, ly->ln2_b, rows, D, v->eps);
+    if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, copies(s, &ly->fc1_p), ly->fc1_b, (int)v->act,
+                               s->mlp, F, rows, D, F)))
+        return st; // (rows, F), activated
+    if ((st = linear_strided(cx, s->mlp, ly->fc2_w, copies(s, &ly->fc2_p), ly->fc2_b, s->h, D, rows,
+                             F, D)))
+        return st; // (rows, D)
+    gz_add_cx(cx, x, s->h, (size_t)rows * D);
+    return GZ_OK;
+}
+
 /* One pre-LN encoder block on the residual stream s->x (N, D), n images of P tokens.
  * GZ_ENOMEM when the attention has no scratch. */
 static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_layer *ly,
                            const vit_scratch *s, int n) {
-    const int D = v->D, F = v->F, P = v->P, N = n * P, Dh = D / v->H;
-    // attention: x += out_proj(attn(LN1(x)))
+    const int D = v->D, P = v->P, N = n * P, Dh = D / v->H;
+    // attention: x += out_proj(attn(LN1(x))), then the MLP (block_tail)
     gz_status st;
     gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
     if (ly->qkv_w) {
@@ -312,19 +333,7 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
     st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P, P, v->H,
                       Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
     if (st != GZ_OK) return st;
-    if ((st = linear_strided(cx, s->att, ly->out_w, copies(s, &ly->out_p), ly->out_b, s->h, D, N, D,
-                             D)))
-        return st;
-    // MLP: x += fc2(act(fc1(LN2(x)))), the residual add fused with LN2
-    gz_add_layernorm(cx, s->x, s->h, s->h, ly->ln2_w, ly->ln2_b, N, D, v->eps);
-    if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, copies(s, &ly->fc1_p), ly->fc1_b, (int)v->act,
-                               s->mlp, F, N, D, F)))
-        return st; // (N, F), activated
-    if ((st = linear_strided(cx, s->mlp, ly->fc2_w, copies(s, &ly->fc2_p), ly->fc2_b, s->h, D, N, F,
-                             D)))
-        return st; // (N, D)
-    gz_add_cx(cx, s->x, s->h, (size_t)N * D);
-    return GZ_OK;
+    return block_tail(v, cx, ly, s, s->x, N);
 }
 
 /* The last block when nothing after it reads more than each image's CLS row (the embedding,
@@ -336,7 +345,7 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
  * of s->x are updated in place; the other rows keep the block's input. */
 static gz_status vit_block_cls(const gz_vit *v, const gz_compute *cx, const vit_layer *ly,
                                const vit_scratch *s, int n) {
-    const int D = v->D, F = v->F, P = v->P, N = n * P, Dh = D / v->H;
+    const int D = v->D, P = v->P, N = n * P, Dh = D / v->H;
     gz_status st;
     gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
     if (ly->qkv_w) {
@@ -357,19 +366,9 @@ static gz_status vit_block_cls(const gz_vit *v, const gz_compute *cx, const vit_
     st = gz_attention(cx, s->qkv, P * 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, 1, P,
                       v->H, Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, D)
     if (st != GZ_OK) return st;
-    if ((st = linear_strided(cx, s->att, ly->out_w, copies(s, &ly->out_p), ly->out_b, s->h, D, n, D,
-                             D)))
-        return st;
     for (int b = 0; b < n; b++) // the CLS rows of the residual stream, (n, D)
         memcpy(s->cls + (size_t)b * D, s->x + (size_t)b * P * D, (size_t)D * sizeof(float));
-    gz_add_layernorm(cx, s->cls, s->h, s->h, ly->ln2_w, ly->ln2_b, n, D, v->eps);
-    if ((st = gz_linear_act_cx(cx, s->h, ly->fc1_w, copies(s, &ly->fc1_p), ly->fc1_b, (int)v->act,
-                               s->mlp, F, n, D, F)))
-        return st;
-    if ((st = linear_strided(cx, s->mlp, ly->fc2_w, copies(s, &ly->fc2_p), ly->fc2_b, s->h, D, n, F,
-                             D)))
-        return st;
-    gz_add_cx(cx, s->cls, s->h, (size_t)n * D);
+    if ((st = block_tail(v, cx, ly, s, s->cls, n))) return st;
     for (int b = 0; b < n; b++)
         memcpy(s->x + (size_t)b * P * D, s->cls + (size_t)b * D, (size_t)D * sizeof(float));
     return GZ_OK;
