@@ -289,6 +289,31 @@ static gz_status linear_strided(const gz_compute *cx, const float *x, const floa
     return gz_linear_cx(cx, x, wt, wp, b, y, ldy, N, in, out);
 }
 
+/* LN1 of the n images' tokens into s->h, then s->qkv (N, 3D): every token's keys and values,
+ * and the queries of every token or, with cls_only, of each image's CLS row (rows P apart; a
+ * fused QKV weight gives every row's anyway). */
+static gz_status block_qkv(const gz_vit *v, const gz_compute *cx, const vit_layer *ly,
+                           const vit_scratch *s, int n, int cls_only) {
+    const int D = v->D, P = v->P, N = n * P;
+    gz_status st;
+    gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
+    if (ly->qkv_w)
+        return linear_strided(cx, s->h, ly->qkv_w, copies(s, &ly->qkv_p), ly->qkv_b, s->qkv, 3 * D,
+                              N, D, 3 * D);
+    if ((st = linear_strided(cx, s->h, ly->k_w, copies(s, &ly->k_p), ly->k_b, s->qkv + D, 3 * D, N,
+                             D, D)) ||
+        (st = linear_strided(cx, s->h, ly->v_w, copies(s, &ly->v_p), ly->v_b, s->qkv + 2 * D, 3 * D,
+                             N, D, D)))
+        return st;
+    if (!cls_only)
+        return linear_strided(cx, s->h, ly->q_w, copies(s, &ly->q_p), ly->q_b, s->qkv, 3 * D, N, D,
+                              D);
+    for (int b = 0; b < n && st == GZ_OK; b++) // rows P*D apart in h, P*3D apart in qkv
+        st = linear_strided(cx, s->h + (size_t)b * P * D, ly->q_w, copies(s, &ly->q_p), ly->q_b,
+                            s->qkv + (size_t)b * P * 3 * D, 3 * D, 1, D, D);
+    return st;
+}
+
 /* The rest of a block after its attention, on rows rows: x(rows, D) += out_proj(s->att), then
  * x += fc2(act(fc1(LN2(x)))) with the residual add fused with LN2; s->h and s->mlp are its
  * scratch. */
@@ -316,19 +341,7 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
                            const vit_scratch *s, int n) {
     const int D = v->D, P = v->P, N = n * P, Dh = D / v->H;
     // attention: x += out_proj(attn(LN1(x))), then the MLP (block_tail)
-    gz_status st;
-    gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
-    if (ly->qkv_w) {
-        st = linear_strided(cx, s->h, ly->qkv_w, copies(s, &ly->qkv_p), ly->qkv_b, s->qkv, 3 * D, N,
-                            D,
-                            3 * D); // (N, 3D)
-    } else if ((st = linear_strided(cx, s->h, ly->q_w, copies(s, &ly->q_p), ly->q_b, s->qkv, 3 * D,
-                                    N, D, D)) == GZ_OK &&
-               (st = linear_strided(cx, s->h, ly->k_w, copies(s, &ly->k_p), ly->k_b, s->qkv + D,
-                                    3 * D, N, D, D)) == GZ_OK) {
-        st = linear_strided(cx, s->h, ly->v_w, copies(s, &ly->v_p), ly->v_b, s->qkv + 2 * D, 3 * D,
-                            N, D, D);
-    }
+    gz_status st = block_qkv(v, cx, ly, s, n, 0);
     if (st != GZ_OK) return st;
     st = gz_attention(cx, s->qkv, 3 * D, s->qkv + D, s->qkv + 2 * D, 3 * D, s->att, n, P, P, v->H,
                       Dh, NULL, 0, 1.0f / sqrtf((float)Dh)); // (n, P, D)
@@ -345,21 +358,8 @@ static gz_status vit_block(const gz_vit *v, const gz_compute *cx, const vit_laye
  * of s->x are updated in place; the other rows keep the block's input. */
 static gz_status vit_block_cls(const gz_vit *v, const gz_compute *cx, const vit_layer *ly,
                                const vit_scratch *s, int n) {
-    const int D = v->D, P = v->P, N = n * P, Dh = D / v->H;
-    gz_status st;
-    gz_layernorm(cx, s->h, s->x, ly->ln1_w, ly->ln1_b, N, D, v->eps);
-    if (ly->qkv_w) {
-        st = linear_strided(cx, s->h, ly->qkv_w, copies(s, &ly->qkv_p), ly->qkv_b, s->qkv, 3 * D, N,
-                            D, 3 * D); // (N, 3D): the CLS queries among them
-    } else if ((st = linear_strided(cx, s->h, ly->k_w, copies(s, &ly->k_p), ly->k_b, s->qkv + D,
-                                    3 * D, N, D, D)) == GZ_OK &&
-               (st = linear_strided(cx, s->h, ly->v_w, copies(s, &ly->v_p), ly->v_b, s->qkv + 2 * D,
-                                    3 * D, N, D, D)) == GZ_OK) {
-        // the CLS queries alone: rows P*D apart in h, written P*3D apart as the fused layout
-        for (int b = 0; b < n && st == GZ_OK; b++)
-            st = linear_strided(cx, s->h + (size_t)b * P * D, ly->q_w, copies(s, &ly->q_p), ly->q_b,
-                                s->qkv + (size_t)b * P * 3 * D, 3 * D, 1, D, D);
-    }
+    const int D = v->D, P = v->P, Dh = D / v->H;
+    gz_status st = block_qkv(v, cx, ly, s, n, 1);
     if (st != GZ_OK) return st;
     // One query per image: with Tq = 1 the query stride is the distance between the images'
     // CLS rows (gz_attention finds image b's queries at q + b * Tq * q_stride).
