@@ -55,38 +55,34 @@ gz_scratch *gz_scratch_new(size_t keep_bytes) {
 
 void gz_scratch_free(gz_scratch *s) {
     if (!s) return;
-    free(s->buf);
+    free(atomic_load(&s->buf));
     free(s);
 }
 
 float *gz_scratch_take(gz_scratch *s, size_t n) {
     if (!n) n = 1; /* as gz_scratch_floats: a valid pointer for an empty forward */
     if (!s || atomic_exchange(&s->taken, 1)) return gz_scratch_floats(n);
-    if (n > s->keep) {
-        /* Too large to keep (a batch of 8 at 384 px: 141 MB): the kept buffer goes first, so
-         * the process never holds both, and the peak stays what fresh mappings gave. */
-        free(s->buf);
-        s->buf = NULL;
-        s->cap = 0;
-        atomic_store(&s->taken, 0);
-        return gz_scratch_floats(n);
-    }
-    if (s->cap < n) {
-        /* Grown, not reallocated: the old contents are not needed, and unmapping first keeps
-         * two buffers from being resident at once. */
-        free(s->buf);
-        s->cap = 0;
-        if (!(s->buf = gz_scratch_floats(n))) {
+    float *kept = atomic_load(&s->buf);
+    if (n > s->keep || s->cap < n) {
+        /* Too large to keep (a batch of 8 at 384 px: 141 MB), or grown: the kept buffer goes
+         * first (its contents are not needed), so the process never holds both, and the peak
+         * stays what fresh mappings gave. */
+        atomic_store(&s->buf, NULL); /* before the free: a fresh buffer given back meanwhile
+                                      * may sit at the freed address */
+        free(kept);
+        kept = n > s->keep ? NULL : gz_scratch_floats(n);
+        atomic_store(&s->buf, kept);
+        s->cap = kept ? n : 0;
+        if (!kept) {
             atomic_store(&s->taken, 0);
-            return NULL;
+            return n > s->keep ? gz_scratch_floats(n) : NULL;
         }
-        s->cap = n;
     }
-    return s->buf;
+    return kept;
 }
 
 void gz_scratch_give(gz_scratch *s, float *p) {
-    if (s && p && p == s->buf)
+    if (s && p && p == atomic_load(&s->buf))
         atomic_store(&s->taken, 0);
     else
         free(p);
