@@ -622,7 +622,8 @@ gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
  * array (it resizes, then reads: a 45-byte blob can claim 2^40 floats), so the layouts gaze
  * writes are walked here first and every array length checked against the bytes that remain:
  * flat ("IxFI"/"IxF2") and HNSW over flat ("IHNf"), as faiss/impl/index_read.cpp (1.7) reads
- * them. Other index types (IVF) get the common header checks only. */
+ * them. IVF files get the common header checks only, and only where the header says an IVF was
+ * built (fourcc_fits). */
 
 typedef struct {
     const uint8_t *p;
@@ -666,12 +667,23 @@ static int take_flat(blob_cursor *c, int dim, int64_t n) {
     return take_vector(c, sizeof(float), &count) || count != (uint64_t)n * (uint64_t)dim ? -1 : 0;
 }
 
+/* Whether fourcc is the kind of index gaze builds for effective (the header's record of what
+ * was built): a file whose header says Flat but whose FAISS part is an IVF reached FAISS's IVF
+ * reader, which leaks the index it was building when it throws on a malformed one (found by
+ * fuzz_vindex_load). */
+static int fourcc_fits(const char *fourcc, const char *effective) {
+    if (strncmp(effective, "HNSW", 4) == 0) return strcmp(fourcc, "IHNf") == 0;
+    if (strncmp(effective, "IVF", 3) == 0)
+        return strncmp(fourcc, "Iw", 2) == 0 || strncmp(fourcc, "Iv", 2) == 0;
+    return strcmp(fourcc, "IxFI") == 0 || strcmp(fourcc, "IxF2") == 0;
+}
+
 static gz_status check_faiss_blob(const uint8_t *b, size_t len, int dim, int64_t n,
-                                  const char *path) {
+                                  const char *effective, const char *path) {
     blob_cursor c = {b, len};
     char fourcc[5];
     int bad;
-    if (take_index_header(&c, fourcc, dim, n)) {
+    if (take_index_header(&c, fourcc, dim, n) || !fourcc_fits(fourcc, effective)) {
         bad = 1;
     } else if (strcmp(fourcc, "IxFI") == 0 || strcmp(fourcc, "IxF2") == 0) {
         c = (blob_cursor){b, len};
@@ -735,7 +747,8 @@ gz_status gz_vindex_load(const char *path, int64_t model_id, int kind, int dim, 
         goto done;
     }
     size_t ids_bytes = (size_t)h.n * sizeof(int64_t);
-    st = check_faiss_blob(payload + ids_bytes, payload_bytes - ids_bytes, dim, h.n, path);
+    st = check_faiss_blob(payload + ids_bytes, payload_bytes - ids_bytes, dim, h.n, h.effective,
+                          path);
     if (st != GZ_OK) goto done;
     FILE *mf = fmemopen((void *)(payload + ids_bytes), payload_bytes - ids_bytes, "r");
     if (!mf) {
