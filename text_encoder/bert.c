@@ -379,12 +379,12 @@ static gz_status cross_projected(const gz_bert *m, const gz_compute *cx, const b
     return st;
 }
 
-/* Cross-attention of the query rows q (rows of b, b = 0..B-1, rows_per each, row stride D) to
+/* Cross-attention of the query rows q (text b's rows [off[b], off[b + 1]), row stride D) to
  * each text's image, into ctx at the same rows: a run of texts paired with the same image
- * flattens to one query block of (run * rows_per) rows against that image's Ti tokens. */
+ * flattens to one query block of the run's rows against that image's Ti tokens. */
 static gz_status cross_attend(const gz_bert *m, const gz_compute *cx, const bert_layer *ly, int l,
                               const gz_bert_cross *cross, const float *q, float *ctx, int B,
-                              int rows_per, float scale) {
+                              const int *off, float scale) {
     const int D = m->D;
     gz_status st = GZ_OK;
     for (int b0 = 0, b1; b0 < B && st == GZ_OK; b0 = b1) {
@@ -392,8 +392,8 @@ static gz_status cross_attend(const gz_bert *m, const gz_compute *cx, const bert
              b1 < B && cross[b1].kv == cross[b0].kv && cross[b1].states == cross[b0].states; b1++)
             continue;
         assert(b0 < b1 && b1 <= B);
-        int Ti = cross[b0].Ti, R = (b1 - b0) * rows_per;
-        size_t plane = (size_t)Ti * D, row = (size_t)b0 * rows_per * D;
+        int Ti = cross[b0].Ti, R = off[b1] - off[b0];
+        size_t plane = (size_t)Ti * D, row = (size_t)off[b0] * D;
         if (cross[b0].kv) {
             const float *ck = cross[b0].kv + (size_t)l * 2 * plane; /* (Ti, D) */
             const float *cv = ck + plane;                           /* (Ti, D) */
@@ -410,15 +410,47 @@ static gz_status cross_attend(const gz_bert *m, const gz_compute *cx, const bert
     return st;
 }
 
+/* Where a forward's token rows lie: text b's rows are [off[b], off[b + 1]) of x, and firsts
+ * (B + 1) = 0, 1, ..., B numbers the first rows alone (last_layer_first). Padded (packed 0):
+ * off[b] = b * T, every position a row, padding keys masked by mask. Packed: the rows of
+ * padding are left out (gz_bert_forward_first, which reads no padding row's state), so text
+ * b's rows are its tokens alone and its attention needs no mask. */
+typedef struct {
+    int B, T, packed;
+    const int32_t *mask; /* (B, T) or NULL */
+    const int *off;      /* (B + 1) */
+    const int *firsts;   /* (B + 1) */
+} bert_rows;
+
+/* Self-attention of each text's queries to its own keys and values (k, v: x's rows): every row
+ * of x queries, or with one_query text b's first row alone, at q + b * D, into ctx + b * D. */
+static gz_status self_attend(const gz_bert *m, const gz_compute *cx, const bert_rows *rw,
+                             const float *q, const float *k, const float *v, float *ctx,
+                             int one_query, float scale) {
+    const int D = m->D, B = rw->B, T = rw->T;
+    if (!rw->packed)
+        return gz_attention(cx, q, D, k, v, D, ctx, B, one_query ? 1 : T, T, m->H, m->Dh, rw->mask,
+                            0, scale);
+    /* Texts of unequal length: one call each, its tokens alone as keys. */
+    gz_status st = GZ_OK;
+    for (int b = 0; b < B && st == GZ_OK; b++) {
+        int n = rw->off[b + 1] - rw->off[b];
+        size_t kr = (size_t)rw->off[b] * D, qr = one_query ? (size_t)b * D : kr;
+        st = gz_attention(cx, q + qr, D, k + kr, v + kr, D, ctx + qr, 1, one_query ? 1 : n, n, m->H,
+                          m->Dh, NULL, 0, scale);
+    }
+    return st;
+}
+
 /* The last layer when only each text's first row leaves it (gz_bert_forward_first): the keys
- * and values of every token from x (N, D), the rest for the B first rows alone, into first
+ * and values of every row of x (N, D), the rest for the B first rows alone, into first
  * (B, D), which holds their residual stream meanwhile. q, k, v, ctx, tmp (N, D) and ffn
  * (N, F) are the forward's scratch. */
 static gz_status last_layer_first(const gz_bert *m, const gz_compute *cx, const bert_layer *ly,
-                                  int use, const int32_t *mask, const gz_bert_cross *cross, int B,
-                                  int T, const float *x, float *q, float *k, float *v, float *ctx,
+                                  int use, const bert_rows *rw, const gz_bert_cross *cross,
+                                  const float *x, float *q, float *k, float *v, float *ctx,
                                   float *tmp, float *ffn, float *first) {
-    const int D = m->D, F = m->F, N = B * T;
+    const int D = m->D, F = m->F, B = rw->B, N = rw->off[B];
     const float scale = 1.0f / sqrtf((float)m->Dh);
     float *xc = first, *tc = tmp; /* (B, D) each */
     gz_status st;
@@ -426,17 +458,16 @@ static gz_status last_layer_first(const gz_bert *m, const gz_compute *cx, const 
         (st = lin(cx, x, ly->self.v_w, copies(use, &ly->self.v_p), ly->self.v_b, v, N, D, D)))
         return st;
     for (int b = 0; b < B; b++)
-        memcpy(xc + (size_t)b * D, x + (size_t)b * T * D, (size_t)D * sizeof *xc);
+        memcpy(xc + (size_t)b * D, x + (size_t)rw->off[b] * D, (size_t)D * sizeof *xc);
     if ((st = lin(cx, xc, ly->self.q_w, copies(use, &ly->self.q_p), ly->self.q_b, q, B, D, D)))
         return st;
-    /* one query per text: image b's query at q + b * 1 * D, its keys at k + b * T * D */
-    if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, 1, T, m->H, m->Dh, mask, 0, scale)) ||
+    if ((st = self_attend(m, cx, rw, q, k, v, ctx, 1, scale)) ||
         (st = attn_output(m, cx, &ly->self, use, xc, ctx, tc, B)))
         return st;
     if (cross) {
         if ((st = lin(cx, xc, ly->cross.q_w, copies(use, &ly->cross.q_p), ly->cross.q_b, q, B, D,
                       D)) ||
-            (st = cross_attend(m, cx, ly, m->L - 1, cross, q, ctx, B, 1, scale)) ||
+            (st = cross_attend(m, cx, ly, m->L - 1, cross, q, ctx, B, rw->firsts, scale)) ||
             (st = attn_output(m, cx, &ly->cross, use, xc, ctx, tc, B)))
             return st;
     }
@@ -446,6 +477,29 @@ static gz_status last_layer_first(const gz_bert *m, const gz_compute *cx, const 
         return st;
     gz_add_layernorm(cx, tc, xc, xc, ly->ln_w, ly->ln_b, B, D, m->cfg.layer_norm_eps);
     return GZ_OK;
+}
+
+/* The rows of a forward (bert_rows) into rw, with idx (B + 1 + B + 1 + B * T ints) to hold its
+ * offsets: packed when only the first rows are read (first_only) and some position is
+ * padding. src receives, for each row of x, its position in the (B, T) layout. */
+static void plan_rows(int B, int T, const int32_t *mask, int first_only, int *idx, bert_rows *rw,
+                      const int **src) {
+    int *off = idx, *firsts = off + B + 1, *from = firsts + B + 1;
+    size_t N = (size_t)B * T, real = 0;
+    for (size_t i = 0; mask && i < N; i++)
+        real += mask[i] != 0;
+    int packed = first_only && mask && real < N;
+    int n = 0;
+    for (int b = 0; b < B; b++) {
+        off[b] = n;
+        firsts[b] = b;
+        for (int t = 0; t < T; t++)
+            if (!packed || mask[(size_t)b * T + t]) from[n++] = b * T + t;
+    }
+    off[B] = n;
+    firsts[B] = B;
+    *rw = (bert_rows){B, T, packed, mask, off, firsts};
+    *src = from;
 }
 
 /* gz_bert_forward, or with first set (and hidden, all_hidden NULL) gz_bert_forward_first. */
@@ -471,11 +525,18 @@ static gz_status bert_run(const gz_bert *m, const gz_compute *cx, const int32_t 
     int use;
     if ((st = ensure_packed(m, cx, N, &use)) != GZ_OK) return st;
 
-    /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F). */
-    size_t nfl;
+    /* Scratch: x, q, k, v, ctx, tmp (N, D) and ffn (N, F); the rows' offsets. */
+    size_t nfl, nidx;
     if ((st = tx_scratch_floats("BERT forward", B, T, D, F, &nfl)) != GZ_OK) return st;
+    if (!gz_add_size(N, 2 * (size_t)B + 2, &nidx))
+        return GZ_FAIL(GZ_ENOMEM, "BERT forward: batch %d x %d too large", B, T);
+    int *idx = gz_malloc_n(nidx, sizeof *idx, "BERT forward rows");
+    if (!idx) return GZ_ENOMEM;
     float *scratch = gz_scratch_take(cx->scratch, nfl);
-    if (!scratch) return GZ_FAIL(GZ_ENOMEM, "out of memory for the BERT forward's scratch");
+    if (!scratch) {
+        free(idx);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory for the BERT forward's scratch");
+    }
     float *x = scratch;       /* (N, D) */
     float *q = x + N * D;     /* (N, D) */
     float *k = q + N * D;     /* (N, D) */
@@ -483,8 +544,13 @@ static gz_status bert_run(const gz_bert *m, const gz_compute *cx, const int32_t 
     float *ctx = v + N * D;   /* (N, D) */
     float *tmp = ctx + N * D; /* (N, D) */
     float *ffn = tmp + N * D; /* (N, F) */
+    bert_rows rw;
+    const int *src;
+    plan_rows(B, T, mask, first != NULL, idx, &rw, &src);
+    const int R = rw.off[B]; /* rows of x: N, or the tokens alone when packed */
 
-    /* Embeddings: LN(word[id] + pos[t] (+ type[tt])). */
+    /* Embeddings: LN(word[id] + pos[t] (+ type[tt])), for the (B, T) layout in tmp; a packed
+     * forward gathers its rows into ctx first. */
     tx_embed_sum(m->word, m->pos, ids, N, T, D, tmp);
     for (size_t i = 0; m->type && i < N; i++) {
         const float *te = m->type + (size_t)(type_ids ? type_ids[i] : 0) * D;
@@ -492,7 +558,13 @@ static gz_status bert_run(const gz_bert *m, const gz_compute *cx, const int32_t 
         for (int j = 0; j < D; j++)
             r[j] += te[j];
     }
-    gz_layernorm(cx, x, tmp, m->emb_ln_w, m->emb_ln_b, (int)N, D, m->cfg.layer_norm_eps);
+    const float *emb = tmp;
+    if (rw.packed) {
+        for (int i = 0; i < R; i++)
+            memcpy(ctx + (size_t)i * D, tmp + (size_t)src[i] * D, (size_t)D * sizeof *ctx);
+        emb = ctx;
+    }
+    gz_layernorm(cx, x, emb, m->emb_ln_w, m->emb_ln_b, R, D, m->cfg.layer_norm_eps);
     if (all_hidden) memcpy(all_hidden, x, N * D * sizeof *x);
 
     const float scale = 1.0f / sqrtf((float)m->Dh);
@@ -500,31 +572,26 @@ static gz_status bert_run(const gz_bert *m, const gz_compute *cx, const int32_t 
     const int last_full = first && T >= 2 ? m->L - 1 : m->L;
     for (int l = 0; l < last_full; l++) {
         const bert_layer *ly = &m->layers[l];
-        /* Self-attention over each text's own tokens, padding keys masked. */
-        if ((st = lin(cx, x, ly->self.q_w, copies(use, &ly->self.q_p), ly->self.q_b, q, (int)N, D,
-                      D)) ||
-            (st = lin(cx, x, ly->self.k_w, copies(use, &ly->self.k_p), ly->self.k_b, k, (int)N, D,
-                      D)) ||
-            (st = lin(cx, x, ly->self.v_w, copies(use, &ly->self.v_p), ly->self.v_b, v, (int)N, D,
-                      D)))
+        /* Self-attention over each text's own tokens, padding keys masked or left out. */
+        if ((st = lin(cx, x, ly->self.q_w, copies(use, &ly->self.q_p), ly->self.q_b, q, R, D, D)) ||
+            (st = lin(cx, x, ly->self.k_w, copies(use, &ly->self.k_p), ly->self.k_b, k, R, D, D)) ||
+            (st = lin(cx, x, ly->self.v_w, copies(use, &ly->self.v_p), ly->self.v_b, v, R, D, D)))
             goto out;
-        if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 0, scale)))
-            goto out;
-        if ((st = attn_output(m, cx, &ly->self, use, x, ctx, tmp, (int)N))) goto out;
+        if ((st = self_attend(m, cx, &rw, q, k, v, ctx, 0, scale))) goto out;
+        if ((st = attn_output(m, cx, &ly->self, use, x, ctx, tmp, R))) goto out;
         if (cross) {
-            if ((st = lin(cx, x, ly->cross.q_w, copies(use, &ly->cross.q_p), ly->cross.q_b, q,
-                          (int)N, D, D)) ||
-                (st = cross_attend(m, cx, ly, l, cross, q, ctx, B, T, scale)) ||
-                (st = attn_output(m, cx, &ly->cross, use, x, ctx, tmp, (int)N)))
+            if ((st = lin(cx, x, ly->cross.q_w, copies(use, &ly->cross.q_p), ly->cross.q_b, q, R, D,
+                          D)) ||
+                (st = cross_attend(m, cx, ly, l, cross, q, ctx, B, rw.off, scale)) ||
+                (st = attn_output(m, cx, &ly->cross, use, x, ctx, tmp, R)))
                 goto out;
         }
         /* Feed-forward. */
         if ((st = gz_linear_act_cx(cx, x, ly->i_w, copies(use, &ly->i_p), ly->i_b, (int)m->cfg.act,
-                                   ffn, F, (int)N, D, F)))
-            goto out; /* (N, F), activated */
-        if ((st = lin(cx, ffn, ly->o_w, copies(use, &ly->o_p), ly->o_b, tmp, (int)N, F, D)))
-            goto out;
-        gz_add_layernorm(cx, tmp, x, x, ly->ln_w, ly->ln_b, (int)N, D, m->cfg.layer_norm_eps);
+                                   ffn, F, R, D, F)))
+            goto out; /* (R, F), activated */
+        if ((st = lin(cx, ffn, ly->o_w, copies(use, &ly->o_p), ly->o_b, tmp, R, F, D))) goto out;
+        gz_add_layernorm(cx, tmp, x, x, ly->ln_w, ly->ln_b, R, D, m->cfg.layer_norm_eps);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }
     if (!first)
@@ -532,10 +599,11 @@ static gz_status bert_run(const gz_bert *m, const gz_compute *cx, const int32_t 
     else if (last_full == m->L) /* T == 1: the one row is the first */
         memcpy(first, x, (size_t)B * D * sizeof *x);
     else
-        st = last_layer_first(m, cx, &m->layers[m->L - 1], use, mask, cross, B, T, x, q, k, v, ctx,
-                              tmp, ffn, first);
+        st = last_layer_first(m, cx, &m->layers[m->L - 1], use, &rw, cross, x, q, k, v, ctx, tmp,
+                              ffn, first);
 out:
     gz_scratch_give(cx->scratch, scratch);
+    free(idx);
     return st;
 }
 

@@ -105,9 +105,11 @@ gz_status gz_bert_forward(const gz_bert *m, const gz_compute *cx, const int32_t 
                           const gz_bert_cross *cross, float *hidden, float *all_hidden);
 
 /* The same forward for readers of each text's first token alone ([CLS]: the text embedding,
- * the ITM head): first (B, D) receives hidden[b][0]. The last layer runs every token's keys
- * and values and the rest for the first rows alone (1/L less work for a long text; the same
- * values, up to the float rounding of a GEMM of other rows). Errors as gz_bert_forward. */
+ * the ITM head): first (B, D) receives hidden[b][0]. Since no padding position's state is
+ * read, padding rows are left out of every layer (a text's tokens attend to its tokens alone,
+ * as the mask makes them do); and the last layer runs every token's keys and values and the
+ * rest for the first rows alone (1/L less work for a long text). The same values, up to the
+ * float rounding of a GEMM of other rows. Errors as gz_bert_forward. */
 gz_status gz_bert_forward_first(const gz_bert *m, const gz_compute *cx, const int32_t *ids,
                                 const int32_t *mask, const int32_t *type_ids, int B, int T,
                                 const gz_bert_cross *cross, float *first);

@@ -20,8 +20,9 @@
  *   --full-last-layer: every ViT, text and ITM call also returns the token states, so the last
  *   layer runs every row (vit.h, bert.h), where the embeddings or logits alone let it run the
  *   CLS rows only.
- *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs),
- * the BLIP 384 vision tower not loaded, for perf and A/B experiments.
+ *   --only text times just one text query (caption 0, batch 1; 3 warm-ups + 40 runs, or --runs)
+ * and the 32 padded captions (10 runs, or --runs), the BLIP 384 vision tower not loaded, for
+ * perf and A/B experiments.
  *   --only itm times just the ITM row (the image states computed once, untimed); --only vit384
  *   just the BLIP ViT-B/16@384 forward at batch 8, embeddings only (the index's encoder).
  *
@@ -480,7 +481,8 @@ static void load_model(const char *models, const char *name, gz_model_config *cf
     die_if(gz_st_open_dir(path, w), path);
 }
 
-/* --only text: one query of caption 0 alone (unpadded), as the text_b1 row. */
+/* --only text: one query of caption 0 alone (unpadded), as the text_b1 row, then the 32
+ * captions padded to one length, as the text_b32 row. */
 static void bench_text_only(const char *models, gz_st_file *inp, int quick, int runs) {
     gz_model_config cfg;
     gz_st_file *w = NULL;
@@ -492,9 +494,11 @@ static void bench_text_only(const char *models, gz_st_file *inp, int quick, int 
     int n1 = 0;
     while (n1 < T && mask[n1])
         n1++;
-    float *emb = xmalloc((size_t)gz_text_tower_dim(tt) * sizeof *emb);
+    float *emb = xmalloc((size_t)nb * gz_text_tower_dim(tt) * sizeof *emb);
     text_job tj = {tt, ids, NULL, 1, n1, emb};
     report("text_b1", bench(run_text, &tj, 3, runs ? runs : quick ? 1 : 40, "text_b1"), 1);
+    tj = (text_job){tt, ids, mask, nb, T, emb};
+    report("text_b32", bench(run_text, &tj, 1, runs ? runs : quick ? 1 : 10, "text_b32"), nb);
     report_rss("text");
     free(emb);
     free(ids);
