@@ -5,7 +5,8 @@
  * CLIP's EOS pool index, pooled output, unnormalised features and normalised embeddings;
  * F16/BF16 weight files against f16w./bf16w.; BLIP itc_sim and CLIP-family logits_per_image
  * from our text embeddings and the expected image embeddings; batch independence (each text
- * alone, unpadded); concurrent encoding from two threads; bad inputs. */
+ * alone, unpadded); the embeddings alone (padding rows left out) against every output, with
+ * the fixture mask and with a hole in it; concurrent encoding from two threads; bad inputs. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -245,6 +246,30 @@ static void check_family(const family_case *c) {
         float *e1 = gz_test_alloc_f((size_t)B * E);
         CHECK_OK(gz_text_tower_encode(t, &cx, ids, mask, B, T, e1, NULL, NULL, NULL));
         close_to(c->dir, "embeds alone vs all outputs", e1, embeds, (size_t)B * E, 1e-6f);
+        /* A mask with a hole (a token of the longest text masked out, not at its end): the
+         * packed rows (embeddings alone: padding rows left out) against the masked ones. */
+        int longest = 0, len_max = 0;
+        for (int b = 0; b < B; b++) {
+            int len = 0;
+            while (len < T && mask[(size_t)b * T + len])
+                len++;
+            if (len > len_max) len_max = len, longest = b;
+        }
+        if (len_max >= 3) {
+            int32_t *holed = malloc((size_t)B * T * sizeof *holed);
+            float *eh = gz_test_alloc_f((size_t)B * E), *last = gz_test_alloc_f((size_t)B * T * D);
+            if (!holed) exit(2);
+            memcpy(holed, mask, (size_t)B * T * sizeof *holed);
+            holed[(size_t)longest * T + 1] = 0;
+            CHECK_OK(gz_text_tower_encode(t, &cx, ids, holed, B, T, eh, NULL, last, NULL));
+            CHECK_OK(gz_text_tower_encode(t, &cx, ids, holed, B, T, e1, NULL, NULL, NULL));
+            close_to(c->dir, "embeds alone vs all, mask with a hole", e1, eh, (size_t)B * E, 1e-6f);
+            CHECK(gz_max_abs_diff(eh + (size_t)longest * E, embeds + (size_t)longest * E,
+                                  (size_t)E) > 1e-4); /* the hole changes that text */
+            free(holed);
+            free(eh);
+            free(last);
+        }
         free(e1);
     }
     {
