@@ -42,6 +42,10 @@
  * the ViT shapes (bench_linear, one thread). */
 #define BF_KC 192
 #define FP_KC 384
+/* The kernels ask for W's cache line this many steps of k ahead (64 bytes a step and panel, or
+ * W row): a product of few rows streams W from memory, faster than the hardware prefetcher
+ * alone brings it (one text query 8.3-8.9 -> 7.6-7.9 ms; 16 and 64 were slower than 32). */
+#define PK_PREFETCH 32
 /* Transparent huge page size (x86-64), the alignment of large packed copies. */
 #define GZ_HUGE_PAGE ((size_t)2 << 20)
 /* Rows from which the kernels split rows between threads (else column panels). fp32 splits
@@ -447,6 +451,9 @@ GZ_INLINE GZ_F32K void f32_tile(int mr, int nj, const float *x, const float *w, 
         __m512 wv[4];
 #pragma GCC unroll 8
         for (int j = 0; j < nj; j++)
+            _mm_prefetch((const char *)(w + (size_t)j * in + k + 16 * PK_PREFETCH), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++)
             wv[j] = _mm512_loadu_ps(w + (size_t)j * in + k);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
@@ -541,6 +548,10 @@ GZ_INLINE GZ_BF16K void bf16_tile(int mr, int nr, const uint32_t *xa, int kp, co
         __m512bh wv[PK_NR];
 #pragma GCC unroll 8
         for (int j = 0; j < nr; j++)
+            _mm_prefetch((const char *)(wp + j * pstride + (size_t)(kk + PK_PREFETCH) * 32),
+                         _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int j = 0; j < nr; j++)
             wv[j] = (__m512bh)_mm512_load_si512((const void *)(wp + j * pstride + (size_t)kk * 32));
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
@@ -612,6 +623,10 @@ GZ_INLINE GZ_F32K void f32p_tile(int mr, int nr, const float *x, int ldx, const 
 #pragma GCC unroll 2
     for (int kk = k0; kk < k1; kk++) {
         __m512 wv[PK_NR];
+#pragma GCC unroll 8
+        for (int j = 0; j < nr; j++)
+            _mm_prefetch((const char *)(wp + j * pstride + (size_t)(kk + PK_PREFETCH) * 16),
+                         _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int j = 0; j < nr; j++)
             wv[j] = _mm512_load_ps(wp + j * pstride + (size_t)kk * 16);

@@ -7,7 +7,8 @@
  * (The empty asm keeps the compiler from folding the chains, which it may do for constants.)
  *
  * Usage: fma_peak [THREADS]   prints "PEAK fp32 <GFLOP/s>" and "PEAK bf16 <GFLOP/s>" (or
- * "PEAK bf16 none" without AVX512-BF16). */
+ * "PEAK bf16 none" without AVX512-BF16), then "PEAK read <GB/s>": the memory read bandwidth of
+ * THREADS threads (read_peak). */
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -88,6 +89,53 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void *bf16_loop(vo
     return NULL;
 }
 
+/* The read bandwidth: each thread sums its share of a buffer far larger than the caches, with
+ * four independent accumulators, so the loads, not the adds, set the pace. A text query streams
+ * every weight of its tower once, so this is its floor (bytes / bandwidth). */
+#define READ_BYTES ((size_t)1 << 30)
+static float *read_buf;
+static int read_threads;
+
+__attribute__((target("avx512f"))) static void *read_loop(void *arg) {
+    int id = (int)(size_t)arg;
+    size_t per = READ_BYTES / sizeof(float) / (size_t)read_threads / 64 * 64;
+    const float *p = read_buf + (size_t)id * per;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t i = 0; i < per; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
+        a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
+    }
+    __m512 sum = _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3));
+    KEEP(sum); /* sink alone is never read, so its store and the loop could be dropped */
+    sink[id] = _mm512_reduce_add_ps(sum);
+    return NULL;
+}
+
+/* Best GB/s of 5 passes of n threads over READ_BYTES (touched first, so no page faults). */
+static double read_peak(int n) {
+    read_buf = aligned_alloc(64, READ_BYTES);
+    if (!read_buf) return 0;
+    for (size_t i = 0; i < READ_BYTES / sizeof(float); i++)
+        read_buf[i] = 1.0f;
+    read_threads = n;
+    size_t per = READ_BYTES / sizeof(float) / (size_t)n / 64 * 64;
+    double best = 0;
+    for (int t = 0; t < 5; t++) {
+        pthread_t th[64];
+        double t0 = now_s();
+        for (int i = 0; i < n; i++)
+            if (pthread_create(&th[i], NULL, read_loop, (void *)(size_t)i) != 0) exit(1);
+        for (int i = 0; i < n; i++)
+            pthread_join(th[i], NULL);
+        double g = (double)n * per * sizeof(float) / (now_s() - t0) / 1e9;
+        if (g > best) best = g;
+    }
+    free(read_buf);
+    return best;
+}
+
 /* Best GFLOP/s of 5 tries of n threads; flops_per_insn per instruction and lane group. */
 static double peak(void *(*fn)(void *), int n, double flops_per_insn) {
     double best = 0;
@@ -121,5 +169,6 @@ int main(int argc, char **argv) {
         printf("PEAK bf16 %.1f\n", peak(bf16_loop, n, 16 * 2 * 2));
     else
         printf("PEAK bf16 none\n");
+    printf("PEAK read %.1f\n", read_peak(n)); /* GB/s */
     return 0;
 }
