@@ -120,6 +120,15 @@ static void report_flops_text(const char *name, const gz_model_config *c, int T)
     double f = t->num_layers * layer_flops(T, t->hidden_size, t->intermediate_size);
     printf("FLOPS %s %.4f\n", name, f / 1e9);
 }
+/* The bytes of Linear weights and biases one forward reads (each once: a text query streams
+ * them from memory), in MB, for summarize.py's floor at the measured read bandwidth. */
+static void report_weights_text(const char *name, const gz_model_config *c) {
+    const gz_text_config *t = &c->text;
+    double D = t->hidden_size, F = t->intermediate_size;
+    double w = 4.0 * D * D + 2.0 * D * F, b = 4.0 * D + F + D;
+    printf("WEIGHTS %s %.1f\n", name,
+           t->num_layers * (w * (bench_cx.bf16 && gz_cpu_has_bf16() ? 2 : 4) + b * 4) / 1e6);
+}
 /* ITM per pair: B texts of T tokens with self- and cross-attention to Ti image tokens, plus
  * the image's cross-attention keys/values (made once, shared by the B pairs). */
 static void report_flops_itm(const char *name, const gz_model_config *c, int T, int Ti, int B) {
@@ -496,6 +505,7 @@ static void bench_text_only(const char *models, gz_st_file *inp, int quick, int 
         n1++;
     float *emb = xmalloc((size_t)nb * gz_text_tower_dim(tt) * sizeof *emb);
     text_job tj = {tt, ids, NULL, 1, n1, emb};
+    report_weights_text("text_b1", &cfg);
     report("text_b1", bench(run_text, &tj, 3, runs ? runs : quick ? 1 : 40, "text_b1"), 1);
     tj = (text_job){tt, ids, mask, nb, T, emb};
     report("text_b32", bench(run_text, &tj, 1, runs ? runs : quick ? 1 : 10, "text_b32"), nb);
@@ -693,6 +703,7 @@ blip384:
     tj.ids = ids1;
     tj.mask = NULL;
     report_flops_text("text_b1", &cfg, n1);
+    report_weights_text("text_b1", &cfg);
     report_flops_text("text_b32", &cfg, T);
     report("text_b1", bench(run_text, &tj, 2, rt1, "text_b1"), 1);
     tj = (text_job){tt, ids, mask, nb, T, emb};

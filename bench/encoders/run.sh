@@ -92,7 +92,7 @@ run_mode() { # $1 = label; rest = env(1) arguments that set up the OpenBLAS envi
   echo "gaze : $(grep -m1 '^INFO' "$out/gaze.1.txt" | cut -d' ' -f2-7); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/gaze.1.err" || echo '-')"
   [ -f "$out/torch.1.txt" ] && echo "torch: $(grep -m1 '^INFO' "$out/torch.1.txt" | cut -d' ' -f2-); OPENBLAS_VERBOSE: $(grep -m1 -i 'core' "$out/torch.1.err" || echo '-')"
   echo "ort  : $(grep -m1 '^INFO' "$out/ort.1.txt" | cut -d' ' -f2-); session load ms: $(awk '$1 == "LOAD" { printf "%s %s  ", $2, $3 }' "$out/ort.1.txt")"
-  echo "peak : $(tr '\n' ' ' <"$out/peak.txt")GFLOP/s ($THREADS threads, fma_peak)"
+  echo "peak : $(tr '\n' ' ' <"$out/peak.txt")(GFLOP/s; read: GB/s; $THREADS threads, fma_peak)"
   $PY "$HERE/summarize.py" "$out" "$ROUNDS"
   echo "(raw output: $out)"
 }

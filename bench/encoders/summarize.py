@@ -3,7 +3,8 @@
 
 Reads OUT/{gaze,gaze_bf16,ort}.R.txt for rounds R = 1..ROUNDS (and torch.1.txt when present):
 TIMES lines (every timed run, ms per call), FLOPS (GFLOP per item, bench_encoders), RSS and
-AGREE lines, and OUT/peak.txt (fma_peak). Every timed run of every round is pooled per
+AGREE lines, WEIGHTS (MB of weights a text query reads), and OUT/peak.txt (fma_peak: FMA
+peaks and the read bandwidth). Every timed run of every round is pooled per
 workload and program; ratios are peer median / gaze median (> 1: gaze is faster).
 
 Usage: summarize.py OUT ROUNDS
@@ -24,7 +25,7 @@ def pct(xs, q):
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def read(path, times, flops, rss, agree):
+def read(path, times, flops, rss, agree, weights=None):
     if not os.path.exists(path):
         return
     for line in open(path):
@@ -36,6 +37,8 @@ def read(path, times, flops, rss, agree):
             times.setdefault(name, []).extend(float(t) / items for t in f[3:])
         elif f[0] == 'FLOPS':
             flops[f[1]] = float(f[2])
+        elif f[0] == 'WEIGHTS' and weights is not None:
+            weights[f[1]] = float(f[2])
         elif f[0] == 'RSS':
             rss[f[1]] = max(rss.get(f[1], 0), float(f[3]))
         elif f[0] in ('AGREE', 'AGREE_TORCH'):
@@ -47,10 +50,13 @@ def main():
     progs = {}
     flops = {}
     agree = []
+    weights = {}  # by program: WEIGHTS lines (MB a forward reads)
     for prog in ('gaze', 'gaze_bf16', 'ort', 'torch'):
         times, rss = {}, {}
+        weights[prog] = {}
         for r in range(1, rounds + 1):
-            read(f'{out}/{prog}.{r}.txt', times, flops, rss, agree if r == 1 else [])
+            read(f'{out}/{prog}.{r}.txt', times, flops, rss, agree if r == 1 else [],
+                 weights[prog])
         if times:
             progs[prog] = (times, rss)
     peak = {}
@@ -61,7 +67,9 @@ def main():
     gaze = progs['gaze'][0]
     print('ms per item (image, text or pair); median and p90 of every timed run of every round;')
     print('GFLOP/s at the median and its % of the measured peak (fp32 rows: FMA peak, bf16 rows:')
-    print(f"vdpbf16ps peak: {peak.get('fp32')} / {peak.get('bf16')} GFLOP/s); ratio = ORT median / gaze median")
+    print(f"vdpbf16ps peak: {peak.get('fp32')} / {peak.get('bf16')} GFLOP/s); ratio = ORT median / gaze median.")
+    print('FLOPs count every token of the padded batch, the work ORT does; gaze leaves the padding')
+    print('rows out of text_b32 and the ITM rows, so its GFLOP/s there count work it did not need.')
     print()
     print('| workload | precision | runs | gaze median | gaze p90 | GFLOP/s | % peak | ORT median | ORT p90 | ORT GFLOP/s | ORT/gaze |'
           + (' torch median | torch/gaze |' if 'torch' in progs else ''))
@@ -97,6 +105,16 @@ def main():
                     row += ' - | - |'
             print(row)
     print()
+    # A text query reads each weight once: its floor is the bytes over the read bandwidth.
+    if peak.get('read'):
+        for prog, prec in (('gaze', 'fp32'), ('gaze_bf16', 'bf16')):
+            mb = weights.get(prog, {}).get('text_b1')
+            if mb and prog in progs and 'text_b1' in progs[prog][0]:
+                gm = statistics.median(progs[prog][0]['text_b1'])
+                print(f"text_b1 {prec}: {mb:.0f} MB of weights per query; at the measured read "
+                      f"bandwidth ({peak['read']:.1f} GB/s) the floor is {mb / peak['read']:.2f} ms; "
+                      f"gaze's median reads {mb / gm:.1f} GB/s ({100 * mb / gm / peak['read']:.0f}%)")
+        print()
     for prog, (_, rss) in progs.items():
         print(f'peak RSS MB {prog}: ' + ', '.join(f'{k} {v:.0f}' for k, v in rss.items()))
     print('agreement (same inputs, same weights; first round):')
