@@ -21,9 +21,12 @@ gz_status gz_engine_open(const gz_engine_params *p, gz_engine **out) {
     *out = NULL;
     if (!p || !p->db_path || !p->db_path[0])
         return GZ_FAIL(GZ_EINVAL, "gz_engine_open: no database path");
+    if (p->shared_model && !p->model_dir)
+        return GZ_FAIL(GZ_EINVAL, "gz_engine_open: a shared model needs its directory's name");
     gz_engine *e = calloc(1, sizeof *e);
     if (!e) return GZ_FAIL(GZ_ENOMEM, "gz_engine_open: out of memory");
     e->params = p->model;
+    e->shared = p->shared_model;
     e->db_path = strdup(p->db_path);
     if (p->model_dir) e->model_dir = strdup(p->model_dir);
     if (!e->db_path || (p->model_dir && !e->model_dir)) {
@@ -46,7 +49,7 @@ gz_status gz_engine_open(const gz_engine_params *p, gz_engine **out) {
 gz_status gz_engine_close(gz_engine *e) {
     if (!e) return GZ_OK;
     gz_status st = gz_db_close(e->db);
-    gz_model_free(e->model);
+    if (e->model != e->shared) gz_model_free(e->model);
     free(e->model_dir);
     free(e->db_path);
     free(e);
@@ -72,8 +75,10 @@ static gz_status resolve_model(gz_engine *e, int do_register) {
         if (!e->model_dir) return GZ_FAIL(GZ_ENOMEM, "out of memory");
     }
     if (!e->model) {
-        st = gz_model_load(e->model_dir, &e->params, &e->model);
-        if (st != GZ_OK) return st;
+        if (e->shared)
+            e->model = e->shared;
+        else if ((st = gz_model_load(e->model_dir, &e->params, &e->model)) != GZ_OK)
+            return st;
         st = gz_model_fingerprint(e->model, e->fingerprint);
         if (st != GZ_OK) return st;
     }

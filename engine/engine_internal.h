@@ -6,7 +6,8 @@
 
 struct gz_engine {
     gz_db *db;
-    gz_model *model;      /* NULL until gz_engine_model */
+    gz_model *model;      /* NULL until gz_engine_model; owned unless it is shared */
+    gz_model *shared;     /* gz_engine_params.shared_model: borrowed, or NULL */
     int64_t model_id;     /* its id in db */
     char *db_path;        /* as given to gz_engine_open (for messages); owned */
     char *model_dir;      /* given or registered; owned */

@@ -618,6 +618,11 @@ typedef struct {
     const char *model_dir; /* NULL: the database's most recently used model */
     gz_model_params model; /* passed to gz_model_load */
     gz_db_params db;       /* passed to gz_db_open */
+    /* A loaded model to use instead of loading model_dir, which must then name it (the
+     * registry records that name): borrowed, it must outlive the engine. Engines that share
+     * one model share its weights, packed copies and threads (gaze serve's engines). NULL:
+     * the engine loads and owns its own. */
+    gz_model *shared_model;
 } gz_engine_params;
 
 gz_engine_params gz_engine_default_params(void);

@@ -11,17 +11,10 @@ static ino_t file_inode(const char *path) {
     return stat(path, &sb) == 0 ? sb.st_ino : 0;
 }
 
-gz_model_params serve_model_params(const gz_model_params *given, int n) {
-    gz_model_params p = *given;
-    if (n > 1) p.fp32_packed = 0;
-    return p;
-}
-
 gz_status serve_pool_open(serve_pool *pool, const gz_engine_params *ep, int n, int follow) {
     memset(pool, 0, sizeof *pool);
     pool->params = *ep;
     pool->params.db.readonly = 1;
-    pool->params.model = serve_model_params(&ep->model, n);
     pool->follow = follow;
     pool->n = n;
     pool->engines = calloc((size_t)n, sizeof *pool->engines);

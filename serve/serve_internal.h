@@ -29,11 +29,7 @@ typedef struct {
 } serve_pool;
 
 /* n engines on ep, opened read-only whatever ep says (readers never write; the one writer has
- * its own engine). */
-/* The model parameters of a server with n engines: with more than one, fp32 weights stay as
- * stored (fp32_packed 0), so the engines' models share their pages instead of holding a packed
- * copy each (2 x 0.7 GB for BLIP). */
-gz_model_params serve_model_params(const gz_model_params *given, int n);
+ * its own engine). gaze serve gives them its one model (ep->shared_model). */
 gz_status serve_pool_open(serve_pool *pool, const gz_engine_params *ep, int n, int follow);
 void serve_pool_close(serve_pool *pool);
 /* Take a free engine (waits for one); *slot identifies it for serve_pool_put. */

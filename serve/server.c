@@ -400,19 +400,22 @@ static gz_status parse_address(const char *host, int port, struct sockaddr_stora
     return fail(why, why_cap, GZ_EINVAL, "'%s' is not a numeric IPv4 or IPv6 address", host);
 }
 
-/* The model that embed and match share: the one given, else the database's registered one. */
+/* The server's one model: the one given, else the database's registered one. Every engine
+ * (gz_engine_params.shared_model), embed and match use it, so the process holds one copy of the
+ * weights and of their packed form, made once. */
 static gz_status load_shared_model(serve_ctx *c, char *why, size_t why_cap) {
     const gz_serve_params *p = c->params;
     if (p->engine.model_dir) {
         snprintf(c->model_dir, sizeof c->model_dir, "%s", p->engine.model_dir);
     } else {
-        gz_engine *e = NULL;
-        int slot;
-        gz_status st = serve_pool_get(&c->pool, &e, &slot);
+        gz_db_params dp = p->engine.db;
+        dp.readonly = 1;
+        gz_db *db = NULL;
+        gz_status st = gz_db_open(p->engine.db_path, &dp, &db);
         if (st != GZ_OK) return st;
         gz_db_model dm;
-        st = gz_db_default_model(gz_engine_db(e), &dm);
-        serve_pool_put(&c->pool, slot);
+        st = gz_db_default_model(db, &dm);
+        gz_db_close(db);
         if (st == GZ_ENOTFOUND)
             return fail(why, why_cap, GZ_ENOTFOUND,
                         "%s: no model registered in the database (index first, "
@@ -421,8 +424,7 @@ static gz_status load_shared_model(serve_ctx *c, char *why, size_t why_cap) {
         if (st != GZ_OK) return st;
         snprintf(c->model_dir, sizeof c->model_dir, "%s", dm.name);
     }
-    gz_model_params mp = serve_model_params(&p->engine.model, p->threads);
-    return gz_model_load(c->model_dir, &mp, &c->model);
+    return gz_model_load(c->model_dir, &p->engine.model, &c->model);
 }
 
 /* Load each engine's model and index now, so the first requests do not pay for it. */
@@ -482,9 +484,12 @@ gz_status gz_serve_run(const gz_serve_params *p, char *why, size_t why_cap) {
         c->tmp_dir[0] = 0;
         goto done;
     }
-    if ((st = serve_pool_open(&c->pool, &p->engine, p->threads, p->read_only)) != GZ_OK) goto done;
-    pool_open = 1;
     if ((st = load_shared_model(c, why, why_cap)) != GZ_OK) goto done;
+    gz_engine_params ep = p->engine;
+    ep.model_dir = c->model_dir;
+    ep.shared_model = c->model;
+    if ((st = serve_pool_open(&c->pool, &ep, p->threads, p->read_only)) != GZ_OK) goto done;
+    pool_open = 1;
     if (!p->read_only) {
         char upload[2048], root[PATH_MAX], cwd[1024] = "";
         /* the engine takes image paths from the current directory: make the folder absolute */
@@ -507,7 +512,7 @@ gz_status gz_serve_run(const gz_serve_params *p, char *why, size_t why_cap) {
             st = fail(why, why_cap, GZ_EINVAL, "image root %s: %s", p->image_root, strerror(errno));
             goto done;
         }
-        if ((st = serve_writer_start(&c->writer, &p->engine, upload, p->image_root ? root : NULL,
+        if ((st = serve_writer_start(&c->writer, &ep, upload, p->image_root ? root : NULL,
                                      p->warmup)) != GZ_OK)
             goto done;
     }

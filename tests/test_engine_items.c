@@ -2,7 +2,8 @@
  * and many (added / updated / unchanged / failed outcomes, a duplicate id in one call, a
  * missing image that leaves the text stored unlinked), batches that commit or roll back as
  * one transaction, and every form of removal (id, path, vanished folder, glob, catalogue,
- * catalogue item) leaving search and the FAISS index consistent with SQLite. */
+ * catalogue item) leaving search and the FAISS index consistent with SQLite; engines that
+ * share one loaded model. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,58 @@ static void test_remove(gz_engine *e, const char *photos) {
     T(index_consistent(e, GZ_ITEM_IMAGE, 0));
 }
 
+/* Engines given one loaded model (gaze serve's): each uses it, none frees it, and they find
+ * what an engine with its own model finds. */
+static void test_shared_model(const gz_engine_params *own) {
+    gz_model *m = NULL;
+    CHECK_OK(gz_model_load(own->model_dir, &own->model, &m));
+    checks++;
+    if (!m) return;
+    gz_engine_params ep = *own;
+    ep.shared_model = m;
+    gz_engine *a = NULL, *b = NULL, *solo = NULL;
+    CHECK_OK(gz_engine_open(&ep, &a));
+    CHECK_OK(gz_engine_open(&ep, &b));
+    CHECK_OK(gz_engine_open(own, &solo));
+    checks += 3;
+    gz_model *got = NULL;
+    if (a) CHECK_OK(gz_engine_model(a, &got, NULL));
+    T(got == m);
+    gz_query_term t = {.text = "an electric kettle", .weight = 1};
+    gz_query q = gz_query_default();
+    q.terms = &t;
+    q.n_terms = 1;
+    q.target = GZ_TARGET_TEXTS; /* the images were removed above; three texts remain */
+    gz_results ra = {0}, rb = {0}, rs = {0};
+    if (a && b && solo) {
+        CHECK_OK(gz_engine_search(a, &q, &ra));
+        CHECK_OK(gz_engine_search(b, &q, &rb));
+        CHECK_OK(gz_engine_search(solo, &q, &rs));
+        checks += 3;
+        T(ra.n > 0 && ra.n == rb.n && ra.n == rs.n);
+        for (int i = 0; i < ra.n && i < rb.n && i < rs.n; i++)
+            T(ra.v[i].item_id == rs.v[i].item_id && ra.v[i].score == rs.v[i].score &&
+              rb.v[i].item_id == rs.v[i].item_id && rb.v[i].score == rs.v[i].score);
+    }
+    gz_results_free(&ra);
+    gz_results_free(&rb);
+    gz_results_free(&rs);
+    gz_engine_close(a);
+    gz_engine_close(b);
+    gz_engine_close(solo);
+    /* still the caller's: it encodes after both engines closed */
+    const char *text = "a kettle";
+    float *v = gz_test_alloc_f((size_t)gz_model_dim(m));
+    CHECK_OK(gz_encode_texts(m, &text, 1, v));
+    free(v);
+    checks++;
+    gz_model_free(m);
+    /* a shared model needs the directory's name, for the registry */
+    ep.model_dir = NULL;
+    gz_engine *none = NULL;
+    T(gz_engine_open(&ep, &none) == GZ_EINVAL && none == NULL);
+}
+
 int main(void) {
     const char *dir = gz_test_tmpdir("engine_items");
     char photos[2048], sub[2100], db[2048], path[4200];
@@ -233,5 +286,6 @@ int main(void) {
         T(index_consistent(e, GZ_ITEM_TEXT, 3) && index_consistent(e, GZ_ITEM_IMAGE, 0));
         gz_engine_close(e);
     }
+    test_shared_model(&ep);
     return gz_test_finish("engine_items", checks);
 }
