@@ -246,8 +246,9 @@ static void check_family(const family_case *c) {
         float *e1 = gz_test_alloc_f((size_t)B * E);
         CHECK_OK(gz_text_tower_encode(t, &cx, ids, mask, B, T, e1, NULL, NULL, NULL));
         close_to(c->dir, "embeds alone vs all outputs", e1, embeds, (size_t)B * E, 1e-6f);
-        /* A mask with a hole (a token of the longest text masked out, not at its end): the
-         * packed rows (embeddings alone: padding rows left out) against the masked ones. */
+        /* A mask with a hole in the longest text (its second token masked out; then its last,
+         * which a CLIP tower pools): the packed rows (embeddings alone: padding rows left out)
+         * against the masked ones. */
         int longest = 0, len_max = 0;
         for (int b = 0; b < B; b++) {
             int len = 0;
@@ -259,13 +260,19 @@ static void check_family(const family_case *c) {
             int32_t *holed = malloc((size_t)B * T * sizeof *holed);
             float *eh = gz_test_alloc_f((size_t)B * E), *last = gz_test_alloc_f((size_t)B * T * D);
             if (!holed) exit(2);
-            memcpy(holed, mask, (size_t)B * T * sizeof *holed);
-            holed[(size_t)longest * T + 1] = 0;
-            CHECK_OK(gz_text_tower_encode(t, &cx, ids, holed, B, T, eh, NULL, last, NULL));
-            CHECK_OK(gz_text_tower_encode(t, &cx, ids, holed, B, T, e1, NULL, NULL, NULL));
-            close_to(c->dir, "embeds alone vs all, mask with a hole", e1, eh, (size_t)B * E, 1e-6f);
-            CHECK(gz_max_abs_diff(eh + (size_t)longest * E, embeds + (size_t)longest * E,
-                                  (size_t)E) > 1e-4); /* the hole changes that text */
+            const int holes[2] = {1, len_max - 1};
+            for (int i = 0; i < 2; i++) {
+                memcpy(holed, mask, (size_t)B * T * sizeof *holed);
+                holed[(size_t)longest * T + holes[i]] = 0;
+                CHECK_OK(gz_text_tower_encode(t, &cx, ids, holed, B, T, eh, NULL, last, NULL));
+                CHECK_OK(gz_text_tower_encode(t, &cx, ids, holed, B, T, e1, NULL, NULL, NULL));
+                close_to(c->dir,
+                         i ? "embeds alone vs all, last token masked"
+                           : "embeds alone vs all, mask with a hole",
+                         e1, eh, (size_t)B * E, 1e-6f);
+                CHECK(gz_max_abs_diff(eh + (size_t)longest * E, embeds + (size_t)longest * E,
+                                      (size_t)E) > 1e-4); /* the hole changes that text */
+            }
             free(holed);
             free(eh);
             free(last);

@@ -186,6 +186,35 @@ static gz_status lin(const gz_compute *cx, const float *x, const float *w, const
     return gz_linear_cx(cx, x, w, wp, b, y, out, N, in, out);
 }
 
+/* h = LN1(x) (R, D); q, k, v = h's projections; q is skipped when NULL. */
+static gz_status block_qkv(const gz_clip_text *m, const gz_compute *cx, const clip_layer *ly,
+                           int use, const float *x, float *h, float *q, float *k, float *v, int R) {
+    const int D = m->D;
+    gz_status st;
+    gz_layernorm(cx, h, x, ly->ln1_w, ly->ln1_b, R, D, m->cfg.layer_norm_eps);
+    if ((q && (st = lin(cx, h, ly->q_w, copies(use, &ly->q_p), ly->q_b, q, R, D, D))) ||
+        (st = lin(cx, h, ly->k_w, copies(use, &ly->k_p), ly->k_b, k, R, D, D)) ||
+        (st = lin(cx, h, ly->v_w, copies(use, &ly->v_p), ly->v_b, v, R, D, D)))
+        return st;
+    return GZ_OK;
+}
+
+/* After the attention's ctx (R, D): x += out_proj(ctx); x += fc2(act(fc1(LN2(x)))); h (R, D)
+ * and mlp (R, F) scratch. */
+static gz_status block_tail(const gz_clip_text *m, const gz_compute *cx, const clip_layer *ly,
+                            int use, float *x, const float *ctx, float *h, float *mlp, int R) {
+    const int D = m->D, F = m->F;
+    gz_status st;
+    if ((st = lin(cx, ctx, ly->o_w, copies(use, &ly->o_p), ly->o_b, h, R, D, D))) return st;
+    gz_add_layernorm(cx, x, h, h, ly->ln2_w, ly->ln2_b, R, D, m->cfg.layer_norm_eps);
+    if ((st = gz_linear_act_cx(cx, h, ly->fc1_w, copies(use, &ly->fc1_p), ly->fc1_b,
+                               (int)m->cfg.act, mlp, F, R, D, F)))
+        return st; /* (R, F), activated */
+    if ((st = lin(cx, mlp, ly->fc2_w, copies(use, &ly->fc2_p), ly->fc2_b, h, R, F, D))) return st;
+    gz_add_cx(cx, x, h, (size_t)R * D);
+    return GZ_OK;
+}
+
 gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
                                const int32_t *mask, int B, int T, float *hidden,
                                float *all_hidden) {
@@ -220,25 +249,119 @@ gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, cons
     const float scale = 1.0f / sqrtf((float)m->Dh);
     for (int l = 0; l < m->L; l++) {
         const clip_layer *ly = &m->layers[l];
-        gz_layernorm(cx, h, x, ly->ln1_w, ly->ln1_b, (int)N, D, m->cfg.layer_norm_eps);
-        if ((st = lin(cx, h, ly->q_w, copies(use, &ly->q_p), ly->q_b, q, (int)N, D, D)) ||
-            (st = lin(cx, h, ly->k_w, copies(use, &ly->k_p), ly->k_b, k, (int)N, D, D)) ||
-            (st = lin(cx, h, ly->v_w, copies(use, &ly->v_p), ly->v_b, v, (int)N, D, D)))
+        if ((st = block_qkv(m, cx, ly, use, x, h, q, k, v, (int)N)) ||
+            (st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale)) ||
+            (st = block_tail(m, cx, ly, use, x, ctx, h, mlp, (int)N)))
             goto out;
-        if ((st = gz_attention(cx, q, D, k, v, D, ctx, B, T, T, m->H, m->Dh, mask, 1, scale)))
-            goto out;
-        if ((st = lin(cx, ctx, ly->o_w, copies(use, &ly->o_p), ly->o_b, h, (int)N, D, D))) goto out;
-        gz_add_layernorm(cx, x, h, h, ly->ln2_w, ly->ln2_b, (int)N, D, m->cfg.layer_norm_eps);
-        if ((st = gz_linear_act_cx(cx, h, ly->fc1_w, copies(use, &ly->fc1_p), ly->fc1_b,
-                                   (int)m->cfg.act, mlp, F, (int)N, D, F)))
-            goto out; /* (N, F), activated */
-        if ((st = lin(cx, mlp, ly->fc2_w, copies(use, &ly->fc2_p), ly->fc2_b, h, (int)N, F, D)))
-            goto out;
-        gz_add_cx(cx, x, h, N * D);
         if (all_hidden) memcpy(all_hidden + (size_t)(l + 1) * N * D, x, N * D * sizeof *x);
     }
     gz_layernorm(cx, hidden, x, m->fln_w, m->fln_b, (int)N, D, m->cfg.layer_norm_eps);
 out:
     gz_scratch_give(cx->scratch, scratch);
+    return st;
+}
+
+gz_status gz_clip_text_forward_pooled(const gz_clip_text *m, const gz_compute *cx,
+                                      const int32_t *ids, const int32_t *mask, int B, int T,
+                                      int eos_token_id, float *pooled) {
+    if (!m || !cx || !ids || !pooled || B <= 0 || T <= 0)
+        return GZ_FAIL(GZ_EINVAL, "CLIP text forward: bad arguments (B %d, T %d)", B, T);
+    if (T > m->cfg.max_position_embeddings)
+        return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
+                       m->cfg.max_position_embeddings);
+    gz_status st = tx_check_tokens("CLIP text forward", &m->cfg, ids, NULL, mask, B, T);
+    if (st != GZ_OK) return st;
+    const int D = m->D, F = m->F;
+    size_t N = (size_t)B * (size_t)T;
+
+    /* The rows kept: text b's positions up to its pool index p, padding left out (no later
+     * row reaches p through the causal mask, and a padding key is masked in every layer), p
+     * itself always. off (B + 1) numbers them, src their (B, T) positions, kmask their keys'
+     * mask (0 only for a p that is padding). */
+    int *idx = gz_malloc_n(2 * N + (size_t)B + 1, sizeof *idx, "CLIP text rows");
+    if (!idx) return GZ_ENOMEM;
+    int *off = idx, *src = off + B + 1;
+    int32_t *kmask = src + N;
+    int R = 0;
+    for (int b = 0; b < B; b++) {
+        const int32_t *mb = mask ? mask + (size_t)b * T : NULL;
+        int p = gz_clip_pool_index(ids + (size_t)b * T, T, eos_token_id);
+        off[b] = R;
+        for (int t = 0; t <= p; t++)
+            if (!mb || mb[t] || t == p) {
+                src[R] = b * T + t;
+                kmask[R++] = !mb || mb[t];
+            }
+    }
+    off[B] = R;
+    int use;
+    if ((st = ensure_packed(m, cx, (size_t)R, &use)) != GZ_OK) {
+        free(idx);
+        return st;
+    }
+    size_t nfl;
+    if ((st = tx_scratch_floats("CLIP text forward", B, T, D, F, &nfl)) != GZ_OK) {
+        free(idx);
+        return st;
+    }
+    float *scratch = gz_scratch_take(cx->scratch, nfl);
+    if (!scratch) {
+        free(idx);
+        return GZ_FAIL(GZ_ENOMEM, "out of memory for the CLIP text forward's scratch");
+    }
+    float *x = scratch;       /* (R, D) residual stream */
+    float *h = x + N * D;     /* (R, D) normalised input / block output */
+    float *q = h + N * D;     /* (R, D) */
+    float *k = q + N * D;     /* (R, D) */
+    float *v = k + N * D;     /* (R, D) */
+    float *ctx = v + N * D;   /* (R, D) */
+    float *mlp = ctx + N * D; /* (R, F) */
+
+    for (int i = 0; i < R; i++) {
+        const float *te = m->tok + (size_t)ids[src[i]] * D, *pe = m->pos + (size_t)(src[i] % T) * D;
+        float *r = x + (size_t)i * D;
+        for (int j = 0; j < D; j++)
+            r[j] = te[j] + pe[j];
+    }
+    const float scale = 1.0f / sqrtf((float)m->Dh);
+    /* Every layer but the last on the kept rows, each text's rows its own causal attention. */
+    for (int l = 0; l + 1 < m->L && st == GZ_OK; l++) {
+        const clip_layer *ly = &m->layers[l];
+        if ((st = block_qkv(m, cx, ly, use, x, h, q, k, v, R))) break;
+        for (int b = 0; b < B && st == GZ_OK; b++) {
+            size_t r0 = (size_t)off[b] * D;
+            int n = off[b + 1] - off[b];
+            st = gz_attention(cx, q + r0, D, k + r0, v + r0, D, ctx + r0, 1, n, n, m->H, m->Dh,
+                              kmask + off[b], 1, scale);
+        }
+        if (st == GZ_OK) st = block_tail(m, cx, ly, use, x, ctx, h, mlp, R);
+    }
+    /* The last layer: every row's keys and values, the rest for the pooled rows alone (each
+     * text's last kept row, which every one of its keys precedes). */
+    if (st == GZ_OK) {
+        const clip_layer *ly = &m->layers[m->L - 1];
+        float *xc = gz_malloc_n((size_t)2 * B, (size_t)D * sizeof *xc, "CLIP text pooled rows");
+        float *hc = xc ? xc + (size_t)B * D : NULL; /* xc, hc (B, D) */
+        if (!xc)
+            st = GZ_ENOMEM;
+        else if ((st = block_qkv(m, cx, ly, use, x, h, NULL, k, v, R)) == GZ_OK) {
+            for (int b = 0; b < B; b++) {
+                memcpy(xc + (size_t)b * D, x + (size_t)(off[b + 1] - 1) * D, (size_t)D * sizeof *x);
+                memcpy(hc + (size_t)b * D, h + (size_t)(off[b + 1] - 1) * D, (size_t)D * sizeof *h);
+            }
+            st = lin(cx, hc, ly->q_w, copies(use, &ly->q_p), ly->q_b, q, B, D, D);
+        }
+        for (int b = 0; b < B && st == GZ_OK; b++) {
+            size_t r0 = (size_t)off[b] * D;
+            st = gz_attention(cx, q + (size_t)b * D, D, k + r0, v + r0, D, ctx + (size_t)b * D, 1,
+                              1, off[b + 1] - off[b], m->H, m->Dh, kmask + off[b], 0, scale);
+        }
+        if (st == GZ_OK) st = block_tail(m, cx, ly, use, xc, ctx, h, mlp, B);
+        if (st == GZ_OK)
+            gz_layernorm(cx, pooled, xc, m->fln_w, m->fln_b, B, D, m->cfg.layer_norm_eps);
+        free(xc);
+    }
+    gz_scratch_give(cx->scratch, scratch);
+    free(idx);
     return st;
 }

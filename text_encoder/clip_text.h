@@ -53,4 +53,14 @@ int gz_clip_pool_index(const int32_t *ids, int T, int eos_token_id);
 gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
                                const int32_t *mask, int B, int T, float *hidden, float *all_hidden);
 
+/* The same forward for readers of the pooled rows alone (the text embedding): pooled (B, D)
+ * receives hidden[b][gz_clip_pool_index(ids[b], T, eos_token_id)]. Only what reaches those
+ * rows runs: each text's positions up to its pool index, padding left out (a later row never
+ * reaches it through the causal mask, and padding keys are masked), and in the last layer the
+ * keys and values of those rows and the rest for the pooled rows alone. The same values, up to
+ * the float rounding of a GEMM of other rows. Errors as gz_clip_text_forward. */
+gz_status gz_clip_text_forward_pooled(const gz_clip_text *m, const gz_compute *cx,
+                                      const int32_t *ids, const int32_t *mask, int B, int T,
+                                      int eos_token_id, float *pooled);
+
 #endif

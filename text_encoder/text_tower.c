@@ -98,9 +98,9 @@ gz_status gz_text_tower_encode(const gz_text_tower *t, const gz_compute *cx, con
     if (!t || !cx || !ids || !embeds || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "text encode: bad arguments (B %d, T %d)", B, T);
     const int D = t->D, E = t->E;
-    /* A BERT tower pools each text's first token: without states to return, the forward
-     * leaves the other rows out of its last layer and gives those rows alone. */
-    const int first_only = t->bert && !last_hidden && !all_hidden;
+    /* A BERT tower pools each text's first token, a CLIP one its EOS: without states to
+     * return, the forward runs only what reaches those rows and gives them alone. */
+    const int first_only = !last_hidden && !all_hidden;
     size_t N = (size_t)B * (size_t)T, nh, nfl;
     /* Scratch: the hidden state unless the caller wants it or only the first rows run, plus
      * pooled (B, D). */
@@ -113,9 +113,12 @@ gz_status gz_text_tower_encode(const gz_text_tower *t, const gz_compute *cx, con
     float *pooled = scratch + (last_hidden || first_only ? 0 : nh); /* (B, D) */
 
     gz_status st =
-        first_only ? gz_bert_forward_first(t->bert, cx, ids, mask, NULL, B, T, NULL, pooled)
-        : t->bert  ? gz_bert_forward(t->bert, cx, ids, mask, NULL, B, T, NULL, hidden, all_hidden)
-                   : gz_clip_text_forward(t->clip, cx, ids, mask, B, T, hidden, all_hidden);
+        first_only && t->bert
+            ? gz_bert_forward_first(t->bert, cx, ids, mask, NULL, B, T, NULL, pooled)
+        : first_only
+            ? gz_clip_text_forward_pooled(t->clip, cx, ids, mask, B, T, t->eos_token_id, pooled)
+        : t->bert ? gz_bert_forward(t->bert, cx, ids, mask, NULL, B, T, NULL, hidden, all_hidden)
+                  : gz_clip_text_forward(t->clip, cx, ids, mask, B, T, hidden, all_hidden);
     if (st) {
         free(scratch);
         return st;
