@@ -1,4 +1,5 @@
-/* test_index_db.c - the store: CRUD, exact search against brute force, file recovery. */
+/* test_index_db.c - the store: CRUD, exact search against brute force, file recovery, the
+ * coverage answer kept between unchanged reads. */
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -350,6 +351,57 @@ static void test_migration(const char *dir) {
     T_OK(gz_db_close(db));
 }
 
+/* gz_db_coverage answers from memory while nothing changed, and sees every change: this
+ * connection's own writes, a rollback, and another connection's commit. */
+static void test_coverage_memo(const char *dir) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/cov.gaze", dir);
+    gz_db_params dp = gz_db_default_params();
+    gz_db *db = NULL, *other = NULL;
+    T_OK(gz_db_open(path, &dp, &db));
+    T_OK(gz_db_open(path, &dp, &other));
+    if (!db || !other) {
+        gz_db_close(db);
+        gz_db_close(other);
+        return;
+    }
+    int64_t m = 0, covered = -1, total = -1;
+    T_OK(gz_db_register_model(db, "models/a", "blip", 4, "fp-cov", &m));
+    float v[4] = {1, 0, 0, 0};
+    char name[32];
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "p%d.jpg", i);
+        gz_item it = {.kind = GZ_ITEM_IMAGE, .path = name, .path_len = strlen(name)};
+        T_OK(gz_db_upsert_item(db, &it));
+        if (i < 2) T_OK(gz_db_put_embedding(db, it.id, m, v, 4));
+    }
+    T_OK(gz_db_coverage(db, m, GZ_ITEM_IMAGE, &covered, &total));
+    T(covered == 2 && total == 3);
+    T_OK(gz_db_coverage(db, m, GZ_ITEM_IMAGE, &covered, &total)); /* from memory */
+    T(covered == 2 && total == 3);
+    T_OK(gz_db_coverage(db, m, GZ_ITEM_TEXT, &covered, &total)); /* another kind */
+    T(covered == 0 && total == 0);
+    /* this connection's write */
+    gz_item it = {.kind = GZ_ITEM_IMAGE, .path = "p3.jpg", .path_len = 6};
+    T_OK(gz_db_upsert_item(db, &it));
+    T_OK(gz_db_coverage(db, m, GZ_ITEM_IMAGE, &covered, &total));
+    T(covered == 2 && total == 4);
+    /* inside a transaction that rolls back */
+    T_OK(gz_db_begin(db));
+    T_OK(gz_db_put_embedding(db, it.id, m, v, 4));
+    T_OK(gz_db_coverage(db, m, GZ_ITEM_IMAGE, &covered, &total));
+    T(covered == 3 && total == 4);
+    T_OK(gz_db_rollback(db));
+    T_OK(gz_db_coverage(db, m, GZ_ITEM_IMAGE, &covered, &total));
+    T(covered == 2 && total == 4);
+    /* another connection's commit */
+    T_OK(gz_db_put_embedding(other, it.id, m, v, 4));
+    T_OK(gz_db_coverage(db, m, GZ_ITEM_IMAGE, &covered, &total));
+    T(covered == 3 && total == 4);
+    T_OK(gz_db_close(other));
+    T_OK(gz_db_close(db));
+}
+
 int main(void) {
     const char *dir = gz_test_tmpdir("index-db");
     char path[1200], fpath[1300], saved[1300];
@@ -358,6 +410,7 @@ int main(void) {
     gz_db *db = NULL;
     T_OK(gz_db_open(path, &dp, &db));
     if (!db) return gz_test_finish("test_index_db", checks);
+    test_coverage_memo(dir);
 
     /* models */
     int64_t ma = 0, ma2 = 0, mb = 0;
