@@ -78,7 +78,8 @@ int gz_vindex_remove(gz_vindex *v, int64_t id);
 size_t gz_vindex_live(const gz_vindex *v);
 
 /* Top k live items for one query (dim floats): ids and inner-product scores, best first as
- * FAISS ranks them, *n_out <= k. ef_search / nprobe are applied where the index has them. */
+ * FAISS ranks them (a Flat index: scored here, ties by ascending id), *n_out <= k.
+ * ef_search / nprobe are applied where the index has them. */
 gz_status gz_vindex_search(gz_vindex *v, const float *query, int k, int ef_search, int nprobe,
                            int64_t *out_ids, float *out_scores, int *n_out);
 

@@ -1,6 +1,7 @@
 /* test_store_vindex.c - the .faiss cache file as untrusted input and output (issue #15): the
  * temporary file of a save never follows a symlink planted at a guessable name, and the loader
- * refuses files whose FAISS part disagrees with gaze's header before FAISS allocates for it. */
+ * refuses files whose FAISS part disagrees with gaze's header before FAISS allocates for it;
+ * a Flat index's search against brute force. */
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -147,8 +148,75 @@ static void test_faiss_claims(void) {
     printf("claims.faiss refused; child peak RSS %ld KiB\n", ru.ru_maxrss);
 }
 
+typedef struct {
+    long score;
+    int64_t id;
+} ref_hit;
+static int ref_cmp(const void *a, const void *b) {
+    const ref_hit *x = a, *y = b;
+    if (x->score != y->score) return x->score > y->score ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* A Flat index's search (scored by gaze, not FAISS's loop) against brute force. Integer
+ * vectors make every score exact, so ties are many and must come by ascending id (ids are
+ * added in descending order: position order is not id order); removed ids never come back;
+ * a k beyond the live count returns every live item. */
+static void test_flat_search(void) {
+    enum { N = 300, DIM = 4 };
+    gz_vindex *v = NULL;
+    CHECK_OK(gz_vindex_create(1, 0, DIM, "Flat", NULL, 0, NULL, &v));
+    checks++;
+    if (!v) return;
+    static float vecs[N * DIM];
+    int64_t ids[N];
+    int live[N], n_live = 0;
+    uint64_t rs = 42;
+    for (int i = 0; i < N; i++) {
+        ids[i] = 1000 - i;
+        for (int d = 0; d < DIM; d++)
+            vecs[i * DIM + d] = (float)((int)(gz_test_splitmix64(&rs) % 7) - 3);
+    }
+    CHECK_OK(gz_vindex_add(v, ids, vecs, N));
+    checks++;
+    for (int i = 0; i < N; i++) {
+        live[i] = i % 7 != 3;
+        if (!live[i]) CHECK(gz_vindex_remove(v, ids[i]) == 1);
+        n_live += live[i];
+    }
+    const float queries[3][DIM] = {{1, 0, 0, 0}, {2, -1, 3, 1}, {0, 0, 0, 1}};
+    const int ks[] = {1, 5, 17, N, N + 100};
+    static ref_hit want[N];
+    static int64_t got_ids[N + 100];
+    static float got_s[N + 100];
+    for (int qi = 0; qi < 3; qi++) {
+        int m = 0;
+        for (int i = 0; i < N; i++) {
+            if (!live[i]) continue;
+            long sc = 0;
+            for (int d = 0; d < DIM; d++)
+                sc += (long)queries[qi][d] * (long)vecs[i * DIM + d];
+            want[m++] = (ref_hit){sc, ids[i]};
+        }
+        qsort(want, (size_t)m, sizeof *want, ref_cmp);
+        for (size_t ki = 0; ki < sizeof ks / sizeof *ks; ki++) {
+            int k = ks[ki], n = -1, ok = 1;
+            CHECK_OK(gz_vindex_search(v, queries[qi], k, 0, 0, got_ids, got_s, &n));
+            ok = n == (k < n_live ? k : n_live);
+            for (int i = 0; ok && i < n; i++)
+                ok = got_ids[i] == want[i].id && got_s[i] == (float)want[i].score;
+            checks++;
+            if (!ok)
+                fprintf(stderr, "flat search: query %d, k %d: not the brute-force hits\n", qi, k);
+            CHECK(ok);
+        }
+    }
+    gz_vindex_free(v);
+}
+
 int main(void) {
     test_temp_symlink();
     test_faiss_claims();
+    test_flat_search();
     return gz_test_finish("store_vindex", checks);
 }
