@@ -102,8 +102,8 @@ typedef struct {
                                 about the 80th text query; default: 10-20% faster from then
                                 on, and a private copy the size of the weights that replaces
                                 their file pages); 0 = read them as stored, from pages every
-                                model and process mapping the checkpoint shares (gaze serve
-                                with several threads) */
+                                model and process mapping the checkpoint shares (several
+                                processes serving one checkpoint) */
 } gz_model_params;
 
 gz_model_params gz_model_default_params(void);

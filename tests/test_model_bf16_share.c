@@ -150,7 +150,7 @@ static void run_fp32_lazy(const char *dir, int L, int D, int F) {
 }
 
 /* The switches back to the weights as stored make no copy however many rows run:
- * gz_model_params.fp32_packed = 0 (gaze serve with several threads) and GAZE_GEMM=in-place. */
+ * gz_model_params.fp32_packed = 0 and GAZE_GEMM=in-place. */
 static void run_fp32_unpacked(const char *dir) {
     for (int how = 0; how < 2; how++) {
         if (how == 1) setenv("GAZE_GEMM", "in-place", 1);
