@@ -215,15 +215,21 @@ static gz_status block_tail(const gz_clip_text *m, const gz_compute *cx, const c
     return GZ_OK;
 }
 
-gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
-                               const int32_t *mask, int B, int T, float *hidden,
-                               float *all_hidden) {
-    if (!m || !cx || !ids || !hidden || B <= 0 || T <= 0)
+/* The checks both forwards make of their arguments (out: the output they were given). */
+static gz_status check_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
+                               const int32_t *mask, int B, int T, const float *out) {
+    if (!m || !cx || !ids || !out || B <= 0 || T <= 0)
         return GZ_FAIL(GZ_EINVAL, "CLIP text forward: bad arguments (B %d, T %d)", B, T);
     if (T > m->cfg.max_position_embeddings)
         return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
                        m->cfg.max_position_embeddings);
-    gz_status st = tx_check_tokens("CLIP text forward", &m->cfg, ids, NULL, mask, B, T);
+    return tx_check_tokens("CLIP text forward", &m->cfg, ids, NULL, mask, B, T);
+}
+
+gz_status gz_clip_text_forward(const gz_clip_text *m, const gz_compute *cx, const int32_t *ids,
+                               const int32_t *mask, int B, int T, float *hidden,
+                               float *all_hidden) {
+    gz_status st = check_forward(m, cx, ids, mask, B, T, hidden);
     if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
@@ -264,12 +270,7 @@ out:
 gz_status gz_clip_text_forward_pooled(const gz_clip_text *m, const gz_compute *cx,
                                       const int32_t *ids, const int32_t *mask, int B, int T,
                                       int eos_token_id, float *pooled) {
-    if (!m || !cx || !ids || !pooled || B <= 0 || T <= 0)
-        return GZ_FAIL(GZ_EINVAL, "CLIP text forward: bad arguments (B %d, T %d)", B, T);
-    if (T > m->cfg.max_position_embeddings)
-        return GZ_FAIL(GZ_EINVAL, "text of %d tokens exceeds the model's %d positions", T,
-                       m->cfg.max_position_embeddings);
-    gz_status st = tx_check_tokens("CLIP text forward", &m->cfg, ids, NULL, mask, B, T);
+    gz_status st = check_forward(m, cx, ids, mask, B, T, pooled);
     if (st != GZ_OK) return st;
     const int D = m->D, F = m->F;
     size_t N = (size_t)B * (size_t)T;
