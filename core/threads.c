@@ -75,6 +75,7 @@ struct gz_pool {
     atomic_int left;  /* workers that have not finished the current loop */
     atomic_int stop;  /* set once by gz_pool_free */
     atomic_int sleep; /* workers asleep or about to sleep on `work` */
+    gz_pool *next;    /* the next lane (gz_pool_create_lanes), or NULL; owned */
 };
 
 typedef struct pool_worker {
@@ -173,8 +174,28 @@ gz_pool *gz_pool_create(int n_threads) {
     return p;
 }
 
+gz_pool *gz_pool_create_lanes(int n_threads, int lanes) {
+    gz_pool *first = NULL, **tail = &first;
+    for (int i = 0; i < (lanes > 0 ? lanes : 1); i++) {
+        gz_pool *p = gz_pool_create(n_threads);
+        if (!p) break; /* fewer lanes: the callers past them start threads per loop */
+        *tail = p;
+        tail = &p->next;
+    }
+    return first;
+}
+
+static void free_lane(gz_pool *pool);
+
 void gz_pool_free(gz_pool *pool) {
-    if (!pool) return;
+    while (pool) {
+        gz_pool *next = pool->next;
+        free_lane(pool);
+        pool = next;
+    }
+}
+
+static void free_lane(gz_pool *pool) {
     pthread_mutex_lock(&pool->mu);
     atomic_store(&pool->stop, 1);
     atomic_fetch_add(&pool->gen, 1); /* wakes the spinners */
@@ -195,7 +216,10 @@ void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, g
                  void *ctx) {
     assert(fn);
     if (n == 0) return;
-    if (!pool || pthread_mutex_trylock(&pool->busy) != 0) {
+    /* the first lane no other caller holds */
+    while (pool && pthread_mutex_trylock(&pool->busy) != 0)
+        pool = pool->next;
+    if (!pool) {
         gz_parallel_for(n, min_per_thread, nthreads, fn, ctx);
         return;
     }

@@ -4,8 +4,9 @@
  * spin for at most GZ_POOL_SPIN_US after each loop, because a transformer forward issues its
  * loops back to back (hundreds per text query, each a few tens of microseconds), then sleep on
  * a condition variable, so an idle pool costs nothing. Starting a thread per loop cost 30-50 us
- * per loop, a third of a small Linear's time. Without a pool (NULL), or when another thread
- * is already running a loop on it, the loop runs on short-lived pthreads started per call.
+ * per loop, a third of a small Linear's time. Without a pool (NULL), or when other threads
+ * are already running loops on all its lanes, the loop runs on short-lived pthreads started
+ * per call (a text query 40% slower than on a pool).
  * Thread counts are the caller's (kernels pass their gz_compute's n_threads, core/kernels.h);
  * nothing here is process state, so loops of different models never limit each other.
  *
@@ -37,12 +38,17 @@ typedef struct gz_pool gz_pool; /* opaque: the workers and the loop they run */
  * the n_threads-th. NULL when n_threads is 1 or no worker could be started; gz_pool_for
  * accepts NULL. The caller owns it and frees it with gz_pool_free. */
 gz_pool *gz_pool_create(int n_threads);
-/* Stop and join the workers; NULL is fine. No loop may be running on it. */
+/* A pool of lanes for callers that run loops at once (a model shared by gaze serve's request
+ * threads): each lane is a gz_pool_create(n_threads), and a loop runs on the first lane no
+ * other caller holds. Fewer lanes when threads run out; NULL as gz_pool_create. */
+gz_pool *gz_pool_create_lanes(int n_threads, int lanes);
+/* Stop and join the workers of every lane; NULL is fine. No loop may be running on it. */
 void gz_pool_free(gz_pool *pool);
 /* gz_parallel_for on the pool's workers: the same split and contract (the ranges are the
- * same), at most the pool's size in ranges. Falls back to gz_parallel_for when pool is NULL
- * or busy with another thread's loop (a model shared by threads), so it never waits for
- * another caller. fn may not call gz_pool_for itself. */
+ * same), at most the pool's size in ranges. Takes the first lane free of another thread's
+ * loop; falls back to gz_parallel_for when pool is NULL or every lane is busy (a model shared
+ * by more threads than lanes), so it never waits for another caller. fn may not call
+ * gz_pool_for itself. */
 void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, gz_range_fn fn,
                  void *ctx);
 

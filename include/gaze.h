@@ -104,6 +104,10 @@ typedef struct {
                                 their file pages); 0 = read them as stored, from pages every
                                 model and process mapping the checkpoint shares (several
                                 processes serving one checkpoint) */
+    int concurrency;         /* forwards expected at once on this model (default 1): each of
+                                the first concurrency gets its own n_threads compute threads,
+                                later ones start threads per parallel loop (gaze serve: its
+                                request threads and its writer share one model) */
 } gz_model_params;
 
 gz_model_params gz_model_default_params(void);

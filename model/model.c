@@ -177,6 +177,7 @@ gz_model_params gz_model_default_params(void) {
     p.clip_fast_tokenizer = 0;
     p.batch_size = GZ_DEFAULT_BATCH;
     p.fp32_packed = 1;
+    p.concurrency = 1;
     return p;
 }
 
@@ -341,7 +342,8 @@ gz_status gz_model_load(const char *dir, const gz_model_params *params, gz_model
     m->cx.bf16 = params->precision == GZ_PRECISION_BF16 && params->simd && gz_bf16_available();
     m->cx.gemm = linear_kernels(m->cx.gemm);
     if (!params->fp32_packed && m->cx.gemm == GZ_GEMM_PACKED) m->cx.gemm = GZ_GEMM_IN_PLACE;
-    m->cx.pool = gz_pool_create(m->cx.n_threads); /* NULL (threads per loop) is fine */
+    /* one lane of threads per forward expected at once; NULL (threads per loop) is fine */
+    m->cx.pool = gz_pool_create_lanes(m->cx.n_threads, params->concurrency);
     /* One arena for all the towers' forwards: they run one after another, so it holds what the
      * largest of them needed, up to GZ_SCRATCH_KEEP_BYTES, and no sum. */
     if (!(m->cx.scratch = gz_scratch_new(GZ_SCRATCH_KEEP_BYTES))) {

@@ -424,7 +424,9 @@ static gz_status load_shared_model(serve_ctx *c, char *why, size_t why_cap) {
         if (st != GZ_OK) return st;
         snprintf(c->model_dir, sizeof c->model_dir, "%s", dm.name);
     }
-    return gz_model_load(c->model_dir, &p->engine.model, &c->model);
+    gz_model_params mp = p->engine.model;
+    mp.concurrency = p->threads + (p->read_only ? 0 : 1); /* the request threads, the writer */
+    return gz_model_load(c->model_dir, &mp, &c->model);
 }
 
 /* Load each engine's model and index now, so the first requests do not pay for it. */

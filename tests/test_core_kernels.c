@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -883,6 +884,70 @@ static void *pool_user_main(void *arg) {
     return NULL;
 }
 
+/* The kernel thread ids that ran ranges, for test_pool_lanes. */
+typedef struct {
+    pthread_mutex_t mu;
+    pid_t tid[64];
+    int n, overflow;
+} tid_set;
+
+typedef struct {
+    gz_pool *pool;
+    tid_set *seen;
+    pthread_barrier_t *start;
+} lane_user;
+
+static void note_tid(void *ctx, size_t i0, size_t i1) {
+    tid_set *s = ctx;
+    (void)i0, (void)i1;
+    pid_t me = (pid_t)syscall(SYS_gettid);
+    usleep(300); /* long enough that the two callers' loops overlap */
+    pthread_mutex_lock(&s->mu);
+    int known = 0;
+    for (int i = 0; i < s->n; i++)
+        known |= s->tid[i] == me;
+    if (!known && s->n < 64) s->tid[s->n++] = me;
+    if (!known && s->n >= 64) s->overflow = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *lane_user_main(void *arg) {
+    lane_user *u = arg;
+    pthread_barrier_wait(u->start);
+    for (int r = 0; r < 40; r++)
+        gz_pool_for(u->pool, 2, 1, 2, note_tid, u->seen);
+    return NULL;
+}
+
+/* Two threads running loops at once on a pool of two lanes each get a lane of their own: over
+ * 40 loops each, only the two callers and the two lanes' workers ever run a range. With one
+ * lane, the caller that finds it busy starts a thread per loop, and far more thread ids run. */
+static int threads_seen(int lanes) {
+    gz_pool *pool = gz_pool_create_lanes(2, lanes);
+    tid_set seen = {.n = 0, .overflow = 0};
+    pthread_mutex_init(&seen.mu, NULL);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, 2);
+    lane_user u = {pool, &seen, &start};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++)
+        CHECK(pthread_create(&th[t], NULL, lane_user_main, &u) == 0);
+    for (int t = 0; t < 2; t++)
+        pthread_join(th[t], NULL);
+    pthread_barrier_destroy(&start);
+    pthread_mutex_destroy(&seen.mu);
+    gz_pool_free(pool);
+    return seen.overflow ? 64 : seen.n;
+}
+
+static void test_pool_lanes(void) {
+    int two = threads_seen(2), one = threads_seen(1);
+    printf("  pool lanes: %d threads ran ranges with 2 lanes, %d with 1\n", two, one);
+    CHECK(two <= 4);
+    CHECK(one > 4);
+    checks += 2;
+}
+
 /* The persistent pool: the same split and contract as gz_parallel_for, thousands of loops in
  * a row (workers spinning) and with pauses (workers asleep, woken), and two threads sharing
  * one pool at once (the second falls back to threads per loop). A lost wake-up hangs here;
@@ -921,6 +986,7 @@ static void test_pool(void) {
     checks += 3;
     gz_pool_free(pool);
     gz_pool_free(gz_pool_create(2)); /* freed while its worker may still spin */
+    test_pool_lanes();
 }
 
 static void test_threads(void) {
