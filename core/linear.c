@@ -35,6 +35,11 @@
 /* Register tile of the packed kernels (bf16 and fp32): 8 rows x 3 panels = 24 accumulators of
  * the 32 zmm; cache blocks of PK_MC rows. */
 #define PK_MR 8
+/* Few rows (a text query: up to PK_FEW_ROWS) take tiles of up to PK_MR_FEW rows: 9 rows x 3
+ * panels still fit the 32 zmm (27 accumulators), and a 9-token query then streams each block
+ * of W once instead of twice (8 rows, then 1 from L2): one text query 7.9-8.3 -> 6.3-7.5 ms. */
+#define PK_MR_FEW 9
+#define PK_FEW_ROWS 64
 #define PK_NR 3
 #define PK_MC 192
 /* K blocks: BF_KC pairs x 48 columns of bf16 W (24 KiB) stay in L1 while the rows pass over
@@ -433,6 +438,7 @@ struct lin_args {
     int act;      /* fused epilogue: a gz_act, or < 0 for none */
     tile_fn tile; /* the packed kernel's tile, over klen steps of k blocked by kc */
     int klen, kc;
+    int mr; /* rows per tile: PK_MR, or PK_MR_FEW for few rows (run_packed) */
 };
 
 #if GZ_LINEAR_X86
@@ -538,9 +544,9 @@ static void f32_small_range(void *ctx, size_t q0, size_t q1) {
 GZ_INLINE GZ_BF16K void bf16_tile(int mr, int nr, const uint32_t *xa, int kp, const uint16_t *wp,
                                   size_t pstride, int k0, int k1, float *y, int ldy, int cols,
                                   int first, const float *bias) {
-    __m512 acc[PK_MR][PK_NR];
+    __m512 acc[PK_MR_FEW][PK_NR];
 #pragma GCC unroll 8
-    for (int i = 0; i < PK_MR; i++)
+    for (int i = 0; i < PK_MR_FEW; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < PK_NR; j++)
             acc[i][j] = _mm512_setzero_ps();
@@ -589,6 +595,7 @@ GZ_BF16K static void bf16_tile_any(int mr, int nr, const uint32_t *xa, int kp, c
                                    size_t pstride, int k0, int k1, float *y, int ldy, int cols,
                                    int first, const float *bias) {
     switch (mr * 4 + nr) {
+        BF16_TILE_CASES(9);
         BF16_TILE_CASES(8);
         BF16_TILE_CASES(7);
         BF16_TILE_CASES(6);
@@ -614,9 +621,9 @@ static void to_bf16_range(void *ctx, size_t r0, size_t r1) {
 GZ_INLINE GZ_F32K void f32p_tile(int mr, int nr, const float *x, int ldx, const float *wp,
                                  size_t pstride, int k0, int k1, float *y, int ldy, int cols,
                                  int first, const float *bias) {
-    __m512 acc[PK_MR][PK_NR];
+    __m512 acc[PK_MR_FEW][PK_NR];
 #pragma GCC unroll 16
-    for (int i = 0; i < PK_MR; i++)
+    for (int i = 0; i < PK_MR_FEW; i++)
 #pragma GCC unroll 8
         for (int j = 0; j < PK_NR; j++)
             acc[i][j] = _mm512_setzero_ps();
@@ -666,6 +673,7 @@ GZ_F32K static void f32p_tile_any(int mr, int nr, const float *x, int ldx, const
                                   size_t pstride, int k0, int k1, float *y, int ldy, int cols,
                                   int first, const float *bias) {
     switch (mr * 4 + nr) {
+        F32P_TILE_CASES(9);
         F32P_TILE_CASES(8);
         F32P_TILE_CASES(7);
         F32P_TILE_CASES(6);
@@ -708,8 +716,8 @@ static void packed_block(const lin_args *a, int r0, int r1, int p0, int p1) {
             for (int k0 = 0; k0 < klen; k0 += a->kc) {
                 int k1 = k0 + a->kc < klen ? k0 + a->kc : klen;
                 const float *bias = k1 == klen && a->b ? a->b + c0 : NULL;
-                for (int i = mc; i < mc1; i += PK_MR) {
-                    int mr = mc1 - i < PK_MR ? mc1 - i : PK_MR;
+                for (int i = mc; i < mc1; i += a->mr) {
+                    int mr = mc1 - i < a->mr ? mc1 - i : a->mr;
                     a->tile(a, i, mr, nr, pg, k0, k1, cols, k0 == 0, bias);
                     if (k1 == klen)
                         act_block(a->cx, a->act, a->y + (size_t)i * a->ldy + c0, a->ldy, mr, cols);
@@ -735,6 +743,7 @@ static void packed_range(void *ctx, size_t i0, size_t i1) {
 static void run_packed(const gz_compute *cx, lin_args *a, int split_from, size_t w_bytes) {
     int panels = (a->out + 15) / 16, groups = (panels + PK_NR - 1) / PK_NR;
     a->split_rows = a->n >= split_from;
+    a->mr = a->n <= PK_FEW_ROWS && !a->split_rows ? PK_MR_FEW : PK_MR;
     if (a->split_rows) {
         gz_pool_for(cx->pool, (size_t)(a->n + PK_MR - 1) / PK_MR, 1, cx->n_threads, packed_range,
                     a);
@@ -768,7 +777,8 @@ gz_status gz_linear_act_cx(const gz_compute *cx, const float *x, const float *w,
         return st;
     }
 #if GZ_LINEAR_X86
-    lin_args a = {x, w, b, y, ldy, n, in, out, NULL, wb, (in + 1) / 2, 0, cx, act, NULL, 0, 0};
+    lin_args a = {x, w,  b,   y,    ldy, n, in,   out, NULL, wb, (in + 1) / 2,
+                  0, cx, act, NULL, 0,   0, PK_MR};
     if (cx->gemm && lvl >= 2 && in > 0 && cx->bf16 && wb && wb->bf16 && gz_cpu_has_bf16()) {
         assert(wb->out == out && wb->in == in);
         size_t bytes;
