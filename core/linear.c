@@ -37,7 +37,7 @@
 #define PK_MR 8
 /* Few rows (a text query: up to PK_FEW_ROWS) take tiles of up to PK_MR_FEW rows: 9 rows x 3
  * panels still fit the 32 zmm (27 accumulators), and a 9-token query then streams each block
- * of W once instead of twice (8 rows, then 1 from L2): one text query 7.9-8.3 -> 6.3-7.5 ms. */
+ * of W once instead of twice (8 rows, then 1 from L2): one text query 7.4-7.7 -> 6.2-6.4 ms. */
 #define PK_MR_FEW 9
 #define PK_FEW_ROWS 64
 #define PK_NR 3
