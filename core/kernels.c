@@ -54,6 +54,7 @@ gz_compute gz_compute_make(int n_threads, int simd) {
     cx.bf16 = 0;
     cx.pool = NULL;
     cx.scratch = NULL;
+    cx.balance = 1;
     return cx;
 }
 
@@ -1088,7 +1089,11 @@ static int attention_pairs(const gz_compute *cx, const float *q, int q_stride, c
     a.dh_pad = (Dh + a.W - 1) / a.W * a.W;
     size_t items = (size_t)B * H * a.nqb;
     size_t flops = 4 * (size_t)a.qb * a.tk_pad * a.dh_pad;
-    gz_pool_for(cx->pool, items, GZ_ATTN_PAR_FLOPS / flops + 1, cx->n_threads, fa_range, &a);
+    size_t min_items = GZ_ATTN_PAR_FLOPS / flops + 1;
+    if (cx->balance) /* claims of whole pairs where it can: K is packed once per pair and claim */
+        gz_pool_for_guided(cx->pool, items, min_items, (size_t)a.nqb, cx->n_threads, fa_range, &a);
+    else
+        gz_pool_for(cx->pool, items, min_items, cx->n_threads, fa_range, &a);
     return atomic_load(&failed) ? -1 : 0;
 }
 

@@ -54,6 +54,10 @@ typedef struct {
     gz_scratch *scratch;    /* borrowed arena the towers take their forward's scratch from
                                (core/scratch.h), owned like pool; NULL = a fresh mapping per
                                forward */
+    int balance;            /* 1 = the packed products and the attention hand out their work as
+                               threads free up (gz_pool_for_guided), so a thread slowed by the
+                               system does less of it; 0 = equal fixed ranges, kept for
+                               comparison */
 } gz_compute;
 
 /* Rows after which the fp32 copies are packed, by default: a ViT-384 image is 577 rows, a
@@ -62,7 +66,7 @@ typedef struct {
 
 /* A context of n_threads threads (0 = all cores) and the vector paths and own GEMM kernels on
  * (simd != 0, at the best level the CPU has; GZ_GEMM_PACKED after GZ_PACK_AFTER_ROWS rows) or
- * off (simd == 0); fp32; no scratch limit. */
+ * off (simd == 0); fp32; no scratch limit; balanced loops. */
 gz_compute gz_compute_make(int n_threads, int simd);
 /* The vector level cx's kernels actually run: min(cx->simd, what the CPU supports). */
 int gz_compute_simd_level(const gz_compute *cx);

@@ -738,20 +738,31 @@ static void packed_range(void *ctx, size_t i0, size_t i1) {
                      (int)i1 * PK_NR < panels ? (int)i1 * PK_NR : panels);
 }
 
+/* Least row tiles one claim of a balanced row split takes: 32 rows keep W's slices in cache
+ * for a few tiles even at the loop's end. */
+#define PK_GRAIN_TILES 4
+
 /* a's product on cx's threads: rows split between them from split_from rows on, else groups
  * of panels, each worth at least GZ_LINEAR_MIN_BYTES of W (w_bytes per value). */
 static void run_packed(const gz_compute *cx, lin_args *a, int split_from, size_t w_bytes) {
     int panels = (a->out + 15) / 16, groups = (panels + PK_NR - 1) / PK_NR;
     a->split_rows = a->n >= split_from;
     a->mr = a->n <= PK_FEW_ROWS && !a->split_rows ? PK_MR_FEW : PK_MR;
+    size_t items, min_items, grain;
     if (a->split_rows) {
-        gz_pool_for(cx->pool, (size_t)(a->n + PK_MR - 1) / PK_MR, 1, cx->n_threads, packed_range,
-                    a);
+        items = (size_t)(a->n + PK_MR - 1) / PK_MR;
+        min_items = 1;
+        grain = PK_GRAIN_TILES;
     } else {
         size_t per_group = (size_t)PK_NR * 16 * (size_t)a->in * w_bytes;
-        gz_pool_for(cx->pool, (size_t)groups, GZ_LINEAR_MIN_BYTES / per_group + 1, cx->n_threads,
-                    packed_range, a);
+        items = (size_t)groups;
+        min_items = GZ_LINEAR_MIN_BYTES / per_group + 1;
+        grain = 1;
     }
+    if (cx->balance)
+        gz_pool_for_guided(cx->pool, items, min_items, grain, cx->n_threads, packed_range, a);
+    else
+        gz_pool_for(cx->pool, items, min_items, cx->n_threads, packed_range, a);
 }
 
 #endif /* GZ_LINEAR_X86 */

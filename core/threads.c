@@ -71,11 +71,13 @@ struct gz_pool {
     gz_range_fn fn;
     void *ctx;
     size_t n, parts;
-    atomic_uint gen;  /* loop number; a change means "new loop" */
-    atomic_int left;  /* workers that have not finished the current loop */
-    atomic_int stop;  /* set once by gz_pool_free */
-    atomic_int sleep; /* workers asleep or about to sleep on `work` */
-    gz_pool *next;    /* the next lane (gz_pool_create_lanes), or NULL; owned */
+    size_t grain; /* 0: the static ranges; else ranges are claimed from `claimed` (guided) */
+    atomic_size_t claimed; /* first item not yet claimed, when grain != 0 */
+    atomic_uint gen;       /* loop number; a change means "new loop" */
+    atomic_int left;       /* workers that have not finished the current loop */
+    atomic_int stop;       /* set once by gz_pool_free */
+    atomic_int sleep;      /* workers asleep or about to sleep on `work` */
+    gz_pool *next;         /* the next lane (gz_pool_create_lanes), or NULL; owned */
 };
 
 typedef struct pool_worker {
@@ -112,6 +114,37 @@ static unsigned spin_while_equal(atomic_uint *v, unsigned old) {
     }
 }
 
+/* Claim the next range of the current loop: a share of what is left (1 / (2 * parts)), at
+ * least the grain, so that early claims are long (whole cache blocks) and the last short.
+ * Returns 0 when nothing is left. */
+static int claim(gz_pool *p, size_t *begin, size_t *end) {
+    size_t cur = atomic_load_explicit(&p->claimed, memory_order_relaxed);
+    for (;;) {
+        if (cur >= p->n) return 0;
+        size_t left = p->n - cur, take = left / (2 * p->parts);
+        if (take < p->grain) take = p->grain;
+        if (take > left) take = left;
+        if (atomic_compare_exchange_weak_explicit(&p->claimed, &cur, cur + take,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+            *begin = cur;
+            *end = cur + take;
+            return 1;
+        }
+    }
+}
+
+/* One thread's share of the current loop: range `index` of the static split, or claims until
+ * none are left. */
+static void run_share(gz_pool *p, size_t index) {
+    if (!p->grain) {
+        p->fn(p->ctx, p->n * index / p->parts, p->n * (index + 1) / p->parts);
+        return;
+    }
+    size_t b, e;
+    while (claim(p, &b, &e))
+        p->fn(p->ctx, b, e);
+}
+
 static void *pool_main(void *arg) {
     pool_worker *w = arg;
     gz_pool *p = w->pool;
@@ -129,7 +162,7 @@ static void *pool_main(void *arg) {
         if (atomic_load(&p->stop)) break;
         seen = g;
         size_t i = (size_t)w->index;
-        if (i < p->parts) p->fn(p->ctx, p->n * i / p->parts, p->n * (i + 1) / p->parts);
+        if (i < p->parts) run_share(p, i);
         if (atomic_fetch_sub_explicit(&p->left, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->done);
@@ -160,6 +193,7 @@ gz_pool *gz_pool_create(int n_threads) {
     atomic_init(&p->left, 0);
     atomic_init(&p->stop, 0);
     atomic_init(&p->sleep, 0);
+    atomic_init(&p->claimed, 0);
     p->workers = w;
     for (int i = 1; i < n_threads; i++) {
         w[i].pool = p;
@@ -212,8 +246,9 @@ static void free_lane(gz_pool *pool) {
     free(pool);
 }
 
-void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, gz_range_fn fn,
-                 void *ctx) {
+/* gz_pool_for and gz_pool_for_guided: grain 0 = the static ranges. */
+static void pool_loop(gz_pool *pool, size_t n, size_t min_per_thread, size_t grain, int nthreads,
+                      gz_range_fn fn, void *ctx) {
     assert(fn);
     if (n == 0) return;
     /* the first lane no other caller holds */
@@ -236,6 +271,8 @@ void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, g
     pool->ctx = ctx;
     pool->n = n;
     pool->parts = parts;
+    pool->grain = grain;
+    atomic_store_explicit(&pool->claimed, 0, memory_order_relaxed);
     /* Every worker takes part in every loop (those past `parts` only acknowledge it), so
      * `left` needs no per-loop bookkeeping of who was woken. */
     atomic_store_explicit(&pool->left, pool->n_workers, memory_order_relaxed);
@@ -245,7 +282,7 @@ void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, g
         pthread_cond_broadcast(&pool->work);
         pthread_mutex_unlock(&pool->mu);
     }
-    fn(ctx, 0, n / parts);
+    run_share(pool, 0);
     double end = 0;
     for (unsigned i = 1; atomic_load_explicit(&pool->left, memory_order_acquire) > 0; i++) {
         cpu_relax();
@@ -263,4 +300,14 @@ void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, g
         }
     }
     pthread_mutex_unlock(&pool->busy);
+}
+
+void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, gz_range_fn fn,
+                 void *ctx) {
+    pool_loop(pool, n, min_per_thread, 0, nthreads, fn, ctx);
+}
+
+void gz_pool_for_guided(gz_pool *pool, size_t n, size_t min_per_thread, size_t grain, int nthreads,
+                        gz_range_fn fn, void *ctx) {
+    pool_loop(pool, n, min_per_thread, grain ? grain : 1, nthreads, fn, ctx);
 }

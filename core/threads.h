@@ -51,5 +51,13 @@ void gz_pool_free(gz_pool *pool);
  * gz_pool_for itself. */
 void gz_pool_for(gz_pool *pool, size_t n, size_t min_per_thread, int nthreads, gz_range_fn fn,
                  void *ctx);
+/* gz_pool_for with the same number of threads taking part (min_per_thread and nthreads decide
+ * it), but each thread claims its next range when it is done with the last: a share of what
+ * is left, at least `grain` items (0 counts as 1), so a thread that the system slows (another
+ * program, a host that takes a vCPU away) does less of the loop instead of holding the others
+ * at its end. Ranges are contiguous, disjoint and cover [0, n); their number and bounds vary
+ * from call to call. Without the pool's workers, the static ranges of gz_parallel_for. */
+void gz_pool_for_guided(gz_pool *pool, size_t n, size_t min_per_thread, size_t grain, int nthreads,
+                        gz_range_fn fn, void *ctx);
 
 #endif

@@ -206,6 +206,46 @@ static void test_linear_act(void) {
     gz_pool_free(pool);
 }
 
+/* Claimed ranges (gz_compute.balance, the default) give the same bytes as the equal fixed
+ * ranges: the packed fp32 and bf16 products split by rows and by column panels, and the
+ * attention; a row or a query block is computed alike whichever thread runs it. */
+static void test_balance_same_bytes(void) {
+    const int shapes[][3] = {{1030, 40, 35}, {100, 700, 200}, {13, 768, 768}, {1500, 96, 64}};
+    gz_pool *pool = gz_pool_create(2);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int kind = 2; kind <= 3; kind++) {
+            int n = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
+            float *x = rnd((size_t)n * in, 1), *w = rnd((size_t)out * in, 0.5f), *b = rnd(out, 1);
+            float *y0 = malloc((size_t)n * out * sizeof *y0), *y1 = malloc((size_t)n * out * 4);
+            gz_packw wb = {0};
+            gz_compute c = kernel_cx(kind, w, out, in, &wb);
+            c.pool = pool;
+            c.balance = 0;
+            CHECK_OK(gz_linear_act_cx(&c, x, w, &wb, b, GZ_ACT_GELU, y0, out, n, in, out));
+            c.balance = 1;
+            CHECK_OK(gz_linear_act_cx(&c, x, w, &wb, b, GZ_ACT_GELU, y1, out, n, in, out));
+            CHECK(memcmp(y0, y1, (size_t)n * out * sizeof *y0) == 0);
+            checks++;
+            gz_packw_free(&wb);
+            free(x), free(w), free(b), free(y0), free(y1);
+        }
+    const int B = 3, T = 197, H = 12, Dh = 64, D = H * Dh;
+    float *qkv = rnd((size_t)B * T * 3 * D, 1);
+    float *o0 = malloc((size_t)B * T * D * sizeof *o0), *o1 = malloc((size_t)B * T * D * 4);
+    gz_compute c = gz_compute_make(2, 1);
+    c.pool = pool;
+    c.balance = 0;
+    CHECK_OK(gz_attention(&c, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, o0, B, T, T, H, Dh, NULL, 0,
+                          0.125f));
+    c.balance = 1;
+    CHECK_OK(gz_attention(&c, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, o1, B, T, T, H, Dh, NULL, 0,
+                          0.125f));
+    CHECK(memcmp(o0, o1, (size_t)B * T * D * sizeof *o0) == 0);
+    checks++;
+    free(qkv), free(o0), free(o1);
+    gz_pool_free(pool);
+}
+
 static void test_linear_kernels(void) {
     /* odd sizes around the tiles (4 x 4 fp32 row-dot, 8 rows x 3 panels of 16 bf16 and packed
      * fp32), the K blocks (192 pairs, 384 floats), the row split (64) and the text / ViT
@@ -837,27 +877,64 @@ static void mark_range(void *ctx, size_t i0, size_t i1) {
 
 /* Every item of [0, n) done exactly once, for a grid of sizes, least shares and thread counts:
  * on threads started per loop (pool NULL: gz_pool_for falls back to gz_parallel_for) or on a
- * pool. */
+ * pool; with the static ranges (grain 0) or claimed ones (gz_pool_for_guided, grain >= 1). */
 static void test_parallel_for(gz_pool *pool) {
     const size_t ns[] = {0, 1, 7, 1000, 100003};
     const size_t mins[] = {1, 3, 500, 1u << 20};
+    const size_t grains[] = {0, 1, 4, 999};
     for (size_t a = 0; a < 5; a++)
         for (size_t m = 0; m < 4; m++)
-            for (int t = 0; t <= 5; t++) {
-                size_t n = ns[a];
-                int *hits = calloc(n + 1, sizeof *hits);
-                gz_pool_for(pool, n, mins[m], t, mark_range, hits);
-                int ok = 1;
-                for (size_t i = 0; i < n; i++)
-                    ok &= hits[i] == 1;
-                ok &= hits[n] == 0;
-                if (!ok)
-                    fprintf(stderr, "%s n=%zu min=%zu threads=%d\n",
-                            pool ? "pool_for" : "parallel_for", n, mins[m], t);
-                CHECK(ok);
-                checks++;
-                free(hits);
-            }
+            for (int t = 0; t <= 5; t++)
+                for (size_t g = 0; g < 4; g++) {
+                    size_t n = ns[a];
+                    int *hits = calloc(n + 1, sizeof *hits);
+                    if (grains[g])
+                        gz_pool_for_guided(pool, n, mins[m], grains[g], t, mark_range, hits);
+                    else
+                        gz_pool_for(pool, n, mins[m], t, mark_range, hits);
+                    int ok = 1;
+                    for (size_t i = 0; i < n; i++)
+                        ok &= hits[i] == 1;
+                    ok &= hits[n] == 0;
+                    if (!ok)
+                        fprintf(stderr, "%s n=%zu min=%zu threads=%d grain=%zu\n",
+                                pool ? "pool_for" : "parallel_for", n, mins[m], t, grains[g]);
+                    CHECK(ok);
+                    checks++;
+                    free(hits);
+                }
+}
+
+/* Items run by threads other than the loop's caller, each of which sleeps `slow_us` per item
+ * (a core the system gives to something else). */
+typedef struct {
+    pthread_t caller;
+    unsigned slow_us;
+    atomic_int others;
+} slowed_loop;
+
+static void slowed_range(void *ctx, size_t i0, size_t i1) {
+    slowed_loop *l = ctx;
+    if (pthread_equal(pthread_self(), l->caller)) return;
+    atomic_fetch_add(&l->others, (int)(i1 - i0));
+    usleep(l->slow_us * (unsigned)(i1 - i0));
+}
+
+/* A worker slowed 1 ms per item: with the static split it runs its half (32 of 64 items); with
+ * claimed ranges it runs no more than one claim (at most 64 / 4 items) while the caller takes
+ * the rest, unless the caller itself is held off the CPU for over 12 ms. */
+static void test_pool_guided_balance(void) {
+    gz_pool *pool = gz_pool_create(2);
+    CHECK(pool != NULL);
+    slowed_loop fixed = {pthread_self(), 1000, 0}, claimed = {pthread_self(), 1000, 0};
+    gz_pool_for(pool, 64, 1, 2, slowed_range, &fixed);
+    gz_pool_for_guided(pool, 64, 1, 1, 2, slowed_range, &claimed);
+    printf("  slowed worker: %d of 64 items with the static split, %d claimed\n",
+           atomic_load(&fixed.others), atomic_load(&claimed.others));
+    CHECK(atomic_load(&fixed.others) == 32);
+    CHECK(atomic_load(&claimed.others) <= 16);
+    checks += 3;
+    gz_pool_free(pool);
 }
 
 static void count_range(void *ctx, size_t i0, size_t i1);
@@ -874,7 +951,11 @@ static void *pool_user_main(void *arg) {
     int *hits = malloc((n + 1) * sizeof *hits);
     for (int r = 0; r < u->rounds; r++) {
         memset(hits, 0, (n + 1) * sizeof *hits);
-        gz_pool_for(u->pool, n, 1 + (size_t)r % 700, 1 + r % 5, mark_range, hits);
+        if (r % 3 == 2)
+            gz_pool_for_guided(u->pool, n, 1 + (size_t)r % 700, (size_t)r % 9, 1 + r % 5,
+                               mark_range, hits);
+        else
+            gz_pool_for(u->pool, n, 1 + (size_t)r % 700, 1 + r % 5, mark_range, hits);
         for (size_t i = 0; i <= n; i++)
             u->wrong += hits[i] != (i < n);
         /* now and then longer than the workers spin, so they go to sleep and are woken */
@@ -987,6 +1068,7 @@ static void test_pool(void) {
     gz_pool_free(pool);
     gz_pool_free(gz_pool_create(2)); /* freed while its worker may still spin */
     test_pool_lanes();
+    test_pool_guided_balance();
 }
 
 static void test_threads(void) {
@@ -995,6 +1077,8 @@ static void test_threads(void) {
     CHECK(gz_compute_make(1, 1).n_threads == 1);
     CHECK(gz_compute_make(0, 1).n_threads == gz_cpu_count() && gz_cpu_count() >= 1);
     CHECK(gz_compute_make(3, 0).simd == 0 && gz_compute_make(3, 1).simd == GZ_SIMD_BEST);
+    CHECK(gz_compute_make(3, 1).balance == 1);
+    checks++;
     /* OpenBLAS's count is the one process-wide setting */
     gz_blas_set_threads(1);
     CHECK(openblas_get_num_threads() == 1);
@@ -1131,6 +1215,7 @@ int main(void) {
     test_sgemm();
     test_linear();
     test_linear_kernels();
+    test_balance_same_bytes();
     test_linear_act();
     /* the vector paths (AVX-512, AVX2 through simd = 1) and the plain loops */
     for (int level = 2; level >= 0; level--) {

@@ -17,6 +17,8 @@
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
  *   --fresh-scratch: a fresh scratch mapping per forward instead of one kept arena
  *   (core/scratch.h).
+ *   --static-split: equal fixed ranges per thread in the packed products and the attention
+ *   (gz_compute.balance = 0), where by default threads claim ranges as they free up.
  *   --full-last-layer: every ViT, text and ITM call also returns the token states, so the last
  *   layer runs every row (vit.h, bert.h), where the embeddings or logits alone let it run the
  *   CLS rows only.
@@ -520,7 +522,7 @@ static void bench_text_only(const char *models, gz_st_file *inp, int quick, int 
 int main(int argc, char **argv) {
     const char *models = NULL, *out = NULL, *only = NULL;
     int threads = 2, quick = 0, bf16 = 0, reference = 0, in_place = 0, only_runs = 0, no_pool = 0,
-        fresh_scratch = 0;
+        fresh_scratch = 0, static_split = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc)
             models = argv[++i];
@@ -542,19 +544,21 @@ int main(int argc, char **argv) {
             no_pool = 1;
         else if (!strcmp(argv[i], "--fresh-scratch"))
             fresh_scratch = 1;
+        else if (!strcmp(argv[i], "--static-split"))
+            static_split = 1;
         else if (!strcmp(argv[i], "--full-last-layer"))
             full_last_states = xmalloc((size_t)8 * 577 * 768 * sizeof *full_last_states);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             only_runs = atoi(argv[++i]);
         else {
-            fprintf(
-                stderr,
-                "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
-                "[--only vit224|vit224b1|vit384|block224|block384|text|itm [--runs N]] "
-                "[--precision "
-                "fp32|bf16] "
-                "[--reference | --in-place] [--no-pool] [--fresh-scratch] [--full-last-layer]\n",
-                argv[0]);
+            fprintf(stderr,
+                    "usage: %s --models DIR [--threads N] [--out DIR] [--quick] "
+                    "[--only vit224|vit224b1|vit384|block224|block384|text|itm [--runs N]] "
+                    "[--precision "
+                    "fp32|bf16] "
+                    "[--reference | --in-place] [--no-pool] [--fresh-scratch] [--static-split] "
+                    "[--full-last-layer]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -566,6 +570,7 @@ int main(int argc, char **argv) {
     bench_cx.bf16 = bf16; /* --precision bf16 */
     bench_cx.gemm = reference ? GZ_GEMM_REFERENCE : in_place ? GZ_GEMM_IN_PLACE : GZ_GEMM_PACKED;
     bench_cx.pack_after_rows = 0; /* packed in the warm-up, as in a long run */
+    bench_cx.balance = !static_split;
     /* --no-pool: threads started per parallel loop, as before the pool */
     bench_cx.pool = no_pool ? NULL : gz_pool_create(bench_cx.n_threads);
     gz_blas_set_threads(bench_cx.pool ? 1 : bench_cx.n_threads);
