@@ -694,9 +694,10 @@ gz_status gz_vindex_peek(const char *path, gz_vx_header *out) {
  * A .faiss file can be shared, so it is input. FAISS's reader trusts the length before each
  * array (it resizes, then reads: a 45-byte blob can claim 2^40 floats), so the layouts gaze
  * writes are walked here first and every array length checked against the bytes that remain:
- * flat ("IxFI"/"IxF2") and HNSW over flat ("IHNf"), as faiss/impl/index_read.cpp (1.7) reads
- * them. IVF files get the common header checks only, and only where the header says an IVF was
- * built (fourcc_fits). */
+ * flat ("IxFI"/"IxF2"), HNSW over flat ("IHNf"), product quantizer ("IxPq"), and IVF over a flat
+ * quantizer with flat or PQ codes ("IwFl", "IwPQ"), as faiss/impl/index_read.cpp (1.7) reads
+ * them, each only where gaze's header says that kind was built (fourcc_fits). Written by hand:
+ * FAISS has no checked reader, and its format has no other parser. */
 
 typedef struct {
     const uint8_t *p;
@@ -740,6 +741,66 @@ static int take_flat(blob_cursor *c, int dim, int64_t n) {
     return take_vector(c, sizeof(float), &count) || count != (uint64_t)n * (uint64_t)dim ? -1 : 0;
 }
 
+/* A product quantizer: d, M, nbits (size_t each) and d << nbits float centroids; its codes take
+ * *code_size bytes. gaze builds M dividing d and at most VX_MAX_PQ_BITS bits. */
+static int take_pq(blob_cursor *c, int dim, uint64_t *code_size) {
+    uint64_t d, m, nbits, count;
+    if (take(c, &d, 8) || take(c, &m, 8) || take(c, &nbits, 8)) return -1;
+    if (d != (uint64_t)dim || m < 1 || m > d || d % m != 0 || nbits < 1 || nbits > VX_MAX_PQ_BITS)
+        return -1;
+    if (take_vector(c, sizeof(float), &count) || count != d << nbits) return -1;
+    *code_size = (m * nbits + 7) / 8;
+    return 0;
+}
+
+/* An IVF's part after the common header: nlist and nprobe (size_t), the coarse quantizer (a
+ * flat index of nlist centroids) and the direct map (a type byte, an id array, and for a hash
+ * table its pairs). nlist must be the one gaze's header names. */
+static int take_ivf_header(blob_cursor *c, int dim, uint64_t want_nlist) {
+    uint64_t nlist, nprobe;
+    uint8_t map_type;
+    if (take(c, &nlist, 8) || take(c, &nprobe, 8) || nlist != want_nlist) return -1;
+    if (take_flat(c, dim, (int64_t)nlist) || take(c, &map_type, 1) || map_type > 2 ||
+        take_vector(c, sizeof(int64_t), NULL))
+        return -1;
+    return map_type == 2 ? take_vector(c, 2 * sizeof(int64_t), NULL) : 0;
+}
+
+/* Array inverted lists ("ilar"): nlist and code_size (size_t), the list sizes ("full": all
+ * nlist; "sprs": (list, size) pairs), then each list's codes and ids. FAISS sizes every list
+ * before it reads one, so each size is checked against the bytes left; the sizes must add up
+ * to the n vectors of the header. */
+static int take_invlists(blob_cursor *c, uint64_t nlist, uint64_t code_size, int64_t n) {
+    char tag[4], kind[4];
+    uint64_t lists, cs, count;
+    if (take(c, tag, 4) || memcmp(tag, "ilar", 4) != 0 || take(c, &lists, 8) || lists != nlist ||
+        take(c, &cs, 8) || cs != code_size || take(c, kind, 4) || take(c, &count, 8))
+        return -1;
+    uint64_t *sizes = calloc(nlist ? nlist : 1, sizeof *sizes);
+    if (!sizes) return -1;
+    int bad = 0;
+    if (memcmp(kind, "full", 4) == 0) {
+        bad = count != nlist || take(c, sizes, nlist * sizeof *sizes);
+    } else if (memcmp(kind, "sprs", 4) == 0) {
+        bad = count % 2 != 0 || count > c->left / sizeof(uint64_t);
+        for (uint64_t j = 0; !bad && j < count; j += 2) {
+            uint64_t pair[2];
+            bad = take(c, pair, sizeof pair) || pair[0] >= nlist;
+            if (!bad) sizes[pair[0]] = pair[1];
+        }
+    } else {
+        bad = 1;
+    }
+    uint64_t total = 0;
+    const uint64_t entry = code_size + sizeof(int64_t);
+    for (uint64_t i = 0; !bad && i < nlist; i++) {
+        bad = sizes[i] > c->left / entry || take(c, NULL, (size_t)(sizes[i] * entry));
+        total += sizes[i];
+    }
+    free(sizes);
+    return bad || total != (uint64_t)n ? -1 : 0;
+}
+
 /* Whether fourcc is the kind of index gaze builds for effective (the header's record of what
  * was built): a file whose header says Flat but whose FAISS part is an IVF reached FAISS's IVF
  * reader, which leaks the index it was building when it throws on a malformed one (found by
@@ -747,7 +808,8 @@ static int take_flat(blob_cursor *c, int dim, int64_t n) {
 static int fourcc_fits(const char *fourcc, const char *effective) {
     if (strncmp(effective, "HNSW", 4) == 0) return strcmp(fourcc, "IHNf") == 0;
     if (strncmp(effective, "IVF", 3) == 0)
-        return strncmp(fourcc, "Iw", 2) == 0 || strncmp(fourcc, "Iv", 2) == 0;
+        return strcmp(fourcc, strstr(effective, ",PQ") ? "IwPQ" : "IwFl") == 0;
+    if (strncmp(effective, "PQ", 2) == 0) return strcmp(fourcc, "IxPq") == 0;
     return strcmp(fourcc, "IxFI") == 0 || strcmp(fourcc, "IxF2") == 0;
 }
 
@@ -767,8 +829,20 @@ static gz_status check_faiss_blob(const uint8_t *b, size_t len, int dim, int64_t
         bad = take_vector(&c, 8, NULL) || take_vector(&c, 4, NULL) || take_vector(&c, 4, NULL) ||
               take_vector(&c, 8, NULL) || take_vector(&c, 4, NULL) || take(&c, NULL, 20) ||
               take_flat(&c, dim, n) || c.left != 0;
-    } else {
-        bad = strncmp(fourcc, "Iw", 2) != 0 && strncmp(fourcc, "Iv", 2) != 0; /* IVF kinds */
+    } else if (strcmp(fourcc, "IxPq") == 0) {
+        /* the quantizer, the codes (bytes), then search_type, encode_signs, polysemous_ht */
+        uint64_t code_size, count;
+        bad = take_pq(&c, dim, &code_size) || take_vector(&c, 1, &count) ||
+              count != (uint64_t)n * code_size || take(&c, NULL, 9) || c.left != 0;
+    } else { /* "IwFl" or "IwPQ" (fourcc_fits): IVF<nlist> as the header says */
+        uint64_t nlist = strtoull(effective + 3, NULL, 10), code_size = (uint64_t)dim * 4;
+        bad = nlist < 1 || nlist > VX_MAX_NLIST || take_ivf_header(&c, dim, nlist);
+        if (!bad && strcmp(fourcc, "IwPQ") == 0) { /* by_residual, code_size, the quantizer */
+            uint64_t stored;
+            bad = take(&c, NULL, 1) || take(&c, &stored, 8) || take_pq(&c, dim, &code_size) ||
+                  stored != code_size;
+        }
+        bad = bad || take_invlists(&c, nlist, code_size, n) || c.left != 0;
     }
     if (bad)
         return GZ_FAIL(GZ_ECORRUPT,

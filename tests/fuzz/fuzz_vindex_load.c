@@ -4,8 +4,9 @@
  *
  * gaze's header carries checksums that random bytes never match (they catch accidents; a
  * hostile file simply recomputes them), so the target wraps the input in a valid header: the
- * first byte picks n (0..7 positions) and the factory (Flat or HNSW8), the next 8 * n bytes are
- * the id table and the rest the FAISS part, all of dimension 4.
+ * first byte picks n (bits 0-2: 0..7 positions) and the factory (bits 3-5: Flat, HNSW8,
+ * IVF2,Flat, IVF2,PQ2, PQ2; Flat past them), the next 8 * n bytes are the id table and the rest
+ * the FAISS part, all of dimension 4.
  * Built with clang only under -DGAZE_FUZZ=ON (see tests/fuzz/CMakeLists.txt); run it with
  *   scripts/fuzz.sh fuzz_vindex_load 60 */
 #include <stdint.h>
@@ -41,7 +42,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     if (size < 1) return 0;
     int64_t n = data[0] & 7, n_dead = 0, dim = 4, model_id = 1, gen = 1;
-    const char *factory = (data[0] & 8) ? "HNSW8" : "Flat";
+    static const char *factories[] = {"Flat", "HNSW8", "IVF2,Flat", "IVF2,PQ2", "PQ2"};
+    int pick = (data[0] >> 3) & 7;
+    const char *factory = factories[pick < 5 ? pick : 0];
     data++;
     size--;
     if (size < (size_t)n * 8) return 0;

@@ -187,7 +187,7 @@ put("fuzz_records", "seed-mixed.jsonl",
     '{"id": "x", "text": null}\n')
 put("fuzz_records", "seed-t.tsv", "id\ttext\n1\ta cat\n2\ta dog\tx\n")
 
-# ---- fuzz_vindex_load (byte 0: n and HNSW bit; n int64 ids; the FAISS part, dim 4) ----
+# ---- fuzz_vindex_load (byte 0: n, bits 3-5 the factory; n int64 ids; the FAISS part, dim 4) ----
 ids = struct.pack("<2q", 7, 9)
 
 
@@ -204,6 +204,24 @@ put("fuzz_vindex_load", "defect-flat-claims-1gib", bytes([2]) + ids + faiss_head
 # an HNSW part whose first array claims 2^40 doubles
 put("fuzz_vindex_load", "defect-hnsw-claims", bytes([2 | 8]) + ids + faiss_header(b"IHNf", 2) +
     struct.pack("<Q", 1 << 40) + b"\0" * 16)
+
+# IVF2,Flat (byte 0: n 2, factory 2): the IVF header, nlist 2 and nprobe 1, a flat quantizer of 2
+# centroids, no direct map, then "ilar" lists of 16-byte codes, one vector in each
+def ivf_flat(sizes):
+    return (bytes([2 | 2 << 3]) + ids + faiss_header(b"IwFl", 2) + struct.pack("<QQ", 2, 1) +
+            faiss_header(b"IxFI", 2) + struct.pack("<Q", 8) + vecs + b"\0" + struct.pack("<Q", 0) +
+            b"ilar" + struct.pack("<QQ", 2, 16) + b"full" + struct.pack("<3Q", 2, *sizes))
+
+
+put("fuzz_vindex_load", "seed-ivf2-flat", ivf_flat((1, 1)) + vecs[:16] + ids[:8] + vecs[16:] +
+    ids[8:])
+# the first list claims 2^28 entries (6 GiB): FAISS sized every list before reading one
+put("fuzz_vindex_load", "defect-ivf-list-claims", ivf_flat((1 << 28, 1)) + vecs[:16] + ids[:8])
+# PQ2 (factory 4): d 4, M 2, 8 bits, 4 x 256 centroids, 2 codes of 2 bytes, then search_type,
+# encode_signs, polysemous_ht; a trained PQ file was refused on load before its layout was walked
+put("fuzz_vindex_load", "seed-pq2", bytes([2 | 4 << 3]) + ids + faiss_header(b"IxPq", 2) +
+    struct.pack("<3Q", 4, 2, 8) + struct.pack("<Q", 1024) + struct.pack("<1024f", *range(1024)) +
+    struct.pack("<Q", 4) + bytes([0, 1, 2, 3]) + struct.pack("<iBi", 0, 0, 0))
 
 # ---- fuzz_factory (the FAISS factory string, dimension 8) ----
 put("fuzz_factory", "defect-hnsw-100000000", "HNSW100000000")  # FAISS built a huge graph
