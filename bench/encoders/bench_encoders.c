@@ -578,7 +578,7 @@ int main(int argc, char **argv) {
      * per forward, as before the arena. Kept until exit, as the pool. */
     bench_cx.scratch = fresh_scratch ? NULL : gz_scratch_new(GZ_SCRATCH_KEEP_BYTES);
     /* timed runs (median) per benchmark; the same counts as torch_ref.py */
-    const int r224 = quick ? 1 : 5, r384 = quick ? 1 : 3, r8 = quick ? 1 : 2;
+    const int r224 = quick ? 1 : 5, r384 = quick ? 1 : 3, r8 = quick ? 1 : 3;
     const int rt1 = quick ? 1 : 10, rt32 = quick ? 1 : 3, ritm = quick ? 1 : 3;
     printf("INFO gaze threads %d openblas core %s config %s\n", bench_cx.n_threads,
            openblas_get_corename(), openblas_get_config());

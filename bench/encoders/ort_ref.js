@@ -143,7 +143,7 @@ async function main() {
     return s;
   };
   // timed runs per benchmark: the same counts as torch_ref.py and bench_encoders.c
-  const [r224, r384, r8, rt1, rt32, ritm] = a.quick ? [1, 1, 1, 1, 1, 1] : [5, 3, 2, 10, 3, 3];
+  const [r224, r384, r8, rt1, rt32, ritm] = a.quick ? [1, 1, 1, 1, 1, 1] : [5, 3, 3, 10, 3, 3];
   const inp = loadSafetensors(path.join(a.models, 'inputs.safetensors'));
   const ortVersion = require('onnxruntime-node/package.json').version;
   console.log(`INFO onnxruntime-node ${ortVersion} threads ${a.threads} inter 1 ` +

@@ -183,7 +183,7 @@ def main():
     torch.set_num_threads(a.threads)
     # timed runs (median) per benchmark; the same counts as bench_encoders.c
     q = a.quick
-    r224, r384, r8, rt1, rt32, ritm = (1,) * 6 if q else (5, 3, 2, 10, 3, 3)
+    r224, r384, r8, rt1, rt32, ritm = (1,) * 6 if q else (5, 3, 3, 10, 3, 3)
     inp = load_st(os.path.join(a.models, "inputs.safetensors"))
     print(f"INFO torch {torch.__version__} threads {torch.get_num_threads()} "
           f"blas {torch.__config__.show().split('BLAS_INFO=')[1].split(',')[0]}", flush=True)
