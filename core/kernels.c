@@ -289,20 +289,29 @@ static void layernorm_range(void *ctx, size_t i0, size_t i1) {
     }
 }
 
+/* A loop of cx's: ranges claimed as threads free up (cx->balance, claims of at least a quarter
+ * of a thread's least share), else the equal fixed ranges. */
+static void cx_for(const gz_compute *cx, size_t n, size_t min_per_thread, gz_range_fn fn,
+                   void *ctx) {
+    if (cx->balance)
+        gz_pool_for_guided(cx->pool, n, min_per_thread, min_per_thread / 4 + 1, cx->n_threads, fn,
+                           ctx);
+    else
+        gz_pool_for(cx->pool, n, min_per_thread, cx->n_threads, fn, ctx);
+}
+
 void gz_layernorm(const gz_compute *cx, float *y, const float *x, const float *w, const float *b,
                   int n, int d, float eps) {
     if (d <= 0 || n <= 0) return;
     ln_args a = {y, x, w, b, d, gz_compute_simd_level(cx), eps, NULL, NULL};
-    gz_pool_for(cx->pool, (size_t)n, GZ_PAR_MIN / (size_t)d + 1, cx->n_threads, layernorm_range,
-                &a);
+    cx_for(cx, (size_t)n, GZ_PAR_MIN / (size_t)d + 1, layernorm_range, &a);
 }
 
 void gz_add_layernorm(const gz_compute *cx, float *acc, const float *add, float *y, const float *w,
                       const float *b, int n, int d, float eps) {
     if (d <= 0 || n <= 0) return;
     ln_args a = {y, acc, w, b, d, gz_compute_simd_level(cx), eps, acc, add};
-    gz_pool_for(cx->pool, (size_t)n, GZ_PAR_MIN / (size_t)d + 1, cx->n_threads, layernorm_range,
-                &a);
+    cx_for(cx, (size_t)n, GZ_PAR_MIN / (size_t)d + 1, layernorm_range, &a);
 }
 
 typedef struct {
@@ -317,7 +326,7 @@ static void add_range(void *ctx, size_t i0, size_t i1) {
 
 void gz_add_cx(const gz_compute *cx, float *y, const float *x, size_t n) {
     add_args a = {y, x};
-    gz_pool_for(cx->pool, n, GZ_PAR_MIN, cx->n_threads, add_range, &a);
+    cx_for(cx, n, GZ_PAR_MIN, add_range, &a);
 }
 
 /* Element-wise activation ids. */
@@ -502,7 +511,7 @@ static void act_range(void *ctx, size_t i0, size_t i1) {
 
 static void act_run(const gz_compute *cx, int op, float *x, size_t n) {
     act_args a = {op, gz_compute_simd_level(cx), x};
-    gz_pool_for(cx->pool, n, 2 * GZ_PAR_MIN, cx->n_threads, act_range, &a);
+    cx_for(cx, n, 2 * GZ_PAR_MIN, act_range, &a);
 }
 
 void gz_gelu(const gz_compute *cx, float *x, size_t n) { act_run(cx, OP_GELU, x, n); }
@@ -682,8 +691,7 @@ static void softmax_range(void *ctx, size_t i0, size_t i1) {
 void gz_softmax_rows(const gz_compute *cx, float *x, int rows, int cols) {
     if (cols <= 0 || rows <= 0) return;
     sm_args a = {x, cols, gz_compute_simd_level(cx)};
-    gz_pool_for(cx->pool, (size_t)rows, GZ_PAR_MIN / (size_t)cols + 1, cx->n_threads, softmax_range,
-                &a);
+    cx_for(cx, (size_t)rows, GZ_PAR_MIN / (size_t)cols + 1, softmax_range, &a);
 }
 
 void gz_l2_normalize(float *x, int n, int d, float eps) {
