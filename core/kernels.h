@@ -54,10 +54,10 @@ typedef struct {
     gz_scratch *scratch;    /* borrowed arena the towers take their forward's scratch from
                                (core/scratch.h), owned like pool; NULL = a fresh mapping per
                                forward */
-    int balance;            /* 1 = the packed products and the attention hand out their work as
-                               threads free up (gz_pool_for_guided), so a thread slowed by the
-                               system does less of it; 0 = equal fixed ranges, kept for
-                               comparison */
+    int balance;            /* 1 = the packed products, the attention, LayerNorm, softmax and the
+                               element-wise passes hand out their work as threads free up
+                               (gz_pool_for_guided), so a thread slowed by the system does less
+                               of it; 0 = equal fixed ranges, kept for comparison */
 } gz_compute;
 
 /* Rows after which the fp32 copies are packed, by default: a ViT-384 image is 577 rows, a

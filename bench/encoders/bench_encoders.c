@@ -17,8 +17,8 @@
  *   --no-pool: threads started per parallel loop instead of the persistent pool (core/threads.h).
  *   --fresh-scratch: a fresh scratch mapping per forward instead of one kept arena
  *   (core/scratch.h).
- *   --static-split: equal fixed ranges per thread in the packed products and the attention
- *   (gz_compute.balance = 0), where by default threads claim ranges as they free up.
+ *   --static-split: equal fixed ranges per thread in every kernel loop (gz_compute.balance = 0),
+ *   where by default threads claim ranges as they free up.
  *   --full-last-layer: every ViT, text and ITM call also returns the token states, so the last
  *   layer runs every row (vit.h, bert.h), where the embeddings or logits alone let it run the
  *   CLS rows only.
