@@ -289,15 +289,18 @@ static void layernorm_range(void *ctx, size_t i0, size_t i1) {
     }
 }
 
-/* A loop of cx's: ranges claimed as threads free up (cx->balance, claims of at least a quarter
- * of a thread's least share), else the equal fixed ranges. */
-static void cx_for(const gz_compute *cx, size_t n, size_t min_per_thread, gz_range_fn fn,
-                   void *ctx) {
+void gz_compute_for(const gz_compute *cx, size_t n, size_t min_per_thread, size_t grain,
+                    gz_range_fn fn, void *ctx) {
     if (cx->balance)
-        gz_pool_for_guided(cx->pool, n, min_per_thread, min_per_thread / 4 + 1, cx->n_threads, fn,
-                           ctx);
+        gz_pool_for_guided(cx->pool, n, min_per_thread, grain, cx->n_threads, fn, ctx);
     else
         gz_pool_for(cx->pool, n, min_per_thread, cx->n_threads, fn, ctx);
+}
+
+/* The element-wise loops claim at least a quarter of a thread's least share. */
+static void cx_for(const gz_compute *cx, size_t n, size_t min_per_thread, gz_range_fn fn,
+                   void *ctx) {
+    gz_compute_for(cx, n, min_per_thread, min_per_thread / 4 + 1, fn, ctx);
 }
 
 void gz_layernorm(const gz_compute *cx, float *y, const float *x, const float *w, const float *b,
@@ -1097,11 +1100,8 @@ static int attention_pairs(const gz_compute *cx, const float *q, int q_stride, c
     a.dh_pad = (Dh + a.W - 1) / a.W * a.W;
     size_t items = (size_t)B * H * a.nqb;
     size_t flops = 4 * (size_t)a.qb * a.tk_pad * a.dh_pad;
-    size_t min_items = GZ_ATTN_PAR_FLOPS / flops + 1;
-    if (cx->balance) /* claims of whole pairs where it can: K is packed once per pair and claim */
-        gz_pool_for_guided(cx->pool, items, min_items, (size_t)a.nqb, cx->n_threads, fa_range, &a);
-    else
-        gz_pool_for(cx->pool, items, min_items, cx->n_threads, fa_range, &a);
+    /* claims of whole (batch, head) pairs where they can: a range packs K once per pair */
+    gz_compute_for(cx, items, GZ_ATTN_PAR_FLOPS / flops + 1, (size_t)a.nqb, fa_range, &a);
     return atomic_load(&failed) ? -1 : 0;
 }
 

@@ -68,6 +68,11 @@ typedef struct {
  * (simd != 0, at the best level the CPU has; GZ_GEMM_PACKED after GZ_PACK_AFTER_ROWS rows) or
  * off (simd == 0); fp32; no scratch limit; balanced loops. */
 gz_compute gz_compute_make(int n_threads, int simd);
+/* A parallel loop of cx's over [0, n) (core/threads.h): on cx's pool, ranges claimed as
+ * threads free up, each at least grain items, when cx->balance (gz_pool_for_guided), else the
+ * equal fixed ranges (gz_pool_for). */
+void gz_compute_for(const gz_compute *cx, size_t n, size_t min_per_thread, size_t grain,
+                    gz_range_fn fn, void *ctx);
 /* The vector level cx's kernels actually run: min(cx->simd, what the CPU supports). */
 int gz_compute_simd_level(const gz_compute *cx);
 

@@ -759,10 +759,7 @@ static void run_packed(const gz_compute *cx, lin_args *a, int split_from, size_t
         min_items = GZ_LINEAR_MIN_BYTES / per_group + 1;
         grain = 1;
     }
-    if (cx->balance)
-        gz_pool_for_guided(cx->pool, items, min_items, grain, cx->n_threads, packed_range, a);
-    else
-        gz_pool_for(cx->pool, items, min_items, cx->n_threads, packed_range, a);
+    gz_compute_for(cx, items, min_items, grain, packed_range, a);
 }
 
 #endif /* GZ_LINEAR_X86 */
